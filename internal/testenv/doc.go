@@ -1,0 +1,23 @@
+// Package testenv starts the real components promoter's tests run against: an in-process
+// distribution/distribution registry, an embedded NATS JetStream server (single node or a
+// cluster), and a kube-apiserver with etcd built by hack/kube-assets.sh.
+//
+// Every helper takes a testing.TB, registers its own cleanup, and fails the test (never
+// skips) when a component cannot be started while CI is set. It must not be imported by
+// non-test code.
+package testenv
+
+import (
+	"os"
+	"testing"
+)
+
+// Require reports a missing component: outside CI the test is skipped with the reason, in CI
+// (the CI environment variable is set) it fails, because a skipped e2e test proves nothing.
+func Require(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("required test component unavailable (CI is set, so this fails): "+format, args...)
+	}
+	t.Skipf("required test component unavailable: "+format, args...)
+}
