@@ -1,0 +1,54 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/daemon"
+)
+
+type serveOptions struct {
+	configFile string
+}
+
+func newServeCmd(g *globalOptions) *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the daemon: webhook receivers, merge, sign and promote",
+		Long: `Run the daemon. It serves the webhook receivers, /healthz and /readyz on --listen and
+Prometheus metrics on --metrics, connects to NATS (or starts an embedded JetStream server in
+--data-dir when nats.url is empty), and works through registry and source events.
+
+Configuration comes from --config (YAML), PROMOTER_* environment variables and flags, in
+increasing order of precedence. An invalid configuration exits non-zero before any port is
+opened, listing every problem with its path.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(config.Input{File: o.configFile, Flags: map[string]*pflag.Flag{
+				"listen":              cmd.Flags().Lookup("listen"),
+				"metrics":             cmd.Flags().Lookup("metrics"),
+				"dataDir":             cmd.Flags().Lookup("data-dir"),
+				"nats.url":            cmd.Flags().Lookup("nats-url"),
+				"auth.insecureNoAuth": cmd.Flags().Lookup("insecure-no-auth"),
+				"logLevel":            cmd.Root().PersistentFlags().Lookup("log-level"),
+			}})
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(cmd.ErrOrStderr(), cfg.LogLevel, cfg.LogFormat)
+			if err != nil {
+				return err
+			}
+			return daemon.Run(cmd.Context(), cfg, daemon.WithLogger(log))
+		},
+	}
+	cmd.Flags().StringVarP(&o.configFile, "config", "c", "", "YAML configuration file")
+	cmd.Flags().String("listen", ":8080", "address of the webhook, /healthz and /readyz server (listen)")
+	cmd.Flags().String("metrics", ":9090", "address of the /metrics server, empty to disable (metrics)")
+	cmd.Flags().String("data-dir", "./data", "directory of the embedded NATS store (dataDir)")
+	cmd.Flags().String("nats-url", "", "NATS server URLs; empty starts an embedded server (nats.url)")
+	cmd.Flags().Bool("insecure-no-auth", false, "accept registry notifications without a bearer token: development only (auth.insecureNoAuth)")
+	return cmd
+}

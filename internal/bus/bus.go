@@ -1,0 +1,284 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrNotReady is returned while the bus is not connected or its streams do not exist yet.
+var ErrNotReady = errors.New("bus not ready")
+
+// Options configures Open. Replicas defaults to 1, Logger to discarding.
+type Options struct {
+	// URL of the NATS servers; empty starts an embedded server storing in StoreDir.
+	URL string
+	// Credentials is a .creds file for URL.
+	Credentials string
+	// StoreDir is the embedded server's JetStream directory.
+	StoreDir string
+	// Listen makes the embedded server accept TCP clients on this address (e.g.
+	// 127.0.0.1:4222) so builder agents in other processes can connect; empty keeps it
+	// in-process only.
+	Listen string
+	// Replicas of streams and the KV bucket.
+	Replicas int
+	// Name identifies this client to the server.
+	Name   string
+	Logger *slog.Logger
+}
+
+// Bus is a JetStream connection with promoter's streams and KV bucket.
+type Bus struct {
+	Conn *nats.Conn
+	JS   jetstream.JetStream
+
+	opts    Options
+	log     *slog.Logger
+	server  *server.Server
+	ensured atomic.Bool
+
+	mu  sync.Mutex
+	kv  jetstream.KeyValue
+	bgc context.CancelFunc
+	bgw sync.WaitGroup
+}
+
+// Open connects to NATS (or starts the embedded server) and creates the streams and KV
+// bucket. When the server cannot be reached it keeps trying in the background, forever,
+// and Ready reports the truth; Open itself fails only on configuration errors.
+func Open(ctx context.Context, opts Options) (*Bus, error) {
+	if opts.Replicas == 0 {
+		opts.Replicas = 1
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Name == "" {
+		opts.Name = "promoter"
+	}
+	b := &Bus{opts: opts, log: opts.Logger}
+	natsOpts := []nats.Option{
+		nats.Name(opts.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			b.log.Warn("nats disconnected", "error", err)
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			b.log.Info("nats reconnected", "url", c.ConnectedUrlRedacted())
+		}),
+	}
+	url := opts.URL
+	if url == "" {
+		ns, err := startEmbedded(opts)
+		if err != nil {
+			return nil, err
+		}
+		b.server = ns
+		if opts.Listen == "" {
+			natsOpts = append(natsOpts, nats.InProcessServer(ns))
+		}
+		url = ns.ClientURL()
+		b.log.Info("started embedded nats-server", "store_dir", opts.StoreDir, "listen", opts.Listen)
+	}
+	if opts.Credentials != "" {
+		natsOpts = append(natsOpts, nats.UserCredentials(opts.Credentials))
+	}
+	nc, err := nats.Connect(url, natsOpts...)
+	if err != nil {
+		b.shutdownServer()
+		return nil, fmt.Errorf("connecting to nats %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		b.shutdownServer()
+		return nil, fmt.Errorf("opening jetstream: %w", err)
+	}
+	b.Conn, b.JS = nc, js
+	bg, cancel := context.WithCancel(context.Background())
+	b.bgc = cancel
+	if err := b.ensure(ctx); err != nil {
+		b.log.Warn("nats streams not ready yet, retrying in the background", "error", err)
+		b.bgw.Add(1)
+		go b.ensureLoop(bg)
+	}
+	return b, nil
+}
+
+func startEmbedded(opts Options) (*server.Server, error) {
+	if opts.StoreDir == "" {
+		return nil, errors.New("embedded nats: a store directory is required")
+	}
+	so := &server.Options{
+		ServerName: "promoter-embedded",
+		JetStream:  true,
+		StoreDir:   opts.StoreDir,
+		NoSigs:     true,
+		NoLog:      true,
+		DontListen: opts.Listen == "",
+	}
+	if opts.Listen != "" {
+		host, port, err := splitHostPort(opts.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats listen address: %w", err)
+		}
+		so.Host, so.Port = host, port
+	}
+	ns, err := server.NewServer(so)
+	if err != nil {
+		return nil, fmt.Errorf("starting embedded nats-server: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded nats-server in %s did not start within 30s", opts.StoreDir)
+	}
+	return ns, nil
+}
+
+// ensure creates or updates the streams and the KV bucket; it is idempotent.
+func (b *Bus) ensure(ctx context.Context) error {
+	ctx, cancel := defaultTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, cfg := range streamConfigs(b.opts.Replicas) {
+		if _, err := b.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("creating stream %s: %w", cfg.Name, err)
+		}
+	}
+	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, revisionsConfig(b.opts.Replicas))
+	if err != nil {
+		return fmt.Errorf("creating KV bucket %s: %w", BucketRevisions, err)
+	}
+	b.mu.Lock()
+	b.kv = kv
+	b.mu.Unlock()
+	b.ensured.Store(true)
+	return nil
+}
+
+func (b *Bus) ensureLoop(ctx context.Context) {
+	defer b.bgw.Done()
+	wait := 500 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		err := b.ensure(ctx)
+		if err == nil {
+			b.log.Info("nats streams ready")
+			return
+		}
+		b.log.Warn("nats streams not ready", "error", err, "retry_in", wait)
+		wait = min(wait*2, 15*time.Second)
+	}
+}
+
+// Ready returns nil when the connection is up and the streams exist, checked against the
+// server, not from memory.
+func (b *Bus) Ready(ctx context.Context) error {
+	if !b.Conn.IsConnected() {
+		return fmt.Errorf("%w: nats %s", ErrNotReady, b.Conn.Status())
+	}
+	if !b.ensured.Load() {
+		return fmt.Errorf("%w: streams not created yet", ErrNotReady)
+	}
+	ctx, cancel := defaultTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := b.JS.Stream(ctx, StreamEvents); err != nil {
+		return fmt.Errorf("%w: stream %s: %v", ErrNotReady, StreamEvents, err)
+	}
+	return nil
+}
+
+// WaitReady blocks until Ready returns nil or ctx ends.
+func (b *Bus) WaitReady(ctx context.Context) error {
+	for {
+		err := b.Ready(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for nats: %w (last: %v)", ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Revisions is the KV bucket of revision state; it fails until the bus is ready.
+func (b *Bus) Revisions() (jetstream.KeyValue, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.kv == nil {
+		return nil, fmt.Errorf("%w: KV bucket %s not created yet", ErrNotReady, BucketRevisions)
+	}
+	return b.kv, nil
+}
+
+// Publish stores v as JSON on subject with msgID as its Nats-Msg-Id, and returns once the
+// stream acknowledged it. duplicate is true when the stream already had that id.
+func (b *Bus) Publish(ctx context.Context, subject, msgID string, v any) (duplicate bool, err error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return false, fmt.Errorf("encoding message for %s: %w", subject, err)
+	}
+	ctx, cancel := defaultTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ack, err := b.JS.Publish(ctx, subject, data, jetstream.WithMsgID(msgID))
+	if err != nil {
+		return false, fmt.Errorf("publishing to %s: %w", subject, err)
+	}
+	return ack.Duplicate, nil
+}
+
+// Close drains the connection (in-flight messages are delivered and acknowledged) and
+// stops the embedded server.
+func (b *Bus) Close() error {
+	b.bgc()
+	b.bgw.Wait()
+	var err error
+	if b.Conn != nil && !b.Conn.IsClosed() {
+		done := make(chan struct{})
+		b.Conn.SetClosedHandler(func(*nats.Conn) { close(done) })
+		if err = b.Conn.Drain(); err == nil {
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				b.Conn.Close()
+			}
+		}
+	}
+	b.shutdownServer()
+	return err
+}
+
+func (b *Bus) shutdownServer() {
+	if b.server != nil {
+		b.server.Shutdown()
+		b.server.WaitForShutdown()
+	}
+}
+
+// defaultTimeout adds a timeout only when the caller set no deadline.
+func defaultTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
+}

@@ -1,0 +1,166 @@
+package config
+
+import (
+	"time"
+)
+
+// Config is the daemon's whole configuration. Field names are the YAML keys; nested keys
+// are also read from PROMOTER_<KEY>_<SUBKEY> environment variables (for example
+// PROMOTER_NATS_URL), except the lists (registries, pipelines), which come from the file.
+type Config struct {
+	// Listen is the address of the webhook server (/v1/events/..., /healthz, /readyz).
+	Listen string `mapstructure:"listen"`
+	// Metrics is the address of the Prometheus /metrics server; empty disables it.
+	Metrics string `mapstructure:"metrics"`
+	// DataDir holds the embedded NATS server's JetStream store.
+	DataDir string `mapstructure:"dataDir"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `mapstructure:"logLevel"`
+	// LogFormat is text or json.
+	LogFormat string `mapstructure:"logFormat"`
+	// ReconcileInterval is how often staging repositories are listed to catch pushes whose
+	// notification was lost.
+	ReconcileInterval time.Duration `mapstructure:"reconcileInterval"`
+
+	NATS       NATS       `mapstructure:"nats"`
+	Events     Events     `mapstructure:"events"`
+	Auth       Auth       `mapstructure:"auth"`
+	Keys       Keys       `mapstructure:"keys"`
+	Sign       Sign       `mapstructure:"sign"`
+	Promote    Promote    `mapstructure:"promote"`
+	Builder    Builder    `mapstructure:"builder"`
+	Registries []Registry `mapstructure:"registries"`
+	Pipelines  []Pipeline `mapstructure:"pipelines"`
+}
+
+// NATS configures the bus connection.
+type NATS struct {
+	// URL of the NATS servers (comma-separated); empty starts an embedded JetStream server
+	// storing in DataDir.
+	URL string `mapstructure:"url"`
+	// Credentials is a NATS .creds file for an external server.
+	Credentials string `mapstructure:"credentials"`
+	// Replicas of the streams and KV bucket (1, or 3 on a NATS cluster).
+	Replicas int `mapstructure:"replicas"`
+}
+
+// Events configures the webhook receivers.
+type Events struct {
+	// MaxBodyBytes is the largest request body accepted; larger ones get 413.
+	MaxBodyBytes int64 `mapstructure:"maxBodyBytes"`
+}
+
+// Auth holds the webhook secrets. Each is a Secret reference.
+type Auth struct {
+	// RegistryToken is the bearer token registries send with notifications.
+	RegistryToken Secret `mapstructure:"registryToken"`
+	GitHub        struct {
+		// Secret is the webhook secret GitHub signs payloads with (X-Hub-Signature-256).
+		Secret Secret `mapstructure:"secret"`
+	} `mapstructure:"github"`
+	GitLab struct {
+		// Token is the X-Gitlab-Token GitLab sends.
+		Token Secret `mapstructure:"token"`
+	} `mapstructure:"gitlab"`
+	Generic struct {
+		// Token is the bearer token of the generic source webhook.
+		Token Secret `mapstructure:"token"`
+	} `mapstructure:"generic"`
+	// InsecureNoAuth accepts registry notifications without a token. Development only.
+	InsecureNoAuth bool `mapstructure:"insecureNoAuth"`
+}
+
+// Keys names the signing and verification keys.
+type Keys struct {
+	// Cosign is the private key: a file path (cosign or PEM format) or k8s://namespace/name.
+	Cosign string `mapstructure:"cosign"`
+	// Password decrypts an encrypted cosign key.
+	Password Secret `mapstructure:"password"`
+	// Public is the public key used to verify before promotion: a file or k8s://namespace/name.
+	Public string `mapstructure:"public"`
+}
+
+// Sign configures how signatures are stored.
+type Sign struct {
+	// Format is "bundle" (sigstore bundle as an OCI referrer, what cosign v3 writes) or
+	// "legacy" (the sha256-<hex>.sig tag).
+	Format string `mapstructure:"format"`
+}
+
+// Promote configures copying to destinations.
+type Promote struct {
+	// Jobs is the number of concurrent requests per registry host.
+	Jobs int `mapstructure:"jobs"`
+	// Timeout bounds one promotion of one destination, retries included.
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// Builder configures the builder agent and the Jobs it creates.
+type Builder struct {
+	// Namespace the agent creates Jobs in.
+	Namespace string `mapstructure:"namespace"`
+	// Platforms the agent builds (os/arch[/variant]).
+	Platforms []string `mapstructure:"platforms"`
+	// Image is the BuildKit rootless image of the default Job.
+	Image string `mapstructure:"image"`
+	// JobTemplate is a file with a Go template of the Job, replacing the default.
+	JobTemplate string `mapstructure:"jobTemplate"`
+	// RegistrySecret is the Secret of type kubernetes.io/dockerconfigjson mounted into Jobs.
+	RegistrySecret string `mapstructure:"registrySecret"`
+	// MaxAttempts is how often a failed build is tried before the revision fails.
+	MaxAttempts int `mapstructure:"maxAttempts"`
+	// Deadline is the Job's activeDeadlineSeconds.
+	Deadline time.Duration `mapstructure:"deadline"`
+	// TTL is the Job's ttlSecondsAfterFinished.
+	TTL time.Duration `mapstructure:"ttl"`
+	// HostUsers false runs builds in a user namespace (clusters with user namespaces).
+	HostUsers bool `mapstructure:"hostUsers"`
+}
+
+// Registry holds per-host options. Credentials come from the docker config and keychains.
+type Registry struct {
+	Host string `mapstructure:"host"`
+	// Insecure allows plain HTTP to this host.
+	Insecure bool `mapstructure:"insecure"`
+}
+
+// Pipeline is one source repository built into one staging repository and promoted.
+type Pipeline struct {
+	Name      string   `mapstructure:"name"`
+	Source    Source   `mapstructure:"source"`
+	Platforms []string `mapstructure:"platforms"`
+	Build     Build    `mapstructure:"build"`
+	// Staging is the repository the builders push arch tags to and the index is merged in.
+	Staging string `mapstructure:"staging"`
+	// ArchTag is the tag pattern of per-platform images ({revision} {os} {arch} {variant}).
+	ArchTag string `mapstructure:"archTag"`
+	// Sign signs the merged index and its children.
+	Sign    bool          `mapstructure:"sign"`
+	Promote []Destination `mapstructure:"promote"`
+}
+
+// Source is the git repository and branch a pipeline follows.
+type Source struct {
+	Repo   string `mapstructure:"repo"`
+	Branch string `mapstructure:"branch"`
+}
+
+// Build says how a pipeline's platforms are built.
+type Build struct {
+	// Executor is "kubernetes" (builder agents run Jobs) or "local" (in-process, development).
+	Executor   string `mapstructure:"executor"`
+	Context    string `mapstructure:"context"`
+	Dockerfile string `mapstructure:"dockerfile"`
+	// Base is the base image of the local executor.
+	Base string `mapstructure:"base"`
+	// Dir is the source tree of the local executor (a directory on the daemon's machine).
+	Dir string `mapstructure:"dir"`
+}
+
+// Destination is one repository a pipeline promotes to.
+type Destination struct {
+	To               string `mapstructure:"to"`
+	RequireSignature bool   `mapstructure:"requireSignature"`
+	// MutableTags may be moved to a new revision (for example latest); no other tag is.
+	MutableTags []string `mapstructure:"mutableTags"`
+}

@@ -1,0 +1,129 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// DefaultBuildKitImage is the pinned BuildKit rootless image of the default build Job.
+const DefaultBuildKitImage = "moby/buildkit:v0.34.2-rootless"
+
+// defaults are every scalar key with its default. Listing each key here is also what lets
+// viper read it from a PROMOTER_* environment variable.
+var defaults = map[string]any{
+	"listen":                 ":8080",
+	"metrics":                ":9090",
+	"dataDir":                "./data",
+	"logLevel":               "info",
+	"logFormat":              "text",
+	"reconcileInterval":      5 * time.Minute,
+	"nats.url":               "",
+	"nats.credentials":       "",
+	"nats.replicas":          1,
+	"events.maxBodyBytes":    int64(1 << 20),
+	"auth.registryToken":     "",
+	"auth.github.secret":     "",
+	"auth.gitlab.token":      "",
+	"auth.generic.token":     "",
+	"auth.insecureNoAuth":    false,
+	"keys.cosign":            "",
+	"keys.password":          "",
+	"keys.public":            "",
+	"sign.format":            "bundle",
+	"promote.jobs":           8,
+	"promote.timeout":        30 * time.Minute,
+	"builder.namespace":      "promoter-builds",
+	"builder.platforms":      []string{},
+	"builder.image":          DefaultBuildKitImage,
+	"builder.jobTemplate":    "",
+	"builder.registrySecret": "registry-credentials",
+	"builder.maxAttempts":    3,
+	"builder.deadline":       time.Hour,
+	"builder.ttl":            time.Hour,
+	"builder.hostUsers":      true,
+}
+
+// ScalarKeys lists every scalar configuration key (the lists registries and pipelines aside).
+func ScalarKeys() []string {
+	keys := make([]string, 0, len(defaults))
+	for k := range defaults {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// EnvName is the environment variable that sets key, e.g. PROMOTER_NATS_URL for nats.url.
+func EnvName(key string) string {
+	return "PROMOTER_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// Input says where Load reads from.
+type Input struct {
+	// File is a YAML file; empty reads none.
+	File string
+	// Flags maps configuration keys to command-line flags; a flag the user set wins over
+	// the environment and the file.
+	Flags map[string]*pflag.Flag
+}
+
+// Load reads the file, the environment and the flags, applies defaults and validates. The
+// error lists every problem, each with its path.
+func Load(src Input) (*Config, error) {
+	v := viper.New()
+	for k, d := range defaults {
+		v.SetDefault(k, d)
+		if err := v.BindEnv(k, EnvName(k)); err != nil {
+			return nil, fmt.Errorf("binding %s: %w", k, err)
+		}
+	}
+	for k, f := range src.Flags {
+		if f == nil || !f.Changed {
+			continue
+		}
+		if err := v.BindPFlag(k, f); err != nil {
+			return nil, fmt.Errorf("binding flag --%s: %w", f.Name, err)
+		}
+	}
+	if src.File != "" {
+		if _, err := os.Stat(src.File); err != nil {
+			return nil, fmt.Errorf("config file: %w", err)
+		}
+		v.SetConfigFile(src.File)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("reading config file %s: %w", src.File, err)
+		}
+	}
+	var c Config
+	var md mapstructure.Metadata
+	if err := v.Unmarshal(&c, func(dc *mapstructure.DecoderConfig) { dc.Metadata = &md }); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", src.File, err)
+	}
+	c.applyDefaults()
+	var ps problems
+	sort.Strings(md.Unused)
+	for _, key := range md.Unused {
+		ps.add(key, "unknown key (misspelt? see the configuration reference in README.md)")
+	}
+	if err := c.validate(ps); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Default is the configuration with no file, environment or flags: what `promoter serve`
+// runs with out of the box.
+func Default() *Config {
+	c, err := Load(Input{})
+	if err != nil {
+		panic(fmt.Sprintf("defaults do not validate: %v", err))
+	}
+	return c
+}

@@ -1,0 +1,290 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+// Problem is one thing wrong with a configuration, at a path such as pipelines[1].platforms[0].
+type Problem struct {
+	Path string
+	Msg  string
+}
+
+func (p Problem) String() string { return p.Path + ": " + p.Msg }
+
+// ValidationError lists every problem found; Load returns it so all of them can be fixed
+// in one go.
+type ValidationError struct {
+	Problems []Problem
+}
+
+func (e *ValidationError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = "  " + p.String()
+	}
+	return fmt.Sprintf("invalid configuration (%d problems):\n%s", len(e.Problems), strings.Join(lines, "\n"))
+}
+
+type problems []Problem
+
+func (ps *problems) add(path, format string, args ...any) {
+	*ps = append(*ps, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+var pipelineName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// applyDefaults fills per-pipeline defaults that viper cannot express for list items.
+func (c *Config) applyDefaults() {
+	for i := range c.Pipelines {
+		p := &c.Pipelines[i]
+		if p.ArchTag == "" {
+			p.ArchTag = types.DefaultArchTag
+		}
+		if p.Build.Executor == "" {
+			p.Build.Executor = "kubernetes"
+		}
+		if p.Build.Context == "" {
+			p.Build.Context = "."
+		}
+		if p.Build.Dockerfile == "" {
+			p.Build.Dockerfile = "Dockerfile"
+		}
+		if p.Source.Branch == "" {
+			p.Source.Branch = "main"
+		}
+	}
+}
+
+// Validate checks the whole configuration and returns a *ValidationError listing every
+// problem, or nil.
+func (c *Config) Validate() error { return c.validate(nil) }
+
+func (c *Config) validate(ps problems) error {
+	checkAddr(&ps, "listen", c.Listen, false)
+	checkAddr(&ps, "metrics", c.Metrics, true)
+	if c.DataDir == "" && c.NATS.URL == "" {
+		ps.add("dataDir", "must be set when nats.url is empty (the embedded server stores there)")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		ps.add("logLevel", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		ps.add("logFormat", "%q is not one of text, json", c.LogFormat)
+	}
+	if c.ReconcileInterval <= 0 {
+		ps.add("reconcileInterval", "must be positive, got %s", c.ReconcileInterval)
+	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		ps.add("nats.replicas", "must be between 1 and 5, got %d", c.NATS.Replicas)
+	}
+	if c.Events.MaxBodyBytes <= 0 {
+		ps.add("events.maxBodyBytes", "must be positive, got %d", c.Events.MaxBodyBytes)
+	}
+	checkSecret(&ps, "auth.registryToken", c.Auth.RegistryToken)
+	checkSecret(&ps, "auth.github.secret", c.Auth.GitHub.Secret)
+	checkSecret(&ps, "auth.gitlab.token", c.Auth.GitLab.Token)
+	checkSecret(&ps, "auth.generic.token", c.Auth.Generic.Token)
+	checkSecret(&ps, "keys.password", c.Keys.Password)
+	switch c.Sign.Format {
+	case "bundle", "legacy":
+	default:
+		ps.add("sign.format", "%q is not one of bundle, legacy", c.Sign.Format)
+	}
+	if c.Promote.Jobs < 1 {
+		ps.add("promote.jobs", "must be at least 1, got %d", c.Promote.Jobs)
+	}
+	if c.Promote.Timeout <= 0 {
+		ps.add("promote.timeout", "must be positive, got %s", c.Promote.Timeout)
+	}
+	c.validateBuilder(&ps)
+	c.validateRegistries(&ps)
+	c.validatePipelines(&ps)
+	if len(ps) > 0 {
+		return &ValidationError{Problems: ps}
+	}
+	return nil
+}
+
+func (c *Config) validateBuilder(ps *problems) {
+	for i, s := range c.Builder.Platforms {
+		if _, err := types.ParsePlatform(s); err != nil {
+			ps.add(fmt.Sprintf("builder.platforms[%d]", i), "%v", err)
+		}
+	}
+	if c.Builder.MaxAttempts < 1 {
+		ps.add("builder.maxAttempts", "must be at least 1, got %d", c.Builder.MaxAttempts)
+	}
+	if c.Builder.Deadline <= 0 {
+		ps.add("builder.deadline", "must be positive, got %s", c.Builder.Deadline)
+	}
+	if c.Builder.TTL < 0 {
+		ps.add("builder.ttl", "must not be negative, got %s", c.Builder.TTL)
+	}
+	if c.Builder.Namespace == "" {
+		ps.add("builder.namespace", "must be set")
+	}
+}
+
+func (c *Config) validateRegistries(ps *problems) {
+	seen := map[string]int{}
+	for i, r := range c.Registries {
+		path := fmt.Sprintf("registries[%d].host", i)
+		switch {
+		case r.Host == "":
+			ps.add(path, "must be set")
+		case strings.ContainsAny(r.Host, "/ "):
+			ps.add(path, "%q must be a host[:port], without scheme or path", r.Host)
+		}
+		if j, dup := seen[r.Host]; dup && r.Host != "" {
+			ps.add(path, "%q is already configured at registries[%d]", r.Host, j)
+		}
+		seen[r.Host] = i
+	}
+}
+
+func (c *Config) validatePipelines(ps *problems) {
+	names := map[string]int{}
+	stagings := map[string]int{}
+	needKey, needPublic := false, false
+	for i, p := range c.Pipelines {
+		at := func(field string) string { return fmt.Sprintf("pipelines[%d].%s", i, field) }
+		if !pipelineName.MatchString(p.Name) {
+			ps.add(at("name"), "%q must be 1-63 lower-case letters, digits or '-'", p.Name)
+		} else if j, dup := names[p.Name]; dup {
+			ps.add(at("name"), "%q is already used by pipelines[%d]", p.Name, j)
+		}
+		names[p.Name] = i
+		if len(p.Platforms) == 0 {
+			ps.add(at("platforms"), "must list at least one platform, e.g. linux/amd64")
+		}
+		var platforms []types.Platform
+		seen := map[string]bool{}
+		for j, s := range p.Platforms {
+			pl, err := types.ParsePlatform(s)
+			if err != nil {
+				ps.add(at(fmt.Sprintf("platforms[%d]", j)), "%v", err)
+				continue
+			}
+			if seen[pl.String()] {
+				ps.add(at(fmt.Sprintf("platforms[%d]", j)), "%s is listed twice", pl)
+			}
+			seen[pl.String()] = true
+			platforms = append(platforms, pl)
+		}
+		if err := types.ArchTag(p.ArchTag).Validate(platforms); err != nil {
+			ps.add(at("archTag"), "%v", err)
+		}
+		if _, err := types.ParseRepository(p.Staging); err != nil {
+			ps.add(at("staging"), "%v", err)
+		} else if j, dup := stagings[p.Staging]; dup {
+			ps.add(at("staging"), "%s is already the staging repository of pipelines[%d]", p.Staging, j)
+		}
+		stagings[p.Staging] = i
+		switch p.Build.Executor {
+		case "kubernetes":
+			if p.Source.Repo == "" {
+				ps.add(at("source.repo"), "must be set: the kubernetes executor builds from the git repository")
+			}
+		case "local":
+			if p.Build.Dir == "" {
+				ps.add(at("build.dir"), "must be set: the local executor builds the source tree in this directory")
+			}
+		default:
+			ps.add(at("build.executor"), "%q is not one of kubernetes, local", p.Build.Executor)
+		}
+		dests := map[string]int{}
+		for j, d := range p.Promote {
+			dp := at(fmt.Sprintf("promote[%d].to", j))
+			if _, err := types.ParseRepository(d.To); err != nil {
+				ps.add(dp, "%v", err)
+			} else if d.To == p.Staging {
+				ps.add(dp, "%s is the staging repository itself", d.To)
+			} else if k, dup := dests[d.To]; dup {
+				ps.add(dp, "%s is already promote[%d]", d.To, k)
+			}
+			dests[d.To] = j
+			if d.RequireSignature {
+				needPublic = true
+				if !p.Sign {
+					ps.add(at(fmt.Sprintf("promote[%d].requireSignature", j)), "requires sign: true on the pipeline, or nothing would ever be promoted")
+				}
+			}
+		}
+		needKey = needKey || p.Sign
+	}
+	if needKey && c.Keys.Cosign == "" {
+		ps.add("keys.cosign", "must be set: a pipeline has sign: true")
+	}
+	if needPublic && c.Keys.Public == "" && c.Keys.Cosign == "" {
+		ps.add("keys.public", "must be set: a destination has requireSignature: true")
+	}
+}
+
+func checkAddr(ps *problems, path, addr string, optional bool) {
+	if addr == "" {
+		if !optional {
+			ps.add(path, "must be set, e.g. :8080")
+		}
+		return
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		ps.add(path, "%q is not host:port: %v", addr, err)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		ps.add(path, "%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+}
+
+func checkSecret(ps *problems, path string, s Secret) {
+	if !s.IsSet() {
+		return
+	}
+	if _, err := s.Resolve(); err != nil {
+		ps.add(path, "%s: %v", s, err)
+	}
+}
+
+// PlatformList parses the pipeline's platforms; call it only on a validated Config.
+func (p Pipeline) PlatformList() []types.Platform {
+	out := make([]types.Platform, 0, len(p.Platforms))
+	for _, s := range p.Platforms {
+		if pl, err := types.ParsePlatform(s); err == nil {
+			out = append(out, pl)
+		}
+	}
+	return out
+}
+
+// Pipeline finds a pipeline by name.
+func (c *Config) Pipeline(name string) (Pipeline, bool) {
+	for _, p := range c.Pipelines {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Pipeline{}, false
+}
+
+// InsecureHosts lists the registries configured for plain HTTP.
+func (c *Config) InsecureHosts() []string {
+	var hosts []string
+	for _, r := range c.Registries {
+		if r.Insecure {
+			hosts = append(hosts, r.Host)
+		}
+	}
+	return hosts
+}

@@ -1,0 +1,101 @@
+// Package metrics owns promoter's Prometheus collectors. The binary creates one Metrics on
+// its own registry and hands it to every component; libraries default to Discard() so they
+// never touch a global registry.
+//
+// Names follow promoter_<subsystem>_<name>_<unit>; every label has a bounded set of values
+// (no digests, tags or revisions as labels).
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds every promoter collector.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// EventsReceived counts webhook events by source (registry, github, gitlab, generic),
+	// action (push, pull, mount, delete, ...) and outcome (kept, ignored, duplicate, rejected).
+	EventsReceived *prometheus.CounterVec
+	// MergeDuration observes the time from "all platforms present" to the index pushed.
+	MergeDuration prometheus.Histogram
+	// Revisions is the number of revisions in each phase, as last seen by this replica.
+	Revisions *prometheus.GaugeVec
+	// ImmutabilityViolations counts refused attempts to move an immutable tag.
+	ImmutabilityViolations prometheus.Counter
+	// Merges counts merge attempts by outcome (merged, exists, failed, conflicted).
+	Merges *prometheus.CounterVec
+	// SignTotal counts signing by outcome (signed, failed).
+	SignTotal *prometheus.CounterVec
+	// SignDuration observes signing an index and its children.
+	SignDuration prometheus.Histogram
+	// PromoteBytes counts blob bytes by mode (uploaded, mounted, skipped).
+	PromoteBytes *prometheus.CounterVec
+	// PromoteDuration observes one promotion of one destination.
+	PromoteDuration prometheus.Histogram
+	// Promotions counts promotions of one destination by outcome (promoted, skipped, immutable, failed).
+	Promotions *prometheus.CounterVec
+	// BuildsDispatched counts build requests by platform and outcome (dispatched, duplicate, exists).
+	BuildsDispatched *prometheus.CounterVec
+	// Builds counts finished build attempts by platform and outcome (succeeded, failed, gave_up).
+	Builds *prometheus.CounterVec
+}
+
+// New registers every collector, plus the Go and process collectors, on reg.
+func New(reg *prometheus.Registry) *Metrics {
+	durations := []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
+	m := &Metrics{
+		Registry: reg,
+		EventsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promoter_events_received_total",
+			Help: "Webhook events received, by source (registry, github, gitlab, generic), action and outcome (kept, ignored, duplicate, rejected).",
+		}, []string{"source", "action", "outcome"}),
+		MergeDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "promoter_merge_duration_seconds", Help: "Time to merge a complete revision into an index and push it.",
+			Buckets: durations,
+		}),
+		Revisions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "promoter_revisions", Help: "Revisions by state (building, waiting, merged, signed, promoted, failed, conflicted).",
+		}, []string{"state"}),
+		ImmutabilityViolations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "promoter_immutability_violations_total", Help: "Refused attempts to move an immutable tag (revision index or arch tag, destination tag).",
+		}),
+		Merges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promoter_merges_total", Help: "Merge attempts by outcome (merged, exists, failed, conflicted).",
+		}, []string{"outcome"}),
+		SignTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promoter_sign_total", Help: "Signing of a revision (index and children) by outcome (signed, failed).",
+		}, []string{"outcome"}),
+		SignDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "promoter_sign_duration_seconds", Help: "Time to sign an index and its children.", Buckets: durations,
+		}),
+		PromoteBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promoter_promote_bytes_total", Help: "Blob bytes handled by promotions, by mode (uploaded, mounted, skipped).",
+		}, []string{"mode"}),
+		PromoteDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "promoter_promote_duration_seconds", Help: "Time to promote a revision to one destination.", Buckets: durations,
+		}),
+		Promotions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promoter_promotions_total", Help: "Promotions of one destination by outcome (promoted, skipped, immutable, unsigned, failed).",
+		}, []string{"outcome"}),
+		BuildsDispatched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promoter_builds_dispatched_total", Help: "Build requests by platform and outcome (dispatched, duplicate, exists).",
+		}, []string{"platform", "outcome"}),
+		Builds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promoter_builds_total", Help: "Finished build attempts by platform and outcome (succeeded, failed, gave_up).",
+		}, []string{"platform", "outcome"}),
+	}
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.EventsReceived, m.MergeDuration, m.Revisions, m.ImmutabilityViolations, m.Merges,
+		m.SignTotal, m.SignDuration, m.PromoteBytes, m.PromoteDuration, m.Promotions,
+		m.BuildsDispatched, m.Builds,
+	)
+	return m
+}
+
+// Discard returns collectors on a private registry nobody scrapes: the default for
+// libraries and tests that do not look at metrics.
+func Discard() *Metrics { return New(prometheus.NewRegistry()) }

@@ -1,0 +1,140 @@
+// Package state stores each revision's progress (platforms seen, index, signatures,
+// promotions) in the bus's JetStream KV bucket and changes it only by compare-and-swap, so
+// several daemon replicas can share the work and a restarted one resumes where it stopped.
+//
+// It must not decide what a change means: callers pass a function that edits the revision.
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+// ErrNotFound is returned by Get for a revision with no state yet.
+var ErrNotFound = errors.New("revision state not found")
+
+// ErrNoChange, returned by an update function, leaves the stored state as it is.
+var ErrNoChange = errors.New("no change")
+
+// Store is the revision state bucket.
+type Store struct {
+	kv  jetstream.KeyValue
+	now func() time.Time
+}
+
+// New wraps a KV bucket (bus.Bus.Revisions()).
+func New(kv jetstream.KeyValue) *Store {
+	return &Store{kv: kv, now: time.Now}
+}
+
+// Key is the KV key of a revision: "<pipeline>.<revision>".
+func Key(pipeline, revision string) string { return pipeline + "." + revision }
+
+// Get reads a revision's state.
+func (s *Store) Get(ctx context.Context, pipeline, revision string) (*types.Revision, error) {
+	r, _, err := s.get(ctx, pipeline, revision)
+	return r, err
+}
+
+func (s *Store) get(ctx context.Context, pipeline, revision string) (*types.Revision, uint64, error) {
+	e, err := s.kv.Get(ctx, Key(pipeline, revision))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading state of %s/%s: %w", pipeline, revision, err)
+	}
+	var r types.Revision
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return nil, 0, fmt.Errorf("decoding state of %s/%s: %w", pipeline, revision, err)
+	}
+	return &r, e.Revision(), nil
+}
+
+// Update applies fn to the current state (a new Revision when there is none) and writes
+// the result only if nobody wrote in between; otherwise it reads again and retries. fn
+// may run several times and must only edit the revision it is given. When fn returns
+// ErrNoChange nothing is written and the current state is returned with a nil error; any
+// other error is returned as it is.
+func (s *Store) Update(ctx context.Context, pipeline, revision string, fn func(*types.Revision) error) (*types.Revision, error) {
+	for attempt := 0; ; attempt++ {
+		cur, seq, err := s.get(ctx, pipeline, revision)
+		if errors.Is(err, ErrNotFound) {
+			cur = &types.Revision{Pipeline: pipeline, Revision: revision, Platforms: map[string]types.PlatformState{}}
+		} else if err != nil {
+			return nil, err
+		}
+		if cur.Platforms == nil {
+			cur.Platforms = map[string]types.PlatformState{}
+		}
+		if err := fn(cur); err != nil {
+			if errors.Is(err, ErrNoChange) {
+				return cur, nil
+			}
+			return cur, err
+		}
+		cur.Updated = s.now().UTC()
+		data, err := json.Marshal(cur)
+		if err != nil {
+			return nil, fmt.Errorf("encoding state of %s/%s: %w", pipeline, revision, err)
+		}
+		key := Key(pipeline, revision)
+		if seq == 0 {
+			_, err = s.kv.Create(ctx, key, data)
+		} else {
+			_, err = s.kv.Update(ctx, key, data, seq)
+		}
+		if err == nil {
+			return cur, nil
+		}
+		if !isConflict(err) {
+			return nil, fmt.Errorf("writing state of %s/%s: %w", pipeline, revision, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("writing state of %s/%s: %w", pipeline, revision, err)
+		}
+		// Another replica wrote first: back off a little, growing, and try again.
+		time.Sleep(time.Duration(min(attempt+1, 20)) * 5 * time.Millisecond)
+	}
+}
+
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		return true
+	}
+	return errors.Is(err, jetstream.ErrKeyExists)
+}
+
+// List returns every stored revision, optionally of one pipeline only.
+func (s *Store) List(ctx context.Context, pipeline string) ([]*types.Revision, error) {
+	lister, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing revision state: %w", err)
+	}
+	defer lister.Stop()
+	var out []*types.Revision
+	for key := range lister.Keys() {
+		p, rev, ok := strings.Cut(key, ".")
+		if !ok || (pipeline != "" && p != pipeline) {
+			continue
+		}
+		r, err := s.Get(ctx, p, rev)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
