@@ -117,6 +117,9 @@ func isConflict(err error) bool {
 // List returns every stored revision, optionally of one pipeline only.
 func (s *Store) List(ctx context.Context, pipeline string) ([]*types.Revision, error) {
 	lister, err := s.kv.ListKeys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listing revision state: %w", err)
 	}

@@ -1,0 +1,159 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
+)
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(Input{})
+	if err != nil {
+		t.Fatalf("Load with no input: %v", err)
+	}
+	if c.Listen != ":8080" || c.Metrics != ":9090" || c.DataDir != "./data" || c.NATS.URL != "" {
+		t.Errorf("defaults: got listen=%q metrics=%q dataDir=%q nats.url=%q", c.Listen, c.Metrics, c.DataDir, c.NATS.URL)
+	}
+	if c.ReconcileInterval != 5*time.Minute || c.Events.MaxBodyBytes != 1<<20 || c.Sign.Format != "bundle" {
+		t.Errorf("defaults: got reconcileInterval=%s maxBodyBytes=%d sign.format=%q", c.ReconcileInterval, c.Events.MaxBodyBytes, c.Sign.Format)
+	}
+}
+
+func TestLoadFullFile(t *testing.T) {
+	t.Setenv("TEST_REGISTRY_TOKEN", "tok")
+	t.Setenv("TEST_COSIGN_PASSWORD", "pw")
+	c, err := Load(Input{File: "testdata/full.yaml"})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	p, ok := c.Pipeline("web")
+	if !ok {
+		t.Fatal("pipeline web not found")
+	}
+	want := Pipeline{
+		Name:      "web",
+		Source:    Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
+		Platforms: []string{"linux/amd64", "linux/arm64", "linux/arm/v7"},
+		Build:     Build{Executor: "kubernetes", Context: ".", Dockerfile: "Dockerfile"},
+		Staging:   "staging.example:5000/acme/web",
+		ArchTag:   "{revision}-{arch}{variant}",
+		Sign:      true,
+		Promote:   []Destination{{To: "prod.example/acme/web", RequireSignature: true, MutableTags: []string{"latest"}}},
+	}
+	if diff := cmp.Diff(want, p); diff != "" {
+		t.Errorf("pipeline (-want +got):\n%s", diff)
+	}
+	if c.NATS.Replicas != 3 || c.Promote.Jobs != 4 || c.Promote.Timeout != 10*time.Minute || c.ReconcileInterval != time.Minute {
+		t.Errorf("scalars: got %+v %+v %s", c.NATS, c.Promote, c.ReconcileInterval)
+	}
+	if got := c.InsecureHosts(); !cmp.Equal(got, []string{"staging.example:5000"}) {
+		t.Errorf("InsecureHosts: got %v", got)
+	}
+	for _, tc := range []struct {
+		s    Secret
+		want string
+	}{{c.Auth.RegistryToken, "tok"}, {c.Auth.GitHub.Secret, "s3cret"}, {c.Auth.GitLab.Token, "inline-token"}, {c.Keys.Password, "pw"}} {
+		got, err := tc.s.Resolve()
+		if err != nil || got != tc.want {
+			t.Errorf("Resolve(%s): got %q, %v; want %q", tc.s, got, err, tc.want)
+		}
+	}
+}
+
+func TestLoadInvalidListsEveryProblemWithPath(t *testing.T) {
+	_, err := Load(Input{File: "testdata/invalid.yaml"})
+	var verr *ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("got %v, want *ValidationError", err)
+	}
+	got := map[string]bool{}
+	for _, p := range verr.Problems {
+		got[p.Path] = true
+	}
+	for _, path := range []string{
+		"listen", "logLevel", "reconcileInterval", "sign.format", "registries[0].host",
+		"pipelines[0].name", "pipelines[0].platforms[0]", "pipelines[0].platforms[2]",
+		"pipelines[0].staging", "pipelines[0].archTag", "pipelines[0].promote[0].to",
+		"pipelines[0].promote[0].requireSignature", "pipelines[0].colour", "pipelines[0].source.repo",
+		"pipelines[1].archTag", "pipelines[1].build.executor", "keys.public",
+	} {
+		if !got[path] {
+			t.Errorf("no problem reported at %s; got:\n%v", path, err)
+		}
+	}
+	if !strings.Contains(err.Error(), `pipelines[0].platforms[0]: "linux/arm65" is not a known platform`) {
+		t.Errorf("message does not name the bad platform with its path:\n%v", err)
+	}
+}
+
+func TestEnvironmentAndFlagPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(file, []byte("listen: 127.0.0.1:1000\nmetrics: 127.0.0.1:2000\nnats: {url: nats://file:4222}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PROMOTER_METRICS", "127.0.0.1:3000")
+	t.Setenv("PROMOTER_NATS_URL", "nats://env:4222")
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	fs.String("nats-url", "", "")
+	fs.String("listen", ":8080", "")
+	if err := fs.Parse([]string{"--nats-url=nats://flag:4222"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(Input{File: file, Flags: map[string]*pflag.Flag{"nats.url": fs.Lookup("nats-url"), "listen": fs.Lookup("listen")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, got, want string }{
+		{"listen (file; flag unset keeps the file value)", c.Listen, "127.0.0.1:1000"},
+		{"metrics (env beats file)", c.Metrics, "127.0.0.1:3000"},
+		{"nats.url (flag beats env)", c.NATS.URL, "nats://flag:4222"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	t.Setenv("TEST_SECRET", "hunter2")
+	for _, s := range []Secret{"hunter2", "env:TEST_SECRET"} {
+		for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %s %#v", s, s, s), s.LogValue().String()} {
+			if strings.Contains(out, "hunter2") {
+				t.Errorf("secret %s printed its value: %q", s.String(), out)
+			}
+		}
+	}
+}
+
+func TestSecretResolveErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		s    Secret
+		want string
+	}{
+		{"unset env", "env:PROMOTER_TEST_NOT_SET", "PROMOTER_TEST_NOT_SET is not set"},
+		{"missing file", "file:/nonexistent/secret", "reading secret file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.s.Resolve()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	if got := EnvName("auth.github.secret"); got != "PROMOTER_AUTH_GITHUB_SECRET" {
+		t.Errorf("got %s", got)
+	}
+}
