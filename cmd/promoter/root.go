@@ -35,6 +35,7 @@ its signatures to each destination. Each step is also a subcommand.`,
 	// commands: one line each, in help order.
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newServeCmd(g))
+	root.AddCommand(newStatusCmd(g))
 	return root
 }
 

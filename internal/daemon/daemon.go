@@ -26,6 +26,7 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 
 // routes registers the webhook receivers.
 func (d *daemon) routes(mux *http.ServeMux) error {
+	d.statusRoutes(mux)
 	return nil
 }
 
