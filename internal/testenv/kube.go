@@ -1,0 +1,313 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Kube is a real kube-apiserver backed by a real etcd, both on loopback. Nothing runs pods:
+// tests play the node by updating Job status themselves.
+type Kube struct {
+	// URL is the apiserver's https://127.0.0.1:PORT.
+	URL string
+	// Token is the bearer token of the admin user (group system:masters).
+	Token string
+	// Config is an admin rest.Config; Client is a clientset on it.
+	Config *rest.Config
+	Client kubernetes.Interface
+
+	dir    string
+	tokens map[string]string
+}
+
+// KubeUsers are the non-admin users the token file defines, with no groups and so no
+// permissions until a test binds a Role to them.
+var KubeUsers = []string{"builder", "alice"}
+
+// StartKube starts etcd and kube-apiserver from the binaries hack/kube-assets.sh builds
+// ($PROMOTER_KUBE_ASSETS, else the script is run), the way controller-runtime's envtest
+// runs them, and stops both when the test ends.
+func StartKube(t testing.TB) *Kube {
+	t.Helper()
+	assets, err := kubeAssets()
+	if err != nil {
+		Require(t, "kube-apiserver/etcd binaries: %v", err)
+	}
+	dir := t.TempDir()
+	k := &Kube{dir: dir, Token: randomHex(16), tokens: map[string]string{}}
+
+	etcdURL, err := startEtcd(t, assets, dir)
+	if err != nil {
+		Require(t, "etcd: %v", err)
+	}
+	port := freePort(t)
+	k.URL = fmt.Sprintf("https://127.0.0.1:%d", port)
+	if err := k.writeAuthFiles(); err != nil {
+		t.Fatalf("kube auth files: %v", err)
+	}
+	args := []string{
+		"--etcd-servers=" + etcdURL,
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		fmt.Sprintf("--secure-port=%d", port),
+		"--cert-dir=" + filepath.Join(dir, "certs"),
+		"--service-account-key-file=" + filepath.Join(dir, "sa.key"),
+		"--service-account-signing-key-file=" + filepath.Join(dir, "sa.key"),
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--token-auth-file=" + filepath.Join(dir, "tokens.csv"),
+		"--authorization-mode=RBAC",
+		"--service-cluster-ip-range=10.0.0.0/24",
+		"--allow-privileged=true",
+		"--disable-admission-plugins=ServiceAccount",
+		"--enable-priority-and-fairness=false",
+		"--endpoint-reconciler-type=none",
+	}
+	cmd, logf, err := startProcess(t, filepath.Join(assets, "kube-apiserver"), filepath.Join(dir, "kube-apiserver.log"), args...)
+	if err != nil {
+		Require(t, "kube-apiserver: %v", err)
+	}
+	if err := k.waitReady(60*time.Second, cmd); err != nil {
+		Require(t, "kube-apiserver not ready: %v\n%s", err, tail(logf, 30))
+	}
+	k.Config = k.configFor(k.Token)
+	k.Client, err = kubernetes.NewForConfig(k.Config)
+	if err != nil {
+		t.Fatalf("kube client: %v", err)
+	}
+	return k
+}
+
+// UserConfig is a rest.Config authenticating as one of KubeUsers.
+func (k *Kube) UserConfig(t testing.TB, user string) *rest.Config {
+	t.Helper()
+	tok, ok := k.tokens[user]
+	if !ok {
+		t.Fatalf("no kube user %q; the token file defines %v", user, KubeUsers)
+	}
+	return k.configFor(tok)
+}
+
+// Kubeconfig writes a kubeconfig for the admin user and returns its path, for CLIs such
+// as helm or promoter builder --kubeconfig.
+func (k *Kube) Kubeconfig(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(k.dir, "kubeconfig")
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {server: %q, insecure-skip-tls-verify: true}
+users:
+- name: admin
+  user: {token: %q}
+contexts:
+- name: test
+  context: {cluster: test, user: admin, namespace: default}
+current-context: test
+`, k.URL, k.Token)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func (k *Kube) configFor(token string) *rest.Config {
+	return &rest.Config{
+		Host:            k.URL,
+		BearerToken:     token,
+		TLSClientConfig: rest.TLSClientConfig{Insecure: true},
+		QPS:             100,
+		Burst:           200,
+	}
+}
+
+func (k *Kube) writeAuthFiles() error {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	if err := os.WriteFile(filepath.Join(k.dir, "sa.key"), pemKey, 0o600); err != nil {
+		return err
+	}
+	// token,user,uid,"group1,group2"
+	lines := []string{fmt.Sprintf(`%s,admin,admin,"system:masters"`, k.Token)}
+	for _, u := range KubeUsers {
+		k.tokens[u] = randomHex(16)
+		lines = append(lines, fmt.Sprintf("%s,%s,%s", k.tokens[u], u, u))
+	}
+	return os.WriteFile(filepath.Join(k.dir, "tokens.csv"), []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+}
+
+func (k *Kube) waitReady(timeout time.Duration, cmd *exec.Cmd) error {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		if cmd.ProcessState != nil {
+			return fmt.Errorf("exited: %s", cmd.ProcessState)
+		}
+		req, _ := http.NewRequest(http.MethodGet, k.URL+"/readyz", nil)
+		req.Header.Set("Authorization", "Bearer "+k.Token)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("no ready answer within %s (last: %s)", timeout, last)
+}
+
+func startEtcd(t testing.TB, assets, dir string) (string, error) {
+	client, peer := freePort(t), freePort(t)
+	clientURL := fmt.Sprintf("http://127.0.0.1:%d", client)
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
+	cmd, logf, err := startProcess(t, filepath.Join(assets, "etcd"), filepath.Join(dir, "etcd.log"),
+		"--name=default",
+		"--data-dir="+filepath.Join(dir, "etcd"),
+		"--listen-client-urls="+clientURL,
+		"--advertise-client-urls="+clientURL,
+		"--listen-peer-urls="+peerURL,
+		"--initial-advertise-peer-urls="+peerURL,
+		"--initial-cluster=default="+peerURL,
+		"--unsafe-no-fsync=true",
+	)
+	if err != nil {
+		return "", err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if cmd.ProcessState != nil {
+			return "", fmt.Errorf("etcd exited: %s\n%s", cmd.ProcessState, tail(logf, 20))
+		}
+		resp, err := http.Get(clientURL + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return clientURL, nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return "", fmt.Errorf("etcd not healthy within 30s\n%s", tail(logf, 20))
+}
+
+// startProcess runs bin in its own process group with output to logPath, killed (with its
+// group) when the test ends.
+func startProcess(t testing.TB, bin, logPath string, args ...string) (*exec.Cmd, string, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, "", fmt.Errorf("starting %s: %w", bin, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+		logFile.Close()
+	})
+	return cmd, logPath, nil
+}
+
+// kubeAssets finds the binaries: $PROMOTER_KUBE_ASSETS, else the directory
+// hack/kube-assets.sh prints (building them on first use, ~10 minutes cold).
+func kubeAssets() (string, error) {
+	if d := os.Getenv("PROMOTER_KUBE_ASSETS"); d != "" {
+		for _, b := range []string{"kube-apiserver", "etcd"} {
+			if !isExecutable(filepath.Join(d, b)) {
+				return "", fmt.Errorf("PROMOTER_KUBE_ASSETS=%s has no executable %s (run hack/kube-assets.sh)", d, b)
+			}
+		}
+		return d, nil
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "hack", "kube-assets.sh"))
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("hack/kube-assets.sh: %v\n%s", err, lastLines(stderr.String(), 20))
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return lastLines(string(b), n)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
