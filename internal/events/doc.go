@@ -1,0 +1,9 @@
+// Package events owns promoter's HTTP receivers: registry notifications
+// (POST /v1/events/registry) and source push webhooks (POST /v1/events/source/{github,gitlab,generic}).
+//
+// A receiver authenticates the request, bounds and decodes the body, keeps only what a
+// pipeline cares about, and publishes it to the bus with the event's own id as the message
+// id. It answers 2xx only after the bus acknowledged every kept event, so a 2xx means the
+// event is durable; it publishes nothing from a body it rejects. It must not act on events
+// (merging, building): consumers of the bus do that.
+package events

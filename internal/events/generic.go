@@ -1,0 +1,54 @@
+package events
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// GenericPush is the body of POST /v1/events/source/generic.
+type GenericPush struct {
+	// ID de-duplicates deliveries; when empty, one is derived from pipeline and revision.
+	ID       string `json:"id,omitempty"`
+	Repo     string `json:"repo"`
+	Ref      string `json:"ref"` // refs/heads/<branch> or just <branch>
+	Revision string `json:"revision"`
+}
+
+func (r *Receiver) generic(w http.ResponseWriter, req *http.Request) {
+	if r.secrets.GenericToken == "" {
+		r.rejectSource(w, req, "generic", reject(http.StatusNotFound, "generic source webhooks are not enabled: set auth.generic.token"))
+		return
+	}
+	if err := checkBearer(req, r.secrets.GenericToken, "auth.generic.token"); err != nil {
+		r.rejectSource(w, req, "generic", err)
+		return
+	}
+	body, err := readBody(w, req, r.maxBody, jsonMediaType)
+	if err != nil {
+		r.rejectSource(w, req, "generic", err)
+		return
+	}
+	var p GenericPush
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		r.rejectSource(w, req, "generic", reject(http.StatusBadRequest, `decoding body: %v (want {"repo", "ref", "revision", "id"?})`, err))
+		return
+	}
+	var missing []string
+	for _, f := range []struct{ name, v string }{{"repo", p.Repo}, {"ref", p.Ref}, {"revision", p.Revision}} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		r.rejectSource(w, req, "generic", reject(http.StatusBadRequest, "missing %s", strings.Join(missing, ", ")))
+		return
+	}
+	ref := p.Ref
+	if !strings.HasPrefix(ref, "refs/") {
+		ref = "refs/heads/" + ref
+	}
+	r.publishSource(w, req, "generic", push{delivery: p.ID, repos: []string{p.Repo}, ref: ref, revision: p.Revision})
+}

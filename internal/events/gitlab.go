@@ -1,0 +1,64 @@
+package events
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// gitlabPush holds the fields of GitLab's Push Hook payload promoter reads.
+type gitlabPush struct {
+	ObjectKind string `json:"object_kind"`
+	Ref        string `json:"ref"`
+	After      string `json:"after"`
+	Project    struct {
+		GitHTTPURL string `json:"git_http_url"`
+		GitSSHURL  string `json:"git_ssh_url"`
+		WebURL     string `json:"web_url"`
+	} `json:"project"`
+	Repository struct {
+		GitHTTPURL string `json:"git_http_url"`
+		GitSSHURL  string `json:"git_ssh_url"`
+		Homepage   string `json:"homepage"`
+	} `json:"repository"`
+}
+
+func (r *Receiver) gitlab(w http.ResponseWriter, req *http.Request) {
+	if r.secrets.GitLabToken == "" {
+		r.rejectSource(w, req, "gitlab", reject(http.StatusNotFound, "GitLab webhooks are not enabled: set auth.gitlab.token"))
+		return
+	}
+	tok := req.Header.Get("X-Gitlab-Token")
+	if tok == "" {
+		r.rejectSource(w, req, "gitlab", reject(http.StatusUnauthorized, "missing X-Gitlab-Token; set the webhook's secret token in GitLab to auth.gitlab.token"))
+		return
+	}
+	if !equal(tok, r.secrets.GitLabToken) {
+		r.rejectSource(w, req, "gitlab", reject(http.StatusUnauthorized, "wrong X-Gitlab-Token; it must equal auth.gitlab.token"))
+		return
+	}
+	body, err := readBody(w, req, r.maxBody, jsonMediaType)
+	if err != nil {
+		r.rejectSource(w, req, "gitlab", err)
+		return
+	}
+	if ev := req.Header.Get("X-Gitlab-Event"); ev != "Push Hook" {
+		r.ignoreSource(w, "gitlab", "event "+ev)
+		return
+	}
+	var p gitlabPush
+	if err := json.Unmarshal(body, &p); err != nil {
+		r.rejectSource(w, req, "gitlab", reject(http.StatusBadRequest, "decoding GitLab push payload: %v", err))
+		return
+	}
+	if p.ObjectKind != "push" || p.Ref == "" || p.After == "" {
+		r.rejectSource(w, req, "gitlab", reject(http.StatusBadRequest, "GitLab payload is not a push (object_kind %q) or has no ref/after", p.ObjectKind))
+		return
+	}
+	r.publishSource(w, req, "gitlab", push{
+		delivery: req.Header.Get("X-Gitlab-Event-UUID"),
+		repos: []string{p.Project.GitHTTPURL, p.Project.GitSSHURL, p.Project.WebURL,
+			p.Repository.GitHTTPURL, p.Repository.GitSSHURL, p.Repository.Homepage},
+		ref:      p.Ref,
+		revision: p.After,
+	})
+}

@@ -1,0 +1,119 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/metrics"
+)
+
+// Publisher stores a message durably, de-duplicated by msgID. internal/bus.Bus is one.
+type Publisher interface {
+	Publish(ctx context.Context, subject, msgID string, v any) (duplicate bool, err error)
+}
+
+// Secrets are the resolved webhook credentials; an empty one disables that receiver.
+type Secrets struct {
+	RegistryToken  string
+	GitHubSecret   string
+	GitLabToken    string
+	GenericToken   string
+	InsecureNoAuth bool // accept registry notifications without a token
+}
+
+// ResolveSecrets reads the secret references of the configuration.
+func ResolveSecrets(a config.Auth) (Secrets, error) {
+	s := Secrets{InsecureNoAuth: a.InsecureNoAuth}
+	for _, f := range []struct {
+		key string
+		ref config.Secret
+		dst *string
+	}{
+		{"auth.registryToken", a.RegistryToken, &s.RegistryToken},
+		{"auth.github.secret", a.GitHub.Secret, &s.GitHubSecret},
+		{"auth.gitlab.token", a.GitLab.Token, &s.GitLabToken},
+		{"auth.generic.token", a.Generic.Token, &s.GenericToken},
+	} {
+		if !f.ref.IsSet() {
+			continue
+		}
+		v, err := f.ref.Resolve()
+		if err != nil {
+			return Secrets{}, fmt.Errorf("%s (%s): %w", f.key, f.ref, err)
+		}
+		*f.dst = v
+	}
+	return s, nil
+}
+
+// Option changes a Receiver.
+type Option func(*Receiver) error
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(r *Receiver) error { r.log = l; return nil } }
+
+// WithMetrics sets the collectors (default: metrics.Discard()).
+func WithMetrics(m *metrics.Metrics) Option {
+	return func(r *Receiver) error { r.metrics = m; return nil }
+}
+
+// WithMaxBodyBytes bounds request bodies (default 1 MiB); larger ones get 413.
+func WithMaxBodyBytes(n int64) Option {
+	return func(r *Receiver) error {
+		if n <= 0 {
+			return fmt.Errorf("max body bytes must be positive, got %d", n)
+		}
+		r.maxBody = n
+		return nil
+	}
+}
+
+// WithClock sets the time source for received timestamps (default time.Now).
+func WithClock(now func() time.Time) Option {
+	return func(r *Receiver) error { r.now = now; return nil }
+}
+
+// Receiver serves the webhook endpoints.
+type Receiver struct {
+	pipelines []pipeline
+	secrets   Secrets
+	pub       Publisher
+	log       *slog.Logger
+	metrics   *metrics.Metrics
+	maxBody   int64
+	now       func() time.Time
+}
+
+// New builds a receiver for the given pipelines (from a validated configuration).
+func New(pipelines []config.Pipeline, secrets Secrets, pub Publisher, opts ...Option) (*Receiver, error) {
+	r := &Receiver{
+		secrets: secrets,
+		pub:     pub,
+		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		metrics: metrics.Discard(),
+		maxBody: 1 << 20,
+		now:     time.Now,
+	}
+	for _, o := range opts {
+		if err := o(r); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range pipelines {
+		r.pipelines = append(r.pipelines, newPipeline(p))
+	}
+	return r, nil
+}
+
+// Register mounts the endpoints on mux.
+func (r *Receiver) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/events/registry", r.registry)
+	mux.HandleFunc("POST /v1/events/source/github", r.github)
+	mux.HandleFunc("POST /v1/events/source/gitlab", r.gitlab)
+	mux.HandleFunc("POST /v1/events/source/generic", r.generic)
+}

@@ -1,0 +1,76 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// Summary is the body of a 2xx answer.
+type Summary struct {
+	Accepted   int `json:"accepted"`
+	Ignored    int `json:"ignored"`
+	Duplicates int `json:"duplicates"`
+}
+
+// httpError is a rejection with its status and a message that says what to fix.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func reject(status int, format string, args ...any) error {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// fail answers an error: its own status for rejections, 503 with Retry-After for anything
+// else (the bus did not acknowledge), so the sender retries and nothing is lost.
+func fail(w http.ResponseWriter, err error) int {
+	var he *httpError
+	if errors.As(err, &he) {
+		writeJSON(w, he.status, map[string]string{"error": he.msg})
+		return he.status
+	}
+	w.Header().Set("Retry-After", "5")
+	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "event not stored, retry: " + err.Error()})
+	return http.StatusServiceUnavailable
+}
+
+// readBody enforces the content type and the size limit and returns the whole body.
+func readBody(w http.ResponseWriter, req *http.Request, max int64, types ...string) ([]byte, error) {
+	ct := req.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || !contains(types, mt) {
+		return nil, reject(http.StatusUnsupportedMediaType, "content type %q is not accepted here; send one of %s", ct, strings.Join(types, ", "))
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, max))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, reject(http.StatusRequestEntityTooLarge, "body is larger than %d bytes (events.maxBodyBytes)", max)
+	}
+	if err != nil {
+		return nil, reject(http.StatusBadRequest, "reading body: %v", err)
+	}
+	return body, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
