@@ -27,4 +27,5 @@ log "unit tests (-race)"
 go test -race -count=1 -timeout 20m $(go list ./... | grep -v -e /e2e -e /charts)
 
 log "end-to-end tests"
-go test -count=1 -timeout 40m ./e2e/... ./charts/...
+# go list names only directories that hold Go packages, so a pattern never fails for lack of one.
+go test -count=1 -timeout 40m $(go list ./... | grep -e /e2e -e /charts)
