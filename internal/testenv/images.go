@@ -1,0 +1,112 @@
+package testenv
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// PlatformImage returns a small random image whose config names platform ("os/arch[/variant]")
+// and the given created time. Tests build images in-process: nothing can be pulled.
+func PlatformImage(t testing.TB, platform string, created time.Time) v1.Image {
+	t.Helper()
+	img, err := random.Image(512, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	parts := strings.Split(platform, "/")
+	cf.OS, cf.Architecture, cf.Variant = parts[0], parts[1], ""
+	if len(parts) > 2 {
+		cf.Variant = parts[2]
+	}
+	cf.Created = v1.Time{Time: created.UTC()}
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// BuildKitIndex wraps img the way BuildKit pushes a single-platform build with provenance:
+// an index holding the image and an unknown/unknown attestation manifest that refers to it.
+func BuildKitIndex(t testing.TB, img v1.Image) v1.ImageIndex {
+	t.Helper()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// BuildKit's attestation config says unknown/unknown too.
+	acf, err := att.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	acf = acf.DeepCopy()
+	acf.OS, acf.Architecture = "unknown", "unknown"
+	if att, err = mutate.ConfigFile(att, acf); err != nil {
+		t.Fatal(err)
+	}
+	att = mutate.MediaType(att, types.OCIManifestSchema1)
+	att = mutate.ConfigMediaType(att, types.OCIConfigJSON)
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	return mutate.AppendManifests(idx,
+		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: cf.Platform()}},
+		mutate.IndexAddendum{Add: att, Descriptor: v1.Descriptor{
+			Platform: &v1.Platform{OS: "unknown", Architecture: "unknown"},
+			Annotations: map[string]string{
+				"vnd.docker.reference.type":   "attestation-manifest",
+				"vnd.docker.reference.digest": d.String(),
+			},
+		}},
+	)
+}
+
+// Push writes an image or index to ref, a tag or digest reference on a test registry.
+func Push(t testing.TB, ref string, v remote.Taggable) {
+	t.Helper()
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch x := v.(type) {
+	case v1.ImageIndex:
+		err = remote.WriteIndex(r, x)
+	case v1.Image:
+		err = remote.Write(r, x)
+	default:
+		err = remote.Tag(r.Context().Tag(r.Identifier()), v)
+	}
+	if err != nil {
+		t.Fatalf("pushing %s: %v", ref, err)
+	}
+}
+
+// Digest is v's digest as a string.
+func Digest(t testing.TB, v interface{ Digest() (v1.Hash, error) }) string {
+	t.Helper()
+	d, err := v.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
