@@ -79,7 +79,7 @@ func (m *Merger) HandlePush(ctx context.Context, ev types.RegistryPush) (*types.
 		case r.Phase == types.PhaseFailed:
 			// A corrected image was pushed for a revision that failed its platform check:
 			// try again with it.
-			r.Phase, r.Reason = types.PhaseWaiting, ""
+			r.Phase, r.Reason, r.MergeStarted = types.PhaseWaiting, "", time.Time{}
 		}
 		ps.Digest = ev.Digest
 		r.Platforms[key] = ps
@@ -105,6 +105,14 @@ func (m *Merger) HandlePush(ctx context.Context, ev types.RegistryPush) (*types.
 
 var errSkip = errors.New("skip")
 
+// ErrInProgress says another replica claimed the merge of the revision moments ago. The
+// caller should retry later (the daemon redelivers the push), so that a replica that dies
+// mid-merge does not leave the revision unmerged.
+var ErrInProgress = errors.New("merge in progress on another replica")
+
+// claimTTL is how long a merge claim holds; merges take seconds.
+const claimTTL = time.Minute
+
 // initPlatforms fills in the platforms a new revision expects, with their arch tags.
 func initPlatforms(p config.Pipeline, r *types.Revision) {
 	for _, pl := range p.PlatformList() {
@@ -128,6 +136,10 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p config.Pipeline, rev *ty
 		// Pinned by digest (the tag may move), named with the tag for error messages.
 		children = append(children, Child{Ref: types.Repository(p.Staging).Tag(ps.Tag) + "@" + ps.Digest, Platform: pl})
 	}
+	rev, claimed, err := m.claim(ctx, p, rev.Revision)
+	if err != nil || !claimed {
+		return rev, err
+	}
 	log := m.log().With("pipeline", p.Name, "repo", p.Staging, "revision", rev.Revision)
 	target := types.Repository(p.Staging).Tag(rev.Revision)
 	start := time.Now()
@@ -139,6 +151,7 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p config.Pipeline, rev *ty
 	}
 	if err != nil {
 		m.metrics().Merges.WithLabelValues("error").Inc()
+		m.release(ctx, p, rev.Revision)
 		return nil, fmt.Errorf("merging %s: %w", target, err)
 	}
 	outcome, err := Push(ctx, m.Registry, target, res)
@@ -151,6 +164,7 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p config.Pipeline, rev *ty
 	}
 	if err != nil {
 		m.metrics().Merges.WithLabelValues("error").Inc()
+		m.release(ctx, p, rev.Revision)
 		return nil, err
 	}
 	m.metrics().Merges.WithLabelValues(string(outcome)).Inc()
@@ -163,13 +177,42 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p config.Pipeline, rev *ty
 	return m.finish(ctx, p, rev, types.PhaseMerged, "", res.Digest)
 }
 
+// claim marks the revision as being merged by this replica.
+func (m *Merger) claim(ctx context.Context, p config.Pipeline, revision string) (*types.Revision, bool, error) {
+	claimed := false
+	rev, err := m.Store.Update(ctx, p.Name, revision, func(r *types.Revision) error {
+		claimed = false
+		if r.Index != "" || r.Phase == types.PhaseFailed || r.Phase == types.PhaseConflicted {
+			return state.ErrNoChange
+		}
+		if !r.MergeStarted.IsZero() && time.Since(r.MergeStarted) < claimTTL {
+			return ErrInProgress
+		}
+		r.MergeStarted, claimed = time.Now().UTC(), true
+		return nil
+	})
+	return rev, claimed, err
+}
+
 // finish records the end of a merge attempt.
 func (m *Merger) finish(ctx context.Context, p config.Pipeline, rev *types.Revision, phase types.Phase, reason, index string) (*types.Revision, error) {
 	return m.Store.Update(ctx, p.Name, rev.Revision, func(r *types.Revision) error {
 		if r.Index != "" {
 			return state.ErrNoChange // another replica recorded it first
 		}
-		r.Phase, r.Reason, r.Index = phase, reason, index
+		r.Phase, r.Reason, r.Index, r.MergeStarted = phase, reason, index, time.Time{}
+		return nil
+	})
+}
+
+// release drops this replica's claim after a transient failure, so a retry need not wait
+// for the claim to expire.
+func (m *Merger) release(ctx context.Context, p config.Pipeline, revision string) {
+	_, _ = m.Store.Update(ctx, p.Name, revision, func(r *types.Revision) error {
+		if r.MergeStarted.IsZero() {
+			return state.ErrNoChange
+		}
+		r.MergeStarted = time.Time{}
 		return nil
 	})
 }
@@ -219,7 +262,7 @@ func (m *Merger) Reconcile(ctx context.Context, p config.Pipeline) error {
 			errs = append(errs, err)
 			continue
 		}
-		if err := m.reconcileRevision(ctx, p, rev, found[rev]); err != nil {
+		if err := m.reconcileRevision(ctx, p, rev, found[rev]); err != nil && !errors.Is(err, ErrInProgress) {
 			errs = append(errs, fmt.Errorf("%s: %w", rev, err))
 		}
 	}

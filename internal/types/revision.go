@@ -46,6 +46,9 @@ type Revision struct {
 	// Platforms is keyed by Platform.String().
 	Platforms  map[string]PlatformState `json:"platforms"`
 	Index      string                   `json:"index,omitempty"`
+	// MergeStarted is set by the replica that claimed the merge, so that only one replica
+	// writes the index; a claim older than a minute is considered abandoned.
+	MergeStarted time.Time `json:"mergeStarted,omitzero"`
 	Signed     bool                     `json:"signed,omitempty"`
 	Promotions map[string]Promotion     `json:"promotions,omitempty"`
 	Updated    time.Time                `json:"updated"`
