@@ -35,7 +35,13 @@ its signatures to each destination. Each step is also a subcommand.`,
 	// commands: one line each, in help order.
 	root.AddCommand(newVersionCmd())
 	root.AddCommand(newServeCmd(g))
+	root.AddCommand(newBuilderCmd(g))
 	root.AddCommand(newStatusCmd(g))
+	root.AddCommand(newMergeCmd(g))
+	root.AddCommand(newSignCmd(g))
+	root.AddCommand(newVerifyCmd(g))
+	root.AddCommand(newKeygenCmd(g))
+	root.AddCommand(newPromoteCmd(g))
 	return root
 }
 

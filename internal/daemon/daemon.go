@@ -1,19 +1,20 @@
 package daemon
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/events"
 )
 
 // daemon is one running instance: configuration, options and the bus.
 type daemon struct {
-	cfg *config.Config
-	o   *options
-	bus *bus.Bus
+	cfg   *config.Config
+	o     *options
+	bus   *bus.Bus
+	steps *steps
 }
 
 func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
@@ -24,14 +25,18 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
-// routes registers the webhook receivers.
+// routes registers the webhook receivers and the status endpoints.
 func (d *daemon) routes(mux *http.ServeMux) error {
+	secrets, err := events.ResolveSecrets(d.cfg.Auth)
+	if err != nil {
+		return err
+	}
+	rcv, err := events.New(d.cfg.Pipelines, secrets, d.bus,
+		events.WithLogger(d.o.log), events.WithMetrics(d.o.metrics), events.WithMaxBodyBytes(d.cfg.Events.MaxBodyBytes))
+	if err != nil {
+		return err
+	}
+	rcv.Register(mux)
 	d.statusRoutes(mux)
-	return nil
-}
-
-// runWorkers runs the bus consumers until ctx ends.
-func (d *daemon) runWorkers(ctx context.Context) error {
-	<-ctx.Done()
 	return nil
 }

@@ -33,6 +33,10 @@ func Run(ctx context.Context, cfg *config.Config, opts ...Option) error {
 	if err := checkAuth(cfg, o); err != nil {
 		return err
 	}
+	st, err := newSteps(ctx, cfg, o)
+	if err != nil {
+		return err
+	}
 	// Listen first so a port conflict fails before anything else starts.
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -63,11 +67,15 @@ func Run(ctx context.Context, cfg *config.Config, opts ...Option) error {
 		}
 	}()
 
-	d := &daemon{cfg: cfg, o: o, bus: b}
+	d := &daemon{cfg: cfg, o: o, bus: b, steps: st}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", d.readyz)
 	if err := d.routes(mux); err != nil {
+		lis.Close()
+		if mlis != nil {
+			mlis.Close()
+		}
 		return err
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -15,11 +15,13 @@ func checkBearer(req *http.Request, want, configKey string) error {
 	if h == "" {
 		return reject(http.StatusUnauthorized, "missing Authorization: Bearer token; send the token configured as %s", configKey)
 	}
-	got, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok {
-		return reject(http.StatusUnauthorized, "Authorization header is not a Bearer token")
+	// The scheme is case-insensitive (RFC 9110 §11.1): registries send whatever the
+	// endpoint's headers in their configuration say, "bearer" included.
+	scheme, got, _ := strings.Cut(h, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return reject(http.StatusUnauthorized, "Authorization header is not a Bearer token; send the token configured as %s", configKey)
 	}
-	if !equal(got, want) {
+	if !equal(strings.TrimSpace(got), want) {
 		return reject(http.StatusUnauthorized, "wrong bearer token; it must equal %s", configKey)
 	}
 	return nil
@@ -48,6 +50,10 @@ func checkGitHubSignature(req *http.Request, body []byte, secret string) error {
 	return nil
 }
 
+// equal compares secrets in constant time. subtle.ConstantTimeCompare returns at once when
+// the lengths differ, which tells a caller the secret's length; comparing fixed-size digests
+// does not.
 func equal(a, b string) bool {
-	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
 }

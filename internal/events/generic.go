@@ -1,7 +1,6 @@
 package events
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 )
@@ -30,9 +29,7 @@ func (r *Receiver) generic(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	var p GenericPush
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
+	if err := decodeJSON(body, &p, true); err != nil {
 		r.rejectSource(w, req, "generic", reject(http.StatusBadRequest, `decoding body: %v (want {"repo", "ref", "revision", "id"?})`, err))
 		return
 	}

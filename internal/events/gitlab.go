@@ -55,10 +55,21 @@ func (r *Receiver) gitlab(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.publishSource(w, req, "gitlab", push{
-		delivery: req.Header.Get("X-Gitlab-Event-UUID"),
+		delivery: gitlabDelivery(req.Header),
 		repos: []string{p.Project.GitHTTPURL, p.Project.GitSSHURL, p.Project.WebURL,
 			p.Repository.GitHTTPURL, p.Repository.GitSSHURL, p.Repository.Homepage},
 		ref:      p.Ref,
 		revision: p.After,
 	})
+}
+
+// gitlabDelivery is the id that de-duplicates a GitLab delivery. Idempotency-Key (GitLab
+// 17.4+) is documented to stay the same when GitLab retries or a user resends a delivery;
+// X-Gitlab-Event-UUID is not (it is a recursion-detection id), so it is only the fallback
+// for servers that do not send Idempotency-Key.
+func gitlabDelivery(h http.Header) string {
+	if k := h.Get("Idempotency-Key"); k != "" {
+		return k
+	}
+	return h.Get("X-Gitlab-Event-UUID")
 }

@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -91,6 +92,10 @@ type Receiver struct {
 
 // New builds a receiver for the given pipelines (from a validated configuration).
 func New(pipelines []config.Pipeline, secrets Secrets, pub Publisher, opts ...Option) (*Receiver, error) {
+	if pub == nil {
+		// Without it every kept event would panic mid-request instead of failing here.
+		return nil, errors.New("events receiver: a publisher (the bus) is required")
+	}
 	r := &Receiver{
 		secrets: secrets,
 		pub:     pub,

@@ -1,9 +1,7 @@
 package events
 
 import (
-	"encoding/json"
 	"net/http"
-	"strings"
 
 	"github.com/distribution/distribution/v3/notifications"
 	"github.com/opencontainers/go-digest"
@@ -96,12 +94,8 @@ func (r *Receiver) decodeRegistry(w http.ResponseWriter, req *http.Request) ([]r
 // classifyRegistry decodes an envelope and decides, for each event, whether it is kept.
 func (r *Receiver) classifyRegistry(body []byte) ([]registryOutcome, error) {
 	var env envelope
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	if err := dec.Decode(&env); err != nil {
+	if err := decodeJSON(body, &env, false); err != nil {
 		return nil, reject(http.StatusBadRequest, "decoding notification envelope: %v", err)
-	}
-	if dec.More() {
-		return nil, reject(http.StatusBadRequest, "decoding notification envelope: data after the JSON object")
 	}
 	if env.Events == nil {
 		return nil, reject(http.StatusBadRequest, `decoding notification envelope: no "events" array`)

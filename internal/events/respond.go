@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,6 +65,23 @@ func readBody(w http.ResponseWriter, req *http.Request, max int64, types ...stri
 		return nil, reject(http.StatusBadRequest, "reading body: %v", err)
 	}
 	return body, nil
+}
+
+// decodeJSON decodes exactly one JSON value of body into v. Anything after it is an error
+// (json.Decoder.More does not see a stray "}" or "]"), so a body is understood whole or
+// rejected.
+func decodeJSON(body []byte, v any, disallowUnknownFields bool) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if disallowUnknownFields {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON object")
+	}
+	return nil
 }
 
 func contains(list []string, s string) bool {

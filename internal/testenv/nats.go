@@ -125,3 +125,7 @@ func freePort(t testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// FreePort is a loopback TCP port nobody listens on right now, for components whose
+// address must be known before they start (a registry named in a daemon's config).
+func FreePort(t testing.TB) int { return freePort(t) }

@@ -1,0 +1,678 @@
+// Package charts tests the Helm chart in charts/promoter with the real helm binary and a
+// real kube-apiserver: lint, golden `helm template` output, schema rejections, a Strict
+// server-side dry-run of every rendered object, and Pod Security admission of every pod.
+package charts
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
+
+	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/testenv"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml from the current helm template output")
+
+const (
+	chartDir = "promoter"
+	release  = "promoter"
+	// namespace is the release namespace of every render.
+	namespace = "promoter"
+)
+
+// valueSets are the renders under test: the defaults, everything switched on, and the
+// remaining branches (external NATS with credentials, no token, unmanaged namespace).
+var valueSets = []struct {
+	name   string
+	values string // file under testdata, or "" for the chart defaults
+}{
+	{name: "default"},
+	{name: "full", values: "testdata/values-full.yaml"},
+	{name: "external", values: "testdata/values-external.yaml"},
+}
+
+// helm runs the real helm binary offline with a private HOME, so no user or CI
+// configuration (repositories, plugins, kubeconfig) leaks into the result.
+type helm struct {
+	bin  string
+	home string
+}
+
+func newHelm(t *testing.T) helm {
+	t.Helper()
+	return helm{bin: testenv.Tool(t, "helm"), home: t.TempDir()}
+}
+
+func (h helm) run(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, h.bin, args...)
+	cmd.Env = []string{
+		"HOME=" + h.home,
+		"PATH=" + os.Getenv("PATH"),
+		"XDG_CACHE_HOME=" + filepath.Join(h.home, "cache"),
+		"XDG_CONFIG_HOME=" + filepath.Join(h.home, "config"),
+		"XDG_DATA_HOME=" + filepath.Join(h.home, "data"),
+		"KUBECONFIG=" + filepath.Join(h.home, "no-kubeconfig"),
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// template renders the chart with the given values files.
+func (h helm) template(t *testing.T, valuesFiles ...string) (string, error) {
+	t.Helper()
+	args := []string{"template", release, chartDir, "--namespace", namespace}
+	for _, f := range valuesFiles {
+		args = append(args, "--values", f)
+	}
+	out, stderr, err := h.run(t, args...)
+	if err != nil {
+		return out, fmt.Errorf("helm %s: %v\n%s", strings.Join(args, " "), err, stderr)
+	}
+	return out, nil
+}
+
+func valuesArgs(file string) []string {
+	if file == "" {
+		return nil
+	}
+	return []string{file}
+}
+
+func TestLint(t *testing.T) {
+	h := newHelm(t)
+	for _, vs := range valueSets {
+		t.Run(vs.name, func(t *testing.T) {
+			args := []string{"lint", "--strict", chartDir, "--namespace", namespace}
+			if vs.values != "" {
+				args = append(args, "--values", vs.values)
+			}
+			out, stderr, err := h.run(t, args...)
+			if err != nil {
+				t.Fatalf("helm %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr)
+			}
+			if want := "1 chart(s) linted, 0 chart(s) failed"; !strings.Contains(out, want) {
+				t.Errorf("helm lint output does not say %q:\n%s", want, out)
+			}
+		})
+	}
+}
+
+func TestTemplateGolden(t *testing.T) {
+	h := newHelm(t)
+	for _, vs := range valueSets {
+		t.Run(vs.name, func(t *testing.T) {
+			got, err := h.template(t, valuesArgs(vs.values)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", vs.name+".golden.yaml")
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run `go test ./charts/ -run TestTemplateGolden -update` to create it)", err)
+			}
+			if diff := cmp.Diff(string(want), got); diff != "" {
+				t.Errorf("helm template differs from %s (-want +got); if the change is intended, rerun with -update:\n%s", golden, diff)
+			}
+		})
+	}
+}
+
+// TestRenderedConfigLoads feeds the ConfigMaps the chart renders to the real config
+// loader, with the referenced Secret files present, so a chart key the daemon does not know
+// (or a value it rejects) fails here rather than in a crash-looping pod.
+func TestRenderedConfigLoads(t *testing.T) {
+	h := newHelm(t)
+	for _, vs := range valueSets {
+		t.Run(vs.name, func(t *testing.T) {
+			out, err := h.template(t, valuesArgs(vs.values)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs := decodeObjects(t, out)
+			var n int
+			for _, o := range objs {
+				if o.GetKind() != "ConfigMap" {
+					continue
+				}
+				n++
+				text, _, _ := unstructured.NestedString(o.Object, "data", "config.yaml")
+				if strings.Contains(text, "${") {
+					t.Errorf("ConfigMap %s holds an unexpanded placeholder:\n%s", o.GetName(), text)
+				}
+				assertNoSecretValues(t, o.GetName(), text)
+				cfg := loadRendered(t, text)
+				if cfg.NATS.URL == "" {
+					t.Errorf("ConfigMap %s: nats.url is empty; every replica would start its own embedded server", o.GetName())
+				}
+				if cfg.Builder.Namespace == "" {
+					t.Errorf("ConfigMap %s: builder.namespace is empty", o.GetName())
+				}
+			}
+			if n == 0 {
+				t.Fatal("no ConfigMap rendered")
+			}
+		})
+	}
+}
+
+// secretRef matches the Secret references the chart writes: file:/etc/promoter/...
+var secretRef = regexp.MustCompile(`file:(/etc/promoter/[^\s"']+)`)
+
+// assertNoSecretValues checks every secret-typed key holds a file: reference, never a value.
+func assertNoSecretValues(t *testing.T, name, text string) {
+	t.Helper()
+	var m map[string]any
+	if err := yaml.Unmarshal([]byte(text), &m); err != nil {
+		t.Fatalf("ConfigMap %s: config.yaml is not YAML: %v", name, err)
+	}
+	for _, path := range [][]string{
+		{"auth", "registryToken"}, {"auth", "github", "secret"}, {"auth", "gitlab", "token"},
+		{"auth", "generic", "token"}, {"keys", "password"},
+	} {
+		v, found, _ := unstructured.NestedFieldNoCopy(m, path...)
+		if !found {
+			continue
+		}
+		s, _ := v.(string)
+		if !strings.HasPrefix(s, "file:/etc/promoter/") {
+			t.Errorf("ConfigMap %s: %s = %q, want a file:/etc/promoter/... reference", name, strings.Join(path, "."), s)
+		}
+	}
+}
+
+// loadRendered writes the rendered config with /etc/promoter/ moved into a temp dir, creates
+// the Secret files it refers to, and loads it with config.Load.
+func loadRendered(t *testing.T, text string) *config.Config {
+	t.Helper()
+	root := t.TempDir()
+	text = strings.ReplaceAll(text, "/etc/promoter/", root+"/")
+	for _, m := range secretRef.FindAllStringSubmatch(text, -1) {
+		p := strings.TrimPrefix(m[0], "file:")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("s3cret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(root, "config.yaml")
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(config.Input{File: file})
+	if err != nil {
+		t.Fatalf("the daemon would refuse the rendered config: %v\n%s", err, text)
+	}
+	return cfg
+}
+
+func TestSchemaRejectsWrongValues(t *testing.T) {
+	h := newHelm(t)
+	tests := []struct {
+		name   string
+		values string
+		// want are substrings of helm's error, which must name the key and the problem.
+		want []string
+	}{
+		{
+			name:   "replicas not a number",
+			values: `daemon: {replicas: "two"}`,
+			want:   []string{"values don't meet the specifications of the schema", "daemon", "replicas", "integer"},
+		},
+		{
+			name:   "unknown log level",
+			values: `config: {logLevel: verbose}`,
+			want:   []string{"logLevel", "verbose", "debug"},
+		},
+		{
+			name:   "pull policy",
+			values: `image: {pullPolicy: Sometimes}`,
+			want:   []string{"pullPolicy", "IfNotPresent"},
+		},
+		{
+			name:   "builder group without platforms",
+			values: `builder: {groups: [{name: arm}]}`,
+			want:   []string{"groups", "platforms"},
+		},
+		{
+			name:   "platform without architecture",
+			values: `builder: {groups: [{name: arm, platforms: [linux]}]}`,
+			want:   []string{"platforms", "linux"},
+		},
+		{
+			name:   "duration",
+			values: `config: {promote: {timeout: 30 minutes}}`,
+			want:   []string{"timeout", "30 minutes"},
+		},
+		{
+			name:   "key the chart owns",
+			values: `config: {listen: ":80"}`,
+			want:   []string{"config", "listen"},
+		},
+		{
+			name:   "secret value in the config",
+			values: `config: {auth: {registryToken: hunter2}}`,
+			want:   []string{"auth", "registryToken"},
+		},
+		{
+			name:   "misspelt top-level key",
+			values: `replicaCount: 3`,
+			want:   []string{"replicaCount"},
+		},
+		{
+			name:   "pipeline without staging",
+			values: `config: {pipelines: [{name: web, platforms: [linux/amd64]}]}`,
+			want:   []string{"pipelines", "staging"},
+		},
+		// Cross-field rules the chart checks with fail, each with what to do about it.
+		{
+			name:   "no NATS at all",
+			values: `nats: {url: ""}`,
+			want:   []string{"nats.url is empty", "nats.embedded.enabled=true"},
+		},
+		{
+			name:   "replicated streams on the single-node server",
+			values: `{nats: {embedded: {enabled: true}}, config: {nats: {replicas: 3}}}`,
+			want:   []string{"config.nats.replicas is 3", "single node"},
+		},
+		{
+			name:   "signing pipeline without keys",
+			values: `config: {pipelines: [{name: web, platforms: [linux/amd64], staging: r.example/web, source: {repo: https://git.example/web.git}, sign: true}]}`,
+			want:   []string{"config.pipelines[0] (web) has sign: true", "signing.existingSecret"},
+		},
+		{
+			name:   "no registry token",
+			values: `webhooks: {registryTokenKey: ""}`,
+			want:   []string{"webhooks.registryTokenKey is empty", "insecureNoAuth"},
+		},
+		{
+			name:   "duplicate group",
+			values: `builder: {groups: [{name: a, platforms: [linux/amd64]}, {name: a, platforms: [linux/arm64]}]}`,
+			want:   []string{`"a" is used twice`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "values.yaml")
+			if err := os.WriteFile(file, []byte(tt.values+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, err := h.template(t, file)
+			if err == nil {
+				t.Fatalf("helm template accepted %s; rendered:\n%s", tt.values, out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// TestKubeDryRun sends every object of every render to a real kube-apiserver as a Strict
+// server-side dry-run (unknown or mistyped fields are errors), then checks Pod Security
+// admission on the pods the workloads would create.
+func TestKubeDryRun(t *testing.T) {
+	h := newHelm(t)
+	renders := map[string][]*unstructured.Unstructured{}
+	for _, vs := range valueSets {
+		out, err := h.template(t, valuesArgs(vs.values)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		renders[vs.name] = decodeObjects(t, out)
+	}
+
+	k := testenv.StartKube(t)
+	ctx := t.Context()
+	cfg := rest.CopyConfig(k.Config)
+	warnings := &warningRecorder{}
+	cfg.WarningHandler = warnings
+	kc := newKubeClient(t, cfg)
+
+	// The CRD-backed kind needs its CRD; the release namespace must exist for real.
+	kc.create(t, ctx, readObject(t, "testdata/servicemonitor-crd.yaml"), false)
+	kc.waitForKind(t, ctx, schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"})
+	kc.create(t, ctx, namespaceObject(namespace, nil), false)
+	// The full values name a PriorityClass, which the cluster must provide.
+	kc.create(t, ctx, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "scheduling.k8s.io/v1",
+		"kind":       "PriorityClass",
+		"metadata":   map[string]any{"name": "promoter-critical"},
+		"value":      int64(100000),
+	}}, false)
+
+	for _, vs := range valueSets {
+		t.Run(vs.name, func(t *testing.T) {
+			objs := renders[vs.name]
+			// Namespaces first, for real, so the namespaced objects in them can be checked.
+			for _, o := range objs {
+				if o.GetKind() == "Namespace" {
+					kc.create(t, ctx, o, false)
+				}
+			}
+			for _, ns := range referencedNamespaces(objs) {
+				kc.create(t, ctx, namespaceObject(ns, nil), false)
+			}
+			for _, o := range objs {
+				if o.GetKind() == "Namespace" {
+					continue
+				}
+				kc.create(t, ctx, o, true)
+			}
+		})
+	}
+
+	t.Run("pod security restricted", func(t *testing.T) {
+		const restricted = "psa-restricted"
+		kc.create(t, ctx, namespaceObject(restricted, map[string]string{
+			"pod-security.kubernetes.io/enforce":         "restricted",
+			"pod-security.kubernetes.io/enforce-version": "latest",
+			"pod-security.kubernetes.io/warn":            "restricted",
+			"pod-security.kubernetes.io/warn-version":    "latest",
+		}), false)
+
+		// Control: a pod without a security context is refused here, so the admissions
+		// below are real decisions.
+		bare := podObject("bare", restricted, map[string]any{
+			"containers": []any{map[string]any{"name": "c", "image": "busybox"}},
+		})
+		if err := kc.tryCreate(ctx, bare, true); err == nil || !strings.Contains(err.Error(), "violates PodSecurity") {
+			t.Fatalf("a pod with no securityContext in %s: got %v, want a PodSecurity violation", restricted, err)
+		}
+
+		var checked int
+		for _, vs := range valueSets {
+			for _, o := range renders[vs.name] {
+				switch o.GetKind() {
+				case "Deployment", "StatefulSet":
+				default:
+					continue
+				}
+				checked++
+				name := vs.name + "/" + o.GetKind() + "/" + o.GetName()
+				// Workloads only get warnings from PodSecurity; there must be none.
+				w := o.DeepCopy()
+				w.SetNamespace(restricted)
+				warnings.reset()
+				if err := kc.tryCreate(ctx, w, true); err != nil {
+					t.Errorf("%s in %s: %v", name, restricted, err)
+				}
+				if ws := warnings.reset(); len(ws) > 0 {
+					t.Errorf("%s: Pod Security warnings: %s", name, strings.Join(ws, "; "))
+				}
+				// A Pod from the template gets a real admission decision.
+				spec, found, err := unstructured.NestedMap(o.Object, "spec", "template", "spec")
+				if err != nil || !found {
+					t.Fatalf("%s: no spec.template.spec (%v)", name, err)
+				}
+				pod := podObject(strings.ToLower(vs.name+"-"+o.GetKind()+"-"+o.GetName()), restricted, spec)
+				if err := kc.tryCreate(ctx, pod, true); err != nil {
+					t.Errorf("%s: its pod is refused by Pod Security restricted: %v", name, err)
+				}
+			}
+		}
+		// default: daemon + 1 agent; full: daemon + 2 agents + NATS; external: daemon + 1 agent.
+		if want := 8; checked != want {
+			t.Errorf("checked %d workloads, want %d", checked, want)
+		}
+	})
+
+	t.Run("builder namespace admits rootless BuildKit", func(t *testing.T) {
+		// Why the builder namespace is privileged: the rootless BuildKit pod, which is
+		// neither privileged nor root, is refused by baseline and admitted there.
+		var builderNS string
+		for _, o := range renders["default"] {
+			if o.GetKind() == "Namespace" {
+				builderNS = o.GetName()
+				if got := o.GetLabels()["pod-security.kubernetes.io/enforce"]; got != "privileged" {
+					t.Errorf("namespace %s: enforce label %q, want privileged", builderNS, got)
+				}
+			}
+		}
+		if builderNS == "" {
+			t.Fatal("the default render creates no builder namespace")
+		}
+		const baseline = "psa-baseline"
+		kc.create(t, ctx, namespaceObject(baseline, map[string]string{"pod-security.kubernetes.io/enforce": "baseline"}), false)
+		if err := kc.tryCreate(ctx, buildkitPod(baseline), true); err == nil || !strings.Contains(err.Error(), "violates PodSecurity") {
+			t.Errorf("rootless BuildKit pod in a baseline namespace: got %v, want a PodSecurity violation", err)
+		}
+		if err := kc.tryCreate(ctx, buildkitPod(builderNS), true); err != nil {
+			t.Errorf("rootless BuildKit pod in the builder namespace %s: %v", builderNS, err)
+		}
+	})
+}
+
+// buildkitPod is the shape of a rootless BuildKit build pod: non-root, no privilege, but
+// seccomp and AppArmor Unconfined.
+func buildkitPod(ns string) *unstructured.Unstructured {
+	return podObject("buildkit", ns, map[string]any{
+		"containers": []any{map[string]any{
+			"name":  "buildkit",
+			"image": config.DefaultBuildKitImage,
+			"securityContext": map[string]any{
+				"runAsUser":       int64(1000),
+				"runAsGroup":      int64(1000),
+				"seccompProfile":  map[string]any{"type": "Unconfined"},
+				"appArmorProfile": map[string]any{"type": "Unconfined"},
+			},
+		}},
+	})
+}
+
+func podObject(name, ns string, spec map[string]any) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1",
+		"kind":       "Pod",
+		"metadata":   map[string]any{"name": name, "namespace": ns},
+		"spec":       spec,
+	}}
+}
+
+func namespaceObject(name string, labels map[string]string) *unstructured.Unstructured {
+	o := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace"}}
+	o.SetName(name)
+	o.SetLabels(labels)
+	return o
+}
+
+// referencedNamespaces lists the namespaces objects live in that the render does not create
+// itself (the builder namespace when builder.namespace.create is false).
+func referencedNamespaces(objs []*unstructured.Unstructured) []string {
+	created := map[string]bool{namespace: true}
+	for _, o := range objs {
+		if o.GetKind() == "Namespace" {
+			created[o.GetName()] = true
+		}
+	}
+	var out []string
+	for _, o := range objs {
+		if ns := o.GetNamespace(); ns != "" && !created[ns] {
+			created[ns] = true
+			out = append(out, ns)
+		}
+	}
+	return out
+}
+
+// kubeClient creates unstructured objects through the dynamic client, resolving kinds with
+// discovery.
+type kubeClient struct {
+	dyn    dynamic.Interface
+	mapper *restmapper.DeferredDiscoveryRESTMapper
+}
+
+func newKubeClient(t *testing.T, cfg *rest.Config) *kubeClient {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &kubeClient{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}
+}
+
+func (c *kubeClient) resource(o *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
+	gvk := o.GroupVersionKind()
+	m, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return nil, fmt.Errorf("no API resource for %s: %w", gvk, err)
+	}
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		ns := o.GetNamespace()
+		if ns == "" {
+			return nil, fmt.Errorf("%s %s is namespaced but has no metadata.namespace (helm template does not add one)", gvk.Kind, o.GetName())
+		}
+		return c.dyn.Resource(m.Resource).Namespace(ns), nil
+	}
+	return c.dyn.Resource(m.Resource), nil
+}
+
+// tryCreate creates o, as a Strict dry-run when dryRun is set (unknown and duplicate fields
+// are errors, every admission plugin runs, nothing is stored).
+func (c *kubeClient) tryCreate(ctx context.Context, o *unstructured.Unstructured, dryRun bool) error {
+	r, err := c.resource(o)
+	if err != nil {
+		return err
+	}
+	opts := metav1.CreateOptions{FieldValidation: metav1.FieldValidationStrict}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	_, err = r.Create(ctx, o, opts)
+	return err
+}
+
+// create is tryCreate failing the test; a real create of something that exists is fine.
+func (c *kubeClient) create(t *testing.T, ctx context.Context, o *unstructured.Unstructured, dryRun bool) {
+	t.Helper()
+	err := c.tryCreate(ctx, o, dryRun)
+	if err != nil && !(apierrors.IsAlreadyExists(err) && !dryRun) {
+		t.Errorf("%s %s/%s: %v", o.GetKind(), o.GetNamespace(), o.GetName(), err)
+	}
+}
+
+// waitForKind waits until discovery serves gvk (a new CRD takes a moment to be established).
+func (c *kubeClient) waitForKind(t *testing.T, ctx context.Context, gvk schema.GroupVersionKind) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c.mapper.Reset()
+		_, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("%s is not served after its CRD was created: %v", gvk, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// warningRecorder collects the apiserver's Warning headers (Pod Security warns on
+// workloads instead of refusing them).
+type warningRecorder struct {
+	mu sync.Mutex
+	ws []string
+}
+
+func (w *warningRecorder) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ws = append(w.ws, text)
+}
+
+func (w *warningRecorder) reset() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ws := w.ws
+	w.ws = nil
+	return ws
+}
+
+// decodeObjects splits a multi-document YAML stream into objects, skipping empty documents.
+func decodeObjects(t *testing.T, text string) []*unstructured.Unstructured {
+	t.Helper()
+	r := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(text)))
+	var objs []*unstructured.Unstructured
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading rendered YAML: %v", err)
+		}
+		j, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			t.Fatalf("rendered YAML document is invalid: %v\n%s", err, doc)
+		}
+		if string(bytes.TrimSpace(j)) == "null" {
+			continue
+		}
+		o := &unstructured.Unstructured{}
+		if err := o.UnmarshalJSON(j); err != nil {
+			t.Fatalf("rendered document is not a Kubernetes object: %v\n%s", err, doc)
+		}
+		objs = append(objs, o)
+	}
+	if len(objs) == 0 {
+		t.Fatal("helm template rendered no objects")
+	}
+	return objs
+}
+
+func readObject(t *testing.T, path string) *unstructured.Unstructured {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := decodeObjects(t, string(b))
+	if len(objs) != 1 {
+		t.Fatalf("%s holds %d objects, want 1", path, len(objs))
+	}
+	return objs[0]
+}

@@ -1,0 +1,237 @@
+{{/* Names and labels. */}}
+
+{{- define "promoter.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "promoter.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "promoter.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "promoter.labels" -}}
+helm.sh/chart: {{ include "promoter.chart" . }}
+{{ include "promoter.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: promoter
+{{- end -}}
+
+{{- define "promoter.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "promoter.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "promoter.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{- define "promoter.daemon.serviceAccountName" -}}
+{{- if .Values.daemon.serviceAccount.create -}}
+{{- default (include "promoter.fullname" .) .Values.daemon.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.daemon.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "promoter.builder.serviceAccountName" -}}
+{{- if .Values.builder.serviceAccount.create -}}
+{{- default (printf "%s-builder" (include "promoter.fullname" .)) .Values.builder.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.builder.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "promoter.webhooks.secretName" -}}
+{{- default (printf "%s-webhooks" (include "promoter.fullname" .)) .Values.webhooks.existingSecret -}}
+{{- end -}}
+
+{{/* Mount points inside the containers; the config file refers to these paths. */}}
+{{- define "promoter.paths" -}}
+config: /etc/promoter/config.yaml
+dataDir: /var/lib/promoter
+webhooks: /etc/promoter/secrets/webhooks
+signing: /etc/promoter/signing
+docker: /etc/promoter/docker
+nats: /etc/promoter/nats
+{{- end -}}
+
+{{/* The NATS URL the daemon and the agents connect to. */}}
+{{- define "promoter.natsURL" -}}
+{{- if .Values.nats.embedded.enabled -}}
+{{- printf "nats://%s-nats.%s.svc:4222" (include "promoter.fullname" .) .Release.Namespace -}}
+{{- else -}}
+{{- .Values.nats.url -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Cross-field checks the JSON schema cannot express with a useful message. Included by every
+template that depends on them, so `helm template` and `helm install` stop with the message.
+*/}}
+{{- define "promoter.validate" -}}
+{{- if and (not .Values.nats.embedded.enabled) (not .Values.nats.url) -}}
+{{- fail "nats.url is empty: set it to your NATS server (nats://host:4222) or set nats.embedded.enabled=true; several daemon replicas cannot each run their own embedded server" -}}
+{{- end -}}
+{{- if and .Values.nats.embedded.enabled (gt (int .Values.config.nats.replicas) 1) -}}
+{{- fail (printf "config.nats.replicas is %v but the embedded NATS server is a single node: set it to 1, or use an external NATS cluster" .Values.config.nats.replicas) -}}
+{{- end -}}
+{{- if and .Values.nats.embedded.enabled .Values.nats.credentials.existingSecret -}}
+{{- fail "nats.credentials.existingSecret is set but nats.embedded.enabled is true: the embedded server has no authentication; unset one of them" -}}
+{{- end -}}
+{{- if and (not .Values.webhooks.registryTokenKey) (not .Values.config.auth.insecureNoAuth) -}}
+{{- fail "webhooks.registryTokenKey is empty: the daemon refuses to accept registry notifications without a token; set it, or config.auth.insecureNoAuth=true for development" -}}
+{{- end -}}
+{{- range $i, $p := .Values.config.pipelines -}}
+{{- if and $p.sign (not $.Values.signing.existingSecret) -}}
+{{- fail (printf "config.pipelines[%d] (%s) has sign: true but signing.existingSecret is empty: create a Secret with the cosign key pair and set signing.existingSecret" $i ($p.name | default "?")) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.signing.existingSecret (not .Values.signing.privateKeyKey) -}}
+{{- fail "signing.privateKeyKey is empty but signing.existingSecret is set: name the Secret key holding the cosign private key" -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range .Values.builder.groups -}}
+{{- if hasKey $seen .name -}}
+{{- fail (printf "builder.groups: the name %q is used twice; group names name the agent Deployments" .name) -}}
+{{- end -}}
+{{- $_ := set $seen .name true -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The daemon's config file: .Values.config with the keys the chart owns written over it. Secret
+values are never inlined: they are file: references to the mounted Secrets.
+*/}}
+{{- define "promoter.config" -}}
+{{- $paths := include "promoter.paths" . | fromYaml -}}
+{{- $c := deepCopy .Values.config -}}
+{{- $nats := dict "url" (include "promoter.natsURL" .) -}}
+{{- if .Values.nats.credentials.existingSecret -}}
+{{- $_ := set $nats "credentials" (printf "%s/%s" $paths.nats .Values.nats.credentials.key) -}}
+{{- end -}}
+{{- $auth := dict -}}
+{{- with .Values.webhooks -}}
+{{- if .registryTokenKey -}}{{- $_ := set $auth "registryToken" (printf "file:%s/%s" $paths.webhooks .registryTokenKey) -}}{{- end -}}
+{{- if .githubSecretKey -}}{{- $_ := set $auth "github" (dict "secret" (printf "file:%s/%s" $paths.webhooks .githubSecretKey)) -}}{{- end -}}
+{{- if .gitlabTokenKey -}}{{- $_ := set $auth "gitlab" (dict "token" (printf "file:%s/%s" $paths.webhooks .gitlabTokenKey)) -}}{{- end -}}
+{{- if .genericTokenKey -}}{{- $_ := set $auth "generic" (dict "token" (printf "file:%s/%s" $paths.webhooks .genericTokenKey)) -}}{{- end -}}
+{{- end -}}
+{{- $owned := dict
+  "listen" (printf ":%d" (int .Values.daemon.ports.http))
+  "metrics" (printf ":%d" (int .Values.daemon.ports.metrics))
+  "dataDir" $paths.dataDir
+  "nats" $nats
+  "auth" $auth
+  "builder" (dict "namespace" .Values.builder.namespace.name)
+-}}
+{{- with .Values.signing -}}
+{{- if .existingSecret -}}
+{{- $keys := dict "cosign" (printf "%s/%s" $paths.signing .privateKeyKey) -}}
+{{- if .passwordKey -}}{{- $_ := set $keys "password" (printf "file:%s/%s" $paths.signing .passwordKey) -}}{{- end -}}
+{{- if .publicKeyKey -}}{{- $_ := set $keys "public" (printf "%s/%s" $paths.signing .publicKeyKey) -}}{{- end -}}
+{{- $_ := set $owned "keys" $keys -}}
+{{- end -}}
+{{- end -}}
+{{- mergeOverwrite $c $owned | toYaml -}}
+{{- end -}}
+
+{{/*
+The builder agents' config file: only what an agent uses (bus, Job settings, registries, logs).
+It carries no webhook or signing references, so an agent never needs those Secrets.
+*/}}
+{{- define "promoter.builderConfig" -}}
+{{- $paths := include "promoter.paths" . | fromYaml -}}
+{{- $nats := dict "url" (include "promoter.natsURL" .) "replicas" .Values.config.nats.replicas -}}
+{{- if .Values.nats.credentials.existingSecret -}}
+{{- $_ := set $nats "credentials" (printf "%s/%s" $paths.nats .Values.nats.credentials.key) -}}
+{{- end -}}
+{{- $builder := deepCopy .Values.config.builder -}}
+{{- $_ := set $builder "namespace" .Values.builder.namespace.name -}}
+{{- $c := dict
+  "logLevel" .Values.config.logLevel
+  "logFormat" .Values.config.logFormat
+  "nats" $nats
+  "builder" $builder
+  "registries" .Values.config.registries
+-}}
+{{- toYaml $c -}}
+{{- end -}}
+
+{{/* Pod and container security contexts meeting Pod Security "restricted". */}}
+{{- define "promoter.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "promoter.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Volumes and mounts shared by the daemon and the agents: registry and NATS credentials. */}}
+{{- define "promoter.credentialVolumes" -}}
+{{- if .Values.registryCredentials.existingSecret }}
+- name: docker-config
+  secret:
+    secretName: {{ .Values.registryCredentials.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: .dockerconfigjson
+        path: config.json
+{{- end }}
+{{- if .Values.nats.credentials.existingSecret }}
+- name: nats-credentials
+  secret:
+    secretName: {{ .Values.nats.credentials.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.nats.credentials.key }}
+        path: {{ .Values.nats.credentials.key }}
+{{- end }}
+{{- end -}}
+
+{{- define "promoter.credentialMounts" -}}
+{{- $paths := include "promoter.paths" . | fromYaml -}}
+{{- if .Values.registryCredentials.existingSecret }}
+- name: docker-config
+  mountPath: {{ $paths.docker }}
+  readOnly: true
+{{- end }}
+{{- if .Values.nats.credentials.existingSecret }}
+- name: nats-credentials
+  mountPath: {{ $paths.nats }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "promoter.credentialEnv" -}}
+{{- $paths := include "promoter.paths" . | fromYaml -}}
+{{- if .Values.registryCredentials.existingSecret }}
+# go-containerregistry's default keychain reads $DOCKER_CONFIG/config.json.
+- name: DOCKER_CONFIG
+  value: {{ $paths.docker }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/promoter-dev/promoter/internal/sign"
+)
+
+// passwordEnv is where cosign, and so promoter, reads the private key password from.
+const passwordEnv = "COSIGN_PASSWORD"
+
+type signOptions struct {
+	key    string
+	format string
+}
+
+func newSignCmd(g *globalOptions) *cobra.Command {
+	o := &signOptions{}
+	cmd := &cobra.Command{
+		Use:   "sign --key KEY REF",
+		Short: "Sign an index and its platform images where cosign finds the signatures",
+		Long: `Sign what REF (a tag or a digest) points at: an index and each of its platform
+children, or a lone image. Attestation manifests (platform unknown/unknown) are not signed.
+Digests that already carry a valid signature by this key are left alone.
+
+The key is a cosign key file (password from $COSIGN_PASSWORD, or asked on a terminal), a PEM
+private key, env://NAME, or k8s://namespace/name (a secret with cosign.key and
+cosign.password, read with the usual kubeconfig). No transparency log or CA is contacted;
+verify with 'promoter verify' or 'cosign verify --key cosign.pub --insecure-ignore-tlog'.`,
+		Example: `  COSIGN_PASSWORD=... promoter sign --key cosign.key staging.example/acme/web:3f2c1a9
+  promoter sign --key k8s://promoter/signing-key --format legacy staging.example/acme/web@sha256:...`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runSign(cmd.Context(), g, o, args[0], cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVar(&o.key, "key", "", "private key: cosign key file, PEM file, env://NAME or k8s://namespace/name (required)")
+	cmd.Flags().StringVar(&o.format, "format", "", fmt.Sprintf("signature format: %s or %s (default %s)", sign.FormatBundle, sign.FormatLegacy, sign.DefaultFormat))
+	_ = cmd.MarkFlagRequired("key")
+	return cmd
+}
+
+func runSign(ctx context.Context, g *globalOptions, o *signOptions, ref string, stdin io.Reader, stdout, stderr io.Writer) error {
+	log, err := g.logger(stderr)
+	if err != nil {
+		return err
+	}
+	format, err := sign.ParseFormat(o.format)
+	if err != nil {
+		return fmt.Errorf("--format: %w", err)
+	}
+	kube, err := kubeFor(o.key)
+	if err != nil {
+		return err
+	}
+	password, err := keyPassword(o.key, stdin, stderr, false)
+	if err != nil {
+		return err
+	}
+	key, err := sign.LoadSigner(ctx, o.key, password, kube)
+	if err != nil {
+		return err
+	}
+	s := &sign.Signer{Key: key, Format: format, Registry: g.registry(), Logger: log}
+	signed, err := s.Sign(ctx, ref)
+	for _, r := range signed {
+		state := "signed"
+		if r.Skipped {
+			state = "already signed"
+		}
+		fmt.Fprintln(stdout, fields(state, r.Digest, r.Platform))
+	}
+	return err
+}
+
+type verifyOptions struct {
+	key string
+}
+
+func newVerifyCmd(g *globalOptions) *cobra.Command {
+	o := &verifyOptions{}
+	cmd := &cobra.Command{
+		Use:   "verify --key PUB REF",
+		Short: "Verify the signatures of an index and its platform images offline",
+		Long: `Verify that what REF points at (an index and each platform child, or a lone image) has
+a signature, in either format (sigstore bundle referrer or sha256-<hex>.sig tag), that verifies
+with the public key and names that very digest. Prints one line per digest verified and exits
+non-zero at the first one that does not, saying why: no signature, a signature by another
+key (or altered), or a signature copied from another digest.
+
+The key is a PEM public key (cosign.pub), env://NAME or k8s://namespace/name (the secret's
+cosign.pub). Only the registry is contacted.`,
+		Example: `  promoter verify --key cosign.pub staging.example/acme/web:3f2c1a9`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runVerify(cmd.Context(), g, o, args[0], cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&o.key, "key", "", "public key: PEM file, env://NAME or k8s://namespace/name (required)")
+	_ = cmd.MarkFlagRequired("key")
+	return cmd
+}
+
+func runVerify(ctx context.Context, g *globalOptions, o *verifyOptions, ref string, stdout io.Writer) error {
+	kube, err := kubeFor(o.key)
+	if err != nil {
+		return err
+	}
+	key, err := sign.LoadVerifier(ctx, o.key, kube)
+	if err != nil {
+		return err
+	}
+	v := &sign.Verifier{Key: key, Registry: g.registry()}
+	checked, err := v.Verify(ctx, ref)
+	for _, c := range checked {
+		fmt.Fprintln(stdout, fields("verified", c.Digest, c.Platform, "("+string(c.Format)+")"))
+	}
+	return err
+}
+
+// fields joins the non-empty parts of an output line with spaces.
+func fields(parts ...string) string {
+	return strings.Join(slices.DeleteFunc(parts, func(s string) bool { return s == "" }), " ")
+}
+
+type keygenOptions struct {
+	prefix string
+}
+
+func newKeygenCmd(*globalOptions) *cobra.Command {
+	o := &keygenOptions{}
+	cmd := &cobra.Command{
+		Use:   "keygen",
+		Short: "Write a cosign-compatible key pair (PREFIX.key, PREFIX.pub)",
+		Long: `Write an ECDSA P-256 key pair in cosign's formats: PREFIX.key, encrypted with the password
+from $COSIGN_PASSWORD (or asked twice on a terminal), and PREFIX.pub. Both work with cosign
+('cosign sign --key', 'cosign verify --key') and with 'promoter sign' and 'promoter verify'.
+Existing files are never overwritten. For a Kubernetes secret, create it from the two files
+and the password with the keys cosign.key, cosign.pub and cosign.password.`,
+		Example: `  COSIGN_PASSWORD=... promoter keygen --output-prefix /keys/cosign`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runKeygen(o, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVar(&o.prefix, "output-prefix", "cosign", "path prefix of the key files")
+	return cmd
+}
+
+func runKeygen(o *keygenOptions, stdin io.Reader, stdout, stderr io.Writer) error {
+	privPath, pubPath := o.prefix+".key", o.prefix+".pub"
+	for _, p := range []string{privPath, pubPath} {
+		if _, err := os.Stat(p); err == nil {
+			return fmt.Errorf("%s already exists: remove it or choose another --output-prefix", p)
+		}
+	}
+	password, err := keyPassword("", stdin, stderr, true)
+	if err != nil {
+		return err
+	}
+	priv, pub, err := sign.GenerateKeyPair(password)
+	if err != nil {
+		return err
+	}
+	// O_EXCL: a file that appeared since the check is not overwritten either.
+	if err := writeNew(privPath, priv, 0o600); err != nil {
+		return err
+	}
+	if err := writeNew(pubPath, pub, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "private key written to %s\npublic key written to %s\n", privPath, pubPath)
+	return nil
+}
+
+func writeNew(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return fmt.Errorf("writing key: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("writing key %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// kubeFor returns a Kubernetes client when the key lives in a secret, nil otherwise.
+func kubeFor(key string) (kubernetes.Interface, error) {
+	if !strings.HasPrefix(key, "k8s://") {
+		return nil, nil
+	}
+	return kubeClient()
+}
+
+// keyPassword finds the private key password: $COSIGN_PASSWORD when set (even empty, as
+// cosign does), nothing for k8s:// keys (the secret holds it), else a prompt when stdin is
+// a terminal. Without any of these it returns no password: a plain PEM key needs none and
+// an encrypted key then fails to load with an error naming COSIGN_PASSWORD. For a new
+// key (confirm) a missing password is an error instead, so no key is left unprotected
+// by accident.
+func keyPassword(key string, stdin io.Reader, stderr io.Writer, confirm bool) ([]byte, error) {
+	if p, ok := os.LookupEnv(passwordEnv); ok {
+		return []byte(p), nil
+	}
+	if strings.HasPrefix(key, "k8s://") {
+		return nil, nil
+	}
+	f, ok := stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		if confirm {
+			return nil, fmt.Errorf("no password: set %s (an empty value makes an unencrypted-in-effect key)", passwordEnv)
+		}
+		return nil, nil
+	}
+	fmt.Fprint(stderr, "Enter password for private key: ")
+	p, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(stderr)
+	if err != nil {
+		return nil, fmt.Errorf("reading password: %w", err)
+	}
+	if confirm {
+		fmt.Fprint(stderr, "Enter password for private key again: ")
+		again, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return nil, fmt.Errorf("reading password: %w", err)
+		}
+		if !bytes.Equal(p, again) {
+			return nil, errors.New("passwords do not match")
+		}
+	}
+	return p, nil
+}

@@ -1,0 +1,197 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/daemon"
+	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+// registryToken is the bearer token the test registries send with their notifications.
+const registryToken = "e2e-registry-token"
+
+// runningDaemon is a daemon started in-process by a test.
+type runningDaemon struct {
+	URL     string
+	Metrics *metrics.Metrics
+	Logs    *syncBuffer
+	stop    func()
+}
+
+// startDaemon writes configYAML to a file, loads it the way `promoter serve` does and runs
+// the daemon on loopback with an embedded NATS under a temp dir (unless the config names
+// one). The daemon stops when the test ends, or on Stop.
+func startDaemon(t *testing.T, configYAML string) *runningDaemon {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "promoter.yaml")
+	if err := os.WriteFile(path, []byte(configYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(config.Input{File: path})
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, configYAML)
+	}
+	if cfg.DataDir == "" || cfg.DataDir == "./data" {
+		cfg.DataDir = filepath.Join(dir, "data")
+	}
+	cfg.Listen, cfg.Metrics = "127.0.0.1:0", ""
+	logs := &syncBuffer{t: t}
+	m := metrics.New(prometheus.NewRegistry())
+	ready := make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- daemon.Run(ctx, cfg,
+			daemon.WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
+			daemon.WithMetrics(m),
+			daemon.WithReadyHook(func(addr, _ string) { ready <- addr }),
+		)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("daemon exited before serving: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("daemon did not start in 30s")
+	}
+	d := &runningDaemon{URL: "http://" + addr, Metrics: m, Logs: logs}
+	var once sync.Once
+	d.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("daemon stopped with %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("daemon did not stop in 30s")
+			}
+		})
+	}
+	t.Cleanup(d.stop)
+	d.waitReady(t)
+	return d
+}
+
+// Stop stops the daemon and waits for it.
+func (d *runningDaemon) Stop() { d.stop() }
+
+func (d *runningDaemon) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(d.URL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("daemon not ready in 30s")
+}
+
+// notifyHeaders are what a registry must send to the daemon.
+func notifyHeaders() http.Header {
+	return http.Header{"Authorization": {"Bearer " + registryToken}}
+}
+
+// revision asks the daemon's status endpoint, as `promoter status` does.
+func (d *runningDaemon) revision(t *testing.T, pipeline, rev string) *types.Revision {
+	t.Helper()
+	resp, err := http.Get(d.URL + "/v1/revisions/" + pipeline + "/" + rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status: %s %s", resp.Status, b)
+	}
+	var r types.Revision
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	return &r
+}
+
+// waitPhase polls the status endpoint until the revision reaches one of phases.
+func (d *runningDaemon) waitPhase(t *testing.T, pipeline, rev string, timeout time.Duration, phases ...types.Phase) *types.Revision {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last *types.Revision
+	for time.Now().Before(deadline) {
+		if last = d.revision(t, pipeline, rev); last != nil {
+			for _, p := range phases {
+				if last.Phase == p {
+					return last
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s/%s did not reach %v in %s; last state %+v\nlogs:\n%s", pipeline, rev, phases, timeout, last, d.Logs.String())
+	return nil
+}
+
+// syncBuffer collects the daemon's logs for assertions and prints them when a test fails.
+type syncBuffer struct {
+	t  *testing.T
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Contains reports whether a log line contains every one of parts.
+func (s *syncBuffer) Contains(parts ...string) bool {
+	for _, line := range strings.Split(s.String(), "\n") {
+		ok := true
+		for _, p := range parts {
+			ok = ok && strings.Contains(line, p)
+		}
+		if ok && line != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func yamlf(format string, args ...any) string {
+	return strings.ReplaceAll(fmt.Sprintf(format, args...), "\t", "  ")
+}

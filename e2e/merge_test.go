@@ -1,0 +1,204 @@
+package e2e
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/promoter-dev/promoter/internal/testenv"
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+// tee forwards registry notifications to the daemon and keeps each body, so a test can
+// deliver one again exactly as the registry sent it.
+type tee struct {
+	target string
+	mu     sync.Mutex
+	bodies [][]byte
+}
+
+func (t *tee) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	t.mu.Lock()
+	t.bodies = append(t.bodies, body)
+	t.mu.Unlock()
+	resp, err := forward(t.target, r.Header, body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	w.WriteHeader(resp)
+}
+
+func forward(url string, h http.Header, body []byte) (int, error) {
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header = h.Clone()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func (t *tee) last() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.bodies[len(t.bodies)-1]
+}
+
+// TestRegistryPushesBecomeAnIndex is issue 3's end-to-end test: a real registry notifies a
+// real daemon (embedded JetStream), which merges, refuses a wrong platform, ignores
+// duplicates, and with notifications lost still merges through its reconciler.
+func TestRegistryPushesBecomeAnIndex(t *testing.T) {
+	port := testenv.FreePort(t)
+	quietPort := testenv.FreePort(t) // a registry that sends no notifications
+	staging := "127.0.0.1:" + itoa(port) + "/team/app"
+	quiet := "127.0.0.1:" + itoa(quietPort) + "/team/quiet"
+	d := startDaemon(t, yamlf(`
+auth:
+	registryToken: %s
+reconcileInterval: 1s
+pipelines:
+	- name: app
+		source: {repo: https://git.example/team/app}
+		platforms: [linux/amd64, linux/arm64]
+		staging: %s
+	- name: quiet
+		source: {repo: https://git.example/team/quiet}
+		platforms: [linux/amd64, linux/arm64]
+		staging: %s
+`, registryToken, staging, quiet))
+	relay := &tee{target: d.URL + "/v1/events/registry"}
+	sink := httptest.NewServer(relay)
+	defer sink.Close()
+	testenv.StartRegistryAt(t, t.TempDir(), port, testenv.WithNotifications(sink.URL, notifyHeaders()))
+	testenv.StartRegistryAt(t, t.TempDir(), quietPort)
+
+	created := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	t.Run("two arch pushes give a valid index within 2s", func(t *testing.T) {
+		testenv.Push(t, staging+":r1-amd64", testenv.PlatformImage(t, "linux/amd64", created))
+		testenv.Push(t, staging+":r1-arm64", testenv.BuildKitIndex(t, testenv.PlatformImage(t, "linux/arm64", created)))
+		pushed := time.Now()
+		ref, _ := name.ParseReference(staging+":r1", name.Insecure)
+		var took time.Duration
+		for {
+			if _, err := remote.Head(ref); err == nil {
+				took = time.Since(pushed)
+				break
+			}
+			if time.Since(pushed) > 2*time.Second {
+				t.Fatalf("no index 2s after the last push\nlogs:\n%s", d.Logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("index readable %s after the last push", took)
+		idx, err := remote.Index(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := validate.Index(idx); err != nil {
+			t.Fatal(err)
+		}
+		im, _ := idx.IndexManifest()
+		if len(im.Manifests) != 3 || im.Manifests[0].Platform.Architecture != "amd64" || im.Manifests[1].Platform.Architecture != "arm64" {
+			t.Fatalf("children: %+v", im.Manifests)
+		}
+		if im.Annotations["org.opencontainers.image.revision"] != "r1" || im.Annotations["org.opencontainers.image.source"] != "https://git.example/team/app" ||
+			im.Annotations["org.opencontainers.image.created"] != "2026-11-20T08:00:00Z" {
+			t.Errorf("annotations: %v", im.Annotations)
+		}
+		r := d.waitPhase(t, "app", "r1", 5*time.Second, types.PhasePromoted)
+		if r.Index != testenv.Digest(t, idx) {
+			t.Errorf("state index %s, registry %s", r.Index, testenv.Digest(t, idx))
+		}
+		if !d.Logs.Contains(`"msg":"merged"`, `"revision":"r1"`, r.Index, `"repo":"`+staging+`"`) {
+			t.Errorf("no merge log line with repo, revision and digest:\n%s", d.Logs.String())
+		}
+	})
+
+	t.Run("a redelivered notification changes nothing; another image under a merged tag is reported", func(t *testing.T) {
+		before := d.revision(t, "app", "r1")
+		merges := testutil.ToFloat64(d.Metrics.Merges.WithLabelValues("merged"))
+		status, err := forward(d.URL+"/v1/events/registry", http.Header{
+			"Authorization": {"Bearer " + registryToken},
+			"Content-Type":  {"application/vnd.docker.distribution.events.v2+json"},
+		}, relay.last())
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("redelivery: %d %v", status, err)
+		}
+		// A different image under a merged arch tag (PlatformImage is random each call).
+		testenv.Push(t, staging+":r1-amd64", testenv.PlatformImage(t, "linux/amd64", created))
+		time.Sleep(500 * time.Millisecond)
+		after := d.revision(t, "app", "r1")
+		if after.Index != before.Index {
+			t.Fatalf("index changed: %s → %s", before.Index, after.Index)
+		}
+		if got := testutil.ToFloat64(d.Metrics.Merges.WithLabelValues("merged")); got != merges {
+			t.Errorf("merged again: %v → %v", merges, got)
+		}
+		if after.Phase != types.PhaseConflicted || !strings.Contains(after.Reason, "r1-amd64 was pushed again") {
+			t.Errorf("a different image under a merged arch tag must be reported: %+v", after)
+		}
+		if testutil.ToFloat64(d.Metrics.ImmutabilityViolations) != 1 {
+			t.Errorf("violations: %v", testutil.ToFloat64(d.Metrics.ImmutabilityViolations))
+		}
+	})
+
+	t.Run("re-pushing the identical image changes nothing", func(t *testing.T) {
+		img := testenv.PlatformImage(t, "linux/amd64", created)
+		testenv.Push(t, staging+":r5-amd64", img)
+		testenv.Push(t, staging+":r5-arm64", testenv.PlatformImage(t, "linux/arm64", created))
+		r := d.waitPhase(t, "app", "r5", 5*time.Second, types.PhasePromoted)
+		testenv.Push(t, staging+":r5-amd64", img)
+		time.Sleep(500 * time.Millisecond)
+		if again := d.revision(t, "app", "r5"); !again.Updated.Equal(r.Updated) || again.Phase != types.PhasePromoted {
+			t.Errorf("state changed: %+v → %+v", r, again)
+		}
+	})
+
+	t.Run("a wrong platform under an arch tag is refused with the reason", func(t *testing.T) {
+		testenv.Push(t, staging+":r2-amd64", testenv.PlatformImage(t, "linux/arm64", created))
+		testenv.Push(t, staging+":r2-arm64", testenv.PlatformImage(t, "linux/arm64", created))
+		r := d.waitPhase(t, "app", "r2", 5*time.Second, types.PhaseFailed)
+		for _, want := range []string{"r2-amd64", "expected platform linux/amd64", "says linux/arm64"} {
+			if !strings.Contains(r.Reason, want) {
+				t.Errorf("reason %q lacks %q", r.Reason, want)
+			}
+		}
+		if got := testutil.ToFloat64(d.Metrics.Merges.WithLabelValues("failed")); got != 1 {
+			t.Errorf("promoter_merges_total{outcome=failed} = %v", got)
+		}
+		if !d.Logs.Contains("platform mismatch", "r2-amd64") {
+			t.Errorf("no log line with the reason:\n%s", d.Logs.String())
+		}
+		ref, _ := name.ParseReference(staging+":r2", name.Insecure)
+		if _, err := remote.Head(ref); err == nil {
+			t.Error("an index was pushed for a refused revision")
+		}
+	})
+
+	t.Run("with notifications off the reconciler merges", func(t *testing.T) {
+		testenv.Push(t, quiet+":q1-amd64", testenv.PlatformImage(t, "linux/amd64", created))
+		testenv.Push(t, quiet+":q1-arm64", testenv.PlatformImage(t, "linux/arm64", created))
+		r := d.waitPhase(t, "quiet", "q1", 10*time.Second, types.PhasePromoted)
+		ref, _ := name.ParseReference(quiet+":q1", name.Insecure)
+		desc, err := remote.Head(ref)
+		if err != nil || desc.Digest.String() != r.Index {
+			t.Fatalf("quiet index: %v %v", desc, err)
+		}
+	})
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

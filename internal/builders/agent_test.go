@@ -1,0 +1,198 @@
+package builders
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/promoter-dev/promoter/internal/bus"
+	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/registry"
+	"github.com/promoter-dev/promoter/internal/testenv"
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+func TestAgentBuildsDispatchedRequestsLocally(t *testing.T) {
+	ctx := context.Background()
+	b := openBus(t)
+	reg := testenv.StartRegistry(t)
+	pipelines := []config.Pipeline{{
+		Name: "web", Platforms: []string{"linux/amd64", "linux/arm/v7"},
+		Build:   config.Build{Executor: "local", Dir: sourceTree(t)},
+		Staging: reg.Host + "/acme/web", ArchTag: "{revision}-{arch}{variant}",
+	}}
+	local, err := NewLocal(registry.Client{}, pipelines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.Discard()
+	agent, err := NewAgent(b, local, []types.Platform{types.MustPlatform("linux/amd64"), types.MustPlatform("linux/arm/v7")}, WithMetrics(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := results(t, b)
+	runAgent(t, agent)
+	d, err := NewDispatcher(b, registry.Client{}, pipelines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.HandleSourceChanged(ctx, types.SourceChanged{ID: "1", Pipeline: "web", Revision: "abc123"}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]types.BuildResult{}
+	for range 2 {
+		r := nextResult(t, res, 30*time.Second)
+		got[r.Request.Platform.String()] = r
+	}
+	for _, p := range []string{"linux/amd64", "linux/arm/v7"} {
+		r := got[p]
+		if r.Outcome != types.BuildSucceeded || !r.Final || r.Attempt != 1 || !strings.HasPrefix(r.Job, "local@sha256:") {
+			t.Errorf("%s result: %+v, want succeeded, final, attempt 1, job local@sha256:...", p, r)
+		}
+		ref, _ := name.ParseReference(r.Request.Image)
+		if _, err := remote.Head(ref); err != nil {
+			t.Errorf("%s: %v", r.Request.Image, err)
+		}
+		if n := testutil.ToFloat64(m.Builds.WithLabelValues(p, "succeeded")); n != 1 {
+			t.Errorf("builds{%s,succeeded}: got %v, want 1", p, n)
+		}
+	}
+	waitQueueEmpty(t, b)
+}
+
+func TestAgentGivesUpAtOnceOnPermanentErrors(t *testing.T) {
+	ctx := context.Background()
+	b := openBus(t)
+	// This agent builds no pipeline locally: a request for "web" can never succeed here.
+	local, err := NewLocal(registry.Client{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := NewAgent(b, local, []types.Platform{types.MustPlatform("linux/arm64")}, WithMaxAttempts(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := results(t, b)
+	runAgent(t, agent)
+	req := types.BuildRequest{Pipeline: "web", Revision: "abc", Platform: types.MustPlatform("linux/arm64"), Image: "127.0.0.1:1/acme/web:abc-arm64"}
+	if _, err := b.Publish(ctx, types.BuildSubject(req.Platform), req.MsgID(), req); err != nil {
+		t.Fatal(err)
+	}
+	r := nextResult(t, res, 20*time.Second)
+	if r.Outcome != types.BuildFailed || !r.Final || r.Attempt != 1 || !strings.Contains(r.Reason, "unknown pipeline") {
+		t.Errorf("result: %+v, want a final failure at attempt 1 naming the unknown pipeline", r)
+	}
+	waitQueueEmpty(t, b)
+}
+
+func TestAgentReportsALastAttemptLostWithItsAgent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := openBus(t)
+	p := types.MustPlatform("linux/amd64")
+	opts := []Option{WithMaxAttempts(1), WithAckWait(time.Second)}
+	local, _ := NewLocal(registry.Client{}, nil)
+	agent, err := NewAgent(b, local, []types.Platform{p}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A first agent takes the request and dies without a word: start one only to create
+	// the consumer, stop it, then take the message by hand and never acknowledge it.
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- agent.Run(runCtx) }()
+	waitConsumer(t, b, ConsumerName(p))
+	stop()
+	<-done
+	req := types.BuildRequest{Pipeline: "web", Revision: "abc", Platform: p, Image: "127.0.0.1:1/acme/web:abc-amd64"}
+	if _, err := b.Publish(ctx, types.BuildSubject(p), req.MsgID(), req); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := b.JS.Consumer(ctx, bus.StreamBuilds, ConsumerName(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cons.Next(jetstream.FetchContext(ctx)); err != nil {
+		t.Fatal(err)
+	}
+	// After AckWait the request comes back: the agent reports it as the lost last attempt.
+	res := results(t, b)
+	runAgent(t, agent)
+	r := nextResult(t, res, 20*time.Second)
+	if r.Outcome != types.BuildFailed || !r.Final || r.Attempt != 2 || !strings.Contains(r.Reason, "ended without a result") {
+		t.Errorf("result: %+v, want a final failure reporting the lost attempt", r)
+	}
+	waitQueueEmpty(t, b)
+}
+
+func TestNewAgentRefusesBadInput(t *testing.T) {
+	if _, err := NewAgent(nil, Router{}, nil); err == nil {
+		t.Error("no platforms: got no error")
+	}
+	p := types.MustPlatform("linux/amd64")
+	if _, err := NewAgent(nil, Router{}, []types.Platform{p, p}); err == nil {
+		t.Error("duplicate platform: got no error")
+	}
+	if _, err := NewAgent(nil, Router{}, []types.Platform{p}, WithMaxAttempts(0)); err == nil {
+		t.Error("zero attempts: got no error")
+	}
+}
+
+func TestRouter(t *testing.T) {
+	r := Router{}
+	_, err := r.Build(context.Background(), types.BuildRequest{Pipeline: "web"}, 1)
+	if !errors.Is(err, ErrPermanent) {
+		t.Errorf("no executor: got %v, want ErrPermanent", err)
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	a := &Agent{o: &options{retryDelay: 15 * time.Second}}
+	for _, tc := range []struct {
+		attempt int
+		want    time.Duration
+	}{{1, 15 * time.Second}, {2, 30 * time.Second}, {3, time.Minute}, {10, maxRetryDelay}} {
+		if got := a.retryDelay(tc.attempt); got != tc.want {
+			t.Errorf("retryDelay(%d) = %s, want %s", tc.attempt, got, tc.want)
+		}
+	}
+}
+
+// waitConsumer waits until the durable consumer exists.
+func waitConsumer(t *testing.T, b *bus.Bus, name string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := b.JS.Consumer(context.Background(), bus.StreamBuilds, name); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("consumer %s not created within 10s", name)
+}
+
+// waitQueueEmpty waits until every build request was acknowledged or terminated.
+func waitQueueEmpty(t *testing.T, b *bus.Bus) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var n uint64
+	for time.Now().Before(deadline) {
+		s, err := b.JS.Stream(context.Background(), bus.StreamBuilds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n = s.CachedInfo().State.Msgs; n == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("builds work queue still holds %d messages", n)
+}

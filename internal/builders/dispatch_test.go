@@ -1,0 +1,135 @@
+package builders
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/promoter-dev/promoter/internal/bus"
+	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/registry"
+	"github.com/promoter-dev/promoter/internal/testenv"
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+func TestDispatchQueuesEachPlatformOnceAndSkipsExistingTags(t *testing.T) {
+	ctx := context.Background()
+	b := openBus(t)
+	reg := testenv.StartRegistry(t)
+	pipeline := config.Pipeline{
+		Name:      "web",
+		Source:    config.Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
+		Platforms: []string{"linux/amd64", "linux/arm64", "linux/arm/v7"},
+		Build:     config.Build{Executor: "kubernetes", Context: ".", Dockerfile: "Dockerfile"},
+		Staging:   reg.Host + "/acme/web",
+		ArchTag:   "{revision}-{arch}{variant}",
+	}
+	const rev = "3f2c1a9d5e7b8c0f1a2b3c4d5e6f708192a3b4c5"
+	// linux/arm64 was built already (a redelivered webhook after a finished build).
+	img, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	existing, _ := name.ParseReference(reg.Host + "/acme/web:" + rev + "-arm64")
+	if err := remote.Write(existing, img); err != nil {
+		t.Fatal(err)
+	}
+
+	m := metrics.Discard()
+	d, err := NewDispatcher(b, registry.Client{}, []config.Pipeline{pipeline}, WithMetrics(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := types.SourceChanged{ID: "delivery-1", Pipeline: "web", Repo: pipeline.Source.Repo, Ref: "refs/heads/main", Revision: rev}
+	var queued [][]types.BuildRequest
+	for range 2 {
+		reqs, err := d.HandleSourceChanged(ctx, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		queued = append(queued, reqs)
+	}
+	want := []types.BuildRequest{
+		{Pipeline: "web", Revision: rev, Platform: types.MustPlatform("linux/amd64"), SourceRepo: pipeline.Source.Repo,
+			Context: ".", Dockerfile: "Dockerfile", Image: reg.Host + "/acme/web:" + rev + "-amd64"},
+		{Pipeline: "web", Revision: rev, Platform: types.MustPlatform("linux/arm/v7"), SourceRepo: pipeline.Source.Repo,
+			Context: ".", Dockerfile: "Dockerfile", Image: reg.Host + "/acme/web:" + rev + "-armv7"},
+	}
+	for i, got := range queued {
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("call %d: queued requests (-want +got):\n%s", i+1, diff)
+		}
+	}
+
+	// The work queue holds exactly one request per platform to build, on its subject.
+	stream, err := b.JS.Stream(ctx, bus.StreamBuilds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter("promoter.builds.>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSubjects := map[string]uint64{"promoter.builds.linux.amd64": 1, "promoter.builds.linux.arm.v7": 1}
+	if diff := cmp.Diff(wantSubjects, info.State.Subjects); diff != "" {
+		t.Errorf("messages per subject on %s (-want +got):\n%s", bus.StreamBuilds, diff)
+	}
+	msg, err := stream.GetLastMsgForSubject(ctx, "promoter.builds.linux.arm.v7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got types.BuildRequest
+	if err := json.Unmarshal(msg.Data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want[1], got); diff != "" {
+		t.Errorf("request on the queue (-want +got):\n%s", diff)
+	}
+	if id := msg.Header.Get("Nats-Msg-Id"); id != want[1].MsgID() {
+		t.Errorf("message id: got %q, want %q", id, want[1].MsgID())
+	}
+
+	for _, c := range []struct {
+		platform, outcome string
+		want              float64
+	}{
+		{"linux/amd64", "dispatched", 1}, {"linux/amd64", "duplicate", 1},
+		{"linux/arm64", "exists", 2}, {"linux/arm64", "dispatched", 0},
+		{"linux/arm/v7", "dispatched", 1},
+	} {
+		if got := testutil.ToFloat64(m.BuildsDispatched.WithLabelValues(c.platform, c.outcome)); got != c.want {
+			t.Errorf("builds dispatched{%s,%s}: got %v, want %v", c.platform, c.outcome, got, c.want)
+		}
+	}
+}
+
+func TestDispatchErrors(t *testing.T) {
+	b := openBus(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, err := NewDispatcher(b, registry.Client{}, []config.Pipeline{{
+		Name: "web", Platforms: []string{"linux/amd64"}, Staging: "127.0.0.1:1/acme/web", ArchTag: "{revision}-{arch}",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.HandleSourceChanged(ctx, types.SourceChanged{ID: "x", Pipeline: "api", Revision: "abc"}); !errors.Is(err, ErrUnknownPipeline) {
+		t.Errorf("unknown pipeline: got %v, want ErrUnknownPipeline", err)
+	}
+	// An unreachable staging registry is an error, never a reason to rebuild.
+	reqs, err := d.HandleSourceChanged(ctx, types.SourceChanged{ID: "y", Pipeline: "web", Revision: "abc"})
+	if err == nil || len(reqs) != 0 {
+		t.Fatalf("unreachable registry: got %v, %v; want an error and nothing queued", reqs, err)
+	}
+	t.Log(err)
+}

@@ -1,0 +1,37 @@
+package builders
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrPermanent marks a build error that another attempt cannot fix (a request naming an
+// unknown pipeline, a Job template that does not render): the agent publishes a Final
+// failed result at once instead of retrying.
+var ErrPermanent = errors.New("permanent build error")
+
+// ErrUnknownPipeline is returned for an event or request naming a pipeline that is not in
+// the configuration.
+var ErrUnknownPipeline = errors.New("unknown pipeline")
+
+// JobFailedError is a build Job that ended Failed, with what Kubernetes said about it.
+type JobFailedError struct {
+	Namespace, Job string
+	// Reason and Message are those of the Job's Failed condition (for example
+	// DeadlineExceeded, BackoffLimitExceeded).
+	Reason, Message string
+	// PodMessage is the build container's termination message (its last log lines with
+	// the default template's FallbackToLogsOnError), when a pod could be read.
+	PodMessage string
+}
+
+func (e *JobFailedError) Error() string {
+	s := fmt.Sprintf("job %s/%s failed: %s", e.Namespace, e.Job, e.Reason)
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.PodMessage != "" {
+		s += "; build output: " + e.PodMessage
+	}
+	return s
+}

@@ -1,0 +1,84 @@
+package builders
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/promoter-dev/promoter/internal/bus"
+	"github.com/promoter-dev/promoter/internal/testenv"
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+// openBus starts a NATS server and opens the bus on it with promoter's streams.
+func openBus(t *testing.T) *bus.Bus {
+	t.Helper()
+	n := testenv.StartNATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, err := bus.Open(ctx, bus.Options{URL: n.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if err := b.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// results follows the build results published on the bus from now on.
+func results(t *testing.T, b *bus.Bus) <-chan types.BuildResult {
+	t.Helper()
+	ctx := context.Background()
+	cons, err := b.JS.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{types.SubjectBuildResults},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan types.BuildResult, 64)
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		var r types.BuildResult
+		if err := json.Unmarshal(msg.Data(), &r); err != nil {
+			t.Errorf("malformed build result %s: %v", msg.Data(), err)
+			return
+		}
+		ch <- r
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+	return ch
+}
+
+// nextResult waits for one build result.
+func nextResult(t *testing.T, ch <-chan types.BuildResult, timeout time.Duration) types.BuildResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(timeout):
+		t.Fatalf("no build result within %s", timeout)
+		return types.BuildResult{}
+	}
+}
+
+// runAgent runs a until the test ends.
+func runAgent(t *testing.T, a *Agent) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent Run: %v", err)
+		}
+	})
+}

@@ -1,0 +1,324 @@
+package builders
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/testenv"
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+const buildNS = "promoter-builds"
+
+// startBuilderKube starts a kube-apiserver with the builder namespace (Pod Security
+// "privileged", see doc.go) and returns the admin client and a client of the "builder"
+// user holding nothing but the Role from Role(), as the agent's service account would.
+func startBuilderKube(t *testing.T) (admin, builder kubernetes.Interface) {
+	t.Helper()
+	k := testenv.StartKube(t)
+	ctx := context.Background()
+	admin = k.Client
+	_, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: buildNS, Labels: map[string]string{"pod-security.kubernetes.io/enforce": "privileged"},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := Role(buildNS)
+	if _, err := admin.RbacV1().Roles(buildNS).Create(ctx, &role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.RbacV1().RoleBindings(buildNS).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: RoleName, Namespace: buildNS},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: RoleName},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "builder"}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	builder, err = kubernetes.NewForConfig(k.UserConfig(t, "builder"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The authorizer learns of new bindings through an informer: wait until it did.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := builder.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: buildNS, Verb: "create", Group: "batch", Resource: "jobs",
+			}},
+		}, metav1.CreateOptions{})
+		if err == nil && r.Status.Allowed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("builder user still may not create jobs: %v %+v", err, r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return admin, builder
+}
+
+func TestKubernetesAgent(t *testing.T) {
+	admin, builderClient := startBuilderKube(t)
+	b := openBus(t)
+	exec, err := NewKubernetes(builderClient, testBuilder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.Discard()
+	arm64 := types.MustPlatform("linux/arm64")
+	agent, err := NewAgent(b, exec, []types.Platform{arm64},
+		WithMaxAttempts(2), WithRetryDelay(100*time.Millisecond), WithAckWait(3*time.Second), WithMetrics(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := results(t, b)
+	ctx, stopAgent := context.WithCancel(context.Background())
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- agent.Run(ctx) }()
+	t.Cleanup(func() { stopAgent(); <-agentDone })
+
+	dispatch := func(rev string) types.BuildRequest {
+		req := testRequest("linux/arm64")
+		req.Revision = rev
+		req.Image = "staging.example:5000/acme/web:" + rev + "-arm64"
+		if _, err := b.Publish(context.Background(), types.BuildSubject(arm64), req.MsgID(), req); err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}
+
+	t.Run("complete job succeeds", func(t *testing.T) {
+		req := dispatch("1111111111111111111111111111111111111111")
+		job := waitJob(t, admin, req, 1)
+		// What the apiserver stored, as the restricted user created it.
+		if job.Name != JobName(req, 1) {
+			t.Errorf("job name: got %s, want %s", job.Name, JobName(req, 1))
+		}
+		spec := job.Spec.Template.Spec
+		for _, c := range append(spec.InitContainers, spec.Containers...) {
+			if sc := c.SecurityContext; sc != nil && sc.Privileged != nil && *sc.Privileged {
+				t.Errorf("container %s is privileged", c.Name)
+			}
+		}
+		if got := spec.NodeSelector["kubernetes.io/arch"]; got != "arm64" {
+			t.Errorf("nodeSelector kubernetes.io/arch: got %q, want arm64", got)
+		}
+		if !hasToleration(spec.Tolerations, "kubernetes.io/arch", "arm64") {
+			t.Errorf("no arm64 arch toleration in %+v", spec.Tolerations)
+		}
+		if d := job.Spec.ActiveDeadlineSeconds; d == nil || *d != 3600 {
+			t.Errorf("activeDeadlineSeconds: got %v, want 3600", d)
+		}
+		if bl := job.Spec.BackoffLimit; bl == nil || *bl != 0 {
+			t.Errorf("backoffLimit: got %v, want 0", bl)
+		}
+		completeJob(t, admin, job)
+		r := nextResult(t, res, 20*time.Second)
+		if r.Outcome != types.BuildSucceeded || !r.Final || r.Attempt != 1 || r.Job != job.Name || r.Request.MsgID() != req.MsgID() {
+			t.Errorf("result: %+v, want succeeded, final, attempt 1 of job %s", r, job.Name)
+		}
+	})
+
+	t.Run("failed job is retried then given up", func(t *testing.T) {
+		req := dispatch("2222222222222222222222222222222222222222")
+		job1 := waitJob(t, admin, req, 1)
+		failJob(t, admin, job1, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+		r := nextResult(t, res, 20*time.Second)
+		if r.Outcome != types.BuildFailed || r.Final || r.Attempt != 1 || !strings.Contains(r.Reason, "BackoffLimitExceeded") {
+			t.Errorf("first result: %+v, want a non-final failure of attempt 1", r)
+		}
+		// A second attempt is a new Job. Its pod (created here, as the Job controller
+		// would) exits with the build's error as termination message.
+		job2 := waitJob(t, admin, req, 2)
+		if job2.Name == job1.Name {
+			t.Fatalf("attempt 2 reused job %s", job1.Name)
+		}
+		createFailedPod(t, admin, job2, "ERROR: failed to solve: process \"/bin/sh -c make\" did not complete successfully: exit code: 2")
+		failJob(t, admin, job2, "DeadlineExceeded", "Job was active longer than specified deadline")
+		r = nextResult(t, res, 20*time.Second)
+		if r.Outcome != types.BuildFailed || !r.Final || r.Attempt != 2 || r.Job != job2.Name {
+			t.Errorf("second result: %+v, want the final failure of attempt 2 (job %s)", r, job2.Name)
+		}
+		for _, want := range []string{"gave up after 2 attempts", "DeadlineExceeded", "did not complete successfully: exit code: 2"} {
+			if !strings.Contains(r.Reason, want) {
+				t.Errorf("final reason %q lacks %q", r.Reason, want)
+			}
+		}
+		if n := testutil.ToFloat64(m.Builds.WithLabelValues("linux/arm64", "gave_up")); n != 1 {
+			t.Errorf("builds{linux/arm64,gave_up}: got %v, want 1", n)
+		}
+		waitQueueEmpty(t, b)
+	})
+
+	t.Run("stopping the agent deletes the running job", func(t *testing.T) {
+		req := dispatch("3333333333333333333333333333333333333333")
+		job := waitJob(t, admin, req, 1)
+		stopAgent()
+		if err := <-agentDone; err != nil {
+			t.Errorf("agent Run: %v", err)
+		}
+		agentDone <- nil // for the cleanup
+		_, err := admin.BatchV1().Jobs(buildNS).Get(context.Background(), job.Name, metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			t.Errorf("job %s after the agent stopped: got %v, want NotFound", job.Name, err)
+		}
+	})
+}
+
+// TestPodSecurityBaselineRejectsTheBuildPod backs doc.go's claim: the build pod is not
+// privileged, yet only the "privileged" Pod Security level admits it.
+func TestPodSecurityBaselineRejectsTheBuildPod(t *testing.T) {
+	k := testenv.StartKube(t)
+	ctx := context.Background()
+	tmpl, err := NewJobTemplate(testBuilder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := tmpl.Render(testRequest("linux/amd64"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		level   string
+		wantErr []string
+	}{
+		{level: "baseline", wantErr: []string{`violates PodSecurity "baseline`, "seccompProfile", "appArmorProfile"}},
+		{level: "privileged"},
+	} {
+		t.Run(tc.level, func(t *testing.T) {
+			ns := "builds-" + tc.level
+			_, err := k.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+				Name: ns, Labels: map[string]string{"pod-security.kubernetes.io/enforce": tc.level},
+			}}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "build", Namespace: ns}, Spec: job.Spec.Template.Spec}
+			_, err = k.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+			if len(tc.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("creating the build pod in a %s namespace: %v", tc.level, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("the build pod was admitted in a %s namespace", tc.level)
+			}
+			for _, want := range tc.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q lacks %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func hasToleration(ts []corev1.Toleration, key, value string) bool {
+	for _, t := range ts {
+		if t.Key == key && t.Value == value && t.Effect == corev1.TaintEffectNoSchedule {
+			return true
+		}
+	}
+	return false
+}
+
+// waitJob waits for the Job of one attempt of req, found by its labels.
+func waitJob(t *testing.T, c kubernetes.Interface, req types.BuildRequest, attempt int) *batchv1.Job {
+	t.Helper()
+	sel := labels.SelectorFromSet(labels.Set{
+		LabelRevision: JobLabels(req, attempt)[LabelRevision],
+		LabelAttempt:  JobLabels(req, attempt)[LabelAttempt],
+	}).String()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		jobs, err := c.BatchV1().Jobs(buildNS).List(context.Background(), metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(jobs.Items) == 1 {
+			return &jobs.Items[0]
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no job %s within 20s", sel)
+	return nil
+}
+
+// completeJob sets the status the Job controller sets on success. Since Kubernetes 1.31 the
+// apiserver validates the transition: Complete needs SuccessCriteriaMet first, a start
+// time and a completion time not before it.
+func completeJob(t *testing.T, c kubernetes.Interface, job *batchv1.Job) {
+	t.Helper()
+	start, end := metav1.NewTime(time.Now().Add(-time.Minute).Truncate(time.Second)), metav1.NewTime(time.Now().Truncate(time.Second))
+	job.Status = batchv1.JobStatus{
+		StartTime: &start, CompletionTime: &end, Succeeded: 1,
+		Conditions: []batchv1.JobCondition{
+			{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, Reason: "CompletionsReached", LastTransitionTime: end},
+			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, Reason: "CompletionsReached", LastTransitionTime: end},
+		},
+	}
+	if _, err := c.BatchV1().Jobs(buildNS).UpdateStatus(context.Background(), job, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("completing job %s: %v", job.Name, err)
+	}
+}
+
+// failJob sets the status the Job controller sets on failure: Failed needs FailureTarget
+// first and a start time, and no completion time.
+func failJob(t *testing.T, c kubernetes.Interface, job *batchv1.Job, reason, message string) {
+	t.Helper()
+	start, end := metav1.NewTime(time.Now().Add(-time.Minute).Truncate(time.Second)), metav1.NewTime(time.Now().Truncate(time.Second))
+	job.Status = batchv1.JobStatus{
+		StartTime: &start, Failed: 1,
+		Conditions: []batchv1.JobCondition{
+			{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: reason, Message: message, LastTransitionTime: end},
+			{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: reason, Message: message, LastTransitionTime: end},
+		},
+	}
+	if _, err := c.BatchV1().Jobs(buildNS).UpdateStatus(context.Background(), job, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("failing job %s: %v", job.Name, err)
+	}
+}
+
+// createFailedPod creates the Job's pod as the Job controller would and marks its build
+// container terminated with message, as the kubelet would.
+func createFailedPod(t *testing.T, c kubernetes.Interface, job *batchv1.Job, message string) {
+	t.Helper()
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: job.Name + "-x7k2p", Namespace: buildNS,
+			Labels: map[string]string{batchv1.JobNameLabel: job.Name},
+		},
+		Spec: job.Spec.Template.Spec,
+	}
+	pod, err := c.CoreV1().Pods(buildNS).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating the pod of %s: %v", job.Name, err)
+	}
+	now := metav1.Now()
+	pod.Status.Phase = corev1.PodFailed
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+		Name: "buildkit", Image: pod.Spec.Containers[0].Image,
+		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: 1, Reason: "Error", Message: message, StartedAt: now, FinishedAt: now,
+		}},
+	}}
+	if _, err := c.CoreV1().Pods(buildNS).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("setting the status of pod %s: %v", pod.Name, err)
+	}
+}

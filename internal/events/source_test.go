@@ -1,0 +1,431 @@
+package events
+
+import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/hex"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+const (
+	githubPath  = "/v1/events/source/github"
+	gitlabPath  = "/v1/events/source/gitlab"
+	genericPath = "/v1/events/source/generic"
+
+	githubDelivery = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+	gitlabUUID     = "8a2b4e2c-1f5e-4c7a-9a62-0c1f0a3b7d11"
+
+	githubRevision  = "59b20b8d5c6ff8d09518454d4dd8b7b30f095ab5"
+	gitlabRevision  = "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
+	genericRevision = "3f786850e387550fdab836ed7e6dc881de23001b"
+)
+
+// sourceCase is one request to a source endpoint and what must come of it.
+type sourceCase struct {
+	name       string
+	header     http.Header
+	body       []byte
+	wantStatus int
+	wantErr    string               // part of the error of a rejection
+	want       Summary              // of a 200
+	wantEvent  *types.SourceChanged // the one message stored, if any
+}
+
+func runSourceCases(t *testing.T, path, source string, tests []sourceCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, allSecrets())
+			got := h.post(t, path, tt.body, tt.header)
+			if got.status != tt.wantStatus {
+				t.Fatalf("got status %d (%s), want %d", got.status, got.body, tt.wantStatus)
+			}
+			calls, stored := h.pub.snapshot()
+			if tt.wantStatus != http.StatusOK {
+				if msg := got.errorMessage(t); !strings.Contains(msg, tt.wantErr) {
+					t.Errorf("got error %q, want it to contain %q", msg, tt.wantErr)
+				}
+				if calls != 0 {
+					t.Errorf("got %d publishes for a rejected request, want 0", calls)
+				}
+				if n := h.count(source, "push", "rejected"); n != 1 {
+					t.Errorf("got promoter_events_received_total{%s,push,rejected} = %v, want 1", source, n)
+				}
+				return
+			}
+			if diff := cmp.Diff(tt.want, got.summary(t)); diff != "" {
+				t.Errorf("summary (-want +got):\n%s", diff)
+			}
+			var gotEvent *types.SourceChanged
+			switch len(stored) {
+			case 0:
+			case 1:
+				ev := stored[0].Value.(types.SourceChanged)
+				gotEvent = &ev
+				if stored[0].Subject != types.SubjectSourceChanged || stored[0].MsgID != ev.ID {
+					t.Errorf("published on %s with msg id %q, want %s and the event id %q", stored[0].Subject, stored[0].MsgID, types.SubjectSourceChanged, ev.ID)
+				}
+			default:
+				t.Fatalf("got %d messages for one push, want at most 1", len(stored))
+			}
+			if diff := cmp.Diff(tt.wantEvent, gotEvent); diff != "" {
+				t.Errorf("published (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// githubHeader is what GitHub sends for a JSON webhook with a secret, for body.
+func githubHeader(event string, body []byte) http.Header {
+	return http.Header{
+		"Content-Type":        {"application/json"},
+		"User-Agent":          {"GitHub-Hookshot/044aadd"},
+		"X-Github-Event":      {event},
+		"X-Github-Delivery":   {githubDelivery},
+		"X-Github-Hook-Id":    {"30"},
+		"X-Hub-Signature-256": {signGitHub(githubSecret, body)},
+	}
+}
+
+// edit returns h with keys set (a value "" deletes the key).
+func edit(h http.Header, kv ...string) http.Header {
+	h = h.Clone()
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			h.Del(kv[i])
+		} else {
+			h.Set(kv[i], kv[i+1])
+		}
+	}
+	return h
+}
+
+func TestGitHubWebhook(t *testing.T) {
+	push := readTestdata(t, "source", "github-push.json")
+	ping := readTestdata(t, "source", "github-ping.json")
+	deleted := readTestdata(t, "source", "github-push-delete.json")
+	signed := func(event string, body []byte) sourceCase {
+		return sourceCase{header: githubHeader(event, body), body: body, wantStatus: 200}
+	}
+	ignored := func(name, event string, body []byte) sourceCase {
+		c := signed(event, body)
+		c.name, c.want = name, Summary{Ignored: 1}
+		return c
+	}
+	kept := &types.SourceChanged{
+		ID: githubDelivery, Pipeline: "web", Repo: "https://github.com/acme/web.git",
+		Ref: "refs/heads/main", Revision: githubRevision, Received: testNow,
+	}
+	otherRepo := setJSON(t, push,
+		"repository.clone_url", "https://github.com/acme/other.git", "repository.ssh_url", "git@github.com:acme/other.git",
+		"repository.html_url", "https://github.com/acme/other", "repository.git_url", "git://github.com/acme/other.git")
+	sshOnly := setJSON(t, push, "repository.clone_url", "", "repository.html_url", "", "repository.git_url", "")
+	sha1Sig := func(secret string, body []byte) string {
+		mac := hmac.New(sha1.New, []byte(secret))
+		mac.Write(body)
+		return "sha1=" + hex.EncodeToString(mac.Sum(nil))
+	}
+
+	tests := []sourceCase{
+		{name: "push", header: githubHeader("push", push), body: push, wantStatus: 200, want: Summary{Accepted: 1}, wantEvent: kept},
+		{name: "push with charset", header: edit(githubHeader("push", push), "Content-Type", "application/json; charset=utf-8"), body: push,
+			wantStatus: 200, want: Summary{Accepted: 1}, wantEvent: kept},
+		{name: "repository known by its ssh url only", header: githubHeader("push", sshOnly), body: sshOnly, wantStatus: 200, want: Summary{Accepted: 1},
+			wantEvent: &types.SourceChanged{ID: githubDelivery, Pipeline: "web", Repo: "git@github.com:acme/web.git", Ref: "refs/heads/main", Revision: githubRevision, Received: testNow}},
+		{name: "bad signature", header: edit(githubHeader("push", push), "X-Hub-Signature-256", "sha256="+strings.Repeat("0", 64)), body: push,
+			wantStatus: 401, wantErr: "does not match the body signed with auth.github.secret"},
+		{name: "signature from another secret", header: edit(githubHeader("push", push), "X-Hub-Signature-256", signGitHub("not-"+githubSecret, push)), body: push,
+			wantStatus: 401, wantErr: "does not match"},
+		{name: "body changed after signing", header: githubHeader("push", push), body: append(append([]byte(nil), push...), ' '),
+			wantStatus: 401, wantErr: "does not match"},
+		{name: "missing signature", header: edit(githubHeader("push", push), "X-Hub-Signature-256", ""), body: push,
+			wantStatus: 401, wantErr: "missing X-Hub-Signature-256"},
+		// A correct SHA-1 signature is still refused: SHA-1 is never a fallback.
+		{name: "sha1 signature only", header: edit(githubHeader("push", push), "X-Hub-Signature-256", "", "X-Hub-Signature", sha1Sig(githubSecret, push)), body: push,
+			wantStatus: 401, wantErr: "SHA-1 signatures are not accepted"},
+		{name: "good sha1 beside a bad sha256", header: edit(githubHeader("push", push), "X-Hub-Signature-256", signGitHub("wrong", push), "X-Hub-Signature", sha1Sig(githubSecret, push)), body: push,
+			wantStatus: 401, wantErr: "does not match"},
+		{name: "sha1 value in the sha256 header", header: edit(githubHeader("push", push), "X-Hub-Signature-256", sha1Sig(githubSecret, push)), body: push,
+			wantStatus: 401, wantErr: "must start with sha256="},
+		{name: "signature without prefix", header: edit(githubHeader("push", push), "X-Hub-Signature-256", strings.TrimPrefix(signGitHub(githubSecret, push), "sha256=")), body: push,
+			wantStatus: 401, wantErr: "must start with sha256="},
+		{name: "signature not hex", header: edit(githubHeader("push", push), "X-Hub-Signature-256", "sha256=zz"), body: push,
+			wantStatus: 401, wantErr: "not hex"},
+		{name: "truncated signature", header: edit(githubHeader("push", push), "X-Hub-Signature-256", signGitHub(githubSecret, push)[:41]), body: push,
+			wantStatus: 401, wantErr: "does not match"},
+		ignored("branch deleted", "push", deleted),
+		ignored("zero after without deleted flag", "push", setJSON(t, deleted, "deleted", false)),
+		ignored("other branch", "push", setJSON(t, push, "ref", "refs/heads/feature/login")),
+		ignored("tag", "push", setJSON(t, push, "ref", "refs/tags/v1.4.0")),
+		ignored("other repository", "push", otherRepo),
+		ignored("ping", "ping", ping),
+		ignored("other event", "issues", []byte(`{"action": "opened"}`)),
+		{name: "missing event header", header: edit(githubHeader("push", push), "X-Github-Event", ""), body: push,
+			wantStatus: 400, wantErr: "missing X-GitHub-Event"},
+		{name: "malformed push", header: githubHeader("push", []byte(`{"ref": `)), body: []byte(`{"ref": `),
+			wantStatus: 400, wantErr: "decoding GitHub push payload"},
+		{name: "push without after", header: githubHeader("push", setJSON(t, push, "after", nil)), body: setJSON(t, push, "after", nil),
+			wantStatus: 400, wantErr: "no ref or after"},
+		{name: "revision that cannot be a tag", header: githubHeader("push", setJSON(t, push, "after", "59b2 0b8d")), body: setJSON(t, push, "after", "59b2 0b8d"),
+			wantStatus: 400, wantErr: "is not a commit id"},
+		{name: "form encoded", header: edit(githubHeader("push", push), "Content-Type", "application/x-www-form-urlencoded"), body: push,
+			wantStatus: 415, wantErr: "application/json"},
+	}
+	runSourceCases(t, githubPath, "github", tests)
+}
+
+// gitlabHeader is what GitLab 17.4+ sends for a webhook with a secret token.
+func gitlabHeader(event string) http.Header {
+	return http.Header{
+		"Content-Type":          {"application/json"},
+		"User-Agent":            {"GitLab/17.6.0"},
+		"X-Gitlab-Event":        {event},
+		"X-Gitlab-Event-Uuid":   {gitlabUUID},
+		"X-Gitlab-Webhook-Uuid": {"3e9f2c8a-5d1b-4f6e-8a7c-2b1d0e9f8a7b"},
+		"X-Gitlab-Instance":     {"https://gitlab.example.com"},
+		"X-Gitlab-Token":        {gitlabToken},
+	}
+}
+
+func TestGitLabWebhook(t *testing.T) {
+	push := readTestdata(t, "source", "gitlab-push.json")
+	deleted := readTestdata(t, "source", "gitlab-push-delete.json")
+	kept := func(id string) *types.SourceChanged {
+		return &types.SourceChanged{
+			ID: id, Pipeline: "api", Repo: "https://gitlab.example.com/acme/api.git",
+			Ref: "refs/heads/main", Revision: gitlabRevision, Received: testNow,
+		}
+	}
+	ignored := func(name, event string, body []byte) sourceCase {
+		return sourceCase{name: name, header: gitlabHeader(event), body: body, wantStatus: 200, want: Summary{Ignored: 1}}
+	}
+	otherRepo := setJSON(t, push,
+		"project.git_http_url", "https://gitlab.example.com/acme/other.git", "project.git_ssh_url", "git@gitlab.example.com:acme/other.git",
+		"project.web_url", "https://gitlab.example.com/acme/other", "repository.git_http_url", "https://gitlab.example.com/acme/other.git",
+		"repository.git_ssh_url", "git@gitlab.example.com:acme/other.git", "repository.homepage", "https://gitlab.example.com/acme/other")
+
+	tests := []sourceCase{
+		{name: "push", header: gitlabHeader("Push Hook"), body: push, wantStatus: 200, want: Summary{Accepted: 1}, wantEvent: kept(gitlabUUID)},
+		// Idempotency-Key is what stays the same across GitLab's retries and resends.
+		{name: "push with idempotency key", header: edit(gitlabHeader("Push Hook"), "Idempotency-Key", "0d1f0c3e-2a4b-4c5d-8e9f-a0b1c2d3e4f5"), body: push,
+			wantStatus: 200, want: Summary{Accepted: 1}, wantEvent: kept("0d1f0c3e-2a4b-4c5d-8e9f-a0b1c2d3e4f5")},
+		{name: "wrong token", header: edit(gitlabHeader("Push Hook"), "X-Gitlab-Token", "not-"+gitlabToken), body: push,
+			wantStatus: 401, wantErr: "wrong X-Gitlab-Token; it must equal auth.gitlab.token"},
+		{name: "token prefix", header: edit(gitlabHeader("Push Hook"), "X-Gitlab-Token", gitlabToken[:5]), body: push,
+			wantStatus: 401, wantErr: "wrong X-Gitlab-Token"},
+		{name: "another receiver's secret", header: edit(gitlabHeader("Push Hook"), "X-Gitlab-Token", githubSecret), body: push,
+			wantStatus: 401, wantErr: "wrong X-Gitlab-Token"},
+		{name: "missing token", header: edit(gitlabHeader("Push Hook"), "X-Gitlab-Token", ""), body: push,
+			wantStatus: 401, wantErr: "missing X-Gitlab-Token"},
+		{name: "token as bearer", header: edit(gitlabHeader("Push Hook"), "X-Gitlab-Token", "", "Authorization", "Bearer "+gitlabToken), body: push,
+			wantStatus: 401, wantErr: "missing X-Gitlab-Token"},
+		ignored("branch deleted", "Push Hook", deleted),
+		ignored("other branch", "Push Hook", setJSON(t, push, "ref", "refs/heads/feature")),
+		ignored("other repository", "Push Hook", otherRepo),
+		ignored("tag push", "Tag Push Hook", setJSON(t, push, "object_kind", "tag_push", "ref", "refs/tags/v2.0.0")),
+		ignored("merge request", "Merge Request Hook", []byte(`{"object_kind": "merge_request"}`)),
+		{name: "push hook that is not a push", header: gitlabHeader("Push Hook"), body: setJSON(t, push, "object_kind", "tag_push"),
+			wantStatus: 400, wantErr: `object_kind "tag_push"`},
+		{name: "malformed", header: gitlabHeader("Push Hook"), body: []byte(`{"object_kind": "push",`),
+			wantStatus: 400, wantErr: "decoding GitLab push payload"},
+		{name: "plain text", header: edit(gitlabHeader("Push Hook"), "Content-Type", "text/plain"), body: push,
+			wantStatus: 415, wantErr: "application/json"},
+	}
+	runSourceCases(t, gitlabPath, "gitlab", tests)
+}
+
+func genericHeader() http.Header {
+	return http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + genericToken}}
+}
+
+func TestGenericWebhook(t *testing.T) {
+	push := readTestdata(t, "source", "generic-push.json")
+	kept := func(id, repo, ref string) *types.SourceChanged {
+		return &types.SourceChanged{ID: id, Pipeline: "worker", Repo: repo, Ref: ref, Revision: genericRevision, Received: testNow}
+	}
+	ignored := func(name string, body []byte) sourceCase {
+		return sourceCase{name: name, header: genericHeader(), body: body, wantStatus: 200, want: Summary{Ignored: 1}}
+	}
+	bad := func(name string, body []byte, wantErr string) sourceCase {
+		return sourceCase{name: name, header: genericHeader(), body: body, wantStatus: 400, wantErr: wantErr}
+	}
+	tests := []sourceCase{
+		{name: "push", header: genericHeader(), body: push, wantStatus: 200, want: Summary{Accepted: 1},
+			wantEvent: kept("ci-run-8841", "https://git.example/acme/worker.git", "refs/heads/release")},
+		{name: "full ref and scp-like repo", header: genericHeader(), body: setJSON(t, push, "ref", "refs/heads/release", "repo", "git@git.example:acme/worker.git"),
+			wantStatus: 200, want: Summary{Accepted: 1}, wantEvent: kept("ci-run-8841", "git@git.example:acme/worker.git", "refs/heads/release")},
+		{name: "wrong token", header: edit(genericHeader(), "Authorization", "Bearer nope"), body: push, wantStatus: 401, wantErr: "auth.generic.token"},
+		{name: "no token", header: edit(genericHeader(), "Authorization", ""), body: push, wantStatus: 401, wantErr: "auth.generic.token"},
+		{name: "registry token", header: edit(genericHeader(), "Authorization", "Bearer "+registryToken), body: push, wantStatus: 401, wantErr: "wrong bearer token"},
+		{name: "basic auth", header: edit(genericHeader(), "Authorization", "Basic Z2VuZXJpYzpzM2NyZXQ="), body: push, wantStatus: 401, wantErr: "not a Bearer token"},
+		ignored("zero revision", setJSON(t, push, "revision", "0000000000000000000000000000000000000000")),
+		ignored("other branch", setJSON(t, push, "ref", "main")),
+		ignored("tag", setJSON(t, push, "ref", "refs/tags/v1")),
+		ignored("other repository", setJSON(t, push, "repo", "https://git.example/acme/web.git")),
+		bad("unknown field", setJSON(t, push, "branch", "release"), `unknown field "branch"`),
+		bad("nothing", []byte(`{}`), "missing repo, ref, revision"),
+		bad("missing revision", setJSON(t, push, "revision", nil), "missing revision"),
+		bad("revision with a slash", setJSON(t, push, "revision", "feature/x"), "is not a commit id"),
+		bad("two documents", append(append([]byte(nil), push...), push...), "data after the JSON object"),
+		bad("not an object", []byte(`"3f786850"`), "decoding body"),
+		{name: "yaml", header: edit(genericHeader(), "Content-Type", "application/yaml"), body: push, wantStatus: 415, wantErr: "application/json"},
+	}
+	runSourceCases(t, genericPath, "generic", tests)
+}
+
+// TestSourceDisabled: a source receiver without a configured secret is not there (404),
+// and the answer names the configuration key that enables it.
+func TestSourceDisabled(t *testing.T) {
+	tests := []struct {
+		path, source, key string
+		header            http.Header
+		body              []byte
+	}{
+		{githubPath, "github", "auth.github.secret", githubHeader("push", readTestdata(t, "source", "github-push.json")), readTestdata(t, "source", "github-push.json")},
+		{gitlabPath, "gitlab", "auth.gitlab.token", gitlabHeader("Push Hook"), readTestdata(t, "source", "gitlab-push.json")},
+		{genericPath, "generic", "auth.generic.token", genericHeader(), readTestdata(t, "source", "generic-push.json")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.source, func(t *testing.T) {
+			h := newHarness(t, Secrets{RegistryToken: registryToken})
+			got := h.post(t, tt.path, tt.body, tt.header)
+			if got.status != http.StatusNotFound {
+				t.Fatalf("got status %d (%s), want 404", got.status, got.body)
+			}
+			if msg := got.errorMessage(t); !strings.Contains(msg, "set "+tt.key) {
+				t.Errorf("got error %q, want it to name %s", msg, tt.key)
+			}
+			if calls, _ := h.pub.snapshot(); calls != 0 {
+				t.Errorf("got %d publishes, want 0", calls)
+			}
+			if n := h.count(tt.source, "push", "rejected"); n != 1 {
+				t.Errorf("got rejected count %v, want 1", n)
+			}
+		})
+	}
+}
+
+// TestSourceDeduplication: a redelivered webhook (same delivery id) is acknowledged as a
+// duplicate; without a delivery id the id is derived from pipeline and revision, so a
+// redelivery is still recognised and another revision is not.
+func TestSourceDeduplication(t *testing.T) {
+	ghPush := readTestdata(t, "source", "github-push.json")
+	ghNext := setJSON(t, ghPush, "after", "a7f3c0de5c6ff8d09518454d4dd8b7b30f095ab5")
+	glPush := readTestdata(t, "source", "gitlab-push.json")
+	genPush := readTestdata(t, "source", "generic-push.json")
+	type delivery struct {
+		header http.Header
+		body   []byte
+		want   Summary
+	}
+	tests := []struct {
+		name       string
+		path       string
+		deliveries []delivery
+		wantIDs    []string // ids stored; "derived:<source>" is any derived id of that source
+	}{
+		{name: "github same delivery", path: githubPath, deliveries: []delivery{
+			{githubHeader("push", ghPush), ghPush, Summary{Accepted: 1}},
+			{githubHeader("push", ghPush), ghPush, Summary{Duplicates: 1}},
+		}, wantIDs: []string{githubDelivery}},
+		{name: "github without delivery id", path: githubPath, deliveries: []delivery{
+			{edit(githubHeader("push", ghPush), "X-Github-Delivery", ""), ghPush, Summary{Accepted: 1}},
+			{edit(githubHeader("push", ghPush), "X-Github-Delivery", ""), ghPush, Summary{Duplicates: 1}},
+			{edit(githubHeader("push", ghNext), "X-Github-Delivery", ""), ghNext, Summary{Accepted: 1}},
+		}, wantIDs: []string{"derived:github", "derived:github"}},
+		{name: "gitlab same idempotency key, new event uuid", path: gitlabPath, deliveries: []delivery{
+			{edit(gitlabHeader("Push Hook"), "Idempotency-Key", "k-1"), glPush, Summary{Accepted: 1}},
+			{edit(gitlabHeader("Push Hook"), "Idempotency-Key", "k-1", "X-Gitlab-Event-Uuid", "another-uuid"), glPush, Summary{Duplicates: 1}},
+		}, wantIDs: []string{"k-1"}},
+		{name: "gitlab without delivery id", path: gitlabPath, deliveries: []delivery{
+			{edit(gitlabHeader("Push Hook"), "X-Gitlab-Event-Uuid", ""), glPush, Summary{Accepted: 1}},
+			{edit(gitlabHeader("Push Hook"), "X-Gitlab-Event-Uuid", ""), glPush, Summary{Duplicates: 1}},
+		}, wantIDs: []string{"derived:gitlab"}},
+		{name: "generic same id", path: genericPath, deliveries: []delivery{
+			{genericHeader(), genPush, Summary{Accepted: 1}},
+			{genericHeader(), genPush, Summary{Duplicates: 1}},
+		}, wantIDs: []string{"ci-run-8841"}},
+		{name: "generic without id", path: genericPath, deliveries: []delivery{
+			{genericHeader(), setJSON(t, genPush, "id", nil), Summary{Accepted: 1}},
+			{genericHeader(), setJSON(t, genPush, "id", nil), Summary{Duplicates: 1}},
+		}, wantIDs: []string{"derived:generic"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, allSecrets())
+			for i, d := range tt.deliveries {
+				got := h.post(t, tt.path, d.body, d.header)
+				if got.status != http.StatusOK {
+					t.Fatalf("delivery %d: got status %d (%s), want 200", i, got.status, got.body)
+				}
+				if diff := cmp.Diff(d.want, got.summary(t)); diff != "" {
+					t.Errorf("delivery %d summary (-want +got):\n%s", i, diff)
+				}
+			}
+			_, stored := h.pub.snapshot()
+			if len(stored) != len(tt.wantIDs) {
+				t.Fatalf("got %d stored, want %d", len(stored), len(tt.wantIDs))
+			}
+			seen := map[string]bool{}
+			for i, m := range stored {
+				want := tt.wantIDs[i]
+				if src, ok := strings.CutPrefix(want, "derived:"); ok {
+					if !strings.HasPrefix(m.MsgID, src+"-") || seen[m.MsgID] {
+						t.Errorf("stored[%d] id %q, want a fresh id derived for %s", i, m.MsgID, src)
+					}
+				} else if m.MsgID != want {
+					t.Errorf("stored[%d] id %q, want %q", i, m.MsgID, want)
+				}
+				seen[m.MsgID] = true
+			}
+			source := strings.TrimPrefix(tt.path, "/v1/events/source/")
+			if n := h.count(source, "push", "duplicate"); n != 1 {
+				t.Errorf("got promoter_events_received_total{%s,push,duplicate} = %v, want 1", source, n)
+			}
+		})
+	}
+}
+
+// TestSourcePublishFailure: a source push the bus did not take gets 503 and Retry-After.
+func TestSourcePublishFailure(t *testing.T) {
+	h := newHarness(t, allSecrets())
+	h.pub.fail(errBusDown)
+	push := readTestdata(t, "source", "github-push.json")
+	got := h.post(t, githubPath, push, githubHeader("push", push))
+	if got.status != http.StatusServiceUnavailable || got.header.Get("Retry-After") == "" {
+		t.Fatalf("got status %d Retry-After %q (%s), want 503 with Retry-After", got.status, got.header.Get("Retry-After"), got.body)
+	}
+	h.pub.fail(nil)
+	got = h.post(t, githubPath, push, githubHeader("push", push))
+	if got.status != http.StatusOK || got.summary(t) != (Summary{Accepted: 1}) {
+		t.Fatalf("retry: got status %d (%s), want 200 accepted", got.status, got.body)
+	}
+}
+
+func TestNormaliseRepo(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"https://github.com/Acme/Web.git", "github.com/acme/web"},
+		{"https://github.com/acme/web", "github.com/acme/web"},
+		{"https://github.com/acme/web/", "github.com/acme/web"},
+		{"http://git.example:8080/acme/web.git", "git.example:8080/acme/web"},
+		{"ssh://git@github.com/acme/web.git", "github.com/acme/web"},
+		{"ssh://git@git.example:2222/acme/web.git", "git.example/acme/web"},
+		{"git://github.com/acme/web.git", "github.com/acme/web"},
+		{"git@github.com:acme/web.git", "github.com/acme/web"},
+		{"gitlab.example.com:acme/group/api.git", "gitlab.example.com/acme/group/api"},
+		{"github.com/acme/web", "github.com/acme/web"},
+		{"  https://github.com/acme/web.git\n", "github.com/acme/web"},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := normaliseRepo(tt.in); got != tt.want {
+			t.Errorf("normaliseRepo(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

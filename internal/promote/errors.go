@@ -1,0 +1,62 @@
+package promote
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrTagImmutable means a destination tag already points at a different digest and is not
+// listed in Options.MutableTags. The destination is left untouched.
+var ErrTagImmutable = errors.New("destination tag is immutable")
+
+// ErrNotSigned means Options.Verify rejected the source: nothing was copied.
+var ErrNotSigned = errors.New("source signature not verified")
+
+// ErrSource means the source cannot be read for a reason retrying will not fix (401, 403,
+// 404): check the reference and the credentials for its registry.
+var ErrSource = errors.New("source not readable")
+
+// ImmutableError is returned (wrapped) when a destination tag would move. It matches
+// ErrTagImmutable with errors.Is.
+type ImmutableError struct {
+	// Ref is the destination reference, "host/repo:tag".
+	Ref string
+	// Existing is the digest the tag points at now.
+	Existing string
+	// Want is the digest promotion would have tagged.
+	Want string
+}
+
+func (e *ImmutableError) Error() string {
+	return fmt.Sprintf("%s already points at %s, refusing to move it to %s (tags are immutable; list the tag in promote's mutable tags to allow it)",
+		e.Ref, e.Existing, e.Want)
+}
+
+// Is makes errors.Is(err, ErrTagImmutable) true.
+func (e *ImmutableError) Is(target error) bool { return target == ErrTagImmutable }
+
+// SourceError says which registry and reference could not be read and why.
+type SourceError struct {
+	Registry string
+	Ref      string
+	Status   int
+	Err      error
+}
+
+func (e *SourceError) Error() string {
+	hint := ""
+	switch e.Status {
+	case 401:
+		hint = ": credentials missing or rejected (log in to the registry, e.g. docker login " + e.Registry + ")"
+	case 403:
+		hint = ": access denied (the credentials for " + e.Registry + " lack pull permission on this repository)"
+	case 404:
+		hint = ": not found (check the repository and tag or digest)"
+	}
+	return fmt.Sprintf("reading source %s from registry %s%s: %v", e.Ref, e.Registry, hint, e.Err)
+}
+
+// Is makes errors.Is(err, ErrSource) true.
+func (e *SourceError) Is(target error) bool { return target == ErrSource }
+
+func (e *SourceError) Unwrap() error { return e.Err }

@@ -1,0 +1,275 @@
+package promote
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
+)
+
+// cosignSuffixes are the tags cosign attaches to sha256-<hex>: signatures, attestations,
+// SBOMs. The OCI 1.1 referrers (and their sha256-<hex> fallback tag) are read separately.
+var cosignSuffixes = []struct {
+	suffix string
+	kind   Kind
+}{{"sig", KindSignature}, {"att", KindAttest}, {"sbom", KindSBOM}}
+
+// maxAccessoryDepth bounds "signatures of signatures of ...": a referrer of a referrer of
+// a child is depth 2. Real chains stop at 2; the bound only protects against loops.
+const maxAccessoryDepth = 4
+
+// node is one source manifest to copy, kept as the exact bytes the source served.
+type node struct {
+	kind   Kind
+	digest v1.Hash
+	mt     types.MediaType
+	raw    []byte
+	// tag is set for cosign accessories (sha256-<hex>.sig, ...): they are found and
+	// written by tag.
+	tag string
+	// subject is set for OCI referrers; writing them also updates the destination's
+	// referrers list (go-containerregistry maintains the fallback tag when the registry
+	// has no referrers API).
+	subject *v1.Descriptor
+	// blobs are the config and layers of an image manifest, distributable ones only.
+	blobs []v1.Descriptor
+	// children are the manifests of an index.
+	children []v1.Descriptor
+}
+
+func (n *node) size() int64 { return int64(len(n.raw)) }
+
+// plan is everything reachable from the source, in write order: every manifest comes after
+// the manifests and blobs it references, accessories after their subject.
+type plan struct {
+	src    name.Reference
+	root   *node
+	nodes  []*node
+	puller *remote.Puller
+	// blobClient reads source blobs with raw requests (authenticated for pull), shared by
+	// every destination.
+	blobClient *http.Client
+}
+
+// walker reads the source repository.
+type walker struct {
+	p      *Promoter
+	repo   name.Repository
+	puller *remote.Puller
+
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// plan reads src and everything attached to it.
+func (p *Promoter) plan(ctx context.Context, src name.Reference) (*plan, error) {
+	puller, err := remote.NewPuller(p.Registry.Remote(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", src, err)
+	}
+	w := &walker{p: p, repo: src.Context(), puller: puller, seen: map[string]bool{}}
+	tree, err := w.tree(ctx, src, KindImage, "")
+	if err != nil {
+		return nil, sourceError(src, err)
+	}
+	root := tree[len(tree)-1]
+	rt, err := p.Registry.HTTPTransport(ctx, src.Context())
+	if err != nil {
+		return nil, sourceError(src, err)
+	}
+	pl := &plan{src: src, root: root, nodes: tree, puller: puller, blobClient: &http.Client{Transport: rt}}
+
+	// Breadth first over accessories: every manifest found so far may be signed, attested
+	// or referred to, including the accessories themselves.
+	frontier := tree
+	for depth := 0; len(frontier) > 0 && depth < maxAccessoryDepth; depth++ {
+		found := make([][]*node, len(frontier))
+		g, gctx := errgroup.WithContext(ctx)
+		for i, n := range frontier {
+			g.Go(func() error {
+				var err error
+				found[i], err = w.accessories(gctx, n)
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+		frontier = nil
+		for _, f := range found {
+			frontier = append(frontier, f...)
+		}
+		pl.nodes = append(pl.nodes, frontier...)
+	}
+	return pl, nil
+}
+
+// tree reads ref and, for an index, its children, returning them children first. tag is
+// set for cosign accessories. A manifest already read returns nothing.
+func (w *walker) tree(ctx context.Context, ref name.Reference, kind Kind, tag string) ([]*node, error) {
+	n, err := w.fetch(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	key := n.digest.String() + " " + tag
+	w.mu.Lock()
+	dup := w.seen[key]
+	w.seen[key] = true
+	w.mu.Unlock()
+	if dup {
+		return nil, nil
+	}
+	if kind == KindImage && n.mt.IsIndex() {
+		kind = KindIndex
+	}
+	n.kind, n.tag = kind, tag
+	childKind := kind
+	if kind == KindIndex {
+		childKind = KindImage
+	}
+	subs := make([][]*node, len(n.children))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, c := range n.children {
+		g.Go(func() error {
+			var err error
+			subs[i], err = w.tree(gctx, w.repo.Digest(c.Digest.String()), childKind, "")
+			if err != nil {
+				return fmt.Errorf("reading child %s of %s: %w", c.Digest, ref, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var out []*node
+	for _, s := range subs {
+		out = append(out, s...)
+	}
+	return append(out, n), nil
+}
+
+// fetch reads one manifest, exactly as served.
+func (w *walker) fetch(ctx context.Context, ref name.Reference) (*node, error) {
+	release, err := w.p.acquire(ctx, w.repo.RegistryStr())
+	if err != nil {
+		return nil, err
+	}
+	desc, err := w.puller.Get(ctx, ref)
+	release()
+	if err != nil {
+		return nil, err
+	}
+	return parseNode(desc.Digest, desc.MediaType, desc.Manifest)
+}
+
+// parseNode reads what a manifest references. Unknown media types are read as image-like
+// (config and layers) or index-like (manifests), whichever fields they have, so an
+// artifact manifest nobody told us about is still copied whole.
+func parseNode(d v1.Hash, mt types.MediaType, raw []byte) (*node, error) {
+	if mt.IsSchema1() {
+		return nil, fmt.Errorf("manifest %s is Docker schema 1 (%s), which cannot be copied by digest: rebuild the image", d, mt)
+	}
+	var m struct {
+		Config    *v1.Descriptor  `json:"config"`
+		Layers    []v1.Descriptor `json:"layers"`
+		Manifests []v1.Descriptor `json:"manifests"`
+		Subject   *v1.Descriptor  `json:"subject"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("decoding manifest %s (%s): %w", d, mt, err)
+	}
+	n := &node{digest: d, mt: mt, raw: raw, subject: m.Subject, children: m.Manifests}
+	if m.Config != nil && m.Config.Digest.Hex != "" {
+		n.blobs = append(n.blobs, *m.Config)
+	}
+	for _, l := range m.Layers {
+		// Foreign (non-distributable) layers live elsewhere by design, as with crane.
+		if l.MediaType.IsDistributable() || l.MediaType == "" {
+			n.blobs = append(n.blobs, l)
+		}
+	}
+	return n, nil
+}
+
+// accessories finds what is attached to n in the source repository: cosign tags and OCI
+// referrers (the referrers API, or its sha256-<hex> fallback tag), each with its children.
+func (w *walker) accessories(ctx context.Context, n *node) ([]*node, error) {
+	var out []*node
+	prefix := strings.Replace(n.digest.String(), ":", "-", 1)
+	for _, s := range cosignSuffixes {
+		tag := w.repo.Tag(prefix + "." + s.suffix)
+		t, err := w.tree(ctx, tag, s.kind, tag.TagStr())
+		if isStatus(err, http.StatusNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", tag, err)
+		}
+		out = append(out, t...)
+	}
+
+	subject := w.repo.Digest(n.digest.String())
+	release, err := w.p.acquire(ctx, w.repo.RegistryStr())
+	if err != nil {
+		return nil, err
+	}
+	idx, err := remote.Referrers(subject, remote.Reuse(w.puller), remote.WithContext(ctx))
+	release()
+	if err != nil {
+		return nil, fmt.Errorf("listing referrers of %s: %w", subject, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("listing referrers of %s: %w", subject, err)
+	}
+	for _, d := range im.Manifests {
+		t, err := w.tree(ctx, w.repo.Digest(d.Digest.String()), KindReferrer, "")
+		if isStatus(err, http.StatusNotFound) {
+			// A dangling entry in the referrers list: there is nothing to copy.
+			w.p.logger().Warn("referrer listed but missing in source", "subject", subject.String(), "referrer", d.Digest.String())
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading referrer %s of %s: %w", d.Digest, subject, err)
+		}
+		out = append(out, t...)
+	}
+	return out, nil
+}
+
+func isStatus(err error, codes ...int) bool {
+	var terr *transport.Error
+	if !errors.As(err, &terr) {
+		return false
+	}
+	for _, c := range codes {
+		if terr.StatusCode == c {
+			return true
+		}
+	}
+	return false
+}
+
+// sourceError turns the statuses that retrying cannot fix into a SourceError naming the
+// registry and the reference.
+func sourceError(ref name.Reference, err error) error {
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		switch terr.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+			return &SourceError{Registry: ref.Context().RegistryStr(), Ref: ref.String(), Status: terr.StatusCode, Err: err}
+		}
+	}
+	return fmt.Errorf("reading source %s from registry %s: %w", ref, ref.Context().RegistryStr(), err)
+}

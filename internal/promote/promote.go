@@ -1,0 +1,275 @@
+package promote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/registry"
+)
+
+// DefaultJobs is the number of concurrent requests per registry host when Promoter.Jobs is
+// 0. Chosen with BenchmarkPromoteJobs (bench_test.go): on 2 platforms x 8 layers x 8 MiB
+// between two local registries, 8 is as fast as 16 and clearly faster than 4.
+const DefaultJobs = 8
+
+// DefaultTimeout bounds one promotion of one destination, retries included, when
+// Promoter.Timeout is 0.
+const DefaultTimeout = 30 * time.Minute
+
+// Options are the per-call knobs of a promotion.
+type Options struct {
+	// MutableTags are the destination tags that may move to another digest (for example
+	// "latest"). Every other tag that exists with a different digest fails with
+	// ErrTagImmutable.
+	MutableTags []string
+	// Verify is the signature gate: when set, it must accept the source, pinned by digest,
+	// before a single byte is copied. nil means no gate.
+	Verify func(ctx context.Context, ref string) error
+	// DryRun plans and checks the destinations but writes nothing; Result.Items says what
+	// would be copied, mounted or skipped.
+	DryRun bool
+	// Progress, when set, receives one Event per blob or manifest handled. Calls are
+	// serialized, also across destinations of PromoteAll.
+	Progress func(Event)
+}
+
+// Promoter copies images between registries. The zero value works with defaults; it is
+// safe for concurrent use, and concurrent promotions share its per-host request limits.
+type Promoter struct {
+	// Registry gives credentials, transports and retries.
+	Registry registry.Client
+	// Jobs bounds concurrent requests per registry host (config promote.jobs); 0 means
+	// DefaultJobs.
+	Jobs int
+	// Timeout bounds one promotion of one destination, retries included (config
+	// promote.timeout); 0 means DefaultTimeout.
+	Timeout time.Duration
+	// Metrics records bytes, durations and outcomes; nil records nothing.
+	Metrics *metrics.Metrics
+	// Logger receives one info line per destination promoted and a debug line per
+	// artifact; nil discards.
+	Logger *slog.Logger
+
+	mu    sync.Mutex
+	hosts map[string]*semaphore.Weighted
+}
+
+// Action is what promotion does (or would do) with one item.
+type Action string
+
+const (
+	// Copy uploads a blob streamed from the source, or writes a manifest.
+	Copy Action = "copy"
+	// Mount links a blob from another repository of the same registry: no bytes move.
+	Mount Action = "mount"
+	// Skip leaves an item the destination already has.
+	Skip Action = "skip"
+	// Merge writes a cosign signature/attestation manifest holding the destination's
+	// existing layers plus the source's: signatures are added, never dropped.
+	Merge Action = "merge"
+	// Tag points the destination tag at the promoted digest.
+	Tag Action = "tag"
+)
+
+// Kind is what an item is.
+type Kind string
+
+const (
+	KindIndex     Kind = "index"
+	KindImage     Kind = "image"
+	KindSignature Kind = "signature"   // cosign sha256-<hex>.sig
+	KindAttest    Kind = "attestation" // cosign sha256-<hex>.att
+	KindSBOM      Kind = "sbom"        // cosign sha256-<hex>.sbom
+	KindReferrer  Kind = "referrer"    // OCI 1.1 referrer (bundle, SBOM, attestation, ...)
+	KindBlob      Kind = "blob"
+)
+
+// Item is one manifest or blob of a promotion and what was (or would be) done with it.
+type Item struct {
+	Kind   Kind   `json:"kind"`
+	Ref    string `json:"ref"` // destination reference (manifests) or digest (blobs)
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+	Action Action `json:"action"`
+}
+
+// Result is the outcome of one destination.
+type Result struct {
+	// Destination is the reference written, "host/repo:tag" or "host/repo@sha256:...".
+	Destination string
+	// Digest is the promoted (root) manifest digest, identical to the source's.
+	Digest string
+	// Items lists every manifest and blob in the order handled.
+	Items []Item
+	// Uploaded, Mounted and Skipped count blob bytes by how they reached the destination.
+	Uploaded, Mounted, Skipped int64
+}
+
+// Event reports progress of one destination.
+type Event struct {
+	Destination string
+	Item        Item
+	// BlobsDone/BlobsTotal and BytesDone/BytesTotal count this destination's blobs.
+	BlobsDone, BlobsTotal int
+	BytesDone, BytesTotal int64
+}
+
+// Promote copies src (a tag or digest reference) to dst. dst may be "host/repo" (the
+// source's tag is kept; a digest source is copied by digest only) or "host/repo:tag".
+func (p *Promoter) Promote(ctx context.Context, src, dst string, opt Options) (*Result, error) {
+	rs, errs := p.PromoteAll(ctx, src, []string{dst}, opt)
+	return rs[0], errs[0]
+}
+
+// PromoteAll promotes src to several destinations in parallel. It reads and verifies the
+// source once; the returned slices have one entry per destination, in order.
+func (p *Promoter) PromoteAll(ctx context.Context, src string, dsts []string, opt Options) ([]*Result, []error) {
+	results := make([]*Result, len(dsts))
+	errs := make([]error, len(dsts))
+	fail := func(err error, outcome string) ([]*Result, []error) {
+		for i := range errs {
+			errs[i] = err
+			if !opt.DryRun {
+				p.count(outcome)
+			}
+		}
+		return results, errs
+	}
+	if len(dsts) == 0 {
+		return results, errs
+	}
+	if opt.Progress != nil {
+		var mu sync.Mutex
+		progress := opt.Progress
+		opt.Progress = func(e Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			progress(e)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, p.timeout())
+	defer cancel()
+	srcRef, err := p.Registry.ParseReference(src)
+	if err != nil {
+		return fail(err, "failed")
+	}
+	pl, err := p.plan(ctx, srcRef)
+	if err != nil {
+		return fail(err, "failed")
+	}
+	if opt.Verify != nil {
+		// Verify the digest we are about to copy, not the tag, which could move between the
+		// check and the copy.
+		pinned := srcRef.Context().Digest(pl.root.digest.String()).String()
+		if err := opt.Verify(ctx, pinned); err != nil {
+			return fail(fmt.Errorf("%w: %s: %w", ErrNotSigned, pinned, err), "unsigned")
+		}
+	}
+
+	var wg sync.WaitGroup
+	for i, dst := range dsts {
+		wg.Go(func() {
+			results[i], errs[i] = p.promoteOne(ctx, pl, dst, opt)
+		})
+	}
+	wg.Wait()
+	return results, errs
+}
+
+func (p *Promoter) timeout() time.Duration {
+	if p.Timeout > 0 {
+		return p.Timeout
+	}
+	return DefaultTimeout
+}
+
+func (p *Promoter) jobs() int {
+	if p.Jobs > 0 {
+		return p.Jobs
+	}
+	return DefaultJobs
+}
+
+func (p *Promoter) logger() *slog.Logger {
+	if p.Logger != nil {
+		return p.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// promoteOne runs one destination under its own deadline and records its metrics.
+func (p *Promoter) promoteOne(ctx context.Context, pl *plan, dst string, opt Options) (*Result, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, p.timeout())
+	defer cancel()
+	res, err := p.copyTo(ctx, pl, dst, opt)
+	if err == nil {
+		p.logger().Info("promoted", "source", pl.src.String(), "destination", res.Destination, "digest", res.Digest,
+			"uploaded_bytes", res.Uploaded, "mounted_bytes", res.Mounted, "skipped_bytes", res.Skipped,
+			"duration", time.Since(start).Round(time.Millisecond), "dry_run", opt.DryRun)
+	}
+	if opt.DryRun {
+		return res, err
+	}
+	if p.Metrics != nil {
+		p.Metrics.PromoteDuration.Observe(time.Since(start).Seconds())
+		if res != nil {
+			p.Metrics.PromoteBytes.WithLabelValues("uploaded").Add(float64(res.Uploaded))
+			p.Metrics.PromoteBytes.WithLabelValues("mounted").Add(float64(res.Mounted))
+			p.Metrics.PromoteBytes.WithLabelValues("skipped").Add(float64(res.Skipped))
+		}
+	}
+	switch {
+	case errors.Is(err, ErrTagImmutable):
+		p.count("immutable")
+		if p.Metrics != nil {
+			p.Metrics.ImmutabilityViolations.Inc()
+		}
+	case err != nil:
+		p.count("failed")
+	case res.changed():
+		p.count("promoted")
+	default:
+		p.count("skipped")
+	}
+	return res, err
+}
+
+func (p *Promoter) count(outcome string) {
+	if p.Metrics != nil {
+		p.Metrics.Promotions.WithLabelValues(outcome).Inc()
+	}
+}
+
+// changed reports whether anything was written to the destination.
+func (r *Result) changed() bool {
+	return slices.ContainsFunc(r.Items, func(it Item) bool { return it.Action != Skip })
+}
+
+// destination resolves dst against the source: "host/repo" keeps the source's tag.
+func (p *Promoter) destination(dst string, src name.Reference) (name.Reference, error) {
+	if i := strings.LastIndex(dst, "/"); i >= 0 && (strings.Contains(dst[i:], ":") || strings.Contains(dst, "@")) {
+		return p.Registry.ParseReference(dst)
+	}
+	repo, err := p.Registry.ParseRepository(dst)
+	if err != nil {
+		return nil, err
+	}
+	switch s := src.(type) {
+	case name.Tag:
+		return repo.Tag(s.TagStr()), nil
+	default:
+		return repo.Digest(src.Identifier()), nil
+	}
+}

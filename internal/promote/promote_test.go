@@ -1,0 +1,336 @@
+package promote
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/distribution/distribution/v3/configuration"
+	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd" // access controller registration
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/promoter-dev/promoter/internal/faultproxy"
+	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/registry"
+	"github.com/promoter-dev/promoter/internal/testenv"
+)
+
+func TestPromoteAllCopiesIndexSignaturesAndReferrers(t *testing.T) {
+	a, b, c := testenv.StartRegistry(t), testenv.StartRegistry(t), testenv.StartRegistry(t)
+	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
+	m := metrics.Discard()
+	p := &Promoter{Metrics: m}
+	ctx := context.Background()
+
+	dsts := []string{b.Host + "/prod/app", c.Host + "/prod/app"}
+	results, errs := p.PromoteAll(ctx, f.ref, dsts, Options{})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("promoting to %s: %v", dsts[i], err)
+		}
+	}
+	crane, regctl := testenv.Tool(t, "crane"), testenv.Tool(t, "regctl")
+	for i, dst := range dsts {
+		ref := dst + ":v1"
+		if got := results[i].Digest; got != f.index.String() {
+			t.Errorf("result digest %s, want %s", got, f.index)
+		}
+		if got := digestOf(t, ref); got != f.index.String() {
+			t.Errorf("%s is %s, want %s", ref, got, f.index)
+		}
+		if got := run(t, crane, "digest", "--insecure", ref); got != f.index.String() {
+			t.Errorf("crane digest %s = %s, want %s", ref, got, f.index)
+		}
+		if got := run(t, regctl, "image", "digest", "--host", "reg="+strings.Split(dst, "/")[0]+",tls=disabled", ref); got != f.index.String() {
+			t.Errorf("regctl image digest %s = %s, want %s", ref, got, f.index)
+		}
+		r, _ := registry.Client{}.ParseReference(ref)
+		idx, err := remote.Index(r, registry.Client{}.Remote(ctx)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := validate.Index(idx); err != nil {
+			t.Errorf("destination index %s invalid: %v", ref, err)
+		}
+		checkAttached(t, dst, f)
+		if results[i].Uploaded == 0 || results[i].Mounted != 0 {
+			t.Errorf("across registries got uploaded=%d mounted=%d, want uploaded>0 mounted=0", results[i].Uploaded, results[i].Mounted)
+		}
+	}
+	if got := testutil.ToFloat64(m.Promotions.WithLabelValues("promoted")); got != 2 {
+		t.Errorf("promotions{outcome=promoted} = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.PromoteBytes.WithLabelValues("uploaded")); got != float64(results[0].Uploaded+results[1].Uploaded) {
+		t.Errorf("promote bytes{mode=uploaded} = %v, want %d", got, results[0].Uploaded+results[1].Uploaded)
+	}
+
+	// Again: everything is there, nothing moves, every blob byte counts as skipped.
+	again, err := p.Promote(ctx, f.ref, dsts[0], Options{})
+	if err != nil {
+		t.Fatalf("promoting again: %v", err)
+	}
+	if again.Uploaded != 0 || again.Mounted != 0 || again.Skipped != results[0].Uploaded {
+		t.Errorf("second promotion uploaded=%d mounted=%d skipped=%d, want 0, 0, %d", again.Uploaded, again.Mounted, again.Skipped, results[0].Uploaded)
+	}
+	for _, it := range again.Items {
+		if it.Action != Skip {
+			t.Errorf("second promotion %s %s: action %s, want skip", it.Kind, it.Ref, it.Action)
+		}
+	}
+	if got := testutil.ToFloat64(m.Promotions.WithLabelValues("skipped")); got != 1 {
+		t.Errorf("promotions{outcome=skipped} = %v, want 1", got)
+	}
+}
+
+func TestPromoteImmutableTag(t *testing.T) {
+	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
+	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
+	ctx := context.Background()
+	m := metrics.Discard()
+	p := &Promoter{Metrics: m}
+
+	for _, tag := range []string{"v1", "latest"} {
+		other, err := random.Image(100, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := registry.Client{}.ParseReference(b.Host + "/prod/app:" + tag)
+		if err := remote.Write(r, other, registry.Client{}.Remote(ctx)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := digestOf(t, b.Host+"/prod/app:v1")
+
+	tests := []struct {
+		name    string
+		dst     string
+		mutable []string
+		wantErr error
+		want    string
+	}{
+		{name: "immutable tag is refused", dst: b.Host + "/prod/app", wantErr: ErrTagImmutable, want: before},
+		{name: "mutable list names another tag", dst: b.Host + "/prod/app:v1", mutable: []string{"latest"}, wantErr: ErrTagImmutable, want: before},
+		{name: "mutable tag moves", dst: b.Host + "/prod/app:latest", mutable: []string{"latest"}, want: f.index.String()},
+		{name: "same digest is nothing to do", dst: b.Host + "/prod/app:latest", want: f.index.String()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := p.Promote(ctx, f.ref, tt.dst, Options{MutableTags: tt.mutable})
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got error %v, want %v", err, tt.wantErr)
+			}
+			if err != nil {
+				for _, d := range []string{before, f.index.String()} {
+					if !strings.Contains(err.Error(), d) {
+						t.Errorf("error %q does not name digest %s", err, d)
+					}
+				}
+				var ie *ImmutableError
+				if !errors.As(err, &ie) || ie.Existing != before || ie.Want != f.index.String() {
+					t.Errorf("got %#v, want ImmutableError{Existing: %s, Want: %s}", ie, before, f.index)
+				}
+				if len(res.Items) != 0 {
+					t.Errorf("refused promotion still handled %d items", len(res.Items))
+				}
+			}
+			ref := tt.dst
+			if !strings.Contains(ref[strings.LastIndex(ref, "/"):], ":") {
+				ref += ":v1"
+			}
+			if got := digestOf(t, ref); got != tt.want {
+				t.Errorf("%s is %s, want %s", ref, got, tt.want)
+			}
+		})
+	}
+	if got := testutil.ToFloat64(m.Promotions.WithLabelValues("immutable")); got != 2 {
+		t.Errorf("promotions{outcome=immutable} = %v, want 2", got)
+	}
+}
+
+func TestPromoteSameRegistryMounts(t *testing.T) {
+	a := testenv.StartRegistry(t)
+	f := pushFixture(t, a.Host, "staging/app", "v1", fixtureOpts{})
+	p := &Promoter{}
+	res, err := p.Promote(context.Background(), f.ref, a.Host+"/prod/app", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Mounted == 0 || res.Uploaded != 0 {
+		t.Errorf("same registry got mounted=%d uploaded=%d, want mounted>0 uploaded=0", res.Mounted, res.Uploaded)
+	}
+	if got := digestOf(t, a.Host+"/prod/app:v1"); got != f.index.String() {
+		t.Errorf("destination is %s, want %s", got, f.index)
+	}
+	checkAttached(t, a.Host+"/prod/app", f)
+}
+
+func TestPromoteDryRunWritesNothing(t *testing.T) {
+	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
+	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
+	p := &Promoter{}
+	res, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", Options{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[Action]int{}
+	for _, it := range res.Items {
+		counts[it.Action]++
+	}
+	// 3 subjects x (sig + referrer) + the referrer's referrer + 2 children = 9 manifests by
+	// digest or cosign tag, then the tag.
+	if counts[Copy] < 9 || counts[Tag] != 1 || counts[Skip] != 0 {
+		t.Errorf("dry-run plan %v, want >= 9 copies, 1 tag, 0 skips", counts)
+	}
+	r, _ := registry.Client{}.ParseReference(b.Host + "/prod/app:v1")
+	if _, err := remote.Head(r, registry.Client{}.Remote(context.Background())...); err == nil {
+		t.Errorf("dry run wrote %s", r)
+	}
+}
+
+func TestPromoteSignatureGate(t *testing.T) {
+	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
+	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
+	m := metrics.Discard()
+	p := &Promoter{Metrics: m}
+	var asked string
+	_, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", Options{Verify: func(_ context.Context, ref string) error {
+		asked = ref
+		return errors.New("no matching signatures")
+	}})
+	if !errors.Is(err, ErrNotSigned) {
+		t.Fatalf("got %v, want ErrNotSigned", err)
+	}
+	if want := a.Host + "/app@" + f.index.String(); asked != want {
+		t.Errorf("Verify got %q, want the digest-pinned %q", asked, want)
+	}
+	entries, _ := os.ReadDir(filepath.Join(b.Dir, "docker", "registry", "v2", "blobs"))
+	if len(entries) != 0 {
+		t.Errorf("gate refused but destination holds blobs: %v", entries)
+	}
+	if got := testutil.ToFloat64(m.Promotions.WithLabelValues("unsigned")); got != 1 {
+		t.Errorf("promotions{outcome=unsigned} = %v, want 1", got)
+	}
+}
+
+func TestPromoteThroughFaults(t *testing.T) {
+	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
+	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{layers: 4, layerSize: 256 << 10})
+	proxy := faultproxy.Start(t, b.URL, faultproxy.Config{Errors: 0.10, Throttles: 0.02, Drops: 0.04, Seed: 7})
+	p := &Promoter{Registry: registry.Client{Retry: &registry.RetryPolicy{MaxAttempts: 8, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}}}
+	res, err := p.Promote(context.Background(), f.ref, proxy.Host+"/prod/app", Options{})
+	if err != nil {
+		t.Fatalf("promoting through faults (requests=%d errors=%d throttles=%d drops=%d): %v", proxy.Stats.Requests.Load(),
+			proxy.Stats.Errors.Load(), proxy.Stats.Throttles.Load(), proxy.Stats.Drops.Load(), err)
+	}
+	t.Logf("requests=%d errors=%d throttles=%d drops=%d", proxy.Stats.Requests.Load(), proxy.Stats.Errors.Load(), proxy.Stats.Throttles.Load(), proxy.Stats.Drops.Load())
+	if proxy.Stats.Errors.Load() == 0 || proxy.Stats.Throttles.Load() == 0 || proxy.Stats.Drops.Load() == 0 {
+		t.Errorf("the proxy injected too few faults to prove anything")
+	}
+	if res.Digest != f.index.String() {
+		t.Errorf("result digest %s, want %s", res.Digest, f.index)
+	}
+	if got := digestOf(t, b.Host+"/prod/app:v1"); got != f.index.String() {
+		t.Errorf("destination is %s, want %s", got, f.index)
+	}
+	checkAttached(t, b.Host+"/prod/app", f)
+}
+
+func TestPromoteResumesAfterInterruption(t *testing.T) {
+	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
+	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{layers: 4, layerSize: 256 << 10})
+	p := &Promoter{Jobs: 2}
+	ctx, cancel := context.WithCancel(context.Background())
+	var done atomic.Int64
+	var copied atomic.Int64
+	first, err := p.Promote(ctx, f.ref, b.Host+"/prod/app", Options{Progress: func(e Event) {
+		if e.Item.Kind == KindBlob {
+			copied.Add(e.Item.Size)
+			if done.Add(1) == 3 {
+				cancel()
+			}
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted promotion: got %v, want context.Canceled", err)
+	}
+	if _, err := remote.Head(mustRef(t, b.Host+"/prod/app:v1"), registry.Client{}.Remote(context.Background())...); err == nil {
+		t.Fatalf("interrupted promotion already wrote the tag")
+	}
+
+	second, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", Options{})
+	if err != nil {
+		t.Fatalf("resuming: %v", err)
+	}
+	if second.Skipped < copied.Load() {
+		t.Errorf("resumed promotion skipped %d bytes, want at least the %d copied before the interruption", second.Skipped, copied.Load())
+	}
+	if got := first.Uploaded + second.Uploaded; got > second.Uploaded+second.Skipped {
+		t.Errorf("uploaded %d bytes over two runs, more than the %d the image holds", got, second.Uploaded+second.Skipped)
+	}
+	if got := digestOf(t, b.Host+"/prod/app:v1"); got != f.index.String() {
+		t.Errorf("destination is %s, want %s", got, f.index)
+	}
+	checkAttached(t, b.Host+"/prod/app", f)
+}
+
+func TestPromoteSourceFailsFast(t *testing.T) {
+	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	// bcrypt of "secret"; the test never logs in, it only needs the registry to demand it.
+	if err := os.WriteFile(htpasswd, []byte("ci:$2y$05$8lmq/y9Gq3OGNKDpbpwxKu4.sbqWlvU5tK4y3cWcCmPjV2aHH4LJ6\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	locked := testenv.StartRegistry(t, func(c *configuration.Configuration) {
+		c.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "test", "path": htpasswd}}
+	})
+	pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
+
+	tests := []struct {
+		name   string
+		src    string
+		status int
+	}{
+		{name: "missing tag", src: a.Host + "/app:nope", status: 404},
+		{name: "missing repository", src: a.Host + "/nothing/here:v1", status: 404},
+		{name: "unauthorized", src: locked.Host + "/app:v1", status: 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &Promoter{Registry: registry.Client{Keychain: emptyKeychain{}}}
+			start := time.Now()
+			_, err := p.Promote(context.Background(), tt.src, b.Host+"/prod/app", Options{})
+			if elapsed := time.Since(start); elapsed > 2*time.Second {
+				t.Errorf("failing took %s, want fast (no retries)", elapsed)
+			}
+			var se *SourceError
+			if !errors.As(err, &se) || !errors.Is(err, ErrSource) {
+				t.Fatalf("got %v, want a SourceError", err)
+			}
+			if se.Status != tt.status {
+				t.Errorf("status %d, want %d", se.Status, tt.status)
+			}
+			host := strings.Split(tt.src, "/")[0]
+			if !strings.Contains(err.Error(), "registry "+host) || !strings.Contains(err.Error(), tt.src) {
+				t.Errorf("error %q does not name registry %s and reference %s", err, host, tt.src)
+			}
+		})
+	}
+}
+
+func run(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}

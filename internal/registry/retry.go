@@ -1,0 +1,199 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// RetryPolicy says which registry requests are tried again and how long to wait in between.
+// The zero value of a field means its default (see DefaultRetryPolicy).
+type RetryPolicy struct {
+	// MaxAttempts bounds the tries of one request, the first included. Default 6; 1 disables
+	// retries.
+	MaxAttempts int
+	// MinBackoff is the wait before the first retry. Default 200ms.
+	MinBackoff time.Duration
+	// MaxBackoff caps the exponential wait. Default 10s.
+	MaxBackoff time.Duration
+	// MaxRetryAfter caps how long a server may make us wait with Retry-After. Default 60s. A
+	// longer Retry-After, or one beyond the context's deadline, ends the retries at once:
+	// sleeping into a certain failure helps nobody.
+	MaxRetryAfter time.Duration
+}
+
+// DefaultRetryPolicy is what Client uses when its Retry field is nil: 6 attempts, waits
+// doubling from 200ms up to 10s with jitter, Retry-After honoured up to 60s.
+func DefaultRetryPolicy() RetryPolicy {
+	return RetryPolicy{MaxAttempts: 6, MinBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, MaxRetryAfter: time.Minute}
+}
+
+func (p RetryPolicy) withDefaults() RetryPolicy {
+	d := DefaultRetryPolicy()
+	if p.MaxAttempts <= 0 {
+		p.MaxAttempts = d.MaxAttempts
+	}
+	if p.MinBackoff <= 0 {
+		p.MinBackoff = d.MinBackoff
+	}
+	if p.MaxBackoff <= 0 {
+		p.MaxBackoff = d.MaxBackoff
+	}
+	if p.MaxBackoff < p.MinBackoff {
+		p.MaxBackoff = p.MinBackoff
+	}
+	if p.MaxRetryAfter <= 0 {
+		p.MaxRetryAfter = d.MaxRetryAfter
+	}
+	return p
+}
+
+// Backoff is the wait before retry number attempt+1 (attempt counts from 0): exponential
+// from MinBackoff, capped at MaxBackoff, with "equal jitter" (half fixed, half random) so
+// that many clients failing together do not come back together.
+func (p RetryPolicy) Backoff(attempt int) time.Duration {
+	p = p.withDefaults()
+	d := p.MinBackoff
+	for i := 0; i < attempt && d < p.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, p.MaxBackoff)
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+// Delay is how long to wait before retry number attempt+1 after resp (which may be nil):
+// the server's Retry-After when it sent one, else Backoff. ok is false when the wait is not
+// worth it: Retry-After beyond MaxRetryAfter or beyond ctx's deadline.
+func (p RetryPolicy) Delay(ctx context.Context, attempt int, resp *http.Response) (wait time.Duration, ok bool) {
+	p = p.withDefaults()
+	wait = p.Backoff(attempt)
+	if resp != nil {
+		if ra, has := RetryAfter(resp, time.Now()); has {
+			if ra > p.MaxRetryAfter {
+				return ra, false
+			}
+			wait = ra
+		}
+	}
+	if dl, has := ctx.Deadline(); has && time.Until(dl) < wait {
+		return wait, false
+	}
+	return wait, true
+}
+
+// RetryableStatus reports whether a response status is worth another try: 408, 429 and
+// the 5xx family except 501 and 505, which will not change.
+func RetryableStatus(code int) bool {
+	switch {
+	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests:
+		return true
+	case code == http.StatusNotImplemented, code == http.StatusHTTPVersionNotSupported:
+		return false
+	default:
+		return code >= 500 && code <= 599
+	}
+}
+
+// RetryableError reports whether a transport error is a network flake worth another try:
+// connection reset or refused, a broken pipe, a connection closed mid-response, a network
+// timeout. Context cancellation and deadline are never retryable.
+func RetryableError(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// RetryAfter parses a Retry-After header (seconds or an HTTP date) relative to now.
+func RetryAfter(resp *http.Response, now time.Time) (time.Duration, bool) {
+	v := resp.Header.Get("Retry-After")
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// Sleep waits d or until ctx ends, whichever comes first.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// NewRetryTransport wraps base so that a request failing with a retryable status or network
+// error is sent again under policy p. A request with a body is retried only when it can be
+// replayed (GetBody set, as http.NewRequest does for in-memory bodies); a streamed upload
+// fails through to its caller, which must restart the upload from the beginning.
+func NewRetryTransport(base http.RoundTripper, p RetryPolicy) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &retryTransport{base: base, policy: p.withDefaults()}
+}
+
+type retryTransport struct {
+	base   http.RoundTripper
+	policy RetryPolicy
+}
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	for attempt := 0; ; attempt++ {
+		r := req
+		if attempt > 0 && req.Body != nil && req.Body != http.NoBody {
+			body, err := req.GetBody()
+			if err != nil {
+				return nil, err
+			}
+			r = req.Clone(ctx)
+			r.Body = body
+		}
+		resp, err := t.base.RoundTrip(r)
+		switch {
+		case err != nil && !RetryableError(err):
+			return nil, err
+		case err == nil && !RetryableStatus(resp.StatusCode):
+			return resp, nil
+		}
+		if !replayable || attempt+1 >= t.policy.MaxAttempts || ctx.Err() != nil {
+			return resp, err
+		}
+		wait, ok := t.policy.Delay(ctx, attempt, resp)
+		if !ok {
+			return resp, err
+		}
+		if resp != nil {
+			// Drain a little so the connection can be reused, then let it go.
+			_, _ = io.CopyN(io.Discard, resp.Body, 4096)
+			resp.Body.Close()
+		}
+		if err := Sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+	}
+}

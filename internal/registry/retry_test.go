@@ -1,0 +1,156 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// flaky answers the first len(statuses) requests with those statuses (0 = drop the
+// connection), then 200 with the request body echoed.
+func flaky(t *testing.T, statuses []int, header http.Header) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := int(n.Add(1)) - 1
+		body, _ := io.ReadAll(r.Body)
+		if i < len(statuses) {
+			if statuses[i] == 0 {
+				conn, _, _ := w.(http.Hijacker).Hijack()
+				conn.Close()
+				return
+			}
+			for k, v := range header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(statuses[i])
+			return
+		}
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func TestRetryTransport(t *testing.T) {
+	fast := RetryPolicy{MaxAttempts: 4, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
+	tests := []struct {
+		name       string
+		statuses   []int
+		header     http.Header
+		body       func() io.Reader // nil: no body
+		streamed   bool             // body without GetBody
+		want       int
+		wantTries  int64
+		minElapsed time.Duration
+	}{
+		{name: "500 then ok", statuses: []int{500, 502}, want: 200, wantTries: 3},
+		{name: "408 and 429 retried", statuses: []int{408, 429}, want: 200, wantTries: 3},
+		{name: "connection reset retried", statuses: []int{0}, want: 200, wantTries: 2},
+		{name: "404 not retried", statuses: []int{404}, want: 404, wantTries: 1},
+		{name: "401 not retried", statuses: []int{401}, want: 401, wantTries: 1},
+		{name: "501 not retried", statuses: []int{501}, want: 501, wantTries: 1},
+		{name: "gives up after MaxAttempts", statuses: []int{503, 503, 503, 503, 503}, want: 503, wantTries: 4},
+		{name: "Retry-After honoured", statuses: []int{429}, header: http.Header{"Retry-After": {"1"}}, want: 200, wantTries: 2, minElapsed: time.Second},
+		{name: "replayable body resent", statuses: []int{500}, body: func() io.Reader { return bytes.NewBufferString("manifest") }, want: 200, wantTries: 2},
+		{name: "streamed body not resent", statuses: []int{500}, body: func() io.Reader { return strings.NewReader("blob") }, streamed: true, want: 500, wantTries: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, tries := flaky(t, tt.statuses, tt.header)
+			c := &http.Client{Transport: NewRetryTransport(http.DefaultTransport, fast)}
+			var body io.Reader
+			if tt.body != nil {
+				body = tt.body()
+			}
+			req, err := http.NewRequest(http.MethodPut, srv.URL, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.streamed {
+				req.GetBody = nil
+				req.Body = io.NopCloser(req.Body)
+			}
+			start := time.Now()
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("got error %v, want status %d", err, tt.want)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("got status %d, want %d", resp.StatusCode, tt.want)
+			}
+			if n := tries.Load(); n != tt.wantTries {
+				t.Errorf("got %d tries, want %d", n, tt.wantTries)
+			}
+			if tt.want == 200 && tt.body != nil && string(got) != "manifest" {
+				t.Errorf("server got body %q on the retry, want %q", got, "manifest")
+			}
+			if el := time.Since(start); el < tt.minElapsed {
+				t.Errorf("returned after %s, want at least %s (Retry-After)", el, tt.minElapsed)
+			}
+		})
+	}
+}
+
+func TestRetryStopsAtDeadline(t *testing.T) {
+	srv, tries := flaky(t, []int{429, 429}, http.Header{"Retry-After": {"30"}})
+	c := &http.Client{Transport: NewRetryTransport(http.DefaultTransport, RetryPolicy{})}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 429 || tries.Load() != 1 || time.Since(start) > time.Second {
+		t.Errorf("got %d after %d tries in %s, want the 429 at once: a 30s Retry-After cannot fit a 2s deadline",
+			resp.StatusCode, tries.Load(), time.Since(start))
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		header string
+		want   time.Duration
+		ok     bool
+	}{
+		{"", 0, false},
+		{"3", 3 * time.Second, true},
+		{now.Add(5 * time.Second).Format(http.TimeFormat), 5 * time.Second, true},
+		{now.Add(-5 * time.Second).Format(http.TimeFormat), 0, true},
+		{"soon", 0, false},
+	}
+	for _, tt := range tests {
+		resp := &http.Response{Header: http.Header{}}
+		if tt.header != "" {
+			resp.Header.Set("Retry-After", tt.header)
+		}
+		got, ok := RetryAfter(resp, now)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("RetryAfter(%q) = %s, %v; want %s, %v", tt.header, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestBackoffGrowsWithJitterWithinBounds(t *testing.T) {
+	p := RetryPolicy{MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}
+	for attempt, ceiling := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
+		ceiling *= time.Millisecond
+		for range 50 {
+			if d := p.Backoff(attempt); d < ceiling/2 || d > ceiling {
+				t.Fatalf("Backoff(%d) = %s, want within [%s, %s]", attempt, d, ceiling/2, ceiling)
+			}
+		}
+	}
+}

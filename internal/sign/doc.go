@@ -1,0 +1,60 @@
+// Package sign owns keys, signing and verification of merged indexes and their platform
+// children, in the forms the cosign CLI reads.
+//
+// # Keys
+//
+// Keys are cosign's: an encrypted private key as `cosign generate-key-pair` (or
+// GenerateKeyPair, or `promoter keygen`) writes it, or a plain PEM private key; from a
+// file, env://NAME, or a Kubernetes Secret k8s://namespace/name holding cosign.key,
+// cosign.password and cosign.pub (cosign's own convention). Public keys are PEM.
+//
+// # What is signed
+//
+// The index digest and each platform child's digest, each with its own signature, so a
+// consumer that pulls one platform by digest can verify it. Attestation manifests
+// (platform unknown/unknown) are not signed. A digest that already has a signature of the
+// chosen format that verifies with the same key is skipped, so retries and re-runs do not
+// pile up signatures.
+//
+// # Formats, and why the default is FormatBundle
+//
+// FormatBundle is what cosign v3 writes by default: `cosign sign --key K
+// --tlog-upload=false` produces a v0.3 sigstore bundle holding a DSSE envelope of an
+// in-toto statement (subject = the digest, predicate type
+// https://sigstore.dev/cosign/sign/v1), whose only verification material is the public
+// key hint (no transparency log entry, no timestamp), pushed as an OCI 1.1 referrer with
+// artifactType application/vnd.dev.sigstore.bundle.v0.3+json. This package builds the
+// bundle with the same sigstore-go call and pushes it with cosign's own
+// ociremote.WriteAttestationNewBundleFormat. Registries without the referrers API (such
+// as distribution v3.1) get the sha256-<hex> fallback tag index, which go-containerregistry
+// maintains on push and reads back on listing, as cosign does.
+//
+// FormatLegacy is the sha256-<hex>.sig tag: an image whose layers are simple-signing
+// payloads ("cosign container image signature") with the base64 signature in the
+// dev.cosignproject.cosign/signature annotation; what cosign v1/v2 write and cosign v3
+// with --new-bundle-format=false. Written with cosign's oci/static, oci/mutate (with its
+// duplicate detector) and oci/remote.WriteSignatures.
+//
+// The default had to be the format the real cosign v3.1.3 CLI verifies with exactly
+// `cosign verify --key cosign.pub --insecure-ignore-tlog REF@DIGEST`. Tested with the
+// binary (cosign_test.go, run offline: a dead proxy for every non-loopback host), both
+// formats pass that exact command: cosign v3 verify first lists bundle referrers and,
+// only when there are none, falls back to the .sig tag. FormatBundle is the default
+// because it is cosign v3's own default (its --new-bundle-format flag is deprecated with
+// "this will be the only supported format in future versions"), it is the OCI 1.1 way
+// that registries and copy tools understand as a referrer, and because of that fallback:
+// once any bundle exists for a digest, cosign verify no longer looks at the .sig tag at
+// all, so legacy signatures only keep working while nobody adds a bundle. Choose
+// FormatLegacy for consumers stuck on cosign v2 or tools that only read .sig tags.
+//
+// # Verification
+//
+// Offline, with a public key: no transparency log, CA or timestamp authority is
+// contacted, only the registry. Either format is accepted (bundles are tried first, as
+// cosign does, but unlike cosign a failing bundle does not hide a valid .sig). Every
+// digest must verify; a failure is a *VerifyError wrapping ErrNoSignature,
+// ErrBadSignature (another key, or altered) or ErrWrongDigest (a valid signature that
+// names another digest: copied from another image).
+//
+// The package must not know about pipelines, revisions or promotion.
+package sign

@@ -1,0 +1,165 @@
+package sign
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/sigstore/cosign/v3/pkg/cosign"
+	cosignk8s "github.com/sigstore/cosign/v3/pkg/cosign/kubernetes"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Key references and the data keys of a Kubernetes key secret, as cosign names them
+// (`cosign generate-key-pair k8s://ns/name` writes exactly these).
+const (
+	kubePrefix      = cosignk8s.KeyReference // "k8s://"
+	envPrefix       = "env://"
+	secretKey       = "cosign.key"
+	secretPassword  = "cosign.password"
+	secretPublicKey = "cosign.pub"
+)
+
+// LoadSigner loads a private key. ref is one of:
+//   - a file holding a cosign-encrypted key (what `cosign generate-key-pair` writes,
+//     decrypted with password) or an unencrypted PEM key (PKCS#8, EC or RSA);
+//   - env://NAME, the same contents in an environment variable;
+//   - k8s://namespace/name, a Secret with cosign.key and cosign.password; the secret's
+//     password wins over the password argument, which is used when the secret has none.
+//
+// kube is only needed for k8s:// references.
+func LoadSigner(ctx context.Context, ref string, password []byte, kube kubernetes.Interface) (signature.SignerVerifier, error) {
+	if strings.HasPrefix(ref, kubePrefix) {
+		data, err := readKeySecret(ctx, ref, kube, secretKey)
+		if err != nil {
+			return nil, err
+		}
+		if p, ok := data[secretPassword]; ok {
+			password = p
+		}
+		sv, err := privateKey(data[secretKey], password)
+		if err != nil {
+			return nil, fmt.Errorf("loading private key %s from key %s: %w", ref, secretKey, err)
+		}
+		return sv, nil
+	}
+	raw, err := readKeyRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	sv, err := privateKey(raw, password)
+	if err != nil {
+		return nil, fmt.Errorf("loading private key %s: %w", ref, err)
+	}
+	return sv, nil
+}
+
+// LoadVerifier loads a public key: a PEM file (cosign.pub), env://NAME, or
+// k8s://namespace/name (the secret's cosign.pub). kube is only needed for k8s://.
+func LoadVerifier(ctx context.Context, ref string, kube kubernetes.Interface) (signature.Verifier, error) {
+	var raw []byte
+	if strings.HasPrefix(ref, kubePrefix) {
+		data, err := readKeySecret(ctx, ref, kube, secretPublicKey)
+		if err != nil {
+			return nil, err
+		}
+		raw = data[secretPublicKey]
+	} else {
+		var err error
+		if raw, err = readKeyRef(ref); err != nil {
+			return nil, err
+		}
+	}
+	v, err := publicKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("loading public key %s: %w", ref, err)
+	}
+	return v, nil
+}
+
+// GenerateKeyPair returns a new ECDSA P-256 key pair in cosign's formats: the private key
+// PEM-encoded and encrypted with password ("ENCRYPTED SIGSTORE PRIVATE KEY", as
+// `cosign generate-key-pair` writes it) and the public key as PKIX PEM. An empty password
+// is allowed, as in cosign, but leaves the key protected by nothing.
+func GenerateKeyPair(password []byte) (private, public []byte, err error) {
+	kb, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return password, nil })
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating key pair: %w", err)
+	}
+	return kb.PrivateBytes, kb.PublicBytes, nil
+}
+
+// privateKey decodes a cosign-encrypted or a plain PEM private key. Both get cosign's
+// default load options (ED25519ph for ed25519), so signatures match what cosign makes.
+func privateKey(raw, password []byte) (signature.SignerVerifier, error) {
+	block, _ := pem.Decode(raw)
+	if block == nil {
+		return nil, errors.New("no PEM block found: want a cosign key (cosign generate-key-pair, promoter keygen) or a PEM private key")
+	}
+	switch block.Type {
+	case cosign.CosignPrivateKeyPemType, cosign.SigstorePrivateKeyPemType:
+		sv, err := cosign.LoadPrivateKey(raw, password, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w (wrong password? set COSIGN_PASSWORD or the configured key password)", err)
+		}
+		return sv, nil
+	default:
+		pk, err := cryptoutils.UnmarshalPEMToPrivateKey(raw, cryptoutils.SkipPassword)
+		if err != nil {
+			return nil, fmt.Errorf("parsing PEM private key of type %q: %w", block.Type, err)
+		}
+		return signature.LoadDefaultSignerVerifier(pk, *cosign.GetDefaultLoadOptions(nil)...)
+	}
+}
+
+func publicKey(raw []byte) (signature.Verifier, error) {
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parsing PEM public key (want the cosign.pub of the signing key): %w", err)
+	}
+	return signature.LoadDefaultVerifier(pub, *cosign.GetDefaultLoadOptions(nil)...)
+}
+
+// readKeyRef reads a key from a file or an env://NAME variable.
+func readKeyRef(ref string) ([]byte, error) {
+	if name, ok := strings.CutPrefix(ref, envPrefix); ok {
+		v, ok := os.LookupEnv(name)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("key %s: environment variable %s is not set", ref, name)
+		}
+		return []byte(v), nil
+	}
+	if ref == "" {
+		return nil, errors.New("no key given: want a key file, env://NAME or k8s://namespace/name")
+	}
+	raw, err := os.ReadFile(ref)
+	if err != nil {
+		return nil, fmt.Errorf("reading key: %w", err)
+	}
+	return raw, nil
+}
+
+// readKeySecret reads the Secret named by k8s://namespace/name and checks it has want.
+func readKeySecret(ctx context.Context, ref string, kube kubernetes.Interface, want string) (map[string][]byte, error) {
+	ns, name, ok := strings.Cut(strings.TrimPrefix(ref, kubePrefix), "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return nil, fmt.Errorf("key %q: want k8s://namespace/name", ref)
+	}
+	if kube == nil {
+		return nil, fmt.Errorf("key %s: no Kubernetes client configured (set KUBECONFIG or run in a cluster)", ref)
+	}
+	s, err := kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading key secret %s: %w", ref, err)
+	}
+	if len(s.Data[want]) == 0 {
+		return nil, fmt.Errorf("key secret %s has no %q entry (cosign generate-key-pair k8s://%s/%s writes one)", ref, want, ns, name)
+	}
+	return s.Data, nil
+}

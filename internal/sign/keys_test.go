@@ -1,0 +1,136 @@
+package sign_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/promoter-dev/promoter/internal/sign"
+	"github.com/promoter-dev/promoter/internal/testenv"
+)
+
+func TestLoadPlainPEMKey(t *testing.T) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyPath, pubPath := filepath.Join(dir, "key.pem"), filepath.Join(dir, "pub.pem")
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sv, err := sign.LoadSigner(ctx, keyPath, nil, nil)
+	if err != nil {
+		t.Fatalf("LoadSigner(PEM): %v", err)
+	}
+	v, err := sign.LoadVerifier(ctx, pubPath, nil)
+	if err != nil {
+		t.Fatalf("LoadVerifier(PEM): %v", err)
+	}
+	roundTrip(t, sv, v)
+}
+
+func TestLoadKeyErrors(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage")
+	if err := os.WriteFile(garbage, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, ref, want string
+	}{
+		{"missing file", filepath.Join(dir, "nope.key"), "nope.key"},
+		{"not PEM", garbage, "no PEM block"},
+		{"unset env", "env://PROMOTER_SIGN_TEST_UNSET", "PROMOTER_SIGN_TEST_UNSET is not set"},
+		{"k8s without client", "k8s://ns/name", "no Kubernetes client"},
+		{"bad k8s ref", "k8s://name-only", "want k8s://namespace/name"},
+		{"empty", "", "no key given"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := sign.LoadSigner(ctx, tt.ref, nil, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("LoadSigner(%q): got %v, want an error containing %q", tt.ref, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestKubernetesSecretKeys(t *testing.T) {
+	kube := testenv.StartKube(t)
+	k := newKeys(t, "a")
+	ctx := context.Background()
+	if _, err := kube.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "signing"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The secret `cosign generate-key-pair k8s://signing/promoter-key` would create.
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "promoter-key", Namespace: "signing"},
+		Data: map[string][]byte{
+			"cosign.key":      k.privPEM,
+			"cosign.password": k.password,
+			"cosign.pub":      k.pubPEM,
+		},
+	}
+	if _, err := kube.Client.CoreV1().Secrets("signing").Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The secret's password wins over a wrong one given by the caller.
+	sv, err := sign.LoadSigner(ctx, "k8s://signing/promoter-key", []byte("ignored"), kube.Client)
+	if err != nil {
+		t.Fatalf("LoadSigner(k8s://): %v", err)
+	}
+	v, err := sign.LoadVerifier(ctx, "k8s://signing/promoter-key", kube.Client)
+	if err != nil {
+		t.Fatalf("LoadVerifier(k8s://): %v", err)
+	}
+	roundTrip(t, sv, v)
+	roundTrip(t, sv, k.verifier) // the same key as the file's
+
+	if _, err := sign.LoadSigner(ctx, "k8s://signing/absent", nil, kube.Client); err == nil || !strings.Contains(err.Error(), "k8s://signing/absent") {
+		t.Errorf("LoadSigner of a missing secret: got %v, want an error naming it", err)
+	}
+}
+
+// roundTrip signs a message with sv and checks v accepts it and rejects another.
+func roundTrip(t *testing.T, sv interface {
+	SignMessage(message io.Reader, opts ...signature.SignOption) ([]byte, error)
+}, v signature.Verifier) {
+	t.Helper()
+	msg := []byte("promoter")
+	sig, err := sv.SignMessage(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.VerifySignature(bytes.NewReader(sig), bytes.NewReader(msg)); err != nil {
+		t.Errorf("signature does not verify with the loaded public key: %v", err)
+	}
+	if err := v.VerifySignature(bytes.NewReader(sig), bytes.NewReader([]byte("other"))); err == nil {
+		t.Error("signature verifies for another message")
+	}
+}

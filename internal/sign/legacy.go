@@ -1,0 +1,119 @@
+package sign
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	cremote "github.com/sigstore/cosign/v3/pkg/cosign/remote"
+	"github.com/sigstore/cosign/v3/pkg/oci/mutate"
+	ociremote "github.com/sigstore/cosign/v3/pkg/oci/remote"
+	"github.com/sigstore/cosign/v3/pkg/oci/static"
+	"github.com/sigstore/sigstore/pkg/signature"
+	sigopts "github.com/sigstore/sigstore/pkg/signature/options"
+	"github.com/sigstore/sigstore/pkg/signature/payload"
+
+	"github.com/promoter-dev/promoter/internal/registry"
+)
+
+// writeLegacy signs d the way cosign did before sigstore bundles (and still does with
+// --new-bundle-format=false): a simple-signing payload naming d, signed with the key, as
+// a layer of the image tagged sha256-<hex>.sig with the base64 signature in the layer's
+// dev.cosignproject.cosign/signature annotation. Signatures already under the tag are
+// kept; cosign's dupe detector drops ours if one by the same key already verifies.
+func writeLegacy(ctx context.Context, reg registry.Client, sv signature.SignerVerifier, d name.Digest) error {
+	body, err := (&payload.Cosign{Image: d}).MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("encoding the payload for %s: %w", d, err)
+	}
+	raw, err := sv.SignMessage(bytes.NewReader(body), sigopts.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("signing %s: %w", d, err)
+	}
+	sig, err := static.NewSignature(body, base64.StdEncoding.EncodeToString(raw))
+	if err != nil {
+		return fmt.Errorf("signing %s: %w", d, err)
+	}
+	opts := ociOptions(ctx, reg, d)
+	se, err := ociremote.SignedEntity(d, opts...)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", d, err)
+	}
+	se, err = mutate.AttachSignatureToEntity(se, sig, mutate.WithDupeDetector(cremote.NewDupeDetector(sv)))
+	if err != nil {
+		return fmt.Errorf("attaching the signature of %s: %w", d, err)
+	}
+	if err := ociremote.WriteSignatures(d.Repository, se, opts...); err != nil {
+		return fmt.Errorf("pushing the signature of %s to %s: %w", d.DigestStr(), d.Context(), err)
+	}
+	return nil
+}
+
+// checkLegacy looks at the signatures under t's sha256-<hex>.sig tag.
+func checkLegacy(ctx context.Context, reg registry.Client, v signature.Verifier, t target) (check, error) {
+	var c check
+	opts := ociOptions(ctx, reg, t.digest)
+	tag, err := ociremote.SignatureTag(t.digest, opts...)
+	if err != nil {
+		return c, fmt.Errorf("naming the signature tag of %s: %w", t.digest, err)
+	}
+	sigs, err := ociremote.Signatures(tag, opts...)
+	if err != nil {
+		return c, fmt.Errorf("reading signatures %s: %w", tag, err)
+	}
+	list, err := sigs.Get()
+	if err != nil {
+		return c, fmt.Errorf("reading signatures %s: %w", tag, err)
+	}
+	for i, sig := range list {
+		c.stored++
+		b64, err := sig.Base64Signature()
+		if err != nil || b64 == "" {
+			c.reason = fmt.Sprintf("%s layer %d: no %s annotation", tag, i, static.SignatureAnnotationKey)
+			continue
+		}
+		raw, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			c.reason = fmt.Sprintf("%s layer %d: signature is not base64: %v", tag, i, err)
+			continue
+		}
+		body, err := sig.Payload()
+		if err != nil {
+			return c, fmt.Errorf("reading signature payload %s layer %d: %w", tag, i, err)
+		}
+		if err := v.VerifySignature(bytes.NewReader(raw), bytes.NewReader(body), sigopts.WithContext(ctx)); err != nil {
+			c.reason = fmt.Sprintf("%s layer %d: %v", tag, i, err)
+			continue
+		}
+		var ss payload.SimpleContainerImage
+		if err := json.Unmarshal(body, &ss); err != nil {
+			c.reason = fmt.Sprintf("%s layer %d: payload is not a simple-signing document: %v", tag, i, err)
+			continue
+		}
+		if ss.Critical.Type != payload.CosignSignatureType {
+			c.reason = fmt.Sprintf("%s layer %d: payload type %q, want %q", tag, i, ss.Critical.Type, payload.CosignSignatureType)
+			continue
+		}
+		if got := ss.Critical.Image.DockerManifestDigest; got != t.digest.DigestStr() {
+			c.other = got
+			continue
+		}
+		c.ok = true
+		return c, nil
+	}
+	return c, nil
+}
+
+// ociOptions are cosign's registry options for d: our transport and credentials, and
+// plain HTTP kept for hosts d already speaks HTTP to (cosign re-parses references and
+// would otherwise lose it).
+func ociOptions(ctx context.Context, reg registry.Client, d name.Digest) []ociremote.Option {
+	opts := []ociremote.Option{ociremote.WithRemoteOptions(reg.Remote(ctx)...)}
+	if d.Context().Registry.Scheme() == "http" {
+		opts = append(opts, ociremote.WithNameOptions(name.Insecure))
+	}
+	return opts
+}

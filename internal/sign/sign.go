@@ -1,0 +1,130 @@
+package sign
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/promoter-dev/promoter/internal/registry"
+)
+
+// Format is where and how a signature is stored.
+type Format string
+
+const (
+	// FormatBundle is a sigstore bundle (DSSE envelope of an in-toto statement) pushed as
+	// an OCI 1.1 referrer of the signed manifest, with the sha256-<hex> fallback tag on
+	// registries without the referrers API: what cosign v3 writes by default.
+	FormatBundle Format = "bundle"
+	// FormatLegacy is a simple-signing payload in a layer of the image tagged
+	// sha256-<hex>.sig: what cosign v1/v2 write, and v3 with --new-bundle-format=false.
+	FormatLegacy Format = "legacy"
+)
+
+// DefaultFormat is the format Signer uses when none is set; see the package comment for
+// why it is this one.
+const DefaultFormat = FormatBundle
+
+// ParseFormat checks a format name; "" means DefaultFormat.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(s); f {
+	case "":
+		return DefaultFormat, nil
+	case FormatBundle, FormatLegacy:
+		return f, nil
+	default:
+		return "", fmt.Errorf("signature format %q: want %s or %s", s, FormatBundle, FormatLegacy)
+	}
+}
+
+// Signer signs an image or an index and its platform children.
+type Signer struct {
+	// Key signs; LoadSigner loads one.
+	Key signature.SignerVerifier
+	// Format is where signatures go; "" means DefaultFormat.
+	Format Format
+	// Registry reads the image and writes the signatures.
+	Registry registry.Client
+	// Logger receives one debug line per digest; nil discards.
+	Logger *slog.Logger
+}
+
+// Signed reports one signed digest.
+type Signed struct {
+	// Digest is the signed manifest's digest, "sha256:<hex>".
+	Digest string
+	// Platform is the child's platform, "" for the index.
+	Platform string
+	// Skipped means a signature of this format by this key already verified for the
+	// digest, so nothing was written.
+	Skipped bool
+}
+
+// Sign signs what ref (a tag or a digest) points at: an index and each platform child
+// (attestation manifests excluded), or a lone image. A digest that already carries a
+// valid signature of the chosen format by this key is skipped, so signing is idempotent
+// and repeated runs do not pile up signatures. It stops at the first failure and returns
+// what was signed before it.
+func (s *Signer) Sign(ctx context.Context, ref string) ([]Signed, error) {
+	if s.Key == nil {
+		return nil, errors.New("signing: no key loaded")
+	}
+	format, err := ParseFormat(string(s.Format))
+	if err != nil {
+		return nil, err
+	}
+	log := s.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var kp *keypair
+	if format == FormatBundle {
+		if kp, err = newKeypair(s.Key); err != nil {
+			return nil, err
+		}
+	}
+	targets, err := resolve(ctx, s.Registry, ref)
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	var out []Signed
+	for _, t := range targets {
+		c, err := lookup(ctx, s.Registry, s.Key, t, format)
+		if err != nil {
+			return out, fmt.Errorf("signing %s: %w", ref, err)
+		}
+		done := Signed{Digest: t.digest.DigestStr(), Platform: t.platform, Skipped: c.ok}
+		if !c.ok {
+			if format == FormatBundle {
+				err = writeBundle(ctx, s.Registry, kp, t.digest)
+			} else {
+				err = writeLegacy(ctx, s.Registry, s.Key, t.digest)
+			}
+			if err != nil {
+				return out, fmt.Errorf("signing %s: %w", ref, err)
+			}
+		}
+		log.DebugContext(ctx, "signed", "digest", done.Digest, "platform", done.Platform,
+			"format", string(format), "already_signed", done.Skipped, "repository", t.digest.Context().String())
+		out = append(out, done)
+	}
+	return out, nil
+}
+
+// check is what the stored signatures of one format say about one digest.
+type check struct {
+	stored int    // signatures of this format found
+	ok     bool   // one verifies with the key and names the digest
+	other  string // digest named by a signature that verifies but is for another manifest
+	reason string // why the last rejected signature failed
+}
+
+func lookup(ctx context.Context, reg registry.Client, v signature.Verifier, t target, f Format) (check, error) {
+	if f == FormatBundle {
+		return checkBundles(ctx, reg, v, t)
+	}
+	return checkLegacy(ctx, reg, v, t)
+}

@@ -1,0 +1,77 @@
+package sign
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/promoter-dev/promoter/internal/registry"
+)
+
+// target is one manifest to sign or verify.
+type target struct {
+	digest   name.Digest
+	platform string // "" for an index
+}
+
+// attestationRefType is the annotation BuildKit puts on the unknown/unknown children of an
+// index that carry its provenance and SBOM attestations.
+const attestationRefType = "vnd.docker.reference.type"
+
+// resolve lists what signing ref covers: an index and its platform children (attestation
+// manifests excluded: they are not runnable images and cosign does not sign them), or a
+// lone image. A tag is resolved once, so everything listed belongs to the same index.
+func resolve(ctx context.Context, reg registry.Client, ref string) ([]target, error) {
+	r, err := reg.ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	desc, err := remote.Get(r, reg.Remote(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", r, err)
+	}
+	repo := r.Context()
+	if !desc.MediaType.IsIndex() {
+		t := target{digest: repo.Digest(desc.Digest.String())}
+		if desc.MediaType.IsImage() {
+			// A lone image names its platform only in its config; worth one request so the
+			// output says what was signed.
+			if img, err := desc.Image(); err == nil {
+				if cf, err := img.ConfigFile(); err == nil && cf.OS != "" {
+					t.platform = cf.Platform().String()
+				}
+			}
+		}
+		return []target{t}, nil
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil, fmt.Errorf("reading index %s: %w", r, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading index %s: %w", r, err)
+	}
+	out := []target{{digest: repo.Digest(desc.Digest.String())}}
+	for _, m := range im.Manifests {
+		if isAttestation(m) {
+			continue
+		}
+		t := target{digest: repo.Digest(m.Digest.String())}
+		if m.Platform != nil {
+			t.platform = m.Platform.String()
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func isAttestation(m v1.Descriptor) bool {
+	if m.Annotations[attestationRefType] == "attestation-manifest" {
+		return true
+	}
+	return m.Platform != nil && m.Platform.OS == "unknown" && m.Platform.Architecture == "unknown"
+}
