@@ -1,0 +1,67 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/promoter-dev/promoter/internal/devenv"
+)
+
+type devOptions struct {
+	listen  string
+	dataDir string
+	source  string
+	demo    bool
+	timeout time.Duration
+}
+
+func newDevCmd(g *globalOptions) *cobra.Command {
+	o := &devOptions{}
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run everything on this machine: embedded NATS, two registries, local builder, example pipeline",
+		Long: `Run the whole flow on loopback with nothing installed: an embedded NATS JetStream, a
+staging and a production registry (real distribution registries) whose notifications are
+wired to the daemon, a freshly generated cosign key pair, the local builder (no
+privileges, no container runtime) and an example pipeline over examples/hello.
+
+With --demo it sends a source change itself, prints each stage as it happens (build per
+platform, push, merge, sign, promote) and exits 0 once the promoted index verifies with
+the generated public key. Without it, it prints commands to try and runs until Ctrl-C.
+
+The generated configuration (promoter.yaml), keys and registry storage are kept in
+--data-dir; a fresh temporary directory is used when it is empty.`,
+		Example: `  go run ./cmd/promoter dev --demo
+  promoter dev --listen 127.0.0.1:8080 --data-dir ./.promoter-dev`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			dir := o.dataDir
+			if dir == "" {
+				if dir, err = os.MkdirTemp("", "promoter-dev-"); err != nil {
+					return err
+				}
+			}
+			if dir, err = filepath.Abs(dir); err != nil {
+				return err
+			}
+			return devenv.Run(cmd.Context(), devenv.Options{
+				Listen: o.listen, DataDir: dir, Source: o.source, Demo: o.demo, Timeout: o.timeout,
+				Out: cmd.OutOrStdout(), Log: log,
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "daemon address (webhooks, status); port 0 picks a free one")
+	f.StringVar(&o.dataDir, "data-dir", "", "where registries, JetStream, keys and the generated config live (default: a new temp dir)")
+	f.StringVar(&o.source, "source", "examples/hello", "source tree of the example pipeline")
+	f.BoolVar(&o.demo, "demo", false, "trigger a source change, print each stage and exit once the promoted index verifies")
+	f.DurationVar(&o.timeout, "timeout", 3*time.Minute, "with --demo, how long to wait for the promotion")
+	return cmd
+}

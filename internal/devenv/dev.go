@@ -1,0 +1,427 @@
+package devenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/daemon"
+	"github.com/promoter-dev/promoter/internal/registry"
+	"github.com/promoter-dev/promoter/internal/sign"
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+// Options configure the all-in-one development environment.
+type Options struct {
+	// Listen is the daemon's address; port 0 picks one.
+	Listen string
+	// DataDir holds the registries, JetStream, the generated key and config.
+	DataDir string
+	// Source is the example source tree the local builder layers into images.
+	Source string
+	// Demo triggers a source change and follows it to a verified, promoted index.
+	Demo bool
+	// Timeout bounds the demo.
+	Timeout time.Duration
+	// Out receives what a user reads; Log the daemon's logs.
+	Out io.Writer
+	Log *slog.Logger
+}
+
+// Pipeline is the name of the example pipeline.
+const Pipeline = "hello"
+
+// exampleRepo is the source repository the example pipeline and the demo webhook name;
+// the local builder reads Options.Source instead of cloning it.
+const exampleRepo = "https://example.invalid/promoter/hello"
+
+// env is a started development environment.
+type env struct {
+	o          Options
+	daemonURL  string
+	staging    *Registry
+	production *Registry
+	cfg        *config.Config
+	keyPub     string
+	tokens     map[string]string
+}
+
+// Run starts embedded NATS, a staging and a production registry with notifications wired
+// to the daemon, a generated signing key, the local builder and the example pipeline, all
+// on loopback. With Demo it pushes a source change through build, merge, sign and promote
+// and returns once the promoted index verifies; otherwise it prints what to try and runs
+// until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 3 * time.Minute
+	}
+	if st, err := os.Stat(o.Source); err != nil || !st.IsDir() {
+		return fmt.Errorf("example source %q is not a directory: run from the repository root or pass --source", o.Source)
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	e := &env{o: o, tokens: map[string]string{}}
+	ports, err := freePorts(2)
+	if err != nil {
+		return err
+	}
+	cfgPath, err := e.writeConfig(ports)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(config.Input{File: cfgPath})
+	if err != nil {
+		return fmt.Errorf("generated config %s: %w", cfgPath, err)
+	}
+	e.cfg = cfg
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- daemon.Run(ctx, cfg, daemon.WithLogger(o.Log),
+			daemon.WithRegistryClient(registry.Client{Insecure: cfg.InsecureHosts()}),
+			daemon.WithReadyHook(func(addr, _ string) { ready <- addr }))
+	}()
+	select {
+	case addr := <-ready:
+		e.daemonURL = "http://" + addr
+	case err := <-done:
+		return fmt.Errorf("daemon: %w", err)
+	}
+	headers := http.Header{"Authorization": {"Bearer " + e.tokens["registry"]}}
+	notify := Notify(e.daemonURL+"/v1/events/registry", headers)
+	if e.staging, err = StartRegistry(ctx, filepath.Join(o.DataDir, "staging"), ports[0], notify); err != nil {
+		cancel()
+		<-done
+		return err
+	}
+	defer e.staging.Close()
+	if e.production, err = StartRegistry(ctx, filepath.Join(o.DataDir, "production"), ports[1]); err != nil {
+		cancel()
+		<-done
+		return err
+	}
+	defer e.production.Close()
+	if err := e.waitReady(ctx); err != nil {
+		cancel()
+		<-done
+		return err
+	}
+	e.banner(cfgPath)
+
+	var runErr error
+	if o.Demo {
+		runErr = e.demo(ctx)
+	} else {
+		e.printTryCommands()
+		select {
+		case <-ctx.Done():
+		case runErr = <-done:
+			return runErr
+		}
+	}
+	cancel()
+	if err := <-done; err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+// writeConfig writes the generated configuration and key pair into the data dir, so the
+// user can read what the dev environment runs and reuse it with `promoter serve`.
+func (e *env) writeConfig(ports []int) (string, error) {
+	for _, k := range []string{"registry", "generic", "github", "password"} {
+		e.tokens[k] = randomHex(16)
+	}
+	priv, pub, err := sign.GenerateKeyPair([]byte(e.tokens["password"]))
+	if err != nil {
+		return "", err
+	}
+	keyPath := filepath.Join(e.o.DataDir, "cosign.key")
+	e.keyPub = filepath.Join(e.o.DataDir, "cosign.pub")
+	if err := os.WriteFile(keyPath, priv, 0o600); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(e.keyPub, pub, 0o644); err != nil {
+		return "", err
+	}
+	source, err := filepath.Abs(e.o.Source)
+	if err != nil {
+		return "", err
+	}
+	staging := fmt.Sprintf("127.0.0.1:%d/%s", ports[0], Pipeline)
+	production := fmt.Sprintf("127.0.0.1:%d/%s", ports[1], Pipeline)
+	cfg := fmt.Sprintf(`# Generated by promoter dev. Secrets are inline for the demo only; in production use
+# env:NAME or file:/path references.
+listen: %q
+metrics: ""
+dataDir: %q
+logLevel: info
+reconcileInterval: 30s
+auth:
+  registryToken: %q
+  generic:
+    token: %q
+  github:
+    secret: %q
+keys:
+  cosign: %q
+  password: %q
+  public: %q
+pipelines:
+  - name: %s
+    source:
+      repo: %s
+      branch: main
+    platforms: [linux/amd64, linux/arm64]
+    build:
+      executor: local
+      dir: %q
+    staging: %s
+    sign: true
+    promote:
+      - to: %s
+        requireSignature: true
+        mutableTags: [latest]
+`, e.o.Listen, filepath.Join(e.o.DataDir, "nats"), e.tokens["registry"], e.tokens["generic"], e.tokens["github"],
+		keyPath, e.tokens["password"], e.keyPub, Pipeline, exampleRepo, source, staging, production)
+	path := filepath.Join(e.o.DataDir, "promoter.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+func (e *env) waitReady(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.daemonURL+"/readyz", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return errors.New("the daemon did not become ready in 30s (embedded NATS not starting?)")
+}
+
+func (e *env) banner(cfgPath string) {
+	fmt.Fprintf(e.o.Out, `promoter dev is running (everything on loopback):
+  daemon              %s
+  staging registry    %s   (notifications → daemon)
+  production registry %s
+  config              %s
+  signing key         %s (public: %s)
+`, e.daemonURL, e.staging.Host, e.production.Host, cfgPath, e.cfg.Keys.Cosign, e.keyPub)
+}
+
+func (e *env) printTryCommands() {
+	rev := sourceRevision(e.o.Source)
+	fmt.Fprintf(e.o.Out, `
+Try it:
+  # a source change: builds both platforms, merges, signs and promotes
+  curl -sS -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
+    -d '{"repo":"%s","ref":"refs/heads/main","revision":"%s"}' \
+    %s/v1/events/source/generic
+  promoter status --server %s
+  promoter verify --key %s %s:%s
+  crane manifest %s:%s
+
+Stop with Ctrl-C.
+`, e.tokens["generic"], exampleRepo, rev, e.daemonURL, e.daemonURL, e.keyPub,
+		e.cfg.Pipelines[0].Promote[0].To, rev, e.cfg.Pipelines[0].Promote[0].To, rev)
+}
+
+// demo sends a source change and prints each stage as the daemon reports it.
+func (e *env) demo(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, e.o.Timeout)
+	defer cancel()
+	rev := sourceRevision(e.o.Source)
+	body, _ := json.Marshal(map[string]string{"repo": exampleRepo, "ref": "refs/heads/main", "revision": rev})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.daemonURL+"/v1/events/source/generic", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e.tokens["generic"])
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("sending the source change: %w", err)
+	}
+	reply, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("the daemon refused the source change: %s %s", resp.Status, reply)
+	}
+	fmt.Fprintf(e.o.Out, "\nsource change  %s@%s accepted\n", Pipeline, rev)
+
+	r, err := e.follow(ctx, rev)
+	if err != nil {
+		return err
+	}
+	dst := e.cfg.Pipelines[0].Promote[0].To + ":" + rev
+	key, err := sign.LoadVerifier(ctx, e.keyPub, nil)
+	if err != nil {
+		return err
+	}
+	checked, err := (&sign.Verifier{Key: key, Registry: registry.Client{}}).Verify(ctx, dst)
+	if err != nil {
+		return fmt.Errorf("verifying the promoted index %s: %w", dst, err)
+	}
+	for _, c := range checked {
+		what := "index"
+		if c.Platform != "" {
+			what = c.Platform
+		}
+		fmt.Fprintf(e.o.Out, "verified       %-12s %s (%s signature, %s)\n", what, c.Digest, c.Format, e.keyPub)
+	}
+	fmt.Fprintf(e.o.Out, "\ndone: %s@%s is promoted and verified\n", dst, r.Promotions[e.cfg.Pipelines[0].Promote[0].To].Digest)
+	return nil
+}
+
+// follow polls the status endpoint and prints each change until the revision is promoted,
+// failed or conflicted.
+func (e *env) follow(ctx context.Context, rev string) (*types.Revision, error) {
+	seen := map[string]bool{}
+	say := func(key, format string, args ...any) {
+		if !seen[key] {
+			seen[key] = true
+			fmt.Fprintf(e.o.Out, format+"\n", args...)
+		}
+	}
+	for {
+		r, err := e.status(ctx, rev)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil {
+			plats := make([]string, 0, len(r.Platforms))
+			for p := range r.Platforms {
+				plats = append(plats, p)
+			}
+			sort.Strings(plats)
+			for _, p := range plats {
+				ps := r.Platforms[p]
+				if ps.Build != "" {
+					say("build "+p+string(ps.Build), "build          %-12s %s %s", p, ps.Build, ps.BuildReason)
+				}
+				if ps.Digest != "" {
+					say("push "+p, "pushed         %-12s %s:%s@%s", p, e.cfg.Pipelines[0].Staging, ps.Tag, ps.Digest)
+				}
+			}
+			if r.Index != "" {
+				say("merged", "merged         %-12s %s:%s@%s", "index", e.cfg.Pipelines[0].Staging, rev, r.Index)
+			}
+			if r.Signed {
+				say("signed", "signed         index and %d children", len(r.Platforms))
+			}
+			for to, pr := range r.Promotions {
+				if pr.Done {
+					say("promoted "+to, "promoted       %s:%s@%s", to, rev, pr.Digest)
+				} else if pr.Error != "" {
+					say("promote error "+pr.Error, "promote retry  %s: %s", to, pr.Error)
+				}
+			}
+			switch r.Phase {
+			case types.PhasePromoted:
+				return r, nil
+			case types.PhaseFailed, types.PhaseConflicted:
+				return nil, fmt.Errorf("revision %s %s: %s", rev, r.Phase, r.Reason)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("revision %s was not promoted within %s (last state: %+v)", rev, e.o.Timeout, r)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (e *env) status(ctx context.Context, rev string) (*types.Revision, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.daemonURL+"/v1/revisions/"+Pipeline+"/"+rev, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("asking the daemon for %s: %w", rev, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return nil, fmt.Errorf("status of %s: %s %s", rev, resp.Status, b)
+	}
+	var r types.Revision
+	return &r, json.NewDecoder(resp.Body).Decode(&r)
+}
+
+// sourceRevision names the example tree's content like a commit id: the same tree gives
+// the same revision, an edited one a new revision.
+func sourceRevision(dir string) string {
+	h := sha1.New()
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, path)
+		b, _ := os.ReadFile(path)
+		fmt.Fprintf(h, "%s\x00%d\x00", filepath.ToSlash(rel), len(b))
+		h.Write(b)
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// freePorts finds n loopback ports for the registries, whose addresses must be in the
+// configuration before they start.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var lis []net.Listener
+	defer func() {
+		for _, l := range lis {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("finding a free port: %w", err)
+		}
+		lis = append(lis, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
