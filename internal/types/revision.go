@@ -44,14 +44,14 @@ type Revision struct {
 	Phase    Phase  `json:"phase"`
 	Reason   string `json:"reason,omitempty"`
 	// Platforms is keyed by Platform.String().
-	Platforms  map[string]PlatformState `json:"platforms"`
-	Index      string                   `json:"index,omitempty"`
+	Platforms map[string]PlatformState `json:"platforms"`
+	Index     string                   `json:"index,omitempty"`
 	// MergeStarted is set by the replica that claimed the merge, so that only one replica
 	// writes the index; a claim older than a minute is considered abandoned.
-	MergeStarted time.Time `json:"mergeStarted,omitzero"`
-	Signed     bool                     `json:"signed,omitempty"`
-	Promotions map[string]Promotion     `json:"promotions,omitempty"`
-	Updated    time.Time                `json:"updated"`
+	MergeStarted time.Time            `json:"mergeStarted,omitzero"`
+	Signed       bool                 `json:"signed,omitempty"`
+	Promotions   map[string]Promotion `json:"promotions,omitempty"`
+	Updated      time.Time            `json:"updated"`
 }
 
 // Terminal reports whether nothing more will happen to the revision on its own.
