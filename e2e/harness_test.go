@@ -37,7 +37,7 @@ type runningDaemon struct {
 // startDaemon writes configYAML to a file, loads it the way `promoter serve` does and runs
 // the daemon on loopback with an embedded NATS under a temp dir (unless the config names
 // one). The daemon stops when the test ends, or on Stop.
-func startDaemon(t *testing.T, configYAML string) *runningDaemon {
+func startDaemon(t testing.TB, configYAML string) *runningDaemon {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "promoter.yaml")
@@ -97,7 +97,7 @@ func startDaemon(t *testing.T, configYAML string) *runningDaemon {
 // Stop stops the daemon and waits for it.
 func (d *runningDaemon) Stop() { d.stop() }
 
-func (d *runningDaemon) waitReady(t *testing.T) {
+func (d *runningDaemon) waitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -119,7 +119,7 @@ func notifyHeaders() http.Header {
 }
 
 // revision asks the daemon's status endpoint, as `promoter status` does.
-func (d *runningDaemon) revision(t *testing.T, pipeline, rev string) *types.Revision {
+func (d *runningDaemon) revision(t testing.TB, pipeline, rev string) *types.Revision {
 	t.Helper()
 	resp, err := http.Get(d.URL + "/v1/revisions/" + pipeline + "/" + rev)
 	if err != nil {
@@ -141,7 +141,7 @@ func (d *runningDaemon) revision(t *testing.T, pipeline, rev string) *types.Revi
 }
 
 // waitPhase polls the status endpoint until the revision reaches one of phases.
-func (d *runningDaemon) waitPhase(t *testing.T, pipeline, rev string, timeout time.Duration, phases ...types.Phase) *types.Revision {
+func (d *runningDaemon) waitPhase(t testing.TB, pipeline, rev string, timeout time.Duration, phases ...types.Phase) *types.Revision {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last *types.Revision
@@ -161,7 +161,7 @@ func (d *runningDaemon) waitPhase(t *testing.T, pipeline, rev string, timeout ti
 
 // syncBuffer collects the daemon's logs for assertions and prints them when a test fails.
 type syncBuffer struct {
-	t  *testing.T
+	t  testing.TB
 	mu sync.Mutex
 	b  bytes.Buffer
 }
