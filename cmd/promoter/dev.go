@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/promoter-dev/promoter/internal/devenv"
+	"github.com/promoter-dev/promoter/internal/dev"
 )
 
 type devOptions struct {
@@ -51,7 +51,7 @@ The generated configuration (promoter.yaml), keys and registry storage are kept 
 			if dir, err = filepath.Abs(dir); err != nil {
 				return err
 			}
-			return devenv.Run(cmd.Context(), devenv.Options{
+			return dev.Run(cmd.Context(), dev.Options{
 				Listen: o.listen, DataDir: dir, Source: o.source, Demo: o.demo, Timeout: o.timeout,
 				Out: cmd.OutOrStdout(), Log: log,
 			})

@@ -93,9 +93,13 @@ func StartRegistry(ctx context.Context, dir string, port int, opts ...RegistryOp
 	return r, nil
 }
 
-// Close stops the registry.
+// Close stops the registry. Idle keep-alive connections of clients are not waited for:
+// after a short grace for in-flight requests, the rest are closed.
 func (r *Registry) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	return r.srv.Shutdown(ctx)
+	if err := r.srv.Shutdown(ctx); err != nil {
+		return r.srv.Close()
+	}
+	return nil
 }

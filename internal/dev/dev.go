@@ -1,4 +1,6 @@
-package devenv
+// Package dev is `promoter dev`: the whole flow on loopback with embedded NATS, two
+// in-process registries, a generated key, the local builder and an example pipeline.
+package dev
 
 import (
 	"bytes"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/daemon"
+	"github.com/promoter-dev/promoter/internal/devenv"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -54,8 +57,8 @@ const exampleRepo = "https://example.invalid/promoter/hello"
 type env struct {
 	o          Options
 	daemonURL  string
-	staging    *Registry
-	production *Registry
+	staging    *devenv.Registry
+	production *devenv.Registry
 	cfg        *config.Config
 	keyPub     string
 	tokens     map[string]string
@@ -113,14 +116,14 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	headers := http.Header{"Authorization": {"Bearer " + e.tokens["registry"]}}
-	notify := Notify(e.daemonURL+"/v1/events/registry", headers)
-	if e.staging, err = StartRegistry(ctx, filepath.Join(o.DataDir, "staging"), ports[0], notify); err != nil {
+	notify := devenv.Notify(e.daemonURL+"/v1/events/registry", headers)
+	if e.staging, err = devenv.StartRegistry(ctx, filepath.Join(o.DataDir, "staging"), ports[0], notify); err != nil {
 		cancel()
 		<-done
 		return err
 	}
 	defer e.staging.Close()
-	if e.production, err = StartRegistry(ctx, filepath.Join(o.DataDir, "production"), ports[1]); err != nil {
+	if e.production, err = devenv.StartRegistry(ctx, filepath.Join(o.DataDir, "production"), ports[1]); err != nil {
 		cancel()
 		<-done
 		return err
