@@ -6,11 +6,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/kube"
 	"github.com/promoter-dev/promoter/internal/registry"
 )
 
@@ -87,16 +86,9 @@ layer on its base image), for development without a cluster.`,
 func (o *builderOptions) newExecutor(cfg *config.Config, reg registry.Client, log *slog.Logger) (builders.Executor, error) {
 	switch o.executor {
 	case "kubernetes":
-		rules := clientcmd.NewDefaultClientConfigLoadingRules()
-		rules.ExplicitPath = o.kubeconfig
-		rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+		client, err := kube.Client(o.kubeconfig, "promoter-builder")
 		if err != nil {
-			return nil, fmt.Errorf("kubernetes client configuration (run in a pod with a service account, or pass --kubeconfig): %w", err)
-		}
-		rc.UserAgent = "promoter-builder"
-		client, err := kubernetes.NewForConfig(rc)
-		if err != nil {
-			return nil, fmt.Errorf("kubernetes client: %w", err)
+			return nil, err
 		}
 		return builders.NewKubernetes(client, cfg.Builder, builders.WithLogger(log))
 	case "local":

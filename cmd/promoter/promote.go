@@ -6,16 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/promoter-dev/promoter/internal/kube"
 	"github.com/promoter-dev/promoter/internal/promote"
 	"github.com/promoter-dev/promoter/internal/sign"
 )
@@ -76,13 +74,11 @@ func runPromote(ctx context.Context, g *globalOptions, o *promoteOptions, src st
 	p := &promote.Promoter{Registry: reg, Jobs: o.jobs, Timeout: o.timeout, Logger: log}
 	opt := promote.Options{MutableTags: o.mutableTags, DryRun: o.dryRun}
 	if o.requireSignature {
-		var kube kubernetes.Interface
-		if strings.HasPrefix(o.key, "k8s://") {
-			if kube, err = kubeClient(); err != nil {
-				return err
-			}
+		kc, err := kube.ForKeys("promoter", o.key)
+		if err != nil {
+			return err
 		}
-		key, err := sign.LoadVerifier(ctx, o.key, kube)
+		key, err := sign.LoadVerifier(ctx, o.key, kc)
 		if err != nil {
 			return err
 		}
@@ -188,15 +184,4 @@ func size(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// kubeClient connects with the usual kubeconfig rules (KUBECONFIG, ~/.kube/config,
-// in-cluster) to read a k8s:// key.
-func kubeClient() (kubernetes.Interface, error) {
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("loading kubeconfig to read the k8s:// key: %w", err)
-	}
-	return kubernetes.NewForConfig(cfg)
 }

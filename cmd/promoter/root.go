@@ -34,6 +34,7 @@ its signatures to each destination. Each step is also a subcommand.`,
 
 	// commands: one line each, in help order.
 	root.AddCommand(newVersionCmd())
+	root.AddCommand(newDevCmd(g))
 	root.AddCommand(newServeCmd(g))
 	root.AddCommand(newBuilderCmd(g))
 	root.AddCommand(newStatusCmd(g))

@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/promoter-dev/promoter/internal/kube"
 	"github.com/promoter-dev/promoter/internal/sign"
 )
 
@@ -60,7 +60,7 @@ func runSign(ctx context.Context, g *globalOptions, o *signOptions, ref string, 
 	if err != nil {
 		return fmt.Errorf("--format: %w", err)
 	}
-	kube, err := kubeFor(o.key)
+	kc, err := kube.ForKeys("promoter", o.key)
 	if err != nil {
 		return err
 	}
@@ -68,7 +68,7 @@ func runSign(ctx context.Context, g *globalOptions, o *signOptions, ref string, 
 	if err != nil {
 		return err
 	}
-	key, err := sign.LoadSigner(ctx, o.key, password, kube)
+	key, err := sign.LoadSigner(ctx, o.key, password, kc)
 	if err != nil {
 		return err
 	}
@@ -113,11 +113,11 @@ cosign.pub). Only the registry is contacted.`,
 }
 
 func runVerify(ctx context.Context, g *globalOptions, o *verifyOptions, ref string, stdout io.Writer) error {
-	kube, err := kubeFor(o.key)
+	kc, err := kube.ForKeys("promoter", o.key)
 	if err != nil {
 		return err
 	}
-	key, err := sign.LoadVerifier(ctx, o.key, kube)
+	key, err := sign.LoadVerifier(ctx, o.key, kc)
 	if err != nil {
 		return err
 	}
@@ -194,14 +194,6 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 		return fmt.Errorf("writing key %s: %w", path, err)
 	}
 	return f.Close()
-}
-
-// kubeFor returns a Kubernetes client when the key lives in a secret, nil otherwise.
-func kubeFor(key string) (kubernetes.Interface, error) {
-	if !strings.HasPrefix(key, "k8s://") {
-		return nil, nil
-	}
-	return kubeClient()
 }
 
 // keyPassword finds the private key password: $COSIGN_PASSWORD when set (even empty, as

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // DefaultArchTag is the arch-tag pattern used when a pipeline names none.
@@ -64,7 +65,21 @@ func (a ArchTag) Match(tag string, ps []Platform) (rev string, p Platform, ok bo
 	return "", Platform{}, false
 }
 
+// archTagRegexps caches compiled patterns: Match runs for every webhook event and
+// compiling dominated the receiver's profile.
+var archTagRegexps sync.Map // string → *regexp.Regexp
+
 func (a ArchTag) regexp(p Platform) *regexp.Regexp {
+	key := string(a) + "\x00" + p.String()
+	if re, ok := archTagRegexps.Load(key); ok {
+		return re.(*regexp.Regexp)
+	}
+	re := a.compile(p)
+	archTagRegexps.Store(key, re)
+	return re
+}
+
+func (a ArchTag) compile(p Platform) *regexp.Regexp {
 	parts := strings.Split(string(a), "{revision}")
 	for i, part := range parts {
 		fixed := strings.NewReplacer("{os}", p.OS, "{arch}", p.Architecture, "{variant}", p.Variant).Replace(part)
