@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,6 +35,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
 
+	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/testenv"
 )
@@ -41,8 +43,12 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml from the current helm template output")
 
 const (
-	chartDir = "promoter"
-	release  = "promoter"
+	// kubeVersion is what helm template assumes of the cluster: a helm built with `go
+	// install` defaults to v1.20, older than the chart's kubeVersion constraint. It matches
+	// the kube-apiserver the dry-run tests use.
+	kubeVersion = "v1.37.2"
+	chartDir    = "promoter"
+	release     = "promoter"
 	// namespace is the release namespace of every render.
 	namespace = "promoter"
 )
@@ -92,7 +98,7 @@ func (h helm) run(t *testing.T, args ...string) (stdout, stderr string, err erro
 // template renders the chart with the given values files.
 func (h helm) template(t *testing.T, valuesFiles ...string) (string, error) {
 	t.Helper()
-	args := []string{"template", release, chartDir, "--namespace", namespace}
+	args := []string{"template", release, chartDir, "--namespace", namespace, "--kube-version", kubeVersion}
 	for _, f := range valuesFiles {
 		args = append(args, "--values", f)
 	}
@@ -114,7 +120,7 @@ func TestLint(t *testing.T) {
 	h := newHelm(t)
 	for _, vs := range valueSets {
 		t.Run(vs.name, func(t *testing.T) {
-			args := []string{"lint", "--strict", chartDir, "--namespace", namespace}
+			args := []string{"lint", "--strict", chartDir, "--namespace", namespace, "--kube-version", kubeVersion}
 			if vs.values != "" {
 				args = append(args, "--values", vs.values)
 			}
@@ -137,20 +143,25 @@ func TestTemplateGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", vs.name+".golden.yaml")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run `go test ./charts/ -run TestTemplateGolden -update` to create it)", err)
-			}
-			if diff := cmp.Diff(string(want), got); diff != "" {
-				t.Errorf("helm template differs from %s (-want +got); if the change is intended, rerun with -update:\n%s", golden, diff)
-			}
+			compareGolden(t, filepath.Join("testdata", vs.name+".golden.yaml"), got)
 		})
+	}
+}
+
+// compareGolden compares got with the golden file, or rewrites the file under -update.
+func compareGolden(t *testing.T, golden, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run `go test ./charts/ -update` to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("output differs from %s (-want +got); if the change is intended, rerun with -update:\n%s", golden, diff)
 	}
 }
 
@@ -222,9 +233,9 @@ func assertNoSecretValues(t *testing.T, name, text string) {
 func loadRendered(t *testing.T, text string) *config.Config {
 	t.Helper()
 	root := t.TempDir()
-	text = strings.ReplaceAll(text, "/etc/promoter/", root+"/")
+	relocate := func(p string) string { return filepath.Join(root, strings.TrimPrefix(p, "/etc/promoter/")) }
 	for _, m := range secretRef.FindAllStringSubmatch(text, -1) {
-		p := strings.TrimPrefix(m[0], "file:")
+		p := relocate(m[1])
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -232,6 +243,7 @@ func loadRendered(t *testing.T, text string) *config.Config {
 			t.Fatal(err)
 		}
 	}
+	text = strings.ReplaceAll(text, "/etc/promoter/", root+"/")
 	file := filepath.Join(root, "config.yaml")
 	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -254,52 +266,52 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		{
 			name:   "replicas not a number",
 			values: `daemon: {replicas: "two"}`,
-			want:   []string{"values don't meet the specifications of the schema", "daemon", "replicas", "integer"},
+			want:   []string{"values don't meet the specifications of the schema", "/daemon/replicas", "got string, want integer"},
 		},
 		{
 			name:   "unknown log level",
 			values: `config: {logLevel: verbose}`,
-			want:   []string{"logLevel", "verbose", "debug"},
+			want:   []string{"/config/logLevel", "must be one of", "debug"},
 		},
 		{
 			name:   "pull policy",
 			values: `image: {pullPolicy: Sometimes}`,
-			want:   []string{"pullPolicy", "IfNotPresent"},
+			want:   []string{"/image/pullPolicy", "must be one of", "IfNotPresent"},
 		},
 		{
 			name:   "builder group without platforms",
 			values: `builder: {groups: [{name: arm}]}`,
-			want:   []string{"groups", "platforms"},
+			want:   []string{"/builder/groups/0", "missing property 'platforms'"},
 		},
 		{
 			name:   "platform without architecture",
 			values: `builder: {groups: [{name: arm, platforms: [linux]}]}`,
-			want:   []string{"platforms", "linux"},
+			want:   []string{"/builder/groups/0/platforms/0", "'linux' does not match pattern"},
 		},
 		{
 			name:   "duration",
 			values: `config: {promote: {timeout: 30 minutes}}`,
-			want:   []string{"timeout", "30 minutes"},
+			want:   []string{"/config/promote/timeout", "'30 minutes' does not match pattern"},
 		},
 		{
 			name:   "key the chart owns",
 			values: `config: {listen: ":80"}`,
-			want:   []string{"config", "listen"},
+			want:   []string{"at '/config'", "'listen' not allowed"},
 		},
 		{
 			name:   "secret value in the config",
 			values: `config: {auth: {registryToken: hunter2}}`,
-			want:   []string{"auth", "registryToken"},
+			want:   []string{"at '/config/auth'", "'registryToken' not allowed"},
 		},
 		{
 			name:   "misspelt top-level key",
 			values: `replicaCount: 3`,
-			want:   []string{"replicaCount"},
+			want:   []string{"'replicaCount' not allowed"},
 		},
 		{
 			name:   "pipeline without staging",
 			values: `config: {pipelines: [{name: web, platforms: [linux/amd64]}]}`,
-			want:   []string{"pipelines", "staging"},
+			want:   []string{"/config/pipelines/0", "missing property 'staging'"},
 		},
 		// Cross-field rules the chart checks with fail, each with what to do about it.
 		{
@@ -380,6 +392,28 @@ func TestKubeDryRun(t *testing.T) {
 		"value":      int64(100000),
 	}}, false)
 
+	// NOTES.txt only renders on install; helm install --dry-run=server renders it against
+	// this cluster without creating anything. It runs before the chart's namespaces are
+	// created below, which helm would refuse to adopt into a release.
+	kubeconfig := k.Kubeconfig(t)
+	for _, vs := range valueSets {
+		t.Run("notes/"+vs.name, func(t *testing.T) {
+			args := []string{"install", release, chartDir, "--namespace", namespace, "--dry-run=server", "--kubeconfig", kubeconfig}
+			if vs.values != "" {
+				args = append(args, "--values", vs.values)
+			}
+			out, stderr, err := h.run(t, args...)
+			if err != nil {
+				t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, stderr)
+			}
+			_, notes, found := strings.Cut(out, "\nNOTES:\n")
+			if !found {
+				t.Fatalf("helm install printed no NOTES:\n%s", out)
+			}
+			compareGolden(t, filepath.Join("testdata", vs.name+".notes.golden.txt"), notes)
+		})
+	}
+
 	for _, vs := range valueSets {
 		t.Run(vs.name, func(t *testing.T) {
 			objs := renders[vs.name]
@@ -444,6 +478,7 @@ func TestKubeDryRun(t *testing.T) {
 				if err != nil || !found {
 					t.Fatalf("%s: no spec.template.spec (%v)", name, err)
 				}
+				addClaimVolumes(t, o, spec)
 				pod := podObject(strings.ToLower(vs.name+"-"+o.GetKind()+"-"+o.GetName()), restricted, spec)
 				if err := kc.tryCreate(ctx, pod, true); err != nil {
 					t.Errorf("%s: its pod is refused by Pod Security restricted: %v", name, err)
@@ -453,6 +488,74 @@ func TestKubeDryRun(t *testing.T) {
 		// default: daemon + 1 agent; full: daemon + 2 agents + NATS; external: daemon + 1 agent.
 		if want := 8; checked != want {
 			t.Errorf("checked %d workloads, want %d", checked, want)
+		}
+	})
+
+	t.Run("builder RBAC", func(t *testing.T) {
+		// The default render's Role and RoleBinding, created for real, must grant the agent's
+		// ServiceAccount everything the Kubernetes executor does (builders.Role), in the
+		// builder namespace only, and nothing on Secrets.
+		var builderNS, sa string
+		for _, o := range renders["default"] {
+			switch o.GetKind() {
+			case "Role", "RoleBinding":
+				builderNS = o.GetNamespace()
+				kc.create(t, ctx, o, false)
+			case "ServiceAccount":
+				if strings.HasSuffix(o.GetName(), "-builder") {
+					sa = "system:serviceaccount:" + o.GetNamespace() + ":" + o.GetName()
+				}
+			}
+		}
+		if builderNS == "" || sa == "" {
+			t.Fatalf("the default render has no builder Role (namespace %q) or ServiceAccount (%q)", builderNS, sa)
+		}
+		type access struct{ ns, group, resource, sub, verb string }
+		var want []access
+		for _, r := range builders.Role(builderNS).Rules {
+			for _, res := range r.Resources {
+				resource, sub, _ := strings.Cut(res, "/")
+				for _, v := range r.Verbs {
+					want = append(want, access{builderNS, r.APIGroups[0], resource, sub, v})
+				}
+			}
+		}
+		denied := []access{
+			{builderNS, "", "secrets", "", "get"},
+			{builderNS, "", "pods", "", "create"},
+			{namespace, "batch", "jobs", "", "create"},
+			{"default", "batch", "jobs", "", "create"},
+		}
+		check := func(a access, allowed bool) {
+			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User:   sa,
+				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Namespace: a.ns, Group: a.group, Resource: a.resource, Subresource: a.sub, Verb: a.verb,
+				},
+			}}
+			// RBAC objects just created take a moment to reach the authorizer's cache.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				got, err := k.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+				if err != nil {
+					t.Fatalf("SubjectAccessReview %+v: %v", a, err)
+				}
+				if got.Status.Allowed == allowed {
+					return
+				}
+				if !allowed || time.Now().After(deadline) {
+					t.Errorf("%s %s %+v: allowed=%v, want %v (%s)", sa, a.verb, a, got.Status.Allowed, allowed, got.Status.Reason)
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		for _, a := range want {
+			check(a, true)
+		}
+		for _, a := range denied {
+			check(a, false)
 		}
 	})
 
@@ -480,6 +583,27 @@ func TestKubeDryRun(t *testing.T) {
 			t.Errorf("rootless BuildKit pod in the builder namespace %s: %v", builderNS, err)
 		}
 	})
+}
+
+// addClaimVolumes adds to a StatefulSet's pod spec the volumes its controller would add for
+// the volumeClaimTemplates (claim <template>-<set>-0), so the pod is complete.
+func addClaimVolumes(t *testing.T, o *unstructured.Unstructured, spec map[string]any) {
+	t.Helper()
+	claims, _, err := unstructured.NestedSlice(o.Object, "spec", "volumeClaimTemplates")
+	if err != nil {
+		t.Fatalf("%s %s: volumeClaimTemplates: %v", o.GetKind(), o.GetName(), err)
+	}
+	volumes, _, _ := unstructured.NestedSlice(spec, "volumes")
+	for _, c := range claims {
+		name, _, _ := unstructured.NestedString(c.(map[string]any), "metadata", "name")
+		volumes = append(volumes, map[string]any{
+			"name":                  name,
+			"persistentVolumeClaim": map[string]any{"claimName": name + "-" + o.GetName() + "-0"},
+		})
+	}
+	if len(volumes) > 0 {
+		spec["volumes"] = volumes
+	}
 }
 
 // buildkitPod is the shape of a rootless BuildKit build pod: non-root, no privilege, but

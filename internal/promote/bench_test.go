@@ -1,4 +1,4 @@
-package promote
+package promote_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/promoter-dev/promoter/internal/promote"
 	"github.com/promoter-dev/promoter/internal/testenv"
 )
 
@@ -28,7 +29,7 @@ func BenchmarkPromoteVsCrane(b *testing.B) {
 	crane, regctl := testenv.Tool(b, "crane"), testenv.Tool(b, "regctl")
 	src, dstHost := benchIndex(b)
 	srcHost := src[:len(src)-len("/bench/app:v1")]
-	p := &Promoter{}
+	p := &promote.Promoter{}
 	var tp, tc, tr time.Duration
 	i := 0
 	b.ResetTimer()
@@ -38,7 +39,7 @@ func BenchmarkPromoteVsCrane(b *testing.B) {
 		steps := []func(){
 			func() {
 				start := time.Now()
-				if _, err := p.Promote(context.Background(), src, fmt.Sprintf("%s/promoter-%d", dstHost, i), Options{}); err != nil {
+				if _, err := p.Promote(context.Background(), src, fmt.Sprintf("%s/promoter-%d", dstHost, i), promote.Options{}); err != nil {
 					b.Fatal(err)
 				}
 				tp += time.Since(start)
@@ -71,11 +72,11 @@ func BenchmarkPromoteJobs(b *testing.B) {
 	src, dstHost := benchIndex(b)
 	for _, jobs := range []int{1, 2, 4, 8, 16} {
 		b.Run(fmt.Sprintf("jobs=%d", jobs), func(b *testing.B) {
-			p := &Promoter{Jobs: jobs}
+			p := &promote.Promoter{Jobs: jobs}
 			i := 0
 			for b.Loop() {
 				i++
-				if _, err := p.Promote(context.Background(), src, fmt.Sprintf("%s/jobs%d-%d", dstHost, jobs, i), Options{}); err != nil {
+				if _, err := p.Promote(context.Background(), src, fmt.Sprintf("%s/jobs%d-%d", dstHost, jobs, i), promote.Options{}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -2,6 +2,7 @@ package promote
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -88,7 +89,8 @@ func (b *blobCopier) copy(ctx context.Context, desc v1.Descriptor) (Action, erro
 		wait, ok := policy.Delay(ctx, attempt, nil)
 		var ra retryAfterError
 		if errors.As(err, &ra) {
-			wait, ok = ra.wait, ra.wait < time.Minute
+			limit := cmp.Or(policy.MaxRetryAfter, registry.DefaultRetryPolicy().MaxRetryAfter)
+			wait, ok = ra.wait, ra.wait <= limit
 		}
 		if !ok {
 			return "", fmt.Errorf("copying blob %s to %s: %w", desc.Digest, b.dst, err)

@@ -1,4 +1,4 @@
-package promote
+package promote_test
 
 import (
 	"context"
@@ -237,3 +237,12 @@ type emptyKeychain struct{}
 func (emptyKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
 	return authn.Anonymous, nil
 }
+
+// rawManifest lets remote.Put write hand-made manifest bytes.
+type rawManifest struct {
+	raw []byte
+	mt  types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }

@@ -1,4 +1,4 @@
-package promote
+package promote_test
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/faultproxy"
 	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/promote"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/testenv"
 )
@@ -28,11 +29,11 @@ func TestPromoteAllCopiesIndexSignaturesAndReferrers(t *testing.T) {
 	a, b, c := testenv.StartRegistry(t), testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
 	m := metrics.Discard()
-	p := &Promoter{Metrics: m}
+	p := &promote.Promoter{Metrics: m}
 	ctx := context.Background()
 
 	dsts := []string{b.Host + "/prod/app", c.Host + "/prod/app"}
-	results, errs := p.PromoteAll(ctx, f.ref, dsts, Options{})
+	results, errs := p.PromoteAll(ctx, f.ref, dsts, promote.Options{})
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("promoting to %s: %v", dsts[i], err)
@@ -74,7 +75,7 @@ func TestPromoteAllCopiesIndexSignaturesAndReferrers(t *testing.T) {
 	}
 
 	// Again: everything is there, nothing moves, every blob byte counts as skipped.
-	again, err := p.Promote(ctx, f.ref, dsts[0], Options{})
+	again, err := p.Promote(ctx, f.ref, dsts[0], promote.Options{})
 	if err != nil {
 		t.Fatalf("promoting again: %v", err)
 	}
@@ -82,7 +83,7 @@ func TestPromoteAllCopiesIndexSignaturesAndReferrers(t *testing.T) {
 		t.Errorf("second promotion uploaded=%d mounted=%d skipped=%d, want 0, 0, %d", again.Uploaded, again.Mounted, again.Skipped, results[0].Uploaded)
 	}
 	for _, it := range again.Items {
-		if it.Action != Skip {
+		if it.Action != promote.Skip {
 			t.Errorf("second promotion %s %s: action %s, want skip", it.Kind, it.Ref, it.Action)
 		}
 	}
@@ -96,7 +97,7 @@ func TestPromoteImmutableTag(t *testing.T) {
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
 	ctx := context.Background()
 	m := metrics.Discard()
-	p := &Promoter{Metrics: m}
+	p := &promote.Promoter{Metrics: m}
 
 	for _, tag := range []string{"v1", "latest"} {
 		other, err := random.Image(100, 1)
@@ -117,14 +118,14 @@ func TestPromoteImmutableTag(t *testing.T) {
 		wantErr error
 		want    string
 	}{
-		{name: "immutable tag is refused", dst: b.Host + "/prod/app", wantErr: ErrTagImmutable, want: before},
-		{name: "mutable list names another tag", dst: b.Host + "/prod/app:v1", mutable: []string{"latest"}, wantErr: ErrTagImmutable, want: before},
+		{name: "immutable tag is refused", dst: b.Host + "/prod/app", wantErr: promote.ErrTagImmutable, want: before},
+		{name: "mutable list names another tag", dst: b.Host + "/prod/app:v1", mutable: []string{"latest"}, wantErr: promote.ErrTagImmutable, want: before},
 		{name: "mutable tag moves", dst: b.Host + "/prod/app:latest", mutable: []string{"latest"}, want: f.index.String()},
 		{name: "same digest is nothing to do", dst: b.Host + "/prod/app:latest", want: f.index.String()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res, err := p.Promote(ctx, f.ref, tt.dst, Options{MutableTags: tt.mutable})
+			res, err := p.Promote(ctx, f.ref, tt.dst, promote.Options{MutableTags: tt.mutable})
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("got error %v, want %v", err, tt.wantErr)
 			}
@@ -134,9 +135,9 @@ func TestPromoteImmutableTag(t *testing.T) {
 						t.Errorf("error %q does not name digest %s", err, d)
 					}
 				}
-				var ie *ImmutableError
+				var ie *promote.ImmutableError
 				if !errors.As(err, &ie) || ie.Existing != before || ie.Want != f.index.String() {
-					t.Errorf("got %#v, want ImmutableError{Existing: %s, Want: %s}", ie, before, f.index)
+					t.Errorf("got %#v, want promote.ImmutableError{Existing: %s, Want: %s}", ie, before, f.index)
 				}
 				if len(res.Items) != 0 {
 					t.Errorf("refused promotion still handled %d items", len(res.Items))
@@ -159,8 +160,8 @@ func TestPromoteImmutableTag(t *testing.T) {
 func TestPromoteSameRegistryMounts(t *testing.T) {
 	a := testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "staging/app", "v1", fixtureOpts{})
-	p := &Promoter{}
-	res, err := p.Promote(context.Background(), f.ref, a.Host+"/prod/app", Options{})
+	p := &promote.Promoter{}
+	res, err := p.Promote(context.Background(), f.ref, a.Host+"/prod/app", promote.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,18 +177,18 @@ func TestPromoteSameRegistryMounts(t *testing.T) {
 func TestPromoteDryRunWritesNothing(t *testing.T) {
 	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
-	p := &Promoter{}
-	res, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", Options{DryRun: true})
+	p := &promote.Promoter{}
+	res, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", promote.Options{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	counts := map[Action]int{}
+	counts := map[promote.Action]int{}
 	for _, it := range res.Items {
 		counts[it.Action]++
 	}
 	// 3 subjects x (sig + referrer) + the referrer's referrer + 2 children = 9 manifests by
 	// digest or cosign tag, then the tag.
-	if counts[Copy] < 9 || counts[Tag] != 1 || counts[Skip] != 0 {
+	if counts[promote.Copy] < 9 || counts[promote.Tag] != 1 || counts[promote.Skip] != 0 {
 		t.Errorf("dry-run plan %v, want >= 9 copies, 1 tag, 0 skips", counts)
 	}
 	r, _ := registry.Client{}.ParseReference(b.Host + "/prod/app:v1")
@@ -200,13 +201,13 @@ func TestPromoteSignatureGate(t *testing.T) {
 	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
 	m := metrics.Discard()
-	p := &Promoter{Metrics: m}
+	p := &promote.Promoter{Metrics: m}
 	var asked string
-	_, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", Options{Verify: func(_ context.Context, ref string) error {
+	_, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", promote.Options{Verify: func(_ context.Context, ref string) error {
 		asked = ref
 		return errors.New("no matching signatures")
 	}})
-	if !errors.Is(err, ErrNotSigned) {
+	if !errors.Is(err, promote.ErrNotSigned) {
 		t.Fatalf("got %v, want ErrNotSigned", err)
 	}
 	if want := a.Host + "/app@" + f.index.String(); asked != want {
@@ -225,8 +226,8 @@ func TestPromoteThroughFaults(t *testing.T) {
 	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{layers: 4, layerSize: 256 << 10})
 	proxy := faultproxy.Start(t, b.URL, faultproxy.Config{Errors: 0.10, Throttles: 0.02, Drops: 0.04, Seed: 7})
-	p := &Promoter{Registry: registry.Client{Retry: &registry.RetryPolicy{MaxAttempts: 8, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}}}
-	res, err := p.Promote(context.Background(), f.ref, proxy.Host+"/prod/app", Options{})
+	p := &promote.Promoter{Registry: registry.Client{Retry: &registry.RetryPolicy{MaxAttempts: 8, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}}}
+	res, err := p.Promote(context.Background(), f.ref, proxy.Host+"/prod/app", promote.Options{})
 	if err != nil {
 		t.Fatalf("promoting through faults (requests=%d errors=%d throttles=%d drops=%d): %v", proxy.Stats.Requests.Load(),
 			proxy.Stats.Errors.Load(), proxy.Stats.Throttles.Load(), proxy.Stats.Drops.Load(), err)
@@ -247,12 +248,12 @@ func TestPromoteThroughFaults(t *testing.T) {
 func TestPromoteResumesAfterInterruption(t *testing.T) {
 	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{layers: 4, layerSize: 256 << 10})
-	p := &Promoter{Jobs: 2}
+	p := &promote.Promoter{Jobs: 2}
 	ctx, cancel := context.WithCancel(context.Background())
 	var done atomic.Int64
 	var copied atomic.Int64
-	first, err := p.Promote(ctx, f.ref, b.Host+"/prod/app", Options{Progress: func(e Event) {
-		if e.Item.Kind == KindBlob {
+	first, err := p.Promote(ctx, f.ref, b.Host+"/prod/app", promote.Options{Progress: func(e promote.Event) {
+		if e.Item.Kind == promote.KindBlob {
 			copied.Add(e.Item.Size)
 			if done.Add(1) == 3 {
 				cancel()
@@ -266,7 +267,7 @@ func TestPromoteResumesAfterInterruption(t *testing.T) {
 		t.Fatalf("interrupted promotion already wrote the tag")
 	}
 
-	second, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", Options{})
+	second, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", promote.Options{})
 	if err != nil {
 		t.Fatalf("resuming: %v", err)
 	}
@@ -305,14 +306,14 @@ func TestPromoteSourceFailsFast(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := &Promoter{Registry: registry.Client{Keychain: emptyKeychain{}}}
+			p := &promote.Promoter{Registry: registry.Client{Keychain: emptyKeychain{}}}
 			start := time.Now()
-			_, err := p.Promote(context.Background(), tt.src, b.Host+"/prod/app", Options{})
+			_, err := p.Promote(context.Background(), tt.src, b.Host+"/prod/app", promote.Options{})
 			if elapsed := time.Since(start); elapsed > 2*time.Second {
 				t.Errorf("failing took %s, want fast (no retries)", elapsed)
 			}
-			var se *SourceError
-			if !errors.As(err, &se) || !errors.Is(err, ErrSource) {
+			var se *promote.SourceError
+			if !errors.As(err, &se) || !errors.Is(err, promote.ErrSource) {
 				t.Fatalf("got %v, want a SourceError", err)
 			}
 			if se.Status != tt.status {

@@ -18,6 +18,13 @@ var cosignVerifyArgs = map[sign.Format][]string{
 	sign.FormatLegacy: {"verify", "--key", "cosign.pub", "--insecure-ignore-tlog"},
 }
 
+// cosignClaimType is the claim type `cosign verify` prints for each format: the bundle's
+// in-toto predicate type, or the simple-signing type of a .sig payload.
+var cosignClaimType = map[sign.Format]string{
+	sign.FormatBundle: `"type":"https://sigstore.dev/cosign/sign/v1"`,
+	sign.FormatLegacy: `"type":"cosign container image signature"`,
+}
+
 func TestCosignVerifiesOurSignatures(t *testing.T) {
 	testenv.Tool(t, "cosign")
 	reg := testenv.StartRegistry(t)
@@ -46,6 +53,15 @@ func TestCosignVerifiesOurSignatures(t *testing.T) {
 				}
 				if !strings.Contains(out, d) {
 					t.Errorf("cosign verify output does not name %s:\n%s", d, out)
+				}
+				t.Logf("cosign %s %s:\n%s", strings.Join(args, " "), p.at(d), out)
+				// cosign prints the claim it verified; its type tells which format it read.
+				wantType := cosignClaimType[f]
+				if f == "" {
+					wantType = cosignClaimType[sign.DefaultFormat]
+				}
+				if !strings.Contains(out, wantType) {
+					t.Errorf("cosign verify did not read the %s signature (no %q in its output):\n%s", f, wantType, out)
 				}
 			}
 			// And cosign rejects the same digests with another key.
@@ -130,5 +146,32 @@ func TestCosignSignsWithOurKeys(t *testing.T) {
 				t.Fatalf("cosign verify: %v\n%s", err, out)
 			}
 		})
+	}
+}
+
+// TestCosignIgnoresLegacyOnceABundleExists records why the default is the bundle format:
+// when a digest has any bundle referrer, cosign v3 verify reads only bundles, so a valid
+// .sig signature by key A stops verifying in cosign as soon as key B adds a bundle. Our
+// Verifier still accepts it.
+func TestCosignIgnoresLegacyOnceABundleExists(t *testing.T) {
+	testenv.Tool(t, "cosign")
+	reg := testenv.StartRegistry(t)
+	a, b := newKeys(t, "a"), newKeys(t, "b")
+	p := pushIndex(t, reg.Host+"/acme/mixed")
+	d := p.at(p.children["linux/amd64"])
+	mustSign(t, a, sign.FormatLegacy, d)
+	if out, err := cosignCmd(t, a.dir, "verify", "--key", "cosign.pub", "--insecure-ignore-tlog", d); err != nil {
+		t.Fatalf("cosign verify of a legacy signature: %v\n%s", err, out)
+	}
+	mustSign(t, b, sign.FormatBundle, d)
+	if out, err := cosignCmd(t, a.dir, "verify", "--key", "cosign.pub", "--insecure-ignore-tlog", d); err == nil {
+		t.Errorf("cosign verify with key A still passes after key B added a bundle; the package comment's reasoning is stale:\n%s", out)
+	}
+	got, err := verifier(a).Verify(context.Background(), d)
+	if err != nil {
+		t.Fatalf("Verify with key A: %v", err)
+	}
+	if got[0].Format != sign.FormatLegacy {
+		t.Errorf("Verify with key A: format %s, want legacy", got[0].Format)
 	}
 }

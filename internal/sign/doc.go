@@ -37,15 +37,20 @@
 //
 // The default had to be the format the real cosign v3.1.3 CLI verifies with exactly
 // `cosign verify --key cosign.pub --insecure-ignore-tlog REF@DIGEST`. Tested with the
-// binary (cosign_test.go, run offline: a dead proxy for every non-loopback host), both
-// formats pass that exact command: cosign v3 verify first lists bundle referrers and,
-// only when there are none, falls back to the .sig tag. FormatBundle is the default
-// because it is cosign v3's own default (its --new-bundle-format flag is deprecated with
-// "this will be the only supported format in future versions"), it is the OCI 1.1 way
-// that registries and copy tools understand as a referrer, and because of that fallback:
-// once any bundle exists for a digest, cosign verify no longer looks at the .sig tag at
-// all, so legacy signatures only keep working while nobody adds a bundle. Choose
-// FormatLegacy for consumers stuck on cosign v2 or tools that only read .sig tags.
+// binary (cosign_test.go, offline: a dead proxy for every non-loopback host), both formats
+// pass that exact command, for the index digest and for a child digest: cosign v3 verify
+// lists bundle referrers first and, only when there are none, reads the .sig tag (its
+// output shows which: claim type https://sigstore.dev/cosign/sign/v1 for a bundle,
+// "cosign container image signature" for a .sig payload). The tie is broken by how the
+// two behave together (TestCosignIgnoresLegacyOnceABundleExists): once any bundle
+// referrer exists for a digest, cosign verify no longer looks at the .sig tag, so a valid
+// legacy signature stops verifying in cosign as soon as anyone adds a bundle, while
+// bundle signatures keep verifying whatever is added later. Bundles are also cosign v3's
+// own default (its --new-bundle-format flag is deprecated: "this will be the only
+// supported format in future versions") and OCI 1.1 referrers, which copy tools move with
+// the image. So the default is FormatBundle; choose FormatLegacy for consumers on cosign
+// v2 or tools that only read .sig tags (cosign v3 reads legacy with the same command, as
+// long as no bundle exists for the digest).
 //
 // # Verification
 //

@@ -175,6 +175,7 @@ func TestVerifyErrors(t *testing.T) {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("Verify(%s): got %v, want %v", ref, err, tt.wantErr)
 				}
+				t.Logf("error: %v", err)
 				var ve *sign.VerifyError
 				if !errors.As(err, &ve) {
 					t.Fatalf("Verify error %T is not a *VerifyError", err)

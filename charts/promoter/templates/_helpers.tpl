@@ -161,6 +161,7 @@ It carries no webhook or signing references, so an agent never needs those Secre
 {{- $builder := deepCopy .Values.config.builder -}}
 {{- $_ := set $builder "namespace" .Values.builder.namespace.name -}}
 {{- $c := dict
+  "metrics" (printf ":%d" (int .Values.builder.metricsPort))
   "logLevel" .Values.config.logLevel
   "logFormat" .Values.config.logFormat
   "nats" $nats
