@@ -1,4 +1,4 @@
-package builders
+package builders_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/metrics"
@@ -29,18 +30,18 @@ func TestAgentBuildsDispatchedRequestsLocally(t *testing.T) {
 		Build:   config.Build{Executor: "local", Dir: sourceTree(t)},
 		Staging: reg.Host + "/acme/web", ArchTag: "{revision}-{arch}{variant}",
 	}}
-	local, err := NewLocal(registry.Client{}, pipelines)
+	local, err := builders.NewLocal(registry.Client{}, pipelines)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := metrics.Discard()
-	agent, err := NewAgent(b, local, []types.Platform{types.MustPlatform("linux/amd64"), types.MustPlatform("linux/arm/v7")}, WithMetrics(m))
+	agent, err := builders.NewAgent(b, local, []types.Platform{types.MustPlatform("linux/amd64"), types.MustPlatform("linux/arm/v7")}, builders.WithMetrics(m))
 	if err != nil {
 		t.Fatal(err)
 	}
 	res := results(t, b)
 	runAgent(t, agent)
-	d, err := NewDispatcher(b, registry.Client{}, pipelines)
+	d, err := builders.NewDispatcher(b, registry.Client{}, pipelines)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,11 +73,11 @@ func TestAgentGivesUpAtOnceOnPermanentErrors(t *testing.T) {
 	ctx := context.Background()
 	b := openBus(t)
 	// This agent builds no pipeline locally: a request for "web" can never succeed here.
-	local, err := NewLocal(registry.Client{}, nil)
+	local, err := builders.NewLocal(registry.Client{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent, err := NewAgent(b, local, []types.Platform{types.MustPlatform("linux/arm64")}, WithMaxAttempts(3))
+	agent, err := builders.NewAgent(b, local, []types.Platform{types.MustPlatform("linux/arm64")}, builders.WithMaxAttempts(3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,9 +99,9 @@ func TestAgentReportsALastAttemptLostWithItsAgent(t *testing.T) {
 	defer cancel()
 	b := openBus(t)
 	p := types.MustPlatform("linux/amd64")
-	opts := []Option{WithMaxAttempts(1), WithAckWait(time.Second)}
-	local, _ := NewLocal(registry.Client{}, nil)
-	agent, err := NewAgent(b, local, []types.Platform{p}, opts...)
+	opts := []builders.Option{builders.WithMaxAttempts(1), builders.WithAckWait(time.Second)}
+	local, _ := builders.NewLocal(registry.Client{}, nil)
+	agent, err := builders.NewAgent(b, local, []types.Platform{p}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,14 +110,14 @@ func TestAgentReportsALastAttemptLostWithItsAgent(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error)
 	go func() { done <- agent.Run(runCtx) }()
-	waitConsumer(t, b, ConsumerName(p))
+	waitConsumer(t, b, builders.ConsumerName(p))
 	stop()
 	<-done
 	req := types.BuildRequest{Pipeline: "web", Revision: "abc", Platform: p, Image: "127.0.0.1:1/acme/web:abc-amd64"}
 	if _, err := b.Publish(ctx, types.BuildSubject(p), req.MsgID(), req); err != nil {
 		t.Fatal(err)
 	}
-	cons, err := b.JS.Consumer(ctx, bus.StreamBuilds, ConsumerName(p))
+	cons, err := b.JS.Consumer(ctx, bus.StreamBuilds, builders.ConsumerName(p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,35 +135,23 @@ func TestAgentReportsALastAttemptLostWithItsAgent(t *testing.T) {
 }
 
 func TestNewAgentRefusesBadInput(t *testing.T) {
-	if _, err := NewAgent(nil, Router{}, nil); err == nil {
+	if _, err := builders.NewAgent(nil, builders.Router{}, nil); err == nil {
 		t.Error("no platforms: got no error")
 	}
 	p := types.MustPlatform("linux/amd64")
-	if _, err := NewAgent(nil, Router{}, []types.Platform{p, p}); err == nil {
+	if _, err := builders.NewAgent(nil, builders.Router{}, []types.Platform{p, p}); err == nil {
 		t.Error("duplicate platform: got no error")
 	}
-	if _, err := NewAgent(nil, Router{}, []types.Platform{p}, WithMaxAttempts(0)); err == nil {
+	if _, err := builders.NewAgent(nil, builders.Router{}, []types.Platform{p}, builders.WithMaxAttempts(0)); err == nil {
 		t.Error("zero attempts: got no error")
 	}
 }
 
 func TestRouter(t *testing.T) {
-	r := Router{}
+	r := builders.Router{}
 	_, err := r.Build(context.Background(), types.BuildRequest{Pipeline: "web"}, 1)
-	if !errors.Is(err, ErrPermanent) {
+	if !errors.Is(err, builders.ErrPermanent) {
 		t.Errorf("no executor: got %v, want ErrPermanent", err)
-	}
-}
-
-func TestRetryDelay(t *testing.T) {
-	a := &Agent{o: &options{retryDelay: 15 * time.Second}}
-	for _, tc := range []struct {
-		attempt int
-		want    time.Duration
-	}{{1, 15 * time.Second}, {2, 30 * time.Second}, {3, time.Minute}, {10, maxRetryDelay}} {
-		if got := a.retryDelay(tc.attempt); got != tc.want {
-			t.Errorf("retryDelay(%d) = %s, want %s", tc.attempt, got, tc.want)
-		}
 	}
 }
 

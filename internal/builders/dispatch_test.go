@@ -1,4 +1,4 @@
-package builders
+package builders_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/metrics"
@@ -46,7 +47,7 @@ func TestDispatchQueuesEachPlatformOnceAndSkipsExistingTags(t *testing.T) {
 	}
 
 	m := metrics.Discard()
-	d, err := NewDispatcher(b, registry.Client{}, []config.Pipeline{pipeline}, WithMetrics(m))
+	d, err := builders.NewDispatcher(b, registry.Client{}, []config.Pipeline{pipeline}, builders.WithMetrics(m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,13 +118,13 @@ func TestDispatchErrors(t *testing.T) {
 	b := openBus(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	d, err := NewDispatcher(b, registry.Client{}, []config.Pipeline{{
+	d, err := builders.NewDispatcher(b, registry.Client{}, []config.Pipeline{{
 		Name: "web", Platforms: []string{"linux/amd64"}, Staging: "127.0.0.1:1/acme/web", ArchTag: "{revision}-{arch}",
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.HandleSourceChanged(ctx, types.SourceChanged{ID: "x", Pipeline: "api", Revision: "abc"}); !errors.Is(err, ErrUnknownPipeline) {
+	if _, err := d.HandleSourceChanged(ctx, types.SourceChanged{ID: "x", Pipeline: "api", Revision: "abc"}); !errors.Is(err, builders.ErrUnknownPipeline) {
 		t.Errorf("unknown pipeline: got %v, want ErrUnknownPipeline", err)
 	}
 	// An unreachable staging registry is an error, never a reason to rebuild.

@@ -1,4 +1,4 @@
-package builders
+package builders_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -70,7 +71,7 @@ func nextResult(t *testing.T, ch <-chan types.BuildResult, timeout time.Duration
 }
 
 // runAgent runs a until the test ends.
-func runAgent(t *testing.T, a *Agent) {
+func runAgent(t *testing.T, a *builders.Agent) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

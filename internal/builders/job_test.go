@@ -1,4 +1,4 @@
-package builders
+package builders_test
 
 import (
 	"errors"
@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -45,7 +46,7 @@ func testRequest(platform string) types.BuildRequest {
 }
 
 func TestDefaultJobGolden(t *testing.T) {
-	tmpl, err := NewJobTemplate(testBuilder())
+	tmpl, err := builders.NewJobTemplate(testBuilder())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestDefaultJobSecurity(t *testing.T) {
 	for _, hostUsers := range []bool{true, false} {
 		b := testBuilder()
 		b.HostUsers = hostUsers
-		tmpl, err := NewJobTemplate(b)
+		tmpl, err := builders.NewJobTemplate(b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,26 +131,26 @@ func TestJobNameAndLabels(t *testing.T) {
 	seen := map[string]bool{}
 	for _, req := range []types.BuildRequest{testRequest("linux/amd64"), testRequest("linux/arm/v7"), long} {
 		for attempt := 1; attempt <= 3; attempt++ {
-			name := JobName(req, attempt)
+			name := builders.JobName(req, attempt)
 			if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
-				t.Errorf("JobName(%s, %d) = %q: %v", req.MsgID(), attempt, name, errs)
+				t.Errorf("builders.JobName(%s, %d) = %q: %v", req.MsgID(), attempt, name, errs)
 			}
-			if name != JobName(req, attempt) {
-				t.Errorf("JobName(%s, %d) is not deterministic", req.MsgID(), attempt)
+			if name != builders.JobName(req, attempt) {
+				t.Errorf("builders.JobName(%s, %d) is not deterministic", req.MsgID(), attempt)
 			}
 			if seen[name] {
-				t.Errorf("JobName(%s, %d) = %q is not unique", req.MsgID(), attempt, name)
+				t.Errorf("builders.JobName(%s, %d) = %q is not unique", req.MsgID(), attempt, name)
 			}
 			seen[name] = true
-			for k, v := range JobLabels(req, attempt) {
+			for k, v := range builders.JobLabels(req, attempt) {
 				if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
 					t.Errorf("label %s=%q: %v", k, v, errs)
 				}
 			}
 		}
 	}
-	if got, want := JobName(testRequest("linux/arm/v7"), 2), "build-web-3f2c1a9d5e7b8c0f1a2b3c4d5e6f7-linux-arm-v7-2-"; !strings.HasPrefix(got, want) {
-		t.Errorf("JobName = %q, want prefix %q", got, want)
+	if got, want := builders.JobName(testRequest("linux/arm/v7"), 2), "build-web-3f2c1a9d5e7b8c0f1a2b3c4d5e6f7-linux-arm-v7-2-"; !strings.HasPrefix(got, want) {
+		t.Errorf("builders.JobName = %q, want prefix %q", got, want)
 	}
 }
 
@@ -162,8 +163,8 @@ func TestGitContext(t *testing.T) {
 	}
 	for _, tc := range tests {
 		req := types.BuildRequest{SourceRepo: "https://git.example/acme/web.git", Revision: "abc", Context: tc.context}
-		if got := GitContext(req); got != tc.want {
-			t.Errorf("GitContext(context %q) = %q, want %q", tc.context, got, tc.want)
+		if got := builders.GitContext(req); got != tc.want {
+			t.Errorf("builders.GitContext(context %q) = %q, want %q", tc.context, got, tc.want)
 		}
 	}
 }
@@ -194,10 +195,10 @@ spec:
 		wantInErr  string
 	}{
 		{name: "kaniko fork", text: kaniko},
-		{name: "privileged", text: strings.Replace(kaniko, `{{ .Attempt | printf "%d" | eq "99" }}`, "true", 1), wantErr: ErrPermanent, wantInErr: "privileged"},
-		{name: "not a job", text: "apiVersion: v1\nkind: Pod\n", wantErr: ErrPermanent, wantInErr: "want batch/v1 Job"},
-		{name: "typo", text: strings.Replace(kaniko, "backoffLimit", "backofLimit", 1), wantErr: ErrPermanent, wantInErr: "backofLimit"},
-		{name: "unknown field in data", text: strings.Replace(kaniko, ".GitContext", ".Repo", 1), wantErr: ErrPermanent, wantInErr: "Repo"},
+		{name: "privileged", text: strings.Replace(kaniko, `{{ .Attempt | printf "%d" | eq "99" }}`, "true", 1), wantErr: builders.ErrPermanent, wantInErr: "privileged"},
+		{name: "not a job", text: "apiVersion: v1\nkind: Pod\n", wantErr: builders.ErrPermanent, wantInErr: "want batch/v1 Job"},
+		{name: "typo", text: strings.Replace(kaniko, "backoffLimit", "backofLimit", 1), wantErr: builders.ErrPermanent, wantInErr: "backofLimit"},
+		{name: "unknown field in data", text: strings.Replace(kaniko, ".GitContext", ".Repo", 1), wantErr: builders.ErrPermanent, wantInErr: "Repo"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,10 +207,10 @@ spec:
 			if err := os.WriteFile(b.JobTemplate, []byte(tc.text), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			tmpl, err := NewJobTemplate(b)
+			tmpl, err := builders.NewJobTemplate(b)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.wantInErr) {
-					t.Fatalf("NewJobTemplate: got %v, want %v containing %q", err, tc.wantErr, tc.wantInErr)
+					t.Fatalf("builders.NewJobTemplate: got %v, want %v containing %q", err, tc.wantErr, tc.wantInErr)
 				}
 				return
 			}
@@ -220,7 +221,7 @@ spec:
 			if err != nil {
 				t.Fatal(err)
 			}
-			if job.Name != JobName(testRequest("linux/arm64"), 3) || job.Namespace != "promoter-builds" || job.Labels[LabelAttempt] != "3" {
+			if job.Name != builders.JobName(testRequest("linux/arm64"), 3) || job.Namespace != "promoter-builds" || job.Labels[builders.LabelAttempt] != "3" {
 				t.Errorf("name/namespace/labels not enforced: %s/%s %v", job.Namespace, job.Name, job.Labels)
 			}
 			if got := job.Spec.Template.Spec.Containers[0].Args[1]; got != "--destination="+testRequest("linux/arm64").Image {

@@ -1,4 +1,4 @@
-package builders
+package builders_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -25,7 +26,7 @@ const buildNS = "promoter-builds"
 
 // startBuilderKube starts a kube-apiserver with the builder namespace (Pod Security
 // "privileged", see doc.go) and returns the admin client and a client of the "builder"
-// user holding nothing but the Role from Role(), as the agent's service account would.
+// user holding nothing but the Role from builders.Role(), as the agent's service account would.
 func startBuilderKube(t *testing.T) (admin, builder kubernetes.Interface) {
 	t.Helper()
 	k := testenv.StartKube(t)
@@ -37,13 +38,13 @@ func startBuilderKube(t *testing.T) (admin, builder kubernetes.Interface) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	role := Role(buildNS)
+	role := builders.Role(buildNS)
 	if _, err := admin.RbacV1().Roles(buildNS).Create(ctx, &role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = admin.RbacV1().RoleBindings(buildNS).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: RoleName, Namespace: buildNS},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: RoleName},
+		ObjectMeta: metav1.ObjectMeta{Name: builders.RoleName, Namespace: buildNS},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: builders.RoleName},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "builder"}},
 	}, metav1.CreateOptions{})
 	if err != nil {
@@ -75,14 +76,14 @@ func startBuilderKube(t *testing.T) (admin, builder kubernetes.Interface) {
 func TestKubernetesAgent(t *testing.T) {
 	admin, builderClient := startBuilderKube(t)
 	b := openBus(t)
-	exec, err := NewKubernetes(builderClient, testBuilder())
+	exec, err := builders.NewKubernetes(builderClient, testBuilder())
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := metrics.Discard()
 	arm64 := types.MustPlatform("linux/arm64")
-	agent, err := NewAgent(b, exec, []types.Platform{arm64},
-		WithMaxAttempts(2), WithRetryDelay(100*time.Millisecond), WithAckWait(3*time.Second), WithMetrics(m))
+	agent, err := builders.NewAgent(b, exec, []types.Platform{arm64},
+		builders.WithMaxAttempts(2), builders.WithRetryDelay(100*time.Millisecond), builders.WithAckWait(3*time.Second), builders.WithMetrics(m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +107,8 @@ func TestKubernetesAgent(t *testing.T) {
 		req := dispatch("1111111111111111111111111111111111111111")
 		job := waitJob(t, admin, req, 1)
 		// What the apiserver stored, as the restricted user created it.
-		if job.Name != JobName(req, 1) {
-			t.Errorf("job name: got %s, want %s", job.Name, JobName(req, 1))
+		if job.Name != builders.JobName(req, 1) {
+			t.Errorf("job name: got %s, want %s", job.Name, builders.JobName(req, 1))
 		}
 		spec := job.Spec.Template.Spec
 		for _, c := range append(spec.InitContainers, spec.Containers...) {
@@ -185,7 +186,7 @@ func TestKubernetesAgent(t *testing.T) {
 func TestPodSecurityBaselineRejectsTheBuildPod(t *testing.T) {
 	k := testenv.StartKube(t)
 	ctx := context.Background()
-	tmpl, err := NewJobTemplate(testBuilder())
+	tmpl, err := builders.NewJobTemplate(testBuilder())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +198,7 @@ func TestPodSecurityBaselineRejectsTheBuildPod(t *testing.T) {
 		level   string
 		wantErr []string
 	}{
-		{level: "baseline", wantErr: []string{`violates PodSecurity "baseline`, "seccompProfile", "appArmorProfile"}},
+		{level: "baseline", wantErr: []string{`violates PodSecurity "baseline`, "seccompProfile", "AppArmor profile"}},
 		{level: "privileged"},
 	} {
 		t.Run(tc.level, func(t *testing.T) {
@@ -241,8 +242,8 @@ func hasToleration(ts []corev1.Toleration, key, value string) bool {
 func waitJob(t *testing.T, c kubernetes.Interface, req types.BuildRequest, attempt int) *batchv1.Job {
 	t.Helper()
 	sel := labels.SelectorFromSet(labels.Set{
-		LabelRevision: JobLabels(req, attempt)[LabelRevision],
-		LabelAttempt:  JobLabels(req, attempt)[LabelAttempt],
+		builders.LabelRevision: builders.JobLabels(req, attempt)[builders.LabelRevision],
+		builders.LabelAttempt:  builders.JobLabels(req, attempt)[builders.LabelAttempt],
 	}).String()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -301,7 +302,7 @@ func createFailedPod(t *testing.T, c kubernetes.Interface, job *batchv1.Job, mes
 	ctx := context.Background()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: job.Name + "-x7k2p", Namespace: buildNS,
+			Name: "build-x7k2p", Namespace: buildNS,
 			Labels: map[string]string{batchv1.JobNameLabel: job.Name},
 		},
 		Spec: job.Spec.Template.Spec,

@@ -1,4 +1,4 @@
-package builders
+package builders_test
 
 import (
 	"archive/tar"
@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
+	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/testenv"
@@ -88,7 +89,7 @@ func TestLocalExecutorPushesPlatformImage(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := config.Pipeline{Name: "web", Build: config.Build{Executor: "local", Dir: dir, Base: tc.base}}
-			l, err := NewLocal(registry.Client{}, []config.Pipeline{p})
+			l, err := builders.NewLocal(registry.Client{}, []config.Pipeline{p})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,8 +125,8 @@ func TestLocalExecutorPushesPlatformImage(t *testing.T) {
 			if rev := cf.Config.Labels["org.opencontainers.image.revision"]; rev != "3f2c1a9" {
 				t.Errorf("revision label: got %q, want 3f2c1a9", rev)
 			}
-			if !cf.Created.Time.Equal(Epoch) {
-				t.Errorf("created: got %s, want %s", cf.Created.Time, Epoch)
+			if !cf.Created.Time.Equal(builders.Epoch) {
+				t.Errorf("created: got %s, want %s", cf.Created.Time, builders.Epoch)
 			}
 			layers, _ := img.Layers()
 			if len(layers) != tc.wantLayers {
@@ -165,7 +166,7 @@ func TestLocalExecutorErrors(t *testing.T) {
 	if err := remote.Write(baseRef, img); err != nil {
 		t.Fatal(err)
 	}
-	l, err := NewLocal(registry.Client{}, []config.Pipeline{
+	l, err := builders.NewLocal(registry.Client{}, []config.Pipeline{
 		{Name: "web", Build: config.Build{Executor: "local", Dir: sourceTree(t), Base: baseRef.String()}},
 		{Name: "api", Build: config.Build{Executor: "kubernetes"}},
 	})
@@ -173,14 +174,14 @@ func TestLocalExecutorErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := types.BuildRequest{Pipeline: "web", Revision: "abc", Platform: types.MustPlatform("linux/arm64"), Image: reg.Host + "/acme/web:abc-arm64"}
-	if _, err := l.Build(ctx, req, 1); !errors.Is(err, ErrPermanent) {
+	if _, err := l.Build(ctx, req, 1); !errors.Is(err, builders.ErrPermanent) {
 		t.Errorf("base of another platform: got %v, want ErrPermanent", err)
 	}
 	req.Pipeline = "api"
-	if _, err := l.Build(ctx, req, 1); !errors.Is(err, ErrUnknownPipeline) {
+	if _, err := l.Build(ctx, req, 1); !errors.Is(err, builders.ErrUnknownPipeline) {
 		t.Errorf("kubernetes pipeline: got %v, want ErrUnknownPipeline", err)
 	}
-	if _, err := NewLocal(registry.Client{}, []config.Pipeline{{Name: "x", Build: config.Build{Executor: "local"}}}); err == nil {
+	if _, err := builders.NewLocal(registry.Client{}, []config.Pipeline{{Name: "x", Build: config.Build{Executor: "local"}}}); err == nil {
 		t.Error("local pipeline without build.dir: got no error")
 	}
 }
@@ -203,8 +204,8 @@ func layerFiles(t *testing.T, l v1.Layer) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h.Uid != 0 || h.Gid != 0 || !h.ModTime.Equal(Epoch) {
-			t.Errorf("%s: owner %d:%d, mtime %s; want 0:0 at %s", h.Name, h.Uid, h.Gid, h.ModTime, Epoch)
+		if h.Uid != 0 || h.Gid != 0 || !h.ModTime.Equal(builders.Epoch) {
+			t.Errorf("%s: owner %d:%d, mtime %s; want 0:0 at %s", h.Name, h.Uid, h.Gid, h.ModTime, builders.Epoch)
 		}
 		names = append(names, h.Name)
 	}
