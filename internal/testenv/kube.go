@@ -157,13 +157,13 @@ func (k *Kube) writeAuthFiles() error {
 	return os.WriteFile(filepath.Join(k.dir, "tokens.csv"), []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 }
 
-func (k *Kube) waitReady(timeout time.Duration, cmd *exec.Cmd) error {
+func (k *Kube) waitReady(timeout time.Duration, proc *process) error {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
-		if cmd.ProcessState != nil {
-			return fmt.Errorf("exited: %s", cmd.ProcessState)
+		if st := proc.exit(); st != "" {
+			return fmt.Errorf("exited: %s", st)
 		}
 		req, _ := http.NewRequest(http.MethodGet, k.URL+"/readyz", nil)
 		req.Header.Set("Authorization", "Bearer "+k.Token)
@@ -201,8 +201,8 @@ func startEtcd(t testing.TB, assets, dir string) (string, error) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if cmd.ProcessState != nil {
-			return "", fmt.Errorf("etcd exited: %s\n%s", cmd.ProcessState, tail(logf, 20))
+		if st := cmd.exit(); st != "" {
+			return "", fmt.Errorf("etcd exited: %s\n%s", st, tail(logf, 20))
 		}
 		resp, err := http.Get(clientURL + "/health")
 		if err == nil {
@@ -218,7 +218,7 @@ func startEtcd(t testing.TB, assets, dir string) (string, error) {
 
 // startProcess runs bin in its own process group with output to logPath, killed (with its
 // group) when the test ends.
-func startProcess(t testing.TB, bin, logPath string, args ...string) (*exec.Cmd, string, error) {
+func startProcess(t testing.TB, bin, logPath string, args ...string) (*process, string, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, "", err
@@ -232,6 +232,7 @@ func startProcess(t testing.TB, bin, logPath string, args ...string) (*exec.Cmd,
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
+	p := &process{cmd: cmd, exited: exited}
 	t.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
@@ -242,7 +243,24 @@ func startProcess(t testing.TB, bin, logPath string, args ...string) (*exec.Cmd,
 		}
 		logFile.Close()
 	})
-	return cmd, logPath, nil
+	return p, logPath, nil
+}
+
+// process is a started command whose Wait runs in its own goroutine; its state may be
+// read only once exited is closed.
+type process struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// exit reports how the process ended, or "" while it runs.
+func (p *process) exit() string {
+	select {
+	case <-p.exited:
+		return p.cmd.ProcessState.String()
+	default:
+		return ""
+	}
 }
 
 // kubeAssets finds the binaries: $PROMOTER_KUBE_ASSETS, else the directory
