@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -52,13 +51,7 @@ func TestGitHubPushToPromotedIndex(t *testing.T) {
 	prod := testenv.StartRegistry(t)
 	dest := prod.Host + "/acme/app"
 	dir := t.TempDir()
-	priv, pub, err := sign.GenerateKeyPair([]byte("pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPath, pubPath := filepath.Join(dir, "cosign.key"), filepath.Join(dir, "cosign.pub")
-	os.WriteFile(keyPath, priv, 0o600)
-	os.WriteFile(pubPath, pub, 0o644)
+	keyPath, pubPath := writeKeyPair(t, dir, "pw")
 
 	d := startDaemon(t, yamlf(`
 nats:
@@ -101,7 +94,9 @@ pipelines:
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	agentDone := make(chan error, 1)
-	go func() { agentDone <- builders.RunAgent(ctx, agentCfg, exec, builders.WithRetryDelay(200*time.Millisecond)) }()
+	go func() {
+		agentDone <- builders.RunAgent(ctx, agentCfg, exec, builders.WithRetryDelay(200*time.Millisecond))
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-agentDone; err != nil {
@@ -138,7 +133,7 @@ pipelines:
 	}
 
 	t.Run("the same webhook delivered twice creates each Job once", func(t *testing.T) {
-		githubPush(t, d.URL, delivery, rev)                                // same delivery: de-duplicated by JetStream
+		githubPush(t, d.URL, delivery, rev)                               // same delivery: de-duplicated by JetStream
 		githubPush(t, d.URL, "99999999-2222-3333-4444-555555555555", rev) // a new delivery of the same revision
 		time.Sleep(2 * time.Second)
 		if got := listJobs(t, kube.Client, rev); len(got) != 2 {

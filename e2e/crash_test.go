@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -39,6 +41,7 @@ type slowProxy struct {
 func startSlowProxy(t *testing.T, target string, delay time.Duration) *slowProxy {
 	u, _ := url.Parse(target)
 	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = log.New(io.Discard, "", 0) // the killed daemon's requests fail by design
 	rp.ModifyResponse = func(resp *http.Response) error {
 		if loc := resp.Header.Get("Location"); loc != "" {
 			if lu, err := url.Parse(loc); err == nil && lu.Host == u.Host {
@@ -81,13 +84,7 @@ func TestPromotionSurvivesACrash(t *testing.T) {
 	proxy := startSlowProxy(t, prod.URL, 400*time.Millisecond)
 	dest := proxy.host() + "/prod/app"
 
-	priv, pub, err := sign.GenerateKeyPair([]byte("pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPath, pubPath := filepath.Join(dir, "cosign.key"), filepath.Join(dir, "cosign.pub")
-	os.WriteFile(keyPath, priv, 0o600)
-	os.WriteFile(pubPath, pub, 0o644)
+	keyPath, pubPath := writeKeyPair(t, dir, "pw")
 	cfgPath := filepath.Join(dir, "promoter.yaml")
 	os.WriteFile(cfgPath, []byte(yamlf(`
 listen: %s
@@ -233,4 +230,3 @@ func readFile(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
 }
-

@@ -20,6 +20,7 @@ import (
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/daemon"
 	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -194,4 +195,21 @@ func (s *syncBuffer) Contains(parts ...string) bool {
 
 func yamlf(format string, args ...any) string {
 	return strings.ReplaceAll(fmt.Sprintf(format, args...), "\t", "  ")
+}
+
+// writeKeyPair writes a cosign key pair encrypted with password into dir.
+func writeKeyPair(t testing.TB, dir, password string) (private, public string) {
+	t.Helper()
+	priv, pub, err := sign.GenerateKeyPair([]byte(password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	private, public = filepath.Join(dir, "cosign.key"), filepath.Join(dir, "cosign.pub")
+	if err := os.WriteFile(private, priv, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(public, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return private, public
 }

@@ -13,9 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/promoter-dev/promoter/internal/kube"
 	"github.com/promoter-dev/promoter/internal/promote"
-	"github.com/promoter-dev/promoter/internal/sign"
 )
 
 type promoteOptions struct {
@@ -74,15 +72,10 @@ func runPromote(ctx context.Context, g *globalOptions, o *promoteOptions, src st
 	p := &promote.Promoter{Registry: reg, Jobs: o.jobs, Timeout: o.timeout, Logger: log}
 	opt := promote.Options{MutableTags: o.mutableTags, DryRun: o.dryRun}
 	if o.requireSignature {
-		kc, err := kube.ForKeys("promoter", o.key)
+		v, err := loadVerifier(ctx, o.key, reg)
 		if err != nil {
 			return err
 		}
-		key, err := sign.LoadVerifier(ctx, o.key, kc)
-		if err != nil {
-			return err
-		}
-		v := &sign.Verifier{Key: key, Registry: reg}
 		opt.Verify = func(ctx context.Context, ref string) error {
 			_, err := v.Verify(ctx, ref)
 			return err

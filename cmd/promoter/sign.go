@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/promoter-dev/promoter/internal/kube"
+	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
 )
 
@@ -112,16 +113,24 @@ cosign.pub). Only the registry is contacted.`,
 	return cmd
 }
 
+// loadVerifier loads a public key (file, env:// or k8s://) into a verifier using reg.
+func loadVerifier(ctx context.Context, keyRef string, reg registry.Client) (*sign.Verifier, error) {
+	kc, err := kube.ForKeys("promoter", keyRef)
+	if err != nil {
+		return nil, err
+	}
+	key, err := sign.LoadVerifier(ctx, keyRef, kc)
+	if err != nil {
+		return nil, err
+	}
+	return &sign.Verifier{Key: key, Registry: reg}, nil
+}
+
 func runVerify(ctx context.Context, g *globalOptions, o *verifyOptions, ref string, stdout io.Writer) error {
-	kc, err := kube.ForKeys("promoter", o.key)
+	v, err := loadVerifier(ctx, o.key, g.registry())
 	if err != nil {
 		return err
 	}
-	key, err := sign.LoadVerifier(ctx, o.key, kc)
-	if err != nil {
-		return err
-	}
-	v := &sign.Verifier{Key: key, Registry: g.registry()}
 	checked, err := v.Verify(ctx, ref)
 	for _, c := range checked {
 		fmt.Fprintln(stdout, fields("verified", c.Digest, c.Platform, "("+string(c.Format)+")"))
