@@ -180,6 +180,14 @@ pipelines:
 		if got := testutil.ToFloat64(d.Metrics.Merges.WithLabelValues("failed")); got != 1 {
 			t.Errorf("promoter_merges_total{outcome=failed} = %v", got)
 		}
+		// The phase gauge follows on the next reconcile (every second here).
+		deadline := time.Now().Add(5 * time.Second)
+		for testutil.ToFloat64(d.Metrics.Revisions.WithLabelValues("failed")) != 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("promoter_revisions{state=failed} = %v, want 1", testutil.ToFloat64(d.Metrics.Revisions.WithLabelValues("failed")))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		if !d.Logs.Contains("platform mismatch", "r2-amd64") {
 			t.Errorf("no log line with the reason:\n%s", d.Logs.String())
 		}

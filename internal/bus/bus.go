@@ -75,7 +75,10 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			b.log.Warn("nats disconnected", "error", err)
+			if err == nil {
+				return // our own Close or Drain
+			}
+			b.log.Warn("nats disconnected, reconnecting", "error", err)
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			b.log.Info("nats reconnected", "url", c.ConnectedUrlRedacted())

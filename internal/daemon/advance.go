@@ -165,18 +165,25 @@ func (a *advancer) resumeAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	counts := map[types.Phase]int{}
+	a.d.setPhaseGauge(revs)
 	var errs []error
 	for _, r := range revs {
-		counts[r.Phase]++
 		if r.Phase == types.PhaseMerged || r.Phase == types.PhaseSigned {
 			if err := a.advance(ctx, r.Pipeline, r.Revision); err != nil {
 				errs = append(errs, fmt.Errorf("%s/%s: %w", r.Pipeline, r.Revision, err))
 			}
 		}
 	}
-	for _, ph := range types.Phases {
-		a.d.o.metrics.Revisions.WithLabelValues(string(ph)).Set(float64(counts[ph]))
-	}
 	return errors.Join(errs...)
+}
+
+// setPhaseGauge sets promoter_revisions{state} from a listing of every revision.
+func (d *daemon) setPhaseGauge(revs []*types.Revision) {
+	counts := map[types.Phase]int{}
+	for _, r := range revs {
+		counts[r.Phase]++
+	}
+	for _, ph := range types.Phases {
+		d.o.metrics.Revisions.WithLabelValues(string(ph)).Set(float64(counts[ph]))
+	}
 }

@@ -63,6 +63,7 @@ func (d *daemon) runWorkers(ctx context.Context) error {
 		g.Go(func() error { return c.run(gctx, d) })
 	}
 	g.Go(func() error { w.reconcileLoop(gctx); return nil })
+	g.Go(func() error { w.gaugeLoop(gctx); return nil })
 	if agent, err := d.localAgent(); err != nil {
 		return err
 	} else if agent != nil {
@@ -180,6 +181,25 @@ func (w *workers) reconcile(ctx context.Context) {
 	}
 	if err := w.advancer.resumeAll(ctx); err != nil && ctx.Err() == nil {
 		w.d.o.log.Warn("resuming revisions", "error", err)
+	}
+}
+
+// gaugeInterval is how often promoter_revisions is recounted between reconciles: often
+// enough for dashboards, cheap since it is one listing of the KV bucket.
+const gaugeInterval = 15 * time.Second
+
+func (w *workers) gaugeLoop(ctx context.Context) {
+	t := time.NewTicker(gaugeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if revs, err := w.store.List(ctx, ""); err == nil {
+				w.d.setPhaseGauge(revs)
+			}
+		}
 	}
 }
 
