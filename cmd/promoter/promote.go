@@ -60,6 +60,29 @@ printed. --dry-run prints the plan (copy, mount or skip, with sizes) and writes 
 	return cmd
 }
 
+// newPlanCmd is `promote --dry-run` under its own name: the plan of a promotion.
+func newPlanCmd(g *globalOptions) *cobra.Command {
+	o := &promoteOptions{dryRun: true}
+	cmd := &cobra.Command{
+		Use:   "plan SRC DST [DST...]",
+		Short: "Show what a promotion would copy, mount or skip, with sizes; write nothing",
+		Long: `Plan a promotion of SRC to each DST without writing anything: every manifest, blob,
+signature and referrer, and whether it would be copied, mounted from another repository
+of the same registry, or skipped because the destination has it. Same as
+"promoter promote --dry-run"; a destination tag that points at another digest is
+reported as the error the promotion would fail with.`,
+		Example: `  promoter plan staging.example/web:3f2c1a9 prod-a.example/web prod-b.example/web`,
+		Args:    cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPromote(cmd.Context(), g, o, args[0], args[1:], cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().IntVar(&o.jobs, "jobs", promote.DefaultJobs, "concurrent requests per registry host")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", promote.DefaultTimeout, "deadline of each destination")
+	cmd.Flags().StringSliceVar(&o.mutableTags, "mutable-tag", nil, "destination tag allowed to move to another digest (repeatable)")
+	return cmd
+}
+
 func runPromote(ctx context.Context, g *globalOptions, o *promoteOptions, src string, dsts []string, stdout, stderr io.Writer) error {
 	log, err := g.logger(stderr)
 	if err != nil {

@@ -109,3 +109,20 @@ func TestCopyAliasDryRun(t *testing.T) {
 		t.Errorf("dry run wrote %s", r)
 	}
 }
+
+func TestPlanWritesNothing(t *testing.T) {
+	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
+	src := a.Host + "/web:rev2"
+	pushIndex(t, src)
+	stdout, _, err := runCLI(t, "plan", src, b.Host+"/prod/web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout, "# "+b.Host+"/prod/web:rev2") || !strings.Contains(stdout, "copy  blob") {
+		t.Errorf("plan output:\n%s", stdout)
+	}
+	r, _ := registry.Client{}.ParseReference(b.Host + "/prod/web:rev2")
+	if _, err := remote.Head(r, registry.Client{}.Remote(context.Background())...); err == nil {
+		t.Errorf("plan wrote %s", r)
+	}
+}

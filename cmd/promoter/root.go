@@ -43,6 +43,7 @@ its signatures to each destination. Each step is also a subcommand.`,
 	root.AddCommand(newVerifyCmd(g))
 	root.AddCommand(newKeygenCmd(g))
 	root.AddCommand(newPromoteCmd(g))
+	root.AddCommand(newPlanCmd(g))
 	return root
 }
 
