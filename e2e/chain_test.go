@@ -50,6 +50,7 @@ func TestGitHubPushToPromotedIndex(t *testing.T) {
 	staging := fmt.Sprintf("127.0.0.1:%d/acme/app", stagingPort)
 	prod := testenv.StartRegistry(t)
 	dest := prod.Host + "/acme/app"
+	dest2 := testenv.StartRegistry(t).Host + "/mirror/app"
 	dir := t.TempDir()
 	keyPath, pubPath := writeKeyPair(t, dir, "pw")
 
@@ -76,7 +77,9 @@ pipelines:
 		promote:
 			- to: %s
 				requireSignature: true
-`, nats.URL, registryToken, githubSecret, keyPath, buildNS, sourceRepo, staging, dest))
+			- to: %s
+				requireSignature: true
+`, nats.URL, registryToken, githubSecret, keyPath, buildNS, sourceRepo, staging, dest, dest2))
 	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), stagingPort,
 		testenv.WithNotifications(d.URL+"/v1/events/registry", notifyHeaders()))
 
@@ -115,7 +118,7 @@ pipelines:
 		checkJobSpec(t, j)
 	}
 	r := d.waitPhase(t, "app", rev, 90*time.Second, types.PhasePromoted)
-	if !r.Signed || !r.Promotions[dest].Done || r.Promotions[dest].Digest != r.Index {
+	if !r.Signed || !r.Promotions[dest].Done || r.Promotions[dest].Digest != r.Index || r.Promotions[dest2].Digest != r.Index {
 		t.Fatalf("state: %+v", r)
 	}
 	for _, p := range []string{"linux/amd64", "linux/arm64"} {
@@ -127,9 +130,11 @@ pipelines:
 	if err != nil {
 		t.Fatal(err)
 	}
-	checked, err := (&sign.Verifier{Key: key, Registry: registry.Client{}}).Verify(context.Background(), dest+":"+rev)
-	if err != nil || len(checked) != 3 {
-		t.Fatalf("promoted index does not verify: %v %+v", err, checked)
+	for _, d := range []string{dest, dest2} {
+		checked, err := (&sign.Verifier{Key: key, Registry: registry.Client{}}).Verify(context.Background(), d+":"+rev)
+		if err != nil || len(checked) != 3 {
+			t.Fatalf("promoted index does not verify at %s: %v %+v", d, err, checked)
+		}
 	}
 
 	t.Run("the same webhook delivered twice creates each Job once", func(t *testing.T) {

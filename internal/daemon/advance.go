@@ -99,43 +99,34 @@ func (a *advancer) signRevision(ctx context.Context, p config.Pipeline, r *types
 
 func (a *advancer) promoteRevision(ctx context.Context, p config.Pipeline, r *types.Revision) error {
 	src := types.Repository(p.Staging).Digest(r.Index)
-	var errs []error
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		errs      []error
+		conflicts int
+	)
+	// Destinations are independent: promote them in parallel, each recording its own
+	// result, so a slow or failing registry does not hold up the others.
 	for _, dest := range p.Promote {
 		if pr, ok := r.Promotions[dest.To]; ok && pr.Done {
 			continue // finished before a restart, or by another replica
 		}
-		log := a.d.o.log.With("pipeline", p.Name, "revision", r.Revision, "destination", dest.To)
-		dst := types.Repository(dest.To).Tag(r.Revision)
-		start := time.Now()
-		digest, err := a.promote.Promote(ctx, src, dst, dest)
-		conflict := errors.Is(err, errConflict)
-		if err != nil && !conflict {
-			log.Warn("promotion failed, will retry", "error", err)
-			errs = append(errs, err)
-		} else if err == nil {
-			log.Info("promoted", "digest", digest, "seconds", time.Since(start).Seconds())
-		}
-		if _, uerr := a.store.Update(ctx, p.Name, r.Revision, func(cur *types.Revision) error {
-			if cur.Promotions == nil {
-				cur.Promotions = map[string]types.Promotion{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conflict, err := a.promoteDestination(ctx, p, r.Revision, src, dest)
+			mu.Lock()
+			defer mu.Unlock()
+			if conflict {
+				conflicts++
+			} else if err != nil {
+				errs = append(errs, err)
 			}
-			switch {
-			case conflict:
-				cur.Promotions[dest.To] = types.Promotion{Error: err.Error(), At: time.Now().UTC()}
-				cur.Phase, cur.Reason = types.PhaseConflicted, err.Error()
-			case err != nil:
-				cur.Promotions[dest.To] = types.Promotion{Error: err.Error(), At: time.Now().UTC()}
-			default:
-				cur.Promotions[dest.To] = types.Promotion{Done: true, Digest: digest, At: time.Now().UTC()}
-			}
-			return nil
-		}); uerr != nil {
-			errs = append(errs, uerr)
-		}
-		if conflict {
-			log.Error("promotion refused: destination tag is immutable", "error", err)
-			return nil // terminal: an operator must act
-		}
+		}()
+	}
+	wg.Wait()
+	if conflicts > 0 {
+		return nil // terminal: an operator must act
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
@@ -146,7 +137,7 @@ func (a *advancer) promoteRevision(ctx context.Context, p config.Pipeline, r *ty
 				return state.ErrNoChange
 			}
 		}
-		if cur.Phase == types.PhasePromoted {
+		if cur.Phase == types.PhasePromoted || cur.Phase == types.PhaseConflicted {
 			return state.ErrNoChange
 		}
 		cur.Phase, cur.Reason = types.PhasePromoted, ""
@@ -156,6 +147,44 @@ func (a *advancer) promoteRevision(ctx context.Context, p config.Pipeline, r *ty
 		a.d.o.log.Info("revision promoted to every destination", "pipeline", p.Name, "revision", r.Revision, "destinations", len(p.Promote))
 	}
 	return err
+}
+
+// promoteDestination promotes one destination and records the outcome in the revision.
+// conflict reports a destination tag that points elsewhere: terminal for the revision.
+func (a *advancer) promoteDestination(ctx context.Context, p config.Pipeline, revision, src string, dest config.Destination) (conflict bool, err error) {
+	log := a.d.o.log.With("pipeline", p.Name, "revision", revision, "destination", dest.To)
+	dst := types.Repository(dest.To).Tag(revision)
+	start := time.Now()
+	digest, err := a.promote.Promote(ctx, src, dst, dest)
+	conflict = errors.Is(err, errConflict)
+	switch {
+	case conflict:
+		log.Error("promotion refused: destination tag is immutable", "error", err)
+	case err != nil:
+		log.Warn("promotion failed, will retry", "error", err)
+	default:
+		log.Info("promoted", "digest", digest, "seconds", time.Since(start).Seconds())
+	}
+	_, uerr := a.store.Update(ctx, p.Name, revision, func(cur *types.Revision) error {
+		if cur.Promotions == nil {
+			cur.Promotions = map[string]types.Promotion{}
+		}
+		now := time.Now().UTC()
+		switch {
+		case conflict:
+			cur.Promotions[dest.To] = types.Promotion{Error: err.Error(), At: now}
+			cur.Phase, cur.Reason = types.PhaseConflicted, err.Error()
+		case err != nil:
+			cur.Promotions[dest.To] = types.Promotion{Error: err.Error(), At: now}
+		default:
+			cur.Promotions[dest.To] = types.Promotion{Done: true, Digest: digest, At: now}
+		}
+		return nil
+	})
+	if err == nil || conflict {
+		return conflict, uerr
+	}
+	return false, fmt.Errorf("promoting %s to %s: %w", src, dst, err)
 }
 
 // resumeAll advances every revision that has work left: on start (a previous process may
