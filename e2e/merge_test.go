@@ -210,3 +210,40 @@ pipelines:
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestPromotionNeverMovesATag: a destination tag that already holds another image is left
+// alone; the revision is conflicted with a reason naming both digests, and counted.
+func TestPromotionNeverMovesATag(t *testing.T) {
+	port := testenv.FreePort(t)
+	staging := "127.0.0.1:" + itoa(port) + "/team/app"
+	prod := testenv.StartRegistry(t)
+	dest := prod.Host + "/team/app"
+	d := startDaemon(t, yamlf(`
+auth:
+	registryToken: %s
+reconcileInterval: 1h
+pipelines:
+	- name: app
+		source: {repo: https://git.example/team/app}
+		platforms: [linux/amd64]
+		staging: %s
+		promote:
+			- to: %s
+`, registryToken, staging, dest))
+	testenv.StartRegistryAt(t, t.TempDir(), port, testenv.WithNotifications(d.URL+"/v1/events/registry", notifyHeaders()))
+
+	squatter := testenv.PlatformImage(t, "linux/amd64", time.Unix(0, 0))
+	testenv.Push(t, dest+":r9", squatter)
+	testenv.Push(t, staging+":r9-amd64", testenv.PlatformImage(t, "linux/amd64", time.Unix(0, 0)))
+	r := d.waitPhase(t, "app", "r9", 10*time.Second, types.PhaseConflicted)
+	if !strings.Contains(r.Reason, testenv.Digest(t, squatter)) || !strings.Contains(r.Reason, r.Index) {
+		t.Errorf("reason %q does not name both digests (%s, %s)", r.Reason, testenv.Digest(t, squatter), r.Index)
+	}
+	ref, _ := name.ParseReference(dest+":r9", name.Insecure)
+	if got, err := remote.Head(ref); err != nil || got.Digest.String() != testenv.Digest(t, squatter) {
+		t.Errorf("destination tag moved: %v %v", got, err)
+	}
+	if v := testutil.ToFloat64(d.Metrics.ImmutabilityViolations); v != 1 {
+		t.Errorf("violations = %v", v)
+	}
+}

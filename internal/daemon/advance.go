@@ -159,6 +159,7 @@ func (a *advancer) promoteDestination(ctx context.Context, p config.Pipeline, re
 	conflict = errors.Is(err, errConflict)
 	switch {
 	case conflict:
+		// promote counted it in promoter_immutability_violations_total.
 		log.Error("promotion refused: destination tag is immutable", "error", err)
 	case err != nil:
 		log.Warn("promotion failed, will retry", "error", err)
