@@ -247,3 +247,47 @@ pipelines:
 		t.Errorf("violations = %v", v)
 	}
 }
+
+// TestTwoReplicasWriteOneIndex runs two daemons on one NATS server, with the registry
+// notifying both: every event arrives twice, JetStream keeps it once, the replicas share
+// the consumers, and each revision is merged exactly once.
+func TestTwoReplicasWriteOneIndex(t *testing.T) {
+	nats := testenv.StartNATS(t)
+	port := testenv.FreePort(t)
+	staging := "127.0.0.1:" + itoa(port) + "/team/app"
+	cfg := yamlf(`
+nats:
+	url: %s
+auth:
+	registryToken: %s
+reconcileInterval: 1h
+pipelines:
+	- name: app
+		source: {repo: https://git.example/team/app}
+		platforms: [linux/amd64, linux/arm64]
+		staging: %s
+`, nats.URL, registryToken, staging)
+	a, b := startDaemon(t, cfg), startDaemon(t, cfg)
+	testenv.StartRegistryAt(t, t.TempDir(), port,
+		testenv.WithNotifications(a.URL+"/v1/events/registry", notifyHeaders()),
+		testenv.WithNotifications(b.URL+"/v1/events/registry", notifyHeaders()))
+
+	const revisions = 10
+	created := time.Unix(0, 0)
+	for i := range revisions {
+		rev := "p" + itoa(i)
+		testenv.Push(t, staging+":"+rev+"-amd64", testenv.PlatformImage(t, "linux/amd64", created))
+		testenv.Push(t, staging+":"+rev+"-arm64", testenv.PlatformImage(t, "linux/arm64", created))
+	}
+	for i := range revisions {
+		a.waitPhase(t, "app", "p"+itoa(i), 20*time.Second, types.PhasePromoted)
+	}
+	merged := testutil.ToFloat64(a.Metrics.Merges.WithLabelValues("merged")) + testutil.ToFloat64(b.Metrics.Merges.WithLabelValues("merged"))
+	if merged != revisions {
+		t.Errorf("indexes written by both replicas: %v, want %d", merged, revisions)
+	}
+	if testutil.ToFloat64(a.Metrics.Merges.WithLabelValues("merged")) == 0 || testutil.ToFloat64(b.Metrics.Merges.WithLabelValues("merged")) == 0 {
+		t.Logf("one replica did all merges (a=%v b=%v): allowed, the consumer decides",
+			testutil.ToFloat64(a.Metrics.Merges.WithLabelValues("merged")), testutil.ToFloat64(b.Metrics.Merges.WithLabelValues("merged")))
+	}
+}

@@ -34,7 +34,7 @@ type RegistryOption func(*configuration.Configuration)
 func Notify(url string, headers http.Header) RegistryOption {
 	return func(c *configuration.Configuration) {
 		c.Notifications.Endpoints = append(c.Notifications.Endpoints, configuration.Endpoint{
-			Name: "promoter", URL: url, Headers: headers,
+			Name: fmt.Sprintf("promoter-%d", len(c.Notifications.Endpoints)), URL: url, Headers: headers,
 			Timeout: 5 * time.Second, Threshold: 5, Backoff: 100 * time.Millisecond,
 			Ignore: configuration.Ignore{
 				Actions:    []string{"pull"},
