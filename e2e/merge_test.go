@@ -291,3 +291,54 @@ pipelines:
 			testutil.ToFloat64(a.Metrics.Merges.WithLabelValues("merged")), testutil.ToFloat64(b.Metrics.Merges.WithLabelValues("merged")))
 	}
 }
+
+// TestNATSRestartLosesNothing stops NATS while pushes happen: the daemon answers 503 and
+// reports not ready, the registry keeps retrying, and once NATS is back the revision merges.
+func TestNATSRestartLosesNothing(t *testing.T) {
+	nats := testenv.StartNATS(t)
+	port := testenv.FreePort(t)
+	staging := "127.0.0.1:" + itoa(port) + "/team/app"
+	d := startDaemon(t, yamlf(`
+nats:
+	url: %s
+auth:
+	registryToken: %s
+reconcileInterval: 1h
+pipelines:
+	- name: app
+		source: {repo: https://git.example/team/app}
+		platforms: [linux/amd64, linux/arm64]
+		staging: %s
+`, nats.URL, registryToken, staging))
+	testenv.StartRegistryAt(t, t.TempDir(), port, testenv.WithNotifications(d.URL+"/v1/events/registry", notifyHeaders()))
+
+	nats.Shutdown()
+	created := time.Unix(0, 0)
+	testenv.Push(t, staging+":n1-amd64", testenv.PlatformImage(t, "linux/amd64", created))
+	testenv.Push(t, staging+":n1-arm64", testenv.PlatformImage(t, "linux/arm64", created))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(d.URL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusServiceUnavailable {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("daemon still reports ready with NATS down")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the registry's first deliveries fail meanwhile
+
+	nats.Restart(t)
+	d.waitReady(t)
+	r := d.waitPhase(t, "app", "n1", 30*time.Second, types.PhasePromoted)
+	if r.Index == "" {
+		t.Fatalf("state: %+v", r)
+	}
+	if !d.Logs.Contains("nats disconnected") {
+		t.Errorf("the disconnect was not logged")
+	}
+}
