@@ -87,7 +87,9 @@ pipelines:
 	testenv.StartRegistryAt(t, t.TempDir(), quietPort)
 
 	created := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
-	t.Run("two arch pushes give a valid index within 2s", func(t *testing.T) {
+	// Speed is BenchmarkLastPushToIndex's business (p50/p99 over 100 revisions); here the
+	// wait is only bounded so that a lost event fails the test instead of hanging it.
+	t.Run("two arch pushes give a valid index", func(t *testing.T) {
 		testenv.Push(t, staging+":r1-amd64", testenv.PlatformImage(t, "linux/amd64", created))
 		testenv.Push(t, staging+":r1-arm64", testenv.BuildKitIndex(t, testenv.PlatformImage(t, "linux/arm64", created)))
 		pushed := time.Now()
@@ -98,8 +100,8 @@ pipelines:
 				took = time.Since(pushed)
 				break
 			}
-			if time.Since(pushed) > 2*time.Second {
-				t.Fatalf("no index 2s after the last push\nlogs:\n%s", d.Logs.String())
+			if time.Since(pushed) > 30*time.Second {
+				t.Fatalf("no index 30s after the last push\nlogs:\n%s", d.Logs.String())
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -119,7 +121,7 @@ pipelines:
 			im.Annotations["org.opencontainers.image.created"] != "2026-11-20T08:00:00Z" {
 			t.Errorf("annotations: %v", im.Annotations)
 		}
-		r := d.waitPhase(t, "app", "r1", 5*time.Second, types.PhasePromoted)
+		r := d.waitPhase(t, "app", "r1", 30*time.Second, types.PhasePromoted)
 		if r.Index != testenv.Digest(t, idx) {
 			t.Errorf("state index %s, registry %s", r.Index, testenv.Digest(t, idx))
 		}
@@ -160,7 +162,7 @@ pipelines:
 		img := testenv.PlatformImage(t, "linux/amd64", created)
 		testenv.Push(t, staging+":r5-amd64", img)
 		testenv.Push(t, staging+":r5-arm64", testenv.PlatformImage(t, "linux/arm64", created))
-		r := d.waitPhase(t, "app", "r5", 5*time.Second, types.PhasePromoted)
+		r := d.waitPhase(t, "app", "r5", 30*time.Second, types.PhasePromoted)
 		testenv.Push(t, staging+":r5-amd64", img)
 		time.Sleep(500 * time.Millisecond)
 		if again := d.revision(t, "app", "r5"); !again.Updated.Equal(r.Updated) || again.Phase != types.PhasePromoted {
@@ -171,7 +173,7 @@ pipelines:
 	t.Run("a wrong platform under an arch tag is refused with the reason", func(t *testing.T) {
 		testenv.Push(t, staging+":r2-amd64", testenv.PlatformImage(t, "linux/arm64", created))
 		testenv.Push(t, staging+":r2-arm64", testenv.PlatformImage(t, "linux/arm64", created))
-		r := d.waitPhase(t, "app", "r2", 5*time.Second, types.PhaseFailed)
+		r := d.waitPhase(t, "app", "r2", 30*time.Second, types.PhaseFailed)
 		for _, want := range []string{"r2-amd64", "expected platform linux/amd64", "says linux/arm64"} {
 			if !strings.Contains(r.Reason, want) {
 				t.Errorf("reason %q lacks %q", r.Reason, want)
@@ -200,7 +202,7 @@ pipelines:
 	t.Run("with notifications off the reconciler merges", func(t *testing.T) {
 		testenv.Push(t, quiet+":q1-amd64", testenv.PlatformImage(t, "linux/amd64", created))
 		testenv.Push(t, quiet+":q1-arm64", testenv.PlatformImage(t, "linux/arm64", created))
-		r := d.waitPhase(t, "quiet", "q1", 10*time.Second, types.PhasePromoted)
+		r := d.waitPhase(t, "quiet", "q1", 30*time.Second, types.PhasePromoted)
 		ref, _ := name.ParseReference(quiet+":q1", name.Insecure)
 		desc, err := remote.Head(ref)
 		if err != nil || desc.Digest.String() != r.Index {
@@ -235,7 +237,7 @@ pipelines:
 	squatter := testenv.PlatformImage(t, "linux/amd64", time.Unix(0, 0))
 	testenv.Push(t, dest+":r9", squatter)
 	testenv.Push(t, staging+":r9-amd64", testenv.PlatformImage(t, "linux/amd64", time.Unix(0, 0)))
-	r := d.waitPhase(t, "app", "r9", 10*time.Second, types.PhaseConflicted)
+	r := d.waitPhase(t, "app", "r9", 30*time.Second, types.PhaseConflicted)
 	if !strings.Contains(r.Reason, testenv.Digest(t, squatter)) || !strings.Contains(r.Reason, r.Index) {
 		t.Errorf("reason %q does not name both digests (%s, %s)", r.Reason, testenv.Digest(t, squatter), r.Index)
 	}
@@ -280,7 +282,7 @@ pipelines:
 		testenv.Push(t, staging+":"+rev+"-arm64", testenv.PlatformImage(t, "linux/arm64", created))
 	}
 	for i := range revisions {
-		a.waitPhase(t, "app", "p"+itoa(i), 20*time.Second, types.PhasePromoted)
+		a.waitPhase(t, "app", "p"+itoa(i), 30*time.Second, types.PhasePromoted)
 	}
 	merged := testutil.ToFloat64(a.Metrics.Merges.WithLabelValues("merged")) + testutil.ToFloat64(b.Metrics.Merges.WithLabelValues("merged"))
 	if merged != revisions {
