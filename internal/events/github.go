@@ -35,7 +35,7 @@ func (r *Receiver) github(w http.ResponseWriter, req *http.Request) {
 	switch req.Header.Get("X-GitHub-Event") {
 	case "push":
 	case "ping":
-		writeJSON(w, http.StatusOK, Summary{Ignored: 1})
+		r.ignoreSource(w, "github", "ping")
 		return
 	case "":
 		r.rejectSource(w, req, "github", reject(http.StatusBadRequest, "missing X-GitHub-Event header"))
