@@ -12,6 +12,15 @@ cd "$(dirname "$0")/.."
 export CI=${CI:-true}
 log() { printf '\n== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
 
+# -race needs cgo, so a C compiler; a fresh Debian machine may not have one.
+if ! command -v gcc >/dev/null 2>&1; then
+  log "installing gcc (for go test -race)"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null
+fi
+
 log "go vet"
 go vet ./...
 
