@@ -257,18 +257,7 @@ func TestTwoReplicasWriteOneIndex(t *testing.T) {
 	nats := testenv.StartNATS(t)
 	port := testenv.FreePort(t)
 	staging := "127.0.0.1:" + itoa(port) + "/team/app"
-	cfg := yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-reconcileInterval: 1h
-pipelines:
-	- name: app
-		source: {repo: https://git.example/team/app}
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-`, nats.URL, registryToken, staging)
+	cfg := appConfig(nats.URL, staging)
 	a, b := startDaemon(t, cfg), startDaemon(t, cfg)
 	testenv.StartRegistryAt(t, t.TempDir(), port,
 		testenv.WithNotifications(a.URL+"/v1/events/registry", notifyHeaders()),
@@ -300,18 +289,7 @@ func TestNATSRestartLosesNothing(t *testing.T) {
 	nats := testenv.StartNATS(t)
 	port := testenv.FreePort(t)
 	staging := "127.0.0.1:" + itoa(port) + "/team/app"
-	d := startDaemon(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-reconcileInterval: 1h
-pipelines:
-	- name: app
-		source: {repo: https://git.example/team/app}
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-`, nats.URL, registryToken, staging))
+	d := startDaemon(t, appConfig(nats.URL, staging))
 	testenv.StartRegistryAt(t, t.TempDir(), port, testenv.WithNotifications(d.URL+"/v1/events/registry", notifyHeaders()))
 
 	nats.Shutdown()
@@ -343,4 +321,21 @@ pipelines:
 	if !d.Logs.Contains("nats disconnected") {
 		t.Errorf("the disconnect was not logged")
 	}
+}
+
+// appConfig is a daemon on an external NATS with one two-platform pipeline, no signing and
+// no destinations, merging in staging.
+func appConfig(natsURL, staging string) string {
+	return yamlf(`
+nats:
+	url: %s
+auth:
+	registryToken: %s
+reconcileInterval: 1h
+pipelines:
+	- name: app
+		source: {repo: https://git.example/team/app}
+		platforms: [linux/amd64, linux/arm64]
+		staging: %s
+`, natsURL, registryToken, staging)
 }
