@@ -59,7 +59,7 @@ func imageEntry(ch Child, img v1.Image, d v1.Descriptor) (entry, error) {
 	}
 	actual := types.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
 	if actual.OS == "" || actual.Architecture == "" {
-		return entry{}, fmt.Errorf("%s: image config names no os/architecture; rebuild it with a platform", ch.Ref)
+		return entry{}, fmt.Errorf("%w: %s: image config names no os/architecture; push an image built for its platform (crane mutate --set-platform, docker buildx --platform)", ErrPlatform, ch.Ref)
 	}
 	if ch.Platform != (types.Platform{}) && !ch.Platform.Matches(actual) {
 		return entry{}, &PlatformMismatchError{Ref: ch.Ref, Expected: ch.Platform, Actual: actual}

@@ -57,7 +57,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) merger() *Merger {
-	return &Merger{Config: f.cfg, Store: f.store, Registry: registry.Client{}, Metrics: f.m}
+	return &Merger{Config: f.cfg, Store: f.store, Registry: registry.Client{}, Metrics: f.m, Owner: "test"}
 }
 
 // push pushes an image of imagePlatform under the arch tag of tagPlatform and returns the
@@ -141,7 +141,7 @@ func TestRepushAfterMergeIsAViolation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Phase != types.PhaseConflicted || !strings.Contains(r.Reason, "r1-arm64 was pushed again") {
+	if r.Phase != types.PhaseConflicted || !strings.Contains(r.Reason, "r1-arm64 now points at") {
 		t.Fatalf("state after re-push: %+v", r)
 	}
 	if got := testutil.ToFloat64(f.m.ImmutabilityViolations); got != 1 {
@@ -188,8 +188,12 @@ func TestReconcileMergesWithoutNotifications(t *testing.T) {
 	f.push(t, "r3", "linux/arm64", "linux/arm64", t1)
 	f.push(t, "r4", "linux/amd64", "linux/amd64", t1) // incomplete: left alone
 	testenv.Push(t, f.repo+":latest", testenv.PlatformImage(t, "linux/amd64", t1))
-	if err := m.Reconcile(ctx, f.cfg.Pipelines[0]); err != nil {
+	rep, err := m.Reconcile(ctx, f.cfg.Pipelines[0])
+	if err != nil {
 		t.Fatal(err)
+	}
+	if rep.Complete != 1 || rep.Merged != 1 {
+		t.Errorf("report %+v, want 1 complete revision merged", rep)
 	}
 	r, err := f.store.Get(ctx, "app", "r3")
 	if err != nil || r.Phase != types.PhaseMerged || r.Index != f.indexDigest(t, "r3") {
@@ -200,8 +204,8 @@ func TestReconcileMergesWithoutNotifications(t *testing.T) {
 	}
 	// Again: nothing to do, nothing counted.
 	before := testutil.ToFloat64(f.m.Merges.WithLabelValues("merged"))
-	if err := m.Reconcile(ctx, f.cfg.Pipelines[0]); err != nil {
-		t.Fatal(err)
+	if rep, err = m.Reconcile(ctx, f.cfg.Pipelines[0]); err != nil || rep.Done != 1 || rep.Merged != 0 {
+		t.Fatalf("second reconcile: %+v %v, want the revision reported done", rep, err)
 	}
 	if after := testutil.ToFloat64(f.m.Merges.WithLabelValues("merged")); after != before {
 		t.Errorf("second reconcile merged again")

@@ -24,6 +24,12 @@ type Metrics struct {
 	Revisions *prometheus.GaugeVec
 	// ImmutabilityViolations counts refused attempts to move an immutable tag.
 	ImmutabilityViolations prometheus.Counter
+	// StaleEvents counts push notifications whose digest was not what the registry held
+	// under the tag when they were handled (pushed again since, deleted, or forged).
+	StaleEvents prometheus.Counter
+	// StepRetries counts failed attempts of a step that will be retried, by step (merge,
+	// sign, promote).
+	StepRetries *prometheus.CounterVec
 	// Merges counts merge attempts by outcome (merged, exists, failed, conflicted).
 	Merges *prometheus.CounterVec
 	// SignTotal counts signing by outcome (signed, failed).
@@ -61,6 +67,12 @@ func New(reg *prometheus.Registry) *Metrics {
 		ImmutabilityViolations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "promoter_immutability_violations_total", Help: "Refused attempts to move an immutable tag (revision index or arch tag, destination tag).",
 		}),
+		StaleEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "promoter_merge_stale_events_total", Help: "Push notifications whose digest was not what the registry held under the tag when handled; the registry's digest is used.",
+		}),
+		StepRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promoter_step_retries_total", Help: "Failed attempts of a step that will be retried, by step (merge, sign, promote).",
+		}, []string{"step"}),
 		Merges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "promoter_merges_total", Help: "Merge attempts by outcome (merged, exists, failed, conflicted).",
 		}, []string{"outcome"}),
@@ -89,7 +101,7 @@ func New(reg *prometheus.Registry) *Metrics {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.EventsReceived, m.MergeDuration, m.Revisions, m.ImmutabilityViolations, m.Merges,
+		m.EventsReceived, m.MergeDuration, m.Revisions, m.ImmutabilityViolations, m.StaleEvents, m.StepRetries, m.Merges,
 		m.SignTotal, m.SignDuration, m.PromoteBytes, m.PromoteDuration, m.Promotions,
 		m.BuildsDispatched, m.Builds,
 	)

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -144,6 +145,46 @@ func Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// RetryAfterError replaces the last retryable response of a request when that response
+// asked, with Retry-After, to come back later: the caller that schedules its own retry of
+// the whole operation (the daemon's steps) can honour the wait through RetryAfter.
+type RetryAfterError struct {
+	Method string
+	URL    string
+	Status string
+	After  time.Duration
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("%s %s: %s, and the registry asks to retry after %s", e.Method, e.URL, e.Status, e.After)
+}
+
+// RetryAfter is how long the registry asked to wait.
+func (e *RetryAfterError) RetryAfter() time.Duration { return e.After }
+
+// giveUp ends the retries of a request: a last response with Retry-After becomes a
+// RetryAfterError, anything else is passed through as it is.
+func giveUp(resp *http.Response, err error) (*http.Response, error) {
+	if resp == nil {
+		return nil, err
+	}
+	after, ok := RetryAfter(resp, time.Now())
+	if !ok {
+		return resp, err
+	}
+	_, _ = io.CopyN(io.Discard, resp.Body, 4096)
+	resp.Body.Close()
+	u := ""
+	if resp.Request != nil && resp.Request.URL != nil {
+		u = resp.Request.URL.Redacted()
+	}
+	method := ""
+	if resp.Request != nil {
+		method = resp.Request.Method
+	}
+	return nil, &RetryAfterError{Method: method, URL: u, Status: resp.Status, After: after}
+}
+
 // NewRetryTransport wraps base so that a request failing with a retryable status or network
 // error is sent again under policy p. A request with a body is retried only when it can be
 // replayed (GetBody set, as http.NewRequest does for in-memory bodies); a streamed upload
@@ -181,11 +222,11 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		if !replayable || attempt+1 >= t.policy.MaxAttempts || ctx.Err() != nil {
-			return resp, err
+			return giveUp(resp, err)
 		}
 		wait, ok := t.policy.Delay(ctx, attempt, resp)
 		if !ok {
-			return resp, err
+			return giveUp(resp, err)
 		}
 		if resp != nil {
 			// Drain a little so the connection can be reused, then let it go.

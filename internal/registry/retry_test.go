@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -106,14 +107,11 @@ func TestRetryStopsAtDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("got %v: waiting out a 30s Retry-After would have hit the 2s deadline", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 429 || tries.Load() != 1 {
-		t.Errorf("got %d after %d tries, want the 429 at once: a 30s Retry-After cannot fit a 2s deadline",
-			resp.StatusCode, tries.Load())
+	_, err := c.Do(req)
+	var ra *RetryAfterError
+	if !errors.As(err, &ra) || ra.After != 30*time.Second || tries.Load() != 1 {
+		t.Errorf("got %v after %d tries, want a RetryAfterError of 30s at once: a 30s Retry-After cannot fit a 2s deadline",
+			err, tries.Load())
 	}
 }
 
@@ -152,4 +150,38 @@ func TestBackoffGrowsWithJitterWithinBounds(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestGivingUpKeepsRetryAfter: when the retries of one request end on a response that asks
+// to come back later, the caller gets a RetryAfterError carrying the wait, so the step that
+// made the request can be rescheduled no sooner than the registry asked.
+func TestGivingUpKeepsRetryAfter(t *testing.T) {
+	tests := []struct {
+		name      string
+		policy    RetryPolicy
+		header    http.Header
+		wantAfter time.Duration
+	}{
+		{"attempts exhausted", RetryPolicy{MaxAttempts: 2, MinBackoff: time.Millisecond}, http.Header{"Retry-After": {"1"}}, time.Second},
+		{"Retry-After beyond what we wait inline", RetryPolicy{MaxAttempts: 5, MaxRetryAfter: time.Second}, http.Header{"Retry-After": {"30"}}, 30 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, _ := flaky(t, []int{429, 429, 429, 429, 429, 429}, tt.header)
+			c := &http.Client{Transport: NewRetryTransport(http.DefaultTransport, tt.policy)}
+			_, err := c.Get(srv.URL)
+			var ra *RetryAfterError
+			if !errors.As(err, &ra) || ra.RetryAfter() != tt.wantAfter || !strings.Contains(err.Error(), "429") {
+				t.Fatalf("got %v, want a RetryAfterError of %s naming the 429", err, tt.wantAfter)
+			}
+		})
+	}
+	// Without Retry-After the last response is returned as it is.
+	srv, _ := flaky(t, []int{503, 503, 503}, nil)
+	c := &http.Client{Transport: NewRetryTransport(http.DefaultTransport, RetryPolicy{MaxAttempts: 2, MinBackoff: time.Millisecond})}
+	resp, err := c.Get(srv.URL)
+	if err != nil || resp.StatusCode != 503 {
+		t.Fatalf("got %v %v, want the 503 response", resp, err)
+	}
+	resp.Body.Close()
 }

@@ -34,6 +34,32 @@ type Promotion struct {
 	Digest string    `json:"digest,omitempty"`
 	Error  string    `json:"error,omitempty"`
 	At     time.Time `json:"at,omitempty"`
+	// Retry is set while the promotion fails and is being retried.
+	Retry Retry `json:"retry,omitzero"`
+}
+
+// Retry is what is known of a step that failed and will be tried again: how often it
+// failed, the last error and when the next attempt is due. It is informational (status
+// and operators); the schedule itself is kept by the bus's redelivery.
+type Retry struct {
+	Failures int       `json:"failures"`
+	Error    string    `json:"error,omitempty"`
+	Next     time.Time `json:"next,omitzero"`
+}
+
+// Lease is a claim on a step held by one daemon process (Owner) until Expires. The owner
+// renews it while it works; a lease that expired belongs to a process that stopped, and
+// any replica may take it over.
+type Lease struct {
+	Owner string `json:"owner"`
+	// ID is unique to one claim, so an owner's renewal never extends a later claim.
+	ID      string    `json:"id"`
+	Expires time.Time `json:"expires"`
+}
+
+// Live reports whether the lease still holds at now.
+func (l *Lease) Live(now time.Time) bool {
+	return l != nil && now.Before(l.Expires)
 }
 
 // Revision is the state of one revision of one pipeline, stored in the bus's KV bucket and
@@ -46,12 +72,15 @@ type Revision struct {
 	// Platforms is keyed by Platform.String().
 	Platforms map[string]PlatformState `json:"platforms"`
 	Index     string                   `json:"index,omitempty"`
-	// MergeStarted is set by the replica that claimed the merge, so that only one replica
-	// writes the index; a claim older than a minute is considered abandoned.
-	MergeStarted time.Time            `json:"mergeStarted,omitzero"`
-	Signed       bool                 `json:"signed,omitempty"`
-	Promotions   map[string]Promotion `json:"promotions,omitempty"`
-	Updated      time.Time            `json:"updated"`
+	// Merging is the lease of the replica merging the revision, so that only one replica
+	// writes the index.
+	Merging *Lease `json:"merging,omitempty"`
+	// MergeRetry and SignRetry are set while that step fails and is being retried.
+	MergeRetry Retry                `json:"mergeRetry,omitzero"`
+	Signed     bool                 `json:"signed,omitempty"`
+	SignRetry  Retry                `json:"signRetry,omitzero"`
+	Promotions map[string]Promotion `json:"promotions,omitempty"`
+	Updated    time.Time            `json:"updated"`
 }
 
 // Terminal reports whether nothing more will happen to the revision on its own.

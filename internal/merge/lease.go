@@ -1,0 +1,147 @@
+package merge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/state"
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+// DefaultLease is how long a merge claim holds without renewal. The owner renews it every
+// third of that while it merges, so a claim outlives its owner by at most this long.
+const DefaultLease = 10 * time.Second
+
+// ErrInProgress says another replica (or another handler of this one) holds a live lease
+// on the revision's merge. The caller should retry once the lease can have expired
+// (InProgressError.Until), so that a replica that died mid-merge does not leave the
+// revision unmerged.
+var ErrInProgress = errors.New("merge in progress")
+
+// InProgressError names the holder of a live merge lease.
+type InProgressError struct {
+	Owner string
+	Until time.Time
+}
+
+func (e *InProgressError) Error() string {
+	return fmt.Sprintf("%v: claimed by %s until %s", ErrInProgress, e.Owner, e.Until.Format(time.RFC3339Nano))
+}
+
+func (e *InProgressError) Unwrap() error { return ErrInProgress }
+
+// RetryAfter is how long to wait before the lease can have expired.
+func (e *InProgressError) RetryAfter() time.Duration {
+	return max(time.Until(e.Until), 0) + 100*time.Millisecond
+}
+
+// claim is this replica's hold on one revision's merge: the lease it wrote and the
+// revision as it was when claimed (its platform digests are the merge's inputs).
+type claim struct {
+	id  string
+	rev *types.Revision
+}
+
+func (m *Merger) lease() time.Duration {
+	if m.Lease <= 0 {
+		return DefaultLease
+	}
+	return m.Lease
+}
+
+// claim takes the merge lease of revision unless another holder's lease is live. It
+// returns nil (and no error) when there is nothing to merge any more.
+func (m *Merger) claim(ctx context.Context, p config.Pipeline, revision string) (*claim, error) {
+	c := &claim{id: m.Owner + "/" + nonce()}
+	var busy *InProgressError
+	rev, err := m.Store.Update(ctx, p.Name, revision, func(r *types.Revision) error {
+		busy = nil
+		if !mergeable(p, r) {
+			return state.ErrNoChange
+		}
+		now := time.Now()
+		if r.Merging.Live(now) {
+			busy = &InProgressError{Owner: r.Merging.Owner, Until: r.Merging.Expires}
+			return busy
+		}
+		if r.Merging != nil {
+			m.log().Info("taking over an expired merge lease", "pipeline", p.Name, "revision", revision,
+				"owner", r.Merging.Owner, "expired", r.Merging.Expires)
+		}
+		r.Merging = &types.Lease{Owner: m.Owner, ID: c.id, Expires: now.Add(m.lease()).UTC()}
+		return nil
+	})
+	if busy != nil {
+		return nil, busy
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rev.Merging == nil || rev.Merging.ID != c.id {
+		return nil, nil
+	}
+	c.rev = rev
+	return c, nil
+}
+
+// mergeable reports whether r has every platform's digest and is not merged or terminal.
+func mergeable(p config.Pipeline, r *types.Revision) bool {
+	if r.Index != "" || r.Phase == types.PhaseFailed || r.Phase == types.PhaseConflicted {
+		return false
+	}
+	for _, pl := range p.PlatformList() {
+		if r.Platforms[pl.String()].Digest == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// renew keeps c's lease alive until stop is closed, so that a long merge is not taken over
+// while its owner still works on it.
+func (m *Merger) renew(ctx context.Context, p config.Pipeline, c *claim, stop <-chan struct{}) {
+	t := time.NewTicker(m.lease() / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, err := m.Store.Update(ctx, p.Name, c.rev.Revision, func(r *types.Revision) error {
+			if r.Merging == nil || r.Merging.ID != c.id {
+				return state.ErrNoChange // finished, or taken over
+			}
+			r.Merging.Expires = time.Now().Add(m.lease()).UTC()
+			return nil
+		})
+		if err != nil && ctx.Err() == nil {
+			m.log().Warn("renewing merge lease", "pipeline", p.Name, "revision", c.rev.Revision, "error", err)
+		}
+	}
+}
+
+// release drops c's lease after a transient failure, so a retry need not wait for it to
+// expire.
+func (m *Merger) release(ctx context.Context, p config.Pipeline, c *claim) {
+	_, _ = m.Store.Update(ctx, p.Name, c.rev.Revision, func(r *types.Revision) error {
+		if r.Merging == nil || r.Merging.ID != c.id {
+			return state.ErrNoChange
+		}
+		r.Merging = nil
+		return nil
+	})
+}
+
+func nonce() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,96 @@
+package merge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/state"
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+// ReconcileReport says what one reconcile pass of a pipeline found and did.
+type ReconcileReport struct {
+	// Complete is the number of revisions with every arch tag in the registry.
+	Complete int
+	// Merged were merged by this pass; Done had an index already; Conflicted are left to
+	// an operator; Busy had a live merge lease of another holder; Unmerged are complete
+	// but still without an index (a failed platform check, say).
+	Merged, Done, Conflicted, Busy, Unmerged int
+}
+
+// Reconcile lists the staging tags of pipeline p and syncs every revision whose arch tags
+// are all present but which has no index yet: registries keep undelivered notifications
+// only in memory, so a push whose notification was lost is found here. It logs what it
+// skips and why.
+func (m *Merger) Reconcile(ctx context.Context, p config.Pipeline) (ReconcileReport, error) {
+	var rep ReconcileReport
+	repo, err := m.Registry.ParseRepository(p.Staging)
+	if err != nil {
+		return rep, err
+	}
+	tags, err := remote.List(repo, m.Registry.Remote(ctx)...)
+	if err != nil {
+		if isNotFound(err) {
+			return rep, nil // nothing pushed yet
+		}
+		return rep, fmt.Errorf("listing tags of %s: %w", p.Staging, err)
+	}
+	platforms := p.PlatformList()
+	at := types.ArchTag(p.ArchTag)
+	found := map[string]int{} // revision → arch tags present
+	for _, tag := range tags {
+		if rev, _, ok := at.Match(tag, platforms); ok {
+			found[rev]++
+		}
+	}
+	var revs []string
+	for rev, n := range found {
+		if n == len(platforms) {
+			revs = append(revs, rev)
+		}
+	}
+	sort.Strings(revs)
+	rep.Complete = len(revs)
+	log := m.log().With("pipeline", p.Name)
+	var errs []error
+	for _, rev := range revs {
+		cur, err := m.Store.Get(ctx, p.Name, rev)
+		switch {
+		case err == nil && cur.Phase == types.PhaseConflicted:
+			rep.Conflicted++
+			log.Debug("reconciler skips a conflicted revision", "revision", rev, "reason", cur.Reason)
+			continue
+		case err == nil && cur.Index != "":
+			rep.Done++
+			continue
+		case err != nil && !errors.Is(err, state.ErrNotFound):
+			errs = append(errs, err)
+			continue
+		}
+		after, err := m.Sync(ctx, p, rev)
+		var busy *InProgressError
+		switch {
+		case errors.As(err, &busy):
+			rep.Busy++
+			log.Info("reconciler skips a revision another holder is merging", "revision", rev, "owner", busy.Owner, "until", busy.Until)
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: %w", rev, err))
+		case after != nil && after.Index != "":
+			rep.Merged++
+			log.Info("reconciler merged a complete revision whose notifications were lost or not yet handled", "revision", rev, "index", after.Index)
+		default:
+			rep.Unmerged++
+			phase, reason := types.Phase(""), ""
+			if after != nil {
+				phase, reason = after.Phase, after.Reason
+			}
+			log.Info("reconciler leaves a complete revision unmerged", "revision", rev, "phase", phase, "reason", reason)
+		}
+	}
+	return rep, errors.Join(errs...)
+}
