@@ -150,7 +150,7 @@ pipelines:
 		if got := testutil.ToFloat64(d.Metrics.Merges.WithLabelValues("merged")); got != merges {
 			t.Errorf("merged again: %v → %v", merges, got)
 		}
-		if after.Phase != types.PhaseConflicted || !strings.Contains(after.Reason, "r1-amd64 was pushed again") {
+		if after.Phase != types.PhaseConflicted || !strings.Contains(after.Reason, "r1-amd64 now points at") {
 			t.Errorf("a different image under a merged arch tag must be reported: %+v", after)
 		}
 		if testutil.ToFloat64(d.Metrics.ImmutabilityViolations) != 1 {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"log/slog"
 	"time"
 
 	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/events"
+	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -29,59 +31,105 @@ type (
 // errConflict marks a promotion refused because a destination tag points elsewhere.
 var errConflict = errors.New("conflict")
 
-// advancer moves merged revisions through signing and promotion, recording each step in
-// the revision state so a restarted daemon resumes where it stopped.
+// advancer moves merged revisions through signing and promotion. Each step is a message on
+// types.SubjectSteps: the bus redelivers a failed one on its own schedule (retryDelay), so a
+// failing destination is retried within seconds, not at the next reconcile, and a restart
+// keeps the schedule. Each step records its outcome in the revision state before its
+// message is acknowledged, and publishes the steps that follow it, so a crash between the
+// two only repeats a step, which is idempotent: signing does not pile up signatures and
+// promotion skips what exists.
 type advancer struct {
-	d       *daemon
+	cfg     *config.Config
+	log     *slog.Logger
+	metrics *metrics.Metrics
 	store   *state.Store
+	pub     events.Publisher
 	sign    signStep
 	promote promoteStep
-
-	mu      sync.Mutex
-	running map[string]bool
 }
 
-// advance does whatever is left for one revision. It is safe to call repeatedly and from
-// several replicas: signing does not pile up signatures and promotion skips what exists.
-func (a *advancer) advance(ctx context.Context, pipeline, revision string) error {
-	key := state.Key(pipeline, revision)
-	a.mu.Lock()
-	if a.running[key] {
-		a.mu.Unlock()
-		return nil // this replica is already on it
+// next publishes the steps revision r is ready for; message ids make publishing them twice
+// harmless. A revision with nothing left to do but no destination is marked promoted.
+func (a *advancer) next(ctx context.Context, p config.Pipeline, r *types.Revision) error {
+	if r.Index == "" || r.Terminal() {
+		return nil
 	}
-	a.running[key] = true
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		delete(a.running, key)
-		a.mu.Unlock()
-	}()
+	if p.Sign && !r.Signed {
+		return a.publish(ctx, types.Step{Kind: types.StepSign, Pipeline: p.Name, Revision: r.Revision, Index: r.Index})
+	}
+	var errs []error
+	left := 0
+	for _, dest := range p.Promote {
+		if r.Promotions[dest.To].Done {
+			continue
+		}
+		left++
+		errs = append(errs, a.publish(ctx, types.Step{Kind: types.StepPromote, Pipeline: p.Name, Revision: r.Revision, Index: r.Index, Destination: dest.To}))
+	}
+	if left == 0 {
+		return a.markPromoted(ctx, p, r.Revision)
+	}
+	return errors.Join(errs...)
+}
 
-	p, ok := a.d.cfg.Pipeline(pipeline)
+func (a *advancer) publish(ctx context.Context, s types.Step) error {
+	_, err := a.pub.Publish(ctx, types.SubjectSteps, s.MsgID(), s)
+	return err
+}
+
+// handle performs one step. A step that is moot (another index, a terminal revision, a
+// pipeline or destination removed from the configuration) is acknowledged and dropped.
+func (a *advancer) handle(ctx context.Context, s types.Step) error {
+	p, ok := a.cfg.Pipeline(s.Pipeline)
 	if !ok {
-		return nil // pipeline removed from the configuration since
+		a.log.Warn("dropping a step of a pipeline no longer configured", "pipeline", s.Pipeline, "revision", s.Revision)
+		return nil
 	}
-	r, err := a.store.Get(ctx, pipeline, revision)
+	r, err := a.store.Get(ctx, s.Pipeline, s.Revision)
 	if err != nil {
 		return err
 	}
-	if r.Phase == types.PhaseMerged && p.Sign && !r.Signed {
-		if r, err = a.signRevision(ctx, p, r); err != nil {
-			return err
+	if r.Index != s.Index || r.Terminal() {
+		return nil
+	}
+	switch s.Kind {
+	case types.StepSign:
+		if !r.Signed {
+			if r, err = a.signRevision(ctx, p, r); err != nil {
+				return err
+			}
+		}
+		return a.next(ctx, p, r)
+	case types.StepPromote:
+		dest, ok := destination(p, s.Destination)
+		if !ok {
+			a.log.Warn("dropping a promotion to a destination no longer configured", "pipeline", p.Name, "revision", r.Revision, "destination", s.Destination)
+			return nil
+		}
+		if p.Sign && !r.Signed {
+			return a.next(ctx, p, r) // signing first
+		}
+		if r.Promotions[dest.To].Done {
+			return a.next(ctx, p, r)
+		}
+		return a.promoteDestination(ctx, p, r, dest)
+	}
+	return fmt.Errorf("%w: unknown step %q", errPermanent, s.Kind)
+}
+
+func destination(p config.Pipeline, to string) (config.Destination, bool) {
+	for _, d := range p.Promote {
+		if d.To == to {
+			return d, true
 		}
 	}
-	if r.Phase == types.PhaseSigned || (r.Phase == types.PhaseMerged && !p.Sign) {
-		return a.promoteRevision(ctx, p, r)
-	}
-	return nil
+	return config.Destination{}, false
 }
 
 func (a *advancer) signRevision(ctx context.Context, p config.Pipeline, r *types.Revision) (*types.Revision, error) {
-	log := a.d.o.log.With("pipeline", p.Name, "revision", r.Revision, "index", r.Index)
+	log := a.log.With("pipeline", p.Name, "revision", r.Revision, "index", r.Index)
 	ref := types.Repository(p.Staging).Digest(r.Index)
 	if err := a.sign.Sign(ctx, ref); err != nil {
-		log.Warn("signing failed, will retry", "error", err)
 		return nil, fmt.Errorf("signing %s: %w", ref, err)
 	}
 	log.Info("signed index and children")
@@ -89,7 +137,7 @@ func (a *advancer) signRevision(ctx context.Context, p config.Pipeline, r *types
 		if cur.Signed {
 			return state.ErrNoChange
 		}
-		cur.Signed = true
+		cur.Signed, cur.SignRetry = true, types.Retry{}
 		if cur.Phase == types.PhaseMerged {
 			cur.Phase = types.PhaseSigned
 		}
@@ -97,123 +145,113 @@ func (a *advancer) signRevision(ctx context.Context, p config.Pipeline, r *types
 	})
 }
 
-func (a *advancer) promoteRevision(ctx context.Context, p config.Pipeline, r *types.Revision) error {
+// promoteDestination promotes one destination and records the outcome. A destination tag
+// that points elsewhere is terminal for the revision (an operator must act); any other
+// error is returned, to be retried.
+func (a *advancer) promoteDestination(ctx context.Context, p config.Pipeline, r *types.Revision, dest config.Destination) error {
+	log := a.log.With("pipeline", p.Name, "revision", r.Revision, "destination", dest.To)
 	src := types.Repository(p.Staging).Digest(r.Index)
-	var (
-		wg        sync.WaitGroup
-		mu        sync.Mutex
-		errs      []error
-		conflicts int
-	)
-	// Destinations are independent: promote them in parallel, each recording its own
-	// result, so a slow or failing registry does not hold up the others.
+	dst := types.Repository(dest.To).Tag(r.Revision)
+	start := time.Now()
+	digest, err := a.promote.Promote(ctx, src, dst, dest)
+	conflict := errors.Is(err, errConflict)
+	if err != nil && !conflict {
+		return fmt.Errorf("promoting %s to %s: %w", src, dst, err)
+	}
+	if conflict {
+		// promote counted it in promoter_immutability_violations_total.
+		log.Error("promotion refused: destination tag is immutable", "error", err)
+	} else {
+		log.Info("promoted", "digest", digest, "seconds", time.Since(start).Seconds())
+	}
+	all := false
+	_, uerr := a.store.Update(ctx, p.Name, r.Revision, func(cur *types.Revision) error {
+		if cur.Promotions == nil {
+			cur.Promotions = map[string]types.Promotion{}
+		}
+		now := time.Now().UTC()
+		if conflict {
+			cur.Promotions[dest.To] = types.Promotion{Error: err.Error(), At: now}
+			cur.Phase, cur.Reason = types.PhaseConflicted, err.Error()
+			return nil
+		}
+		cur.Promotions[dest.To] = types.Promotion{Done: true, Digest: digest, At: now}
+		all = allPromoted(p, cur)
+		if all && !cur.Terminal() {
+			cur.Phase, cur.Reason = types.PhasePromoted, ""
+		}
+		return nil
+	})
+	if uerr == nil && all {
+		log.Info("revision promoted to every destination", "destinations", len(p.Promote))
+	}
+	return uerr
+}
+
+func allPromoted(p config.Pipeline, r *types.Revision) bool {
 	for _, dest := range p.Promote {
-		if pr, ok := r.Promotions[dest.To]; ok && pr.Done {
-			continue // finished before a restart, or by another replica
+		if !r.Promotions[dest.To].Done {
+			return false
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conflict, err := a.promoteDestination(ctx, p, r.Revision, src, dest)
-			mu.Lock()
-			defer mu.Unlock()
-			if conflict {
-				conflicts++
-			} else if err != nil {
-				errs = append(errs, err)
-			}
-		}()
 	}
-	wg.Wait()
-	if conflicts > 0 {
-		return nil // terminal: an operator must act
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	_, err := a.store.Update(ctx, p.Name, r.Revision, func(cur *types.Revision) error {
-		for _, dest := range p.Promote {
-			if !cur.Promotions[dest.To].Done {
-				return state.ErrNoChange
-			}
-		}
-		if cur.Phase == types.PhasePromoted || cur.Phase == types.PhaseConflicted {
+	return true
+}
+
+// markPromoted ends a revision whose every destination is done (or that has none).
+func (a *advancer) markPromoted(ctx context.Context, p config.Pipeline, revision string) error {
+	_, err := a.store.Update(ctx, p.Name, revision, func(cur *types.Revision) error {
+		if cur.Terminal() || cur.Index == "" || (p.Sign && !cur.Signed) || !allPromoted(p, cur) {
 			return state.ErrNoChange
 		}
 		cur.Phase, cur.Reason = types.PhasePromoted, ""
 		return nil
 	})
-	if err == nil {
-		a.d.o.log.Info("revision promoted to every destination", "pipeline", p.Name, "revision", r.Revision, "destinations", len(p.Promote))
-	}
 	return err
 }
 
-// promoteDestination promotes one destination and records the outcome in the revision.
-// conflict reports a destination tag that points elsewhere: terminal for the revision.
-func (a *advancer) promoteDestination(ctx context.Context, p config.Pipeline, revision, src string, dest config.Destination) (conflict bool, err error) {
-	log := a.d.o.log.With("pipeline", p.Name, "revision", revision, "destination", dest.To)
-	dst := types.Repository(dest.To).Tag(revision)
-	start := time.Now()
-	digest, err := a.promote.Promote(ctx, src, dst, dest)
-	conflict = errors.Is(err, errConflict)
-	switch {
-	case conflict:
-		// promote counted it in promoter_immutability_violations_total.
-		log.Error("promotion refused: destination tag is immutable", "error", err)
-	case err != nil:
-		log.Warn("promotion failed, will retry", "error", err)
-	default:
-		log.Info("promoted", "digest", digest, "seconds", time.Since(start).Seconds())
-	}
-	_, uerr := a.store.Update(ctx, p.Name, revision, func(cur *types.Revision) error {
-		if cur.Promotions == nil {
-			cur.Promotions = map[string]types.Promotion{}
+// retrying records a failed step's retry in the revision state, for status and operators,
+// and counts it.
+func (a *advancer) retrying(ctx context.Context, s types.Step, failures int, next time.Time, stepErr error) {
+	a.metrics.StepRetries.WithLabelValues(string(s.Kind)).Inc()
+	retry := types.Retry{Failures: failures, Error: stepErr.Error(), Next: next.UTC()}
+	_, err := a.store.Update(ctx, s.Pipeline, s.Revision, func(cur *types.Revision) error {
+		if cur.Index != s.Index {
+			return state.ErrNoChange
 		}
-		now := time.Now().UTC()
-		switch {
-		case conflict:
-			cur.Promotions[dest.To] = types.Promotion{Error: err.Error(), At: now}
-			cur.Phase, cur.Reason = types.PhaseConflicted, err.Error()
-		case err != nil:
-			cur.Promotions[dest.To] = types.Promotion{Error: err.Error(), At: now}
-		default:
-			cur.Promotions[dest.To] = types.Promotion{Done: true, Digest: digest, At: now}
+		switch s.Kind {
+		case types.StepSign:
+			cur.SignRetry = retry
+		case types.StepPromote:
+			if cur.Promotions == nil {
+				cur.Promotions = map[string]types.Promotion{}
+			}
+			pr := cur.Promotions[s.Destination]
+			pr.Error, pr.At, pr.Retry = stepErr.Error(), time.Now().UTC(), retry
+			cur.Promotions[s.Destination] = pr
 		}
 		return nil
 	})
-	if err == nil || conflict {
-		return conflict, uerr
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("recording a step's retry", "pipeline", s.Pipeline, "revision", s.Revision, "step", s.Kind, "error", err)
 	}
-	return false, fmt.Errorf("promoting %s to %s: %w", src, dst, err)
 }
 
-// resumeAll advances every revision that has work left: on start (a previous process may
-// have crashed mid-promotion) and periodically (a failed step is retried).
-func (a *advancer) resumeAll(ctx context.Context) error {
-	revs, err := a.store.List(ctx, "")
-	if err != nil {
-		return err
-	}
-	a.d.setPhaseGauge(revs)
+// resumeAll publishes the steps of every revision that has work left: on start, and at each
+// reconcile. The bus normally holds them already (they are de-duplicated then); this covers
+// a step lost between a state change and its publish.
+func (a *advancer) resumeAll(ctx context.Context, revs []*types.Revision) error {
 	var errs []error
 	for _, r := range revs {
-		if r.Phase == types.PhaseMerged || r.Phase == types.PhaseSigned {
-			if err := a.advance(ctx, r.Pipeline, r.Revision); err != nil {
-				errs = append(errs, fmt.Errorf("%s/%s: %w", r.Pipeline, r.Revision, err))
-			}
+		if r.Phase != types.PhaseMerged && r.Phase != types.PhaseSigned {
+			continue
+		}
+		p, ok := a.cfg.Pipeline(r.Pipeline)
+		if !ok {
+			continue
+		}
+		if err := a.next(ctx, p, r); err != nil {
+			errs = append(errs, fmt.Errorf("%s/%s: %w", r.Pipeline, r.Revision, err))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// setPhaseGauge sets promoter_revisions{state} from a listing of every revision.
-func (d *daemon) setPhaseGauge(revs []*types.Revision) {
-	counts := map[types.Phase]int{}
-	for _, r := range revs {
-		counts[r.Phase]++
-	}
-	for _, ph := range types.Phases {
-		d.o.metrics.Revisions.WithLabelValues(string(ph)).Set(float64(counts[ph]))
-	}
 }

@@ -5,17 +5,27 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/promoter-dev/promoter/internal/bus"
+	"github.com/promoter-dev/promoter/internal/registry"
 )
 
-// ackWait is how long a message may stay unacknowledged before redelivery; handlers
-// signal progress every ackWait/3, so a long merge or promotion is not redelivered while
-// it runs, but one whose replica died is redelivered soon after.
-const ackWait = 30 * time.Second
+// ackWait is how long a message may stay unacknowledged before redelivery. Handlers signal
+// progress every ackWait/3, so a long merge or promotion is not redelivered while it runs,
+// but the messages of a replica that died are redelivered within ackWait.
+const ackWait = 10 * time.Second
+
+// retryPolicy schedules the redelivery of a message whose handler failed: from about 1 s,
+// doubling with jitter, up to a minute between attempts.
+var retryPolicy = registry.RetryPolicy{MinBackoff: time.Second, MaxBackoff: time.Minute}
+
+// maxRetryAfter caps how long an error may ask a retry to wait (a registry's Retry-After).
+const maxRetryAfter = 10 * time.Minute
 
 // errPermanent marks a handler error that redelivery cannot fix (a malformed message); the
 // message is terminated instead of retried.
@@ -26,6 +36,11 @@ type consumer struct {
 	durable string
 	subject string
 	handle  func(ctx context.Context, data []byte) error
+	// parallel bounds the messages handled at once; default 1.
+	parallel int
+	// retrying, when set, is told of each failure that will be retried: failures so far,
+	// when the next attempt is due, and the error.
+	retrying func(ctx context.Context, data []byte, failures int, next time.Time, err error)
 }
 
 // decode wraps a typed handler: the message is JSON of T.
@@ -40,27 +55,48 @@ func decode[T any](fn func(context.Context, T) error) func(context.Context, []by
 }
 
 // run consumes until ctx ends. Replicas share the durable consumer, so each message goes to
-// one of them. A failed handler's message is redelivered with a growing delay.
-func (c consumer) run(ctx context.Context, d *daemon) error {
-	if err := d.bus.WaitReady(ctx); err != nil {
+// one of them. A failed handler's message is redelivered on retryDelay's schedule.
+func (c consumer) run(ctx context.Context, b *bus.Bus, log *slog.Logger) error {
+	if err := b.WaitReady(ctx); err != nil {
 		return nil // stopping before the bus came up
 	}
-	cons, err := d.bus.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
-		Durable:       c.durable,
-		FilterSubject: c.subject,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ackWait,
-		MaxDeliver:    -1,
-		BackOff:       nil,
-		MaxAckPending: 64,
-	})
-	if err != nil {
-		return fmt.Errorf("creating consumer %s: %w", c.durable, err)
+	parallel := max(c.parallel, 1)
+	log = log.With("consumer", c.durable)
+	var cons jetstream.Consumer
+	for attempt := 0; ; attempt++ {
+		var err error
+		cons, err = b.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
+			Durable:       c.durable,
+			FilterSubject: c.subject,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       ackWait,
+			MaxDeliver:    -1,
+			MaxAckPending: max(64, 4*parallel),
+		})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		// NATS restarting or a cluster electing a leader: keep trying, the daemon reports
+		// not ready meanwhile.
+		wait := retryPolicy.Backoff(attempt)
+		log.Warn("creating consumer, will retry", "error", err, "retry_in", wait)
+		if registry.Sleep(ctx, wait) != nil {
+			return nil
+		}
 	}
-	log := d.o.log.With("consumer", c.durable)
+	slots := make(chan struct{}, parallel)
+	var inflight sync.WaitGroup
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		d.handleMsg(ctx, c, msg, log)
-	}, jetstream.PullMaxMessages(8), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		slots <- struct{}{}
+		inflight.Add(1)
+		go func() {
+			defer func() { <-slots; inflight.Done() }()
+			c.handleMsg(ctx, msg, log)
+		}()
+	}, jetstream.PullMaxMessages(max(8, parallel)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if ctx.Err() == nil {
 			log.Debug("consume", "error", err)
 		}
@@ -71,13 +107,11 @@ func (c consumer) run(ctx context.Context, d *daemon) error {
 	<-ctx.Done()
 	cc.Drain()
 	<-cc.Closed()
+	inflight.Wait()
 	return nil
 }
 
-func (d *daemon) handleMsg(ctx context.Context, c consumer, msg jetstream.Msg, log interface {
-	Warn(string, ...any)
-	Error(string, ...any)
-}) {
+func (c consumer) handleMsg(ctx context.Context, msg jetstream.Msg, log *slog.Logger) {
 	// Keep the message ours while the handler works.
 	stop := make(chan struct{})
 	go func() {
@@ -102,18 +136,31 @@ func (d *daemon) handleMsg(ctx context.Context, c consumer, msg jetstream.Msg, l
 	case errors.Is(err, errPermanent):
 		log.Error("dropping malformed message", "subject", msg.Subject(), "error", err)
 		_ = msg.Term()
+	case ctx.Err() != nil:
+		// Shutting down: let another replica (or this one after restart) take it now.
+		_ = msg.NakWithDelay(0)
 	default:
-		meta, _ := msg.Metadata()
-		n := uint64(1)
-		if meta != nil {
-			n = meta.NumDelivered
+		failures := 1
+		if meta, _ := msg.Metadata(); meta != nil {
+			failures = int(meta.NumDelivered)
 		}
-		delay := min(time.Duration(1<<min(n, 6))*time.Second, time.Minute)
-		if ctx.Err() != nil {
-			// Shutting down: let another replica (or this one after restart) take it now.
-			delay = 0
+		delay := retryDelay(failures, err)
+		if c.retrying != nil {
+			c.retrying(ctx, msg.Data(), failures, time.Now().Add(delay), err)
 		}
-		log.Warn("handler failed, will retry", "subject", msg.Subject(), "delivery", n, "retry_in", delay, "error", err)
+		log.Warn("handler failed, will retry", "subject", msg.Subject(), "failures", failures, "retry_in", delay, "error", err)
 		_ = msg.NakWithDelay(delay)
 	}
+}
+
+// retryDelay is the wait before the next attempt after the given number of failures:
+// exponential with jitter from about a second up to a minute, and never less than the error
+// asks for (a registry's Retry-After, the expiry of another replica's lease).
+func retryDelay(failures int, err error) time.Duration {
+	d := retryPolicy.Backoff(max(failures-1, 0))
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		d = max(d, min(ra.RetryAfter(), maxRetryAfter))
+	}
+	return d
 }

@@ -11,10 +11,12 @@ import (
 
 // daemon is one running instance: configuration, options and the bus.
 type daemon struct {
-	cfg   *config.Config
-	o     *options
-	bus   *bus.Bus
-	steps *steps
+	// instance names this process in merge leases and logs: host, pid and a random suffix.
+	instance string
+	cfg      *config.Config
+	o        *options
+	bus      *bus.Bus
+	steps    *steps
 }
 
 func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {

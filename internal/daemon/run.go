@@ -2,10 +2,13 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -67,7 +70,7 @@ func Run(ctx context.Context, cfg *config.Config, opts ...Option) error {
 		}
 	}()
 
-	d := &daemon{cfg: cfg, o: o, bus: b, steps: st}
+	d := &daemon{instance: instanceID(), cfg: cfg, o: o, bus: b, steps: st}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", d.readyz)
@@ -145,4 +148,13 @@ func checkAuth(cfg *config.Config, o *options) error {
 	}
 	o.log.Warn("INSECURE: registry notifications are accepted without authentication (--insecure-no-auth)")
 	return nil
+}
+
+// instanceID names this process: the host, the pid and a random suffix, so a restarted
+// process never mistakes an earlier one's lease for its own.
+func instanceID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
 }

@@ -2,8 +2,9 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -23,8 +24,6 @@ type workers struct {
 	merger     *merge.Merger
 	advancer   *advancer
 	dispatcher *builders.Dispatcher
-	// advancing tracks advance calls started by handlers, so shutdown waits for them.
-	advancing sync.WaitGroup
 }
 
 // runWorkers runs the consumers, the reconciler and, for pipelines built with the local
@@ -48,19 +47,22 @@ func (d *daemon) runWorkers(ctx context.Context) error {
 		store: store,
 		merger: &merge.Merger{
 			Config: d.cfg, Store: store, Registry: d.o.registry, Metrics: d.o.metrics, Logger: d.o.log,
+			Owner: d.instance,
 		},
 		advancer: &advancer{
-			d: d, store: store, sign: d.steps.sign, promote: d.steps.promote, running: map[string]bool{},
+			cfg: d.cfg, log: d.o.log, metrics: d.o.metrics, store: store, pub: d.bus,
+			sign: d.steps.sign, promote: d.steps.promote,
 		},
 		dispatcher: disp,
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, c := range []consumer{
-		{durable: "daemon-registry", subject: types.SubjectRegistryPush, handle: decode(w.registryPush)},
-		{durable: "daemon-source", subject: types.SubjectSourceChanged, handle: decode(w.sourceChanged)},
-		{durable: "daemon-builds", subject: types.SubjectBuildResults, handle: decode(w.buildResult)},
+		{durable: "daemon-registry", subject: types.SubjectRegistryPush, handle: decode(w.registryPush), parallel: 8, retrying: w.mergeRetrying},
+		{durable: "daemon-source", subject: types.SubjectSourceChanged, handle: decode(w.sourceChanged), parallel: 4},
+		{durable: "daemon-builds", subject: types.SubjectBuildResults, handle: decode(w.buildResult), parallel: 4},
+		{durable: "daemon-steps", subject: types.SubjectSteps, handle: decode(w.advancer.handle), parallel: 16, retrying: w.stepRetrying},
 	} {
-		g.Go(func() error { return c.run(gctx, d) })
+		g.Go(func() error { return c.run(gctx, d.bus, d.o.log) })
 	}
 	g.Go(func() error { w.reconcileLoop(gctx); return nil })
 	g.Go(func() error { w.gaugeLoop(gctx); return nil })
@@ -69,34 +71,60 @@ func (d *daemon) runWorkers(ctx context.Context) error {
 	} else if agent != nil {
 		g.Go(func() error { return agent.Run(gctx) })
 	}
-	err = g.Wait()
-	w.advancing.Wait()
-	return err
+	return g.Wait()
 }
 
-// registryPush records an arch-tag push, merges a complete revision, then signs and
-// promotes it in the background: a promotion can take minutes and must not hold up the
-// merges of other revisions.
+// registryPush syncs the pushed revision with the registry and, once it is merged, queues
+// its signing and promotion as steps of their own: a promotion can take minutes and must
+// not hold up the merges of other revisions.
 func (w *workers) registryPush(ctx context.Context, ev types.RegistryPush) error {
 	rev, err := w.merger.HandlePush(ctx, ev)
 	if err != nil {
 		return err
 	}
-	if rev != nil && rev.Phase == types.PhaseMerged {
-		w.advanceLater(ctx, rev.Pipeline, rev.Revision)
-	}
-	return nil
+	return w.advance(ctx, rev)
 }
 
-func (w *workers) advanceLater(ctx context.Context, pipeline, revision string) {
-	w.advancing.Add(1)
-	go func() {
-		defer w.advancing.Done()
-		if err := w.advancer.advance(ctx, pipeline, revision); err != nil && ctx.Err() == nil {
-			// resumeAll retries it on the next reconcile.
-			w.d.o.log.Warn("advancing revision", "pipeline", pipeline, "revision", revision, "error", err)
+// advance queues the steps of a merged revision.
+func (w *workers) advance(ctx context.Context, rev *types.Revision) error {
+	if rev == nil || rev.Index == "" {
+		return nil
+	}
+	p, ok := w.d.cfg.Pipeline(rev.Pipeline)
+	if !ok {
+		return nil
+	}
+	return w.advancer.next(ctx, p, rev)
+}
+
+// mergeRetrying records a failed merge's retry in the revision state. Waiting for another
+// replica's lease is not a failure.
+func (w *workers) mergeRetrying(ctx context.Context, data []byte, failures int, next time.Time, err error) {
+	if errors.Is(err, merge.ErrInProgress) {
+		return
+	}
+	var ev types.RegistryPush
+	if json.Unmarshal(data, &ev) != nil {
+		return
+	}
+	w.d.o.metrics.StepRetries.WithLabelValues("merge").Inc()
+	_, uerr := w.store.Update(ctx, ev.Pipeline, ev.Revision, func(r *types.Revision) error {
+		if r.Index != "" || r.Phase == "" {
+			return state.ErrNoChange
 		}
-	}()
+		r.MergeRetry = types.Retry{Failures: failures, Error: err.Error(), Next: next.UTC()}
+		return nil
+	})
+	if uerr != nil && ctx.Err() == nil {
+		w.d.o.log.Warn("recording a merge retry", "pipeline", ev.Pipeline, "revision", ev.Revision, "error", uerr)
+	}
+}
+
+func (w *workers) stepRetrying(ctx context.Context, data []byte, failures int, next time.Time, err error) {
+	var s types.Step
+	if json.Unmarshal(data, &s) == nil {
+		w.advancer.retrying(ctx, s, failures, next, err)
+	}
 }
 
 // sourceChanged dispatches one build per platform. Platforms whose arch tag already
@@ -123,7 +151,12 @@ func (w *workers) sourceChanged(ctx context.Context, ev types.SourceChanged) err
 		return err
 	}
 	if len(queued) < len(p.Platforms) {
-		return w.merger.Reconcile(ctx, p)
+		// Some arch tags exist already and get no new notification: look at the registry.
+		rev, err := w.merger.Sync(ctx, p, ev.Revision)
+		if err != nil {
+			return err
+		}
+		return w.advance(ctx, rev)
 	}
 	return nil
 }
@@ -175,12 +208,34 @@ func (w *workers) reconcileLoop(ctx context.Context) {
 
 func (w *workers) reconcile(ctx context.Context) {
 	for _, p := range w.d.cfg.Pipelines {
-		if err := w.merger.Reconcile(ctx, p); err != nil && ctx.Err() == nil {
+		rep, err := w.merger.Reconcile(ctx, p)
+		if err != nil && ctx.Err() == nil {
 			w.d.o.log.Warn("reconciling", "pipeline", p.Name, "staging", p.Staging, "error", err)
 		}
+		w.d.o.log.Debug("reconciled", "pipeline", p.Name, "complete", rep.Complete, "merged_now", rep.Merged,
+			"done", rep.Done, "conflicted", rep.Conflicted, "busy", rep.Busy, "unmerged", rep.Unmerged)
 	}
-	if err := w.advancer.resumeAll(ctx); err != nil && ctx.Err() == nil {
+	revs, err := w.store.List(ctx, "")
+	if err != nil {
+		if ctx.Err() == nil {
+			w.d.o.log.Warn("listing revisions to resume", "error", err)
+		}
+		return
+	}
+	w.d.setPhaseGauge(revs)
+	if err := w.advancer.resumeAll(ctx, revs); err != nil && ctx.Err() == nil {
 		w.d.o.log.Warn("resuming revisions", "error", err)
+	}
+}
+
+// setPhaseGauge sets promoter_revisions{state} from a listing of every revision.
+func (d *daemon) setPhaseGauge(revs []*types.Revision) {
+	counts := map[types.Phase]int{}
+	for _, r := range revs {
+		counts[r.Phase]++
+	}
+	for _, ph := range types.Phases {
+		d.o.metrics.Revisions.WithLabelValues(string(ph)).Set(float64(counts[ph]))
 	}
 }
 

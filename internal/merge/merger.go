@@ -84,8 +84,12 @@ func (m *Merger) sync(ctx context.Context, p config.Pipeline, revision string, h
 		return nil, err
 	}
 	log := m.log().With("pipeline", p.Name, "revision", revision)
-	if hint != nil {
-		if got := now[hint.Platform.String()]; got != hint.Digest {
+	if hint != nil && now[hint.Platform.String()] != hint.Digest {
+		key := hint.Platform.String()
+		if now[key], err = m.await(ctx, p, hint, now[key]); err != nil {
+			return nil, err
+		}
+		if got := now[key]; got != hint.Digest {
 			m.metrics().StaleEvents.Inc()
 			log.Info("stale notification: the registry holds another digest under the tag; acting on the registry",
 				"tag", hint.Tag, "event_digest", hint.Digest, "registry_digest", orAbsent(got), "event_id", hint.ID)

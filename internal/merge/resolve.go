@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -60,4 +62,50 @@ func (m *Merger) resolve(ctx context.Context, p config.Pipeline, revision string
 		return nil, err
 	}
 	return out, nil
+}
+
+// settle bounds how long a notification's tag is watched for the event's digest. The
+// registry sends a push notification when the manifest is stored, before it writes the
+// tag (distribution's PutManifest: the listener fires in manifests.Put, then tags.Tag
+// runs), so a fresh notification may briefly disagree with the registry.
+const settle = 3 * time.Second
+
+// await watches hint's tag until it points at hint's digest or settle has passed, as long
+// as the registry holds that manifest at all: a digest it does not hold (deleted, or
+// forged) is stale at once. It returns what the tag points at last ("" absent).
+func (m *Merger) await(ctx context.Context, p config.Pipeline, hint *types.RegistryPush, got string) (string, error) {
+	repo := types.Repository(p.Staging)
+	byDigest, err := m.Registry.ParseReference(repo.Digest(hint.Digest))
+	if err != nil {
+		return got, nil // not a digest the registry could hold
+	}
+	if _, err := remote.Head(byDigest, m.Registry.Remote(ctx)...); err != nil {
+		if isNotFound(err) {
+			return got, nil
+		}
+		return "", fmt.Errorf("checking %s: %w", byDigest, err)
+	}
+	byTag, err := m.Registry.ParseReference(repo.Tag(hint.Tag))
+	if err != nil {
+		return got, nil
+	}
+	deadline := time.Now().Add(settle)
+	for wait := 5 * time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, 500*time.Millisecond) {
+		if err := registry.Sleep(ctx, wait); err != nil {
+			return "", err
+		}
+		d, err := remote.Head(byTag, m.Registry.Remote(ctx)...)
+		switch {
+		case err == nil:
+			got = d.Digest.String()
+		case isNotFound(err):
+			got = ""
+		default:
+			return "", fmt.Errorf("resolving %s: %w", byTag, err)
+		}
+		if got == hint.Digest {
+			return got, nil
+		}
+	}
+	return got, nil
 }

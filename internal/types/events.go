@@ -11,6 +11,9 @@ const (
 	SubjectSourceChanged = "promoter.events.source"
 	// SubjectBuildResults carries BuildResult messages published by builder agents.
 	SubjectBuildResults = "promoter.events.builds"
+	// SubjectSteps carries Step messages: the signing and the promotions of merged
+	// revisions, each retried on its own schedule.
+	SubjectSteps = "promoter.events.steps"
 	// SubjectBuildsPrefix prefixes BuildRequest subjects: promoter.builds.<os>.<arch>[.<variant>].
 	SubjectBuildsPrefix = "promoter.builds."
 )
@@ -41,4 +44,35 @@ type SourceChanged struct {
 	Ref      string    `json:"ref"`
 	Revision string    `json:"revision"`
 	Received time.Time `json:"received"`
+}
+
+// StepKind names a step after the merge.
+type StepKind string
+
+// The steps after a merge.
+const (
+	StepSign    StepKind = "sign"    // sign the index and its children
+	StepPromote StepKind = "promote" // promote the revision to one destination
+)
+
+// Step asks a daemon to perform one step of a merged revision. Each step is its own
+// message, so a failing destination is retried on its own schedule without holding up the
+// others, and a restart keeps the schedule (the bus redelivers).
+type Step struct {
+	Kind     StepKind `json:"kind"`
+	Pipeline string   `json:"pipeline"`
+	Revision string   `json:"revision"`
+	// Index is the merged index digest the step is for; a step of another index is moot.
+	Index string `json:"index"`
+	// Destination is the repository a promote step copies to.
+	Destination string `json:"destination,omitempty"`
+}
+
+// MsgID is the bus message id of the step: publishing it again is harmless.
+func (s Step) MsgID() string {
+	id := "step/" + string(s.Kind) + "/" + s.Pipeline + "/" + s.Revision + "/" + s.Index
+	if s.Destination != "" {
+		id += "/" + s.Destination
+	}
+	return id
 }
