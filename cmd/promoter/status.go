@@ -108,8 +108,35 @@ func printRevisions(cmd *cobra.Command, revs []*types.Revision) error {
 		if r.Reason != "" {
 			fmt.Fprintf(tw, "\t\treason: %s\n", r.Reason)
 		}
+		for _, line := range retryLines(r) {
+			fmt.Fprintf(tw, "\t\t%s\n", line)
+		}
 	}
 	return tw.Flush()
+}
+
+// retryLines describes the steps of r that failed and are being retried.
+func retryLines(r *types.Revision) []string {
+	var out []string
+	add := func(step string, rt types.Retry) {
+		if rt.Failures > 0 {
+			out = append(out, fmt.Sprintf("retrying %s: %d failures, next attempt %s: %s",
+				step, rt.Failures, rt.Next.Format(time.RFC3339), rt.Error))
+		}
+	}
+	add("merge", r.MergeRetry)
+	add("signing", r.SignRetry)
+	dests := make([]string, 0, len(r.Promotions))
+	for d := range r.Promotions {
+		dests = append(dests, d)
+	}
+	sort.Strings(dests)
+	for _, d := range dests {
+		if pr := r.Promotions[d]; !pr.Done {
+			add("promotion to "+d, pr.Retry)
+		}
+	}
+	return out
 }
 
 func short(d string) string {
