@@ -14,10 +14,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/promoter-dev/promoter/internal/testenv"
@@ -108,7 +104,7 @@ pipelines:
 			for _, pl := range []string{"linux/amd64", "linux/arm64"} {
 				tag := staging + ":" + types.ArchTag(types.DefaultArchTag).Render(rev, types.MustPlatform(pl))
 				if double {
-					bare, final := appendThenMutate(t, pl, created)
+					bare, final := testenv.AppendThenMutate(t, pl, created)
 					testenv.Push(t, tag, bare)
 					testenv.Push(t, tag, final)
 				} else {
@@ -159,7 +155,7 @@ pipelines:
 			continue
 		}
 		// The index holds what the staging registry holds under the arch tags now.
-		children := indexChildren(t, staging+":"+rev)
+		children := testenv.IndexChildren(t, staging+":"+rev)
 		for _, pl := range []string{"linux/amd64", "linux/arm64"} {
 			tag := types.ArchTag(types.DefaultArchTag).Render(rev, types.MustPlatform(pl))
 			if want := headDigest(t, staging+":"+tag); children[pl] != want {
@@ -204,38 +200,13 @@ pipelines:
 	cosign := testenv.Tool(t, "cosign")
 	for _, rev := range []string{pushed[0], pushed[len(pushed)-1]} {
 		index := headDigest(t, staging+":"+rev)
-		children := indexChildren(t, staging+":"+rev)
+		children := testenv.IndexChildren(t, staging+":"+rev)
 		for _, dst := range dests {
 			for _, dg := range []string{index, children["linux/amd64"], children["linux/arm64"]} {
 				cosignVerify(t, cosign, pubPath, dst+"@"+dg)
 			}
 		}
 	}
-}
-
-// appendThenMutate returns what `crane append` pushes (layers on an empty image, no
-// platform in its config) and what `crane mutate --set-platform` pushes after it.
-func appendThenMutate(t *testing.T, platform string, created time.Time) (bare, final v1.Image) {
-	t.Helper()
-	l, err := random.Layer(512, "application/vnd.oci.image.layer.v1.tar+gzip")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bare, err = mutate.AppendLayers(empty.Image, l); err != nil {
-		t.Fatal(err)
-	}
-	cf, err := bare.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	parts := strings.Split(platform, "/")
-	cf.OS, cf.Architecture = parts[0], parts[1]
-	cf.Created = v1.Time{Time: created}
-	if final, err = mutate.ConfigFile(bare, cf); err != nil {
-		t.Fatal(err)
-	}
-	return bare, final
 }
 
 // headDigest is what ref points at now, or "" when it does not exist.
@@ -250,30 +221,6 @@ func headDigest(t *testing.T, ref string) string {
 		return ""
 	}
 	return d.Digest.String()
-}
-
-// indexChildren reads an index: platform (os/arch) → child digest.
-func indexChildren(t *testing.T, ref string) map[string]string {
-	t.Helper()
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := remote.Index(r)
-	if err != nil {
-		t.Fatalf("reading index %s: %v", ref, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, m := range im.Manifests {
-		if m.Platform != nil {
-			out[m.Platform.OS+"/"+m.Platform.Architecture] = m.Digest.String()
-		}
-	}
-	return out
 }
 
 // cosignVerify runs the real cosign CLI offline against ref with the public key.

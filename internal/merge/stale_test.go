@@ -8,9 +8,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -22,15 +19,8 @@ import (
 // image whose config names no os or architecture.
 func noPlatformImage(t *testing.T) v1.Image {
 	t.Helper()
-	l, err := random.Layer(256, "application/vnd.oci.image.layer.v1.tar+gzip")
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
+	bare, _ := testenv.AppendThenMutate(t, "linux/amd64", t1)
+	return bare
 }
 
 // pushImage pushes img under rev's arch tag of platform and returns the notification the
@@ -47,20 +37,7 @@ func (f *fixture) pushImage(t *testing.T, rev, platform string, img v1.Image) ty
 // children reads the merged index of rev from the registry: platform → child digest.
 func (f *fixture) children(t *testing.T, rev string) map[string]string {
 	t.Helper()
-	ref, _ := name.ParseReference(f.repo+":"+rev, name.Insecure)
-	idx, err := remote.Index(ref)
-	if err != nil {
-		t.Fatalf("reading index %s: %v", ref, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, m := range im.Manifests {
-		out[m.Platform.OS+"/"+m.Platform.Architecture] = m.Digest.String()
-	}
-	return out
+	return testenv.IndexChildren(t, f.repo+":"+rev)
 }
 
 // TestNotificationsAreOnlyHints: whatever order notifications arrive in, whatever digest

@@ -110,3 +110,61 @@ func Digest(t testing.TB, v interface{ Digest() (v1.Hash, error) }) string {
 	}
 	return d.String()
 }
+
+// AppendThenMutate returns the two images a `crane append` + `crane mutate --set-platform`
+// job pushes under one tag: layers on an empty image, whose config names no platform, then
+// the same layers with platform and created set.
+func AppendThenMutate(t testing.TB, platform string, created time.Time) (bare, final v1.Image) {
+	t.Helper()
+	l, err := random.Layer(512, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bare, err = mutate.AppendLayers(empty.Image, l); err != nil {
+		t.Fatal(err)
+	}
+	cf, err := bare.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	parts := strings.Split(platform, "/")
+	cf.OS, cf.Architecture = parts[0], parts[1]
+	if len(parts) > 2 {
+		cf.Variant = parts[2]
+	}
+	cf.Created = v1.Time{Time: created.UTC()}
+	if final, err = mutate.ConfigFile(bare, cf); err != nil {
+		t.Fatal(err)
+	}
+	return bare, final
+}
+
+// IndexChildren reads the index at ref on a test registry: "os/arch[/variant]" → child
+// digest (manifests without a platform, such as attestations, are left out).
+func IndexChildren(t testing.TB, ref string) map[string]string {
+	t.Helper()
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Index(r)
+	if err != nil {
+		t.Fatalf("reading index %s: %v", ref, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, m := range im.Manifests {
+		if m.Platform != nil {
+			p := m.Platform.OS + "/" + m.Platform.Architecture
+			if m.Platform.Variant != "" {
+				p += "/" + m.Platform.Variant
+			}
+			out[p] = m.Digest.String()
+		}
+	}
+	return out
+}
