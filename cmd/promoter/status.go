@@ -39,8 +39,8 @@ func newStatusCmd(*globalOptions) *cobra.Command {
 		Long: `Show each revision's phase (building, waiting, merged, signed, promoted, failed,
 conflicted), its platforms with digests, its index and its destinations, read from a
 running daemon's status API (the status listener, 127.0.0.1:8081 by default; never the
-webhook listener). It follows the API's pages, newest revision first; --limit stops after
-that many. Failed and conflicted revisions show the reason.
+webhook listener). It follows the API's pages (in key order: pipeline, then revision) and
+prints newest first; --limit stops after that many. Failed and conflicted revisions show the reason.
 
 When the daemon sets auth.statusToken, pass the same token with --token (a value,
 env:NAME or file:/path), or set PROMOTER_AUTH_STATUSTOKEN.`,
