@@ -182,6 +182,12 @@ func TestServerAndStatusKeys(t *testing.T) {
 		}},
 		{name: "status on the webhook listener", yaml: "listen: \":8080\"\nstatus: \":8080\"", wantErr: "status"},
 		{name: "status not an address", yaml: `status: nowhere`, wantErr: "status"},
+		{name: "every listener on a port of its own choosing", yaml: "listen: 127.0.0.1:0\nmetrics: 127.0.0.1:0\nstatus: 127.0.0.1:0", check: func(c *Config) string {
+			if c.Status != "127.0.0.1:0" {
+				return "status " + c.Status
+			}
+			return ""
+		}},
 		{name: "zero read timeout", yaml: "server: {readTimeout: 0s}", wantErr: "server.readTimeout"},
 		{name: "tiny header bound", yaml: "server: {maxHeaderBytes: 100}", wantErr: "server.maxHeaderBytes"},
 		{name: "no in-flight slot", yaml: "server: {maxInFlight: 0}", wantErr: "server.maxInFlight"},

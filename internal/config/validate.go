@@ -71,7 +71,7 @@ func (c *Config) validate(ps problems) error {
 	checkAddr(&ps, "listen", c.Listen, false)
 	checkAddr(&ps, "metrics", c.Metrics, true)
 	checkAddr(&ps, "status", c.Status, true)
-	if c.Status != "" && (c.Status == c.Listen || c.Status == c.Metrics) {
+	if c.Status != "" && (c.Status == c.Listen || c.Status == c.Metrics) && !strings.HasSuffix(c.Status, ":0") {
 		ps.add("status", "%q is also listen or metrics: the status API needs a listener of its own", c.Status)
 	}
 	if c.DataDir == "" && c.NATS.URL == "" {
