@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/promoter-dev/promoter/internal/daemon"
+	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -21,6 +22,7 @@ const statusToken = "e2e-status-token"
 // with the token; the webhook listener, which forges reach from outside, knows nothing of
 // it. Pages follow key order and end with an empty cursor.
 func TestStatusIsPrivateAndPaged(t *testing.T) {
+	staging := testenv.StartRegistry(t)
 	d := startDaemon(t, yamlf(`
 auth:
 	registryToken: %s
@@ -30,8 +32,8 @@ pipelines:
 	- name: app
 		source: {repo: https://git.example/team/app}
 		platforms: [linux/amd64]
-		staging: 127.0.0.1:1/team/app
-`, registryToken, statusToken))
+		staging: %s/team/app
+`, registryToken, statusToken, staging.Host))
 	revs := []string{"r3", "r1", "r5", "r2", "r4"}
 	for _, rev := range revs {
 		body := fmt.Sprintf(`{"repo":"https://git.example/team/app","ref":"refs/heads/main","revision":%q}`, rev)
