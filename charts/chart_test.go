@@ -215,7 +215,7 @@ func assertNoSecretValues(t *testing.T, name, text string) {
 	}
 	for _, path := range [][]string{
 		{"auth", "registryToken"}, {"auth", "github", "secret"}, {"auth", "gitlab", "token"},
-		{"auth", "generic", "token"}, {"keys", "password"},
+		{"auth", "generic", "token"}, {"auth", "statusToken"}, {"keys", "password"},
 	} {
 		v, found, _ := unstructured.NestedFieldNoCopy(m, path...)
 		if !found {

@@ -77,6 +77,7 @@ func TestPromotionSurvivesACrash(t *testing.T) {
 	dir := t.TempDir()
 	stagingPort, listenPort := testenv.FreePort(t), testenv.FreePort(t)
 	listen := fmt.Sprintf("127.0.0.1:%d", listenPort)
+	status := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	staging := fmt.Sprintf("127.0.0.1:%d/team/app", stagingPort)
 	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), stagingPort,
 		testenv.WithNotifications("http://"+listen+"/v1/events/registry", notifyHeaders()))
@@ -89,6 +90,7 @@ func TestPromotionSurvivesACrash(t *testing.T) {
 	os.WriteFile(cfgPath, []byte(yamlf(`
 listen: %s
 metrics: ""
+status: %s
 dataDir: %s
 reconcileInterval: 2s
 auth:
@@ -106,7 +108,7 @@ pipelines:
 		promote:
 			- to: %s
 				requireSignature: true
-`, listen, filepath.Join(dir, "data"), registryToken, keyPath, pubPath, staging, dest)), 0o600)
+`, listen, status, filepath.Join(dir, "data"), registryToken, keyPath, pubPath, staging, dest)), 0o600)
 
 	serve := func() *exec.Cmd {
 		cmd := exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "debug")
@@ -118,7 +120,7 @@ pipelines:
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		return cmd
 	}
-	d := &runningDaemon{URL: "http://" + listen, Logs: &syncBuffer{t: t}}
+	d := &runningDaemon{URL: "http://" + listen, Status: "http://" + status, Logs: &syncBuffer{t: t}}
 	first := serve()
 	d.waitReady(t)
 

@@ -29,10 +29,15 @@ const registryToken = "e2e-registry-token"
 
 // runningDaemon is a daemon started in-process by a test.
 type runningDaemon struct {
-	URL     string
-	Metrics *metrics.Metrics
-	Logs    *syncBuffer
-	stop    func()
+	// URL is the webhook listener's base URL (events, /healthz, /readyz).
+	URL string
+	// Status is the status listener's base URL (/v1/revisions).
+	Status string
+	// StatusToken is the bearer token of the status API, when the config sets one.
+	StatusToken string
+	Metrics     *metrics.Metrics
+	Logs        *syncBuffer
+	stop        func()
 }
 
 // startDaemon writes configYAML to a file, loads it the way `promoter serve` does and runs
@@ -52,22 +57,22 @@ func startDaemon(t testing.TB, configYAML string) *runningDaemon {
 	if cfg.DataDir == "" || cfg.DataDir == "./data" {
 		cfg.DataDir = filepath.Join(dir, "data")
 	}
-	cfg.Listen, cfg.Metrics = "127.0.0.1:0", ""
+	cfg.Listen, cfg.Metrics, cfg.Status = "127.0.0.1:0", "", "127.0.0.1:0"
 	logs := &syncBuffer{t: t}
 	m := metrics.New(prometheus.NewRegistry())
-	ready := make(chan string, 1)
+	ready := make(chan daemon.Addrs, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- daemon.Run(ctx, cfg,
 			daemon.WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
 			daemon.WithMetrics(m),
-			daemon.WithReadyHook(func(addr, _ string) { ready <- addr }),
+			daemon.WithAddrsHook(func(a daemon.Addrs) { ready <- a }),
 		)
 	}()
-	var addr string
+	var addrs daemon.Addrs
 	select {
-	case addr = <-ready:
+	case addrs = <-ready:
 	case err := <-done:
 		cancel()
 		t.Fatalf("daemon exited before serving: %v", err)
@@ -75,7 +80,12 @@ func startDaemon(t testing.TB, configYAML string) *runningDaemon {
 		cancel()
 		t.Fatal("daemon did not start in 30s")
 	}
-	d := &runningDaemon{URL: "http://" + addr, Metrics: m, Logs: logs}
+	d := &runningDaemon{URL: "http://" + addrs.Listen, Status: "http://" + addrs.Status, Metrics: m, Logs: logs}
+	if cfg.Auth.StatusToken.IsSet() {
+		if d.StatusToken, err = cfg.Auth.StatusToken.Resolve(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var once sync.Once
 	d.stop = func() {
 		once.Do(func() {
@@ -122,7 +132,14 @@ func notifyHeaders() http.Header {
 // revision asks the daemon's status endpoint, as `promoter status` does.
 func (d *runningDaemon) revision(t testing.TB, pipeline, rev string) *types.Revision {
 	t.Helper()
-	resp, err := http.Get(d.URL + "/v1/revisions/" + pipeline + "/" + rev)
+	if d.Status == "" {
+		t.Fatal("runningDaemon.Status is not set: the status API has a listener of its own (config key status)")
+	}
+	req, _ := http.NewRequest(http.MethodGet, d.Status+"/v1/revisions/"+pipeline+"/"+rev, nil)
+	if d.StatusToken != "" {
+		req.Header.Set("Authorization", "Bearer "+d.StatusToken)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -94,6 +94,11 @@ which. Registry credentials come from the docker config (~/.docker/config.json).
 
 // children turns the arguments, or the platforms and template, into merge children.
 func (o *mergeOptions) children(args []string) ([]merge.Child, error) {
+	if o.revision != "" {
+		if err := types.ValidateRevision(o.revision); err != nil {
+			return nil, fmt.Errorf("--revision: %w", err)
+		}
+	}
 	if len(o.platforms) == 0 {
 		if o.template != "" {
 			return nil, errors.New("--template needs --platforms")

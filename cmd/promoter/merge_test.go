@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/promoter-dev/promoter/internal/testenv"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 func TestMergeCommand(t *testing.T) {
@@ -71,5 +73,13 @@ func TestMergeCommand(t *testing.T) {
 	_, _, err = runCLI(t, "merge", "--target", repo+":x", "--platforms", "linux/amd64")
 	if err == nil || !strings.Contains(err.Error(), "--template") {
 		t.Fatalf("missing template: %v", err)
+	}
+	// The revision follows the rule of every source.
+	for _, rev := range []string{strings.Repeat("a", 300), "feature/x", "a..b"} {
+		_, _, err = runCLI(t, "merge", "--target", repo+":x", "--revision", rev,
+			"--platforms", "linux/amd64", "--template", repo+":{revision}-amd64")
+		if !errors.Is(err, types.ErrInvalidRevision) {
+			t.Errorf("--revision %.20s: got %v, want ErrInvalidRevision", rev, err)
+		}
 	}
 }

@@ -17,8 +17,8 @@ func newServeCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon: webhook receivers, merge, sign and promote",
-		Long: `Run the daemon. It serves the webhook receivers, /healthz and /readyz on --listen and
-Prometheus metrics on --metrics, connects to NATS (or starts an embedded JetStream server in
+		Long: `Run the daemon. It serves the webhook receivers, /healthz and /readyz on --listen,
+Prometheus metrics on --metrics and the status API on --status (loopback by default), connects to NATS (or starts an embedded JetStream server in
 --data-dir when nats.url is empty), and works through registry and source events.
 
 Configuration comes from --config (YAML), PROMOTER_* environment variables and flags, in
@@ -29,6 +29,7 @@ opened, listing every problem with its path.`,
 			cfg, err := config.Load(config.Input{File: o.configFile, Flags: map[string]*pflag.Flag{
 				"listen":              cmd.Flags().Lookup("listen"),
 				"metrics":             cmd.Flags().Lookup("metrics"),
+				"status":              cmd.Flags().Lookup("status"),
 				"dataDir":             cmd.Flags().Lookup("data-dir"),
 				"nats.url":            cmd.Flags().Lookup("nats-url"),
 				"auth.insecureNoAuth": cmd.Flags().Lookup("insecure-no-auth"),
@@ -47,6 +48,7 @@ opened, listing every problem with its path.`,
 	cmd.Flags().StringVarP(&o.configFile, "config", "c", "", "YAML configuration file")
 	cmd.Flags().String("listen", ":8080", "address of the webhook, /healthz and /readyz server (listen)")
 	cmd.Flags().String("metrics", ":9090", "address of the /metrics server, empty to disable (metrics)")
+	cmd.Flags().String("status", "127.0.0.1:8081", "address of the status API (/v1/revisions), keep it private; empty to disable (status)")
 	cmd.Flags().String("data-dir", "./data", "directory of the embedded NATS store (dataDir)")
 	cmd.Flags().String("nats-url", "", "NATS server URLs; empty starts an embedded server (nats.url)")
 	cmd.Flags().Bool("insecure-no-auth", false, "accept registry notifications without a bearer token: development only (auth.insecureNoAuth)")

@@ -42,8 +42,8 @@ func freeAddr(t *testing.T) string {
 // ready, /metrics serves Go, process and promoter metrics, and SIGTERM exits 0 within 5s.
 func TestServeWithNoConfigThenSIGTERM(t *testing.T) {
 	bin := buildBinary(t)
-	listen, metrics := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "serve", "--insecure-no-auth", "--listen", listen, "--metrics", metrics, "--data-dir", t.TempDir())
+	listen, metrics, status := freeAddr(t), freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, "serve", "--insecure-no-auth", "--listen", listen, "--metrics", metrics, "--status", status, "--data-dir", t.TempDir())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -108,7 +108,7 @@ func TestServeRefusesToRunWithoutRegistryToken(t *testing.T) {
 	root := newRootCmd()
 	var stderr bytes.Buffer
 	root.SetErr(&stderr)
-	root.SetArgs([]string{"serve", "--listen", freeAddr(t), "--metrics", "", "--data-dir", t.TempDir()})
+	root.SetArgs([]string{"serve", "--listen", freeAddr(t), "--metrics", "", "--status", "", "--data-dir", t.TempDir()})
 	err := root.ExecuteContext(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "auth.registryToken is not set") || !strings.Contains(err.Error(), "--insecure-no-auth") {
 		t.Fatalf("got %v, want a refusal naming auth.registryToken and --insecure-no-auth", err)

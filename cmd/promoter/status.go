@@ -1,25 +1,35 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/daemon"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
 type statusOptions struct {
 	server   string
+	token    string
 	pipeline string
+	limit    int
 	json     bool
 }
+
+// statusPage is how many revisions are asked for per request.
+const statusPage = 500
 
 func newStatusCmd(*globalOptions) *cobra.Command {
 	o := &statusOptions{}
@@ -28,44 +38,48 @@ func newStatusCmd(*globalOptions) *cobra.Command {
 		Short: "Show the state of revisions as the daemon sees them",
 		Long: `Show each revision's phase (building, waiting, merged, signed, promoted, failed,
 conflicted), its platforms with digests, its index and its destinations, read from a
-running daemon's /v1/revisions endpoint. Failed and conflicted revisions show the reason.`,
-		Example: `  promoter status --server http://127.0.0.1:8080
-  promoter status --server http://127.0.0.1:8080 web/3f2c1a9`,
+running daemon's status API (the status listener, 127.0.0.1:8081 by default; never the
+webhook listener). It follows the API's pages (in key order: pipeline, then revision) and
+prints newest first; --limit stops after that many. Failed and conflicted revisions show the reason.
+
+When the daemon sets auth.statusToken, pass the same token with --token (a value,
+env:NAME or file:/path), or set PROMOTER_AUTH_STATUSTOKEN.`,
+		Example: `  promoter status
+  promoter status --server http://127.0.0.1:8081 --pipeline web --limit 20
+  promoter status --token env:STATUS_TOKEN web/3f2c1a9`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			u := strings.TrimSuffix(o.server, "/") + "/v1/revisions"
+			if o.limit < 0 {
+				return fmt.Errorf("--limit must not be negative, got %d", o.limit)
+			}
+			token := o.token
+			if token == "" {
+				token = os.Getenv(config.EnvName("auth.statusToken"))
+			}
+			if token != "" {
+				var err error
+				if token, err = config.Secret(token).Resolve(); err != nil {
+					return fmt.Errorf("--token: %w", err)
+				}
+			}
+			c := &statusClient{server: strings.TrimSuffix(o.server, "/"), token: token}
+			var revs []*types.Revision
 			if len(args) == 1 {
 				p, r, ok := strings.Cut(args[0], "/")
 				if !ok {
 					return fmt.Errorf("%q: want PIPELINE/REVISION", args[0])
 				}
-				u += "/" + url.PathEscape(p) + "/" + url.PathEscape(r)
-			} else if o.pipeline != "" {
-				u += "?pipeline=" + url.QueryEscape(o.pipeline)
-			}
-			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, u, nil)
-			if err != nil {
-				return err
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return fmt.Errorf("asking the daemon at %s (is `promoter serve` running? set --server): %w", o.server, err)
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				var e struct{ Error string }
-				_ = json.NewDecoder(resp.Body).Decode(&e)
-				return fmt.Errorf("daemon answered %s: %s", resp.Status, e.Error)
-			}
-			var revs []*types.Revision
-			if len(args) == 1 {
-				var r types.Revision
-				if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-					return fmt.Errorf("decoding daemon answer: %w", err)
+				var rev types.Revision
+				if err := c.get(cmd.Context(), "/v1/revisions/"+url.PathEscape(p)+"/"+url.PathEscape(r), &rev); err != nil {
+					return err
 				}
-				revs = []*types.Revision{&r}
-			} else if err := json.NewDecoder(resp.Body).Decode(&revs); err != nil {
-				return fmt.Errorf("decoding daemon answer: %w", err)
+				revs = []*types.Revision{&rev}
+			} else {
+				var err error
+				if revs, err = c.list(cmd.Context(), o.pipeline, o.limit); err != nil {
+					return err
+				}
+				sort.SliceStable(revs, func(i, j int) bool { return revs[i].Updated.After(revs[j].Updated) })
 			}
 			if o.json {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -75,10 +89,70 @@ running daemon's /v1/revisions endpoint. Failed and conflicted revisions show th
 			return printRevisions(cmd, revs)
 		},
 	}
-	cmd.Flags().StringVar(&o.server, "server", "http://127.0.0.1:8080", "base URL of the daemon's listen address")
+	cmd.Flags().StringVar(&o.server, "server", "http://127.0.0.1:8081", "base URL of the daemon's status listener (status)")
+	cmd.Flags().StringVar(&o.token, "token", "", "bearer token of the status API (auth.statusToken): a value, env:NAME or file:/path")
 	cmd.Flags().StringVar(&o.pipeline, "pipeline", "", "only this pipeline")
+	cmd.Flags().IntVar(&o.limit, "limit", 0, "show at most this many revisions (0: all)")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON")
 	return cmd
+}
+
+// statusClient reads the daemon's status API.
+type statusClient struct {
+	server, token string
+}
+
+// list follows the pages of /v1/revisions until the last one, or until limit revisions
+// (0: no limit).
+func (c *statusClient) list(ctx context.Context, pipeline string, limit int) ([]*types.Revision, error) {
+	var out []*types.Revision
+	after := ""
+	for {
+		size := statusPage
+		if limit > 0 {
+			size = min(size, limit-len(out))
+		}
+		q := url.Values{"limit": {strconv.Itoa(size)}}
+		if pipeline != "" {
+			q.Set("pipeline", pipeline)
+		}
+		if after != "" {
+			q.Set("after", after)
+		}
+		var page daemon.RevisionPage
+		if err := c.get(ctx, "/v1/revisions?"+q.Encode(), &page); err != nil {
+			return nil, err
+		}
+		out = append(out, page.Revisions...)
+		if page.Next == "" || (limit > 0 && len(out) >= limit) {
+			return out, nil
+		}
+		after = page.Next
+	}
+}
+
+func (c *statusClient) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.server+path, nil)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("asking the daemon at %s (is `promoter serve` running? set --server to its status address): %w", c.server, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return fmt.Errorf("daemon answered %s: %s", resp.Status, e.Error)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("decoding daemon answer: %w", err)
+	}
+	return nil
 }
 
 func printRevisions(cmd *cobra.Command, revs []*types.Revision) error {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/listen"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -76,9 +77,15 @@ func RunAgent(ctx context.Context, cfg *config.Config, exec Executor, opts ...Op
 			}
 			fmt.Fprintln(w, "ready")
 		})
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		srv, err := listen.New("metrics", lis, mux, listen.WithProbes("/healthz", "/readyz"),
+			listen.WithLimits(cfg.Server.Limits(0)), listen.WithConns(listen.NewConns(cfg.Server.MaxConns, o.log, o.metrics)),
+			listen.WithLogger(o.log), listen.WithMetrics(o.metrics))
+		if err != nil {
+			lis.Close()
+			return err
+		}
 		go func() {
-			if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(); err != nil {
 				o.log.Error("metrics server", "error", err)
 			}
 		}()

@@ -2,6 +2,8 @@ package config
 
 import (
 	"time"
+
+	"github.com/promoter-dev/promoter/internal/listen"
 )
 
 // Config is the daemon's whole configuration. Field names are the YAML keys; nested keys
@@ -12,6 +14,9 @@ type Config struct {
 	Listen string `mapstructure:"listen"`
 	// Metrics is the address of the Prometheus /metrics server; empty disables it.
 	Metrics string `mapstructure:"metrics"`
+	// Status is the address of the status API (/v1/revisions), kept off the webhook
+	// listener that forges must reach from outside; empty disables it.
+	Status string `mapstructure:"status"`
 	// DataDir holds the embedded NATS server's JetStream store.
 	DataDir string `mapstructure:"dataDir"`
 	// LogLevel is debug, info, warn or error.
@@ -23,6 +28,7 @@ type Config struct {
 	ReconcileInterval time.Duration `mapstructure:"reconcileInterval"`
 
 	NATS       NATS       `mapstructure:"nats"`
+	Server     Server     `mapstructure:"server"`
 	Events     Events     `mapstructure:"events"`
 	Auth       Auth       `mapstructure:"auth"`
 	Keys       Keys       `mapstructure:"keys"`
@@ -44,6 +50,35 @@ type NATS struct {
 	Replicas int `mapstructure:"replicas"`
 }
 
+// Server bounds every HTTP listener (listen, status, metrics; the builder agent's metrics).
+type Server struct {
+	// ReadHeaderTimeout bounds reading a request's line and headers (at most ReadTimeout).
+	ReadHeaderTimeout time.Duration `mapstructure:"readHeaderTimeout"`
+	// ReadTimeout bounds reading a whole request, body included; a slower body gets 408.
+	ReadTimeout time.Duration `mapstructure:"readTimeout"`
+	// WriteTimeout bounds handling a request and writing its response.
+	WriteTimeout time.Duration `mapstructure:"writeTimeout"`
+	// IdleTimeout closes keep-alive connections idle this long.
+	IdleTimeout time.Duration `mapstructure:"idleTimeout"`
+	// MaxHeaderBytes bounds a request's line and headers; larger ones get 431.
+	MaxHeaderBytes int `mapstructure:"maxHeaderBytes"`
+	// MaxInFlight bounds the requests of one listener worked on at once (body received);
+	// past it the answer is 503 with Retry-After.
+	MaxInFlight int `mapstructure:"maxInFlight"`
+	// MaxConns is the connection budget of all listeners together; 0 is half the
+	// open-file limit, at most 1024. Past it the slowest reader is dropped.
+	MaxConns int `mapstructure:"maxConns"`
+}
+
+// Limits are s as the listeners take them, buffering bodies of up to maxBody bytes before
+// a request counts as in flight.
+func (s Server) Limits(maxBody int64) listen.Limits {
+	return listen.Limits{
+		ReadHeaderTimeout: s.ReadHeaderTimeout, ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout,
+		IdleTimeout: s.IdleTimeout, MaxHeaderBytes: s.MaxHeaderBytes, MaxBodyBytes: maxBody, MaxInFlight: s.MaxInFlight,
+	}
+}
+
 // Events configures the webhook receivers.
 type Events struct {
 	// MaxBodyBytes is the largest request body accepted; larger ones get 413.
@@ -54,7 +89,9 @@ type Events struct {
 type Auth struct {
 	// RegistryToken is the bearer token registries send with notifications.
 	RegistryToken Secret `mapstructure:"registryToken"`
-	GitHub        struct {
+	// StatusToken, when set, is the bearer token the status API requires.
+	StatusToken Secret `mapstructure:"statusToken"`
+	GitHub      struct {
 		// Secret is the webhook secret GitHub signs payloads with (X-Hub-Signature-256).
 		Secret Secret `mapstructure:"secret"`
 	} `mapstructure:"github"`

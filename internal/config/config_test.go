@@ -157,3 +157,68 @@ func TestEnvName(t *testing.T) {
 		t.Errorf("got %s", got)
 	}
 }
+
+func TestServerAndStatusKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		yaml    string
+		wantErr string // a problem path, or "" for none
+		check   func(*Config) string
+	}{
+		{name: "defaults", check: func(c *Config) string {
+			s := c.Server
+			if c.Status != "127.0.0.1:8081" || s.ReadTimeout != 10*time.Second || s.ReadHeaderTimeout != 5*time.Second ||
+				s.IdleTimeout != 30*time.Second || s.WriteTimeout != 30*time.Second || s.MaxHeaderBytes != 32<<10 ||
+				s.MaxInFlight != 64 || s.MaxConns != 0 {
+				return fmt.Sprintf("status %q server %+v", c.Status, s)
+			}
+			return ""
+		}},
+		{name: "status disabled", yaml: `status: ""`, check: func(c *Config) string {
+			if c.Status != "" {
+				return "status " + c.Status
+			}
+			return ""
+		}},
+		{name: "status on the webhook listener", yaml: "listen: \":8080\"\nstatus: \":8080\"", wantErr: "status"},
+		{name: "status not an address", yaml: `status: nowhere`, wantErr: "status"},
+		{name: "every listener on a port of its own choosing", yaml: "listen: 127.0.0.1:0\nmetrics: 127.0.0.1:0\nstatus: 127.0.0.1:0", check: func(c *Config) string {
+			if c.Status != "127.0.0.1:0" {
+				return "status " + c.Status
+			}
+			return ""
+		}},
+		{name: "zero read timeout", yaml: "server: {readTimeout: 0s}", wantErr: "server.readTimeout"},
+		{name: "tiny header bound", yaml: "server: {maxHeaderBytes: 100}", wantErr: "server.maxHeaderBytes"},
+		{name: "no in-flight slot", yaml: "server: {maxInFlight: 0}", wantErr: "server.maxInFlight"},
+		{name: "negative connection budget", yaml: "server: {maxConns: -1}", wantErr: "server.maxConns"},
+		{name: "limits map to the listeners", yaml: "server: {readTimeout: 3s, maxInFlight: 7, maxConns: 99}\nevents: {maxBodyBytes: 4096}", check: func(c *Config) string {
+			l := c.Server.Limits(c.Events.MaxBodyBytes)
+			if l.ReadTimeout != 3*time.Second || l.MaxInFlight != 7 || l.MaxBodyBytes != 4096 || c.Server.MaxConns != 99 {
+				return fmt.Sprintf("limits %+v", l)
+			}
+			return ""
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(Input{File: path})
+			if tc.wantErr != "" {
+				var verr *ValidationError
+				if !errors.As(err, &verr) || len(verr.Problems) != 1 || verr.Problems[0].Path != tc.wantErr {
+					t.Fatalf("got %v, want one problem at %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msg := tc.check(c); msg != "" {
+				t.Errorf("got %s", msg)
+			}
+		})
+	}
+}

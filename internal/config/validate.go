@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -69,6 +70,10 @@ func (c *Config) Validate() error { return c.validate(nil) }
 func (c *Config) validate(ps problems) error {
 	checkAddr(&ps, "listen", c.Listen, false)
 	checkAddr(&ps, "metrics", c.Metrics, true)
+	checkAddr(&ps, "status", c.Status, true)
+	if c.Status != "" && (c.Status == c.Listen || c.Status == c.Metrics) && !strings.HasSuffix(c.Status, ":0") {
+		ps.add("status", "%q is also listen or metrics: the status API needs a listener of its own", c.Status)
+	}
 	if c.DataDir == "" && c.NATS.URL == "" {
 		ps.add("dataDir", "must be set when nats.url is empty (the embedded server stores there)")
 	}
@@ -88,10 +93,12 @@ func (c *Config) validate(ps problems) error {
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
 		ps.add("nats.replicas", "must be between 1 and 5, got %d", c.NATS.Replicas)
 	}
+	c.validateServer(&ps)
 	if c.Events.MaxBodyBytes <= 0 {
 		ps.add("events.maxBodyBytes", "must be positive, got %d", c.Events.MaxBodyBytes)
 	}
 	checkSecret(&ps, "auth.registryToken", c.Auth.RegistryToken)
+	checkSecret(&ps, "auth.statusToken", c.Auth.StatusToken)
 	checkSecret(&ps, "auth.github.secret", c.Auth.GitHub.Secret)
 	checkSecret(&ps, "auth.gitlab.token", c.Auth.GitLab.Token)
 	checkSecret(&ps, "auth.generic.token", c.Auth.Generic.Token)
@@ -114,6 +121,30 @@ func (c *Config) validate(ps problems) error {
 		return &ValidationError{Problems: ps}
 	}
 	return nil
+}
+
+func (c *Config) validateServer(ps *problems) {
+	s := c.Server
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"server.readHeaderTimeout", s.ReadHeaderTimeout}, {"server.readTimeout", s.ReadTimeout},
+		{"server.writeTimeout", s.WriteTimeout}, {"server.idleTimeout", s.IdleTimeout},
+	} {
+		if d.v <= 0 {
+			ps.add(d.key, "must be positive, got %s", d.v)
+		}
+	}
+	if s.MaxHeaderBytes < 1024 {
+		ps.add("server.maxHeaderBytes", "must be at least 1024, got %d", s.MaxHeaderBytes)
+	}
+	if s.MaxInFlight < 1 {
+		ps.add("server.maxInFlight", "must be at least 1, got %d", s.MaxInFlight)
+	}
+	if s.MaxConns < 0 {
+		ps.add("server.maxConns", "must not be negative (0 derives it from the open-file limit), got %d", s.MaxConns)
+	}
 }
 
 func (c *Config) validateBuilder(ps *problems) {

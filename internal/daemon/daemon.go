@@ -27,7 +27,7 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
-// routes registers the webhook receivers and the status endpoints.
+// routes registers the webhook receivers; the status API has a listener of its own.
 func (d *daemon) routes(mux *http.ServeMux) error {
 	secrets, err := events.ResolveSecrets(d.cfg.Auth)
 	if err != nil {
@@ -39,6 +39,5 @@ func (d *daemon) routes(mux *http.ServeMux) error {
 		return err
 	}
 	rcv.Register(mux)
-	d.statusRoutes(mux)
 	return nil
 }

@@ -18,6 +18,14 @@ type options struct {
 	metrics  *metrics.Metrics               // default: a new registry, served on cfg.Metrics
 	registry registry.Client                // default: insecure hosts from the config
 	ready    func(addr, metricsAddr string) // called once the listeners are open
+	addrs    func(Addrs)                    // called once the listeners are open
+}
+
+// Addrs are the addresses the daemon listens on; a disabled listener's is empty.
+type Addrs struct {
+	Listen  string // webhooks, /healthz, /readyz
+	Metrics string // /metrics
+	Status  string // /v1/revisions
 }
 
 // WithLogger sets the logger; the default discards.
@@ -40,6 +48,12 @@ func WithRegistryClient(c registry.Client) Option {
 // with ":0" addresses.
 func WithReadyHook(fn func(addr, metricsAddr string)) Option {
 	return func(o *options) error { o.ready = fn; return nil }
+}
+
+// WithAddrsHook is called with every bound address once the servers listen; tests use it
+// with ":0" addresses to find the status listener.
+func WithAddrsHook(fn func(Addrs)) Option {
+	return func(o *options) error { o.addrs = fn; return nil }
 }
 
 func defaults() *options {

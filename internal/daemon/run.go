@@ -16,6 +16,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/listen"
 )
 
 // shutdownGrace bounds how long in-flight requests may take after a stop signal.
@@ -40,17 +41,16 @@ func Run(ctx context.Context, cfg *config.Config, opts ...Option) error {
 	if err != nil {
 		return err
 	}
-	// Listen first so a port conflict fails before anything else starts.
-	lis, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
-	var mlis net.Listener
-	if cfg.Metrics != "" {
-		if mlis, err = net.Listen("tcp", cfg.Metrics); err != nil {
-			lis.Close()
-			return fmt.Errorf("metrics listen %s: %w", cfg.Metrics, err)
+	statusToken := ""
+	if cfg.Auth.StatusToken.IsSet() {
+		if statusToken, err = cfg.Auth.StatusToken.Resolve(); err != nil {
+			return fmt.Errorf("auth.statusToken (%s): %w", cfg.Auth.StatusToken, err)
 		}
+	}
+	// Listen first so a port conflict fails before anything else starts.
+	lis, err := openListeners(cfg)
+	if err != nil {
+		return err
 	}
 
 	b, err := bus.Open(ctx, bus.Options{
@@ -58,10 +58,7 @@ func Run(ctx context.Context, cfg *config.Config, opts ...Option) error {
 		Replicas: cfg.NATS.Replicas, Name: "promoter-daemon", Logger: o.log,
 	})
 	if err != nil {
-		lis.Close()
-		if mlis != nil {
-			mlis.Close()
-		}
+		lis.close()
 		return err
 	}
 	defer func() {
@@ -75,26 +72,41 @@ func Run(ctx context.Context, cfg *config.Config, opts ...Option) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", d.readyz)
 	if err := d.routes(mux); err != nil {
-		lis.Close()
-		if mlis != nil {
-			mlis.Close()
-		}
+		lis.close()
 		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	servers := []*http.Server{srv}
-	var msrv *http.Server
-	if mlis != nil {
-		mm := http.NewServeMux()
-		mm.Handle("GET /metrics", promhttp.HandlerFor(o.metrics.Registry, promhttp.HandlerOpts{Registry: o.metrics.Registry}))
-		msrv = &http.Server{Handler: mm, ReadHeaderTimeout: 10 * time.Second}
-		servers = append(servers, msrv)
+	// One connection budget for every listener, below the open-file limit.
+	conns := listen.NewConns(cfg.Server.MaxConns, o.log, o.metrics)
+	common := []listen.Option{
+		listen.WithLimits(cfg.Server.Limits(cfg.Events.MaxBodyBytes)), listen.WithConns(conns),
+		listen.WithLogger(o.log), listen.WithMetrics(o.metrics),
+	}
+	var servers []*listen.Server
+	add := func(name string, l net.Listener, h http.Handler, opts ...listen.Option) error {
+		if l == nil {
+			return nil
+		}
+		s, err := listen.New(name, l, h, append(common, opts...)...)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, s)
+		return nil
+	}
+	mm := http.NewServeMux()
+	mm.Handle("GET /metrics", promhttp.HandlerFor(o.metrics.Registry, promhttp.HandlerOpts{Registry: o.metrics.Registry}))
+	if err := errors.Join(
+		add("webhook", lis.webhook, mux, listen.WithProbes("/healthz", "/readyz")),
+		add("metrics", lis.metrics, mm),
+		add("status", lis.status, d.statusHandler(statusToken)),
+	); err != nil {
+		lis.close()
+		return err
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serve(srv, lis) })
-	if msrv != nil {
-		g.Go(func() error { return serve(msrv, mlis) })
+	for _, s := range servers {
+		g.Go(s.Serve)
 	}
 	g.Go(func() error { return d.runWorkers(gctx) })
 	g.Go(func() error {
@@ -107,13 +119,14 @@ func Run(ctx context.Context, cfg *config.Config, opts ...Option) error {
 		}
 		return errors.Join(errs...)
 	})
-	maddr := ""
-	if mlis != nil {
-		maddr = mlis.Addr().String()
-	}
-	o.log.Info("promoter serving", "listen", lis.Addr().String(), "metrics", maddr, "nats", natsDesc(cfg), "pipelines", len(cfg.Pipelines))
+	addrs := lis.addrs()
+	o.log.Info("promoter serving", "listen", addrs.Listen, "metrics", addrs.Metrics, "status", addrs.Status,
+		"status_auth", statusToken != "", "max_conns", conns.Max(), "nats", natsDesc(cfg), "pipelines", len(cfg.Pipelines))
 	if o.ready != nil {
-		o.ready(lis.Addr().String(), maddr)
+		o.ready(addrs.Listen, addrs.Metrics)
+	}
+	if o.addrs != nil {
+		o.addrs(addrs)
 	}
 	err = g.Wait()
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
@@ -123,11 +136,50 @@ func Run(ctx context.Context, cfg *config.Config, opts ...Option) error {
 	return err
 }
 
-func serve(s *http.Server, l net.Listener) error {
-	if err := s.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+// listeners are the daemon's open sockets; metrics and status are nil when disabled.
+type listeners struct {
+	webhook, metrics, status net.Listener
+}
+
+func openListeners(cfg *config.Config) (*listeners, error) {
+	l := &listeners{}
+	for _, e := range []struct {
+		key, addr string
+		dst       *net.Listener
+	}{
+		{"listen", cfg.Listen, &l.webhook},
+		{"metrics", cfg.Metrics, &l.metrics},
+		{"status", cfg.Status, &l.status},
+	} {
+		if e.addr == "" {
+			continue
+		}
+		nl, err := net.Listen("tcp", e.addr)
+		if err != nil {
+			l.close()
+			return nil, fmt.Errorf("%s: listening on %s: %w", e.key, e.addr, err)
+		}
+		*e.dst = nl
 	}
-	return nil
+	return l, nil
+}
+
+func (l *listeners) close() {
+	for _, nl := range []net.Listener{l.webhook, l.metrics, l.status} {
+		if nl != nil {
+			nl.Close()
+		}
+	}
+}
+
+func (l *listeners) addrs() Addrs {
+	addr := func(nl net.Listener) string {
+		if nl == nil {
+			return ""
+		}
+		return nl.Addr().String()
+	}
+	return Addrs{Listen: addr(l.webhook), Metrics: addr(l.metrics), Status: addr(l.status)}
 }
 
 func natsDesc(cfg *config.Config) string {

@@ -1,36 +1,64 @@
 package daemon
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
-// statusRoutes serves the revision state read-only, for `promoter status` and operators:
+// Page sizes of GET /v1/revisions.
+const (
+	defaultPageLimit = 100
+	maxPageLimit     = 1000
+)
+
+// RevisionPage is the body of GET /v1/revisions: revisions in key order
+// (pipeline, then revision) and the cursor of the next page, empty on the last.
+type RevisionPage struct {
+	Revisions []*types.Revision `json:"revisions"`
+	Next      string            `json:"next,omitempty"`
+}
+
+// statusHandler serves the revision state read-only, for `promoter status` and operators,
+// on the status listener (never the webhook one):
 //
-//	GET /v1/revisions[?pipeline=NAME]       every revision, newest first
-//	GET /v1/revisions/{pipeline}/{revision} one revision
-func (d *daemon) statusRoutes(mux *http.ServeMux) {
+//	GET /v1/revisions[?pipeline=NAME][&limit=N][&after=CURSOR]  one page, in key order
+//	GET /v1/revisions/{pipeline}/{revision}                     one revision
+//
+// With a token, every request must carry it as a bearer token.
+func (d *daemon) statusHandler(token string) http.Handler {
+	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/revisions", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		limit := defaultPageLimit
+		if s := q.Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > maxPageLimit {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "limit must be a number from 1 to " + strconv.Itoa(maxPageLimit)})
+				return
+			}
+			limit = n
+		}
 		st, err := d.store()
 		if err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 			return
 		}
-		revs, err := st.List(r.Context(), r.URL.Query().Get("pipeline"))
+		revs, next, err := st.Page(r.Context(), q.Get("pipeline"), q.Get("after"), limit)
 		if err != nil {
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			return
 		}
-		sort.Slice(revs, func(i, j int) bool { return revs[i].Updated.After(revs[j].Updated) })
 		if revs == nil {
 			revs = []*types.Revision{}
 		}
-		writeJSON(w, http.StatusOK, revs)
+		writeJSON(w, http.StatusOK, RevisionPage{Revisions: revs, Next: next})
 	})
 	mux.HandleFunc("GET /v1/revisions/{pipeline}/{revision}", func(w http.ResponseWriter, r *http.Request) {
 		st, err := d.store()
@@ -47,6 +75,18 @@ func (d *daemon) statusRoutes(mux *http.ServeMux) {
 		default:
 			writeJSON(w, http.StatusOK, rev)
 		}
+	})
+	if token == "" {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="promoter status"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "the status API needs the bearer token configured as auth.statusToken"})
+			return
+		}
+		mux.ServeHTTP(w, r)
 	})
 }
 

@@ -56,7 +56,8 @@ const exampleRepo = "https://example.invalid/promoter/hello"
 // env is a started development environment.
 type env struct {
 	o          Options
-	daemonURL  string
+	daemonURL  string // webhooks, /readyz
+	statusURL  string // /v1/revisions
 	staging    *devenv.Registry
 	production *devenv.Registry
 	cfg        *config.Config
@@ -102,16 +103,16 @@ func Run(ctx context.Context, o Options) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ready := make(chan string, 1)
+	ready := make(chan daemon.Addrs, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- daemon.Run(ctx, cfg, daemon.WithLogger(o.Log),
 			daemon.WithRegistryClient(registry.Client{Insecure: cfg.InsecureHosts()}),
-			daemon.WithReadyHook(func(addr, _ string) { ready <- addr }))
+			daemon.WithAddrsHook(func(a daemon.Addrs) { ready <- a }))
 	}()
 	select {
-	case addr := <-ready:
-		e.daemonURL = "http://" + addr
+	case a := <-ready:
+		e.daemonURL, e.statusURL = "http://"+a.Listen, "http://"+a.Status
 	case err := <-done:
 		return fmt.Errorf("daemon: %w", err)
 	}
@@ -182,6 +183,7 @@ func (e *env) writeConfig(ports []int) (string, error) {
 # env:NAME or file:/path references.
 listen: %q
 metrics: ""
+status: 127.0.0.1:0
 dataDir: %q
 logLevel: info
 reconcileInterval: 30s
@@ -241,11 +243,12 @@ func (e *env) waitReady(ctx context.Context) error {
 func (e *env) banner(cfgPath string) {
 	fmt.Fprintf(e.o.Out, `promoter dev is running (everything on loopback):
   daemon              %s
+  status API          %s
   staging registry    %s   (notifications → daemon)
   production registry %s
   config              %s
   signing key         %s (public: %s)
-`, e.daemonURL, e.staging.Host, e.production.Host, cfgPath, e.cfg.Keys.Cosign, e.keyPub)
+`, e.daemonURL, e.statusURL, e.staging.Host, e.production.Host, cfgPath, e.cfg.Keys.Cosign, e.keyPub)
 }
 
 func (e *env) printTryCommands() {
@@ -261,7 +264,7 @@ Try it:
   crane manifest %s:%s
 
 Stop with Ctrl-C.
-`, e.tokens["generic"], exampleRepo, rev, e.daemonURL, e.daemonURL, e.keyPub,
+`, e.tokens["generic"], exampleRepo, rev, e.daemonURL, e.statusURL, e.keyPub,
 		e.cfg.Pipelines[0].Promote[0].To, rev, e.cfg.Pipelines[0].Promote[0].To, rev)
 }
 
@@ -368,7 +371,7 @@ func (e *env) follow(ctx context.Context, rev string) (*types.Revision, error) {
 }
 
 func (e *env) status(ctx context.Context, rev string) (*types.Revision, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.daemonURL+"/v1/revisions/"+Pipeline+"/"+rev, nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.statusURL+"/v1/revisions/"+Pipeline+"/"+rev, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("asking the daemon for %s: %w", rev, err)

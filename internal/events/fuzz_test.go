@@ -178,7 +178,7 @@ func FuzzGitHubWebhook(f *testing.F) {
 		for _, m := range stored {
 			ev := m.Value.(types.SourceChanged)
 			if event != "push" || ev.Pipeline != "web" || ev.Ref != "refs/heads/main" || ev.ID != githubDelivery ||
-				!revisionRE.MatchString(ev.Revision) || zeroRevision.MatchString(ev.Revision) {
+				types.ValidateRevision(ev.Revision) != nil || zeroRevision.MatchString(ev.Revision) {
 				t.Fatalf("event %q stored %+v", event, ev)
 			}
 		}

@@ -417,6 +417,37 @@ func TestRegistryFilter(t *testing.T) {
 	}
 }
 
+// TestRegistryInvalidRevision: an arch tag whose revision breaks the one rule every source
+// follows (types.ValidateRevision) is ignored and counted as invalid, never stored.
+func TestRegistryInvalidRevision(t *testing.T) {
+	base := capturedEvent(t, "push-by-tag.json")
+	for _, tt := range []struct {
+		name string
+		tag  string
+	}{
+		{"300-character revision", strings.Repeat("a", 300) + "-amd64"},
+		{"one character too long", strings.Repeat("a", types.MaxRevisionLen+1) + "-amd64"},
+		{"empty key token", "a..b-amd64"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, allSecrets())
+			got := h.post(t, registryPath, envelopeOf(t, with(t, base, "target.tag", tt.tag)), registryHeader())
+			if got.status != http.StatusOK {
+				t.Fatalf("got status %d (%s), want 200", got.status, got.body)
+			}
+			if diff := cmp.Diff(Summary{Ignored: 1}, got.summary(t)); diff != "" {
+				t.Errorf("summary (-want +got):\n%s", diff)
+			}
+			if _, stored := h.pub.snapshot(); len(stored) != 0 {
+				t.Errorf("got %d stored, want none", len(stored))
+			}
+			if n := h.count("registry", "push", "invalid"); n != 1 {
+				t.Errorf("got promoter_events_received_total{registry,push,invalid} = %v, want 1", n)
+			}
+		})
+	}
+}
+
 // TestRegistryStagingHost: two pipelines stage to the same path on different registries;
 // the host the registry reports decides, and an unknown host keeps nothing.
 func TestRegistryStagingHost(t *testing.T) {
@@ -537,8 +568,10 @@ func TestRegistryPublishFailure(t *testing.T) {
 	if ra := got.header.Get("Retry-After"); ra == "" {
 		t.Error("503 without Retry-After")
 	}
-	if msg := got.errorMessage(t); !strings.Contains(msg, "retry") || !strings.Contains(msg, errBusDown.Error()) {
-		t.Errorf("got error %q, want it to say retry and give the bus error", msg)
+	// The ack may be what was lost: the message must not claim the event was not stored.
+	if msg := got.errorMessage(t); !strings.Contains(msg, "may not be stored") || !strings.Contains(msg, "de-duplicated") ||
+		!strings.Contains(msg, errBusDown.Error()) {
+		t.Errorf("got error %q, want it to say the event may not be stored, that a retry is de-duplicated, and give the bus error", msg)
 	}
 	if _, stored := h.pub.snapshot(); len(stored) != 0 {
 		t.Fatalf("got %d stored while the bus is down, want 0", len(stored))

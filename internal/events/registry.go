@@ -1,6 +1,7 @@
 package events
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/distribution/distribution/v3/notifications"
@@ -32,8 +33,9 @@ type envelope struct {
 
 // registryOutcome is how one event of an envelope is handled.
 type registryOutcome struct {
-	action string
-	push   *types.RegistryPush // nil: ignored
+	action  string
+	push    *types.RegistryPush // nil: ignored
+	invalid string              // why an arch tag push was ignored as invalid
 }
 
 func (r *Receiver) registry(w http.ResponseWriter, req *http.Request) {
@@ -48,7 +50,12 @@ func (r *Receiver) registry(w http.ResponseWriter, req *http.Request) {
 	for _, o := range outcomes {
 		if o.push == nil {
 			sum.Ignored++
-			r.metrics.EventsReceived.WithLabelValues("registry", o.action, "ignored").Inc()
+			outcome := "ignored"
+			if o.invalid != "" {
+				outcome = "invalid"
+				r.log.Warn("registry push ignored: invalid revision", "why", o.invalid, "remote", req.RemoteAddr)
+			}
+			r.metrics.EventsReceived.WithLabelValues("registry", o.action, outcome).Inc()
 			continue
 		}
 		dup, err := r.pub.Publish(req.Context(), types.SubjectRegistryPush, o.push.ID, o.push)
@@ -126,6 +133,11 @@ func (r *Receiver) classifyEvent(e notifications.Event) (registryOutcome, error)
 	rev, platform, ok := p.archTag.Match(e.Target.Tag, p.platforms)
 	if !ok {
 		return o, nil // the merged index itself, or a tag that is not an arch tag
+	}
+	if err := types.ValidateRevision(rev); err != nil {
+		// Sources reject such a revision, so no build makes this tag: never merge it.
+		o.invalid = fmt.Sprintf("arch tag %s:%s: %v", e.Target.Repository, e.Target.Tag, err)
+		return o, nil
 	}
 	if e.ID == "" {
 		return o, reject(http.StatusBadRequest, "push of %s:%s has no event id", e.Target.Repository, e.Target.Tag)

@@ -37,7 +37,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // fail answers an error: its own status for rejections, 503 with Retry-After for anything
-// else (the bus did not acknowledge), so the sender retries and nothing is lost.
+// else (the bus did not acknowledge), so the sender retries and nothing is lost. Without an
+// acknowledgement the event may or may not be stored (the ack itself can be what was
+// lost), so the message says so: a retry is harmless because JetStream de-duplicates the
+// event by its id.
 func fail(w http.ResponseWriter, err error) int {
 	var he *httpError
 	if errors.As(err, &he) {
@@ -45,7 +48,7 @@ func fail(w http.ResponseWriter, err error) int {
 		return he.status
 	}
 	w.Header().Set("Retry-After", "5")
-	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "event not stored, retry: " + err.Error()})
+	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "event may not be stored; retry (a retried event is de-duplicated by its id): " + err.Error()})
 	return http.StatusServiceUnavailable
 }
 

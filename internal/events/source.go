@@ -18,11 +18,7 @@ type push struct {
 	revision string
 }
 
-var (
-	zeroRevision = regexp.MustCompile(`^0+$`)
-	// revisionRE keeps revisions usable inside a tag ({revision} in arch tags).
-	revisionRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,100}$`)
-)
+var zeroRevision = regexp.MustCompile(`^0+$`)
 
 // publishSource turns a push into a SourceChanged event when it is for a pipeline's
 // repository and branch, and answers.
@@ -32,9 +28,9 @@ func (r *Receiver) publishSource(w http.ResponseWriter, req *http.Request, sourc
 		r.ignoreSource(w, source, "branch deleted")
 		return
 	}
-	if !revisionRE.MatchString(p.revision) {
+	if err := types.ValidateRevision(p.revision); err != nil {
 		r.metrics.EventsReceived.WithLabelValues(source, "push", "rejected").Inc()
-		fail(w, reject(http.StatusBadRequest, "revision %q is not a commit id (letters, digits, '.', '_', '-'; at most 101)", p.revision))
+		fail(w, reject(http.StatusBadRequest, "revision is not a commit id: %v", err))
 		return
 	}
 	if !isBranch {

@@ -16,7 +16,8 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	// EventsReceived counts webhook events by source (registry, github, gitlab, generic),
-	// action (push, pull, mount, delete, ...) and outcome (kept, ignored, duplicate, rejected).
+	// action (push, pull, mount, delete, ...) and outcome (kept, ignored, duplicate, rejected,
+	// invalid: an arch tag whose revision breaks types.ValidateRevision).
 	EventsReceived *prometheus.CounterVec
 	// MergeDuration observes the time from "all platforms present" to the index pushed.
 	MergeDuration prometheus.Histogram
@@ -46,6 +47,18 @@ type Metrics struct {
 	BuildsDispatched *prometheus.CounterVec
 	// Builds counts finished build attempts by platform and outcome (succeeded, failed, gave_up).
 	Builds *prometheus.CounterVec
+
+	// HTTPConnections is the number of open connections per listener (webhook, status, metrics).
+	HTTPConnections *prometheus.GaugeVec
+	// HTTPConnectionsShed counts connections closed to stay within the connection budget, by
+	// listener and reason (slow_body, idle, slow_headers, refused).
+	HTTPConnectionsShed *prometheus.CounterVec
+	// HTTPInFlight is the number of requests being worked on (body read) per listener.
+	HTTPInFlight *prometheus.GaugeVec
+	// HTTPRejected counts requests answered before their handler ran, by listener and
+	// reason (in_flight: 503 past the in-flight cap; body_timeout: 408, body too slow;
+	// body_aborted: the connection was shed or the client left mid-body).
+	HTTPRejected *prometheus.CounterVec
 }
 
 // New registers every collector, plus the Go and process collectors, on reg.
@@ -55,7 +68,7 @@ func New(reg *prometheus.Registry) *Metrics {
 		Registry: reg,
 		EventsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "promoter_events_received_total",
-			Help: "Webhook events received, by source (registry, github, gitlab, generic), action and outcome (kept, ignored, duplicate, rejected).",
+			Help: "Webhook events received, by source (registry, github, gitlab, generic), action and outcome (kept, ignored, duplicate, rejected, invalid).",
 		}, []string{"source", "action", "outcome"}),
 		MergeDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "promoter_merge_duration_seconds", Help: "Time to merge a complete revision into an index and push it.",
@@ -97,6 +110,20 @@ func New(reg *prometheus.Registry) *Metrics {
 		Builds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "promoter_builds_total", Help: "Finished build attempts by platform and outcome (succeeded, failed, gave_up).",
 		}, []string{"platform", "outcome"}),
+		HTTPConnections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "promoter_http_connections", Help: "Open connections by listener (webhook, status, metrics).",
+		}, []string{"listener"}),
+		HTTPConnectionsShed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promoter_http_connections_shed_total",
+			Help: "Connections closed to stay within server.maxConns, by listener and reason (slow_body, idle, slow_headers, refused).",
+		}, []string{"listener", "reason"}),
+		HTTPInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "promoter_http_requests_in_flight", Help: "Requests being worked on (body received) by listener.",
+		}, []string{"listener"}),
+		HTTPRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promoter_http_requests_rejected_total",
+			Help: "Requests answered before their handler ran, by listener and reason (in_flight, body_timeout, body_aborted).",
+		}, []string{"listener", "reason"}),
 	}
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -104,6 +131,7 @@ func New(reg *prometheus.Registry) *Metrics {
 		m.EventsReceived, m.MergeDuration, m.Revisions, m.ImmutabilityViolations, m.StaleEvents, m.StepRetries, m.Merges,
 		m.SignTotal, m.SignDuration, m.PromoteBytes, m.PromoteDuration, m.Promotions,
 		m.BuildsDispatched, m.Builds,
+		m.HTTPConnections, m.HTTPConnectionsShed, m.HTTPInFlight, m.HTTPRejected,
 	)
 	return m
 }

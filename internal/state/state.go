@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -140,4 +141,49 @@ func (s *Store) List(ctx context.Context, pipeline string) ([]*types.Revision, e
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// Page lists at most limit revisions in key order ("<pipeline>.<revision>"), optionally of
+// one pipeline, starting after the key after (a previous page's next; "" for the first).
+// It lists the keys and reads the values of this page only. next is the key to continue
+// after, or "" when this is the last page.
+func (s *Store) Page(ctx context.Context, pipeline, after string, limit int) (revs []*types.Revision, next string, err error) {
+	if limit < 1 {
+		return nil, "", fmt.Errorf("listing revision state: limit must be at least 1, got %d", limit)
+	}
+	var lister jetstream.KeyLister
+	if pipeline != "" {
+		lister, err = s.kv.ListKeysFiltered(ctx, pipeline+".>")
+	} else {
+		lister, err = s.kv.ListKeys(ctx)
+	}
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("listing revision state: %w", err)
+	}
+	defer lister.Stop()
+	var keys []string
+	for key := range lister.Keys() {
+		if key > after && strings.Contains(key, ".") {
+			keys = append(keys, key)
+		}
+	}
+	sort.Strings(keys)
+	if len(keys) > limit {
+		keys, next = keys[:limit], keys[limit-1]
+	}
+	for _, key := range keys {
+		p, rev, _ := strings.Cut(key, ".")
+		r, err := s.Get(ctx, p, rev)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted since it was listed
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		revs = append(revs, r)
+	}
+	return revs, next, nil
 }

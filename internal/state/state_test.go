@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -111,5 +113,58 @@ func TestList(t *testing.T) {
 	web, err := s.List(ctx, "web")
 	if err != nil || len(web) != 2 {
 		t.Fatalf("List web: got %d, %v; want 2", len(web), err)
+	}
+}
+
+// TestPageWalksKeysInOrder: pages follow key order, read only their own values, and the
+// cursor of the last page is empty; a pipeline filter keeps other pipelines out, even one
+// whose name starts the same.
+func TestPageWalksKeysInOrder(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	for _, k := range [][2]string{{"web", "c"}, {"web", "a"}, {"web", "b.1"}, {"webapp", "x"}, {"api", "z"}} {
+		if _, err := s.Update(ctx, k[0], k[1], func(r *types.Revision) error { r.Phase = types.PhaseWaiting; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	walk := func(pipeline string, limit int) (pages [][]string) {
+		after := ""
+		for range 10 {
+			revs, next, err := s.Page(ctx, pipeline, after, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var page []string
+			for _, r := range revs {
+				page = append(page, Key(r.Pipeline, r.Revision))
+			}
+			pages = append(pages, page)
+			if next == "" {
+				return pages
+			}
+			after = next
+		}
+		t.Fatalf("no last page after 10")
+		return nil
+	}
+	for _, tc := range []struct {
+		name     string
+		pipeline string
+		limit    int
+		want     [][]string
+	}{
+		{"every pipeline, two a page", "", 2, [][]string{{"api.z", "web.a"}, {"web.b.1", "web.c"}, {"webapp.x"}}},
+		{"one pipeline, two a page", "web", 2, [][]string{{"web.a", "web.b.1"}, {"web.c"}}},
+		{"one pipeline, one page", "web", 10, [][]string{{"web.a", "web.b.1", "web.c"}}},
+		{"a pipeline with no state", "none", 10, [][]string{nil}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, walk(tc.pipeline, tc.limit)); diff != "" {
+				t.Errorf("pages (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if _, _, err := s.Page(ctx, "", "", 0); err == nil {
+		t.Error("limit 0: got no error")
 	}
 }

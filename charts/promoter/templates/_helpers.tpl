@@ -128,10 +128,12 @@ values are never inlined: they are file: references to the mounted Secrets.
 {{- if .githubSecretKey -}}{{- $_ := set $auth "github" (dict "secret" (printf "file:%s/%s" $paths.webhooks .githubSecretKey)) -}}{{- end -}}
 {{- if .gitlabTokenKey -}}{{- $_ := set $auth "gitlab" (dict "token" (printf "file:%s/%s" $paths.webhooks .gitlabTokenKey)) -}}{{- end -}}
 {{- if .genericTokenKey -}}{{- $_ := set $auth "generic" (dict "token" (printf "file:%s/%s" $paths.webhooks .genericTokenKey)) -}}{{- end -}}
+{{- if .statusTokenKey -}}{{- $_ := set $auth "statusToken" (printf "file:%s/%s" $paths.webhooks .statusTokenKey) -}}{{- end -}}
 {{- end -}}
 {{- $owned := dict
   "listen" (printf ":%d" (int .Values.daemon.ports.http))
   "metrics" (printf ":%d" (int .Values.daemon.ports.metrics))
+  "status" (printf ":%d" (int .Values.daemon.ports.status))
   "dataDir" $paths.dataDir
   "nats" $nats
   "auth" $auth
@@ -165,6 +167,7 @@ It carries no webhook or signing references, so an agent never needs those Secre
   "logLevel" .Values.config.logLevel
   "logFormat" .Values.config.logFormat
   "nats" $nats
+  "server" .Values.config.server
   "builder" $builder
   "registries" .Values.config.registries
 -}}

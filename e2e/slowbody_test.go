@@ -1,0 +1,276 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/promoter-dev/promoter/internal/testenv"
+)
+
+// slowBody is what the attack measured: how long the server let each attacking connection
+// live, and what became of the honest requests sent meanwhile.
+type slowBody struct {
+	mu        sync.Mutex
+	lifetimes []time.Duration // per attacking connection, dial to closed by the server
+	dialErrs  atomic.Int64
+}
+
+func (s *slowBody) died(d time.Duration) {
+	s.mu.Lock()
+	s.lifetimes = append(s.lifetimes, d)
+	s.mu.Unlock()
+}
+
+// TestSlowBodyAttackSparesHonestSenders runs the real `promoter serve` under an open-file
+// limit of 256 while 400 clients send request headers and then a body at one byte per
+// second (half of them with the right registry token), reconnecting whenever the server
+// drops them: more connections than the process has descriptors. Meanwhile an honest
+// registry sends notifications, each on a new connection, and a probe asks /readyz the way
+// the kubelet does (3 s timeout). Every honest notification must get a 2xx, every probe a
+// 200, and no attacking connection may live through the whole attack.
+func TestSlowBodyAttackSparesHonestSenders(t *testing.T) {
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		testenv.Require(t, "prlimit (util-linux) is needed to run the daemon under a low open-file limit")
+	}
+	const (
+		nofile    = 256
+		attackers = 400
+		attackFor = 15 * time.Second
+	)
+	bin := buildPromoter(t)
+	dir := t.TempDir()
+	staging := testenv.StartRegistry(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	metrics := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	status := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cfgPath := filepath.Join(dir, "promoter.yaml")
+	if err := os.WriteFile(cfgPath, []byte(yamlf(`
+listen: %s
+metrics: %s
+status: %s
+dataDir: %s
+auth:
+	registryToken: %s
+pipelines:
+	- name: app
+		source: {repo: https://git.example/team/app}
+		platforms: [linux/amd64]
+		staging: %s/team/app
+`, listen, metrics, status, filepath.Join(dir, "data"), registryToken, staging.Host)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "daemon.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("prlimit", fmt.Sprintf("--nofile=%d:%d", nofile, nofile), "--", bin, "serve", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
+	d := &runningDaemon{URL: "http://" + listen, Logs: &syncBuffer{t: t}}
+	d.waitReady(t)
+	defer func() {
+		if t.Failed() {
+			t.Logf("daemon log (tail):\n%s", lastLinesOf(readFile(logPath), 40))
+		}
+	}()
+
+	ctx, stop := context.WithTimeout(context.Background(), attackFor)
+	defer stop()
+	var sb slowBody
+	var wg sync.WaitGroup
+	for i := range attackers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			attack(ctx, listen, i%2 == 0, &sb)
+		}()
+	}
+
+	// Let the attackers take every descriptor they can before the honest traffic starts.
+	time.Sleep(2 * time.Second)
+	honest := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	var honestOK, honestFailed, probeOK, probeFailed int
+	var slowestHonest, slowestProbe time.Duration
+	var failures []string
+	probe := time.NewTicker(250 * time.Millisecond)
+	defer probe.Stop()
+	for n := 0; ctx.Err() == nil; n++ {
+		select {
+		case <-probe.C:
+			start := time.Now()
+			err := readyz(honest, d.URL)
+			slowestProbe = max(slowestProbe, time.Since(start))
+			if err != nil {
+				probeFailed++
+				failures = append(failures, "readyz: "+err.Error())
+			} else {
+				probeOK++
+			}
+		default:
+		}
+		start := time.Now()
+		err := notify(honest, d.URL, fmt.Sprintf("r%d", n))
+		slowestHonest = max(slowestHonest, time.Since(start))
+		if err != nil {
+			honestFailed++
+			failures = append(failures, "notification: "+err.Error())
+		} else {
+			honestOK++
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wg.Wait()
+
+	sb.mu.Lock()
+	lives := slices.Clone(sb.lifetimes)
+	sb.mu.Unlock()
+	slices.Sort(lives)
+	var median, longest time.Duration
+	if len(lives) > 0 {
+		median, longest = lives[len(lives)/2], lives[len(lives)-1]
+	}
+	t.Logf("open-file limit %d; %d attackers for %s: %d connections closed by the server (median life %s, longest %s), %d dials failed",
+		nofile, attackers, attackFor, len(lives), median.Round(10*time.Millisecond), longest.Round(10*time.Millisecond), sb.dialErrs.Load())
+	t.Logf("honest notifications (each on a new connection): %d ok, %d failed, slowest %s; /readyz probes: %d ok, %d failed, slowest %s",
+		honestOK, honestFailed, slowestHonest.Round(time.Millisecond), probeOK, probeFailed, slowestProbe.Round(time.Millisecond))
+	if m, err := scrape(metrics); err == nil {
+		t.Logf("daemon metrics:\n%s", m)
+	}
+	if honestFailed > 0 || probeFailed > 0 {
+		t.Errorf("%d honest notifications and %d probes failed during the attack, want none; first failures:\n%s",
+			honestFailed, probeFailed, strings.Join(failures[:min(len(failures), 10)], "\n"))
+	}
+	if honestOK == 0 || probeOK == 0 {
+		t.Errorf("no honest request was made (%d notifications, %d probes)", honestOK, probeOK)
+	}
+	if len(lives) == 0 || longest >= attackFor {
+		t.Errorf("attacking connections lived through the whole attack (%d closed by the server, longest %s), want every one cut short",
+			len(lives), longest)
+	}
+	if strings.Contains(readFile(logPath), "too many open files") {
+		t.Errorf("the daemon ran out of descriptors:\n%s", lastLinesOf(readFile(logPath), 20))
+	}
+}
+
+// attack opens connections that send headers and then a body at one byte per second, and
+// opens a new one (after a short pause) whenever the server drops one, until ctx ends.
+func attack(ctx context.Context, addr string, withToken bool, sb *slowBody) {
+	for ctx.Err() == nil {
+		start := time.Now()
+		c, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			if ctx.Err() == nil {
+				sb.dialErrs.Add(1)
+				time.Sleep(100 * time.Millisecond)
+			}
+			continue
+		}
+		head := "POST /v1/events/registry HTTP/1.1\r\nHost: promoter\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n"
+		if withToken {
+			head += "Authorization: Bearer " + registryToken + "\r\n"
+		}
+		closed := trickle(ctx, c, head+"\r\n")
+		c.Close()
+		if closed {
+			sb.died(time.Since(start))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// trickle writes head, then one byte a second, and reports whether the server closed the
+// connection (or answered) before ctx ended.
+func trickle(ctx context.Context, c net.Conn, head string) bool {
+	if _, err := io.WriteString(c, head); err != nil {
+		return true
+	}
+	buf := make([]byte, 512)
+	for ctx.Err() == nil {
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := c.Read(buf); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return true // an answer (408, 503, ...) or the connection closed
+		}
+		if _, err := c.Write([]byte("{")); err != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func notify(c *http.Client, base, rev string) error {
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	body := fmt.Sprintf(`{"events":[{"id":%q,"timestamp":"2026-12-01T00:00:00Z","action":"push",
+		"target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s%s","repository":"team/app","tag":"%s-amd64"},
+		"request":{"host":"staging"}}]}`, hex.EncodeToString(id), hex.EncodeToString(id), hex.EncodeToString(id), rev)
+	req, _ := http.NewRequest(http.MethodPost, base+"/v1/events/registry", bytes.NewReader([]byte(body)))
+	req.Header = notifyHeaders()
+	req.Header.Set("Content-Type", "application/vnd.docker.distribution.events.v2+json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 || !bytes.Contains(b, []byte(`"accepted":1`)) {
+		return fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	return nil
+}
+
+func readyz(c *http.Client, base string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
+
+// scrape returns the daemon's promoter_http_* metrics.
+func scrape(addr string) (string, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "promoter_http_") {
+			out = append(out, "  "+l)
+		}
+	}
+	return strings.Join(out, "\n"), err
+}
+
+func lastLinesOf(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}

@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/promoter-dev/promoter/internal/daemon"
+	"github.com/promoter-dev/promoter/internal/testenv"
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+const statusToken = "e2e-status-token"
+
+// TestStatusIsPrivateAndPaged: the status API answers only on its own listener and only
+// with the token; the webhook listener, which forges reach from outside, knows nothing of
+// it. Pages follow key order and end with an empty cursor.
+func TestStatusIsPrivateAndPaged(t *testing.T) {
+	staging := testenv.StartRegistry(t)
+	d := startDaemon(t, yamlf(`
+auth:
+	registryToken: %s
+	statusToken: %s
+	generic: {token: gen}
+pipelines:
+	- name: app
+		source: {repo: https://git.example/team/app}
+		platforms: [linux/amd64]
+		staging: %s/team/app
+`, registryToken, statusToken, staging.Host))
+	revs := []string{"r3", "r1", "r5", "r2", "r4"}
+	for _, rev := range revs {
+		body := fmt.Sprintf(`{"repo":"https://git.example/team/app","ref":"refs/heads/main","revision":%q}`, rev)
+		req, _ := http.NewRequest(http.MethodPost, d.URL+"/v1/events/source/generic", bytes.NewReader([]byte(body)))
+		req.Header.Set("Authorization", "Bearer gen")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("source push %s: %s", rev, resp.Status)
+		}
+	}
+	// Wait for every revision's state through the status API itself.
+	deadline := time.Now().Add(30 * time.Second)
+	for n := 0; n < len(revs); {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d revisions have state\n%s", n, len(revs), d.Logs.String())
+		}
+		var page daemon.RevisionPage
+		if code := getJSON(t, d.Status+"/v1/revisions?limit=1000", statusToken, &page); code != http.StatusOK {
+			t.Fatalf("status: %d", code)
+		}
+		n = len(page.Revisions)
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		url   string
+		token string
+		want  int
+	}{
+		{"webhook listener, list", d.URL + "/v1/revisions", "", http.StatusNotFound},
+		{"webhook listener, list with the token", d.URL + "/v1/revisions", statusToken, http.StatusNotFound},
+		{"webhook listener, one revision", d.URL + "/v1/revisions/app/r1", "", http.StatusNotFound},
+		{"status listener without a token", d.Status + "/v1/revisions", "", http.StatusUnauthorized},
+		{"status listener with a wrong token", d.Status + "/v1/revisions/app/r1", "nope", http.StatusUnauthorized},
+		{"status listener with the token", d.Status + "/v1/revisions/app/r1", statusToken, http.StatusOK},
+		{"limit past the maximum", d.Status + "/v1/revisions?limit=100000", statusToken, http.StatusBadRequest},
+		{"limit zero", d.Status + "/v1/revisions?limit=0", statusToken, http.StatusBadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := getJSON(t, tc.url, tc.token, nil); got != tc.want {
+				t.Errorf("GET %s: got %d, want %d", tc.url, got, tc.want)
+			}
+		})
+	}
+
+	var pages [][]string
+	after := ""
+	for range 10 {
+		var page daemon.RevisionPage
+		if code := getJSON(t, d.Status+"/v1/revisions?pipeline=app&limit=2&after="+after, statusToken, &page); code != http.StatusOK {
+			t.Fatalf("page after %q: %d", after, code)
+		}
+		var names []string
+		for _, r := range page.Revisions {
+			names = append(names, r.Revision)
+		}
+		pages = append(pages, names)
+		if page.Next == "" {
+			break
+		}
+		after = page.Next
+	}
+	if diff := cmp.Diff([][]string{{"r1", "r2"}, {"r3", "r4"}, {"r5"}}, pages); diff != "" {
+		t.Errorf("pages (-want +got):\n%s", diff)
+	}
+	if r := d.revision(t, "app", "r5"); r == nil || r.Phase != types.PhaseBuilding {
+		t.Errorf("runningDaemon.revision: got %+v, want r5 building", r)
+	}
+}
+
+// getJSON GETs url with an optional bearer token, decodes a 200 body into v (when not
+// nil) and returns the status code.
+func getJSON(t *testing.T, url, token string, v any) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK && v != nil {
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("decoding %s: %v\n%s", url, err, b)
+		}
+	}
+	return resp.StatusCode
+}

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package listen
+
+func openFileLimit() uint64 { return 0 }
