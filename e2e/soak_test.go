@@ -38,6 +38,7 @@ func TestKillSoak(t *testing.T) {
 	dir := t.TempDir()
 	stagingPort, listenPort := testenv.FreePort(t), testenv.FreePort(t)
 	listen := fmt.Sprintf("127.0.0.1:%d", listenPort)
+	status := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	staging := fmt.Sprintf("127.0.0.1:%d/team/app", stagingPort)
 	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), stagingPort,
 		testenv.WithNotifications("http://"+listen+"/v1/events/registry", notifyHeaders()))
@@ -48,6 +49,7 @@ func TestKillSoak(t *testing.T) {
 	// runs at each start, not from a periodic sweep.
 	if err := os.WriteFile(cfgPath, []byte(yamlf(`
 listen: %s
+status: %s
 metrics: ""
 dataDir: %s
 reconcileInterval: 1h
@@ -68,7 +70,7 @@ pipelines:
 				requireSignature: true
 			- to: %s
 				requireSignature: true
-`, listen, filepath.Join(dir, "data"), registryToken, keyPath, pubPath, staging, dests[0], dests[1])), 0o600); err != nil {
+`, listen, status, filepath.Join(dir, "data"), registryToken, keyPath, pubPath, staging, dests[0], dests[1])), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(dir, "daemon.log")
@@ -81,7 +83,7 @@ pipelines:
 		}
 		return cmd
 	}
-	d := &runningDaemon{URL: "http://" + listen, Logs: &syncBuffer{t: t}}
+	d := &runningDaemon{URL: "http://" + listen, Status: "http://" + status, Logs: &syncBuffer{t: t}}
 	defer func() {
 		if t.Failed() {
 			t.Logf("daemon log (last 200 lines):\n%s", lastLines(readFile(logPath), 200))
