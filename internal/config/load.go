@@ -26,7 +26,7 @@ var defaults = map[string]any{
 	"reconcileInterval":      5 * time.Minute,
 	"nats.url":               "",
 	"nats.credentials":       "",
-	"nats.replicas":          1,
+	"nats.replicas":          0,
 	"events.maxBodyBytes":    int64(1 << 20),
 	"auth.registryToken":     "",
 	"auth.github.secret":     "",
