@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -79,7 +80,8 @@ type NATSProcess struct {
 // interval) storing in a temporary directory. It is killed when the test ends.
 func StartNATSProcess(t testing.TB) *NATSProcess {
 	t.Helper()
-	n := newNATSProcess(t, "n0", "")
+	ports := freePorts(t, 2)
+	n := newNATSProcess(t, "n0", ports[0], ports[1], "")
 	n.Start(t)
 	n.waitHealthy(t, 30*time.Second)
 	return n
@@ -89,17 +91,16 @@ func StartNATSProcess(t testing.TB) *NATSProcess {
 // cluster, and waits until each reports healthy.
 func StartNATSProcessCluster(t testing.TB, size int) []*NATSProcess {
 	t.Helper()
-	ports := make([]int, size)
+	ports := freePorts(t, 3*size) // per node: client, monitor, route
 	var routes []string
-	for i := range ports {
-		ports[i] = freePort(t)
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i]))
+	for i := range size {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3*i+2]))
 	}
 	nodes := make([]*NATSProcess, size)
 	for i := range nodes {
 		cluster := fmt.Sprintf("cluster {\n  name: promoter-test\n  listen: 127.0.0.1:%d\n  routes: [%s]\n}\n",
-			ports[i], strings.Join(routes, ", "))
-		nodes[i] = newNATSProcess(t, fmt.Sprintf("n%d", i), cluster)
+			ports[3*i+2], strings.Join(routes, ", "))
+		nodes[i] = newNATSProcess(t, fmt.Sprintf("n%d", i), ports[3*i], ports[3*i+1], cluster)
 		nodes[i].Start(t)
 	}
 	for _, n := range nodes {
@@ -117,15 +118,14 @@ func NATSURLs(nodes []*NATSProcess) string {
 	return strings.Join(urls, ",")
 }
 
-func newNATSProcess(t testing.TB, name, extra string) *NATSProcess {
+func newNATSProcess(t testing.TB, name string, port, monitor int, extra string) *NATSProcess {
 	t.Helper()
 	dir := t.TempDir()
 	n := &NATSProcess{
 		Name: name, bin: NATSBinary(t), StoreDir: filepath.Join(dir, "jetstream"),
 		config: filepath.Join(dir, "nats.conf"), logFile: filepath.Join(dir, "nats.log"),
-		monitor: freePort(t),
+		monitor: monitor,
 	}
-	port := freePort(t)
 	n.URL = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	conf := fmt.Sprintf("server_name: %s\nlisten: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\njetstream {\n  store_dir: %q\n}\n%s",
 		name, port, n.monitor, n.StoreDir, extra)
@@ -227,4 +227,20 @@ func (n *NATSProcess) exitedChan() <-chan struct{} {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.exited
+}
+
+// freePorts returns n distinct loopback ports nobody listens on: all are held open until
+// the last is found, so the kernel cannot hand out one twice.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("finding a free port: %v", err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports
 }
