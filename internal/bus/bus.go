@@ -16,10 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ErrNotReady is returned while the bus is not connected or its streams do not exist yet.
-var ErrNotReady = errors.New("bus not ready")
-
-// Options configures Open. Replicas defaults to 1, Logger to discarding.
+// Options configures Open. Replicas defaults to AutoReplicas, Logger to discarding.
 type Options struct {
 	// URL of the NATS servers; empty starts an embedded server storing in StoreDir.
 	URL string
@@ -31,11 +28,19 @@ type Options struct {
 	// 127.0.0.1:4222) so builder agents in other processes can connect; empty keeps it
 	// in-process only.
 	Listen string
-	// Replicas of streams and the KV bucket.
+	// Replicas of streams and the KV bucket. AutoReplicas (0, the default) means 1 on the
+	// embedded server and ClusterReplicas on an external one, falling back to 1 with a
+	// warning when that server is a single non-clustered node. An explicit value is
+	// applied as given, also to streams that exist with another count; when the servers
+	// cannot place it, the bus stays not ready with an error wrapping ErrReplicas.
 	Replicas int
 	// Name identifies this client to the server.
 	Name   string
 	Logger *slog.Logger
+
+	// noSync runs the embedded server with the nats-server default (fsync every two
+	// minutes) instead of SyncAlways. Only the benchmarks that measure the cost set it.
+	noSync bool
 }
 
 // Bus is a JetStream connection with promoter's streams and KV bucket.
@@ -47,6 +52,7 @@ type Bus struct {
 	log     *slog.Logger
 	server  *server.Server
 	ensured atomic.Bool
+	lastErr atomic.Pointer[error]
 
 	mu  sync.Mutex
 	kv  jetstream.KeyValue
@@ -58,8 +64,11 @@ type Bus struct {
 // bucket. When the server cannot be reached it keeps trying in the background, forever,
 // and Ready reports the truth; Open itself fails only on configuration errors.
 func Open(ctx context.Context, opts Options) (*Bus, error) {
-	if opts.Replicas == 0 {
-		opts.Replicas = 1
+	if opts.Replicas < 0 {
+		return nil, fmt.Errorf("nats replicas: got %d, want %d (auto) or more", opts.Replicas, AutoReplicas)
+	}
+	if opts.Replicas > 1 && opts.URL == "" {
+		return nil, fmt.Errorf("%w: %d replicas need an external JetStream cluster (nats.url); the embedded server is a single node", ErrReplicas, opts.Replicas)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -123,23 +132,9 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 }
 
 func startEmbedded(opts Options) (*server.Server, error) {
-	if opts.StoreDir == "" {
-		return nil, errors.New("embedded nats: a store directory is required")
-	}
-	so := &server.Options{
-		ServerName: "promoter-embedded",
-		JetStream:  true,
-		StoreDir:   opts.StoreDir,
-		NoSigs:     true,
-		NoLog:      true,
-		DontListen: opts.Listen == "",
-	}
-	if opts.Listen != "" {
-		host, port, err := splitHostPort(opts.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("embedded nats listen address: %w", err)
-		}
-		so.Host, so.Port = host, port
+	so, err := embeddedOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	ns, err := server.NewServer(so)
 	if err != nil {
@@ -153,16 +148,71 @@ func startEmbedded(opts Options) (*server.Server, error) {
 	return ns, nil
 }
 
-// ensure creates or updates the streams and the KV bucket; it is idempotent.
+// embeddedOptions is the embedded server's configuration. SyncAlways makes the file store
+// write and fsync each message before the server acknowledges it (nats-server's default
+// fsyncs every two minutes, so a power loss would drop that much acknowledged data). The
+// store does not group-commit: concurrent publishes to a stream each pay one fsync.
+func embeddedOptions(opts Options) (*server.Options, error) {
+	if opts.StoreDir == "" {
+		return nil, errors.New("embedded nats: a store directory is required")
+	}
+	so := &server.Options{
+		ServerName: "promoter-embedded",
+		JetStream:  true,
+		StoreDir:   opts.StoreDir,
+		SyncAlways: !opts.noSync,
+		NoSigs:     true,
+		NoLog:      true,
+		DontListen: opts.Listen == "",
+	}
+	if opts.Listen != "" {
+		host, port, err := splitHostPort(opts.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats listen address: %w", err)
+		}
+		so.Host, so.Port = host, port
+	}
+	return so, nil
+}
+
+// ensure creates or updates the streams and the KV bucket; it is idempotent. With
+// AutoReplicas on an external server it asks for ClusterReplicas and falls back to 1 only
+// when the server says it is not clustered.
 func (b *Bus) ensure(ctx context.Context) error {
 	ctx, cancel := defaultTimeout(ctx, 10*time.Second)
 	defer cancel()
-	for _, cfg := range streamConfigs(b.opts.Replicas) {
+	replicas := b.opts.Replicas
+	auto := replicas == AutoReplicas
+	if auto {
+		replicas = 1
+		if b.server == nil {
+			replicas = ClusterReplicas
+		}
+	}
+	err := b.ensureReplicas(ctx, replicas)
+	if err != nil && auto && replicas > 1 && isNotClustered(err) {
+		b.log.Warn("the NATS server is not clustered: streams and KV are R1, so a 2xx means one server holds the event, fsynced only as often as its jetstream sync setting says; "+
+			"point nats.url at a JetStream cluster of 3 for quorum acknowledgements, or set nats.replicas: 1 to accept this",
+			"url", b.Conn.ConnectedUrlRedacted())
+		replicas = 1
+		err = b.ensureReplicas(ctx, replicas)
+	}
+	if err != nil {
+		err = replicasHint(err, replicas, b.opts.Replicas)
+		b.lastErr.Store(&err)
+		return err
+	}
+	b.lastErr.Store(nil)
+	return nil
+}
+
+func (b *Bus) ensureReplicas(ctx context.Context, replicas int) error {
+	for _, cfg := range streamConfigs(replicas) {
 		if _, err := b.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("creating stream %s: %w", cfg.Name, err)
 		}
 	}
-	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, revisionsConfig(b.opts.Replicas))
+	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, revisionsConfig(replicas))
 	if err != nil {
 		return fmt.Errorf("creating KV bucket %s: %w", BucketRevisions, err)
 	}
@@ -199,6 +249,9 @@ func (b *Bus) Ready(ctx context.Context) error {
 		return fmt.Errorf("%w: nats %s", ErrNotReady, b.Conn.Status())
 	}
 	if !b.ensured.Load() {
+		if p := b.lastErr.Load(); p != nil {
+			return fmt.Errorf("%w: streams not created yet: %w", ErrNotReady, *p)
+		}
 		return fmt.Errorf("%w: streams not created yet", ErrNotReady)
 	}
 	ctx, cancel := defaultTimeout(ctx, 2*time.Second)

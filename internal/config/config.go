@@ -46,7 +46,8 @@ type NATS struct {
 	URL string `mapstructure:"url"`
 	// Credentials is a NATS .creds file for an external server.
 	Credentials string `mapstructure:"credentials"`
-	// Replicas of the streams and KV bucket (1, or 3 on a NATS cluster).
+	// Replicas of the streams and KV bucket. 0 (the default) chooses: 1 on the embedded
+	// server, 3 on an external one (1, with a warning, if that server is not clustered).
 	Replicas int `mapstructure:"replicas"`
 }
 

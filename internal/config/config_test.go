@@ -222,3 +222,47 @@ func TestServerAndStatusKeys(t *testing.T) {
 		})
 	}
 }
+
+func TestNATSReplicas(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		want    int
+		wantErr string // a problem at nats.replicas containing this
+	}{
+		{name: "unset is automatic", yaml: "{}", want: 0},
+		{name: "unset with a url is automatic", yaml: "nats: {url: nats://a:4222}", want: 0},
+		{name: "3 on a cluster", yaml: "nats: {url: nats://a:4222, replicas: 3}", want: 3},
+		{name: "1 on the embedded server", yaml: "nats: {replicas: 1}", want: 1},
+		{name: "3 on the embedded server", yaml: "nats: {replicas: 3}", wantErr: "the embedded server is a single node"},
+		{name: "negative", yaml: "nats: {url: nats://a:4222, replicas: -1}", wantErr: "between 0 (automatic) and 5"},
+		{name: "too many", yaml: "nats: {url: nats://a:4222, replicas: 7}", wantErr: "between 0 (automatic) and 5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "c.yaml")
+			if err := os.WriteFile(file, []byte(tt.yaml+"\nauth: {insecureNoAuth: true}\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(Input{File: file})
+			if tt.wantErr != "" {
+				var verr *ValidationError
+				if !errors.As(err, &verr) {
+					t.Fatalf("got %v, want a *ValidationError", err)
+				}
+				for _, p := range verr.Problems {
+					if p.Path == "nats.replicas" && strings.Contains(p.Msg, tt.wantErr) {
+						return
+					}
+				}
+				t.Fatalf("no nats.replicas problem containing %q in:\n%v", tt.wantErr, err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.NATS.Replicas != tt.want {
+				t.Errorf("nats.replicas: got %d, want %d", c.NATS.Replicas, tt.want)
+			}
+		})
+	}
+}

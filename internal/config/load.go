@@ -29,7 +29,7 @@ var defaults = map[string]any{
 	"reconcileInterval":        5 * time.Minute,
 	"nats.url":                 "",
 	"nats.credentials":         "",
-	"nats.replicas":            1,
+	"nats.replicas":            0,
 	"server.readHeaderTimeout": listen.DefaultReadHeaderTimeout,
 	"server.readTimeout":       listen.DefaultReadTimeout,
 	"server.writeTimeout":      listen.DefaultWriteTimeout,

@@ -90,8 +90,11 @@ func (c *Config) validate(ps problems) error {
 	if c.ReconcileInterval <= 0 {
 		ps.add("reconcileInterval", "must be positive, got %s", c.ReconcileInterval)
 	}
-	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
-		ps.add("nats.replicas", "must be between 1 and 5, got %d", c.NATS.Replicas)
+	switch {
+	case c.NATS.Replicas < 0 || c.NATS.Replicas > 5:
+		ps.add("nats.replicas", "must be between 0 (automatic) and 5, got %d", c.NATS.Replicas)
+	case c.NATS.Replicas > 1 && c.NATS.URL == "":
+		ps.add("nats.replicas", "is %d but nats.url is empty: the embedded server is a single node (set nats.url to a JetStream cluster, or leave nats.replicas unset)", c.NATS.Replicas)
 	}
 	c.validateServer(&ps)
 	if c.Events.MaxBodyBytes <= 0 {

@@ -1,0 +1,53 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+)
+
+// BenchmarkPublishEmbedded measures what a 2xx costs on the embedded server: Publish returns
+// once the stream acknowledged, which with SyncAlways is after the write's fsync. sync=default
+// is nats-server's own default (fsync every 2 minutes) for comparison. publishers=N runs N
+// concurrent publishers, as concurrent webhooks do: the file store does not group-commit,
+// so each message still pays its own fsync.
+func BenchmarkPublishEmbedded(b *testing.B) {
+	for _, noSync := range []bool{false, true} {
+		mode := "always"
+		if noSync {
+			mode = "default"
+		}
+		for _, publishers := range []int{1, 32} {
+			b.Run(fmt.Sprintf("sync=%s/publishers=%d", mode, publishers), func(b *testing.B) {
+				bs, err := Open(context.Background(), Options{StoreDir: b.TempDir(), noSync: noSync})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = bs.Close() })
+				if err := bs.WaitReady(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				if got := bs.server.JetStreamConfig().SyncAlways; got == noSync {
+					b.Fatalf("SyncAlways = %v with noSync = %v", got, noSync)
+				}
+				payload := map[string]string{"repo": "team/app", "tag": "abc123-amd64", "digest": "sha256:0123456789abcdef"}
+				var id atomic.Int64
+				ctx := context.Background()
+				b.SetParallelism(max(1, publishers/runtime.GOMAXPROCS(0))) // RunParallel starts this × GOMAXPROCS goroutines
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := bs.Publish(ctx, "promoter.events.registry", strconv.FormatInt(id.Add(1), 10), payload); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(id.Load())/b.Elapsed().Seconds(), "msgs/s")
+			})
+		}
+	}
+}
