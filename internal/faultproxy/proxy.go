@@ -45,8 +45,8 @@ type Config struct {
 	// Resets breaks a transfer in the middle and resets the connection (TCP RST). A request
 	// with a body (a blob or manifest upload) has half of its body read and forwarded to the
 	// registry, which sees the upload break off; any other request is forwarded and the
-	// client gets the headers and half of the response body (or nothing, when the response
-	// has no body to cut).
+	// client gets the headers and at most half of the response body (the reset discards
+	// what the socket had not sent yet), or nothing when the response has no body to cut.
 	Resets float64
 	// Match, when set, limits the faults to the requests it accepts; the others are
 	// forwarded untouched.
