@@ -24,7 +24,7 @@ import (
 // (issue 10, item 6). A failed promotion step waits at most retryPolicy's cap, 1 min (the
 // storm's Retry-After, 2 s, is below it), before its next attempt. An attempt under way
 // when the storm ends may first spend the rest of its in-request waits (a few Retry-Afters
-// and blob back-offs, ~15 s at most here) and still fail, and then the work itself (five
+// and blob back-offs, ~15 s at most here) and still fail, and then the work itself (four
 // revisions of ~8 MiB between loopback registries) takes seconds. 60 + 15 + a margin for a
 // shared 2-core machine gives 90 s; the reconciler (1 h here) is no part of it.
 const stormRecoveryBound = 90 * time.Second
