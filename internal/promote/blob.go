@@ -87,10 +87,13 @@ func (b *blobCopier) copy(ctx context.Context, desc v1.Descriptor) (Action, erro
 			return action, nil
 		}
 		wait, ok := policy.Delay(ctx, attempt, nil)
-		var ra retryAfterError
+		// A refusal with Retry-After reaches us either from checkError or, for a streamed
+		// upload that the transport cannot replay, as the transport's
+		// *registry.RetryAfterError: honour both.
+		var ra interface{ RetryAfter() time.Duration }
 		if errors.As(err, &ra) {
 			limit := cmp.Or(policy.MaxRetryAfter, registry.DefaultRetryPolicy().MaxRetryAfter)
-			wait, ok = ra.wait, ra.wait <= limit
+			wait, ok = ra.RetryAfter(), ra.RetryAfter() <= limit
 		}
 		if !ok {
 			return "", fmt.Errorf("copying blob %s to %s: %w", desc.Digest, b.dst, err)
@@ -263,6 +266,9 @@ type retryAfterError struct {
 
 func (e retryAfterError) Error() string { return e.err.Error() }
 func (e retryAfterError) Unwrap() error { return e.err }
+
+// RetryAfter is how long the registry asked to wait; the daemon's step retries read it too.
+func (e retryAfterError) RetryAfter() time.Duration { return e.wait }
 
 // checkError is transport.CheckError keeping the Retry-After of a refusal.
 func checkError(resp *http.Response, codes ...int) error {
