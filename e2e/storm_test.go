@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/promoter-dev/promoter/internal/faultproxy"
@@ -293,15 +291,3 @@ pipelines:
 	}
 }
 
-func headDigest(t *testing.T, ref string) string {
-	t.Helper()
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	desc, err := remote.Head(r)
-	if err != nil {
-		t.Fatalf("HEAD %s: %v", ref, err)
-	}
-	return desc.Digest.String()
-}

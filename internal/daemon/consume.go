@@ -27,6 +27,9 @@ var retryPolicy = registry.RetryPolicy{MinBackoff: time.Second, MaxBackoff: time
 // maxRetryAfter caps how long an error may ask a retry to wait (a registry's Retry-After).
 const maxRetryAfter = 10 * time.Minute
 
+// defaultHandlerTimeout bounds a handler call whose consumer sets no timeout.
+const defaultHandlerTimeout = 2 * time.Minute
+
 // errPermanent marks a handler error that redelivery cannot fix (a malformed message); the
 // message is terminated instead of retried.
 var errPermanent = errors.New("permanent")
@@ -38,6 +41,9 @@ type consumer struct {
 	handle  func(ctx context.Context, data []byte) error
 	// parallel bounds the messages handled at once; default 1.
 	parallel int
+	// timeout bounds one handler call (default defaultHandlerTimeout): a handler stuck on a
+	// dead connection must not keep its message in progress forever.
+	timeout time.Duration
 	// retrying, when set, is told of each failure that will be retried: failures so far,
 	// when the next attempt is due, and the error.
 	retrying func(ctx context.Context, data []byte, failures int, next time.Time, err error)
@@ -126,7 +132,13 @@ func (c consumer) handleMsg(ctx context.Context, msg jetstream.Msg, log *slog.Lo
 			}
 		}
 	}()
-	err := c.handle(ctx, msg.Data())
+	timeout := c.timeout
+	if timeout <= 0 {
+		timeout = defaultHandlerTimeout
+	}
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	err := c.handle(hctx, msg.Data())
+	cancel()
 	close(stop)
 	switch {
 	case err == nil:

@@ -60,7 +60,8 @@ func (d *daemon) runWorkers(ctx context.Context) error {
 		{durable: "daemon-registry", subject: types.SubjectRegistryPush, handle: decode(w.registryPush), parallel: 8, retrying: w.mergeRetrying},
 		{durable: "daemon-source", subject: types.SubjectSourceChanged, handle: decode(w.sourceChanged), parallel: 4},
 		{durable: "daemon-builds", subject: types.SubjectBuildResults, handle: decode(w.buildResult), parallel: 4},
-		{durable: "daemon-steps", subject: types.SubjectSteps, handle: decode(w.advancer.handle), parallel: 16, retrying: w.stepRetrying},
+		{durable: "daemon-steps", subject: types.SubjectSteps, handle: decode(w.advancer.handle), parallel: 16, retrying: w.stepRetrying,
+			timeout: d.cfg.Promote.Timeout + time.Minute}, // a promotion is bounded by promote.timeout itself
 	} {
 		g.Go(func() error { return c.run(gctx, d.bus, d.o.log) })
 	}

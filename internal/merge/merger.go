@@ -171,7 +171,16 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p config.Pipeline, rev *ty
 		return rev, err
 	}
 	if c == nil {
-		return m.Store.Get(ctx, p.Name, rev.Revision) // merged by someone else meanwhile
+		// Not mergeable any more: merged or failed by someone else meanwhile, or the read
+		// was stale (a JetStream follower answered). Only the first two may end here.
+		cur, err := m.Store.Get(ctx, p.Name, rev.Revision)
+		if err != nil {
+			return nil, err
+		}
+		if cur.Index == "" && cur.Phase != types.PhaseFailed && cur.Phase != types.PhaseConflicted {
+			return cur, errUnsettled
+		}
+		return cur, nil
 	}
 	stop := make(chan struct{})
 	go m.renew(ctx, p, c, stop)
@@ -223,6 +232,10 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p config.Pipeline, rev *ty
 	log.Info("merged", "digest", res.Digest, "outcome", string(outcome), "children", kids, "seconds", time.Since(start).Seconds())
 	return m.finish(ctx, p, c, inputs, types.PhaseMerged, "", res.Digest)
 }
+
+// errUnsettled says the revision looked complete, then not, with nothing merged: its
+// state is read again on the retry rather than trusted.
+var errUnsettled = errors.New("revision state changed while claiming the merge; reading it again")
 
 // errInputsMoved says an arch tag moved while a merge that was about to fail was running:
 // the failure is about an image the tag no longer holds, so it is not recorded, and the

@@ -25,6 +25,14 @@ var ErrNotFound = errors.New("revision state not found")
 // ErrNoChange, returned by an update function, leaves the stored state as it is.
 var ErrNoChange = errors.New("no change")
 
+// ErrContended is returned by Update when every attempt lost the compare-and-swap: other
+// writers kept winning, or reads kept answering an old revision (a lagging replica). The
+// caller retries later; nothing was written.
+var ErrContended = errors.New("revision state kept changing under the update")
+
+// maxAttempts bounds the compare-and-swap attempts of one Update (about 10 s of back-off).
+const maxAttempts = 100
+
 // Store is the revision state bucket.
 type Store struct {
 	kv  jetstream.KeyValue
@@ -101,6 +109,9 @@ func (s *Store) Update(ctx context.Context, pipeline, revision string, fn func(*
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("writing state of %s/%s: %w", pipeline, revision, err)
+		}
+		if attempt+1 >= maxAttempts {
+			return nil, fmt.Errorf("writing state of %s/%s: %w after %d attempts", pipeline, revision, ErrContended, maxAttempts)
 		}
 		// Another replica wrote first: back off a little, growing, and try again.
 		time.Sleep(time.Duration(min(attempt+1, 20)) * 5 * time.Millisecond)
