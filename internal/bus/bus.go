@@ -294,7 +294,7 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, v any) (duplic
 	if err != nil {
 		return false, fmt.Errorf("encoding message for %s: %w", subject, err)
 	}
-	ctx, cancel := defaultTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	ack, err := b.JS.Publish(ctx, subject, data, jetstream.WithMsgID(msgID))
 	if err != nil {
@@ -330,6 +330,11 @@ func (b *Bus) shutdownServer() {
 		b.server.WaitForShutdown()
 	}
 }
+
+// publishTimeout bounds one publish even under a longer caller deadline: an ack lost to a
+// leader change never comes, and failing soon lets the caller retry (a webhook sender, or
+// the bus redelivering the handler's message) instead of waiting out its whole deadline.
+const publishTimeout = 10 * time.Second
 
 // defaultTimeout adds a timeout only when the caller set no deadline.
 func defaultTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {

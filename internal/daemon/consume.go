@@ -142,9 +142,12 @@ func (c consumer) handleMsg(ctx context.Context, msg jetstream.Msg, log *slog.Lo
 	close(stop)
 	switch {
 	case err == nil:
-		if err := msg.DoubleAck(ctx); err != nil && ctx.Err() == nil {
+		actx, cancel := context.WithTimeout(ctx, ackWait)
+		if err := msg.DoubleAck(actx); err != nil && ctx.Err() == nil {
+			// Redelivered later; every handler is idempotent.
 			log.Warn("acknowledging", "error", err)
 		}
+		cancel()
 	case errors.Is(err, errPermanent):
 		log.Error("dropping malformed message", "subject", msg.Subject(), "error", err)
 		_ = msg.Term()

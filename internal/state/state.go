@@ -30,6 +30,10 @@ var ErrNoChange = errors.New("no change")
 // caller retries later; nothing was written.
 var ErrContended = errors.New("revision state kept changing under the update")
 
+// opTimeout bounds one read or write of the bucket even under a longer caller deadline: a
+// request lost to a leader change is never answered, and the caller should retry soon.
+const opTimeout = 5 * time.Second
+
 // maxAttempts bounds the compare-and-swap attempts of one Update (about 10 s of back-off).
 const maxAttempts = 100
 
@@ -54,6 +58,8 @@ func (s *Store) Get(ctx context.Context, pipeline, revision string) (*types.Revi
 }
 
 func (s *Store) get(ctx context.Context, pipeline, revision string) (*types.Revision, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	e, err := s.kv.Get(ctx, Key(pipeline, revision))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, ErrNotFound
@@ -95,12 +101,7 @@ func (s *Store) Update(ctx context.Context, pipeline, revision string, fn func(*
 		if err != nil {
 			return nil, fmt.Errorf("encoding state of %s/%s: %w", pipeline, revision, err)
 		}
-		key := Key(pipeline, revision)
-		if seq == 0 {
-			_, err = s.kv.Create(ctx, key, data)
-		} else {
-			_, err = s.kv.Update(ctx, key, data, seq)
-		}
+		err = s.write(ctx, Key(pipeline, revision), data, seq)
 		if err == nil {
 			return cur, nil
 		}
@@ -116,6 +117,19 @@ func (s *Store) Update(ctx context.Context, pipeline, revision string, fn func(*
 		// Another replica wrote first: back off a little, growing, and try again.
 		time.Sleep(time.Duration(min(attempt+1, 20)) * 5 * time.Millisecond)
 	}
+}
+
+// write creates (seq 0) or compare-and-swaps one entry, bounded by opTimeout.
+func (s *Store) write(ctx context.Context, key string, data []byte, seq uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	var err error
+	if seq == 0 {
+		_, err = s.kv.Create(ctx, key, data)
+	} else {
+		_, err = s.kv.Update(ctx, key, data, seq)
+	}
+	return err
 }
 
 func isConflict(err error) bool {
