@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -32,7 +33,9 @@ const (
 // a platform, then the same layers with one, under the same tag. Afterwards every revision
 // must be promoted to both destinations with the digests the staging registry holds, with
 // exactly one signature per digest that the cosign CLI verifies, and none may have been
-// reported conflicted: 0 lost, 0 wrong, 0 duplicate, 0 false conflicted.
+// reported conflicted: 0 lost, 0 wrong, 0 duplicate, 0 false conflicted. A forged
+// notification (another revision's digest) and one naming an absent tag, delivered between
+// kills, must change nothing.
 func TestKillSoak(t *testing.T) {
 	bin := buildPromoter(t)
 	dir := t.TempDir()
@@ -120,10 +123,30 @@ pipelines:
 		}
 	}()
 
+	// Two notifications that lie, delivered while the daemon is being killed:
+	//  - forged: revision f00's amd64 tag "has" the digest of s00's amd64 image. f00's real
+	//    amd64 image is pushed at the end; the index must hold that one.
+	//  - absent: revision a00's amd64 tag "has" a manifest staging holds by digest only, as
+	//    after the tag was deleted. a00 must stay unmerged.
+	s00 := staging + ":" + types.ArchTag(types.DefaultArchTag).Render("s00", types.MustPlatform("linux/amd64"))
+	testenv.Push(t, staging+":f00-arm64", testenv.PlatformImage(t, "linux/arm64", created))
+	testenv.Push(t, staging+":a00-arm64", testenv.PlatformImage(t, "linux/arm64", created))
+	untagged := testenv.PlatformImage(t, "linux/amd64", created)
+	testenv.Push(t, staging+"@"+testenv.Digest(t, untagged), untagged)
+	lies := []struct{ rev, digest string }{{"f00", ""}, {"a00", testenv.Digest(t, untagged)}}
+
 	start := time.Now()
 	for kill := 0; kill < soakKills; kill++ {
 		cmd := serve()
 		d.waitReady(t)
+		if kill >= 5 && len(lies) > 0 {
+			if lies[0].digest == "" {
+				lies[0].digest = headDigest(t, s00) // pushed by now
+			}
+			if lies[0].digest != "" && notifyLie(t, d.URL, staging, lies[0].rev, lies[0].digest) {
+				lies = lies[1:]
+			}
+		}
 		time.Sleep(time.Duration(200+rand.IntN(1300)) * time.Millisecond)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -132,6 +155,11 @@ pipelines:
 	}
 	wg.Wait()
 	killed := time.Since(start)
+	if len(lies) > 0 {
+		t.Fatalf("%d forged notifications were never accepted", len(lies))
+	}
+	realF00 := testenv.PlatformImage(t, "linux/amd64", created)
+	testenv.Push(t, staging+":f00-amd64", realF00)
 
 	final := serve()
 	t.Cleanup(func() { _ = final.Process.Kill(); _ = final.Wait() })
@@ -190,7 +218,24 @@ pipelines:
 			}
 		}
 	}
+	// The lies changed nothing: f00 holds its real amd64 image, a00 is not merged.
+	if r := d.waitPhase(t, "app", "f00", 3*time.Minute, types.PhasePromoted, types.PhaseConflicted, types.PhaseFailed); r.Phase != types.PhasePromoted {
+		wrong++
+		t.Errorf("f00: %s (%s), want promoted", r.Phase, r.Reason)
+	} else if got := testenv.IndexChildren(t, staging+":f00")["linux/amd64"]; got != testenv.Digest(t, realF00) {
+		wrong++
+		t.Errorf("f00 was merged with %s for linux/amd64, want its real image %s (the forged notification named %s)", got, testenv.Digest(t, realF00), headDigest(t, s00))
+	}
+	if r := d.revision(t, "app", "a00"); r != nil && (r.Index != "" || r.Phase != types.PhaseWaiting) {
+		wrong++
+		t.Errorf("a00: %s index %q, want waiting without an index: its amd64 tag does not exist", r.Phase, r.Index)
+	}
+	if headDigest(t, staging+":a00") != "" {
+		wrong++
+		t.Errorf("a00 has an index in staging")
+	}
 	t.Logf("kill soak: %d SIGKILLs over %s while %d revisions were pushed (%d pushed twice: append then mutate); "+
+		"a forged notification and one for an absent tag were accepted mid-soak; "+
 		"after the last restart every revision settled within %s; lost %d, wrong %d, duplicate signatures %d, false conflicted %d",
 		soakKills, killed.Round(time.Millisecond), len(pushed), len(pushed)/2, slowest.Round(time.Millisecond), lost, wrong, dup, falseConflict)
 	if keep := os.Getenv("PROMOTER_SOAK_LOG"); keep != "" {
@@ -287,4 +332,27 @@ func field(line, key string) string {
 		return v[:end]
 	}
 	return v
+}
+
+// notifyLie posts, as the registry would, a push notification claiming that rev's amd64 arch
+// tag points at digest. It reports whether the daemon acknowledged it (it may be killed
+// before it answers; the caller tries again after the next start).
+func notifyLie(t *testing.T, daemonURL, staging, rev, digest string) bool {
+	t.Helper()
+	repo := strings.SplitN(staging, "/", 2)
+	body, err := json.Marshal(map[string]any{"events": []map[string]any{{
+		"id": "lie-" + rev, "timestamp": time.Now().UTC(), "action": "push",
+		"target": map[string]any{
+			"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": 500,
+			"repository": repo[1], "tag": rev + "-amd64",
+		},
+		"request": map[string]any{"host": repo[0], "method": "PUT"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := notifyHeaders()
+	h.Set("Content-Type", "application/vnd.docker.distribution.events.v2+json")
+	status, err := forward(daemonURL+"/v1/events/registry", h, body)
+	return err == nil && status == 200
 }
