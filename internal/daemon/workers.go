@@ -57,7 +57,8 @@ func (d *daemon) runWorkers(ctx context.Context) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, c := range []consumer{
-		{durable: "daemon-registry", subject: types.SubjectRegistryPush, handle: decode(w.registryPush), parallel: 8, retrying: w.mergeRetrying},
+		{durable: "daemon-registry", subject: types.SubjectRegistryPush, handle: decode(w.registryPush), parallel: 8, retrying: w.mergeRetrying,
+			timeout: time.Minute}, // a merge reads manifests and configs and writes one index
 		{durable: "daemon-source", subject: types.SubjectSourceChanged, handle: decode(w.sourceChanged), parallel: 4},
 		{durable: "daemon-builds", subject: types.SubjectBuildResults, handle: decode(w.buildResult), parallel: 4},
 		{durable: "daemon-steps", subject: types.SubjectSteps, handle: decode(w.advancer.handle), parallel: 16, retrying: w.stepRetrying,

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sync/errgroup"
 
@@ -13,6 +15,17 @@ import (
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/types"
 )
+
+// headTimeout bounds one HEAD of the staging registry, so a registry that stops answering
+// fails the attempt (to be retried) instead of holding it.
+const headTimeout = 15 * time.Second
+
+// head asks the registry for ref's descriptor within headTimeout.
+func (m *Merger) head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error) {
+	ctx, cancel := context.WithTimeout(ctx, headTimeout)
+	defer cancel()
+	return remote.Head(ref, m.Registry.Remote(ctx)...)
+}
 
 // held maps each platform of a revision (Platform.String()) to the digest its arch tag
 // points at in the staging registry now, or "" when the tag does not exist.
@@ -44,7 +57,7 @@ func (m *Merger) resolve(ctx context.Context, p config.Pipeline, revision string
 			if err != nil {
 				return err
 			}
-			d, err := remote.Head(ref, m.Registry.Remote(gctx)...)
+			d, err := m.head(gctx, ref)
 			digest := ""
 			switch {
 			case err == nil:
@@ -79,7 +92,7 @@ func (m *Merger) await(ctx context.Context, p config.Pipeline, hint *types.Regis
 	if err != nil {
 		return got, nil // not a digest the registry could hold
 	}
-	if _, err := remote.Head(byDigest, m.Registry.Remote(ctx)...); err != nil {
+	if _, err := m.head(ctx, byDigest); err != nil {
 		if isNotFound(err) {
 			return got, nil
 		}
@@ -94,7 +107,7 @@ func (m *Merger) await(ctx context.Context, p config.Pipeline, hint *types.Regis
 		if err := registry.Sleep(ctx, wait); err != nil {
 			return "", err
 		}
-		d, err := remote.Head(byTag, m.Registry.Remote(ctx)...)
+		d, err := m.head(ctx, byTag)
 		switch {
 		case err == nil:
 			got = d.Digest.String()
