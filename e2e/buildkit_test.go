@@ -48,7 +48,7 @@ func TestRootlessBuildKitBuildsFromGit(t *testing.T) {
 	start := time.Now()
 	err := cmd.Run()
 	took := time.Since(start)
-	t.Logf("buildctl-daemonless.sh build as %s took %s; last lines:\n%s", bk.User, took.Round(time.Millisecond), lastLines(strings.TrimRight(out.String(), "\n"), 12))
+	t.Logf("buildctl-daemonless.sh build as %s took %s; last lines:\n%s", bk.User, took.Round(time.Millisecond), lastLines(strings.TrimRight(out.String(), "\n"), 20))
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, out.String())
 	}
