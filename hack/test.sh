@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The one test command (README "Test it"; .ci/run calls exactly this):
 #   1. go vet
-#   2. builds or reuses the real components' binaries: kube-apiserver + etcd (hack/kube-assets.sh)
-#      and the peer CLIs crane, regctl, cosign, helm (hack/tools.sh), cached under ~/.cache/promoter
+#   2. builds or reuses the real components' binaries: kube-apiserver + etcd (hack/kube-assets.sh),
+#      the peer CLIs crane, regctl, cosign, helm (hack/tools.sh) and rootless BuildKit
+#      (hack/buildkit.sh, which also installs rootlesskit, uidmap, runc, git and busybox-static
+#      from apt and creates the build user), cached under ~/.cache/promoter
 #   3. unit tests with -race
-#   4. end-to-end tests against real registries, NATS JetStream and kube-apiserver
+#   4. end-to-end tests against real registries, NATS JetStream, kube-apiserver and BuildKit
 # Every test that needs a component fails (never skips) when CI is set; this script sets it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,9 @@ log "peer tools"
 PROMOTER_TOOLS=$(bash hack/tools.sh)
 export PROMOTER_TOOLS
 export PATH="$PROMOTER_TOOLS:$PATH"
+log "rootless BuildKit"
+PROMOTER_BUILDKIT=$(bash hack/buildkit.sh)
+export PROMOTER_BUILDKIT
 
 log "unit tests (-race)"
 go test -race -count=1 -timeout 20m $(go list ./... | grep -v -e /e2e -e /charts)

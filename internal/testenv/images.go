@@ -1,6 +1,10 @@
 package testenv
 
 import (
+	"archive/tar"
+	"bytes"
+	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -167,4 +172,69 @@ func IndexChildren(t testing.TB, ref string) map[string]string {
 		}
 	}
 	return out
+}
+
+// BusyboxPath is Debian's busybox-static binary (hack/buildkit.sh installs it).
+const BusyboxPath = "/bin/busybox"
+
+// BusyboxImage returns a base image for Dockerfile RUN steps: one layer holding a static
+// busybox at /bin/busybox with /bin/sh and a few applets linked to it, and a config naming
+// platform ("os/arch") and a PATH. Only the machine's own platform can RUN anything.
+func BusyboxImage(t testing.TB, platform string) v1.Image {
+	t.Helper()
+	bin, err := os.ReadFile(BusyboxPath)
+	if err != nil {
+		Require(t, "static busybox: %v (run `bash hack/buildkit.sh` to install busybox-static)", err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	hdrs := []*tar.Header{
+		{Typeflag: tar.TypeDir, Name: "bin/", Mode: 0o755},
+		{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777},
+		{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bin))},
+	}
+	for _, applet := range []string{"sh", "echo", "cat", "ls", "true", "false", "test", "env"} {
+		hdrs = append(hdrs, &tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + applet, Linkname: "busybox", Mode: 0o777})
+	}
+	for _, h := range hdrs {
+		h.ModTime = time.Unix(0, 0)
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == "bin/busybox" {
+			if _, err := tw.Write(bin); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(buf.Bytes())), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: layer, History: v1.History{CreatedBy: "busybox-static"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	parts := strings.Split(platform, "/")
+	cf.OS, cf.Architecture = parts[0], parts[1]
+	if len(parts) > 2 {
+		cf.Variant = parts[2]
+	}
+	cf.Config.Env = []string{"PATH=/bin"}
+	cf.Config.Cmd = []string{"/bin/sh"}
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
