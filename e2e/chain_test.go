@@ -5,22 +5,25 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/promoter-dev/promoter/internal/builders"
@@ -34,25 +37,38 @@ import (
 const (
 	buildNS      = "promoter-builds"
 	githubSecret = "e2e-github-secret"
-	sourceRepo   = "https://github.com/acme/app"
 )
 
-// TestGitHubPushToPromotedIndex is the whole chain of issue 6 against a real kube-apiserver,
-// real NATS JetStream and real registries: a GitHub push webhook makes the daemon dispatch
-// one build per platform; a builder agent with only its namespaced Role creates one Job
-// each; the test plays the node (builds with the local executor, marks the Job complete);
-// the pushes are merged, signed and promoted, and the promoted index verifies.
+// TestGitHubPushToPromotedIndex is the whole chain of issues 6 and 11 against a real
+// kube-apiserver, real NATS JetStream, real registries and real rootless BuildKit: a GitHub
+// push webhook naming a git repository served on loopback makes the daemon dispatch one
+// build per platform; a builder agent with only its namespaced Role creates one Job each;
+// the node (testenv.Node) runs each Job's container as written, so BuildKit builds the
+// Dockerfile from the git revision and pushes the arch tag to staging with the mounted
+// registry Secret; the pushes are merged, signed and promoted, the promoted index verifies,
+// and the promoted images hold what the Dockerfile built.
 func TestGitHubPushToPromotedIndex(t *testing.T) {
 	kube := testenv.StartKube(t)
 	builderClient := builderNamespace(t, kube)
+	bk := testenv.NewBuildKit(t)
+	gitsrv := testenv.StartGitServer(t)
 	nats := testenv.StartNATS(t)
 	stagingPort := testenv.FreePort(t)
-	staging := fmt.Sprintf("127.0.0.1:%d/acme/app", stagingPort)
+	stagingHost := fmt.Sprintf("127.0.0.1:%d", stagingPort)
+	staging := stagingHost + "/acme/app"
+	base := stagingHost + "/base/busybox:1"
 	prod := testenv.StartRegistry(t)
 	dest := prod.Host + "/acme/app"
 	dest2 := testenv.StartRegistry(t).Host + "/mirror/app"
 	dir := t.TempDir()
 	keyPath, pubPath := writeKeyPair(t, dir, "pw")
+
+	// RUN only for linux/amd64 (there is no emulation); linux/arm64 copies a file from
+	// the context into scratch. BuildKit builds only the stage the target platform needs.
+	repo, rev := gitsrv.CreateRepo(t, "app", map[string]string{
+		"Dockerfile": chainDockerfile(base, "RUN echo \"built for $TARGETPLATFORM\" > /built"),
+		"hello.txt":  "hello from git\n",
+	})
 
 	d := startDaemon(t, yamlf(`
 nats:
@@ -79,9 +95,11 @@ pipelines:
 				requireSignature: true
 			- to: %s
 				requireSignature: true
-`, nats.URL, registryToken, githubSecret, keyPath, buildNS, sourceRepo, staging, dest, dest2))
+`, nats.URL, registryToken, githubSecret, keyPath, buildNS, repo, staging, dest, dest2))
 	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), stagingPort,
 		testenv.WithNotifications(d.URL+"/v1/events/registry", notifyHeaders()))
+	testenv.Push(t, base, testenv.BusyboxImage(t, "linux/amd64"))
+	registrySecret(t, kube.Client, stagingHost)
 
 	// The builder agent, as `promoter builder` runs it, with the restricted user.
 	agentCfg, err := config.Load(config.Input{})
@@ -107,17 +125,23 @@ pipelines:
 		}
 	})
 
-	node := startNode(t, kube.Client, filepath.Join("..", "examples", "hello"))
+	node := testenv.StartNode(t, kube.Client, buildNS, bk)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, r := range node.Runs() {
+				t.Logf("node ran %s: exit %d after %s\n%s", r.Job, r.ExitCode, r.Took.Round(time.Millisecond), lastLines(r.Output, 30))
+			}
+		}
+	})
 
-	rev := strings.Repeat("a1", 20)
 	delivery := "11111111-2222-3333-4444-555555555555"
-	githubPush(t, d.URL, delivery, rev)
+	githubPush(t, d.URL, repo, delivery, rev)
 
 	jobs := waitJobs(t, kube.Client, rev, 2, 60*time.Second)
 	for _, j := range jobs {
 		checkJobSpec(t, j)
 	}
-	r := d.waitPhase(t, "app", rev, 90*time.Second, types.PhasePromoted)
+	r := d.waitPhase(t, "app", rev, 4*time.Minute, types.PhasePromoted)
 	if !r.Signed || !r.Promotions[dest].Done || r.Promotions[dest].Digest != r.Index || r.Promotions[dest2].Digest != r.Index {
 		t.Fatalf("state: %+v", r)
 	}
@@ -125,6 +149,9 @@ pipelines:
 		if r.Platforms[p].Build != types.BuildSucceeded {
 			t.Errorf("%s build: %+v", p, r.Platforms[p])
 		}
+	}
+	for _, run := range node.Runs() {
+		t.Logf("node ran %s in %s; last lines:\n%s", run.Job, run.Took.Round(time.Millisecond), lastLines(run.Output, 6))
 	}
 	key, err := sign.LoadVerifier(context.Background(), pubPath, nil)
 	if err != nil {
@@ -137,36 +164,118 @@ pipelines:
 		}
 	}
 
+	// What BuildKit built, read back from the promoted index.
+	children := testenv.IndexChildren(t, dest+":"+rev)
+	amd := promotedImage(t, dest, children["linux/amd64"])
+	if got, err := fileInImage(amd, "built"); err != nil || got != "built for linux/amd64\n" {
+		t.Errorf("linux/amd64 /built: got %q (%v), want the RUN step's output", got, err)
+	}
+	arm := promotedImage(t, dest, children["linux/arm64"])
+	if cf, err := arm.ConfigFile(); err != nil || cf.OS+"/"+cf.Architecture != "linux/arm64" {
+		t.Errorf("linux/arm64 config: %+v (%v), want linux/arm64", cf, err)
+	} else if cf.Config.Labels["org.opencontainers.image.revision"] != rev {
+		t.Errorf("linux/arm64 revision label: %v, want %s", cf.Config.Labels, rev)
+	}
+	if got, err := fileInImage(arm, "hello.txt"); err != nil || got != "hello from git\n" {
+		t.Errorf("linux/arm64 /hello.txt: got %q (%v), want the file from git", got, err)
+	}
+
 	t.Run("the same webhook delivered twice creates each Job once", func(t *testing.T) {
-		githubPush(t, d.URL, delivery, rev)                               // same delivery: de-duplicated by JetStream
-		githubPush(t, d.URL, "99999999-2222-3333-4444-555555555555", rev) // a new delivery of the same revision
+		githubPush(t, d.URL, repo, delivery, rev)                               // same delivery: de-duplicated by JetStream
+		githubPush(t, d.URL, repo, "99999999-2222-3333-4444-555555555555", rev) // a new delivery of the same revision
 		time.Sleep(2 * time.Second)
 		if got := listJobs(t, kube.Client, rev); len(got) != 2 {
 			t.Fatalf("%d jobs for %s, want 2", len(got), rev)
 		}
 	})
 
-	t.Run("a failing build is retried, then the revision fails with the reason", func(t *testing.T) {
-		bad := strings.Repeat("b2", 20)
-		node.fail(bad, "linux/arm64", "BuildFailed", "exit code 1: RUN make: no rule to make target")
-		githubPush(t, d.URL, "bad-delivery", bad)
-		r := d.waitPhase(t, "app", bad, 90*time.Second, types.PhaseFailed)
-		if !strings.Contains(r.Reason, "linux/arm64") || !strings.Contains(r.Reason, "after 2 attempts") || !strings.Contains(r.Reason, "no rule to make target") {
-			t.Errorf("reason: %q", r.Reason)
-		}
-		var arm int
-		for _, j := range listJobs(t, kube.Client, bad) {
-			if j.Spec.Template.Spec.NodeSelector["kubernetes.io/arch"] == "arm64" {
-				arm++
+	t.Run("a failing build is retried, then the revision fails with BuildKit's error", func(t *testing.T) {
+		bad := gitsrv.Commit(t, "app", map[string]string{
+			"Dockerfile": chainDockerfile(base, "RUN echo \"make: *** No rule to make target 'all'.\" >&2; exit 1"),
+		})
+		githubPush(t, d.URL, repo, "bad-delivery", bad)
+		r := d.waitPhase(t, "app", bad, 4*time.Minute, types.PhaseFailed)
+		t.Logf("failure reason: %s", r.Reason)
+		for _, want := range []string{"linux/amd64", "after 2 attempts", "No rule to make target", "did not complete successfully: exit code: 1"} {
+			if !strings.Contains(r.Reason, want) {
+				t.Errorf("reason %q does not say %q", r.Reason, want)
 			}
 		}
-		if arm != 2 {
-			t.Errorf("%d arm64 jobs, want 2 (one per attempt)", arm)
+		var amd int
+		for _, j := range listJobs(t, kube.Client, bad) {
+			if j.Spec.Template.Spec.NodeSelector["kubernetes.io/arch"] == "amd64" {
+				amd++
+			}
+		}
+		if amd != 2 {
+			t.Errorf("%d amd64 jobs, want 2 (one per attempt)", amd)
 		}
 		if !d.Logs.Contains("build failed for good", bad) {
 			t.Errorf("no log line for the failed build")
 		}
 	})
+}
+
+// chainDockerfile builds linux/amd64 on base with step (a RUN) and linux/arm64 from scratch
+// with hello.txt from the context.
+func chainDockerfile(base, step string) string {
+	return fmt.Sprintf(`FROM %s AS build-amd64
+ARG TARGETPLATFORM
+%s
+
+FROM scratch AS build-arm64
+COPY hello.txt /hello.txt
+
+FROM build-${TARGETARCH}
+`, base, step)
+}
+
+// registrySecret creates the builder's registry Secret (builder.registrySecret's default
+// name), a docker config naming the staging registry; the loopback registry asks for no
+// credentials, so they are never sent.
+func registrySecret(t *testing.T, c kubernetes.Interface, host string) {
+	t.Helper()
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{
+		host: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("ci:unused"))},
+	}})
+	if _, err := c.CoreV1().Secrets(buildNS).Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "registry-credentials", Namespace: buildNS},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: cfg},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func promotedImage(t *testing.T, repo, digest string) v1.Image {
+	t.Helper()
+	ref, err := name.ParseReference(repo+"@"+digest, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatalf("reading %s: %v", ref, err)
+	}
+	return img
+}
+
+// fileInImage returns the content of path (no leading slash) in the topmost layer of img
+// that has it.
+func fileInImage(img v1.Image, path string) (string, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return "", err
+	}
+	var errs []error
+	for i := len(layers) - 1; i >= 0; i-- {
+		got, err := fileInLayer(layers[i], path)
+		if err == nil {
+			return got, nil
+		}
+		errs = append(errs, err)
+	}
+	return "", errors.Join(errs...)
 }
 
 // builderNamespace creates the build namespace with its Pod Security label and the agent's
@@ -211,84 +320,11 @@ func builderNamespace(t *testing.T, k *testenv.Kube) kubernetes.Interface {
 	}
 }
 
-// fakeNode plays the kubelet and the Job controller: for each new build Job it builds the
-// image with the local executor and pushes it where the Job would, then marks the Job
-// complete; or marks it failed when told to.
-type fakeNode struct {
-	t        *testing.T
-	c        kubernetes.Interface
-	local    *builders.Local
-	mu       sync.Mutex
-	failures map[string][2]string // revision/platform → reason, message
-}
-
-func startNode(t *testing.T, c kubernetes.Interface, source string) *fakeNode {
-	local, err := builders.NewLocal(registry.Client{}, []config.Pipeline{{
-		Name: "app", Build: config.Build{Executor: "local", Dir: source},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &fakeNode{t: t, c: c, local: local, failures: map[string][2]string{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	w, err := c.BatchV1().Jobs(buildNS).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev := range w.ResultChan() {
-			if j, ok := ev.Object.(*batchv1.Job); ok && ev.Type == watch.Added {
-				go n.run(ctx, j)
-			}
-		}
-	}()
-	t.Cleanup(func() { cancel(); w.Stop(); <-done })
-	return n
-}
-
-func (n *fakeNode) fail(rev, platform, reason, message string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.failures[rev+"/"+platform] = [2]string{reason, message}
-}
-
-func (n *fakeNode) run(ctx context.Context, j *batchv1.Job) {
-	sel := j.Spec.Template.Spec.NodeSelector
-	p := types.Platform{OS: sel["kubernetes.io/os"], Architecture: sel["kubernetes.io/arch"]}
-	rev := j.Annotations["promoter.dev/revision"]
-	n.mu.Lock()
-	f, failing := n.failures[rev+"/"+p.String()]
-	n.mu.Unlock()
-	now := metav1.NewTime(time.Now().Truncate(time.Second))
-	start := metav1.NewTime(now.Add(-time.Second))
-	if failing {
-		j.Status = batchv1.JobStatus{StartTime: &start, Failed: 1, Conditions: []batchv1.JobCondition{
-			{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: f[0], Message: f[1], LastTransitionTime: now},
-			{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: f[0], Message: f[1], LastTransitionTime: now},
-		}}
-	} else {
-		req := types.BuildRequest{Pipeline: j.Labels[builders.LabelPipeline], Revision: rev, Platform: p, Image: j.Annotations["promoter.dev/image"]}
-		if _, err := n.local.Build(ctx, req, 1); err != nil {
-			n.t.Errorf("node: building %s: %v", req.Image, err)
-			return
-		}
-		j.Status = batchv1.JobStatus{StartTime: &start, CompletionTime: &now, Succeeded: 1, Conditions: []batchv1.JobCondition{
-			{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, Reason: "CompletionsReached", LastTransitionTime: now},
-			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, Reason: "CompletionsReached", LastTransitionTime: now},
-		}}
-	}
-	if _, err := n.c.BatchV1().Jobs(buildNS).UpdateStatus(ctx, j, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil {
-		n.t.Errorf("node: job status %s: %v", j.Name, err)
-	}
-}
-
-func githubPush(t *testing.T, daemonURL, delivery, rev string) {
+func githubPush(t *testing.T, daemonURL, repo, delivery, rev string) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{
 		"ref": "refs/heads/main", "before": strings.Repeat("0", 40), "after": rev, "deleted": false,
-		"repository": map[string]any{"full_name": "acme/app", "html_url": sourceRepo, "clone_url": sourceRepo + ".git"},
+		"repository": map[string]any{"full_name": "acme/app", "html_url": repo, "clone_url": repo},
 	})
 	mac := hmac.New(sha256.New, []byte(githubSecret))
 	mac.Write(body)

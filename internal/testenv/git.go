@@ -93,6 +93,29 @@ func (g *GitServer) CreateRepo(t testing.TB, name string, files map[string]strin
 	return "git://" + g.Host + "/" + name + ".git", sha
 }
 
+// Commit adds a commit to repository NAME.git on the server that writes files (path →
+// content) over its tree, moves main to it and returns its SHA.
+func (g *GitServer) Commit(t testing.TB, name string, files map[string]string) (sha string) {
+	t.Helper()
+	work := t.TempDir()
+	git(t, work, "-c", "safe.directory=*", "clone", "-q", filepath.Join(g.Root, name+".git"), ".")
+	for p, content := range files {
+		full := filepath.Join(work, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatalf("writing %s: %v", p, err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatalf("writing %s: %v", p, err)
+		}
+	}
+	git(t, work, "add", "-A")
+	git(t, work, "-c", "user.name=promoter test", "-c", "user.email=test@promoter.invalid",
+		"commit", "-q", "-m", "test revision")
+	sha = strings.TrimSpace(git(t, work, "rev-parse", "HEAD"))
+	git(t, work, "-c", "safe.directory=*", "push", "-q", "origin", "HEAD:main")
+	return sha
+}
+
 func git(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", args...)
