@@ -66,7 +66,7 @@ func TestGitHubPushToPromotedIndex(t *testing.T) {
 	// RUN only for linux/amd64 (there is no emulation); linux/arm64 copies a file from
 	// the context into scratch. BuildKit builds only the stage the target platform needs.
 	repo, rev := gitsrv.CreateRepo(t, "app", map[string]string{
-		"Dockerfile": chainDockerfile(base, "RUN echo \"built for $TARGETPLATFORM\" > /built"),
+		"Dockerfile": chainDockerfile(base, "RUN echo \"built for $TARGETPLATFORM\" > /built && echo $$ > /pid"),
 		"hello.txt":  "hello from git\n",
 	})
 
@@ -169,6 +169,13 @@ pipelines:
 	amd := promotedImage(t, dest, children["linux/amd64"])
 	if got, err := fileInImage(amd, "built"); err != nil || got != "built for linux/amd64\n" {
 		t.Errorf("linux/amd64 /built: got %q (%v), want the RUN step's output", got, err)
+	}
+	// This machine, unlike an unprivileged pod, could give each RUN its own PID namespace
+	// (the shell would be PID 1), so a Job that lost
+	// BUILDKITD_FLAGS=--oci-worker-no-process-sandbox would still build here: catch it
+	// by the PID the RUN step saw.
+	if got, err := fileInImage(amd, "pid"); err != nil || got == "1\n" {
+		t.Errorf("linux/amd64 RUN step's PID: got %q (%v); it ran in a PID namespace of its own, as it cannot in an unprivileged pod: is BUILDKITD_FLAGS=--oci-worker-no-process-sandbox missing from the Job?", got, err)
 	}
 	arm := promotedImage(t, dest, children["linux/arm64"])
 	if cf, err := arm.ConfigFile(); err != nil || cf.OS+"/"+cf.Architecture != "linux/arm64" {

@@ -2,7 +2,8 @@
 // distribution/distribution registry, an embedded NATS JetStream server (single node or a
 // cluster), a kube-apiserver with etcd built by hack/kube-assets.sh, a git server on loopback
 // (`git daemon`), and rootless BuildKit built by hack/buildkit.sh, run as an unprivileged user
-// through buildctl-daemonless.sh as the moby/buildkit rootless image runs it.
+// through buildctl-daemonless.sh as the moby/buildkit rootless image runs it, and a Node that
+// runs the build Jobs created in the kube-apiserver with that BuildKit, as written.
 //
 // Every helper takes a testing.TB, registers its own cleanup, and fails the test (never
 // skips) when a component cannot be started while CI is set. It must not be imported by

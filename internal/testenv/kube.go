@@ -23,8 +23,9 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// Kube is a real kube-apiserver backed by a real etcd, both on loopback. Nothing runs pods:
-// tests play the node by updating Job status themselves.
+// Kube is a real kube-apiserver backed by a real etcd, both on loopback. No scheduler, kubelet
+// or controller-manager runs: tests play the node by updating Job status themselves, or
+// start a Node, which runs build Jobs with real BuildKit.
 type Kube struct {
 	// URL is the apiserver's https://127.0.0.1:PORT.
 	URL string
