@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path"
 	"regexp"
@@ -152,12 +153,26 @@ func (t *JobTemplate) Render(req types.BuildRequest, attempt int) (*batchv1.Job,
 // GitContext is the BuildKit git context of req: "<repo>#<revision>[:<context dir>]".
 // BuildKit fetches exactly that commit; the Dockerfile (req.Dockerfile) is read relative to
 // the context directory, as docker build does with a git URL.
+//
+// BuildKit (v0.34 dfgitutil.ParseGitRef) takes an http(s) URL for a git repository only when
+// its path ends in ".git"; any other is fetched as a plain HTTP context and the build fails
+// confusingly. So https://github.com/acme/web becomes https://github.com/acme/web.git, which
+// GitHub, GitLab, Gitea and Bitbucket all serve. git://, ssh:// and scp-style URLs are kept.
 func GitContext(req types.BuildRequest) string {
-	s := req.SourceRepo + "#" + req.Revision
+	s := gitRemote(req.SourceRepo) + "#" + req.Revision
 	if dir := strings.Trim(path.Clean(req.Context), "/"); dir != "." && dir != "" {
 		s += ":" + dir
 	}
 	return s
+}
+
+func gitRemote(repo string) string {
+	u, err := url.Parse(repo)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || strings.HasSuffix(u.Path, ".git") {
+		return repo
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + ".git"
+	return u.String()
 }
 
 // JobLabels are the labels of one attempt's Job and pods.

@@ -167,6 +167,20 @@ func TestGitContext(t *testing.T) {
 			t.Errorf("builders.GitContext(context %q) = %q, want %q", tc.context, got, tc.want)
 		}
 	}
+	// BuildKit takes an http(s) URL for git only with a .git suffix.
+	repos := []struct{ repo, want string }{
+		{"https://github.com/acme/web", "https://github.com/acme/web.git#abc"},
+		{"https://github.com/acme/web/", "https://github.com/acme/web.git#abc"},
+		{"http://git.internal:3000/acme/web", "http://git.internal:3000/acme/web.git#abc"},
+		{"git://127.0.0.1:9418/web", "git://127.0.0.1:9418/web#abc"},
+		{"ssh://git@github.com/acme/web", "ssh://git@github.com/acme/web#abc"},
+		{"git@github.com:acme/web.git", "git@github.com:acme/web.git#abc"},
+	}
+	for _, tc := range repos {
+		if got := builders.GitContext(types.BuildRequest{SourceRepo: tc.repo, Revision: "abc"}); got != tc.want {
+			t.Errorf("builders.GitContext(repo %q) = %q, want %q", tc.repo, got, tc.want)
+		}
+	}
 }
 
 func TestCustomJobTemplate(t *testing.T) {
