@@ -72,21 +72,9 @@ func StartGitServer(t testing.TB) *GitServer {
 func (g *GitServer) CreateRepo(t testing.TB, name string, files map[string]string) (url, sha string) {
 	t.Helper()
 	work := t.TempDir()
-	for p, content := range files {
-		full := filepath.Join(work, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatalf("writing %s: %v", p, err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			t.Fatalf("writing %s: %v", p, err)
-		}
-	}
 	bare := filepath.Join(g.Root, name+".git")
 	git(t, work, "init", "-q", "-b", "main")
-	git(t, work, "add", "-A")
-	git(t, work, "-c", "user.name=promoter test", "-c", "user.email=test@promoter.invalid",
-		"commit", "-q", "-m", "test revision")
-	sha = strings.TrimSpace(git(t, work, "rev-parse", "HEAD"))
+	sha = commitFiles(t, work, files)
 	git(t, work, "clone", "-q", "--bare", work, bare)
 	// Let a client fetch a commit by SHA, which BuildKit does for context=URL#<sha>.
 	git(t, bare, "config", "uploadpack.allowReachableSHA1InWant", "true")
@@ -99,6 +87,14 @@ func (g *GitServer) Commit(t testing.TB, name string, files map[string]string) (
 	t.Helper()
 	work := t.TempDir()
 	git(t, work, "-c", "safe.directory=*", "clone", "-q", filepath.Join(g.Root, name+".git"), ".")
+	sha = commitFiles(t, work, files)
+	git(t, work, "-c", "safe.directory=*", "push", "-q", "origin", "HEAD:main")
+	return sha
+}
+
+// commitFiles writes files (path → content) into the work tree and commits them.
+func commitFiles(t testing.TB, work string, files map[string]string) (sha string) {
+	t.Helper()
 	for p, content := range files {
 		full := filepath.Join(work, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -112,7 +108,6 @@ func (g *GitServer) Commit(t testing.TB, name string, files map[string]string) (
 	git(t, work, "-c", "user.name=promoter test", "-c", "user.email=test@promoter.invalid",
 		"commit", "-q", "-m", "test revision")
 	sha = strings.TrimSpace(git(t, work, "rev-parse", "HEAD"))
-	git(t, work, "-c", "safe.directory=*", "push", "-q", "origin", "HEAD:main")
 	return sha
 }
 
