@@ -32,11 +32,7 @@ func PlatformImage(t testing.TB, platform string, created time.Time) v1.Image {
 		t.Fatal(err)
 	}
 	cf = cf.DeepCopy()
-	parts := strings.Split(platform, "/")
-	cf.OS, cf.Architecture, cf.Variant = parts[0], parts[1], ""
-	if len(parts) > 2 {
-		cf.Variant = parts[2]
-	}
+	setPlatform(cf, platform)
 	cf.Created = v1.Time{Time: created.UTC()}
 	img, err = mutate.ConfigFile(img, cf)
 	if err != nil {
@@ -133,11 +129,7 @@ func AppendThenMutate(t testing.TB, platform string, created time.Time) (bare, f
 		t.Fatal(err)
 	}
 	cf = cf.DeepCopy()
-	parts := strings.Split(platform, "/")
-	cf.OS, cf.Architecture = parts[0], parts[1]
-	if len(parts) > 2 {
-		cf.Variant = parts[2]
-	}
+	setPlatform(cf, platform)
 	cf.Created = v1.Time{Time: created.UTC()}
 	if final, err = mutate.ConfigFile(bare, cf); err != nil {
 		t.Fatal(err)
@@ -225,11 +217,7 @@ func BusyboxImage(t testing.TB, platform string) v1.Image {
 		t.Fatal(err)
 	}
 	cf = cf.DeepCopy()
-	parts := strings.Split(platform, "/")
-	cf.OS, cf.Architecture = parts[0], parts[1]
-	if len(parts) > 2 {
-		cf.Variant = parts[2]
-	}
+	setPlatform(cf, platform)
 	cf.Config.Env = []string{"PATH=/bin"}
 	cf.Config.Cmd = []string{"/bin/sh"}
 	img, err = mutate.ConfigFile(img, cf)
@@ -237,4 +225,13 @@ func BusyboxImage(t testing.TB, platform string) v1.Image {
 		t.Fatal(err)
 	}
 	return img
+}
+
+// setPlatform writes platform ("os/arch[/variant]") into an image config.
+func setPlatform(cf *v1.ConfigFile, platform string) {
+	parts := strings.Split(platform, "/")
+	cf.OS, cf.Architecture, cf.Variant = parts[0], parts[1], ""
+	if len(parts) > 2 {
+		cf.Variant = parts[2]
+	}
 }
