@@ -52,16 +52,29 @@ func Requests(p config.Pipeline, revision string) []types.BuildRequest {
 	if arch == "" {
 		arch = types.DefaultArchTag
 	}
+	staging := types.Repository(p.Staging)
 	for _, pl := range p.PlatformList() {
-		reqs = append(reqs, types.BuildRequest{
+		req := types.BuildRequest{
 			Pipeline:   p.Name,
 			Revision:   revision,
 			Platform:   pl,
 			SourceRepo: p.Source.Repo,
 			Context:    p.Build.Context,
 			Dockerfile: p.Build.Dockerfile,
-			Image:      types.Repository(p.Staging).Tag(arch.Render(revision, pl)),
-		})
+			Image:      staging.Tag(arch.Render(revision, pl)),
+			GitSecret:  p.Build.GitSecret,
+			Args:       p.Build.Args,
+		}
+		for _, s := range p.Build.Secrets {
+			req.Secrets = append(req.Secrets, types.BuildSecret{ID: s.ID, Secret: s.Secret, Key: s.Key})
+		}
+		if cache := p.CacheRef(); cache != "" {
+			req.Cache = &types.BuildCache{Ref: cache.Render(staging, pl), Mode: p.Build.Cache.Mode}
+		}
+		if p.Build.Provenance != "off" {
+			req.Provenance = p.Build.Provenance
+		}
+		reqs = append(reqs, req)
 	}
 	return reqs
 }

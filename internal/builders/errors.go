@@ -23,6 +23,10 @@ type JobFailedError struct {
 	// PodMessage is the build container's termination message (its last log lines with
 	// the default template's FallbackToLogsOnError), when a pod could be read.
 	PodMessage string
+	// Cause is what of PodMessage the user must read (see failureCause): BuildKit's error
+	// line and the failing step's output, with what to fix first when it is known. When it
+	// is empty, Error gives PodMessage whole.
+	Cause string
 }
 
 func (e *JobFailedError) Error() string {
@@ -30,7 +34,10 @@ func (e *JobFailedError) Error() string {
 	if e.Message != "" {
 		s += ": " + e.Message
 	}
-	if e.PodMessage != "" {
+	switch {
+	case e.Cause != "":
+		s += "; " + e.Cause
+	case e.PodMessage != "":
 		s += "; build output: " + e.PodMessage
 	}
 	return s

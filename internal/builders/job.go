@@ -54,6 +54,14 @@ type JobData struct {
 	// DeadlineSeconds and TTLSeconds are builder.deadline and builder.ttl in seconds.
 	DeadlineSeconds int64
 	TTLSeconds      int64
+	// GitAuth is how Request.GitSecret authenticates the fetch: "token" (an https URL:
+	// its key "token" becomes BuildKit's GIT_AUTH_TOKEN secret), "ssh" (key
+	// "ssh-privatekey" becomes buildctl's --ssh default), or "" without a GitSecret.
+	GitAuth string
+	// GitCredentialsDir and BuildSecretsDir are where the Secrets are mounted (see
+	// explain.go, which recognises them in buildctl's errors).
+	GitCredentialsDir string
+	BuildSecretsDir   string
 }
 
 // JobTemplate renders build Jobs from a Go text/template producing YAML.
@@ -93,6 +101,10 @@ func NewJobTemplate(b config.Builder) (*JobTemplate, error) {
 		Pipeline: "probe", Revision: "0123456789abcdef0123456789abcdef01234567",
 		Platform: types.MustPlatform("linux/arm/v7"), SourceRepo: "https://git.example/acme/probe.git",
 		Context: ".", Dockerfile: "Dockerfile", Image: "registry.example/acme/probe:0123456-arm",
+		GitSecret: "probe-git", Args: []string{"PROBE=1"},
+		Secrets:    []types.BuildSecret{{ID: "probe", Secret: "probe-secret", Key: "token"}},
+		Cache:      &types.BuildCache{Ref: "registry.example/acme/probe:buildcache-linux-armv7", Mode: "max"},
+		Provenance: "mode=min",
 	}
 	if _, err := t.Render(probe, 1); err != nil {
 		return nil, fmt.Errorf("job template %s does not render a valid Job: %w", name, err)
@@ -103,15 +115,29 @@ func NewJobTemplate(b config.Builder) (*JobTemplate, error) {
 // Data is what Render passes to the template for one attempt of req.
 func (t *JobTemplate) Data(req types.BuildRequest, attempt int) JobData {
 	return JobData{
-		Name:            JobName(req, attempt),
-		Namespace:       t.builder.Namespace,
-		Request:         req,
-		Attempt:         attempt,
-		Builder:         t.builder,
-		Labels:          JobLabels(req, attempt),
-		GitContext:      GitContext(req),
-		DeadlineSeconds: int64(t.builder.Deadline.Seconds()),
-		TTLSeconds:      int64(t.builder.TTL.Seconds()),
+		Name:              JobName(req, attempt),
+		Namespace:         t.builder.Namespace,
+		Request:           req,
+		Attempt:           attempt,
+		Builder:           t.builder,
+		Labels:            JobLabels(req, attempt),
+		GitContext:        GitContext(req),
+		DeadlineSeconds:   int64(t.builder.Deadline.Seconds()),
+		TTLSeconds:        int64(t.builder.TTL.Seconds()),
+		GitAuth:           gitAuth(req),
+		GitCredentialsDir: GitCredentialsDir,
+		BuildSecretsDir:   BuildSecretsDir,
+	}
+}
+
+func gitAuth(req types.BuildRequest) string {
+	switch {
+	case req.GitSecret == "":
+		return ""
+	case gitUsesSSH(req.SourceRepo):
+		return "ssh"
+	default:
+		return "token"
 	}
 }
 

@@ -50,13 +50,32 @@ func TestDefaultJobGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ platform, golden string }{
-		{"linux/amd64", "job-linux-amd64.golden.yaml"},
-		{"linux/arm64", "job-linux-arm64.golden.yaml"},
-		{"linux/arm/v7", "job-linux-arm-v7.golden.yaml"},
+	// withBuildSettings is a request of a pipeline that sets every build.* option.
+	withBuildSettings := func(repo string) func(*types.BuildRequest) {
+		return func(r *types.BuildRequest) {
+			r.SourceRepo, r.GitSecret = repo, "web-git"
+			r.Args = []string{"GO_VERSION=1.26", "EMPTY="}
+			r.Secrets = []types.BuildSecret{{ID: "CI_JOB_TOKEN", Secret: "ci-token", Key: "token"}, {ID: "npmrc", Secret: "npm", Key: ".npmrc"}}
+			r.Cache = &types.BuildCache{Ref: "staging.example:5000/acme/web:buildcache-linux-amd64", Mode: "max"}
+			r.Provenance = "mode=min"
+		}
+	}
+	for _, tc := range []struct {
+		name, platform, golden string
+		change                 func(*types.BuildRequest)
+	}{
+		{"linux/amd64", "linux/amd64", "job-linux-amd64.golden.yaml", nil},
+		{"linux/arm64", "linux/arm64", "job-linux-arm64.golden.yaml", nil},
+		{"linux/arm/v7", "linux/arm/v7", "job-linux-arm-v7.golden.yaml", nil},
+		{"https token, args, secrets, cache, provenance", "linux/amd64", "job-build-settings-https.golden.yaml", withBuildSettings("https://git.example/acme/web.git")},
+		{"ssh key", "linux/amd64", "job-build-settings-ssh.golden.yaml", withBuildSettings("git@git.example:acme/web.git")},
 	} {
-		t.Run(tc.platform, func(t *testing.T) {
-			job, err := tmpl.Render(testRequest(tc.platform), 1)
+		t.Run(tc.name, func(t *testing.T) {
+			req := testRequest(tc.platform)
+			if tc.change != nil {
+				tc.change(&req)
+			}
+			job, err := tmpl.Render(req, 1)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -71,7 +71,7 @@ func (k *Kubernetes) Build(ctx context.Context, req types.BuildRequest, attempt 
 		k.log.Info("created build job", "job", job.Name, "pipeline", req.Pipeline, "revision", req.Revision,
 			"platform", req.Platform.String(), "attempt", attempt)
 	}
-	err = k.wait(ctx, created)
+	err = k.wait(ctx, req, created)
 	if ctx.Err() != nil {
 		k.delete(job.Name)
 		return job.Name, fmt.Errorf("build job %s/%s abandoned: %w", k.namespace, job.Name, ctx.Err())
@@ -81,11 +81,11 @@ func (k *Kubernetes) Build(ctx context.Context, req types.BuildRequest, attempt 
 
 // wait follows the Job until it finishes, re-establishing the watch when the apiserver
 // closes it (it does so every few minutes, and with 410 Gone when the version is too old).
-func (k *Kubernetes) wait(ctx context.Context, job *batchv1.Job) error {
+func (k *Kubernetes) wait(ctx context.Context, req types.BuildRequest, job *batchv1.Job) error {
 	jobs := k.client.BatchV1().Jobs(k.namespace)
 	name := job.Name
 	for {
-		if done, err := k.outcome(ctx, job); done {
+		if done, err := k.outcome(ctx, req, job); done {
 			return err
 		}
 		w, err := jobs.Watch(ctx, metav1.ListOptions{
@@ -158,7 +158,7 @@ func condition(j *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCondition
 }
 
 // outcome says whether the Job finished and, if it failed, why.
-func (k *Kubernetes) outcome(ctx context.Context, j *batchv1.Job) (done bool, err error) {
+func (k *Kubernetes) outcome(ctx context.Context, req types.BuildRequest, j *batchv1.Job) (done bool, err error) {
 	if condition(j, batchv1.JobComplete) != nil {
 		return true, nil
 	}
@@ -166,9 +166,14 @@ func (k *Kubernetes) outcome(ctx context.Context, j *batchv1.Job) (done bool, er
 	if c == nil {
 		return false, nil
 	}
+	msg := k.podMessage(ctx, j.Name)
+	if msg != "" {
+		// The whole tail goes to the log; the revision's reason gets the part that matters.
+		k.log.Info("build job failed", "job", j.Name, "output", msg)
+	}
 	return true, &JobFailedError{
 		Namespace: k.namespace, Job: j.Name, Reason: c.Reason, Message: c.Message,
-		PodMessage: k.podMessage(ctx, j.Name),
+		PodMessage: msg, Cause: failureCause(req, k.namespace, msg),
 	}
 }
 

@@ -193,6 +193,38 @@ type Build struct {
 	Base string `mapstructure:"base"`
 	// Dir is the source tree of the local executor (a directory on the daemon's machine).
 	Dir string `mapstructure:"dir"`
+	// GitSecret names the Secret in the builder namespace with the credentials of a
+	// private source repository: key "token" for an https URL (BuildKit's GIT_AUTH_TOKEN),
+	// key "ssh-privatekey" (a kubernetes.io/ssh-auth Secret) for an ssh URL.
+	GitSecret string `mapstructure:"gitSecret"`
+	// Args are build arguments, each NAME=value (a list, not a map: configuration keys
+	// are case-insensitive, build argument names are not).
+	Args []string `mapstructure:"args"`
+	// Secrets are build secrets, mounted from Secrets in the builder namespace.
+	Secrets []BuildSecret `mapstructure:"secrets"`
+	// Cache is the registry build cache.
+	Cache BuildCache `mapstructure:"cache"`
+	// Provenance is BuildKit's attest:provenance: "mode=min" (the default, as buildx),
+	// "mode=max", or "off".
+	Provenance string `mapstructure:"provenance"`
+}
+
+// BuildSecret is one build secret, read by the Dockerfile with RUN --mount=type=secret,id=ID.
+type BuildSecret struct {
+	// ID is the secret's id in the Dockerfile.
+	ID string `mapstructure:"id"`
+	// Secret and Key name the Kubernetes Secret in the builder namespace and its key.
+	Secret string `mapstructure:"secret"`
+	Key    string `mapstructure:"key"`
+}
+
+// BuildCache is a pipeline's registry build cache, one per platform.
+type BuildCache struct {
+	// Ref is the cache's image reference, with the placeholders {staging} {os} {arch}
+	// {variant}; the default is DefaultCacheRef.
+	Ref string `mapstructure:"ref"`
+	// Mode is "max" (default: every stage's layers), "min" (the result's) or "off".
+	Mode string `mapstructure:"mode"`
 }
 
 // Destination is one repository a pipeline promotes to.

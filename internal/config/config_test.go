@@ -41,11 +41,17 @@ func TestLoadFullFile(t *testing.T) {
 		Name:      "web",
 		Source:    Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
 		Platforms: []string{"linux/amd64", "linux/arm64", "linux/arm/v7"},
-		Build:     Build{Executor: "kubernetes", Context: ".", Dockerfile: "Dockerfile"},
-		Staging:   "staging.example:5000/acme/web",
-		ArchTag:   "{revision}-{arch}{variant}",
-		Sign:      true,
-		Promote:   []Destination{{To: "prod.example/acme/web", RequireSignature: true, MutableTags: []string{"latest"}}},
+		Build: Build{
+			Executor: "kubernetes", Context: ".", Dockerfile: "Dockerfile",
+			GitSecret: "web-git", Args: []string{"GO_VERSION=1.26", "Mixed_Case=kept"},
+			Secrets:    []BuildSecret{{ID: "CI_JOB_TOKEN", Secret: "ci-token", Key: "token"}},
+			Cache:      BuildCache{Ref: "{staging}:buildcache-{os}-{arch}{variant}", Mode: "min"},
+			Provenance: "mode=max",
+		},
+		Staging: "staging.example:5000/acme/web",
+		ArchTag: "{revision}-{arch}{variant}",
+		Sign:    true,
+		Promote: []Destination{{To: "prod.example/acme/web", RequireSignature: true, MutableTags: []string{"latest"}}},
 	}
 	if diff := cmp.Diff(want, p); diff != "" {
 		t.Errorf("pipeline (-want +got):\n%s", diff)
@@ -83,6 +89,10 @@ func TestLoadInvalidListsEveryProblemWithPath(t *testing.T) {
 		"pipelines[0].staging", "pipelines[0].archTag", "pipelines[0].promote[0].to",
 		"pipelines[0].promote[0].requireSignature", "pipelines[0].colour", "pipelines[0].source.repo",
 		"pipelines[1].archTag", "pipelines[1].build.executor", "keys.public",
+		"pipelines[2].build.gitSecret", "pipelines[2].build.args[0]", "pipelines[2].build.args[2]",
+		"pipelines[2].build.secrets[0].id", "pipelines[2].build.secrets[1].secret", "pipelines[2].build.secrets[1].key",
+		"pipelines[2].build.cache.ref", "pipelines[2].build.provenance",
+		"pipelines[3].build.args", "pipelines[3].build.cache.mode",
 	} {
 		if !got[path] {
 			t.Errorf("no problem reported at %s; got:\n%v", path, err)

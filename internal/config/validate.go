@@ -41,6 +41,15 @@ func (ps *problems) add(path, format string, args ...any) {
 
 var pipelineName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
+// Per-pipeline build defaults (list items get no viper defaults; applyDefaults fills them).
+const (
+	// DefaultCacheMode exports every stage's layers to the registry cache, so a
+	// multi-stage build reuses its builder stages too.
+	DefaultCacheMode = "max"
+	// DefaultProvenance attaches a minimal SLSA provenance attestation, as buildx does.
+	DefaultProvenance = "mode=min"
+)
+
 // applyDefaults fills per-pipeline defaults that viper cannot express for list items.
 func (c *Config) applyDefaults() {
 	for i := range c.Pipelines {
@@ -59,6 +68,15 @@ func (c *Config) applyDefaults() {
 		}
 		if p.Source.Branch == "" {
 			p.Source.Branch = "main"
+		}
+		if p.Build.Cache.Ref == "" {
+			p.Build.Cache.Ref = string(types.DefaultCacheRef)
+		}
+		if p.Build.Cache.Mode == "" {
+			p.Build.Cache.Mode = DefaultCacheMode
+		}
+		if p.Build.Provenance == "" {
+			p.Build.Provenance = DefaultProvenance
 		}
 	}
 }
@@ -230,9 +248,19 @@ func (c *Config) validatePipelines(ps *problems) {
 			if p.Source.Repo == "" {
 				ps.add(at("source.repo"), "must be set: the kubernetes executor builds from the git repository")
 			}
+			validateBuild(ps, at, p, platforms)
 		case "local":
 			if p.Build.Dir == "" {
 				ps.add(at("build.dir"), "must be set: the local executor builds the source tree in this directory")
+			}
+			checkCacheMode(ps, at, p.Build.Cache.Mode)
+			// The local executor copies a directory; it reads no Dockerfile and no git.
+			for field, set := range map[string]bool{
+				"build.gitSecret": p.Build.GitSecret != "", "build.args": len(p.Build.Args) > 0, "build.secrets": len(p.Build.Secrets) > 0,
+			} {
+				if set {
+					ps.add(at(field), "is used by the kubernetes executor only: the local executor copies build.dir and runs no Dockerfile")
+				}
 			}
 		default:
 			ps.add(at("build.executor"), "%q is not one of kubernetes, local", p.Build.Executor)
@@ -263,6 +291,79 @@ func (c *Config) validatePipelines(ps *problems) {
 	if needPublic && c.Keys.Public == "" && c.Keys.Cosign == "" {
 		ps.add("keys.public", "must be set: a destination has requireSignature: true")
 	}
+}
+
+var (
+	buildArgName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	secretID     = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+	secretKey    = regexp.MustCompile(`^[-._a-zA-Z0-9]{1,253}$`)
+	// kubeName is a DNS subdomain, the grammar of Secret names.
+	kubeName   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	provenance = regexp.MustCompile(`^mode=(min|max)(,[a-z-]+=[^,]*)*$`)
+)
+
+// validateBuild checks what a kubernetes-executor pipeline passes to BuildKit.
+func validateBuild(ps *problems, at func(string) string, p Pipeline, platforms []types.Platform) {
+	b := p.Build
+	if b.GitSecret != "" {
+		if !kubeName.MatchString(b.GitSecret) {
+			ps.add(at("build.gitSecret"), "%q is not a Secret name (lower-case letters, digits, '-' and '.')", b.GitSecret)
+		}
+		if strings.HasPrefix(p.Source.Repo, "git://") {
+			ps.add(at("build.gitSecret"), "source.repo %s uses git://, which has no authentication: use its https:// or ssh:// URL", p.Source.Repo)
+		}
+	}
+	args := map[string]int{}
+	for j, a := range b.Args {
+		name, _, ok := strings.Cut(a, "=")
+		switch {
+		case !ok || !buildArgName.MatchString(name):
+			ps.add(at(fmt.Sprintf("build.args[%d]", j)), "%q is not NAME=value (NAME: letters, digits and '_')", a)
+		default:
+			if k, dup := args[name]; dup {
+				ps.add(at(fmt.Sprintf("build.args[%d]", j)), "%s is already set by build.args[%d]", name, k)
+			}
+			args[name] = j
+		}
+	}
+	ids := map[string]int{}
+	for j, s := range b.Secrets {
+		sp := func(f string) string { return at(fmt.Sprintf("build.secrets[%d].%s", j, f)) }
+		switch {
+		case !secretID.MatchString(s.ID):
+			ps.add(sp("id"), "%q must be 1-128 letters, digits, '_', '.' or '-'", s.ID)
+		case s.ID == "GIT_AUTH_TOKEN" || s.ID == "GIT_AUTH_HEADER":
+			ps.add(sp("id"), "%s is BuildKit's git credential: name the Secret in build.gitSecret instead", s.ID)
+		default:
+			if k, dup := ids[s.ID]; dup {
+				ps.add(sp("id"), "%s is already build.secrets[%d]", s.ID, k)
+			}
+			ids[s.ID] = j
+		}
+		if !kubeName.MatchString(s.Secret) {
+			ps.add(sp("secret"), "%q is not a Secret name (lower-case letters, digits, '-' and '.')", s.Secret)
+		}
+		if !secretKey.MatchString(s.Key) {
+			ps.add(sp("key"), "%q is not a Secret key (letters, digits, '-', '_' and '.')", s.Key)
+		}
+	}
+	if checkCacheMode(ps, at, b.Cache.Mode) && b.Cache.Mode != "off" {
+		if err := types.CacheRef(b.Cache.Ref).Validate(types.Repository(p.Staging), platforms); err != nil {
+			ps.add(at("build.cache.ref"), "%v", err)
+		}
+	}
+	if b.Provenance != "off" && !provenance.MatchString(b.Provenance) {
+		ps.add(at("build.provenance"), "%q is not off, mode=min or mode=max (optionally followed by ,key=value BuildKit options)", b.Provenance)
+	}
+}
+
+func checkCacheMode(ps *problems, at func(string) string, mode string) bool {
+	switch mode {
+	case "max", "min", "off":
+		return true
+	}
+	ps.add(at("build.cache.mode"), "%q is not one of max, min, off", mode)
+	return false
 }
 
 func checkAddr(ps *problems, path, addr string, optional bool) {
@@ -300,6 +401,15 @@ func (p Pipeline) PlatformList() []types.Platform {
 		}
 	}
 	return out
+}
+
+// CacheRef is the pattern of the pipeline's build cache references, "" when it has none.
+// Its tags in staging are never arch tags.
+func (p Pipeline) CacheRef() types.CacheRef {
+	if p.Build.Cache.Mode == "off" {
+		return ""
+	}
+	return types.CacheRef(p.Build.Cache.Ref)
 }
 
 // Pipeline finds a pipeline by name.

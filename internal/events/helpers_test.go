@@ -23,6 +23,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // Credentials the tests configure; the captured registry bodies carry no token of their own.
@@ -46,6 +47,7 @@ func testPipelines() []config.Pipeline {
 			Platforms: []string{"linux/amd64", "linux/arm64"},
 			Staging:   "staging.example:5000/acme/web",
 			ArchTag:   "{revision}-{arch}",
+			Build:     config.Build{Cache: config.BuildCache{Ref: string(types.DefaultCacheRef), Mode: "max"}},
 		},
 		{
 			Name:      "api",

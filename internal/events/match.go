@@ -14,7 +14,9 @@ type pipeline struct {
 	name        string
 	stagingHost string
 	stagingPath string
+	staging     types.Repository
 	archTag     types.ArchTag
+	cache       types.CacheRef // "" when the pipeline has no build cache
 	platforms   []types.Platform
 	sourceRepo  string // normalised with normaliseRepo
 	branch      string
@@ -26,7 +28,9 @@ func newPipeline(p config.Pipeline) pipeline {
 		name:        p.Name,
 		stagingHost: staging.Host(),
 		stagingPath: staging.Path(),
+		staging:     staging,
 		archTag:     types.ArchTag(p.ArchTag),
+		cache:       p.CacheRef(),
 		platforms:   p.PlatformList(),
 		sourceRepo:  normaliseRepo(p.Source.Repo),
 		branch:      p.Source.Branch,

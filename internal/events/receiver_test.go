@@ -371,6 +371,9 @@ func TestRegistryFilter(t *testing.T) {
 				p.Pipeline, p.Revision, p.Platform, p.Tag = "api", "f00d", types.MustPlatform("linux/arm/v7"), "f00d-linux-armv7"
 				return p
 			}())},
+		// BuildKit's registry cache fits the arch tag pattern ("buildcache-linux" would be
+		// the revision) but is never one.
+		{name: "build cache tag", event: with(t, base, "target.tag", "buildcache-linux-amd64", "target.mediaType", "application/vnd.oci.image.index.v1+json"), wantAction: "push"},
 		{name: "platform the pipeline does not build", event: with(t, base, "target.tag", "abc123-s390x"), wantAction: "push"},
 		{name: "by digest", event: with(t, base, "target.tag", nil), wantAction: "push"},
 		{name: "unrelated repository", event: with(t, base, "target.repository", "acme/other"), wantAction: "push"},

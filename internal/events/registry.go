@@ -130,6 +130,9 @@ func (r *Receiver) classifyEvent(e notifications.Event) (registryOutcome, error)
 	if !ok {
 		return o, nil
 	}
+	if p.cache.TagIn(p.staging, e.Target.Tag, p.platforms) {
+		return o, nil // BuildKit exporting the build cache
+	}
 	rev, platform, ok := p.archTag.Match(e.Target.Tag, p.platforms)
 	if !ok {
 		return o, nil // the merged index itself, or a tag that is not an arch tag

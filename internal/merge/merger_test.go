@@ -52,6 +52,7 @@ func newFixture(t *testing.T) *fixture {
 		Name: "app", Staging: repo, ArchTag: types.DefaultArchTag,
 		Platforms: []string{"linux/amd64", "linux/arm64"},
 		Source:    config.Source{Repo: "https://git.example/team/app"},
+		Build:     config.Build{Cache: config.BuildCache{Ref: string(types.DefaultCacheRef), Mode: "max"}},
 	}}}
 	return &fixture{repo: repo, cfg: cfg, store: state.New(kv), m: metrics.Discard()}
 }
@@ -188,6 +189,10 @@ func TestReconcileMergesWithoutNotifications(t *testing.T) {
 	f.push(t, "r3", "linux/arm64", "linux/arm64", t1)
 	f.push(t, "r4", "linux/amd64", "linux/amd64", t1) // incomplete: left alone
 	testenv.Push(t, f.repo+":latest", testenv.PlatformImage(t, "linux/amd64", t1))
+	// The build cache of both platforms: tags that fit {revision}-{arch} for a revision
+	// "buildcache-linux", and must not be merged as one.
+	testenv.Push(t, f.repo+":buildcache-linux-amd64", testenv.PlatformImage(t, "linux/amd64", t1))
+	testenv.Push(t, f.repo+":buildcache-linux-arm64", testenv.PlatformImage(t, "linux/arm64", t1))
 	rep, err := m.Reconcile(ctx, f.cfg.Pipelines[0])
 	if err != nil {
 		t.Fatal(err)

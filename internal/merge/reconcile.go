@@ -41,9 +41,12 @@ func (m *Merger) Reconcile(ctx context.Context, p config.Pipeline) (ReconcileRep
 		return rep, fmt.Errorf("listing tags of %s: %w", p.Staging, err)
 	}
 	platforms := p.PlatformList()
-	at := types.ArchTag(p.ArchTag)
+	at, cache := types.ArchTag(p.ArchTag), p.CacheRef()
 	found := map[string]int{} // revision → arch tags present
 	for _, tag := range tags {
+		if cache.TagIn(types.Repository(p.Staging), tag, platforms) {
+			continue
+		}
 		if rev, _, ok := at.Match(tag, platforms); ok {
 			found[rev]++
 		}

@@ -15,6 +15,40 @@ type BuildRequest struct {
 	Dockerfile string `json:"dockerfile"`
 	// Image is "<staging>:<archTag>", where the result is pushed.
 	Image string `json:"image"`
+
+	// The pipeline's build settings (build.*), carried in the request so that a builder
+	// agent needs no pipeline configuration. They name Kubernetes Secrets, never hold
+	// their values.
+
+	// GitSecret is the Secret in the builder namespace with the source's credentials: key
+	// "token" for an https URL, "ssh-privatekey" for an ssh or scp-style URL.
+	GitSecret string `json:"gitSecret,omitempty"`
+	// Args are build arguments, each NAME=value.
+	Args []string `json:"args,omitempty"`
+	// Secrets are the build secrets a Dockerfile's RUN --mount=type=secret can read.
+	Secrets []BuildSecret `json:"secrets,omitempty"`
+	// Cache is the registry build cache of this platform; nil builds without one.
+	Cache *BuildCache `json:"cache,omitempty"`
+	// Provenance is BuildKit's attest:provenance value (e.g. "mode=min"); empty attaches
+	// no provenance.
+	Provenance string `json:"provenance,omitempty"`
+}
+
+// BuildSecret is one build secret: key Key of Kubernetes Secret Secret, seen by the
+// Dockerfile as secret ID.
+type BuildSecret struct {
+	ID     string `json:"id"`
+	Secret string `json:"secret"`
+	Key    string `json:"key"`
+}
+
+// BuildCache is a registry build cache: imported before the build and exported after it.
+type BuildCache struct {
+	// Ref is the image reference the cache is stored under.
+	Ref string `json:"ref"`
+	// Mode is BuildKit's cache export mode: "min" (the result's layers) or "max" (every
+	// stage's).
+	Mode string `json:"mode"`
 }
 
 // MsgID is the bus message id of the request: a redelivered webhook never builds twice.

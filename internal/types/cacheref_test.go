@@ -1,0 +1,58 @@
+package types
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestCacheRefRenderAndTagIn(t *testing.T) {
+	staging := Repository("registry.example:5000/acme/web")
+	all := []Platform{MustPlatform("linux/amd64"), MustPlatform("linux/arm/v7")}
+	if got, want := DefaultCacheRef.Render(staging, all[1]), "registry.example:5000/acme/web:buildcache-linux-armv7"; got != want {
+		t.Errorf("Render = %q, want %q", got, want)
+	}
+	tests := []struct {
+		ref  CacheRef
+		tag  string
+		want bool
+	}{
+		{DefaultCacheRef, "buildcache-linux-amd64", true},
+		{DefaultCacheRef, "buildcache-linux-armv7", true},
+		{DefaultCacheRef, "buildcache-linux-arm64", false}, // not a platform of the pipeline
+		{DefaultCacheRef, "0123abc-amd64", false},
+		{"{staging}/cache:{arch}", "amd64", false}, // stored in another repository
+		{"", "buildcache-linux-amd64", false},      // cache off
+	}
+	for _, tc := range tests {
+		if got := tc.ref.TagIn(staging, tc.tag, all); got != tc.want {
+			t.Errorf("%q.TagIn(%q) = %v, want %v", tc.ref, tc.tag, got, tc.want)
+		}
+	}
+	// The default cache tag fits the default arch tag: TagIn is what tells them apart.
+	if _, _, ok := ArchTag(DefaultArchTag).Match("buildcache-linux-amd64", all); !ok {
+		t.Error("the default arch tag no longer matches the default cache tag; TagIn's comment is stale")
+	}
+}
+
+func TestCacheRefValidate(t *testing.T) {
+	staging := Repository("registry.example/acme/web")
+	arm := []Platform{MustPlatform("linux/arm/v6"), MustPlatform("linux/arm/v7")}
+	tests := []struct {
+		ref     CacheRef
+		wantErr string
+	}{
+		{DefaultCacheRef, ""},
+		{"registry.example/cache/web:{os}-{arch}{variant}", ""},
+		{"{staging}:buildcache-{arch}", "same reference for linux/arm/v6 and linux/arm/v7"},
+		{"{staging}:cache-{revision}", "unknown placeholder {revision}"},
+		{"{staging}", "has no valid tag"},
+		{"{staging}:cache/{arch}{variant}", "has no valid tag"},
+		{"cache:{arch}{variant}", "is not a repository"},
+	}
+	for _, tc := range tests {
+		err := tc.ref.Validate(staging, arm)
+		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("Validate(%q) = %v, want error containing %q", tc.ref, err, tc.wantErr)
+		}
+	}
+}
