@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds rootless BuildKit (buildkitd, buildctl and buildctl-daemonless.sh) from Go modules into a
 # cache directory outside the repo, and prepares this machine to run it the way the
-# moby/buildkit rootless image does: rootlesskit, newuidmap/newgidmap, runc and git from apt, and
-# an unprivileged build user with /etc/subuid and /etc/subgid ranges.
+# moby/buildkit rootless image does: rootlesskit, newuidmap/newgidmap, runc, git and ssh from apt,
+# and an unprivileged build user with /etc/subuid and /etc/subgid ranges. sshd (openssh-server)
+# is installed for the tests that serve git over SSH; they start their own.
 #
 #   hack/buildkit.sh            build (or reuse) and print the binary directory
 #
@@ -26,9 +27,18 @@ command -v rootlesskit >/dev/null 2>&1 || need+=(rootlesskit)
 command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
 command -v runc >/dev/null 2>&1 || need+=(runc)
 command -v git >/dev/null 2>&1 || need+=(git)
+# buildkitd runs `ssh` for ssh:// and scp-style git URLs; the tests run sshd.
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
 [ -x /bin/busybox ] || need+=(busybox-static)
 if ((${#need[@]})); then
   echo "installing ${need[*]} (apt)" >&2
+  if [[ " ${need[*]} " == *" openssh-server "* ]]; then
+    # Debian starts the system sshd on 0.0.0.0:22 after installing it unless this file exists,
+    # and that would take the port 22 the tests serve scp-style URLs on.
+    $sudo_cmd mkdir -p /etc/ssh
+    $sudo_cmd touch /etc/ssh/sshd_not_to_be_run
+  fi
   $sudo_cmd apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
 fi
