@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -89,13 +90,15 @@ func Push(t testing.TB, ref string, v remote.Taggable) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The docker config's credentials, for registries that want a login.
+	auth := remote.WithAuthFromKeychain(authn.DefaultKeychain)
 	switch x := v.(type) {
 	case v1.ImageIndex:
-		err = remote.WriteIndex(r, x)
+		err = remote.WriteIndex(r, x, auth)
 	case v1.Image:
-		err = remote.Write(r, x)
+		err = remote.Write(r, x, auth)
 	default:
-		err = remote.Tag(r.Context().Tag(r.Identifier()), v)
+		err = remote.Tag(r.Context().Tag(r.Identifier()), v, auth)
 	}
 	if err != nil {
 		t.Fatalf("pushing %s: %v", ref, err)

@@ -220,6 +220,12 @@ func (n *Node) prepare(ctx context.Context, j *batchv1.Job, root string) (argv, 
 			return nil, nil, "", fmt.Errorf("creating %s: %w", d.path, err)
 		}
 	}
+	// The kubelet gives Secret files to the pod's fsGroup; here that is the build user's
+	// group, as the container's user is the build user.
+	fsGroup := -1
+	if ps.SecurityContext != nil && ps.SecurityContext.FSGroup != nil {
+		fsGroup = gid
+	}
 	volumes := map[string]corev1.Volume{}
 	for _, v := range ps.Volumes {
 		volumes[v.Name] = v
@@ -239,7 +245,7 @@ func (n *Node) prepare(ctx context.Context, j *batchv1.Job, root string) (argv, 
 			err = mkdir(target, 0o755)
 		case v.Secret != nil:
 			if err = mkdir(filepath.Dir(target), 0o755); err == nil {
-				err = n.writeSecret(ctx, v.Secret, target)
+				err = n.writeSecret(ctx, v.Secret, target, fsGroup)
 			}
 		default:
 			err = fmt.Errorf("the node supports only emptyDir and secret volumes")
@@ -292,10 +298,13 @@ func checkNonRoot(pod *corev1.PodSecurityContext, c *corev1.SecurityContext) err
 	return nil
 }
 
-// writeSecret writes the Secret's keys (or its items) into dir, as the kubelet does.
-func (n *Node) writeSecret(ctx context.Context, v *corev1.SecretVolumeSource, dir string) error {
+// writeSecret writes the Secret's keys (or its items) into dir, as the kubelet does: an
+// optional volume tolerates a missing Secret or key (the file is then absent), and with
+// an fsGroup (gid >= 0) the files belong to that group.
+func (n *Node) writeSecret(ctx context.Context, v *corev1.SecretVolumeSource, dir string, gid int) error {
+	optional := v.Optional != nil && *v.Optional
 	s, err := n.c.CoreV1().Secrets(n.ns).Get(ctx, v.SecretName, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) && v.Optional != nil && *v.Optional {
+	if apierrors.IsNotFound(err) && optional {
 		s, err = &corev1.Secret{}, nil
 	}
 	if err != nil {
@@ -316,6 +325,9 @@ func (n *Node) writeSecret(ctx context.Context, v *corev1.SecretVolumeSource, di
 	}
 	for _, it := range items {
 		data, ok := s.Data[it.Key]
+		if !ok && optional {
+			continue
+		}
 		if !ok {
 			return fmt.Errorf("secret %s/%s has no key %s", n.ns, v.SecretName, it.Key)
 		}
@@ -332,6 +344,11 @@ func (n *Node) writeSecret(ctx context.Context, v *corev1.SecretVolumeSource, di
 		}
 		if err := os.Chmod(p, m); err != nil {
 			return err
+		}
+		if gid >= 0 {
+			if err := os.Chown(p, -1, gid); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

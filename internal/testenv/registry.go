@@ -3,7 +3,13 @@ package testenv
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/distribution/distribution/v3/configuration"
+	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd" // access controller registration
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/promoter-dev/promoter/internal/devenv"
 )
@@ -31,6 +37,23 @@ func WithNotifications(url string, headers http.Header) RegistryOption {
 // the receiver's filtering use it.
 func WithAllNotifications(url string, headers http.Header) RegistryOption {
 	return devenv.NotifyAll(url, headers)
+}
+
+// WithBasicAuth makes the registry require user and password (distribution's htpasswd
+// access controller) for every request, pulls included.
+func WithBasicAuth(t testing.TB, user, password string) RegistryOption {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(path, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return func(c *configuration.Configuration) {
+		c.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "promoter-test", "path": path}}
+	}
 }
 
 // StartRegistry starts a registry with filesystem storage in a temporary directory. It is
