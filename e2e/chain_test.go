@@ -164,6 +164,13 @@ pipelines:
 		}
 	}
 
+	// BuildKit attached provenance (build.provenance defaults to mode=min, as buildx), so
+	// each arch tag was an index of the image and its attestation manifest: the merged
+	// index keeps each attestation next to its image, and promotion copies them.
+	for _, d := range []string{dest, dest2} {
+		checkProvenance(t, d, rev)
+	}
+
 	// What BuildKit built, read back from the promoted index.
 	children := testenv.IndexChildren(t, dest+":"+rev)
 	amd := promotedImage(t, dest, children["linux/amd64"])
@@ -235,6 +242,65 @@ COPY hello.txt /hello.txt
 
 FROM build-${TARGETARCH}
 `, base, step)
+}
+
+// checkProvenance checks that the index repo:rev holds, for each of its platform images, a
+// BuildKit attestation manifest that refers to it and carries a SLSA provenance layer
+// readable in repo.
+func checkProvenance(t *testing.T, repo, rev string) {
+	t.Helper()
+	ref, err := name.ParseReference(repo+":"+rev, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Index(ref)
+	if err != nil {
+		t.Fatalf("reading %s: %v", ref, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, attested := map[string]bool{}, map[string]bool{}
+	for _, m := range im.Manifests {
+		if m.Annotations["vnd.docker.reference.type"] != "attestation-manifest" {
+			images[m.Digest.String()] = true
+			continue
+		}
+		attested[m.Annotations["vnd.docker.reference.digest"]] = true
+		att, err := remote.Image(ref.Context().Digest(m.Digest.String()))
+		if err != nil {
+			t.Fatalf("%s: attestation %s: %v", repo, m.Digest, err)
+		}
+		am, err := att.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var provenance bool
+		for _, l := range am.Layers {
+			if strings.HasPrefix(l.Annotations["in-toto.io/predicate-type"], "https://slsa.dev/provenance/") {
+				blob, err := remote.Layer(ref.Context().Digest(l.Digest.String()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := blob.Compressed(); err != nil {
+					t.Errorf("%s: provenance layer %s: %v", repo, l.Digest, err)
+				}
+				provenance = true
+			}
+		}
+		if !provenance {
+			t.Errorf("%s: attestation %s has no SLSA provenance layer: %+v", repo, m.Digest, am.Layers)
+		}
+	}
+	if len(images) != 2 {
+		t.Errorf("%s:%s: %d images, want 2", repo, rev, len(images))
+	}
+	for d := range images {
+		if !attested[d] {
+			t.Errorf("%s:%s: image %s has no attestation manifest in the index", repo, rev, d)
+		}
+	}
 }
 
 // registrySecret creates the builder's registry Secret (builder.registrySecret's default
