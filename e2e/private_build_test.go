@@ -32,7 +32,7 @@ import (
 // TestPrivateRepositoryBuilds runs the build settings of issue 11 through the real chain
 // (GitHub webhook → agent → Job → rootless BuildKit → registry → merge), with a git server
 // and registries that all demand credentials:
-//   - a private repository over https with a token (BuildKit's GIT_AUTH_TOKEN) and over ssh
+//   - a private repository over https (TLS) with a token (BuildKit's GIT_AUTH_TOKEN) and over ssh
 //     with a key (--ssh), both from mounted Secrets, from a subdirectory context, at a
 //     commit that is not the branch head;
 //   - a build argument and a build secret reach the RUN steps, the secret never the image;
@@ -53,7 +53,8 @@ func TestPrivateRepositoryBuilds(t *testing.T) {
 	builderClient := builderNamespace(t, kube)
 	bk := testenv.NewBuildKit(t)
 	gitsrv := testenv.StartGitServer(t)
-	gitHTTP := gitsrv.ServeHTTP(t, gitToken)
+	gitHTTP := gitsrv.ServeHTTPS(t, gitToken)
+	gitHTTP.TrustInNewRepos(t)
 	gitSSH := gitsrv.ServeSSH(t)
 	nats := testenv.StartNATS(t)
 

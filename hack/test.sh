@@ -3,7 +3,7 @@
 #   1. go vet
 #   2. builds or reuses the real components' binaries: kube-apiserver + etcd (hack/kube-assets.sh),
 #      the peer CLIs crane, regctl, cosign, helm (hack/tools.sh) and rootless BuildKit
-#      (hack/buildkit.sh, which also installs rootlesskit, uidmap, runc, git and busybox-static
+#      (hack/buildkit.sh, which also installs rootlesskit, uidmap, runc, git, openssh and busybox-static
 #      from apt and creates the build user), cached under ~/.cache/promoter
 #   3. unit tests with -race
 #   4. end-to-end tests against real registries, NATS JetStream, kube-apiserver and BuildKit

@@ -79,7 +79,7 @@ func failedStep(lines []string) (step, log string) {
 			if strings.HasPrefix(l, "------") {
 				break
 			}
-			if l = strings.TrimSpace(stepTime.ReplaceAllString(l, "")); l != "" {
+			if l = strings.TrimSpace(stepTime.ReplaceAllString(l, "")); l != "" && !gitNoise.MatchString(l) {
 				out = append(out, l)
 			}
 		}
@@ -87,6 +87,10 @@ func failedStep(lines []string) (step, log string) {
 	}
 	return "", ""
 }
+
+// gitNoise are the lines BuildKit's git source prints before every fetch: it creates its
+// cache repository, then looks for the commit there first.
+var gitNoise = regexp.MustCompile(`^(Initialized empty Git repository in |fatal: Not a valid object name [0-9a-f]+\^\{commit\}$)`)
 
 // stepTime is the elapsed-seconds prefix of a step's log line: "0.123 make: ...".
 var stepTime = regexp.MustCompile(`^\s*[0-9]+\.[0-9]+ `)

@@ -27,6 +27,8 @@ error: failed to solve: process "/bin/sh -c echo \"make: *** No rule to make tar
 #2 ERROR: failed to fetch remote http://git.example/acme/web.git: git stderr:
 ------
  > [internal] load git source http://git.example/acme/web.git#3f2c1a9d:
+0.004 Initialized empty Git repository in /home/user/.local/share/buildkit/runc-overlayfs/snapshots/snapshots/2/fs/
+0.006 fatal: Not a valid object name 3f2c1a9d^{commit}
 0.012 fatal: could not read Username for 'http://git.example': terminal prompts disabled
 ------
 error: failed to solve: failed to read dockerfile: failed to fetch remote http://git.example/acme/web.git: git stderr:
@@ -57,7 +59,7 @@ func TestFailureCause(t *testing.T) {
 		{"private repository without credentials", req(https, ""), noCredentials, []string{
 			`the git server of https://git.example/acme/web.git asked for credentials: for a private repository, set build.gitSecret of pipeline web to a Secret in namespace builds with key "token": error: failed to solve`,
 			"could not read Username",
-		}, nil},
+		}, []string{"Initialized empty", "Not a valid object name"}},
 		{"ssh repository without credentials asks for the key", req(ssh, ""), "error: failed to solve: git@git.example: Permission denied (publickey).\n",
 			[]string{`with key "ssh-privatekey"`}, nil},
 		{"credentials refused", req(https, "web-git"), noCredentials,
