@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/promoter-dev/promoter/internal/testenv"
 )
 
@@ -53,35 +50,7 @@ func TestRootlessBuildKitBuildsFromGit(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out.String())
 	}
 
-	ref, err := name.ParseReference(image, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(ref)
-	if err != nil {
-		t.Fatalf("reading %s: %v", image, err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := cf.OS + "/" + cf.Architecture; got != "linux/amd64" {
-		t.Errorf("config platform: got %s, want linux/amd64", got)
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(layers) < 2 {
-		t.Fatalf("got %d layers, want the base layer plus the RUN layer", len(layers))
-	}
-	got, err := fileInLayer(layers[len(layers)-1], "built")
-	if err != nil {
-		t.Fatalf("RUN layer: %v", err)
-	}
-	if got != "built\n" {
-		t.Errorf("/built: got %q, want %q", got, "built\n")
-	}
+	checkBuiltImage(t, image)
 }
 
 // fileInLayer returns the content of path (no leading slash) in a layer.

@@ -27,7 +27,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/promoter-dev/promoter/internal/builders"
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/testenv"
@@ -102,28 +101,7 @@ pipelines:
 	registrySecret(t, kube.Client, stagingHost)
 
 	// The builder agent, as `promoter builder` runs it, with the restricted user.
-	agentCfg, err := config.Load(config.Input{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentCfg.NATS.URL, agentCfg.Metrics = nats.URL, ""
-	agentCfg.Builder.Namespace, agentCfg.Builder.MaxAttempts = buildNS, 2
-	agentCfg.Builder.Platforms = []string{"linux/amd64", "linux/arm64"}
-	exec, err := builders.NewKubernetes(builderClient, agentCfg.Builder)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	agentDone := make(chan error, 1)
-	go func() {
-		agentDone <- builders.RunAgent(ctx, agentCfg, exec, builders.WithRetryDelay(200*time.Millisecond))
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-agentDone; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	})
+	startAgent(t, builderClient, nats.URL, 2, "linux/amd64", "linux/arm64")
 
 	node := testenv.StartNode(t, kube.Client, buildNS, bk)
 	t.Cleanup(func() {

@@ -156,7 +156,7 @@ pipelines:
 	createSecret(t, kube.Client, "git-ssh", corev1.SecretTypeSSHAuth, map[string][]byte{corev1.SSHAuthPrivateKey: gitSSH.PrivateKey})
 	createSecret(t, kube.Client, "ci-token", corev1.SecretTypeOpaque, map[string][]byte{"token": []byte(ciToken)})
 
-	startAgent(t, builderClient, nats.URL, 1)
+	startAgent(t, builderClient, nats.URL, 1, "linux/amd64")
 	node := testenv.StartNode(t, kube.Client, buildNS, bk)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -278,9 +278,9 @@ pipelines:
 	})
 }
 
-// startAgent runs a builder agent for linux/amd64 as `promoter builder` does, with the
+// startAgent runs a builder agent for platforms as `promoter builder` does, with the
 // restricted client, until the test ends.
-func startAgent(t *testing.T, client kubernetes.Interface, natsURL string, maxAttempts int) {
+func startAgent(t *testing.T, client kubernetes.Interface, natsURL string, maxAttempts int, platforms ...string) {
 	t.Helper()
 	cfg, err := config.Load(config.Input{})
 	if err != nil {
@@ -288,7 +288,7 @@ func startAgent(t *testing.T, client kubernetes.Interface, natsURL string, maxAt
 	}
 	cfg.NATS.URL, cfg.Metrics = natsURL, ""
 	cfg.Builder.Namespace, cfg.Builder.MaxAttempts = buildNS, maxAttempts
-	cfg.Builder.Platforms = []string{"linux/amd64"}
+	cfg.Builder.Platforms = platforms
 	exec, err := builders.NewKubernetes(client, cfg.Builder)
 	if err != nil {
 		t.Fatal(err)
