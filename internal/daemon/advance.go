@@ -134,14 +134,7 @@ func (a *advancer) signRevision(ctx context.Context, p config.Pipeline, r *types
 	}
 	log.Info("signed index and children")
 	return a.store.Update(ctx, p.Name, r.Revision, func(cur *types.Revision) error {
-		if cur.Signed {
-			return state.ErrNoChange
-		}
-		cur.Signed, cur.SignRetry = true, types.Retry{}
-		if cur.Phase == types.PhaseMerged {
-			cur.Phase = types.PhaseSigned
-		}
-		return nil
+		return cur.MarkSigned()
 	})
 }
 
@@ -166,21 +159,13 @@ func (a *advancer) promoteDestination(ctx context.Context, p config.Pipeline, r 
 	}
 	all := false
 	_, uerr := a.store.Update(ctx, p.Name, r.Revision, func(cur *types.Revision) error {
-		if cur.Promotions == nil {
-			cur.Promotions = map[string]types.Promotion{}
-		}
 		now := time.Now().UTC()
 		if conflict {
-			cur.Promotions[dest.To] = types.Promotion{Error: err.Error(), At: now}
-			cur.Phase, cur.Reason = types.PhaseConflicted, err.Error()
-			return nil
+			return cur.PromotionConflicted(dest.To, err.Error(), now)
 		}
-		cur.Promotions[dest.To] = types.Promotion{Done: true, Digest: digest, At: now}
-		all = allPromoted(p, cur)
-		if all && !cur.Terminal() {
-			cur.Phase, cur.Reason = types.PhasePromoted, ""
-		}
-		return nil
+		var perr error
+		all, perr = cur.PromotedTo(dest.To, digest, now, destinations(p))
+		return perr
 	})
 	if uerr == nil && all {
 		log.Info("revision promoted to every destination", "destinations", len(p.Promote))
@@ -188,23 +173,19 @@ func (a *advancer) promoteDestination(ctx context.Context, p config.Pipeline, r 
 	return uerr
 }
 
-func allPromoted(p config.Pipeline, r *types.Revision) bool {
-	for _, dest := range p.Promote {
-		if !r.Promotions[dest.To].Done {
-			return false
-		}
+// destinations are the repositories p promotes to.
+func destinations(p config.Pipeline) []string {
+	out := make([]string, len(p.Promote))
+	for i, d := range p.Promote {
+		out[i] = d.To
 	}
-	return true
+	return out
 }
 
 // markPromoted ends a revision whose every destination is done (or that has none).
 func (a *advancer) markPromoted(ctx context.Context, p config.Pipeline, revision string) error {
 	_, err := a.store.Update(ctx, p.Name, revision, func(cur *types.Revision) error {
-		if cur.Terminal() || cur.Index == "" || (p.Sign && !cur.Signed) || !allPromoted(p, cur) {
-			return state.ErrNoChange
-		}
-		cur.Phase, cur.Reason = types.PhasePromoted, ""
-		return nil
+		return cur.Complete(p.Sign, destinations(p))
 	})
 	return err
 }

@@ -136,15 +136,9 @@ func (w *workers) sourceChanged(ctx context.Context, ev types.SourceChanged) err
 	if !ok {
 		return fmt.Errorf("%w: pipeline %q is no longer configured", errPermanent, ev.Pipeline)
 	}
+	tags := types.ArchTag(p.ArchTag).Tags(ev.Revision, p.PlatformList())
 	if _, err := w.store.Update(ctx, p.Name, ev.Revision, func(r *types.Revision) error {
-		if r.Phase != "" {
-			return state.ErrNoChange
-		}
-		for _, pl := range p.PlatformList() {
-			r.Platforms[pl.String()] = types.PlatformState{Tag: types.ArchTag(p.ArchTag).Render(ev.Revision, pl)}
-		}
-		r.Phase = types.PhaseBuilding
-		return nil
+		return r.Dispatched(tags)
 	}); err != nil {
 		return err
 	}
@@ -167,21 +161,7 @@ func (w *workers) sourceChanged(ctx context.Context, ev types.SourceChanged) err
 func (w *workers) buildResult(ctx context.Context, res types.BuildResult) error {
 	req := res.Request
 	_, err := w.store.Update(ctx, req.Pipeline, req.Revision, func(r *types.Revision) error {
-		key := req.Platform.String()
-		ps := r.Platforms[key]
-		if ps.Build == res.Outcome && ps.BuildReason == res.Reason && !(res.Final && r.Phase != types.PhaseFailed) {
-			return state.ErrNoChange
-		}
-		ps.Build, ps.BuildReason = res.Outcome, res.Reason
-		if ps.Tag == "" {
-			ps.Tag = req.Image
-		}
-		r.Platforms[key] = ps
-		if res.Outcome == types.BuildFailed && res.Final && r.Index == "" {
-			r.Phase = types.PhaseFailed
-			r.Reason = fmt.Sprintf("build of %s failed after %d attempts (job %s): %s", key, res.Attempt, res.Job, res.Reason)
-		}
-		return nil
+		return r.RecordBuild(res)
 	})
 	if err == nil && res.Outcome == types.BuildFailed && res.Final {
 		w.d.o.log.Error("build failed for good", "pipeline", req.Pipeline, "revision", req.Revision,

@@ -97,9 +97,9 @@ func (m *Merger) sync(ctx context.Context, p config.Pipeline, revision string, h
 	}
 	var violation string
 	rev, err := m.Store.Update(ctx, p.Name, revision, func(r *types.Revision) error {
-		violation = ""
-		initPlatforms(p, r)
-		return record(p, r, now, &violation)
+		r.ExpectPlatforms(archTags(p, r.Revision))
+		violation, err = r.RecordDigests(p.Staging, platformKeys(p), now)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -113,52 +113,6 @@ func (m *Merger) sync(ctx context.Context, p config.Pipeline, revision string, h
 		return nil, nil // nothing of this revision is in the registry, and nothing was before
 	}
 	return m.mergeIfComplete(ctx, p, rev)
-}
-
-// record writes what the registry holds (now) into r. Before the merge the platforms'
-// digests simply follow the registry. After it the children are pinned: a tag that now
-// serves another digest is the one true conflict, and sets *violation; a tag deleted since
-// changes nothing, since the index names its children by digest.
-func record(p config.Pipeline, r *types.Revision, now held, violation *string) error {
-	if r.Phase == types.PhaseConflicted {
-		return state.ErrNoChange // terminal until an operator acts; already counted
-	}
-	if r.Index != "" {
-		for _, pl := range p.PlatformList() {
-			ps := r.Platforms[pl.String()]
-			if d := now[pl.String()]; d != "" && ps.Digest != "" && d != ps.Digest {
-				*violation = fmt.Sprintf("%s:%s now points at %s, but revision %s was merged with %s; arch tags are immutable once merged",
-					p.Staging, ps.Tag, d, r.Revision, ps.Digest)
-				r.Phase, r.Reason = types.PhaseConflicted, *violation
-				return nil
-			}
-		}
-		return state.ErrNoChange
-	}
-	changed, any := false, false
-	for _, pl := range p.PlatformList() {
-		key := pl.String()
-		ps := r.Platforms[key]
-		if ps.Digest != now[key] {
-			ps.Digest, changed = now[key], true
-			r.Platforms[key] = ps
-		}
-		any = any || ps.Digest != ""
-	}
-	if !changed {
-		return state.ErrNoChange
-	}
-	switch {
-	case r.Phase == types.PhaseFailed:
-		// Another image is under an arch tag of a revision that failed (its platform check,
-		// or its build): try again with what is there now.
-		r.Phase, r.Reason, r.MergeRetry = types.PhaseWaiting, "", types.Retry{}
-	case (r.Phase == "" || r.Phase == types.PhaseBuilding) && any:
-		r.Phase = types.PhaseWaiting
-	case r.Phase == "" && !any:
-		return state.ErrNoChange // never seen, and nothing there: write no state
-	}
-	return nil
 }
 
 // mergeIfComplete merges rev if every platform has a digest and nothing was merged yet.
@@ -242,34 +196,13 @@ var errUnsettled = errors.New("revision state changed while claiming the merge; 
 // merge is tried again with the new one.
 var errInputsMoved = errors.New("an arch tag moved during the merge; merging again with what the registry holds now")
 
-// finish records the end of c's merge attempt. The index, once pushed, is recorded with the
-// digests it was built from: if a tag moved meanwhile, the next sync sees the conflict.
+// finish records the end of c's merge attempt (see types.Revision.FinishMerge).
 func (m *Merger) finish(ctx context.Context, p config.Pipeline, c *claim, inputs held, phase types.Phase, reason, index string) (*types.Revision, error) {
 	moved := false
 	rev, err := m.Store.Update(ctx, p.Name, c.rev.Revision, func(r *types.Revision) error {
-		moved = false
-		if r.Index != "" {
-			return state.ErrNoChange // another replica recorded it first
-		}
-		for k, d := range inputs {
-			if r.Platforms[k].Digest != d {
-				moved = true
-			}
-		}
-		if moved && index == "" {
-			if r.Merging != nil && r.Merging.ID == c.id {
-				r.Merging = nil
-				return nil
-			}
-			return state.ErrNoChange
-		}
-		for k, d := range inputs {
-			ps := r.Platforms[k]
-			ps.Digest = d
-			r.Platforms[k] = ps
-		}
-		r.Phase, r.Reason, r.Index, r.Merging, r.MergeRetry = phase, reason, index, nil, types.Retry{}
-		return nil
+		var err error
+		moved, err = r.FinishMerge(c.id, inputs, phase, reason, index)
+		return err
 	})
 	if err == nil && moved && index == "" {
 		return rev, errInputsMoved
@@ -277,13 +210,18 @@ func (m *Merger) finish(ctx context.Context, p config.Pipeline, c *claim, inputs
 	return rev, err
 }
 
-// initPlatforms fills in the platforms a new revision expects, with their arch tags.
-func initPlatforms(p config.Pipeline, r *types.Revision) {
+// archTags are the arch tags of revision, keyed by platform.
+func archTags(p config.Pipeline, revision string) map[string]string {
+	return types.ArchTag(p.ArchTag).Tags(revision, p.PlatformList())
+}
+
+// platformKeys are the pipeline's platforms as revision state keys them, in its order.
+func platformKeys(p config.Pipeline) []string {
+	var keys []string
 	for _, pl := range p.PlatformList() {
-		if _, ok := r.Platforms[pl.String()]; !ok {
-			r.Platforms[pl.String()] = types.PlatformState{Tag: types.ArchTag(p.ArchTag).Render(r.Revision, pl)}
-		}
+		keys = append(keys, pl.String())
 	}
+	return keys
 }
 
 func knownPlatform(p config.Pipeline, pl types.Platform) bool {

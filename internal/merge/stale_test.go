@@ -282,9 +282,9 @@ func (m *Merger) resolveAndRecord(ctx context.Context, rev string) (*types.Revis
 	if err != nil {
 		return nil, err
 	}
-	var violation string
 	return m.Store.Update(ctx, p.Name, rev, func(r *types.Revision) error {
-		initPlatforms(p, r)
-		return record(p, r, now, &violation)
+		r.ExpectPlatforms(archTags(p, r.Revision))
+		_, err := r.RecordDigests(p.Staging, platformKeys(p), now)
+		return err
 	})
 }

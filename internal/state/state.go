@@ -22,8 +22,9 @@ import (
 // ErrNotFound is returned by Get for a revision with no state yet.
 var ErrNotFound = errors.New("revision state not found")
 
-// ErrNoChange, returned by an update function, leaves the stored state as it is.
-var ErrNoChange = errors.New("no change")
+// ErrNoChange, returned by an update function, leaves the stored state as it is. It is
+// the revision state machine's (types.ErrNoChange), so a transition can be the function.
+var ErrNoChange = types.ErrNoChange
 
 // ErrContended is returned by Update when every attempt lost the compare-and-swap: other
 // writers kept winning, or reads kept answering an old revision (a lagging replica). The

@@ -54,6 +54,15 @@ func (a ArchTag) Render(rev string, p Platform) string {
 	).Replace(string(a))
 }
 
+// Tags gives the arch tag of revision rev for each of ps, keyed by Platform.String().
+func (a ArchTag) Tags(rev string, ps []Platform) map[string]string {
+	tags := make(map[string]string, len(ps))
+	for _, p := range ps {
+		tags[p.String()] = a.Render(rev, p)
+	}
+	return tags
+}
+
 // Match finds which of ps the tag was rendered for, and the revision in it.
 func (a ArchTag) Match(tag string, ps []Platform) (rev string, p Platform, ok bool) {
 	for _, p := range ps {

@@ -1,0 +1,237 @@
+package types
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// The revision's state machine: every change of a Revision's phase is one of the methods
+// in this file, and nothing else writes Phase. Each is a pure function of the revision and
+// its arguments, written to be passed to state.Store.Update: it returns ErrNoChange when
+// there is nothing to write (a repeated or late event), and an error wrapping
+// ErrTransition when the event cannot apply in the revision's phase.
+//
+//	""          ── Dispatched ──────────────────────▶ building
+//	"", building ── RecordDigests (an arch tag) ─────▶ waiting
+//	failed      ── RecordDigests (another image) ───▶ waiting   (retried with it)
+//	any unmerged ── RecordBuild (final failure) ─────▶ failed
+//	waiting     ── FinishMerge ─────────────────────▶ merged, failed (platform check) or conflicted
+//	merged      ── RecordDigests (a tag moved) ─────▶ conflicted
+//	merged      ── MarkSigned ──────────────────────▶ signed
+//	merged, signed ── PromotedTo (the last one) ────▶ promoted
+//	merged, signed ── Complete (nothing left) ──────▶ promoted
+//	merged, signed ── PromotionConflicted ──────────▶ conflicted
+//
+// promoted, failed and conflicted are terminal (Terminal) except that a failed revision
+// is tried again when a new image arrives under one of its arch tags.
+
+// ErrNoChange is returned by a transition that changes nothing: the update is not written.
+var ErrNoChange = errors.New("no change")
+
+// ErrTransition is wrapped by the error of a transition that cannot apply in the
+// revision's phase.
+var ErrTransition = errors.New("illegal revision transition")
+
+func illegal(r *Revision, event string) error {
+	return fmt.Errorf("%w: %s in phase %q of %s/%s", ErrTransition, event, r.Phase, r.Pipeline, r.Revision)
+}
+
+// ExpectPlatforms adds each platform the revision expects (key → its arch tag) that it
+// does not know yet. It changes no phase.
+func (r *Revision) ExpectPlatforms(tags map[string]string) {
+	if r.Platforms == nil {
+		r.Platforms = map[string]PlatformState{}
+	}
+	for key, tag := range tags {
+		if _, ok := r.Platforms[key]; !ok {
+			r.Platforms[key] = PlatformState{Tag: tag}
+		}
+	}
+}
+
+// Dispatched records that builds were dispatched for a revision seen for the first time.
+// A revision that already has a phase (its pushes came first, or a webhook was delivered
+// twice) keeps it.
+func (r *Revision) Dispatched(tags map[string]string) error {
+	if r.Phase != "" {
+		return ErrNoChange
+	}
+	r.ExpectPlatforms(tags)
+	r.Phase = PhaseBuilding
+	return nil
+}
+
+// RecordDigests records what the staging registry holds now under the arch tag of each of
+// platforms (keys, in the pipeline's order): now maps a key to its digest, and has none
+// for a tag that is absent. Before the merge the platforms follow the
+// registry. After it the children are pinned: a tag that serves another digest conflicts
+// the revision, and the returned violation says so; a deleted tag changes nothing, as the
+// index names its children by digest. A revision never seen, with nothing in the
+// registry, is not written.
+func (r *Revision) RecordDigests(staging string, platforms []string, now map[string]string) (violation string, err error) {
+	if r.Phase == PhaseConflicted {
+		return "", ErrNoChange // terminal until an operator acts
+	}
+	if r.Index != "" {
+		for _, key := range platforms {
+			ps, d := r.Platforms[key], now[key]
+			if d != "" && ps.Digest != "" && d != ps.Digest {
+				violation = fmt.Sprintf("%s:%s now points at %s, but revision %s was merged with %s; arch tags are immutable once merged",
+					staging, ps.Tag, d, r.Revision, ps.Digest)
+				r.Phase, r.Reason = PhaseConflicted, violation
+				return violation, nil
+			}
+		}
+		return "", ErrNoChange
+	}
+	changed, any := false, false
+	for _, key := range platforms {
+		ps, d := r.Platforms[key], now[key]
+		if ps.Digest != d {
+			ps.Digest, changed = d, true
+			r.Platforms[key] = ps
+		}
+		any = any || ps.Digest != ""
+	}
+	if !changed {
+		return "", ErrNoChange
+	}
+	switch {
+	case r.Phase == PhaseFailed:
+		// Another image is under an arch tag of a revision that failed (its platform check,
+		// or its build): try again with what is there now.
+		r.Phase, r.Reason, r.MergeRetry = PhaseWaiting, "", Retry{}
+	case (r.Phase == "" || r.Phase == PhaseBuilding) && any:
+		r.Phase = PhaseWaiting
+	case r.Phase == "" && !any:
+		return "", ErrNoChange // never seen, and nothing there: write no state
+	}
+	return "", nil
+}
+
+// RecordBuild records the outcome of one build attempt of a platform. The final failure
+// of a revision not merged yet fails it.
+func (r *Revision) RecordBuild(res BuildResult) error {
+	key := res.Request.Platform.String()
+	ps := r.Platforms[key]
+	fails := res.Outcome == BuildFailed && res.Final && r.Index == ""
+	if ps.Build == res.Outcome && ps.BuildReason == res.Reason && !(fails && r.Phase != PhaseFailed) {
+		return ErrNoChange
+	}
+	ps.Build, ps.BuildReason = res.Outcome, res.Reason
+	if ps.Tag == "" {
+		ps.Tag = res.Request.Image
+	}
+	if r.Platforms == nil {
+		r.Platforms = map[string]PlatformState{}
+	}
+	r.Platforms[key] = ps
+	if fails {
+		r.Phase = PhaseFailed
+		r.Reason = fmt.Sprintf("build of %s failed after %d attempts (job %s): %s", key, res.Attempt, res.Job, res.Reason)
+	}
+	return nil
+}
+
+// FinishMerge records the end of the merge of inputs (platform key → the digest merged),
+// held by lease: merged with index, or failed or conflicted with reason (index empty). An
+// index once pushed is recorded with the digests it was built from, so that a tag that
+// moved meanwhile is seen as a conflict by the next RecordDigests. A failure computed
+// from an image a tag no longer holds is not recorded (moved): only the lease is
+// released, and the merge is tried again.
+func (r *Revision) FinishMerge(lease string, inputs map[string]string, phase Phase, reason, index string) (moved bool, err error) {
+	switch {
+	case phase == PhaseMerged && index == "", phase != PhaseMerged && index != "":
+		return false, fmt.Errorf("%w: merge finished as %q with index %q", ErrTransition, phase, index)
+	case phase != PhaseMerged && phase != PhaseFailed && phase != PhaseConflicted:
+		return false, illegal(r, fmt.Sprintf("a merge ending %q", phase))
+	}
+	if r.Index != "" {
+		return false, ErrNoChange // another replica recorded it first
+	}
+	for key, d := range inputs {
+		if r.Platforms[key].Digest != d {
+			moved = true
+		}
+	}
+	if moved && index == "" {
+		if r.Merging != nil && r.Merging.ID == lease {
+			r.Merging = nil
+			return true, nil
+		}
+		return true, ErrNoChange
+	}
+	for key, d := range inputs {
+		ps := r.Platforms[key]
+		ps.Digest = d
+		r.Platforms[key] = ps
+	}
+	r.Phase, r.Reason, r.Index, r.Merging, r.MergeRetry = phase, reason, index, nil, Retry{}
+	return moved, nil
+}
+
+// MarkSigned records that the merged index and its children are signed.
+func (r *Revision) MarkSigned() error {
+	if r.Index == "" {
+		return illegal(r, "signed without an index")
+	}
+	if r.Signed {
+		return ErrNoChange
+	}
+	r.Signed, r.SignRetry = true, Retry{}
+	if r.Phase == PhaseMerged {
+		r.Phase = PhaseSigned
+	}
+	return nil
+}
+
+// PromotedTo records that dest holds the index as digest, and promotes the revision when
+// every one of destinations is done. It reports whether they all are.
+func (r *Revision) PromotedTo(dest, digest string, at time.Time, destinations []string) (all bool, err error) {
+	if r.Index == "" {
+		return false, illegal(r, "promoted without an index")
+	}
+	if r.Promotions == nil {
+		r.Promotions = map[string]Promotion{}
+	}
+	r.Promotions[dest] = Promotion{Done: true, Digest: digest, At: at}
+	all = r.promotedToAll(destinations)
+	if all && !r.Terminal() {
+		r.Phase, r.Reason = PhasePromoted, ""
+	}
+	return all, nil
+}
+
+// PromotionConflicted records that dest refused the revision (its tag points elsewhere):
+// the revision is conflicted until an operator acts.
+func (r *Revision) PromotionConflicted(dest, reason string, at time.Time) error {
+	if r.Index == "" {
+		return illegal(r, "a promotion conflict without an index")
+	}
+	if r.Promotions == nil {
+		r.Promotions = map[string]Promotion{}
+	}
+	r.Promotions[dest] = Promotion{Error: reason, At: at}
+	r.Phase, r.Reason = PhaseConflicted, reason
+	return nil
+}
+
+// Complete promotes a merged revision with nothing left to do: signed when signing is
+// required, and done at every one of destinations (there may be none).
+func (r *Revision) Complete(signRequired bool, destinations []string) error {
+	if r.Terminal() || r.Index == "" || (signRequired && !r.Signed) || !r.promotedToAll(destinations) {
+		return ErrNoChange
+	}
+	r.Phase, r.Reason = PhasePromoted, ""
+	return nil
+}
+
+func (r *Revision) promotedToAll(destinations []string) bool {
+	for _, d := range destinations {
+		if !r.Promotions[d].Done {
+			return false
+		}
+	}
+	return true
+}
