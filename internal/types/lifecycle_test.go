@@ -62,9 +62,9 @@ func TestTransitions(t *testing.T) {
 
 	tests := []transition{
 		{
-			name: "builds dispatched",
-			do:   func(r *Revision) error { return r.Dispatched(tags) },
-			want: map[Phase]Phase{"": PhaseBuilding},
+			name:    "builds dispatched",
+			do:      func(r *Revision) error { return r.Dispatched(tags) },
+			want:    map[Phase]Phase{"": PhaseBuilding},
 			wantErr: unchanged(PhaseBuilding, PhaseWaiting, PhaseMerged, PhaseSigned, PhasePromoted, PhaseFailed, PhaseConflicted),
 		},
 		{
