@@ -2,13 +2,8 @@ package builders
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/metrics"
@@ -128,13 +123,9 @@ func (d *Dispatcher) exists(ctx context.Context, image string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("arch tag of pipeline: %w", err)
 	}
-	_, err = remote.Head(ref, d.reg.Remote(ctx)...)
+	exists, err := d.reg.Exists(ctx, ref)
 	if err == nil {
-		return true, nil
-	}
-	var terr *transport.Error
-	if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
-		return false, nil
+		return exists, nil
 	}
 	return false, fmt.Errorf("checking whether %s exists in %s: %w", ref, ref.Context().RegistryStr(), err)
 }

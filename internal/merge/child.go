@@ -33,7 +33,7 @@ func fetchChild(ctx context.Context, c registry.Client, ch Child) (entry, error)
 	}
 	desc, err := remote.Get(ref, c.Remote(ctx)...)
 	if err != nil {
-		if isNotFound(err) {
+		if registry.IsNotFound(err) {
 			return entry{}, fmt.Errorf("%s: not found in %s", ch.Ref, ref.Context().RegistryStr())
 		}
 		return entry{}, fmt.Errorf("fetching %s: %w", ch.Ref, err)

@@ -11,7 +11,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	ggcrtypes "github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/promoter-dev/promoter/internal/registry"
@@ -198,7 +197,7 @@ func Push(ctx context.Context, c registry.Client, target string, res *Result) (O
 		return Exists, nil
 	case err == nil:
 		return "", &ConflictError{Ref: target, Existing: existing.Digest.String(), Want: res.Digest}
-	case !isNotFound(err):
+	case !registry.IsNotFound(err):
 		return "", fmt.Errorf("checking %s: %w", target, err)
 	}
 	// WriteIndex uploads any child (and its blobs) the target repository lacks, mounting
@@ -207,9 +206,4 @@ func Push(ctx context.Context, c registry.Client, target string, res *Result) (O
 		return "", fmt.Errorf("pushing index to %s: %w", target, err)
 	}
 	return Pushed, nil
-}
-
-func isNotFound(err error) bool {
-	var terr *transport.Error
-	return errors.As(err, &terr) && terr.StatusCode == 404
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -35,7 +36,7 @@ func (m *Merger) Reconcile(ctx context.Context, p config.Pipeline) (ReconcileRep
 	}
 	tags, err := remote.List(repo, m.Registry.Remote(ctx)...)
 	if err != nil {
-		if isNotFound(err) {
+		if registry.IsNotFound(err) {
 			return rep, nil // nothing pushed yet
 		}
 		return rep, fmt.Errorf("listing tags of %s: %w", p.Staging, err)

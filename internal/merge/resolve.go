@@ -62,7 +62,7 @@ func (m *Merger) resolve(ctx context.Context, p config.Pipeline, revision string
 			switch {
 			case err == nil:
 				digest = d.Digest.String()
-			case !isNotFound(err):
+			case !registry.IsNotFound(err):
 				return fmt.Errorf("resolving %s: %w", ref, err)
 			}
 			mu.Lock()
@@ -93,7 +93,7 @@ func (m *Merger) await(ctx context.Context, p config.Pipeline, hint *types.Regis
 		return got, nil // not a digest the registry could hold
 	}
 	if _, err := m.head(ctx, byDigest); err != nil {
-		if isNotFound(err) {
+		if registry.IsNotFound(err) {
 			return got, nil
 		}
 		return "", fmt.Errorf("checking %s: %w", byDigest, err)
@@ -111,7 +111,7 @@ func (m *Merger) await(ctx context.Context, p config.Pipeline, hint *types.Regis
 		switch {
 		case err == nil:
 			got = d.Digest.String()
-		case isNotFound(err):
+		case registry.IsNotFound(err):
 			got = ""
 		default:
 			return "", fmt.Errorf("resolving %s: %w", byTag, err)

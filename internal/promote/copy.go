@@ -12,6 +12,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/promoter-dev/promoter/internal/registry"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -164,7 +165,7 @@ func (d *destination) head(ctx context.Context, ref name.Reference) (digest stri
 	}
 	defer release()
 	desc, err := d.puller.Head(ctx, ref)
-	if isStatus(err, http.StatusNotFound) {
+	if registry.IsStatus(err, http.StatusNotFound) {
 		return "", false, nil
 	}
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/promoter-dev/promoter/internal/registry"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -210,7 +211,7 @@ func (w *walker) accessories(ctx context.Context, n *node) ([]*node, error) {
 	for _, s := range cosignSuffixes {
 		tag := w.repo.Tag(prefix + "." + s.suffix)
 		t, err := w.tree(ctx, tag, s.kind, tag.TagStr())
-		if isStatus(err, http.StatusNotFound) {
+		if registry.IsStatus(err, http.StatusNotFound) {
 			continue
 		}
 		if err != nil {
@@ -235,7 +236,7 @@ func (w *walker) accessories(ctx context.Context, n *node) ([]*node, error) {
 	}
 	for _, d := range im.Manifests {
 		t, err := w.tree(ctx, w.repo.Digest(d.Digest.String()), KindReferrer, "")
-		if isStatus(err, http.StatusNotFound) {
+		if registry.IsStatus(err, http.StatusNotFound) {
 			// A dangling entry in the referrers list: there is nothing to copy.
 			w.p.logger().Warn("referrer listed but missing in source", "subject", subject.String(), "referrer", d.Digest.String())
 			continue
@@ -246,19 +247,6 @@ func (w *walker) accessories(ctx context.Context, n *node) ([]*node, error) {
 		out = append(out, t...)
 	}
 	return out, nil
-}
-
-func isStatus(err error, codes ...int) bool {
-	var terr *transport.Error
-	if !errors.As(err, &terr) {
-		return false
-	}
-	for _, c := range codes {
-		if terr.StatusCode == c {
-			return true
-		}
-	}
-	return false
 }
 
 // sourceError turns the statuses that retrying cannot fix into a SourceError naming the

@@ -1,0 +1,56 @@
+package registry
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestExists(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/":
+			w.WriteHeader(http.StatusOK)
+		case strings.HasSuffix(r.URL.Path, "/manifests/there"):
+			w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+			w.Header().Set("Docker-Content-Digest", "sha256:"+strings.Repeat("a", 64))
+			w.Header().Set("Content-Length", "2")
+			w.WriteHeader(http.StatusOK)
+		case strings.HasSuffix(r.URL.Path, "/manifests/absent"):
+			w.WriteHeader(http.StatusNotFound)
+		default:
+			w.WriteHeader(http.StatusForbidden)
+		}
+	}))
+	defer srv.Close()
+	c := Client{Retry: &RetryPolicy{MaxAttempts: 1}}
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for _, tc := range []struct {
+		tag       string
+		want      bool
+		wantErr   bool
+		notFound  bool
+		forbidden bool
+	}{
+		{tag: "there", want: true},
+		{tag: "absent"},
+		{tag: "denied", wantErr: true, forbidden: true},
+	} {
+		ref, err := c.ParseReference(host + "/acme/app:" + tc.tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Exists(context.Background(), ref)
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("Exists(%s) = %v, %v; want %v, error %v", tc.tag, got, err, tc.want, tc.wantErr)
+		}
+		if err != nil && (IsNotFound(err) || IsStatus(err, http.StatusForbidden) != tc.forbidden) {
+			t.Errorf("%s: IsNotFound %v, IsStatus(403) %v for %v", tc.tag, IsNotFound(err), IsStatus(err, http.StatusForbidden), err)
+		}
+	}
+	if IsNotFound(nil) || IsStatus(context.Canceled, http.StatusNotFound) {
+		t.Error("a nil or non-registry error counts as a status")
+	}
+}
