@@ -87,7 +87,7 @@ func flatten(ch Child, desc *remote.Descriptor) (entry, error) {
 	}
 	var images []v1.Descriptor
 	for _, m := range im.Manifests {
-		if !isAttestation(m) {
+		if !registry.IsAttestation(m) {
 			images = append(images, m)
 		}
 	}
@@ -104,7 +104,7 @@ func flatten(ch Child, desc *remote.Descriptor) (entry, error) {
 		return entry{}, err
 	}
 	for _, m := range im.Manifests {
-		if !isAttestation(m) || m.Annotations[annotationReferenceDigest] != chosen.Digest.String() {
+		if !registry.IsAttestation(m) || registry.AttestationSubject(m) != chosen.Digest.String() {
 			continue
 		}
 		att, err := idx.Image(m.Digest)
@@ -141,13 +141,6 @@ func pickImage(ch Child, images []v1.Descriptor) (v1.Descriptor, error) {
 		return v1.Descriptor{}, fmt.Errorf("%s is a multi-platform index (%s): give one image per platform", ch.Ref, strings.Join(names, ", "))
 	}
 	return v1.Descriptor{}, fmt.Errorf("%w: %s: expected platform %s, but the index holds only %s", ErrPlatform, ch.Ref, ch.Platform, strings.Join(names, ", "))
-}
-
-func isAttestation(d v1.Descriptor) bool {
-	if d.Annotations[annotationReferenceType] == referenceTypeAttestation {
-		return true
-	}
-	return d.Platform != nil && d.Platform.OS == "unknown" && d.Platform.Architecture == "unknown"
 }
 
 func sortEntries(es []entry) {

@@ -24,14 +24,6 @@ const (
 	AnnotationCreated  = "org.opencontainers.image.created"
 )
 
-// BuildKit marks its attestation manifests with these annotations and the unknown/unknown
-// platform; they follow the image they describe into the merged index.
-const (
-	annotationReferenceType   = "vnd.docker.reference.type"
-	annotationReferenceDigest = "vnd.docker.reference.digest"
-	referenceTypeAttestation  = "attestation-manifest"
-)
-
 var (
 	// ErrConflict is wrapped by ConflictError: the target tag is immutable and points elsewhere.
 	ErrConflict = errors.New("immutable tag points at another digest")

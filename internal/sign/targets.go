@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/promoter-dev/promoter/internal/registry"
@@ -16,10 +15,6 @@ type target struct {
 	digest   name.Digest
 	platform string // "" for an index
 }
-
-// attestationRefType is the annotation BuildKit puts on the unknown/unknown children of an
-// index that carry its provenance and SBOM attestations.
-const attestationRefType = "vnd.docker.reference.type"
 
 // resolve lists what signing ref covers: an index and its platform children (attestation
 // manifests excluded: they are not runnable images and cosign does not sign them), or a
@@ -57,7 +52,7 @@ func resolve(ctx context.Context, reg registry.Client, ref string) ([]target, er
 	}
 	out := []target{{digest: repo.Digest(desc.Digest.String())}}
 	for _, m := range im.Manifests {
-		if isAttestation(m) {
+		if registry.IsAttestation(m) {
 			continue
 		}
 		t := target{digest: repo.Digest(m.Digest.String())}
@@ -67,11 +62,4 @@ func resolve(ctx context.Context, reg registry.Client, ref string) ([]target, er
 		out = append(out, t)
 	}
 	return out, nil
-}
-
-func isAttestation(m v1.Descriptor) bool {
-	if m.Annotations[attestationRefType] == "attestation-manifest" {
-		return true
-	}
-	return m.Platform != nil && m.Platform.OS == "unknown" && m.Platform.Architecture == "unknown"
 }
