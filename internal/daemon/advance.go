@@ -28,9 +28,6 @@ type (
 	}
 )
 
-// errConflict marks a promotion refused because a destination tag points elsewhere.
-var errConflict = errors.New("conflict")
-
 // advancer moves merged revisions through signing and promotion. Each step is a message on
 // types.SubjectSteps: the bus redelivers a failed one on its own schedule (retryDelay), so a
 // failing destination is retried within seconds, not at the next reconcile, and a restart
@@ -147,7 +144,7 @@ func (a *advancer) promoteDestination(ctx context.Context, p config.Pipeline, r 
 	dst := types.Repository(dest.To).Tag(r.Revision)
 	start := time.Now()
 	digest, err := a.promote.Promote(ctx, src, dst, dest)
-	conflict := errors.Is(err, errConflict)
+	conflict := errors.Is(err, types.ErrTagImmutable)
 	if err != nil && !conflict {
 		return fmt.Errorf("promoting %s to %s: %w", src, dst, err)
 	}

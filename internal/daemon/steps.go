@@ -127,9 +127,6 @@ func (p *promoter) Promote(ctx context.Context, src, dst string, d config.Destin
 		opt.Verify = p.verify
 	}
 	res, err := p.p.Promote(ctx, src, dst, opt)
-	if errors.Is(err, promote.ErrTagImmutable) {
-		return "", fmt.Errorf("%w: %w", errConflict, err)
-	}
 	if err != nil {
 		return "", err
 	}

@@ -25,8 +25,6 @@ const (
 )
 
 var (
-	// ErrConflict is wrapped by ConflictError: the target tag is immutable and points elsewhere.
-	ErrConflict = errors.New("immutable tag points at another digest")
 	// ErrPlatform is wrapped by PlatformMismatchError.
 	ErrPlatform = errors.New("platform mismatch")
 )
@@ -57,7 +55,8 @@ func (e *ConflictError) Error() string {
 		e.Ref, e.Existing, e.Want)
 }
 
-func (e *ConflictError) Unwrap() error { return ErrConflict }
+// Unwrap makes errors.Is(err, types.ErrTagImmutable) true.
+func (e *ConflictError) Unwrap() error { return types.ErrTagImmutable }
 
 // Child is one image to merge. Platform, when set, is what its config must say; when zero,
 // the platform is read from the config (the CLI's REF arguments).

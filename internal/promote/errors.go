@@ -3,11 +3,9 @@ package promote
 import (
 	"errors"
 	"fmt"
-)
 
-// ErrTagImmutable means a destination tag already points at a different digest and is not
-// listed in Options.MutableTags. The destination is left untouched.
-var ErrTagImmutable = errors.New("destination tag is immutable")
+	"github.com/promoter-dev/promoter/internal/types"
+)
 
 // ErrNotSigned means Options.Verify rejected the source: nothing was copied.
 var ErrNotSigned = errors.New("source signature not verified")
@@ -16,8 +14,9 @@ var ErrNotSigned = errors.New("source signature not verified")
 // 404): check the reference and the credentials for its registry.
 var ErrSource = errors.New("source not readable")
 
-// ImmutableError is returned (wrapped) when a destination tag would move. It matches
-// ErrTagImmutable with errors.Is.
+// ImmutableError is returned (wrapped) when a destination tag already points at a
+// different digest and is not listed in Options.MutableTags; the destination is left
+// untouched. It matches types.ErrTagImmutable with errors.Is.
 type ImmutableError struct {
 	// Ref is the destination reference, "host/repo:tag".
 	Ref string
@@ -32,8 +31,8 @@ func (e *ImmutableError) Error() string {
 		e.Ref, e.Existing, e.Want)
 }
 
-// Is makes errors.Is(err, ErrTagImmutable) true.
-func (e *ImmutableError) Is(target error) bool { return target == ErrTagImmutable }
+// Is makes errors.Is(err, types.ErrTagImmutable) true.
+func (e *ImmutableError) Is(target error) bool { return target == types.ErrTagImmutable }
 
 // SourceError says which registry and reference could not be read and why.
 type SourceError struct {

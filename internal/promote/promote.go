@@ -15,6 +15,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // DefaultJobs is the number of concurrent requests per registry host when Promoter.Jobs is
@@ -30,7 +31,7 @@ const DefaultTimeout = 30 * time.Minute
 type Options struct {
 	// MutableTags are the destination tags that may move to another digest (for example
 	// "latest"). Every other tag that exists with a different digest fails with
-	// ErrTagImmutable.
+	// types.ErrTagImmutable.
 	MutableTags []string
 	// Verify is the signature gate: when set, it must accept the source, pinned by digest,
 	// before a single byte is copied. nil means no gate.
@@ -231,7 +232,7 @@ func (p *Promoter) promoteOne(ctx context.Context, pl *plan, dst string, opt Opt
 		}
 	}
 	switch {
-	case errors.Is(err, ErrTagImmutable):
+	case errors.Is(err, types.ErrTagImmutable):
 		p.count("immutable")
 		if p.Metrics != nil {
 			p.Metrics.ImmutabilityViolations.Inc()

@@ -25,6 +25,7 @@ import (
 	"github.com/promoter-dev/promoter/internal/promote"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/testenv"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 func TestPromoteAllCopiesIndexSignaturesAndReferrers(t *testing.T) {
@@ -120,8 +121,8 @@ func TestPromoteImmutableTag(t *testing.T) {
 		wantErr error
 		want    string
 	}{
-		{name: "immutable tag is refused", dst: b.Host + "/prod/app", wantErr: promote.ErrTagImmutable, want: before},
-		{name: "mutable list names another tag", dst: b.Host + "/prod/app:v1", mutable: []string{"latest"}, wantErr: promote.ErrTagImmutable, want: before},
+		{name: "immutable tag is refused", dst: b.Host + "/prod/app", wantErr: types.ErrTagImmutable, want: before},
+		{name: "mutable list names another tag", dst: b.Host + "/prod/app:v1", mutable: []string{"latest"}, wantErr: types.ErrTagImmutable, want: before},
 		{name: "mutable tag moves", dst: b.Host + "/prod/app:latest", mutable: []string{"latest"}, want: f.index.String()},
 		{name: "same digest is nothing to do", dst: b.Host + "/prod/app:latest", want: f.index.String()},
 	}

@@ -1,6 +1,14 @@
 package types
 
-import "time"
+import (
+	"errors"
+	"time"
+)
+
+// ErrTagImmutable is what every refusal to move a tag matches with errors.Is: an arch tag,
+// the merged revision tag or a destination tag already points at another digest, and
+// promoter never moves a tag that is not listed as mutable.
+var ErrTagImmutable = errors.New("immutable tag points at another digest")
 
 // Phase is where a revision is in the flow.
 type Phase string
