@@ -2,7 +2,6 @@ package builders_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -135,23 +134,19 @@ func TestAgentReportsALastAttemptLostWithItsAgent(t *testing.T) {
 }
 
 func TestNewAgentRefusesBadInput(t *testing.T) {
-	if _, err := builders.NewAgent(nil, builders.Router{}, nil); err == nil {
+	local, err := builders.NewLocal(registry.Client{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := builders.NewAgent(nil, local, nil); err == nil {
 		t.Error("no platforms: got no error")
 	}
 	p := types.MustPlatform("linux/amd64")
-	if _, err := builders.NewAgent(nil, builders.Router{}, []types.Platform{p, p}); err == nil {
+	if _, err := builders.NewAgent(nil, local, []types.Platform{p, p}); err == nil {
 		t.Error("duplicate platform: got no error")
 	}
-	if _, err := builders.NewAgent(nil, builders.Router{}, []types.Platform{p}, builders.WithMaxAttempts(0)); err == nil {
+	if _, err := builders.NewAgent(nil, local, []types.Platform{p}, builders.WithMaxAttempts(0)); err == nil {
 		t.Error("zero attempts: got no error")
-	}
-}
-
-func TestRouter(t *testing.T) {
-	r := builders.Router{}
-	_, err := r.Build(context.Background(), types.BuildRequest{Pipeline: "web"}, 1)
-	if !errors.Is(err, builders.ErrPermanent) {
-		t.Errorf("no executor: got %v, want ErrPermanent", err)
 	}
 }
 

@@ -28,8 +28,6 @@ type Client struct {
 	Keychain authn.Keychain
 	// Transport is the base HTTP transport; nil means remote.DefaultTransport.
 	Transport http.RoundTripper
-	// Jobs bounds concurrent requests of one operation; 0 means go-containerregistry's default.
-	Jobs int
 	// Retry is the policy of the retrying transport every request goes through: 408, 429,
 	// 5xx and connection resets are tried again with exponential backoff and jitter,
 	// honouring Retry-After. nil means DefaultRetryPolicy(); MaxAttempts 1 disables retries.
@@ -85,9 +83,6 @@ func (c Client) Remote(ctx context.Context) []remote.Option {
 		// Our transport already retries; go-containerregistry's own retry on top of it
 		// would multiply the attempts (6 x 3) and ignore Retry-After.
 		remote.WithRetryBackoff(remote.Backoff{Duration: time.Second, Factor: 1, Steps: 1}),
-	}
-	if c.Jobs > 0 {
-		opts = append(opts, remote.WithJobs(c.Jobs))
 	}
 	return opts
 }

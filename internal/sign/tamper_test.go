@@ -20,7 +20,7 @@ import (
 	"github.com/promoter-dev/promoter/internal/sign"
 )
 
-// These helpers read and tamper with stored signatures directly through
+// These helpers (no tests here) read and tamper with stored signatures directly through
 // go-containerregistry, the way an attacker or a broken copy tool would.
 
 func sigTag(t *testing.T, repo, digest string) name.Tag {
