@@ -15,7 +15,7 @@ type pipeline struct {
 	stagingHost string
 	stagingPath string
 	staging     types.Repository
-	archTag     types.ArchTag
+	archTags    types.ArchTagMatcher
 	cache       types.CacheRef // "" when the pipeline has no build cache
 	platforms   []types.Platform
 	sourceRepo  string // normalised with normaliseRepo
@@ -29,7 +29,7 @@ func newPipeline(p config.Pipeline) pipeline {
 		stagingHost: staging.Host(),
 		stagingPath: staging.Path(),
 		staging:     staging,
-		archTag:     types.ArchTag(p.ArchTag),
+		archTags:    types.ArchTag(p.ArchTag).Compile(p.PlatformList()),
 		cache:       p.CacheRef(),
 		platforms:   p.PlatformList(),
 		sourceRepo:  normaliseRepo(p.Source.Repo),

@@ -133,7 +133,7 @@ func (r *Receiver) classifyEvent(e notifications.Event) (registryOutcome, error)
 	if p.cache.TagIn(p.staging, e.Target.Tag, p.platforms) {
 		return o, nil // BuildKit exporting the build cache
 	}
-	rev, platform, ok := p.archTag.Match(e.Target.Tag, p.platforms)
+	rev, platform, ok := p.archTags.Match(e.Target.Tag)
 	if !ok {
 		return o, nil // the merged index itself, or a tag that is not an arch tag
 	}

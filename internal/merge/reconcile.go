@@ -42,13 +42,13 @@ func (m *Merger) Reconcile(ctx context.Context, p config.Pipeline) (ReconcileRep
 		return rep, fmt.Errorf("listing tags of %s: %w", p.Staging, err)
 	}
 	platforms := p.PlatformList()
-	at, cache := types.ArchTag(p.ArchTag), p.CacheRef()
+	archTags, cache := types.ArchTag(p.ArchTag).Compile(platforms), p.CacheRef()
 	found := map[string]int{} // revision → arch tags present
 	for _, tag := range tags {
 		if cache.TagIn(types.Repository(p.Staging), tag, platforms) {
 			continue
 		}
-		if rev, _, ok := at.Match(tag, platforms); ok {
+		if rev, _, ok := archTags.Match(tag); ok {
 			found[rev]++
 		}
 	}

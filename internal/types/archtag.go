@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"sync"
 )
 
 // DefaultArchTag is the arch-tag pattern used when a pipeline names none.
@@ -63,29 +62,30 @@ func (a ArchTag) Tags(rev string, ps []Platform) map[string]string {
 	return tags
 }
 
-// Match finds which of ps the tag was rendered for, and the revision in it.
-func (a ArchTag) Match(tag string, ps []Platform) (rev string, p Platform, ok bool) {
-	for _, p := range ps {
-		re := a.regexp(p)
-		if m := re.FindStringSubmatch(tag); m != nil {
-			return m[1], p, true
+// ArchTagMatcher finds which platform, and which revision, an arch tag was rendered for.
+// Compile it once per pipeline: matching runs for every registry event.
+type ArchTagMatcher struct {
+	platforms []Platform
+	res       []*regexp.Regexp
+}
+
+// Compile gives the matcher of a's tags for the platforms ps.
+func (a ArchTag) Compile(ps []Platform) ArchTagMatcher {
+	m := ArchTagMatcher{platforms: ps, res: make([]*regexp.Regexp, len(ps))}
+	for i, p := range ps {
+		m.res[i] = a.compile(p)
+	}
+	return m
+}
+
+// Match finds which platform tag was rendered for, and the revision in it.
+func (m ArchTagMatcher) Match(tag string) (rev string, p Platform, ok bool) {
+	for i, re := range m.res {
+		if sub := re.FindStringSubmatch(tag); sub != nil {
+			return sub[1], m.platforms[i], true
 		}
 	}
 	return "", Platform{}, false
-}
-
-// archTagRegexps caches compiled patterns: Match runs for every webhook event and
-// compiling dominated the receiver's profile.
-var archTagRegexps sync.Map // string → *regexp.Regexp
-
-func (a ArchTag) regexp(p Platform) *regexp.Regexp {
-	key := string(a) + "\x00" + p.String()
-	if re, ok := archTagRegexps.Load(key); ok {
-		return re.(*regexp.Regexp)
-	}
-	re := a.compile(p)
-	archTagRegexps.Store(key, re)
-	return re
 }
 
 func (a ArchTag) compile(p Platform) *regexp.Regexp {

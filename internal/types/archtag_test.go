@@ -24,7 +24,7 @@ func TestArchTagRenderAndMatch(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(string(tc.pattern)+"/"+tc.tag, func(t *testing.T) {
-			rev, p, ok := tc.pattern.Match(tc.tag, all)
+			rev, p, ok := tc.pattern.Compile(all).Match(tc.tag)
 			if ok != tc.wantOK || rev != tc.wantRev || (ok && p.String() != tc.wantPlat) {
 				t.Fatalf("Match(%q) = %q, %v, %v; want %q, %s, %v", tc.tag, rev, p, ok, tc.wantRev, tc.wantPlat, tc.wantOK)
 			}

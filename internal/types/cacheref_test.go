@@ -29,7 +29,7 @@ func TestCacheRefRenderAndTagIn(t *testing.T) {
 		}
 	}
 	// The default cache tag fits the default arch tag: TagIn is what tells them apart.
-	if _, _, ok := ArchTag(DefaultArchTag).Match("buildcache-linux-amd64", all); !ok {
+	if _, _, ok := ArchTag(DefaultArchTag).Compile(all).Match("buildcache-linux-amd64"); !ok {
 		t.Error("the default arch tag no longer matches the default cache tag; TagIn's comment is stale")
 	}
 }
