@@ -126,7 +126,7 @@ func (a *Agent) handle(ctx context.Context, p types.Platform, msg jetstream.Msg,
 		attempt = int(meta.NumDelivered)
 	}
 	log = log.With("pipeline", req.Pipeline, "revision", req.Revision, "attempt", attempt)
-	stop := a.heartbeat(msg)
+	stop := bus.Heartbeat(msg, a.o.ackWait)
 	defer stop()
 
 	res := types.BuildResult{Request: req, Attempt: attempt}
@@ -216,26 +216,6 @@ func (a *Agent) publish(ctx context.Context, res types.BuildResult) error {
 		wait *= 2
 	}
 	return err
-}
-
-// heartbeat tells NATS the request is in progress every third of AckWait until stop is
-// called, so a long build is not redelivered while it runs but one whose agent died is.
-func (a *Agent) heartbeat(msg jetstream.Msg) (stop func()) {
-	done := make(chan struct{})
-	var once sync.Once
-	go func() {
-		t := time.NewTicker(a.o.ackWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
-		}
-	}()
-	return func() { once.Do(func() { close(done) }) }
 }
 
 // retryDelay is the wait before the attempt after attempt: retryDelay doubled per

@@ -119,19 +119,7 @@ func (c consumer) run(ctx context.Context, b *bus.Bus, log *slog.Logger) error {
 
 func (c consumer) handleMsg(ctx context.Context, msg jetstream.Msg, log *slog.Logger) {
 	// Keep the message ours while the handler works.
-	stop := make(chan struct{})
-	go func() {
-		t := time.NewTicker(ackWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
-		}
-	}()
+	stop := bus.Heartbeat(msg, ackWait)
 	timeout := c.timeout
 	if timeout <= 0 {
 		timeout = defaultHandlerTimeout
@@ -139,7 +127,7 @@ func (c consumer) handleMsg(ctx context.Context, msg jetstream.Msg, log *slog.Lo
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	err := c.handle(hctx, msg.Data())
 	cancel()
-	close(stop)
+	stop()
 	switch {
 	case err == nil:
 		actx, cancel := context.WithTimeout(ctx, ackWait)
