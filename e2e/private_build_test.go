@@ -400,7 +400,8 @@ func inImage(t *testing.T, img v1.Image, s string) bool {
 	return false
 }
 
-// nodeRun is the node's run of the one Job of pipeline's rev.
+// nodeRun is the node's run of the one Job of pipeline's rev. The node records a run once
+// the container has exited, which can be after the image it pushed was merged: wait.
 func nodeRun(t *testing.T, node *testenv.Node, c kubernetes.Interface, rev, pipeline string) testenv.NodeRun {
 	t.Helper()
 	var names []string
@@ -409,14 +410,18 @@ func nodeRun(t *testing.T, node *testenv.Node, c kubernetes.Interface, rev, pipe
 			names = append(names, j.Name)
 		}
 	}
-	for _, r := range node.Runs() {
-		for _, n := range names {
-			if r.Job == n {
-				return r
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, r := range node.Runs() {
+			for _, n := range names {
+				if r.Job == n {
+					return r
+				}
 			}
 		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("the node ran no Job of %s %s (jobs %v)", pipeline, rev, names)
+	t.Fatalf("the node ran no Job of %s %s in 30s (jobs %v)", pipeline, rev, names)
 	return testenv.NodeRun{}
 }
 

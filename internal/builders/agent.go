@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/promoter-dev/promoter/internal/backoff"
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -202,28 +203,22 @@ func (a *Agent) finish(ctx context.Context, msg jetstream.Msg, res types.BuildRe
 // times over about half a minute (the request's heartbeat keeps running meanwhile).
 func (a *Agent) publish(ctx context.Context, res types.BuildResult) error {
 	id := res.Request.MsgID() + "/" + strconv.Itoa(res.Attempt)
-	wait := time.Second
+	policy := backoff.Policy{Min: time.Second, Max: 16 * time.Second, Jitter: true}
 	var err error
 	for try := 0; try < 5; try++ {
 		if _, err = a.bus.Publish(ctx, types.SubjectBuildResults, id, res); err == nil {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if backoff.Sleep(ctx, policy.Delay(try)) != nil {
 			return err
-		case <-time.After(wait):
 		}
-		wait *= 2
 	}
 	return err
 }
 
 // retryDelay is the wait before the attempt after attempt: retryDelay doubled per
-// failed attempt, at most maxRetryDelay.
+// failed attempt, at most maxRetryDelay, jittered so that the builds of one failing push
+// do not all come back at once.
 func (a *Agent) retryDelay(attempt int) time.Duration {
-	d := a.o.retryDelay
-	for i := 1; i < attempt && d < maxRetryDelay; i++ {
-		d *= 2
-	}
-	return min(d, maxRetryDelay)
+	return backoff.Policy{Min: a.o.retryDelay, Max: maxRetryDelay, Jitter: true}.Delay(attempt - 1)
 }

@@ -14,8 +14,8 @@ func TestRetryDelay(t *testing.T) {
 		attempt int
 		want    time.Duration
 	}{{1, 15 * time.Second}, {2, 30 * time.Second}, {3, time.Minute}, {10, maxRetryDelay}} {
-		if got := a.retryDelay(tc.attempt); got != tc.want {
-			t.Errorf("retryDelay(%d) = %s, want %s", tc.attempt, got, tc.want)
+		if got := a.retryDelay(tc.attempt); got < tc.want/2 || got > tc.want {
+			t.Errorf("retryDelay(%d) = %s, want within [%s, %s] (jittered)", tc.attempt, got, tc.want/2, tc.want)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/promoter-dev/promoter/internal/backoff"
 )
 
 // Options configures Open. Replicas defaults to AutoReplicas, Logger to discarding.
@@ -225,20 +226,18 @@ func (b *Bus) ensureReplicas(ctx context.Context, replicas int) error {
 
 func (b *Bus) ensureLoop(ctx context.Context) {
 	defer b.bgw.Done()
-	wait := 500 * time.Millisecond
-	for {
-		select {
-		case <-ctx.Done():
+	policy := backoff.Policy{Min: 500 * time.Millisecond, Max: 15 * time.Second, Jitter: true}
+	for try := 0; ; try++ {
+		wait := policy.Delay(try)
+		if backoff.Sleep(ctx, wait) != nil {
 			return
-		case <-time.After(wait):
 		}
 		err := b.ensure(ctx)
 		if err == nil {
 			b.log.Info("nats streams ready")
 			return
 		}
-		b.log.Warn("nats streams not ready", "error", err, "retry_in", wait)
-		wait = min(wait*2, 15*time.Second)
+		b.log.Warn("nats streams not ready", "error", err, "retry_in", policy.Delay(try+1))
 	}
 }
 

@@ -11,8 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/promoter-dev/promoter/internal/backoff"
 	"github.com/promoter-dev/promoter/internal/bus"
-	"github.com/promoter-dev/promoter/internal/registry"
 )
 
 // ackWait is how long a message may stay unacknowledged before redelivery. Handlers signal
@@ -22,7 +22,7 @@ const ackWait = 10 * time.Second
 
 // retryPolicy schedules the redelivery of a message whose handler failed: from about 1 s,
 // doubling with jitter, up to a minute between attempts.
-var retryPolicy = registry.RetryPolicy{MinBackoff: time.Second, MaxBackoff: time.Minute}
+var retryPolicy = backoff.Policy{Min: time.Second, Max: time.Minute, Jitter: true}
 
 // maxRetryAfter caps how long an error may ask a retry to wait (a registry's Retry-After).
 const maxRetryAfter = 10 * time.Minute
@@ -87,9 +87,9 @@ func (c consumer) run(ctx context.Context, b *bus.Bus, log *slog.Logger) error {
 		}
 		// NATS restarting or a cluster electing a leader: keep trying, the daemon reports
 		// not ready meanwhile.
-		wait := retryPolicy.Backoff(attempt)
+		wait := retryPolicy.Delay(attempt)
 		log.Warn("creating consumer, will retry", "error", err, "retry_in", wait)
-		if registry.Sleep(ctx, wait) != nil {
+		if backoff.Sleep(ctx, wait) != nil {
 			return nil
 		}
 	}
@@ -160,7 +160,7 @@ func (c consumer) handleMsg(ctx context.Context, msg jetstream.Msg, log *slog.Lo
 // exponential with jitter from about a second up to a minute, and never less than the error
 // asks for (a registry's Retry-After, the expiry of another replica's lease).
 func retryDelay(failures int, err error) time.Duration {
-	d := retryPolicy.Backoff(max(failures-1, 0))
+	d := retryPolicy.Delay(max(failures-1, 0))
 	var ra interface{ RetryAfter() time.Duration }
 	if errors.As(err, &ra) {
 		d = max(d, min(ra.RetryAfter(), maxRetryAfter))

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/promoter-dev/promoter/internal/backoff"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -103,8 +104,9 @@ func (m *Merger) await(ctx context.Context, p config.Pipeline, hint *types.Regis
 		return got, nil
 	}
 	deadline := time.Now().Add(settle)
-	for wait := 5 * time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, 500*time.Millisecond) {
-		if err := registry.Sleep(ctx, wait); err != nil {
+	poll := backoff.Policy{Min: 5 * time.Millisecond, Max: 500 * time.Millisecond}
+	for try := 0; time.Now().Before(deadline); try++ {
+		if err := backoff.Sleep(ctx, poll.Delay(try)); err != nil {
 			return "", err
 		}
 		d, err := m.head(ctx, byTag)

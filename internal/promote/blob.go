@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/promoter-dev/promoter/internal/backoff"
 	"github.com/promoter-dev/promoter/internal/registry"
 )
 
@@ -99,7 +100,7 @@ func (b *blobCopier) copy(ctx context.Context, desc v1.Descriptor) (Action, erro
 			return "", fmt.Errorf("copying blob %s to %s: %w", desc.Digest, b.dst, err)
 		}
 		b.p.logger().Debug("retrying blob", "digest", desc.Digest.String(), "destination", b.dst.String(), "attempt", attempt+1, "wait", wait, "error", err)
-		if err := registry.Sleep(ctx, wait); err != nil {
+		if err := backoff.Sleep(ctx, wait); err != nil {
 			return "", err
 		}
 	}

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/promoter-dev/promoter/internal/backoff"
 )
 
 // RetryPolicy says which registry requests are tried again and how long to wait in between.
@@ -60,13 +61,7 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 // that many clients failing together do not come back together.
 func (p RetryPolicy) Backoff(attempt int) time.Duration {
 	p = p.withDefaults()
-	d := p.MinBackoff
-	for i := 0; i < attempt && d < p.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, p.MaxBackoff)
-	half := d / 2
-	return half + rand.N(half+1)
+	return backoff.Policy{Min: p.MinBackoff, Max: p.MaxBackoff, Jitter: true}.Delay(attempt)
 }
 
 // Delay is how long to wait before retry number attempt+1 after resp (which may be nil):
@@ -131,18 +126,6 @@ func RetryAfter(resp *http.Response, now time.Time) (time.Duration, bool) {
 		return max(t.Sub(now), 0), true
 	}
 	return 0, false
-}
-
-// Sleep waits d or until ctx ends, whichever comes first.
-func Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // RetryAfterError replaces the last retryable response of a request when that response
@@ -233,7 +216,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			_, _ = io.CopyN(io.Discard, resp.Body, 4096)
 			resp.Body.Close()
 		}
-		if err := Sleep(ctx, wait); err != nil {
+		if err := backoff.Sleep(ctx, wait); err != nil {
 			return nil, err
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/promoter-dev/promoter/internal/backoff"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -35,8 +36,11 @@ var ErrContended = errors.New("revision state kept changing under the update")
 // request lost to a leader change is never answered, and the caller should retry soon.
 const opTimeout = 5 * time.Second
 
-// maxAttempts bounds the compare-and-swap attempts of one Update (about 10 s of back-off).
+// maxAttempts bounds the compare-and-swap attempts of one Update (about 5 s of back-off).
 const maxAttempts = 100
+
+// casBackoff spreads the writers that lost a compare-and-swap: from 5 ms up to 100 ms.
+var casBackoff = backoff.Policy{Min: 5 * time.Millisecond, Max: 100 * time.Millisecond, Jitter: true}
 
 // Store is the revision state bucket.
 type Store struct {
@@ -116,7 +120,9 @@ func (s *Store) Update(ctx context.Context, pipeline, revision string, fn func(*
 			return nil, fmt.Errorf("writing state of %s/%s: %w after %d attempts", pipeline, revision, ErrContended, maxAttempts)
 		}
 		// Another replica wrote first: back off a little, growing, and try again.
-		time.Sleep(time.Duration(min(attempt+1, 20)) * 5 * time.Millisecond)
+		if err := backoff.Sleep(ctx, casBackoff.Delay(attempt)); err != nil {
+			return nil, fmt.Errorf("writing state of %s/%s: %w", pipeline, revision, err)
+		}
 	}
 }
 
