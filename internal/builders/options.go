@@ -2,7 +2,6 @@ package builders
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"time"
 
@@ -24,7 +23,7 @@ type options struct {
 
 func newOptions(opts []Option) (*options, error) {
 	o := &options{
-		log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		log:         slog.New(slog.DiscardHandler),
 		maxAttempts: 3,
 		ackWait:     30 * time.Second,
 		retryDelay:  15 * time.Second,

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"io"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,7 +57,7 @@ func WithAddrsHook(fn func(Addrs)) Option {
 
 func defaults() *options {
 	return &options{
-		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		log:     slog.New(slog.DiscardHandler),
 		metrics: metrics.New(prometheus.NewRegistry()),
 	}
 }

@@ -75,7 +75,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Out = io.Discard
 	}
 	if o.Log == nil {
-		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.Log = slog.New(slog.DiscardHandler)
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 3 * time.Minute

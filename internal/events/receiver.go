@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -99,7 +98,7 @@ func New(pipelines []config.Pipeline, secrets Secrets, pub Publisher, opts ...Op
 	r := &Receiver{
 		secrets: secrets,
 		pub:     pub,
-		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		log:     slog.New(slog.DiscardHandler),
 		metrics: metrics.Discard(),
 		maxBody: 1 << 20,
 		now:     time.Now,

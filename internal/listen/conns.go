@@ -39,7 +39,7 @@ func NewConns(max int, log *slog.Logger, m *metrics.Metrics) *Conns {
 		max = AutoMaxConns()
 	}
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	if m == nil {
 		m = metrics.Discard()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -37,7 +36,7 @@ func New(name string, lis net.Listener, h http.Handler, opts ...Option) (*Server
 		return nil, fmt.Errorf("listener %s: %w", name, err)
 	}
 	if o.log == nil {
-		o.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.log = slog.New(slog.DiscardHandler)
 	}
 	if o.metrics == nil {
 		o.metrics = metrics.Discard()
