@@ -92,7 +92,10 @@ func runPromote(ctx context.Context, g *globalOptions, o *promoteOptions, src st
 		return errors.New("--require-signature needs --key (the public key to verify with)")
 	}
 	reg := g.registry()
-	p := &promote.Promoter{Registry: reg, Jobs: o.jobs, Timeout: o.timeout, Logger: log}
+	p, err := promote.New(reg, promote.WithJobs(o.jobs), promote.WithTimeout(o.timeout), promote.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("--jobs/--timeout: %w", err)
+	}
 	opt := promote.Options{MutableTags: o.mutableTags, DryRun: o.dryRun}
 	if o.requireSignature {
 		v, err := loadVerifier(ctx, o.key, reg)

@@ -68,12 +68,12 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (*steps, erro
 	if needVerify && verifierKey == nil {
 		return nil, errors.New("a destination has requireSignature: true, but neither keys.public nor keys.cosign is set to verify with")
 	}
-	pr := &promoter{
-		p: &promote.Promoter{
-			Registry: o.registry, Jobs: cfg.Promote.Jobs, Timeout: cfg.Promote.Timeout,
-			Metrics: o.metrics, Logger: o.log,
-		},
+	p, err := promote.New(o.registry, promote.WithJobs(cfg.Promote.Jobs), promote.WithTimeout(cfg.Promote.Timeout),
+		promote.WithMetrics(o.metrics), promote.WithLogger(o.log))
+	if err != nil {
+		return nil, err
 	}
+	pr := &promoter{p: p}
 	if verifierKey != nil {
 		pr.verify = func(ctx context.Context, ref string) error {
 			_, err := verifierKey.Verify(ctx, ref)

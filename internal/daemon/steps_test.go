@@ -46,7 +46,8 @@ func TestStepsRefuseToStartWithoutUsableKeys(t *testing.T) {
 			}
 		})
 	}
-	ok := config.Config{Pipelines: append(signing, gated...), Keys: config.Keys{Cosign: key, Password: "right", Public: pubKey}}
+	ok := config.Config{Pipelines: append(signing, gated...), Keys: config.Keys{Cosign: key, Password: "right", Public: pubKey},
+		Promote: config.Default().Promote}
 	st, err := newSteps(context.Background(), &ok, defaults())
 	if err != nil || st.sign == nil || st.promote == nil {
 		t.Fatalf("valid keys: %v %+v", err, st)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/promoter-dev/promoter/internal/promote"
+	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/testenv"
 )
 
@@ -29,7 +30,7 @@ func BenchmarkPromoteVsCrane(b *testing.B) {
 	crane, regctl := testenv.Tool(b, "crane"), testenv.Tool(b, "regctl")
 	src, dstHost := benchIndex(b)
 	srcHost := src[:len(src)-len("/bench/app:v1")]
-	p := &promote.Promoter{}
+	p := newPromoter(b, registry.Client{})
 	var tp, tc, tr time.Duration
 	i := 0
 	b.ResetTimer()
@@ -72,7 +73,7 @@ func BenchmarkPromoteJobs(b *testing.B) {
 	src, dstHost := benchIndex(b)
 	for _, jobs := range []int{1, 2, 4, 8, 16} {
 		b.Run(fmt.Sprintf("jobs=%d", jobs), func(b *testing.B) {
-			p := &promote.Promoter{Jobs: jobs}
+			p := newPromoter(b, registry.Client{}, promote.WithJobs(jobs))
 			i := 0
 			for b.Loop() {
 				i++

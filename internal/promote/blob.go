@@ -42,7 +42,7 @@ func (p *Promoter) newBlobCopier(ctx context.Context, pl *plan, dst name.Reposit
 	if mount && src.String() != dst.String() {
 		scopes = append(scopes, src.Scope(transport.PullScope))
 	}
-	rt, err := p.Registry.HTTPTransport(ctx, dst, scopes...)
+	rt, err := p.reg.HTTPTransport(ctx, dst, scopes...)
 	if err != nil {
 		return nil, err
 	}
@@ -76,8 +76,8 @@ func (b *blobCopier) exists(ctx context.Context, d v1.Hash) (bool, error) {
 // Skip, Mount or Copy.
 func (b *blobCopier) copy(ctx context.Context, desc v1.Descriptor) (Action, error) {
 	policy := registry.DefaultRetryPolicy()
-	if b.p.Registry.Retry != nil {
-		policy = *b.p.Registry.Retry
+	if b.p.reg.Retry != nil {
+		policy = *b.p.reg.Retry
 	}
 	for attempt := 0; ; attempt++ {
 		action, err := b.try(ctx, desc)
@@ -99,7 +99,7 @@ func (b *blobCopier) copy(ctx context.Context, desc v1.Descriptor) (Action, erro
 		if !ok {
 			return "", fmt.Errorf("copying blob %s to %s: %w", desc.Digest, b.dst, err)
 		}
-		b.p.logger().Debug("retrying blob", "digest", desc.Digest.String(), "destination", b.dst.String(), "attempt", attempt+1, "wait", wait, "error", err)
+		b.p.log.Debug("retrying blob", "digest", desc.Digest.String(), "destination", b.dst.String(), "attempt", attempt+1, "wait", wait, "error", err)
 		if err := backoff.Sleep(ctx, wait); err != nil {
 			return "", err
 		}

@@ -25,7 +25,7 @@ func TestBlobUploadRetriesHonourRetryAfter(t *testing.T) {
 		Match:     func(r *http.Request) bool { return r.Method == http.MethodPut && r.URL.Query().Get("digest") != "" },
 		Throttles: 1, RetryAfter: int(retryAfter / time.Second),
 	})
-	p := &promote.Promoter{Registry: registry.Client{Retry: &registry.RetryPolicy{MaxAttempts: 2, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}}}
+	p := newPromoter(t, registry.Client{Retry: &registry.RetryPolicy{MaxAttempts: 2, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}})
 	_, err := p.Promote(context.Background(), f.ref, proxy.Host+"/prod/app", promote.Options{})
 	var ra interface{ RetryAfter() time.Duration }
 	if !errors.As(err, &ra) || ra.RetryAfter() != retryAfter {

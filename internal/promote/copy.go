@@ -55,10 +55,10 @@ func (p *Promoter) copyTo(ctx context.Context, pl *plan, dst string, opt Options
 		return res, fmt.Errorf("destination %s names digest %s but the source %s is %s", dst, d.DigestStr(), pl.src, want)
 	}
 	d := &destination{p: p, pl: pl, ref: ref, repo: ref.Context(), opt: opt, res: res}
-	if d.puller, err = remote.NewPuller(p.Registry.Remote(ctx)...); err != nil {
+	if d.puller, err = remote.NewPuller(p.reg.Remote(ctx)...); err != nil {
 		return res, err
 	}
-	if d.pusher, err = remote.NewPusher(p.Registry.Remote(ctx)...); err != nil {
+	if d.pusher, err = remote.NewPusher(p.reg.Remote(ctx)...); err != nil {
 		return res, err
 	}
 	if d.blobs, err = p.newBlobCopier(ctx, pl, d.repo); err != nil {
@@ -150,7 +150,7 @@ func (d *destination) checkTag(ctx context.Context, tag name.Tag) (same bool, er
 	case got == want:
 		return true, nil
 	case slices.Contains(d.opt.MutableTags, tag.TagStr()):
-		d.p.logger().Info("moving mutable tag", "tag", tag.String(), "from", got, "to", want)
+		d.p.log.Info("moving mutable tag", "tag", tag.String(), "from", got, "to", want)
 		return false, nil
 	default:
 		return false, &ImmutableError{Ref: tag.String(), Existing: got, Want: want}
@@ -261,7 +261,7 @@ func (d *destination) blobDone(it Item) {
 	}
 	d.blobsDone++
 	d.bytesDone += it.Size
-	d.p.logger().Debug("blob", "destination", d.repo.String(), "digest", it.Digest, "size", it.Size, "action", string(it.Action))
+	d.p.log.Debug("blob", "destination", d.repo.String(), "digest", it.Digest, "size", it.Size, "action", string(it.Action))
 	if d.opt.Progress != nil {
 		d.opt.Progress(Event{Destination: d.res.Destination, Item: it,
 			BlobsDone: d.blobsDone, BlobsTotal: d.blobsTotal, BytesDone: d.bytesDone, BytesTotal: d.bytesTotal})
@@ -274,7 +274,7 @@ func (d *destination) item(it Item) {
 	defer d.mu.Unlock()
 	d.res.Items = append(d.res.Items, it)
 	if it.Action != Skip {
-		d.p.logger().Debug("manifest", "kind", string(it.Kind), "ref", it.Ref, "digest", it.Digest, "action", string(it.Action), "dry_run", d.opt.DryRun)
+		d.p.log.Debug("manifest", "kind", string(it.Kind), "ref", it.Ref, "digest", it.Digest, "action", string(it.Action), "dry_run", d.opt.DryRun)
 	}
 	if d.opt.Progress != nil {
 		d.opt.Progress(Event{Destination: d.res.Destination, Item: it,

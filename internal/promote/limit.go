@@ -21,7 +21,7 @@ func (p *Promoter) acquire(ctx context.Context, hosts ...string) (func(), error)
 		keys = append(keys, h)
 	}
 	slices.Sort(keys)
-	jobs := int64(p.jobs())
+	jobs := int64(p.jobs)
 	var held []func()
 	release := func() {
 		for _, r := range held {
@@ -48,7 +48,7 @@ func (p *Promoter) host(h string) *semaphore.Weighted {
 	}
 	s, ok := p.hosts[h]
 	if !ok {
-		s = semaphore.NewWeighted(int64(p.jobs()))
+		s = semaphore.NewWeighted(int64(p.jobs))
 		p.hosts[h] = s
 	}
 	return s

@@ -74,7 +74,7 @@ type walker struct {
 
 // plan reads src and everything attached to it.
 func (p *Promoter) plan(ctx context.Context, src name.Reference) (*plan, error) {
-	puller, err := remote.NewPuller(p.Registry.Remote(ctx)...)
+	puller, err := remote.NewPuller(p.reg.Remote(ctx)...)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", src, err)
 	}
@@ -84,7 +84,7 @@ func (p *Promoter) plan(ctx context.Context, src name.Reference) (*plan, error) 
 		return nil, sourceError(src, err)
 	}
 	root := tree[len(tree)-1]
-	rt, err := p.Registry.HTTPTransport(ctx, src.Context())
+	rt, err := p.reg.HTTPTransport(ctx, src.Context())
 	if err != nil {
 		return nil, sourceError(src, err)
 	}
@@ -238,7 +238,7 @@ func (w *walker) accessories(ctx context.Context, n *node) ([]*node, error) {
 		t, err := w.tree(ctx, w.repo.Digest(d.Digest.String()), KindReferrer, "")
 		if registry.IsStatus(err, http.StatusNotFound) {
 			// A dangling entry in the referrers list: there is nothing to copy.
-			w.p.logger().Warn("referrer listed but missing in source", "subject", subject.String(), "referrer", d.Digest.String())
+			w.p.log.Warn("referrer listed but missing in source", "subject", subject.String(), "referrer", d.Digest.String())
 			continue
 		}
 		if err != nil {

@@ -18,13 +18,11 @@ import (
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
-// DefaultJobs is the number of concurrent requests per registry host when Promoter.Jobs is
-// 0. Chosen with BenchmarkPromoteJobs (bench_test.go): on 2 platforms x 8 layers x 8 MiB
+// DefaultJobs is the number of concurrent requests per registry host (WithJobs). Chosen with BenchmarkPromoteJobs (bench_test.go): on 2 platforms x 8 layers x 8 MiB
 // between two local registries, 8 is as fast as 16 and clearly faster than 4.
 const DefaultJobs = 8
 
-// DefaultTimeout bounds one promotion of one destination, retries included, when
-// Promoter.Timeout is 0.
+// DefaultTimeout bounds one promotion of one destination, retries included (WithTimeout).
 const DefaultTimeout = 30 * time.Minute
 
 // Options are the per-call knobs of a promotion.
@@ -44,25 +42,28 @@ type Options struct {
 	Progress func(Event)
 }
 
-// Promoter copies images between registries. The zero value works with defaults; it is
-// safe for concurrent use, and concurrent promotions share its per-host request limits.
+// Promoter copies images between registries. It is safe for concurrent use, and
+// concurrent promotions share its per-host request limits.
 type Promoter struct {
-	// Registry gives credentials, transports and retries.
-	Registry registry.Client
-	// Jobs bounds concurrent requests per registry host (config promote.jobs); 0 means
-	// DefaultJobs.
-	Jobs int
-	// Timeout bounds one promotion of one destination, retries included (config
-	// promote.timeout); 0 means DefaultTimeout.
-	Timeout time.Duration
-	// Metrics records bytes, durations and outcomes; nil records nothing.
-	Metrics *metrics.Metrics
-	// Logger receives one info line per destination promoted and a debug line per
-	// artifact; nil discards.
-	Logger *slog.Logger
+	reg     registry.Client
+	jobs    int
+	timeout time.Duration
+	metrics *metrics.Metrics
+	log     *slog.Logger
 
 	mu    sync.Mutex
 	hosts map[string]*semaphore.Weighted
+}
+
+// New promotes through reg (credentials, transports and retries).
+func New(reg registry.Client, opts ...Option) (*Promoter, error) {
+	o := options{jobs: DefaultJobs, timeout: DefaultTimeout, metrics: metrics.Discard(), log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	return &Promoter{reg: reg, jobs: o.jobs, timeout: o.timeout, metrics: o.metrics, log: o.log}, nil
 }
 
 // Action is what promotion does (or would do) with one item.
@@ -159,9 +160,9 @@ func (p *Promoter) PromoteAll(ctx context.Context, src string, dsts []string, op
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, p.timeout())
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	srcRef, err := p.Registry.ParseReference(src)
+	srcRef, err := p.reg.ParseReference(src)
 	if err != nil {
 		return fail(err, "failed")
 	}
@@ -188,55 +189,30 @@ func (p *Promoter) PromoteAll(ctx context.Context, src string, dsts []string, op
 	return results, errs
 }
 
-func (p *Promoter) timeout() time.Duration {
-	if p.Timeout > 0 {
-		return p.Timeout
-	}
-	return DefaultTimeout
-}
-
-func (p *Promoter) jobs() int {
-	if p.Jobs > 0 {
-		return p.Jobs
-	}
-	return DefaultJobs
-}
-
-func (p *Promoter) logger() *slog.Logger {
-	if p.Logger != nil {
-		return p.Logger
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 // promoteOne runs one destination under its own deadline and records its metrics.
 func (p *Promoter) promoteOne(ctx context.Context, pl *plan, dst string, opt Options) (*Result, error) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, p.timeout())
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	res, err := p.copyTo(ctx, pl, dst, opt)
 	if err == nil {
-		p.logger().Info("promoted", "source", pl.src.String(), "destination", res.Destination, "digest", res.Digest,
+		p.log.Info("promoted", "source", pl.src.String(), "destination", res.Destination, "digest", res.Digest,
 			"uploaded_bytes", res.Uploaded, "mounted_bytes", res.Mounted, "skipped_bytes", res.Skipped,
 			"duration", time.Since(start).Round(time.Millisecond), "dry_run", opt.DryRun)
 	}
 	if opt.DryRun {
 		return res, err
 	}
-	if p.Metrics != nil {
-		p.Metrics.PromoteDuration.Observe(time.Since(start).Seconds())
-		if res != nil {
-			p.Metrics.PromoteBytes.WithLabelValues("uploaded").Add(float64(res.Uploaded))
-			p.Metrics.PromoteBytes.WithLabelValues("mounted").Add(float64(res.Mounted))
-			p.Metrics.PromoteBytes.WithLabelValues("skipped").Add(float64(res.Skipped))
-		}
+	p.metrics.PromoteDuration.Observe(time.Since(start).Seconds())
+	if res != nil {
+		p.metrics.PromoteBytes.WithLabelValues("uploaded").Add(float64(res.Uploaded))
+		p.metrics.PromoteBytes.WithLabelValues("mounted").Add(float64(res.Mounted))
+		p.metrics.PromoteBytes.WithLabelValues("skipped").Add(float64(res.Skipped))
 	}
 	switch {
 	case errors.Is(err, types.ErrTagImmutable):
 		p.count("immutable")
-		if p.Metrics != nil {
-			p.Metrics.ImmutabilityViolations.Inc()
-		}
+		p.metrics.ImmutabilityViolations.Inc()
 	case err != nil:
 		p.count("failed")
 	case res.changed():
@@ -248,9 +224,7 @@ func (p *Promoter) promoteOne(ctx context.Context, pl *plan, dst string, opt Opt
 }
 
 func (p *Promoter) count(outcome string) {
-	if p.Metrics != nil {
-		p.Metrics.Promotions.WithLabelValues(outcome).Inc()
-	}
+	p.metrics.Promotions.WithLabelValues(outcome).Inc()
 }
 
 // changed reports whether anything was written to the destination.
@@ -261,9 +235,9 @@ func (r *Result) changed() bool {
 // destination resolves dst against the source: "host/repo" keeps the source's tag.
 func (p *Promoter) destination(dst string, src name.Reference) (name.Reference, error) {
 	if i := strings.LastIndex(dst, "/"); i >= 0 && (strings.Contains(dst[i:], ":") || strings.Contains(dst, "@")) {
-		return p.Registry.ParseReference(dst)
+		return p.reg.ParseReference(dst)
 	}
-	repo, err := p.Registry.ParseRepository(dst)
+	repo, err := p.reg.ParseRepository(dst)
 	if err != nil {
 		return nil, err
 	}

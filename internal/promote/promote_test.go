@@ -32,7 +32,7 @@ func TestPromoteAllCopiesIndexSignaturesAndReferrers(t *testing.T) {
 	a, b, c := testenv.StartRegistry(t), testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
 	m := metrics.Discard()
-	p := &promote.Promoter{Metrics: m}
+	p := newPromoter(t, registry.Client{}, promote.WithMetrics(m))
 	ctx := context.Background()
 
 	dsts := []string{b.Host + "/prod/app", c.Host + "/prod/app"}
@@ -100,7 +100,7 @@ func TestPromoteImmutableTag(t *testing.T) {
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
 	ctx := context.Background()
 	m := metrics.Discard()
-	p := &promote.Promoter{Metrics: m}
+	p := newPromoter(t, registry.Client{}, promote.WithMetrics(m))
 
 	for _, tag := range []string{"v1", "latest"} {
 		other, err := random.Image(100, 1)
@@ -163,7 +163,7 @@ func TestPromoteImmutableTag(t *testing.T) {
 func TestPromoteSameRegistryMounts(t *testing.T) {
 	a := testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "staging/app", "v1", fixtureOpts{})
-	p := &promote.Promoter{}
+	p := newPromoter(t, registry.Client{})
 	res, err := p.Promote(context.Background(), f.ref, a.Host+"/prod/app", promote.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +180,7 @@ func TestPromoteSameRegistryMounts(t *testing.T) {
 func TestPromoteDryRunWritesNothing(t *testing.T) {
 	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
-	p := &promote.Promoter{}
+	p := newPromoter(t, registry.Client{})
 	res, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", promote.Options{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +204,7 @@ func TestPromoteSignatureGate(t *testing.T) {
 	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
 	m := metrics.Discard()
-	p := &promote.Promoter{Metrics: m}
+	p := newPromoter(t, registry.Client{}, promote.WithMetrics(m))
 	var asked string
 	_, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", promote.Options{Verify: func(_ context.Context, ref string) error {
 		asked = ref
@@ -229,7 +229,7 @@ func TestPromoteThroughFaults(t *testing.T) {
 	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{layers: 4, layerSize: 256 << 10})
 	proxy := faultproxy.Start(t, b.URL, faultproxy.Config{Errors: 0.10, Throttles: 0.02, Drops: 0.04, Seed: 7})
-	p := &promote.Promoter{Registry: registry.Client{Retry: &registry.RetryPolicy{MaxAttempts: 8, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}}}
+	p := newPromoter(t, registry.Client{Retry: &registry.RetryPolicy{MaxAttempts: 8, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}})
 	res, err := p.Promote(context.Background(), f.ref, proxy.Host+"/prod/app", promote.Options{})
 	if err != nil {
 		t.Fatalf("promoting through faults (requests=%d errors=%d throttles=%d drops=%d): %v", proxy.Stats.Requests.Load(),
@@ -251,7 +251,7 @@ func TestPromoteThroughFaults(t *testing.T) {
 func TestPromoteResumesAfterInterruption(t *testing.T) {
 	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{layers: 4, layerSize: 256 << 10})
-	p := &promote.Promoter{Jobs: 2}
+	p := newPromoter(t, registry.Client{}, promote.WithJobs(2))
 	ctx, cancel := context.WithCancel(context.Background())
 	var done atomic.Int64
 	var copied atomic.Int64
@@ -310,7 +310,7 @@ func TestPromoteSourceFailsFast(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			seen := &requestCounter{base: http.DefaultTransport, n: map[string]int{}}
-			p := &promote.Promoter{Registry: registry.Client{Keychain: emptyKeychain{}, Transport: seen}}
+			p := newPromoter(t, registry.Client{Keychain: emptyKeychain{}, Transport: seen})
 			_, err := p.Promote(context.Background(), tt.src, b.Host+"/prod/app", promote.Options{})
 			if req, n := seen.most(); n > 1 {
 				t.Errorf("%s sent %d times, want once: %d cannot be fixed by retrying", req, n, tt.status)
@@ -368,4 +368,28 @@ func (c *requestCounter) most() (string, int) {
 		}
 	}
 	return best, n
+}
+
+func newPromoter(t testing.TB, reg registry.Client, opts ...promote.Option) *promote.Promoter {
+	t.Helper()
+	p, err := promote.New(reg, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestNewRefusesBadOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opt  promote.Option
+		want string
+	}{
+		{"no jobs", promote.WithJobs(0), "jobs must be at least 1"},
+		{"no time", promote.WithTimeout(0), "timeout must be positive"},
+	} {
+		if _, err := promote.New(registry.Client{}, tc.opt); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
 }

@@ -1,0 +1,55 @@
+package promote
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/promoter-dev/promoter/internal/metrics"
+)
+
+// Option changes a Promoter.
+type Option func(*options) error
+
+type options struct {
+	jobs    int              // default DefaultJobs
+	timeout time.Duration    // default DefaultTimeout
+	metrics *metrics.Metrics // default metrics.Discard()
+	log     *slog.Logger     // default: discard
+}
+
+// WithJobs bounds the concurrent requests per registry host (config promote.jobs); the
+// default is DefaultJobs.
+func WithJobs(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("promote jobs must be at least 1, got %d", n)
+		}
+		o.jobs = n
+		return nil
+	}
+}
+
+// WithTimeout bounds one promotion of one destination, retries included (config
+// promote.timeout); the default is DefaultTimeout.
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("promote timeout must be positive, got %s", d)
+		}
+		o.timeout = d
+		return nil
+	}
+}
+
+// WithMetrics records bytes, durations and outcomes; the default is a private registry
+// nobody scrapes.
+func WithMetrics(m *metrics.Metrics) Option {
+	return func(o *options) error { o.metrics = m; return nil }
+}
+
+// WithLogger receives one info line per destination promoted and a debug line per
+// artifact; the default discards.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error { o.log = l; return nil }
+}
