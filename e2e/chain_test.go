@@ -27,7 +27,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/promoter-dev/promoter/internal/builders"
-	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -136,7 +135,7 @@ pipelines:
 		t.Fatal(err)
 	}
 	for _, d := range []string{dest, dest2} {
-		checked, err := (&sign.Verifier{Key: key, Registry: registry.Client{}}).Verify(context.Background(), d+":"+rev)
+		checked, err := newVerifier(t, key).Verify(context.Background(), d+":"+rev)
 		if err != nil || len(checked) != 3 {
 			t.Fatalf("promoted index does not verify at %s: %v %+v", d, err, checked)
 		}

@@ -24,7 +24,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -171,7 +170,7 @@ pipelines:
 	if err != nil {
 		t.Fatal(err)
 	}
-	checked, err := (&sign.Verifier{Key: key, Registry: registry.Client{}}).Verify(ctx, dest+":c1")
+	checked, err := newVerifier(t, key).Verify(ctx, dest+":c1")
 	if err != nil || len(checked) != 3 {
 		t.Fatalf("verify at the destination: %v %+v", err, checked)
 	}

@@ -16,10 +16,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/daemon"
 	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -229,4 +231,13 @@ func writeKeyPair(t testing.TB, dir, password string) (private, public string) {
 		t.Fatal(err)
 	}
 	return private, public
+}
+
+func newVerifier(t testing.TB, key signature.Verifier) *sign.Verifier {
+	t.Helper()
+	v, err := sign.NewVerifier(key, registry.Client{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

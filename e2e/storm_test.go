@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/promoter-dev/promoter/internal/faultproxy"
-	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -269,7 +268,7 @@ pipelines:
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifier := &sign.Verifier{Key: key, Registry: registry.Client{}}
+	verifier := newVerifier(t, key)
 	for _, rev := range revs {
 		index := final[rev].Index
 		if got := headDigest(t, staging+":"+rev); got != index {

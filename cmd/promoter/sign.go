@@ -73,7 +73,10 @@ func runSign(ctx context.Context, g *globalOptions, o *signOptions, ref string, 
 	if err != nil {
 		return err
 	}
-	s := &sign.Signer{Key: key, Format: format, Registry: g.registry(), Logger: log}
+	s, err := sign.NewSigner(key, g.registry(), sign.WithFormat(format), sign.WithLogger(log))
+	if err != nil {
+		return err
+	}
 	signed, err := s.Sign(ctx, ref)
 	for _, r := range signed {
 		state := "signed"
@@ -123,7 +126,7 @@ func loadVerifier(ctx context.Context, keyRef string, reg registry.Client) (*sig
 	if err != nil {
 		return nil, err
 	}
-	return &sign.Verifier{Key: key, Registry: reg}, nil
+	return sign.NewVerifier(key, reg)
 }
 
 func runVerify(ctx context.Context, g *globalOptions, o *verifyOptions, ref string, stdout io.Writer) error {

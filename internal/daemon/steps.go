@@ -52,18 +52,23 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (*steps, erro
 		if err != nil {
 			return nil, fmt.Errorf("sign.format: %w", err)
 		}
-		st.sign = &signer{
-			s: &sign.Signer{Key: key, Format: format, Registry: o.registry, Logger: o.log},
-			m: o.metrics,
+		s, err := sign.NewSigner(key, o.registry, sign.WithFormat(format), sign.WithLogger(o.log))
+		if err != nil {
+			return nil, fmt.Errorf("keys.cosign: %w", err)
 		}
-		verifierKey = &sign.Verifier{Key: key, Registry: o.registry}
+		st.sign = &signer{s: s, m: o.metrics}
+		if verifierKey, err = sign.NewVerifier(key, o.registry); err != nil {
+			return nil, fmt.Errorf("keys.cosign: %w", err)
+		}
 	}
 	if cfg.Keys.Public != "" {
 		pub, err := sign.LoadVerifier(ctx, cfg.Keys.Public, kc)
 		if err != nil {
 			return nil, fmt.Errorf("keys.public: %w", err)
 		}
-		verifierKey = &sign.Verifier{Key: pub, Registry: o.registry}
+		if verifierKey, err = sign.NewVerifier(pub, o.registry); err != nil {
+			return nil, fmt.Errorf("keys.public: %w", err)
+		}
 	}
 	if needVerify && verifierKey == nil {
 		return nil, errors.New("a destination has requireSignature: true, but neither keys.public nor keys.cosign is set to verify with")

@@ -297,7 +297,11 @@ func (e *env) demo(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	checked, err := (&sign.Verifier{Key: key, Registry: registry.Client{}}).Verify(ctx, dst)
+	v, err := sign.NewVerifier(key, registry.Client{})
+	if err != nil {
+		return err
+	}
+	checked, err := v.Verify(ctx, dst)
 	if err != nil {
 		return fmt.Errorf("verifying the promoted index %s: %w", dst, err)
 	}

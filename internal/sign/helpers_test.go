@@ -3,7 +3,6 @@ package sign_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,11 +160,19 @@ func envKey(slot string, pem []byte) string {
 }
 
 func signer(k keys, f sign.Format) *sign.Signer {
-	return &sign.Signer{Key: k.signer, Format: f, Registry: registry.Client{}, Logger: slog.New(slog.DiscardHandler)}
+	s, err := sign.NewSigner(k.signer, registry.Client{}, sign.WithFormat(f))
+	if err != nil {
+		panic(err)
+	}
+	return s
 }
 
 func verifier(k keys) *sign.Verifier {
-	return &sign.Verifier{Key: k.verifier, Registry: registry.Client{}}
+	v, err := sign.NewVerifier(k.verifier, registry.Client{})
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 // cosignCmd runs the real cosign CLI offline: HOME in a temp dir (no TUF cache), and every
@@ -183,4 +190,22 @@ func cosignCmd(t *testing.T, dir string, args ...string) (string, error) {
 		"COSIGN_PASSWORD=correct horse", "COSIGN_YES=true")
 	out, err := cmd.CombinedOutput()
 	return strings.TrimSpace(string(out)), err
+}
+
+func newSigner(t testing.TB, key signature.SignerVerifier) *sign.Signer {
+	t.Helper()
+	s, err := sign.NewSigner(key, registry.Client{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newVerifier(t testing.TB, key signature.Verifier) *sign.Verifier {
+	t.Helper()
+	v, err := sign.NewVerifier(key, registry.Client{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

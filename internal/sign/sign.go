@@ -42,14 +42,59 @@ func ParseFormat(s string) (Format, error) {
 
 // Signer signs an image or an index and its platform children.
 type Signer struct {
-	// Key signs; LoadSigner loads one.
-	Key signature.SignerVerifier
-	// Format is where signatures go; "" means DefaultFormat.
-	Format Format
-	// Registry reads the image and writes the signatures.
-	Registry registry.Client
-	// Logger receives one debug line per digest; nil discards.
-	Logger *slog.Logger
+	key    signature.SignerVerifier
+	kp     *keypair // the bundle format's view of key
+	format Format
+	reg    registry.Client
+	log    *slog.Logger
+}
+
+// NewSigner signs with key (LoadSigner loads one), reading images and writing signatures
+// through reg.
+func NewSigner(key signature.SignerVerifier, reg registry.Client, opts ...Option) (*Signer, error) {
+	if key == nil {
+		return nil, errors.New("signing: no key loaded")
+	}
+	o := options{format: DefaultFormat, log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	s := &Signer{key: key, format: o.format, reg: reg, log: o.log}
+	if o.format == FormatBundle {
+		kp, err := newKeypair(key)
+		if err != nil {
+			return nil, err
+		}
+		s.kp = kp
+	}
+	return s, nil
+}
+
+// Option changes a Signer.
+type Option func(*options) error
+
+type options struct {
+	format Format       // default DefaultFormat
+	log    *slog.Logger // default: discard
+}
+
+// WithFormat is where signatures go (config sign.format); "" keeps DefaultFormat.
+func WithFormat(f Format) Option {
+	return func(o *options) error {
+		format, err := ParseFormat(string(f))
+		if err != nil {
+			return err
+		}
+		o.format = format
+		return nil
+	}
+}
+
+// WithLogger receives one debug line per digest signed; the default discards.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error { o.log = l; return nil }
 }
 
 // Signed reports one signed digest.
@@ -69,39 +114,23 @@ type Signed struct {
 // and repeated runs do not pile up signatures. It stops at the first failure and returns
 // what was signed before it.
 func (s *Signer) Sign(ctx context.Context, ref string) ([]Signed, error) {
-	if s.Key == nil {
-		return nil, errors.New("signing: no key loaded")
-	}
-	format, err := ParseFormat(string(s.Format))
-	if err != nil {
-		return nil, err
-	}
-	log := s.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	var kp *keypair
-	if format == FormatBundle {
-		if kp, err = newKeypair(s.Key); err != nil {
-			return nil, err
-		}
-	}
-	targets, err := resolve(ctx, s.Registry, ref)
+	format, log := s.format, s.log
+	targets, err := resolve(ctx, s.reg, ref)
 	if err != nil {
 		return nil, fmt.Errorf("signing: %w", err)
 	}
 	var out []Signed
 	for _, t := range targets {
-		c, err := lookup(ctx, s.Registry, s.Key, t, format)
+		c, err := lookup(ctx, s.reg, s.key, t, format)
 		if err != nil {
 			return out, fmt.Errorf("signing %s: %w", ref, err)
 		}
 		done := Signed{Digest: t.digest.DigestStr(), Platform: t.platform, Skipped: c.ok}
 		if !c.ok {
 			if format == FormatBundle {
-				err = writeBundle(ctx, s.Registry, kp, t.digest)
+				err = writeBundle(ctx, s.reg, s.kp, t.digest)
 			} else {
-				err = writeLegacy(ctx, s.Registry, s.Key, t.digest)
+				err = writeLegacy(ctx, s.reg, s.key, t.digest)
 			}
 			if err != nil {
 				return out, fmt.Errorf("signing %s: %w", ref, err)

@@ -13,10 +13,17 @@ import (
 // Verifier checks signatures offline with a public key: no transparency log, no
 // certificate authority, only the registry holding the image and its signatures.
 type Verifier struct {
-	// Key is the public key; LoadVerifier loads one.
-	Key signature.Verifier
-	// Registry reads the image and its signatures.
-	Registry registry.Client
+	key signature.Verifier
+	reg registry.Client
+}
+
+// NewVerifier verifies with the public key key (LoadVerifier loads one), reading images and
+// signatures through reg.
+func NewVerifier(key signature.Verifier, reg registry.Client) (*Verifier, error) {
+	if key == nil {
+		return nil, errors.New("verifying: no public key loaded")
+	}
+	return &Verifier{key: key, reg: reg}, nil
 }
 
 // Checked reports one verified digest.
@@ -35,10 +42,7 @@ type Checked struct {
 // *VerifyError wrapping ErrNoSignature, ErrBadSignature or ErrWrongDigest. Other errors
 // (registry unreachable, image missing) are returned as they are.
 func (v *Verifier) Verify(ctx context.Context, ref string) ([]Checked, error) {
-	if v.Key == nil {
-		return nil, errors.New("verifying: no public key loaded")
-	}
-	targets, err := resolve(ctx, v.Registry, ref)
+	targets, err := resolve(ctx, v.reg, ref)
 	if err != nil {
 		return nil, fmt.Errorf("verifying: %w", err)
 	}
@@ -57,7 +61,7 @@ func (v *Verifier) verifyOne(ctx context.Context, t target) (Format, error) {
 	var stored int
 	var other, reason string
 	for _, f := range []Format{FormatBundle, FormatLegacy} {
-		c, err := lookup(ctx, v.Registry, v.Key, t, f)
+		c, err := lookup(ctx, v.reg, v.key, t, f)
 		if err != nil {
 			return "", fmt.Errorf("verifying %s: %w", t.digest, err)
 		}
