@@ -3,9 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
+	"github.com/promoter-dev/promoter/internal/status"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -131,33 +131,21 @@ func notifyHeaders() http.Header {
 	return http.Header{"Authorization": {"Bearer " + registryToken}}
 }
 
-// revision asks the daemon's status endpoint, as `promoter status` does.
+// revision asks the daemon's status API, as `promoter status` does; nil before the daemon
+// has any state of rev.
 func (d *runningDaemon) revision(t testing.TB, pipeline, rev string) *types.Revision {
 	t.Helper()
 	if d.Status == "" {
 		t.Fatal("runningDaemon.Status is not set: the status API has a listener of its own (config key status)")
 	}
-	req, _ := http.NewRequest(http.MethodGet, d.Status+"/v1/revisions/"+pipeline+"/"+rev, nil)
-	if d.StatusToken != "" {
-		req.Header.Set("Authorization", "Bearer "+d.StatusToken)
+	r, err := (&status.Client{URL: d.Status, Token: d.StatusToken}).Revision(context.Background(), pipeline, rev)
+	if errors.Is(err, status.ErrNotFound) {
+		return nil
 	}
-	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return nil
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("status: %s %s", resp.Status, b)
-	}
-	var r types.Revision
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		t.Fatal(err)
-	}
-	return &r
+	return r
 }
 
 // waitPhase polls the status endpoint until the revision reaches one of phases.

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/promoter-dev/promoter/internal/daemon"
+	"github.com/promoter-dev/promoter/internal/status"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -55,7 +55,7 @@ pipelines:
 		if time.Now().After(deadline) {
 			t.Fatalf("only %d of %d revisions have state\n%s", n, len(revs), d.Logs.String())
 		}
-		var page daemon.RevisionPage
+		var page status.Page
 		if code := getJSON(t, d.Status+"/v1/revisions?limit=1000", statusToken, &page); code != http.StatusOK {
 			t.Fatalf("status: %d", code)
 		}
@@ -88,7 +88,7 @@ pipelines:
 	var pages [][]string
 	after := ""
 	for range 10 {
-		var page daemon.RevisionPage
+		var page status.Page
 		if code := getJSON(t, d.Status+"/v1/revisions?pipeline=app&limit=2&after="+after, statusToken, &page); code != http.StatusOK {
 			t.Fatalf("page after %q: %d", after, code)
 		}

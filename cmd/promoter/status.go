@@ -1,14 +1,10 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/promoter-dev/promoter/internal/config"
-	"github.com/promoter-dev/promoter/internal/daemon"
+	"github.com/promoter-dev/promoter/internal/status"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -27,9 +23,6 @@ type statusOptions struct {
 	limit    int
 	json     bool
 }
-
-// statusPage is how many revisions are asked for per request.
-const statusPage = 500
 
 func newStatusCmd(*globalOptions) *cobra.Command {
 	o := &statusOptions{}
@@ -62,21 +55,21 @@ env:NAME or file:/path), or set PROMOTER_AUTH_STATUSTOKEN.`,
 					return fmt.Errorf("--token: %w", err)
 				}
 			}
-			c := &statusClient{server: strings.TrimSuffix(o.server, "/"), token: token}
+			c := &status.Client{URL: o.server, Token: token}
 			var revs []*types.Revision
 			if len(args) == 1 {
 				p, r, ok := strings.Cut(args[0], "/")
 				if !ok {
 					return fmt.Errorf("%q: want PIPELINE/REVISION", args[0])
 				}
-				var rev types.Revision
-				if err := c.get(cmd.Context(), "/v1/revisions/"+url.PathEscape(p)+"/"+url.PathEscape(r), &rev); err != nil {
+				rev, err := c.Revision(cmd.Context(), p, r)
+				if err != nil {
 					return err
 				}
-				revs = []*types.Revision{&rev}
+				revs = []*types.Revision{rev}
 			} else {
 				var err error
-				if revs, err = c.list(cmd.Context(), o.pipeline, o.limit); err != nil {
+				if revs, err = c.List(cmd.Context(), o.pipeline, o.limit); err != nil {
 					return err
 				}
 				sort.SliceStable(revs, func(i, j int) bool { return revs[i].Updated.After(revs[j].Updated) })
@@ -95,64 +88,6 @@ env:NAME or file:/path), or set PROMOTER_AUTH_STATUSTOKEN.`,
 	cmd.Flags().IntVar(&o.limit, "limit", 0, "show at most this many revisions (0: all)")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON")
 	return cmd
-}
-
-// statusClient reads the daemon's status API.
-type statusClient struct {
-	server, token string
-}
-
-// list follows the pages of /v1/revisions until the last one, or until limit revisions
-// (0: no limit).
-func (c *statusClient) list(ctx context.Context, pipeline string, limit int) ([]*types.Revision, error) {
-	var out []*types.Revision
-	after := ""
-	for {
-		size := statusPage
-		if limit > 0 {
-			size = min(size, limit-len(out))
-		}
-		q := url.Values{"limit": {strconv.Itoa(size)}}
-		if pipeline != "" {
-			q.Set("pipeline", pipeline)
-		}
-		if after != "" {
-			q.Set("after", after)
-		}
-		var page daemon.RevisionPage
-		if err := c.get(ctx, "/v1/revisions?"+q.Encode(), &page); err != nil {
-			return nil, err
-		}
-		out = append(out, page.Revisions...)
-		if page.Next == "" || (limit > 0 && len(out) >= limit) {
-			return out, nil
-		}
-		after = page.Next
-	}
-}
-
-func (c *statusClient) get(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.server+path, nil)
-	if err != nil {
-		return err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("asking the daemon at %s (is `promoter serve` running? set --server to its status address): %w", c.server, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		_ = json.NewDecoder(resp.Body).Decode(&e)
-		return fmt.Errorf("daemon answered %s: %s", resp.Status, e.Error)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("decoding daemon answer: %w", err)
-	}
-	return nil
 }
 
 func printRevisions(cmd *cobra.Command, revs []*types.Revision) error {

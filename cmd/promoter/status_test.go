@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/promoter-dev/promoter/internal/daemon"
+	"github.com/promoter-dev/promoter/internal/status"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -43,7 +43,7 @@ func (p *pagedStatus) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	after := r.URL.Query().Get("after")
 	i := sort.Search(len(p.revs), func(i int) bool { return p.revs[i].Pipeline+"."+p.revs[i].Revision > after })
-	page := daemon.RevisionPage{Revisions: p.revs[i:min(i+limit, len(p.revs))]}
+	page := status.Page{Revisions: p.revs[i:min(i+limit, len(p.revs))]}
 	if i+limit < len(p.revs) {
 		last := page.Revisions[len(page.Revisions)-1]
 		page.Next = last.Pipeline + "." + last.Revision
@@ -98,8 +98,8 @@ func TestStatusFollowsPages(t *testing.T) {
 		})
 	}
 	for _, n := range srv.asked {
-		if n > statusPage {
-			t.Errorf("asked for a page of %d, want at most %d", n, statusPage)
+		if n > status.PageSize {
+			t.Errorf("asked for a page of %d, want at most %d", n, status.PageSize)
 		}
 	}
 }

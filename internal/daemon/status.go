@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/promoter-dev/promoter/internal/state"
+	"github.com/promoter-dev/promoter/internal/status"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -18,13 +19,8 @@ const (
 	maxPageLimit     = 1000
 )
 
-// RevisionPage is the body of GET /v1/revisions: revisions in key order
+// The body of GET /v1/revisions is a status.Page: revisions in key order
 // (pipeline, then revision) and the cursor of the next page, empty on the last.
-type RevisionPage struct {
-	Revisions []*types.Revision `json:"revisions"`
-	Next      string            `json:"next,omitempty"`
-}
-
 // statusHandler serves the revision state read-only, for `promoter status` and operators,
 // on the status listener (never the webhook one):
 //
@@ -58,7 +54,7 @@ func (d *daemon) statusHandler(token string) http.Handler {
 		if revs == nil {
 			revs = []*types.Revision{}
 		}
-		writeJSON(w, http.StatusOK, RevisionPage{Revisions: revs, Next: next})
+		writeJSON(w, http.StatusOK, status.Page{Revisions: revs, Next: next})
 	})
 	mux.HandleFunc("GET /v1/revisions/{pipeline}/{revision}", func(w http.ResponseWriter, r *http.Request) {
 		st, err := d.store()

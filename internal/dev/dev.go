@@ -26,6 +26,7 @@ import (
 	"github.com/promoter-dev/promoter/internal/devenv"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
+	"github.com/promoter-dev/promoter/internal/status"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -374,22 +375,13 @@ func (e *env) follow(ctx context.Context, rev string) (*types.Revision, error) {
 	}
 }
 
+// status is rev's state as the daemon's status API gives it; nil before it has any.
 func (e *env) status(ctx context.Context, rev string) (*types.Revision, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.statusURL+"/v1/revisions/"+Pipeline+"/"+rev, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("asking the daemon for %s: %w", rev, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
+	r, err := (&status.Client{URL: e.statusURL}).Revision(ctx, Pipeline, rev)
+	if errors.Is(err, status.ErrNotFound) {
 		return nil, nil
 	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return nil, fmt.Errorf("status of %s: %s %s", rev, resp.Status, b)
-	}
-	var r types.Revision
-	return &r, json.NewDecoder(resp.Body).Decode(&r)
+	return r, err
 }
 
 // sourceRevision names the example tree's content like a commit id: the same tree gives
