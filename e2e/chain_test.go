@@ -135,7 +135,7 @@ pipelines:
 		t.Fatal(err)
 	}
 	for _, d := range []string{dest, dest2} {
-		checked, err := newVerifier(t, key).Verify(context.Background(), d+":"+rev)
+		checked, err := testenv.Verifier(t, key).Verify(context.Background(), d+":"+rev)
 		if err != nil || len(checked) != 3 {
 			t.Fatalf("promoted index does not verify at %s: %v %+v", d, err, checked)
 		}

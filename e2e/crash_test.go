@@ -170,7 +170,7 @@ pipelines:
 	if err != nil {
 		t.Fatal(err)
 	}
-	checked, err := newVerifier(t, key).Verify(ctx, dest+":c1")
+	checked, err := testenv.Verifier(t, key).Verify(ctx, dest+":c1")
 	if err != nil || len(checked) != 3 {
 		t.Fatalf("verify at the destination: %v %+v", err, checked)
 	}

@@ -15,12 +15,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/daemon"
 	"github.com/promoter-dev/promoter/internal/metrics"
-	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/status"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -219,13 +217,4 @@ func writeKeyPair(t testing.TB, dir, password string) (private, public string) {
 		t.Fatal(err)
 	}
 	return private, public
-}
-
-func newVerifier(t testing.TB, key signature.Verifier) *sign.Verifier {
-	t.Helper()
-	v, err := sign.NewVerifier(key, registry.Client{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
 }

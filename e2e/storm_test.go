@@ -268,7 +268,7 @@ pipelines:
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifier := newVerifier(t, key)
+	verifier := testenv.Verifier(t, key)
 	for _, rev := range revs {
 		index := final[rev].Index
 		if got := headDigest(t, staging+":"+rev); got != index {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/promoter-dev/promoter/internal/promote"
 	"github.com/promoter-dev/promoter/internal/registry"
@@ -68,7 +67,7 @@ func TestPromoteCmdRequireSignature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newSigner(t, key).Sign(context.Background(), src); err != nil {
+	if _, err := testenv.Signer(t, key).Sign(context.Background(), src); err != nil {
 		t.Fatalf("signing: %v", err)
 	}
 	stdout, stderr, err := runCLI(t, "promote", "--require-signature", "--key", pubFile, "--jobs", "4", src, b.Host+"/prod/web")
@@ -87,7 +86,7 @@ func TestPromoteCmdRequireSignature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newVerifier(t, verifyKey).Verify(context.Background(), b.Host+"/prod/web:rev1"); err != nil {
+	if _, err := testenv.Verifier(t, verifyKey).Verify(context.Background(), b.Host+"/prod/web:rev1"); err != nil {
 		t.Errorf("destination does not verify: %v", err)
 	}
 }
@@ -126,22 +125,4 @@ func TestPlanWritesNothing(t *testing.T) {
 	if _, err := remote.Head(r, registry.Client{}.Remote(context.Background())...); err == nil {
 		t.Errorf("plan wrote %s", r)
 	}
-}
-
-func newSigner(t testing.TB, key signature.SignerVerifier) *sign.Signer {
-	t.Helper()
-	s, err := sign.NewSigner(key, registry.Client{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func newVerifier(t testing.TB, key signature.Verifier) *sign.Verifier {
-	t.Helper()
-	v, err := sign.NewVerifier(key, registry.Client{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
 }

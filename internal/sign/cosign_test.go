@@ -97,10 +97,10 @@ func TestCosignCLIKeysLoad(t *testing.T) {
 		t.Errorf("LoadSigner with a wrong password: got %v, want an error naming COSIGN_PASSWORD", err)
 	}
 	p := pushIndex(t, reg.Host+"/acme/cosign-keys")
-	if _, err := newSigner(t, sv).Sign(ctx, p.tag); err != nil {
+	if _, err := testenv.Signer(t, sv).Sign(ctx, p.tag); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newVerifier(t, v).Verify(ctx, p.tag); err != nil {
+	if _, err := testenv.Verifier(t, v).Verify(ctx, p.tag); err != nil {
 		t.Fatalf("Verify with the cosign-generated public key: %v", err)
 	}
 }

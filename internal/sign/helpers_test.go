@@ -191,21 +191,3 @@ func cosignCmd(t *testing.T, dir string, args ...string) (string, error) {
 	out, err := cmd.CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
-
-func newSigner(t testing.TB, key signature.SignerVerifier) *sign.Signer {
-	t.Helper()
-	s, err := sign.NewSigner(key, registry.Client{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func newVerifier(t testing.TB, key signature.Verifier) *sign.Verifier {
-	t.Helper()
-	v, err := sign.NewVerifier(key, registry.Client{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
