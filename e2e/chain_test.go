@@ -128,7 +128,7 @@ pipelines:
 		}
 	}
 	for _, run := range node.Runs() {
-		t.Logf("node ran %s in %s; last lines:\n%s", run.Job, run.Took.Round(time.Millisecond), lastLines(run.Output, 6))
+		t.Logf("node ran %s in %s; last lines:\n%s", run.Job, run.Took.Round(time.Millisecond), lastLines(strings.TrimRight(run.Output, "\n"), 6))
 	}
 	key, err := sign.LoadVerifier(context.Background(), pubPath, nil)
 	if err != nil {
@@ -146,6 +146,14 @@ pipelines:
 	// index keeps each attestation next to its image, and promotion copies them.
 	for _, d := range []string{dest, dest2} {
 		checkProvenance(t, d, rev)
+	}
+	// And the real cosign CLI verifies the index and each image at each destination.
+	cosign := testenv.Tool(t, "cosign")
+	for _, d := range []string{dest, dest2} {
+		kids := testenv.IndexChildren(t, d+":"+rev)
+		for _, dg := range []string{r.Index, kids["linux/amd64"], kids["linux/arm64"]} {
+			cosignVerify(t, cosign, pubPath, d+"@"+dg)
+		}
 	}
 
 	// What BuildKit built, read back from the promoted index.
