@@ -392,24 +392,49 @@ func checkSecret(ps *problems, path string, s Secret) {
 	}
 }
 
-// PlatformList parses the pipeline's platforms; call it only on a validated Config.
-func (p Pipeline) PlatformList() []types.Platform {
-	out := make([]types.Platform, 0, len(p.Platforms))
+// Domain is the pipeline as the domain packages take it, parsed with the parsers
+// validation uses; call it only on a validated Config (Load validates).
+func (p Pipeline) Domain() types.Pipeline {
+	d := types.Pipeline{
+		Name:    p.Name,
+		Source:  types.Source{Repo: p.Source.Repo, Branch: p.Source.Branch},
+		Staging: types.Repository(p.Staging),
+		ArchTag: types.ArchTag(p.ArchTag),
+		Sign:    p.Sign,
+		Build: types.BuildSpec{
+			Executor: p.Build.Executor, Context: p.Build.Context, Dockerfile: p.Build.Dockerfile,
+			Base: p.Build.Base, Dir: p.Build.Dir, GitSecret: p.Build.GitSecret, Args: p.Build.Args,
+		},
+	}
 	for _, s := range p.Platforms {
 		if pl, err := types.ParsePlatform(s); err == nil {
-			out = append(out, pl)
+			d.Platforms = append(d.Platforms, pl)
 		}
 	}
-	return out
+	for _, s := range p.Build.Secrets {
+		d.Build.Secrets = append(d.Build.Secrets, types.BuildSecret{ID: s.ID, Secret: s.Secret, Key: s.Key})
+	}
+	if p.Build.Cache.Mode != "off" {
+		d.Build.Cache, d.Build.CacheMode = types.CacheRef(p.Build.Cache.Ref), p.Build.Cache.Mode
+	}
+	if p.Build.Provenance != "off" {
+		d.Build.Provenance = p.Build.Provenance
+	}
+	for _, dest := range p.Promote {
+		d.Promote = append(d.Promote, types.Destination{
+			To: types.Repository(dest.To), RequireSignature: dest.RequireSignature, MutableTags: dest.MutableTags,
+		})
+	}
+	return d
 }
 
-// CacheRef is the pattern of the pipeline's build cache references, "" when it has none.
-// Its tags in staging are never arch tags.
-func (p Pipeline) CacheRef() types.CacheRef {
-	if p.Build.Cache.Mode == "off" {
-		return ""
+// DomainPipelines are every pipeline's Domain, in configuration order.
+func (c *Config) DomainPipelines() []types.Pipeline {
+	out := make([]types.Pipeline, len(c.Pipelines))
+	for i, p := range c.Pipelines {
+		out[i] = p.Domain()
 	}
-	return types.CacheRef(p.Build.Cache.Ref)
+	return out
 }
 
 // Pipeline finds a pipeline by name.

@@ -29,15 +29,40 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 
 // routes registers the webhook receivers; the status API has a listener of its own.
 func (d *daemon) routes(mux *http.ServeMux) error {
-	secrets, err := events.ResolveSecrets(d.cfg.Auth)
+	secrets, err := webhookSecrets(d.cfg.Auth)
 	if err != nil {
 		return err
 	}
-	rcv, err := events.New(d.cfg.Pipelines, secrets, d.bus,
+	rcv, err := events.New(d.cfg.DomainPipelines(), secrets, d.bus,
 		events.WithLogger(d.o.log), events.WithMetrics(d.o.metrics), events.WithMaxBodyBytes(d.cfg.Events.MaxBodyBytes))
 	if err != nil {
 		return err
 	}
 	rcv.Register(mux)
 	return nil
+}
+
+// webhookSecrets reads the webhook secret references of the configuration.
+func webhookSecrets(a config.Auth) (events.Secrets, error) {
+	s := events.Secrets{InsecureNoAuth: a.InsecureNoAuth}
+	for _, f := range []struct {
+		key string
+		ref config.Secret
+		dst *string
+	}{
+		{"auth.registryToken", a.RegistryToken, &s.RegistryToken},
+		{"auth.github.secret", a.GitHub.Secret, &s.GitHubSecret},
+		{"auth.gitlab.token", a.GitLab.Token, &s.GitLabToken},
+		{"auth.generic.token", a.Generic.Token, &s.GenericToken},
+	} {
+		if !f.ref.IsSet() {
+			continue
+		}
+		v, err := f.ref.Resolve()
+		if err != nil {
+			return events.Secrets{}, fmt.Errorf("%s (%s): %w", f.key, f.ref, err)
+		}
+		*f.dst = v
+	}
+	return s, nil
 }

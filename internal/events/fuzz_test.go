@@ -11,7 +11,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -66,7 +65,7 @@ func FuzzRegistryWebhook(f *testing.F) {
 	for _, s := range []string{``, `{}`, `{"events": []}`, `{"events": null}`, `{"events": [{}]}`, `{"events": []}}`, `[{"events": []}]`} {
 		f.Add([]byte(s), false)
 	}
-	pipelines := map[string]config.Pipeline{}
+	pipelines := map[string]types.Pipeline{}
 	for _, p := range testPipelines() {
 		pipelines[p.Name] = p
 	}
@@ -123,7 +122,7 @@ func FuzzRegistryWebhook(f *testing.F) {
 			if err := digest.Digest(p.Digest).Validate(); err != nil {
 				t.Fatalf("stored push with digest %q: %v", p.Digest, err)
 			}
-			if want := types.ArchTag(pl.ArchTag).Render(p.Revision, p.Platform); want != p.Tag {
+			if want := pl.ArchTag.Render(p.Revision, p.Platform); want != p.Tag {
 				t.Fatalf("stored tag %q, but revision %q and %s render %q", p.Tag, p.Revision, p.Platform, want)
 			}
 			if signatureTag.MatchString(p.Tag) {

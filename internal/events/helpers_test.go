@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -39,31 +38,39 @@ var testNow = time.Date(2026, 11, 23, 5, 0, 0, 0, time.UTC)
 
 // testPipelines follow the repositories of the captured registry bodies (acme/web on the
 // staging registry) and of the source samples in testdata/source.
-func testPipelines() []config.Pipeline {
-	return []config.Pipeline{
+func testPipelines() []types.Pipeline {
+	return []types.Pipeline{
 		{
 			Name:      "web",
-			Source:    config.Source{Repo: "https://github.com/acme/web.git", Branch: "main"},
-			Platforms: []string{"linux/amd64", "linux/arm64"},
+			Source:    types.Source{Repo: "https://github.com/acme/web.git", Branch: "main"},
+			Platforms: platforms("linux/amd64", "linux/arm64"),
 			Staging:   "staging.example:5000/acme/web",
 			ArchTag:   "{revision}-{arch}",
-			Build:     config.Build{Cache: config.BuildCache{Ref: string(types.DefaultCacheRef), Mode: "max"}},
+			Build:     types.BuildSpec{Cache: types.DefaultCacheRef, CacheMode: "max"},
 		},
 		{
 			Name:      "api",
-			Source:    config.Source{Repo: "git@gitlab.example.com:acme/api.git", Branch: "main"},
-			Platforms: []string{"linux/amd64", "linux/arm/v7"},
+			Source:    types.Source{Repo: "git@gitlab.example.com:acme/api.git", Branch: "main"},
+			Platforms: platforms("linux/amd64", "linux/arm/v7"),
 			Staging:   "staging.example:5000/acme/api",
 			ArchTag:   "{revision}-{os}-{arch}{variant}",
 		},
 		{
 			Name:      "worker",
-			Source:    config.Source{Repo: "git.example/acme/worker", Branch: "release"},
-			Platforms: []string{"linux/amd64"},
+			Source:    types.Source{Repo: "git.example/acme/worker", Branch: "release"},
+			Platforms: platforms("linux/amd64"),
 			Staging:   "staging.example:5000/acme/worker",
 			ArchTag:   "{revision}-{arch}",
 		},
 	}
+}
+
+func platforms(ps ...string) []types.Platform {
+	out := make([]types.Platform, len(ps))
+	for i, p := range ps {
+		out[i] = types.MustPlatform(p)
+	}
+	return out
 }
 
 func allSecrets() Secrets {
@@ -131,7 +138,7 @@ func newHarness(t *testing.T, secrets Secrets, opts ...Option) *harness {
 	return newHarnessWith(t, testPipelines(), secrets, opts...)
 }
 
-func newHarnessWith(t *testing.T, pipelines []config.Pipeline, secrets Secrets, opts ...Option) *harness {
+func newHarnessWith(t *testing.T, pipelines []types.Pipeline, secrets Secrets, opts ...Option) *harness {
 	t.Helper()
 	h := &harness{pub: &fakePublisher{}, metrics: metrics.New(prometheus.NewRegistry())}
 	opts = append([]Option{WithMetrics(h.metrics), WithClock(func() time.Time { return testNow })}, opts...)

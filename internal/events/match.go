@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -22,16 +21,15 @@ type pipeline struct {
 	branch      string
 }
 
-func newPipeline(p config.Pipeline) pipeline {
-	staging := types.Repository(p.Staging)
+func newPipeline(p types.Pipeline) pipeline {
 	return pipeline{
 		name:        p.Name,
-		stagingHost: staging.Host(),
-		stagingPath: staging.Path(),
-		staging:     staging,
-		archTags:    types.ArchTag(p.ArchTag).Compile(p.PlatformList()),
-		cache:       p.CacheRef(),
-		platforms:   p.PlatformList(),
+		stagingHost: p.Staging.Host(),
+		stagingPath: p.Staging.Path(),
+		staging:     p.Staging,
+		archTags:    p.ArchTag.Compile(p.Platforms),
+		cache:       p.Build.Cache,
+		platforms:   p.Platforms,
 		sourceRepo:  normaliseRepo(p.Source.Repo),
 		branch:      p.Source.Branch,
 	}

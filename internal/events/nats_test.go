@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/promoter-dev/promoter/internal/bus"
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/events"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/testenv"
@@ -45,8 +44,8 @@ func TestRegistryRedeliveryThroughNATS(t *testing.T) {
 	}
 
 	m := metrics.New(prometheus.NewRegistry())
-	pipelines := []config.Pipeline{{
-		Name: "web", Platforms: []string{"linux/amd64", "linux/arm64"},
+	pipelines := []types.Pipeline{{
+		Name: "web", Platforms: []types.Platform{types.MustPlatform("linux/amd64"), types.MustPlatform("linux/arm64")},
 		Staging: "staging.example:5000/acme/web", ArchTag: "{revision}-{arch}",
 	}}
 	r, err := events.New(pipelines, events.Secrets{RegistryToken: token}, b, events.WithMetrics(m))

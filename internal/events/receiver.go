@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // Publisher stores a message durably, de-duplicated by msgID. internal/bus.Bus is one.
@@ -24,31 +24,6 @@ type Secrets struct {
 	GitLabToken    string
 	GenericToken   string
 	InsecureNoAuth bool // accept registry notifications without a token
-}
-
-// ResolveSecrets reads the secret references of the configuration.
-func ResolveSecrets(a config.Auth) (Secrets, error) {
-	s := Secrets{InsecureNoAuth: a.InsecureNoAuth}
-	for _, f := range []struct {
-		key string
-		ref config.Secret
-		dst *string
-	}{
-		{"auth.registryToken", a.RegistryToken, &s.RegistryToken},
-		{"auth.github.secret", a.GitHub.Secret, &s.GitHubSecret},
-		{"auth.gitlab.token", a.GitLab.Token, &s.GitLabToken},
-		{"auth.generic.token", a.Generic.Token, &s.GenericToken},
-	} {
-		if !f.ref.IsSet() {
-			continue
-		}
-		v, err := f.ref.Resolve()
-		if err != nil {
-			return Secrets{}, fmt.Errorf("%s (%s): %w", f.key, f.ref, err)
-		}
-		*f.dst = v
-	}
-	return s, nil
 }
 
 // Option changes a Receiver.
@@ -90,7 +65,7 @@ type Receiver struct {
 }
 
 // New builds a receiver for the given pipelines (from a validated configuration).
-func New(pipelines []config.Pipeline, secrets Secrets, pub Publisher, opts ...Option) (*Receiver, error) {
+func New(pipelines []types.Pipeline, secrets Secrets, pub Publisher, opts ...Option) (*Receiver, error) {
 	if pub == nil {
 		// Without it every kept event would panic mid-request instead of failing here.
 		return nil, errors.New("events receiver: a publisher (the bus) is required")

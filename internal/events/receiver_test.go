@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -455,13 +454,13 @@ func TestRegistryInvalidRevision(t *testing.T) {
 // the host the registry reports decides, and an unknown host keeps nothing.
 func TestRegistryStagingHost(t *testing.T) {
 	base := capturedEvent(t, "push-by-tag.json") // request.host is 127.0.0.1:36893
-	var pipelines []config.Pipeline
+	var pipelines []types.Pipeline
 	for _, p := range []struct{ name, staging string }{
 		{"local", "127.0.0.1:36893/acme/web"},
 		{"remote", "registry.example/acme/web"},
 	} {
-		pipelines = append(pipelines, config.Pipeline{
-			Name: p.name, Staging: p.staging, Platforms: []string{"linux/amd64"}, ArchTag: types.DefaultArchTag,
+		pipelines = append(pipelines, types.Pipeline{
+			Name: p.name, Staging: types.Repository(p.staging), Platforms: platforms("linux/amd64"), ArchTag: types.DefaultArchTag,
 		})
 	}
 	tests := []struct {
