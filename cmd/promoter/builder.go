@@ -92,7 +92,7 @@ func (o *builderOptions) newExecutor(cfg *config.Config, reg registry.Client, lo
 		}
 		return builders.NewKubernetes(client, cfg.Builder, builders.WithLogger(log))
 	case "local":
-		return builders.NewLocal(reg, cfg.Pipelines, builders.WithLogger(log))
+		return builders.NewLocal(reg, cfg.DomainPipelines(), builders.WithLogger(log))
 	default:
 		return nil, fmt.Errorf("--executor %q: want kubernetes or local", o.executor)
 	}

@@ -29,7 +29,7 @@ func TestAgentBuildsDispatchedRequestsLocally(t *testing.T) {
 		Build:   config.Build{Executor: "local", Dir: sourceTree(t)},
 		Staging: reg.Host + "/acme/web", ArchTag: "{revision}-{arch}{variant}",
 	}}
-	local, err := builders.NewLocal(registry.Client{}, pipelines)
+	local, err := builders.NewLocal(registry.Client{}, domain(pipelines...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestAgentBuildsDispatchedRequestsLocally(t *testing.T) {
 	}
 	res := results(t, b)
 	runAgent(t, agent)
-	d, err := builders.NewDispatcher(b, registry.Client{}, pipelines)
+	d, err := builders.NewDispatcher(b, registry.Client{}, domain(pipelines...))
 	if err != nil {
 		t.Fatal(err)
 	}

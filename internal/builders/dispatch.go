@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -20,19 +19,19 @@ type Publisher interface {
 type Dispatcher struct {
 	pub       Publisher
 	reg       registry.Client
-	pipelines map[string]config.Pipeline
+	pipelines map[string]types.Pipeline
 	log       *slog.Logger
 	metrics   *metrics.Metrics
 }
 
 // NewDispatcher dispatches builds of pipelines (validated configuration), publishing with
 // pub and checking for existing arch tags with reg.
-func NewDispatcher(pub Publisher, reg registry.Client, pipelines []config.Pipeline, opts ...Option) (*Dispatcher, error) {
+func NewDispatcher(pub Publisher, reg registry.Client, pipelines []types.Pipeline, opts ...Option) (*Dispatcher, error) {
 	o, err := newOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	d := &Dispatcher{pub: pub, reg: reg, pipelines: map[string]config.Pipeline{}, log: o.log, metrics: o.metrics}
+	d := &Dispatcher{pub: pub, reg: reg, pipelines: map[string]types.Pipeline{}, log: o.log, metrics: o.metrics}
 	for _, p := range pipelines {
 		d.pipelines[p.Name] = p
 	}
@@ -41,14 +40,9 @@ func NewDispatcher(pub Publisher, reg registry.Client, pipelines []config.Pipeli
 
 // Requests are the build requests of one revision of pipeline p, one per platform in the
 // pipeline's order, without looking at the registry.
-func Requests(p config.Pipeline, revision string) []types.BuildRequest {
+func Requests(p types.Pipeline, revision string) []types.BuildRequest {
 	var reqs []types.BuildRequest
-	arch := types.ArchTag(p.ArchTag)
-	if arch == "" {
-		arch = types.DefaultArchTag
-	}
-	staging := types.Repository(p.Staging)
-	for _, pl := range p.PlatformList() {
+	for _, pl := range p.Platforms {
 		req := types.BuildRequest{
 			Pipeline:   p.Name,
 			Revision:   revision,
@@ -56,18 +50,14 @@ func Requests(p config.Pipeline, revision string) []types.BuildRequest {
 			SourceRepo: p.Source.Repo,
 			Context:    p.Build.Context,
 			Dockerfile: p.Build.Dockerfile,
-			Image:      staging.Tag(arch.Render(revision, pl)),
+			Image:      p.Staging.Tag(p.ArchTag.Render(revision, pl)),
 			GitSecret:  p.Build.GitSecret,
 			Args:       p.Build.Args,
+			Secrets:    p.Build.Secrets,
+			Provenance: p.Build.Provenance,
 		}
-		for _, s := range p.Build.Secrets {
-			req.Secrets = append(req.Secrets, types.BuildSecret{ID: s.ID, Secret: s.Secret, Key: s.Key})
-		}
-		if cache := p.CacheRef(); cache != "" {
-			req.Cache = &types.BuildCache{Ref: cache.Render(staging, pl), Mode: p.Build.Cache.Mode}
-		}
-		if p.Build.Provenance != "off" {
-			req.Provenance = p.Build.Provenance
+		if p.Build.Cache != "" {
+			req.Cache = &types.BuildCache{Ref: p.Build.Cache.Render(p.Staging, pl), Mode: p.Build.CacheMode}
 		}
 		reqs = append(reqs, req)
 	}

@@ -47,7 +47,7 @@ func TestDispatchQueuesEachPlatformOnceAndSkipsExistingTags(t *testing.T) {
 	}
 
 	m := metrics.Discard()
-	d, err := builders.NewDispatcher(b, registry.Client{}, []config.Pipeline{pipeline}, builders.WithMetrics(m))
+	d, err := builders.NewDispatcher(b, registry.Client{}, domain(pipeline), builders.WithMetrics(m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,9 +118,9 @@ func TestDispatchErrors(t *testing.T) {
 	b := openBus(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	d, err := builders.NewDispatcher(b, registry.Client{}, []config.Pipeline{{
+	d, err := builders.NewDispatcher(b, registry.Client{}, domain(config.Pipeline{
 		Name: "web", Platforms: []string{"linux/amd64"}, Staging: "127.0.0.1:1/acme/web", ArchTag: "{revision}-{arch}",
-	}})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/bus"
+	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -82,4 +83,13 @@ func runAgent(t *testing.T, a *builders.Agent) {
 			t.Errorf("agent Run: %v", err)
 		}
 	})
+}
+
+// domain gives pipelines as the configuration hands them to builders.
+func domain(ps ...config.Pipeline) []types.Pipeline {
+	out := make([]types.Pipeline, len(ps))
+	for i, p := range ps {
+		out[i] = p.Domain()
+	}
+	return out
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	ggcrtypes "github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -37,18 +36,18 @@ var Epoch = time.Unix(0, 0).UTC()
 // It is for development, the all-in-one mode and tests.
 type Local struct {
 	reg    registry.Client
-	builds map[string]config.Build
+	builds map[string]types.BuildSpec
 	log    *slog.Logger
 }
 
 // NewLocal builds the pipelines whose build executor is local; requests for other
 // pipelines fail permanently.
-func NewLocal(reg registry.Client, pipelines []config.Pipeline, opts ...Option) (*Local, error) {
+func NewLocal(reg registry.Client, pipelines []types.Pipeline, opts ...Option) (*Local, error) {
 	o, err := newOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	l := &Local{reg: reg, builds: map[string]config.Build{}, log: o.log}
+	l := &Local{reg: reg, builds: map[string]types.BuildSpec{}, log: o.log}
 	for _, p := range pipelines {
 		if p.Build.Executor == "local" {
 			if p.Build.Dir == "" {
@@ -87,7 +86,7 @@ func (l *Local) Build(ctx context.Context, req types.BuildRequest, attempt int) 
 
 // Image builds the image of req from the source tree in dir on base (empty for scratch),
 // without pushing it.
-func (l *Local) image(ctx context.Context, req types.BuildRequest, b config.Build) (v1.Image, error) {
+func (l *Local) image(ctx context.Context, req types.BuildRequest, b types.BuildSpec) (v1.Image, error) {
 	base, err := l.base(ctx, b.Base, req.Platform)
 	if err != nil {
 		return nil, err

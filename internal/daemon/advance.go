@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/events"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/state"
@@ -24,7 +23,7 @@ type (
 	promoteStep interface {
 		// Promote copies src (by digest) with signatures and referrers to dst (a tag
 		// reference) and returns the digest dst points at.
-		Promote(ctx context.Context, src, dst string, d config.Destination) (string, error)
+		Promote(ctx context.Context, src, dst string, d types.Destination) (string, error)
 	}
 )
 
@@ -36,18 +35,18 @@ type (
 // two only repeats a step, which is idempotent: signing does not pile up signatures and
 // promotion skips what exists.
 type advancer struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	metrics *metrics.Metrics
-	store   *state.Store
-	pub     events.Publisher
-	sign    signStep
-	promote promoteStep
+	pipelines []types.Pipeline
+	log       *slog.Logger
+	metrics   *metrics.Metrics
+	store     *state.Store
+	pub       events.Publisher
+	sign      signStep
+	promote   promoteStep
 }
 
 // next publishes the steps revision r is ready for; message ids make publishing them twice
 // harmless. A revision with nothing left to do but no destination is marked promoted.
-func (a *advancer) next(ctx context.Context, p config.Pipeline, r *types.Revision) error {
+func (a *advancer) next(ctx context.Context, p types.Pipeline, r *types.Revision) error {
 	if r.Index == "" || r.Terminal() {
 		return nil
 	}
@@ -57,11 +56,11 @@ func (a *advancer) next(ctx context.Context, p config.Pipeline, r *types.Revisio
 	var errs []error
 	left := 0
 	for _, dest := range p.Promote {
-		if r.Promotions[dest.To].Done {
+		if r.Promotions[string(dest.To)].Done {
 			continue
 		}
 		left++
-		errs = append(errs, a.publish(ctx, types.Step{Kind: types.StepPromote, Pipeline: p.Name, Revision: r.Revision, Index: r.Index, Destination: dest.To}))
+		errs = append(errs, a.publish(ctx, types.Step{Kind: types.StepPromote, Pipeline: p.Name, Revision: r.Revision, Index: r.Index, Destination: string(dest.To)}))
 	}
 	if left == 0 {
 		return a.markPromoted(ctx, p, r.Revision)
@@ -77,7 +76,7 @@ func (a *advancer) publish(ctx context.Context, s types.Step) error {
 // handle performs one step. A step that is moot (another index, a terminal revision, a
 // pipeline or destination removed from the configuration) is acknowledged and dropped.
 func (a *advancer) handle(ctx context.Context, s types.Step) error {
-	p, ok := a.cfg.Pipeline(s.Pipeline)
+	p, ok := pipelineNamed(a.pipelines, s.Pipeline)
 	if !ok {
 		a.log.Warn("dropping a step of a pipeline no longer configured", "pipeline", s.Pipeline, "revision", s.Revision)
 		return nil
@@ -98,7 +97,7 @@ func (a *advancer) handle(ctx context.Context, s types.Step) error {
 		}
 		return a.next(ctx, p, r)
 	case types.StepPromote:
-		dest, ok := destination(p, s.Destination)
+		dest, ok := p.Destination(s.Destination)
 		if !ok {
 			a.log.Warn("dropping a promotion to a destination no longer configured", "pipeline", p.Name, "revision", r.Revision, "destination", s.Destination)
 			return nil
@@ -106,7 +105,7 @@ func (a *advancer) handle(ctx context.Context, s types.Step) error {
 		if p.Sign && !r.Signed {
 			return a.next(ctx, p, r) // signing first
 		}
-		if r.Promotions[dest.To].Done {
+		if r.Promotions[string(dest.To)].Done {
 			return a.next(ctx, p, r)
 		}
 		return a.promoteDestination(ctx, p, r, dest)
@@ -114,18 +113,9 @@ func (a *advancer) handle(ctx context.Context, s types.Step) error {
 	return fmt.Errorf("%w: unknown step %q", errPermanent, s.Kind)
 }
 
-func destination(p config.Pipeline, to string) (config.Destination, bool) {
-	for _, d := range p.Promote {
-		if d.To == to {
-			return d, true
-		}
-	}
-	return config.Destination{}, false
-}
-
-func (a *advancer) signRevision(ctx context.Context, p config.Pipeline, r *types.Revision) (*types.Revision, error) {
+func (a *advancer) signRevision(ctx context.Context, p types.Pipeline, r *types.Revision) (*types.Revision, error) {
 	log := a.log.With("pipeline", p.Name, "revision", r.Revision, "index", r.Index)
-	ref := types.Repository(p.Staging).Digest(r.Index)
+	ref := p.Staging.Digest(r.Index)
 	if err := a.sign.Sign(ctx, ref); err != nil {
 		return nil, fmt.Errorf("signing %s: %w", ref, err)
 	}
@@ -138,10 +128,10 @@ func (a *advancer) signRevision(ctx context.Context, p config.Pipeline, r *types
 // promoteDestination promotes one destination and records the outcome. A destination tag
 // that points elsewhere is terminal for the revision (an operator must act); any other
 // error is returned, to be retried.
-func (a *advancer) promoteDestination(ctx context.Context, p config.Pipeline, r *types.Revision, dest config.Destination) error {
-	log := a.log.With("pipeline", p.Name, "revision", r.Revision, "destination", dest.To)
-	src := types.Repository(p.Staging).Digest(r.Index)
-	dst := types.Repository(dest.To).Tag(r.Revision)
+func (a *advancer) promoteDestination(ctx context.Context, p types.Pipeline, r *types.Revision, dest types.Destination) error {
+	log := a.log.With("pipeline", p.Name, "revision", r.Revision, "destination", string(dest.To))
+	src := p.Staging.Digest(r.Index)
+	dst := dest.To.Tag(r.Revision)
 	start := time.Now()
 	digest, err := a.promote.Promote(ctx, src, dst, dest)
 	conflict := errors.Is(err, types.ErrTagImmutable)
@@ -158,10 +148,10 @@ func (a *advancer) promoteDestination(ctx context.Context, p config.Pipeline, r 
 	_, uerr := a.store.Update(ctx, p.Name, r.Revision, func(cur *types.Revision) error {
 		now := time.Now().UTC()
 		if conflict {
-			return cur.PromotionConflicted(dest.To, err.Error(), now)
+			return cur.PromotionConflicted(string(dest.To), err.Error(), now)
 		}
 		var perr error
-		all, perr = cur.PromotedTo(dest.To, digest, now, destinations(p))
+		all, perr = cur.PromotedTo(string(dest.To), digest, now, p.Destinations())
 		return perr
 	})
 	if uerr == nil && all {
@@ -170,19 +160,10 @@ func (a *advancer) promoteDestination(ctx context.Context, p config.Pipeline, r 
 	return uerr
 }
 
-// destinations are the repositories p promotes to.
-func destinations(p config.Pipeline) []string {
-	out := make([]string, len(p.Promote))
-	for i, d := range p.Promote {
-		out[i] = d.To
-	}
-	return out
-}
-
 // markPromoted ends a revision whose every destination is done (or that has none).
-func (a *advancer) markPromoted(ctx context.Context, p config.Pipeline, revision string) error {
+func (a *advancer) markPromoted(ctx context.Context, p types.Pipeline, revision string) error {
 	_, err := a.store.Update(ctx, p.Name, revision, func(cur *types.Revision) error {
-		return cur.Complete(p.Sign, destinations(p))
+		return cur.Complete(p.Sign, p.Destinations())
 	})
 	return err
 }
@@ -223,7 +204,7 @@ func (a *advancer) resumeAll(ctx context.Context, revs []*types.Revision) error 
 		if r.Phase != types.PhaseMerged && r.Phase != types.PhaseSigned {
 			continue
 		}
-		p, ok := a.cfg.Pipeline(r.Pipeline)
+		p, ok := pipelineNamed(a.pipelines, r.Pipeline)
 		if !ok {
 			continue
 		}

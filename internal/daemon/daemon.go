@@ -7,6 +7,7 @@ import (
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/events"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // daemon is one running instance: configuration, options and the bus.
@@ -14,9 +15,11 @@ type daemon struct {
 	// instance names this process in merge leases and logs: host, pid and a random suffix.
 	instance string
 	cfg      *config.Config
-	o        *options
-	bus      *bus.Bus
-	steps    *steps
+	// pipelines are cfg's, parsed once (config.Pipeline.Domain).
+	pipelines []types.Pipeline
+	o         *options
+	bus       *bus.Bus
+	steps     *steps
 }
 
 func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
@@ -33,7 +36,7 @@ func (d *daemon) routes(mux *http.ServeMux) error {
 	if err != nil {
 		return err
 	}
-	rcv, err := events.New(d.cfg.DomainPipelines(), secrets, d.bus,
+	rcv, err := events.New(d.pipelines, secrets, d.bus,
 		events.WithLogger(d.o.log), events.WithMetrics(d.o.metrics), events.WithMaxBodyBytes(d.cfg.Events.MaxBodyBytes))
 	if err != nil {
 		return err
@@ -65,4 +68,18 @@ func webhookSecrets(a config.Auth) (events.Secrets, error) {
 		*f.dst = v
 	}
 	return s, nil
+}
+
+// pipeline finds a configured pipeline by name.
+func (d *daemon) pipeline(name string) (types.Pipeline, bool) {
+	return pipelineNamed(d.pipelines, name)
+}
+
+func pipelineNamed(ps []types.Pipeline, name string) (types.Pipeline, bool) {
+	for _, p := range ps {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return types.Pipeline{}, false
 }

@@ -67,7 +67,7 @@ func Run(ctx context.Context, cfg *config.Config, opts ...Option) error {
 		}
 	}()
 
-	d := &daemon{instance: instanceID(), cfg: cfg, o: o, bus: b, steps: st}
+	d := &daemon{instance: instanceID(), cfg: cfg, pipelines: cfg.DomainPipelines(), o: o, bus: b, steps: st}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", d.readyz)

@@ -126,7 +126,7 @@ type promoter struct {
 	verify func(ctx context.Context, ref string) error
 }
 
-func (p *promoter) Promote(ctx context.Context, src, dst string, d config.Destination) (string, error) {
+func (p *promoter) Promote(ctx context.Context, src, dst string, d types.Destination) (string, error) {
 	opt := promote.Options{MutableTags: d.MutableTags}
 	if d.RequireSignature {
 		opt.Verify = p.verify
@@ -137,7 +137,7 @@ func (p *promoter) Promote(ctx context.Context, src, dst string, d config.Destin
 	}
 	for _, tag := range d.MutableTags {
 		// Everything was just copied: this only writes the tag.
-		if _, err := p.p.Promote(ctx, src, types.Repository(d.To).Tag(tag), opt); err != nil {
+		if _, err := p.p.Promote(ctx, src, d.To.Tag(tag), opt); err != nil {
 			return "", fmt.Errorf("moving %s:%s: %w", d.To, tag, err)
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/promoter-dev/promoter/internal/builders"
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/merge"
 	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -37,20 +36,22 @@ func (d *daemon) runWorkers(ctx context.Context) error {
 		return err
 	}
 	store := state.New(kv)
-	disp, err := builders.NewDispatcher(d.bus, d.o.registry, d.cfg.Pipelines,
+	disp, err := builders.NewDispatcher(d.bus, d.o.registry, d.pipelines,
 		builders.WithLogger(d.o.log), builders.WithMetrics(d.o.metrics))
 	if err != nil {
 		return err
 	}
+	merger, err := merge.New(store, d.o.registry, d.pipelines,
+		merge.WithMetrics(d.o.metrics), merge.WithLogger(d.o.log), merge.WithOwner(d.instance))
+	if err != nil {
+		return err
+	}
 	w := &workers{
-		d:     d,
-		store: store,
-		merger: &merge.Merger{
-			Config: d.cfg, Store: store, Registry: d.o.registry, Metrics: d.o.metrics, Logger: d.o.log,
-			Owner: d.instance,
-		},
+		d:      d,
+		store:  store,
+		merger: merger,
 		advancer: &advancer{
-			cfg: d.cfg, log: d.o.log, metrics: d.o.metrics, store: store, pub: d.bus,
+			pipelines: d.pipelines, log: d.o.log, metrics: d.o.metrics, store: store, pub: d.bus,
 			sign: d.steps.sign, promote: d.steps.promote,
 		},
 		dispatcher: disp,
@@ -92,7 +93,7 @@ func (w *workers) advance(ctx context.Context, rev *types.Revision) error {
 	if rev == nil || rev.Index == "" {
 		return nil
 	}
-	p, ok := w.d.cfg.Pipeline(rev.Pipeline)
+	p, ok := w.d.pipeline(rev.Pipeline)
 	if !ok {
 		return nil
 	}
@@ -132,11 +133,11 @@ func (w *workers) stepRetrying(ctx context.Context, data []byte, failures int, n
 // sourceChanged dispatches one build per platform. Platforms whose arch tag already
 // exists are not rebuilt and send no new notification, so the reconciler merges them.
 func (w *workers) sourceChanged(ctx context.Context, ev types.SourceChanged) error {
-	p, ok := w.d.cfg.Pipeline(ev.Pipeline)
+	p, ok := w.d.pipeline(ev.Pipeline)
 	if !ok {
 		return fmt.Errorf("%w: pipeline %q is no longer configured", errPermanent, ev.Pipeline)
 	}
-	tags := types.ArchTag(p.ArchTag).Tags(ev.Revision, p.PlatformList())
+	tags := p.ArchTags(ev.Revision)
 	if _, err := w.store.Update(ctx, p.Name, ev.Revision, func(r *types.Revision) error {
 		return r.Dispatched(tags)
 	}); err != nil {
@@ -189,7 +190,7 @@ func (w *workers) reconcileLoop(ctx context.Context) {
 }
 
 func (w *workers) reconcile(ctx context.Context) {
-	for _, p := range w.d.cfg.Pipelines {
+	for _, p := range w.d.pipelines {
 		rep, err := w.merger.Reconcile(ctx, p)
 		if err != nil && ctx.Err() == nil {
 			w.d.o.log.Warn("reconciling", "pipeline", p.Name, "staging", p.Staging, "error", err)
@@ -243,15 +244,15 @@ func (w *workers) gaugeLoop(ctx context.Context) {
 // localAgent is the in-process builder agent of pipelines built with the local executor
 // (development and `promoter dev`), or nil when there are none.
 func (d *daemon) localAgent() (*builders.Agent, error) {
-	var local []config.Pipeline
+	var local []types.Pipeline
 	platforms := map[string]types.Platform{}
 	owner := map[string]string{}
-	for _, p := range d.cfg.Pipelines {
+	for _, p := range d.pipelines {
 		if p.Build.Executor != "local" {
 			continue
 		}
 		local = append(local, p)
-		for _, pl := range p.PlatformList() {
+		for _, pl := range p.Platforms {
 			platforms[pl.String()] = pl
 		}
 	}
@@ -260,11 +261,11 @@ func (d *daemon) localAgent() (*builders.Agent, error) {
 	}
 	// The agent shares each platform's durable consumer with remote agents; a request of a
 	// Kubernetes pipeline taken by this one could not be built, so refuse the mix.
-	for _, p := range d.cfg.Pipelines {
+	for _, p := range d.pipelines {
 		if p.Build.Executor == "local" {
 			continue
 		}
-		for _, pl := range p.PlatformList() {
+		for _, pl := range p.Platforms {
 			if _, ok := platforms[pl.String()]; ok {
 				owner[pl.String()] = p.Name
 			}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -47,19 +46,12 @@ type claim struct {
 	rev *types.Revision
 }
 
-func (m *Merger) lease() time.Duration {
-	if m.Lease <= 0 {
-		return DefaultLease
-	}
-	return m.Lease
-}
-
 // claim takes the merge lease of revision unless another holder's lease is live. It
 // returns nil (and no error) when there is nothing to merge any more.
-func (m *Merger) claim(ctx context.Context, p config.Pipeline, revision string) (*claim, error) {
-	c := &claim{id: m.Owner + "/" + nonce()}
+func (m *Merger) claim(ctx context.Context, p types.Pipeline, revision string) (*claim, error) {
+	c := &claim{id: m.owner + "/" + nonce()}
 	var busy *InProgressError
-	rev, err := m.Store.Update(ctx, p.Name, revision, func(r *types.Revision) error {
+	rev, err := m.store.Update(ctx, p.Name, revision, func(r *types.Revision) error {
 		busy = nil
 		if !mergeable(p, r) {
 			return state.ErrNoChange
@@ -70,10 +62,10 @@ func (m *Merger) claim(ctx context.Context, p config.Pipeline, revision string) 
 			return busy
 		}
 		if r.Merging != nil {
-			m.log().Info("taking over an expired merge lease", "pipeline", p.Name, "revision", revision,
+			m.log.Info("taking over an expired merge lease", "pipeline", p.Name, "revision", revision,
 				"owner", r.Merging.Owner, "expired", r.Merging.Expires)
 		}
-		r.Merging = &types.Lease{Owner: m.Owner, ID: c.id, Expires: now.Add(m.lease()).UTC()}
+		r.Merging = &types.Lease{Owner: m.owner, ID: c.id, Expires: now.Add(m.lease).UTC()}
 		return nil
 	})
 	if busy != nil {
@@ -90,11 +82,11 @@ func (m *Merger) claim(ctx context.Context, p config.Pipeline, revision string) 
 }
 
 // mergeable reports whether r has every platform's digest and is not merged or terminal.
-func mergeable(p config.Pipeline, r *types.Revision) bool {
+func mergeable(p types.Pipeline, r *types.Revision) bool {
 	if r.Index != "" || r.Phase == types.PhaseFailed || r.Phase == types.PhaseConflicted {
 		return false
 	}
-	for _, pl := range p.PlatformList() {
+	for _, pl := range p.Platforms {
 		if r.Platforms[pl.String()].Digest == "" {
 			return false
 		}
@@ -104,8 +96,8 @@ func mergeable(p config.Pipeline, r *types.Revision) bool {
 
 // renew keeps c's lease alive until stop is closed, so that a long merge is not taken over
 // while its owner still works on it.
-func (m *Merger) renew(ctx context.Context, p config.Pipeline, c *claim, stop <-chan struct{}) {
-	t := time.NewTicker(m.lease() / 3)
+func (m *Merger) renew(ctx context.Context, p types.Pipeline, c *claim, stop <-chan struct{}) {
+	t := time.NewTicker(m.lease / 3)
 	defer t.Stop()
 	for {
 		select {
@@ -115,23 +107,23 @@ func (m *Merger) renew(ctx context.Context, p config.Pipeline, c *claim, stop <-
 			return
 		case <-t.C:
 		}
-		_, err := m.Store.Update(ctx, p.Name, c.rev.Revision, func(r *types.Revision) error {
+		_, err := m.store.Update(ctx, p.Name, c.rev.Revision, func(r *types.Revision) error {
 			if r.Merging == nil || r.Merging.ID != c.id {
 				return state.ErrNoChange // finished, or taken over
 			}
-			r.Merging.Expires = time.Now().Add(m.lease()).UTC()
+			r.Merging.Expires = time.Now().Add(m.lease).UTC()
 			return nil
 		})
 		if err != nil && ctx.Err() == nil {
-			m.log().Warn("renewing merge lease", "pipeline", p.Name, "revision", c.rev.Revision, "error", err)
+			m.log.Warn("renewing merge lease", "pipeline", p.Name, "revision", c.rev.Revision, "error", err)
 		}
 	}
 }
 
 // release drops c's lease after a transient failure, so a retry need not wait for it to
 // expire.
-func (m *Merger) release(ctx context.Context, p config.Pipeline, c *claim) {
-	_, _ = m.Store.Update(ctx, p.Name, c.rev.Revision, func(r *types.Revision) error {
+func (m *Merger) release(ctx context.Context, p types.Pipeline, c *claim) {
+	_, _ = m.store.Update(ctx, p.Name, c.rev.Revision, func(r *types.Revision) error {
 		if r.Merging == nil || r.Merging.ID != c.id {
 			return state.ErrNoChange
 		}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/state"
@@ -24,30 +23,29 @@ import (
 // revision: exactly one writes the index, and since the same children always give the same
 // index, a merge repeated after a crash writes nothing new.
 type Merger struct {
-	Config   *config.Config
-	Store    *state.Store
-	Registry registry.Client
-	Metrics  *metrics.Metrics
-	Logger   *slog.Logger
-	// Owner names this process in merge leases (logs and status); the daemon sets its
-	// instance id.
-	Owner string
-	// Lease is how long a merge claim holds without renewal; zero means DefaultLease.
-	Lease time.Duration
+	store     *state.Store
+	reg       registry.Client
+	pipelines map[string]types.Pipeline
+	metrics   *metrics.Metrics
+	log       *slog.Logger
+	owner     string
+	lease     time.Duration
 }
 
-func (m *Merger) log() *slog.Logger {
-	if m.Logger == nil {
-		return slog.New(slog.DiscardHandler)
+// New merges the revisions of pipelines, keeping their state in store and reading and
+// writing images through reg.
+func New(store *state.Store, reg registry.Client, pipelines []types.Pipeline, opts ...Option) (*Merger, error) {
+	o := options{metrics: metrics.Discard(), log: slog.New(slog.DiscardHandler), owner: "promoter", lease: DefaultLease}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
 	}
-	return m.Logger
-}
-
-func (m *Merger) metrics() *metrics.Metrics {
-	if m.Metrics == nil {
-		return metrics.Discard()
+	m := &Merger{store: store, reg: reg, pipelines: map[string]types.Pipeline{}, metrics: o.metrics, log: o.log, owner: o.owner, lease: o.lease}
+	for _, p := range pipelines {
+		m.pipelines[p.Name] = p
 	}
-	return m.Metrics
+	return m, nil
 }
 
 // HandlePush takes a push notification as a hint that ev's revision changed, reads the
@@ -60,12 +58,12 @@ func (m *Merger) metrics() *metrics.Metrics {
 // unavailable, or an InProgressError) and worth retrying; a platform mismatch or a
 // conflict is recorded in the state, not returned.
 func (m *Merger) HandlePush(ctx context.Context, ev types.RegistryPush) (*types.Revision, error) {
-	p, ok := m.Config.Pipeline(ev.Pipeline)
+	p, ok := m.pipelines[ev.Pipeline]
 	if !ok {
 		return nil, fmt.Errorf("pipeline %q is not configured", ev.Pipeline)
 	}
-	if !knownPlatform(p, ev.Platform) {
-		m.log().Warn("ignoring push", "reason", fmt.Sprintf("platform %s is not one of pipeline %s's", ev.Platform, p.Name))
+	if !p.HasPlatform(ev.Platform) {
+		m.log.Warn("ignoring push", "reason", fmt.Sprintf("platform %s is not one of pipeline %s's", ev.Platform, p.Name))
 		return nil, nil
 	}
 	return m.sync(ctx, p, ev.Revision, &ev)
@@ -73,38 +71,38 @@ func (m *Merger) HandlePush(ctx context.Context, ev types.RegistryPush) (*types.
 
 // Sync reads revision's arch tags from the registry and acts on them as HandlePush does,
 // without a notification: for the reconciler and for retries.
-func (m *Merger) Sync(ctx context.Context, p config.Pipeline, revision string) (*types.Revision, error) {
+func (m *Merger) Sync(ctx context.Context, p types.Pipeline, revision string) (*types.Revision, error) {
 	return m.sync(ctx, p, revision, nil)
 }
 
-func (m *Merger) sync(ctx context.Context, p config.Pipeline, revision string, hint *types.RegistryPush) (*types.Revision, error) {
+func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hint *types.RegistryPush) (*types.Revision, error) {
 	now, err := m.resolve(ctx, p, revision)
 	if err != nil {
 		return nil, err
 	}
-	log := m.log().With("pipeline", p.Name, "revision", revision)
+	log := m.log.With("pipeline", p.Name, "revision", revision)
 	if hint != nil && now[hint.Platform.String()] != hint.Digest {
 		key := hint.Platform.String()
 		if now[key], err = m.await(ctx, p, hint, now[key]); err != nil {
 			return nil, err
 		}
 		if got := now[key]; got != hint.Digest {
-			m.metrics().StaleEvents.Inc()
+			m.metrics.StaleEvents.Inc()
 			log.Info("stale notification: the registry holds another digest under the tag; acting on the registry",
 				"tag", hint.Tag, "event_digest", hint.Digest, "registry_digest", orAbsent(got), "event_id", hint.ID)
 		}
 	}
 	var violation string
-	rev, err := m.Store.Update(ctx, p.Name, revision, func(r *types.Revision) error {
-		r.ExpectPlatforms(archTags(p, r.Revision))
-		violation, err = r.RecordDigests(p.Staging, platformKeys(p), now)
+	rev, err := m.store.Update(ctx, p.Name, revision, func(r *types.Revision) error {
+		r.ExpectPlatforms(p.ArchTags(r.Revision))
+		violation, err = r.RecordDigests(string(p.Staging), p.Keys(), now)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	if violation != "" {
-		m.metrics().ImmutabilityViolations.Inc()
+		m.metrics.ImmutabilityViolations.Inc()
 		log.Error("immutable arch tag moved", "reason", violation)
 		return rev, nil
 	}
@@ -115,7 +113,7 @@ func (m *Merger) sync(ctx context.Context, p config.Pipeline, revision string, h
 }
 
 // mergeIfComplete merges rev if every platform has a digest and nothing was merged yet.
-func (m *Merger) mergeIfComplete(ctx context.Context, p config.Pipeline, rev *types.Revision) (*types.Revision, error) {
+func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *types.Revision) (*types.Revision, error) {
 	if !mergeable(p, rev) {
 		return rev, nil
 	}
@@ -126,7 +124,7 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p config.Pipeline, rev *ty
 	if c == nil {
 		// Not mergeable any more: merged or failed by someone else meanwhile, or the read
 		// was stale (a JetStream follower answered). Only the first two may end here.
-		cur, err := m.Store.Get(ctx, p.Name, rev.Revision)
+		cur, err := m.store.Get(ctx, p.Name, rev.Revision)
 		if err != nil {
 			return nil, err
 		}
@@ -142,42 +140,42 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p config.Pipeline, rev *ty
 	rev = c.rev
 	inputs := held{}
 	var children []Child
-	for _, pl := range p.PlatformList() {
+	for _, pl := range p.Platforms {
 		ps := rev.Platforms[pl.String()]
 		inputs[pl.String()] = ps.Digest
 		// Pinned by the digest the registry reported (the tag may move), named with the
 		// tag for error messages.
-		children = append(children, Child{Ref: types.Repository(p.Staging).Tag(ps.Tag) + "@" + ps.Digest, Platform: pl})
+		children = append(children, Child{Ref: p.Staging.Tag(ps.Tag) + "@" + ps.Digest, Platform: pl})
 	}
-	log := m.log().With("pipeline", p.Name, "repo", p.Staging, "revision", rev.Revision)
-	target := types.Repository(p.Staging).Tag(rev.Revision)
+	log := m.log.With("pipeline", p.Name, "repo", p.Staging, "revision", rev.Revision)
+	target := p.Staging.Tag(rev.Revision)
 	start := time.Now()
-	res, err := Build(ctx, m.Registry, Request{Target: target, Children: children, Revision: rev.Revision, Source: p.Source.Repo})
+	res, err := Build(ctx, m.reg, Request{Target: target, Children: children, Revision: rev.Revision, Source: p.Source.Repo})
 	if errors.Is(err, ErrPlatform) {
-		m.metrics().Merges.WithLabelValues("failed").Inc()
+		m.metrics.Merges.WithLabelValues("failed").Inc()
 		log.Error("merge refused: platform mismatch", "reason", err.Error())
 		return m.finish(ctx, p, c, inputs, types.PhaseFailed, err.Error(), "")
 	}
 	if err != nil {
-		m.metrics().Merges.WithLabelValues("error").Inc()
+		m.metrics.Merges.WithLabelValues("error").Inc()
 		m.release(ctx, p, c)
 		return nil, fmt.Errorf("merging %s: %w", target, err)
 	}
-	outcome, err := Push(ctx, m.Registry, target, res)
+	outcome, err := Push(ctx, m.reg, target, res)
 	var conflict *ConflictError
 	if errors.As(err, &conflict) {
-		m.metrics().Merges.WithLabelValues("conflicted").Inc()
-		m.metrics().ImmutabilityViolations.Inc()
+		m.metrics.Merges.WithLabelValues("conflicted").Inc()
+		m.metrics.ImmutabilityViolations.Inc()
 		log.Error("merge refused: revision tag is immutable", "reason", err.Error())
 		return m.finish(ctx, p, c, inputs, types.PhaseConflicted, err.Error(), "")
 	}
 	if err != nil {
-		m.metrics().Merges.WithLabelValues("error").Inc()
+		m.metrics.Merges.WithLabelValues("error").Inc()
 		m.release(ctx, p, c)
 		return nil, err
 	}
-	m.metrics().Merges.WithLabelValues(string(outcome)).Inc()
-	m.metrics().MergeDuration.Observe(time.Since(start).Seconds())
+	m.metrics.Merges.WithLabelValues(string(outcome)).Inc()
+	m.metrics.MergeDuration.Observe(time.Since(start).Seconds())
 	var kids []string
 	for _, c := range res.Children {
 		kids = append(kids, c.Platform.String()+"="+c.Digest)
@@ -196,9 +194,9 @@ var errUnsettled = errors.New("revision state changed while claiming the merge; 
 var errInputsMoved = errors.New("an arch tag moved during the merge; merging again with what the registry holds now")
 
 // finish records the end of c's merge attempt (see types.Revision.FinishMerge).
-func (m *Merger) finish(ctx context.Context, p config.Pipeline, c *claim, inputs held, phase types.Phase, reason, index string) (*types.Revision, error) {
+func (m *Merger) finish(ctx context.Context, p types.Pipeline, c *claim, inputs held, phase types.Phase, reason, index string) (*types.Revision, error) {
 	moved := false
-	rev, err := m.Store.Update(ctx, p.Name, c.rev.Revision, func(r *types.Revision) error {
+	rev, err := m.store.Update(ctx, p.Name, c.rev.Revision, func(r *types.Revision) error {
 		var err error
 		moved, err = r.FinishMerge(c.id, inputs, phase, reason, index)
 		return err
@@ -207,29 +205,6 @@ func (m *Merger) finish(ctx context.Context, p config.Pipeline, c *claim, inputs
 		return rev, errInputsMoved
 	}
 	return rev, err
-}
-
-// archTags are the arch tags of revision, keyed by platform.
-func archTags(p config.Pipeline, revision string) map[string]string {
-	return types.ArchTag(p.ArchTag).Tags(revision, p.PlatformList())
-}
-
-// platformKeys are the pipeline's platforms as revision state keys them, in its order.
-func platformKeys(p config.Pipeline) []string {
-	var keys []string
-	for _, pl := range p.PlatformList() {
-		keys = append(keys, pl.String())
-	}
-	return keys
-}
-
-func knownPlatform(p config.Pipeline, pl types.Platform) bool {
-	for _, q := range p.PlatformList() {
-		if q == pl {
-			return true
-		}
-	}
-	return false
 }
 
 func orAbsent(digest string) string {

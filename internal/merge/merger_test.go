@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/promoter-dev/promoter/internal/bus"
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/state"
@@ -24,7 +23,7 @@ import (
 
 type fixture struct {
 	repo  string
-	cfg   *config.Config
+	p     types.Pipeline
 	store *state.Store
 	m     *metrics.Metrics
 }
@@ -48,17 +47,21 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	repo := reg.Host + "/team/app"
-	cfg := &config.Config{Pipelines: []config.Pipeline{{
-		Name: "app", Staging: repo, ArchTag: types.DefaultArchTag,
-		Platforms: []string{"linux/amd64", "linux/arm64"},
-		Source:    config.Source{Repo: "https://git.example/team/app"},
-		Build:     config.Build{Cache: config.BuildCache{Ref: string(types.DefaultCacheRef), Mode: "max"}},
-	}}}
-	return &fixture{repo: repo, cfg: cfg, store: state.New(kv), m: metrics.Discard()}
+	p := types.Pipeline{
+		Name: "app", Staging: types.Repository(repo), ArchTag: types.DefaultArchTag,
+		Platforms: []types.Platform{types.MustPlatform("linux/amd64"), types.MustPlatform("linux/arm64")},
+		Source:    types.Source{Repo: "https://git.example/team/app"},
+		Build:     types.BuildSpec{Cache: types.DefaultCacheRef, CacheMode: "max"},
+	}
+	return &fixture{repo: repo, p: p, store: state.New(kv), m: metrics.Discard()}
 }
 
-func (f *fixture) merger() *Merger {
-	return &Merger{Config: f.cfg, Store: f.store, Registry: registry.Client{}, Metrics: f.m, Owner: "test"}
+func (f *fixture) merger(opts ...Option) *Merger {
+	m, err := New(f.store, registry.Client{}, []types.Pipeline{f.p}, append([]Option{WithMetrics(f.m), WithOwner("test")}, opts...)...)
+	if err != nil {
+		panic(err)
+	}
+	return m
 }
 
 // push pushes an image of imagePlatform under the arch tag of tagPlatform and returns the
@@ -193,7 +196,7 @@ func TestReconcileMergesWithoutNotifications(t *testing.T) {
 	// "buildcache-linux", and must not be merged as one.
 	testenv.Push(t, f.repo+":buildcache-linux-amd64", testenv.PlatformImage(t, "linux/amd64", t1))
 	testenv.Push(t, f.repo+":buildcache-linux-arm64", testenv.PlatformImage(t, "linux/arm64", t1))
-	rep, err := m.Reconcile(ctx, f.cfg.Pipelines[0])
+	rep, err := m.Reconcile(ctx, f.p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +212,7 @@ func TestReconcileMergesWithoutNotifications(t *testing.T) {
 	}
 	// Again: nothing to do, nothing counted.
 	before := testutil.ToFloat64(f.m.Merges.WithLabelValues("merged"))
-	if rep, err = m.Reconcile(ctx, f.cfg.Pipelines[0]); err != nil || rep.Done != 1 || rep.Merged != 0 {
+	if rep, err = m.Reconcile(ctx, f.p); err != nil || rep.Done != 1 || rep.Merged != 0 {
 		t.Fatalf("second reconcile: %+v %v, want the revision reported done", rep, err)
 	}
 	if after := testutil.ToFloat64(f.m.Merges.WithLabelValues("merged")); after != before {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -28,24 +27,24 @@ type ReconcileReport struct {
 // are all present but which has no index yet: registries keep undelivered notifications
 // only in memory, so a push whose notification was lost is found here. It logs what it
 // skips and why.
-func (m *Merger) Reconcile(ctx context.Context, p config.Pipeline) (ReconcileReport, error) {
+func (m *Merger) Reconcile(ctx context.Context, p types.Pipeline) (ReconcileReport, error) {
 	var rep ReconcileReport
-	repo, err := m.Registry.ParseRepository(p.Staging)
+	repo, err := m.reg.ParseRepository(string(p.Staging))
 	if err != nil {
 		return rep, err
 	}
-	tags, err := remote.List(repo, m.Registry.Remote(ctx)...)
+	tags, err := remote.List(repo, m.reg.Remote(ctx)...)
 	if err != nil {
 		if registry.IsNotFound(err) {
 			return rep, nil // nothing pushed yet
 		}
 		return rep, fmt.Errorf("listing tags of %s: %w", p.Staging, err)
 	}
-	platforms := p.PlatformList()
-	archTags, cache := types.ArchTag(p.ArchTag).Compile(platforms), p.CacheRef()
+	platforms := p.Platforms
+	archTags, cache := p.ArchTag.Compile(platforms), p.Build.Cache
 	found := map[string]int{} // revision → arch tags present
 	for _, tag := range tags {
-		if cache.TagIn(types.Repository(p.Staging), tag, platforms) {
+		if cache.TagIn(p.Staging, tag, platforms) {
 			continue
 		}
 		if rev, _, ok := archTags.Match(tag); ok {
@@ -60,10 +59,10 @@ func (m *Merger) Reconcile(ctx context.Context, p config.Pipeline) (ReconcileRep
 	}
 	sort.Strings(revs)
 	rep.Complete = len(revs)
-	log := m.log().With("pipeline", p.Name)
+	log := m.log.With("pipeline", p.Name)
 	var errs []error
 	for _, rev := range revs {
-		cur, err := m.Store.Get(ctx, p.Name, rev)
+		cur, err := m.store.Get(ctx, p.Name, rev)
 		switch {
 		case err == nil && cur.Phase == types.PhaseConflicted:
 			rep.Conflicted++

@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/promoter-dev/promoter/internal/backoff"
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -25,7 +24,7 @@ const headTimeout = 15 * time.Second
 func (m *Merger) head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error) {
 	ctx, cancel := context.WithTimeout(ctx, headTimeout)
 	defer cancel()
-	return remote.Head(ref, m.Registry.Remote(ctx)...)
+	return remote.Head(ref, m.reg.Remote(ctx)...)
 }
 
 // held maps each platform of a revision (Platform.String()) to the digest its arch tag
@@ -33,8 +32,8 @@ func (m *Merger) head(ctx context.Context, ref name.Reference) (*v1.Descriptor, 
 type held map[string]string
 
 // complete reports whether every platform of p has a digest.
-func (h held) complete(p config.Pipeline) bool {
-	for _, pl := range p.PlatformList() {
+func (h held) complete(p types.Pipeline) bool {
+	for _, pl := range p.Platforms {
 		if h[pl.String()] == "" {
 			return false
 		}
@@ -45,16 +44,16 @@ func (h held) complete(p config.Pipeline) bool {
 // resolve asks the staging registry what every arch tag of revision points at now. This,
 // not any notification, is what the merger acts on: an event's digest may be stale (the
 // tag was pushed again since), forged, or name a tag deleted since.
-func (m *Merger) resolve(ctx context.Context, p config.Pipeline, revision string) (held, error) {
+func (m *Merger) resolve(ctx context.Context, p types.Pipeline, revision string) (held, error) {
 	var (
 		mu  sync.Mutex
 		out = held{}
 	)
 	g, gctx := errgroup.WithContext(ctx)
-	for _, pl := range p.PlatformList() {
-		tag := types.ArchTag(p.ArchTag).Render(revision, pl)
+	for _, pl := range p.Platforms {
+		tag := p.ArchTag.Render(revision, pl)
 		g.Go(func() error {
-			ref, err := m.Registry.ParseReference(types.Repository(p.Staging).Tag(tag))
+			ref, err := m.reg.ParseReference(p.Staging.Tag(tag))
 			if err != nil {
 				return err
 			}
@@ -87,9 +86,9 @@ const settle = 3 * time.Second
 // await watches hint's tag until it points at hint's digest or settle has passed, as long
 // as the registry holds that manifest at all: a digest it does not hold (deleted, or
 // forged) is stale at once. It returns what the tag points at last ("" absent).
-func (m *Merger) await(ctx context.Context, p config.Pipeline, hint *types.RegistryPush, got string) (string, error) {
-	repo := types.Repository(p.Staging)
-	byDigest, err := m.Registry.ParseReference(repo.Digest(hint.Digest))
+func (m *Merger) await(ctx context.Context, p types.Pipeline, hint *types.RegistryPush, got string) (string, error) {
+	repo := p.Staging
+	byDigest, err := m.reg.ParseReference(repo.Digest(hint.Digest))
 	if err != nil {
 		return got, nil // not a digest the registry could hold
 	}
@@ -99,7 +98,7 @@ func (m *Merger) await(ctx context.Context, p config.Pipeline, hint *types.Regis
 		}
 		return "", fmt.Errorf("checking %s: %w", byDigest, err)
 	}
-	byTag, err := m.Registry.ParseReference(repo.Tag(hint.Tag))
+	byTag, err := m.reg.ParseReference(repo.Tag(hint.Tag))
 	if err != nil {
 		return got, nil
 	}

@@ -243,10 +243,10 @@ func TestAFailureAboutAMovedTagIsNotRecorded(t *testing.T) {
 	f := newFixture(t)
 	m := f.merger()
 	ctx := context.Background()
-	p := f.cfg.Pipelines[0]
+	p := f.p
 	f.pushImage(t, "r1", "linux/amd64", noPlatformImage(t))
 	f.push(t, "r1", "linux/arm64", "linux/arm64", t1)
-	if _, err := m.resolveAndRecord(ctx, "r1"); err != nil {
+	if _, err := m.resolveAndRecord(ctx, f.p, "r1"); err != nil {
 		t.Fatal(err)
 	}
 	c, err := m.claim(ctx, p, "r1")
@@ -259,7 +259,7 @@ func TestAFailureAboutAMovedTagIsNotRecorded(t *testing.T) {
 	}
 	// The tag moves while the merge of the bare image runs.
 	fixed := f.push(t, "r1", "linux/amd64", "linux/amd64", t1)
-	if _, err := m.resolveAndRecord(ctx, "r1"); err != nil {
+	if _, err := m.resolveAndRecord(ctx, f.p, "r1"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = m.finish(ctx, p, c, inputs, types.PhaseFailed, "no platform", "")
@@ -276,15 +276,14 @@ func TestAFailureAboutAMovedTagIsNotRecorded(t *testing.T) {
 }
 
 // resolveAndRecord records what the registry holds for rev without merging.
-func (m *Merger) resolveAndRecord(ctx context.Context, rev string) (*types.Revision, error) {
-	p := m.Config.Pipelines[0]
+func (m *Merger) resolveAndRecord(ctx context.Context, p types.Pipeline, rev string) (*types.Revision, error) {
 	now, err := m.resolve(ctx, p, rev)
 	if err != nil {
 		return nil, err
 	}
-	return m.Store.Update(ctx, p.Name, rev, func(r *types.Revision) error {
-		r.ExpectPlatforms(archTags(p, r.Revision))
-		_, err := r.RecordDigests(p.Staging, platformKeys(p), now)
+	return m.store.Update(ctx, p.Name, rev, func(r *types.Revision) error {
+		r.ExpectPlatforms(p.ArchTags(r.Revision))
+		_, err := r.RecordDigests(string(p.Staging), p.Keys(), now)
 		return err
 	})
 }
