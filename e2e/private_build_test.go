@@ -25,6 +25,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/daemon"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -289,13 +290,15 @@ func startAgent(t *testing.T, client kubernetes.Interface, natsURL string, maxAt
 	cfg.NATS.URL, cfg.Metrics = natsURL, ""
 	cfg.Builder.Namespace, cfg.Builder.MaxAttempts = buildNS, maxAttempts
 	cfg.Builder.Platforms = platforms
-	exec, err := builders.NewKubernetes(client, cfg.Builder)
+	exec, err := builders.NewKubernetes(client, daemon.JobSettings(cfg.Builder))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- builders.RunAgent(ctx, cfg, exec, builders.WithRetryDelay(200*time.Millisecond)) }()
+	go func() {
+		done <- daemon.RunAgent(ctx, cfg, exec, daemon.WithAgentOptions(builders.WithRetryDelay(200*time.Millisecond)))
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

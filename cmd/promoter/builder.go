@@ -9,6 +9,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/daemon"
 	"github.com/promoter-dev/promoter/internal/kube"
 	"github.com/promoter-dev/promoter/internal/registry"
 )
@@ -68,8 +69,8 @@ layer on its base image), for development without a cluster.`,
 			if err != nil {
 				return err
 			}
-			return builders.RunAgent(cmd.Context(), cfg, exec,
-				builders.WithLogger(log), builders.WithConcurrency(o.concurrency))
+			return daemon.RunAgent(cmd.Context(), cfg, exec,
+				daemon.WithLogger(log), daemon.WithAgentOptions(builders.WithConcurrency(o.concurrency)))
 		},
 	}
 	cmd.Flags().StringVarP(&o.configFile, "config", "c", "", "YAML configuration file (the builder section; pipelines for --executor local)")
@@ -90,7 +91,7 @@ func (o *builderOptions) newExecutor(cfg *config.Config, reg registry.Client, lo
 		if err != nil {
 			return nil, err
 		}
-		return builders.NewKubernetes(client, cfg.Builder, builders.WithLogger(log))
+		return builders.NewKubernetes(client, daemon.JobSettings(cfg.Builder), builders.WithLogger(log))
 	case "local":
 		return builders.NewLocal(reg, cfg.DomainPipelines(), builders.WithLogger(log))
 	default:

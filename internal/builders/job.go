@@ -14,11 +14,11 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -37,6 +37,23 @@ const (
 	LabelAttempt   = "promoter.dev/attempt"
 )
 
+// JobSettings are the builder agent's settings of the Jobs it creates (the builder.*
+// configuration keys of the same names).
+type JobSettings struct {
+	// Namespace the Jobs are created in.
+	Namespace string
+	// Image is the BuildKit rootless image of the default template.
+	Image string
+	// JobTemplate is a file with a Go template of the Job, replacing the default.
+	JobTemplate string
+	// RegistrySecret is the kubernetes.io/dockerconfigjson Secret mounted for pushing.
+	RegistrySecret string
+	// Deadline and TTL are the Job's activeDeadlineSeconds and ttlSecondsAfterFinished.
+	Deadline, TTL time.Duration
+	// HostUsers false runs build pods in a user namespace.
+	HostUsers bool
+}
+
 // JobData is what a Job template is rendered over.
 type JobData struct {
 	// Name is the Job name (JobName); Namespace is builder.namespace.
@@ -44,8 +61,8 @@ type JobData struct {
 	Namespace string
 	Request   types.BuildRequest
 	Attempt   int
-	// Builder is the agent's configuration: Image, RegistrySecret, HostUsers, ...
-	Builder config.Builder
+	// Builder is the agent's Job settings: Image, RegistrySecret, HostUsers, ...
+	Builder JobSettings
 	// Labels are the Job's labels (LabelPipeline, ...), also meant for its pod template.
 	Labels map[string]string
 	// GitContext is BuildKit's git build context: "<repo>#<revision>", with ":<dir>"
@@ -67,7 +84,7 @@ type JobData struct {
 // JobTemplate renders build Jobs from a Go text/template producing YAML.
 type JobTemplate struct {
 	tmpl    *template.Template
-	builder config.Builder
+	builder JobSettings
 }
 
 // templateFuncs are available to Job templates: quote makes any string a safe YAML
@@ -83,7 +100,7 @@ var templateFuncs = template.FuncMap{
 
 // NewJobTemplate parses the template file b.JobTemplate, or the default BuildKit rootless
 // template when it is empty, and checks that it renders a valid, unprivileged Job.
-func NewJobTemplate(b config.Builder) (*JobTemplate, error) {
+func NewJobTemplate(b JobSettings) (*JobTemplate, error) {
 	text, name := defaultJobTemplate, "default"
 	if b.JobTemplate != "" {
 		data, err := os.ReadFile(b.JobTemplate)

@@ -20,12 +20,11 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml from the current output")
 
-func testBuilder() config.Builder {
-	return config.Builder{
+func testBuilder() builders.JobSettings {
+	return builders.JobSettings{
 		Namespace:      "promoter-builds",
 		Image:          config.DefaultBuildKitImage,
 		RegistrySecret: "registry-credentials",
-		MaxAttempts:    3,
 		Deadline:       time.Hour,
 		TTL:            30 * time.Minute,
 		HostUsers:      true,

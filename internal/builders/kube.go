@@ -17,7 +17,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -32,7 +31,7 @@ type Kubernetes struct {
 
 // NewKubernetes renders Jobs for b (its namespace, image, template, secret, deadline and
 // TTL) and creates them with client.
-func NewKubernetes(client kubernetes.Interface, b config.Builder, opts ...Option) (*Kubernetes, error) {
+func NewKubernetes(client kubernetes.Interface, b JobSettings, opts ...Option) (*Kubernetes, error) {
 	o, err := newOptions(opts)
 	if err != nil {
 		return nil, err

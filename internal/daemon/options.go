@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
 )
@@ -18,6 +19,7 @@ type options struct {
 	registry registry.Client                // default: insecure hosts from the config
 	ready    func(addr, metricsAddr string) // called once the listeners are open
 	addrs    func(Addrs)                    // called once the listeners are open
+	agent    []builders.Option              // RunAgent's agent options, after its defaults
 }
 
 // Addrs are the addresses the daemon listens on; a disabled listener's is empty.
@@ -53,6 +55,12 @@ func WithReadyHook(fn func(addr, metricsAddr string)) Option {
 // with ":0" addresses to find the status listener.
 func WithAddrsHook(fn func(Addrs)) Option {
 	return func(o *options) error { o.addrs = fn; return nil }
+}
+
+// WithAgentOptions are passed to the builder agent RunAgent starts, after the logger,
+// metrics and builder.maxAttempts (so they may override them); e.g. builders.WithConcurrency.
+func WithAgentOptions(opts ...builders.Option) Option {
+	return func(o *options) error { o.agent = append(o.agent, opts...); return nil }
 }
 
 func defaults() *options {

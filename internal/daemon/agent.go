@@ -1,4 +1,4 @@
-package builders
+package daemon
 
 import (
 	"context"
@@ -6,22 +6,30 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/listen"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
-// RunAgent runs a builder agent for cfg until ctx ends, and returns nil on a clean stop.
-// It connects to cfg.NATS (an agent never starts an embedded server: it must reach the
-// daemon's), serves /metrics, /healthz and /readyz on cfg.Metrics when set, and builds
-// cfg.Builder.Platforms with exec, trying each request cfg.Builder.MaxAttempts times.
-// Options may override the logger, metrics and retry timing.
-func RunAgent(ctx context.Context, cfg *config.Config, exec Executor, opts ...Option) error {
+// RunAgent runs `promoter builder` until ctx ends, and returns nil on a clean stop: a
+// builder agent for cfg.Builder.Platforms that builds with exec, trying each request
+// cfg.Builder.MaxAttempts times. It connects to cfg.NATS (an agent never starts an embedded
+// server: it must reach the daemon's) and serves /metrics, /healthz and /readyz on
+// cfg.Metrics when set, both supervised together. Options set the logger, the metrics and
+// further agent options (WithAgentOptions).
+func RunAgent(ctx context.Context, cfg *config.Config, exec builders.Executor, opts ...Option) error {
+	o := defaults()
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return err
+		}
+	}
 	if cfg.NATS.URL == "" {
 		return errors.New("builder agent: nats.url (--nats-url) must name the daemon's NATS server")
 	}
@@ -33,15 +41,16 @@ func RunAgent(ctx context.Context, cfg *config.Config, exec Executor, opts ...Op
 		}
 		platforms = append(platforms, p)
 	}
-	opts = append([]Option{WithMaxAttempts(cfg.Builder.MaxAttempts)}, opts...)
-	o, err := newOptions(opts)
-	if err != nil {
-		return err
-	}
 	var lis net.Listener
 	if cfg.Metrics != "" {
+		var err error
 		if lis, err = net.Listen("tcp", cfg.Metrics); err != nil {
 			return fmt.Errorf("metrics listen %s: %w", cfg.Metrics, err)
+		}
+	}
+	closeLis := func() {
+		if lis != nil {
+			lis.Close()
 		}
 	}
 	b, err := bus.Open(ctx, bus.Options{
@@ -49,9 +58,7 @@ func RunAgent(ctx context.Context, cfg *config.Config, exec Executor, opts ...Op
 		Name: "promoter-builder", Logger: o.log,
 	})
 	if err != nil {
-		if lis != nil {
-			lis.Close()
-		}
+		closeLis()
 		return err
 	}
 	defer func() {
@@ -59,13 +66,15 @@ func RunAgent(ctx context.Context, cfg *config.Config, exec Executor, opts ...Op
 			o.log.Warn("draining nats", "error", err)
 		}
 	}()
-	agent, err := NewAgent(b, exec, platforms, opts...)
+	agentOpts := append([]builders.Option{
+		builders.WithLogger(o.log), builders.WithMetrics(o.metrics), builders.WithMaxAttempts(cfg.Builder.MaxAttempts),
+	}, o.agent...)
+	agent, err := builders.NewAgent(b, exec, platforms, agentOpts...)
 	if err != nil {
-		if lis != nil {
-			lis.Close()
-		}
+		closeLis()
 		return err
 	}
+	g, gctx := errgroup.WithContext(ctx)
 	if lis != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(o.metrics.Registry, promhttp.HandlerOpts{Registry: o.metrics.Registry}))
@@ -81,22 +90,31 @@ func RunAgent(ctx context.Context, cfg *config.Config, exec Executor, opts ...Op
 			listen.WithLimits(cfg.Server.Limits(0)), listen.WithConns(listen.NewConns(cfg.Server.MaxConns, o.log, o.metrics)),
 			listen.WithLogger(o.log), listen.WithMetrics(o.metrics))
 		if err != nil {
-			lis.Close()
+			closeLis()
 			return err
 		}
-		go func() {
-			if err := srv.Serve(); err != nil {
-				o.log.Error("metrics server", "error", err)
-			}
-		}()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		g.Go(srv.Serve)
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
+			return srv.Shutdown(sctx)
+		})
 	}
 	o.log.Info("builder agent running", "platforms", cfg.Builder.Platforms, "metrics", cfg.Metrics)
-	err = agent.Run(ctx)
+	g.Go(func() error { return agent.Run(gctx) })
+	err = g.Wait()
 	o.log.Info("builder agent stopped")
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		return nil
+	}
 	return err
+}
+
+// JobSettings are the builder.* keys as the Kubernetes executor takes them.
+func JobSettings(b config.Builder) builders.JobSettings {
+	return builders.JobSettings{
+		Namespace: b.Namespace, Image: b.Image, JobTemplate: b.JobTemplate, RegistrySecret: b.RegistrySecret,
+		Deadline: b.Deadline, TTL: b.TTL, HostUsers: b.HostUsers,
+	}
 }
