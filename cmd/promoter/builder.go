@@ -53,11 +53,8 @@ layer on its base image), for development without a cluster.`,
 			if err != nil {
 				return err
 			}
-			if len(cfg.Builder.Platforms) == 0 {
-				return fmt.Errorf("no platforms to build: set --platforms (or builder.platforms), e.g. --platforms linux/arm64")
-			}
-			if cfg.NATS.URL == "" {
-				return fmt.Errorf("set --nats-url (or nats.url): the agent takes its work from the daemon's NATS server")
+			if err := daemon.CheckAgentConfig(cfg); err != nil {
+				return err
 			}
 			log, err := newLogger(cmd.ErrOrStderr(), cfg.LogLevel, cfg.LogFormat)
 			if err != nil {

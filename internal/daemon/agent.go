@@ -30,8 +30,8 @@ func RunAgent(ctx context.Context, cfg *config.Config, exec builders.Executor, o
 			return err
 		}
 	}
-	if cfg.NATS.URL == "" {
-		return errors.New("builder agent: nats.url (--nats-url) must name the daemon's NATS server")
+	if err := CheckAgentConfig(cfg); err != nil {
+		return err
 	}
 	var platforms []types.Platform
 	for _, s := range cfg.Builder.Platforms {
@@ -109,6 +109,18 @@ func RunAgent(ctx context.Context, cfg *config.Config, exec builders.Executor, o
 		return nil
 	}
 	return err
+}
+
+// CheckAgentConfig says what a builder agent's configuration lacks, naming the flag that
+// sets it: platforms to build, and the daemon's NATS server.
+func CheckAgentConfig(cfg *config.Config) error {
+	if len(cfg.Builder.Platforms) == 0 {
+		return errors.New("no platforms to build: set --platforms (or builder.platforms), e.g. --platforms linux/arm64")
+	}
+	if cfg.NATS.URL == "" {
+		return errors.New("set --nats-url (or nats.url): the agent takes its work from the daemon's NATS server (an agent never starts one of its own)")
+	}
+	return nil
 }
 
 // JobSettings are the builder.* keys as the Kubernetes executor takes them.
