@@ -12,10 +12,14 @@ import (
 // being built are ignored by it.
 type Option func(*options) error
 
+// DefaultMaxAttempts is how often a build is tried before its revision fails
+// (WithMaxAttempts, config builder.maxAttempts).
+const DefaultMaxAttempts = 3
+
 type options struct {
 	log         *slog.Logger     // default: discard
 	metrics     *metrics.Metrics // default: metrics.Discard()
-	maxAttempts int              // default: 3
+	maxAttempts int              // default: DefaultMaxAttempts
 	ackWait     time.Duration    // default: 30s
 	retryDelay  time.Duration    // default: 15s, doubled per attempt, at most 5m
 	concurrency int              // default: 2 builds at once per platform
@@ -24,7 +28,7 @@ type options struct {
 func newOptions(opts []Option) (*options, error) {
 	o := &options{
 		log:         slog.New(slog.DiscardHandler),
-		maxAttempts: 3,
+		maxAttempts: DefaultMaxAttempts,
 		ackWait:     30 * time.Second,
 		retryDelay:  15 * time.Second,
 		concurrency: 2,

@@ -11,7 +11,10 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/promoter-dev/promoter/internal/builders"
+	"github.com/promoter-dev/promoter/internal/events"
 	"github.com/promoter-dev/promoter/internal/listen"
+	"github.com/promoter-dev/promoter/internal/promote"
 )
 
 // DefaultBuildKitImage is the pinned BuildKit rootless image of the default build Job.
@@ -37,7 +40,7 @@ var defaults = map[string]any{
 	"server.maxHeaderBytes":    listen.DefaultMaxHeaderBytes,
 	"server.maxInFlight":       listen.DefaultMaxInFlight,
 	"server.maxConns":          0,
-	"events.maxBodyBytes":      int64(1 << 20),
+	"events.maxBodyBytes":      events.DefaultMaxBodyBytes,
 	"auth.registryToken":       "",
 	"auth.statusToken":         "",
 	"auth.github.secret":       "",
@@ -48,14 +51,14 @@ var defaults = map[string]any{
 	"keys.password":            "",
 	"keys.public":              "",
 	"sign.format":              "bundle",
-	"promote.jobs":             8,
-	"promote.timeout":          30 * time.Minute,
+	"promote.jobs":             promote.DefaultJobs,
+	"promote.timeout":          promote.DefaultTimeout,
 	"builder.namespace":        "promoter-builds",
 	"builder.platforms":        []string{},
 	"builder.image":            DefaultBuildKitImage,
 	"builder.jobTemplate":      "",
 	"builder.registrySecret":   "registry-credentials",
-	"builder.maxAttempts":      3,
+	"builder.maxAttempts":      builders.DefaultMaxAttempts,
 	"builder.deadline":         time.Hour,
 	"builder.ttl":              time.Hour,
 	"builder.hostUsers":        true,

@@ -175,10 +175,7 @@ func (w *workers) buildResult(ctx context.Context, res types.BuildResult) error 
 // every reconcileInterval: registries keep undelivered notifications only in memory, and a
 // step that failed (a registry down) is retried here.
 func (w *workers) reconcileLoop(ctx context.Context) {
-	interval := w.d.cfg.ReconcileInterval
-	if interval <= 0 {
-		interval = 5 * time.Minute
-	}
+	interval := w.d.cfg.ReconcileInterval // validated positive
 	for {
 		w.reconcile(ctx)
 		select {

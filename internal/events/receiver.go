@@ -37,7 +37,11 @@ func WithMetrics(m *metrics.Metrics) Option {
 	return func(r *Receiver) error { r.metrics = m; return nil }
 }
 
-// WithMaxBodyBytes bounds request bodies (default 1 MiB); larger ones get 413.
+// DefaultMaxBodyBytes bounds request bodies unless WithMaxBodyBytes (config
+// events.maxBodyBytes) says otherwise: 1 MiB, far above any registry's or forge's event.
+const DefaultMaxBodyBytes int64 = 1 << 20
+
+// WithMaxBodyBytes bounds request bodies (default DefaultMaxBodyBytes); larger ones get 413.
 func WithMaxBodyBytes(n int64) Option {
 	return func(r *Receiver) error {
 		if n <= 0 {
@@ -75,7 +79,7 @@ func New(pipelines []types.Pipeline, secrets Secrets, pub Publisher, opts ...Opt
 		pub:     pub,
 		log:     slog.New(slog.DiscardHandler),
 		metrics: metrics.Discard(),
-		maxBody: 1 << 20,
+		maxBody: DefaultMaxBodyBytes,
 		now:     time.Now,
 	}
 	for _, o := range opts {
