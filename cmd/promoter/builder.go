@@ -72,9 +72,9 @@ layer on its base image), for development without a cluster.`,
 	}
 	cmd.Flags().StringVarP(&o.configFile, "config", "c", "", "YAML configuration file (the builder section; pipelines for --executor local)")
 	cmd.Flags().StringSlice("platforms", nil, "platforms to build, os/arch[/variant], comma-separated (builder.platforms)")
-	cmd.Flags().String("namespace", "promoter-builds", "namespace of the build Jobs (builder.namespace)")
+	cmd.Flags().String("namespace", config.DefaultString("builder.namespace"), "namespace of the build Jobs (builder.namespace)")
 	cmd.Flags().String("nats-url", "", "NATS server URLs of the daemon (nats.url)")
-	cmd.Flags().String("metrics", ":9090", "address of /metrics, /healthz and /readyz, empty to disable (metrics)")
+	cmd.Flags().String("metrics", config.DefaultString("metrics"), "address of /metrics, /healthz and /readyz, empty to disable (metrics)")
 	cmd.Flags().StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; empty uses the in-cluster service account, else $KUBECONFIG or ~/.kube/config")
 	cmd.Flags().StringVar(&o.executor, "executor", "kubernetes", "how to build: kubernetes (Jobs) or local (in-process, development)")
 	cmd.Flags().IntVar(&o.concurrency, "concurrency", 2, "builds of one platform this agent runs at once")

@@ -46,10 +46,10 @@ opened, listing every problem with its path.`,
 		},
 	}
 	cmd.Flags().StringVarP(&o.configFile, "config", "c", "", "YAML configuration file")
-	cmd.Flags().String("listen", ":8080", "address of the webhook, /healthz and /readyz server (listen)")
-	cmd.Flags().String("metrics", ":9090", "address of the /metrics server, empty to disable (metrics)")
-	cmd.Flags().String("status", "127.0.0.1:8081", "address of the status API (/v1/revisions), keep it private; empty to disable (status)")
-	cmd.Flags().String("data-dir", "./data", "directory of the embedded NATS store (dataDir)")
+	cmd.Flags().String("listen", config.DefaultString("listen"), "address of the webhook, /healthz and /readyz server (listen)")
+	cmd.Flags().String("metrics", config.DefaultString("metrics"), "address of the /metrics server, empty to disable (metrics)")
+	cmd.Flags().String("status", config.DefaultString("status"), "address of the status API (/v1/revisions), keep it private; empty to disable (status)")
+	cmd.Flags().String("data-dir", config.DefaultString("dataDir"), "directory of the embedded NATS store (dataDir)")
 	cmd.Flags().String("nats-url", "", "NATS server URLs; empty starts an embedded server (nats.url)")
 	cmd.Flags().Bool("insecure-no-auth", false, "accept registry notifications without a bearer token: development only (auth.insecureNoAuth)")
 	return cmd

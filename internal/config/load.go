@@ -64,6 +64,10 @@ var defaults = map[string]any{
 	"builder.hostUsers":        true,
 }
 
+// DefaultString is the default of a string key (flags show it as theirs); it panics on a
+// key that is not a string key, which is a programming error.
+func DefaultString(key string) string { return defaults[key].(string) }
+
 // ScalarKeys lists every scalar configuration key (the lists registries and pipelines aside).
 func ScalarKeys() []string {
 	keys := make([]string, 0, len(defaults))
