@@ -95,26 +95,55 @@ func (c consumer) run(ctx context.Context, b *bus.Bus, log *slog.Logger) error {
 	}
 	slots := make(chan struct{}, parallel)
 	var inflight sync.WaitGroup
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
+	handle := func(msg jetstream.Msg) {
 		slots <- struct{}{}
 		inflight.Add(1)
 		go func() {
 			defer func() { <-slots; inflight.Done() }()
 			c.handleMsg(ctx, msg, log)
 		}()
-	}, jetstream.PullMaxMessages(max(8, parallel)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if ctx.Err() == nil {
-			log.Debug("consume", "error", err)
-		}
-	}))
-	if err != nil {
-		return fmt.Errorf("consuming %s: %w", c.durable, err)
 	}
-	<-ctx.Done()
-	cc.Drain()
-	<-cc.Closed()
-	inflight.Wait()
-	return nil
+	// nats.go (v1.55, nats-io/nats.go#2063) sends no new pull request after a consumer
+	// leadership change, and the consumer stalls with messages pending: start a new
+	// Consume then. TestNATSClusterLosesANode caught the steps consumer stalled for 2 min.
+	restart := make(chan struct{}, 1)
+	onErr := jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if ctx.Err() != nil {
+			return
+		}
+		log.Debug("consume", "error", err)
+		if errors.Is(err, jetstream.ErrConsumerLeadershipChanged) {
+			select {
+			case restart <- struct{}{}:
+			default:
+			}
+		}
+	})
+	for attempt := 0; ; {
+		cc, err := cons.Consume(handle, jetstream.PullMaxMessages(max(8, parallel)), onErr)
+		if err != nil {
+			wait := retryPolicy.Delay(attempt)
+			attempt++
+			log.Warn("consuming, will retry", "error", err, "retry_in", wait)
+			if backoff.Sleep(ctx, wait) != nil {
+				inflight.Wait()
+				return nil
+			}
+			continue
+		}
+		attempt = 0
+		select {
+		case <-ctx.Done():
+			cc.Drain()
+			<-cc.Closed()
+			inflight.Wait()
+			return nil
+		case <-restart:
+			log.Info("consumer leadership changed; pulling again")
+			cc.Drain()
+			<-cc.Closed()
+		}
+	}
 }
 
 func (c consumer) handleMsg(ctx context.Context, msg jetstream.Msg, log *slog.Logger) {
