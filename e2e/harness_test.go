@@ -133,26 +133,37 @@ func notifyHeaders() http.Header {
 // has any state of rev.
 func (d *runningDaemon) revision(t testing.TB, pipeline, rev string) *types.Revision {
 	t.Helper()
-	if d.Status == "" {
-		t.Fatal("runningDaemon.Status is not set: the status API has a listener of its own (config key status)")
-	}
-	r, err := (&status.Client{URL: d.Status, Token: d.StatusToken}).Revision(context.Background(), pipeline, rev)
-	if errors.Is(err, status.ErrNotFound) {
-		return nil
-	}
+	r, err := d.tryRevision(pipeline, rev)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-// waitPhase polls the status endpoint until the revision reaches one of phases.
+// tryRevision is revision without failing the test: the status API answers 503 while the
+// bus is down.
+func (d *runningDaemon) tryRevision(pipeline, rev string) (*types.Revision, error) {
+	if d.Status == "" {
+		return nil, errors.New("runningDaemon.Status is not set: the status API has a listener of its own (config key status)")
+	}
+	r, err := (&status.Client{URL: d.Status, Token: d.StatusToken}).Revision(context.Background(), pipeline, rev)
+	if errors.Is(err, status.ErrNotFound) {
+		return nil, nil
+	}
+	return r, err
+}
+
+// waitPhase polls the status endpoint until the revision reaches one of phases; the
+// status API being unavailable meanwhile (a NATS outage under test) only delays it.
 func (d *runningDaemon) waitPhase(t testing.TB, pipeline, rev string, timeout time.Duration, phases ...types.Phase) *types.Revision {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last *types.Revision
+	var lastErr error
 	for time.Now().Before(deadline) {
-		if last = d.revision(t, pipeline, rev); last != nil {
+		r, err := d.tryRevision(pipeline, rev)
+		if lastErr = err; err == nil && r != nil {
+			last = r
 			for _, p := range phases {
 				if last.Phase == p {
 					return last
@@ -161,7 +172,7 @@ func (d *runningDaemon) waitPhase(t testing.TB, pipeline, rev string, timeout ti
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("%s/%s did not reach %v in %s; last state %+v\nlogs:\n%s", pipeline, rev, phases, timeout, last, d.Logs.String())
+	t.Fatalf("%s/%s did not reach %v in %s; last state %+v (last status error: %v)\nlogs:\n%s", pipeline, rev, phases, timeout, last, lastErr, d.Logs.String())
 	return nil
 }
 

@@ -63,7 +63,7 @@ func (a *advancer) next(ctx context.Context, p types.Pipeline, r *types.Revision
 		errs = append(errs, a.publish(ctx, types.Step{Kind: types.StepPromote, Pipeline: p.Name, Revision: r.Revision, Index: r.Index, Destination: string(dest.To)}))
 	}
 	if left == 0 {
-		return a.markPromoted(ctx, p, r.Revision)
+		return a.markPromoted(ctx, p, r)
 	}
 	return errors.Join(errs...)
 }
@@ -160,13 +160,21 @@ func (a *advancer) promoteDestination(ctx context.Context, p types.Pipeline, r *
 	return uerr
 }
 
-// markPromoted ends a revision whose every destination is done (or that has none).
-func (a *advancer) markPromoted(ctx context.Context, p types.Pipeline, revision string) error {
-	_, err := a.store.Update(ctx, p.Name, revision, func(cur *types.Revision) error {
+// markPromoted ends a revision whose every destination is done (or that has none). r is
+// the state the caller acted on: a read that does not hold its index yet is behind it (a
+// JetStream follower answered) and is retried, never taken for "nothing to do".
+func (a *advancer) markPromoted(ctx context.Context, p types.Pipeline, r *types.Revision) error {
+	_, err := a.store.Update(ctx, p.Name, r.Revision, func(cur *types.Revision) error {
+		if cur.Index != r.Index {
+			return errStaleState
+		}
 		return cur.Complete(p.Sign, p.Destinations())
 	})
 	return err
 }
+
+// errStaleState says a read of the revision state is older than a state already seen.
+var errStaleState = errors.New("revision state read is behind the one acted on; reading it again")
 
 // retrying records a failed step's retry in the revision state, for status and operators,
 // and counts it.

@@ -48,7 +48,7 @@ func (d *daemon) statusHandler(token string) http.Handler {
 		}
 		revs, next, err := st.Page(r.Context(), q.Get("pipeline"), q.Get("after"), limit)
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			stateUnavailable(w, err)
 			return
 		}
 		if revs == nil {
@@ -67,7 +67,7 @@ func (d *daemon) statusHandler(token string) http.Handler {
 		case errors.Is(err, state.ErrNotFound):
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no state for " + r.PathValue("pipeline") + "/" + r.PathValue("revision")})
 		case err != nil:
-			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			stateUnavailable(w, err)
 		default:
 			writeJSON(w, http.StatusOK, rev)
 		}
@@ -101,4 +101,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// stateUnavailable answers a failed read of the revision state: the bus is down or
+// electing a leader, which a retry outlives.
+func stateUnavailable(w http.ResponseWriter, err error) {
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "revision state unavailable, retry: " + err.Error()})
 }
