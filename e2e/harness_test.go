@@ -60,26 +60,14 @@ func startDaemon(t testing.TB, configYAML string) *runningDaemon {
 	cfg.Listen, cfg.Metrics, cfg.Status = "127.0.0.1:0", "", "127.0.0.1:0"
 	logs := &syncBuffer{t: t}
 	m := metrics.New(prometheus.NewRegistry())
-	ready := make(chan daemon.Addrs, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- daemon.Run(ctx, cfg,
-			daemon.WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
-			daemon.WithMetrics(m),
-			daemon.WithAddrsHook(func(a daemon.Addrs) { ready <- a }),
-		)
-	}()
-	var addrs daemon.Addrs
-	select {
-	case addrs = <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("daemon exited before serving: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("daemon did not start in 30s")
+	started, err := daemon.Start(context.Background(), cfg,
+		daemon.WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
+		daemon.WithMetrics(m),
+	)
+	if err != nil {
+		t.Fatalf("daemon did not start: %v", err)
 	}
+	addrs := started.Addrs()
 	d := &runningDaemon{URL: "http://" + addrs.Listen, Status: "http://" + addrs.Status, Metrics: m, Logs: logs}
 	if cfg.Auth.StatusToken.IsSet() {
 		if d.StatusToken, err = cfg.Auth.StatusToken.Resolve(); err != nil {
@@ -89,9 +77,10 @@ func startDaemon(t testing.TB, configYAML string) *runningDaemon {
 	var once sync.Once
 	d.stop = func() {
 		once.Do(func() {
-			cancel()
+			stopped := make(chan error, 1)
+			go func() { stopped <- started.Stop() }()
 			select {
-			case err := <-done:
+			case err := <-stopped:
 				if err != nil {
 					t.Errorf("daemon stopped with %v", err)
 				}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"time"
 
@@ -42,26 +41,25 @@ The generated configuration (promoter.yaml), keys and registry storage are kept 
 			if err != nil {
 				return err
 			}
-			dir := o.dataDir
-			if dir == "" {
-				if dir, err = os.MkdirTemp("", "promoter-dev-"); err != nil {
+			opts := []dev.Option{dev.WithListen(o.listen), dev.WithSource(o.source), dev.WithOutput(cmd.OutOrStdout()), dev.WithLogger(log)}
+			if o.dataDir != "" {
+				dir, err := filepath.Abs(o.dataDir)
+				if err != nil {
 					return err
 				}
+				opts = append(opts, dev.WithDataDir(dir))
 			}
-			if dir, err = filepath.Abs(dir); err != nil {
-				return err
+			if o.demo {
+				opts = append(opts, dev.WithDemo(o.timeout))
 			}
-			return dev.Run(cmd.Context(), dev.Options{
-				Listen: o.listen, DataDir: dir, Source: o.source, Demo: o.demo, Timeout: o.timeout,
-				Out: cmd.OutOrStdout(), Log: log,
-			})
+			return dev.Run(cmd.Context(), opts...)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "daemon address (webhooks, status); port 0 picks a free one")
+	f.StringVar(&o.listen, "listen", dev.DefaultListen, "daemon address (webhooks, status); port 0 picks a free one")
 	f.StringVar(&o.dataDir, "data-dir", "", "where registries, JetStream, keys and the generated config live (default: a new temp dir)")
-	f.StringVar(&o.source, "source", "examples/hello", "source tree of the example pipeline")
+	f.StringVar(&o.source, "source", dev.DefaultSource, "source tree of the example pipeline")
 	f.BoolVar(&o.demo, "demo", false, "trigger a source change, print each stage and exit once the promoted index verifies")
-	f.DurationVar(&o.timeout, "timeout", 3*time.Minute, "with --demo, how long to wait for the promotion")
+	f.DurationVar(&o.timeout, "timeout", dev.DefaultTimeout, "with --demo, how long to wait for the promotion")
 	return cmd
 }

@@ -11,10 +11,12 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/promoter-dev/promoter/internal/advance"
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/events"
 	"github.com/promoter-dev/promoter/internal/listen"
 	"github.com/promoter-dev/promoter/internal/promote"
+	"github.com/promoter-dev/promoter/internal/sign"
 )
 
 // DefaultBuildKitImage is the pinned BuildKit rootless image of the default build Job.
@@ -29,7 +31,7 @@ var defaults = map[string]any{
 	"dataDir":                  "./data",
 	"logLevel":                 "info",
 	"logFormat":                "text",
-	"reconcileInterval":        5 * time.Minute,
+	"reconcileInterval":        advance.DefaultReconcileInterval,
 	"nats.url":                 "",
 	"nats.credentials":         "",
 	"nats.replicas":            0,
@@ -50,7 +52,7 @@ var defaults = map[string]any{
 	"keys.cosign":              "",
 	"keys.password":            "",
 	"keys.public":              "",
-	"sign.format":              "bundle",
+	"sign.format":              string(sign.DefaultFormat),
 	"promote.jobs":             promote.DefaultJobs,
 	"promote.timeout":          promote.DefaultTimeout,
 	"builder.namespace":        "promoter-builds",

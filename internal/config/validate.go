@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -124,10 +125,8 @@ func (c *Config) validate(ps problems) error {
 	checkSecret(&ps, "auth.gitlab.token", c.Auth.GitLab.Token)
 	checkSecret(&ps, "auth.generic.token", c.Auth.Generic.Token)
 	checkSecret(&ps, "keys.password", c.Keys.Password)
-	switch c.Sign.Format {
-	case "bundle", "legacy":
-	default:
-		ps.add("sign.format", "%q is not one of bundle, legacy", c.Sign.Format)
+	if _, err := sign.ParseFormat(c.Sign.Format); err != nil {
+		ps.add("sign.format", "%v", err)
 	}
 	if c.Promote.Jobs < 1 {
 		ps.add("promote.jobs", "must be at least 1, got %d", c.Promote.Jobs)
@@ -209,6 +208,10 @@ func (c *Config) validatePipelines(ps *problems) {
 	names := map[string]int{}
 	stagings := map[string]int{}
 	needKey, needPublic := false, false
+	// executors maps a platform to the first pipeline that builds it, per executor: the
+	// daemon's in-process agent shares each platform's build queue with remote agents, and
+	// would take requests it cannot build.
+	executors := map[string]map[string]int{}
 	for i, p := range c.Pipelines {
 		at := func(field string) string { return fmt.Sprintf("pipelines[%d].%s", i, field) }
 		if !pipelineName.MatchString(p.Name) {
@@ -233,6 +236,16 @@ func (c *Config) validatePipelines(ps *problems) {
 			}
 			seen[pl.String()] = true
 			platforms = append(platforms, pl)
+			if executors[pl.String()] == nil {
+				executors[pl.String()] = map[string]int{}
+			}
+			if _, ok := executors[pl.String()][p.Build.Executor]; !ok {
+				executors[pl.String()][p.Build.Executor] = i
+			}
+			other := map[string]string{"local": "kubernetes", "kubernetes": "local"}[p.Build.Executor]
+			if j, mixed := executors[pl.String()][other]; mixed && other != "" {
+				ps.add(at("build.executor"), "%s builds %s while pipelines[%d] builds it with %s; one daemon cannot do both for one platform", p.Build.Executor, pl, j, other)
+			}
 		}
 		if err := types.ArchTag(p.ArchTag).Validate(platforms); err != nil {
 			ps.add(at("archTag"), "%v", err)

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/promoter-dev/promoter/internal/builders"
@@ -24,11 +22,9 @@ import (
 // cfg.Metrics when set, both supervised together. Options set the logger, the metrics and
 // further agent options (WithAgentOptions).
 func RunAgent(ctx context.Context, cfg *config.Config, exec builders.Executor, opts ...Option) error {
-	o := defaults()
-	for _, opt := range opts {
-		if err := opt(o); err != nil {
-			return err
-		}
+	o, err := newOptions(opts)
+	if err != nil {
+		return err
 	}
 	if err := CheckAgentConfig(cfg); err != nil {
 		return err
@@ -61,11 +57,7 @@ func RunAgent(ctx context.Context, cfg *config.Config, exec builders.Executor, o
 		closeLis()
 		return err
 	}
-	defer func() {
-		if err := b.Close(); err != nil {
-			o.log.Warn("draining nats", "error", err)
-		}
-	}()
+	defer closeBus(b, o.log)
 	agentOpts := append([]builders.Option{
 		builders.WithLogger(o.log), builders.WithMetrics(o.metrics), builders.WithMaxAttempts(cfg.Builder.MaxAttempts),
 	}, o.agent...)
@@ -76,17 +68,7 @@ func RunAgent(ctx context.Context, cfg *config.Config, exec builders.Executor, o
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if lis != nil {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(o.metrics.Registry, promhttp.HandlerOpts{Registry: o.metrics.Registry}))
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-			if err := b.Ready(r.Context()); err != nil {
-				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintln(w, "ready")
-		})
-		srv, err := listen.New("metrics", lis, mux, listen.WithProbes("/healthz", "/readyz"),
+		srv, err := listen.New("metrics", lis, opsHandler(o.metrics, b), listen.WithProbes("/healthz", "/readyz"),
 			listen.WithLimits(cfg.Server.Limits(0)), listen.WithConns(listen.NewConns(cfg.Server.MaxConns, o.log, o.metrics)),
 			listen.WithLogger(o.log), listen.WithMetrics(o.metrics))
 		if err != nil {
@@ -96,9 +78,7 @@ func RunAgent(ctx context.Context, cfg *config.Config, exec builders.Executor, o
 		g.Go(srv.Serve)
 		g.Go(func() error {
 			<-gctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-			defer cancel()
-			return srv.Shutdown(sctx)
+			return shutdown([]*listen.Server{srv})
 		})
 	}
 	o.log.Info("builder agent running", "platforms", cfg.Builder.Platforms, "metrics", cfg.Metrics)

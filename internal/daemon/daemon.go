@@ -1,53 +1,98 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/events"
+	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
-// daemon is one running instance: configuration, options and the bus.
-type daemon struct {
-	// instance names this process in merge leases and logs: host, pid and a random suffix.
-	instance string
-	cfg      *config.Config
-	// pipelines are cfg's, parsed once (config.Pipeline.Domain).
-	pipelines []types.Pipeline
-	o         *options
-	bus       *bus.Bus
-	steps     *steps
+// Daemon is a started daemon (Start): its listeners are open and its components run until
+// the context given to Start ends or Stop is called.
+type Daemon struct {
+	addrs  Addrs
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // set before done is closed
 }
 
-func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
-	if err := d.bus.Ready(r.Context()); err != nil {
-		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	fmt.Fprintln(w, "ready")
+// Addrs are the addresses the daemon listens on; a disabled listener's is empty.
+type Addrs struct {
+	Listen  string // webhooks, /healthz, /readyz
+	Metrics string // /metrics
+	Status  string // /v1/revisions
 }
 
-// routes registers the webhook receivers; the status API has a listener of its own.
-func (d *daemon) routes(mux *http.ServeMux) error {
-	secrets, err := webhookSecrets(d.cfg.Auth)
-	if err != nil {
-		return err
-	}
-	rcv, err := events.New(d.pipelines, secrets, d.bus,
-		events.WithLogger(d.o.log), events.WithMetrics(d.o.metrics), events.WithMaxBodyBytes(d.cfg.Events.MaxBodyBytes))
-	if err != nil {
-		return err
-	}
-	rcv.Register(mux)
-	return nil
+// Addrs are the bound addresses; with ":0" in the configuration, the ports chosen.
+func (d *Daemon) Addrs() Addrs { return d.addrs }
+
+// Wait blocks until the daemon has stopped and returns why: nil after a clean stop (its
+// context ended, or Stop), else the error that stopped it.
+func (d *Daemon) Wait() error {
+	<-d.done
+	return d.err
 }
+
+// Stop stops the daemon gracefully (listeners close, in-flight requests finish, consumers
+// stop, the bus drains) and waits for it, as Wait.
+func (d *Daemon) Stop() error {
+	d.cancel()
+	return d.Wait()
+}
+
+// revisions is the daemon's one revision store, shared by its components and the status
+// API. The KV bucket exists only once the bus is ready, so it is set then; until then the
+// status API answers that the state is unavailable.
+type revisions struct {
+	store atomic.Pointer[state.Store]
+}
+
+func (r *revisions) ready() (*state.Store, error) {
+	if s := r.store.Load(); s != nil {
+		return s, nil
+	}
+	return nil, fmt.Errorf("%w: the revision state is not open yet", bus.ErrNotReady)
+}
+
+func (r *revisions) Get(ctx context.Context, pipeline, revision string) (*types.Revision, error) {
+	s, err := r.ready()
+	if err != nil {
+		return nil, err
+	}
+	return s.Get(ctx, pipeline, revision)
+}
+
+func (r *revisions) Page(ctx context.Context, pipeline, after string, limit int) ([]*types.Revision, string, error) {
+	s, err := r.ready()
+	if err != nil {
+		return nil, "", err
+	}
+	return s.Page(ctx, pipeline, after, limit)
+}
+
+// readyz answers 200 once the bus (NATS, streams, KV bucket) is usable.
+func readyz(b *bus.Bus) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := b.Ready(r.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	}
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }
 
 // webhookSecrets reads the webhook secret references of the configuration.
 func webhookSecrets(a config.Auth) (events.Secrets, error) {
 	s := events.Secrets{InsecureNoAuth: a.InsecureNoAuth}
+	var err error
 	for _, f := range []struct {
 		key string
 		ref config.Secret
@@ -58,28 +103,21 @@ func webhookSecrets(a config.Auth) (events.Secrets, error) {
 		{"auth.gitlab.token", a.GitLab.Token, &s.GitLabToken},
 		{"auth.generic.token", a.Generic.Token, &s.GenericToken},
 	} {
-		if !f.ref.IsSet() {
-			continue
+		if *f.dst, err = secret(f.key, f.ref); err != nil {
+			return events.Secrets{}, err
 		}
-		v, err := f.ref.Resolve()
-		if err != nil {
-			return events.Secrets{}, fmt.Errorf("%s (%s): %w", f.key, f.ref, err)
-		}
-		*f.dst = v
 	}
 	return s, nil
 }
 
-// pipeline finds a configured pipeline by name.
-func (d *daemon) pipeline(name string) (types.Pipeline, bool) {
-	return pipelineNamed(d.pipelines, name)
-}
-
-func pipelineNamed(ps []types.Pipeline, name string) (types.Pipeline, bool) {
-	for _, p := range ps {
-		if p.Name == name {
-			return p, true
-		}
+// secret resolves an optional secret reference; unset is "".
+func secret(key string, ref config.Secret) (string, error) {
+	if !ref.IsSet() {
+		return "", nil
 	}
-	return types.Pipeline{}, false
+	v, err := ref.Resolve()
+	if err != nil {
+		return "", fmt.Errorf("%s (%s): %w", key, ref, err)
+	}
+	return v, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -14,68 +15,130 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/promoter-dev/promoter/internal/advance"
+	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/events"
 	"github.com/promoter-dev/promoter/internal/listen"
+	"github.com/promoter-dev/promoter/internal/merge"
+	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/promote"
+	"github.com/promoter-dev/promoter/internal/sign"
+	"github.com/promoter-dev/promoter/internal/state"
+	"github.com/promoter-dev/promoter/internal/status"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // shutdownGrace bounds how long in-flight requests may take after a stop signal.
 const shutdownGrace = 4 * time.Second
 
-// Run runs the daemon until ctx is cancelled, then shuts down gracefully: listeners close,
-// in-flight requests finish, consumers stop, the bus drains. It returns nil on a clean stop.
+// Run runs the daemon until ctx ends, then shuts down gracefully; it returns nil on a clean
+// stop. It is Start, then Wait.
 func Run(ctx context.Context, cfg *config.Config, opts ...Option) error {
-	o := defaults()
-	for _, opt := range opts {
-		if err := opt(o); err != nil {
-			return err
-		}
+	d, err := Start(ctx, cfg, opts...)
+	if err != nil {
+		return err
+	}
+	return d.Wait()
+}
+
+// Start checks cfg (config validation, keys, secrets), opens the listeners and the bus, and
+// starts the webhook receivers, the status API, the metrics server and the workers, all
+// supervised together: the first to fail stops the rest. It returns once the listeners are
+// open, with the addresses they are bound to; the daemon reports ready on /readyz once the
+// bus is. Everything a user can get wrong fails here, before any port answers.
+func Start(ctx context.Context, cfg *config.Config, opts ...Option) (*Daemon, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if o.registry.Insecure == nil && !o.registry.InsecureAll {
 		o.registry.Insecure = cfg.InsecureHosts()
 	}
-	if err := checkAuth(cfg, o); err != nil {
-		return err
+	if err := checkAuth(cfg, o.log); err != nil {
+		return nil, err
 	}
-	st, err := newSteps(ctx, cfg, o)
+	signer, promoter, err := newSteps(ctx, cfg, o)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	statusToken := ""
-	if cfg.Auth.StatusToken.IsSet() {
-		if statusToken, err = cfg.Auth.StatusToken.Resolve(); err != nil {
-			return fmt.Errorf("auth.statusToken (%s): %w", cfg.Auth.StatusToken, err)
-		}
+	statusToken, err := secret("auth.statusToken", cfg.Auth.StatusToken)
+	if err != nil {
+		return nil, err
 	}
+	secrets, err := webhookSecrets(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	pipelines := cfg.DomainPipelines()
 	// Listen first so a port conflict fails before anything else starts.
 	lis, err := openListeners(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-
 	b, err := bus.Open(ctx, bus.Options{
 		URL: cfg.NATS.URL, Credentials: cfg.NATS.Credentials, StoreDir: cfg.DataDir,
 		Replicas: cfg.NATS.Replicas, Name: "promoter-daemon", Logger: o.log,
 	})
 	if err != nil {
 		lis.close()
-		return err
+		return nil, err
 	}
-	defer func() {
-		if err := b.Close(); err != nil {
-			o.log.Warn("draining nats", "error", err)
-		}
-	}()
-
-	d := &daemon{instance: instanceID(), cfg: cfg, pipelines: cfg.DomainPipelines(), o: o, bus: b, steps: st}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", d.readyz)
-	if err := d.routes(mux); err != nil {
+	revs := &revisions{}
+	w := &workers{cfg: cfg, o: o, bus: b, pipelines: pipelines, revs: revs, signer: signer, promoter: promoter}
+	servers, maxConns, err := newServers(cfg, o, lis, b, pipelines, secrets, revs, statusToken)
+	if err != nil {
 		lis.close()
-		return err
+		closeBus(b, o.log)
+		return nil, err
 	}
-	// One connection budget for every listener, below the open-file limit.
+
+	ctx, cancel := context.WithCancel(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range servers {
+		g.Go(s.Serve)
+	}
+	g.Go(func() error { return w.run(gctx) })
+	g.Go(func() error {
+		<-gctx.Done()
+		return shutdown(servers)
+	})
+	d := &Daemon{addrs: lis.addrs(), cancel: cancel, done: make(chan struct{})}
+	o.log.Info("promoter serving", "listen", d.addrs.Listen, "metrics", d.addrs.Metrics, "status", d.addrs.Status,
+		"status_auth", statusToken != "", "max_conns", maxConns, "nats", natsDesc(cfg), "pipelines", len(pipelines))
+	go func() {
+		err := g.Wait()
+		closeBus(b, o.log)
+		if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+			o.log.Info("promoter stopped")
+			err = nil
+		}
+		cancel()
+		d.err = err
+		close(d.done)
+	}()
+	return d, nil
+}
+
+// newServers builds the webhook server (receivers, /healthz, /readyz), the ops server
+// (/metrics, /healthz, /readyz) and the status API server on the open listeners; a
+// disabled listener gets none. They share one connection budget, below the open-file
+// limit, whose size is returned.
+func newServers(cfg *config.Config, o *options, lis *listeners, b *bus.Bus, pipelines []types.Pipeline,
+	secrets events.Secrets, revs *revisions, statusToken string) ([]*listen.Server, int, error) {
+	rcv, err := events.New(pipelines, secrets, b,
+		events.WithLogger(o.log), events.WithMetrics(o.metrics), events.WithMaxBodyBytes(cfg.Events.MaxBodyBytes))
+	if err != nil {
+		return nil, 0, err
+	}
+	webhooks := http.NewServeMux()
+	webhooks.HandleFunc("GET /healthz", healthz)
+	webhooks.Handle("GET /readyz", readyz(b))
+	rcv.Register(webhooks)
 	conns := listen.NewConns(cfg.Server.MaxConns, o.log, o.metrics)
 	common := []listen.Option{
 		listen.WithLimits(cfg.Server.Limits(cfg.Events.MaxBodyBytes)), listen.WithConns(conns),
@@ -93,47 +156,135 @@ func Run(ctx context.Context, cfg *config.Config, opts ...Option) error {
 		servers = append(servers, s)
 		return nil
 	}
-	mm := http.NewServeMux()
-	mm.Handle("GET /metrics", promhttp.HandlerFor(o.metrics.Registry, promhttp.HandlerOpts{Registry: o.metrics.Registry}))
-	if err := errors.Join(
-		add("webhook", lis.webhook, mux, listen.WithProbes("/healthz", "/readyz")),
-		add("metrics", lis.metrics, mm),
-		add("status", lis.status, d.statusHandler(statusToken)),
-	); err != nil {
-		lis.close()
+	err = errors.Join(
+		add("webhook", lis.webhook, webhooks, listen.WithProbes("/healthz", "/readyz")),
+		add("metrics", lis.metrics, opsHandler(o.metrics, b), listen.WithProbes("/healthz", "/readyz")),
+		add("status", lis.status, status.NewHandler(revs, statusToken)),
+	)
+	return servers, conns.Max(), err
+}
+
+// opsHandler is the ops server of `promoter serve` and `promoter builder` alike: the
+// binary's one metrics registry, /healthz, and /readyz (the bus is usable).
+func opsHandler(m *metrics.Metrics, b *bus.Bus) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.Handle("GET /readyz", readyz(b))
+	return mux
+}
+
+// shutdown stops the servers, letting in-flight requests finish within shutdownGrace.
+func shutdown(servers []*listen.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	var errs []error
+	for _, s := range servers {
+		errs = append(errs, s.Shutdown(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+func closeBus(b *bus.Bus, log *slog.Logger) {
+	if err := b.Close(); err != nil {
+		log.Warn("draining nats", "error", err)
+	}
+}
+
+// workers are the daemon's bus consumers, its reconciler and, for pipelines built with the
+// local executor, an in-process builder agent. They start once the bus is ready, since the
+// KV bucket they share is created then.
+type workers struct {
+	cfg       *config.Config
+	o         *options
+	bus       *bus.Bus
+	pipelines []types.Pipeline
+	revs      *revisions
+	signer    *sign.Signer // nil when no pipeline signs
+	promoter  *promote.Promoter
+}
+
+func (w *workers) run(ctx context.Context) error {
+	if err := w.bus.WaitReady(ctx); err != nil {
+		return nil // stopped before the bus came up
+	}
+	kv, err := w.bus.Revisions()
+	if err != nil {
 		return err
 	}
-
+	store := state.New(kv)
+	w.revs.store.Store(store)
+	o := w.o
+	disp, err := builders.NewDispatcher(w.bus, o.registry, w.pipelines,
+		builders.WithLogger(o.log), builders.WithMetrics(o.metrics))
+	if err != nil {
+		return err
+	}
+	merger, err := merge.New(store, o.registry, w.pipelines,
+		merge.WithMetrics(o.metrics), merge.WithLogger(o.log), merge.WithOwner(instanceID()))
+	if err != nil {
+		return err
+	}
+	var signer advance.Signer
+	if w.signer != nil {
+		signer = w.signer
+	}
+	common := []advance.Option{advance.WithLogger(o.log), advance.WithMetrics(o.metrics)}
+	adv, err := advance.New(store, w.bus, w.pipelines, signer, w.promoter, common...)
+	if err != nil {
+		return err
+	}
+	router, err := advance.NewRouter(adv, merger, disp, common...)
+	if err != nil {
+		return err
+	}
+	rec, err := advance.NewReconciler(adv, merger, append(common, advance.WithInterval(w.cfg.ReconcileInterval))...)
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
-	for _, s := range servers {
-		g.Go(s.Serve)
+	// A step is bounded by promote.timeout itself; the handler's bound leaves it room.
+	for _, c := range router.Consumers(w.cfg.Promote.Timeout + time.Minute) {
+		g.Go(func() error { return w.bus.Consume(gctx, c) })
 	}
-	g.Go(func() error { return d.runWorkers(gctx) })
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		defer cancel()
-		var errs []error
-		for _, s := range servers {
-			errs = append(errs, s.Shutdown(sctx))
+	g.Go(func() error { return rec.Run(gctx) })
+	if agent, err := w.localAgent(); err != nil {
+		return err
+	} else if agent != nil {
+		g.Go(func() error { return agent.Run(gctx) })
+	}
+	return g.Wait()
+}
+
+// localAgent is the in-process builder agent of pipelines built with the local executor
+// (development and `promoter dev`), or nil when there are none. Config validation refuses
+// a platform built locally by one pipeline and with Kubernetes by another.
+func (w *workers) localAgent() (*builders.Agent, error) {
+	var local []types.Pipeline
+	var platforms []types.Platform
+	seen := map[string]bool{}
+	for _, p := range w.pipelines {
+		if p.Build.Executor != "local" {
+			continue
 		}
-		return errors.Join(errs...)
-	})
-	addrs := lis.addrs()
-	o.log.Info("promoter serving", "listen", addrs.Listen, "metrics", addrs.Metrics, "status", addrs.Status,
-		"status_auth", statusToken != "", "max_conns", conns.Max(), "nats", natsDesc(cfg), "pipelines", len(cfg.Pipelines))
-	if o.ready != nil {
-		o.ready(addrs.Listen, addrs.Metrics)
+		local = append(local, p)
+		for _, pl := range p.Platforms {
+			if !seen[pl.String()] {
+				seen[pl.String()] = true
+				platforms = append(platforms, pl)
+			}
+		}
 	}
-	if o.addrs != nil {
-		o.addrs(addrs)
+	if len(local) == 0 {
+		return nil, nil
 	}
-	err = g.Wait()
-	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
-		o.log.Info("promoter stopped")
-		return nil
+	exec, err := builders.NewLocal(w.o.registry, local, builders.WithLogger(w.o.log))
+	if err != nil {
+		return nil, err
 	}
-	return err
+	types.SortPlatforms(platforms)
+	return builders.NewAgent(w.bus, exec, platforms,
+		builders.WithLogger(w.o.log), builders.WithMetrics(w.o.metrics), builders.WithMaxAttempts(max(w.cfg.Builder.MaxAttempts, 1)))
 }
 
 // listeners are the daemon's open sockets; metrics and status are nil when disabled.
@@ -191,14 +342,14 @@ func natsDesc(cfg *config.Config) string {
 
 // checkAuth refuses to serve registry notifications without a token unless the operator
 // explicitly asked for it.
-func checkAuth(cfg *config.Config, o *options) error {
+func checkAuth(cfg *config.Config, log *slog.Logger) error {
 	if cfg.Auth.RegistryToken.IsSet() {
 		return nil
 	}
 	if !cfg.Auth.InsecureNoAuth {
 		return errors.New("auth.registryToken is not set: registry notifications would be accepted from anyone; set it (e.g. registryToken: env:PROMOTER_REGISTRY_TOKEN) or pass --insecure-no-auth for development")
 	}
-	o.log.Warn("INSECURE: registry notifications are accepted without authentication (--insecure-no-auth)")
+	log.Warn("INSECURE: registry notifications are accepted without authentication (--insecure-no-auth)")
 	return nil
 }
 

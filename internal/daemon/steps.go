@@ -2,91 +2,70 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/kube"
-	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/promote"
 	"github.com/promoter-dev/promoter/internal/sign"
-	"github.com/promoter-dev/promoter/internal/types"
 )
 
-// steps are the sign and promote steps of a daemon, built once at start so that a missing
-// or undecryptable key stops the daemon before it accepts any event.
-type steps struct {
-	sign    signStep
-	promote promoteStep
-}
-
-func newSteps(ctx context.Context, cfg *config.Config, o *options) (*steps, error) {
-	needSign, needVerify := false, false
+// newSteps builds the sign and promote steps once, at start, so that a key that cannot be
+// read or decrypted stops the daemon before it accepts any event. Which keys must be set
+// is the configuration's rule (config validation); this loads them. signer is nil when no
+// pipeline signs.
+func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign.Signer, promoter *promote.Promoter, err error) {
+	needSign := false
 	for _, p := range cfg.Pipelines {
 		needSign = needSign || p.Sign
-		for _, d := range p.Promote {
-			needVerify = needVerify || d.RequireSignature
-		}
 	}
 	kc, err := kube.ForKeys("promoter", cfg.Keys.Cosign, cfg.Keys.Public)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	st := &steps{}
-	var verifierKey *sign.Verifier
+	var verifier *sign.Verifier
 	if needSign {
-		if cfg.Keys.Cosign == "" {
-			return nil, errors.New("keys.cosign is not set, but a pipeline has sign: true; generate a key with `promoter keygen` and set keys.cosign")
-		}
 		password, err := keyPassword(cfg)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		key, err := sign.LoadSigner(ctx, cfg.Keys.Cosign, password, kc)
 		if err != nil {
-			return nil, fmt.Errorf("keys.cosign: %w", err)
+			return nil, nil, fmt.Errorf("keys.cosign: %w", err)
 		}
 		format, err := sign.ParseFormat(cfg.Sign.Format)
 		if err != nil {
-			return nil, fmt.Errorf("sign.format: %w", err)
+			return nil, nil, fmt.Errorf("sign.format: %w", err)
 		}
-		s, err := sign.NewSigner(key, o.registry, sign.WithFormat(format), sign.WithLogger(o.log))
-		if err != nil {
-			return nil, fmt.Errorf("keys.cosign: %w", err)
+		if signer, err = sign.NewSigner(key, o.registry, sign.WithFormat(format), sign.WithLogger(o.log), sign.WithMetrics(o.metrics)); err != nil {
+			return nil, nil, fmt.Errorf("keys.cosign: %w", err)
 		}
-		st.sign = &signer{s: s, m: o.metrics}
-		if verifierKey, err = sign.NewVerifier(key, o.registry); err != nil {
-			return nil, fmt.Errorf("keys.cosign: %w", err)
+		if verifier, err = sign.NewVerifier(key, o.registry); err != nil {
+			return nil, nil, fmt.Errorf("keys.cosign: %w", err)
 		}
 	}
 	if cfg.Keys.Public != "" {
 		pub, err := sign.LoadVerifier(ctx, cfg.Keys.Public, kc)
 		if err != nil {
-			return nil, fmt.Errorf("keys.public: %w", err)
+			return nil, nil, fmt.Errorf("keys.public: %w", err)
 		}
-		if verifierKey, err = sign.NewVerifier(pub, o.registry); err != nil {
-			return nil, fmt.Errorf("keys.public: %w", err)
+		if verifier, err = sign.NewVerifier(pub, o.registry); err != nil {
+			return nil, nil, fmt.Errorf("keys.public: %w", err)
 		}
 	}
-	if needVerify && verifierKey == nil {
-		return nil, errors.New("a destination has requireSignature: true, but neither keys.public nor keys.cosign is set to verify with")
-	}
-	p, err := promote.New(o.registry, promote.WithJobs(cfg.Promote.Jobs), promote.WithTimeout(cfg.Promote.Timeout),
-		promote.WithMetrics(o.metrics), promote.WithLogger(o.log))
-	if err != nil {
-		return nil, err
-	}
-	pr := &promoter{p: p}
-	if verifierKey != nil {
-		pr.verify = func(ctx context.Context, ref string) error {
-			_, err := verifierKey.Verify(ctx, ref)
+	popts := []promote.Option{promote.WithJobs(cfg.Promote.Jobs), promote.WithTimeout(cfg.Promote.Timeout),
+		promote.WithMetrics(o.metrics), promote.WithLogger(o.log)}
+	if verifier != nil {
+		popts = append(popts, promote.WithVerify(func(ctx context.Context, ref string) error {
+			_, err := verifier.Verify(ctx, ref)
 			return err
-		}
+		}))
 	}
-	st.promote = pr
-	return st, nil
+	if promoter, err = promote.New(o.registry, popts...); err != nil {
+		return nil, nil, err
+	}
+	return signer, promoter, nil
 }
 
 // keyPassword is keys.password, else $COSIGN_PASSWORD as the cosign CLI reads it.
@@ -99,47 +78,4 @@ func keyPassword(cfg *config.Config) ([]byte, error) {
 		return []byte(pw), nil
 	}
 	return []byte(os.Getenv("COSIGN_PASSWORD")), nil
-}
-
-// signer counts and times signing.
-type signer struct {
-	s *sign.Signer
-	m *metrics.Metrics
-}
-
-func (s *signer) Sign(ctx context.Context, ref string) error {
-	start := time.Now()
-	_, err := s.s.Sign(ctx, ref)
-	outcome := "signed"
-	if err != nil {
-		outcome = "failed"
-	}
-	s.m.SignTotal.WithLabelValues(outcome).Inc()
-	s.m.SignDuration.Observe(time.Since(start).Seconds())
-	return err
-}
-
-// promoter promotes the revision tag, then moves the destination's mutable tags (for
-// example latest) to it.
-type promoter struct {
-	p      *promote.Promoter
-	verify func(ctx context.Context, ref string) error
-}
-
-func (p *promoter) Promote(ctx context.Context, src, dst string, d types.Destination) (string, error) {
-	opt := promote.Options{MutableTags: d.MutableTags}
-	if d.RequireSignature {
-		opt.Verify = p.verify
-	}
-	res, err := p.p.Promote(ctx, src, dst, opt)
-	if err != nil {
-		return "", err
-	}
-	for _, tag := range d.MutableTags {
-		// Everything was just copied: this only writes the tag.
-		if _, err := p.p.Promote(ctx, src, d.To.Tag(tag), opt); err != nil {
-			return "", fmt.Errorf("moving %s:%s: %w", d.To, tag, err)
-		}
-	}
-	return res.Digest, nil
 }

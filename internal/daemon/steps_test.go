@@ -9,11 +9,12 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/sign"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
-// TestStepsRefuseToStartWithoutUsableKeys: a daemon that could never sign or verify must
-// say so at start, naming the key to set, not fail later on the first revision.
-func TestStepsRefuseToStartWithoutUsableKeys(t *testing.T) {
+// TestStartRefusesUnusableKeys: a daemon that could never sign or verify must say so at
+// start, naming the key to set, not fail later on the first revision.
+func TestStartRefusesUnusableKeys(t *testing.T) {
 	dir := t.TempDir()
 	priv, pub, err := sign.GenerateKeyPair([]byte("right"))
 	if err != nil {
@@ -24,32 +25,52 @@ func TestStepsRefuseToStartWithoutUsableKeys(t *testing.T) {
 	os.WriteFile(pubKey, pub, 0o644)
 	t.Setenv("COSIGN_PASSWORD", "")
 
-	signing := []config.Pipeline{{Name: "web", Sign: true}}
-	gated := []config.Pipeline{{Name: "web", Promote: []config.Destination{{To: "r.example/web", RequireSignature: true}}}}
+	// withPipeline is a configuration that validates but for what a case sets: one locally
+	// built pipeline, signing, with one destination that requires a signature.
+	withPipeline := func(edit func(c *config.Config)) *config.Config {
+		c := config.Default()
+		c.Auth.InsecureNoAuth = true
+		c.Listen, c.Metrics, c.Status = "127.0.0.1:0", "", ""
+		c.DataDir = t.TempDir()
+		c.Pipelines = []config.Pipeline{{
+			Name: "web", Platforms: []string{"linux/amd64"}, Staging: "127.0.0.1:5000/web", Sign: true,
+			ArchTag: types.DefaultArchTag,
+			Build:   config.Build{Executor: "local", Dir: dir, Cache: config.BuildCache{Mode: config.DefaultCacheMode}},
+			Promote: []config.Destination{{To: "127.0.0.1:5001/web", RequireSignature: true}},
+		}}
+		edit(c)
+		return c
+	}
 	cases := []struct {
 		name string
-		cfg  config.Config
+		edit func(c *config.Config)
 		want string
 	}{
-		{"sign without a key", config.Config{Pipelines: signing}, "keys.cosign is not set"},
-		{"wrong password", config.Config{Pipelines: signing, Keys: config.Keys{Cosign: key, Password: "wrong"}}, "keys.cosign"},
-		{"missing key file", config.Config{Pipelines: signing, Keys: config.Keys{Cosign: filepath.Join(dir, "nope.key")}}, "keys.cosign"},
-		{"gate without any key", config.Config{Pipelines: gated}, "requireSignature"},
-		{"unknown format", config.Config{Pipelines: signing, Keys: config.Keys{Cosign: key, Password: "right"}, Sign: config.Sign{Format: "pgp"}}, "sign.format"},
-		{"bad public key", config.Config{Pipelines: gated, Keys: config.Keys{Public: key}}, "keys.public"},
+		{"sign without a key", func(c *config.Config) {}, "keys.cosign"},
+		{"wrong password", func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "wrong"} }, "keys.cosign"},
+		{"missing key file", func(c *config.Config) { c.Keys = config.Keys{Cosign: filepath.Join(dir, "nope.key")} }, "keys.cosign"},
+		{"gate without any key", func(c *config.Config) { c.Pipelines[0].Sign = false; c.Pipelines[0].Promote[0].RequireSignature = true }, "requireSignature"},
+		{"unknown format", func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "right"}; c.Sign.Format = "pgp" }, "sign.format"},
+		{"bad public key", func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "right", Public: key} }, "keys.public"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := newSteps(context.Background(), &tc.cfg, defaults())
+			d, err := Start(context.Background(), withPipeline(tc.edit))
+			if err == nil {
+				d.Stop()
+			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
 			}
 		})
 	}
-	ok := config.Config{Pipelines: append(signing, gated...), Keys: config.Keys{Cosign: key, Password: "right", Public: pubKey},
-		Promote: config.Default().Promote}
-	st, err := newSteps(context.Background(), &ok, defaults())
-	if err != nil || st.sign == nil || st.promote == nil {
-		t.Fatalf("valid keys: %v %+v", err, st)
+	ok := withPipeline(func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "right", Public: pubKey} })
+	o, err := newOptions(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, promoter, err := newSteps(context.Background(), ok, o)
+	if err != nil || signer == nil || promoter == nil {
+		t.Fatalf("valid keys: %v, signer %v, promoter %v", err, signer, promoter)
 	}
 }

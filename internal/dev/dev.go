@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
+	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"text/template"
 	"time"
 
 	"github.com/promoter-dev/promoter/internal/config"
@@ -30,22 +32,55 @@ import (
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
-// Options configure the all-in-one development environment.
-type Options struct {
-	// Listen is the daemon's address; port 0 picks one.
-	Listen string
-	// DataDir holds the registries, JetStream, the generated key and config.
-	DataDir string
-	// Source is the example source tree the local builder layers into images.
-	Source string
-	// Demo triggers a source change and follows it to a verified, promoted index.
-	Demo bool
-	// Timeout bounds the demo.
-	Timeout time.Duration
-	// Out receives what a user reads; Log the daemon's logs.
-	Out io.Writer
-	Log *slog.Logger
+// Option changes the development environment Run starts.
+type Option func(*options) error
+
+type options struct {
+	listen  string        // default DefaultListen
+	dataDir string        // default: a new temporary directory
+	source  string        // default DefaultSource
+	demo    bool          // default false: print what to try and run until stopped
+	timeout time.Duration // default DefaultTimeout
+	out     io.Writer     // default io.Discard
+	log     *slog.Logger  // default: discard
 }
+
+// Defaults of the options.
+const (
+	DefaultListen  = "127.0.0.1:8080"
+	DefaultSource  = "examples/hello"
+	DefaultTimeout = 3 * time.Minute
+)
+
+// WithListen is the daemon's address; port 0 picks one. The default is DefaultListen.
+func WithListen(addr string) Option { return func(o *options) error { o.listen = addr; return nil } }
+
+// WithDataDir holds the registries, JetStream, the generated key and config; the default
+// is a new temporary directory.
+func WithDataDir(dir string) Option { return func(o *options) error { o.dataDir = dir; return nil } }
+
+// WithSource is the example source tree the local builder layers into images; the default
+// is DefaultSource, relative to the working directory.
+func WithSource(dir string) Option { return func(o *options) error { o.source = dir; return nil } }
+
+// WithDemo triggers a source change and follows it to a verified, promoted index, bounded
+// by timeout (0 keeps DefaultTimeout).
+func WithDemo(timeout time.Duration) Option {
+	return func(o *options) error {
+		o.demo = true
+		if timeout > 0 {
+			o.timeout = timeout
+		}
+		return nil
+	}
+}
+
+// WithOutput receives what a user reads: the banner, the commands to try, the demo's
+// stages. The default discards.
+func WithOutput(w io.Writer) Option { return func(o *options) error { o.out = w; return nil } }
+
+// WithLogger receives the daemon's logs; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(o *options) error { o.log = l; return nil } }
 
 // Pipeline is the name of the example pipeline.
 const Pipeline = "hello"
@@ -56,7 +91,7 @@ const exampleRepo = "https://example.invalid/promoter/hello"
 
 // env is a started development environment.
 type env struct {
-	o          Options
+	o          options
 	daemonURL  string // webhooks, /readyz
 	statusURL  string // /v1/revisions
 	staging    *devenv.Registry
@@ -68,23 +103,27 @@ type env struct {
 
 // Run starts embedded NATS, a staging and a production registry with notifications wired
 // to the daemon, a generated signing key, the local builder and the example pipeline, all
-// on loopback. With Demo it pushes a source change through build, merge, sign and promote
-// and returns once the promoted index verifies; otherwise it prints what to try and runs
-// until ctx ends.
-func Run(ctx context.Context, o Options) error {
-	if o.Out == nil {
-		o.Out = io.Discard
+// on loopback. With WithDemo it pushes a source change through build, merge, sign and
+// promote and returns once the promoted index verifies; otherwise it prints what to try
+// and runs until ctx ends.
+func Run(ctx context.Context, opts ...Option) error {
+	o := options{listen: DefaultListen, source: DefaultSource, timeout: DefaultTimeout, out: io.Discard, log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return err
+		}
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
+	if st, err := os.Stat(o.source); err != nil || !st.IsDir() {
+		return fmt.Errorf("example source %q is not a directory: run from the repository root or pass --source", o.source)
 	}
-	if o.Timeout == 0 {
-		o.Timeout = 3 * time.Minute
+	if o.dataDir == "" {
+		dir, err := os.MkdirTemp("", "promoter-dev-")
+		if err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		o.dataDir = dir
 	}
-	if st, err := os.Stat(o.Source); err != nil || !st.IsDir() {
-		return fmt.Errorf("example source %q is not a directory: run from the repository root or pass --source", o.Source)
-	}
-	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
 	e := &env{o: o, tokens: map[string]string{}}
@@ -104,57 +143,52 @@ func Run(ctx context.Context, o Options) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ready := make(chan daemon.Addrs, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- daemon.Run(ctx, cfg, daemon.WithLogger(o.Log),
-			daemon.WithRegistryClient(registry.Client{Insecure: cfg.InsecureHosts()}),
-			daemon.WithAddrsHook(func(a daemon.Addrs) { ready <- a }))
-	}()
-	select {
-	case a := <-ready:
-		e.daemonURL, e.statusURL = "http://"+a.Listen, "http://"+a.Status
-	case err := <-done:
+	d, err := daemon.Start(ctx, cfg, daemon.WithLogger(o.log),
+		daemon.WithRegistryClient(registry.Client{Insecure: cfg.InsecureHosts()}))
+	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
+	defer d.Stop()
+	e.daemonURL, e.statusURL = "http://"+d.Addrs().Listen, "http://"+d.Addrs().Status
 	headers := http.Header{"Authorization": {"Bearer " + e.tokens["registry"]}}
 	notify := devenv.Notify(e.daemonURL+"/v1/events/registry", headers)
-	if e.staging, err = devenv.StartRegistry(ctx, filepath.Join(o.DataDir, "staging"), ports[0], notify); err != nil {
-		cancel()
-		<-done
+	if e.staging, err = devenv.StartRegistry(ctx, filepath.Join(o.dataDir, "staging"), ports[0], notify); err != nil {
 		return err
 	}
 	defer e.staging.Close()
-	if e.production, err = devenv.StartRegistry(ctx, filepath.Join(o.DataDir, "production"), ports[1]); err != nil {
-		cancel()
-		<-done
+	if e.production, err = devenv.StartRegistry(ctx, filepath.Join(o.dataDir, "production"), ports[1]); err != nil {
 		return err
 	}
 	defer e.production.Close()
 	if err := e.waitReady(ctx); err != nil {
-		cancel()
-		<-done
 		return err
 	}
 	e.banner(cfgPath)
 
-	var runErr error
-	if o.Demo {
-		runErr = e.demo(ctx)
-	} else {
-		e.printTryCommands()
-		select {
-		case <-ctx.Done():
-		case runErr = <-done:
-			return runErr
+	if o.demo {
+		if err := e.demo(ctx); err != nil {
+			return err
 		}
+		return d.Stop()
 	}
-	cancel()
-	if err := <-done; err != nil && runErr == nil {
-		runErr = err
+	e.printTryCommands()
+	select {
+	case <-ctx.Done():
+		return d.Stop()
+	case <-waitChan(d):
+		return d.Wait()
 	}
-	return runErr
 }
+
+// waitChan is closed when d has stopped on its own.
+func waitChan(d *daemon.Daemon) <-chan struct{} {
+	c := make(chan struct{})
+	go func() { _ = d.Wait(); close(c) }()
+	return c
+}
+
+//go:embed promoter.yaml.tmpl
+var configTemplate string
 
 // writeConfig writes the generated configuration and key pair into the data dir, so the
 // user can read what the dev environment runs and reuse it with `promoter serve`.
@@ -166,57 +200,30 @@ func (e *env) writeConfig(ports []int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	keyPath := filepath.Join(e.o.DataDir, "cosign.key")
-	e.keyPub = filepath.Join(e.o.DataDir, "cosign.pub")
+	keyPath := filepath.Join(e.o.dataDir, "cosign.key")
+	e.keyPub = filepath.Join(e.o.dataDir, "cosign.pub")
 	if err := os.WriteFile(keyPath, priv, 0o600); err != nil {
 		return "", err
 	}
 	if err := os.WriteFile(e.keyPub, pub, 0o644); err != nil {
 		return "", err
 	}
-	source, err := filepath.Abs(e.o.Source)
+	source, err := filepath.Abs(e.o.source)
 	if err != nil {
 		return "", err
 	}
-	staging := fmt.Sprintf("127.0.0.1:%d/%s", ports[0], Pipeline)
-	production := fmt.Sprintf("127.0.0.1:%d/%s", ports[1], Pipeline)
-	cfg := fmt.Sprintf(`# Generated by promoter dev. Secrets are inline for the demo only; in production use
-# env:NAME or file:/path references.
-listen: %q
-metrics: ""
-status: 127.0.0.1:0
-dataDir: %q
-logLevel: info
-reconcileInterval: 30s
-auth:
-  registryToken: %q
-  generic:
-    token: %q
-  github:
-    secret: %q
-keys:
-  cosign: %q
-  password: %q
-  public: %q
-pipelines:
-  - name: %s
-    source:
-      repo: %s
-      branch: main
-    platforms: [linux/amd64, linux/arm64]
-    build:
-      executor: local
-      dir: %q
-    staging: %s
-    sign: true
-    promote:
-      - to: %s
-        requireSignature: true
-        mutableTags: [latest]
-`, e.o.Listen, filepath.Join(e.o.DataDir, "nats"), e.tokens["registry"], e.tokens["generic"], e.tokens["github"],
-		keyPath, e.tokens["password"], e.keyPub, Pipeline, exampleRepo, source, staging, production)
-	path := filepath.Join(e.o.DataDir, "promoter.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+	var buf bytes.Buffer
+	err = template.Must(template.New("promoter.yaml").Parse(configTemplate)).Execute(&buf, map[string]any{
+		"Listen": e.o.listen, "NATSDir": filepath.Join(e.o.dataDir, "nats"), "Tokens": e.tokens,
+		"Key": keyPath, "PublicKey": e.keyPub, "Pipeline": Pipeline, "Repo": exampleRepo, "Source": source,
+		"Staging":    fmt.Sprintf("127.0.0.1:%d/%s", ports[0], Pipeline),
+		"Production": fmt.Sprintf("127.0.0.1:%d/%s", ports[1], Pipeline),
+	})
+	if err != nil {
+		return "", fmt.Errorf("rendering the dev configuration: %w", err)
+	}
+	path := filepath.Join(e.o.dataDir, "promoter.yaml")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
 		return "", err
 	}
 	return path, nil
@@ -242,7 +249,7 @@ func (e *env) waitReady(ctx context.Context) error {
 }
 
 func (e *env) banner(cfgPath string) {
-	fmt.Fprintf(e.o.Out, `promoter dev is running (everything on loopback):
+	fmt.Fprintf(e.o.out, `promoter dev is running (everything on loopback):
   daemon              %s
   status API          %s
   staging registry    %s   (notifications → daemon)
@@ -253,8 +260,8 @@ func (e *env) banner(cfgPath string) {
 }
 
 func (e *env) printTryCommands() {
-	rev := sourceRevision(e.o.Source)
-	fmt.Fprintf(e.o.Out, `
+	rev := sourceRevision(e.o.source)
+	fmt.Fprintf(e.o.out, `
 Try it:
   # a source change: builds both platforms, merges, signs and promotes
   curl -sS -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
@@ -271,9 +278,9 @@ Stop with Ctrl-C.
 
 // demo sends a source change and prints each stage as the daemon reports it.
 func (e *env) demo(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, e.o.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, e.o.timeout)
 	defer cancel()
-	rev := sourceRevision(e.o.Source)
+	rev := sourceRevision(e.o.source)
 	body, _ := json.Marshal(map[string]string{"repo": exampleRepo, "ref": "refs/heads/main", "revision": rev})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.daemonURL+"/v1/events/source/generic", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+e.tokens["generic"])
@@ -287,7 +294,7 @@ func (e *env) demo(ctx context.Context) error {
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
 		return fmt.Errorf("the daemon refused the source change: %s %s", resp.Status, reply)
 	}
-	fmt.Fprintf(e.o.Out, "\nsource change  %s@%s accepted\n", Pipeline, rev)
+	fmt.Fprintf(e.o.out, "\nsource change  %s@%s accepted\n", Pipeline, rev)
 
 	r, err := e.follow(ctx, rev)
 	if err != nil {
@@ -311,9 +318,9 @@ func (e *env) demo(ctx context.Context) error {
 		if c.Platform != "" {
 			what = c.Platform
 		}
-		fmt.Fprintf(e.o.Out, "verified       %-12s %s (%s signature, %s)\n", what, c.Digest, c.Format, e.keyPub)
+		fmt.Fprintf(e.o.out, "verified       %-12s %s (%s signature, %s)\n", what, c.Digest, c.Format, e.keyPub)
 	}
-	fmt.Fprintf(e.o.Out, "\ndone: %s@%s is promoted and verified\n", dst, r.Promotions[e.cfg.Pipelines[0].Promote[0].To].Digest)
+	fmt.Fprintf(e.o.out, "\ndone: %s@%s is promoted and verified\n", dst, r.Promotions[e.cfg.Pipelines[0].Promote[0].To].Digest)
 	return nil
 }
 
@@ -324,7 +331,7 @@ func (e *env) follow(ctx context.Context, rev string) (*types.Revision, error) {
 	say := func(key, format string, args ...any) {
 		if !seen[key] {
 			seen[key] = true
-			fmt.Fprintf(e.o.Out, format+"\n", args...)
+			fmt.Fprintf(e.o.out, format+"\n", args...)
 		}
 	}
 	for {
@@ -369,7 +376,7 @@ func (e *env) follow(ctx context.Context, rev string) (*types.Revision, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("revision %s was not promoted within %s (last state: %+v)", rev, e.o.Timeout, r)
+			return nil, fmt.Errorf("revision %s was not promoted within %s (last state: %+v)", rev, e.o.timeout, r)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -1,6 +1,7 @@
 package promote
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -12,10 +13,11 @@ import (
 type Option func(*options) error
 
 type options struct {
-	jobs    int              // default DefaultJobs
-	timeout time.Duration    // default DefaultTimeout
-	metrics *metrics.Metrics // default metrics.Discard()
-	log     *slog.Logger     // default: discard
+	jobs    int                                         // default DefaultJobs
+	timeout time.Duration                               // default DefaultTimeout
+	metrics *metrics.Metrics                            // default metrics.Discard()
+	log     *slog.Logger                                // default: discard
+	verify  func(ctx context.Context, ref string) error // default nil: no destination can require a signature
 }
 
 // WithJobs bounds the concurrent requests per registry host (config promote.jobs); the
@@ -52,4 +54,11 @@ func WithMetrics(m *metrics.Metrics) Option {
 // artifact; the default discards.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error { o.log = l; return nil }
+}
+
+// WithVerify is the signature gate of destinations with RequireSignature
+// (PromoteDestination): it must accept the source, pinned by digest, before anything is
+// copied. Without it, promoting to such a destination fails.
+func WithVerify(fn func(ctx context.Context, ref string) error) Option {
+	return func(o *options) error { o.verify = fn; return nil }
 }

@@ -50,6 +50,7 @@ type Promoter struct {
 	timeout time.Duration
 	metrics *metrics.Metrics
 	log     *slog.Logger
+	verify  func(ctx context.Context, ref string) error
 
 	mu    sync.Mutex
 	hosts map[string]*semaphore.Weighted
@@ -63,7 +64,32 @@ func New(reg registry.Client, opts ...Option) (*Promoter, error) {
 			return nil, err
 		}
 	}
-	return &Promoter{reg: reg, jobs: o.jobs, timeout: o.timeout, metrics: o.metrics, log: o.log}, nil
+	return &Promoter{reg: reg, jobs: o.jobs, timeout: o.timeout, metrics: o.metrics, log: o.log, verify: o.verify}, nil
+}
+
+// PromoteDestination promotes src (by digest) to a pipeline destination: under tag, which
+// is immutable, then moves the destination's mutable tags (for example latest) to it. A
+// destination that requires a signature is gated by WithVerify's function. It returns the
+// digest the destination's tag points at.
+func (p *Promoter) PromoteDestination(ctx context.Context, src, tag string, d types.Destination) (string, error) {
+	opt := Options{MutableTags: d.MutableTags}
+	if d.RequireSignature {
+		if p.verify == nil {
+			return "", fmt.Errorf("%s requires a signature, but no verification key is configured", d.To)
+		}
+		opt.Verify = p.verify
+	}
+	res, err := p.Promote(ctx, src, d.To.Tag(tag), opt)
+	if err != nil {
+		return "", err
+	}
+	for _, mt := range d.MutableTags {
+		// Everything was just copied: this only writes the tag.
+		if _, err := p.Promote(ctx, src, d.To.Tag(mt), opt); err != nil {
+			return "", fmt.Errorf("moving %s:%s: %w", d.To, mt, err)
+		}
+	}
+	return res.Digest, nil
 }
 
 // Action is what promotion does (or would do) with one item.

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
 )
 
@@ -42,11 +44,12 @@ func ParseFormat(s string) (Format, error) {
 
 // Signer signs an image or an index and its platform children.
 type Signer struct {
-	key    signature.SignerVerifier
-	kp     *keypair // the bundle format's view of key
-	format Format
-	reg    registry.Client
-	log    *slog.Logger
+	key     signature.SignerVerifier
+	kp      *keypair // the bundle format's view of key
+	format  Format
+	reg     registry.Client
+	log     *slog.Logger
+	metrics *metrics.Metrics
 }
 
 // NewSigner signs with key (LoadSigner loads one), reading images and writing signatures
@@ -55,13 +58,13 @@ func NewSigner(key signature.SignerVerifier, reg registry.Client, opts ...Option
 	if key == nil {
 		return nil, errors.New("signing: no key loaded")
 	}
-	o := options{format: DefaultFormat, log: slog.New(slog.DiscardHandler)}
+	o := options{format: DefaultFormat, log: slog.New(slog.DiscardHandler), metrics: metrics.Discard()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
 		}
 	}
-	s := &Signer{key: key, format: o.format, reg: reg, log: o.log}
+	s := &Signer{key: key, format: o.format, reg: reg, log: o.log, metrics: o.metrics}
 	if o.format == FormatBundle {
 		kp, err := newKeypair(key)
 		if err != nil {
@@ -76,8 +79,9 @@ func NewSigner(key signature.SignerVerifier, reg registry.Client, opts ...Option
 type Option func(*options) error
 
 type options struct {
-	format Format       // default DefaultFormat
-	log    *slog.Logger // default: discard
+	format  Format           // default DefaultFormat
+	log     *slog.Logger     // default: discard
+	metrics *metrics.Metrics // default metrics.Discard()
 }
 
 // WithFormat is where signatures go (config sign.format); "" keeps DefaultFormat.
@@ -97,6 +101,12 @@ func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error { o.log = l; return nil }
 }
 
+// WithMetrics counts each Sign by outcome and observes its duration; the default is a
+// private registry nobody scrapes.
+func WithMetrics(m *metrics.Metrics) Option {
+	return func(o *options) error { o.metrics = m; return nil }
+}
+
 // Signed reports one signed digest.
 type Signed struct {
 	// Digest is the signed manifest's digest, "sha256:<hex>".
@@ -114,6 +124,18 @@ type Signed struct {
 // and repeated runs do not pile up signatures. It stops at the first failure and returns
 // what was signed before it.
 func (s *Signer) Sign(ctx context.Context, ref string) ([]Signed, error) {
+	start := time.Now()
+	out, err := s.sign(ctx, ref)
+	outcome := "signed"
+	if err != nil {
+		outcome = "failed"
+	}
+	s.metrics.SignTotal.WithLabelValues(outcome).Inc()
+	s.metrics.SignDuration.Observe(time.Since(start).Seconds())
+	return out, err
+}
+
+func (s *Signer) sign(ctx context.Context, ref string) ([]Signed, error) {
 	format, log := s.format, s.log
 	targets, err := resolve(ctx, s.reg, ref)
 	if err != nil {

@@ -1,8 +1,9 @@
-// Package status owns the daemon's status API as its clients see it: the wire types of
-// /v1/revisions and a Client that `promoter status`, `promoter dev` and the end-to-end
-// tests share. The daemon serves the API (internal/daemon/status.go) with these types.
+// Package status owns the daemon's status API, both sides of it: the wire types of
+// /v1/revisions, the handler the daemon serves on its status listener (NewHandler), and a
+// Client that `promoter status`, `promoter dev` and the end-to-end tests share.
 //
-// It must not read the revision state itself: only through the API.
+// The handler reads the revision state only through the Reader it is given, and never
+// writes it; the client reads it only through the API.
 package status
 
 import (

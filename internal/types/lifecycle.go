@@ -23,6 +23,9 @@ import (
 //	merged, signed ── Complete (nothing left) ──────▶ promoted
 //	merged, signed ── PromotionConflicted ──────────▶ conflicted
 //
+// MergeRetrying and StepRetrying change no phase: they record a failed attempt that the
+// bus will retry, for status and operators.
+//
 // promoted, failed and conflicted are terminal (Terminal) except that a failed revision
 // is tried again when a new image arrives under one of its arch tags.
 
@@ -224,6 +227,38 @@ func (r *Revision) Complete(signRequired bool, destinations []string) error {
 		return ErrNoChange
 	}
 	r.Phase, r.Reason = PhasePromoted, ""
+	return nil
+}
+
+// MergeRetrying records a failed merge that will be retried. A merged revision, or one
+// with no state yet, is left alone.
+func (r *Revision) MergeRetrying(retry Retry) error {
+	if r.Index != "" || r.Phase == "" {
+		return ErrNoChange
+	}
+	r.MergeRetry = retry
+	return nil
+}
+
+// StepRetrying records that step s failed at and will be retried as retry says. A step of
+// another index than the revision's (a late message) is left alone.
+func (r *Revision) StepRetrying(s Step, retry Retry, at time.Time) error {
+	if r.Index == "" || r.Index != s.Index {
+		return ErrNoChange
+	}
+	switch s.Kind {
+	case StepSign:
+		r.SignRetry = retry
+	case StepPromote:
+		if r.Promotions == nil {
+			r.Promotions = map[string]Promotion{}
+		}
+		pr := r.Promotions[s.Destination]
+		pr.Error, pr.At, pr.Retry = retry.Error, at, retry
+		r.Promotions[s.Destination] = pr
+	default:
+		return illegal(r, "a retry of unknown step "+string(s.Kind))
+	}
 	return nil
 }
 

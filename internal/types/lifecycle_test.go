@@ -184,6 +184,33 @@ func TestTransitions(t *testing.T) {
 			do:      func(r *Revision) error { return r.Complete(false, dests) },
 			wantErr: unchanged(all...),
 		},
+		{
+			name:    "a merge will be retried",
+			do:      func(r *Revision) error { return r.MergeRetrying(Retry{Failures: 1, Error: "503"}) },
+			want:    map[Phase]Phase{PhaseBuilding: PhaseBuilding, PhaseWaiting: PhaseWaiting, PhaseFailed: PhaseFailed},
+			wantErr: unchanged("", PhaseMerged, PhaseSigned, PhasePromoted, PhaseConflicted),
+		},
+		{
+			name: "a promotion will be retried",
+			do: func(r *Revision) error {
+				return r.StepRetrying(Step{Kind: StepPromote, Index: index, Destination: dests[0]}, Retry{Failures: 2, Error: "503"}, at)
+			},
+			want:    map[Phase]Phase{PhaseMerged: PhaseMerged, PhaseSigned: PhaseSigned, PhasePromoted: PhasePromoted, PhaseConflicted: PhaseConflicted},
+			wantErr: unchanged("", PhaseBuilding, PhaseWaiting, PhaseFailed),
+		},
+		{
+			name:    "a step of another index will be retried",
+			do:      func(r *Revision) error { return r.StepRetrying(Step{Kind: StepSign, Index: "sha256:other"}, Retry{Failures: 1}, at) },
+			wantErr: unchanged(all...),
+		},
+		{
+			name: "a retry of an unknown step",
+			do: func(r *Revision) error {
+				return r.StepRetrying(Step{Kind: "rebuild", Index: index}, Retry{Failures: 1}, at)
+			},
+			wantErr: with(with(with(with(unchanged("", PhaseBuilding, PhaseWaiting, PhaseFailed),
+				PhaseMerged, ErrTransition), PhaseSigned, ErrTransition), PhasePromoted, ErrTransition), PhaseConflicted, ErrTransition),
+		},
 	}
 	for _, tc := range tests {
 		for _, from := range all {
@@ -268,6 +295,24 @@ func TestTransitionDetails(t *testing.T) {
 		moved, err := r.FinishMerge("mine", map[string]string{amd: "sha256:old"}, PhaseMerged, "", "sha256:i")
 		if !moved || err != nil || r.Platforms[amd].Digest != "sha256:old" || r.Index != "sha256:i" || r.Merging != nil || r.MergeRetry.Failures != 0 {
 			t.Fatalf("moved %v, %v, %+v", moved, err, r)
+		}
+	})
+	t.Run("a retried step keeps what it was done before", func(t *testing.T) {
+		r := &Revision{Phase: PhaseSigned, Index: "sha256:i", Signed: true,
+			Promotions: map[string]Promotion{"a": {Done: true, Digest: "sha256:i"}}}
+		at := time.Unix(1700000000, 0).UTC()
+		retry := Retry{Failures: 3, Error: "503 Service Unavailable", Next: at.Add(time.Minute)}
+		if err := r.StepRetrying(Step{Kind: StepPromote, Index: "sha256:i", Destination: "b"}, retry, at); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Promotions["b"]; got.Done || got.Error != retry.Error || !got.At.Equal(at) || got.Retry != retry {
+			t.Errorf("promotion b = %+v, want the retry recorded", got)
+		}
+		if !r.Promotions["a"].Done {
+			t.Errorf("promotion a lost: %+v", r.Promotions["a"])
+		}
+		if err := r.StepRetrying(Step{Kind: StepSign, Index: "sha256:i"}, retry, at); err != nil || r.SignRetry != retry {
+			t.Errorf("sign retry: %v, %+v", err, r.SignRetry)
 		}
 	})
 	t.Run("signing clears its retry", func(t *testing.T) {

@@ -1,6 +1,7 @@
-package daemon
+package status
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -9,9 +10,16 @@ import (
 	"strings"
 
 	"github.com/promoter-dev/promoter/internal/state"
-	"github.com/promoter-dev/promoter/internal/status"
 	"github.com/promoter-dev/promoter/internal/types"
 )
+
+// Reader is the revision state as the API serves it: *state.Store. Its errors other than
+// state.ErrNotFound mean the state is unavailable for now (the bus is down, electing a
+// leader, or not ready yet), and are answered 503 with Retry-After.
+type Reader interface {
+	Get(ctx context.Context, pipeline, revision string) (*types.Revision, error)
+	Page(ctx context.Context, pipeline, after string, limit int) ([]*types.Revision, string, error)
+}
 
 // Page sizes of GET /v1/revisions.
 const (
@@ -19,16 +27,15 @@ const (
 	maxPageLimit     = 1000
 )
 
-// The body of GET /v1/revisions is a status.Page: revisions in key order
-// (pipeline, then revision) and the cursor of the next page, empty on the last.
-// statusHandler serves the revision state read-only, for `promoter status` and operators,
-// on the status listener (never the webhook one):
+// NewHandler serves the revision state read-only, for `promoter status` and operators, on
+// the status listener (never the webhook one):
 //
-//	GET /v1/revisions[?pipeline=NAME][&limit=N][&after=CURSOR]  one page, in key order
+//	GET /v1/revisions[?pipeline=NAME][&limit=N][&after=CURSOR]  one Page, in key order
 //	GET /v1/revisions/{pipeline}/{revision}                     one revision
 //
-// With a token, every request must carry it as a bearer token.
-func (d *daemon) statusHandler(token string) http.Handler {
+// With a non-empty token (auth.statusToken), every request must carry it as a bearer
+// token.
+func NewHandler(st Reader, token string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/revisions", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -41,11 +48,6 @@ func (d *daemon) statusHandler(token string) http.Handler {
 			}
 			limit = n
 		}
-		st, err := d.store()
-		if err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
-			return
-		}
 		revs, next, err := st.Page(r.Context(), q.Get("pipeline"), q.Get("after"), limit)
 		if err != nil {
 			stateUnavailable(w, err)
@@ -54,14 +56,9 @@ func (d *daemon) statusHandler(token string) http.Handler {
 		if revs == nil {
 			revs = []*types.Revision{}
 		}
-		writeJSON(w, http.StatusOK, status.Page{Revisions: revs, Next: next})
+		writeJSON(w, http.StatusOK, Page{Revisions: revs, Next: next})
 	})
 	mux.HandleFunc("GET /v1/revisions/{pipeline}/{revision}", func(w http.ResponseWriter, r *http.Request) {
-		st, err := d.store()
-		if err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
-			return
-		}
 		rev, err := st.Get(r.Context(), r.PathValue("pipeline"), r.PathValue("revision"))
 		switch {
 		case errors.Is(err, state.ErrNotFound):
@@ -84,15 +81,6 @@ func (d *daemon) statusHandler(token string) http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
-}
-
-// store is the revision state, available once the bus is ready.
-func (d *daemon) store() (*state.Store, error) {
-	kv, err := d.bus.Revisions()
-	if err != nil {
-		return nil, err
-	}
-	return state.New(kv), nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -1,4 +1,4 @@
-package daemon
+package bus
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/promoter-dev/promoter/internal/backoff"
-	"github.com/promoter-dev/promoter/internal/bus"
 )
 
 // ackWait is how long a message may stay unacknowledged before redelivery. Handlers signal
@@ -30,50 +29,55 @@ const maxRetryAfter = 10 * time.Minute
 // defaultHandlerTimeout bounds a handler call whose consumer sets no timeout.
 const defaultHandlerTimeout = 2 * time.Minute
 
-// errPermanent marks a handler error that redelivery cannot fix (a malformed message); the
+// ErrPermanent marks a handler error that redelivery cannot fix (a malformed message); the
 // message is terminated instead of retried.
-var errPermanent = errors.New("permanent")
+var ErrPermanent = errors.New("permanent")
 
-// consumer is one durable pull consumer of the events stream and its handler.
-type consumer struct {
-	durable string
-	subject string
-	handle  func(ctx context.Context, data []byte) error
-	// parallel bounds the messages handled at once; default 1.
-	parallel int
-	// timeout bounds one handler call (default defaultHandlerTimeout): a handler stuck on a
+// Handler handles one message's data. An error wrapping ErrPermanent drops the message; any
+// other error has it redelivered later.
+type Handler func(ctx context.Context, data []byte) error
+
+// Consumer is one durable pull consumer of the events stream and its handler.
+type Consumer struct {
+	Durable string
+	Subject string
+	Handle  Handler
+	// Parallel bounds the messages handled at once; default 1.
+	Parallel int
+	// Timeout bounds one handler call (default defaultHandlerTimeout): a handler stuck on a
 	// dead connection must not keep its message in progress forever.
-	timeout time.Duration
-	// retrying, when set, is told of each failure that will be retried: failures so far,
+	Timeout time.Duration
+	// Retrying, when set, is told of each failure that will be retried: failures so far,
 	// when the next attempt is due, and the error.
-	retrying func(ctx context.Context, data []byte, failures int, next time.Time, err error)
+	Retrying func(ctx context.Context, data []byte, failures int, next time.Time, err error)
 }
 
-// decode wraps a typed handler: the message is JSON of T.
-func decode[T any](fn func(context.Context, T) error) func(context.Context, []byte) error {
+// Decode wraps a typed handler: the message is JSON of T, and one that is not is dropped.
+func Decode[T any](fn func(context.Context, T) error) Handler {
 	return func(ctx context.Context, data []byte) error {
 		var v T
 		if err := json.Unmarshal(data, &v); err != nil {
-			return fmt.Errorf("%w: decoding %T: %v", errPermanent, v, err)
+			return fmt.Errorf("%w: decoding %T: %v", ErrPermanent, v, err)
 		}
 		return fn(ctx, v)
 	}
 }
 
-// run consumes until ctx ends. Replicas share the durable consumer, so each message goes to
-// one of them. A failed handler's message is redelivered on retryDelay's schedule.
-func (c consumer) run(ctx context.Context, b *bus.Bus, log *slog.Logger) error {
+// Consume runs c until ctx ends, and returns nil then. Replicas share the durable consumer,
+// so each message goes to one of them. A failed handler's message is redelivered on
+// retryDelay's schedule; the handler signals progress (Heartbeat) while it runs.
+func (b *Bus) Consume(ctx context.Context, c Consumer) error {
 	if err := b.WaitReady(ctx); err != nil {
 		return nil // stopping before the bus came up
 	}
-	parallel := max(c.parallel, 1)
-	log = log.With("consumer", c.durable)
+	parallel := max(c.Parallel, 1)
+	log := b.log.With("consumer", c.Durable)
 	var cons jetstream.Consumer
 	for attempt := 0; ; attempt++ {
 		var err error
-		cons, err = b.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
-			Durable:       c.durable,
-			FilterSubject: c.subject,
+		cons, err = b.JS.CreateOrUpdateConsumer(ctx, StreamEvents, jetstream.ConsumerConfig{
+			Durable:       c.Durable,
+			FilterSubject: c.Subject,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       ackWait,
 			MaxDeliver:    -1,
@@ -146,15 +150,15 @@ func (c consumer) run(ctx context.Context, b *bus.Bus, log *slog.Logger) error {
 	}
 }
 
-func (c consumer) handleMsg(ctx context.Context, msg jetstream.Msg, log *slog.Logger) {
+func (c Consumer) handleMsg(ctx context.Context, msg jetstream.Msg, log *slog.Logger) {
 	// Keep the message ours while the handler works.
-	stop := bus.Heartbeat(msg, ackWait)
-	timeout := c.timeout
+	stop := Heartbeat(msg, ackWait)
+	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = defaultHandlerTimeout
 	}
 	hctx, cancel := context.WithTimeout(ctx, timeout)
-	err := c.handle(hctx, msg.Data())
+	err := c.Handle(hctx, msg.Data())
 	cancel()
 	stop()
 	switch {
@@ -165,7 +169,7 @@ func (c consumer) handleMsg(ctx context.Context, msg jetstream.Msg, log *slog.Lo
 			log.Warn("acknowledging", "error", err)
 		}
 		cancel()
-	case errors.Is(err, errPermanent):
+	case errors.Is(err, ErrPermanent):
 		log.Error("dropping malformed message", "subject", msg.Subject(), "error", err)
 		_ = msg.Term()
 	case ctx.Err() != nil:
@@ -177,8 +181,8 @@ func (c consumer) handleMsg(ctx context.Context, msg jetstream.Msg, log *slog.Lo
 			failures = int(meta.NumDelivered)
 		}
 		delay := retryDelay(failures, err)
-		if c.retrying != nil {
-			c.retrying(ctx, msg.Data(), failures, time.Now().Add(delay), err)
+		if c.Retrying != nil {
+			c.Retrying(ctx, msg.Data(), failures, time.Now().Add(delay), err)
 		}
 		log.Warn("handler failed, will retry", "subject", msg.Subject(), "failures", failures, "retry_in", delay, "error", err)
 		_ = msg.NakWithDelay(delay)

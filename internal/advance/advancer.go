@@ -1,4 +1,4 @@
-package daemon
+package advance
 
 import (
 	"context"
@@ -7,46 +7,87 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/promoter-dev/promoter/internal/events"
+	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
-// The steps after a merge, as the daemon needs them. Implementations live in internal/sign
-// and internal/promote; adapters in steps.go.
+// The steps after a merge, as the advancer needs them: *sign.Signer and
+// *promote.Promoter, or a test's recording fakes.
 type (
-	signStep interface {
+	Signer interface {
 		// Sign signs ref (an index by digest) and its platform children.
-		Sign(ctx context.Context, ref string) error
+		Sign(ctx context.Context, ref string) ([]sign.Signed, error)
 	}
-	promoteStep interface {
-		// Promote copies src (by digest) with signatures and referrers to dst (a tag
-		// reference) and returns the digest dst points at.
-		Promote(ctx context.Context, src, dst string, d types.Destination) (string, error)
+	Promoter interface {
+		// PromoteDestination copies src (by digest) with signatures and referrers to d under
+		// tag, moves d's mutable tags, and returns the digest d's tag points at.
+		PromoteDestination(ctx context.Context, src, tag string, d types.Destination) (string, error)
 	}
 )
 
-// advancer moves merged revisions through signing and promotion. Each step is a message on
-// types.SubjectSteps: the bus redelivers a failed one on its own schedule (retryDelay), so a
-// failing destination is retried within seconds, not at the next reconcile, and a restart
-// keeps the schedule. Each step records its outcome in the revision state before its
-// message is acknowledged, and publishes the steps that follow it, so a crash between the
-// two only repeats a step, which is idempotent: signing does not pile up signatures and
-// promotion skips what exists.
-type advancer struct {
+// Advancer moves merged revisions through signing and promotion. Each step is a message on
+// types.SubjectSteps: the bus redelivers a failed one on its own schedule, so a failing
+// destination is retried within seconds, not at the next reconcile, and a restart keeps the
+// schedule. Each step records its outcome in the revision state before its message is
+// acknowledged, and publishes the steps that follow it, so a crash between the two only
+// repeats a step, which is idempotent: signing does not pile up signatures and promotion
+// skips what exists.
+type Advancer struct {
+	store     *state.Store
+	pub       bus.Publisher
 	pipelines []types.Pipeline
+	sign      Signer
+	promote   Promoter
 	log       *slog.Logger
 	metrics   *metrics.Metrics
-	store     *state.Store
-	pub       events.Publisher
-	sign      signStep
-	promote   promoteStep
 }
 
-// next publishes the steps revision r is ready for; message ids make publishing them twice
-// harmless. A revision with nothing left to do but no destination is marked promoted.
-func (a *advancer) next(ctx context.Context, p types.Pipeline, r *types.Revision) error {
+// New advances the revisions of pipelines kept in store, publishing steps through pub.
+// signer may be nil when no pipeline signs.
+func New(store *state.Store, pub bus.Publisher, pipelines []types.Pipeline, signer Signer, promoter Promoter, opts ...Option) (*Advancer, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if promoter == nil {
+		return nil, errors.New("advance: no promoter")
+	}
+	for _, p := range pipelines {
+		if p.Sign && signer == nil {
+			return nil, fmt.Errorf("advance: pipeline %s signs, but there is no signer", p.Name)
+		}
+	}
+	return &Advancer{store: store, pub: pub, pipelines: pipelines, sign: signer, promote: promoter, log: o.log, metrics: o.metrics}, nil
+}
+
+// pipeline finds a configured pipeline by name.
+func (a *Advancer) pipeline(name string) (types.Pipeline, bool) {
+	for _, p := range a.pipelines {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return types.Pipeline{}, false
+}
+
+// Next publishes the steps revision r is ready for; message ids make publishing them twice
+// harmless. A merged revision with nothing left to do is marked promoted. A revision that is
+// not merged, or of a pipeline no longer configured, has no next step.
+func (a *Advancer) Next(ctx context.Context, r *types.Revision) error {
+	if r == nil || r.Index == "" || r.Terminal() {
+		return nil
+	}
+	p, ok := a.pipeline(r.Pipeline)
+	if !ok {
+		return nil
+	}
+	return a.next(ctx, p, r)
+}
+
+func (a *Advancer) next(ctx context.Context, p types.Pipeline, r *types.Revision) error {
 	if r.Index == "" || r.Terminal() {
 		return nil
 	}
@@ -68,15 +109,15 @@ func (a *advancer) next(ctx context.Context, p types.Pipeline, r *types.Revision
 	return errors.Join(errs...)
 }
 
-func (a *advancer) publish(ctx context.Context, s types.Step) error {
+func (a *Advancer) publish(ctx context.Context, s types.Step) error {
 	_, err := a.pub.Publish(ctx, types.SubjectSteps, s.MsgID(), s)
 	return err
 }
 
-// handle performs one step. A step that is moot (another index, a terminal revision, a
+// HandleStep performs one step. A step that is moot (another index, a terminal revision, a
 // pipeline or destination removed from the configuration) is acknowledged and dropped.
-func (a *advancer) handle(ctx context.Context, s types.Step) error {
-	p, ok := pipelineNamed(a.pipelines, s.Pipeline)
+func (a *Advancer) HandleStep(ctx context.Context, s types.Step) error {
+	p, ok := a.pipeline(s.Pipeline)
 	if !ok {
 		a.log.Warn("dropping a step of a pipeline no longer configured", "pipeline", s.Pipeline, "revision", s.Revision)
 		return nil
@@ -110,16 +151,15 @@ func (a *advancer) handle(ctx context.Context, s types.Step) error {
 		}
 		return a.promoteDestination(ctx, p, r, dest)
 	}
-	return fmt.Errorf("%w: unknown step %q", errPermanent, s.Kind)
+	return fmt.Errorf("%w: unknown step %q", bus.ErrPermanent, s.Kind)
 }
 
-func (a *advancer) signRevision(ctx context.Context, p types.Pipeline, r *types.Revision) (*types.Revision, error) {
-	log := a.log.With("pipeline", p.Name, "revision", r.Revision, "index", r.Index)
+func (a *Advancer) signRevision(ctx context.Context, p types.Pipeline, r *types.Revision) (*types.Revision, error) {
 	ref := p.Staging.Digest(r.Index)
-	if err := a.sign.Sign(ctx, ref); err != nil {
+	if _, err := a.sign.Sign(ctx, ref); err != nil {
 		return nil, fmt.Errorf("signing %s: %w", ref, err)
 	}
-	log.Info("signed index and children")
+	a.log.Info("signed index and children", "pipeline", p.Name, "revision", r.Revision, "index", r.Index)
 	return a.store.Update(ctx, p.Name, r.Revision, func(cur *types.Revision) error {
 		return cur.MarkSigned()
 	})
@@ -128,15 +168,14 @@ func (a *advancer) signRevision(ctx context.Context, p types.Pipeline, r *types.
 // promoteDestination promotes one destination and records the outcome. A destination tag
 // that points elsewhere is terminal for the revision (an operator must act); any other
 // error is returned, to be retried.
-func (a *advancer) promoteDestination(ctx context.Context, p types.Pipeline, r *types.Revision, dest types.Destination) error {
+func (a *Advancer) promoteDestination(ctx context.Context, p types.Pipeline, r *types.Revision, dest types.Destination) error {
 	log := a.log.With("pipeline", p.Name, "revision", r.Revision, "destination", string(dest.To))
 	src := p.Staging.Digest(r.Index)
-	dst := dest.To.Tag(r.Revision)
 	start := time.Now()
-	digest, err := a.promote.Promote(ctx, src, dst, dest)
+	digest, err := a.promote.PromoteDestination(ctx, src, r.Revision, dest)
 	conflict := errors.Is(err, types.ErrTagImmutable)
 	if err != nil && !conflict {
-		return fmt.Errorf("promoting %s to %s: %w", src, dst, err)
+		return fmt.Errorf("promoting %s to %s: %w", src, dest.To.Tag(r.Revision), err)
 	}
 	if conflict {
 		// promote counted it in promoter_immutability_violations_total.
@@ -163,7 +202,7 @@ func (a *advancer) promoteDestination(ctx context.Context, p types.Pipeline, r *
 // markPromoted ends a revision whose every destination is done (or that has none). r is
 // the state the caller acted on: a read that does not hold its index yet is behind it (a
 // JetStream follower answered) and is retried, never taken for "nothing to do".
-func (a *advancer) markPromoted(ctx context.Context, p types.Pipeline, r *types.Revision) error {
+func (a *Advancer) markPromoted(ctx context.Context, p types.Pipeline, r *types.Revision) error {
 	_, err := a.store.Update(ctx, p.Name, r.Revision, func(cur *types.Revision) error {
 		if cur.Index != r.Index {
 			return errStaleState
@@ -176,47 +215,29 @@ func (a *advancer) markPromoted(ctx context.Context, p types.Pipeline, r *types.
 // errStaleState says a read of the revision state is older than a state already seen.
 var errStaleState = errors.New("revision state read is behind the one acted on; reading it again")
 
-// retrying records a failed step's retry in the revision state, for status and operators,
-// and counts it.
-func (a *advancer) retrying(ctx context.Context, s types.Step, failures int, next time.Time, stepErr error) {
+// StepRetrying records a failed step's retry in the revision state, for status and
+// operators, and counts it.
+func (a *Advancer) StepRetrying(ctx context.Context, s types.Step, failures int, next time.Time, stepErr error) {
 	a.metrics.StepRetries.WithLabelValues(string(s.Kind)).Inc()
 	retry := types.Retry{Failures: failures, Error: stepErr.Error(), Next: next.UTC()}
 	_, err := a.store.Update(ctx, s.Pipeline, s.Revision, func(cur *types.Revision) error {
-		if cur.Index != s.Index {
-			return state.ErrNoChange
-		}
-		switch s.Kind {
-		case types.StepSign:
-			cur.SignRetry = retry
-		case types.StepPromote:
-			if cur.Promotions == nil {
-				cur.Promotions = map[string]types.Promotion{}
-			}
-			pr := cur.Promotions[s.Destination]
-			pr.Error, pr.At, pr.Retry = stepErr.Error(), time.Now().UTC(), retry
-			cur.Promotions[s.Destination] = pr
-		}
-		return nil
+		return cur.StepRetrying(s, retry, time.Now().UTC())
 	})
 	if err != nil && ctx.Err() == nil {
 		a.log.Warn("recording a step's retry", "pipeline", s.Pipeline, "revision", s.Revision, "step", s.Kind, "error", err)
 	}
 }
 
-// resumeAll publishes the steps of every revision that has work left: on start, and at each
+// Resume publishes the steps of every revision that has work left: on start, and at each
 // reconcile. The bus normally holds them already (they are de-duplicated then); this covers
 // a step lost between a state change and its publish.
-func (a *advancer) resumeAll(ctx context.Context, revs []*types.Revision) error {
+func (a *Advancer) Resume(ctx context.Context, revs []*types.Revision) error {
 	var errs []error
 	for _, r := range revs {
 		if r.Phase != types.PhaseMerged && r.Phase != types.PhaseSigned {
 			continue
 		}
-		p, ok := pipelineNamed(a.pipelines, r.Pipeline)
-		if !ok {
-			continue
-		}
-		if err := a.next(ctx, p, r); err != nil {
+		if err := a.Next(ctx, r); err != nil {
 			errs = append(errs, fmt.Errorf("%s/%s: %w", r.Pipeline, r.Revision, err))
 		}
 	}

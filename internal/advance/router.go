@@ -1,0 +1,137 @@
+package advance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/promoter-dev/promoter/internal/builders"
+	"github.com/promoter-dev/promoter/internal/bus"
+	"github.com/promoter-dev/promoter/internal/merge"
+	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+// mergeTimeout bounds one registry push's handling: a merge reads manifests and configs and
+// writes one index.
+const mergeTimeout = time.Minute
+
+// Router is where each message the daemon consumes goes: a registry push to the merger, a
+// source change to the build dispatcher, a build result to the revision state, a step to
+// the advancer. A revision the merger finished is handed to the advancer.
+type Router struct {
+	adv     *Advancer
+	merger  *merge.Merger
+	disp    *builders.Dispatcher
+	log     *slog.Logger
+	metrics *metrics.Metrics
+}
+
+// NewRouter routes to adv, merger and disp; they share adv's store and pipelines.
+func NewRouter(adv *Advancer, merger *merge.Merger, disp *builders.Dispatcher, opts ...Option) (*Router, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if adv == nil || merger == nil || disp == nil {
+		return nil, errors.New("advance: a router needs an advancer, a merger and a dispatcher")
+	}
+	return &Router{adv: adv, merger: merger, disp: disp, log: o.log, metrics: o.metrics}, nil
+}
+
+// Consumers are the bus consumers of the daemon's subjects, each with its handler, its
+// parallelism and its timeout. stepTimeout bounds a sign or promote step (a promotion is
+// bounded by promote.timeout itself, so give it more).
+func (rt *Router) Consumers(stepTimeout time.Duration) []bus.Consumer {
+	return []bus.Consumer{
+		{Durable: "daemon-registry", Subject: types.SubjectRegistryPush, Handle: bus.Decode(rt.RegistryPush),
+			Parallel: 8, Retrying: rt.mergeRetrying, Timeout: mergeTimeout},
+		{Durable: "daemon-source", Subject: types.SubjectSourceChanged, Handle: bus.Decode(rt.SourceChanged), Parallel: 4},
+		{Durable: "daemon-builds", Subject: types.SubjectBuildResults, Handle: bus.Decode(rt.BuildResult), Parallel: 4},
+		{Durable: "daemon-steps", Subject: types.SubjectSteps, Handle: bus.Decode(rt.adv.HandleStep),
+			Parallel: 16, Retrying: rt.stepRetrying, Timeout: stepTimeout},
+	}
+}
+
+// RegistryPush syncs the pushed revision with the registry and, once it is merged, queues
+// its signing and promotion as steps of their own: a promotion can take minutes and must
+// not hold up the merges of other revisions.
+func (rt *Router) RegistryPush(ctx context.Context, ev types.RegistryPush) error {
+	rev, err := rt.merger.HandlePush(ctx, ev)
+	if err != nil {
+		return err
+	}
+	return rt.adv.Next(ctx, rev)
+}
+
+// SourceChanged dispatches one build per platform. Platforms whose arch tag already exists
+// are not rebuilt and send no new notification, so it merges them from the registry.
+func (rt *Router) SourceChanged(ctx context.Context, ev types.SourceChanged) error {
+	p, ok := rt.adv.pipeline(ev.Pipeline)
+	if !ok {
+		return fmt.Errorf("%w: pipeline %q is no longer configured", bus.ErrPermanent, ev.Pipeline)
+	}
+	tags := p.ArchTags(ev.Revision)
+	if _, err := rt.adv.store.Update(ctx, p.Name, ev.Revision, func(r *types.Revision) error {
+		return r.Dispatched(tags)
+	}); err != nil {
+		return err
+	}
+	queued, err := rt.disp.HandleSourceChanged(ctx, ev)
+	if err != nil {
+		return err
+	}
+	if len(queued) < len(p.Platforms) {
+		// Some arch tags exist already and get no new notification: look at the registry.
+		rev, err := rt.merger.Sync(ctx, p, ev.Revision)
+		if err != nil {
+			return err
+		}
+		return rt.adv.Next(ctx, rev)
+	}
+	return nil
+}
+
+// BuildResult records the outcome of a build attempt; a final failure fails the revision.
+func (rt *Router) BuildResult(ctx context.Context, res types.BuildResult) error {
+	req := res.Request
+	_, err := rt.adv.store.Update(ctx, req.Pipeline, req.Revision, func(r *types.Revision) error {
+		return r.RecordBuild(res)
+	})
+	if err == nil && res.Outcome == types.BuildFailed && res.Final {
+		rt.log.Error("build failed for good", "pipeline", req.Pipeline, "revision", req.Revision,
+			"platform", req.Platform.String(), "job", res.Job, "attempts", res.Attempt, "reason", res.Reason)
+	}
+	return err
+}
+
+// mergeRetrying records a failed merge's retry in the revision state. Waiting for another
+// replica's lease is not a failure.
+func (rt *Router) mergeRetrying(ctx context.Context, data []byte, failures int, next time.Time, err error) {
+	if errors.Is(err, merge.ErrInProgress) {
+		return
+	}
+	var ev types.RegistryPush
+	if json.Unmarshal(data, &ev) != nil {
+		return
+	}
+	rt.metrics.StepRetries.WithLabelValues("merge").Inc()
+	retry := types.Retry{Failures: failures, Error: err.Error(), Next: next.UTC()}
+	_, uerr := rt.adv.store.Update(ctx, ev.Pipeline, ev.Revision, func(r *types.Revision) error {
+		return r.MergeRetrying(retry)
+	})
+	if uerr != nil && ctx.Err() == nil {
+		rt.log.Warn("recording a merge retry", "pipeline", ev.Pipeline, "revision", ev.Revision, "error", uerr)
+	}
+}
+
+func (rt *Router) stepRetrying(ctx context.Context, data []byte, failures int, next time.Time, err error) {
+	var s types.Step
+	if json.Unmarshal(data, &s) == nil {
+		rt.adv.StepRetrying(ctx, s, failures, next, err)
+	}
+}
+
