@@ -134,4 +134,3 @@ func (rt *Router) stepRetrying(ctx context.Context, data []byte, failures int, n
 		rt.adv.StepRetrying(ctx, s, failures, next, err)
 	}
 }
-

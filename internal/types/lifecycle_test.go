@@ -199,8 +199,10 @@ func TestTransitions(t *testing.T) {
 			wantErr: unchanged("", PhaseBuilding, PhaseWaiting, PhaseFailed),
 		},
 		{
-			name:    "a step of another index will be retried",
-			do:      func(r *Revision) error { return r.StepRetrying(Step{Kind: StepSign, Index: "sha256:other"}, Retry{Failures: 1}, at) },
+			name: "a step of another index will be retried",
+			do: func(r *Revision) error {
+				return r.StepRetrying(Step{Kind: StepSign, Index: "sha256:other"}, Retry{Failures: 1}, at)
+			},
 			wantErr: unchanged(all...),
 		},
 		{
