@@ -612,7 +612,7 @@ func buildkitPod(ns string) *unstructured.Unstructured {
 	return podObject("buildkit", ns, map[string]any{
 		"containers": []any{map[string]any{
 			"name":  "buildkit",
-			"image": config.DefaultBuildKitImage,
+			"image": builders.DefaultImage,
 			"securityContext": map[string]any{
 				"runAsUser":       int64(1000),
 				"runAsGroup":      int64(1000),

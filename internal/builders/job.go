@@ -37,6 +37,25 @@ const (
 	LabelAttempt   = "promoter.dev/attempt"
 )
 
+// The defaults of JobSettings (the configuration's builder.* keys) and of a pipeline's
+// build, in one place.
+const (
+	// DefaultImage is the pinned BuildKit rootless image of the default build Job.
+	DefaultImage = "moby/buildkit:v0.34.2-rootless"
+	// DefaultNamespace is where build Jobs are created.
+	DefaultNamespace = "promoter-builds"
+	// DefaultRegistrySecret is the push credentials Secret mounted into build pods.
+	DefaultRegistrySecret = "registry-credentials"
+	// DefaultDeadline bounds one build Job; DefaultTTL keeps a finished one for its logs.
+	DefaultDeadline = time.Hour
+	DefaultTTL      = time.Hour
+	// DefaultCacheMode exports every stage's layers to the registry cache, so a
+	// multi-stage build reuses its builder stages too.
+	DefaultCacheMode = "max"
+	// DefaultProvenance attaches a minimal SLSA provenance attestation, as buildx does.
+	DefaultProvenance = "mode=min"
+)
+
 // JobSettings are the builder agent's settings of the Jobs it creates (the builder.*
 // configuration keys of the same names).
 type JobSettings struct {

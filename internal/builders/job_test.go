@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/promoter-dev/promoter/internal/builders"
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -23,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml from the
 func testBuilder() builders.JobSettings {
 	return builders.JobSettings{
 		Namespace:      "promoter-builds",
-		Image:          config.DefaultBuildKitImage,
+		Image:          builders.DefaultImage,
 		RegistrySecret: "registry-credentials",
 		Deadline:       time.Hour,
 		TTL:            30 * time.Minute,

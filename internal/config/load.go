@@ -5,7 +5,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
@@ -18,9 +17,6 @@ import (
 	"github.com/promoter-dev/promoter/internal/promote"
 	"github.com/promoter-dev/promoter/internal/sign"
 )
-
-// DefaultBuildKitImage is the pinned BuildKit rootless image of the default build Job.
-const DefaultBuildKitImage = "moby/buildkit:v0.34.2-rootless"
 
 // defaults are every scalar key with its default. Listing each key here is also what lets
 // viper read it from a PROMOTER_* environment variable.
@@ -55,14 +51,14 @@ var defaults = map[string]any{
 	"sign.format":              string(sign.DefaultFormat),
 	"promote.jobs":             promote.DefaultJobs,
 	"promote.timeout":          promote.DefaultTimeout,
-	"builder.namespace":        "promoter-builds",
+	"builder.namespace":        builders.DefaultNamespace,
 	"builder.platforms":        []string{},
-	"builder.image":            DefaultBuildKitImage,
+	"builder.image":            builders.DefaultImage,
 	"builder.jobTemplate":      "",
-	"builder.registrySecret":   "registry-credentials",
+	"builder.registrySecret":   builders.DefaultRegistrySecret,
 	"builder.maxAttempts":      builders.DefaultMaxAttempts,
-	"builder.deadline":         time.Hour,
-	"builder.ttl":              time.Hour,
+	"builder.deadline":         builders.DefaultDeadline,
+	"builder.ttl":              builders.DefaultTTL,
 	"builder.hostUsers":        true,
 }
 

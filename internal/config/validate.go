@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -42,15 +43,6 @@ func (ps *problems) add(path, format string, args ...any) {
 
 var pipelineName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
-// Per-pipeline build defaults (list items get no viper defaults; applyDefaults fills them).
-const (
-	// DefaultCacheMode exports every stage's layers to the registry cache, so a
-	// multi-stage build reuses its builder stages too.
-	DefaultCacheMode = "max"
-	// DefaultProvenance attaches a minimal SLSA provenance attestation, as buildx does.
-	DefaultProvenance = "mode=min"
-)
-
 // applyDefaults fills per-pipeline defaults that viper cannot express for list items.
 func (c *Config) applyDefaults() {
 	for i := range c.Pipelines {
@@ -74,10 +66,10 @@ func (c *Config) applyDefaults() {
 			p.Build.Cache.Ref = string(types.DefaultCacheRef)
 		}
 		if p.Build.Cache.Mode == "" {
-			p.Build.Cache.Mode = DefaultCacheMode
+			p.Build.Cache.Mode = builders.DefaultCacheMode
 		}
 		if p.Build.Provenance == "" {
-			p.Build.Provenance = DefaultProvenance
+			p.Build.Provenance = builders.DefaultProvenance
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -35,7 +36,7 @@ func TestStartRefusesUnusableKeys(t *testing.T) {
 		c.Pipelines = []config.Pipeline{{
 			Name: "web", Platforms: []string{"linux/amd64"}, Staging: "127.0.0.1:5000/web", Sign: true,
 			ArchTag: types.DefaultArchTag,
-			Build:   config.Build{Executor: "local", Dir: dir, Cache: config.BuildCache{Mode: config.DefaultCacheMode}},
+			Build:   config.Build{Executor: "local", Dir: dir, Cache: config.BuildCache{Mode: builders.DefaultCacheMode}},
 			Promote: []config.Destination{{To: "127.0.0.1:5001/web", RequireSignature: true}},
 		}}
 		edit(c)
