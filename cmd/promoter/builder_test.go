@@ -69,7 +69,7 @@ pipelines:
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b, err := bus.Open(ctx, bus.Options{URL: n.URL})
+	b, err := bus.Open(ctx, bus.WithURL(n.URL))
 	if err != nil {
 		t.Fatal(err)
 	}

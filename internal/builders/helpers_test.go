@@ -21,7 +21,7 @@ func openBus(t *testing.T) *bus.Bus {
 	n := testenv.StartNATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	b, err := bus.Open(ctx, bus.Options{URL: n.URL})
+	b, err := bus.Open(ctx, bus.WithURL(n.URL))
 	if err != nil {
 		t.Fatal(err)
 	}

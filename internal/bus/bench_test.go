@@ -22,7 +22,7 @@ func BenchmarkPublishEmbedded(b *testing.B) {
 		}
 		for _, publishers := range []int{1, 32} {
 			b.Run(fmt.Sprintf("sync=%s/publishers=%d", mode, publishers), func(b *testing.B) {
-				bs, err := Open(context.Background(), Options{StoreDir: b.TempDir(), noSync: noSync})
+				bs, err := Open(context.Background(), WithStoreDir(b.TempDir()), withNoSync(noSync))
 				if err != nil {
 					b.Fatal(err)
 				}

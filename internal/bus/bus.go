@@ -16,39 +16,12 @@ import (
 	"github.com/promoter-dev/promoter/internal/backoff"
 )
 
-// Options configures Open. Replicas defaults to AutoReplicas, Logger to discarding.
-type Options struct {
-	// URL of the NATS servers; empty starts an embedded server storing in StoreDir.
-	URL string
-	// Credentials is a .creds file for URL.
-	Credentials string
-	// StoreDir is the embedded server's JetStream directory.
-	StoreDir string
-	// Listen makes the embedded server accept TCP clients on this address (e.g.
-	// 127.0.0.1:4222) so builder agents in other processes can connect; empty keeps it
-	// in-process only.
-	Listen string
-	// Replicas of streams and the KV bucket. AutoReplicas (0, the default) means 1 on the
-	// embedded server and ClusterReplicas on an external one, falling back to 1 with a
-	// warning when that server is a single non-clustered node. An explicit value is
-	// applied as given, also to streams that exist with another count; when the servers
-	// cannot place it, the bus stays not ready with an error wrapping ErrReplicas.
-	Replicas int
-	// Name identifies this client to the server.
-	Name   string
-	Logger *slog.Logger
-
-	// noSync runs the embedded server with the nats-server default (fsync every two
-	// minutes) instead of SyncAlways. Only the benchmarks that measure the cost set it.
-	noSync bool
-}
-
 // Bus is a JetStream connection with promoter's streams and KV bucket.
 type Bus struct {
 	Conn *nats.Conn
 	JS   jetstream.JetStream
 
-	opts    Options
+	opts    options
 	log     *slog.Logger
 	server  *server.Server
 	ensured atomic.Bool
@@ -63,22 +36,14 @@ type Bus struct {
 // Open connects to NATS (or starts the embedded server) and creates the streams and KV
 // bucket. When the server cannot be reached it keeps trying in the background, forever,
 // and Ready reports the truth; Open itself fails only on configuration errors.
-func Open(ctx context.Context, opts Options) (*Bus, error) {
-	if opts.Replicas < 0 {
-		return nil, fmt.Errorf("nats replicas: got %d, want %d (auto) or more", opts.Replicas, AutoReplicas)
+func Open(ctx context.Context, opts ...Option) (*Bus, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
 	}
-	if opts.Replicas > 1 && opts.URL == "" {
-		return nil, fmt.Errorf("%w: %d replicas need an external JetStream cluster (nats.url); the embedded server is a single node", ErrReplicas, opts.Replicas)
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Name == "" {
-		opts.Name = "promoter"
-	}
-	b := &Bus{opts: opts, log: opts.Logger}
+	b := &Bus{opts: o, log: o.log}
 	natsOpts := []nats.Option{
-		nats.Name(opts.Name),
+		nats.Name(o.name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
@@ -93,21 +58,21 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 			b.log.Info("nats reconnected", "url", c.ConnectedUrlRedacted())
 		}),
 	}
-	url := opts.URL
+	url := o.url
 	if url == "" {
-		ns, err := startEmbedded(opts)
+		ns, err := startEmbedded(o)
 		if err != nil {
 			return nil, err
 		}
 		b.server = ns
-		if opts.Listen == "" {
+		if o.listen == "" {
 			natsOpts = append(natsOpts, nats.InProcessServer(ns))
 		}
 		url = ns.ClientURL()
-		b.log.Info("started embedded nats-server", "store_dir", opts.StoreDir, "listen", opts.Listen)
+		b.log.Info("started embedded nats-server", "store_dir", o.storeDir, "listen", o.listen)
 	}
-	if opts.Credentials != "" {
-		natsOpts = append(natsOpts, nats.UserCredentials(opts.Credentials))
+	if o.credentials != "" {
+		natsOpts = append(natsOpts, nats.UserCredentials(o.credentials))
 	}
 	nc, err := nats.Connect(url, natsOpts...)
 	if err != nil {
@@ -131,8 +96,8 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 	return b, nil
 }
 
-func startEmbedded(opts Options) (*server.Server, error) {
-	so, err := embeddedOptions(opts)
+func startEmbedded(o options) (*server.Server, error) {
+	so, err := embeddedOptions(o)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +108,7 @@ func startEmbedded(opts Options) (*server.Server, error) {
 	go ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
-		return nil, fmt.Errorf("embedded nats-server in %s did not start within 30s", opts.StoreDir)
+		return nil, fmt.Errorf("embedded nats-server in %s did not start within 30s", o.storeDir)
 	}
 	return ns, nil
 }
@@ -152,21 +117,21 @@ func startEmbedded(opts Options) (*server.Server, error) {
 // write and fsync each message before the server acknowledges it (nats-server's default
 // fsyncs every two minutes, so a power loss would drop that much acknowledged data). The
 // store does not group-commit: concurrent publishes to a stream each pay one fsync.
-func embeddedOptions(opts Options) (*server.Options, error) {
-	if opts.StoreDir == "" {
+func embeddedOptions(o options) (*server.Options, error) {
+	if o.storeDir == "" {
 		return nil, errors.New("embedded nats: a store directory is required")
 	}
 	so := &server.Options{
 		ServerName: "promoter-embedded",
 		JetStream:  true,
-		StoreDir:   opts.StoreDir,
-		SyncAlways: !opts.noSync,
+		StoreDir:   o.storeDir,
+		SyncAlways: !o.noSync,
 		NoSigs:     true,
 		NoLog:      true,
-		DontListen: opts.Listen == "",
+		DontListen: o.listen == "",
 	}
-	if opts.Listen != "" {
-		host, port, err := splitHostPort(opts.Listen)
+	if o.listen != "" {
+		host, port, err := splitHostPort(o.listen)
 		if err != nil {
 			return nil, fmt.Errorf("embedded nats listen address: %w", err)
 		}
@@ -181,7 +146,7 @@ func embeddedOptions(opts Options) (*server.Options, error) {
 func (b *Bus) ensure(ctx context.Context) error {
 	ctx, cancel := defaultTimeout(ctx, 10*time.Second)
 	defer cancel()
-	replicas := b.opts.Replicas
+	replicas := b.opts.replicas
 	auto := replicas == AutoReplicas
 	if auto {
 		replicas = 1
@@ -198,7 +163,7 @@ func (b *Bus) ensure(ctx context.Context) error {
 		err = b.ensureReplicas(ctx, replicas)
 	}
 	if err != nil {
-		err = replicasHint(err, replicas, b.opts.Replicas)
+		err = replicasHint(err, replicas, b.opts.replicas)
 		b.lastErr.Store(&err)
 		return err
 	}

@@ -14,7 +14,7 @@ import (
 func TestEmbeddedServerCreatesStreamsAndSurvivesReopen(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	b, err := Open(ctx, Options{StoreDir: dir})
+	b, err := Open(ctx, WithStoreDir(dir))
 	if err != nil {
 		t.Fatalf("Open embedded: %v", err)
 	}
@@ -30,7 +30,7 @@ func TestEmbeddedServerCreatesStreamsAndSurvivesReopen(t *testing.T) {
 	}
 
 	// Same store directory: the stream, its message and the de-duplication window survive.
-	b2, err := Open(ctx, Options{StoreDir: dir})
+	b2, err := Open(ctx, WithStoreDir(dir))
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -95,7 +95,7 @@ func TestReadinessFollowsTheServer(t *testing.T) {
 
 func TestOpenWithUnreachableServerRetriesInBackground(t *testing.T) {
 	// Nothing listens on port 1: Open succeeds (it must not crash-loop the pod) and reports not ready.
-	b, err := Open(context.Background(), Options{URL: "nats://127.0.0.1:1"})
+	b, err := Open(context.Background(), WithURL("nats://127.0.0.1:1"))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -110,7 +110,7 @@ func TestOpenWithUnreachableServerRetriesInBackground(t *testing.T) {
 
 func TestClusterReplicas(t *testing.T) {
 	c := testenv.StartNATSCluster(t, 3)
-	b, err := Open(context.Background(), Options{URL: c.URLs(), Replicas: 3})
+	b, err := Open(context.Background(), WithURL(c.URLs()), WithReplicas(3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestClusterReplicas(t *testing.T) {
 
 func open(t *testing.T, url string) *Bus {
 	t.Helper()
-	b, err := Open(context.Background(), Options{URL: url})
+	b, err := Open(context.Background(), WithURL(url))
 	if err != nil {
 		t.Fatalf("Open %s: %v", url, err)
 	}

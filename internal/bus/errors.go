@@ -15,7 +15,7 @@ var ErrNotReady = errors.New("bus not ready")
 // (or fewer up) than replicas.
 var ErrReplicas = errors.New("nats replicas cannot be placed")
 
-// AutoReplicas lets the bus choose the replica count (see Options.Replicas);
+// AutoReplicas lets the bus choose the replica count (see WithReplicas);
 // ClusterReplicas is its choice on an external cluster: a quorum of 2 acknowledges.
 const (
 	AutoReplicas    = 0

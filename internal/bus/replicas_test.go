@@ -49,11 +49,10 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
-func openWith(t *testing.T, opts Options) (*Bus, *logBuffer) {
+func openWith(t *testing.T, opts ...Option) (*Bus, *logBuffer) {
 	t.Helper()
 	logs := &logBuffer{}
-	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	b, err := Open(context.Background(), opts)
+	b, err := Open(context.Background(), append(opts, WithLogger(slog.New(slog.NewTextHandler(logs, nil))))...)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -87,7 +86,7 @@ func TestReplicasOnAnExternalServer(t *testing.T) {
 			} else {
 				url = testenv.StartNATSCluster(t, tt.nodes).URLs()
 			}
-			b, logs := openWith(t, Options{URL: url, Replicas: tt.replicas})
+			b, logs := openWith(t, WithURL(url), WithReplicas(tt.replicas))
 			if tt.wantErr != nil {
 				var err error
 				waitFor(t, func() bool {
@@ -116,19 +115,12 @@ func TestReplicasOnAnExternalServer(t *testing.T) {
 	}
 }
 
-func TestEmbeddedServerRefusesMoreThanOneReplica(t *testing.T) {
-	_, err := Open(context.Background(), Options{StoreDir: t.TempDir(), Replicas: 3})
-	if !errors.Is(err, ErrReplicas) {
-		t.Errorf("Open embedded with 3 replicas: got %v, want ErrReplicas", err)
-	}
-}
-
 // TestR1StreamsAreScaledUp: a cluster whose streams and bucket were created R1 (the old
 // default) gets them updated to R3 in place, keeping their messages, when the daemon
 // restarts with the new default.
 func TestR1StreamsAreScaledUp(t *testing.T) {
 	c := testenv.StartNATSCluster(t, 3)
-	old, _ := openWith(t, Options{URL: c.URLs(), Replicas: 1})
+	old, _ := openWith(t, WithURL(c.URLs()), WithReplicas(1))
 	if err := old.WaitReady(withTimeout(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +134,7 @@ func TestR1StreamsAreScaledUp(t *testing.T) {
 	}
 	old.Close()
 
-	b, _ := openWith(t, Options{URL: c.URLs()})
+	b, _ := openWith(t, WithURL(c.URLs()))
 	if err := b.WaitReady(withTimeout(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -163,14 +155,14 @@ func TestR1StreamsAreScaledUp(t *testing.T) {
 // becomes ready, and publishes and KV updates are acknowledged by the remaining quorum.
 func TestR3SurvivesLosingOneNode(t *testing.T) {
 	c := testenv.StartNATSCluster(t, 3)
-	first, _ := openWith(t, Options{URL: c.URLs()})
+	first, _ := openWith(t, WithURL(c.URLs()))
 	if err := first.WaitReady(withTimeout(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	first.Close()
 	c.Nodes[0].Shutdown()
 
-	b, _ := openWith(t, Options{URL: c.URLs()})
+	b, _ := openWith(t, WithURL(c.URLs()))
 	if err := b.WaitReady(withTimeout(t, 60*time.Second)); err != nil {
 		t.Fatalf("Ready with 2 of 3 nodes: %v", err)
 	}

@@ -11,7 +11,7 @@ import (
 // loss. A power loss cannot be simulated in a test: SIGKILL leaves the page cache intact,
 // so what is checked is the configuration the server actually runs with.
 func TestEmbeddedServerSyncsBeforeAck(t *testing.T) {
-	b, err := Open(context.Background(), Options{StoreDir: t.TempDir()})
+	b, err := Open(context.Background(), WithStoreDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,10 +49,10 @@ func RunAgent(ctx context.Context, cfg *config.Config, exec builders.Executor, o
 			lis.Close()
 		}
 	}
-	b, err := bus.Open(ctx, bus.Options{
-		URL: cfg.NATS.URL, Credentials: cfg.NATS.Credentials, Replicas: cfg.NATS.Replicas,
-		Name: "promoter-builder", Logger: o.log,
-	})
+	b, err := bus.Open(ctx,
+		bus.WithURL(cfg.NATS.URL), bus.WithCredentials(cfg.NATS.Credentials), bus.WithReplicas(cfg.NATS.Replicas),
+		bus.WithName("promoter-builder"), bus.WithLogger(o.log),
+	)
 	if err != nil {
 		closeLis()
 		return err

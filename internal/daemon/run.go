@@ -80,10 +80,10 @@ func Start(ctx context.Context, cfg *config.Config, opts ...Option) (*Daemon, er
 	if err != nil {
 		return nil, err
 	}
-	b, err := bus.Open(ctx, bus.Options{
-		URL: cfg.NATS.URL, Credentials: cfg.NATS.Credentials, StoreDir: cfg.DataDir,
-		Replicas: cfg.NATS.Replicas, Name: "promoter-daemon", Logger: o.log,
-	})
+	b, err := bus.Open(ctx,
+		bus.WithURL(cfg.NATS.URL), bus.WithCredentials(cfg.NATS.Credentials), bus.WithStoreDir(cfg.DataDir),
+		bus.WithReplicas(cfg.NATS.Replicas), bus.WithName("promoter-daemon"), bus.WithLogger(o.log),
+	)
 	if err != nil {
 		lis.close()
 		return nil, err

@@ -76,7 +76,7 @@ func BenchmarkRegistryWebhook(b *testing.B) {
 func BenchmarkRegistryWebhookNATS(b *testing.B) {
 	for _, n := range []int{1, 10} {
 		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
-			bs, err := bus.Open(context.Background(), bus.Options{StoreDir: b.TempDir(), Name: "events-bench"})
+			bs, err := bus.Open(context.Background(), bus.WithStoreDir(b.TempDir()), bus.WithName("events-bench"))
 			if err != nil {
 				b.Fatal(err)
 			}

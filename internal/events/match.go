@@ -10,28 +10,24 @@ import (
 
 // pipeline is what the receivers need of a configured pipeline.
 type pipeline struct {
-	name        string
-	stagingHost string
-	stagingPath string
-	staging     types.Repository
-	archTags    types.ArchTagMatcher
-	cache       types.CacheRef // "" when the pipeline has no build cache
-	platforms   []types.Platform
-	sourceRepo  string // normalised with normaliseRepo
-	branch      string
+	name       string
+	staging    types.Repository
+	archTags   types.ArchTagMatcher
+	cache      types.CacheRef // "" when the pipeline has no build cache
+	platforms  []types.Platform
+	sourceRepo string // normalised with normaliseRepo
+	branch     string
 }
 
 func newPipeline(p types.Pipeline) pipeline {
 	return pipeline{
-		name:        p.Name,
-		stagingHost: p.Staging.Host(),
-		stagingPath: p.Staging.Path(),
-		staging:     p.Staging,
-		archTags:    p.ArchTag.Compile(p.Platforms),
-		cache:       p.Build.Cache,
-		platforms:   p.Platforms,
-		sourceRepo:  normaliseRepo(p.Source.Repo),
-		branch:      p.Source.Branch,
+		name:       p.Name,
+		staging:    p.Staging,
+		archTags:   p.ArchTag.Compile(p.Platforms),
+		cache:      p.Build.Cache,
+		platforms:  p.Platforms,
+		sourceRepo: normaliseRepo(p.Source.Repo),
+		branch:     p.Source.Branch,
 	}
 }
 
@@ -42,7 +38,7 @@ func newPipeline(p types.Pipeline) pipeline {
 func (r *Receiver) stagingFor(path, host string) (pipeline, bool) {
 	var found []pipeline
 	for _, p := range r.pipelines {
-		if p.stagingPath == path {
+		if p.staging.Path() == path {
 			found = append(found, p)
 		}
 	}
@@ -53,7 +49,7 @@ func (r *Receiver) stagingFor(path, host string) (pipeline, bool) {
 		return found[0], true
 	}
 	for _, p := range found {
-		if strings.EqualFold(p.stagingHost, host) {
+		if p.staging.OnHost(host) {
 			return p, true
 		}
 	}

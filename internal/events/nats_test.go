@@ -34,7 +34,7 @@ func TestRegistryRedeliveryThroughNATS(t *testing.T) {
 	n := testenv.StartNATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := bus.Open(ctx, bus.Options{URL: n.URL, Name: "events-test"})
+	b, err := bus.Open(ctx, bus.WithURL(n.URL), bus.WithName("events-test"))
 	if err != nil {
 		t.Fatalf("opening bus at %s: %v", n.URL, err)
 	}

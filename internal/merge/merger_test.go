@@ -34,7 +34,7 @@ func newFixture(t *testing.T) *fixture {
 	n := testenv.StartNATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	b, err := bus.Open(ctx, bus.Options{URL: n.URL})
+	b, err := bus.Open(ctx, bus.WithURL(n.URL))
 	if err != nil {
 		t.Fatal(err)
 	}

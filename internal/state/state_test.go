@@ -18,7 +18,7 @@ import (
 func newStore(t *testing.T) *Store {
 	t.Helper()
 	n := testenv.StartNATS(t)
-	b, err := bus.Open(context.Background(), bus.Options{URL: n.URL})
+	b, err := bus.Open(context.Background(), bus.WithURL(n.URL))
 	if err != nil {
 		t.Fatal(err)
 	}

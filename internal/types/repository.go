@@ -15,6 +15,10 @@ func (r Repository) Host() string {
 	return h
 }
 
+// OnHost reports whether r is on registry host ("host[:port]"). Host names compare as DNS
+// names do, ignoring case; ports compare exactly.
+func (r Repository) OnHost(host string) bool { return strings.EqualFold(r.Host(), host) }
+
 // Path is the repository path inside the registry, as registry notifications name it.
 func (r Repository) Path() string {
 	_, p, _ := strings.Cut(string(r), "/")
