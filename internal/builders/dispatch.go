@@ -5,19 +5,16 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/promoter-dev/promoter/internal/bus"
+
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
-// Publisher stores a message on the bus under a message id; *bus.Bus is one.
-type Publisher interface {
-	Publish(ctx context.Context, subject, msgID string, v any) (duplicate bool, err error)
-}
-
 // Dispatcher turns source changes into build requests on the builds work queue.
 type Dispatcher struct {
-	pub       Publisher
+	pub       bus.Publisher
 	reg       registry.Client
 	pipelines map[string]types.Pipeline
 	log       *slog.Logger
@@ -26,7 +23,7 @@ type Dispatcher struct {
 
 // NewDispatcher dispatches builds of pipelines (validated configuration), publishing with
 // pub and checking for existing arch tags with reg.
-func NewDispatcher(pub Publisher, reg registry.Client, pipelines []types.Pipeline, opts ...Option) (*Dispatcher, error) {
+func NewDispatcher(pub bus.Publisher, reg registry.Client, pipelines []types.Pipeline, opts ...Option) (*Dispatcher, error) {
 	o, err := newOptions(opts)
 	if err != nil {
 		return nil, err

@@ -33,7 +33,7 @@ func benchBody(b *testing.B, n int) []byte {
 	return envelopeOf(b, events...)
 }
 
-func runRegistryBench(b *testing.B, pub Publisher, events int, uniqueIDs bool) {
+func runRegistryBench(b *testing.B, pub bus.Publisher, events int, uniqueIDs bool) {
 	r, err := New(testPipelines(), allSecrets(), pub)
 	if err != nil {
 		b.Fatal(err)

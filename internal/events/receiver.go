@@ -1,21 +1,17 @@
 package events
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
+	"github.com/promoter-dev/promoter/internal/bus"
+
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/types"
 )
-
-// Publisher stores a message durably, de-duplicated by msgID. internal/bus.Bus is one.
-type Publisher interface {
-	Publish(ctx context.Context, subject, msgID string, v any) (duplicate bool, err error)
-}
 
 // Secrets are the resolved webhook credentials; an empty one disables that receiver.
 type Secrets struct {
@@ -61,7 +57,7 @@ func WithClock(now func() time.Time) Option {
 type Receiver struct {
 	pipelines []pipeline
 	secrets   Secrets
-	pub       Publisher
+	pub       bus.Publisher
 	log       *slog.Logger
 	metrics   *metrics.Metrics
 	maxBody   int64
@@ -69,7 +65,7 @@ type Receiver struct {
 }
 
 // New builds a receiver for the given pipelines (from a validated configuration).
-func New(pipelines []types.Pipeline, secrets Secrets, pub Publisher, opts ...Option) (*Receiver, error) {
+func New(pipelines []types.Pipeline, secrets Secrets, pub bus.Publisher, opts ...Option) (*Receiver, error) {
 	if pub == nil {
 		// Without it every kept event would panic mid-request instead of failing here.
 		return nil, errors.New("events receiver: a publisher (the bus) is required")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -36,7 +37,7 @@ func capturedPush() types.RegistryPush {
 func TestNewRejectsBadOptions(t *testing.T) {
 	tests := []struct {
 		name    string
-		pub     Publisher
+		pub     bus.Publisher
 		opts    []Option
 		wantErr string
 	}{
