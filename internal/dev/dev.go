@@ -23,7 +23,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/daemon"
-	"github.com/promoter-dev/promoter/internal/devenv"
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/status"
@@ -59,8 +59,8 @@ type env struct {
 	o          Options
 	daemonURL  string // webhooks, /readyz
 	statusURL  string // /v1/revisions
-	staging    *devenv.Registry
-	production *devenv.Registry
+	staging    *localregistry.Registry
+	production *localregistry.Registry
 	cfg        *config.Config
 	keyPub     string
 	tokens     map[string]string
@@ -118,14 +118,14 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	headers := http.Header{"Authorization": {"Bearer " + e.tokens["registry"]}}
-	notify := devenv.Notify(e.daemonURL+"/v1/events/registry", headers)
-	if e.staging, err = devenv.StartRegistry(ctx, filepath.Join(o.DataDir, "staging"), ports[0], notify); err != nil {
+	notify := localregistry.WithNotify(e.daemonURL+"/v1/events/registry", headers)
+	if e.staging, err = localregistry.Start(ctx, filepath.Join(o.DataDir, "staging"), localregistry.WithPort(ports[0]), notify); err != nil {
 		cancel()
 		<-done
 		return err
 	}
 	defer e.staging.Close()
-	if e.production, err = devenv.StartRegistry(ctx, filepath.Join(o.DataDir, "production"), ports[1]); err != nil {
+	if e.production, err = localregistry.Start(ctx, filepath.Join(o.DataDir, "production"), localregistry.WithPort(ports[1])); err != nil {
 		cancel()
 		<-done
 		return err
