@@ -10,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/testenv"
 )
 
@@ -32,7 +33,7 @@ pipelines:
 		platforms: [linux/amd64, linux/arm64]
 		staging: %s
 `, registryToken, staging))
-	testenv.StartRegistryAt(b, b.TempDir(), port, testenv.WithNotifications(d.URL+"/v1/events/registry", notifyHeaders()))
+	testenv.StartRegistry(b, localregistry.WithPort(port), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 
 	n := max(b.N, 100)
 	created := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)

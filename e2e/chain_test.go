@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/promoter-dev/promoter/internal/builders"
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -94,8 +95,8 @@ pipelines:
 			- to: %s
 				requireSignature: true
 `, nats.URL, registryToken, githubSecret, keyPath, buildNS, repo, staging, dest, dest2))
-	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), stagingPort,
-		testenv.WithNotifications(d.URL+"/v1/events/registry", notifyHeaders()))
+	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
+		localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 	testenv.Push(t, base, testenv.BusyboxImage(t, "linux/amd64"))
 	registrySecret(t, kube.Client, stagingHost)
 

@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -78,8 +79,8 @@ func TestPromotionSurvivesACrash(t *testing.T) {
 	listen := fmt.Sprintf("127.0.0.1:%d", listenPort)
 	status := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	staging := fmt.Sprintf("127.0.0.1:%d/team/app", stagingPort)
-	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), stagingPort,
-		testenv.WithNotifications("http://"+listen+"/v1/events/registry", notifyHeaders()))
+	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
+		localregistry.WithNotify("http://"+listen+"/v1/events/registry", notifyHeaders()))
 	prod := testenv.StartRegistry(t)
 	proxy := startSlowProxy(t, prod.URL, 400*time.Millisecond)
 	dest := proxy.host() + "/prod/app"

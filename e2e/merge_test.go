@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -83,8 +84,8 @@ pipelines:
 	relay := &tee{target: d.URL + "/v1/events/registry"}
 	sink := httptest.NewServer(relay)
 	defer sink.Close()
-	testenv.StartRegistryAt(t, t.TempDir(), port, testenv.WithNotifications(sink.URL, notifyHeaders()))
-	testenv.StartRegistryAt(t, t.TempDir(), quietPort)
+	testenv.StartRegistry(t, localregistry.WithPort(port), localregistry.WithNotify(sink.URL, notifyHeaders()))
+	testenv.StartRegistry(t, localregistry.WithPort(quietPort))
 
 	created := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
 	// Speed is BenchmarkLastPushToIndex's business (p50/p99 over 100 revisions); here the
@@ -232,7 +233,7 @@ pipelines:
 		promote:
 			- to: %s
 `, registryToken, staging, dest))
-	testenv.StartRegistryAt(t, t.TempDir(), port, testenv.WithNotifications(d.URL+"/v1/events/registry", notifyHeaders()))
+	testenv.StartRegistry(t, localregistry.WithPort(port), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 
 	squatter := testenv.PlatformImage(t, "linux/amd64", time.Unix(0, 0))
 	testenv.Push(t, dest+":r9", squatter)
@@ -259,9 +260,9 @@ func TestTwoReplicasWriteOneIndex(t *testing.T) {
 	staging := "127.0.0.1:" + itoa(port) + "/team/app"
 	cfg := appConfig(nats.URL, staging)
 	a, b := startDaemon(t, cfg), startDaemon(t, cfg)
-	testenv.StartRegistryAt(t, t.TempDir(), port,
-		testenv.WithNotifications(a.URL+"/v1/events/registry", notifyHeaders()),
-		testenv.WithNotifications(b.URL+"/v1/events/registry", notifyHeaders()))
+	testenv.StartRegistry(t, localregistry.WithPort(port),
+		localregistry.WithNotify(a.URL+"/v1/events/registry", notifyHeaders()),
+		localregistry.WithNotify(b.URL+"/v1/events/registry", notifyHeaders()))
 
 	const revisions = 10
 	created := time.Unix(0, 0)
@@ -290,7 +291,7 @@ func TestNATSRestartLosesNothing(t *testing.T) {
 	port := testenv.FreePort(t)
 	staging := "127.0.0.1:" + itoa(port) + "/team/app"
 	d := startDaemon(t, appConfig(nats.URL, staging))
-	testenv.StartRegistryAt(t, t.TempDir(), port, testenv.WithNotifications(d.URL+"/v1/events/registry", notifyHeaders()))
+	testenv.StartRegistry(t, localregistry.WithPort(port), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 
 	nats.Shutdown()
 	created := time.Unix(0, 0)

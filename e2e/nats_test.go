@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/promoter-dev/promoter/internal/bus"
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -33,7 +34,7 @@ func TestNATSKilledWhileRevisionsFlow(t *testing.T) {
 	staging := "127.0.0.1:" + itoa(port) + "/team/app"
 	d := startDaemon(t, appConfig(nats.URL, staging))
 	relay := startStatusRelay(t, d.URL+"/v1/events/registry")
-	testenv.StartRegistryAt(t, t.TempDir(), port, testenv.WithNotifications(relay.URL, notifyHeaders()))
+	testenv.StartRegistry(t, localregistry.WithPort(port), localregistry.WithNotify(relay.URL, notifyHeaders()))
 
 	created := time.Unix(0, 0)
 	kills := 0
@@ -84,7 +85,7 @@ func TestNATSClusterLosesANode(t *testing.T) {
 	staging := "127.0.0.1:" + itoa(port) + "/team/app"
 	d := startDaemon(t, appConfig(urls, staging))
 	relay := startStatusRelay(t, d.URL+"/v1/events/registry")
-	testenv.StartRegistryAt(t, t.TempDir(), port, testenv.WithNotifications(relay.URL, notifyHeaders()))
+	testenv.StartRegistry(t, localregistry.WithPort(port), localregistry.WithNotify(relay.URL, notifyHeaders()))
 
 	nc, err := nats.Connect(urls)
 	if err != nil {

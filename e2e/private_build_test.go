@@ -26,6 +26,7 @@ import (
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/daemon"
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -64,7 +65,7 @@ func TestPrivateRepositoryBuilds(t *testing.T) {
 	// not push.
 	stagingPort := testenv.FreePort(t)
 	stagingHost := fmt.Sprintf("127.0.0.1:%d", stagingPort)
-	locked := testenv.StartRegistry(t, testenv.WithBasicAuth(t, lockedFor, regPass))
+	locked := testenv.StartRegistry(t, localregistry.WithBasicAuth(lockedFor, regPass))
 	useDockerConfig(t, map[string][2]string{stagingHost: {regUser, regPass}, locked.Host: {lockedFor, regPass}})
 	base := stagingHost + "/base/busybox:1"
 
@@ -145,9 +146,9 @@ pipelines:
 		gitHTTP.URL("missing-secret"), stagingHost,
 		gitHTTP.URL("no-dockerfile"), stagingHost,
 		gitHTTP.URL("denied"), locked.Host))
-	testenv.StartRegistryAt(t, filepath.Join(t.TempDir(), "staging"), stagingPort,
-		testenv.WithBasicAuth(t, regUser, regPass),
-		testenv.WithNotifications(d.URL+"/v1/events/registry", notifyHeaders()))
+	testenv.StartRegistryAt(t, filepath.Join(t.TempDir(), "staging"), localregistry.WithPort(stagingPort),
+		localregistry.WithBasicAuth(regUser, regPass),
+		localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 	testenv.Push(t, base, testenv.BusyboxImage(t, "linux/amd64"))
 
 	// The Secrets a cluster admin creates in the builder namespace.

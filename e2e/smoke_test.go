@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/testenv"
 )
 
@@ -48,7 +49,7 @@ func smokeRegistry(t *testing.T) {
 		mu.Unlock()
 	}))
 	t.Cleanup(sink.Close)
-	reg := testenv.StartRegistry(t, testenv.WithNotifications(sink.URL, http.Header{"Authorization": {"Bearer smoke"}}))
+	reg := testenv.StartRegistry(t, localregistry.WithNotify(sink.URL, http.Header{"Authorization": {"Bearer smoke"}}))
 
 	img, err := random.Image(512, 2)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -43,8 +44,8 @@ func TestKillSoak(t *testing.T) {
 	listen := fmt.Sprintf("127.0.0.1:%d", listenPort)
 	status := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	staging := fmt.Sprintf("127.0.0.1:%d/team/app", stagingPort)
-	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), stagingPort,
-		testenv.WithNotifications("http://"+listen+"/v1/events/registry", notifyHeaders()))
+	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
+		localregistry.WithNotify("http://"+listen+"/v1/events/registry", notifyHeaders()))
 	dests := []string{testenv.StartRegistry(t).Host + "/prod/app", testenv.StartRegistry(t).Host + "/prod/app"}
 	keyPath, pubPath := writeKeyPair(t, dir, "pw")
 	cfgPath := filepath.Join(dir, "promoter.yaml")

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/promoter-dev/promoter/internal/faultproxy"
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -64,8 +65,8 @@ pipelines:
 			- to: %s
 				requireSignature: true
 `, registryToken, keyPath, pubPath, staging, dest))
-	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), stagingPort,
-		testenv.WithNotifications(d.URL+"/v1/events/registry", notifyHeaders()))
+	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
+		localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 
 	created := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
 	push := func(rev string) {

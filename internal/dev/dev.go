@@ -25,7 +25,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/daemon"
-	"github.com/promoter-dev/promoter/internal/devenv"
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/status"
@@ -94,8 +94,8 @@ type env struct {
 	o          options
 	daemonURL  string // webhooks, /readyz
 	statusURL  string // /v1/revisions
-	staging    *devenv.Registry
-	production *devenv.Registry
+	staging    *localregistry.Registry
+	production *localregistry.Registry
 	cfg        *config.Config
 	keyPub     string
 	tokens     map[string]string
@@ -151,13 +151,13 @@ func Run(ctx context.Context, opts ...Option) error {
 	defer d.Stop()
 	e.daemonURL, e.statusURL = "http://"+d.Addrs().Listen, "http://"+d.Addrs().Status
 	headers := http.Header{"Authorization": {"Bearer " + e.tokens["registry"]}}
-	notify := devenv.Notify(e.daemonURL+"/v1/events/registry", headers)
-	if e.staging, err = devenv.StartRegistry(ctx, filepath.Join(o.dataDir, "staging"), ports[0], notify); err != nil {
-		return err
+	notify := localregistry.WithNotify(e.daemonURL+"/v1/events/registry", headers)
+	if e.staging, err = localregistry.Start(ctx, filepath.Join(o.dataDir, "staging"), localregistry.WithPort(ports[0]), notify); err != nil {
+		return fmt.Errorf("staging registry: %w", err)
 	}
 	defer e.staging.Close()
-	if e.production, err = devenv.StartRegistry(ctx, filepath.Join(o.dataDir, "production"), ports[1]); err != nil {
-		return err
+	if e.production, err = localregistry.Start(ctx, filepath.Join(o.dataDir, "production"), localregistry.WithPort(ports[1])); err != nil {
+		return fmt.Errorf("production registry: %w", err)
 	}
 	defer e.production.Close()
 	if err := e.waitReady(ctx); err != nil {

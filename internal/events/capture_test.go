@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/testenv"
 )
 
@@ -37,7 +38,7 @@ func TestRegistryNotificationsMatchTestdata(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer sink.Close()
-	reg := testenv.StartRegistry(t, testenv.WithAllNotifications(sink.URL, http.Header{"Authorization": {"Bearer capture"}}))
+	reg := testenv.StartRegistry(t, localregistry.WithNotifyAll(sink.URL, http.Header{"Authorization": {"Bearer capture"}}))
 
 	img, err := random.Image(256, 1)
 	if err != nil {

@@ -1,5 +1,3 @@
-// This test is in the external package: internal/testenv reaches internal/events through
-// devenv and daemon, which an in-package test may not import.
 package events_test
 
 import (

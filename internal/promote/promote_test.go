@@ -13,14 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/distribution/distribution/v3/configuration"
-	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd" // access controller registration
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/promoter-dev/promoter/internal/faultproxy"
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/promote"
 	"github.com/promoter-dev/promoter/internal/registry"
@@ -288,14 +287,8 @@ func TestPromoteResumesAfterInterruption(t *testing.T) {
 
 func TestPromoteSourceFailsFast(t *testing.T) {
 	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
-	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
-	// bcrypt of "secret"; the test never logs in, it only needs the registry to demand it.
-	if err := os.WriteFile(htpasswd, []byte("ci:$2y$05$8lmq/y9Gq3OGNKDpbpwxKu4.sbqWlvU5tK4y3cWcCmPjV2aHH4LJ6\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	locked := testenv.StartRegistry(t, func(c *configuration.Configuration) {
-		c.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "test", "path": htpasswd}}
-	})
+	// The test never logs in: it only needs the registry to demand credentials.
+	locked := testenv.StartRegistry(t, localregistry.WithBasicAuth("ci", "secret"))
 	pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
 
 	tests := []struct {
