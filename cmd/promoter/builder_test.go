@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/promoter-dev/promoter/internal/bus/bustest"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go/jetstream"
@@ -69,14 +71,7 @@ pipelines:
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b, err := bus.Open(ctx, bus.WithURL(n.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if err := b.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	b := bustest.Open(t, n.URL)
 	cons, err := b.JS.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{types.SubjectBuildResults}})
 	if err != nil {
 		t.Fatal(err)

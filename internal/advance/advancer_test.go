@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/promoter-dev/promoter/internal/bus/bustest"
+
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/state"
-	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -77,22 +78,8 @@ type fixture struct {
 
 func newFixture(t *testing.T, p types.Pipeline) *fixture {
 	t.Helper()
-	n := testenv.StartNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	b, err := bus.Open(ctx, bus.WithURL(n.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	if err := b.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := b.Revisions()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{store: state.New(kv), pub: &published{}, sign: &signer{}, prom: &promoter{err: map[string]error{}}, p: p}
+	f := &fixture{store: state.New(bustest.Revisions(t)), pub: &published{}, sign: &signer{}, prom: &promoter{err: map[string]error{}}, p: p}
+	var err error
 	if f.adv, err = New(f.store, f.pub, []types.Pipeline{p}, f.sign, f.prom); err != nil {
 		t.Fatal(err)
 	}

@@ -6,30 +6,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/promoter-dev/promoter/internal/bus/bustest"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/config"
-	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // openBus starts a NATS server and opens the bus on it with promoter's streams.
 func openBus(t *testing.T) *bus.Bus {
 	t.Helper()
-	n := testenv.StartNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	b, err := bus.Open(ctx, bus.WithURL(n.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	if err := b.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return bustest.Start(t)
 }
 
 // results follows the build results published on the bus from now on.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/promoter-dev/promoter/internal/bus/bustest"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,7 +22,6 @@ import (
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/events"
 	"github.com/promoter-dev/promoter/internal/metrics"
-	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -29,17 +30,9 @@ import (
 // event id, the stream holds one message, and the second reply counts a duplicate.
 func TestRegistryRedeliveryThroughNATS(t *testing.T) {
 	const token = "registry-s3cret"
-	n := testenv.StartNATS(t)
+	b := bustest.Start(t, bus.WithName("events-test"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := bus.Open(ctx, bus.WithURL(n.URL), bus.WithName("events-test"))
-	if err != nil {
-		t.Fatalf("opening bus at %s: %v", n.URL, err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	if err := b.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
 
 	m := metrics.New(prometheus.NewRegistry())
 	pipelines := []types.Pipeline{{

@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/promoter-dev/promoter/internal/bus/bustest"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/state"
@@ -31,21 +32,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	reg := testenv.StartRegistry(t)
-	n := testenv.StartNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	b, err := bus.Open(ctx, bus.WithURL(n.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	if err := b.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := b.Revisions()
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := bustest.Revisions(t)
 	repo := reg.Host + "/team/app"
 	p := types.Pipeline{
 		Name: "app", Staging: types.Repository(repo), ArchTag: types.DefaultArchTag,

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -181,7 +182,12 @@ func verifier(k keys) *sign.Verifier {
 func cosignCmd(t *testing.T, dir string, args ...string) (string, error) {
 	t.Helper()
 	bin := testenv.Tool(t, "cosign")
-	cmd := exec.Command(bin, args...)
+	// A cosign call that waits on something (a network it must not reach) fails the test
+	// with its output instead of hanging the package until go test's timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), cosignTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Dir = dir
 	home := t.TempDir()
 	cmd.Env = append(os.Environ(),
@@ -189,5 +195,11 @@ func cosignCmd(t *testing.T, dir string, args ...string) (string, error) {
 		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.1,localhost",
 		"COSIGN_PASSWORD=correct horse", "COSIGN_YES=true")
 	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("cosign %s did not finish in %s: %w", strings.Join(args, " "), cosignTimeout, err)
+	}
 	return strings.TrimSpace(string(out)), err
 }
+
+// cosignTimeout bounds one offline cosign call; they take about a second.
+const cosignTimeout = 2 * time.Minute

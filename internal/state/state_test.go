@@ -6,33 +6,17 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/promoter-dev/promoter/internal/bus/bustest"
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/promoter-dev/promoter/internal/bus"
-	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
 func newStore(t *testing.T) *Store {
 	t.Helper()
-	n := testenv.StartNATS(t)
-	b, err := bus.Open(context.Background(), bus.WithURL(n.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	kv, err := b.Revisions()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return New(kv)
+	return New(bustest.Revisions(t))
 }
 
 func TestUpdateCreatesThenEdits(t *testing.T) {
