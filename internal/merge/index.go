@@ -43,21 +43,6 @@ func (e *PlatformMismatchError) Error() string {
 
 func (e *PlatformMismatchError) Unwrap() error { return ErrPlatform }
 
-// ConflictError says the target tag already holds a different index.
-type ConflictError struct {
-	Ref      string
-	Existing string
-	Want     string
-}
-
-func (e *ConflictError) Error() string {
-	return fmt.Sprintf("%s already points at %s, not at the merged index %s; tags are immutable, so it was left untouched (delete the tag or use a new revision)",
-		e.Ref, e.Existing, e.Want)
-}
-
-// Unwrap makes errors.Is(err, types.ErrTagImmutable) true.
-func (e *ConflictError) Unwrap() error { return types.ErrTagImmutable }
-
 // Child is one image to merge. Platform, when set, is what its config must say; when zero,
 // the platform is read from the config (the CLI's REF arguments).
 type Child struct {
@@ -173,7 +158,7 @@ func Build(ctx context.Context, c registry.Client, req Request) (*Result, error)
 }
 
 // Push writes the index to target unless the tag already exists. A tag that holds the same
-// digest is left as is (Exists); one that holds another digest is a ConflictError.
+// digest is left as is (Exists); one that holds another digest is a types.TagImmutableError.
 func Push(ctx context.Context, c registry.Client, target string, res *Result) (Outcome, error) {
 	ref, err := c.ParseReference(target)
 	if err != nil {
@@ -187,7 +172,8 @@ func Push(ctx context.Context, c registry.Client, target string, res *Result) (O
 	case err == nil && existing.Digest.String() == res.Digest:
 		return Exists, nil
 	case err == nil:
-		return "", &ConflictError{Ref: target, Existing: existing.Digest.String(), Want: res.Digest}
+		return "", &types.TagImmutableError{Ref: target, Existing: existing.Digest.String(), Want: res.Digest,
+			Remedy: "it was left untouched (delete the tag or use a new revision)"}
 	case !registry.IsNotFound(err):
 		return "", fmt.Errorf("checking %s: %w", target, err)
 	}

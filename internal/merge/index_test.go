@@ -165,9 +165,9 @@ func TestPushNeverMovesATag(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Push(ctx, registry.Client{}, repo+":r3", res)
-	var ce *ConflictError
+	var ce *types.TagImmutableError
 	if !errors.As(err, &ce) || ce.Existing != testenv.Digest(t, squatter) || ce.Want != res.Digest {
-		t.Fatalf("got %v, want ConflictError naming both digests", err)
+		t.Fatalf("got %v, want TagImmutableError naming both digests", err)
 	}
 	ref, _ := name.ParseReference(repo+":r3", name.Insecure)
 	d, err := remote.Head(ref)

@@ -162,7 +162,7 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *typ
 		return nil, fmt.Errorf("merging %s: %w", target, err)
 	}
 	outcome, err := Push(ctx, m.reg, target, res)
-	var conflict *ConflictError
+	var conflict *types.TagImmutableError
 	if errors.As(err, &conflict) {
 		m.metrics.Merges.WithLabelValues("conflicted").Inc()
 		m.metrics.ImmutabilityViolations.Inc()

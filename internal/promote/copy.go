@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 
+	ptypes "github.com/promoter-dev/promoter/internal/types"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -137,7 +139,7 @@ func (d *destination) run(ctx context.Context) error {
 }
 
 // checkTag reports whether tag already points at the source digest, and fails with an
-// ImmutableError when it points elsewhere and is not mutable.
+// ptypes.TagImmutableError when it points elsewhere and is not mutable.
 func (d *destination) checkTag(ctx context.Context, tag name.Tag) (same bool, err error) {
 	want := d.pl.root.digest.String()
 	got, found, err := d.head(ctx, tag)
@@ -153,7 +155,8 @@ func (d *destination) checkTag(ctx context.Context, tag name.Tag) (same bool, er
 		d.p.log.Info("moving mutable tag", "tag", tag.String(), "from", got, "to", want)
 		return false, nil
 	default:
-		return false, &ImmutableError{Ref: tag.String(), Existing: got, Want: want}
+		return false, &ptypes.TagImmutableError{Ref: tag.String(), Existing: got, Want: want,
+			Remedy: "list the tag in the destination's mutableTags to allow it"}
 	}
 }
 

@@ -3,8 +3,6 @@ package promote
 import (
 	"errors"
 	"fmt"
-
-	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // ErrNotSigned means Options.Verify rejected the source: nothing was copied.
@@ -13,26 +11,6 @@ var ErrNotSigned = errors.New("source signature not verified")
 // ErrSource means the source cannot be read for a reason retrying will not fix (401, 403,
 // 404): check the reference and the credentials for its registry.
 var ErrSource = errors.New("source not readable")
-
-// ImmutableError is returned (wrapped) when a destination tag already points at a
-// different digest and is not listed in Options.MutableTags; the destination is left
-// untouched. It matches types.ErrTagImmutable with errors.Is.
-type ImmutableError struct {
-	// Ref is the destination reference, "host/repo:tag".
-	Ref string
-	// Existing is the digest the tag points at now.
-	Existing string
-	// Want is the digest promotion would have tagged.
-	Want string
-}
-
-func (e *ImmutableError) Error() string {
-	return fmt.Sprintf("%s already points at %s, refusing to move it to %s (tags are immutable; list the tag in promote's mutable tags to allow it)",
-		e.Ref, e.Existing, e.Want)
-}
-
-// Is makes errors.Is(err, types.ErrTagImmutable) true.
-func (e *ImmutableError) Is(target error) bool { return target == types.ErrTagImmutable }
 
 // SourceError says which registry and reference could not be read and why.
 type SourceError struct {

@@ -137,9 +137,9 @@ func TestPromoteImmutableTag(t *testing.T) {
 						t.Errorf("error %q does not name digest %s", err, d)
 					}
 				}
-				var ie *promote.ImmutableError
+				var ie *types.TagImmutableError
 				if !errors.As(err, &ie) || ie.Existing != before || ie.Want != f.index.String() {
-					t.Errorf("got %#v, want promote.ImmutableError{Existing: %s, Want: %s}", ie, before, f.index)
+					t.Errorf("got %#v, want types.TagImmutableError{Existing: %s, Want: %s}", ie, before, f.index)
 				}
 				if len(res.Items) != 0 {
 					t.Errorf("refused promotion still handled %d items", len(res.Items))

@@ -2,6 +2,7 @@ package types
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -9,6 +10,24 @@ import (
 // the merged revision tag or a destination tag already points at another digest, and
 // promoter never moves a tag that is not listed as mutable.
 var ErrTagImmutable = errors.New("immutable tag points at another digest")
+
+// TagImmutableError says which tag was not moved: it points at Existing, and the caller
+// would have moved it to Want. It matches ErrTagImmutable with errors.Is.
+type TagImmutableError struct {
+	// Ref is the tag, "host/repo:tag".
+	Ref      string
+	Existing string
+	Want     string
+	// Remedy tells the user what to do instead (it depends on which tag it is).
+	Remedy string
+}
+
+func (e *TagImmutableError) Error() string {
+	return fmt.Sprintf("%s already points at %s, refusing to move it to %s: tags are immutable; %s", e.Ref, e.Existing, e.Want, e.Remedy)
+}
+
+// Unwrap makes errors.Is(err, ErrTagImmutable) true.
+func (e *TagImmutableError) Unwrap() error { return ErrTagImmutable }
 
 // Phase is where a revision is in the flow.
 type Phase string
