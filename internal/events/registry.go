@@ -1,11 +1,9 @@
 package events
 
 import (
-	"fmt"
 	"net/http"
 
 	"github.com/distribution/distribution/v3/notifications"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -41,43 +39,10 @@ type registryOutcome struct {
 func (r *Receiver) registry(w http.ResponseWriter, req *http.Request) {
 	outcomes, err := r.decodeRegistry(w, req)
 	if err != nil {
-		r.metrics.EventsReceived.WithLabelValues("registry", "unknown", "rejected").Inc()
-		status := fail(w, err)
-		r.log.Warn("registry notification rejected", "status", status, "error", err, "remote", req.RemoteAddr)
+		r.rejectRegistry(w, req, "registry", err)
 		return
 	}
-	var sum Summary
-	for _, o := range outcomes {
-		if o.push == nil {
-			sum.Ignored++
-			outcome := "ignored"
-			if o.invalid != "" {
-				outcome = "invalid"
-				r.log.Warn("registry push ignored: invalid revision", "why", o.invalid, "remote", req.RemoteAddr)
-			}
-			r.metrics.EventsReceived.WithLabelValues("registry", o.action, outcome).Inc()
-			continue
-		}
-		dup, err := r.pub.Publish(req.Context(), types.SubjectRegistryPush, o.push.ID, o.push)
-		if err != nil {
-			// Events published before this one are durable and de-duplicated when the
-			// registry retries the whole body.
-			r.log.Error("storing registry event failed", "event_id", o.push.ID, "error", err)
-			fail(w, err)
-			return
-		}
-		outcome := "kept"
-		if dup {
-			outcome = "duplicate"
-			sum.Duplicates++
-		} else {
-			sum.Accepted++
-		}
-		r.metrics.EventsReceived.WithLabelValues("registry", o.action, outcome).Inc()
-		r.log.Info("registry push", "outcome", outcome, "pipeline", o.push.Pipeline, "revision", o.push.Revision,
-			"platform", o.push.Platform.String(), "tag", o.push.Tag, "digest", o.push.Digest)
-	}
-	writeJSON(w, http.StatusOK, sum)
+	r.publishPushes(w, req, "registry", outcomes)
 }
 
 // decodeRegistry authenticates and decodes the whole body and classifies every event; it
@@ -119,41 +84,26 @@ func (r *Receiver) classifyRegistry(body []byte) ([]registryOutcome, error) {
 }
 
 func (r *Receiver) classifyEvent(e notifications.Event) (registryOutcome, error) {
-	o := registryOutcome{action: actionLabel(e.Action)}
-	if e.Action != notifications.EventActionPush || !contains(manifestMediaTypes, e.Target.MediaType) || e.Target.Tag == "" {
-		return o, nil // pulls, mounts, deletes, blob pushes and pushes by digest
+	if e.Action != notifications.EventActionPush {
+		return registryOutcome{action: actionLabel(e.Action)}, nil // pulls, mounts, deletes
 	}
-	if signatureTag.MatchString(e.Target.Tag) {
-		return o, nil // signatures and referrers, including the ones promoter pushes itself
+	mt := e.Target.MediaType
+	if mt == "" {
+		mt = "application/octet-stream" // distribution always names it; none is no manifest
 	}
-	p, ok := r.stagingFor(e.Target.Repository, e.Request.Host)
-	if !ok {
-		return o, nil
-	}
-	if p.cache.TagIn(p.staging, e.Target.Tag, p.platforms) {
-		return o, nil // BuildKit exporting the build cache
-	}
-	rev, platform, ok := p.archTags.Match(e.Target.Tag)
-	if !ok {
-		return o, nil // the merged index itself, or a tag that is not an arch tag
-	}
-	if err := types.ValidateRevision(rev); err != nil {
-		// Sources reject such a revision, so no build makes this tag: never merge it.
-		o.invalid = fmt.Sprintf("arch tag %s:%s: %v", e.Target.Repository, e.Target.Tag, err)
-		return o, nil
-	}
-	if e.ID == "" {
+	o, err := r.classifyPush("registry", imagePush{
+		id: e.ID, host: e.Request.Host, repo: e.Target.Repository, tag: e.Target.Tag,
+		digest: e.Target.Digest.String(), mediaType: mt, at: e.Timestamp,
+	})
+	// distribution names the id and the digest of every push: one without is not its event.
+	switch {
+	case err != nil || o.push == nil:
+	case e.ID == "":
 		return o, reject(http.StatusBadRequest, "push of %s:%s has no event id", e.Target.Repository, e.Target.Tag)
+	case o.push.Digest == "":
+		return o, reject(http.StatusBadRequest, "push of %s:%s: digest \"\": missing", e.Target.Repository, e.Target.Tag)
 	}
-	if err := digest.Digest(e.Target.Digest).Validate(); err != nil {
-		return o, reject(http.StatusBadRequest, "push of %s:%s: digest %q: %v", e.Target.Repository, e.Target.Tag, e.Target.Digest, err)
-	}
-	o.push = &types.RegistryPush{
-		ID: e.ID, Pipeline: p.name, Revision: rev, Platform: platform,
-		Tag: e.Target.Tag, Digest: e.Target.Digest.String(), MediaType: e.Target.MediaType,
-		Timestamp: e.Timestamp.UTC(),
-	}
-	return o, nil
+	return o, err
 }
 
 // actionLabel bounds the metric label to the actions the registry defines.

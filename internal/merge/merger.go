@@ -81,7 +81,9 @@ func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hi
 		return nil, err
 	}
 	log := m.log.With("pipeline", p.Name, "revision", revision)
-	if hint != nil && now[hint.Platform.String()] != hint.Digest {
+	// A notification that names no digest (Quay, some CloudEvents) claims nothing to check:
+	// the registry's answer is the digest.
+	if hint != nil && hint.Digest != "" && now[hint.Platform.String()] != hint.Digest {
 		key := hint.Platform.String()
 		if now[key], err = m.await(ctx, p, hint, now[key]); err != nil {
 			return nil, err

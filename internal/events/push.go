@@ -1,0 +1,130 @@
+package events
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+// imagePush is one manifest push as any registry reports it, before it is matched to a
+// pipeline. Every registry receiver (distribution, Harbor, CloudEvents, ...) decodes its
+// payload into these, and classifyPush applies the one set of rules to all of them.
+type imagePush struct {
+	// id is the registry's event id; "" derives one from the push (derivedID), for
+	// payloads that carry none.
+	id string
+	// host is the registry host the push went to; "" when the payload names none, and
+	// then the repository path alone finds the pipeline.
+	host string
+	// repo is the repository path, "team/app".
+	repo string
+	// tag is "" for a push by digest: no arch tag, so nothing to merge (the reconciler
+	// lists tags in any case).
+	tag string
+	// digest is "" when the payload names none: the merger reads what the tag points at
+	// from the registry, as it does for every push.
+	digest string
+	// mediaType is "" when the payload names none.
+	mediaType string
+	at        time.Time
+}
+
+// classifyPush decides whether a push is kept: it must be a manifest (when the media type
+// is known), under an arch tag of a pipeline's staging repository, with a valid revision.
+func (r *Receiver) classifyPush(source string, p imagePush) (registryOutcome, error) {
+	o := registryOutcome{action: "push"}
+	if p.tag == "" || (p.mediaType != "" && !contains(manifestMediaTypes, p.mediaType)) {
+		return o, nil // blob pushes and pushes by digest
+	}
+	if signatureTag.MatchString(p.tag) {
+		return o, nil // signatures and referrers, including the ones promoter pushes itself
+	}
+	pl, ok := r.stagingFor(p.repo, p.host)
+	if !ok {
+		return o, nil
+	}
+	if pl.cache.TagIn(pl.staging, p.tag, pl.platforms) {
+		return o, nil // BuildKit exporting the build cache
+	}
+	rev, platform, ok := pl.archTags.Match(p.tag)
+	if !ok {
+		return o, nil // the merged index itself, or a tag that is not an arch tag
+	}
+	if err := types.ValidateRevision(rev); err != nil {
+		// Sources reject such a revision, so no build makes this tag: never merge it.
+		o.invalid = fmt.Sprintf("arch tag %s:%s: %v", p.repo, p.tag, err)
+		return o, nil
+	}
+	if p.digest != "" {
+		if err := digest.Digest(p.digest).Validate(); err != nil {
+			return o, reject(http.StatusBadRequest, "push of %s:%s: digest %q: %v", p.repo, p.tag, p.digest, err)
+		}
+	}
+	id := p.id
+	if id == "" {
+		id = derivedID(source, p)
+	}
+	o.push = &types.RegistryPush{
+		ID: id, Pipeline: pl.name, Revision: rev, Platform: platform,
+		Tag: p.tag, Digest: p.digest, MediaType: p.mediaType, Timestamp: p.at.UTC(),
+	}
+	return o, nil
+}
+
+// derivedID names a push whose payload has no event id by what it says, so the registry
+// retrying the same delivery is de-duplicated; a later push of the same tag differs in its
+// digest or its time.
+func derivedID(source string, p imagePush) string {
+	sum := sha256.Sum256([]byte(strings.Join([]string{source, p.host, p.repo, p.tag, p.digest, p.at.UTC().Format(time.RFC3339Nano)}, "\x00")))
+	return source + "-" + hex.EncodeToString(sum[:12])
+}
+
+// publishPushes stores every kept push on the bus, counts every outcome under source and
+// answers with a Summary. A failed publish answers 503: the pushes published before it
+// are durable and de-duplicated when the registry sends the whole body again.
+func (r *Receiver) publishPushes(w http.ResponseWriter, req *http.Request, source string, outcomes []registryOutcome) {
+	var sum Summary
+	for _, o := range outcomes {
+		if o.push == nil {
+			sum.Ignored++
+			outcome := "ignored"
+			if o.invalid != "" {
+				outcome = "invalid"
+				r.log.Warn("registry push ignored: invalid revision", "source", source, "why", o.invalid, "remote", req.RemoteAddr)
+			}
+			r.metrics.EventsReceived.WithLabelValues(source, o.action, outcome).Inc()
+			continue
+		}
+		dup, err := r.pub.Publish(req.Context(), types.SubjectRegistryPush, o.push.ID, o.push)
+		if err != nil {
+			r.log.Error("storing registry event failed", "source", source, "event_id", o.push.ID, "error", err)
+			fail(w, err)
+			return
+		}
+		outcome := "kept"
+		if dup {
+			outcome = "duplicate"
+			sum.Duplicates++
+		} else {
+			sum.Accepted++
+		}
+		r.metrics.EventsReceived.WithLabelValues(source, o.action, outcome).Inc()
+		r.log.Info("registry push", "source", source, "outcome", outcome, "pipeline", o.push.Pipeline, "revision", o.push.Revision,
+			"platform", o.push.Platform.String(), "tag", o.push.Tag, "digest", o.push.Digest)
+	}
+	writeJSON(w, http.StatusOK, sum)
+}
+
+// rejectRegistry answers a notification that is refused as a whole, and counts it.
+func (r *Receiver) rejectRegistry(w http.ResponseWriter, req *http.Request, source string, err error) {
+	r.metrics.EventsReceived.WithLabelValues(source, "unknown", "rejected").Inc()
+	status := fail(w, err)
+	r.log.Warn("registry notification rejected", "source", source, "status", status, "error", err, "remote", req.RemoteAddr)
+}
