@@ -104,6 +104,15 @@ type Auth struct {
 		// Token is the bearer token of the generic source webhook.
 		Token Secret `mapstructure:"token"`
 	} `mapstructure:"generic"`
+	Harbor struct {
+		// Token is what Harbor's webhook policy sends as its Auth Header.
+		Token Secret `mapstructure:"token"`
+	} `mapstructure:"harbor"`
+	CloudEvents struct {
+		// Token authenticates CloudEvents senders (Zot and others): Bearer, or the
+		// password of Basic credentials.
+		Token Secret `mapstructure:"token"`
+	} `mapstructure:"cloudevents"`
 	// InsecureNoAuth accepts registry notifications without a token. Development only.
 	InsecureNoAuth bool `mapstructure:"insecureNoAuth"`
 }

@@ -44,6 +44,8 @@ var defaults = map[string]any{
 	"auth.github.secret":       "",
 	"auth.gitlab.token":        "",
 	"auth.generic.token":       "",
+	"auth.harbor.token":        "",
+	"auth.cloudevents.token":   "",
 	"auth.insecureNoAuth":      false,
 	"keys.cosign":              "",
 	"keys.password":            "",

@@ -116,6 +116,8 @@ func (c *Config) validate(ps problems) error {
 	checkSecret(&ps, "auth.github.secret", c.Auth.GitHub.Secret)
 	checkSecret(&ps, "auth.gitlab.token", c.Auth.GitLab.Token)
 	checkSecret(&ps, "auth.generic.token", c.Auth.Generic.Token)
+	checkSecret(&ps, "auth.harbor.token", c.Auth.Harbor.Token)
+	checkSecret(&ps, "auth.cloudevents.token", c.Auth.CloudEvents.Token)
 	checkSecret(&ps, "keys.password", c.Keys.Password)
 	if _, err := sign.ParseFormat(c.Sign.Format); err != nil {
 		ps.add("sign.format", "%v", err)

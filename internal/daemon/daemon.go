@@ -102,6 +102,8 @@ func webhookSecrets(a config.Auth) (events.Secrets, error) {
 		{"auth.github.secret", a.GitHub.Secret, &s.GitHubSecret},
 		{"auth.gitlab.token", a.GitLab.Token, &s.GitLabToken},
 		{"auth.generic.token", a.Generic.Token, &s.GenericToken},
+		{"auth.harbor.token", a.Harbor.Token, &s.HarborToken},
+		{"auth.cloudevents.token", a.CloudEvents.Token, &s.CloudEventsToken},
 	} {
 		if *f.dst, err = secret(f.key, f.ref); err != nil {
 			return events.Secrets{}, err

@@ -343,11 +343,12 @@ func natsDesc(cfg *config.Config) string {
 // checkAuth refuses to serve registry notifications without a token unless the operator
 // explicitly asked for it.
 func checkAuth(cfg *config.Config, log *slog.Logger) error {
-	if cfg.Auth.RegistryToken.IsSet() {
-		return nil
+	a := cfg.Auth
+	if a.RegistryToken.IsSet() || a.Harbor.Token.IsSet() || a.CloudEvents.Token.IsSet() {
+		return nil // at least one registry receiver is authenticated; the others are disabled
 	}
-	if !cfg.Auth.InsecureNoAuth {
-		return errors.New("auth.registryToken is not set: registry notifications would be accepted from anyone; set it (e.g. registryToken: env:PROMOTER_REGISTRY_TOKEN) or pass --insecure-no-auth for development")
+	if !a.InsecureNoAuth {
+		return errors.New("auth.registryToken is not set: registry notifications would be accepted from anyone; set it (e.g. registryToken: env:PROMOTER_REGISTRY_TOKEN), or the token of the receiver your registry uses (auth.harbor.token, auth.cloudevents.token), or pass --insecure-no-auth for development")
 	}
 	log.Warn("INSECURE: registry notifications are accepted without authentication (--insecure-no-auth)")
 	return nil

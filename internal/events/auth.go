@@ -27,6 +27,34 @@ func checkBearer(req *http.Request, want, configKey string) error {
 	return nil
 }
 
+// checkToken authenticates a registry's notification with a shared token, as registries
+// can send one: "Authorization: Bearer <token>", the bare token as the whole header (what
+// Harbor sends when its Auth Header is the token alone), or Basic credentials whose
+// password is the token (what Zot sends). An unset token disables the endpoint.
+func checkToken(req *http.Request, want, configKey, what string) error {
+	if want == "" {
+		return reject(http.StatusUnauthorized, "%s are disabled: set %s", what, configKey)
+	}
+	h := strings.TrimSpace(req.Header.Get("Authorization"))
+	if h == "" {
+		return reject(http.StatusUnauthorized, "missing Authorization header; send the token configured as %s", configKey)
+	}
+	if _, password, ok := req.BasicAuth(); ok {
+		if !equal(password, want) {
+			return reject(http.StatusUnauthorized, "wrong password in Basic credentials; it must equal %s", configKey)
+		}
+		return nil
+	}
+	got := h
+	if scheme, token, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		got = strings.TrimSpace(token)
+	}
+	if !equal(got, want) {
+		return reject(http.StatusUnauthorized, "wrong token; the Authorization header must be the token configured as %s (or Bearer <token>)", configKey)
+	}
+	return nil
+}
+
 // checkGitHubSignature verifies X-Hub-Signature-256 (HMAC-SHA256 of the raw body). The
 // SHA-1 X-Hub-Signature header is never accepted.
 func checkGitHubSignature(req *http.Request, body []byte, secret string) error {

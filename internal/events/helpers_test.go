@@ -27,10 +27,12 @@ import (
 
 // Credentials the tests configure; the captured registry bodies carry no token of their own.
 const (
-	registryToken = "registry-s3cret"
-	githubSecret  = "github-s3cret"
-	gitlabToken   = "gitlab-s3cret"
-	genericToken  = "generic-s3cret"
+	registryToken    = "registry-s3cret"
+	harborToken      = "harbor-s3cret"
+	cloudEventsToken = "cloudevents-s3cret"
+	githubSecret     = "github-s3cret"
+	gitlabToken      = "gitlab-s3cret"
+	genericToken     = "generic-s3cret"
 )
 
 // testNow is the receiver's clock in tests, so SourceChanged.Received is predictable.
@@ -74,7 +76,8 @@ func platforms(ps ...string) []types.Platform {
 }
 
 func allSecrets() Secrets {
-	return Secrets{RegistryToken: registryToken, GitHubSecret: githubSecret, GitLabToken: gitlabToken, GenericToken: genericToken}
+	return Secrets{RegistryToken: registryToken, GitHubSecret: githubSecret, GitLabToken: gitlabToken, GenericToken: genericToken,
+		HarborToken: harborToken, CloudEventsToken: cloudEventsToken}
 }
 
 // published is one message a fakePublisher stored.

@@ -15,11 +15,15 @@ import (
 
 // Secrets are the resolved webhook credentials; an empty one disables that receiver.
 type Secrets struct {
-	RegistryToken  string
-	GitHubSecret   string
-	GitLabToken    string
-	GenericToken   string
-	InsecureNoAuth bool // accept registry notifications without a token
+	RegistryToken string
+	GitHubSecret  string
+	GitLabToken   string
+	GenericToken  string
+	// HarborToken and CloudEventsToken authenticate the Harbor and CloudEvents registry
+	// receivers; empty disables them (auth.harbor.token, auth.cloudevents.token).
+	HarborToken      string
+	CloudEventsToken string
+	InsecureNoAuth   bool // accept distribution's registry notifications without a token
 }
 
 // Option changes a Receiver.
@@ -92,6 +96,8 @@ func New(pipelines []types.Pipeline, secrets Secrets, pub bus.Publisher, opts ..
 // Register mounts the endpoints on mux.
 func (r *Receiver) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/events/registry", r.registry)
+	mux.HandleFunc("POST /v1/events/registry/harbor", r.harbor)
+	mux.HandleFunc("POST /v1/events/registry/cloudevents", r.cloudEvents)
 	mux.HandleFunc("POST /v1/events/source/github", r.github)
 	mux.HandleFunc("POST /v1/events/source/gitlab", r.gitlab)
 	mux.HandleFunc("POST /v1/events/source/generic", r.generic)
