@@ -15,7 +15,7 @@ import (
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	// EventsReceived counts webhook events by source (registry, github, gitlab, generic),
+	// EventsReceived counts webhook events by source (the receiver: registry, harbor, cloudevents, github, gitlab, generic),
 	// action (push, pull, mount, delete, ...) and outcome (kept, ignored, duplicate, rejected,
 	// invalid: an arch tag whose revision breaks types.ValidateRevision).
 	EventsReceived *prometheus.CounterVec
@@ -68,7 +68,7 @@ func New(reg *prometheus.Registry) *Metrics {
 		Registry: reg,
 		EventsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "promoter_events_received_total",
-			Help: "Webhook events received, by source (registry, github, gitlab, generic), action and outcome (kept, ignored, duplicate, rejected, invalid).",
+			Help: "Webhook events received, by source (the receiver: registry, harbor, cloudevents, github, gitlab, generic), action and outcome (kept, ignored, duplicate, rejected, invalid).",
 		}, []string{"source", "action", "outcome"}),
 		MergeDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "promoter_merge_duration_seconds", Help: "Time to merge a complete revision into an index and push it.",

@@ -128,6 +128,8 @@ values are never inlined: they are file: references to the mounted Secrets.
 {{- if .githubSecretKey -}}{{- $_ := set $auth "github" (dict "secret" (printf "file:%s/%s" $paths.webhooks .githubSecretKey)) -}}{{- end -}}
 {{- if .gitlabTokenKey -}}{{- $_ := set $auth "gitlab" (dict "token" (printf "file:%s/%s" $paths.webhooks .gitlabTokenKey)) -}}{{- end -}}
 {{- if .genericTokenKey -}}{{- $_ := set $auth "generic" (dict "token" (printf "file:%s/%s" $paths.webhooks .genericTokenKey)) -}}{{- end -}}
+{{- if .harborTokenKey -}}{{- $_ := set $auth "harbor" (dict "token" (printf "file:%s/%s" $paths.webhooks .harborTokenKey)) -}}{{- end -}}
+{{- if .cloudeventsTokenKey -}}{{- $_ := set $auth "cloudevents" (dict "token" (printf "file:%s/%s" $paths.webhooks .cloudeventsTokenKey)) -}}{{- end -}}
 {{- if .statusTokenKey -}}{{- $_ := set $auth "statusToken" (printf "file:%s/%s" $paths.webhooks .statusTokenKey) -}}{{- end -}}
 {{- end -}}
 {{- $owned := dict
