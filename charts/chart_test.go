@@ -206,6 +206,10 @@ func TestRenderedConfigLoads(t *testing.T) {
 // secretRef matches the Secret references the chart writes: file:/etc/promoter/...
 var secretRef = regexp.MustCompile(`file:(/etc/promoter/[^\s"']+)`)
 
+// envRef matches the env:NAME references a user writes for values the chart does not
+// mount (a source.pollToken set through daemon.extraEnv).
+var envRef = regexp.MustCompile(`env:([A-Za-z_][A-Za-z0-9_]*)`)
+
 // assertNoSecretValues checks every secret-typed key holds a file: reference, never a value.
 func assertNoSecretValues(t *testing.T, name, text string) {
 	t.Helper()
@@ -226,12 +230,24 @@ func assertNoSecretValues(t *testing.T, name, text string) {
 			t.Errorf("ConfigMap %s: %s = %q, want a file:/etc/promoter/... reference", name, strings.Join(path, "."), s)
 		}
 	}
+	// A poll token is the user's own reference: the environment or a file, never a value.
+	pipelines, _, _ := unstructured.NestedSlice(m, "pipelines")
+	for i, p := range pipelines {
+		tok, found, _ := unstructured.NestedString(p.(map[string]any), "source", "pollToken")
+		if found && !strings.HasPrefix(tok, "env:") && !strings.HasPrefix(tok, "file:") {
+			t.Errorf("ConfigMap %s: pipelines[%d].source.pollToken = %q, want an env: or file: reference", name, i, tok)
+		}
+	}
 }
 
 // loadRendered writes the rendered config with /etc/promoter/ moved into a temp dir, creates
-// the Secret files it refers to, and loads it with config.Load.
+// the Secret files it refers to, sets the environment variables it refers to (as
+// daemon.extraEnv would), and loads it with config.Load.
 func loadRendered(t *testing.T, text string) *config.Config {
 	t.Helper()
+	for _, m := range envRef.FindAllStringSubmatch(text, -1) {
+		t.Setenv(m[1], "s3cret")
+	}
 	root := t.TempDir()
 	relocate := func(p string) string { return filepath.Join(root, strings.TrimPrefix(p, "/etc/promoter/")) }
 	for _, m := range secretRef.FindAllStringSubmatch(text, -1) {
@@ -302,6 +318,16 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 			name:   "secret value in the config",
 			values: `config: {auth: {registryToken: hunter2}}`,
 			want:   []string{"at '/config/auth'", "'registryToken' not allowed"},
+		},
+		{
+			name:   "poll token value in the config",
+			values: `config: {pipelines: [{name: web, platforms: [linux/amd64], staging: r.example/web, source: {repo: https://git.example/web.git, poll: 1m, pollToken: hunter2}}]}`,
+			want:   []string{"/config/pipelines/0/source/pollToken", "'hunter2' does not match pattern"},
+		},
+		{
+			name:   "poll not a duration",
+			values: `config: {pipelines: [{name: web, platforms: [linux/amd64], staging: r.example/web, source: {repo: https://git.example/web.git, poll: 1 minute}}]}`,
+			want:   []string{"/config/pipelines/0/source/poll", "'1 minute' does not match pattern"},
 		},
 		{
 			name:   "misspelt top-level key",

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/promoter-dev/promoter/internal/builders"
+	"github.com/promoter-dev/promoter/internal/events"
 	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/testenv"
@@ -379,7 +381,9 @@ func builderNamespace(t *testing.T, k *testenv.Kube) kubernetes.Interface {
 	}
 }
 
-func githubPush(t *testing.T, daemonURL, repo, delivery, rev string) {
+// githubPush sends GitHub's push webhook of rev on repo's main branch, signed with
+// githubSecret, and returns the daemon's summary of it.
+func githubPush(t *testing.T, daemonURL, repo, delivery, rev string) events.Summary {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{
 		"ref": "refs/heads/main", "before": strings.Repeat("0", 40), "after": rev, "deleted": false,
@@ -396,10 +400,13 @@ func githubPush(t *testing.T, daemonURL, repo, delivery, rev string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("github webhook: %s", resp.Status)
+	defer resp.Body.Close()
+	reply, _ := io.ReadAll(resp.Body)
+	var sum events.Summary
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(reply, &sum) != nil {
+		t.Fatalf("github webhook: %s %s", resp.Status, reply)
 	}
+	return sum
 }
 
 func listJobs(t *testing.T, c kubernetes.Interface, rev string) []batchv1.Job {

@@ -190,6 +190,14 @@ type Pipeline struct {
 type Source struct {
 	Repo   string `mapstructure:"repo"`
 	Branch string `mapstructure:"branch"`
+	// Poll is how often the daemon lists the branch head (git ls-remote) and treats a new
+	// head as a push webhook; 0 (the default) never polls, else at least
+	// sources.MinInterval.
+	Poll time.Duration `mapstructure:"poll"`
+	// PollToken is an access token the polls of an http(s) Repo send (basic auth
+	// x-access-token:<token>); empty: the daemon must be able to read the repository as it
+	// is.
+	PollToken Secret `mapstructure:"pollToken"`
 }
 
 // Build says how a pipeline's platforms are built.

@@ -29,6 +29,7 @@ func TestLoadDefaults(t *testing.T) {
 func TestLoadFullFile(t *testing.T) {
 	t.Setenv("TEST_REGISTRY_TOKEN", "tok")
 	t.Setenv("TEST_COSIGN_PASSWORD", "pw")
+	t.Setenv("TEST_GIT_TOKEN", "t0k")
 	c, err := Load(Input{File: "testdata/full.yaml"})
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -38,8 +39,10 @@ func TestLoadFullFile(t *testing.T) {
 		t.Fatal("pipeline web not found")
 	}
 	want := Pipeline{
-		Name:      "web",
-		Source:    Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
+		Name: "web",
+		Source: Source{
+			Repo: "https://git.example/acme/web.git", Branch: "main", Poll: 2 * time.Minute, PollToken: "env:TEST_GIT_TOKEN",
+		},
 		Platforms: []string{"linux/amd64", "linux/arm64", "linux/arm/v7"},
 		Build: Build{
 			Executor: "kubernetes", Context: ".", Dockerfile: "Dockerfile",
@@ -272,6 +275,70 @@ func TestNATSReplicas(t *testing.T) {
 			}
 			if c.NATS.Replicas != tt.want {
 				t.Errorf("nats.replicas: got %d, want %d", c.NATS.Replicas, tt.want)
+			}
+		})
+	}
+}
+
+func TestSourcePoll(t *testing.T) {
+	t.Setenv("TEST_GIT_TOKEN", "t0k")
+	const base = "name: web\n    platforms: [linux/amd64]\n    staging: staging.example/acme/web\n    "
+	tests := []struct {
+		name     string
+		pipeline string            // the pipeline's keys after base
+		want     time.Duration     // Domain().Source.Poll
+		wantErr  map[string]string // problem path → part of its message
+	}{
+		{name: "off by default", pipeline: "source: {repo: https://git.example/acme/web.git}"},
+		{name: "every minute", pipeline: "source: {repo: https://git.example/acme/web.git, poll: 1m}", want: time.Minute},
+		{name: "the minimum", pipeline: "source: {repo: https://git.example/acme/web.git, poll: 10s}", want: 10 * time.Second},
+		{name: "with a token", pipeline: "source: {repo: https://git.example/acme/web.git, poll: 1m, pollToken: env:TEST_GIT_TOKEN}", want: time.Minute},
+		{name: "a local build following a repository", pipeline: "source: {repo: git://git.example/acme/web.git, poll: 30s}\n    build: {executor: local, dir: .}", want: 30 * time.Second},
+		{name: "below the minimum", pipeline: "source: {repo: https://git.example/acme/web.git, poll: 1s}",
+			wantErr: map[string]string{"pipelines[0].source.poll": "1s is below the minimum of 10s"}},
+		{name: "negative", pipeline: "source: {repo: https://git.example/acme/web.git, poll: -1m}",
+			wantErr: map[string]string{"pipelines[0].source.poll": "must not be negative"}},
+		{name: "no repository", pipeline: "source: {poll: 1m}\n    build: {executor: local, dir: .}",
+			wantErr: map[string]string{"pipelines[0].source.repo": "source.poll lists this repository's branch"}},
+		{name: "a token without polling", pipeline: "source: {repo: https://git.example/acme/web.git, pollToken: env:TEST_GIT_TOKEN}",
+			wantErr: map[string]string{"pipelines[0].source.pollToken": "is used only by source.poll, which is off"}},
+		{name: "a token for ssh", pipeline: "source: {repo: \"git@git.example:acme/web.git\", poll: 1m, pollToken: env:TEST_GIT_TOKEN}",
+			wantErr: map[string]string{"pipelines[0].source.pollToken": "is sent to an http(s) source.repo only"}},
+		{name: "a token that does not resolve", pipeline: "source: {repo: https://git.example/acme/web.git, poll: 1m, pollToken: env:TEST_NO_SUCH_TOKEN}",
+			wantErr: map[string]string{"pipelines[0].source.pollToken": "environment variable TEST_NO_SUCH_TOKEN is not set"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "c.yaml")
+			yaml := "auth: {insecureNoAuth: true}\npipelines:\n  - " + base + tt.pipeline + "\n"
+			if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(Input{File: file})
+			if len(tt.wantErr) > 0 {
+				var verr *ValidationError
+				if !errors.As(err, &verr) {
+					t.Fatalf("got %v, want a *ValidationError", err)
+				}
+				got := map[string]string{}
+				for _, p := range verr.Problems {
+					got[p.Path] = p.Msg
+				}
+				if len(got) != len(tt.wantErr) {
+					t.Errorf("got problems %v, want %d", err, len(tt.wantErr))
+				}
+				for path, msg := range tt.wantErr {
+					if !strings.Contains(got[path], msg) {
+						t.Errorf("problem at %s: got %q, want it to contain %q", path, got[path], msg)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Pipelines[0].Domain().Source.Poll; got != tt.want {
+				t.Errorf("Domain().Source.Poll: got %s, want %s", got, tt.want)
 			}
 		})
 	}

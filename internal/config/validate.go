@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/sign"
+	"github.com/promoter-dev/promoter/internal/sources"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -250,6 +252,7 @@ func (c *Config) validatePipelines(ps *problems) {
 			ps.add(at("staging"), "%s is already the staging repository of pipelines[%d]", p.Staging, j)
 		}
 		stagings[p.Staging] = i
+		validatePoll(ps, at, p.Source)
 		switch p.Build.Executor {
 		case "kubernetes":
 			if p.Source.Repo == "" {
@@ -364,6 +367,29 @@ func validateBuild(ps *problems, at func(string) string, p Pipeline, platforms [
 	}
 }
 
+// validatePoll checks source.poll and source.pollToken.
+func validatePoll(ps *problems, at func(string) string, s Source) {
+	switch {
+	case s.Poll < 0:
+		ps.add(at("source.poll"), "must not be negative (0 turns polling off), got %s", s.Poll)
+	case s.Poll > 0 && s.Poll < sources.MinInterval:
+		ps.add(at("source.poll"), "%s is below the minimum of %s: each poll is a request to the git server, per pipeline and per daemon replica", s.Poll, sources.MinInterval)
+	}
+	if s.Poll > 0 && s.Repo == "" {
+		ps.add(at("source.repo"), "must be set: source.poll lists this repository's branch")
+	}
+	if !s.PollToken.IsSet() {
+		return
+	}
+	checkSecret(ps, at("source.pollToken"), s.PollToken)
+	if s.Poll == 0 {
+		ps.add(at("source.pollToken"), "is used only by source.poll, which is off: set source.poll, or remove the token")
+	}
+	if u, err := url.Parse(s.Repo); s.Repo != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http")) {
+		ps.add(at("source.pollToken"), "is sent to an http(s) source.repo only; %s is polled with the daemon's own git configuration (for ssh: its keys and known hosts)", s.Repo)
+	}
+}
+
 func checkCacheMode(ps *problems, at func(string) string, mode string) bool {
 	switch mode {
 	case "max", "min", "off":
@@ -404,7 +430,7 @@ func checkSecret(ps *problems, path string, s Secret) {
 func (p Pipeline) Domain() types.Pipeline {
 	d := types.Pipeline{
 		Name:    p.Name,
-		Source:  types.Source{Repo: p.Source.Repo, Branch: p.Source.Branch},
+		Source:  types.Source{Repo: p.Source.Repo, Branch: p.Source.Branch, Poll: p.Source.Poll},
 		Staging: types.Repository(p.Staging),
 		ArchTag: types.ArchTag(p.ArchTag),
 		Sign:    p.Sign,

@@ -9,6 +9,7 @@ import (
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/events"
+	"github.com/promoter-dev/promoter/internal/sources"
 	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -110,6 +111,22 @@ func webhookSecrets(a config.Auth) (events.Secrets, error) {
 		}
 	}
 	return s, nil
+}
+
+// pollTokens are the source poller's tokens (source.pollToken), one option per pipeline
+// that has one.
+func pollTokens(pipelines []config.Pipeline) ([]sources.Option, error) {
+	var opts []sources.Option
+	for i, p := range pipelines {
+		v, err := secret(fmt.Sprintf("pipelines[%d].source.pollToken", i), p.Source.PollToken)
+		if err != nil {
+			return nil, err
+		}
+		if v != "" {
+			opts = append(opts, sources.WithToken(p.Name, v))
+		}
+	}
+	return opts, nil
 }
 
 // secret resolves an optional secret reference; unset is "".

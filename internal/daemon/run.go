@@ -25,6 +25,7 @@ import (
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/promote"
 	"github.com/promoter-dev/promoter/internal/sign"
+	"github.com/promoter-dev/promoter/internal/sources"
 	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/status"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -75,6 +76,10 @@ func Start(ctx context.Context, cfg *config.Config, opts ...Option) (*Daemon, er
 		return nil, err
 	}
 	pipelines := cfg.DomainPipelines()
+	pollOpts, err := pollTokens(cfg.Pipelines)
+	if err != nil {
+		return nil, err
+	}
 	// Listen first so a port conflict fails before anything else starts.
 	lis, err := openListeners(cfg)
 	if err != nil {
@@ -88,8 +93,15 @@ func Start(ctx context.Context, cfg *config.Config, opts ...Option) (*Daemon, er
 		lis.close()
 		return nil, err
 	}
+	poller, err := sources.New(b, pipelines,
+		append([]sources.Option{sources.WithLogger(o.log), sources.WithMetrics(o.metrics)}, pollOpts...)...)
+	if err != nil {
+		lis.close()
+		closeBus(b, o.log)
+		return nil, err
+	}
 	revs := &revisions{}
-	w := &workers{cfg: cfg, o: o, bus: b, pipelines: pipelines, revs: revs, signer: signer, promoter: promoter}
+	w := &workers{cfg: cfg, o: o, bus: b, pipelines: pipelines, revs: revs, signer: signer, promoter: promoter, poller: poller}
 	servers, maxConns, err := newServers(cfg, o, lis, b, pipelines, secrets, revs, statusToken)
 	if err != nil {
 		lis.close()
@@ -109,7 +121,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...Option) (*Daemon, er
 	})
 	d := &Daemon{addrs: lis.addrs(), cancel: cancel, done: make(chan struct{})}
 	o.log.Info("promoter serving", "listen", d.addrs.Listen, "metrics", d.addrs.Metrics, "status", d.addrs.Status,
-		"status_auth", statusToken != "", "max_conns", maxConns, "nats", natsDesc(cfg), "pipelines", len(pipelines))
+		"status_auth", statusToken != "", "max_conns", maxConns, "nats", natsDesc(cfg), "pipelines", len(pipelines), "polled", poller.Pipelines())
 	go func() {
 		err := g.Wait()
 		closeBus(b, o.log)
@@ -191,9 +203,9 @@ func closeBus(b *bus.Bus, log *slog.Logger) {
 	}
 }
 
-// workers are the daemon's bus consumers, its reconciler and, for pipelines built with the
-// local executor, an in-process builder agent. They start once the bus is ready, since the
-// KV bucket they share is created then.
+// workers are the daemon's bus consumers, its reconciler, its source poller and, for
+// pipelines built with the local executor, an in-process builder agent. They start once
+// the bus is ready, since the KV bucket they share is created then.
 type workers struct {
 	cfg       *config.Config
 	o         *options
@@ -202,6 +214,9 @@ type workers struct {
 	revs      *revisions
 	signer    *sign.Signer // nil when no pipeline signs
 	promoter  *promote.Promoter
+	// poller polls the pipelines with source.poll. Every replica polls: its finds are
+	// de-duplicated with the webhooks' and each other's (types.SourceChanged.MsgID).
+	poller *sources.Poller
 }
 
 func (w *workers) run(ctx context.Context) error {
@@ -248,6 +263,7 @@ func (w *workers) run(ctx context.Context) error {
 		g.Go(func() error { return w.bus.Consume(gctx, c) })
 	}
 	g.Go(func() error { return rec.Run(gctx) })
+	g.Go(func() error { return w.poller.Run(gctx) })
 	if agent, err := w.localAgent(); err != nil {
 		return err
 	} else if agent != nil {

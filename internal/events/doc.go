@@ -2,8 +2,9 @@
 // (POST /v1/events/registry) and source push webhooks (POST /v1/events/source/{github,gitlab,generic}).
 //
 // A receiver authenticates the request, bounds and decodes the body, keeps only what a
-// pipeline cares about, and publishes it to the bus with the event's own id as the message
-// id. It answers 2xx only after the bus acknowledged every kept event, so a 2xx means the
+// pipeline cares about, and publishes it to the bus with a message id that de-duplicates
+// it: a registry event's own id, a source change's pipeline and revision
+// (types.SourceChanged.MsgID, shared with the source poller). It answers 2xx only after the bus acknowledged every kept event, so a 2xx means the
 // event is durable; it publishes nothing from a body it rejects. It must not act on events
 // (merging, building): consumers of the bus do that.
 package events

@@ -11,12 +11,13 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/promoter-dev/promoter/internal/bus/bustest"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // serveOnce runs one request through a fresh receiver without a network, and returns the
 // recorder and what the publisher saw.
-func serveOnce(t *testing.T, pub *fakePublisher, req *http.Request) *httptest.ResponseRecorder {
+func serveOnce(t *testing.T, pub *bustest.Recorder, req *http.Request) *httptest.ResponseRecorder {
 	t.Helper()
 	r, err := New(testPipelines(), allSecrets(), pub)
 	if err != nil {
@@ -71,14 +72,14 @@ func FuzzRegistryWebhook(f *testing.F) {
 	}
 
 	f.Fuzz(func(t *testing.T, body []byte, failPublish bool) {
-		pub := &fakePublisher{}
+		pub := &bustest.Recorder{}
 		if failPublish {
-			pub.failWith = errBusDown
+			pub.Fail(errBusDown)
 		}
 		req := httptest.NewRequest(http.MethodPost, registryPath, bytes.NewReader(body))
 		req.Header = registryHeader()
 		rec := serveOnce(t, pub, req)
-		calls, stored := pub.snapshot()
+		calls, stored := pub.Snapshot()
 
 		switch rec.Code {
 		case http.StatusOK:
@@ -145,7 +146,7 @@ func FuzzGitHubWebhook(f *testing.F) {
 	f.Add("", []byte(`{}`), true)
 
 	f.Fuzz(func(t *testing.T, event string, body []byte, signed bool) {
-		pub := &fakePublisher{}
+		pub := &bustest.Recorder{}
 		req := httptest.NewRequest(http.MethodPost, githubPath, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-GitHub-Event", event)
@@ -154,7 +155,7 @@ func FuzzGitHubWebhook(f *testing.F) {
 			req.Header.Set("X-Hub-Signature-256", signGitHub(githubSecret, body))
 		}
 		rec := serveOnce(t, pub, req)
-		calls, stored := pub.snapshot()
+		calls, stored := pub.Snapshot()
 
 		switch {
 		case !signed && rec.Code != http.StatusUnauthorized:

@@ -7,7 +7,8 @@ import (
 
 // GenericPush is the body of POST /v1/events/source/generic.
 type GenericPush struct {
-	// ID de-duplicates deliveries; when empty, one is derived from pipeline and revision.
+	// ID names the delivery in the logs. It does not de-duplicate: every source change is
+	// de-duplicated by pipeline and revision (types.SourceChanged.MsgID).
 	ID       string `json:"id,omitempty"`
 	Repo     string `json:"repo"`
 	Ref      string `json:"ref"` // refs/heads/<branch> or just <branch>

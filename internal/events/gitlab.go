@@ -63,10 +63,11 @@ func (r *Receiver) gitlab(w http.ResponseWriter, req *http.Request) {
 	})
 }
 
-// gitlabDelivery is the id that de-duplicates a GitLab delivery. Idempotency-Key (GitLab
-// 17.4+) is documented to stay the same when GitLab retries or a user resends a delivery;
-// X-Gitlab-Event-UUID is not (it is a recursion-detection id), so it is only the fallback
-// for servers that do not send Idempotency-Key.
+// gitlabDelivery is the id that names a GitLab delivery in the logs (pipeline and revision
+// de-duplicate it). Idempotency-Key (GitLab 17.4+) is documented to stay the same when
+// GitLab retries or a user resends a delivery; X-Gitlab-Event-UUID is not (it is a
+// recursion-detection id), so it is only the fallback for servers that do not send
+// Idempotency-Key.
 func gitlabDelivery(h http.Header) string {
 	if k := h.Get("Idempotency-Key"); k != "" {
 		return k

@@ -2,7 +2,6 @@ package events
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,13 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/promoter-dev/promoter/internal/bus/bustest"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -80,59 +79,12 @@ func allSecrets() Secrets {
 		HarborToken: harborToken, CloudEventsToken: cloudEventsToken}
 }
 
-// published is one message a fakePublisher stored.
-type published struct {
-	Subject string
-	MsgID   string
-	Value   any
-}
-
-// fakePublisher is the bus boundary: it records every message, de-duplicates by msgID as
-// JetStream does, and fails every call while failWith is set.
-type fakePublisher struct {
-	mu       sync.Mutex
-	calls    int
-	stored   []published
-	seen     map[string]bool
-	failWith error
-}
-
-func (f *fakePublisher) Publish(_ context.Context, subject, msgID string, v any) (bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	if f.failWith != nil {
-		return false, f.failWith
-	}
-	if f.seen == nil {
-		f.seen = map[string]bool{}
-	}
-	if f.seen[msgID] {
-		return true, nil
-	}
-	f.seen[msgID] = true
-	f.stored = append(f.stored, published{Subject: subject, MsgID: msgID, Value: v})
-	return false, nil
-}
-
-func (f *fakePublisher) fail(err error) {
-	f.mu.Lock()
-	f.failWith = err
-	f.mu.Unlock()
-}
-
-func (f *fakePublisher) snapshot() (calls int, stored []published) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls, append([]published(nil), f.stored...)
-}
-
 var errBusDown = errors.New("nats: no responders available for request")
 
 // harness is a receiver behind a real HTTP server, with its own metrics registry.
 type harness struct {
 	srv     *httptest.Server
-	pub     *fakePublisher
+	pub     *bustest.Recorder
 	metrics *metrics.Metrics
 }
 
@@ -143,7 +95,7 @@ func newHarness(t *testing.T, secrets Secrets, opts ...Option) *harness {
 
 func newHarnessWith(t *testing.T, pipelines []types.Pipeline, secrets Secrets, opts ...Option) *harness {
 	t.Helper()
-	h := &harness{pub: &fakePublisher{}, metrics: metrics.New(prometheus.NewRegistry())}
+	h := &harness{pub: &bustest.Recorder{}, metrics: metrics.New(prometheus.NewRegistry())}
 	opts = append([]Option{WithMetrics(h.metrics), WithClock(func() time.Time { return testNow })}, opts...)
 	r, err := New(pipelines, secrets, h.pub, opts...)
 	if err != nil {

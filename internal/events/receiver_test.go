@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/promoter-dev/promoter/internal/bus"
+	"github.com/promoter-dev/promoter/internal/bus/bustest"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -41,10 +42,10 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		opts    []Option
 		wantErr string
 	}{
-		{name: "zero body limit", pub: &fakePublisher{}, opts: []Option{WithMaxBodyBytes(0)}, wantErr: "max body bytes must be positive"},
-		{name: "negative body limit", pub: &fakePublisher{}, opts: []Option{WithMaxBodyBytes(-1)}, wantErr: "max body bytes must be positive"},
+		{name: "zero body limit", pub: &bustest.Recorder{}, opts: []Option{WithMaxBodyBytes(0)}, wantErr: "max body bytes must be positive"},
+		{name: "negative body limit", pub: &bustest.Recorder{}, opts: []Option{WithMaxBodyBytes(-1)}, wantErr: "max body bytes must be positive"},
 		{name: "no publisher", pub: nil, wantErr: "publisher"},
-		{name: "defaults", pub: &fakePublisher{}},
+		{name: "defaults", pub: &bustest.Recorder{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,7 +97,7 @@ func TestRegistryAuth(t *testing.T) {
 			if got.status != tt.wantStatus {
 				t.Fatalf("got status %d (%s), want %d", got.status, got.body, tt.wantStatus)
 			}
-			calls, stored := h.pub.snapshot()
+			calls, stored := h.pub.Snapshot()
 			if tt.wantStatus != 200 {
 				if msg := got.errorMessage(t); !strings.Contains(msg, tt.wantErr) {
 					t.Errorf("got error %q, want it to contain %q", msg, tt.wantErr)
@@ -148,7 +149,7 @@ func TestRegistryContentType(t *testing.T) {
 			if got.status != tt.wantStatus {
 				t.Fatalf("got status %d (%s), want %d", got.status, got.body, tt.wantStatus)
 			}
-			calls, _ := h.pub.snapshot()
+			calls, _ := h.pub.Snapshot()
 			if tt.wantStatus == 415 {
 				msg := got.errorMessage(t)
 				if !strings.Contains(msg, EnvelopeMediaType) || !strings.Contains(msg, "application/json") {
@@ -182,7 +183,7 @@ func TestRegistryBodyLimit(t *testing.T) {
 			if got.status != tt.wantStatus {
 				t.Fatalf("got status %d (%s), want %d", got.status, got.body, tt.wantStatus)
 			}
-			calls, _ := h.pub.snapshot()
+			calls, _ := h.pub.Snapshot()
 			if tt.wantStatus == 413 {
 				if msg := got.errorMessage(t); !strings.Contains(msg, "events.maxBodyBytes") || !strings.Contains(msg, fmt.Sprint(tt.limit)) {
 					t.Errorf("got error %q, want the limit %d and its config key events.maxBodyBytes", msg, tt.limit)
@@ -242,7 +243,7 @@ func TestRegistryMalformed(t *testing.T) {
 			if !strings.HasPrefix(msg, "decoding notification envelope: ") || !strings.Contains(msg, tt.wantErr) {
 				t.Errorf("got error %q, want the decode error containing %q", msg, tt.wantErr)
 			}
-			if calls, _ := h.pub.snapshot(); calls != 0 {
+			if calls, _ := h.pub.Snapshot(); calls != 0 {
 				t.Errorf("got %d publishes for a malformed body, want 0", calls)
 			}
 		})
@@ -275,7 +276,7 @@ func TestRegistryNothingPartial(t *testing.T) {
 			if msg := got.errorMessage(t); !strings.Contains(msg, tt.wantErr) {
 				t.Errorf("got error %q, want it to contain %q", msg, tt.wantErr)
 			}
-			if calls, _ := h.pub.snapshot(); calls != 0 {
+			if calls, _ := h.pub.Snapshot(); calls != 0 {
 				t.Errorf("got %d publishes, want 0: the valid first event must not be kept from a rejected body", calls)
 			}
 			if n := h.count("registry", "push", "kept"); n != 0 {
@@ -312,7 +313,7 @@ func TestRegistryCapturedBodies(t *testing.T) {
 			if diff := cmp.Diff(tt.want, got.summary(t)); diff != "" {
 				t.Errorf("summary (-want +got):\n%s", diff)
 			}
-			_, stored := h.pub.snapshot()
+			_, stored := h.pub.Snapshot()
 			var pushes []types.RegistryPush
 			for _, m := range stored {
 				p := m.Value.(*types.RegistryPush)
@@ -396,7 +397,7 @@ func TestRegistryFilter(t *testing.T) {
 			if got.status != http.StatusOK {
 				t.Fatalf("got status %d (%s), want 200", got.status, got.body)
 			}
-			_, stored := h.pub.snapshot()
+			_, stored := h.pub.Snapshot()
 			want, outcome := Summary{Ignored: 1}, "ignored"
 			if tt.wantKept != nil {
 				want, outcome = Summary{Accepted: 1}, "kept"
@@ -441,7 +442,7 @@ func TestRegistryInvalidRevision(t *testing.T) {
 			if diff := cmp.Diff(Summary{Ignored: 1}, got.summary(t)); diff != "" {
 				t.Errorf("summary (-want +got):\n%s", diff)
 			}
-			if _, stored := h.pub.snapshot(); len(stored) != 0 {
+			if _, stored := h.pub.Snapshot(); len(stored) != 0 {
 				t.Errorf("got %d stored, want none", len(stored))
 			}
 			if n := h.count("registry", "push", "invalid"); n != 1 {
@@ -479,7 +480,7 @@ func TestRegistryStagingHost(t *testing.T) {
 			if got.status != http.StatusOK {
 				t.Fatalf("got status %d (%s), want 200", got.status, got.body)
 			}
-			_, stored := h.pub.snapshot()
+			_, stored := h.pub.Snapshot()
 			gotPipeline := ""
 			if len(stored) == 1 {
 				gotPipeline = stored[0].Value.(*types.RegistryPush).Pipeline
@@ -509,7 +510,7 @@ func TestRegistryManyEvents(t *testing.T) {
 	if diff := cmp.Diff(Summary{Accepted: 2, Ignored: 4}, got.summary(t)); diff != "" {
 		t.Errorf("first delivery summary (-want +got):\n%s", diff)
 	}
-	_, stored := h.pub.snapshot()
+	_, stored := h.pub.Snapshot()
 	var ids []string
 	for _, m := range stored {
 		ids = append(ids, m.MsgID)
@@ -527,7 +528,7 @@ func TestRegistryManyEvents(t *testing.T) {
 	if diff := cmp.Diff(Summary{Duplicates: 2, Ignored: 4}, got.summary(t)); diff != "" {
 		t.Errorf("redelivery summary (-want +got):\n%s", diff)
 	}
-	if _, stored := h.pub.snapshot(); len(stored) != 2 {
+	if _, stored := h.pub.Snapshot(); len(stored) != 2 {
 		t.Errorf("got %d messages stored after the redelivery, want 2", len(stored))
 	}
 	for _, c := range []struct {
@@ -563,7 +564,7 @@ func TestRegistryPublishFailure(t *testing.T) {
 	h := newHarness(t, allSecrets())
 	body := readTestdata(t, "registry", "push-by-tag.json")
 
-	h.pub.fail(errBusDown)
+	h.pub.Fail(errBusDown)
 	got := h.post(t, registryPath, body, registryHeader())
 	if got.status != http.StatusServiceUnavailable {
 		t.Fatalf("got status %d (%s), want 503", got.status, got.body)
@@ -576,11 +577,11 @@ func TestRegistryPublishFailure(t *testing.T) {
 		!strings.Contains(msg, errBusDown.Error()) {
 		t.Errorf("got error %q, want it to say the event may not be stored, that a retry is de-duplicated, and give the bus error", msg)
 	}
-	if _, stored := h.pub.snapshot(); len(stored) != 0 {
+	if _, stored := h.pub.Snapshot(); len(stored) != 0 {
 		t.Fatalf("got %d stored while the bus is down, want 0", len(stored))
 	}
 
-	h.pub.fail(nil)
+	h.pub.Fail(nil)
 	got = h.post(t, registryPath, body, registryHeader())
 	if got.status != http.StatusOK {
 		t.Fatalf("retry: got status %d (%s), want 200", got.status, got.body)
@@ -588,7 +589,7 @@ func TestRegistryPublishFailure(t *testing.T) {
 	if diff := cmp.Diff(Summary{Accepted: 1}, got.summary(t)); diff != "" {
 		t.Errorf("retry summary (-want +got):\n%s", diff)
 	}
-	if _, stored := h.pub.snapshot(); len(stored) != 1 || stored[0].MsgID != capturedPushID {
+	if _, stored := h.pub.Snapshot(); len(stored) != 1 || stored[0].MsgID != capturedPushID {
 		t.Errorf("got stored %+v, want the captured push once", stored)
 	}
 }

@@ -1,8 +1,6 @@
 package events
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"net/http"
 	"regexp"
 	"strings"
@@ -12,7 +10,7 @@ import (
 
 // push is a source push as every provider describes it.
 type push struct {
-	delivery string   // provider's delivery id; empty derives one
+	delivery string   // provider's delivery id, for the logs; empty when it gave none
 	repos    []string // every URL form the provider gives for the repository
 	ref      string
 	revision string
@@ -42,18 +40,16 @@ func (r *Receiver) publishSource(w http.ResponseWriter, req *http.Request, sourc
 		r.ignoreSource(w, source, "no pipeline follows this repository and branch")
 		return
 	}
-	id := p.delivery
-	if id == "" {
-		sum := sha256.Sum256([]byte(source + "\x00" + pl.name + "\x00" + p.revision))
-		id = source + "-" + hex.EncodeToString(sum[:12])
-	}
 	ev := types.SourceChanged{
-		ID: id, Pipeline: pl.name, Repo: firstNonEmpty(p.repos), Ref: p.ref, Revision: p.revision,
+		ID: p.delivery, Pipeline: pl.name, Repo: firstNonEmpty(p.repos), Ref: p.ref, Revision: p.revision,
 		Received: r.now().UTC(),
 	}
-	dup, err := r.pub.Publish(req.Context(), types.SubjectSourceChanged, id, ev)
+	// The message id is the pipeline and revision (SourceChanged.MsgID), not the delivery
+	// id: a redelivery under a new id, another forge's hook and the source poller's find
+	// of the same head are the one message they describe.
+	dup, err := r.pub.Publish(req.Context(), types.SubjectSourceChanged, ev.MsgID(), ev)
 	if err != nil {
-		r.log.Error("storing source event failed", "source", source, "delivery", id, "error", err)
+		r.log.Error("storing source event failed", "source", source, "delivery", p.delivery, "error", err)
 		fail(w, err)
 		return
 	}
@@ -63,7 +59,7 @@ func (r *Receiver) publishSource(w http.ResponseWriter, req *http.Request, sourc
 		sum, outcome = Summary{Duplicates: 1}, "duplicate"
 	}
 	r.metrics.EventsReceived.WithLabelValues(source, "push", outcome).Inc()
-	r.log.Info("source push", "outcome", outcome, "source", source, "pipeline", pl.name, "revision", p.revision, "delivery", id)
+	r.log.Info("source push", "outcome", outcome, "source", source, "pipeline", pl.name, "revision", p.revision, "delivery", p.delivery)
 	writeJSON(w, http.StatusOK, sum)
 }
 

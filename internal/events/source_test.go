@@ -46,7 +46,7 @@ func runSourceCases(t *testing.T, path, source string, tests []sourceCase) {
 			if got.status != tt.wantStatus {
 				t.Fatalf("got status %d (%s), want %d", got.status, got.body, tt.wantStatus)
 			}
-			calls, stored := h.pub.snapshot()
+			calls, stored := h.pub.Snapshot()
 			if tt.wantStatus != http.StatusOK {
 				if msg := got.errorMessage(t); !strings.Contains(msg, tt.wantErr) {
 					t.Errorf("got error %q, want it to contain %q", msg, tt.wantErr)
@@ -68,8 +68,8 @@ func runSourceCases(t *testing.T, path, source string, tests []sourceCase) {
 			case 1:
 				ev := stored[0].Value.(types.SourceChanged)
 				gotEvent = &ev
-				if stored[0].Subject != types.SubjectSourceChanged || stored[0].MsgID != ev.ID {
-					t.Errorf("published on %s with msg id %q, want %s and the event id %q", stored[0].Subject, stored[0].MsgID, types.SubjectSourceChanged, ev.ID)
+				if want := "source/" + ev.Pipeline + "/" + ev.Revision; stored[0].Subject != types.SubjectSourceChanged || stored[0].MsgID != want {
+					t.Errorf("published on %s with msg id %q, want %s and the pipeline and revision's id %q", stored[0].Subject, stored[0].MsgID, types.SubjectSourceChanged, want)
 				}
 			default:
 				t.Fatalf("got %d messages for one push, want at most 1", len(stored))
@@ -301,7 +301,7 @@ func TestSourceDisabled(t *testing.T) {
 			if msg := got.errorMessage(t); !strings.Contains(msg, "set "+tt.key) {
 				t.Errorf("got error %q, want it to name %s", msg, tt.key)
 			}
-			if calls, _ := h.pub.snapshot(); calls != 0 {
+			if calls, _ := h.pub.Snapshot(); calls != 0 {
 				t.Errorf("got %d publishes, want 0", calls)
 			}
 			if n := h.count(tt.source, "push", "rejected"); n != 1 {
@@ -311,9 +311,10 @@ func TestSourceDisabled(t *testing.T) {
 	}
 }
 
-// TestSourceDeduplication: a redelivered webhook (same delivery id) is acknowledged as a
-// duplicate; without a delivery id the id is derived from pipeline and revision, so a
-// redelivery is still recognised and another revision is not.
+// TestSourceDeduplication: every delivery of one pipeline's revision is one message, by
+// pipeline and revision (types.SourceChanged.MsgID, which the source poller uses too),
+// whatever its delivery id: a redelivery, a resend under a new id, one without an id; a
+// push of another revision is a message of its own.
 func TestSourceDeduplication(t *testing.T) {
 	ghPush := readTestdata(t, "source", "github-push.json")
 	ghNext := setJSON(t, ghPush, "after", "a7f3c0de5c6ff8d09518454d4dd8b7b30f095ab5")
@@ -328,33 +329,38 @@ func TestSourceDeduplication(t *testing.T) {
 		name       string
 		path       string
 		deliveries []delivery
-		wantIDs    []string // ids stored; "derived:<source>" is any derived id of that source
+		wantIDs    []string // message ids stored
 	}{
 		{name: "github same delivery", path: githubPath, deliveries: []delivery{
 			{githubHeader("push", ghPush), ghPush, Summary{Accepted: 1}},
 			{githubHeader("push", ghPush), ghPush, Summary{Duplicates: 1}},
-		}, wantIDs: []string{githubDelivery}},
+		}, wantIDs: []string{"source/web/" + githubRevision}},
+		{name: "github resent under a new delivery id", path: githubPath, deliveries: []delivery{
+			{githubHeader("push", ghPush), ghPush, Summary{Accepted: 1}},
+			{edit(githubHeader("push", ghPush), "X-Github-Delivery", "99999999-2222-3333-4444-555555555555"), ghPush, Summary{Duplicates: 1}},
+		}, wantIDs: []string{"source/web/" + githubRevision}},
 		{name: "github without delivery id", path: githubPath, deliveries: []delivery{
 			{edit(githubHeader("push", ghPush), "X-Github-Delivery", ""), ghPush, Summary{Accepted: 1}},
 			{edit(githubHeader("push", ghPush), "X-Github-Delivery", ""), ghPush, Summary{Duplicates: 1}},
 			{edit(githubHeader("push", ghNext), "X-Github-Delivery", ""), ghNext, Summary{Accepted: 1}},
-		}, wantIDs: []string{"derived:github", "derived:github"}},
+		}, wantIDs: []string{"source/web/" + githubRevision, "source/web/a7f3c0de5c6ff8d09518454d4dd8b7b30f095ab5"}},
 		{name: "gitlab same idempotency key, new event uuid", path: gitlabPath, deliveries: []delivery{
 			{edit(gitlabHeader("Push Hook"), "Idempotency-Key", "k-1"), glPush, Summary{Accepted: 1}},
 			{edit(gitlabHeader("Push Hook"), "Idempotency-Key", "k-1", "X-Gitlab-Event-Uuid", "another-uuid"), glPush, Summary{Duplicates: 1}},
-		}, wantIDs: []string{"k-1"}},
+		}, wantIDs: []string{"source/api/" + gitlabRevision}},
 		{name: "gitlab without delivery id", path: gitlabPath, deliveries: []delivery{
 			{edit(gitlabHeader("Push Hook"), "X-Gitlab-Event-Uuid", ""), glPush, Summary{Accepted: 1}},
 			{edit(gitlabHeader("Push Hook"), "X-Gitlab-Event-Uuid", ""), glPush, Summary{Duplicates: 1}},
-		}, wantIDs: []string{"derived:gitlab"}},
+		}, wantIDs: []string{"source/api/" + gitlabRevision}},
 		{name: "generic same id", path: genericPath, deliveries: []delivery{
 			{genericHeader(), genPush, Summary{Accepted: 1}},
 			{genericHeader(), genPush, Summary{Duplicates: 1}},
-		}, wantIDs: []string{"ci-run-8841"}},
-		{name: "generic without id", path: genericPath, deliveries: []delivery{
-			{genericHeader(), setJSON(t, genPush, "id", nil), Summary{Accepted: 1}},
+		}, wantIDs: []string{"source/worker/" + genericRevision}},
+		{name: "generic with another id, and without", path: genericPath, deliveries: []delivery{
+			{genericHeader(), genPush, Summary{Accepted: 1}},
+			{genericHeader(), setJSON(t, genPush, "id", "ci-run-8842"), Summary{Duplicates: 1}},
 			{genericHeader(), setJSON(t, genPush, "id", nil), Summary{Duplicates: 1}},
-		}, wantIDs: []string{"derived:generic"}},
+		}, wantIDs: []string{"source/worker/" + genericRevision}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -368,25 +374,18 @@ func TestSourceDeduplication(t *testing.T) {
 					t.Errorf("delivery %d summary (-want +got):\n%s", i, diff)
 				}
 			}
-			_, stored := h.pub.snapshot()
-			if len(stored) != len(tt.wantIDs) {
-				t.Fatalf("got %d stored, want %d", len(stored), len(tt.wantIDs))
+			_, stored := h.pub.Snapshot()
+			var ids []string
+			for _, m := range stored {
+				ids = append(ids, m.MsgID)
 			}
-			seen := map[string]bool{}
-			for i, m := range stored {
-				want := tt.wantIDs[i]
-				if src, ok := strings.CutPrefix(want, "derived:"); ok {
-					if !strings.HasPrefix(m.MsgID, src+"-") || seen[m.MsgID] {
-						t.Errorf("stored[%d] id %q, want a fresh id derived for %s", i, m.MsgID, src)
-					}
-				} else if m.MsgID != want {
-					t.Errorf("stored[%d] id %q, want %q", i, m.MsgID, want)
-				}
-				seen[m.MsgID] = true
+			if diff := cmp.Diff(tt.wantIDs, ids); diff != "" {
+				t.Errorf("message ids stored (-want +got):\n%s", diff)
 			}
 			source := strings.TrimPrefix(tt.path, "/v1/events/source/")
-			if n := h.count(source, "push", "duplicate"); n != 1 {
-				t.Errorf("got promoter_events_received_total{%s,push,duplicate} = %v, want 1", source, n)
+			wantDups := len(tt.deliveries) - len(tt.wantIDs)
+			if n := h.count(source, "push", "duplicate"); n != float64(wantDups) {
+				t.Errorf("got promoter_events_received_total{%s,push,duplicate} = %v, want %d", source, n, wantDups)
 			}
 		})
 	}
@@ -395,13 +394,13 @@ func TestSourceDeduplication(t *testing.T) {
 // TestSourcePublishFailure: a source push the bus did not take gets 503 and Retry-After.
 func TestSourcePublishFailure(t *testing.T) {
 	h := newHarness(t, allSecrets())
-	h.pub.fail(errBusDown)
+	h.pub.Fail(errBusDown)
 	push := readTestdata(t, "source", "github-push.json")
 	got := h.post(t, githubPath, push, githubHeader("push", push))
 	if got.status != http.StatusServiceUnavailable || got.header.Get("Retry-After") == "" {
 		t.Fatalf("got status %d Retry-After %q (%s), want 503 with Retry-After", got.status, got.header.Get("Retry-After"), got.body)
 	}
-	h.pub.fail(nil)
+	h.pub.Fail(nil)
 	got = h.post(t, githubPath, push, githubHeader("push", push))
 	if got.status != http.StatusOK || got.summary(t) != (Summary{Accepted: 1}) {
 		t.Fatalf("retry: got status %d (%s), want 200 accepted", got.status, got.body)

@@ -47,6 +47,9 @@ type Metrics struct {
 	BuildsDispatched *prometheus.CounterVec
 	// Builds counts finished build attempts by platform and outcome (succeeded, failed, gave_up).
 	Builds *prometheus.CounterVec
+	// SourcePolls counts source polls (git ls-remote of a pipeline's branch) by outcome (new,
+	// duplicate, unchanged, missing, failed).
+	SourcePolls *prometheus.CounterVec
 
 	// HTTPConnections is the number of open connections per listener (webhook, status, metrics).
 	HTTPConnections *prometheus.GaugeVec
@@ -110,6 +113,10 @@ func New(reg *prometheus.Registry) *Metrics {
 		Builds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "promoter_builds_total", Help: "Finished build attempts by platform and outcome (succeeded, failed, gave_up).",
 		}, []string{"platform", "outcome"}),
+		SourcePolls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promoter_source_polls_total",
+			Help: "Polls of a pipeline's source branch (git ls-remote) by outcome: new (a head published), duplicate (a new head the bus had already, from a webhook or another replica), unchanged, missing (no such branch), failed.",
+		}, []string{"outcome"}),
 		HTTPConnections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "promoter_http_connections", Help: "Open connections by listener (webhook, status, metrics).",
 		}, []string{"listener"}),
@@ -130,7 +137,7 @@ func New(reg *prometheus.Registry) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.EventsReceived, m.MergeDuration, m.Revisions, m.ImmutabilityViolations, m.StaleEvents, m.StepRetries, m.Merges,
 		m.SignTotal, m.SignDuration, m.PromoteBytes, m.PromoteDuration, m.Promotions,
-		m.BuildsDispatched, m.Builds,
+		m.BuildsDispatched, m.Builds, m.SourcePolls,
 		m.HTTPConnections, m.HTTPConnectionsShed, m.HTTPInFlight, m.HTTPRejected,
 	)
 	return m

@@ -35,9 +35,12 @@ type RegistryPush struct {
 	Timestamp time.Time `json:"timestamp"`
 }
 
-// SourceChanged is a push to a pipeline's source repository and branch.
+// SourceChanged is a new head of a pipeline's source branch, reported by a push webhook
+// or found by the source poller (internal/sources).
 type SourceChanged struct {
-	// ID is the delivery id of the webhook, used as the bus message id.
+	// ID is the provider's delivery id (X-GitHub-Delivery, GitLab's Idempotency-Key, the
+	// generic body's id), kept for the logs; empty when the provider gave none or the
+	// poller found the head. It is not the bus message id: MsgID is.
 	ID       string    `json:"id"`
 	Pipeline string    `json:"pipeline"`
 	Repo     string    `json:"repo"`
@@ -45,6 +48,17 @@ type SourceChanged struct {
 	Revision string    `json:"revision"`
 	Received time.Time `json:"received"`
 }
+
+// MsgID is the bus message id of the change, the one rule of every path that reports a
+// source head: the GitHub, GitLab and generic webhooks and the poller. It is derived from
+// the pipeline and the revision only, so a webhook, its redeliveries (by the forge or by
+// hand, under another delivery id) and a poll that finds the same head are one message:
+// JetStream acknowledges the later ones as duplicates for as long as the events stream
+// remembers message ids (bus.DuplicateWindow, 24 hours). Past that window the same head is
+// stored again and handled again, which is harmless: the revision is dispatched once
+// (Revision.Dispatched), each build request has its own message id, and a platform whose
+// arch tag exists is never rebuilt.
+func (s SourceChanged) MsgID() string { return "source/" + s.Pipeline + "/" + s.Revision }
 
 // StepKind names a step after the merge.
 type StepKind string

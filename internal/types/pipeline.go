@@ -1,5 +1,7 @@
 package types
 
+import "time"
+
 // Pipeline is one configured pipeline as the domain packages see it: parsed and validated
 // once, when the configuration is loaded (config.Pipeline.Parse), never re-parsed per
 // event. It is declarative data, passed by value.
@@ -23,6 +25,9 @@ type Source struct {
 	// Repo is the repository's URL, as webhooks name it and BuildKit fetches it.
 	Repo   string
 	Branch string
+	// Poll is how often the branch head is listed (git ls-remote) to catch a push whose
+	// webhook was lost; 0 never polls.
+	Poll time.Duration
 }
 
 // BuildSpec says how a pipeline's platforms are built.

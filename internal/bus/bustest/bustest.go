@@ -1,6 +1,7 @@
 // Package bustest opens promoter's bus on a real NATS JetStream server for tests: the
 // streams and the KV bucket exist when its helpers return, and everything is closed when
-// the test ends. It must not be imported by non-test code.
+// the test ends. Its Recorder stands in for the bus where a unit test fakes the boundary.
+// It must not be imported by non-test code.
 package bustest
 
 import (

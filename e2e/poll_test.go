@@ -1,0 +1,97 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/promoter-dev/promoter/internal/events"
+	"github.com/promoter-dev/promoter/internal/localregistry"
+	"github.com/promoter-dev/promoter/internal/sources"
+	"github.com/promoter-dev/promoter/internal/testenv"
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+// TestSourcePollBuildsWithoutWebhooks is issue 12's source reconciliation: a pipeline with
+// source.poll follows a git repository served on loopback, and no webhook is ever sent.
+// The commit made before the daemon started (its webhook lost while no daemon ran) is
+// found by the poll on start, a commit pushed while it runs by a later poll; each is
+// built by the local executor, merged, signed and promoted. A webhook for a commit the
+// poller reported is then a duplicate, and each commit was dispatched once.
+func TestSourcePollBuildsWithoutWebhooks(t *testing.T) {
+	gitsrv := testenv.StartGitServer(t)
+	repo, first := gitsrv.CreateRepo(t, "app", map[string]string{"Dockerfile": "FROM scratch\n"})
+	stagingPort := testenv.FreePort(t)
+	staging := fmt.Sprintf("127.0.0.1:%d/acme/app", stagingPort)
+	dest := testenv.StartRegistry(t).Host + "/acme/app"
+	dir := t.TempDir()
+	keyPath, _ := writeKeyPair(t, dir, "pw")
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "hello.txt"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// The minimum interval the configuration accepts: the second commit waits for it. One
+	// platform: the local executor pushes two at the same instant, and the merger can then
+	// record one arch tag's absence over the other's digest (two notifications, each
+	// handled before the other's tag is written), which only the reconciler repairs.
+	d := startDaemon(t, yamlf(`
+auth:
+	registryToken: %s
+	github: {secret: %s}
+keys:
+	cosign: %s
+	password: pw
+reconcileInterval: 1h
+pipelines:
+	- name: app
+		source: {repo: %s, branch: main, poll: %s}
+		platforms: [linux/amd64]
+		build: {executor: local, dir: %s}
+		staging: %s
+		sign: true
+		promote:
+			- to: %s
+				requireSignature: true
+`, registryToken, githubSecret, keyPath, repo, sources.MinInterval, src, staging, dest))
+	// Started after the daemon, whose address it notifies: a dispatch that finds it not
+	// up yet is retried by the bus.
+	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
+		localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
+
+	promoted := func(t *testing.T, rev string) {
+		t.Helper()
+		r := d.waitPhase(t, "app", rev, 3*time.Minute, types.PhasePromoted)
+		if !r.Signed || r.Promotions[dest].Digest != r.Index {
+			t.Fatalf("state of %s: %+v", rev, r)
+		}
+	}
+	t.Run("the head when the daemon starts is built", func(t *testing.T) { promoted(t, first) })
+	var second string
+	t.Run("a commit pushed while it runs is built", func(t *testing.T) {
+		second = gitsrv.Commit(t, "app", map[string]string{"hello.txt": "second\n"})
+		promoted(t, second)
+	})
+	t.Run("a webhook for a polled commit is a duplicate", func(t *testing.T) {
+		if second == "" {
+			t.Skip("no second commit")
+		}
+		got := githubPush(t, d.URL, repo, "late-delivery", second)
+		if got != (events.Summary{Duplicates: 1}) {
+			t.Errorf("webhook summary %+v, want one duplicate", got)
+		}
+		if n := testutil.ToFloat64(d.Metrics.SourcePolls.WithLabelValues(string(sources.OutcomeNew))); n != 2 {
+			t.Errorf("promoter_source_polls_total{outcome=new}: got %v, want 2 (one per commit)", n)
+		}
+		if n := testutil.ToFloat64(d.Metrics.BuildsDispatched.WithLabelValues("linux/amd64", "dispatched")); n != 2 {
+			t.Errorf("promoter_builds_dispatched_total{linux/amd64,dispatched}: got %v, want 2 (one per commit)", n)
+		}
+	})
+}
