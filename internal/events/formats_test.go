@@ -75,7 +75,7 @@ func TestRegistryFormatsKeepArchTagPushes(t *testing.T) {
 			if r.status != http.StatusOK || r.summary(t).Accepted != 1 {
 				t.Fatalf("status %d %s", r.status, r.body)
 			}
-			_, stored := h.pub.snapshot()
+			_, stored := h.pub.Snapshot()
 			if len(stored) != 1 || stored[0].Subject != types.SubjectRegistryPush {
 				t.Fatalf("stored %+v", stored)
 			}
@@ -152,7 +152,7 @@ func TestRegistryFormatsRefuse(t *testing.T) {
 			if r.status != tc.status || !strings.Contains(r.errorMessage(t), tc.msg) {
 				t.Fatalf("got %d %s, want %d mentioning %q", r.status, r.body, tc.status, tc.msg)
 			}
-			if calls, _ := h.pub.snapshot(); calls != 0 {
+			if calls, _ := h.pub.Snapshot(); calls != 0 {
 				t.Errorf("%d publishes for a refused notification", calls)
 			}
 		})
@@ -196,7 +196,7 @@ func TestRegistryFormatsIgnore(t *testing.T) {
 			if s := r.summary(t); s.Ignored != tc.ignored || s.Accepted != 0 {
 				t.Errorf("summary %+v, want %d ignored", s, tc.ignored)
 			}
-			if calls, _ := h.pub.snapshot(); calls != 0 {
+			if calls, _ := h.pub.Snapshot(); calls != 0 {
 				t.Errorf("%d publishes for ignored events", calls)
 			}
 		})
