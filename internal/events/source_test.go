@@ -429,3 +429,46 @@ func TestNormaliseRepo(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeOnlyPipeline: a pipeline without a source is matched by no source webhook, of
+// any provider and whatever the repository, while its registry pushes are kept as any
+// pipeline's.
+func TestMergeOnlyPipeline(t *testing.T) {
+	web := testPipelines()[0]
+	web.Source, web.Build = types.Source{}, types.BuildSpec{}
+	h := newHarnessWith(t, []types.Pipeline{web}, allSecrets())
+
+	ghPush := readTestdata(t, "source", "github-push.json")
+	noRepo := setJSON(t, ghPush, "repository.clone_url", "", "repository.ssh_url", "", "repository.html_url", "", "repository.git_url", "")
+	generic := setJSON(t, readTestdata(t, "source", "generic-push.json"), "repo", "https://github.com/acme/web.git", "ref", "main")
+	for _, c := range []struct {
+		name, path string
+		header     http.Header
+		body       []byte
+	}{
+		{"github push of the staging's repository", githubPath, githubHeader("push", ghPush), ghPush},
+		{"github push without repository urls", githubPath, githubHeader("push", noRepo), noRepo},
+		{"gitlab push", gitlabPath, gitlabHeader("Push Hook"), readTestdata(t, "source", "gitlab-push.json")},
+		{"generic push", genericPath, genericHeader(), generic},
+	} {
+		got := h.post(t, c.path, c.body, c.header)
+		if got.status != http.StatusOK || got.summary(t) != (Summary{Ignored: 1}) {
+			t.Errorf("%s: got %d %s, want 200 ignored", c.name, got.status, got.body)
+		}
+	}
+	if _, stored := h.pub.snapshot(); len(stored) != 0 {
+		t.Fatalf("stored %+v from source webhooks, want nothing", stored)
+	}
+
+	got := h.post(t, registryPath, readTestdata(t, "registry", "push-by-tag.json"), registryHeader())
+	if got.status != http.StatusOK || got.summary(t) != (Summary{Accepted: 1}) {
+		t.Fatalf("registry push: got %d %s, want 200 accepted", got.status, got.body)
+	}
+	_, stored := h.pub.snapshot()
+	if len(stored) != 1 {
+		t.Fatalf("stored %d messages, want the registry push", len(stored))
+	}
+	if diff := cmp.Diff(capturedPush(), *stored[0].Value.(*types.RegistryPush)); diff != "" {
+		t.Errorf("registry push (-want +got):\n%s", diff)
+	}
+}
