@@ -2,44 +2,109 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
 
 // TestDevDemo runs the README's "run it" command exactly as a user would on a fresh
-// clone, and checks it ends with a promoted index verified for the index and both
-// platforms.
+// clone, then an installed binary from a directory without the repository (the example
+// source is embedded), then that binary with --source naming a tree of the user's own. Each
+// ends with a promoted index verified for the index and both platforms.
 func TestDevDemo(t *testing.T) {
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "run", "./cmd/promoter", "dev", "--demo",
-		"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-level", "warn")
-	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("promoter dev --demo: %v\n%s", err, out)
+	bin := filepath.Join(t.TempDir(), "promoter")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/promoter")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	text := string(out)
-	for _, want := range []string{
-		"build          linux/amd64  succeeded",
-		"build          linux/arm64  succeeded",
-		"merged         index",
-		"signed         index and 2 children",
-		"promoted       127.0.0.1:",
-		"verified       index",
-		"verified       linux/amd64",
-		"verified       linux/arm64",
-		"is promoted and verified",
-	} {
-		if !strings.Contains(text, want) {
-			t.Errorf("output lacks %q:\n%s", want, text)
+	own := t.TempDir()
+	for name, content := range map[string]string{"Dockerfile": "FROM scratch\nCOPY page.html /\n", "page.html": "<p>mine</p>\n"} {
+		if err := os.WriteFile(filepath.Join(own, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
 		}
+	}
+
+	revisions := map[string]string{}
+	for _, tc := range []struct {
+		name    string
+		command []string // what runs promoter
+		flags   []string // after dev --demo
+		dir     string   // the working directory
+		source  string   // the build.dir the generated config must name; "" for the embedded tree's copy
+	}{
+		{name: "go run from the repository root", command: []string{"go", "run", "./cmd/promoter"}, dir: root},
+		{name: "installed binary in a directory without examples", command: []string{bin}, dir: t.TempDir()},
+		{name: "--source replaces the embedded example", command: []string{bin}, flags: []string{"--source", own}, dir: t.TempDir(), source: own},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dataDir := t.TempDir()
+			args := append(append(tc.command[1:], "dev", "--demo", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn"), tc.flags...)
+			cmd := exec.CommandContext(ctx, tc.command[0], args...)
+			cmd.Dir = tc.dir
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("promoter dev --demo in %s: %v\n%s", tc.dir, err, out)
+			}
+			text := string(out)
+			for _, want := range []string{
+				"build          linux/amd64  succeeded",
+				"build          linux/arm64  succeeded",
+				"merged         index",
+				"signed         index and 2 children",
+				"promoted       127.0.0.1:",
+				"verified       index",
+				"verified       linux/amd64",
+				"verified       linux/arm64",
+				"is promoted and verified",
+			} {
+				if !strings.Contains(text, want) {
+					t.Errorf("output lacks %q:\n%s", want, text)
+				}
+			}
+			want := tc.source
+			if want == "" {
+				want = filepath.Join(dataDir, "examples", "hello")
+				for _, f := range []string{"Dockerfile", "index.html"} {
+					got, err := os.ReadFile(filepath.Join(want, f))
+					if err != nil {
+						t.Fatalf("the embedded example source was not written: %v", err)
+					}
+					if disk, _ := os.ReadFile(filepath.Join(root, "examples", "hello", f)); string(got) != string(disk) {
+						t.Errorf("%s differs from examples/hello/%s", filepath.Join(want, f), f)
+					}
+				}
+			}
+			if !strings.Contains(text, "example source      "+want+"\n") {
+				t.Errorf("banner does not name the example source %s:\n%s", want, text)
+			}
+			cfg, err := os.ReadFile(filepath.Join(dataDir, "promoter.yaml"))
+			if err != nil || !strings.Contains(string(cfg), "dir: \""+want+"\"") {
+				t.Errorf("generated config (%v) does not build %s:\n%s", err, want, cfg)
+			}
+			m := regexp.MustCompile(`source change  hello@([0-9a-f]{40}) accepted`).FindStringSubmatch(text)
+			if m == nil {
+				t.Fatalf("no source change line:\n%s", text)
+			}
+			revisions[tc.name] = m[1]
+		})
+	}
+	// The revision names the tree's content: the embedded example is the same revision
+	// from whichever directory it runs; a tree of one's own is another revision.
+	if a, b := revisions["go run from the repository root"], revisions["installed binary in a directory without examples"]; a == "" || a != b {
+		t.Errorf("the embedded example built revision %s from an empty directory and %s from the repository root; want the same", b, a)
+	}
+	if c := revisions["--source replaces the embedded example"]; c == "" || c == revisions["go run from the repository root"] {
+		t.Errorf("--source built revision %s, the same as the embedded example's", c)
 	}
 }

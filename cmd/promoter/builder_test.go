@@ -61,6 +61,7 @@ func TestBuilderCommandBuildsLocally(t *testing.T) {
   - {host: %q, insecure: true}
 pipelines:
   - name: web
+    source: {repo: https://git.example/acme/web.git}
     platforms: [linux/arm64]
     build: {executor: local, dir: %q}
     staging: %s/acme/web

@@ -25,16 +25,19 @@ func newDevCmd(g *globalOptions) *cobra.Command {
 		Long: `Run the whole flow on loopback with nothing installed: an embedded NATS JetStream, a
 staging and a production registry (real distribution registries) whose notifications are
 wired to the daemon, a freshly generated cosign key pair, the local builder (no
-privileges, no container runtime) and an example pipeline over examples/hello.
+privileges, no container runtime) and an example pipeline. Its source is embedded in the
+binary (examples/hello in the repository) and written to --data-dir, so it runs from any
+directory; --source builds a directory of your own instead.
 
 With --demo it sends a source change itself, prints each stage as it happens (build per
 platform, push, merge, sign, promote) and exits 0 once the promoted index verifies with
 the generated public key. Without it, it prints commands to try and runs until Ctrl-C.
 
-The generated configuration (promoter.yaml), keys and registry storage are kept in
---data-dir; a fresh temporary directory is used when it is empty.`,
+The generated configuration (promoter.yaml), keys, registry storage and the example
+source are kept in --data-dir; a fresh temporary directory is used when it is empty.`,
 		Example: `  go run ./cmd/promoter dev --demo
-  promoter dev --listen 127.0.0.1:8080 --data-dir ./.promoter-dev`,
+  promoter dev --listen 127.0.0.1:8080 --data-dir ./.promoter-dev
+  promoter dev --source ./my-site`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger(cmd.ErrOrStderr())
@@ -57,8 +60,8 @@ The generated configuration (promoter.yaml), keys and registry storage are kept 
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", dev.DefaultListen, "daemon address (webhooks, status); port 0 picks a free one")
-	f.StringVar(&o.dataDir, "data-dir", "", "where registries, JetStream, keys and the generated config live (default: a new temp dir)")
-	f.StringVar(&o.source, "source", dev.DefaultSource, "source tree of the example pipeline")
+	f.StringVar(&o.dataDir, "data-dir", "", "where registries, JetStream, keys, the generated config and the example source live (default: a new temp dir)")
+	f.StringVar(&o.source, "source", "", "source tree of the example pipeline (default: the embedded examples/hello, written to --data-dir)")
 	f.BoolVar(&o.demo, "demo", false, "trigger a source change, print each stage and exit once the promoted index verifies")
 	f.DurationVar(&o.timeout, "timeout", dev.DefaultTimeout, "with --demo, how long to wait for the promotion")
 	return cmd

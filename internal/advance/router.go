@@ -68,11 +68,17 @@ func (rt *Router) RegistryPush(ctx context.Context, ev types.RegistryPush) error
 }
 
 // SourceChanged dispatches one build per platform. Platforms whose arch tag already exists
-// are not rebuilt and send no new notification, so it merges them from the registry.
+// are not rebuilt and send no new notification, so it merges them from the registry. A
+// merge-only pipeline (no source) builds nothing: its change is dropped, the revision left
+// alone for the arch tags CI pushes. Source webhooks never match such a pipeline; this is
+// an event stored before the configuration dropped the pipeline's source.
 func (rt *Router) SourceChanged(ctx context.Context, ev types.SourceChanged) error {
 	p, ok := rt.adv.pipeline(ev.Pipeline)
 	if !ok {
 		return fmt.Errorf("%w: pipeline %q is no longer configured", bus.ErrPermanent, ev.Pipeline)
+	}
+	if !p.Builds() {
+		return fmt.Errorf("%w: pipeline %q has no source.repo: it only merges the arch tags CI pushes, and builds nothing", bus.ErrPermanent, ev.Pipeline)
 	}
 	tags := p.ArchTags(ev.Revision)
 	if _, err := rt.adv.store.Update(ctx, p.Name, ev.Revision, func(r *types.Revision) error {

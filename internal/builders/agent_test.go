@@ -25,9 +25,10 @@ func TestAgentBuildsDispatchedRequestsLocally(t *testing.T) {
 	b := openBus(t)
 	reg := testenv.StartRegistry(t)
 	pipelines := []config.Pipeline{{
-		Name: "web", Platforms: []string{"linux/amd64", "linux/arm/v7"},
-		Build:   config.Build{Executor: "local", Dir: sourceTree(t)},
-		Staging: reg.Host + "/acme/web", ArchTag: "{revision}-{arch}{variant}",
+		Name: "web", Source: config.Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
+		Platforms: []string{"linux/amd64", "linux/arm/v7"},
+		Build:     config.Build{Executor: "local", Dir: sourceTree(t)},
+		Staging:   reg.Host + "/acme/web", ArchTag: "{revision}-{arch}{variant}",
 	}}
 	local, err := builders.NewLocal(registry.Client{}, domain(pipelines...))
 	if err != nil {

@@ -36,8 +36,11 @@ func NewDispatcher(pub bus.Publisher, reg registry.Client, pipelines []types.Pip
 }
 
 // Requests are the build requests of one revision of pipeline p, one per platform in the
-// pipeline's order, without looking at the registry.
+// pipeline's order, without looking at the registry; none for a merge-only pipeline.
 func Requests(p types.Pipeline, revision string) []types.BuildRequest {
+	if !p.Builds() {
+		return nil
+	}
 	var reqs []types.BuildRequest
 	for _, pl := range p.Platforms {
 		req := types.BuildRequest{
@@ -71,6 +74,9 @@ func (d *Dispatcher) HandleSourceChanged(ctx context.Context, ev types.SourceCha
 	p, ok := d.pipelines[ev.Pipeline]
 	if !ok {
 		return nil, fmt.Errorf("%w %q in source change %s", ErrUnknownPipeline, ev.Pipeline, ev.ID)
+	}
+	if !p.Builds() {
+		return nil, fmt.Errorf("%w: pipeline %s has no source.repo: it only merges the arch tags CI pushes (source change %s)", ErrMergeOnly, p.Name, ev.ID)
 	}
 	if ev.Revision == "" {
 		return nil, fmt.Errorf("source change %s for pipeline %s has no revision", ev.ID, ev.Pipeline)

@@ -119,13 +119,23 @@ func TestDispatchErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	d, err := builders.NewDispatcher(b, registry.Client{}, domain(config.Pipeline{
-		Name: "web", Platforms: []string{"linux/amd64"}, Staging: "127.0.0.1:1/acme/web", ArchTag: "{revision}-{arch}",
+		Name: "web", Source: config.Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
+		Platforms: []string{"linux/amd64"}, Staging: "127.0.0.1:1/acme/web", ArchTag: "{revision}-{arch}",
+	}, config.Pipeline{
+		// Merge-only: no source, so nothing is built and the registry is not even asked.
+		Name: "ci", Platforms: []string{"linux/amd64"}, Staging: "127.0.0.1:1/acme/ci", ArchTag: "{revision}-{arch}",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.HandleSourceChanged(ctx, types.SourceChanged{ID: "x", Pipeline: "api", Revision: "abc"}); !errors.Is(err, builders.ErrUnknownPipeline) {
 		t.Errorf("unknown pipeline: got %v, want ErrUnknownPipeline", err)
+	}
+	if reqs, err := d.HandleSourceChanged(ctx, types.SourceChanged{ID: "z", Pipeline: "ci", Revision: "abc"}); !errors.Is(err, builders.ErrMergeOnly) || len(reqs) != 0 {
+		t.Errorf("merge-only pipeline: got %v, %v; want ErrMergeOnly and nothing queued", reqs, err)
+	}
+	if reqs := builders.Requests(domain(config.Pipeline{Name: "ci", Platforms: []string{"linux/amd64"}})[0], "abc"); len(reqs) != 0 {
+		t.Errorf("Requests of a merge-only pipeline: got %+v, want none", reqs)
 	}
 	// An unreachable staging registry is an error, never a reason to rebuild.
 	reqs, err := d.HandleSourceChanged(ctx, types.SourceChanged{ID: "y", Pipeline: "web", Revision: "abc"})

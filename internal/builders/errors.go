@@ -14,6 +14,10 @@ var ErrPermanent = errors.New("permanent build error")
 // the configuration.
 var ErrUnknownPipeline = errors.New("unknown pipeline")
 
+// ErrMergeOnly is returned for a source change of a merge-only pipeline (one without
+// source.repo): nothing builds it, CI pushes its arch tags.
+var ErrMergeOnly = errors.New("merge-only pipeline")
+
 // JobFailedError is a build Job that ended Failed, with what Kubernetes said about it.
 type JobFailedError struct {
 	Namespace, Job string

@@ -171,9 +171,12 @@ type Registry struct {
 	Insecure bool `mapstructure:"insecure"`
 }
 
-// Pipeline is one source repository built into one staging repository and promoted.
+// Pipeline is one staging repository whose per-arch images are merged into an index,
+// signed and promoted. With source.repo it also builds them, on each push to the branch;
+// without it it is merge-only: CI pushes the arch tags, and build settings are refused.
 type Pipeline struct {
-	Name      string   `mapstructure:"name"`
+	Name string `mapstructure:"name"`
+	// Source is optional: it is what makes the pipeline build.
 	Source    Source   `mapstructure:"source"`
 	Platforms []string `mapstructure:"platforms"`
 	Build     Build    `mapstructure:"build"`
@@ -200,7 +203,8 @@ type Source struct {
 	PollToken Secret `mapstructure:"pollToken"`
 }
 
-// Build says how a pipeline's platforms are built.
+// Build says how a pipeline's platforms are built; only a pipeline with source.repo
+// has it, and only then do its defaults apply.
 type Build struct {
 	// Executor is "kubernetes" (builder agents run Jobs) or "local" (in-process, development).
 	Executor   string `mapstructure:"executor"`

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
+
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 func TestLoadDefaults(t *testing.T) {
@@ -90,12 +92,13 @@ func TestLoadInvalidListsEveryProblemWithPath(t *testing.T) {
 		"listen", "logLevel", "reconcileInterval", "sign.format", "registries[0].host",
 		"pipelines[0].name", "pipelines[0].platforms[0]", "pipelines[0].platforms[2]",
 		"pipelines[0].staging", "pipelines[0].archTag", "pipelines[0].promote[0].to",
-		"pipelines[0].promote[0].requireSignature", "pipelines[0].colour", "pipelines[0].source.repo",
+		"pipelines[0].promote[0].requireSignature", "pipelines[0].colour",
 		"pipelines[1].archTag", "pipelines[1].build.executor", "keys.public",
 		"pipelines[2].build.gitSecret", "pipelines[2].build.args[0]", "pipelines[2].build.args[2]",
 		"pipelines[2].build.secrets[0].id", "pipelines[2].build.secrets[1].secret", "pipelines[2].build.secrets[1].key",
 		"pipelines[2].build.cache.ref", "pipelines[2].build.provenance",
 		"pipelines[3].build.args", "pipelines[3].build.cache.mode",
+		"pipelines[4].source.branch", "pipelines[4].build.context", "pipelines[4].build.secrets", "pipelines[4].build.cache.mode",
 	} {
 		if !got[path] {
 			t.Errorf("no problem reported at %s; got:\n%v", path, err)
@@ -298,7 +301,7 @@ func TestSourcePoll(t *testing.T) {
 			wantErr: map[string]string{"pipelines[0].source.poll": "1s is below the minimum of 10s"}},
 		{name: "negative", pipeline: "source: {repo: https://git.example/acme/web.git, poll: -1m}",
 			wantErr: map[string]string{"pipelines[0].source.poll": "must not be negative"}},
-		{name: "no repository", pipeline: "source: {poll: 1m}\n    build: {executor: local, dir: .}",
+		{name: "no repository", pipeline: "source: {poll: 1m}",
 			wantErr: map[string]string{"pipelines[0].source.repo": "source.poll lists this repository's branch"}},
 		{name: "a token without polling", pipeline: "source: {repo: https://git.example/acme/web.git, pollToken: env:TEST_GIT_TOKEN}",
 			wantErr: map[string]string{"pipelines[0].source.pollToken": "is used only by source.poll, which is off"}},
@@ -339,6 +342,74 @@ func TestSourcePoll(t *testing.T) {
 			}
 			if got := c.Pipelines[0].Domain().Source.Poll; got != tt.want {
 				t.Errorf("Domain().Source.Poll: got %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestMergeOnlyPipelines: a pipeline without source.repo is valid and builds nothing (no
+// build default applies to it, so the executor is unset); build settings on it are
+// refused, each at its path, and say what the two modes are.
+func TestMergeOnlyPipelines(t *testing.T) {
+	const pipeline = "pipelines:\n  - {name: app, platforms: [linux/amd64, linux/arm64], staging: r.example/app, %s}\n"
+	tests := []struct {
+		name      string
+		fields    string
+		extra     string   // more pipelines
+		wantPaths []string // problems; none means valid
+		wantBuild types.BuildSpec
+		builds    bool
+	}{
+		{name: "no source", fields: "sign: false"},
+		{name: "empty source", fields: "source: {}"},
+		{name: "source builds with the defaults", fields: "source: {repo: https://git.example/app.git}", builds: true,
+			wantBuild: types.BuildSpec{Executor: "kubernetes", Context: ".", Dockerfile: "Dockerfile",
+				Cache: types.DefaultCacheRef, CacheMode: "max", Provenance: "mode=min"}},
+		{name: "an executor without source", fields: "build: {executor: kubernetes}", wantPaths: []string{"pipelines[0].build.executor"}},
+		{name: "a local build without source", fields: "build: {executor: local, dir: ./src}",
+			wantPaths: []string{"pipelines[0].build.executor", "pipelines[0].build.dir"}},
+		{name: "nested and list build keys without source", fields: "build: {cache: {ref: 'x:{arch}'}, args: [A=1], provenance: 'off'}",
+			wantPaths: []string{"pipelines[0].build.args", "pipelines[0].build.cache.ref", "pipelines[0].build.provenance"}},
+		{name: "a branch without a repository", fields: "source: {branch: release}", wantPaths: []string{"pipelines[0].source.branch"}},
+		// The local and kubernetes executors may not share a platform; a merge-only
+		// pipeline has neither.
+		{name: "beside a local pipeline on the same platforms", fields: "sign: false",
+			extra: "  - {name: dev, source: {repo: https://git.example/dev.git}, platforms: [linux/amd64], staging: r.example/dev, build: {executor: local, dir: .}}\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "c.yaml")
+			yaml := fmt.Sprintf(pipeline, tt.fields) + tt.extra + "auth: {insecureNoAuth: true}\n"
+			if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(Input{File: file})
+			if len(tt.wantPaths) > 0 {
+				var verr *ValidationError
+				if !errors.As(err, &verr) {
+					t.Fatalf("got %v, want a *ValidationError", err)
+				}
+				var got []string
+				for _, p := range verr.Problems {
+					got = append(got, p.Path)
+					if !strings.Contains(p.Msg, "only merges, signs and promotes the arch tags CI pushes") {
+						t.Errorf("%s: %q does not explain the two modes", p.Path, p.Msg)
+					}
+				}
+				if diff := cmp.Diff(tt.wantPaths, got); diff != "" {
+					t.Errorf("problem paths (-want +got):\n%s", diff)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := c.DomainPipelines()[0]
+			if d.Builds() != tt.builds {
+				t.Errorf("Builds() = %v, want %v", d.Builds(), tt.builds)
+			}
+			if diff := cmp.Diff(tt.wantBuild, d.Build); diff != "" {
+				t.Errorf("build (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -40,3 +40,32 @@ func walkKeys(t reflect.Type, prefix string, out *[]string) {
 		}
 	}
 }
+
+// setKeys lists the keys of v (a struct of the Config tree) that hold a non-zero value, as
+// dotted paths relative to v ("cache.mode"); a list counts as one key.
+func setKeys(v any) []string {
+	var out []string
+	walkSet(reflect.ValueOf(v), "", &out)
+	return out
+}
+
+func walkSet(v reflect.Value, prefix string, out *[]string) {
+	t := v.Type()
+	for i := range t.NumField() {
+		tag := t.Field(i).Tag.Get("mapstructure")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := tag
+		if prefix != "" {
+			key = prefix + "." + tag
+		}
+		f := v.Field(i)
+		switch {
+		case f.Kind() == reflect.Struct && f.Type() != durationType:
+			walkSet(f, key, out)
+		case f.Kind() == reflect.Slice && f.Len() > 0, f.Kind() != reflect.Slice && !f.IsZero():
+			*out = append(*out, key)
+		}
+	}
+}

@@ -52,6 +52,11 @@ func (c *Config) applyDefaults() {
 		if p.ArchTag == "" {
 			p.ArchTag = types.DefaultArchTag
 		}
+		if p.Source.Repo == "" {
+			// A merge-only pipeline builds nothing: no build default applies to it (not
+			// even the executor), and validation refuses build settings on it.
+			continue
+		}
 		if p.Build.Executor == "" {
 			p.Build.Executor = "kubernetes"
 		}
@@ -232,6 +237,9 @@ func (c *Config) validatePipelines(ps *problems) {
 			}
 			seen[pl.String()] = true
 			platforms = append(platforms, pl)
+			if p.Source.Repo == "" {
+				continue // merge-only: no executor builds it
+			}
 			if executors[pl.String()] == nil {
 				executors[pl.String()] = map[string]int{}
 			}
@@ -253,13 +261,12 @@ func (c *Config) validatePipelines(ps *problems) {
 		}
 		stagings[p.Staging] = i
 		validatePoll(ps, at, p.Source)
-		switch p.Build.Executor {
-		case "kubernetes":
-			if p.Source.Repo == "" {
-				ps.add(at("source.repo"), "must be set: the kubernetes executor builds from the git repository")
-			}
+		switch {
+		case p.Source.Repo == "":
+			checkMergeOnly(ps, at, p)
+		case p.Build.Executor == "kubernetes":
 			validateBuild(ps, at, p, platforms)
-		case "local":
+		case p.Build.Executor == "local":
 			if p.Build.Dir == "" {
 				ps.add(at("build.dir"), "must be set: the local executor builds the source tree in this directory")
 			}
@@ -311,6 +318,20 @@ var (
 	kubeName   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	provenance = regexp.MustCompile(`^mode=(min|max)(,[a-z-]+=[^,]*)*$`)
 )
+
+// mergeOnly is what a pipeline without source.repo is, in the words of its problems.
+const mergeOnly = "a pipeline with source.repo builds its arch tags; one without only merges, signs and promotes the arch tags CI pushes to staging"
+
+// checkMergeOnly refuses what only a building pipeline reads on one without source.repo,
+// each key with its path: they would be silently ignored.
+func checkMergeOnly(ps *problems, at func(string) string, p Pipeline) {
+	if p.Source.Branch != "" {
+		ps.add(at("source.branch"), "is set but source.repo is not: %s (set source.repo, or remove source.branch)", mergeOnly)
+	}
+	for _, key := range setKeys(p.Build) {
+		ps.add(at("build."+key), "is set but the pipeline has no source.repo: %s (set source.repo, or remove build)", mergeOnly)
+	}
+}
 
 // validateBuild checks what a kubernetes-executor pipeline passes to BuildKit.
 func validateBuild(ps *problems, at func(string) string, p Pipeline, platforms []types.Platform) {

@@ -34,7 +34,8 @@ func TestStartRefusesUnusableKeys(t *testing.T) {
 		c.Listen, c.Metrics, c.Status = "127.0.0.1:0", "", ""
 		c.DataDir = t.TempDir()
 		c.Pipelines = []config.Pipeline{{
-			Name: "web", Platforms: []string{"linux/amd64"}, Staging: "127.0.0.1:5000/web", Sign: true,
+			Name: "web", Source: config.Source{Repo: "https://git.example/web.git", Branch: "main"},
+			Platforms: []string{"linux/amd64"}, Staging: "127.0.0.1:5000/web", Sign: true,
 			ArchTag: types.DefaultArchTag,
 			Build:   config.Build{Executor: "local", Dir: dir, Cache: config.BuildCache{Mode: builders.DefaultCacheMode}},
 			Promote: []config.Destination{{To: "127.0.0.1:5001/web", RequireSignature: true}},

@@ -23,6 +23,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/promoter-dev/promoter/examples"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/daemon"
 	"github.com/promoter-dev/promoter/internal/localregistry"
@@ -38,7 +39,7 @@ type Option func(*options) error
 type options struct {
 	listen  string        // default DefaultListen
 	dataDir string        // default: a new temporary directory
-	source  string        // default DefaultSource
+	source  string        // default "": the embedded example, written to the data dir
 	demo    bool          // default false: print what to try and run until stopped
 	timeout time.Duration // default DefaultTimeout
 	out     io.Writer     // default io.Discard
@@ -48,9 +49,12 @@ type options struct {
 // Defaults of the options.
 const (
 	DefaultListen  = "127.0.0.1:8080"
-	DefaultSource  = "examples/hello"
 	DefaultTimeout = 3 * time.Minute
 )
+
+// ExampleDir is where, under the data dir, Run writes the embedded example source
+// (examples.Hello) when WithSource names none; it is the example pipeline's build.dir.
+const ExampleDir = "examples/hello"
 
 // WithListen is the daemon's address; port 0 picks one. The default is DefaultListen.
 func WithListen(addr string) Option { return func(o *options) error { o.listen = addr; return nil } }
@@ -59,8 +63,10 @@ func WithListen(addr string) Option { return func(o *options) error { o.listen =
 // is a new temporary directory.
 func WithDataDir(dir string) Option { return func(o *options) error { o.dataDir = dir; return nil } }
 
-// WithSource is the example source tree the local builder layers into images; the default
-// is DefaultSource, relative to the working directory.
+// WithSource is the example source tree the local builder layers into images, a
+// directory (relative to the working directory). The default, also when dir is empty, is
+// the tree embedded in the binary (examples/hello of the repository), written afresh to
+// ExampleDir under the data dir on each start: the demo runs from any directory.
 func WithSource(dir string) Option { return func(o *options) error { o.source = dir; return nil } }
 
 // WithDemo triggers a source change and follows it to a verified, promoted index, bounded
@@ -86,7 +92,7 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) error { o.log =
 const Pipeline = "hello"
 
 // exampleRepo is the source repository the example pipeline and the demo webhook name;
-// the local builder reads Options.Source instead of cloning it.
+// the local builder reads the example source (WithSource) instead of cloning it.
 const exampleRepo = "https://example.invalid/promoter/hello"
 
 // env is a started development environment.
@@ -107,14 +113,16 @@ type env struct {
 // promote and returns once the promoted index verifies; otherwise it prints what to try
 // and runs until ctx ends.
 func Run(ctx context.Context, opts ...Option) error {
-	o := options{listen: DefaultListen, source: DefaultSource, timeout: DefaultTimeout, out: io.Discard, log: slog.New(slog.DiscardHandler)}
+	o := options{listen: DefaultListen, timeout: DefaultTimeout, out: io.Discard, log: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return err
 		}
 	}
-	if st, err := os.Stat(o.source); err != nil || !st.IsDir() {
-		return fmt.Errorf("example source %q is not a directory: run from the repository root or pass --source", o.source)
+	if o.source != "" {
+		if st, err := os.Stat(o.source); err != nil || !st.IsDir() {
+			return fmt.Errorf("example source %q is not a directory: pass a directory to --source, or leave it out for the embedded example", o.source)
+		}
 	}
 	if o.dataDir == "" {
 		dir, err := os.MkdirTemp("", "promoter-dev-")
@@ -125,6 +133,13 @@ func Run(ctx context.Context, opts ...Option) error {
 	}
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if o.source == "" {
+		dir, err := writeExample(o.dataDir)
+		if err != nil {
+			return err
+		}
+		o.source = dir
 	}
 	e := &env{o: o, tokens: map[string]string{}}
 	ports, err := freePorts(2)
@@ -229,6 +244,19 @@ func (e *env) writeConfig(ports []int) (string, error) {
 	return path, nil
 }
 
+// writeExample writes the embedded example source to ExampleDir under dataDir, replacing
+// what an earlier run wrote there, and returns that directory.
+func writeExample(dataDir string) (string, error) {
+	dir := filepath.Join(dataDir, filepath.FromSlash(ExampleDir))
+	if err := os.RemoveAll(dir); err != nil {
+		return "", fmt.Errorf("example source: %w", err)
+	}
+	if err := os.CopyFS(dir, examples.Hello()); err != nil {
+		return "", fmt.Errorf("writing the embedded example source to %s: %w", dir, err)
+	}
+	return dir, nil
+}
+
 func (e *env) waitReady(ctx context.Context) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -256,7 +284,8 @@ func (e *env) banner(cfgPath string) {
   production registry %s
   config              %s
   signing key         %s (public: %s)
-`, e.daemonURL, e.statusURL, e.staging.Host, e.production.Host, cfgPath, e.cfg.Keys.Cosign, e.keyPub)
+  example source      %s
+`, e.daemonURL, e.statusURL, e.staging.Host, e.production.Host, cfgPath, e.cfg.Keys.Cosign, e.keyPub, e.cfg.Pipelines[0].Build.Dir)
 }
 
 func (e *env) printTryCommands() {

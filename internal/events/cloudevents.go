@@ -3,7 +3,6 @@ package events
 import (
 	"encoding/base64"
 	"encoding/json"
-	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -159,10 +158,4 @@ func decodeCloudEvents(req *http.Request, body []byte) ([]cloudEvent, error) {
 		}
 	}
 	return events, nil
-}
-
-// mediaType is the request's Content-Type without parameters, "" when it has none.
-func mediaType(req *http.Request) string {
-	mt, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
-	return mt
 }

@@ -133,22 +133,28 @@ func FuzzRegistryWebhook(f *testing.F) {
 	})
 }
 
-// FuzzGitHubWebhook feeds arbitrary events and bodies to the GitHub receiver, signed with
-// the right secret or not signed at all.
+// FuzzGitHubWebhook feeds arbitrary events and bodies to the GitHub receiver, as JSON or
+// form-encoded, signed with the right secret or not signed at all.
 func FuzzGitHubWebhook(f *testing.F) {
 	addTestdataSeeds(f, "source", func(name string, b []byte) {
-		f.Add("push", b, true)
-		f.Add("ping", b, true)
-		f.Add("push", b, false)
+		f.Add("push", b, true, false)
+		f.Add("ping", b, true, false)
+		f.Add("push", b, false, false)
+		f.Add("push", githubForm(b), true, true)
+		f.Add("push", githubForm(b), false, true)
 	})
-	f.Add("push", []byte(`{"ref": "refs/heads/main", "after": "0", "repository": {"clone_url": "github.com/acme/web"}}`), true)
-	f.Add("issues", []byte(`{}`), true)
-	f.Add("", []byte(`{}`), true)
+	f.Add("push", []byte(`{"ref": "refs/heads/main", "after": "0", "repository": {"clone_url": "github.com/acme/web"}}`), true, false)
+	f.Add("issues", []byte(`{}`), true, false)
+	f.Add("", []byte(`{}`), true, false)
+	f.Add("push", []byte(`payload=%zz&payload=`), true, true)
 
-	f.Fuzz(func(t *testing.T, event string, body []byte, signed bool) {
+	f.Fuzz(func(t *testing.T, event string, body []byte, signed, form bool) {
 		pub := &bustest.Recorder{}
 		req := httptest.NewRequest(http.MethodPost, githubPath, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		if form {
+			req.Header.Set("Content-Type", githubFormMediaType)
+		}
 		req.Header.Set("X-GitHub-Event", event)
 		req.Header.Set("X-GitHub-Delivery", githubDelivery)
 		if signed {

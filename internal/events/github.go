@@ -3,7 +3,13 @@ package events
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 )
+
+// githubFormMediaType is how GitHub sends a delivery unless the webhook's content type is
+// set to application/json (it is GitHub's default): the JSON payload as the form field
+// named payload.
+const githubFormMediaType = "application/x-www-form-urlencoded"
 
 // githubPush holds the fields of GitHub's push event payload promoter reads.
 type githubPush struct {
@@ -23,11 +29,13 @@ func (r *Receiver) github(w http.ResponseWriter, req *http.Request) {
 		r.rejectSource(w, req, "github", reject(http.StatusNotFound, "GitHub webhooks are not enabled: set auth.github.secret"))
 		return
 	}
-	body, err := readBody(w, req, r.maxBody, jsonMediaType)
+	body, err := readBody(w, req, r.maxBody, jsonMediaType, githubFormMediaType)
 	if err != nil {
 		r.rejectSource(w, req, "github", err)
 		return
 	}
+	// GitHub signs the bytes it sends, the form-encoded ones included: the signature is
+	// checked on the raw body, before anything of it is decoded.
 	if err := checkGitHubSignature(req, body, r.secrets.GitHubSecret); err != nil {
 		r.rejectSource(w, req, "github", err)
 		return
@@ -44,8 +52,13 @@ func (r *Receiver) github(w http.ResponseWriter, req *http.Request) {
 		r.ignoreSource(w, "github", "event "+req.Header.Get("X-GitHub-Event"))
 		return
 	}
+	payload, err := githubPayload(req, body)
+	if err != nil {
+		r.rejectSource(w, req, "github", err)
+		return
+	}
 	var p githubPush
-	if err := json.Unmarshal(body, &p); err != nil {
+	if err := json.Unmarshal(payload, &p); err != nil {
 		r.rejectSource(w, req, "github", reject(http.StatusBadRequest, "decoding GitHub push payload: %v", err))
 		return
 	}
@@ -63,4 +76,24 @@ func (r *Receiver) github(w http.ResponseWriter, req *http.Request) {
 		ref:      p.Ref,
 		revision: p.After,
 	})
+}
+
+// githubPayload is the JSON of a verified delivery: the body itself, or the one payload
+// field of a form-encoded body.
+func githubPayload(req *http.Request, body []byte) ([]byte, error) {
+	if mediaType(req) != githubFormMediaType {
+		return body, nil
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, reject(http.StatusBadRequest, "decoding the form-encoded GitHub delivery: %v", err)
+	}
+	switch vs := form["payload"]; len(vs) {
+	case 1:
+		return []byte(vs[0]), nil
+	case 0:
+		return nil, reject(http.StatusBadRequest, "form-encoded GitHub delivery has no payload field (GitHub sends payload=<JSON>)")
+	default:
+		return nil, reject(http.StatusBadRequest, "form-encoded GitHub delivery has %d payload fields, want one", len(vs))
+	}
 }

@@ -52,12 +52,20 @@ func fail(w http.ResponseWriter, err error) int {
 	return http.StatusServiceUnavailable
 }
 
+// mediaType is the request's media type without its parameters ("application/json" of
+// "application/json; charset=utf-8"), or "" when the Content-Type is missing or malformed.
+func mediaType(req *http.Request) string {
+	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if err != nil {
+		return ""
+	}
+	return mt
+}
+
 // readBody enforces the content type and the size limit and returns the whole body.
 func readBody(w http.ResponseWriter, req *http.Request, max int64, types ...string) ([]byte, error) {
-	ct := req.Header.Get("Content-Type")
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil || !contains(types, mt) {
-		return nil, reject(http.StatusUnsupportedMediaType, "content type %q is not accepted here; send one of %s", ct, strings.Join(types, ", "))
+	if !contains(types, mediaType(req)) {
+		return nil, reject(http.StatusUnsupportedMediaType, "content type %q is not accepted here; send one of %s", req.Header.Get("Content-Type"), strings.Join(types, ", "))
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, max))
 	var tooBig *http.MaxBytesError

@@ -1,10 +1,12 @@
 package events
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/hex"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -174,8 +176,78 @@ func TestGitHubWebhook(t *testing.T) {
 			wantStatus: 400, wantErr: "no ref or after"},
 		{name: "revision that cannot be a tag", header: githubHeader("push", setJSON(t, push, "after", "59b2 0b8d")), body: setJSON(t, push, "after", "59b2 0b8d"),
 			wantStatus: 400, wantErr: "is not a commit id"},
-		{name: "form encoded", header: edit(githubHeader("push", push), "Content-Type", "application/x-www-form-urlencoded"), body: push,
-			wantStatus: 415, wantErr: "application/json"},
+		{name: "plain text", header: edit(githubHeader("push", push), "Content-Type", "text/plain"), body: push,
+			wantStatus: 415, wantErr: "application/json, application/x-www-form-urlencoded"},
+	}
+	runSourceCases(t, githubPath, "github", tests)
+}
+
+// githubForm is body (a JSON fixture) as GitHub sends it with its default content type,
+// application/x-www-form-urlencoded: the JSON in the form field payload.
+func githubForm(body []byte) []byte {
+	return []byte(url.Values{"payload": {string(body)}}.Encode())
+}
+
+// githubFormHeader is what GitHub sends for a form-encoded webhook with a secret: the
+// signature covers form, the form-encoded body, not the JSON inside it.
+func githubFormHeader(event string, form []byte) http.Header {
+	return edit(githubHeader(event, form), "Content-Type", githubFormMediaType)
+}
+
+// TestGitHubFormWebhook: GitHub's default content type carries the same JSON in a payload
+// form field, and the signature is the HMAC of the form-encoded body exactly as sent.
+func TestGitHubFormWebhook(t *testing.T) {
+	push := readTestdata(t, "source", "github-push.json")
+	form := githubForm(push)
+	kept := &types.SourceChanged{
+		ID: githubDelivery, Pipeline: "web", Repo: "https://github.com/acme/web.git",
+		Ref: "refs/heads/main", Revision: githubRevision, Received: testNow,
+	}
+	formCase := func(name, event string, form []byte, status int) sourceCase {
+		return sourceCase{name: name, header: githubFormHeader(event, form), body: form, wantStatus: status}
+	}
+	ignored := func(name, event string, body []byte) sourceCase {
+		c := formCase(name, event, githubForm(body), 200)
+		c.want = Summary{Ignored: 1}
+		return c
+	}
+	bad := func(name string, form []byte, wantErr string) sourceCase {
+		c := formCase(name, "push", form, 400)
+		c.wantErr = wantErr
+		return c
+	}
+	// Another valid encoding of the same form (spaces as %20, not +): whatever GitHub's
+	// encoder does, the bytes it signed are the bytes checked.
+	percent := []byte("payload=" + strings.ReplaceAll(url.QueryEscape(string(push)), "+", "%20"))
+	if bytes.Equal(percent, form) {
+		t.Fatal("the fixture has no space: the two encodings are the same")
+	}
+
+	tests := []sourceCase{
+		{name: "push", header: githubFormHeader("push", form), body: form, wantStatus: 200, want: Summary{Accepted: 1}, wantEvent: kept},
+		{name: "push encoded with %20", header: githubFormHeader("push", percent), body: percent, wantStatus: 200, want: Summary{Accepted: 1}, wantEvent: kept},
+		{name: "push with a field beside payload", header: githubFormHeader("push", append([]byte("zen=hi&"), form...)), body: append([]byte("zen=hi&"), form...),
+			wantStatus: 200, want: Summary{Accepted: 1}, wantEvent: kept},
+		ignored("ping", "ping", readTestdata(t, "source", "github-ping.json")),
+		ignored("branch deleted", "push", readTestdata(t, "source", "github-push-delete.json")),
+		ignored("other branch", "push", setJSON(t, push, "ref", "refs/heads/feature/login")),
+		{name: "wrong signature", header: edit(githubFormHeader("push", form), "X-Hub-Signature-256", signGitHub("not-"+githubSecret, form)), body: form,
+			wantStatus: 401, wantErr: "does not match the body signed with auth.github.secret"},
+		// The mistake GitHub's docs warn of: signing (or verifying) the decoded JSON.
+		{name: "signature of the JSON inside the form", header: edit(githubFormHeader("push", form), "X-Hub-Signature-256", signGitHub(githubSecret, push)), body: form,
+			wantStatus: 401, wantErr: "does not match"},
+		{name: "form re-encoded after signing", header: githubFormHeader("push", form), body: percent,
+			wantStatus: 401, wantErr: "does not match"},
+		{name: "missing signature", header: edit(githubFormHeader("push", form), "X-Hub-Signature-256", ""), body: form,
+			wantStatus: 401, wantErr: "missing X-Hub-Signature-256"},
+		bad("malformed form", []byte("payload=%zz"), "decoding the form-encoded GitHub delivery"),
+		bad("semicolon separator", append([]byte("a=1;"), form...), "decoding the form-encoded GitHub delivery"),
+		bad("no payload field", []byte("zen=hi"), "no payload field"),
+		bad("payload twice", append(append(append([]byte(nil), form...), '&'), form...), "2 payload fields"),
+		bad("JSON labelled as a form", push, "no payload field"),
+		bad("payload that is not JSON", githubForm([]byte(`{"ref": `)), "decoding GitHub push payload"),
+		{name: "form labelled as JSON", header: edit(githubFormHeader("push", form), "Content-Type", "application/json"), body: form,
+			wantStatus: 400, wantErr: "decoding GitHub push payload"},
 	}
 	runSourceCases(t, githubPath, "github", tests)
 }
@@ -426,5 +498,48 @@ func TestNormaliseRepo(t *testing.T) {
 		if got := normaliseRepo(tt.in); got != tt.want {
 			t.Errorf("normaliseRepo(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestMergeOnlyPipeline: a pipeline without a source is matched by no source webhook, of
+// any provider and whatever the repository, while its registry pushes are kept as any
+// pipeline's.
+func TestMergeOnlyPipeline(t *testing.T) {
+	web := testPipelines()[0]
+	web.Source, web.Build = types.Source{}, types.BuildSpec{}
+	h := newHarnessWith(t, []types.Pipeline{web}, allSecrets())
+
+	ghPush := readTestdata(t, "source", "github-push.json")
+	noRepo := setJSON(t, ghPush, "repository.clone_url", "", "repository.ssh_url", "", "repository.html_url", "", "repository.git_url", "")
+	generic := setJSON(t, readTestdata(t, "source", "generic-push.json"), "repo", "https://github.com/acme/web.git", "ref", "main")
+	for _, c := range []struct {
+		name, path string
+		header     http.Header
+		body       []byte
+	}{
+		{"github push of the staging's repository", githubPath, githubHeader("push", ghPush), ghPush},
+		{"github push without repository urls", githubPath, githubHeader("push", noRepo), noRepo},
+		{"gitlab push", gitlabPath, gitlabHeader("Push Hook"), readTestdata(t, "source", "gitlab-push.json")},
+		{"generic push", genericPath, genericHeader(), generic},
+	} {
+		got := h.post(t, c.path, c.body, c.header)
+		if got.status != http.StatusOK || got.summary(t) != (Summary{Ignored: 1}) {
+			t.Errorf("%s: got %d %s, want 200 ignored", c.name, got.status, got.body)
+		}
+	}
+	if _, stored := h.pub.Snapshot(); len(stored) != 0 {
+		t.Fatalf("stored %+v from source webhooks, want nothing", stored)
+	}
+
+	got := h.post(t, registryPath, readTestdata(t, "registry", "push-by-tag.json"), registryHeader())
+	if got.status != http.StatusOK || got.summary(t) != (Summary{Accepted: 1}) {
+		t.Fatalf("registry push: got %d %s, want 200 accepted", got.status, got.body)
+	}
+	_, stored := h.pub.Snapshot()
+	if len(stored) != 1 {
+		t.Fatalf("stored %d messages, want the registry push", len(stored))
+	}
+	if diff := cmp.Diff(capturedPush(), *stored[0].Value.(*types.RegistryPush)); diff != "" {
+		t.Errorf("registry push (-want +got):\n%s", diff)
 	}
 }

@@ -3,10 +3,16 @@ package types
 import "time"
 
 // Pipeline is one configured pipeline as the domain packages see it: parsed and validated
-// once, when the configuration is loaded (config.Pipeline.Parse), never re-parsed per
+// once, when the configuration is loaded (config.Pipeline.Domain), never re-parsed per
 // event. It is declarative data, passed by value.
+//
+// A pipeline with a Source builds its arch tags from the git repository on each push; one
+// without is merge-only (see Builds): CI pushes the arch tags to Staging, and promoter
+// merges, signs and promotes them all the same.
 type Pipeline struct {
-	Name   string
+	Name string
+	// Source is the git repository whose pushes trigger builds; its zero value makes the
+	// pipeline merge-only, and then Build is zero too.
 	Source Source
 	// Platforms are built and merged, in this order.
 	Platforms []Platform
@@ -58,6 +64,12 @@ type Destination struct {
 	// MutableTags may be moved to a new revision (for example latest); no other tag is.
 	MutableTags []string
 }
+
+// Builds reports whether promoter builds the pipeline's arch tags: it does when the
+// pipeline has a source repository. A pipeline without one is merge-only: nothing is ever
+// dispatched for it and source webhooks never match it; the arch tags someone else pushes
+// (a CI job per platform) are merged, signed and promoted as any others.
+func (p Pipeline) Builds() bool { return p.Source.Repo != "" }
 
 // Keys are the pipeline's platforms as revision state keys them (Platform.String()), in
 // its order.
