@@ -181,6 +181,10 @@ type Pipeline struct {
 type Source struct {
 	Repo   string `mapstructure:"repo"`
 	Branch string `mapstructure:"branch"`
+	// ReleaseTags are glob patterns (path.Match, e.g. "v*") of the repository's git tags
+	// that are releases: a pushed tag that matches is promoted, as an immutable tag, to
+	// every destination of the revision of the commit it names. Nothing is rebuilt.
+	ReleaseTags []string `mapstructure:"releaseTags"`
 }
 
 // Build says how a pipeline's platforms are built.

@@ -39,7 +39,7 @@ func TestLoadFullFile(t *testing.T) {
 	}
 	want := Pipeline{
 		Name:      "web",
-		Source:    Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
+		Source:    Source{Repo: "https://git.example/acme/web.git", Branch: "main", ReleaseTags: []string{"v*"}},
 		Platforms: []string{"linux/amd64", "linux/arm64", "linux/arm/v7"},
 		Build: Build{
 			Executor: "kubernetes", Context: ".", Dockerfile: "Dockerfile",
@@ -93,13 +93,21 @@ func TestLoadInvalidListsEveryProblemWithPath(t *testing.T) {
 		"pipelines[2].build.secrets[0].id", "pipelines[2].build.secrets[1].secret", "pipelines[2].build.secrets[1].key",
 		"pipelines[2].build.cache.ref", "pipelines[2].build.provenance",
 		"pipelines[3].build.args", "pipelines[3].build.cache.mode",
+		"pipelines[2].promote[0].mutableTags", "pipelines[3].source.releaseTags",
 	} {
 		if !got[path] {
 			t.Errorf("no problem reported at %s; got:\n%v", path, err)
 		}
 	}
-	if !strings.Contains(err.Error(), `pipelines[0].platforms[0]: "linux/arm65" is not a known platform`) {
-		t.Errorf("message does not name the bad platform with its path:\n%v", err)
+	for _, want := range []string{
+		`pipelines[0].platforms[0]: "linux/arm65" is not a known platform`,
+		`pipelines[3].source.releaseTags: needs source.repo`,
+		`pipelines[3].source.releaseTags: pattern "v[": syntax error in pattern`,
+		`pipelines[2].promote[0].mutableTags: latest matches source.releaseTags`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message does not say %q:\n%v", want, err)
+		}
 	}
 }
 

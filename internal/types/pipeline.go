@@ -23,6 +23,8 @@ type Source struct {
 	// Repo is the repository's URL, as webhooks name it and BuildKit fetches it.
 	Repo   string
 	Branch string
+	// ReleaseTags are the git tags of Repo that are releases; none when empty.
+	ReleaseTags ReleaseTags
 }
 
 // BuildSpec says how a pipeline's platforms are built.
