@@ -1,16 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -381,25 +376,10 @@ func builderNamespace(t *testing.T, k *testenv.Kube) kubernetes.Interface {
 
 func githubPush(t *testing.T, daemonURL, repo, delivery, rev string) {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{
+	postGitHub(t, daemonURL, delivery, map[string]any{
 		"ref": "refs/heads/main", "before": strings.Repeat("0", 40), "after": rev, "deleted": false,
 		"repository": map[string]any{"full_name": "acme/app", "html_url": repo, "clone_url": repo},
 	})
-	mac := hmac.New(sha256.New, []byte(githubSecret))
-	mac.Write(body)
-	req, _ := http.NewRequest(http.MethodPost, daemonURL+"/v1/events/source/github", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-GitHub-Event", "push")
-	req.Header.Set("X-GitHub-Delivery", delivery)
-	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("github webhook: %s", resp.Status)
-	}
 }
 
 func listJobs(t *testing.T, c kubernetes.Interface, rev string) []batchv1.Job {

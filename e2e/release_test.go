@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bytes"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -165,22 +162,7 @@ func githubTagPush(t *testing.T, daemonURL, delivery, tag, rev string) {
 	p["ref"], p["after"], p["compare"] = "refs/tags/"+tag, hex.EncodeToString(sum[:20]), "https://git.example/team/app/compare/"+tag
 	p["head_commit"].(map[string]any)["id"] = rev
 	p["repository"] = map[string]any{"full_name": "team/app", "html_url": "https://git.example/team/app", "clone_url": "https://git.example/team/app.git"}
-	body, _ := json.Marshal(p)
-	mac := hmac.New(sha256.New, []byte(githubSecret))
-	mac.Write(body)
-	req, _ := http.NewRequest(http.MethodPost, daemonURL+"/v1/events/source/github", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-GitHub-Event", "push")
-	req.Header.Set("X-GitHub-Delivery", delivery)
-	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got struct{ Accepted int }
-	_ = json.NewDecoder(resp.Body).Decode(&got)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || got.Accepted != 1 {
-		t.Fatalf("github tag webhook: %s, accepted %d", resp.Status, got.Accepted)
+	if accepted := postGitHub(t, daemonURL, delivery, p); accepted != 1 {
+		t.Fatalf("github tag webhook: %d events accepted, want 1", accepted)
 	}
 }
