@@ -1,17 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -385,28 +379,10 @@ func builderNamespace(t *testing.T, k *testenv.Kube) kubernetes.Interface {
 // githubSecret, and returns the daemon's summary of it.
 func githubPush(t *testing.T, daemonURL, repo, delivery, rev string) events.Summary {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{
+	return postGitHub(t, daemonURL, delivery, map[string]any{
 		"ref": "refs/heads/main", "before": strings.Repeat("0", 40), "after": rev, "deleted": false,
 		"repository": map[string]any{"full_name": "acme/app", "html_url": repo, "clone_url": repo},
 	})
-	mac := hmac.New(sha256.New, []byte(githubSecret))
-	mac.Write(body)
-	req, _ := http.NewRequest(http.MethodPost, daemonURL+"/v1/events/source/github", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-GitHub-Event", "push")
-	req.Header.Set("X-GitHub-Delivery", delivery)
-	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	reply, _ := io.ReadAll(resp.Body)
-	var sum events.Summary
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(reply, &sum) != nil {
-		t.Fatalf("github webhook: %s %s", resp.Status, reply)
-	}
-	return sum
 }
 
 func listJobs(t *testing.T, c kubernetes.Interface, rev string) []batchv1.Job {

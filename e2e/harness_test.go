@@ -3,6 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +22,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/daemon"
+	"github.com/promoter-dev/promoter/internal/events"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/status"
@@ -217,4 +222,32 @@ func writeKeyPair(t testing.TB, dir, password string) (private, public string) {
 		t.Fatal(err)
 	}
 	return private, public
+}
+
+// postGitHub delivers payload to the daemon as GitHub's push event, signed with
+// githubSecret, and returns how many events the daemon accepted; an answer other than 200
+// fails the test.
+func postGitHub(t *testing.T, daemonURL, delivery string, payload any) events.Summary {
+	t.Helper()
+	body, err := json.Marshal(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := hmac.New(sha256.New, []byte(githubSecret))
+	mac.Write(body)
+	req, _ := http.NewRequest(http.MethodPost, daemonURL+"/v1/events/source/github", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Delivery", delivery)
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sum events.Summary
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&sum) != nil {
+		t.Fatalf("github webhook: %s", resp.Status)
+	}
+	return sum
 }

@@ -34,6 +34,9 @@ conflicted), its platforms with digests, its index and its destinations, read fr
 running daemon's status API (the status listener, 127.0.0.1:8081 by default; never the
 webhook listener). It follows the API's pages (in key order: pipeline, then revision) and
 prints newest first; --limit stops after that many. Failed and conflicted revisions show the reason.
+Each release tag of a revision (source.releaseTags) has a line with its promotion to each
+destination: done, conflicted (the tag points elsewhere there) or retrying; a revision
+with no phase ("-") is known only by a release tag that waits for it to be built.
 
 When the daemon sets auth.statusToken, pass the same token with --token (a value,
 env:NAME or file:/path), or set PROMOTER_AUTH_STATUSTOKEN.`,
@@ -112,12 +115,16 @@ func printRevisions(cmd *cobra.Command, revs []*types.Revision) error {
 				done++
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", r.Pipeline, r.Revision, r.Phase, strings.Join(plats, ","),
+		phase := string(r.Phase)
+		if phase == "" {
+			phase = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", r.Pipeline, r.Revision, phase, strings.Join(plats, ","),
 			short(r.Index), done, len(r.Promotions), r.Updated.Format(time.RFC3339))
 		if r.Reason != "" {
 			fmt.Fprintf(tw, "\t\treason: %s\n", r.Reason)
 		}
-		for _, line := range retryLines(r) {
+		for _, line := range append(retryLines(r), releaseLines(r)...) {
 			fmt.Fprintf(tw, "\t\t%s\n", line)
 		}
 	}
@@ -135,17 +142,57 @@ func retryLines(r *types.Revision) []string {
 	}
 	add("merge", r.MergeRetry)
 	add("signing", r.SignRetry)
-	dests := make([]string, 0, len(r.Promotions))
-	for d := range r.Promotions {
-		dests = append(dests, d)
-	}
-	sort.Strings(dests)
-	for _, d := range dests {
+	for _, d := range sortedKeys(r.Promotions) {
 		if pr := r.Promotions[d]; !pr.Done {
 			add("promotion to "+d, pr.Retry)
 		}
 	}
+	for _, tag := range sortedKeys(r.Releases) {
+		prs := r.Releases[tag].Promotions
+		for _, d := range sortedKeys(prs) {
+			if pr := prs[d]; !pr.Done {
+				add("release "+tag+" to "+d, pr.Retry)
+			}
+		}
+	}
 	return out
+}
+
+// releaseLines describes each release tag of r: why it is not promoted, or its outcome at
+// each destination it reached so far.
+func releaseLines(r *types.Revision) []string {
+	var out []string
+	for _, tag := range sortedKeys(r.Releases) {
+		rel := r.Releases[tag]
+		var parts []string
+		if rel.Reason != "" {
+			parts = append(parts, rel.Reason)
+		}
+		for _, d := range sortedKeys(rel.Promotions) {
+			switch pr := rel.Promotions[d]; {
+			case pr.Done:
+				parts = append(parts, d+" done")
+			case pr.Conflicted:
+				parts = append(parts, d+" conflicted: "+pr.Error)
+			default:
+				parts = append(parts, d+" retrying")
+			}
+		}
+		if len(parts) == 0 {
+			parts = append(parts, "waiting for the revision tag to reach a destination")
+		}
+		out = append(out, "release "+tag+": "+strings.Join(parts, "; "))
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func short(d string) string {

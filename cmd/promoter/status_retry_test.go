@@ -29,3 +29,30 @@ func TestRetryLines(t *testing.T) {
 		t.Errorf("a revision without failures: got %q, want none", got)
 	}
 }
+
+func TestReleaseLines(t *testing.T) {
+	next := time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)
+	r := &types.Revision{
+		Releases: map[string]types.Release{
+			"v2": {},
+			"v1": {Promotions: map[string]types.Promotion{
+				"b.example/app": {Conflicted: true, Error: "b.example/app:v1 already points at sha256:other"},
+				"a.example/app": {Done: true},
+				"c.example/app": {Retry: types.Retry{Failures: 1, Error: "503", Next: next}},
+			}},
+			"v0": {Reason: "not promoted (any further): the revision is failed, see its reason"},
+		},
+	}
+	want := []string{
+		"release v0: not promoted (any further): the revision is failed, see its reason",
+		"release v1: a.example/app done; b.example/app conflicted: b.example/app:v1 already points at sha256:other; c.example/app retrying",
+		"release v2: waiting for the revision tag to reach a destination",
+	}
+	if diff := cmp.Diff(want, releaseLines(r)); diff != "" {
+		t.Errorf("release lines (-want +got):\n%s", diff)
+	}
+	wantRetry := []string{"retrying release v1 to c.example/app: 1 failures, next attempt 2026-12-01T20:00:00Z: 503"}
+	if diff := cmp.Diff(wantRetry, retryLines(r)); diff != "" {
+		t.Errorf("retry lines (-want +got):\n%s", diff)
+	}
+}

@@ -25,10 +25,16 @@ type (
 		// PromoteDestination copies src (by digest) with signatures and referrers to d under
 		// tag, moves d's mutable tags, and returns the digest d's tag points at.
 		PromoteDestination(ctx context.Context, src, tag string, d types.Destination) (string, error)
+		// PromoteTag copies src to d under tag alone, which is immutable there (a release
+		// tag), and returns the digest the tag points at.
+		PromoteTag(ctx context.Context, src, tag string, d types.Destination) (string, error)
 	}
 )
 
-// Advancer moves merged revisions through signing and promotion. Each step is a message on
+// Advancer moves merged revisions through signing and promotion, and then promotes their
+// release tags (types.Revision.ReleaseStepsLeft): each release to each destination is a
+// promote step of its own, after the revision tag reached that destination, so it only
+// writes the tag and is retried on its own. Each step is a message on
 // types.SubjectSteps: the bus redelivers a failed one on its own schedule, so a failing
 // destination is retried within seconds, not at the next reconcile, and a restart keeps the
 // schedule. Each step records its outcome in the revision state before its message is
@@ -74,10 +80,11 @@ func (a *Advancer) pipeline(name string) (types.Pipeline, bool) {
 }
 
 // Next publishes the steps revision r is ready for; message ids make publishing them twice
-// harmless. A merged revision with nothing left to do is marked promoted. A revision that is
-// not merged, or of a pipeline no longer configured, has no next step.
+// harmless. A merged revision with nothing left to do is marked promoted; a promoted one
+// may still have releases to promote. A revision that is not merged, failed or conflicted,
+// or of a pipeline no longer configured, has no next step.
 func (a *Advancer) Next(ctx context.Context, r *types.Revision) error {
-	if r == nil || r.Index == "" || r.Terminal() {
+	if r == nil {
 		return nil
 	}
 	p, ok := a.pipeline(r.Pipeline)
@@ -88,7 +95,7 @@ func (a *Advancer) Next(ctx context.Context, r *types.Revision) error {
 }
 
 func (a *Advancer) next(ctx context.Context, p types.Pipeline, r *types.Revision) error {
-	if r.Index == "" || r.Terminal() {
+	if r.Index == "" || r.Phase == types.PhaseFailed || r.Phase == types.PhaseConflicted {
 		return nil
 	}
 	if p.Sign && !r.Signed {
@@ -97,14 +104,24 @@ func (a *Advancer) next(ctx context.Context, p types.Pipeline, r *types.Revision
 	var errs []error
 	left := 0
 	for _, dest := range p.Promote {
-		if r.Promotions[string(dest.To)].Done {
+		if r.Promotions[string(dest.To)].Done || r.Phase == types.PhasePromoted {
 			continue
 		}
 		left++
 		errs = append(errs, a.publish(ctx, types.Step{Kind: types.StepPromote, Pipeline: p.Name, Revision: r.Revision, Index: r.Index, Destination: string(dest.To)}))
 	}
-	if left == 0 {
-		return a.markPromoted(ctx, p, r)
+	errs = append(errs, a.publishReleases(ctx, p, r))
+	if left == 0 && r.Phase != types.PhasePromoted {
+		errs = append(errs, a.markPromoted(ctx, p, r))
+	}
+	return errors.Join(errs...)
+}
+
+// publishReleases publishes the release promotions r is ready for.
+func (a *Advancer) publishReleases(ctx context.Context, p types.Pipeline, r *types.Revision) error {
+	var errs []error
+	for _, s := range r.ReleaseStepsLeft(p) {
+		errs = append(errs, a.publish(ctx, s))
 	}
 	return errors.Join(errs...)
 }
@@ -115,7 +132,8 @@ func (a *Advancer) publish(ctx context.Context, s types.Step) error {
 }
 
 // HandleStep performs one step. A step that is moot (another index, a terminal revision, a
-// pipeline or destination removed from the configuration) is acknowledged and dropped.
+// pipeline or destination removed from the configuration) is acknowledged and dropped. A
+// release's promote step (Tag set) also runs for a promoted revision.
 func (a *Advancer) HandleStep(ctx context.Context, s types.Step) error {
 	p, ok := a.pipeline(s.Pipeline)
 	if !ok {
@@ -126,7 +144,18 @@ func (a *Advancer) HandleStep(ctx context.Context, s types.Step) error {
 	if err != nil {
 		return err
 	}
-	if r.Index != s.Index || r.Terminal() {
+	if r.Index != s.Index || r.Phase == types.PhaseFailed || r.Phase == types.PhaseConflicted {
+		return nil
+	}
+	if s.Kind == types.StepPromote && s.Tag != "" {
+		dest, ok := p.Destination(s.Destination)
+		if !ok {
+			a.log.Warn("dropping a release promotion to a destination no longer configured", "pipeline", p.Name, "revision", r.Revision, "destination", s.Destination, "tag", s.Tag)
+			return nil
+		}
+		return a.promoteRelease(ctx, p, r, dest, s.Tag)
+	}
+	if r.Terminal() {
 		return nil
 	}
 	switch s.Kind {
@@ -184,7 +213,7 @@ func (a *Advancer) promoteDestination(ctx context.Context, p types.Pipeline, r *
 		log.Info("promoted", "digest", digest, "seconds", time.Since(start).Seconds())
 	}
 	all := false
-	_, uerr := a.store.Update(ctx, p.Name, r.Revision, func(cur *types.Revision) error {
+	updated, uerr := a.store.Update(ctx, p.Name, r.Revision, func(cur *types.Revision) error {
 		now := time.Now().UTC()
 		if conflict {
 			return cur.PromotionConflicted(string(dest.To), err.Error(), now)
@@ -193,9 +222,47 @@ func (a *Advancer) promoteDestination(ctx context.Context, p types.Pipeline, r *
 		all, perr = cur.PromotedTo(string(dest.To), digest, now, p.Destinations())
 		return perr
 	})
-	if uerr == nil && all {
+	if uerr != nil {
+		return uerr
+	}
+	if all {
 		log.Info("revision promoted to every destination", "destinations", len(p.Promote))
 	}
+	// The revision tag is there (unless it conflicted): the releases waiting for it follow.
+	return a.publishReleases(ctx, p, updated)
+}
+
+// promoteRelease promotes release tag tag of r to dest and records the outcome: a tag that
+// points elsewhere conflicts that release at dest (reported, never moved); any other error
+// is returned, to be retried.
+func (a *Advancer) promoteRelease(ctx context.Context, p types.Pipeline, r *types.Revision, dest types.Destination, tag string) error {
+	to := string(dest.To)
+	if _, requested := r.Releases[tag]; !requested || !r.Promotions[to].Done {
+		// Published only once both are recorded: this read is behind them.
+		return errStaleState
+	}
+	if pr := r.Releases[tag].Promotions[to]; pr.Done || pr.Conflicted {
+		return nil
+	}
+	log := a.log.With("pipeline", p.Name, "revision", r.Revision, "destination", to, "tag", tag)
+	src := p.Staging.Digest(r.Index)
+	digest, err := a.promote.PromoteTag(ctx, src, tag, dest)
+	conflict := errors.Is(err, types.ErrTagImmutable)
+	if err != nil && !conflict {
+		return fmt.Errorf("promoting release %s to %s: %w", src, dest.To.Tag(tag), err)
+	}
+	if conflict {
+		log.Error("release refused: destination tag is immutable", "error", err)
+	} else {
+		log.Info("release promoted", "digest", digest)
+	}
+	_, uerr := a.store.Update(ctx, p.Name, r.Revision, func(cur *types.Revision) error {
+		now := time.Now().UTC()
+		if conflict {
+			return cur.ReleaseConflicted(tag, to, err.Error(), now)
+		}
+		return cur.ReleasePromoted(tag, to, digest, now)
+	})
 	return uerr
 }
 
@@ -234,7 +301,7 @@ func (a *Advancer) StepRetrying(ctx context.Context, s types.Step, failures int,
 func (a *Advancer) Resume(ctx context.Context, revs []*types.Revision) error {
 	var errs []error
 	for _, r := range revs {
-		if r.Phase != types.PhaseMerged && r.Phase != types.PhaseSigned {
+		if r.Phase != types.PhaseMerged && r.Phase != types.PhaseSigned && (r.Phase != types.PhasePromoted || len(r.Releases) == 0) {
 			continue
 		}
 		if err := a.Next(ctx, r); err != nil {

@@ -55,13 +55,23 @@ func (s *signer) Sign(_ context.Context, ref string) ([]sign.Signed, error) {
 }
 
 type promoter struct {
-	calls []string // "src tag dest"
-	err   map[string]error
+	calls    []string // PromoteDestination: "src tag dest"
+	releases []string // PromoteTag: "src dest:tag"
+	// err answers a PromoteDestination to dest by err[dest], a PromoteTag by err[dest:tag].
+	err map[string]error
 }
 
 func (p *promoter) PromoteDestination(_ context.Context, src, tag string, d types.Destination) (string, error) {
 	p.calls = append(p.calls, src+" "+tag+" "+string(d.To))
 	if err := p.err[string(d.To)]; err != nil {
+		return "", err
+	}
+	return index, nil
+}
+
+func (p *promoter) PromoteTag(_ context.Context, src, tag string, d types.Destination) (string, error) {
+	p.releases = append(p.releases, src+" "+d.To.Tag(tag))
+	if err := p.err[d.To.Tag(tag)]; err != nil {
 		return "", err
 	}
 	return index, nil

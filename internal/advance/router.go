@@ -20,8 +20,9 @@ import (
 const mergeTimeout = time.Minute
 
 // Router is where each message the daemon consumes goes: a registry push to the merger, a
-// source change to the build dispatcher, a build result to the revision state, a step to
-// the advancer. A revision the merger finished is handed to the advancer.
+// source change to the build dispatcher, a build result and a release tag to the revision
+// state, a step to the advancer. A revision the merger finished, or one that got a release
+// tag, is handed to the advancer.
 type Router struct {
 	adv     *Advancer
 	merger  *merge.Merger
@@ -51,6 +52,7 @@ func (rt *Router) Consumers(stepTimeout time.Duration) []bus.Consumer {
 			Parallel: 8, Retrying: rt.mergeRetrying, Timeout: mergeTimeout},
 		{Durable: "daemon-source", Subject: types.SubjectSourceChanged, Handle: bus.Decode(rt.SourceChanged), Parallel: 4},
 		{Durable: "daemon-builds", Subject: types.SubjectBuildResults, Handle: bus.Decode(rt.BuildResult), Parallel: 4},
+		{Durable: "daemon-releases", Subject: types.SubjectReleaseTagged, Handle: bus.Decode(rt.ReleaseTagged), Parallel: 4},
 		{Durable: "daemon-steps", Subject: types.SubjectSteps, Handle: bus.Decode(rt.adv.HandleStep),
 			Parallel: 16, Retrying: rt.stepRetrying, Timeout: stepTimeout},
 	}
@@ -112,6 +114,34 @@ func (rt *Router) BuildResult(ctx context.Context, res types.BuildResult) error 
 			"platform", req.Platform.String(), "job", res.Job, "attempts", res.Attempt, "reason", res.Reason)
 	}
 	return err
+}
+
+// ReleaseTagged records a release tag on the revision of the commit it names, and hands the
+// revision to the advancer, which promotes the release once the revision tag is at a
+// destination. Nothing is built for it: a revision not built or merged yet (or never seen:
+// the tag was pushed before its commit's branch push arrived) keeps the tag in its state
+// until it is merged, signed and promoted as usual.
+func (rt *Router) ReleaseTagged(ctx context.Context, ev types.ReleaseTagged) error {
+	p, ok := rt.adv.pipeline(ev.Pipeline)
+	if !ok {
+		return fmt.Errorf("%w: pipeline %q is no longer configured", bus.ErrPermanent, ev.Pipeline)
+	}
+	rev, err := rt.adv.store.Update(ctx, p.Name, ev.Revision, func(r *types.Revision) error {
+		return r.ReleaseRequested(ev.Tag, ev.Received)
+	})
+	if err != nil {
+		return err
+	}
+	log := rt.log.With("pipeline", p.Name, "revision", ev.Revision, "tag", ev.Tag, "phase", string(rev.Phase))
+	switch {
+	case rev.Releases[ev.Tag].Reason != "":
+		log.Warn("release tag recorded, not promoted", "reason", rev.Releases[ev.Tag].Reason)
+	case rev.Index == "":
+		log.Info("release tag recorded; it is promoted once the revision is merged and promoted")
+	default:
+		log.Info("release tag recorded")
+	}
+	return rt.adv.Next(ctx, rev)
 }
 
 // mergeRetrying records a failed merge's retry in the revision state. Waiting for another

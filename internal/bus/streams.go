@@ -24,7 +24,7 @@ func streamConfigs(replicas int) []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{
 		{
 			Name:        StreamEvents,
-			Description: "registry pushes, source changes and build results",
+			Description: "registry pushes, source changes, release tags, build results and steps",
 			Subjects:    []string{"promoter.events.>"},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,

@@ -201,6 +201,10 @@ type Source struct {
 	// x-access-token:<token>); empty: the daemon must be able to read the repository as it
 	// is.
 	PollToken Secret `mapstructure:"pollToken"`
+	// ReleaseTags are glob patterns (path.Match, e.g. "v*") of the repository's git tags
+	// that are releases: a pushed tag that matches is promoted, as an immutable tag, to
+	// every destination of the revision of the commit it names. Nothing is rebuilt.
+	ReleaseTags []string `mapstructure:"releaseTags"`
 }
 
 // Build says how a pipeline's platforms are built; only a pipeline with source.repo

@@ -44,6 +44,7 @@ func TestLoadFullFile(t *testing.T) {
 		Name: "web",
 		Source: Source{
 			Repo: "https://git.example/acme/web.git", Branch: "main", Poll: 2 * time.Minute, PollToken: "env:TEST_GIT_TOKEN",
+			ReleaseTags: []string{"v*"},
 		},
 		Platforms: []string{"linux/amd64", "linux/arm64", "linux/arm/v7"},
 		Build: Build{
@@ -99,13 +100,21 @@ func TestLoadInvalidListsEveryProblemWithPath(t *testing.T) {
 		"pipelines[2].build.cache.ref", "pipelines[2].build.provenance",
 		"pipelines[3].build.args", "pipelines[3].build.cache.mode",
 		"pipelines[4].source.branch", "pipelines[4].build.context", "pipelines[4].build.secrets", "pipelines[4].build.cache.mode",
+		"pipelines[2].promote[0].mutableTags", "pipelines[3].source.releaseTags", "pipelines[4].source.releaseTags",
 	} {
 		if !got[path] {
 			t.Errorf("no problem reported at %s; got:\n%v", path, err)
 		}
 	}
-	if !strings.Contains(err.Error(), `pipelines[0].platforms[0]: "linux/arm65" is not a known platform`) {
-		t.Errorf("message does not name the bad platform with its path:\n%v", err)
+	for _, want := range []string{
+		`pipelines[0].platforms[0]: "linux/arm65" is not a known platform`,
+		`pipelines[4].source.releaseTags: needs source.repo`,
+		`pipelines[3].source.releaseTags: pattern "v[": syntax error in pattern`,
+		`pipelines[2].promote[0].mutableTags: latest matches source.releaseTags`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message does not say %q:\n%v", want, err)
+		}
 	}
 }
 

@@ -300,6 +300,7 @@ func (c *Config) validatePipelines(ps *problems) {
 				}
 			}
 		}
+		validateReleaseTags(ps, at, p)
 		needKey = needKey || p.Sign
 	}
 	if needKey && c.Keys.Cosign == "" {
@@ -411,6 +412,29 @@ func validatePoll(ps *problems, at func(string) string, s Source) {
 	}
 }
 
+// validateReleaseTags checks source.releaseTags: patterns of tags of source.repo, none of
+// which may be a destination's mutable tag (a release tag never moves).
+func validateReleaseTags(ps *problems, at func(string) string, p Pipeline) {
+	rt := types.ReleaseTags(p.Source.ReleaseTags)
+	if len(rt) == 0 {
+		return
+	}
+	if p.Source.Repo == "" {
+		ps.add(at("source.releaseTags"), "needs source.repo: release tags are the tag pushes its webhooks report")
+	}
+	if err := rt.Validate(); err != nil {
+		ps.add(at("source.releaseTags"), "%v", err)
+		return
+	}
+	for j, d := range p.Promote {
+		for _, mt := range d.MutableTags {
+			if rt.Match(mt) {
+				ps.add(at(fmt.Sprintf("promote[%d].mutableTags", j)), "%s matches source.releaseTags, but a release tag is immutable and a mutable tag moves: rename the tag or narrow the patterns", mt)
+			}
+		}
+	}
+}
+
 func checkCacheMode(ps *problems, at func(string) string, mode string) bool {
 	switch mode {
 	case "max", "min", "off":
@@ -451,7 +475,7 @@ func checkSecret(ps *problems, path string, s Secret) {
 func (p Pipeline) Domain() types.Pipeline {
 	d := types.Pipeline{
 		Name:    p.Name,
-		Source:  types.Source{Repo: p.Source.Repo, Branch: p.Source.Branch, Poll: p.Source.Poll},
+		Source:  types.Source{Repo: p.Source.Repo, Branch: p.Source.Branch, Poll: p.Source.Poll, ReleaseTags: p.Source.ReleaseTags},
 		Staging: types.Repository(p.Staging),
 		ArchTag: types.ArchTag(p.ArchTag),
 		Sign:    p.Sign,

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -182,10 +183,19 @@ func FuzzGitHubWebhook(f *testing.F) {
 			t.Fatalf("status %d, yet %d publishes", rec.Code, calls)
 		}
 		for _, m := range stored {
-			ev := m.Value.(types.SourceChanged)
-			if event != "push" || ev.Pipeline != "web" || ev.Ref != "refs/heads/main" || ev.ID != githubDelivery ||
-				types.ValidateRevision(ev.Revision) != nil || zeroRevision.MatchString(ev.Revision) {
-				t.Fatalf("event %q stored %+v", event, ev)
+			switch ev := m.Value.(type) {
+			case types.SourceChanged:
+				if event != "push" || m.Subject != types.SubjectSourceChanged || ev.Pipeline != "web" || ev.Ref != "refs/heads/main" || ev.ID != githubDelivery ||
+					types.ValidateRevision(ev.Revision) != nil || zeroRevision.MatchString(ev.Revision) {
+					t.Fatalf("event %q stored %+v", event, ev)
+				}
+			case types.ReleaseTagged:
+				if event != "push" || m.Subject != types.SubjectReleaseTagged || ev.Pipeline != "web" || !strings.HasPrefix(ev.Tag, "v") || ev.ID != githubDelivery ||
+					types.ValidateReleaseTag(ev.Tag) != nil || types.ValidateRevision(ev.Revision) != nil || zeroRevision.MatchString(ev.Revision) {
+					t.Fatalf("event %q stored %+v", event, ev)
+				}
+			default:
+				t.Fatalf("stored a %T", ev)
 			}
 		}
 	})

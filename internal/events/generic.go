@@ -7,11 +7,15 @@ import (
 
 // GenericPush is the body of POST /v1/events/source/generic.
 type GenericPush struct {
-	// ID names the delivery in the logs. It does not de-duplicate: every source change is
-	// de-duplicated by pipeline and revision (types.SourceChanged.MsgID).
-	ID       string `json:"id,omitempty"`
-	Repo     string `json:"repo"`
-	Ref      string `json:"ref"` // refs/heads/<branch> or just <branch>
+	// ID names the delivery. It de-duplicates release tag pushes (when empty, one is
+	// derived from pipeline, tag and revision); a source change is de-duplicated by
+	// pipeline and revision whatever its id (types.SourceChanged.MsgID).
+	ID   string `json:"id,omitempty"`
+	Repo string `json:"repo"`
+	// Ref is refs/heads/<branch> or just <branch>, or refs/tags/<tag> for a release tag.
+	Ref string `json:"ref"`
+	// Revision is the commit: of a tag, the commit the tag points at (for an annotated
+	// tag, its target, as `git rev-parse <tag>^{commit}` prints it).
 	Revision string `json:"revision"`
 }
 
@@ -48,5 +52,6 @@ func (r *Receiver) generic(w http.ResponseWriter, req *http.Request) {
 	if !strings.HasPrefix(ref, "refs/") {
 		ref = "refs/heads/" + ref
 	}
-	r.publishSource(w, req, "generic", push{delivery: p.ID, repos: []string{p.Repo}, ref: ref, revision: p.Revision})
+	r.publishSource(w, req, "generic", push{delivery: p.ID, repos: []string{p.Repo}, ref: ref, revision: p.Revision,
+		commit: p.Revision, commitField: "revision"})
 }

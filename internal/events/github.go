@@ -11,11 +11,17 @@ import (
 // named payload.
 const githubFormMediaType = "application/x-www-form-urlencoded"
 
-// githubPush holds the fields of GitHub's push event payload promoter reads.
+// githubPush holds the fields of GitHub's push event payload promoter reads. A tag push is
+// a push event too (ref refs/tags/<tag>): its after is the tag object of an annotated tag,
+// and head_commit is the commit the tag points at, lightweight or annotated (GitHub's push
+// payload documentation; testdata/source/README.md).
 type githubPush struct {
 	Ref        string `json:"ref"`
 	After      string `json:"after"`
 	Deleted    bool   `json:"deleted"`
+	HeadCommit *struct {
+		ID string `json:"id"`
+	} `json:"head_commit"`
 	Repository struct {
 		CloneURL string `json:"clone_url"`
 		SSHURL   string `json:"ssh_url"`
@@ -67,15 +73,20 @@ func (r *Receiver) github(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if p.Deleted {
-		r.ignoreSource(w, "github", "branch deleted")
+		r.ignoreSource(w, "github", "ref deleted")
 		return
 	}
-	r.publishSource(w, req, "github", push{
-		delivery: req.Header.Get("X-GitHub-Delivery"),
-		repos:    []string{p.Repository.CloneURL, p.Repository.SSHURL, p.Repository.HTMLURL, p.Repository.GitURL},
-		ref:      p.Ref,
-		revision: p.After,
-	})
+	ps := push{
+		delivery:    req.Header.Get("X-GitHub-Delivery"),
+		repos:       []string{p.Repository.CloneURL, p.Repository.SSHURL, p.Repository.HTMLURL, p.Repository.GitURL},
+		ref:         p.Ref,
+		revision:    p.After,
+		commitField: "head_commit.id",
+	}
+	if p.HeadCommit != nil {
+		ps.commit = p.HeadCommit.ID
+	}
+	r.publishSource(w, req, "github", ps)
 }
 
 // githubPayload is the JSON of a verified delivery: the body itself, or the one payload

@@ -5,12 +5,15 @@ import (
 	"net/http"
 )
 
-// gitlabPush holds the fields of GitLab's Push Hook payload promoter reads.
+// gitlabPush holds the fields of GitLab's Push Hook and Tag Push Hook payloads promoter
+// reads. In a tag push, after is an annotated tag's tag object and checkout_sha the commit
+// the tag points at (GitLab's "Tag events" documentation; testdata/source/README.md).
 type gitlabPush struct {
-	ObjectKind string `json:"object_kind"`
-	Ref        string `json:"ref"`
-	After      string `json:"after"`
-	Project    struct {
+	ObjectKind  string `json:"object_kind"`
+	Ref         string `json:"ref"`
+	After       string `json:"after"`
+	CheckoutSHA string `json:"checkout_sha"`
+	Project     struct {
 		GitHTTPURL string `json:"git_http_url"`
 		GitSSHURL  string `json:"git_ssh_url"`
 		WebURL     string `json:"web_url"`
@@ -41,7 +44,9 @@ func (r *Receiver) gitlab(w http.ResponseWriter, req *http.Request) {
 		r.rejectSource(w, req, "gitlab", err)
 		return
 	}
-	if ev := req.Header.Get("X-Gitlab-Event"); ev != "Push Hook" {
+	ev := req.Header.Get("X-Gitlab-Event")
+	kind, ok := map[string]string{"Push Hook": "push", "Tag Push Hook": "tag_push"}[ev]
+	if !ok {
 		r.ignoreSource(w, "gitlab", "event "+ev)
 		return
 	}
@@ -50,16 +55,18 @@ func (r *Receiver) gitlab(w http.ResponseWriter, req *http.Request) {
 		r.rejectSource(w, req, "gitlab", reject(http.StatusBadRequest, "decoding GitLab push payload: %v", err))
 		return
 	}
-	if p.ObjectKind != "push" || p.Ref == "" || p.After == "" {
-		r.rejectSource(w, req, "gitlab", reject(http.StatusBadRequest, "GitLab payload is not a push (object_kind %q) or has no ref/after", p.ObjectKind))
+	if p.ObjectKind != kind || p.Ref == "" || p.After == "" {
+		r.rejectSource(w, req, "gitlab", reject(http.StatusBadRequest, "GitLab %s payload is not a %s (object_kind %q) or has no ref/after", ev, kind, p.ObjectKind))
 		return
 	}
 	r.publishSource(w, req, "gitlab", push{
 		delivery: gitlabDelivery(req.Header),
 		repos: []string{p.Project.GitHTTPURL, p.Project.GitSSHURL, p.Project.WebURL,
 			p.Repository.GitHTTPURL, p.Repository.GitSSHURL, p.Repository.Homepage},
-		ref:      p.Ref,
-		revision: p.After,
+		ref:         p.Ref,
+		revision:    p.After,
+		commit:      p.CheckoutSHA,
+		commitField: "checkout_sha",
 	})
 }
 

@@ -43,7 +43,7 @@ func testPipelines() []types.Pipeline {
 	return []types.Pipeline{
 		{
 			Name:      "web",
-			Source:    types.Source{Repo: "https://github.com/acme/web.git", Branch: "main"},
+			Source:    types.Source{Repo: "https://github.com/acme/web.git", Branch: "main", ReleaseTags: types.ReleaseTags{"v*"}},
 			Platforms: platforms("linux/amd64", "linux/arm64"),
 			Staging:   "staging.example:5000/acme/web",
 			ArchTag:   "{revision}-{arch}",
@@ -51,14 +51,14 @@ func testPipelines() []types.Pipeline {
 		},
 		{
 			Name:      "api",
-			Source:    types.Source{Repo: "git@gitlab.example.com:acme/api.git", Branch: "main"},
+			Source:    types.Source{Repo: "git@gitlab.example.com:acme/api.git", Branch: "main", ReleaseTags: types.ReleaseTags{"v*"}},
 			Platforms: platforms("linux/amd64", "linux/arm/v7"),
 			Staging:   "staging.example:5000/acme/api",
 			ArchTag:   "{revision}-{os}-{arch}{variant}",
 		},
 		{
 			Name:      "worker",
-			Source:    types.Source{Repo: "git.example/acme/worker", Branch: "release"},
+			Source:    types.Source{Repo: "git.example/acme/worker", Branch: "release", ReleaseTags: types.ReleaseTags{"v3.*"}},
 			Platforms: platforms("linux/amd64"),
 			Staging:   "staging.example:5000/acme/worker",
 			ArchTag:   "{revision}-{arch}",

@@ -17,6 +17,7 @@ type pipeline struct {
 	platforms  []types.Platform
 	sourceRepo string // normalised with normaliseRepo
 	branch     string
+	releases   types.ReleaseTags
 }
 
 func newPipeline(p types.Pipeline) pipeline {
@@ -28,6 +29,7 @@ func newPipeline(p types.Pipeline) pipeline {
 		platforms:  p.Platforms,
 		sourceRepo: normaliseRepo(p.Source.Repo),
 		branch:     p.Source.Branch,
+		releases:   p.Source.ReleaseTags,
 	}
 }
 
@@ -58,8 +60,18 @@ func (r *Receiver) stagingFor(path, host string) (pipeline, bool) {
 
 // sourceFor finds the pipeline following repo (any URL form) at branch.
 func (r *Receiver) sourceFor(repos []string, branch string) (pipeline, bool) {
+	return r.repoFor(repos, func(p pipeline) bool { return p.branch == branch })
+}
+
+// releaseFor finds the pipeline of repo (any URL form) whose release patterns match tag.
+func (r *Receiver) releaseFor(repos []string, tag string) (pipeline, bool) {
+	return r.repoFor(repos, func(p pipeline) bool { return p.releases.Match(tag) })
+}
+
+// repoFor finds the first pipeline of repo (any URL form) that wants.
+func (r *Receiver) repoFor(repos []string, wants func(pipeline) bool) (pipeline, bool) {
 	for _, p := range r.pipelines {
-		if p.sourceRepo == "" || p.branch != branch {
+		if p.sourceRepo == "" || !wants(p) {
 			continue
 		}
 		for _, repo := range repos {

@@ -1,6 +1,8 @@
 package events
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"regexp"
 	"strings"
@@ -13,26 +15,33 @@ type push struct {
 	delivery string   // provider's delivery id, for the logs; empty when it gave none
 	repos    []string // every URL form the provider gives for the repository
 	ref      string
-	revision string
+	revision string // what ref points at now: a commit, or an annotated tag's tag object
+	// commit is the commit a tag push names: an annotated tag's target, never the tag
+	// object. Empty when the provider gave none; commitField names where it looked.
+	commit, commitField string
 }
 
 var zeroRevision = regexp.MustCompile(`^0+$`)
 
 // publishSource turns a push into a SourceChanged event when it is for a pipeline's
-// repository and branch, and answers.
+// repository and branch, or into a ReleaseTagged event when it pushes a tag that a
+// pipeline of the repository releases, and answers.
 func (r *Receiver) publishSource(w http.ResponseWriter, req *http.Request, source string, p push) {
-	branch, isBranch := strings.CutPrefix(p.ref, "refs/heads/")
 	if zeroRevision.MatchString(p.revision) {
-		r.ignoreSource(w, source, "branch deleted")
+		r.ignoreSource(w, source, "ref deleted")
+		return
+	}
+	if tag, ok := strings.CutPrefix(p.ref, "refs/tags/"); ok {
+		r.publishRelease(w, req, source, p, tag)
 		return
 	}
 	if err := types.ValidateRevision(p.revision); err != nil {
-		r.metrics.EventsReceived.WithLabelValues(source, "push", "rejected").Inc()
-		fail(w, reject(http.StatusBadRequest, "revision is not a commit id: %v", err))
+		r.rejectSource(w, req, source, reject(http.StatusBadRequest, "revision is not a commit id: %v", err))
 		return
 	}
+	branch, isBranch := strings.CutPrefix(p.ref, "refs/heads/")
 	if !isBranch {
-		r.ignoreSource(w, source, "not a branch: "+p.ref)
+		r.ignoreSource(w, source, "not a branch or tag: "+p.ref)
 		return
 	}
 	pl, ok := r.sourceFor(p.repos, branch)
@@ -47,9 +56,54 @@ func (r *Receiver) publishSource(w http.ResponseWriter, req *http.Request, sourc
 	// The message id is the pipeline and revision (SourceChanged.MsgID), not the delivery
 	// id: a redelivery under a new id, another forge's hook and the source poller's find
 	// of the same head are the one message they describe.
-	dup, err := r.pub.Publish(req.Context(), types.SubjectSourceChanged, ev.MsgID(), ev)
+	r.publishEvent(w, req, source, types.SubjectSourceChanged, ev.MsgID(), ev, "source push", "pipeline", pl.name, "revision", p.revision)
+}
+
+// publishRelease turns a push of tag into a ReleaseTagged event for the first pipeline of
+// the repository whose release patterns match it, naming the commit the tag points at.
+func (r *Receiver) publishRelease(w http.ResponseWriter, req *http.Request, source string, p push, tag string) {
+	pl, ok := r.releaseFor(p.repos, tag)
+	if !ok {
+		r.ignoreSource(w, source, "no pipeline of this repository releases tag "+tag)
+		return
+	}
+	if p.commit == "" || zeroRevision.MatchString(p.commit) {
+		r.rejectSource(w, req, source, reject(http.StatusBadRequest, "push of release tag %s names no commit (%s is empty)", tag, p.commitField))
+		return
+	}
+	if err := types.ValidateRevision(p.commit); err != nil {
+		r.rejectSource(w, req, source, reject(http.StatusBadRequest, "%s of tag %s is not a commit id: %v", p.commitField, tag, err))
+		return
+	}
+	if err := types.ValidateReleaseTag(tag); err != nil {
+		r.rejectSource(w, req, source, reject(http.StatusBadRequest,
+			"tag %s matches source.releaseTags of pipeline %s but cannot be promoted: %v; narrow the patterns or use another tag name", tag, pl.name, err))
+		return
+	}
+	id := deliveryID(source, p.delivery, pl.name, tag, p.commit)
+	ev := types.ReleaseTagged{
+		ID: id, Pipeline: pl.name, Repo: firstNonEmpty(p.repos), Tag: tag, Revision: p.commit,
+		Received: r.now().UTC(),
+	}
+	r.publishEvent(w, req, source, types.SubjectReleaseTagged, id, ev, "release tag push", "pipeline", pl.name, "tag", tag, "revision", p.commit)
+}
+
+// deliveryID is the bus message id of a delivery: the provider's id, or one derived from
+// what the event says, so a redelivery without an id is still recognised.
+func deliveryID(source, delivery string, parts ...string) string {
+	if delivery != "" {
+		return delivery
+	}
+	sum := sha256.Sum256([]byte(source + "\x00" + strings.Join(parts, "\x00")))
+	return source + "-" + hex.EncodeToString(sum[:12])
+}
+
+// publishEvent stores a kept source event and answers: 200 with the summary once the bus
+// has it, or the bus's failure.
+func (r *Receiver) publishEvent(w http.ResponseWriter, req *http.Request, source, subject, id string, ev any, what string, attrs ...any) {
+	dup, err := r.pub.Publish(req.Context(), subject, id, ev)
 	if err != nil {
-		r.log.Error("storing source event failed", "source", source, "delivery", p.delivery, "error", err)
+		r.log.Error("storing source event failed", "source", source, "delivery", id, "error", err)
 		fail(w, err)
 		return
 	}
@@ -59,7 +113,7 @@ func (r *Receiver) publishSource(w http.ResponseWriter, req *http.Request, sourc
 		sum, outcome = Summary{Duplicates: 1}, "duplicate"
 	}
 	r.metrics.EventsReceived.WithLabelValues(source, "push", outcome).Inc()
-	r.log.Info("source push", "outcome", outcome, "source", source, "pipeline", pl.name, "revision", p.revision, "delivery", p.delivery)
+	r.log.Info(what, append([]any{"outcome", outcome, "source", source, "delivery", id}, attrs...)...)
 	writeJSON(w, http.StatusOK, sum)
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -34,9 +35,11 @@ type sourceCase struct {
 	header     http.Header
 	body       []byte
 	wantStatus int
-	wantErr    string               // part of the error of a rejection
-	want       Summary              // of a 200
-	wantEvent  *types.SourceChanged // the one message stored, if any
+	wantErr    string  // part of the error of a rejection
+	want       Summary // of a 200
+	// wantEvent is the one message stored, if any: a *types.SourceChanged or a
+	// *types.ReleaseTagged.
+	wantEvent any
 }
 
 func runSourceCases(t *testing.T, path, source string, tests []sourceCase) {
@@ -64,14 +67,22 @@ func runSourceCases(t *testing.T, path, source string, tests []sourceCase) {
 			if diff := cmp.Diff(tt.want, got.summary(t)); diff != "" {
 				t.Errorf("summary (-want +got):\n%s", diff)
 			}
-			var gotEvent *types.SourceChanged
+			var gotEvent any
 			switch len(stored) {
 			case 0:
 			case 1:
-				ev := stored[0].Value.(types.SourceChanged)
-				gotEvent = &ev
-				if want := "source/" + ev.Pipeline + "/" + ev.Revision; stored[0].Subject != types.SubjectSourceChanged || stored[0].MsgID != want {
-					t.Errorf("published on %s with msg id %q, want %s and the pipeline and revision's id %q", stored[0].Subject, stored[0].MsgID, types.SubjectSourceChanged, want)
+				var subject, id string
+				switch ev := stored[0].Value.(type) {
+				case types.SourceChanged:
+					// A source change's message id is its pipeline and revision, whoever reports it.
+					gotEvent, subject, id = &ev, types.SubjectSourceChanged, "source/"+ev.Pipeline+"/"+ev.Revision
+				case types.ReleaseTagged:
+					gotEvent, subject, id = &ev, types.SubjectReleaseTagged, ev.ID
+				default:
+					t.Fatalf("published a %T", ev)
+				}
+				if stored[0].Subject != subject || stored[0].MsgID != id {
+					t.Errorf("published on %s with msg id %q, want %s and the id %q", stored[0].Subject, stored[0].MsgID, subject, id)
 				}
 			default:
 				t.Fatalf("got %d messages for one push, want at most 1", len(stored))
@@ -164,7 +175,7 @@ func TestGitHubWebhook(t *testing.T) {
 		ignored("branch deleted", "push", deleted),
 		ignored("zero after without deleted flag", "push", setJSON(t, deleted, "deleted", false)),
 		ignored("other branch", "push", setJSON(t, push, "ref", "refs/heads/feature/login")),
-		ignored("tag", "push", setJSON(t, push, "ref", "refs/tags/v1.4.0")),
+		ignored("tag that is no release", "push", setJSON(t, push, "ref", "refs/tags/nightly")),
 		ignored("other repository", "push", otherRepo),
 		ignored("ping", "ping", ping),
 		ignored("other event", "issues", []byte(`{"action": "opened"}`)),
@@ -300,7 +311,7 @@ func TestGitLabWebhook(t *testing.T) {
 		ignored("branch deleted", "Push Hook", deleted),
 		ignored("other branch", "Push Hook", setJSON(t, push, "ref", "refs/heads/feature")),
 		ignored("other repository", "Push Hook", otherRepo),
-		ignored("tag push", "Tag Push Hook", setJSON(t, push, "object_kind", "tag_push", "ref", "refs/tags/v2.0.0")),
+		ignored("tag push that is no release", "Tag Push Hook", setJSON(t, push, "object_kind", "tag_push", "ref", "refs/tags/nightly")),
 		ignored("merge request", "Merge Request Hook", []byte(`{"object_kind": "merge_request"}`)),
 		{name: "push hook that is not a push", header: gitlabHeader("Push Hook"), body: setJSON(t, push, "object_kind", "tag_push"),
 			wantStatus: 400, wantErr: `object_kind "tag_push"`},
@@ -351,6 +362,72 @@ func TestGenericWebhook(t *testing.T) {
 	runSourceCases(t, genericPath, "generic", tests)
 }
 
+// TestReleaseTagPushes: a pushed tag that a pipeline's source.releaseTags match becomes a
+// ReleaseTagged event naming the commit the tag points at: for an annotated tag, GitHub's
+// head_commit.id and GitLab's checkout_sha, never the tag object in after.
+func TestReleaseTagPushes(t *testing.T) {
+	ghLight := readTestdata(t, "source", "github-tag-push.json")
+	ghAnnotated := readTestdata(t, "source", "github-tag-push-annotated.json")
+	glLight := readTestdata(t, "source", "gitlab-tag-push.json")
+	glAnnotated := readTestdata(t, "source", "gitlab-tag-push-annotated.json")
+	genTag := readTestdata(t, "source", "generic-tag.json")
+	release := func(id, pipeline, repo, tag, rev string) *types.ReleaseTagged {
+		return &types.ReleaseTagged{ID: id, Pipeline: pipeline, Repo: repo, Tag: tag, Revision: rev, Received: testNow}
+	}
+	const (
+		ghRepo = "https://github.com/acme/web.git"
+		glRepo = "https://gitlab.example.com/acme/api.git"
+	)
+	kept := func(name string, header http.Header, body []byte, want *types.ReleaseTagged) sourceCase {
+		return sourceCase{name: name, header: header, body: body, wantStatus: 200, want: Summary{Accepted: 1}, wantEvent: want}
+	}
+	ignored := func(name string, header http.Header, body []byte) sourceCase {
+		return sourceCase{name: name, header: header, body: body, wantStatus: 200, want: Summary{Ignored: 1}}
+	}
+	bad := func(name string, header http.Header, body []byte, wantErr string) sourceCase {
+		return sourceCase{name: name, header: header, body: body, wantStatus: 400, wantErr: wantErr}
+	}
+	gh := func(body []byte) http.Header { return githubHeader("push", body) }
+	ghDeleted := setJSON(t, ghLight, "deleted", true, "after", strings.Repeat("0", 40), "head_commit", nil)
+	ghNoHead := setJSON(t, ghAnnotated, "head_commit", nil)
+	ghBadTag := setJSON(t, ghLight, "ref", "refs/tags/v1+build")
+	ghBadHead := setJSON(t, ghLight, "head_commit", map[string]any{"id": "59b2 0b8d"})
+	ghOther := setJSON(t, ghLight, "repository.clone_url", "https://github.com/acme/other.git", "repository.ssh_url", "",
+		"repository.html_url", "", "repository.git_url", "")
+
+	t.Run("github", func(t *testing.T) {
+		runSourceCases(t, githubPath, "github", []sourceCase{
+			kept("lightweight tag", gh(ghLight), ghLight, release(githubDelivery, "web", ghRepo, "v1.2.3", githubRevision)),
+			kept("annotated tag names its commit, not the tag object", gh(ghAnnotated), ghAnnotated,
+				release(githubDelivery, "web", ghRepo, "v1.3.0", githubRevision)),
+			ignored("tag deleted", gh(ghDeleted), ghDeleted),
+			ignored("tag of another repository", gh(ghOther), ghOther),
+			bad("tag push without head_commit", gh(ghNoHead), ghNoHead, "names no commit (head_commit.id is empty)"),
+			bad("head_commit that is not a commit id", gh(ghBadHead), ghBadHead, "head_commit.id of tag v1.2.3 is not a commit id"),
+			bad("release tag that cannot be an image tag", gh(ghBadTag), ghBadTag, "tag v1+build matches source.releaseTags of pipeline web but cannot be promoted"),
+		})
+	})
+	glDeleted := setJSON(t, glLight, "after", strings.Repeat("0", 40), "checkout_sha", nil)
+	t.Run("gitlab", func(t *testing.T) {
+		runSourceCases(t, gitlabPath, "gitlab", []sourceCase{
+			kept("lightweight tag", gitlabHeader("Tag Push Hook"), glLight, release(gitlabUUID, "api", glRepo, "v2.0.0", gitlabRevision)),
+			kept("annotated tag names checkout_sha, not the tag object", gitlabHeader("Tag Push Hook"), glAnnotated,
+				release(gitlabUUID, "api", glRepo, "v2.1.0", gitlabRevision)),
+			ignored("tag deleted", gitlabHeader("Tag Push Hook"), glDeleted),
+			bad("tag push hook that is not a tag push", gitlabHeader("Tag Push Hook"), setJSON(t, glLight, "object_kind", "push"), `is not a tag_push (object_kind "push")`),
+			bad("tag push without checkout_sha", gitlabHeader("Tag Push Hook"), setJSON(t, glAnnotated, "checkout_sha", nil), "names no commit (checkout_sha is empty)"),
+		})
+	})
+	t.Run("generic", func(t *testing.T) {
+		runSourceCases(t, genericPath, "generic", []sourceCase{
+			kept("tag", genericHeader(), genTag, release("ci-run-8850", "worker", "https://git.example/acme/worker.git", "v3.0.0", genericRevision)),
+			// A ref without refs/ is a branch.
+			ignored("tag name without refs/tags/", genericHeader(), setJSON(t, genTag, "ref", "v3.0.0")),
+			ignored("tag that is no release", genericHeader(), setJSON(t, genTag, "ref", "refs/tags/v2.0.0")),
+		})
+	})
+}
+
 // TestSourceDisabled: a source receiver without a configured secret is not there (404),
 // and the answer names the configuration key that enables it.
 func TestSourceDisabled(t *testing.T) {
@@ -392,6 +469,8 @@ func TestSourceDeduplication(t *testing.T) {
 	ghNext := setJSON(t, ghPush, "after", "a7f3c0de5c6ff8d09518454d4dd8b7b30f095ab5")
 	glPush := readTestdata(t, "source", "gitlab-push.json")
 	genPush := readTestdata(t, "source", "generic-push.json")
+	ghTag := readTestdata(t, "source", "github-tag-push-annotated.json")
+	ghTag2 := setJSON(t, ghTag, "ref", "refs/tags/v1.3.1") // another tag of the same commit
 	type delivery struct {
 		header http.Header
 		body   []byte
@@ -424,6 +503,11 @@ func TestSourceDeduplication(t *testing.T) {
 			{edit(gitlabHeader("Push Hook"), "X-Gitlab-Event-Uuid", ""), glPush, Summary{Accepted: 1}},
 			{edit(gitlabHeader("Push Hook"), "X-Gitlab-Event-Uuid", ""), glPush, Summary{Duplicates: 1}},
 		}, wantIDs: []string{"source/api/" + gitlabRevision}},
+		{name: "github tag without delivery id", path: githubPath, deliveries: []delivery{
+			{edit(githubHeader("push", ghTag), "X-Github-Delivery", ""), ghTag, Summary{Accepted: 1}},
+			{edit(githubHeader("push", ghTag), "X-Github-Delivery", ""), ghTag, Summary{Duplicates: 1}},
+			{edit(githubHeader("push", ghTag2), "X-Github-Delivery", ""), ghTag2, Summary{Accepted: 1}},
+		}, wantIDs: []string{"derived:github", "derived:github"}},
 		{name: "generic same id", path: genericPath, deliveries: []delivery{
 			{genericHeader(), genPush, Summary{Accepted: 1}},
 			{genericHeader(), genPush, Summary{Duplicates: 1}},
@@ -448,13 +532,18 @@ func TestSourceDeduplication(t *testing.T) {
 			}
 			_, stored := h.pub.Snapshot()
 			var ids []string
+			source := strings.TrimPrefix(tt.path, "/v1/events/source/")
 			for _, m := range stored {
+				// An id derived from what the event says is "derived:<source>" in the table.
+				if derivedSourceID.MatchString(m.MsgID) && strings.HasPrefix(m.MsgID, source+"-") {
+					ids = append(ids, "derived:"+source)
+					continue
+				}
 				ids = append(ids, m.MsgID)
 			}
 			if diff := cmp.Diff(tt.wantIDs, ids); diff != "" {
 				t.Errorf("message ids stored (-want +got):\n%s", diff)
 			}
-			source := strings.TrimPrefix(tt.path, "/v1/events/source/")
 			wantDups := len(tt.deliveries) - len(tt.wantIDs)
 			if n := h.count(source, "push", "duplicate"); n != float64(wantDups) {
 				t.Errorf("got promoter_events_received_total{%s,push,duplicate} = %v, want %d", source, n, wantDups)
@@ -543,3 +632,6 @@ func TestMergeOnlyPipeline(t *testing.T) {
 		t.Errorf("registry push (-want +got):\n%s", diff)
 	}
 }
+
+// derivedSourceID is what deliveryID derives for a delivery without an id.
+var derivedSourceID = regexp.MustCompile(`^[a-z]+-[0-9a-f]{24}$`)

@@ -72,13 +72,11 @@ func New(reg registry.Client, opts ...Option) (*Promoter, error) {
 // destination that requires a signature is gated by WithVerify's function. It returns the
 // digest the destination's tag points at.
 func (p *Promoter) PromoteDestination(ctx context.Context, src, tag string, d types.Destination) (string, error) {
-	opt := Options{MutableTags: d.MutableTags}
-	if d.RequireSignature {
-		if p.verify == nil {
-			return "", fmt.Errorf("%s requires a signature, but no verification key is configured", d.To)
-		}
-		opt.Verify = p.verify
+	opt, err := p.destinationOptions(d)
+	if err != nil {
+		return "", err
 	}
+	opt.MutableTags = d.MutableTags
 	res, err := p.Promote(ctx, src, d.To.Tag(tag), opt)
 	if err != nil {
 		return "", err
@@ -90,6 +88,35 @@ func (p *Promoter) PromoteDestination(ctx context.Context, src, tag string, d ty
 		}
 	}
 	return res.Digest, nil
+}
+
+// PromoteTag promotes src (by digest) to a pipeline destination under tag only, which is
+// immutable whatever the destination's mutable tags are, and moves no other tag: a
+// release tag, promoted after the revision tag, where everything but the tag is already
+// there. It is gated by the destination's signature requirement like PromoteDestination,
+// and returns the digest the tag points at; a tag that points elsewhere fails with
+// types.ErrTagImmutable.
+func (p *Promoter) PromoteTag(ctx context.Context, src, tag string, d types.Destination) (string, error) {
+	opt, err := p.destinationOptions(d)
+	if err != nil {
+		return "", err
+	}
+	res, err := p.Promote(ctx, src, d.To.Tag(tag), opt)
+	if err != nil {
+		return "", err
+	}
+	return res.Digest, nil
+}
+
+// destinationOptions are the options of a promotion to d: its signature gate.
+func (p *Promoter) destinationOptions(d types.Destination) (Options, error) {
+	if !d.RequireSignature {
+		return Options{}, nil
+	}
+	if p.verify == nil {
+		return Options{}, fmt.Errorf("%s requires a signature, but no verification key is configured", d.To)
+	}
+	return Options{Verify: p.verify}, nil
 }
 
 // Action is what promotion does (or would do) with one item.

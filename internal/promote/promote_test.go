@@ -159,6 +159,65 @@ func TestPromoteImmutableTag(t *testing.T) {
 	}
 }
 
+// TestPromoteDestinationAndTag: a pipeline destination gets the revision tag and moves its
+// mutable tags; a release tag (PromoteTag) is written alone and is immutable even when the
+// destination lists it as mutable.
+func TestPromoteDestinationAndTag(t *testing.T) {
+	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
+	f := pushFixture(t, a.Host, "app", "r1", fixtureOpts{})
+	src := a.Host + "/app@" + f.index.String()
+	ctx := context.Background()
+	p := newPromoter(t, registry.Client{})
+	d := types.Destination{To: types.Repository(b.Host + "/prod/app"), MutableTags: []string{"latest"}}
+	put := func(tag string) string {
+		t.Helper()
+		other, err := random.Image(100, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := registry.Client{}.ParseReference(d.To.Tag(tag))
+		if err := remote.Write(r, other, registry.Client{}.Remote(ctx)...); err != nil {
+			t.Fatal(err)
+		}
+		return digestOf(t, d.To.Tag(tag))
+	}
+
+	if got, err := p.PromoteDestination(ctx, src, "r1", d); err != nil || got != f.index.String() {
+		t.Fatalf("PromoteDestination: %s, %v", got, err)
+	}
+	for _, tag := range []string{"r1", "latest"} {
+		if got := digestOf(t, d.To.Tag(tag)); got != f.index.String() {
+			t.Errorf("%s is %s, want %s", tag, got, f.index)
+		}
+	}
+
+	moved := put("latest") // latest went on to another revision
+	if got, err := p.PromoteTag(ctx, src, "v1.2.3", d); err != nil || got != f.index.String() {
+		t.Fatalf("PromoteTag: %s, %v", got, err)
+	}
+	if got := digestOf(t, d.To.Tag("v1.2.3")); got != f.index.String() {
+		t.Errorf("v1.2.3 is %s, want %s", got, f.index)
+	}
+	if got := digestOf(t, d.To.Tag("latest")); got != moved {
+		t.Errorf("PromoteTag moved latest to %s", got)
+	}
+	if got, err := p.PromoteTag(ctx, src, "v1.2.3", d); err != nil || got != f.index.String() {
+		t.Errorf("PromoteTag again: %s, %v; want nothing to do", got, err)
+	}
+	// A tag PromoteTag writes is never moved, mutable or not.
+	if _, err := p.PromoteTag(ctx, src, "latest", d); !errors.Is(err, types.ErrTagImmutable) {
+		t.Errorf("PromoteTag over a mutable tag: %v, want ErrTagImmutable", err)
+	}
+	if got := digestOf(t, d.To.Tag("latest")); got != moved {
+		t.Errorf("latest moved to %s", got)
+	}
+	signed := d
+	signed.RequireSignature = true
+	if _, err := p.PromoteTag(ctx, src, "v2", signed); err == nil || !strings.Contains(err.Error(), "no verification key") {
+		t.Errorf("a destination requiring a signature without a key: %v", err)
+	}
+}
+
 func TestPromoteSameRegistryMounts(t *testing.T) {
 	a := testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "staging/app", "v1", fixtureOpts{})

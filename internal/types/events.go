@@ -9,6 +9,8 @@ const (
 	SubjectRegistryPush = "promoter.events.registry"
 	// SubjectSourceChanged carries SourceChanged events, one per accepted source push.
 	SubjectSourceChanged = "promoter.events.source"
+	// SubjectReleaseTagged carries ReleaseTagged events, one per accepted release tag push.
+	SubjectReleaseTagged = "promoter.events.releases"
 	// SubjectBuildResults carries BuildResult messages published by builder agents.
 	SubjectBuildResults = "promoter.events.builds"
 	// SubjectSteps carries Step messages: the signing and the promotions of merged
@@ -59,6 +61,18 @@ type SourceChanged struct {
 // (Revision.Dispatched), each build request has its own message id, and a platform whose
 // arch tag exists is never rebuilt.
 func (s SourceChanged) MsgID() string { return "source/" + s.Pipeline + "/" + s.Revision }
+// ReleaseTagged is a push of a git tag of a pipeline's source repository that matches the
+// pipeline's release patterns. Revision is the commit the tag names (an annotated tag's
+// target, not the tag object), so it is the revision built from that commit.
+type ReleaseTagged struct {
+	// ID is the delivery id of the webhook, used as the bus message id.
+	ID       string    `json:"id"`
+	Pipeline string    `json:"pipeline"`
+	Repo     string    `json:"repo"`
+	Tag      string    `json:"tag"`
+	Revision string    `json:"revision"`
+	Received time.Time `json:"received"`
+}
 
 // StepKind names a step after the merge.
 type StepKind string
@@ -66,7 +80,7 @@ type StepKind string
 // The steps after a merge.
 const (
 	StepSign    StepKind = "sign"    // sign the index and its children
-	StepPromote StepKind = "promote" // promote the revision to one destination
+	StepPromote StepKind = "promote" // promote the revision (or one release tag) to one destination
 )
 
 // Step asks a daemon to perform one step of a merged revision. Each step is its own
@@ -80,6 +94,9 @@ type Step struct {
 	Index string `json:"index"`
 	// Destination is the repository a promote step copies to.
 	Destination string `json:"destination,omitempty"`
+	// Tag is the release tag a promote step promotes; empty promotes the revision tag (and
+	// moves the destination's mutable tags).
+	Tag string `json:"tag,omitempty"`
 }
 
 // MsgID is the bus message id of the step: publishing it again is harmless.
@@ -87,6 +104,10 @@ func (s Step) MsgID() string {
 	id := "step/" + string(s.Kind) + "/" + s.Pipeline + "/" + s.Revision + "/" + s.Index
 	if s.Destination != "" {
 		id += "/" + s.Destination
+	}
+	if s.Tag != "" {
+		// A repository has no ':' after its last '/', so this cannot be another destination.
+		id += ":" + s.Tag
 	}
 	return id
 }

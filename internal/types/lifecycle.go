@@ -3,6 +3,7 @@ package types
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -22,12 +23,24 @@ import (
 //	merged, signed ── PromotedTo (the last one) ────▶ promoted
 //	merged, signed ── Complete (nothing left) ──────▶ promoted
 //	merged, signed ── PromotionConflicted ──────────▶ conflicted
+//	any         ── ReleaseRequested (a release tag) ─▶ unchanged   (the tag waits in the state)
+//	merged, signed, promoted ── ReleasePromoted ────▶ unchanged
+//	merged, signed, promoted ── ReleaseConflicted ──▶ unchanged   (that release, at that destination)
 //
 // MergeRetrying and StepRetrying change no phase: they record a failed attempt that the
 // bus will retry, for status and operators.
 //
 // promoted, failed and conflicted are terminal (Terminal) except that a failed revision
-// is tried again when a new image arrives under one of its arch tags.
+// is tried again when a new image arrives under one of its arch tags, and that a promoted
+// revision still promotes its releases.
+//
+// Releases: a release tag is recorded in any phase, also of a revision never seen (a tag
+// pushed before its commit was built); it is promoted to a destination once the revision
+// tag is there (ReleaseStepsLeft), so it waits for the build, the merge, the signing and
+// that promotion. A release tag is immutable: one that points elsewhere at a destination
+// is recorded as conflicted for that release and destination, and the revision keeps its
+// phase. A failed or conflicted revision promotes no release; its releases say so in
+// their Reason.
 
 // ErrNoChange is returned by a transition that changes nothing: the update is not written.
 var ErrNoChange = errors.New("no change")
@@ -82,7 +95,7 @@ func (r *Revision) RecordDigests(staging string, platforms []string, now map[str
 			if d != "" && ps.Digest != "" && d != ps.Digest {
 				violation = fmt.Sprintf("%s:%s now points at %s, but revision %s was merged with %s; arch tags are immutable once merged",
 					staging, ps.Tag, d, r.Revision, ps.Digest)
-				r.Phase, r.Reason = PhaseConflicted, violation
+				r.stop(PhaseConflicted, violation)
 				return violation, nil
 			}
 		}
@@ -105,6 +118,10 @@ func (r *Revision) RecordDigests(staging string, platforms []string, now map[str
 		// Another image is under an arch tag of a revision that failed (its platform check,
 		// or its build): try again with what is there now.
 		r.Phase, r.Reason, r.MergeRetry = PhaseWaiting, "", Retry{}
+		for tag, rel := range r.Releases {
+			rel.Reason = ""
+			r.Releases[tag] = rel
+		}
 	case (r.Phase == "" || r.Phase == PhaseBuilding) && any:
 		r.Phase = PhaseWaiting
 	case r.Phase == "" && !any:
@@ -131,8 +148,7 @@ func (r *Revision) RecordBuild(res BuildResult) error {
 	}
 	r.Platforms[key] = ps
 	if fails {
-		r.Phase = PhaseFailed
-		r.Reason = fmt.Sprintf("build of %s failed after %d attempts (job %s): %s", key, res.Attempt, res.Job, res.Reason)
+		r.stop(PhaseFailed, fmt.Sprintf("build of %s failed after %d attempts (job %s): %s", key, res.Attempt, res.Job, res.Reason))
 	}
 	return nil
 }
@@ -171,6 +187,9 @@ func (r *Revision) FinishMerge(lease string, inputs map[string]string, phase Pha
 		r.Platforms[key] = ps
 	}
 	r.Phase, r.Reason, r.Index, r.Merging, r.MergeRetry = phase, reason, index, nil, Retry{}
+	if phase != PhaseMerged {
+		r.stop(phase, reason)
+	}
 	return moved, nil
 }
 
@@ -215,8 +234,8 @@ func (r *Revision) PromotionConflicted(dest, reason string, at time.Time) error 
 	if r.Promotions == nil {
 		r.Promotions = map[string]Promotion{}
 	}
-	r.Promotions[dest] = Promotion{Error: reason, At: at}
-	r.Phase, r.Reason = PhaseConflicted, reason
+	r.Promotions[dest] = Promotion{Error: reason, At: at, Conflicted: true}
+	r.stop(PhaseConflicted, reason)
 	return nil
 }
 
@@ -250,16 +269,117 @@ func (r *Revision) StepRetrying(s Step, retry Retry, at time.Time) error {
 	case StepSign:
 		r.SignRetry = retry
 	case StepPromote:
-		if r.Promotions == nil {
-			r.Promotions = map[string]Promotion{}
+		if s.Tag != "" {
+			rel, ok := r.Releases[s.Tag]
+			if !ok {
+				return ErrNoChange
+			}
+			rel.Promotions = retrying(rel.Promotions, s.Destination, retry, at)
+			r.Releases[s.Tag] = rel
+			return nil
 		}
-		pr := r.Promotions[s.Destination]
-		pr.Error, pr.At, pr.Retry = retry.Error, at, retry
-		r.Promotions[s.Destination] = pr
+		r.Promotions = retrying(r.Promotions, s.Destination, retry, at)
 	default:
 		return illegal(r, "a retry of unknown step "+string(s.Kind))
 	}
 	return nil
+}
+
+func retrying(prs map[string]Promotion, dest string, retry Retry, at time.Time) map[string]Promotion {
+	if prs == nil {
+		prs = map[string]Promotion{}
+	}
+	pr := prs[dest]
+	pr.Error, pr.At, pr.Retry = retry.Error, at, retry
+	prs[dest] = pr
+	return prs
+}
+
+// ReleaseRequested records that release tag tag was pushed for the revision's commit at
+// at. The phase does not change: a revision not merged yet (or never seen) keeps the tag
+// until it is, a failed or conflicted one records why the release will not be promoted.
+func (r *Revision) ReleaseRequested(tag string, at time.Time) error {
+	if _, ok := r.Releases[tag]; ok {
+		return ErrNoChange
+	}
+	if r.Releases == nil {
+		r.Releases = map[string]Release{}
+	}
+	rel := Release{Requested: at}
+	if r.Phase == PhaseFailed || r.Phase == PhaseConflicted {
+		rel.Reason = releaseStopped(r.Phase)
+	}
+	r.Releases[tag] = rel
+	return nil
+}
+
+// ReleasePromoted records that dest holds the index under release tag tag as digest.
+func (r *Revision) ReleasePromoted(tag, dest, digest string, at time.Time) error {
+	return r.releaseOutcome(tag, dest, Promotion{Done: true, Digest: digest, At: at})
+}
+
+// ReleaseConflicted records that dest refused release tag tag (it points elsewhere there):
+// that release is not promoted to dest, and the revision keeps its phase.
+func (r *Revision) ReleaseConflicted(tag, dest, reason string, at time.Time) error {
+	return r.releaseOutcome(tag, dest, Promotion{Error: reason, At: at, Conflicted: true})
+}
+
+func (r *Revision) releaseOutcome(tag, dest string, pr Promotion) error {
+	if r.Index == "" {
+		return illegal(r, "a release promotion without an index")
+	}
+	rel, ok := r.Releases[tag]
+	if !ok {
+		return illegal(r, "a promotion of release "+tag+", which was never requested")
+	}
+	if old := rel.Promotions[dest]; old.Done == pr.Done && old.Conflicted == pr.Conflicted && old.Digest == pr.Digest && old.Error == pr.Error {
+		return ErrNoChange
+	}
+	if rel.Promotions == nil {
+		rel.Promotions = map[string]Promotion{}
+	}
+	rel.Promotions[dest] = pr
+	r.Releases[tag] = rel
+	return nil
+}
+
+// ReleaseStepsLeft are the promote steps of releases the revision is ready for, by tag
+// and then in p's destination order: each release to each destination the revision tag
+// reached (signed first when p signs), unless it is done or conflicted there. A failed or
+// conflicted revision has none.
+func (r *Revision) ReleaseStepsLeft(p Pipeline) []Step {
+	if r.Index == "" || r.Phase == PhaseFailed || r.Phase == PhaseConflicted || len(r.Releases) == 0 {
+		return nil
+	}
+	tags := make([]string, 0, len(r.Releases))
+	for tag := range r.Releases {
+		tags = append(tags, tag)
+	}
+	sort.Strings(tags)
+	var steps []Step
+	for _, tag := range tags {
+		for _, dest := range p.Destinations() {
+			pr := r.Releases[tag].Promotions[dest]
+			if r.Promotions[dest].Done && !pr.Done && !pr.Conflicted {
+				steps = append(steps, Step{Kind: StepPromote, Pipeline: r.Pipeline, Revision: r.Revision, Index: r.Index, Destination: dest, Tag: tag})
+			}
+		}
+	}
+	return steps
+}
+
+// stop ends the revision in phase (failed or conflicted) for reason; its releases say
+// that they are not promoted any further.
+func (r *Revision) stop(phase Phase, reason string) {
+	r.Phase, r.Reason = phase, reason
+	for tag, rel := range r.Releases {
+		rel.Reason = releaseStopped(phase)
+		r.Releases[tag] = rel
+	}
+}
+
+func releaseStopped(phase Phase) string {
+	return fmt.Sprintf("not promoted (any further): the revision is %s, see its reason", phase)
 }
 
 func (r *Revision) promotedToAll(destinations []string) bool {

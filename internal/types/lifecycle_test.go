@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // TestTransitions applies every transition to a revision in every phase: the phase it
@@ -206,6 +208,59 @@ func TestTransitions(t *testing.T) {
 			wantErr: unchanged(all...),
 		},
 		{
+			name:    "a release tag pushed",
+			do:      func(r *Revision) error { return r.ReleaseRequested("v1.2.3", at) },
+			want:    same(all),
+			wantErr: map[Phase]error{},
+		},
+		{
+			name: "a release tag pushed again",
+			do: func(r *Revision) error {
+				_ = r.ReleaseRequested("v1.2.3", at)
+				return r.ReleaseRequested("v1.2.3", at.Add(time.Hour))
+			},
+			wantErr: unchanged(all...),
+		},
+		{
+			name: "a release promoted",
+			do: func(r *Revision) error {
+				_ = r.ReleaseRequested("v1.2.3", at)
+				return r.ReleasePromoted("v1.2.3", dests[0], index, at)
+			},
+			want:    same([]Phase{PhaseMerged, PhaseSigned, PhasePromoted, PhaseConflicted}),
+			wantErr: allErr([]Phase{"", PhaseBuilding, PhaseWaiting, PhaseFailed}, ErrTransition),
+		},
+		{
+			name:    "a release promoted that was never requested",
+			do:      func(r *Revision) error { return r.ReleasePromoted("v1.2.3", dests[0], index, at) },
+			wantErr: allErr(all, ErrTransition),
+		},
+		{
+			name: "a release tag points elsewhere",
+			do: func(r *Revision) error {
+				_ = r.ReleaseRequested("v1.2.3", at)
+				return r.ReleaseConflicted("v1.2.3", dests[0], "prod:v1.2.3 points elsewhere", at)
+			},
+			want:    same([]Phase{PhaseMerged, PhaseSigned, PhasePromoted, PhaseConflicted}),
+			wantErr: allErr([]Phase{"", PhaseBuilding, PhaseWaiting, PhaseFailed}, ErrTransition),
+		},
+		{
+			name: "a release promotion will be retried",
+			do: func(r *Revision) error {
+				_ = r.ReleaseRequested("v1.2.3", at)
+				return r.StepRetrying(Step{Kind: StepPromote, Index: index, Destination: dests[0], Tag: "v1.2.3"}, Retry{Failures: 1, Error: "503"}, at)
+			},
+			want:    same([]Phase{PhaseMerged, PhaseSigned, PhasePromoted, PhaseConflicted}),
+			wantErr: unchanged("", PhaseBuilding, PhaseWaiting, PhaseFailed),
+		},
+		{
+			name: "a retry of a release never requested",
+			do: func(r *Revision) error {
+				return r.StepRetrying(Step{Kind: StepPromote, Index: index, Destination: dests[0], Tag: "v1.2.3"}, Retry{Failures: 1}, at)
+			},
+			wantErr: unchanged(all...),
+		},
+		{
 			name: "a retry of an unknown step",
 			do: func(r *Revision) error {
 				return r.StepRetrying(Step{Kind: "rebuild", Index: index}, Retry{Failures: 1}, at)
@@ -236,6 +291,15 @@ func TestTransitions(t *testing.T) {
 			})
 		}
 	}
+}
+
+// same maps each of phs to itself: the transition keeps the phase.
+func same(phs []Phase) map[Phase]Phase {
+	m := map[Phase]Phase{}
+	for _, p := range phs {
+		m[p] = p
+	}
+	return m
 }
 
 func allErr(phs []Phase, err error) map[Phase]error {
@@ -334,4 +398,146 @@ func TestTransitionDetails(t *testing.T) {
 			t.Fatalf("%v %+v", err, r)
 		}
 	})
+}
+
+// TestReleases checks what a release records as the revision moves, and which release
+// promotions the revision is ready for.
+func TestReleases(t *testing.T) {
+	at := time.Unix(1700000000, 0).UTC()
+	const index = "sha256:i"
+	p := Pipeline{Name: "app", Promote: []Destination{{To: "prod.example/app"}, {To: "mirror.example/app"}}}
+	step := func(tag, dest string) Step {
+		return Step{Kind: StepPromote, Pipeline: "app", Revision: "r1", Index: index, Destination: dest, Tag: tag}
+	}
+
+	t.Run("a tag for a revision never seen waits in the state", func(t *testing.T) {
+		r := &Revision{Pipeline: "app", Revision: "r1", Platforms: map[string]PlatformState{}}
+		if err := r.ReleaseRequested("v1.2.3", at); err != nil {
+			t.Fatal(err)
+		}
+		if r.Phase != "" || !r.Releases["v1.2.3"].Requested.Equal(at) || r.Releases["v1.2.3"].Reason != "" {
+			t.Fatalf("got %+v", r)
+		}
+		if got := r.ReleaseStepsLeft(p); got != nil {
+			t.Errorf("steps before a merge: %+v", got)
+		}
+		// Its builds come later, and the release is still there.
+		if err := r.Dispatched(map[string]string{"linux/amd64": "r1-amd64"}); err != nil || r.Phase != PhaseBuilding || len(r.Releases) != 1 {
+			t.Fatalf("dispatched: %v %+v", err, r)
+		}
+	})
+
+	t.Run("each release goes to each destination the revision tag reached", func(t *testing.T) {
+		r := &Revision{Pipeline: "app", Revision: "r1", Phase: PhaseSigned, Index: index, Signed: true,
+			Promotions: map[string]Promotion{"prod.example/app": {Done: true, Digest: index}}}
+		for _, tag := range []string{"v2", "v1"} {
+			if err := r.ReleaseRequested(tag, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := []Step{step("v1", "prod.example/app"), step("v2", "prod.example/app")}
+		if diff := cmp.Diff(want, r.ReleaseStepsLeft(p)); diff != "" {
+			t.Fatalf("steps (-want +got):\n%s", diff)
+		}
+		if _, err := r.PromotedTo("mirror.example/app", index, at, p.Destinations()); err != nil || r.Phase != PhasePromoted {
+			t.Fatalf("promoted: %v %s", err, r.Phase)
+		}
+		if err := r.ReleasePromoted("v1", "prod.example/app", index, at); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.ReleasePromoted("v1", "prod.example/app", index, at); !errors.Is(err, ErrNoChange) {
+			t.Errorf("the same outcome again: %v, want ErrNoChange", err)
+		}
+		if err := r.ReleaseConflicted("v2", "prod.example/app", "prod.example/app:v2 points elsewhere", at); err != nil {
+			t.Fatal(err)
+		}
+		want = []Step{step("v1", "mirror.example/app"), step("v2", "mirror.example/app")}
+		if diff := cmp.Diff(want, r.ReleaseStepsLeft(p)); diff != "" {
+			t.Fatalf("steps after a promotion and a conflict (-want +got):\n%s", diff)
+		}
+		if got := r.Releases["v2"].Promotions["prod.example/app"]; !got.Conflicted || got.Done || got.Error == "" || r.Phase != PhasePromoted {
+			t.Errorf("conflicted release %+v, phase %s; want the conflict recorded and the phase kept", got, r.Phase)
+		}
+		retry := Retry{Failures: 2, Error: "503", Next: at.Add(time.Second)}
+		if err := r.StepRetrying(step("v1", "mirror.example/app"), retry, at); err != nil || r.Releases["v1"].Promotions["mirror.example/app"].Retry != retry {
+			t.Errorf("retry: %v %+v", err, r.Releases["v1"])
+		}
+		if r.Promotions["mirror.example/app"].Retry.Failures != 0 {
+			t.Errorf("a release's retry was recorded on the revision's promotion: %+v", r.Promotions)
+		}
+	})
+
+	t.Run("a failed or conflicted revision says why it promotes no release", func(t *testing.T) {
+		failed := &Revision{Pipeline: "app", Revision: "r1", Phase: PhaseFailed, Reason: "wrong platform",
+			Platforms: map[string]PlatformState{"linux/amd64": {Digest: "sha256:a"}}}
+		if err := failed.ReleaseRequested("v1", at); err != nil {
+			t.Fatal(err)
+		}
+		if got := failed.Releases["v1"].Reason; !strings.Contains(got, "the revision is failed") {
+			t.Errorf("reason %q, want it to say the revision failed", got)
+		}
+		// A new image retries the revision, and the release waits again.
+		if _, err := failed.RecordDigests("s", []string{"linux/amd64"}, map[string]string{"linux/amd64": "sha256:b"}); err != nil {
+			t.Fatal(err)
+		}
+		if failed.Phase != PhaseWaiting || failed.Releases["v1"].Reason != "" {
+			t.Errorf("after a retry: %s, release %+v", failed.Phase, failed.Releases["v1"])
+		}
+
+		r := &Revision{Pipeline: "app", Revision: "r1", Phase: PhaseSigned, Index: index, Signed: true,
+			Promotions: map[string]Promotion{"prod.example/app": {Done: true}}}
+		if err := r.ReleaseRequested("v1", at); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.PromotionConflicted("mirror.example/app", "mirror.example/app:r1 points elsewhere", at); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Releases["v1"].Reason; !strings.Contains(got, "the revision is conflicted") {
+			t.Errorf("reason %q, want it to say the revision is conflicted", got)
+		}
+		if !r.Promotions["mirror.example/app"].Conflicted {
+			t.Errorf("the revision's conflict is not marked: %+v", r.Promotions)
+		}
+		if got := r.ReleaseStepsLeft(p); got != nil {
+			t.Errorf("a conflicted revision has release steps: %+v", got)
+		}
+	})
+}
+
+func TestValidateReleaseTag(t *testing.T) {
+	tests := []struct {
+		tag     string
+		wantErr bool
+	}{
+		{"v1.2.3", false},
+		{"1.0", false},
+		{"v1.2.3-rc.1_b", false},
+		{"release/1.0", true},
+		{"v1+build", true},
+		{".hidden", true},
+		{"-x", true},
+		{strings.Repeat("v", 129), true},
+		{"sha256-" + strings.Repeat("a", 64), true},
+	}
+	for _, tt := range tests {
+		err := ValidateReleaseTag(tt.tag)
+		if (err != nil) != tt.wantErr || (err != nil && !errors.Is(err, ErrInvalidReleaseTag)) {
+			t.Errorf("ValidateReleaseTag(%q) = %v, want error %v", tt.tag, err, tt.wantErr)
+		}
+	}
+}
+
+func TestReleaseTags(t *testing.T) {
+	rt := ReleaseTags{"v*", "stable-[0-9]*"}
+	for tag, want := range map[string]bool{"v1.2.3": true, "v": true, "stable-2": true, "stable-x": false, "1.2.3": false, "release/v1": false} {
+		if got := rt.Match(tag); got != want {
+			t.Errorf("Match(%q) = %v, want %v", tag, got, want)
+		}
+	}
+	if err := (ReleaseTags{"v[", ""}).Validate(); err == nil || !strings.Contains(err.Error(), `"v["`) || !strings.Contains(err.Error(), "pattern 1 is empty") {
+		t.Errorf("Validate: %v, want both patterns reported", err)
+	}
+	if err := rt.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
 }

@@ -34,6 +34,8 @@ type Source struct {
 	// Poll is how often the branch head is listed (git ls-remote) to catch a push whose
 	// webhook was lost; 0 never polls.
 	Poll time.Duration
+	// ReleaseTags are the git tags of Repo that are releases; none when empty.
+	ReleaseTags ReleaseTags
 }
 
 // BuildSpec says how a pipeline's platforms are built.

@@ -55,12 +55,15 @@ type PlatformState struct {
 	BuildReason string       `json:"buildReason,omitempty"`
 }
 
-// Promotion is the state of one destination of a revision.
+// Promotion is the state of one destination of a revision, or of one of its releases.
 type Promotion struct {
 	Done   bool      `json:"done"`
 	Digest string    `json:"digest,omitempty"`
 	Error  string    `json:"error,omitempty"`
 	At     time.Time `json:"at,omitempty"`
+	// Conflicted is set when the destination tag points at another digest; Error says
+	// which. promoter never moves it, so the promotion ends there.
+	Conflicted bool `json:"conflicted,omitempty"`
 	// Retry is set while the promotion fails and is being retried.
 	Retry Retry `json:"retry,omitzero"`
 }
@@ -107,7 +110,21 @@ type Revision struct {
 	Signed     bool                 `json:"signed,omitempty"`
 	SignRetry  Retry                `json:"signRetry,omitzero"`
 	Promotions map[string]Promotion `json:"promotions,omitempty"`
-	Updated    time.Time            `json:"updated"`
+	// Releases are the release tags (git tags matching the pipeline's release patterns)
+	// pushed for the revision's commit, keyed by tag.
+	Releases map[string]Release `json:"releases,omitempty"`
+	Updated  time.Time          `json:"updated"`
+}
+
+// Release is one release tag of a revision: the revision's index is promoted under the tag
+// to each destination once the revision tag is there. It waits in the state until then.
+type Release struct {
+	// Requested is when the tag push was received.
+	Requested time.Time `json:"requested"`
+	// Reason says why the release is not promoted: the revision failed or conflicted.
+	Reason string `json:"reason,omitempty"`
+	// Promotions are keyed by destination, like Revision.Promotions.
+	Promotions map[string]Promotion `json:"promotions,omitempty"`
 }
 
 // Terminal reports whether nothing more will happen to the revision on its own.

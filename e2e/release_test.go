@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/promoter-dev/promoter/internal/localregistry"
+	"github.com/promoter-dev/promoter/internal/testenv"
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+// TestGitTagPromotesARelease is issue 12's release tags end to end: arch images pushed to a
+// real staging registry are merged, signed and promoted by a real daemon; a GitHub push
+// webhook of the annotated git tag v1.2.3 (GitHub's payload, signed with the secret) makes
+// app:v1.2.3 at the destination the revision's signed index, which the cosign CLI
+// verifies there, without a build. The same tag pushed again for another commit is refused
+// as immutable, and a tag pushed before its commit's images waits for them.
+func TestGitTagPromotesARelease(t *testing.T) {
+	port := testenv.FreePort(t)
+	staging := "127.0.0.1:" + itoa(port) + "/team/app"
+	dest := testenv.StartRegistry(t).Host + "/team/app"
+	keyPath, pubPath := writeKeyPair(t, t.TempDir(), "pw")
+	d := startDaemon(t, yamlf(`
+auth:
+	registryToken: %s
+	github:
+		secret: %s
+keys:
+	cosign: %s
+	password: pw
+reconcileInterval: 1h
+pipelines:
+	- name: app
+		source: {repo: https://git.example/team/app, releaseTags: ["v*"]}
+		platforms: [linux/amd64, linux/arm64]
+		staging: %s
+		sign: true
+		promote:
+			- to: %s
+				requireSignature: true
+				mutableTags: [latest]
+`, registryToken, githubSecret, keyPath, staging, dest))
+	testenv.StartRegistry(t, localregistry.WithPort(port), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
+
+	created := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	// The arch tags exist, pushed as a CI job would: promoter builds nothing.
+	pushRevision := func(rev string) {
+		t.Helper()
+		testenv.Push(t, staging+":"+rev+"-amd64", testenv.PlatformImage(t, "linux/amd64", created))
+		testenv.Push(t, staging+":"+rev+"-arm64", testenv.PlatformImage(t, "linux/arm64", created))
+	}
+	const (
+		rev1 = "4c1d8a7e02b95f3a6d0e1c2b3a4f5e6d7c8b9a01"
+		rev2 = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d"
+		rev3 = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"
+	)
+	pushRevision(rev1)
+	r1 := d.waitPhase(t, "app", rev1, 30*time.Second, types.PhasePromoted)
+
+	githubTagPush(t, d.URL, "tag-delivery-1", "v1.2.3", rev1)
+	r1 = d.waitRelease(t, "app", rev1, "v1.2.3", dest, 30*time.Second)
+	if pr := r1.Releases["v1.2.3"].Promotions[dest]; !pr.Done || pr.Digest != r1.Index {
+		t.Fatalf("release v1.2.3 at %s: %+v, want done with the index %s", dest, pr, r1.Index)
+	}
+	if got := headDigest(t, dest+":v1.2.3"); got != r1.Index {
+		t.Fatalf("%s:v1.2.3 is %s, want the revision's index %s", dest, got, r1.Index)
+	}
+	cosignVerify(t, testenv.Tool(t, "cosign"), pubPath, dest+":v1.2.3")
+
+	t.Run("the same tag for another commit is refused and the destination is untouched", func(t *testing.T) {
+		pushRevision(rev2)
+		r2 := d.waitPhase(t, "app", rev2, 30*time.Second, types.PhasePromoted)
+		githubTagPush(t, d.URL, "tag-delivery-2", "v1.2.3", rev2)
+		r2 = d.waitRelease(t, "app", rev2, "v1.2.3", dest, 30*time.Second)
+		pr := r2.Releases["v1.2.3"].Promotions[dest]
+		if pr.Done || !pr.Conflicted || !strings.Contains(pr.Error, r1.Index) || !strings.Contains(pr.Error, r2.Index) {
+			t.Fatalf("release of %s: %+v, want conflicted naming %s and %s", rev2, pr, r1.Index, r2.Index)
+		}
+		if r2.Phase != types.PhasePromoted {
+			t.Errorf("revision %s is %s after its release conflicted, want promoted", rev2, r2.Phase)
+		}
+		if got := headDigest(t, dest+":v1.2.3"); got != r1.Index {
+			t.Errorf("%s:v1.2.3 moved to %s", dest, got)
+		}
+		// latest is mutable and follows revisions, not releases.
+		if got := headDigest(t, dest+":latest"); got != r2.Index {
+			t.Errorf("%s:latest is %s, want the last revision %s", dest, got, r2.Index)
+		}
+		if v := testutil.ToFloat64(d.Metrics.ImmutabilityViolations); v != 1 {
+			t.Errorf("promoter_immutability_violations_total = %v, want 1", v)
+		}
+		if !d.Logs.Contains("release refused: destination tag is immutable", rev2) {
+			t.Errorf("no log line for the refused release")
+		}
+	})
+
+	t.Run("a tag pushed before its commit's images waits for them", func(t *testing.T) {
+		githubTagPush(t, d.URL, "tag-delivery-3", "v2.0.0", rev3)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r := d.revision(t, "app", rev3)
+			if r != nil && r.Phase == "" && !r.Releases["v2.0.0"].Requested.IsZero() {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("release v2.0.0 not recorded on %s: %+v", rev3, r)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		pushRevision(rev3)
+		r3 := d.waitRelease(t, "app", rev3, "v2.0.0", dest, 30*time.Second)
+		if pr := r3.Releases["v2.0.0"].Promotions[dest]; !pr.Done || pr.Digest != r3.Index || r3.Phase != types.PhasePromoted {
+			t.Fatalf("revision %s: %s, release %+v; want promoted with the release done", rev3, r3.Phase, pr)
+		}
+		if got := headDigest(t, dest+":v2.0.0"); got != r3.Index {
+			t.Errorf("%s:v2.0.0 is %s, want %s", dest, got, r3.Index)
+		}
+	})
+}
+
+// waitRelease polls the status API until release tag of rev has an outcome at dest (done
+// or conflicted).
+func (d *runningDaemon) waitRelease(t *testing.T, pipeline, rev, tag, dest string, timeout time.Duration) *types.Revision {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last *types.Revision
+	for time.Now().Before(deadline) {
+		r, err := d.tryRevision(pipeline, rev)
+		if err == nil && r != nil {
+			last = r
+			if pr := r.Releases[tag].Promotions[dest]; pr.Done || pr.Conflicted {
+				return r
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("release %s of %s/%s has no outcome at %s in %s; last state %+v\nlogs:\n%s", tag, pipeline, rev, dest, timeout, last, d.Logs.String())
+	return nil
+}
+
+// githubTagPush posts GitHub's push event of an annotated tag (the payload of
+// internal/events/testdata/source, for this repository): after is the tag object, and
+// head_commit the commit rev it points at.
+func githubTagPush(t *testing.T, daemonURL, delivery, tag, rev string) {
+	t.Helper()
+	b, err := os.ReadFile("../internal/events/testdata/source/github-tag-push-annotated.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(tag + rev))
+	p["ref"], p["after"], p["compare"] = "refs/tags/"+tag, hex.EncodeToString(sum[:20]), "https://git.example/team/app/compare/"+tag
+	p["head_commit"].(map[string]any)["id"] = rev
+	p["repository"] = map[string]any{"full_name": "team/app", "html_url": "https://git.example/team/app", "clone_url": "https://git.example/team/app.git"}
+	if accepted := postGitHub(t, daemonURL, delivery, p).Accepted; accepted != 1 {
+		t.Fatalf("github tag webhook: %d events accepted, want 1", accepted)
+	}
+}
