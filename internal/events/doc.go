@@ -1,5 +1,7 @@
 // Package events owns promoter's HTTP receivers: registry notifications
-// (POST /v1/events/registry) and source push webhooks (POST /v1/events/source/{github,gitlab,generic}).
+// (POST /v1/events/registry for distribution, and one endpoint per vendor format under
+// /v1/events/registry/: harbor, cloudevents, acr, gar, ecr, quay) and source push webhooks
+// (POST /v1/events/source/{github,gitlab,generic}).
 //
 // A receiver authenticates the request, bounds and decodes the body, keeps only what a
 // pipeline cares about, and publishes it to the bus with the event's own id as the message
