@@ -220,6 +220,8 @@ func assertNoSecretValues(t *testing.T, name, text string) {
 	for _, path := range [][]string{
 		{"auth", "registryToken"}, {"auth", "github", "secret"}, {"auth", "gitlab", "token"},
 		{"auth", "generic", "token"}, {"auth", "statusToken"}, {"keys", "password"},
+		{"auth", "harbor", "token"}, {"auth", "cloudevents", "token"}, {"auth", "acr", "token"},
+		{"auth", "gar", "token"}, {"auth", "ecr", "token"}, {"auth", "quay", "token"},
 	} {
 		v, found, _ := unstructured.NestedFieldNoCopy(m, path...)
 		if !found {

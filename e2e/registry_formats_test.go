@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -22,15 +23,21 @@ import (
 // README next to it) as JSON to edit.
 func vendorFixture(t *testing.T, elem ...string) map[string]any {
 	t.Helper()
+	return readFixture[map[string]any](t, elem...)
+}
+
+// readFixture decodes a fixture of internal/events/testdata into a T.
+func readFixture[T any](t *testing.T, elem ...string) T {
+	t.Helper()
+	var v T
 	b, err := os.ReadFile(filepath.Join(append([]string{"..", "internal", "events", "testdata"}, elem...)...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
+	if err := json.Unmarshal(b, &v); err != nil {
 		t.Fatalf("%s: %v", filepath.Join(elem...), err)
 	}
-	return m
+	return v
 }
 
 // postEvent sends a registry's notification to the daemon and fails the test unless it
@@ -69,21 +76,25 @@ func digestOf(t *testing.T, ref string) string {
 	return desc.Digest.String()
 }
 
-// TestVendorNotificationsDriveTheChain: a registry that is not distribution notifies the
-// daemon in its own format. Per-arch images are pushed to a real registry that notifies
-// nobody; Harbor's Default payload announces the amd64 image, Zot's binary-mode CloudEvent
-// the arm64 image, with the fixtures' shapes and this run's repository, tags and digests.
-// The revision is merged and promoted to the destination, by the digests the registry
-// holds.
-func TestVendorNotificationsDriveTheChain(t *testing.T) {
-	const harborToken, cloudEventsToken = "e2e-harbor-token", "e2e-cloudevents-token"
+// announcer posts a vendor's notification of the arch tag just pushed to the staging
+// repository acme/web on host, which holds digest under tag.
+type announcer func(t *testing.T, d *runningDaemon, host, tag, digest string)
+
+// vendorChain drives revision c0ffee1 of pipeline web from push to promoted with vendors'
+// notifications. Per-arch images are pushed to a real registry that notifies nobody, one
+// at a time: the merger reads every arch tag from the registry, so with both there the
+// first event would merge, and the second would prove nothing. After the amd64 push, amd64
+// announces it and the revision waits for arm64; after the arm64 push, arm64 announces
+// that, and the revision is merged and promoted by the digests the registry holds. auth is
+// the daemon's auth section.
+func vendorChain(t *testing.T, auth string, amd64, arm64 announcer) *runningDaemon {
+	t.Helper()
 	staging := testenv.StartRegistry(t)
 	prod := testenv.StartRegistry(t)
 	stagingRepo, prodRepo := staging.Host+"/acme/web", prod.Host+"/acme/web"
 	d := startDaemon(t, yamlf(`
 auth:
-	harbor: {token: %s}
-	cloudevents: {token: %s}
+%s
 reconcileInterval: 1h
 pipelines:
 	- name: web
@@ -92,46 +103,20 @@ pipelines:
 		staging: %s
 		promote:
 			- to: %s
-`, harborToken, cloudEventsToken, stagingRepo, prodRepo))
+`, auth, stagingRepo, prodRepo))
 
 	const rev = "c0ffee1"
 	created := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
-	// One image at a time: the merger reads every arch tag from the registry, so with both
-	// there the first event would merge, and the second would prove nothing.
 	testenv.Push(t, stagingRepo+":"+rev+"-amd64", testenv.PlatformImage(t, "linux/amd64", created))
 	amd := digestOf(t, stagingRepo+":"+rev+"-amd64")
-
-	harbor := vendorFixture(t, "harbor", "push-default.json")
-	harbor["occur_at"] = time.Now().Unix()
-	data := harbor["event_data"].(map[string]any)
-	data["resources"] = []any{map[string]any{"digest": amd, "tag": rev + "-amd64", "resource_url": stagingRepo + ":" + rev + "-amd64"}}
-	data["repository"].(map[string]any)["repo_full_name"] = "acme/web"
-	postEvent(t, d.URL+"/v1/events/registry/harbor", harbor,
-		http.Header{"Content-Type": {"application/json"}, "Authorization": {harborToken}})
-
+	amd64(t, d, staging.Host, rev+"-amd64", amd)
 	if r := d.waitPhase(t, "web", rev, 30*time.Second, types.PhaseWaiting); r.Platforms["linux/amd64"].Digest != amd || r.Platforms["linux/arm64"].Digest != "" {
-		t.Fatalf("after Harbor's event: %+v, want amd64 %s and no arm64 yet", r.Platforms, amd)
+		t.Fatalf("after the amd64 notification: %+v, want amd64 %s and no arm64 yet", r.Platforms, amd)
 	}
 
 	testenv.Push(t, stagingRepo+":"+rev+"-arm64", testenv.PlatformImage(t, "linux/arm64", created))
 	arm := digestOf(t, stagingRepo+":"+rev+"-arm64")
-
-	zot := vendorFixture(t, "cloudevents", "zot-image-updated.json")
-	zot["name"], zot["reference"], zot["digest"] = "acme/web", rev+"-arm64", arm
-	var headers map[string]string
-	b, err := os.ReadFile(filepath.Join("..", "internal", "events", "testdata", "cloudevents", "zot-image-updated.headers.json"))
-	if err != nil || json.Unmarshal(b, &headers) != nil {
-		t.Fatalf("zot headers: %v", err)
-	}
-	h := http.Header{}
-	for k, v := range headers {
-		h.Set(k, v)
-	}
-	h.Set("Ce-Id", "e2e-"+rev+"-arm64")
-	h.Set("Ce-Time", time.Now().UTC().Format(time.RFC3339Nano))
-	h.Set("Authorization", "Basic "+basicCredentials("zot", cloudEventsToken))
-	postEvent(t, d.URL+"/v1/events/registry/cloudevents", zot, h)
-
+	arm64(t, d, staging.Host, rev+"-arm64", arm)
 	r := d.waitPhase(t, "web", rev, 60*time.Second, types.PhasePromoted)
 	if r.Platforms["linux/amd64"].Digest != amd || r.Platforms["linux/arm64"].Digest != arm {
 		t.Errorf("merged %+v, want amd64 %s and arm64 %s", r.Platforms, amd, arm)
@@ -139,11 +124,122 @@ pipelines:
 	if got := digestOf(t, prodRepo+":"+rev); got != r.Index {
 		t.Errorf("%s:%s is %s, want the merged index %s", prodRepo, rev, got, r.Index)
 	}
-	for _, source := range []string{"harbor", "cloudevents"} {
-		if n := testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues(source, "push", "kept")); n != 1 {
-			t.Errorf("promoter_events_received_total{source=%q,action=push,outcome=kept} = %v, want 1", source, n)
+	return d
+}
+
+// wantKept checks promoter_events_received_total{source,action="push",outcome="kept"}.
+func wantKept(t *testing.T, d *runningDaemon, kept map[string]float64) {
+	t.Helper()
+	for source, want := range kept {
+		if n := testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues(source, "push", "kept")); n != want {
+			t.Errorf("promoter_events_received_total{source=%q,action=push,outcome=kept} = %v, want %v", source, n, want)
 		}
 	}
+}
+
+// TestVendorNotificationsDriveTheChain: Harbor's Default payload announces the amd64
+// image, Zot's binary-mode CloudEvent the arm64 image (vendorChain).
+func TestVendorNotificationsDriveTheChain(t *testing.T) {
+	const harborToken, cloudEventsToken = "e2e-harbor-token", "e2e-cloudevents-token"
+	harbor := func(t *testing.T, d *runningDaemon, host, tag, digest string) {
+		harbor := vendorFixture(t, "harbor", "push-default.json")
+		harbor["occur_at"] = time.Now().Unix()
+		data := harbor["event_data"].(map[string]any)
+		data["resources"] = []any{map[string]any{"digest": digest, "tag": tag, "resource_url": host + "/acme/web:" + tag}}
+		data["repository"].(map[string]any)["repo_full_name"] = "acme/web"
+		postEvent(t, d.URL+"/v1/events/registry/harbor", harbor,
+			http.Header{"Content-Type": {"application/json"}, "Authorization": {harborToken}})
+	}
+	zot := func(t *testing.T, d *runningDaemon, _, tag, digest string) {
+		zot := vendorFixture(t, "cloudevents", "zot-image-updated.json")
+		zot["name"], zot["reference"], zot["digest"] = "acme/web", tag, digest
+		h := http.Header{}
+		for k, v := range readFixture[map[string]string](t, "cloudevents", "zot-image-updated.headers.json") {
+			h.Set(k, v)
+		}
+		h.Set("Ce-Id", "e2e-"+tag)
+		h.Set("Ce-Time", time.Now().UTC().Format(time.RFC3339Nano))
+		h.Set("Authorization", "Basic "+basicCredentials("zot", cloudEventsToken))
+		postEvent(t, d.URL+"/v1/events/registry/cloudevents", zot, h)
+	}
+	d := vendorChain(t, yamlf("\tharbor: {token: %s}\n\tcloudevents: {token: %s}", harborToken, cloudEventsToken), harbor, zot)
+	wantKept(t, d, map[string]float64{"harbor": 1, "cloudevents": 1})
+}
+
+// TestAzureNotificationsDriveTheChain: an Azure Container Registry webhook announces the
+// amd64 image, the same registry's Event Grid event (a CloudEvents batch, as Event Grid
+// delivers it) the arm64 image (vendorChain).
+func TestAzureNotificationsDriveTheChain(t *testing.T) {
+	const acrToken, cloudEventsToken = "e2e-acr-token", "e2e-cloudevents-token"
+	webhook := func(t *testing.T, d *runningDaemon, host, tag, digest string) {
+		e := vendorFixture(t, "acr", "push.json")
+		acrTarget(e, host, tag, digest)
+		postEvent(t, d.URL+"/v1/events/registry/acr", e,
+			http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + acrToken}})
+	}
+	eventGrid := func(t *testing.T, d *runningDaemon, host, tag, digest string) {
+		batch := readFixture[[]map[string]any](t, "acr", "eventgrid-image-pushed.json")
+		batch[0]["subject"] = "acme/web:" + tag
+		acrTarget(batch[0]["data"].(map[string]any), host, tag, digest)
+		postEvent(t, d.URL+"/v1/events/registry/cloudevents", batch,
+			http.Header{"Content-Type": {"application/cloudevents-batch+json; charset=utf-8"}, "Authorization": {"Bearer " + cloudEventsToken}})
+	}
+	d := vendorChain(t, yamlf("\tacr: {token: %s}\n\tcloudevents: {token: %s}", acrToken, cloudEventsToken), webhook, eventGrid)
+	wantKept(t, d, map[string]float64{"acr": 1, "cloudevents": 1})
+}
+
+// acrTarget points an ACR event at tag and digest of acme/web on host.
+func acrTarget(e map[string]any, host, tag, digest string) {
+	target := e["target"].(map[string]any)
+	target["repository"], target["tag"], target["digest"] = "acme/web", tag, digest
+	target["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
+	e["request"].(map[string]any)["host"] = host
+}
+
+// TestCloudNotificationsDriveTheChain: Artifact Registry's Pub/Sub push announces the
+// amd64 image, Amazon ECR's EventBridge event the arm64 image (vendorChain). The Pub/Sub
+// message names the image by reference, here on the test registry's host; the ECR event
+// names an ECR host that is not the test registry's, so the repository path alone finds
+// the pipeline.
+func TestCloudNotificationsDriveTheChain(t *testing.T) {
+	const garToken, ecrToken = "e2e-gar-token", "e2e-ecr-token"
+	gar := func(t *testing.T, d *runningDaemon, host, tag, digest string) {
+		notification, err := json.Marshal(map[string]string{
+			"action": "INSERT", "digest": host + "/acme/web@" + digest, "tag": host + "/acme/web:" + tag,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		push := vendorFixture(t, "gar", "push.json")
+		m := push["message"].(map[string]any)
+		m["data"] = base64.StdEncoding.EncodeToString(notification)
+		m["publishTime"] = time.Now().UTC().Format(time.RFC3339Nano)
+		postEvent(t, d.URL+"/v1/events/registry/gar?token="+garToken, push, http.Header{"Content-Type": {"application/json"}})
+	}
+	ecr := func(t *testing.T, d *runningDaemon, _, tag, digest string) {
+		e := vendorFixture(t, "ecr", "push.json")
+		e["time"] = time.Now().UTC().Format(time.RFC3339)
+		detail := e["detail"].(map[string]any)
+		detail["repository-name"], detail["image-tag"], detail["image-digest"] = "acme/web", tag, digest
+		postEvent(t, d.URL+"/v1/events/registry/ecr", e,
+			http.Header{"Content-Type": {"application/json; charset=utf-8"}, "Authorization": {"Bearer " + ecrToken}})
+	}
+	d := vendorChain(t, yamlf("\tgar: {token: %s}\n\tecr: {token: %s}", garToken, ecrToken), gar, ecr)
+	wantKept(t, d, map[string]float64{"gar": 1, "ecr": 1})
+}
+
+// TestQuayNotificationsDriveTheChain: Quay's push notifications, which name tags but no
+// digest, announce both images (vendorChain): the digests the revision records are the
+// ones the merger read from the registry.
+func TestQuayNotificationsDriveTheChain(t *testing.T) {
+	const quayToken = "e2e-quay-token"
+	quay := func(t *testing.T, d *runningDaemon, host, tag, _ string) {
+		n := vendorFixture(t, "quay", "push.json")
+		n["docker_url"], n["repository"], n["updated_tags"] = host+"/acme/web", "acme/web", []string{tag}
+		postEvent(t, d.URL+"/v1/events/registry/quay?token="+quayToken, n, http.Header{"Content-Type": {"application/json"}})
+	}
+	d := vendorChain(t, yamlf("\tquay: {token: %s}", quayToken), quay, quay)
+	wantKept(t, d, map[string]float64{"quay": 2})
 }
 
 func basicCredentials(user, password string) string {

@@ -113,6 +113,25 @@ type Auth struct {
 		// password of Basic credentials.
 		Token Secret `mapstructure:"token"`
 	} `mapstructure:"cloudevents"`
+	ACR struct {
+		// Token is what an Azure Container Registry webhook sends in its custom
+		// Authorization header (Bearer <token>).
+		Token Secret `mapstructure:"token"`
+	} `mapstructure:"acr"`
+	GAR struct {
+		// Token is the ?token= of the Pub/Sub push endpoint that delivers Artifact
+		// Registry's notifications (Pub/Sub can set no header of ours).
+		Token Secret `mapstructure:"token"`
+	} `mapstructure:"gar"`
+	ECR struct {
+		// Token is the API key an EventBridge connection sends as its Authorization header
+		// (Bearer <token>), or the password of its Basic authorization.
+		Token Secret `mapstructure:"token"`
+	} `mapstructure:"ecr"`
+	Quay struct {
+		// Token is the ?token= of Quay's webhook URL (Quay can set no header).
+		Token Secret `mapstructure:"token"`
+	} `mapstructure:"quay"`
 	// InsecureNoAuth accepts registry notifications without a token. Development only.
 	InsecureNoAuth bool `mapstructure:"insecureNoAuth"`
 }

@@ -125,6 +125,10 @@ func (c *Config) validate(ps problems) error {
 	checkSecret(&ps, "auth.generic.token", c.Auth.Generic.Token)
 	checkSecret(&ps, "auth.harbor.token", c.Auth.Harbor.Token)
 	checkSecret(&ps, "auth.cloudevents.token", c.Auth.CloudEvents.Token)
+	checkSecret(&ps, "auth.acr.token", c.Auth.ACR.Token)
+	checkSecret(&ps, "auth.gar.token", c.Auth.GAR.Token)
+	checkSecret(&ps, "auth.ecr.token", c.Auth.ECR.Token)
+	checkSecret(&ps, "auth.quay.token", c.Auth.Quay.Token)
 	checkSecret(&ps, "keys.password", c.Keys.Password)
 	if _, err := sign.ParseFormat(c.Sign.Format); err != nil {
 		ps.add("sign.format", "%v", err)

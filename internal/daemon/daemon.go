@@ -105,6 +105,10 @@ func webhookSecrets(a config.Auth) (events.Secrets, error) {
 		{"auth.generic.token", a.Generic.Token, &s.GenericToken},
 		{"auth.harbor.token", a.Harbor.Token, &s.HarborToken},
 		{"auth.cloudevents.token", a.CloudEvents.Token, &s.CloudEventsToken},
+		{"auth.acr.token", a.ACR.Token, &s.ACRToken},
+		{"auth.gar.token", a.GAR.Token, &s.GARToken},
+		{"auth.ecr.token", a.ECR.Token, &s.ECRToken},
+		{"auth.quay.token", a.Quay.Token, &s.QuayToken},
 	} {
 		if *f.dst, err = secret(f.key, f.ref); err != nil {
 			return events.Secrets{}, err

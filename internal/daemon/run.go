@@ -360,11 +360,13 @@ func natsDesc(cfg *config.Config) string {
 // explicitly asked for it.
 func checkAuth(cfg *config.Config, log *slog.Logger) error {
 	a := cfg.Auth
-	if a.RegistryToken.IsSet() || a.Harbor.Token.IsSet() || a.CloudEvents.Token.IsSet() {
-		return nil // at least one registry receiver is authenticated; the others are disabled
+	for _, token := range []config.Secret{a.RegistryToken, a.Harbor.Token, a.CloudEvents.Token, a.ACR.Token, a.GAR.Token, a.ECR.Token, a.Quay.Token} {
+		if token.IsSet() {
+			return nil // at least one registry receiver is authenticated; the others are disabled
+		}
 	}
 	if !a.InsecureNoAuth {
-		return errors.New("auth.registryToken is not set: registry notifications would be accepted from anyone; set it (e.g. registryToken: env:PROMOTER_REGISTRY_TOKEN), or the token of the receiver your registry uses (auth.harbor.token, auth.cloudevents.token), or pass --insecure-no-auth for development")
+		return errors.New("auth.registryToken is not set: registry notifications would be accepted from anyone; set it (e.g. registryToken: env:PROMOTER_REGISTRY_TOKEN), or the token of the receiver your registry uses (auth.harbor.token, auth.cloudevents.token, auth.acr.token, auth.gar.token, auth.ecr.token, auth.quay.token), or pass --insecure-no-auth for development")
 	}
 	log.Warn("INSECURE: registry notifications are accepted without authentication (--insecure-no-auth)")
 	return nil

@@ -55,6 +55,25 @@ func checkToken(req *http.Request, want, configKey, what string) error {
 	return nil
 }
 
+// checkURLToken authenticates a sender that can set no header (a Pub/Sub push
+// subscription, a Quay webhook): the token is the "token" query parameter of the endpoint
+// URL the sender is configured with, compared in constant time. Any Authorization header
+// is ignored: Pub/Sub sends its own OIDC token there when the subscription has one, and
+// that is not verified here. An unset token disables the endpoint.
+func checkURLToken(req *http.Request, want, configKey, what string) error {
+	if want == "" {
+		return reject(http.StatusUnauthorized, "%s are disabled: set %s", what, configKey)
+	}
+	got := req.URL.Query().Get("token")
+	if got == "" {
+		return reject(http.StatusUnauthorized, "missing ?token= in the endpoint URL; append ?token=<%s> to the URL the sender posts to", configKey)
+	}
+	if !equal(got, want) {
+		return reject(http.StatusUnauthorized, "wrong ?token= in the endpoint URL; it must equal %s", configKey)
+	}
+	return nil
+}
+
 // checkGitHubSignature verifies X-Hub-Signature-256 (HMAC-SHA256 of the raw body). The
 // SHA-1 X-Hub-Signature header is never accepted.
 func checkGitHubSignature(req *http.Request, body []byte, secret string) error {

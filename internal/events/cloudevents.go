@@ -43,6 +43,9 @@ var cloudEventPushes = map[string]func(e cloudEvent) ([]imagePush, error){
 		}
 		return d.pushes(e.ID, e.Time)
 	},
+	// Azure Container Registry through Event Grid (event schema "Cloud Event Schema
+	// v1.0"): the data is the ACR webhook's event.
+	acrImagePushed: acrCloudEventPushes,
 	// Zot's events extension (pkg/extensions/events): data names the repository, the
 	// reference pushed (a tag, or a digest) and its digest; the registry's address is in no
 	// field, so the repository path finds the pipeline.
@@ -64,16 +67,7 @@ var cloudEventPushes = map[string]func(e cloudEvent) ([]imagePush, error){
 	},
 }
 
-// cloudEvents receives POST /v1/events/registry/cloudevents in either mode.
-func (r *Receiver) cloudEvents(w http.ResponseWriter, req *http.Request) {
-	outcomes, err := r.decodeCloudEvents(w, req)
-	if err != nil {
-		r.rejectRegistry(w, req, "cloudevents", err)
-		return
-	}
-	r.publishPushes(w, req, "cloudevents", outcomes)
-}
-
+// decodeCloudEvents reads POST /v1/events/registry/cloudevents in either mode.
 func (r *Receiver) decodeCloudEvents(w http.ResponseWriter, req *http.Request) ([]registryOutcome, error) {
 	if err := checkToken(req, r.secrets.CloudEventsToken, "auth.cloudevents.token", "CloudEvents"); err != nil {
 		return nil, err
@@ -87,6 +81,27 @@ func (r *Receiver) decodeCloudEvents(w http.ResponseWriter, req *http.Request) (
 		return nil, err
 	}
 	return r.classifyCloudEvents("cloudevents", req, body)
+}
+
+// cloudEventsValidation answers the abuse-protection handshake of CloudEvents' "HTTP 1.1
+// Web Hooks for Event Delivery" (section 4), which Azure Event Grid sends before it
+// delivers CloudEvents to an endpoint: an OPTIONS request naming the sender in
+// WebHook-Request-Origin, granted by echoing it in WebHook-Allowed-Origin. The handshake
+// only says the endpoint wants events; every event is still authenticated by
+// auth.cloudevents.token, and while that is unset the endpoint wants none.
+func (r *Receiver) cloudEventsValidation(w http.ResponseWriter, req *http.Request) {
+	if r.secrets.CloudEventsToken == "" {
+		fail(w, reject(http.StatusUnauthorized, "CloudEvents are disabled: set auth.cloudevents.token"))
+		return
+	}
+	origin := req.Header.Get("WebHook-Request-Origin")
+	if origin == "" {
+		fail(w, reject(http.StatusBadRequest, "not a CloudEvents webhook validation request: no WebHook-Request-Origin header"))
+		return
+	}
+	w.Header().Set("Allow", "OPTIONS, POST")
+	w.Header().Set("WebHook-Allowed-Origin", origin)
+	w.WriteHeader(http.StatusOK)
 }
 
 // classifyCloudEvents decodes a request's events, in whichever mode they came, and

@@ -1,6 +1,8 @@
 // Package events owns promoter's HTTP receivers: registry notifications
-// (POST /v1/events/registry) and source push webhooks (POST /v1/events/source/{github,gitlab,generic}):
-// branch pushes, and pushes of the tags a pipeline releases (source.releaseTags).
+// (POST /v1/events/registry for distribution, and one endpoint per vendor format under
+// /v1/events/registry/: harbor, cloudevents, acr, gar, ecr, quay) and source push webhooks
+// (POST /v1/events/source/{github,gitlab,generic}): branch pushes, and pushes of the tags
+// a pipeline releases (source.releaseTags).
 //
 // A receiver authenticates the request, bounds and decodes the body, keeps only what a
 // pipeline cares about, and publishes it to the bus with a message id that de-duplicates

@@ -1,9 +1,11 @@
 package events
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,8 +36,19 @@ func withAuth(h http.Header, value string) http.Header {
 // arch-tag push becomes the same RegistryPush, whatever the format.
 func TestRegistryFormatsKeepArchTagPushes(t *testing.T) {
 	zot := headersOf(t, "cloudevents", "zot-image-updated.headers.json")
+	var eventGrid []json.RawMessage
+	if err := json.Unmarshal(readTestdata(t, "acr", "eventgrid-image-pushed.json"), &eventGrid); err != nil || len(eventGrid) != 1 {
+		t.Fatalf("acr/eventgrid-image-pushed.json: %v", err)
+	}
+	acrPush := types.RegistryPush{ID: "cb8c3971-9adc-488b-9f2c-43cbb4974ff5", Pipeline: "web", Revision: "abc123", Tag: "abc123-amd64",
+		Platform: types.MustPlatform("linux/amd64"), Digest: "sha256:9f9470437ba2cffdd9589f62901cee9a74345a8617c5cf2f94dd0780634ba6d3",
+		MediaType: "application/vnd.docker.distribution.manifest.v2+json", Timestamp: time.Date(2026, 12, 2, 5, 0, 2, 343145347, time.UTC)}
+	eventGridPush := types.RegistryPush{ID: "31c51664-e5bd-416a-a5df-e5206bc47ed0", Pipeline: "web", Revision: "abc123", Tag: "abc123-arm64",
+		Platform: types.MustPlatform("linux/arm64"), Digest: "sha256:eb5ad40b182353efed311f182ab08295e540c08dfd1bbae9113653a0b09467d6",
+		MediaType: "application/vnd.docker.distribution.manifest.v2+json", Timestamp: time.Date(2026, 12, 2, 5, 0, 3, 276585742, time.UTC)}
 	tests := []struct {
 		name, path, file, source string
+		body                     []byte // instead of file's
 		header                   http.Header
 		want                     types.RegistryPush
 	}{
@@ -66,11 +79,53 @@ func TestRegistryFormatsKeepArchTagPushes(t *testing.T) {
 				Platform: types.MustPlatform("linux/arm64"), Digest: "sha256:2e7a9a6e9b3b1bcd1a0ef8b73b4f7d5e7c0b0a4c0f0e35f2f5b1c0d9a8e7f6a5",
 				MediaType: "application/vnd.oci.image.manifest.v1+json", Timestamp: time.Date(2025, 12, 2, 5, 0, 1, 123456789, time.UTC)},
 		},
+		{
+			name: "ACR webhook, Bearer token in its custom headers", path: "/v1/events/registry/acr", file: "acr/push.json", source: "acr",
+			header: jsonHeader("Bearer " + acrToken), want: acrPush,
+		},
+		{
+			name: "ACR through Event Grid, a batch of CloudEvents", path: "/v1/events/registry/cloudevents", file: "acr/eventgrid-image-pushed.json", source: "cloudevents",
+			header: http.Header{"Content-Type": {cloudEventsBatchMediaType + "; charset=utf-8"}, "Authorization": {"Bearer " + cloudEventsToken}},
+			want:   eventGridPush,
+		},
+		{
+			name: "ACR through Event Grid, one structured CloudEvent", path: "/v1/events/registry/cloudevents", body: eventGrid[0], source: "cloudevents",
+			header: http.Header{"Content-Type": {cloudEventsMediaType + "; charset=utf-8"}, "Authorization": {"Bearer " + cloudEventsToken}},
+			want:   eventGridPush,
+		},
+		{
+			name: "Artifact Registry through a Pub/Sub push, token in the URL", path: "/v1/events/registry/gar?token=" + garToken, file: "gar/push.json", source: "gar",
+			header: http.Header{"Content-Type": {"application/json"}},
+			want: types.RegistryPush{ID: "153364794594948", Pipeline: "images", Revision: "abc123", Tag: "abc123-amd64", Platform: types.MustPlatform("linux/amd64"),
+				Digest: "sha256:f375f066c21edfed81da6f70ccfc850e480c2b30163baf3a1e754530a39d7b6e", Timestamp: time.Date(2026, 12, 2, 5, 0, 4, 328000000, time.UTC)},
+		},
+		{
+			name: "ECR through an EventBridge API destination, API key as Authorization", path: "/v1/events/registry/ecr", file: "ecr/push.json", source: "ecr",
+			header: http.Header{"Content-Type": {"application/json; charset=utf-8"}, "Authorization": {"Bearer " + ecrToken}},
+			want: types.RegistryPush{ID: "13cde686-328b-6117-af20-0e5566167482", Pipeline: "web", Revision: "abc123", Tag: "abc123-arm64", Platform: types.MustPlatform("linux/arm64"),
+				Digest: "sha256:e29fc9dc69e0e30cac786320c978cd66b3f40eeac759fc7b2c5a24baf44bce6d", Timestamp: time.Date(2026, 12, 2, 5, 0, 5, 0, time.UTC)},
+		},
+		{
+			name: "ECR through an EventBridge connection with Basic authorization", path: "/v1/events/registry/ecr", file: "ecr/push.json", source: "ecr",
+			header: http.Header{"Content-Type": {"application/json; charset=utf-8"}, "Authorization": {basic("promoter", ecrToken)}},
+			want: types.RegistryPush{ID: "13cde686-328b-6117-af20-0e5566167482", Pipeline: "web", Revision: "abc123", Tag: "abc123-arm64", Platform: types.MustPlatform("linux/arm64"),
+				Digest: "sha256:e29fc9dc69e0e30cac786320c978cd66b3f40eeac759fc7b2c5a24baf44bce6d", Timestamp: time.Date(2026, 12, 2, 5, 0, 5, 0, time.UTC)},
+		},
+		{
+			// No digest: the merger reads it from the registry. No time: the receiver's clock.
+			name: "Quay, token in the URL", path: "/v1/events/registry/quay?token=" + quayToken, file: "quay/push.json", source: "quay",
+			header: http.Header{"Content-Type": {"application/json"}},
+			want: types.RegistryPush{Pipeline: "web", Revision: "abc123", Tag: "abc123-amd64", Platform: types.MustPlatform("linux/amd64"),
+				Timestamp: testNow.Truncate(time.Minute)},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, allSecrets())
-			body := readTestdata(t, strings.Split(tc.file, "/")...)
+			body := tc.body
+			if body == nil {
+				body = readTestdata(t, strings.Split(tc.file, "/")...)
+			}
 			r := h.post(t, tc.path, body, tc.header)
 			if r.status != http.StatusOK || r.summary(t).Accepted != 1 {
 				t.Fatalf("status %d %s", r.status, r.body)
@@ -104,6 +159,26 @@ func TestRegistryFormatsKeepArchTagPushes(t *testing.T) {
 	}
 }
 
+func jsonHeader(auth string) http.Header {
+	return http.Header{"Content-Type": {"application/json"}, "Authorization": {auth}}
+}
+
+// pubsubPushOf wraps an Artifact Registry notification in the Pub/Sub push envelope of
+// testdata/gar/push.json, as the message's base64 data.
+func pubsubPushOf(t *testing.T, notification string) []byte {
+	t.Helper()
+	var env map[string]any
+	if err := json.Unmarshal(readTestdata(t, "gar", "push.json"), &env); err != nil {
+		t.Fatal(err)
+	}
+	env["message"].(map[string]any)["data"] = base64.StdEncoding.EncodeToString([]byte(notification))
+	b, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func basic(user, password string) string {
 	req, _ := http.NewRequest(http.MethodGet, "/", nil)
 	req.SetBasicAuth(user, password)
@@ -117,10 +192,17 @@ func TestRegistryFormatsRefuse(t *testing.T) {
 	harbor := readTestdata(t, "harbor", "push-default.json")
 	zot := readTestdata(t, "cloudevents", "zot-image-updated.json")
 	zotHeader := withAuth(headersOf(t, "cloudevents", "zot-image-updated.headers.json"), "Bearer "+cloudEventsToken)
-	jsonHeader := func(auth string) http.Header {
-		return http.Header{"Content-Type": {"application/json"}, "Authorization": {auth}}
-	}
 	without := func(h http.Header, key string) http.Header { h = h.Clone(); h.Del(key); return h }
+	acr := readTestdata(t, "acr", "push.json")
+	ecr := readTestdata(t, "ecr", "push.json")
+	gar := readTestdata(t, "gar", "push.json")
+	quay := readTestdata(t, "quay", "push.json")
+	plainJSON := http.Header{"Content-Type": {"application/json"}}
+	const (
+		acrPath, ecrPath = "/v1/events/registry/acr", "/v1/events/registry/ecr"
+		garPath          = "/v1/events/registry/gar?token=" + garToken
+		quayPath         = "/v1/events/registry/quay?token=" + quayToken
+	)
 	tests := []struct {
 		name, path string
 		secrets    Secrets
@@ -144,6 +226,44 @@ func TestRegistryFormatsRefuse(t *testing.T) {
 		{"CloudEvents, structured, wrong specversion", "/v1/events/registry/cloudevents", allSecrets(),
 			[]byte(`{"specversion":"0.3","id":"1","source":"s","type":"zotregistry.image.updated","data":{}}`),
 			http.Header{"Content-Type": {cloudEventsMediaType}, "Authorization": {"Bearer " + cloudEventsToken}}, 400, "specversion"},
+
+		{"ACR without a configured token", acrPath, Secrets{RegistryToken: registryToken}, acr, jsonHeader("Bearer " + acrToken), 401, "set auth.acr.token"},
+		{"ACR, wrong token", acrPath, allSecrets(), acr, jsonHeader("Bearer " + harborToken), 401, "auth.acr.token"},
+		{"ACR, no Authorization", acrPath, allSecrets(), acr, plainJSON, 401, "missing Authorization"},
+		{"ACR, not JSON", acrPath, allSecrets(), []byte("{"), jsonHeader("Bearer " + acrToken), 400, "decoding ACR webhook payload"},
+		{"ACR, no action", acrPath, allSecrets(), []byte(`{"id":"1","target":{}}`), jsonHeader("Bearer " + acrToken), 400, `no "action"`},
+		{"ACR push without repository", acrPath, allSecrets(), []byte(`{"id":"1","action":"push","target":{"tag":"abc123-amd64"}}`), jsonHeader("Bearer " + acrToken), 400, "target.repository"},
+		{"ACR through Event Grid, data that is no ACR event", "/v1/events/registry/cloudevents", allSecrets(),
+			[]byte(`{"specversion":"1.0","id":"1","source":"/subscriptions/x","type":"Microsoft.ContainerRegistry.ImagePushed","data":{"id":"2"}}`),
+			http.Header{"Content-Type": {cloudEventsMediaType}, "Authorization": {"Bearer " + cloudEventsToken}}, 400, `no "action"`},
+
+		{"Artifact Registry without a configured token", garPath, Secrets{RegistryToken: registryToken}, gar, plainJSON, 401, "set auth.gar.token"},
+		{"Artifact Registry, token in a header instead of the URL", "/v1/events/registry/gar", allSecrets(), gar, jsonHeader("Bearer " + garToken), 401, "missing ?token="},
+		{"Artifact Registry, wrong token", "/v1/events/registry/gar?token=guess", allSecrets(), gar, plainJSON, 401, "wrong ?token="},
+		{"Artifact Registry, unwrapped payload", garPath, allSecrets(), []byte(`{"action":"INSERT","tag":"europe-west1-docker.pkg.dev/acme-prod/containers/web:abc123-amd64"}`), plainJSON, 400, "payload unwrapping"},
+		{"Artifact Registry, data not base64", garPath, allSecrets(), []byte(`{"message":{"data":"%%%","messageId":"1"}}`), plainJSON, 400, "not base64"},
+		{"Artifact Registry, data not JSON", garPath, allSecrets(), pubsubPushOf(t, "INSERT"), plainJSON, 400, "decoding Artifact Registry notification"},
+		{"Artifact Registry, a tag that is no image reference", garPath, allSecrets(), pubsubPushOf(t, `{"action":"INSERT","tag":"abc123-amd64"}`), plainJSON, 400, "HOST/PATH:TAG"},
+		{"Artifact Registry, INSERT naming no image", garPath, allSecrets(), pubsubPushOf(t, `{"action":"INSERT"}`), plainJSON, 400, "names no image"},
+		{"Artifact Registry, form body", garPath, allSecrets(), gar, http.Header{"Content-Type": {"text/plain"}}, 415, "application/json"},
+
+		{"ECR without a configured token", ecrPath, Secrets{RegistryToken: registryToken}, ecr, jsonHeader("Bearer " + ecrToken), 401, "set auth.ecr.token"},
+		{"ECR, API key under another header", ecrPath, allSecrets(), ecr, http.Header{"Content-Type": {"application/json"}, "X-Api-Key": {ecrToken}}, 401, "missing Authorization"},
+		{"ECR, wrong token", ecrPath, allSecrets(), ecr, jsonHeader("Bearer guess"), 401, "auth.ecr.token"},
+		{"ECR, not JSON", ecrPath, allSecrets(), []byte("["), jsonHeader("Bearer " + ecrToken), 400, "decoding EventBridge event"},
+		{"ECR, the detail alone (an input transformer)", ecrPath, allSecrets(),
+			[]byte(`{"result":"SUCCESS","repository-name":"acme/web","action-type":"PUSH","image-tag":"abc123-amd64"}`), jsonHeader("Bearer " + ecrToken), 400, "input transformer"},
+		{"ECR push without repository", ecrPath, allSecrets(),
+			[]byte(`{"id":"1","source":"aws.ecr","detail-type":"ECR Image Action","detail":{"result":"SUCCESS","action-type":"PUSH","image-tag":"abc123-amd64"}}`), jsonHeader("Bearer " + ecrToken), 400, "repository-name"},
+		{"ECR, the documentation's 60-digit digest", ecrPath, allSecrets(),
+			setJSON(t, ecr, "detail.image-digest", "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234"), jsonHeader("Bearer " + ecrToken), 400, "digest"},
+
+		{"Quay without a configured token", quayPath, Secrets{RegistryToken: registryToken}, quay, plainJSON, 401, "set auth.quay.token"},
+		{"Quay, no token", "/v1/events/registry/quay", allSecrets(), quay, plainJSON, 401, "missing ?token="},
+		{"Quay, another receiver's token", "/v1/events/registry/quay?token=" + garToken, allSecrets(), quay, plainJSON, 401, "auth.quay.token"},
+		{"Quay, not JSON", quayPath, allSecrets(), []byte("}"), plainJSON, 400, "decoding Quay notification"},
+		{"Quay, updated_tags not a list", quayPath, allSecrets(), []byte(`{"repository":"acme/web","updated_tags":{"abc123-amd64":"b750fe79"}}`), plainJSON, 400, "decoding Quay notification"},
+		{"Quay push without repository (a body template)", quayPath, allSecrets(), []byte(`{"updated_tags":["abc123-amd64"]}`), plainJSON, 400, "body template"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -165,6 +285,9 @@ func TestRegistryFormatsIgnore(t *testing.T) {
 	ce := http.Header{"Content-Type": {cloudEventsMediaType}, "Authorization": {"Bearer " + cloudEventsToken}}
 	batch := http.Header{"Content-Type": {cloudEventsBatchMediaType}, "Authorization": {"Bearer " + cloudEventsToken}}
 	zotHeader := withAuth(headersOf(t, "cloudevents", "zot-image-updated.headers.json"), "Bearer "+cloudEventsToken)
+	acr, ecr := jsonHeader("Bearer "+acrToken), jsonHeader("Bearer "+ecrToken)
+	plainJSON := http.Header{"Content-Type": {"application/json"}}
+	const gar, quay = "/v1/events/registry/gar?token=" + garToken, "/v1/events/registry/quay?token=" + quayToken
 	tests := []struct {
 		name, path string
 		body       []byte
@@ -185,6 +308,31 @@ func TestRegistryFormatsIgnore(t *testing.T) {
 			 {"specversion":"1.0","id":"2","source":"z","type":"zotregistry.image.updated","data":{"name":"acme/web","reference":"sha256-1dffc1c2e037b602b1e7e42c318b6ca74d21002e6f32115de009d8d216e1a44e.sig"}}]`), batch, 2},
 		{"Zot pushing a blob's media type", "/v1/events/registry/cloudevents",
 			[]byte(`{"name":"acme/web","reference":"abc123-amd64","mediaType":"application/octet-stream"}`), zotHeader, 1},
+
+		{"ACR delete", "/v1/events/registry/acr", readTestdata(t, "acr", "delete.json"), acr, 1},
+		{"ACR Helm chart push", "/v1/events/registry/acr",
+			[]byte(`{"id":"6356e9e0","action":"chart_push","target":{"mediaType":"application/vnd.acr.helm.chart","repository":"acme/web","tag":"abc123-amd64"}}`), acr, 1},
+		{"ACR push by digest", "/v1/events/registry/acr",
+			[]byte(`{"id":"1","action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","repository":"acme/web","digest":"sha256:9f9470437ba2cffdd9589f62901cee9a74345a8617c5cf2f94dd0780634ba6d3"}}`), acr, 1},
+		{"ACR push of a tag that is no arch tag", "/v1/events/registry/acr",
+			[]byte(`{"id":"1","action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","repository":"acme/web","tag":"latest"}}`), acr, 1},
+		{"ACR through Event Grid, an image deleted", "/v1/events/registry/cloudevents",
+			[]byte(`{"specversion":"1.0","id":"1","source":"/subscriptions/x","type":"Microsoft.ContainerRegistry.ImageDeleted","data":{"action":"delete","target":{"repository":"acme/web"}}}`), ce, 1},
+
+		{"Artifact Registry DELETE", gar, pubsubPushOf(t, `{"action":"DELETE","tag":"europe-west1-docker.pkg.dev/acme-prod/containers/web:abc123-amd64"}`), plainJSON, 1},
+		{"Artifact Registry untagged upload", gar,
+			pubsubPushOf(t, `{"action":"INSERT","digest":"europe-west1-docker.pkg.dev/acme-prod/containers/web@sha256:f375f066c21edfed81da6f70ccfc850e480c2b30163baf3a1e754530a39d7b6e"}`), plainJSON, 1},
+		{"Artifact Registry upload to another repository", gar,
+			pubsubPushOf(t, `{"action":"INSERT","tag":"europe-west1-docker.pkg.dev/acme-prod/containers/other:abc123-amd64"}`), plainJSON, 1},
+
+		{"ECR push that failed", "/v1/events/registry/ecr", setJSON(t, readTestdata(t, "ecr", "push.json"), "detail.result", "FAILURE"), ecr, 1},
+		{"ECR delete", "/v1/events/registry/ecr", setJSON(t, readTestdata(t, "ecr", "push.json"), "detail.action-type", "DELETE"), ecr, 1},
+		{"ECR push by digest", "/v1/events/registry/ecr", setJSON(t, readTestdata(t, "ecr", "push.json"), "detail.image-tag", nil), ecr, 1},
+		{"ECR image scan", "/v1/events/registry/ecr", setJSON(t, readTestdata(t, "ecr", "push.json"), "detail-type", "ECR Image Scan"), ecr, 1},
+
+		{"Quay build event (no updated_tags)", quay, []byte(`{"repository":"acme/web","docker_url":"quay.io/acme/web","build_id":"296ec063","docker_tags":["abc123-amd64"]}`), plainJSON, 1},
+		{"Quay push of latest", quay, []byte(`{"repository":"acme/web","docker_url":"quay.io/acme/web","updated_tags":["latest"]}`), plainJSON, 1},
+		{"Quay push naming no tag", quay, []byte(`{"repository":"acme/web","docker_url":"quay.io/acme/web","updated_tags":[]}`), plainJSON, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -198,6 +346,78 @@ func TestRegistryFormatsIgnore(t *testing.T) {
 			}
 			if calls, _ := h.pub.Snapshot(); calls != 0 {
 				t.Errorf("%d publishes for ignored events", calls)
+			}
+		})
+	}
+}
+
+// TestQuayNamesPushesByTagAndMinute: Quay's payload has no id and no time. Each updated
+// tag is one push; a redelivery in the same minute is a duplicate, the same push a minute
+// later is a new event (a moved arch tag must not pass for a repeat).
+func TestQuayNamesPushesByTagAndMinute(t *testing.T) {
+	var now atomic.Int64 // the receiver's clock, in seconds after testNow
+	now.Store(10)
+	h := newHarness(t, allSecrets(), WithClock(func() time.Time { return testNow.Add(time.Duration(now.Load()) * time.Second) }))
+	path := "/v1/events/registry/quay?token=" + quayToken
+	body := setJSON(t, readTestdata(t, "quay", "push.json"), "updated_tags", []string{"abc123-amd64", "abc123-arm64", "latest"})
+	header := http.Header{"Content-Type": {"application/json"}}
+
+	if s := h.post(t, path, body, header).summary(t); s != (Summary{Accepted: 2, Ignored: 1}) {
+		t.Fatalf("first delivery: %+v, want 2 accepted (the arch tags) and 1 ignored (latest)", s)
+	}
+	now.Store(50)
+	if s := h.post(t, path, body, header).summary(t); s != (Summary{Ignored: 1, Duplicates: 2}) {
+		t.Errorf("redelivery within the minute: %+v, want the 2 pushes as duplicates", s)
+	}
+	now.Store(70)
+	if s := h.post(t, path, body, header).summary(t); s != (Summary{Accepted: 2, Ignored: 1}) {
+		t.Errorf("the same pushes a minute later: %+v, want 2 new events", s)
+	}
+	_, stored := h.pub.Snapshot()
+	ids := map[string]bool{}
+	for _, m := range stored {
+		ids[m.MsgID] = true
+		if p := m.Value.(*types.RegistryPush); p.Digest != "" || !strings.HasPrefix(p.ID, "quay-") {
+			t.Errorf("stored %+v, want a derived quay- id and no digest", p)
+		}
+	}
+	if len(stored) != 4 || len(ids) != 4 {
+		t.Errorf("stored %d pushes with %d ids, want 4 and 4", len(stored), len(ids))
+	}
+	if n := h.count("quay", "push", "kept"); n != 4 {
+		t.Errorf(`promoter_events_received_total{source="quay",action="push",outcome="kept"} = %v, want 4`, n)
+	}
+}
+
+// TestCloudEventsWebhookValidation: Event Grid validates a CloudEvents endpoint with the
+// CloudEvents webhook handshake (OPTIONS, WebHook-Request-Origin) before delivering to it.
+func TestCloudEventsWebhookValidation(t *testing.T) {
+	tests := []struct {
+		name    string
+		secrets Secrets
+		origin  string
+		status  int
+		allowed string
+	}{
+		{"Event Grid's request", allSecrets(), "eventgrid.azure.net", http.StatusOK, "eventgrid.azure.net"},
+		{"no origin", allSecrets(), "", http.StatusBadRequest, ""},
+		{"receiver disabled", Secrets{RegistryToken: registryToken}, "eventgrid.azure.net", http.StatusUnauthorized, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.secrets)
+			req, _ := http.NewRequest(http.MethodOptions, h.srv.URL+"/v1/events/registry/cloudevents", nil)
+			if tc.origin != "" {
+				req.Header.Set("WebHook-Request-Origin", tc.origin)
+			}
+			resp, err := h.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || resp.Header.Get("WebHook-Allowed-Origin") != tc.allowed {
+				t.Errorf("got %d with WebHook-Allowed-Origin %q, want %d and %q",
+					resp.StatusCode, resp.Header.Get("WebHook-Allowed-Origin"), tc.status, tc.allowed)
 			}
 		})
 	}

@@ -36,16 +36,7 @@ type (
 // harborPushArtifact is the Default format's type of an artifact push.
 const harborPushArtifact = "PUSH_ARTIFACT"
 
-// harbor receives POST /v1/events/registry/harbor, in either of Harbor's formats.
-func (r *Receiver) harbor(w http.ResponseWriter, req *http.Request) {
-	outcomes, err := r.decodeHarbor(w, req)
-	if err != nil {
-		r.rejectRegistry(w, req, "harbor", err)
-		return
-	}
-	r.publishPushes(w, req, "harbor", outcomes)
-}
-
+// decodeHarbor reads POST /v1/events/registry/harbor, in either of Harbor's formats.
 func (r *Receiver) decodeHarbor(w http.ResponseWriter, req *http.Request) ([]registryOutcome, error) {
 	if err := checkToken(req, r.secrets.HarborToken, "auth.harbor.token", "Harbor webhooks"); err != nil {
 		return nil, err

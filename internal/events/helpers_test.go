@@ -29,6 +29,10 @@ const (
 	registryToken    = "registry-s3cret"
 	harborToken      = "harbor-s3cret"
 	cloudEventsToken = "cloudevents-s3cret"
+	acrToken         = "acr-s3cret"
+	garToken         = "gar-s3cret"
+	ecrToken         = "ecr-s3cret"
+	quayToken        = "quay-s3cret"
 	githubSecret     = "github-s3cret"
 	gitlabToken      = "gitlab-s3cret"
 	genericToken     = "generic-s3cret"
@@ -38,7 +42,8 @@ const (
 var testNow = time.Date(2026, 11, 23, 5, 0, 0, 0, time.UTC)
 
 // testPipelines follow the repositories of the captured registry bodies (acme/web on the
-// staging registry) and of the source samples in testdata/source.
+// staging registry), of the Artifact Registry fixture (acme-prod/containers/web) and of
+// the source samples in testdata/source.
 func testPipelines() []types.Pipeline {
 	return []types.Pipeline{
 		{
@@ -55,6 +60,12 @@ func testPipelines() []types.Pipeline {
 			Platforms: platforms("linux/amd64", "linux/arm/v7"),
 			Staging:   "staging.example:5000/acme/api",
 			ArchTag:   "{revision}-{os}-{arch}{variant}",
+		},
+		{
+			Name:      "images",
+			Platforms: platforms("linux/amd64", "linux/arm64"),
+			Staging:   "europe-west1-docker.pkg.dev/acme-prod/containers/web",
+			ArchTag:   "{revision}-{arch}",
 		},
 		{
 			Name:      "worker",
@@ -76,7 +87,8 @@ func platforms(ps ...string) []types.Platform {
 
 func allSecrets() Secrets {
 	return Secrets{RegistryToken: registryToken, GitHubSecret: githubSecret, GitLabToken: gitlabToken, GenericToken: genericToken,
-		HarborToken: harborToken, CloudEventsToken: cloudEventsToken}
+		HarborToken: harborToken, CloudEventsToken: cloudEventsToken,
+		ACRToken: acrToken, GARToken: garToken, ECRToken: ecrToken, QuayToken: quayToken}
 }
 
 var errBusDown = errors.New("nats: no responders available for request")

@@ -122,6 +122,20 @@ func (r *Receiver) publishPushes(w http.ResponseWriter, req *http.Request, sourc
 	writeJSON(w, http.StatusOK, sum)
 }
 
+// registryReceiver serves one registry format: decode authenticates the request and
+// turns its body into outcomes; a notification it refuses is answered and counted under
+// source as a whole, and otherwise every kept push is published (publishPushes).
+func (r *Receiver) registryReceiver(source string, decode func(http.ResponseWriter, *http.Request) ([]registryOutcome, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		outcomes, err := decode(w, req)
+		if err != nil {
+			r.rejectRegistry(w, req, source, err)
+			return
+		}
+		r.publishPushes(w, req, source, outcomes)
+	}
+}
+
 // rejectRegistry answers a notification that is refused as a whole, and counts it.
 func (r *Receiver) rejectRegistry(w http.ResponseWriter, req *http.Request, source string, err error) {
 	r.metrics.EventsReceived.WithLabelValues(source, "unknown", "rejected").Inc()

@@ -23,7 +23,14 @@ type Secrets struct {
 	// receivers; empty disables them (auth.harbor.token, auth.cloudevents.token).
 	HarborToken      string
 	CloudEventsToken string
-	InsecureNoAuth   bool // accept distribution's registry notifications without a token
+	// ACRToken, GARToken, ECRToken and QuayToken authenticate the Azure Container Registry,
+	// Artifact Registry (Pub/Sub push), Amazon ECR (EventBridge) and Quay receivers; empty
+	// disables them (auth.acr.token, auth.gar.token, auth.ecr.token, auth.quay.token).
+	ACRToken       string
+	GARToken       string
+	ECRToken       string
+	QuayToken      string
+	InsecureNoAuth bool // accept distribution's registry notifications without a token
 }
 
 // Option changes a Receiver.
@@ -95,9 +102,21 @@ func New(pipelines []types.Pipeline, secrets Secrets, pub bus.Publisher, opts ..
 
 // Register mounts the endpoints on mux.
 func (r *Receiver) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/events/registry", r.registry)
-	mux.HandleFunc("POST /v1/events/registry/harbor", r.harbor)
-	mux.HandleFunc("POST /v1/events/registry/cloudevents", r.cloudEvents)
+	for _, f := range []struct {
+		source string
+		decode func(http.ResponseWriter, *http.Request) ([]registryOutcome, error)
+	}{
+		{"harbor", r.decodeHarbor},
+		{"cloudevents", r.decodeCloudEvents},
+		{"acr", r.decodeACR},
+		{"gar", r.decodeGAR},
+		{"ecr", r.decodeECR},
+		{"quay", r.decodeQuay},
+	} {
+		mux.HandleFunc("POST /v1/events/registry/"+f.source, r.registryReceiver(f.source, f.decode))
+	}
+	mux.HandleFunc("POST /v1/events/registry", r.registryReceiver("registry", r.decodeRegistry))
+	mux.HandleFunc("OPTIONS /v1/events/registry/cloudevents", r.cloudEventsValidation)
 	mux.HandleFunc("POST /v1/events/source/github", r.github)
 	mux.HandleFunc("POST /v1/events/source/gitlab", r.gitlab)
 	mux.HandleFunc("POST /v1/events/source/generic", r.generic)

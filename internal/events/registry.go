@@ -36,15 +36,6 @@ type registryOutcome struct {
 	invalid string              // why an arch tag push was ignored as invalid
 }
 
-func (r *Receiver) registry(w http.ResponseWriter, req *http.Request) {
-	outcomes, err := r.decodeRegistry(w, req)
-	if err != nil {
-		r.rejectRegistry(w, req, "registry", err)
-		return
-	}
-	r.publishPushes(w, req, "registry", outcomes)
-}
-
 // decodeRegistry authenticates and decodes the whole body and classifies every event; it
 // fails on the first problem so that nothing of a bad body is kept.
 func (r *Receiver) decodeRegistry(w http.ResponseWriter, req *http.Request) ([]registryOutcome, error) {

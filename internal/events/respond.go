@@ -78,6 +78,20 @@ func readBody(w http.ResponseWriter, req *http.Request, max int64, types ...stri
 	return body, nil
 }
 
+// readJSONBody reads an application/json body (readBody) and decodes it into a T
+// (decodeJSON); what names the payload in the error.
+func readJSONBody[T any](w http.ResponseWriter, req *http.Request, max int64, what string) (T, error) {
+	var v T
+	body, err := readBody(w, req, max, jsonMediaType)
+	if err != nil {
+		return v, err
+	}
+	if err := decodeJSON(body, &v, false); err != nil {
+		return v, reject(http.StatusBadRequest, "decoding %s: %v", what, err)
+	}
+	return v, nil
+}
+
 // decodeJSON decodes exactly one JSON value of body into v. Anything after it is an error
 // (json.Decoder.More does not see a stray "}" or "]"), so a body is understood whole or
 // rejected.

@@ -15,9 +15,10 @@ import (
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	// EventsReceived counts webhook events by source (the receiver: registry, harbor, cloudevents, github, gitlab, generic),
-	// action (push, pull, mount, delete, ...) and outcome (kept, ignored, duplicate, rejected,
-	// invalid: an arch tag whose revision breaks types.ValidateRevision).
+	// EventsReceived counts webhook events by source (the receiver: registry, harbor,
+	// cloudevents, acr, gar, ecr, quay, github, gitlab, generic), action (push, pull, mount,
+	// delete, ...) and outcome (kept, ignored, duplicate, rejected, invalid: an arch tag whose
+	// revision breaks types.ValidateRevision).
 	EventsReceived *prometheus.CounterVec
 	// MergeDuration observes the time from "all platforms present" to the index pushed.
 	MergeDuration prometheus.Histogram
@@ -71,7 +72,7 @@ func New(reg *prometheus.Registry) *Metrics {
 		Registry: reg,
 		EventsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "promoter_events_received_total",
-			Help: "Webhook events received, by source (the receiver: registry, harbor, cloudevents, github, gitlab, generic), action and outcome (kept, ignored, duplicate, rejected, invalid).",
+			Help: "Webhook events received, by source (the receiver: registry, harbor, cloudevents, acr, gar, ecr, quay, github, gitlab, generic), action and outcome (kept, ignored, duplicate, rejected, invalid).",
 		}, []string{"source", "action", "outcome"}),
 		MergeDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "promoter_merge_duration_seconds", Help: "Time to merge a complete revision into an index and push it.",

@@ -130,6 +130,10 @@ values are never inlined: they are file: references to the mounted Secrets.
 {{- if .genericTokenKey -}}{{- $_ := set $auth "generic" (dict "token" (printf "file:%s/%s" $paths.webhooks .genericTokenKey)) -}}{{- end -}}
 {{- if .harborTokenKey -}}{{- $_ := set $auth "harbor" (dict "token" (printf "file:%s/%s" $paths.webhooks .harborTokenKey)) -}}{{- end -}}
 {{- if .cloudeventsTokenKey -}}{{- $_ := set $auth "cloudevents" (dict "token" (printf "file:%s/%s" $paths.webhooks .cloudeventsTokenKey)) -}}{{- end -}}
+{{- if .acrTokenKey -}}{{- $_ := set $auth "acr" (dict "token" (printf "file:%s/%s" $paths.webhooks .acrTokenKey)) -}}{{- end -}}
+{{- if .garTokenKey -}}{{- $_ := set $auth "gar" (dict "token" (printf "file:%s/%s" $paths.webhooks .garTokenKey)) -}}{{- end -}}
+{{- if .ecrTokenKey -}}{{- $_ := set $auth "ecr" (dict "token" (printf "file:%s/%s" $paths.webhooks .ecrTokenKey)) -}}{{- end -}}
+{{- if .quayTokenKey -}}{{- $_ := set $auth "quay" (dict "token" (printf "file:%s/%s" $paths.webhooks .quayTokenKey)) -}}{{- end -}}
 {{- if .statusTokenKey -}}{{- $_ := set $auth "statusToken" (printf "file:%s/%s" $paths.webhooks .statusTokenKey) -}}{{- end -}}
 {{- end -}}
 {{- $owned := dict

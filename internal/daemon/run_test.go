@@ -1,0 +1,52 @@
+package daemon
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/events"
+)
+
+// TestRegistryReceiverTokens: each registry receiver's token alone lets the daemon start
+// (the other receivers stay disabled), reaches that receiver, and none at all is refused
+// with the keys to set.
+func TestRegistryReceiverTokens(t *testing.T) {
+	tests := []struct {
+		key  string
+		set  func(*config.Auth)
+		want events.Secrets
+	}{
+		{"auth.registryToken", func(a *config.Auth) { a.RegistryToken = "t" }, events.Secrets{RegistryToken: "t"}},
+		{"auth.harbor.token", func(a *config.Auth) { a.Harbor.Token = "t" }, events.Secrets{HarborToken: "t"}},
+		{"auth.cloudevents.token", func(a *config.Auth) { a.CloudEvents.Token = "t" }, events.Secrets{CloudEventsToken: "t"}},
+		{"auth.acr.token", func(a *config.Auth) { a.ACR.Token = "t" }, events.Secrets{ACRToken: "t"}},
+		{"auth.gar.token", func(a *config.Auth) { a.GAR.Token = "t" }, events.Secrets{GARToken: "t"}},
+		{"auth.ecr.token", func(a *config.Auth) { a.ECR.Token = "t" }, events.Secrets{ECRToken: "t"}},
+		{"auth.quay.token", func(a *config.Auth) { a.Quay.Token = "t" }, events.Secrets{QuayToken: "t"}},
+	}
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range tests {
+		t.Run(tc.key, func(t *testing.T) {
+			var cfg config.Config
+			tc.set(&cfg.Auth)
+			if err := checkAuth(&cfg, log); err != nil {
+				t.Errorf("checkAuth with only %s: %v, want nil", tc.key, err)
+			}
+			got, err := webhookSecrets(cfg.Auth)
+			if err != nil || got != tc.want {
+				t.Errorf("webhookSecrets = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+	err := checkAuth(&config.Config{}, log)
+	if err == nil {
+		t.Fatal("checkAuth without any token: nil, want an error")
+	}
+	for _, tc := range tests {
+		if !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("checkAuth without any token: %q does not name %s", err, tc.key)
+		}
+	}
+}

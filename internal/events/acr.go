@@ -1,0 +1,106 @@
+package events
+
+import (
+	"net/http"
+	"time"
+)
+
+// acrEvent is an Azure Container Registry event (Microsoft Learn, "Azure Container
+// Registry webhook reference"). ACR sends it as the whole body of a webhook, and Event
+// Grid delivers the same object as the data of a Microsoft.ContainerRegistry.ImagePushed
+// event ("Azure Container Registry as an Event Grid source"): one decoder serves both.
+type acrEvent struct {
+	ID        string    `json:"id"`
+	Timestamp time.Time `json:"timestamp"`
+	Action    string    `json:"action"`
+	Target    struct {
+		MediaType  string `json:"mediaType"`
+		Digest     string `json:"digest"`
+		Repository string `json:"repository"`
+		Tag        string `json:"tag"`
+	} `json:"target"`
+	Request struct {
+		// Host is the registry's login server, "myregistry.azurecr.io".
+		Host string `json:"host"`
+	} `json:"request"`
+}
+
+// acrImagePush is the webhook action of an image push; chart_push, delete, chart_delete
+// and quarantine are acknowledged and ignored.
+const acrImagePush = "push"
+
+// decodeACREvent reads one ACR event; what names it in errors ("ACR webhook payload", or
+// the Event Grid event).
+func decodeACREvent(data []byte, what string) (acrEvent, error) {
+	var e acrEvent
+	if err := decodeJSON(data, &e, false); err != nil {
+		return e, reject(http.StatusBadRequest, "decoding %s: %v", what, err)
+	}
+	if e.Action == "" {
+		return e, reject(http.StatusBadRequest, `decoding %s: no "action"; is this an Azure Container Registry event?`, what)
+	}
+	if e.Action == acrImagePush && e.Target.Repository == "" {
+		return e, reject(http.StatusBadRequest, "%s: push without target.repository", what)
+	}
+	return e, nil
+}
+
+// push is the image push an ACR event reports. An untagged push (by digest) has no tag and
+// is ignored by classifyPush.
+func (e acrEvent) push() imagePush {
+	return imagePush{
+		id: e.ID, host: e.Request.Host, repo: e.Target.Repository, tag: e.Target.Tag,
+		digest: e.Target.Digest, mediaType: e.Target.MediaType, at: e.Timestamp,
+	}
+}
+
+// decodeACR reads POST /v1/events/registry/acr: ACR webhooks, authenticated by the custom
+// header the webhook is configured with (Authorization: Bearer <auth.acr.token>).
+func (r *Receiver) decodeACR(w http.ResponseWriter, req *http.Request) ([]registryOutcome, error) {
+	if err := checkToken(req, r.secrets.ACRToken, "auth.acr.token", "Azure Container Registry webhooks"); err != nil {
+		return nil, err
+	}
+	body, err := readBody(w, req, r.maxBody, jsonMediaType)
+	if err != nil {
+		return nil, err
+	}
+	e, err := decodeACREvent(body, "ACR webhook payload")
+	if err != nil {
+		return nil, err
+	}
+	if e.Action != acrImagePush {
+		return []registryOutcome{{action: acrAction(e.Action)}}, nil
+	}
+	return r.classifyAll("acr", []imagePush{e.push()})
+}
+
+// acrImagePushed is the Event Grid event type of an ACR image push, delivered to the
+// CloudEvents receiver (cloudEventPushes).
+const acrImagePushed = "Microsoft.ContainerRegistry.ImagePushed"
+
+// acrCloudEventPushes decodes the data of an acrImagePushed CloudEvent. The push keeps the
+// ACR event's own id, as the webhook does; the CloudEvent's id names it only when the
+// data has none.
+func acrCloudEventPushes(e cloudEvent) ([]imagePush, error) {
+	d, err := decodeACREvent(e.Data, "the data of "+e.Type+" event "+e.ID)
+	if err != nil {
+		return nil, err
+	}
+	p := d.push()
+	if p.id == "" {
+		p.id = e.ID
+	}
+	if p.at.IsZero() {
+		p.at = e.Time
+	}
+	return []imagePush{p}, nil
+}
+
+// acrAction bounds the metric label to ACR's webhook actions.
+func acrAction(a string) string {
+	switch a {
+	case acrImagePush, "delete", "chart_push", "chart_delete":
+		return a
+	}
+	return "other"
+}
