@@ -76,11 +76,63 @@ func (m *Merger) Sync(ctx context.Context, p types.Pipeline, revision string) (*
 }
 
 func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hint *types.RegistryPush) (*types.Revision, error) {
+	log := m.log.With("pipeline", p.Name, "revision", revision)
+	var (
+		rev       *types.Revision
+		violation string
+		err       error
+	)
+	for reread := false; ; reread = true {
+		notified := hint
+		if reread {
+			notified = nil // its tag was awaited and checked on the first read
+		}
+		var now map[string]string
+		if now, err = m.read(ctx, p, revision, notified, log); err != nil {
+			return nil, err
+		}
+		rev, err = m.store.Update(ctx, p.Name, revision, func(r *types.Revision) error {
+			// Two pushes of one revision handled at once each read the registry before the
+			// other's tag was there; the one that writes second must not erase the digest
+			// the first recorded. A digest the state has and this read does not see is read
+			// again once; absent then too, the tag was deleted.
+			if !reread && misses(r, now) {
+				return errStaleRead
+			}
+			r.ExpectPlatforms(p.ArchTags(r.Revision))
+			violation, err = r.RecordDigests(string(p.Staging), p.Keys(), now)
+			return err
+		})
+		if !errors.Is(err, errStaleRead) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if violation != "" {
+		m.metrics.ImmutabilityViolations.Inc()
+		log.Error("immutable arch tag moved", "reason", violation)
+		return rev, nil
+	}
+	if rev.Phase == "" {
+		return nil, nil // nothing of this revision is in the registry, and nothing was before
+	}
+	return m.mergeIfComplete(ctx, p, rev)
+}
+
+// errStaleRead says a registry read is older than the revision state: another push of the
+// revision was recorded since.
+var errStaleRead = errors.New("the registry read is older than the revision state; reading it again")
+
+// read is what the registry holds under revision's arch tags now; for a notified push, it
+// waits until its own tag is visible (await) and counts a notification the registry
+// contradicts.
+func (m *Merger) read(ctx context.Context, p types.Pipeline, revision string, hint *types.RegistryPush, log *slog.Logger) (map[string]string, error) {
 	now, err := m.resolve(ctx, p, revision)
 	if err != nil {
 		return nil, err
 	}
-	log := m.log.With("pipeline", p.Name, "revision", revision)
 	// A notification that names no digest (Quay, some CloudEvents) claims nothing to check:
 	// the registry's answer is the digest.
 	if hint != nil && hint.Digest != "" && now[hint.Platform.String()] != hint.Digest {
@@ -94,24 +146,21 @@ func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hi
 				"tag", hint.Tag, "event_digest", hint.Digest, "registry_digest", orAbsent(got), "event_id", hint.ID)
 		}
 	}
-	var violation string
-	rev, err := m.store.Update(ctx, p.Name, revision, func(r *types.Revision) error {
-		r.ExpectPlatforms(p.ArchTags(r.Revision))
-		violation, err = r.RecordDigests(string(p.Staging), p.Keys(), now)
-		return err
-	})
-	if err != nil {
-		return nil, err
+	return now, nil
+}
+
+// misses reports whether an unmerged revision has recorded a digest that the read now
+// does not show.
+func misses(r *types.Revision, now map[string]string) bool {
+	if r.Index != "" {
+		return false // the children are pinned; RecordDigests ignores absent tags then
 	}
-	if violation != "" {
-		m.metrics.ImmutabilityViolations.Inc()
-		log.Error("immutable arch tag moved", "reason", violation)
-		return rev, nil
+	for key, ps := range r.Platforms {
+		if ps.Digest != "" && now[key] == "" {
+			return true
+		}
 	}
-	if rev.Phase == "" {
-		return nil, nil // nothing of this revision is in the registry, and nothing was before
-	}
-	return m.mergeIfComplete(ctx, p, rev)
+	return false
 }
 
 // mergeIfComplete merges rev if every platform has a digest and nothing was merged yet.
