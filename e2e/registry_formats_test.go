@@ -166,6 +166,31 @@ func TestVendorNotificationsDriveTheChain(t *testing.T) {
 	wantKept(t, d, map[string]float64{"harbor": 1, "cloudevents": 1})
 }
 
+// TestHarborCloudEventsDriveTheChain: Harbor's other payload format, CloudEvents, on the
+// Harbor endpoint announces the amd64 image and on the CloudEvents endpoint the arm64 image
+// (vendorChain).
+func TestHarborCloudEventsDriveTheChain(t *testing.T) {
+	const harborToken, cloudEventsToken = "e2e-harbor-token", "e2e-cloudevents-token"
+	event := func(tag, digest, host string) map[string]any {
+		e := vendorFixture(t, "harbor", "push-cloudevents.json")
+		e["id"], e["time"] = "e2e-"+tag, time.Now().UTC().Format(time.RFC3339)
+		data := e["data"].(map[string]any)
+		data["resources"] = []any{map[string]any{"digest": digest, "tag": tag, "resource_url": host + "/acme/web:" + tag}}
+		data["repository"].(map[string]any)["repo_full_name"] = "acme/web"
+		return e
+	}
+	harbor := func(t *testing.T, d *runningDaemon, host, tag, digest string) {
+		postEvent(t, d.URL+"/v1/events/registry/harbor", event(tag, digest, host),
+			http.Header{"Content-Type": {"application/cloudevents+json"}, "Authorization": {"Bearer " + harborToken}})
+	}
+	cloudEvents := func(t *testing.T, d *runningDaemon, host, tag, digest string) {
+		postEvent(t, d.URL+"/v1/events/registry/cloudevents", event(tag, digest, host),
+			http.Header{"Content-Type": {"application/cloudevents+json"}, "Authorization": {"Bearer " + cloudEventsToken}})
+	}
+	d := vendorChain(t, yamlf("\tharbor: {token: %s}\n\tcloudevents: {token: %s}", harborToken, cloudEventsToken), harbor, cloudEvents)
+	wantKept(t, d, map[string]float64{"harbor": 1, "cloudevents": 1})
+}
+
 // TestAzureNotificationsDriveTheChain: an Azure Container Registry webhook announces the
 // amd64 image, the same registry's Event Grid event (a CloudEvents batch, as Event Grid
 // delivers it) the arm64 image (vendorChain).
