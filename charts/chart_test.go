@@ -828,3 +828,32 @@ func readObject(t *testing.T, path string) *unstructured.Unstructured {
 	}
 	return objs[0]
 }
+
+// TestVendorReceiverTokenIsEnough: a cluster whose registry is Harbor (or another vendor's)
+// needs that receiver's token only, as the daemon does, not the distribution one.
+func TestVendorReceiverTokenIsEnough(t *testing.T) {
+	h := newHelm(t)
+	file := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(file, []byte("webhooks: {registryTokenKey: \"\", harborTokenKey: harbor-token}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := h.template(t, valuesArgs(file)...)
+	if err != nil {
+		t.Fatalf("rendering with only webhooks.harborTokenKey: %v", err)
+	}
+	daemons := 0
+	for _, o := range decodeObjects(t, out) {
+		text, _, _ := unstructured.NestedString(o.Object, "data", "config.yaml")
+		if o.GetKind() != "ConfigMap" || !strings.Contains(text, "pipelines") {
+			continue // the builder's configuration has no receivers
+		}
+		daemons++
+		cfg := loadRendered(t, text) // it points file: references at a copy of the mounts
+		if cfg.Auth.RegistryToken.IsSet() || !strings.HasSuffix(cfg.Auth.Harbor.Token.String(), "/webhooks/harbor-token") {
+			t.Errorf("ConfigMap %s: registryToken %q, harbor token %q; want only the Harbor one", o.GetName(), cfg.Auth.RegistryToken, cfg.Auth.Harbor.Token)
+		}
+	}
+	if daemons != 1 {
+		t.Errorf("%d daemon ConfigMaps rendered, want 1", daemons)
+	}
+}

@@ -91,8 +91,10 @@ template that depends on them, so `helm template` and `helm install` stop with t
 {{- if and .Values.nats.embedded.enabled .Values.nats.credentials.existingSecret -}}
 {{- fail "nats.credentials.existingSecret is set but nats.embedded.enabled is true: the embedded server has no authentication; unset one of them" -}}
 {{- end -}}
-{{- if and (not .Values.webhooks.registryTokenKey) (not .Values.config.auth.insecureNoAuth) -}}
-{{- fail "webhooks.registryTokenKey is empty: the daemon refuses to accept registry notifications without a token; set it, or config.auth.insecureNoAuth=true for development" -}}
+{{- $w := .Values.webhooks -}}
+{{- $registryKeys := list $w.registryTokenKey $w.harborTokenKey $w.cloudeventsTokenKey $w.acrTokenKey $w.garTokenKey $w.ecrTokenKey $w.quayTokenKey | compact -}}
+{{- if and (not $registryKeys) (not .Values.config.auth.insecureNoAuth) -}}
+{{- fail "webhooks.registryTokenKey is empty and so is every other registry receiver's key (harborTokenKey, cloudeventsTokenKey, acrTokenKey, garTokenKey, ecrTokenKey, quayTokenKey): the daemon refuses to accept registry notifications without a token; set the one your registry uses, or config.auth.insecureNoAuth=true for development" -}}
 {{- end -}}
 {{- range $i, $p := .Values.config.pipelines -}}
 {{- if and $p.sign (not $.Values.signing.existingSecret) -}}
