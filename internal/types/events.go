@@ -61,6 +61,7 @@ type SourceChanged struct {
 // (Revision.Dispatched), each build request has its own message id, and a platform whose
 // arch tag exists is never rebuilt.
 func (s SourceChanged) MsgID() string { return "source/" + s.Pipeline + "/" + s.Revision }
+
 // ReleaseTagged is a push of a git tag of a pipeline's source repository that matches the
 // pipeline's release patterns. Revision is the commit the tag names (an annotated tag's
 // target, not the tag object), so it is the revision built from that commit.
