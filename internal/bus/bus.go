@@ -65,11 +65,9 @@ func Open(ctx context.Context, opts ...Option) (*Bus, error) {
 			return nil, err
 		}
 		b.server = ns
-		if o.listen == "" {
-			natsOpts = append(natsOpts, nats.InProcessServer(ns))
-		}
+		natsOpts = append(natsOpts, nats.InProcessServer(ns))
 		url = ns.ClientURL()
-		b.log.Info("started embedded nats-server", "store_dir", o.storeDir, "listen", o.listen)
+		b.log.Info("started embedded nats-server", "store_dir", o.storeDir)
 	}
 	if o.credentials != "" {
 		natsOpts = append(natsOpts, nats.UserCredentials(o.credentials))
@@ -128,14 +126,7 @@ func embeddedOptions(o options) (*server.Options, error) {
 		SyncAlways: !o.noSync,
 		NoSigs:     true,
 		NoLog:      true,
-		DontListen: o.listen == "",
-	}
-	if o.listen != "" {
-		host, port, err := splitHostPort(o.listen)
-		if err != nil {
-			return nil, fmt.Errorf("embedded nats listen address: %w", err)
-		}
-		so.Host, so.Port = host, port
+		DontListen: true, // in-process only: builder agents in other processes need nats.url
 	}
 	return so, nil
 }

@@ -12,7 +12,6 @@ type options struct {
 	url         string
 	credentials string
 	storeDir    string
-	listen      string
 	replicas    int
 	name        string
 	log         *slog.Logger
@@ -52,13 +51,6 @@ func WithCredentials(path string) Option {
 // WithURL, Open fails unless it is set.
 func WithStoreDir(dir string) Option {
 	return func(o *options) error { o.storeDir = dir; return nil }
-}
-
-// WithListen makes the embedded server accept TCP clients on addr (e.g. 127.0.0.1:4222)
-// so builder agents in other processes can connect. The default, empty, keeps it
-// in-process only.
-func WithListen(addr string) Option {
-	return func(o *options) error { o.listen = addr; return nil }
 }
 
 // WithReplicas is the replica count of the streams and the KV bucket (nats.replicas). The
