@@ -47,9 +47,11 @@ its signatures to each destination. Each step is also a subcommand.`,
 	return root
 }
 
-// registry is the registry client of a CLI command.
+// registry is the registry client of a CLI command. One command makes many requests to
+// the same repositories (a promotion reads and writes dozens of manifests), so it
+// authenticates to each once.
 func (g *globalOptions) registry() registry.Client {
-	return registry.Client{InsecureAll: g.insecure}
+	return registry.Client{InsecureAll: g.insecure}.Reusing(0)
 }
 
 // logger writes human-readable logs to w (stderr for CLI commands).

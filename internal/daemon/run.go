@@ -60,6 +60,9 @@ func Start(ctx context.Context, cfg *config.Config, opts ...Option) (*Daemon, er
 	if o.registry.Insecure == nil && !o.registry.InsecureAll {
 		o.registry.Insecure = cfg.InsecureHosts()
 	}
+	// Every component talks to the same few repositories all day: authenticate to each
+	// once (per registry.DefaultReuseTTL), not on every request.
+	o.registry = o.registry.Reusing(0)
 	if err := checkAuth(cfg, o.log); err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	ggcrtypes "github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -93,25 +94,35 @@ func Build(ctx context.Context, c registry.Client, req Request) (*Result, error)
 	if len(req.Children) == 0 {
 		return nil, errors.New("nothing to merge: give at least one image")
 	}
+	// The children are read at once: each is a manifest and a config, small round trips
+	// that would otherwise add up one after another.
+	entries := make([]entry, len(req.Children))
+	// Not errgroup.WithContext: the entries read their blobs later, under ctx, and its
+	// context ends when Wait returns.
+	var g errgroup.Group
+	for i, ch := range req.Children {
+		g.Go(func() error {
+			e, err := fetchChild(ctx, c, ch)
+			entries[i] = e
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
 	var (
-		entries []entry
 		seen    = map[string]string{}
 		created time.Time
 	)
-	for _, ch := range req.Children {
-		e, err := fetchChild(ctx, c, ch)
-		if err != nil {
-			return nil, err
-		}
+	for i, e := range entries {
 		key := e.platform.String()
 		if prev, dup := seen[key]; dup {
-			return nil, fmt.Errorf("%s and %s are both %s: an index holds one image per platform", prev, ch.Ref, key)
+			return nil, fmt.Errorf("%s and %s are both %s: an index holds one image per platform", prev, req.Children[i].Ref, key)
 		}
-		seen[key] = ch.Ref
+		seen[key] = req.Children[i].Ref
 		if e.created.After(created) {
 			created = e.created
 		}
-		entries = append(entries, e)
 	}
 	sortEntries(entries)
 
@@ -177,10 +188,31 @@ func Push(ctx context.Context, c registry.Client, target string, res *Result) (O
 	case !registry.IsNotFound(err):
 		return "", fmt.Errorf("checking %s: %w", target, err)
 	}
-	// WriteIndex uploads any child (and its blobs) the target repository lacks, mounting
-	// from the child's repository when it is on the same registry.
-	if err := remote.WriteIndex(ref, res.Index, c.Remote(ctx)...); err != nil {
+	if err := write(ctx, c, ref, res); err != nil {
 		return "", fmt.Errorf("pushing index to %s: %w", target, err)
 	}
 	return Pushed, nil
+}
+
+// write puts res's index under ref. When every child is in ref's repository (the daemon's
+// case: the arch tags are in the staging repository the index goes to) that is one PUT:
+// the registry itself refuses an index whose children it lacks. Otherwise WriteIndex
+// copies the children first, mounting from their repositories on the same registry.
+func write(ctx context.Context, c registry.Client, ref name.Reference, res *Result) error {
+	local := true
+	for _, ch := range res.Children {
+		r, err := c.ParseReference(ch.Ref)
+		if err != nil || r.Context().String() != ref.Context().String() {
+			local = false
+			break
+		}
+	}
+	if !local {
+		return remote.WriteIndex(ref, res.Index, c.Remote(ctx)...)
+	}
+	opts, err := c.Writing(ctx, ref.Context())
+	if err != nil {
+		return err
+	}
+	return remote.Put(ref, res.Index, opts...)
 }

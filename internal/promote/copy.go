@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 
 	ptypes "github.com/promoter-dev/promoter/internal/types"
@@ -56,20 +57,35 @@ func (p *Promoter) copyTo(ctx context.Context, pl *plan, dst string, opt Options
 	if d, ok := ref.(name.Digest); ok && d.DigestStr() != want {
 		return res, fmt.Errorf("destination %s names digest %s but the source %s is %s", dst, d.DigestStr(), pl.src, want)
 	}
-	d := &destination{p: p, pl: pl, ref: ref, repo: ref.Context(), opt: opt, res: res}
-	if d.puller, err = remote.NewPuller(p.reg.Remote(ctx)...); err != nil {
-		return res, err
-	}
-	if d.pusher, err = remote.NewPusher(p.reg.Remote(ctx)...); err != nil {
-		return res, err
-	}
-	if d.blobs, err = p.newBlobCopier(ctx, pl, d.repo); err != nil {
+	d, err := p.newDestination(ctx, pl, ref, opt)
+	if err != nil {
 		return res, fmt.Errorf("promoting to %s: %w", ref, err)
 	}
+	d.res = res
 	if err := d.run(ctx); err != nil {
 		return res, fmt.Errorf("promoting %s to %s: %w", pl.src, ref, err)
 	}
 	return res, nil
+}
+
+// newDestination prepares the reads and writes of a promotion of pl to ref.
+func (p *Promoter) newDestination(ctx context.Context, pl *plan, ref name.Reference, opt Options) (*destination, error) {
+	d := &destination{p: p, pl: pl, ref: ref, repo: ref.Context(), opt: opt, res: &Result{Destination: ref.String(), Digest: pl.root.digest.String()}}
+	var err error
+	if d.puller, err = remote.NewPuller(p.reg.Remote(ctx)...); err != nil {
+		return nil, err
+	}
+	wopts, err := p.reg.Writing(ctx, d.repo)
+	if err != nil {
+		return nil, err
+	}
+	if d.pusher, err = remote.NewPusher(wopts...); err != nil {
+		return nil, err
+	}
+	if d.blobs, err = p.newBlobCopier(ctx, pl, d.repo); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 func (d *destination) run(ctx context.Context) error {
@@ -285,40 +301,128 @@ func (d *destination) item(it Item) {
 	}
 }
 
-// writeManifests writes the missing manifests in plan order (children before parents,
-// subjects before their accessories). The root is left to the final tag write when
-// promoting by tag, so that the tag is the last thing to appear. Writes are sequential:
-// a registry without the referrers API keeps the referrers of a subject in one fallback
-// tag that each write reads and rewrites.
+// writeManifests writes the missing manifests, every one after the manifests it references
+// (children before their index, subjects before their accessories). The root is left to
+// the final tag write when promoting by tag, so that the tag is the last thing to appear.
+// Manifests that do not depend on each other are written at once, wave after wave, except
+// the referrers of one subject: a registry without the referrers API keeps them in one
+// fallback tag that each write reads and rewrites, so those go one after another.
 func (d *destination) writeManifests(ctx context.Context, present []bool, existing []string, byTag bool) error {
+	items := make([]Item, len(d.pl.nodes))
+	for _, wave := range waves(d.pl.nodes) {
+		// Each lane is written in order; lanes run at once.
+		lanes := map[string][]int{}
+		var keys []string
+		for _, i := range wave {
+			key := fmt.Sprint(i)
+			if n := d.pl.nodes[i]; n.subject != nil {
+				key = "referrers of " + n.subject.Digest.String()
+			}
+			if _, ok := lanes[key]; !ok {
+				keys = append(keys, key)
+			}
+			lanes[key] = append(lanes[key], i)
+		}
+		g, gctx := errgroup.WithContext(ctx)
+		for _, key := range keys {
+			g.Go(func() error {
+				for _, i := range lanes[key] {
+					if byTag && d.pl.nodes[i] == d.pl.root {
+						continue // written by the tag, last
+					}
+					it, err := d.writeManifest(gctx, d.pl.nodes[i], present[i], existing[i])
+					if err != nil {
+						return err
+					}
+					items[i] = it
+				}
+				return nil
+			})
+		}
+		err := g.Wait()
+		for _, i := range wave {
+			if items[i].Action != "" {
+				d.item(items[i])
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
 	var referrers []*node // present ones, whose listing must still be checked
 	for i, n := range d.pl.nodes {
-		ref := d.target(n)
-		if byTag && n == d.pl.root {
-			continue // written by the tag, last
+		if present[i] && n.subject != nil && !(byTag && n == d.pl.root) {
+			referrers = append(referrers, n)
 		}
-		it := Item{Kind: n.kind, Ref: ref.String(), Digest: n.digest.String(), Size: n.size(), Action: Copy}
-		switch {
-		case present[i]:
-			it.Action = Skip
-			if n.subject != nil {
-				referrers = append(referrers, n)
-			}
-		case n.tag != "" && existing[i] != "":
-			action, err := d.mergeAccessory(ctx, n, existing[i])
-			if err != nil {
-				return err
-			}
-			it.Action = action
-		case d.opt.DryRun:
-		default:
-			if err := d.put(ctx, ref, n); err != nil {
-				return err
-			}
-		}
-		d.item(it)
 	}
 	return d.relist(ctx, referrers)
+}
+
+// writeManifest writes one manifest the destination lacks (or merges an accessory tag that
+// holds another digest) and says what it did.
+func (d *destination) writeManifest(ctx context.Context, n *node, present bool, existing string) (Item, error) {
+	ref := d.target(n)
+	it := Item{Kind: n.kind, Ref: ref.String(), Digest: n.digest.String(), Size: n.size(), Action: Copy}
+	switch {
+	case present:
+		it.Action = Skip
+	case n.tag != "" && existing != "":
+		action, err := d.mergeAccessory(ctx, n, existing)
+		if err != nil {
+			return it, err
+		}
+		it.Action = action
+	case d.opt.DryRun:
+	default:
+		if err := d.put(ctx, ref, n); err != nil {
+			return it, err
+		}
+	}
+	return it, nil
+}
+
+// waves groups the plan's nodes (indexes into nodes, which is in write order) so that
+// every node comes in a later wave than each node it references: an index's children, a
+// referrer's subject, a cosign accessory's sha256-<hex> subject.
+func waves(nodes []*node) [][]int {
+	level := map[v1.Hash]int{}
+	var out [][]int
+	for i, n := range nodes {
+		l := 0
+		deps := slices.Clone(n.children)
+		if n.subject != nil {
+			deps = append(deps, *n.subject)
+		}
+		for _, dep := range deps {
+			if dl, ok := level[dep.Digest]; ok {
+				l = max(l, dl+1)
+			}
+		}
+		if h, ok := accessorySubject(n.tag); ok {
+			if dl, ok := level[h]; ok {
+				l = max(l, dl+1)
+			}
+		}
+		if cur, ok := level[n.digest]; ok {
+			l = max(l, cur) // the same manifest again (under a tag): not before its first
+		}
+		level[n.digest] = l
+		for len(out) <= l {
+			out = append(out, nil)
+		}
+		out[l] = append(out[l], i)
+	}
+	return out
+}
+
+// accessorySubject is the digest a cosign tag (sha256-<hex>.sig, .att, .sbom) is about.
+func accessorySubject(tag string) (v1.Hash, bool) {
+	base, _, ok := strings.Cut(tag, ".")
+	if !ok {
+		return v1.Hash{}, false
+	}
+	h, err := v1.NewHash(strings.Replace(base, "-", ":", 1))
+	return h, err == nil
 }
 
 // target is where a node is written: its cosign tag, or its digest.

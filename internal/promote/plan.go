@@ -206,20 +206,43 @@ func parseNode(d v1.Hash, mt types.MediaType, raw []byte) (*node, error) {
 // accessories finds what is attached to n in the source repository: cosign tags and OCI
 // referrers (the referrers API, or its sha256-<hex> fallback tag), each with its children.
 func (w *walker) accessories(ctx context.Context, n *node) ([]*node, error) {
-	var out []*node
+	// The cosign tags and the referrers list are looked up at once: four round trips,
+	// mostly 404s, that need not wait for each other.
+	found := make([][]*node, len(cosignSuffixes)+1)
+	g, gctx := errgroup.WithContext(ctx)
 	prefix := strings.Replace(n.digest.String(), ":", "-", 1)
-	for _, s := range cosignSuffixes {
-		tag := w.repo.Tag(prefix + "." + s.suffix)
-		t, err := w.tree(ctx, tag, s.kind, tag.TagStr())
-		if registry.IsStatus(err, http.StatusNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", tag, err)
-		}
-		out = append(out, t...)
+	for i, s := range cosignSuffixes {
+		g.Go(func() error {
+			tag := w.repo.Tag(prefix + "." + s.suffix)
+			t, err := w.tree(gctx, tag, s.kind, tag.TagStr())
+			if registry.IsStatus(err, http.StatusNotFound) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", tag, err)
+			}
+			found[i] = t
+			return nil
+		})
 	}
+	g.Go(func() error {
+		var err error
+		found[len(cosignSuffixes)], err = w.referrers(gctx, n)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var out []*node
+	for _, f := range found {
+		out = append(out, f...)
+	}
+	return out, nil
+}
 
+// referrers reads the OCI referrers of n in the source repository (the referrers API, or
+// its sha256-<hex> fallback tag), each with its children.
+func (w *walker) referrers(ctx context.Context, n *node) ([]*node, error) {
 	subject := w.repo.Digest(n.digest.String())
 	release, err := w.p.acquire(ctx, w.repo.RegistryStr())
 	if err != nil {
@@ -234,6 +257,7 @@ func (w *walker) accessories(ctx context.Context, n *node) ([]*node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing referrers of %s: %w", subject, err)
 	}
+	var out []*node
 	for _, d := range im.Manifests {
 		t, err := w.tree(ctx, w.repo.Digest(d.Digest.String()), KindReferrer, "")
 		if registry.IsStatus(err, http.StatusNotFound) {

@@ -77,17 +77,48 @@ func (p *Promoter) PromoteDestination(ctx context.Context, src, tag string, d ty
 		return "", err
 	}
 	opt.MutableTags = d.MutableTags
-	res, err := p.Promote(ctx, src, d.To.Tag(tag), opt)
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	// One plan for the revision tag and every mutable tag: the source is read once.
+	pl, outcome, err := p.prepare(ctx, src, opt)
+	if err != nil {
+		p.count(outcome)
+		return "", err
+	}
+	res, err := p.promoteOne(ctx, pl, d.To.Tag(tag), opt)
 	if err != nil {
 		return "", err
 	}
 	for _, mt := range d.MutableTags {
 		// Everything was just copied: this only writes the tag.
-		if _, err := p.Promote(ctx, src, d.To.Tag(mt), opt); err != nil {
+		ref, err := p.reg.ParseReference(d.To.Tag(mt))
+		if err != nil {
+			return "", err
+		}
+		tag, ok := ref.(name.Tag)
+		if !ok {
+			return "", fmt.Errorf("mutable tag %q of %s is not a tag", mt, d.To)
+		}
+		if err := p.moveTag(ctx, pl, tag, opt); err != nil {
 			return "", fmt.Errorf("moving %s:%s: %w", d.To, mt, err)
 		}
 	}
 	return res.Digest, nil
+}
+
+// moveTag points tag at the planned root, which the destination already holds, unless it
+// points there already; a tag that is not in opt.MutableTags and points elsewhere is a
+// types.TagImmutableError.
+func (p *Promoter) moveTag(ctx context.Context, pl *plan, tag name.Tag, opt Options) error {
+	d, err := p.newDestination(ctx, pl, tag, opt)
+	if err != nil {
+		return err
+	}
+	same, err := d.checkTag(ctx, tag)
+	if err != nil || same {
+		return err
+	}
+	return d.put(ctx, tag, pl.root)
 }
 
 // PromoteTag promotes src (by digest) to a pipeline destination under tag only, which is
@@ -215,21 +246,9 @@ func (p *Promoter) PromoteAll(ctx context.Context, src string, dsts []string, op
 
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	srcRef, err := p.reg.ParseReference(src)
+	pl, outcome, err := p.prepare(ctx, src, opt)
 	if err != nil {
-		return fail(err, "failed")
-	}
-	pl, err := p.plan(ctx, srcRef)
-	if err != nil {
-		return fail(err, "failed")
-	}
-	if opt.Verify != nil {
-		// Verify the digest we are about to copy, not the tag, which could move between the
-		// check and the copy.
-		pinned := srcRef.Context().Digest(pl.root.digest.String()).String()
-		if err := opt.Verify(ctx, pinned); err != nil {
-			return fail(fmt.Errorf("%w: %s: %w", ErrNotSigned, pinned, err), "unsigned")
-		}
+		return fail(err, outcome)
 	}
 
 	var wg sync.WaitGroup
@@ -240,6 +259,27 @@ func (p *Promoter) PromoteAll(ctx context.Context, src string, dsts []string, op
 	}
 	wg.Wait()
 	return results, errs
+}
+
+// prepare reads src and everything attached to it, and runs the signature gate on the
+// digest it is about to copy. On failure, outcome is the promotions' metric outcome.
+func (p *Promoter) prepare(ctx context.Context, src string, opt Options) (pl *plan, outcome string, err error) {
+	srcRef, err := p.reg.ParseReference(src)
+	if err != nil {
+		return nil, "failed", err
+	}
+	if pl, err = p.plan(ctx, srcRef); err != nil {
+		return nil, "failed", err
+	}
+	if opt.Verify != nil {
+		// Verify the digest we are about to copy, not the tag, which could move between the
+		// check and the copy.
+		pinned := srcRef.Context().Digest(pl.root.digest.String()).String()
+		if err := opt.Verify(ctx, pinned); err != nil {
+			return nil, "unsigned", fmt.Errorf("%w: %s: %w", ErrNotSigned, pinned, err)
+		}
+	}
+	return pl, "", nil
 }
 
 // promoteOne runs one destination under its own deadline and records its metrics.

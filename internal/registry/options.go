@@ -32,6 +32,9 @@ type Client struct {
 	// 5xx and connection resets are tried again with exponential backoff and jitter,
 	// honouring Retry-After. nil means DefaultRetryPolicy(); MaxAttempts 1 disables retries.
 	Retry *RetryPolicy
+
+	// pool, set by Reusing, shares authenticated transports between calls.
+	pool *pool
 }
 
 // ParseReference parses an image reference, honouring the insecure hosts.
@@ -69,22 +72,56 @@ func (c Client) insecure(host string) bool {
 	return c.InsecureAll || slices.Contains(c.Insecure, host)
 }
 
-// Remote returns the go-containerregistry options for one operation under ctx.
+// Remote returns the go-containerregistry options for one operation under ctx. A reusing
+// Client (Reusing) adds its pool's Puller, so a read authenticates only if its repository
+// was not read in this generation of the pool. Writes go through Writing.
 func (c Client) Remote(ctx context.Context) []remote.Option {
-	kc := c.Keychain
-	if kc == nil {
-		kc = authn.DefaultKeychain
+	opts := append(c.baseOptions(), remote.WithContext(ctx))
+	if c.pool != nil {
+		opts = append(opts, remote.Reuse(c.pool.current(c).puller))
 	}
-	opts := []remote.Option{
-		remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(kc),
+	return opts
+}
+
+// Writing returns the options of one operation that writes to repo: Remote's, and for a
+// reusing Client the pool's push transport for repo, so the write pings and authenticates
+// only on the pool's first write to repo. That transport holds a token for repo alone: a
+// blob mounted from another repository is uploaded instead (the registry answers the mount
+// with an upload), so an operation that mounts should use Remote.
+//
+// go-containerregistry's Pusher is not shared between operations: it remembers every
+// digest it wrote and skips writing it again, which would trust a memory of the registry
+// over the registry (a manifest deleted since would never be written back).
+func (c Client) Writing(ctx context.Context, repo name.Repository) ([]remote.Option, error) {
+	opts := c.Remote(ctx)
+	if c.pool == nil {
+		return opts, nil
+	}
+	rt, err := c.HTTPTransport(ctx, repo, repo.Scope(transport.PushScope))
+	if err != nil {
+		return nil, err
+	}
+	// An authenticated transport (a transport.Wrapper) is used as it is: no ping, no token.
+	return append(opts, remote.WithTransport(rt)), nil
+}
+
+// baseOptions are the options of every call, without a context.
+func (c Client) baseOptions() []remote.Option {
+	return []remote.Option{
+		remote.WithAuthFromKeychain(c.keychain()),
 		remote.WithUserAgent(UserAgent),
 		remote.WithTransport(c.RoundTripper()),
 		// Our transport already retries; go-containerregistry's own retry on top of it
 		// would multiply the attempts (6 x 3) and ignore Retry-After.
 		remote.WithRetryBackoff(remote.Backoff{Duration: time.Second, Factor: 1, Steps: 1}),
 	}
-	return opts
+}
+
+func (c Client) keychain() authn.Keychain {
+	if c.Keychain == nil {
+		return authn.DefaultKeychain
+	}
+	return c.Keychain
 }
 
 // defaultTransport is go-containerregistry's DefaultTransport with 64 KiB socket buffers
@@ -117,25 +154,17 @@ func (c Client) RoundTripper() http.RoundTripper {
 
 // HTTPTransport returns an authenticated transport for raw distribution API calls on repo
 // (blob mounts and uploads that go-containerregistry does not expose), with the given
-// token scopes (for example repo.Scope(transport.PushScope)); none means pull on repo.
+// token scopes (for example repo.Scope(transport.PushScope)); none means pull on repo. A
+// reusing Client hands out the same transport for the same repository and scopes.
 func (c Client) HTTPTransport(ctx context.Context, repo name.Repository, scopes ...string) (http.RoundTripper, error) {
-	kc := c.Keychain
-	if kc == nil {
-		kc = authn.DefaultKeychain
-	}
-	auth, err := authn.Resolve(ctx, kc, repo)
-	if err != nil {
-		return nil, fmt.Errorf("resolving credentials for %s: %w", repo.RegistryStr(), err)
-	}
 	if len(scopes) == 0 {
 		scopes = []string{repo.Scope(transport.PullScope)}
 	}
-	rt := transport.NewUserAgent(c.RoundTripper(), UserAgent)
-	t, err := transport.NewWithContext(ctx, repo.Registry, auth, rt, scopes)
-	if err != nil {
-		return nil, fmt.Errorf("authenticating to %s: %w", repo.RegistryStr(), err)
+	if c.pool == nil {
+		return c.authenticate(ctx, c.RoundTripper(), repo, scopes)
 	}
-	return t, nil
+	g := c.pool.current(c)
+	return g.transport(repo, scopes, func() (http.RoundTripper, error) { return c.authenticate(ctx, g.base, repo, scopes) })
 }
 
 func cut(s string) (host, rest string, ok bool) {

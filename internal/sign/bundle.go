@@ -61,7 +61,11 @@ func writeBundle(ctx context.Context, reg registry.Client, kp *keypair, d name.D
 	if err != nil {
 		return fmt.Errorf("encoding the bundle for %s: %w", d, err)
 	}
-	if err := ociremote.WriteAttestationNewBundleFormat(d, raw, ctypes.CosignSignPredicateType, ociOptions(ctx, reg, d)...); err != nil {
+	opts, err := writeOptions(ctx, reg, d)
+	if err != nil {
+		return fmt.Errorf("pushing the signature of %s to %s: %w", d.DigestStr(), d.Context(), err)
+	}
+	if err := ociremote.WriteAttestationNewBundleFormat(d, raw, ctypes.CosignSignPredicateType, opts...); err != nil {
 		return fmt.Errorf("pushing the signature of %s to %s: %w", d.DigestStr(), d.Context(), err)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	cremote "github.com/sigstore/cosign/v3/pkg/cosign/remote"
 	"github.com/sigstore/cosign/v3/pkg/oci/mutate"
 	ociremote "github.com/sigstore/cosign/v3/pkg/oci/remote"
@@ -37,7 +38,10 @@ func writeLegacy(ctx context.Context, reg registry.Client, sv signature.SignerVe
 	if err != nil {
 		return fmt.Errorf("signing %s: %w", d, err)
 	}
-	opts := ociOptions(ctx, reg, d)
+	opts, err := writeOptions(ctx, reg, d)
+	if err != nil {
+		return fmt.Errorf("pushing the signature of %s to %s: %w", d.DigestStr(), d.Context(), err)
+	}
 	se, err := ociremote.SignedEntity(d, opts...)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", d, err)
@@ -55,7 +59,7 @@ func writeLegacy(ctx context.Context, reg registry.Client, sv signature.SignerVe
 // checkLegacy looks at the signatures under t's sha256-<hex>.sig tag.
 func checkLegacy(ctx context.Context, reg registry.Client, v signature.Verifier, t target) (check, error) {
 	var c check
-	opts := ociOptions(ctx, reg, t.digest)
+	opts := ociOptions(t.digest, reg.Remote(ctx))
 	tag, err := ociremote.SignatureTag(t.digest, opts...)
 	if err != nil {
 		return c, fmt.Errorf("naming the signature tag of %s: %w", t.digest, err)
@@ -107,13 +111,23 @@ func checkLegacy(ctx context.Context, reg registry.Client, v signature.Verifier,
 	return c, nil
 }
 
-// ociOptions are cosign's registry options for d: our transport and credentials, and
+// ociOptions are cosign's registry options for d: ours (transport, credentials), and
 // plain HTTP kept for hosts d already speaks HTTP to (cosign re-parses references and
 // would otherwise lose it).
-func ociOptions(ctx context.Context, reg registry.Client, d name.Digest) []ociremote.Option {
-	opts := []ociremote.Option{ociremote.WithRemoteOptions(reg.Remote(ctx)...)}
+func ociOptions(d name.Digest, opts []remote.Option) []ociremote.Option {
+	out := []ociremote.Option{ociremote.WithRemoteOptions(opts...)}
 	if d.Context().Registry.Scheme() == "http" {
-		opts = append(opts, ociremote.WithNameOptions(name.Insecure))
+		out = append(out, ociremote.WithNameOptions(name.Insecure))
 	}
-	return opts
+	return out
+}
+
+// writeOptions are cosign's registry options for writing d's signatures, into d's
+// repository.
+func writeOptions(ctx context.Context, reg registry.Client, d name.Digest) ([]ociremote.Option, error) {
+	opts, err := reg.Writing(ctx, d.Context())
+	if err != nil {
+		return nil, err
+	}
+	return ociOptions(d, opts), nil
 }

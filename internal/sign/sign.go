@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -121,8 +122,9 @@ type Signed struct {
 // Sign signs what ref (a tag or a digest) points at: an index and each platform child
 // (attestation manifests excluded), or a lone image. A digest that already carries a
 // valid signature of the chosen format by this key is skipped, so signing is idempotent
-// and repeated runs do not pile up signatures. It stops at the first failure and returns
-// what was signed before it.
+// and repeated runs do not pile up signatures. The digests are signed concurrently; on a
+// failure it returns the error of the first failed digest (in the order above) and what
+// was signed before that one.
 func (s *Signer) Sign(ctx context.Context, ref string) ([]Signed, error) {
 	start := time.Now()
 	out, err := s.sign(ctx, ref)
@@ -141,28 +143,51 @@ func (s *Signer) sign(ctx context.Context, ref string) ([]Signed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing: %w", err)
 	}
+	// The targets are signed at once: each is a lookup and a write of its own, and nothing
+	// of one depends on another (each digest has its own referrers and fallback tag).
+	done := make([]Signed, len(targets))
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxParallel)
+	for i, t := range targets {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			done[i], errs[i] = s.signOne(ctx, t)
+		})
+	}
+	wg.Wait()
 	var out []Signed
-	for _, t := range targets {
-		c, err := lookup(ctx, s.reg, s.key, t, format)
-		if err != nil {
-			return out, fmt.Errorf("signing %s: %w", ref, err)
+	for i, d := range done {
+		if errs[i] != nil {
+			return out, fmt.Errorf("signing %s: %w", ref, errs[i])
 		}
-		done := Signed{Digest: t.digest.DigestStr(), Platform: t.platform, Skipped: c.ok}
-		if !c.ok {
-			if format == FormatBundle {
-				err = writeBundle(ctx, s.reg, s.kp, t.digest)
-			} else {
-				err = writeLegacy(ctx, s.reg, s.key, t.digest)
-			}
-			if err != nil {
-				return out, fmt.Errorf("signing %s: %w", ref, err)
-			}
-		}
-		log.DebugContext(ctx, "signed", "digest", done.Digest, "platform", done.Platform,
-			"format", string(format), "already_signed", done.Skipped, "repository", t.digest.Context().String())
-		out = append(out, done)
+		log.DebugContext(ctx, "signed", "digest", d.Digest, "platform", d.Platform,
+			"format", string(format), "already_signed", d.Skipped, "repository", targets[i].digest.Context().String())
+		out = append(out, d)
 	}
 	return out, nil
+}
+
+// maxParallel bounds the digests signed at once.
+const maxParallel = 8
+
+// signOne signs t unless a signature of the format by the key already verifies.
+func (s *Signer) signOne(ctx context.Context, t target) (Signed, error) {
+	c, err := lookup(ctx, s.reg, s.key, t, s.format)
+	if err != nil {
+		return Signed{}, err
+	}
+	done := Signed{Digest: t.digest.DigestStr(), Platform: t.platform, Skipped: c.ok}
+	if c.ok {
+		return done, nil
+	}
+	if s.format == FormatBundle {
+		err = writeBundle(ctx, s.reg, s.kp, t.digest)
+	} else {
+		err = writeLegacy(ctx, s.reg, s.key, t.digest)
+	}
+	return done, err
 }
 
 // check is what the stored signatures of one format say about one digest.
