@@ -435,7 +435,7 @@ func TestKubeDryRun(t *testing.T) {
 
 	// The CRD-backed kinds need their CRDs; the release namespace must exist for real.
 	for file, kind := range map[string]string{
-		"testdata/servicemonitor-crd.yaml":  "ServiceMonitor",
+		"testdata/servicemonitor-crd.yaml": "ServiceMonitor",
 		"testdata/prometheusrule-crd.yaml": "PrometheusRule",
 	} {
 		kc.create(t, ctx, readObject(t, file), false)
