@@ -179,11 +179,11 @@ func TestRenderedConfigLoads(t *testing.T) {
 			objs := decodeObjects(t, out)
 			var n int
 			for _, o := range objs {
-				if o.GetKind() != "ConfigMap" {
-					continue
+				text, found, _ := unstructured.NestedString(o.Object, "data", "config.yaml")
+				if o.GetKind() != "ConfigMap" || !found {
+					continue // the Grafana dashboard's ConfigMap holds no configuration
 				}
 				n++
-				text, _, _ := unstructured.NestedString(o.Object, "data", "config.yaml")
 				if strings.Contains(text, "${") {
 					t.Errorf("ConfigMap %s holds an unexpanded placeholder:\n%s", o.GetName(), text)
 				}
@@ -363,6 +363,31 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 			want:   []string{"webhooks.registryTokenKey is empty", "insecureNoAuth"},
 		},
 		{
+			name:   "alert window empty",
+			values: `prometheusRule: {alerts: {promotionFailures: {window: ""}}}`,
+			want:   []string{"/prometheusRule/alerts/promotionFailures/window", "minLength: got 0, want 1"},
+		},
+		{
+			name:   "alert for not a duration",
+			values: `prometheusRule: {alerts: {jetStreamUnavailable: {for: 2 minutes}}}`,
+			want:   []string{"/prometheusRule/alerts/jetStreamUnavailable/for", "does not match pattern"},
+		},
+		{
+			name:   "5xx ratio over 1",
+			values: `prometheusRule: {alerts: {receiver5xx: {ratio: 5}}}`,
+			want:   []string{"/prometheusRule/alerts/receiver5xx/ratio", "maximum"},
+		},
+		{
+			name:   "unknown alert",
+			values: `prometheusRule: {alerts: {diskFull: {enabled: true}}}`,
+			want:   []string{"at '/prometheusRule/alerts'", "'diskFull' not allowed"},
+		},
+		{
+			name:   "selector not a matcher",
+			values: `prometheusRule: {selector: "{namespace=\"x\"}"}`,
+			want:   []string{"/prometheusRule/selector", "does not match pattern"},
+		},
+		{
 			name:   "duplicate group",
 			values: `builder: {groups: [{name: a, platforms: [linux/amd64]}, {name: a, platforms: [linux/arm64]}]}`,
 			want:   []string{`"a" is used twice`},
@@ -408,9 +433,14 @@ func TestKubeDryRun(t *testing.T) {
 	cfg.WarningHandler = warnings
 	kc := newKubeClient(t, cfg)
 
-	// The CRD-backed kind needs its CRD; the release namespace must exist for real.
-	kc.create(t, ctx, readObject(t, "testdata/servicemonitor-crd.yaml"), false)
-	kc.waitForKind(t, ctx, schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"})
+	// The CRD-backed kinds need their CRDs; the release namespace must exist for real.
+	for file, kind := range map[string]string{
+		"testdata/servicemonitor-crd.yaml": "ServiceMonitor",
+		"testdata/prometheusrule-crd.yaml": "PrometheusRule",
+	} {
+		kc.create(t, ctx, readObject(t, file), false)
+		kc.waitForKind(t, ctx, schema.GroupVersionKind{Group: "monitoring.coreos.com", Version: "v1", Kind: kind})
+	}
 	kc.create(t, ctx, namespaceObject(namespace, nil), false)
 	// The full values name a PriorityClass, which the cluster must provide.
 	kc.create(t, ctx, &unstructured.Unstructured{Object: map[string]any{

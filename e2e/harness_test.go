@@ -38,6 +38,8 @@ type runningDaemon struct {
 	URL string
 	// Status is the status listener's base URL (/v1/revisions).
 	Status string
+	// MetricsURL is the metrics listener's base URL (/metrics).
+	MetricsURL string
 	// StatusToken is the bearer token of the status API, when the config sets one.
 	StatusToken string
 	Metrics     *metrics.Metrics
@@ -62,7 +64,7 @@ func startDaemon(t testing.TB, configYAML string) *runningDaemon {
 	if cfg.DataDir == "" || cfg.DataDir == "./data" {
 		cfg.DataDir = filepath.Join(dir, "data")
 	}
-	cfg.Listen, cfg.Metrics, cfg.Status = "127.0.0.1:0", "", "127.0.0.1:0"
+	cfg.Listen, cfg.Metrics, cfg.Status = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	logs := &syncBuffer{t: t}
 	m := metrics.New(prometheus.NewRegistry())
 	started, err := daemon.Start(context.Background(), cfg,
@@ -73,7 +75,7 @@ func startDaemon(t testing.TB, configYAML string) *runningDaemon {
 		t.Fatalf("daemon did not start: %v", err)
 	}
 	addrs := started.Addrs()
-	d := &runningDaemon{URL: "http://" + addrs.Listen, Status: "http://" + addrs.Status, Metrics: m, Logs: logs}
+	d := &runningDaemon{URL: "http://" + addrs.Listen, Status: "http://" + addrs.Status, MetricsURL: "http://" + addrs.Metrics, Metrics: m, Logs: logs}
 	if cfg.Auth.StatusToken.IsSet() {
 		if d.StatusToken, err = cfg.Auth.StatusToken.Resolve(); err != nil {
 			t.Fatal(err)

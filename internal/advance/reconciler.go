@@ -21,7 +21,8 @@ const gaugeInterval = 15 * time.Second
 
 // Reconciler lists the staging repositories and resumes unfinished revisions on start and
 // every interval: registries keep undelivered notifications only in memory, and a step
-// that failed (a registry down) is retried here. It also keeps promoter_revisions{state}.
+// that failed (a registry down) is retried here. It also keeps promoter_revisions{state}
+// and promoter_revisions_idle_seconds{state}.
 type Reconciler struct {
 	adv      *Advancer
 	merger   *merge.Merger
@@ -59,7 +60,7 @@ func (rc *Reconciler) Run(ctx context.Context) error {
 		case <-time.After(time.Until(next)):
 		case <-gauge.C:
 			if revs, err := rc.adv.store.List(ctx, ""); err == nil {
-				rc.setPhaseGauge(revs)
+				rc.setPhaseGauge(revs, time.Now())
 			}
 		}
 	}
@@ -83,19 +84,32 @@ func (rc *Reconciler) Reconcile(ctx context.Context) {
 		}
 		return
 	}
-	rc.setPhaseGauge(revs)
+	rc.setPhaseGauge(revs, time.Now())
 	if err := rc.adv.Resume(ctx, revs); err != nil && ctx.Err() == nil {
 		rc.log.Warn("resuming revisions", "error", err)
 	}
 }
 
-// setPhaseGauge sets promoter_revisions{state} from a listing of every revision.
-func (rc *Reconciler) setPhaseGauge(revs []*types.Revision) {
+// setPhaseGauge sets promoter_revisions{state} and promoter_revisions_idle_seconds{state}
+// (of the unfinished phases) from a listing of every revision, at now.
+func (rc *Reconciler) setPhaseGauge(revs []*types.Revision, now time.Time) {
 	counts := map[types.Phase]int{}
+	oldest := map[types.Phase]time.Time{}
 	for _, r := range revs {
 		counts[r.Phase]++
+		if o, ok := oldest[r.Phase]; !ok || r.Updated.Before(o) {
+			oldest[r.Phase] = r.Updated
+		}
 	}
 	for _, ph := range types.Phases {
 		rc.metrics.Revisions.WithLabelValues(string(ph)).Set(float64(counts[ph]))
+		if (&types.Revision{Phase: ph}).Terminal() {
+			continue
+		}
+		var idle float64
+		if o, ok := oldest[ph]; ok {
+			idle = max(now.Sub(o).Seconds(), 0)
+		}
+		rc.metrics.RevisionsIdle.WithLabelValues(string(ph)).Set(idle)
 	}
 }

@@ -58,6 +58,7 @@ func RunAgent(ctx context.Context, cfg *config.Config, exec builders.Executor, o
 		return err
 	}
 	defer closeBus(b, o.log)
+	o.metrics.ObserveBus(b.Ready) // promoter_bus_ready, checked at each scrape
 	agentOpts := append([]builders.Option{
 		builders.WithLogger(o.log), builders.WithMetrics(o.metrics), builders.WithMaxAttempts(cfg.Builder.MaxAttempts),
 	}, o.agent...)

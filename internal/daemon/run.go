@@ -96,6 +96,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...Option) (*Daemon, er
 		lis.close()
 		return nil, err
 	}
+	o.metrics.ObserveBus(b.Ready) // promoter_bus_ready, checked at each scrape
 	poller, err := sources.New(b, pipelines,
 		append([]sources.Option{sources.WithLogger(o.log), sources.WithMetrics(o.metrics)}, pollOpts...)...)
 	if err != nil {

@@ -125,6 +125,8 @@ type reply struct {
 	status int
 	header http.Header
 	body   string
+	// closed is set when the server closes the connection after this answer.
+	closed bool
 }
 
 func (r reply) summary(t *testing.T) Summary {
@@ -170,7 +172,7 @@ func (h *harness) post(t testing.TB, path string, body []byte, header http.Heade
 	if err != nil {
 		t.Fatalf("reading reply of POST %s: %v", path, err)
 	}
-	return reply{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	return reply{status: resp.StatusCode, header: resp.Header, body: string(b), closed: resp.Close}
 }
 
 // count reads promoter_events_received_total{source,action,outcome}.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/promoter-dev/promoter/internal/bus"
@@ -113,11 +114,61 @@ func (r *Receiver) Register(mux *http.ServeMux) {
 		{"ecr", r.decodeECR},
 		{"quay", r.decodeQuay},
 	} {
-		mux.HandleFunc("POST /v1/events/registry/"+f.source, r.registryReceiver(f.source, f.decode))
+		mux.HandleFunc("POST /v1/events/registry/"+f.source, r.counted(f.source, r.registryReceiver(f.source, f.decode)))
 	}
-	mux.HandleFunc("POST /v1/events/registry", r.registryReceiver("registry", r.decodeRegistry))
-	mux.HandleFunc("OPTIONS /v1/events/registry/cloudevents", r.cloudEventsValidation)
-	mux.HandleFunc("POST /v1/events/source/github", r.github)
-	mux.HandleFunc("POST /v1/events/source/gitlab", r.gitlab)
-	mux.HandleFunc("POST /v1/events/source/generic", r.generic)
+	mux.HandleFunc("POST /v1/events/registry", r.counted("registry", r.registryReceiver("registry", r.decodeRegistry)))
+	mux.HandleFunc("OPTIONS /v1/events/registry/cloudevents", r.counted("cloudevents", r.cloudEventsValidation))
+	mux.HandleFunc("POST /v1/events/source/github", r.counted("github", r.github))
+	mux.HandleFunc("POST /v1/events/source/gitlab", r.counted("gitlab", r.gitlab))
+	mux.HandleFunc("POST /v1/events/source/generic", r.counted("generic", r.generic))
+}
+
+// counted counts every answer of h under source and its status code
+// (promoter_events_responses_total).
+func (r *Receiver) counted(source string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		h(rec, req)
+		r.metrics.EventResponses.WithLabelValues(source, strconv.Itoa(rec.status())).Inc()
+	}
+}
+
+// statusRecorder remembers the status code a handler answered with.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// status is the code sent; a handler that wrote nothing answered 200.
+func (s *statusRecorder) status() int {
+	if s.code == 0 {
+		return http.StatusOK
+	}
+	return s.code
+}
+
+// serverWriter is the server's own writer under a statusRecorder: http.MaxBytesReader
+// closes the connection after a too-large body only when it is given that one.
+func serverWriter(w http.ResponseWriter) http.ResponseWriter {
+	if s, ok := w.(*statusRecorder); ok {
+		return s.ResponseWriter
+	}
+	return w
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/bus/bustest"
@@ -595,3 +596,53 @@ func TestRegistryPublishFailure(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestResponsesCounted: every answer of a receiver is counted under its source and status
+// code (promoter_events_responses_total), the 503 of an unacknowledged publish included,
+// which promoter_events_received_total does not see.
+func TestResponsesCounted(t *testing.T) {
+	body := readTestdata(t, "registry", "push-by-tag.json")
+	tests := []struct {
+		name     string
+		path     string
+		header   http.Header
+		limit    int64
+		busDown  bool
+		source   string
+		wantCode int
+	}{
+		{name: "stored", path: registryPath, header: registryHeader(), source: "registry", wantCode: 200},
+		{name: "bus down", path: registryPath, header: registryHeader(), busDown: true, source: "registry", wantCode: 503},
+		{name: "wrong token", path: registryPath, header: http.Header{"Authorization": {"Bearer nope"}, "Content-Type": {EnvelopeMediaType}}, source: "registry", wantCode: 401},
+		{name: "too large", path: registryPath, header: registryHeader(), limit: 64, source: "registry", wantCode: 413},
+		{name: "another receiver", path: "/v1/events/registry/harbor", header: http.Header{"Authorization": {"Bearer nope"}, "Content-Type": {"application/json"}}, source: "harbor", wantCode: 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var opts []Option
+			if tt.limit > 0 {
+				opts = append(opts, WithMaxBodyBytes(tt.limit))
+			}
+			h := newHarness(t, allSecrets(), opts...)
+			if tt.busDown {
+				h.pub.Fail(errBusDown)
+			}
+			got := h.post(t, tt.path, body, tt.header)
+			if got.status != tt.wantCode {
+				t.Fatalf("got status %d (%s), want %d", got.status, got.body, tt.wantCode)
+			}
+			code := fmt.Sprint(tt.wantCode)
+			if n := testutil.ToFloat64(h.metrics.EventResponses.WithLabelValues(tt.source, code)); n != 1 {
+				t.Errorf("promoter_events_responses_total{source=%q,code=%q}: got %v, want 1", tt.source, code, n)
+			}
+			if n := testutil.CollectAndCount(h.metrics.EventResponses); n != 1 {
+				t.Errorf("promoter_events_responses_total has %d series, want 1", n)
+			}
+			// Counting must not hide the server's own writer from http.MaxBytesReader,
+			// which has the server close a connection whose body was too large.
+			if want := tt.wantCode == http.StatusRequestEntityTooLarge; got.closed != want {
+				t.Errorf("connection closed after the answer: %v, want %v", got.closed, want)
+			}
+		})
+	}
+}

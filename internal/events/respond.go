@@ -67,7 +67,7 @@ func readBody(w http.ResponseWriter, req *http.Request, max int64, types ...stri
 	if !contains(types, mediaType(req)) {
 		return nil, reject(http.StatusUnsupportedMediaType, "content type %q is not accepted here; send one of %s", req.Header.Get("Content-Type"), strings.Join(types, ", "))
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, max))
+	body, err := io.ReadAll(http.MaxBytesReader(serverWriter(w), req.Body, max))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return nil, reject(http.StatusRequestEntityTooLarge, "body is larger than %d bytes (events.maxBodyBytes)", max)

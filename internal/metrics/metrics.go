@@ -7,6 +7,10 @@
 package metrics
 
 import (
+	"context"
+	"sync/atomic"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -20,10 +24,22 @@ type Metrics struct {
 	// delete, ...) and outcome (kept, ignored, duplicate, rejected, invalid: an arch tag whose
 	// revision breaks types.ValidateRevision).
 	EventsReceived *prometheus.CounterVec
+	// EventResponses counts the answers of the webhook receivers by source (as
+	// EventsReceived, plus "unknown" for no receiver) and HTTP status code: a 5xx is an
+	// event the sender must retry (503: the bus did not acknowledge it).
+	EventResponses *prometheus.CounterVec
 	// MergeDuration observes the time from "all platforms present" to the index pushed.
 	MergeDuration prometheus.Histogram
 	// Revisions is the number of revisions in each phase, as last seen by this replica.
 	Revisions *prometheus.GaugeVec
+	// RevisionsIdle is, per unfinished phase (building, waiting, merged, signed), the
+	// seconds since the least recently updated revision in it changed, as last seen by this
+	// replica; 0 when the phase holds none. A revision that stays in a phase without any
+	// change (a platform never pushed, a step never retried) makes it grow.
+	RevisionsIdle *prometheus.GaugeVec
+	// BusReady is 1 while the bus (NATS connection, streams, KV bucket) is usable, checked
+	// at each scrape with the probe set by ObserveBus; 0 before ObserveBus or while not.
+	BusReady prometheus.Collector
 	// ImmutabilityViolations counts refused attempts to move an immutable tag.
 	ImmutabilityViolations prometheus.Counter
 	// StaleEvents counts push notifications whose digest was not what the registry held
@@ -63,6 +79,28 @@ type Metrics struct {
 	// reason (in_flight: 503 past the in-flight cap; body_timeout: 408, body too slow;
 	// body_aborted: the connection was shed or the client left mid-body).
 	HTTPRejected *prometheus.CounterVec
+
+	busProbe atomic.Pointer[func(context.Context) error]
+}
+
+// busProbeTimeout bounds the bus check of one scrape.
+const busProbeTimeout = 2 * time.Second
+
+// ObserveBus sets the check behind promoter_bus_ready: ready returns nil when the bus is
+// usable (bus.Bus.Ready). It is called at each scrape with a deadline of 2s.
+func (m *Metrics) ObserveBus(ready func(context.Context) error) { m.busProbe.Store(&ready) }
+
+func (m *Metrics) busReady() float64 {
+	p := m.busProbe.Load()
+	if p == nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), busProbeTimeout)
+	defer cancel()
+	if (*p)(ctx) != nil {
+		return 0
+	}
+	return 1
 }
 
 // New registers every collector, plus the Go and process collectors, on reg.
@@ -74,12 +112,20 @@ func New(reg *prometheus.Registry) *Metrics {
 			Name: "promoter_events_received_total",
 			Help: "Webhook events received, by source (the receiver: registry, harbor, cloudevents, acr, gar, ecr, quay, github, gitlab, generic), action and outcome (kept, ignored, duplicate, rejected, invalid).",
 		}, []string{"source", "action", "outcome"}),
+		EventResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promoter_events_responses_total",
+			Help: "Answers of the webhook receivers by source (the receiver, as promoter_events_received_total) and HTTP status code; a 5xx is an event the sender must retry.",
+		}, []string{"source", "code"}),
 		MergeDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "promoter_merge_duration_seconds", Help: "Time to merge a complete revision into an index and push it.",
 			Buckets: durations,
 		}),
 		Revisions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "promoter_revisions", Help: "Revisions by state (building, waiting, merged, signed, promoted, failed, conflicted).",
+		}, []string{"state"}),
+		RevisionsIdle: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "promoter_revisions_idle_seconds",
+			Help: "Per unfinished state (building, waiting, merged, signed), seconds since the least recently updated revision in it changed; 0 when none.",
 		}, []string{"state"}),
 		ImmutabilityViolations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "promoter_immutability_violations_total", Help: "Refused attempts to move an immutable tag (revision index or arch tag, destination tag).",
@@ -133,10 +179,13 @@ func New(reg *prometheus.Registry) *Metrics {
 			Help: "Requests answered before their handler ran, by listener and reason (in_flight, body_timeout, body_aborted).",
 		}, []string{"listener", "reason"}),
 	}
+	m.BusReady = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "promoter_bus_ready", Help: "1 while the NATS JetStream bus (connection, streams, KV bucket) is usable, checked at each scrape; 0 otherwise.",
+	}, m.busReady)
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.EventsReceived, m.MergeDuration, m.Revisions, m.ImmutabilityViolations, m.StaleEvents, m.StepRetries, m.Merges,
+		m.EventsReceived, m.EventResponses, m.MergeDuration, m.Revisions, m.RevisionsIdle, m.BusReady, m.ImmutabilityViolations, m.StaleEvents, m.StepRetries, m.Merges,
 		m.SignTotal, m.SignDuration, m.PromoteBytes, m.PromoteDuration, m.Promotions,
 		m.BuildsDispatched, m.Builds, m.SourcePolls,
 		m.HTTPConnections, m.HTTPConnectionsShed, m.HTTPInFlight, m.HTTPRejected,
