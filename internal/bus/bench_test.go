@@ -20,7 +20,7 @@ func BenchmarkPublishEmbedded(b *testing.B) {
 		if noSync {
 			mode = "default"
 		}
-		for _, publishers := range []int{1, 32} {
+		for _, publishers := range []int{1, 8, 64} {
 			b.Run(fmt.Sprintf("sync=%s/publishers=%d", mode, publishers), func(b *testing.B) {
 				bs, err := Open(context.Background(), WithStoreDir(b.TempDir()), withNoSync(noSync))
 				if err != nil {
@@ -47,6 +47,10 @@ func BenchmarkPublishEmbedded(b *testing.B) {
 					}
 				})
 				b.ReportMetric(float64(id.Load())/b.Elapsed().Seconds(), "msgs/s")
+				b.ReportMetric(float64(bs.commit.batched.Load())/float64(id.Load()), "batched/msg")
+				if n := bs.commit.batchCount.Load(); n > 0 {
+					b.ReportMetric(float64(bs.commit.batched.Load())/float64(n), "msgs/batch")
+				}
 			})
 		}
 	}

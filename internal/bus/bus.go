@@ -26,6 +26,9 @@ type Bus struct {
 	server  *server.Server
 	ensured atomic.Bool
 	lastErr atomic.Pointer[error]
+	// batches is set once the events stream allows atomic batches (groupcommit.go).
+	batches atomic.Bool
+	commit  *committer
 
 	mu  sync.Mutex
 	kv  jetstream.KeyValue
@@ -86,6 +89,8 @@ func Open(ctx context.Context, opts ...Option) (*Bus, error) {
 	b.Conn, b.JS = nc, js
 	bg, cancel := context.WithCancel(context.Background())
 	b.bgc = cancel
+	b.commit = newCommitter(b)
+	b.bgw.Go(func() { b.commit.run(bg) })
 	if err := b.ensure(ctx); err != nil {
 		b.log.Warn("nats streams not ready yet, retrying in the background", "error", err)
 		b.bgw.Add(1)
@@ -114,7 +119,8 @@ func startEmbedded(o options) (*server.Server, error) {
 // embeddedOptions is the embedded server's configuration. SyncAlways makes the file store
 // write and fsync each message before the server acknowledges it (nats-server's default
 // fsyncs every two minutes, so a power loss would drop that much acknowledged data). The
-// store does not group-commit: concurrent publishes to a stream each pay one fsync.
+// store does not group-commit single publishes: concurrent publishes to a stream each pay
+// one fsync, which is why Publish batches them (groupcommit.go).
 func embeddedOptions(o options) (*server.Options, error) {
 	if o.storeDir == "" {
 		return nil, errors.New("embedded nats: a store directory is required")
@@ -164,8 +170,15 @@ func (b *Bus) ensure(ctx context.Context) error {
 
 func (b *Bus) ensureReplicas(ctx context.Context, replicas int) error {
 	for _, cfg := range streamConfigs(replicas) {
-		if _, err := b.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
+		st, err := b.JS.CreateOrUpdateStream(ctx, cfg)
+		if err != nil {
 			return fmt.Errorf("creating stream %s: %w", cfg.Name, err)
+		}
+		if cfg.Name == StreamEvents {
+			// A server older than 2.12 ignores the setting it does not know; it would store
+			// a batch's messages without acknowledging them, so batches are used only when
+			// the server says the stream allows them.
+			b.batches.Store(st.CachedInfo().Config.AllowAtomicPublish)
 		}
 	}
 	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, revisionsConfig(replicas))
@@ -242,19 +255,19 @@ func (b *Bus) Revisions() (jetstream.KeyValue, error) {
 }
 
 // Publish stores v as JSON on subject with msgID as its Nats-Msg-Id, and returns once the
-// stream acknowledged it. duplicate is true when the stream already had that id.
+// stream acknowledged it. duplicate is true when the stream already had that id. Publishes
+// to the events stream that wait at the same time share one fsync (groupcommit.go).
 func (b *Bus) Publish(ctx context.Context, subject, msgID string, v any) (duplicate bool, err error) {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return false, fmt.Errorf("encoding message for %s: %w", subject, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	defer cancel()
-	ack, err := b.JS.Publish(ctx, subject, data, jetstream.WithMsgID(msgID))
-	if err != nil {
-		return false, fmt.Errorf("publishing to %s: %w", subject, err)
+	if b.batchable(subject) {
+		ctx, cancel := context.WithTimeout(ctx, waitTimeout)
+		defer cancel()
+		return b.commit.publish(ctx, subject, msgID, data)
 	}
-	return ack.Duplicate, nil
+	return b.publishOne(ctx, subject, msgID, data)
 }
 
 // Close drains the connection (in-flight messages are delivered and acknowledged) and

@@ -34,6 +34,8 @@ func streamConfigs(replicas int) []jetstream.StreamConfig {
 			Duplicates:  DuplicateWindow,
 			Discard:     jetstream.DiscardOld,
 			Replicas:    replicas,
+			// Concurrent publishes are stored as one batch, fsynced once (groupcommit.go).
+			AllowAtomicPublish: true,
 		},
 		{
 			Name:        StreamBuilds,
