@@ -48,14 +48,29 @@ func NewRouter(adv *Advancer, merger *merge.Merger, disp *builders.Dispatcher, o
 // bounded by promote.timeout itself, so give it more).
 func (rt *Router) Consumers(stepTimeout time.Duration) []bus.Consumer {
 	return []bus.Consumer{
+		// Pushes of one revision are handled in order, one at a time (each reads the registry
+		// and records what it holds; two at once only race for the state); pushes of other
+		// revisions and pipelines go on meanwhile.
 		{Durable: "daemon-registry", Subject: types.SubjectRegistryPush, Handle: bus.Decode(rt.RegistryPush),
-			Parallel: 8, Retrying: rt.mergeRetrying, Timeout: mergeTimeout},
+			Parallel: 8, Key: revisionKey, Retrying: rt.mergeRetrying, Timeout: mergeTimeout},
 		{Durable: "daemon-source", Subject: types.SubjectSourceChanged, Handle: bus.Decode(rt.SourceChanged), Parallel: 4},
 		{Durable: "daemon-builds", Subject: types.SubjectBuildResults, Handle: bus.Decode(rt.BuildResult), Parallel: 4},
 		{Durable: "daemon-releases", Subject: types.SubjectReleaseTagged, Handle: bus.Decode(rt.ReleaseTagged), Parallel: 4},
 		{Durable: "daemon-steps", Subject: types.SubjectSteps, Handle: bus.Decode(rt.adv.HandleStep),
 			Parallel: 16, Retrying: rt.stepRetrying, Timeout: stepTimeout},
 	}
+}
+
+// revisionKey is the revision a message is about, for bus.Consumer.Key.
+func revisionKey(data []byte) string {
+	var ev struct {
+		Pipeline string `json:"pipeline"`
+		Revision string `json:"revision"`
+	}
+	if json.Unmarshal(data, &ev) != nil || ev.Revision == "" {
+		return "" // malformed: its handler drops it
+	}
+	return ev.Pipeline + "/" + ev.Revision
 }
 
 // RegistryPush syncs the pushed revision with the registry and, once it is merged, queues

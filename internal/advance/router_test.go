@@ -46,3 +46,20 @@ func TestRouterBuildsNothingForAMergeOnlyPipeline(t *testing.T) {
 		t.Errorf("published %+v, want nothing", steps)
 	}
 }
+
+func TestRevisionKey(t *testing.T) {
+	tests := []struct {
+		name, data, want string
+	}{
+		{"push", `{"pipeline":"web","revision":"abc123","platform":{"os":"linux"}}`, "web/abc123"},
+		{"no revision", `{"pipeline":"web"}`, ""},
+		{"malformed", `{"pipeline":`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := revisionKey([]byte(tt.data)); got != tt.want {
+				t.Errorf("revisionKey(%s) = %q, want %q", tt.data, got, tt.want)
+			}
+		})
+	}
+}

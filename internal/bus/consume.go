@@ -44,6 +44,10 @@ type Consumer struct {
 	Handle  Handler
 	// Parallel bounds the messages handled at once; default 1.
 	Parallel int
+	// Key, when set, names what a message is about (a revision): messages with the same
+	// key are handled one at a time, in the order they arrived, while messages with other
+	// keys go on in parallel. "" means no order.
+	Key func(data []byte) string
 	// Timeout bounds one handler call (default defaultHandlerTimeout): a handler stuck on a
 	// dead connection must not keep its message in progress forever.
 	Timeout time.Duration
@@ -99,12 +103,22 @@ func (b *Bus) Consume(ctx context.Context, c Consumer) error {
 	}
 	slots := make(chan struct{}, parallel)
 	var inflight sync.WaitGroup
+	order := newKeyOrder()
 	handle := func(msg jetstream.Msg) {
+		key := ""
+		if c.Key != nil {
+			key = c.Key(msg.Data())
+		}
+		if !order.start(key, msg) {
+			return // queued behind the message of the same key being handled
+		}
 		slots <- struct{}{}
 		inflight.Add(1)
 		go func() {
 			defer func() { <-slots; inflight.Done() }()
-			c.handleMsg(ctx, msg, log)
+			for next := msg; next != nil; next = order.next(key) {
+				c.handleMsg(ctx, next, log)
+			}
 		}()
 	}
 	// nats.go (v1.55, nats-io/nats.go#2063) sends no new pull request after a consumer
@@ -199,4 +213,53 @@ func retryDelay(failures int, err error) time.Duration {
 		d = max(d, min(ra.RetryAfter(), maxRetryAfter))
 	}
 	return d
+}
+
+// keyOrder keeps the messages of one key in line: the first is handled, the others wait
+// their turn, acknowledged as in progress meanwhile so that JetStream does not redeliver
+// them while they wait.
+type keyOrder struct {
+	mu     sync.Mutex
+	queued map[string][]waiting
+}
+
+type waiting struct {
+	msg  jetstream.Msg
+	stop func() // ends the heartbeat that keeps it ours while it waits
+}
+
+func newKeyOrder() *keyOrder { return &keyOrder{queued: map[string][]waiting{}} }
+
+// start reports whether msg may be handled now; if not, it waits behind the message of
+// its key being handled. The empty key is never ordered.
+func (o *keyOrder) start(key string, msg jetstream.Msg) bool {
+	if key == "" {
+		return true
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	q, busy := o.queued[key]
+	if !busy {
+		o.queued[key] = nil
+		return true
+	}
+	o.queued[key] = append(q, waiting{msg: msg, stop: Heartbeat(msg, ackWait)})
+	return false
+}
+
+// next is key's next waiting message, or nil when none waits: the key is free then.
+func (o *keyOrder) next(key string) jetstream.Msg {
+	if key == "" {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	q := o.queued[key]
+	if len(q) == 0 {
+		delete(o.queued, key)
+		return nil
+	}
+	o.queued[key] = q[1:]
+	q[0].stop()
+	return q[0].msg
 }
