@@ -49,23 +49,18 @@ type claim struct {
 // claim takes the merge lease of revision unless another holder's lease is live. It
 // returns nil (and no error) when there is nothing to merge any more.
 func (m *Merger) claim(ctx context.Context, p types.Pipeline, revision string) (*claim, error) {
-	c := &claim{id: m.owner + "/" + nonce()}
+	lease := m.newLease()
 	var busy *InProgressError
 	rev, err := m.store.Update(ctx, p.Name, revision, func(r *types.Revision) error {
 		busy = nil
 		if !mergeable(p, r) {
 			return state.ErrNoChange
 		}
-		now := time.Now()
-		if r.Merging.Live(now) {
+		if r.Merging.Live(time.Now()) {
 			busy = &InProgressError{Owner: r.Merging.Owner, Until: r.Merging.Expires}
 			return busy
 		}
-		if r.Merging != nil {
-			m.log.Info("taking over an expired merge lease", "pipeline", p.Name, "revision", revision,
-				"owner", r.Merging.Owner, "expired", r.Merging.Expires)
-		}
-		r.Merging = &types.Lease{Owner: m.owner, ID: c.id, Expires: now.Add(m.lease).UTC()}
+		m.takeLease(p, r, lease)
 		return nil
 	})
 	if busy != nil {
@@ -74,11 +69,31 @@ func (m *Merger) claim(ctx context.Context, p types.Pipeline, revision string) (
 	if err != nil {
 		return nil, err
 	}
-	if rev.Merging == nil || rev.Merging.ID != c.id {
+	if rev.Merging == nil || rev.Merging.ID != lease.ID {
 		return nil, nil
 	}
-	c.rev = rev
-	return c, nil
+	return &claim{id: lease.ID, rev: rev}, nil
+}
+
+// newLease is a merge lease of this replica's, not yet written.
+func (m *Merger) newLease() *types.Lease {
+	return &types.Lease{Owner: m.owner, ID: m.owner + "/" + nonce()}
+}
+
+// takeLease writes lease into r (inside a state update) when r is mergeable and nobody
+// holds a live lease on it; an expired one is taken over.
+func (m *Merger) takeLease(p types.Pipeline, r *types.Revision, lease *types.Lease) {
+	now := time.Now()
+	if !mergeable(p, r) || r.Merging.Live(now) {
+		return
+	}
+	if r.Merging != nil {
+		m.log.Info("taking over an expired merge lease", "pipeline", p.Name, "revision", r.Revision,
+			"owner", r.Merging.Owner, "expired", r.Merging.Expires)
+	}
+	l := *lease
+	l.Expires = now.Add(m.lease).UTC()
+	r.Merging = &l
 }
 
 // mergeable reports whether r has every platform's digest and is not merged or terminal.

@@ -80,6 +80,7 @@ func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hi
 	var (
 		rev       *types.Revision
 		violation string
+		lease     *types.Lease
 		err       error
 	)
 	for reread := false; ; reread = true {
@@ -91,6 +92,7 @@ func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hi
 		if now, err = m.read(ctx, p, revision, notified, log); err != nil {
 			return nil, err
 		}
+		lease = m.newLease()
 		rev, err = m.store.Update(ctx, p.Name, revision, func(r *types.Revision) error {
 			// Two pushes of one revision handled at once each read the registry before the
 			// other's tag was there; the one that writes second must not erase the digest
@@ -101,6 +103,11 @@ func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hi
 			}
 			r.ExpectPlatforms(p.ArchTags(r.Revision))
 			violation, err = r.RecordDigests(string(p.Staging), p.Keys(), now)
+			if err == nil && violation == "" {
+				// The write that completes the revision claims its merge too: one
+				// compare-and-swap, not two.
+				m.takeLease(p, r, lease)
+			}
 			return err
 		})
 		if !errors.Is(err, errStaleRead) {
@@ -118,7 +125,7 @@ func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hi
 	if rev.Phase == "" {
 		return nil, nil // nothing of this revision is in the registry, and nothing was before
 	}
-	return m.mergeIfComplete(ctx, p, rev)
+	return m.mergeIfComplete(ctx, p, rev, lease.ID)
 }
 
 // errStaleRead says a registry read is older than the revision state: another push of the
@@ -164,12 +171,18 @@ func misses(r *types.Revision, now map[string]string) bool {
 }
 
 // mergeIfComplete merges rev if every platform has a digest and nothing was merged yet.
-func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *types.Revision) (*types.Revision, error) {
+// leaseID is the lease this replica wrote with rev, if any: then rev is already claimed.
+func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *types.Revision, leaseID string) (*types.Revision, error) {
 	if !mergeable(p, rev) {
 		return rev, nil
 	}
-	c, err := m.claim(ctx, p, rev.Revision)
-	if err != nil {
+	var (
+		c   *claim
+		err error
+	)
+	if rev.Merging != nil && rev.Merging.ID == leaseID {
+		c = &claim{id: leaseID, rev: rev}
+	} else if c, err = m.claim(ctx, p, rev.Revision); err != nil {
 		return rev, err
 	}
 	if c == nil {
