@@ -131,6 +131,7 @@ func (c Config) validate() error {
 type env struct {
 	cfg      Config
 	promoter string
+	rusage   string // hack/bench/rusage, which reports a child's peak RSS
 	work     string // scratch on disk: configs, keys, logs, the daemon's NATS store
 	storage  string // parent of every registry's storage
 	watch    *watcher
@@ -182,9 +183,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	if e.promoter = cfg.Promoter; e.promoter == "" {
 		e.logf("building promoter")
-		if e.promoter, err = buildPromoter(ctx, e.work); err != nil {
+		if e.promoter, err = build(ctx, e.work, "./cmd/promoter"); err != nil {
 			return nil, err
 		}
+	}
+	if e.rusage, err = build(ctx, e.work, "./hack/bench/rusage"); err != nil {
+		return nil, err
 	}
 	rep.Machine.Peers = versions(ctx, cfg.Tools)
 	if e.watch, err = startWatcher(); err != nil {
@@ -201,18 +205,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
-// buildPromoter builds ./cmd/promoter of the module around the working directory.
-func buildPromoter(ctx context.Context, dir string) (string, error) {
+// build builds pkg (./cmd/promoter, ./hack/bench/rusage) of the module around the
+// working directory into dir.
+func build(ctx context.Context, dir, pkg string) (string, error) {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	mod := strings.TrimSpace(string(out))
 	if err != nil || mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("finding the module to build promoter from (run inside the repository, or pass --promoter): %v", err)
+		return "", fmt.Errorf("finding the module to build %s from (run inside the repository): %v", pkg, err)
 	}
-	bin := filepath.Join(dir, "promoter")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/promoter")
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 	cmd.Dir = filepath.Dir(mod)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/promoter: %w\n%s", err, b)
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}
 	return bin, nil
 }

@@ -8,8 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -94,11 +94,15 @@ type CopyResult struct {
 // Ratio is promoter's median over the peer's.
 func (c CopyResult) Ratio() float64 { return c.Promoter.Seconds() / c.PeerTime.Seconds() }
 
-// RSSResult is the peak resident set of one `promoter promote` of a large image.
+// RSSResult is the peak resident set of one `promoter promote` of a large image, from
+// wait4's rusage.
 type RSSResult struct {
 	ImageBytes int64
-	MaxRSS     int64 // bytes, from wait4's rusage
+	MaxRSS     int64 // bytes
 	Took       time.Duration
+	// Baseline is the peak RSS of `promoter version`: what the binary costs before it
+	// copies anything.
+	Baseline int64
 }
 
 const copyRepo = "bench/copy"
@@ -196,7 +200,7 @@ func (e *env) copyOnce(ctx context.Context, tool, script, srcRef, want string, d
 	default:
 		argv = append([]string{"bash", script, tool, srcRef}, dsts...)
 	}
-	took, stderr, _, err := e.run(ctx, argv)
+	took, stderr, err := e.run(ctx, argv)
 	if err != nil {
 		return 0, err
 	}
@@ -228,8 +232,8 @@ func peerByName(name string) Peer {
 }
 
 // run runs argv, its first element looked up in the tools' directories first, and returns
-// its wall time, stderr and rusage.
-func (e *env) run(ctx context.Context, argv []string) (time.Duration, string, *syscall.Rusage, error) {
+// its wall time and stderr.
+func (e *env) run(ctx context.Context, argv []string) (time.Duration, string, error) {
 	path := os.Getenv("PATH")
 	for _, t := range []string{e.cfg.Tools.Skopeo, e.cfg.Tools.Regctl, e.cfg.Tools.Crane} {
 		path = filepath.Dir(t) + string(os.PathListSeparator) + path
@@ -238,7 +242,7 @@ func (e *env) run(ctx context.Context, argv []string) (time.Duration, string, *s
 	if !strings.Contains(bin, "/") {
 		p, err := lookPath(bin, path)
 		if err != nil {
-			return 0, "", nil, err
+			return 0, "", err
 		}
 		bin = p
 	}
@@ -250,10 +254,9 @@ func (e *env) run(ctx context.Context, argv []string) (time.Duration, string, *s
 	err := cmd.Run()
 	took := time.Since(start)
 	if err != nil {
-		return 0, "", nil, fmt.Errorf("%s: %w\n%s%s", strings.Join(argv, " "), err, stdout.String(), stderr.String())
+		return 0, "", fmt.Errorf("%s: %w\n%s%s", strings.Join(argv, " "), err, stdout.String(), stderr.String())
 	}
-	ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	return took, stderr.String(), ru, nil
+	return took, stderr.String(), nil
 }
 
 func lookPath(name, path string) (string, error) {
@@ -267,7 +270,7 @@ func lookPath(name, path string) (string, error) {
 }
 
 // rss promotes a single-platform image of cfg.RSSLayers × cfg.RSSLayerSize to a fresh
-// registry and reads the subprocess's peak RSS from wait4's rusage (ru_maxrss, KiB).
+// registry and measures the process's peak RSS (peakRSS).
 func (e *env) rss(ctx context.Context, src *registryProc) (RSSResult, error) {
 	total := int64(e.cfg.RSSLayers) * e.cfg.RSSLayerSize
 	e.logf("rss: building and pushing %d × %s", e.cfg.RSSLayers, size(e.cfg.RSSLayerSize))
@@ -290,33 +293,45 @@ func (e *env) rss(ctx context.Context, src *registryProc) (RSSResult, error) {
 	defer dst.Close()
 	dstRef := dst.Host + "/bench/big:v1"
 	e.logf("rss: promoter promote of %s", size(total))
-	took, _, ru, err := e.run(ctx, []string{e.promoter, "promote", srcRef, dstRef})
+	took, peak, err := e.peakRSS(ctx, e.promoter, "promote", srcRef, dstRef)
 	if err != nil {
 		return RSSResult{}, err
 	}
 	if got, err := e.cl.digest(ctx, dstRef); err != nil || got != want {
 		return RSSResult{}, fmt.Errorf("%s after the promotion: %s, %v; want %s", dstRef, got, err, want)
 	}
-	if ru == nil {
-		return RSSResult{}, fmt.Errorf("no rusage of the promoter process on this OS")
+	_, base, err := e.peakRSS(ctx, e.promoter, "version")
+	if err != nil {
+		return RSSResult{}, err
 	}
-	return RSSResult{ImageBytes: total, MaxRSS: ru.Maxrss * 1024, Took: took}, nil
+	return RSSResult{ImageBytes: total, MaxRSS: peak, Took: took, Baseline: base}, nil
 }
 
-// size formats bytes: 512 B, 8 MiB, 1.5 GiB.
+// peakRSS runs argv under hack/bench/rusage and returns its wall time and the peak RSS in
+// bytes that rusage read from wait4 (see that command for why not from the bench itself).
+func (e *env) peakRSS(ctx context.Context, argv ...string) (time.Duration, int64, error) {
+	took, stderr, err := e.run(ctx, append([]string{e.rusage}, argv...))
+	if err != nil {
+		return 0, 0, err
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	kib, ok := strings.CutPrefix(lines[len(lines)-1], "maxrss_kib=")
+	n, err := strconv.ParseInt(kib, 10, 64)
+	if !ok || err != nil {
+		return 0, 0, fmt.Errorf("%s printed no maxrss_kib line:\n%s", e.rusage, stderr)
+	}
+	return took, n * 1024, nil
+}
+
+// size formats the sizes the bench builds: 512 B, 64 KiB, 8 MiB, 1 GiB, 1.5 GiB.
 func size(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
+	for _, u := range []struct {
+		n    int64
+		unit string
+	}{{1 << 30, "GiB"}, {1 << 20, "MiB"}, {1 << 10, "KiB"}} {
+		if n >= u.n {
+			return strconv.FormatFloat(float64(n)/float64(u.n), 'f', -1, 64) + " " + u.unit
+		}
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	v := float64(n) / float64(div)
-	if v == float64(int64(v)) {
-		return fmt.Sprintf("%d %ciB", int64(v), "KMGTPE"[exp])
-	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[exp])
+	return strconv.FormatInt(n, 10) + " B"
 }

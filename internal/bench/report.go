@@ -61,7 +61,8 @@ func (r *Report) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "- **Registry storage:** %s, every registry a separate `registry serve` process\n", r.Storage)
 	fmt.Fprintf(w, "- **Durability:** %s\n", r.Durability)
 	fmt.Fprintf(w, "- **Tools:** %s\n", m.Peers)
-	fmt.Fprintf(w, "- **End times:** registry notification timestamps, received on a second notification endpoint of each registry (the bench's own loopback listener); no polling\n\n")
+	fmt.Fprintf(w, "- **End times:** registry notification timestamps, received on a second notification endpoint of each registry (the bench's own loopback listener); no polling\n")
+	fmt.Fprintf(w, "- **Peak RSS:** ru_maxrss from wait4, read by a small helper process (hack/bench/rusage) that starts promoter: Linux carries a parent's RSS peak across exec\n\n")
 
 	fmt.Fprintln(w, "| Measurement | Figure | Samples | Target | |")
 	fmt.Fprintln(w, "|---|---|---|---|---|")
@@ -95,7 +96,7 @@ func (r *Report) Markdown(w io.Writer) {
 		row(w, fmt.Sprintf(RowIngest, in.Senders, noun(in.Senders, "sender")), fig, samples, target, v)
 	}
 	row(w, fmt.Sprintf(RowRSS, size(r.RSS.ImageBytes)),
-		fmt.Sprintf("**%.1f MiB** (copied in %s)", float64(r.RSS.MaxRSS)/(1<<20), sf(r.RSS.Took)),
+		fmt.Sprintf("**%.1f MiB** (copied in %s; `promoter version` alone: %.1f MiB)", float64(r.RSS.MaxRSS)/(1<<20), sf(r.RSS.Took), float64(r.RSS.Baseline)/(1<<20)),
 		fmt.Sprintf("1 run, %d × %s layers", c.RSSLayers, size(c.RSSLayerSize)), "< 128 MiB", verdict(r.RSS.MaxRSS < 128<<20))
 
 	fmt.Fprintf(w, "\nRatios are promoter's median wall time over the peer's (below 1: promoter is faster). Every copy is a separate process, promoter's included, into destination registries started for that copy alone (new storage, new port), so nothing is skipped or mounted; each destination's digest is checked afterwards. Commands (`{src}`, `{dst}`: references with tag; `{srchost}`, `{dsthost}`: their hosts):\n\n")
