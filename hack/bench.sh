@@ -5,7 +5,7 @@
 # `promoter serve` processes and prints one markdown table on stdout (progress on stderr).
 # Arguments go to the bench: `bash hack/bench.sh --storage disk --revisions 1010`,
 # `bash hack/bench.sh --quick`, `go run ./hack/bench --help` lists them.
-# A full run takes about 10 minutes on 2 cores.
+# A full run takes about 5 minutes on 2 cores (4.5 min measured, tmpfs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v go >/dev/null 2>&1; then

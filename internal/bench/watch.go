@@ -57,6 +57,10 @@ func (w *watcher) endpoint(reg string) notifyEndpoint {
 }
 
 func (w *watcher) serve(rw http.ResponseWriter, req *http.Request) {
+	if req.Header.Get("Authorization") != "Bearer "+w.Token {
+		http.Error(rw, "wrong token", http.StatusUnauthorized)
+		return
+	}
 	reg := strings.TrimPrefix(req.URL.Path, "/")
 	var env envelope
 	if err := json.NewDecoder(req.Body).Decode(&env); err != nil {
