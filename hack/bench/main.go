@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -49,7 +50,9 @@ func run(args []string) error {
 		rssLayers   = fs.Int("rss-layers", 0, "layers of the image of the RSS measurement (default 16)")
 		rssSize     = fs.String("rss-layer-size", "", "size of each of those layers (default 64MiB)")
 	)
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	if *printScript {
