@@ -1,77 +1,94 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
 	"fmt"
-	"sort"
+	"regexp"
+	"strings"
 	"testing"
-	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
-	"github.com/promoter-dev/promoter/internal/localregistry"
+	"github.com/promoter-dev/promoter/internal/bench"
 	"github.com/promoter-dev/promoter/internal/testenv"
 )
 
-// BenchmarkLastPushToIndex measures what a user waits for: the time from the last arch
-// push of a revision to its merged index being readable from the registry, through the
-// real registry's notification, the daemon's receiver, JetStream and the merge. It runs at
-// least 100 revisions and reports p50 and p99 in milliseconds.
-//
-//	go test -run XXX -bench LastPushToIndex ./e2e/
-func BenchmarkLastPushToIndex(b *testing.B) {
-	port := testenv.FreePort(b)
-	staging := fmt.Sprintf("127.0.0.1:%d/bench/app", port)
-	d := startDaemon(b, yamlf(`
-auth:
-	registryToken: %s
-reconcileInterval: 1h
-pipelines:
-	- name: app
-		source: {repo: https://git.example/bench/app}
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-`, registryToken, staging))
-	testenv.StartRegistry(b, localregistry.WithPort(port), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
-
-	n := max(b.N, 100)
-	created := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	type pair struct{ amd, arm v1.Image }
-	images := make([]pair, n)
-	for i := range images {
-		images[i] = pair{testenv.PlatformImage(b, "linux/amd64", created), testenv.PlatformImage(b, "linux/arm64", created)}
+// TestBenchQuick keeps the benchmark (hack/bench.sh, internal/bench) from rotting without
+// timing anything: it runs every measurement in quick mode (a few revisions, a small
+// image, one round) against real registry processes, a `promoter serve` built from the
+// tree and the real peers, and checks the table has every row, each with numbers. The
+// figures themselves are never asserted.
+func TestBenchQuick(t *testing.T) {
+	cfg := bench.Quick()
+	cfg.Tools = bench.Tools{
+		Registry: testenv.Tool(t, "registry"), Crane: testenv.Tool(t, "crane"), Regctl: testenv.Tool(t, "regctl"),
+		Skopeo: testenv.Tool(t, "skopeo"), Cosign: testenv.Tool(t, "cosign"),
 	}
-	waits := make([]float64, 0, n)
-	b.ResetTimer()
-	for i, p := range images {
-		rev := fmt.Sprintf("b%04d", i)
-		testenv.Push(b, staging+":"+rev+"-amd64", p.amd)
-		testenv.Push(b, staging+":"+rev+"-arm64", p.arm)
-		last := time.Now()
-		ref, _ := name.ParseReference(staging+":"+rev, name.Insecure)
-		for {
-			if _, err := remote.Head(ref); err == nil {
-				break
-			}
-			if time.Since(last) > 30*time.Second {
-				b.Fatalf("%s: no index after 30s\n%s", rev, d.Logs.String())
-			}
-			time.Sleep(2 * time.Millisecond)
+	cfg.DiskDir = t.TempDir()
+	var progress bytes.Buffer
+	cfg.Progress = &progress
+	rep, err := bench.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("bench: %v\nprogress:\n%s", err, progress.String())
+	}
+	var out bytes.Buffer
+	rep.Markdown(&out)
+	table := out.String()
+
+	rows := map[string][]string{} // label → the other cells
+	for _, line := range strings.Split(table, "\n") {
+		if !strings.HasPrefix(line, "| ") || strings.HasPrefix(line, "| Measurement") {
+			continue
 		}
-		waits = append(waits, float64(time.Since(last).Microseconds())/1000)
+		cells := strings.Split(strings.Trim(line, "| "), " | ")
+		rows[cells[0]] = cells[1:]
 	}
-	b.StopTimer()
-	sort.Float64s(waits)
-	b.ReportMetric(percentile(waits, 0.50), "p50-ms")
-	b.ReportMetric(percentile(waits, 0.99), "p99-ms")
-	b.ReportMetric(float64(len(waits)), "revisions")
-}
+	want := []string{bench.RowIndex, bench.RowPromoted}
+	for _, dests := range []string{"1 destination", "3 destinations"} {
+		for _, peer := range []string{"`crane copy`", "`regctl image copy`", "`skopeo copy --all`"} {
+			if dests != "1 destination" {
+				peer += " ×3 in parallel"
+			}
+			want = append(want, fmt.Sprintf(bench.RowCopy, dests, peer))
+		}
+	}
+	for _, n := range cfg.IngestSenders {
+		noun := "senders"
+		if n == 1 {
+			noun = "sender"
+		}
+		want = append(want, fmt.Sprintf(bench.RowIngest, n, noun))
+	}
+	want = append(want, fmt.Sprintf(bench.RowRSS, "2 MiB"))
 
-func percentile(sorted []float64, q float64) float64 {
-	if len(sorted) == 0 {
-		return 0
+	number := regexp.MustCompile(`\d+(\.\d+)?`)
+	for _, label := range want {
+		cells, ok := rows[label]
+		if !ok {
+			t.Errorf("no row %q in the table:\n%s", label, table)
+			continue
+		}
+		if len(cells) != 4 {
+			t.Errorf("row %q has cells %q, want figure, samples, target, verdict", label, cells)
+			continue
+		}
+		fig := cells[0]
+		if !number.MatchString(fig) || strings.Contains(fig, "NaN") || strings.Contains(fig, "Inf") {
+			t.Errorf("row %q: figure %q is not numeric", label, fig)
+		}
+		if !number.MatchString(cells[1]) {
+			t.Errorf("row %q: samples %q has no count", label, cells[1])
+		}
+		if v := cells[3]; v != "met" && v != "**missed**" && !strings.HasPrefix(v, "—") {
+			t.Errorf("row %q: verdict %q, want met, **missed** or —", label, v)
+		}
 	}
-	i := int(q*float64(len(sorted)-1) + 0.5)
-	return sorted[i]
+	if len(rows) != len(want) {
+		t.Errorf("the table has %d rows, want %d:\n%s", len(rows), len(want), table)
+	}
+	for _, s := range []string{"**Registry storage:** tmpfs", "SyncAlways", "**Machine:**", "crane copy --insecure", "skopeo --insecure-policy copy --all"} {
+		if !strings.Contains(table, s) {
+			t.Errorf("the report does not say %q:\n%s", s, table)
+		}
+	}
+	t.Logf("quick bench (figures meaningless):\n%s", table)
 }

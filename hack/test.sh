@@ -2,7 +2,7 @@
 # The one test command (README "Test it"; .ci/run calls exactly this):
 #   1. go vet
 #   2. builds or reuses the real components' binaries: kube-apiserver + etcd (hack/kube-assets.sh),
-#      the peer CLIs crane, regctl, cosign, helm (hack/tools.sh) and rootless BuildKit
+#      the peer CLIs crane, regctl, cosign, helm, distribution's registry and skopeo (hack/tools.sh) and rootless BuildKit
 #      (hack/buildkit.sh, which also installs rootlesskit, uidmap, runc, git, openssh and busybox-static
 #      from apt and creates the build user), cached under ~/.cache/promoter
 #   3. unit tests with -race

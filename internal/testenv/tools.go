@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// ToolDir is where .ci/run installs the peer tools (cosign, crane, regctl, helm) with
+// ToolDir is where .ci/run installs the peer tools (cosign, crane, regctl, helm, registry) with
 // `go install`: $PROMOTER_TOOLS, else $HOME/.cache/promoter/bin.
 func ToolDir() string {
 	if d := os.Getenv("PROMOTER_TOOLS"); d != "" {
