@@ -72,8 +72,19 @@ type walker struct {
 	seen map[string]bool
 }
 
-// plan reads src and everything attached to it.
+// plan reads src and everything attached to it. Concurrent promotions of the same source
+// (the daemon promotes each destination as a step of its own, at once) share one read;
+// nothing is kept after it, so the next promotion reads the source again.
 func (p *Promoter) plan(ctx context.Context, src name.Reference) (*plan, error) {
+	v, err, _ := p.planning.Do(src.String(), func() (any, error) { return p.readPlan(ctx, src) })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*plan), nil
+}
+
+// readPlan reads src and everything attached to it.
+func (p *Promoter) readPlan(ctx context.Context, src name.Reference) (*plan, error) {
 	puller, err := remote.NewPuller(p.reg.Remote(ctx)...)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", src, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"golang.org/x/sync/semaphore"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
@@ -54,6 +55,8 @@ type Promoter struct {
 
 	mu    sync.Mutex
 	hosts map[string]*semaphore.Weighted
+	// planning shares one read of a source among concurrent promotions of it.
+	planning singleflight.Group
 }
 
 // New promotes through reg (credentials, transports and retries).
