@@ -18,9 +18,9 @@ import (
 
 const statusToken = "e2e-status-token"
 
-// TestStatusIsPrivateAndPaged: the status API answers only on its own listener and only
-// with the token; the webhook listener, which forges reach from outside, knows nothing of
-// it. Pages follow key order and end with an empty cursor.
+// TestStatusIsPrivateAndPaged: the status API and page answer only on their own listener,
+// the API only with the token; the webhook listener, which forges reach from outside,
+// knows nothing of either. Pages follow key order and end with an empty cursor.
 func TestStatusIsPrivateAndPaged(t *testing.T) {
 	staging := testenv.StartRegistry(t)
 	d := startDaemon(t, yamlf(`
@@ -72,6 +72,13 @@ pipelines:
 		{"webhook listener, list", d.URL + "/v1/revisions", "", http.StatusNotFound},
 		{"webhook listener, list with the token", d.URL + "/v1/revisions", statusToken, http.StatusNotFound},
 		{"webhook listener, one revision", d.URL + "/v1/revisions/app/r1", "", http.StatusNotFound},
+		{"webhook listener, the status page", d.URL + "/", "", http.StatusNotFound},
+		{"webhook listener, the page's script", d.URL + "/ui/app.js", "", http.StatusNotFound},
+		{"webhook listener, the watch stream", d.URL + "/v1/watch", statusToken, http.StatusNotFound},
+		{"webhook listener, the pipelines", d.URL + "/v1/pipelines", statusToken, http.StatusNotFound},
+		{"status listener, the page needs no token", d.Status + "/", "", http.StatusOK},
+		{"status listener, the watch stream without a token", d.Status + "/v1/watch", "", http.StatusUnauthorized},
+		{"status listener, the pipelines without a token", d.Status + "/v1/pipelines", "", http.StatusUnauthorized},
 		{"status listener without a token", d.Status + "/v1/revisions", "", http.StatusUnauthorized},
 		{"status listener with a wrong token", d.Status + "/v1/revisions/app/r1", "nope", http.StatusUnauthorized},
 		{"status listener with the token", d.Status + "/v1/revisions/app/r1", statusToken, http.StatusOK},
