@@ -166,6 +166,7 @@ pipelines:
 			}
 		}
 		samePage(t)
+		screenshot(t, browser, "status-page-detail.png")
 		run(t, browser, "back to the list", chromedp.Click(chromedp.CSS("#back")))
 		waitJS(t, browser, "the list", `!document.getElementById('list').hidden`)
 	})
@@ -228,23 +229,34 @@ pipelines:
 		samePage(t)
 	})
 
-	t.Run("a screenshot is written", func(t *testing.T) {
-		path := os.Getenv("PROMOTER_SCREENSHOT")
-		if path == "" {
-			path = filepath.Join(t.ArtifactDir(), "status-page.png")
+	t.Run("a screenshot is written", func(t *testing.T) { screenshot(t, browser, "status-page.png") })
+}
+
+// screenshot writes a PNG of the whole page as name in the test's artifact directory or,
+// when PROMOTER_SCREENSHOT names a file (docs/status-page.png), in that file's directory,
+// the list view ("status-page.png") under that file's own name.
+func screenshot(t *testing.T, browser context.Context, name string) {
+	t.Helper()
+	path := filepath.Join(t.ArtifactDir(), name)
+	if to := os.Getenv("PROMOTER_SCREENSHOT"); to != "" {
+		path = filepath.Join(filepath.Dir(to), name)
+		if name == "status-page.png" {
+			path = to
 		}
-		png, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.HasPrefix(png, []byte("\x89PNG")) {
-			t.Fatalf("screenshot is not a PNG (%d bytes)", len(png))
-		}
-		if err := os.WriteFile(path, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot: %s (%d bytes)", path, len(png))
-	})
+	}
+	ctx, cancel := context.WithTimeout(browser, time.Minute)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Fatalf("screenshot is not a PNG (%d bytes)", len(png))
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", path, len(png))
 }
 
 // startBrowser starts headless chromium (PROMOTER_CHROMIUM, or chromium on PATH, as

@@ -90,6 +90,9 @@
     b.addEventListener('click', (ev) => { ev.stopPropagation(); copyText(d, b); });
     return el('span', { className: 'digest mono', title: d, 'data-digest': d }, short, b);
   }
+  function shorten(s, n) {
+    return s.length > n ? s.slice(0, n - 1) + '…' : s;
+  }
   function phase(p) {
     return el('span', { className: 'phase ' + (PHASES.includes(p) ? p : 'unknown') }, p || 'new');
   }
@@ -117,12 +120,14 @@
       else build = el('span', { className: 'muted' }, r.phase === 'building' ? 'building…' : 'waiting');
       const facts = [];
       if (ps.attempts) facts.push(`attempt ${ps.attempts}`);
-      if (ps.job) facts.push(`job ${ps.job}`);
       if (ps.buildDuration) facts.push(span(nsToMs(ps.buildDuration)));
+      // The revision's reason already quotes a final failure's.
+      const reason = ps.buildReason && !(r.reason || '').includes(ps.buildReason) ? ps.buildReason : '';
       return el('div', { className: 'item platform', 'data-platform': k },
         el('strong', {}, k), ' ', build,
         facts.length ? el('span', { className: 'tag' }, ' · ' + facts.join(' · ')) : null,
-        ps.buildReason ? el('div', { className: 'reason bad' }, ps.buildReason) : null,
+        ps.job ? el('div', { className: 'tag job', title: ps.job }, 'job ' + shorten(ps.job, 40)) : null,
+        reason ? el('div', { className: 'reason bad' }, reason) : null,
         ps.digest ? el('div', {}, digest(ps.digest)) : null);
     });
   }
