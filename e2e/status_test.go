@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -36,18 +34,7 @@ pipelines:
 `, registryToken, statusToken, staging.Host))
 	revs := []string{"r3", "r1", "r5", "r2", "r4"}
 	for _, rev := range revs {
-		body := fmt.Sprintf(`{"repo":"https://git.example/team/app","ref":"refs/heads/main","revision":%q}`, rev)
-		req, _ := http.NewRequest(http.MethodPost, d.URL+"/v1/events/source/generic", bytes.NewReader([]byte(body)))
-		req.Header.Set("Authorization", "Bearer gen")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("source push %s: %s", rev, resp.Status)
-		}
+		sourcePush(t, d, "https://git.example/team/app", rev)
 	}
 	// Wait for every revision's state through the status API itself.
 	deadline := time.Now().Add(30 * time.Second)

@@ -357,7 +357,7 @@ func selectFilter(t *testing.T, browser context.Context, id, value string) {
 		`(() => { const s = document.getElementById(%q); s.value = %s; s.dispatchEvent(new Event('change')); })()`, id, js)))
 }
 
-// sourcePush sends the generic source webhook of a push of revision to repo.
+// sourcePush sends the generic source webhook (token "gen") of a push of revision to repo.
 func sourcePush(t *testing.T, d *runningDaemon, repo, revision string) {
 	t.Helper()
 	body := fmt.Sprintf(`{"repo":%q,"ref":"refs/heads/main","revision":%q}`, repo, revision)

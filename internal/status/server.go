@@ -39,7 +39,7 @@ type PipelineInfo struct {
 const (
 	defaultPageLimit = 100
 	maxPageLimit     = 1000
-	maxPhaseScan     = 2000
+	maxPhaseScan     = 1000
 )
 
 // NewHandler serves the revision state read-only, for `promoter status`, the status page
@@ -145,17 +145,17 @@ func (h *Handler) Close() {
 }
 
 // page reads one page of revisions in key order. With a phase, it keeps only revisions in
-// that phase, reading further pages of the store until it has limit of them, reached the
-// end, or read maxPhaseScan revisions; then next is the key of the last revision read, so
-// that a rare phase among many revisions is found over several requests, none of which
-// reads them all.
+// that phase, reading the store in pages as large as it may until it has limit of them,
+// reached the end, or read maxPhaseScan revisions; then next is the key of the last
+// revision read, so that a rare phase among many revisions is found over several
+// requests, none of which reads them all.
 func page(ctx context.Context, st Reader, pipeline string, phase types.Phase, after string, limit int) ([]*types.Revision, string, error) {
 	if phase == "" {
 		return st.Page(ctx, pipeline, after, limit)
 	}
 	var out []*types.Revision
 	for scanned := 0; ; {
-		revs, next, err := st.Page(ctx, pipeline, after, limit)
+		revs, next, err := st.Page(ctx, pipeline, after, min(maxPageLimit, maxPhaseScan-scanned))
 		if err != nil {
 			return nil, "", err
 		}
