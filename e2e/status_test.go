@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -18,9 +16,9 @@ import (
 
 const statusToken = "e2e-status-token"
 
-// TestStatusIsPrivateAndPaged: the status API answers only on its own listener and only
-// with the token; the webhook listener, which forges reach from outside, knows nothing of
-// it. Pages follow key order and end with an empty cursor.
+// TestStatusIsPrivateAndPaged: the status API and page answer only on their own listener,
+// the API only with the token; the webhook listener, which forges reach from outside,
+// knows nothing of either. Pages follow key order and end with an empty cursor.
 func TestStatusIsPrivateAndPaged(t *testing.T) {
 	staging := testenv.StartRegistry(t)
 	d := startDaemon(t, yamlf(`
@@ -36,18 +34,7 @@ pipelines:
 `, registryToken, statusToken, staging.Host))
 	revs := []string{"r3", "r1", "r5", "r2", "r4"}
 	for _, rev := range revs {
-		body := fmt.Sprintf(`{"repo":"https://git.example/team/app","ref":"refs/heads/main","revision":%q}`, rev)
-		req, _ := http.NewRequest(http.MethodPost, d.URL+"/v1/events/source/generic", bytes.NewReader([]byte(body)))
-		req.Header.Set("Authorization", "Bearer gen")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("source push %s: %s", rev, resp.Status)
-		}
+		sourcePush(t, d, "https://git.example/team/app", rev)
 	}
 	// Wait for every revision's state through the status API itself.
 	deadline := time.Now().Add(30 * time.Second)
@@ -72,6 +59,13 @@ pipelines:
 		{"webhook listener, list", d.URL + "/v1/revisions", "", http.StatusNotFound},
 		{"webhook listener, list with the token", d.URL + "/v1/revisions", statusToken, http.StatusNotFound},
 		{"webhook listener, one revision", d.URL + "/v1/revisions/app/r1", "", http.StatusNotFound},
+		{"webhook listener, the status page", d.URL + "/", "", http.StatusNotFound},
+		{"webhook listener, the page's script", d.URL + "/ui/app.js", "", http.StatusNotFound},
+		{"webhook listener, the watch stream", d.URL + "/v1/watch", statusToken, http.StatusNotFound},
+		{"webhook listener, the pipelines", d.URL + "/v1/pipelines", statusToken, http.StatusNotFound},
+		{"status listener, the page needs no token", d.Status + "/", "", http.StatusOK},
+		{"status listener, the watch stream without a token", d.Status + "/v1/watch", "", http.StatusUnauthorized},
+		{"status listener, the pipelines without a token", d.Status + "/v1/pipelines", "", http.StatusUnauthorized},
 		{"status listener without a token", d.Status + "/v1/revisions", "", http.StatusUnauthorized},
 		{"status listener with a wrong token", d.Status + "/v1/revisions/app/r1", "nope", http.StatusUnauthorized},
 		{"status listener with the token", d.Status + "/v1/revisions/app/r1", statusToken, http.StatusOK},

@@ -18,7 +18,7 @@ func newServeCmd(g *globalOptions) *cobra.Command {
 		Use:   "serve",
 		Short: "Run the daemon: webhook receivers, merge, sign and promote",
 		Long: `Run the daemon. It serves the webhook receivers, /healthz and /readyz on --listen,
-Prometheus metrics on --metrics and the status API on --status (loopback by default), connects to NATS (or starts an embedded JetStream server in
+Prometheus metrics on --metrics and the status page and API on --status (loopback by default), connects to NATS (or starts an embedded JetStream server in
 --data-dir when nats.url is empty), and works through registry and source events. A
 pipeline with source.poll set has its branch head listed with git ls-remote (git must be on
 PATH) on start and at that interval, so a lost source webhook delays a build by at most
@@ -51,7 +51,7 @@ opened, listing every problem with its path.`,
 	cmd.Flags().StringVarP(&o.configFile, "config", "c", "", "YAML configuration file")
 	cmd.Flags().String("listen", config.DefaultString("listen"), "address of the webhook, /healthz and /readyz server (listen)")
 	cmd.Flags().String("metrics", config.DefaultString("metrics"), "address of the /metrics server, empty to disable (metrics)")
-	cmd.Flags().String("status", config.DefaultString("status"), "address of the status API (/v1/revisions), keep it private; empty to disable (status)")
+	cmd.Flags().String("status", config.DefaultString("status"), "address of the status page (/) and API (/v1/revisions), keep it private; empty to disable (status)")
 	cmd.Flags().String("data-dir", config.DefaultString("dataDir"), "directory of the embedded NATS store (dataDir)")
 	cmd.Flags().String("nats-url", "", "NATS server URLs; empty starts an embedded server (nats.url)")
 	cmd.Flags().Bool("insecure-no-auth", false, "accept registry notifications without a bearer token: development only (auth.insecureNoAuth)")

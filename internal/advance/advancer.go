@@ -190,7 +190,7 @@ func (a *Advancer) signRevision(ctx context.Context, p types.Pipeline, r *types.
 	}
 	a.log.Info("signed index and children", "pipeline", p.Name, "revision", r.Revision, "index", r.Index)
 	return a.store.Update(ctx, p.Name, r.Revision, func(cur *types.Revision) error {
-		return cur.MarkSigned()
+		return cur.MarkSigned(time.Now().UTC())
 	})
 }
 
@@ -202,6 +202,7 @@ func (a *Advancer) promoteDestination(ctx context.Context, p types.Pipeline, r *
 	src := p.Staging.Digest(r.Index)
 	start := time.Now()
 	digest, err := a.promote.PromoteDestination(ctx, src, r.Revision, dest)
+	took := time.Since(start)
 	conflict := errors.Is(err, types.ErrTagImmutable)
 	if err != nil && !conflict {
 		return fmt.Errorf("promoting %s to %s: %w", src, dest.To.Tag(r.Revision), err)
@@ -210,7 +211,7 @@ func (a *Advancer) promoteDestination(ctx context.Context, p types.Pipeline, r *
 		// promote counted it in promoter_immutability_violations_total.
 		log.Error("promotion refused: destination tag is immutable", "error", err)
 	} else {
-		log.Info("promoted", "digest", digest, "seconds", time.Since(start).Seconds())
+		log.Info("promoted", "digest", digest, "seconds", took.Seconds())
 	}
 	all := false
 	updated, uerr := a.store.Update(ctx, p.Name, r.Revision, func(cur *types.Revision) error {
@@ -219,7 +220,7 @@ func (a *Advancer) promoteDestination(ctx context.Context, p types.Pipeline, r *
 			return cur.PromotionConflicted(string(dest.To), err.Error(), now)
 		}
 		var perr error
-		all, perr = cur.PromotedTo(string(dest.To), digest, now, p.Destinations())
+		all, perr = cur.PromotedTo(string(dest.To), digest, now, took, p.Destinations())
 		return perr
 	})
 	if uerr != nil {
@@ -274,7 +275,7 @@ func (a *Advancer) markPromoted(ctx context.Context, p types.Pipeline, r *types.
 		if cur.Index != r.Index {
 			return errStaleState
 		}
-		return cur.Complete(p.Sign, p.Destinations())
+		return cur.Complete(p.Sign, p.Destinations(), time.Now().UTC())
 	})
 	return err
 }

@@ -182,7 +182,7 @@ func TestReleaseStepOutcomes(t *testing.T) {
 			f.merged(t, "r1")
 			if _, err := f.store.Update(ctx, "app", "r1", func(r *types.Revision) error {
 				for _, d := range []string{prod, mirror} {
-					if _, err := r.PromotedTo(d, index, time.Now(), []string{prod, mirror}); err != nil {
+					if _, err := r.PromotedTo(d, index, time.Now(), time.Second, []string{prod, mirror}); err != nil {
 						return err
 					}
 				}
@@ -228,7 +228,7 @@ func TestReleaseTagOfAFailedRevision(t *testing.T) {
 	f := newFixture(t, pipeline(false, prod))
 	if _, err := f.store.Update(ctx, "app", "r1", func(r *types.Revision) error {
 		return r.RecordBuild(types.BuildResult{Request: types.BuildRequest{Platform: types.MustPlatform("linux/amd64"), Image: "r1-amd64"},
-			Outcome: types.BuildFailed, Reason: "exit 1", Final: true, Attempt: 3})
+			Outcome: types.BuildFailed, Reason: "exit 1", Final: true, Attempt: 3}, time.Now())
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -99,7 +99,7 @@ func (rt *Router) SourceChanged(ctx context.Context, ev types.SourceChanged) err
 	}
 	tags := p.ArchTags(ev.Revision)
 	if _, err := rt.adv.store.Update(ctx, p.Name, ev.Revision, func(r *types.Revision) error {
-		return r.Dispatched(tags)
+		return r.Dispatched(tags, ev.Received)
 	}); err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func (rt *Router) SourceChanged(ctx context.Context, ev types.SourceChanged) err
 func (rt *Router) BuildResult(ctx context.Context, res types.BuildResult) error {
 	req := res.Request
 	_, err := rt.adv.store.Update(ctx, req.Pipeline, req.Revision, func(r *types.Revision) error {
-		return r.RecordBuild(res)
+		return r.RecordBuild(res, time.Now().UTC())
 	})
 	if err == nil && res.Outcome == types.BuildFailed && res.Final {
 		rt.log.Error("build failed for good", "pipeline", req.Pipeline, "revision", req.Revision,

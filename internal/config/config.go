@@ -14,8 +14,8 @@ type Config struct {
 	Listen string `mapstructure:"listen"`
 	// Metrics is the address of the Prometheus /metrics server; empty disables it.
 	Metrics string `mapstructure:"metrics"`
-	// Status is the address of the status API (/v1/revisions), kept off the webhook
-	// listener that forges must reach from outside; empty disables it.
+	// Status is the address of the status page (/) and API (/v1/revisions), kept off the
+	// webhook listener that forges must reach from outside; empty disables it.
 	Status string `mapstructure:"status"`
 	// DataDir holds the embedded NATS server's JetStream store.
 	DataDir string `mapstructure:"dataDir"`
@@ -90,7 +90,8 @@ type Events struct {
 type Auth struct {
 	// RegistryToken is the bearer token registries send with notifications.
 	RegistryToken Secret `mapstructure:"registryToken"`
-	// StatusToken, when set, is the bearer token the status API requires.
+	// StatusToken, when set, is the bearer token the status API requires (the status
+	// page asks for it and sends it).
 	StatusToken Secret `mapstructure:"statusToken"`
 	GitHub      struct {
 		// Secret is the webhook secret GitHub signs payloads with (X-Hub-Signature-256).

@@ -69,6 +69,14 @@ func (r *revisions) Get(ctx context.Context, pipeline, revision string) (*types.
 	return s.Get(ctx, pipeline, revision)
 }
 
+func (r *revisions) Watch(ctx context.Context, pipeline string) (<-chan *types.Revision, error) {
+	s, err := r.ready()
+	if err != nil {
+		return nil, err
+	}
+	return s.Watch(ctx, pipeline)
+}
+
 func (r *revisions) Page(ctx context.Context, pipeline, after string, limit int) ([]*types.Revision, string, error) {
 	s, err := r.ready()
 	if err != nil {

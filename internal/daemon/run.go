@@ -141,7 +141,8 @@ func Start(ctx context.Context, cfg *config.Config, opts ...Option) (*Daemon, er
 }
 
 // newServers builds the webhook server (receivers, /healthz, /readyz), the ops server
-// (/metrics, /healthz, /readyz) and the status API server on the open listeners; a
+// (/metrics, /healthz, /readyz) and the status server (the status page and API) on the
+// open listeners; a
 // disabled listener gets none. They share one connection budget, below the open-file
 // limit, whose size is returned.
 func newServers(cfg *config.Config, o *options, lis *listeners, b *bus.Bus, pipelines []types.Pipeline,
@@ -160,6 +161,10 @@ func newServers(cfg *config.Config, o *options, lis *listeners, b *bus.Bus, pipe
 		listen.WithLimits(cfg.Server.Limits(cfg.Events.MaxBodyBytes)), listen.WithConns(conns),
 		listen.WithLogger(o.log), listen.WithMetrics(o.metrics),
 	}
+	statusAPI, err := status.NewHandler(revs, statusToken, status.WithPipelines(pipelines), status.WithLogger(o.log))
+	if err != nil {
+		return nil, 0, err
+	}
 	var servers []*listen.Server
 	add := func(name string, l net.Listener, h http.Handler, opts ...listen.Option) error {
 		if l == nil {
@@ -175,7 +180,7 @@ func newServers(cfg *config.Config, o *options, lis *listeners, b *bus.Bus, pipe
 	err = errors.Join(
 		add("webhook", lis.webhook, webhooks, listen.WithProbes("/healthz", "/readyz")),
 		add("metrics", lis.metrics, opsHandler(o.metrics, b), listen.WithProbes("/healthz", "/readyz")),
-		add("status", lis.status, status.NewHandler(revs, statusToken)),
+		add("status", lis.status, statusAPI, listen.WithOnShutdown(statusAPI.Close)),
 	)
 	return servers, conns.Max(), err
 }

@@ -15,6 +15,8 @@ type options struct {
 	log     *slog.Logger     // default: discard
 	metrics *metrics.Metrics // default: metrics.Discard()
 	probes  []string         // default: none
+	// onShutdown run when Shutdown starts; default: none.
+	onShutdown []func()
 }
 
 // WithLimits sets the timeouts and limits; zero fields keep their defaults.
@@ -36,6 +38,13 @@ func WithLogger(l *slog.Logger) Option {
 // WithMetrics sets the collectors; the default is metrics.Discard().
 func WithMetrics(m *metrics.Metrics) Option {
 	return func(o *options) error { o.metrics = m; return nil }
+}
+
+// WithOnShutdown runs f when Shutdown starts, to end long-lived responses (the status
+// page's event streams) that a graceful shutdown would otherwise wait for until its
+// deadline.
+func WithOnShutdown(f func()) Option {
+	return func(o *options) error { o.onShutdown = append(o.onShutdown, f); return nil }
 }
 
 // WithProbes names paths (such as /healthz and /readyz) served without an in-flight slot:

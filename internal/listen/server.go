@@ -66,6 +66,9 @@ func New(name string, lis net.Listener, h http.Handler, opts ...Option) (*Server
 		},
 		ErrorLog: slog.NewLogLogger(o.log.With("listener", name).Handler(), slog.LevelWarn),
 	}
+	for _, f := range o.onShutdown {
+		s.srv.RegisterOnShutdown(f)
+	}
 	return s, nil
 }
 

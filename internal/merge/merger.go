@@ -102,7 +102,7 @@ func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hi
 				return errStaleRead
 			}
 			r.ExpectPlatforms(p.ArchTags(r.Revision))
-			violation, err = r.RecordDigests(string(p.Staging), p.Keys(), now)
+			violation, err = r.RecordDigests(string(p.Staging), p.Keys(), now, time.Now().UTC())
 			if err == nil && violation == "" {
 				// The write that completes the revision claims its merge too: one
 				// compare-and-swap, not two.
@@ -262,7 +262,7 @@ func (m *Merger) finish(ctx context.Context, p types.Pipeline, c *claim, inputs 
 	moved := false
 	rev, err := m.store.Update(ctx, p.Name, c.rev.Revision, func(r *types.Revision) error {
 		var err error
-		moved, err = r.FinishMerge(c.id, inputs, phase, reason, index)
+		moved, err = r.FinishMerge(c.id, inputs, phase, reason, index, time.Now().UTC())
 		return err
 	})
 	if err == nil && moved && index == "" {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -49,7 +50,7 @@ func TestAStaleReadKeepsTheOtherDigest(t *testing.T) {
 	// The arm64 push is recorded while amd64's handler has not written yet...
 	r, err := m.store.Update(ctx, "app", "r1", func(r *types.Revision) error {
 		r.ExpectPlatforms(p.ArchTags("r1"))
-		_, err := r.RecordDigests(string(p.Staging), p.Keys(), map[string]string{"linux/arm64": arm.Digest})
+		_, err := r.RecordDigests(string(p.Staging), p.Keys(), map[string]string{"linux/arm64": arm.Digest}, time.Now())
 		return err
 	})
 	if err != nil || r.Phase != types.PhaseWaiting {

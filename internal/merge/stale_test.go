@@ -283,7 +283,7 @@ func (m *Merger) resolveAndRecord(ctx context.Context, p types.Pipeline, rev str
 	}
 	return m.store.Update(ctx, p.Name, rev, func(r *types.Revision) error {
 		r.ExpectPlatforms(p.ArchTags(r.Revision))
-		_, err := r.RecordDigests(string(p.Staging), p.Keys(), now)
+		_, err := r.RecordDigests(string(p.Staging), p.Keys(), now, time.Now())
 		return err
 	})
 }

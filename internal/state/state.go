@@ -219,3 +219,47 @@ func (s *Store) Page(ctx context.Context, pipeline, after string, limit int) (re
 	}
 	return revs, next, nil
 }
+
+// Watch sends each revision written from now on, of pipeline (all when empty), as it is
+// written by any replica, until ctx ends; the channel is closed then, or when the watch
+// breaks (the bus went away), and the caller watches again. Deletions are not sent. It
+// reads nothing that was written before it was called: a caller that shows state reads it
+// (Page, Get) after Watch returns, so that no write falls between the two.
+func (s *Store) Watch(ctx context.Context, pipeline string) (<-chan *types.Revision, error) {
+	keys := jetstream.AllKeys
+	if pipeline != "" {
+		keys = pipeline + ".>"
+	}
+	w, err := s.kv.Watch(ctx, keys, jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("watching revision state: %w", err)
+	}
+	out := make(chan *types.Revision)
+	go func() {
+		defer close(out)
+		defer w.Stop() //nolint:errcheck // the watch is over either way
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue // the end of the initial values, of which UpdatesOnly has none
+				}
+				var r types.Revision
+				if json.Unmarshal(e.Value(), &r) != nil {
+					continue // not a revision this version writes; Get reports it
+				}
+				select {
+				case out <- &r:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}

@@ -152,3 +152,36 @@ func TestPageWalksKeysInOrder(t *testing.T) {
 		t.Error("limit 0: got no error")
 	}
 }
+
+// TestWatch: a watch sends each write of its pipeline from then on, in order, and ends
+// with its context.
+func TestWatch(t *testing.T) {
+	s := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	set := func(pipeline, rev string, ph types.Phase) {
+		t.Helper()
+		if _, err := s.Update(ctx, pipeline, rev, func(r *types.Revision) error { r.Phase = ph; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("web", "before", types.PhaseBuilding) // written before the watch: not sent
+	ch, err := s.Watch(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set("api", "a1", types.PhaseBuilding) // another pipeline: not sent
+	set("web", "r1", types.PhaseBuilding)
+	set("web", "r1", types.PhaseWaiting)
+	var got []string
+	for len(got) < 2 {
+		r := <-ch
+		got = append(got, r.Revision+" "+string(r.Phase))
+	}
+	if diff := cmp.Diff([]string{"r1 building", "r1 waiting"}, got); diff != "" {
+		t.Errorf("watched (-want +got):\n%s", diff)
+	}
+	cancel()
+	for r := range ch {
+		t.Errorf("after the context ended: %+v", r)
+	}
+}

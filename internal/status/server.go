@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -19,25 +21,56 @@ import (
 type Reader interface {
 	Get(ctx context.Context, pipeline, revision string) (*types.Revision, error)
 	Page(ctx context.Context, pipeline, after string, limit int) ([]*types.Revision, string, error)
+	// Watch sends each revision written from now on (see state.Store.Watch).
+	Watch(ctx context.Context, pipeline string) (<-chan *types.Revision, error)
 }
 
-// Page sizes of GET /v1/revisions.
+// PipelineInfo is one configured pipeline, as GET /v1/pipelines lists it.
+type PipelineInfo struct {
+	Name         string   `json:"name"`
+	Staging      string   `json:"staging"`
+	Platforms    []string `json:"platforms"`
+	Sign         bool     `json:"sign"`
+	Destinations []string `json:"destinations"`
+}
+
+// Page sizes of GET /v1/revisions, and how many revisions one request with a phase filter
+// reads at most before it answers with what it found and a cursor to go on from.
 const (
 	defaultPageLimit = 100
 	maxPageLimit     = 1000
+	maxPhaseScan     = 1000
 )
 
-// NewHandler serves the revision state read-only, for `promoter status` and operators, on
-// the status listener (never the webhook one):
+// NewHandler serves the revision state read-only, for `promoter status`, the status page
+// and operators, on the status listener (never the webhook one):
 //
-//	GET /v1/revisions[?pipeline=NAME][&limit=N][&after=CURSOR]  one Page, in key order
-//	GET /v1/revisions/{pipeline}/{revision}                     one revision
+//	GET /                                                      the status page (page.go)
+//	GET /v1/pipelines                                          the configured pipelines
+//	GET /v1/revisions[?pipeline=NAME][&phase=P][&limit=N][&after=CURSOR]
+//	                                                           one Page, in key order
+//	GET /v1/revisions/{pipeline}/{revision}                    one revision
+//	GET /v1/watch[?pipeline=NAME]                              each revision written from
+//	                                                           now on, as server-sent events
 //
-// With a non-empty token (auth.statusToken), every request must carry it as a bearer
-// token.
-func NewHandler(st Reader, token string) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/revisions", func(w http.ResponseWriter, r *http.Request) {
+// With a non-empty token (auth.statusToken), every API request must carry it as a bearer
+// token. The page itself (HTML, script, style: no data) is served without it; it asks for
+// the token and sends it with its API requests.
+func NewHandler(st Reader, token string, opts ...Option) (*Handler, error) {
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{closed: make(chan struct{})}
+	api := http.NewServeMux()
+	api.HandleFunc("GET /v1/pipelines", func(w http.ResponseWriter, r *http.Request) {
+		ps := o.pipelines
+		if ps == nil {
+			ps = []PipelineInfo{}
+		}
+		writeJSON(w, http.StatusOK, ps)
+	})
+	api.HandleFunc("GET /v1/revisions", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		limit := defaultPageLimit
 		if s := q.Get("limit"); s != "" {
@@ -48,7 +81,12 @@ func NewHandler(st Reader, token string) http.Handler {
 			}
 			limit = n
 		}
-		revs, next, err := st.Page(r.Context(), q.Get("pipeline"), q.Get("after"), limit)
+		phase := types.Phase(q.Get("phase"))
+		if phase != "" && !slices.Contains(types.Phases, phase) {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "phase must be one of " + phaseList()})
+			return
+		}
+		revs, next, err := page(r.Context(), st, q.Get("pipeline"), phase, q.Get("after"), limit)
 		if err != nil {
 			stateUnavailable(w, err)
 			return
@@ -58,7 +96,7 @@ func NewHandler(st Reader, token string) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, Page{Revisions: revs, Next: next})
 	})
-	mux.HandleFunc("GET /v1/revisions/{pipeline}/{revision}", func(w http.ResponseWriter, r *http.Request) {
+	api.HandleFunc("GET /v1/revisions/{pipeline}/{revision}", func(w http.ResponseWriter, r *http.Request) {
 		rev, err := st.Get(r.Context(), r.PathValue("pipeline"), r.PathValue("revision"))
 		switch {
 		case errors.Is(err, state.ErrNotFound):
@@ -69,22 +107,86 @@ func NewHandler(st Reader, token string) http.Handler {
 			writeJSON(w, http.StatusOK, rev)
 		}
 	})
+	api.Handle("GET /v1/watch", &watcher{st: st, keepAlive: o.keepAlive, log: o.log, closed: h.closed})
+
+	mux := http.NewServeMux()
+	registerPage(mux)
+	h.mux = mux
 	if token == "" {
-		return mux
+		mux.Handle("/v1/", api)
+		return h, nil
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="promoter status"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "the status API needs the bearer token configured as auth.statusToken"})
 			return
 		}
-		mux.ServeHTTP(w, r)
-	})
+		api.ServeHTTP(w, r)
+	}))
+	return h, nil
+}
+
+// Handler is the status page and API (NewHandler).
+type Handler struct {
+	mux       *http.ServeMux
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Close ends the watch streams (each client connects again, to another replica or to this
+// one restarted), so that a graceful shutdown need not wait for them; run it when the
+// server's shutdown starts (listen.WithOnShutdown). Other requests are served as before.
+func (h *Handler) Close() {
+	h.closeOnce.Do(func() { close(h.closed) })
+}
+
+// page reads one page of revisions in key order. With a phase, it keeps only revisions in
+// that phase, reading the store in pages as large as it may until it has limit of them,
+// reached the end, or read maxPhaseScan revisions; then next is the key of the last
+// revision read, so that a rare phase among many revisions is found over several
+// requests, none of which reads them all.
+func page(ctx context.Context, st Reader, pipeline string, phase types.Phase, after string, limit int) ([]*types.Revision, string, error) {
+	if phase == "" {
+		return st.Page(ctx, pipeline, after, limit)
+	}
+	var out []*types.Revision
+	for scanned := 0; ; {
+		revs, next, err := st.Page(ctx, pipeline, after, min(maxPageLimit, maxPhaseScan-scanned))
+		if err != nil {
+			return nil, "", err
+		}
+		for i, r := range revs {
+			scanned++
+			if r.Phase == phase {
+				out = append(out, r)
+			}
+			last := i == len(revs)-1 && next == ""
+			if (len(out) == limit || scanned >= maxPhaseScan) && !last {
+				return out, state.Key(r.Pipeline, r.Revision), nil
+			}
+		}
+		if next == "" {
+			return out, "", nil
+		}
+		after = next
+	}
+}
+
+func phaseList() string {
+	names := make([]string, len(types.Phases))
+	for i, p := range types.Phases {
+		names[i] = string(p)
+	}
+	return strings.Join(names, ", ")
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

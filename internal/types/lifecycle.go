@@ -30,6 +30,11 @@ import (
 // MergeRetrying and StepRetrying change no phase: they record a failed attempt that the
 // bus will retry, for status and operators.
 //
+// Each transition that takes a time (at) records it in the revision's timeline
+// (Revision.Received, Merged, SignedAt, Finished; PlatformState.Pushed and Built;
+// Promotion.At), which the status page shows; callers pass the time the event happened,
+// or now.
+//
 // promoted, failed and conflicted are terminal (Terminal) except that a failed revision
 // is tried again when a new image arrives under one of its arch tags, and that a promoted
 // revision still promotes its releases.
@@ -66,16 +71,24 @@ func (r *Revision) ExpectPlatforms(tags map[string]string) {
 	}
 }
 
-// Dispatched records that builds were dispatched for a revision seen for the first time.
-// A revision that already has a phase (its pushes came first, or a webhook was delivered
-// twice) keeps it.
-func (r *Revision) Dispatched(tags map[string]string) error {
+// Dispatched records that builds were dispatched for a revision seen for the first time,
+// whose source change was received at at. A revision that already has a phase (its pushes
+// came first, or a webhook was delivered twice) keeps it.
+func (r *Revision) Dispatched(tags map[string]string, at time.Time) error {
 	if r.Phase != "" {
 		return ErrNoChange
 	}
 	r.ExpectPlatforms(tags)
 	r.Phase = PhaseBuilding
+	r.received(at)
 	return nil
+}
+
+// received sets when the revision was first heard of, once.
+func (r *Revision) received(at time.Time) {
+	if r.Received.IsZero() {
+		r.Received = at
+	}
 }
 
 // RecordDigests records what the staging registry holds now under the arch tag of each of
@@ -84,8 +97,8 @@ func (r *Revision) Dispatched(tags map[string]string) error {
 // registry. After it the children are pinned: a tag that serves another digest conflicts
 // the revision, and the returned violation says so; a deleted tag changes nothing, as the
 // index names its children by digest. A revision never seen, with nothing in the
-// registry, is not written.
-func (r *Revision) RecordDigests(staging string, platforms []string, now map[string]string) (violation string, err error) {
+// registry, is not written. at is when the registry was read.
+func (r *Revision) RecordDigests(staging string, platforms []string, now map[string]string, at time.Time) (violation string, err error) {
 	if r.Phase == PhaseConflicted {
 		return "", ErrNoChange // terminal until an operator acts
 	}
@@ -95,7 +108,7 @@ func (r *Revision) RecordDigests(staging string, platforms []string, now map[str
 			if d != "" && ps.Digest != "" && d != ps.Digest {
 				violation = fmt.Sprintf("%s:%s now points at %s, but revision %s was merged with %s; arch tags are immutable once merged",
 					staging, ps.Tag, d, r.Revision, ps.Digest)
-				r.stop(PhaseConflicted, violation)
+				r.stop(PhaseConflicted, violation, at)
 				return violation, nil
 			}
 		}
@@ -106,6 +119,10 @@ func (r *Revision) RecordDigests(staging string, platforms []string, now map[str
 		ps, d := r.Platforms[key], now[key]
 		if ps.Digest != d {
 			ps.Digest, changed = d, true
+			ps.Pushed = time.Time{}
+			if d != "" {
+				ps.Pushed = at
+			}
 			r.Platforms[key] = ps
 		}
 		any = any || ps.Digest != ""
@@ -117,7 +134,7 @@ func (r *Revision) RecordDigests(staging string, platforms []string, now map[str
 	case r.Phase == PhaseFailed:
 		// Another image is under an arch tag of a revision that failed (its platform check,
 		// or its build): try again with what is there now.
-		r.Phase, r.Reason, r.MergeRetry = PhaseWaiting, "", Retry{}
+		r.Phase, r.Reason, r.MergeRetry, r.Finished = PhaseWaiting, "", Retry{}, time.Time{}
 		for tag, rel := range r.Releases {
 			rel.Reason = ""
 			r.Releases[tag] = rel
@@ -127,19 +144,23 @@ func (r *Revision) RecordDigests(staging string, platforms []string, now map[str
 	case r.Phase == "" && !any:
 		return "", ErrNoChange // never seen, and nothing there: write no state
 	}
+	r.received(at)
 	return "", nil
 }
 
-// RecordBuild records the outcome of one build attempt of a platform. The final failure
-// of a revision not merged yet fails it.
-func (r *Revision) RecordBuild(res BuildResult) error {
+// RecordBuild records the outcome of one build attempt of a platform, recorded at at. The
+// final failure of a revision not merged yet fails it. A result of an earlier attempt than
+// the one recorded (a late delivery) changes nothing.
+func (r *Revision) RecordBuild(res BuildResult, at time.Time) error {
 	key := res.Request.Platform.String()
 	ps := r.Platforms[key]
 	fails := res.Outcome == BuildFailed && res.Final && r.Index == ""
-	if ps.Build == res.Outcome && ps.BuildReason == res.Reason && !(fails && r.Phase != PhaseFailed) {
+	if res.Attempt < ps.Attempts ||
+		ps.Build == res.Outcome && ps.BuildReason == res.Reason && ps.Attempts == res.Attempt && ps.Job == res.Job && !(fails && r.Phase != PhaseFailed) {
 		return ErrNoChange
 	}
-	ps.Build, ps.BuildReason = res.Outcome, res.Reason
+	ps.Build, ps.BuildReason, ps.Attempts, ps.Job = res.Outcome, res.Reason, res.Attempt, res.Job
+	ps.Built, ps.BuildDuration = at, res.Duration
 	if ps.Tag == "" {
 		ps.Tag = res.Request.Image
 	}
@@ -148,7 +169,7 @@ func (r *Revision) RecordBuild(res BuildResult) error {
 	}
 	r.Platforms[key] = ps
 	if fails {
-		r.stop(PhaseFailed, fmt.Sprintf("build of %s failed after %d attempts (job %s): %s", key, res.Attempt, res.Job, res.Reason))
+		r.stop(PhaseFailed, fmt.Sprintf("build of %s failed after %d attempts (job %s): %s", key, res.Attempt, res.Job, res.Reason), at)
 	}
 	return nil
 }
@@ -158,8 +179,8 @@ func (r *Revision) RecordBuild(res BuildResult) error {
 // index once pushed is recorded with the digests it was built from, so that a tag that
 // moved meanwhile is seen as a conflict by the next RecordDigests. A failure computed
 // from an image a tag no longer holds is not recorded (moved): only the lease is
-// released, and the merge is tried again.
-func (r *Revision) FinishMerge(lease string, inputs map[string]string, phase Phase, reason, index string) (moved bool, err error) {
+// released, and the merge is tried again. at is when the merge ended.
+func (r *Revision) FinishMerge(lease string, inputs map[string]string, phase Phase, reason, index string, at time.Time) (moved bool, err error) {
 	switch {
 	case phase == PhaseMerged && index == "", phase != PhaseMerged && index != "":
 		return false, fmt.Errorf("%w: merge finished as %q with index %q", ErrTransition, phase, index)
@@ -188,39 +209,42 @@ func (r *Revision) FinishMerge(lease string, inputs map[string]string, phase Pha
 	}
 	r.Phase, r.Reason, r.Index, r.Merging, r.MergeRetry = phase, reason, index, nil, Retry{}
 	if phase != PhaseMerged {
-		r.stop(phase, reason)
+		r.stop(phase, reason, at)
+	} else {
+		r.Merged = at
 	}
 	return moved, nil
 }
 
-// MarkSigned records that the merged index and its children are signed.
-func (r *Revision) MarkSigned() error {
+// MarkSigned records that the merged index and its children were signed at at.
+func (r *Revision) MarkSigned(at time.Time) error {
 	if r.Index == "" {
 		return illegal(r, "signed without an index")
 	}
 	if r.Signed {
 		return ErrNoChange
 	}
-	r.Signed, r.SignRetry = true, Retry{}
+	r.Signed, r.SignRetry, r.SignedAt = true, Retry{}, at
 	if r.Phase == PhaseMerged {
 		r.Phase = PhaseSigned
 	}
 	return nil
 }
 
-// PromotedTo records that dest holds the index as digest, and promotes the revision when
-// every one of destinations is done. It reports whether they all are.
-func (r *Revision) PromotedTo(dest, digest string, at time.Time, destinations []string) (all bool, err error) {
+// PromotedTo records that dest holds the index as digest since at, copied in took, and
+// promotes the revision when every one of destinations is done. It reports whether they
+// all are.
+func (r *Revision) PromotedTo(dest, digest string, at time.Time, took time.Duration, destinations []string) (all bool, err error) {
 	if r.Index == "" {
 		return false, illegal(r, "promoted without an index")
 	}
 	if r.Promotions == nil {
 		r.Promotions = map[string]Promotion{}
 	}
-	r.Promotions[dest] = Promotion{Done: true, Digest: digest, At: at}
+	r.Promotions[dest] = Promotion{Done: true, Digest: digest, At: at, Duration: took}
 	all = r.promotedToAll(destinations)
 	if all && !r.Terminal() {
-		r.Phase, r.Reason = PhasePromoted, ""
+		r.Phase, r.Reason, r.Finished = PhasePromoted, "", at
 	}
 	return all, nil
 }
@@ -235,17 +259,17 @@ func (r *Revision) PromotionConflicted(dest, reason string, at time.Time) error 
 		r.Promotions = map[string]Promotion{}
 	}
 	r.Promotions[dest] = Promotion{Error: reason, At: at, Conflicted: true}
-	r.stop(PhaseConflicted, reason)
+	r.stop(PhaseConflicted, reason, at)
 	return nil
 }
 
-// Complete promotes a merged revision with nothing left to do: signed when signing is
-// required, and done at every one of destinations (there may be none).
-func (r *Revision) Complete(signRequired bool, destinations []string) error {
+// Complete promotes, at at, a merged revision with nothing left to do: signed when
+// signing is required, and done at every one of destinations (there may be none).
+func (r *Revision) Complete(signRequired bool, destinations []string, at time.Time) error {
 	if r.Terminal() || r.Index == "" || (signRequired && !r.Signed) || !r.promotedToAll(destinations) {
 		return ErrNoChange
 	}
-	r.Phase, r.Reason = PhasePromoted, ""
+	r.Phase, r.Reason, r.Finished = PhasePromoted, "", at
 	return nil
 }
 
@@ -368,10 +392,10 @@ func (r *Revision) ReleaseStepsLeft(p Pipeline) []Step {
 	return steps
 }
 
-// stop ends the revision in phase (failed or conflicted) for reason; its releases say
-// that they are not promoted any further.
-func (r *Revision) stop(phase Phase, reason string) {
-	r.Phase, r.Reason = phase, reason
+// stop ends the revision in phase (failed or conflicted) for reason at at; its releases
+// say that they are not promoted any further.
+func (r *Revision) stop(phase Phase, reason string, at time.Time) {
+	r.Phase, r.Reason, r.Finished = phase, reason, at
 	for tag, rel := range r.Releases {
 		rel.Reason = releaseStopped(phase)
 		r.Releases[tag] = rel

@@ -65,14 +65,14 @@ func TestTransitions(t *testing.T) {
 	tests := []transition{
 		{
 			name:    "builds dispatched",
-			do:      func(r *Revision) error { return r.Dispatched(tags) },
+			do:      func(r *Revision) error { return r.Dispatched(tags, at) },
 			want:    map[Phase]Phase{"": PhaseBuilding},
 			wantErr: unchanged(PhaseBuilding, PhaseWaiting, PhaseMerged, PhaseSigned, PhasePromoted, PhaseFailed, PhaseConflicted),
 		},
 		{
 			name: "an arch tag pushed",
 			do: func(r *Revision) error {
-				_, err := r.RecordDigests("staging/app", platforms, map[string]string{amd: d1, arm: d2})
+				_, err := r.RecordDigests("staging/app", platforms, map[string]string{amd: d1, arm: d2}, at)
 				return err
 			},
 			// Waiting already held d1; merged ones hold both: nothing new.
@@ -82,7 +82,7 @@ func TestTransitions(t *testing.T) {
 		{
 			name: "nothing in the registry",
 			do: func(r *Revision) error {
-				_, err := r.RecordDigests("staging/app", platforms, map[string]string{})
+				_, err := r.RecordDigests("staging/app", platforms, map[string]string{}, at)
 				return err
 			},
 			// A waiting revision whose tag was deleted follows the registry; the others
@@ -93,7 +93,7 @@ func TestTransitions(t *testing.T) {
 		{
 			name: "a merged arch tag moved",
 			do: func(r *Revision) error {
-				_, err := r.RecordDigests("staging/app", platforms, map[string]string{amd: "sha256:moved", arm: d2})
+				_, err := r.RecordDigests("staging/app", platforms, map[string]string{amd: "sha256:moved", arm: d2}, at)
 				return err
 			},
 			want:    map[Phase]Phase{"": PhaseWaiting, PhaseBuilding: PhaseWaiting, PhaseWaiting: PhaseWaiting, PhaseFailed: PhaseWaiting, PhaseMerged: PhaseConflicted, PhaseSigned: PhaseConflicted, PhasePromoted: PhaseConflicted},
@@ -101,20 +101,20 @@ func TestTransitions(t *testing.T) {
 		},
 		{
 			name:    "a build failed for good",
-			do:      func(r *Revision) error { return r.RecordBuild(fails) },
+			do:      func(r *Revision) error { return r.RecordBuild(fails, at) },
 			want:    map[Phase]Phase{"": PhaseFailed, PhaseBuilding: PhaseFailed, PhaseWaiting: PhaseFailed, PhaseFailed: PhaseFailed, PhaseMerged: PhaseMerged, PhaseSigned: PhaseSigned, PhasePromoted: PhasePromoted, PhaseConflicted: PhaseConflicted},
 			wantErr: map[Phase]error{},
 		},
 		{
 			name:    "a build succeeded",
-			do:      func(r *Revision) error { return r.RecordBuild(succeeds) },
+			do:      func(r *Revision) error { return r.RecordBuild(succeeds, at) },
 			want:    map[Phase]Phase{"": "", PhaseBuilding: PhaseBuilding, PhaseWaiting: PhaseWaiting, PhaseFailed: PhaseFailed, PhaseMerged: PhaseMerged, PhaseSigned: PhaseSigned, PhasePromoted: PhasePromoted, PhaseConflicted: PhaseConflicted},
 			wantErr: map[Phase]error{},
 		},
 		{
 			name: "merged",
 			do: func(r *Revision) error {
-				_, err := r.FinishMerge("lease", map[string]string{amd: d1, arm: d2}, PhaseMerged, "", index)
+				_, err := r.FinishMerge("lease", map[string]string{amd: d1, arm: d2}, PhaseMerged, "", index, at)
 				return err
 			},
 			want:    map[Phase]Phase{"": PhaseMerged, PhaseBuilding: PhaseMerged, PhaseWaiting: PhaseMerged, PhaseFailed: PhaseMerged},
@@ -123,7 +123,7 @@ func TestTransitions(t *testing.T) {
 		{
 			name: "the platform check failed",
 			do: func(r *Revision) error {
-				_, err := r.FinishMerge("lease", map[string]string{amd: d1}, PhaseFailed, "wrong platform", "")
+				_, err := r.FinishMerge("lease", map[string]string{amd: d1}, PhaseFailed, "wrong platform", "", at)
 				return err
 			},
 			// Building has no digest for amd64: the input moved, and nothing is recorded.
@@ -133,21 +133,21 @@ func TestTransitions(t *testing.T) {
 		{
 			name: "a merge cannot end signed",
 			do: func(r *Revision) error {
-				_, err := r.FinishMerge("lease", nil, PhaseSigned, "", "")
+				_, err := r.FinishMerge("lease", nil, PhaseSigned, "", "", at)
 				return err
 			},
 			wantErr: allErr(all, ErrTransition),
 		},
 		{
 			name:    "signed",
-			do:      func(r *Revision) error { return r.MarkSigned() },
+			do:      func(r *Revision) error { return r.MarkSigned(at) },
 			want:    map[Phase]Phase{PhaseMerged: PhaseSigned, PhaseConflicted: PhaseConflicted},
 			wantErr: with(with(with(with(unchanged(PhaseSigned, PhasePromoted), "", ErrTransition), PhaseBuilding, ErrTransition), PhaseWaiting, ErrTransition), PhaseFailed, ErrTransition),
 		},
 		{
 			name: "promoted to one of two destinations",
 			do: func(r *Revision) error {
-				_, err := r.PromotedTo(dests[0], index, at, dests)
+				_, err := r.PromotedTo(dests[0], index, at, time.Second, dests)
 				return err
 			},
 			want:    map[Phase]Phase{PhaseMerged: PhaseMerged, PhaseSigned: PhaseSigned, PhasePromoted: PhasePromoted, PhaseConflicted: PhaseConflicted},
@@ -156,7 +156,7 @@ func TestTransitions(t *testing.T) {
 		{
 			name: "promoted to the last destination",
 			do: func(r *Revision) error {
-				_, err := r.PromotedTo(dests[0], index, at, dests[:1])
+				_, err := r.PromotedTo(dests[0], index, at, time.Second, dests[:1])
 				return err
 			},
 			want:    map[Phase]Phase{PhaseMerged: PhasePromoted, PhaseSigned: PhasePromoted, PhasePromoted: PhasePromoted, PhaseConflicted: PhaseConflicted},
@@ -170,20 +170,20 @@ func TestTransitions(t *testing.T) {
 		},
 		{
 			name: "nothing left to do, signing required",
-			do:   func(r *Revision) error { return r.Complete(true, nil) },
+			do:   func(r *Revision) error { return r.Complete(true, nil, at) },
 			want: map[Phase]Phase{PhaseSigned: PhasePromoted},
 			// Merged is not signed yet.
 			wantErr: unchanged("", PhaseBuilding, PhaseWaiting, PhaseMerged, PhasePromoted, PhaseFailed, PhaseConflicted),
 		},
 		{
 			name:    "nothing left to do, no signing",
-			do:      func(r *Revision) error { return r.Complete(false, nil) },
+			do:      func(r *Revision) error { return r.Complete(false, nil, at) },
 			want:    map[Phase]Phase{PhaseMerged: PhasePromoted, PhaseSigned: PhasePromoted},
 			wantErr: unchanged("", PhaseBuilding, PhaseWaiting, PhasePromoted, PhaseFailed, PhaseConflicted),
 		},
 		{
 			name:    "destinations left",
-			do:      func(r *Revision) error { return r.Complete(false, dests) },
+			do:      func(r *Revision) error { return r.Complete(false, dests, at) },
 			wantErr: unchanged(all...),
 		},
 		{
@@ -314,10 +314,11 @@ func allErr(phs []Phase, err error) map[Phase]error {
 // leases and promotions.
 func TestTransitionDetails(t *testing.T) {
 	const amd = "linux/amd64"
+	at := time.Unix(1700000000, 0).UTC()
 	t.Run("a moved merged tag names both digests", func(t *testing.T) {
 		r := &Revision{Pipeline: "app", Revision: "r1", Phase: PhaseMerged, Index: "sha256:i",
 			Platforms: map[string]PlatformState{amd: {Tag: "r1-amd64", Digest: "sha256:old"}}}
-		v, err := r.RecordDigests("staging/app", []string{amd}, map[string]string{amd: "sha256:new"})
+		v, err := r.RecordDigests("staging/app", []string{amd}, map[string]string{amd: "sha256:new"}, at)
 		if err != nil || v == "" || r.Reason != v || !strings.Contains(v, "staging/app:r1-amd64 now points at sha256:new") || !strings.Contains(v, "merged with sha256:old") {
 			t.Fatalf("violation %q, reason %q, %v", v, r.Reason, err)
 		}
@@ -325,7 +326,7 @@ func TestTransitionDetails(t *testing.T) {
 	t.Run("a new image clears a failure and its retry", func(t *testing.T) {
 		r := &Revision{Phase: PhaseFailed, Reason: "wrong platform", MergeRetry: Retry{Failures: 2},
 			Platforms: map[string]PlatformState{amd: {Digest: "sha256:a"}}}
-		if _, err := r.RecordDigests("s", []string{amd}, map[string]string{amd: "sha256:b"}); err != nil {
+		if _, err := r.RecordDigests("s", []string{amd}, map[string]string{amd: "sha256:b"}, at); err != nil {
 			t.Fatal(err)
 		}
 		if r.Phase != PhaseWaiting || r.Reason != "" || r.MergeRetry.Failures != 0 {
@@ -335,30 +336,30 @@ func TestTransitionDetails(t *testing.T) {
 	t.Run("a final build failure says which build", func(t *testing.T) {
 		r := &Revision{Phase: PhaseBuilding}
 		res := BuildResult{Request: BuildRequest{Platform: MustPlatform(amd), Image: "s:r1-amd64"}, Outcome: BuildFailed, Reason: "exit 1", Final: true, Attempt: 2, Job: "build-1"}
-		if err := r.RecordBuild(res); err != nil {
+		if err := r.RecordBuild(res, at); err != nil {
 			t.Fatal(err)
 		}
 		if want := "build of linux/amd64 failed after 2 attempts (job build-1): exit 1"; r.Reason != want || r.Platforms[amd].Tag != "s:r1-amd64" {
 			t.Errorf("reason %q, platforms %+v; want %q", r.Reason, r.Platforms, want)
 		}
-		if err := r.RecordBuild(res); !errors.Is(err, ErrNoChange) {
+		if err := r.RecordBuild(res, at); !errors.Is(err, ErrNoChange) {
 			t.Errorf("the same result again: %v, want ErrNoChange", err)
 		}
 	})
 	t.Run("a failure about a moved input only releases the lease", func(t *testing.T) {
 		r := &Revision{Phase: PhaseWaiting, Merging: &Lease{ID: "mine"}, Platforms: map[string]PlatformState{amd: {Digest: "sha256:new"}}}
-		moved, err := r.FinishMerge("mine", map[string]string{amd: "sha256:old"}, PhaseFailed, "wrong platform", "")
+		moved, err := r.FinishMerge("mine", map[string]string{amd: "sha256:old"}, PhaseFailed, "wrong platform", "", at)
 		if !moved || err != nil || r.Merging != nil || r.Phase != PhaseWaiting {
 			t.Fatalf("moved %v, %v, %+v", moved, err, r)
 		}
 		r.Merging = &Lease{ID: "theirs"}
-		if _, err := r.FinishMerge("mine", map[string]string{amd: "sha256:old"}, PhaseFailed, "x", ""); !errors.Is(err, ErrNoChange) || r.Merging.ID != "theirs" {
+		if _, err := r.FinishMerge("mine", map[string]string{amd: "sha256:old"}, PhaseFailed, "x", "", at); !errors.Is(err, ErrNoChange) || r.Merging.ID != "theirs" {
 			t.Fatalf("another's lease: %v, %+v", err, r.Merging)
 		}
 	})
 	t.Run("an index is recorded with the digests it was built from", func(t *testing.T) {
 		r := &Revision{Phase: PhaseWaiting, Merging: &Lease{ID: "mine"}, MergeRetry: Retry{Failures: 1}, Platforms: map[string]PlatformState{amd: {Digest: "sha256:new"}}}
-		moved, err := r.FinishMerge("mine", map[string]string{amd: "sha256:old"}, PhaseMerged, "", "sha256:i")
+		moved, err := r.FinishMerge("mine", map[string]string{amd: "sha256:old"}, PhaseMerged, "", "sha256:i", at)
 		if !moved || err != nil || r.Platforms[amd].Digest != "sha256:old" || r.Index != "sha256:i" || r.Merging != nil || r.MergeRetry.Failures != 0 {
 			t.Fatalf("moved %v, %v, %+v", moved, err, r)
 		}
@@ -383,18 +384,88 @@ func TestTransitionDetails(t *testing.T) {
 	})
 	t.Run("signing clears its retry", func(t *testing.T) {
 		r := &Revision{Phase: PhaseMerged, Index: "sha256:i", SignRetry: Retry{Failures: 3}}
-		if err := r.MarkSigned(); err != nil || !r.Signed || r.SignRetry.Failures != 0 {
+		if err := r.MarkSigned(at); err != nil || !r.Signed || r.SignRetry.Failures != 0 {
 			t.Fatalf("%v %+v", err, r)
 		}
 	})
 	t.Run("promotions are recorded, a conflict with its reason", func(t *testing.T) {
 		at := time.Unix(1, 0).UTC()
 		r := &Revision{Phase: PhaseSigned, Index: "sha256:i", Signed: true}
-		all, err := r.PromotedTo("a", "sha256:i", at, []string{"a", "b"})
+		all, err := r.PromotedTo("a", "sha256:i", at, time.Second, []string{"a", "b"})
 		if err != nil || all || !r.Promotions["a"].Done || r.Promotions["a"].Digest != "sha256:i" || !r.Promotions["a"].At.Equal(at) {
 			t.Fatalf("%v %v %+v", all, err, r.Promotions)
 		}
 		if err := r.PromotionConflicted("b", "b:r1 points elsewhere", at); err != nil || r.Phase != PhaseConflicted || r.Reason != "b:r1 points elsewhere" || r.Promotions["b"].Error == "" {
+			t.Fatalf("%v %+v", err, r)
+		}
+	})
+}
+
+// TestTimeline: each transition records when it happened, so that the status page shows
+// where time went, from the webhook to each promotion, and where it stopped.
+func TestTimeline(t *testing.T) {
+	const amd, arm = "linux/amd64", "linux/arm64"
+	t0 := time.Unix(1700000000, 0).UTC()
+	step := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
+	tags := map[string]string{amd: "r1-amd64", arm: "r1-arm64"}
+	req := func(pl string) BuildRequest { return BuildRequest{Platform: MustPlatform(pl), Image: "s:" + tags[pl]} }
+
+	r := &Revision{Pipeline: "app", Revision: "r1", Platforms: map[string]PlatformState{}}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(r.Dispatched(tags, step(0)))
+	must(r.RecordBuild(BuildResult{Request: req(amd), Outcome: BuildFailed, Reason: "oom", Attempt: 1, Job: "job-amd-1", Duration: 2 * time.Second}, step(3)))
+	must(r.RecordBuild(BuildResult{Request: req(amd), Outcome: BuildSucceeded, Attempt: 2, Job: "job-amd-2", Duration: 4 * time.Second}, step(8)))
+	if err := r.RecordBuild(BuildResult{Request: req(amd), Outcome: BuildFailed, Reason: "oom", Attempt: 1, Job: "job-amd-1"}, step(9)); !errors.Is(err, ErrNoChange) {
+		t.Errorf("a late result of an earlier attempt: %v, want ErrNoChange", err)
+	}
+	_, err := r.RecordDigests("s", []string{amd, arm}, map[string]string{amd: "sha256:a"}, step(9))
+	must(err)
+	_, err = r.RecordDigests("s", []string{amd, arm}, map[string]string{amd: "sha256:a", arm: "sha256:b"}, step(10))
+	must(err)
+	_, err = r.FinishMerge("l", map[string]string{amd: "sha256:a", arm: "sha256:b"}, PhaseMerged, "", "sha256:i", step(11))
+	must(err)
+	must(r.MarkSigned(step(12)))
+	_, err = r.PromotedTo("prod", "sha256:i", step(14), 2*time.Second, []string{"prod"})
+	must(err)
+
+	want := &Revision{
+		Pipeline: "app", Revision: "r1", Phase: PhasePromoted, Index: "sha256:i", Signed: true,
+		Platforms: map[string]PlatformState{
+			amd: {Tag: "r1-amd64", Digest: "sha256:a", Build: BuildSucceeded, Attempts: 2, Job: "job-amd-2", Built: step(8), BuildDuration: 4 * time.Second, Pushed: step(9)},
+			arm: {Tag: "r1-arm64", Digest: "sha256:b", Pushed: step(10)},
+		},
+		Promotions: map[string]Promotion{"prod": {Done: true, Digest: "sha256:i", At: step(14), Duration: 2 * time.Second}},
+		Received:   step(0), Merged: step(11), SignedAt: step(12), Finished: step(14),
+	}
+	if diff := cmp.Diff(want, r); diff != "" {
+		t.Errorf("timeline (-want +got):\n%s", diff)
+	}
+
+	t.Run("a failure ends it, a new image starts it again", func(t *testing.T) {
+		r := &Revision{Pipeline: "app", Revision: "r2", Platforms: map[string]PlatformState{}}
+		must(r.Dispatched(tags, step(0)))
+		must(r.RecordBuild(BuildResult{Request: req(amd), Outcome: BuildFailed, Reason: "exit 1", Attempt: 3, Final: true, Job: "j"}, step(5)))
+		if r.Phase != PhaseFailed || !r.Finished.Equal(step(5)) {
+			t.Fatalf("failed: %s at %v", r.Phase, r.Finished)
+		}
+		if _, err := r.RecordDigests("s", []string{amd}, map[string]string{amd: "sha256:a"}, step(6)); err != nil || !r.Finished.IsZero() || !r.Received.Equal(step(0)) {
+			t.Fatalf("retried: %v, finished %v, received %v", err, r.Finished, r.Received)
+		}
+	})
+	t.Run("a revision first seen by its push was received then", func(t *testing.T) {
+		r := &Revision{Pipeline: "app", Revision: "r3", Platforms: map[string]PlatformState{}}
+		if _, err := r.RecordDigests("s", []string{amd}, map[string]string{amd: "sha256:a"}, step(7)); err != nil || !r.Received.Equal(step(7)) || !r.Platforms[amd].Pushed.Equal(step(7)) {
+			t.Fatalf("%v %+v", err, r)
+		}
+	})
+	t.Run("a conflict ends it", func(t *testing.T) {
+		r := &Revision{Pipeline: "app", Revision: "r4", Phase: PhaseSigned, Index: "sha256:i", Signed: true}
+		if err := r.PromotionConflicted("prod", "points elsewhere", step(20)); err != nil || !r.Finished.Equal(step(20)) || !r.Promotions["prod"].At.Equal(step(20)) {
 			t.Fatalf("%v %+v", err, r)
 		}
 	})
@@ -422,7 +493,7 @@ func TestReleases(t *testing.T) {
 			t.Errorf("steps before a merge: %+v", got)
 		}
 		// Its builds come later, and the release is still there.
-		if err := r.Dispatched(map[string]string{"linux/amd64": "r1-amd64"}); err != nil || r.Phase != PhaseBuilding || len(r.Releases) != 1 {
+		if err := r.Dispatched(map[string]string{"linux/amd64": "r1-amd64"}, at); err != nil || r.Phase != PhaseBuilding || len(r.Releases) != 1 {
 			t.Fatalf("dispatched: %v %+v", err, r)
 		}
 	})
@@ -439,7 +510,7 @@ func TestReleases(t *testing.T) {
 		if diff := cmp.Diff(want, r.ReleaseStepsLeft(p)); diff != "" {
 			t.Fatalf("steps (-want +got):\n%s", diff)
 		}
-		if _, err := r.PromotedTo("mirror.example/app", index, at, p.Destinations()); err != nil || r.Phase != PhasePromoted {
+		if _, err := r.PromotedTo("mirror.example/app", index, at, time.Second, p.Destinations()); err != nil || r.Phase != PhasePromoted {
 			t.Fatalf("promoted: %v %s", err, r.Phase)
 		}
 		if err := r.ReleasePromoted("v1", "prod.example/app", index, at); err != nil {
@@ -477,7 +548,7 @@ func TestReleases(t *testing.T) {
 			t.Errorf("reason %q, want it to say the revision failed", got)
 		}
 		// A new image retries the revision, and the release waits again.
-		if _, err := failed.RecordDigests("s", []string{"linux/amd64"}, map[string]string{"linux/amd64": "sha256:b"}); err != nil {
+		if _, err := failed.RecordDigests("s", []string{"linux/amd64"}, map[string]string{"linux/amd64": "sha256:b"}, at); err != nil {
 			t.Fatal(err)
 		}
 		if failed.Phase != PhaseWaiting || failed.Releases["v1"].Reason != "" {

@@ -53,6 +53,16 @@ type PlatformState struct {
 	// Build is the state of the build dispatched for this platform, when one was.
 	Build       BuildOutcome `json:"build,omitempty"`
 	BuildReason string       `json:"buildReason,omitempty"`
+	// Attempts is the attempt of the last build result recorded, and Job the Job (or
+	// local build) that ran it.
+	Attempts int    `json:"attempts,omitempty"`
+	Job      string `json:"job,omitempty"`
+	// Built is when the last build result was recorded, and BuildDuration how long that
+	// attempt ran (so it started at Built - BuildDuration).
+	Built         time.Time     `json:"built,omitzero"`
+	BuildDuration time.Duration `json:"buildDuration,omitempty"`
+	// Pushed is when Digest was first seen under the arch tag.
+	Pushed time.Time `json:"pushed,omitzero"`
 }
 
 // Promotion is the state of one destination of a revision, or of one of its releases.
@@ -61,6 +71,8 @@ type Promotion struct {
 	Digest string    `json:"digest,omitempty"`
 	Error  string    `json:"error,omitempty"`
 	At     time.Time `json:"at,omitempty"`
+	// Duration is how long the copy that made it Done took (nanoseconds in JSON).
+	Duration time.Duration `json:"duration,omitempty"`
 	// Conflicted is set when the destination tag points at another digest; Error says
 	// which. promoter never moves it, so the promotion ends there.
 	Conflicted bool `json:"conflicted,omitempty"`
@@ -114,6 +126,17 @@ type Revision struct {
 	// pushed for the revision's commit, keyed by tag.
 	Releases map[string]Release `json:"releases,omitempty"`
 	Updated  time.Time          `json:"updated"`
+
+	// The revision's timeline, each set by the transition that got there: Received when
+	// it was first heard of (the source webhook or poll that dispatched its builds, or
+	// the first arch tag seen), Merged when its index was recorded, SignedAt when it was
+	// signed, and Finished when it reached promoted, failed or conflicted (cleared when a
+	// failed revision is tried again). Per platform and per destination times are in
+	// Platforms and Promotions.
+	Received time.Time `json:"received,omitzero"`
+	Merged   time.Time `json:"merged,omitzero"`
+	SignedAt time.Time `json:"signedAt,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
 }
 
 // Release is one release tag of a revision: the revision's index is promoted under the tag

@@ -1,0 +1,375 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/promoter-dev/promoter/internal/localregistry"
+	"github.com/promoter-dev/promoter/internal/testenv"
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+// pwned is the failure message's payload: the script sets the global, which must stay unset.
+const pwned = "<script>window.pwned=1</script>"
+
+// TestStatusPageInABrowser drives the status page in headless chromium against a daemon
+// with real registries: three pipelines (one built by the local executor, signed and
+// promoted to two destinations; one merge-only whose arch tags the test pushes; one whose
+// build fails with a message holding a <script> element). The page, opened once with the
+// status token, shows each revision appear and move through its phases without a reload,
+// a revision's detail timeline has every step, the filters work, the <script> renders as
+// text and never runs, and a screenshot is written (PROMOTER_SCREENSHOT, or the test's
+// artifact directory).
+func TestStatusPageInABrowser(t *testing.T) {
+	dir := t.TempDir()
+	stagingPort := testenv.FreePort(t)
+	stagingHost := fmt.Sprintf("127.0.0.1:%d", stagingPort)
+	prod, mirror := testenv.StartRegistry(t).Host+"/prod", testenv.StartRegistry(t).Host+"/mirror"
+	keyPath, _ := writeKeyPair(t, dir, "pw")
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "index.html"), []byte("<p>hello</p>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A source tree that does not exist, named so that the build's failure message holds
+	// the script element.
+	missing := filepath.Join(dir, pwned)
+
+	d := startDaemon(t, yamlf(`
+auth:
+	registryToken: %[1]s
+	statusToken: %[2]s
+	generic: {token: gen}
+keys:
+	cosign: %[3]s
+	password: pw
+builder: {maxAttempts: 1}
+reconcileInterval: 1h
+pipelines:
+	- name: app
+		source: {repo: https://git.example/team/app}
+		platforms: [linux/amd64]
+		build: {executor: local, dir: %[4]s}
+		staging: %[5]s/team/app
+		sign: true
+		promote:
+			- to: %[6]s/app
+				requireSignature: true
+			- to: %[7]s/app
+	- name: ci
+		platforms: [linux/amd64, linux/arm64]
+		staging: %[5]s/team/ci
+		promote:
+			- to: %[6]s/ci
+	- name: broken
+		source: {repo: https://git.example/team/broken}
+		platforms: [linux/amd64]
+		build: {executor: local, dir: "%[8]s"}
+		staging: %[5]s/team/broken
+`, registryToken, statusToken, keyPath, src, stagingHost, prod, mirror, missing))
+	// Started after the daemon, whose address it notifies.
+	testenv.StartRegistry(t, localregistry.WithPort(stagingPort), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
+	browser := startBrowser(t)
+	ci := stagingHost + "/team/ci"
+	created := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+
+	t.Run("the webhook listener serves no page", func(t *testing.T) {
+		// What a browser reaching the webhook listener gets: no page, no script.
+		run(t, browser, "open the webhook listener", chromedp.Navigate(d.URL+"/"))
+		if got := eval[string](t, browser, `document.body.innerText.trim()`); got != "404 page not found" {
+			t.Errorf("the webhook listener's / shows %q, want 404 page not found", got)
+		}
+		for _, path := range []string{"/", "/ui/app.js", "/v1/pipelines", "/v1/watch", "/v1/revisions"} {
+			if got := getJSON(t, d.URL+path, "", nil); got != http.StatusNotFound {
+				t.Errorf("GET %s on the webhook listener: %d, want 404", path, got)
+			}
+		}
+	})
+
+	// The page, opened once: the token prompt, then the live list.
+	run(t, browser, "open the page", chromedp.Navigate(d.Status+"/"))
+	waitJS(t, browser, "the token prompt", `!document.getElementById('login').hidden`)
+	run(t, browser, "enter the token",
+		chromedp.SendKeys(chromedp.CSS("#token"), statusToken), chromedp.Click(chromedp.CSS(`#login-form button[type="submit"]`)))
+	waitJS(t, browser, "the live stream", `document.getElementById('live').classList.contains('on')`)
+	// Set once; a reload would lose it.
+	run(t, browser, "mark the page", chromedp.Evaluate[chromedp.Void](`window.samePage = 'yes'`))
+	samePage := func(t *testing.T) {
+		t.Helper()
+		if got := eval[string](t, browser, `String(window.samePage)`); got != "yes" {
+			t.Fatalf("the page was reloaded (window.samePage = %s)", got)
+		}
+	}
+
+	t.Run("a revision appears and moves through its phases live", func(t *testing.T) {
+		testenv.Push(t, ci+":c1-amd64", testenv.PlatformImage(t, "linux/amd64", created))
+		waitJS(t, browser, "ci/c1 waiting for arm64", rowIn("ci.c1", "waiting"))
+		if got := eval[string](t, browser, `document.querySelector('tr[data-key="ci.c1"] [data-platform="linux/amd64"]').textContent`); !strings.Contains(got, "pushed") {
+			t.Errorf("amd64 of the waiting revision: %q, want it pushed", got)
+		}
+		testenv.Push(t, ci+":c1-arm64", testenv.PlatformImage(t, "linux/arm64", created))
+		waitJS(t, browser, "ci/c1 promoted", rowIn("ci.c1", "promoted"))
+		r := d.revision(t, "ci", "c1")
+		if got := eval[string](t, browser, `document.querySelector('tr[data-key="ci.c1"] td.index [data-digest]').dataset.digest`); got != r.Index {
+			t.Errorf("index shown %q, want %q", got, r.Index)
+		}
+		if got := eval[string](t, browser, `document.querySelector('tr[data-key="ci.c1"] [data-destination] [data-digest]').dataset.digest`); got != r.Promotions[prod+"/ci"].Digest {
+			t.Errorf("promotion digest shown %q, want %q", got, r.Promotions[prod+"/ci"].Digest)
+		}
+		samePage(t)
+		// One more, left waiting, for the screenshot.
+		testenv.Push(t, ci+":c2-amd64", testenv.PlatformImage(t, "linux/amd64", created.Add(time.Hour)))
+		waitJS(t, browser, "ci/c2 waiting", rowIn("ci.c2", "waiting"))
+	})
+
+	t.Run("the detail timeline shows every step", func(t *testing.T) {
+		sourcePush(t, d, "https://git.example/team/app", "a1")
+		waitJS(t, browser, "app/a1 promoted", rowIn("app.a1", "promoted"))
+		samePage(t)
+		run(t, browser, "open app/a1", chromedp.Click(chromedp.CSS(`tr[data-key="app.a1"] a.revlink`)))
+		waitJS(t, browser, "the timeline", `document.getElementById('timeline') !== null && !document.getElementById('detail').hidden`)
+		steps := eval[[]map[string]string](t, browser, `[...document.querySelectorAll('#timeline li')].map(li => ({kind: li.dataset.kind, when: li.querySelector('.when').textContent, what: li.querySelector('.what').textContent}))`)
+		var kinds []string
+		for _, s := range steps {
+			kinds = append(kinds, s["kind"])
+			if s["when"] == "not yet" {
+				t.Errorf("step %q has no time: %+v", s["what"], s)
+			}
+		}
+		for _, want := range []string{"received", "build-start", "build", "push", "merge", "sign", "promote-start", "promote", "finished"} {
+			if !slices.Contains(kinds, want) {
+				t.Errorf("timeline lacks a %s step: %q", want, kinds)
+			}
+		}
+		// In order: received first, finished last, one promotion per destination.
+		if len(kinds) == 0 || kinds[0] != "received" || kinds[len(kinds)-1] != "finished" {
+			t.Errorf("timeline order: %q", kinds)
+		}
+		text := eval[string](t, browser, `document.getElementById('timeline').textContent`)
+		for _, want := range []string{"promoted to " + prod + "/app", "promoted to " + mirror + "/app", "build of linux/amd64 succeeded after 1 attempt", "job local@sha256:"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("timeline lacks %q:\n%s", want, text)
+			}
+		}
+		samePage(t)
+		screenshot(t, browser, "status-page-detail.png")
+		run(t, browser, "back to the list", chromedp.Click(chromedp.CSS("#back")))
+		waitJS(t, browser, "the list", `!document.getElementById('list').hidden`)
+	})
+
+	t.Run("a failure message holding a script renders as text", func(t *testing.T) {
+		sourcePush(t, d, "https://git.example/team/broken", "b1")
+		waitJS(t, browser, "broken/b1 failed", rowIn("broken.b1", "failed"))
+		reason := eval[string](t, browser, `document.querySelector('tr[data-key="broken.b1"] .reason').textContent`)
+		if !strings.Contains(reason, pwned) {
+			t.Errorf("reason shown %q, want it to hold %q as text", reason, pwned)
+		}
+		// Rendered: the text is on screen, as text (innerText is what a user sees).
+		if seen := eval[string](t, browser, `document.querySelector('tr[data-key="broken.b1"] .reason').innerText`); !strings.Contains(seen, pwned) {
+			t.Errorf("visible text %q lacks %q", seen, pwned)
+		}
+		run(t, browser, "open broken/b1", chromedp.Click(chromedp.CSS(`tr[data-key="broken.b1"] a.revlink`)))
+		waitJS(t, browser, "its detail", `document.getElementById('detail-reason') !== null`)
+		if got := eval[string](t, browser, `document.getElementById('detail-reason').textContent`); !strings.Contains(got, pwned) {
+			t.Errorf("detail reason %q lacks %q", got, pwned)
+		}
+		if got := eval[string](t, browser, `typeof window.pwned`); got != "undefined" {
+			t.Errorf("the failure message's script ran: window.pwned is %s", got)
+		}
+		if n := eval[int](t, browser, `document.querySelectorAll('script').length`); n != 1 {
+			t.Errorf("%d script elements in the page, want only its own", n)
+		}
+		run(t, browser, "back to the list", chromedp.Click(chromedp.CSS("#back")))
+		waitJS(t, browser, "the list", `!document.getElementById('list').hidden`)
+	})
+
+	t.Run("the filters work", func(t *testing.T) {
+		keys := func() []string {
+			return eval[[]string](t, browser, `[...document.querySelectorAll('#rows tr.rev')].map(tr => tr.dataset.key)`)
+		}
+		waitJS(t, browser, "every revision listed", `document.querySelectorAll('#rows tr.rev').length === 4`)
+		selectFilter(t, browser, "f-pipeline", "ci")
+		waitJS(t, browser, "only ci", `[...document.querySelectorAll('#rows tr.rev')].every(tr => tr.dataset.key.startsWith('ci.')) && document.querySelectorAll('#rows tr.rev').length === 2`)
+		if got := keys(); !slices.Equal(got, []string{"ci.c1", "ci.c2"}) {
+			t.Errorf("pipeline ci: %q", got)
+		}
+		// Live under a filter: a new ci revision appears, an app one does not.
+		testenv.Push(t, ci+":c3-amd64", testenv.PlatformImage(t, "linux/amd64", created.Add(2*time.Hour)))
+		waitJS(t, browser, "ci/c3 under the filter", rowIn("ci.c3", "waiting"))
+		selectFilter(t, browser, "f-phase", "waiting")
+		waitJS(t, browser, "ci and waiting", `document.querySelectorAll('#rows tr.rev').length === 2 && [...document.querySelectorAll('#rows tr.rev')].every(tr => tr.dataset.phase === 'waiting')`)
+		if got := keys(); !slices.Equal(got, []string{"ci.c2", "ci.c3"}) {
+			t.Errorf("pipeline ci, phase waiting: %q", got)
+		}
+		selectFilter(t, browser, "f-pipeline", "")
+		selectFilter(t, browser, "f-phase", "failed")
+		waitJS(t, browser, "failed only", `document.querySelectorAll('#rows tr.rev').length === 1`)
+		if got := keys(); !slices.Equal(got, []string{"broken.b1"}) {
+			t.Errorf("phase failed: %q", got)
+		}
+		if got := eval[string](t, browser, `location.hash`); got != "#/?phase=failed" {
+			t.Errorf("the filter is not in the address: %q", got)
+		}
+		selectFilter(t, browser, "f-phase", "")
+		waitJS(t, browser, "every revision again", `document.querySelectorAll('#rows tr.rev').length === 5`)
+		samePage(t)
+	})
+
+	t.Run("a screenshot is written", func(t *testing.T) { screenshot(t, browser, "status-page.png") })
+}
+
+// screenshot writes a PNG of the whole page as name in the test's artifact directory or,
+// when PROMOTER_SCREENSHOT names a file (docs/status-page.png), in that file's directory,
+// the list view ("status-page.png") under that file's own name.
+func screenshot(t *testing.T, browser context.Context, name string) {
+	t.Helper()
+	path := filepath.Join(t.ArtifactDir(), name)
+	if to := os.Getenv("PROMOTER_SCREENSHOT"); to != "" {
+		path = filepath.Join(filepath.Dir(to), name)
+		if name == "status-page.png" {
+			path = to
+		}
+	}
+	ctx, cancel := context.WithTimeout(browser, time.Minute)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Fatalf("screenshot is not a PNG (%d bytes)", len(png))
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", path, len(png))
+}
+
+// startBrowser starts headless chromium (PROMOTER_CHROMIUM, or chromium on PATH, as
+// hack/chromium.sh installs it) with a fresh profile, and returns a tab's context; it is
+// closed when the test ends. A chromium that is missing or cannot start is a missing
+// component (testenv.Require).
+func startBrowser(t *testing.T) context.Context {
+	t.Helper()
+	path := os.Getenv("PROMOTER_CHROMIUM")
+	if path == "" {
+		var err error
+		if path, err = exec.LookPath("chromium"); err != nil {
+			testenv.Require(t, "chromium (bash hack/chromium.sh installs it from apt, or set PROMOTER_CHROMIUM): %v", err)
+		}
+	}
+	var out syncBuffer
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(path),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1500, 900),
+		chromedp.CombinedOutput(&out),
+	)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// The first action starts the browser, bound to ctx itself (a derived context with a
+	// deadline would end it with the deadline).
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		testenv.Require(t, "chromium at %s does not start: %v\n%s", path, err, out.String())
+	}
+	// The page's console and uncaught exceptions, shown when the test fails.
+	console := &syncBuffer{t: t}
+	go func() {
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(console, m.String())
+		}
+	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("browser console:\n%s", console.String())
+		}
+	})
+	return ctx
+}
+
+// run runs browser actions, bounded so that a page that never gets there fails the test.
+func run(t *testing.T, browser context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(browser, time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// waitJS waits until the page's expression is true: an update pushed by the daemon, a
+// render. The bound only ends a test whose page never gets there.
+func waitJS(t *testing.T, browser context.Context, what, expr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(browser, 2*time.Minute)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(0))); err != nil {
+		body, _ := chromedp.Run(browser, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText`))
+		t.Fatalf("waiting for %s (%s): %v\npage:\n%s", what, expr, err, body)
+	}
+}
+
+// eval evaluates a JavaScript expression in the page.
+func eval[T any](t *testing.T, browser context.Context, expr string) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(browser, time.Minute)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluating %s: %v", expr, err)
+	}
+	return v
+}
+
+// rowIn is the expression "the row of key shows phase".
+func rowIn(key string, phase types.Phase) string {
+	return fmt.Sprintf(`document.querySelector('tr[data-key=%q][data-phase=%q]') !== null`, key, phase)
+}
+
+// selectFilter picks value in the select element id, as a user does (a change event).
+func selectFilter(t *testing.T, browser context.Context, id, value string) {
+	t.Helper()
+	js, _ := json.Marshal(value)
+	run(t, browser, "filter "+id+"="+value, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(
+		`(() => { const s = document.getElementById(%q); s.value = %s; s.dispatchEvent(new Event('change')); })()`, id, js)))
+}
+
+// sourcePush sends the generic source webhook (token "gen") of a push of revision to repo.
+func sourcePush(t *testing.T, d *runningDaemon, repo, revision string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"repo":%q,"ref":"refs/heads/main","revision":%q}`, repo, revision)
+	req, _ := http.NewRequest(http.MethodPost, d.URL+"/v1/events/source/generic", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer gen")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("source push %s of %s: %s", revision, repo, resp.Status)
+	}
+}
