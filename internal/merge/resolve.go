@@ -103,7 +103,9 @@ func (m *Merger) await(ctx context.Context, p types.Pipeline, hint *types.Regist
 		return got, nil
 	}
 	deadline := time.Now().Add(settle)
-	poll := backoff.Policy{Min: 5 * time.Millisecond, Max: 500 * time.Millisecond}
+	// distribution writes the tag right after the notification (well under a millisecond
+	// later), so the first look comes soon; a slow registry is then polled less and less.
+	poll := backoff.Policy{Min: time.Millisecond, Max: 500 * time.Millisecond}
 	for try := 0; time.Now().Before(deadline); try++ {
 		if err := backoff.Sleep(ctx, poll.Delay(try)); err != nil {
 			return "", err
