@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/sigstore/sigstore/pkg/signature"
 
@@ -46,13 +47,25 @@ func (v *Verifier) Verify(ctx context.Context, ref string) ([]Checked, error) {
 	if err != nil {
 		return nil, fmt.Errorf("verifying: %w", err)
 	}
+	// Each digest is checked at once, as Sign writes them.
+	formats := make([]Format, len(targets))
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxParallel)
+	for i, t := range targets {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			formats[i], errs[i] = v.verifyOne(ctx, t)
+		})
+	}
+	wg.Wait()
 	var out []Checked
-	for _, t := range targets {
-		f, err := v.verifyOne(ctx, t)
-		if err != nil {
-			return out, err
+	for i, t := range targets {
+		if errs[i] != nil {
+			return out, errs[i]
 		}
-		out = append(out, Checked{Digest: t.digest.DigestStr(), Platform: t.platform, Format: f})
+		out = append(out, Checked{Digest: t.digest.DigestStr(), Platform: t.platform, Format: formats[i]})
 	}
 	return out, nil
 }
