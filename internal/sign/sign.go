@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -146,17 +145,10 @@ func (s *Signer) sign(ctx context.Context, ref string) ([]Signed, error) {
 	// The targets are signed at once: each is a lookup and a write of its own, and nothing
 	// of one depends on another (each digest has its own referrers and fallback tag).
 	done := make([]Signed, len(targets))
-	errs := make([]error, len(targets))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxParallel)
-	for i, t := range targets {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			done[i], errs[i] = s.signOne(ctx, t)
-		})
-	}
-	wg.Wait()
+	errs := each(targets, func(i int, t target) (err error) {
+		done[i], err = s.signOne(ctx, t)
+		return err
+	})
 	var out []Signed
 	for i, d := range done {
 		if errs[i] != nil {
@@ -168,9 +160,6 @@ func (s *Signer) sign(ctx context.Context, ref string) ([]Signed, error) {
 	}
 	return out, nil
 }
-
-// maxParallel bounds the digests signed at once.
-const maxParallel = 8
 
 // signOne signs t unless a signature of the format by the key already verifies.
 func (s *Signer) signOne(ctx context.Context, t target) (Signed, error) {

@@ -3,6 +3,7 @@ package sign
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -62,4 +63,24 @@ func resolve(ctx context.Context, reg registry.Client, ref string) ([]target, er
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// maxParallel bounds the digests signed or verified at once.
+const maxParallel = 8
+
+// each runs fn for every target at once, at most maxParallel at a time, and returns
+// their errors in the targets' order.
+func each(targets []target, fn func(i int, t target) error) []error {
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxParallel)
+	for i, t := range targets {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = fn(i, t)
+		})
+	}
+	wg.Wait()
+	return errs
 }

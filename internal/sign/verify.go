@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/sigstore/sigstore/pkg/signature"
 
@@ -49,17 +48,10 @@ func (v *Verifier) Verify(ctx context.Context, ref string) ([]Checked, error) {
 	}
 	// Each digest is checked at once, as Sign writes them.
 	formats := make([]Format, len(targets))
-	errs := make([]error, len(targets))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxParallel)
-	for i, t := range targets {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			formats[i], errs[i] = v.verifyOne(ctx, t)
-		})
-	}
-	wg.Wait()
+	errs := each(targets, func(i int, t target) (err error) {
+		formats[i], err = v.verifyOne(ctx, t)
+		return err
+	})
 	var out []Checked
 	for i, t := range targets {
 		if errs[i] != nil {
