@@ -253,3 +253,17 @@ func postGitHub(t *testing.T, daemonURL, delivery string, payload any) events.Su
 	}
 	return sum
 }
+
+// buildContext writes a build context for the local executor (one small file) under dir
+// and returns its path.
+func buildContext(t testing.TB, dir string) string {
+	t.Helper()
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "hello.txt"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}

@@ -266,13 +266,7 @@ func scrapeAfterARevision(t *testing.T) map[string]map[string]bool {
 	dest := testenv.StartRegistry(t).Host + "/acme/app"
 	dir := t.TempDir()
 	keyPath, _ := writeKeyPair(t, dir, "pw")
-	src := filepath.Join(dir, "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(src, "hello.txt"), []byte("hello\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	src := buildContext(t, dir)
 	repo := "https://git.example/acme/app"
 	d := startDaemon(t, yamlf(`
 auth:

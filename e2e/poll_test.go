@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -30,13 +29,7 @@ func TestSourcePollBuildsWithoutWebhooks(t *testing.T) {
 	dest := testenv.StartRegistry(t).Host + "/acme/app"
 	dir := t.TempDir()
 	keyPath, _ := writeKeyPair(t, dir, "pw")
-	src := filepath.Join(dir, "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(src, "hello.txt"), []byte("hello\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	src := buildContext(t, dir)
 
 	// The minimum interval the configuration accepts: the second commit waits for it. One
 	// platform: the local executor pushes two at the same instant, and the merger can then
