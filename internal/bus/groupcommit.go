@@ -247,8 +247,5 @@ func (b *Bus) batchable(subject string) bool {
 	return b.batches.Load() && strings.HasPrefix(subject, eventsPrefix)
 }
 
-// eventsPrefix is the events stream's subject space.
-const eventsPrefix = "promoter.events."
-
 // waitTimeout bounds how long a publish waits for its round, queueing included.
 const waitTimeout = publishTimeout + 5*time.Second

@@ -13,6 +13,9 @@ const (
 	BucketRevisions = "promoter-revisions"
 )
 
+// eventsPrefix is the events stream's subject space (types.Subject* are in it).
+const eventsPrefix = "promoter.events."
+
 // DuplicateWindow is how long a message id is remembered: a webhook redelivered within it
 // is acknowledged without being stored twice. GitHub and GitLab let users redeliver by
 // hand for days, but the revision state makes late duplicates harmless anyway.
@@ -25,7 +28,7 @@ func streamConfigs(replicas int) []jetstream.StreamConfig {
 		{
 			Name:        StreamEvents,
 			Description: "registry pushes, source changes, release tags, build results and steps",
-			Subjects:    []string{"promoter.events.>"},
+			Subjects:    []string{eventsPrefix + ">"},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			MaxAge:      7 * 24 * time.Hour,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 
 	ptypes "github.com/promoter-dev/promoter/internal/types"
@@ -383,7 +382,7 @@ func (d *destination) writeManifest(ctx context.Context, n *node, present bool, 
 
 // waves groups the plan's nodes (indexes into nodes, which is in write order) so that
 // every node comes in a later wave than each node it references: an index's children, a
-// referrer's subject, a cosign accessory's sha256-<hex> subject.
+// referrer's subject, the manifest a cosign accessory tag is attached to.
 func waves(nodes []*node) [][]int {
 	level := map[v1.Hash]int{}
 	var out [][]int
@@ -398,10 +397,8 @@ func waves(nodes []*node) [][]int {
 				l = max(l, dl+1)
 			}
 		}
-		if h, ok := accessorySubject(n.tag); ok {
-			if dl, ok := level[h]; ok {
-				l = max(l, dl+1)
-			}
+		if dl, ok := level[n.accessoryOf]; ok && n.tag != "" {
+			l = max(l, dl+1)
 		}
 		if cur, ok := level[n.digest]; ok {
 			l = max(l, cur) // the same manifest again (under a tag): not before its first
@@ -413,16 +410,6 @@ func waves(nodes []*node) [][]int {
 		out[l] = append(out[l], i)
 	}
 	return out
-}
-
-// accessorySubject is the digest a cosign tag (sha256-<hex>.sig, .att, .sbom) is about.
-func accessorySubject(tag string) (v1.Hash, bool) {
-	base, _, ok := strings.Cut(tag, ".")
-	if !ok {
-		return v1.Hash{}, false
-	}
-	h, err := v1.NewHash(strings.Replace(base, "-", ":", 1))
-	return h, err == nil
 }
 
 // target is where a node is written: its cosign tag, or its digest.

@@ -36,8 +36,9 @@ type node struct {
 	mt     types.MediaType
 	raw    []byte
 	// tag is set for cosign accessories (sha256-<hex>.sig, ...): they are found and
-	// written by tag.
-	tag string
+	// written by tag. accessoryOf is the manifest such a tag is attached to.
+	tag         string
+	accessoryOf v1.Hash
 	// subject is set for OCI referrers; writing them also updates the destination's
 	// referrers list (go-containerregistry maintains the fallback tag when the registry
 	// has no referrers API).
@@ -231,6 +232,9 @@ func (w *walker) accessories(ctx context.Context, n *node) ([]*node, error) {
 			}
 			if err != nil {
 				return fmt.Errorf("reading %s: %w", tag, err)
+			}
+			if len(t) > 0 {
+				t[len(t)-1].accessoryOf = n.digest // tree lists the tagged manifest last
 			}
 			found[i] = t
 			return nil
