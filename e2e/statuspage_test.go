@@ -204,17 +204,30 @@ pipelines:
 		waitJS(t, browser, "every revision listed", `document.querySelectorAll('#rows tr.rev').length === 4`)
 		selectFilter(t, browser, "f-pipeline", "ci")
 		waitJS(t, browser, "only ci", `[...document.querySelectorAll('#rows tr.rev')].every(tr => tr.dataset.key.startsWith('ci.')) && document.querySelectorAll('#rows tr.rev').length === 2`)
-		if got := keys(); !slices.Equal(got, []string{"ci.c1", "ci.c2"}) {
-			t.Errorf("pipeline ci: %q", got)
+		// A pipeline's last revisions, the last written first.
+		if got := keys(); !slices.Equal(got, []string{"ci.c2", "ci.c1"}) {
+			t.Errorf("pipeline ci: %q, want the last written first", got)
 		}
-		// Live under a filter: a new ci revision appears, an app one does not.
+		// Live under a filter: a new ci revision appears on top, an app one does not.
 		testenv.Push(t, ci+":c3-amd64", testenv.PlatformImage(t, "linux/amd64", created.Add(2*time.Hour)))
 		waitJS(t, browser, "ci/c3 under the filter", rowIn("ci.c3", "waiting"))
+		if got := keys(); !slices.Equal(got, []string{"ci.c3", "ci.c2", "ci.c1"}) {
+			t.Errorf("pipeline ci after c3: %q, want c3 on top", got)
+		}
 		selectFilter(t, browser, "f-phase", "waiting")
 		waitJS(t, browser, "ci and waiting", `document.querySelectorAll('#rows tr.rev').length === 2 && [...document.querySelectorAll('#rows tr.rev')].every(tr => tr.dataset.phase === 'waiting')`)
-		if got := keys(); !slices.Equal(got, []string{"ci.c2", "ci.c3"}) {
+		if got := keys(); !slices.Equal(got, []string{"ci.c3", "ci.c2"}) {
 			t.Errorf("pipeline ci, phase waiting: %q", got)
 		}
+		// A revision that moves on moves up, live, and out of a phase it left.
+		testenv.Push(t, ci+":c2-arm64", testenv.PlatformImage(t, "linux/arm64", created.Add(time.Hour)))
+		waitJS(t, browser, "ci/c2 gone from waiting", `document.querySelector('tr[data-key="ci.c2"]') === null`)
+		selectFilter(t, browser, "f-phase", "")
+		waitJS(t, browser, "ci/c2 promoted", rowIn("ci.c2", "promoted"))
+		if got := keys(); !slices.Equal(got, []string{"ci.c2", "ci.c3", "ci.c1"}) {
+			t.Errorf("pipeline ci after c2 was promoted: %q, want c2 on top", got)
+		}
+		samePage(t)
 		selectFilter(t, browser, "f-pipeline", "")
 		selectFilter(t, browser, "f-phase", "failed")
 		waitJS(t, browser, "failed only", `document.querySelectorAll('#rows tr.rev').length === 1`)

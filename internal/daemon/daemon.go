@@ -77,12 +77,12 @@ func (r *revisions) Watch(ctx context.Context, pipeline string) (<-chan *types.R
 	return s.Watch(ctx, pipeline)
 }
 
-func (r *revisions) Page(ctx context.Context, pipeline, after string, limit int) ([]*types.Revision, string, error) {
+func (r *revisions) Page(ctx context.Context, q state.Query) ([]*types.Revision, string, error) {
 	s, err := r.ready()
 	if err != nil {
 		return nil, "", err
 	}
-	return s.Page(ctx, pipeline, after, limit)
+	return s.Page(ctx, q)
 }
 
 // readyz answers 200 once the bus (NATS, streams, KV bucket) is usable.

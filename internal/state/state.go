@@ -6,11 +6,13 @@
 package state
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -175,39 +177,61 @@ func (s *Store) List(ctx context.Context, pipeline string) ([]*types.Revision, e
 	return out, nil
 }
 
-// Page lists at most limit revisions in key order ("<pipeline>.<revision>"), optionally of
-// one pipeline, starting after the key after (a previous page's next; "" for the first).
-// It lists the keys and reads the values of this page only. next is the key to continue
-// after, or "" when this is the last page.
-func (s *Store) Page(ctx context.Context, pipeline, after string, limit int) (revs []*types.Revision, next string, err error) {
-	if limit < 1 {
-		return nil, "", fmt.Errorf("listing revision state: limit must be at least 1, got %d", limit)
+// Order is the order Page lists revisions in.
+type Order string
+
+const (
+	// ByKey lists revisions in key order: by pipeline, then revision. Its cursor is the
+	// last key listed.
+	ByKey Order = "key"
+	// ByRecent lists the revisions written last first (the stream sequence of each one's
+	// last write, so one order over every replica's writes). Its cursor is that sequence;
+	// the next page holds the revisions last written before it, so a revision written
+	// while a user pages moves to the first page instead of showing twice.
+	ByRecent Order = "recent"
+)
+
+// ErrBadCursor is returned by Page for an After that no page of its order returned.
+var ErrBadCursor = errors.New("not a cursor of this order")
+
+// Query selects one page of revisions.
+type Query struct {
+	Pipeline string      // only this pipeline's revisions; "" for every pipeline
+	Phase    types.Phase // only revisions in this phase; "" for every phase
+	Order    Order       // ByKey when empty
+	After    string      // the previous page's next cursor; "" for the first page
+	Limit    int         // revisions on the page, at least 1
+	// MaxRead bounds the revisions a page reads (0: no bound). A Phase filter reads
+	// revisions until Limit of them match; one that reaches MaxRead first ends the page
+	// there, with what matched and a cursor to go on from, so that a rare phase among
+	// many revisions is found over several pages, none of which reads them all.
+	MaxRead int
+}
+
+// listed is one revision's key and the stream sequence of its last write.
+type listed struct {
+	key string
+	seq uint64
+}
+
+// Page lists one page of revisions (see Query) and the cursor of the next one, "" when
+// this is the last. It lists the keys (headers only) and reads the values of this page's
+// revisions only.
+func (s *Store) Page(ctx context.Context, q Query) (revs []*types.Revision, next string, err error) {
+	if q.Limit < 1 {
+		return nil, "", fmt.Errorf("listing revision state: limit must be at least 1, got %d", q.Limit)
 	}
-	var lister jetstream.KeyLister
-	if pipeline != "" {
-		lister, err = s.kv.ListKeysFiltered(ctx, pipeline+".>")
-	} else {
-		lister, err = s.kv.ListKeys(ctx)
-	}
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, "", nil
-	}
+	all, err := s.keys(ctx, q.Pipeline)
 	if err != nil {
-		return nil, "", fmt.Errorf("listing revision state: %w", err)
+		return nil, "", err
 	}
-	defer lister.Stop()
-	var keys []string
-	for key := range lister.Keys() {
-		if key > after && strings.Contains(key, ".") {
-			keys = append(keys, key)
-		}
+	all, cursor, err := q.order(all)
+	if err != nil {
+		return nil, "", err
 	}
-	sort.Strings(keys)
-	if len(keys) > limit {
-		keys, next = keys[:limit], keys[limit-1]
-	}
-	for _, key := range keys {
-		p, rev, _ := strings.Cut(key, ".")
+	read := 0
+	for i, l := range all {
+		p, rev, _ := strings.Cut(l.key, ".")
 		r, err := s.Get(ctx, p, rev)
 		if errors.Is(err, ErrNotFound) {
 			continue // deleted since it was listed
@@ -215,9 +239,74 @@ func (s *Store) Page(ctx context.Context, pipeline, after string, limit int) (re
 		if err != nil {
 			return nil, "", err
 		}
-		revs = append(revs, r)
+		read++
+		if q.Phase == "" || r.Phase == q.Phase {
+			revs = append(revs, r)
+		}
+		if i < len(all)-1 && (len(revs) == q.Limit || (q.MaxRead > 0 && read >= q.MaxRead)) {
+			return revs, cursor(l), nil
+		}
 	}
-	return revs, next, nil
+	return revs, "", nil
+}
+
+// order sorts the listed revisions in the query's order, in place, and returns those
+// after its cursor, and how to write a cursor.
+func (q Query) order(all []listed) ([]listed, func(listed) string, error) {
+	switch q.Order {
+	case ByKey, "":
+		slices.SortFunc(all, func(a, b listed) int { return strings.Compare(a.key, b.key) })
+		i := 0
+		for i < len(all) && all[i].key <= q.After {
+			i++
+		}
+		return all[i:], func(l listed) string { return l.key }, nil
+	case ByRecent:
+		slices.SortFunc(all, func(a, b listed) int { return cmp.Compare(b.seq, a.seq) })
+		i := 0
+		if q.After != "" {
+			before, err := strconv.ParseUint(q.After, 10, 64)
+			if err != nil {
+				return nil, nil, fmt.Errorf("listing revision state: after %q is %w (%s)", q.After, ErrBadCursor, q.Order)
+			}
+			for i < len(all) && all[i].seq >= before {
+				i++
+			}
+		}
+		return all[i:], func(l listed) string { return strconv.FormatUint(l.seq, 10) }, nil
+	}
+	return nil, nil, fmt.Errorf("listing revision state: order must be %s or %s, got %q", ByKey, ByRecent, q.Order)
+}
+
+// keys lists the key and last write of each revision, of one pipeline or all, from the
+// bucket's stream: its last message per key, headers only.
+func (s *Store) keys(ctx context.Context, pipeline string) ([]listed, error) {
+	filter := jetstream.AllKeys
+	if pipeline != "" {
+		filter = pipeline + ".>"
+	}
+	w, err := s.kv.Watch(ctx, filter, jetstream.MetaOnly(), jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("listing revision state: %w", err)
+	}
+	defer w.Stop() //nolint:errcheck // the listing is over either way
+	var out []listed
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("listing revision state: the bus closed the listing")
+			}
+			if e == nil { // every key has been sent
+				return out, nil
+			}
+			if strings.Contains(e.Key(), ".") {
+				out = append(out, listed{key: e.Key(), seq: e.Revision()})
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("listing revision state: %w", ctx.Err())
+		}
+	}
 }
 
 // Watch sends each revision written from now on, of pipeline (all when empty), as it is

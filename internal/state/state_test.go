@@ -2,14 +2,17 @@ package state
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
-	"github.com/promoter-dev/promoter/internal/bus/bustest"
-
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/promoter-dev/promoter/internal/bus/bustest"
 
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -100,56 +103,170 @@ func TestList(t *testing.T) {
 	}
 }
 
-// TestPageWalksKeysInOrder: pages follow key order, read only their own values, and the
-// cursor of the last page is empty; a pipeline filter keeps other pipelines out, even one
-// whose name starts the same.
-func TestPageWalksKeysInOrder(t *testing.T) {
+// walk follows the pages of q from the first to the last (at most 50), and returns the
+// keys on each.
+func walk(t *testing.T, s *Store, q Query) (pages [][]string) {
+	t.Helper()
+	for range 50 {
+		revs, next, err := s.Page(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page []string
+		for _, r := range revs {
+			page = append(page, Key(r.Pipeline, r.Revision))
+		}
+		pages = append(pages, page)
+		if next == "" {
+			return pages
+		}
+		q.After = next
+	}
+	t.Fatalf("no last page after 50")
+	return nil
+}
+
+// TestPageOrders: key order follows the keys, recent order the last writes; the cursor of
+// the last page is empty; a pipeline filter keeps other pipelines out, even one whose name
+// starts the same, and a deleted revision is not listed.
+func TestPageOrders(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
-	for _, k := range [][2]string{{"web", "c"}, {"web", "a"}, {"web", "b.1"}, {"webapp", "x"}, {"api", "z"}} {
-		if _, err := s.Update(ctx, k[0], k[1], func(r *types.Revision) error { r.Phase = types.PhaseWaiting; return nil }); err != nil {
+	set := func(k ...string) {
+		t.Helper()
+		if _, err := s.Update(ctx, k[0], k[1], func(r *types.Revision) error { r.Phase = types.PhaseWaiting; r.Reason += "."; return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	walk := func(pipeline string, limit int) (pages [][]string) {
-		after := ""
-		for range 10 {
-			revs, next, err := s.Page(ctx, pipeline, after, limit)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var page []string
-			for _, r := range revs {
-				page = append(page, Key(r.Pipeline, r.Revision))
-			}
-			pages = append(pages, page)
-			if next == "" {
-				return pages
-			}
-			after = next
-		}
-		t.Fatalf("no last page after 10")
-		return nil
+	for _, k := range [][]string{{"web", "c"}, {"web", "a"}, {"web", "b.1"}, {"webapp", "x"}, {"api", "z"}, {"web", "gone"}} {
+		set(k...)
+	}
+	set("web", "c") // written again: the most recent of web
+	if err := s.kv.Delete(ctx, Key("web", "gone")); err != nil {
+		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name     string
-		pipeline string
-		limit    int
-		want     [][]string
+		name string
+		q    Query
+		want [][]string
 	}{
-		{"every pipeline, two a page", "", 2, [][]string{{"api.z", "web.a"}, {"web.b.1", "web.c"}, {"webapp.x"}}},
-		{"one pipeline, two a page", "web", 2, [][]string{{"web.a", "web.b.1"}, {"web.c"}}},
-		{"one pipeline, one page", "web", 10, [][]string{{"web.a", "web.b.1", "web.c"}}},
-		{"a pipeline with no state", "none", 10, [][]string{nil}},
+		{"every pipeline, two a page", Query{Limit: 2}, [][]string{{"api.z", "web.a"}, {"web.b.1", "web.c"}, {"webapp.x"}}},
+		{"one pipeline, two a page", Query{Pipeline: "web", Limit: 2, Order: ByKey}, [][]string{{"web.a", "web.b.1"}, {"web.c"}}},
+		{"one pipeline, one page", Query{Pipeline: "web", Limit: 10}, [][]string{{"web.a", "web.b.1", "web.c"}}},
+		{"a pipeline with no state", Query{Pipeline: "none", Limit: 10}, [][]string{nil}},
+		{"recent, every pipeline", Query{Order: ByRecent, Limit: 2}, [][]string{{"web.c", "api.z"}, {"webapp.x", "web.b.1"}, {"web.a"}}},
+		{"recent, one pipeline", Query{Order: ByRecent, Pipeline: "web", Limit: 10}, [][]string{{"web.c", "web.b.1", "web.a"}}},
+		{"recent, a phase that matches none", Query{Order: ByRecent, Phase: types.PhaseFailed, Limit: 10}, [][]string{nil}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, walk(tc.pipeline, tc.limit)); diff != "" {
+			if diff := cmp.Diff(tc.want, walk(t, s, tc.q)); diff != "" {
 				t.Errorf("pages (-want +got):\n%s", diff)
 			}
 		})
 	}
-	if _, _, err := s.Page(ctx, "", "", 0); err == nil {
-		t.Error("limit 0: got no error")
+
+	// A revision written while a user pages recent first moves to the first page: the
+	// next pages hold what was last written before the cursor, so nothing shows twice.
+	first, next, err := s.Page(ctx, Query{Order: ByRecent, Limit: 2})
+	if err != nil || len(first) != 2 || next == "" {
+		t.Fatalf("first page: %d, %q, %v", len(first), next, err)
+	}
+	set("web", "a")
+	rest := walk(t, s, Query{Order: ByRecent, Limit: 2, After: next})
+	if diff := cmp.Diff([][]string{{"webapp.x", "web.b.1"}}, rest); diff != "" {
+		t.Errorf("pages after a write (-want +got):\n%s", diff)
+	}
+
+	for _, q := range []Query{{Limit: 0}, {Limit: 1, Order: "oldest"}, {Limit: 1, Order: ByRecent, After: "web.a"}} {
+		if _, _, err := s.Page(ctx, q); err == nil {
+			t.Errorf("%+v: got no error", q)
+		}
+	}
+	if _, _, err := s.Page(ctx, Query{Limit: 1, Order: ByRecent, After: "web.a"}); !errors.Is(err, ErrBadCursor) {
+		t.Errorf("a key as a recent cursor: %v, want ErrBadCursor", err)
+	}
+}
+
+// countingKV counts the values read from the bucket.
+type countingKV struct {
+	jetstream.KeyValue
+	gets atomic.Int64
+}
+
+func (c *countingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	c.gets.Add(1)
+	return c.KeyValue.Get(ctx, key)
+}
+
+// TestPagesOf10000: in either order, a page of 10,000 revisions reads that page's values
+// only, and a phase filter finds the few failed ones over several pages, none of which
+// reads more than MaxRead.
+func TestPagesOf10000(t *testing.T) {
+	kv := &countingKV{KeyValue: bustest.Revisions(t)}
+	s := New(kv)
+	ctx := context.Background()
+	failed := map[string]bool{}
+	for i := range 10000 {
+		rev := fmt.Sprintf("r%05d", i)
+		phase := types.PhasePromoted
+		if i%1500 == 7 {
+			phase = types.PhaseFailed
+			failed[rev] = true
+		}
+		data, _ := json.Marshal(types.Revision{Pipeline: "web", Revision: rev, Phase: phase})
+		if _, err := kv.Create(ctx, Key("web", rev), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const maxRead = 1000
+	for _, order := range []Order{ByKey, ByRecent} {
+		t.Run(string(order), func(t *testing.T) {
+			kv.gets.Store(0)
+			revs, next, err := s.Page(ctx, Query{Order: order, Limit: 50})
+			if err != nil || len(revs) != 50 || next == "" || kv.gets.Load() != 50 {
+				t.Fatalf("first page: %d revisions, next %q, %d read, %v; want 50, a cursor, 50", len(revs), next, kv.gets.Load(), err)
+			}
+			if order == ByRecent && revs[0].Revision != "r09999" {
+				t.Errorf("recent first: starts with %s", revs[0].Revision)
+			}
+			found := map[string]bool{}
+			q := Query{Order: order, Phase: types.PhaseFailed, Limit: 50, MaxRead: maxRead}
+			pages := 0
+			for {
+				kv.gets.Store(0)
+				revs, next, err := s.Page(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pages++
+				if kv.gets.Load() > maxRead {
+					t.Fatalf("page %d read %d revisions, want at most %d", pages, kv.gets.Load(), maxRead)
+				}
+				for _, r := range revs {
+					if r.Phase != types.PhaseFailed {
+						t.Fatalf("phase filter returned %s in %s", r.Revision, r.Phase)
+					}
+					found[r.Revision] = true
+				}
+				if next == "" {
+					break
+				}
+				q.After = next
+			}
+			if diff := cmp.Diff(failed, found); diff != "" || pages < 10000/maxRead {
+				t.Errorf("failed revisions over %d pages (-want +got):\n%s", pages, diff)
+			}
+		})
+	}
+	// A full page of matches ends where its last match is; a scan that reached its bound
+	// ends where it stopped, with nothing found if need be.
+	revs, next, err := s.Page(ctx, Query{Phase: types.PhaseFailed, Limit: 1, MaxRead: maxRead})
+	if err != nil || len(revs) != 1 || next != "web.r00007" {
+		t.Errorf("one failed: %d, next %q, %v; want 1, web.r00007", len(revs), next, err)
+	}
+	revs, next, err = s.Page(ctx, Query{Phase: types.PhaseFailed, Limit: 5, MaxRead: maxRead, After: "web.r00007"})
+	if err != nil || len(revs) != 0 || next != "web.r01007" {
+		t.Errorf("failed after r00007: %d, next %q, %v; want 0, web.r01007", len(revs), next, err)
 	}
 }
 

@@ -19,8 +19,8 @@ import (
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
-// Page is the body of GET /v1/revisions: revisions in key order (pipeline, then
-// revision), and the cursor of the next page, empty on the last one.
+// Page is the body of GET /v1/revisions: revisions in the order asked (key order by
+// default), and the cursor of the next page, empty on the last one.
 type Page struct {
 	Revisions []*types.Revision `json:"revisions"`
 	Next      string            `json:"next,omitempty"`

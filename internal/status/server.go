@@ -20,7 +20,9 @@ import (
 // leader, or not ready yet), and are answered 503 with Retry-After.
 type Reader interface {
 	Get(ctx context.Context, pipeline, revision string) (*types.Revision, error)
-	Page(ctx context.Context, pipeline, after string, limit int) ([]*types.Revision, string, error)
+	// Page lists one page of revisions (see state.Query); state.ErrBadCursor for an after
+	// no page of that order returned.
+	Page(ctx context.Context, q state.Query) ([]*types.Revision, string, error)
 	// Watch sends each revision written from now on (see state.Store.Watch).
 	Watch(ctx context.Context, pipeline string) (<-chan *types.Revision, error)
 }
@@ -35,7 +37,8 @@ type PipelineInfo struct {
 }
 
 // Page sizes of GET /v1/revisions, and how many revisions one request with a phase filter
-// reads at most before it answers with what it found and a cursor to go on from.
+// reads at most before it answers with what it found and a cursor to go on from
+// (state.Query.MaxRead).
 const (
 	defaultPageLimit = 100
 	maxPageLimit     = 1000
@@ -47,8 +50,9 @@ const (
 //
 //	GET /                                                      the status page (page.go)
 //	GET /v1/pipelines                                          the configured pipelines
-//	GET /v1/revisions[?pipeline=NAME][&phase=P][&limit=N][&after=CURSOR]
-//	                                                           one Page, in key order
+//	GET /v1/revisions[?pipeline=NAME][&phase=P][&order=key|recent][&limit=N][&after=CURSOR]
+//	                                                           one Page: in key order, or
+//	                                                           the last written first
 //	GET /v1/revisions/{pipeline}/{revision}                    one revision
 //	GET /v1/watch[?pipeline=NAME]                              each revision written from
 //	                                                           now on, as server-sent events
@@ -86,7 +90,19 @@ func NewHandler(st Reader, token string, opts ...Option) (*Handler, error) {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "phase must be one of " + phaseList()})
 			return
 		}
-		revs, next, err := page(r.Context(), st, q.Get("pipeline"), phase, q.Get("after"), limit)
+		order := state.Order(q.Get("order"))
+		if order != "" && order != state.ByKey && order != state.ByRecent {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "order must be " + string(state.ByKey) + " (the default) or " + string(state.ByRecent)})
+			return
+		}
+		revs, next, err := st.Page(r.Context(), state.Query{
+			Pipeline: q.Get("pipeline"), Phase: phase, Order: order,
+			After: q.Get("after"), Limit: limit, MaxRead: maxPhaseScan,
+		})
+		if errors.Is(err, state.ErrBadCursor) {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "after must be the next of a page of the same order: " + err.Error()})
+			return
+		}
 		if err != nil {
 			stateUnavailable(w, err)
 			return
@@ -142,38 +158,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 // server's shutdown starts (listen.WithOnShutdown). Other requests are served as before.
 func (h *Handler) Close() {
 	h.closeOnce.Do(func() { close(h.closed) })
-}
-
-// page reads one page of revisions in key order. With a phase, it keeps only revisions in
-// that phase, reading the store in pages as large as it may until it has limit of them,
-// reached the end, or read maxPhaseScan revisions; then next is the key of the last
-// revision read, so that a rare phase among many revisions is found over several
-// requests, none of which reads them all.
-func page(ctx context.Context, st Reader, pipeline string, phase types.Phase, after string, limit int) ([]*types.Revision, string, error) {
-	if phase == "" {
-		return st.Page(ctx, pipeline, after, limit)
-	}
-	var out []*types.Revision
-	for scanned := 0; ; {
-		revs, next, err := st.Page(ctx, pipeline, after, min(maxPageLimit, maxPhaseScan-scanned))
-		if err != nil {
-			return nil, "", err
-		}
-		for i, r := range revs {
-			scanned++
-			if r.Phase == phase {
-				out = append(out, r)
-			}
-			last := i == len(revs)-1 && next == ""
-			if (len(out) == limit || scanned >= maxPhaseScan) && !last {
-				return out, state.Key(r.Pipeline, r.Revision), nil
-			}
-		}
-		if next == "" {
-			return out, "", nil
-		}
-		after = next
-	}
 }
 
 func phaseList() string {

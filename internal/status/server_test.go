@@ -9,26 +9,28 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/promoter-dev/promoter/internal/bus/bustest"
 	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
-// memory is a Reader over a fixed set of revisions, paged in key order like state.Store;
-// err, when set, is what every read fails with. read counts the revisions its pages
-// returned, and publish sends a revision to its watchers.
+// memory is a Reader over a fixed set of revisions: Get finds one, Page returns them all
+// in one page and records the query it was asked (the paging itself is state.Store's,
+// tested there and through the client below); err, when set, is what every read fails
+// with, and publish sends a revision to its watchers.
 type memory struct {
 	revs []*types.Revision
 	err  error
 
 	mu       sync.Mutex
-	read     int
+	queries  []state.Query
 	watchers []chan *types.Revision
 	watching chan struct{} // closed by the first Watch
 }
@@ -67,29 +69,17 @@ func (m *memory) Get(_ context.Context, pipeline, revision string) (*types.Revis
 	return nil, state.ErrNotFound
 }
 
-func (m *memory) Page(_ context.Context, pipeline, after string, limit int) ([]*types.Revision, string, error) {
+func (m *memory) Page(_ context.Context, q state.Query) ([]*types.Revision, string, error) {
 	if m.err != nil {
 		return nil, "", m.err
 	}
-	var out []*types.Revision
-	for _, r := range m.revs {
-		key := state.Key(r.Pipeline, r.Revision)
-		if (pipeline == "" || r.Pipeline == pipeline) && key > after {
-			out = append(out, r)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		return state.Key(out[i].Pipeline, out[i].Revision) < state.Key(out[j].Pipeline, out[j].Revision)
-	})
-	next := ""
-	if len(out) > limit {
-		last := out[limit-1]
-		out, next = out[:limit], state.Key(last.Pipeline, last.Revision)
+	if q.Order == state.ByRecent && strings.Contains(q.After, ".") {
+		return nil, "", fmt.Errorf("after %q is %w", q.After, state.ErrBadCursor)
 	}
 	m.mu.Lock()
-	m.read += len(out)
+	m.queries = append(m.queries, q)
 	m.mu.Unlock()
-	return out, next, nil
+	return m.revs, "", nil
 }
 
 func newHandler(t *testing.T, st Reader, token string, opts ...Option) *httptest.Server {
@@ -106,13 +96,19 @@ func newHandler(t *testing.T, st Reader, token string, opts ...Option) *httptest
 // TestHandlerServesTheClient: what the daemon serves is what promoter status, dev and the
 // end-to-end tests read, pages, token and errors included.
 func TestHandlerServesTheClient(t *testing.T) {
-	mem := &memory{}
-	for i := range 2*PageSize + 1 { // three pages of the client's
-		mem.revs = append(mem.revs, &types.Revision{Pipeline: "web", Revision: fmt.Sprintf("r%04d", i), Phase: types.PhaseMerged})
-	}
-	mem.revs = append(mem.revs, &types.Revision{Pipeline: "api", Revision: "a1", Phase: types.PhaseFailed, Reason: "<script>alert(1)</script>"})
-	srv := newHandler(t, mem, "s3cret")
+	st := state.New(bustest.Revisions(t))
 	ctx := context.Background()
+	set := func(pipeline, revision string, phase types.Phase, reason string) {
+		t.Helper()
+		if _, err := st.Update(ctx, pipeline, revision, func(r *types.Revision) error { r.Phase, r.Reason = phase, reason; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2*PageSize + 1 { // three pages of the client's
+		set("web", fmt.Sprintf("r%04d", i), types.PhaseMerged, "")
+	}
+	set("api", "a1", types.PhaseFailed, "<script>alert(1)</script>")
+	srv := newHandler(t, st, "s3cret")
 	c := &Client{URL: srv.URL, Token: "s3cret"}
 
 	all, err := c.List(ctx, "", 0)
@@ -145,6 +141,9 @@ func TestHandlerServesTheClient(t *testing.T) {
 		{"watch without a token", "/v1/watch", "", http.StatusUnauthorized, "WWW-Authenticate", "auth.statusToken"},
 		{"an unknown API path without a token", "/v1/secrets", "", http.StatusUnauthorized, "", ""},
 		{"phase unknown", "/v1/revisions?phase=done", "s3cret", http.StatusBadRequest, "", "phase must be one of building, waiting"},
+		{"order unknown", "/v1/revisions?order=oldest", "s3cret", http.StatusBadRequest, "", "order must be key (the default) or recent"},
+		{"a key as a recent cursor", "/v1/revisions?order=recent&after=web.r0001", "s3cret", http.StatusBadRequest, "", "after must be the next of a page of the same order"},
+		{"recent first", "/v1/revisions?order=recent&limit=1", "s3cret", http.StatusOK, "", `"revision": "a1"`},
 		{"the page without a token", "/", "", http.StatusOK, "Content-Security-Policy", "<title>promoter status</title>"},
 		{"the page's script without a token", "/ui/app.js", "", http.StatusOK, "Content-Security-Policy", "textContent"},
 		{"not the page", "/index.html", "", http.StatusNotFound, "", ""},
@@ -188,70 +187,32 @@ func TestHandlerStateUnavailable(t *testing.T) {
 	}
 }
 
-// TestPagesOf10000: a page of 10,000 revisions reads that page's revisions only, and a
-// phase filter finds the few failed ones over several requests, none of which reads more
-// than maxPhaseScan revisions.
-func TestPagesOf10000(t *testing.T) {
+// TestHandlerQueries: the query string becomes the state query, each read bounded.
+func TestHandlerQueries(t *testing.T) {
 	mem := &memory{}
-	failed := map[string]bool{}
-	for i := range 10000 {
-		r := &types.Revision{Pipeline: "web", Revision: fmt.Sprintf("r%05d", i), Phase: types.PhasePromoted}
-		if i%1500 == 7 {
-			r.Phase = types.PhaseFailed
-			failed[r.Revision] = true
-		}
-		mem.revs = append(mem.revs, r)
-	}
 	srv := newHandler(t, mem, "")
-	get := func(query string) Page {
-		t.Helper()
-		resp, err := http.Get(srv.URL + "/v1/revisions?" + query)
+	for _, path := range []string{
+		"/v1/revisions",
+		"/v1/revisions?pipeline=web&phase=failed&order=recent&limit=7&after=42",
+		"/v1/revisions?order=key&after=web.r1",
+	} {
+		resp, err := http.Get(srv.URL + path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
 		var p Page
-		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&p) != nil {
-			t.Fatalf("GET %s: %s", query, resp.Status)
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&p) != nil || p.Revisions == nil {
+			t.Errorf("GET %s: %s %+v", path, resp.Status, p)
 		}
-		return p
+		resp.Body.Close()
 	}
-	p := get("limit=50")
-	if len(p.Revisions) != 50 || p.Next != "web.r00049" || mem.read != 50 {
-		t.Fatalf("first page: %d revisions, next %q, %d read; want 50, web.r00049, 50", len(p.Revisions), p.Next, mem.read)
+	want := []state.Query{
+		{Limit: defaultPageLimit, MaxRead: maxPhaseScan},
+		{Pipeline: "web", Phase: types.PhaseFailed, Order: state.ByRecent, Limit: 7, After: "42", MaxRead: maxPhaseScan},
+		{Order: state.ByKey, After: "web.r1", Limit: defaultPageLimit, MaxRead: maxPhaseScan},
 	}
-	found := map[string]bool{}
-	after, requests := "", 0
-	for {
-		mem.read = 0
-		p := get("limit=50&phase=failed&after=" + after)
-		requests++
-		if mem.read > maxPhaseScan {
-			t.Fatalf("request %d read %d revisions, want at most %d", requests, mem.read, maxPhaseScan)
-		}
-		for _, r := range p.Revisions {
-			if r.Phase != types.PhaseFailed {
-				t.Fatalf("phase filter returned %s in %s", r.Revision, r.Phase)
-			}
-			found[r.Revision] = true
-		}
-		if p.Next == "" {
-			break
-		}
-		after = p.Next
-	}
-	if diff := cmp.Diff(failed, found); diff != "" || requests < 10000/maxPhaseScan {
-		t.Errorf("failed revisions over %d requests (-want +got):\n%s", requests, diff)
-	}
-	// A full page of matches ends where its last match is; a scan that reached its bound
-	// ends where it stopped, with nothing found if need be.
-	p = get("limit=1&phase=failed")
-	if len(p.Revisions) != 1 || p.Next != "web.r00007" {
-		t.Errorf("one failed: %d, next %q; want 1, web.r00007", len(p.Revisions), p.Next)
-	}
-	p = get("limit=5&phase=failed&after=web.r00007")
-	if len(p.Revisions) != 0 || p.Next != "web.r01007" {
-		t.Errorf("failed after r00007: %d, next %q; want 0, web.r01007", len(p.Revisions), p.Next)
+	if diff := cmp.Diff(want, mem.queries); diff != "" {
+		t.Errorf("queries (-want +got):\n%s", diff)
 	}
 }
 

@@ -308,19 +308,25 @@
     applyToList(r);
   }
 
-  // applyToList updates a revision's row, adds a new one that belongs on this page (its
-  // key falls in the page's range and it matches the filters), and drops one that no
-  // longer matches the phase filter.
+  // applyToList shows a revision just written. The list is the last written first, so
+  // on the first page it goes to the top (added, or moved up); on a later page, where it
+  // no longer belongs, a row already shown is updated in place and nothing is added. One
+  // that no longer matches the phase filter is dropped.
   function applyToList(r) {
     const v = state.view;
     const k = key(r);
     const matches = (!v.pipeline || r.pipeline === v.pipeline) && (!v.phase || r.phase === v.phase);
-    const onPage = k > (v.after || '') && (!state.next || k <= state.next);
-    if (!matches || !onPage) {
+    if (!matches) {
       if (state.rows.delete(k)) renderRows();
       return;
     }
-    state.rows.set(k, r);
+    if (!v.after) {
+      state.rows = new Map([[k, r], ...[...state.rows].filter(([other]) => other !== k)]);
+    } else if (state.rows.has(k)) {
+      state.rows.set(k, r);
+    } else {
+      return;
+    }
     renderRows(k);
   }
 
@@ -352,7 +358,7 @@
         if (state.view === v) renderDetail(r);
         return;
       }
-      const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
+      const q = new URLSearchParams({ order: 'recent', limit: String(PAGE_SIZE) });
       if (v.pipeline) q.set('pipeline', v.pipeline);
       if (v.phase) q.set('phase', v.phase);
       if (v.after) q.set('after', v.after);
@@ -366,22 +372,27 @@
     }
   }
 
+  // renderRows shows the page's revisions by pipeline, each pipeline's in the order the
+  // API listed them: the last written first.
   function renderRows(flash) {
     const body = $('rows');
-    const keys = [...state.rows.keys()].sort();
-    const out = [];
-    let group = null;
+    const keys = [...state.rows.keys()];
+    const groups = new Map();
     for (const k of keys) {
       const r = state.rows.get(k);
-      if (r.pipeline !== group) {
-        group = r.pipeline;
-        const info = state.pipelines.get(group);
-        out.push(el('tr', { className: 'group', 'data-pipeline': group }, el('td', { colSpan: 8 }, group,
-          info ? el('span', { className: 'muted' }, '  ' + info.staging + ' · ' + info.platforms.join(', ') + (info.sign ? ' · signed' : '') + (info.destinations.length ? ' → ' + info.destinations.join(', ') : '')) : null)));
+      if (!groups.has(r.pipeline)) groups.set(r.pipeline, []);
+      groups.get(r.pipeline).push(r);
+    }
+    const out = [];
+    for (const group of [...groups.keys()].sort()) {
+      const info = state.pipelines.get(group);
+      out.push(el('tr', { className: 'group', 'data-pipeline': group }, el('td', { colSpan: 8 }, group,
+        info ? el('span', { className: 'muted' }, '  ' + info.staging + ' · ' + info.platforms.join(', ') + (info.sign ? ' · signed' : '') + (info.destinations.length ? ' → ' + info.destinations.join(', ') : '')) : null)));
+      for (const r of groups.get(group)) {
+        const tr = row(r);
+        if (key(r) === flash) tr.classList.add('flash');
+        out.push(tr);
       }
-      const tr = row(r);
-      if (k === flash) tr.classList.add('flash');
-      out.push(tr);
     }
     body.replaceChildren(...out);
     $('list').hidden = false;
