@@ -49,6 +49,8 @@ func run(args []string) error {
 		senders     = fs.String("ingest-senders", "", "concurrent senders, comma-separated (default 1,8,64)")
 		rssLayers   = fs.Int("rss-layers", 0, "layers of the image of the RSS measurement (default 16)")
 		rssSize     = fs.String("rss-layer-size", "", "size of each of those layers (default 64MiB)")
+		profile     = fs.String("profile", "", "write CPU profiles of the daemon (latency.pprof, ingest-N.pprof) to this directory, for go tool pprof")
+		profileSecs = fs.Int("profile-seconds", 0, "length of each profile (default 10)")
 	)
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -89,6 +91,10 @@ func run(args []string) error {
 			cfg.RSSLayers = *rssLayers
 		case "rss-layer-size":
 			cfg.RSSLayerSize, err = parseSize(*rssSize)
+		case "profile":
+			cfg.ProfileDir = *profile
+		case "profile-seconds":
+			cfg.ProfileSeconds = *profileSecs
 		}
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("--%s: %v", f.Name, err))

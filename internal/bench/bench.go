@@ -55,6 +55,12 @@ type Config struct {
 	// RSSLayers of RSSLayerSize bytes make the image whose promotion's peak RSS is measured.
 	RSSLayers    int
 	RSSLayerSize int64
+	// ProfileDir, when set, receives CPU profiles of the daemon (its pprof, on a metrics
+	// listener of its own): latency.pprof over the first ProfileSeconds of the latency
+	// figures, and ingest-N.pprof over ProfileSeconds of ingest at N senders, posted after
+	// that level's measured run so that the profiling costs the figures nothing.
+	ProfileDir     string
+	ProfileSeconds int
 	// Progress receives one line per step; nil discards.
 	Progress io.Writer
 }
@@ -71,6 +77,7 @@ func Defaults() Config {
 		Rounds: 5, CopyLayers: 8, CopyLayerSize: 8 << 20,
 		IngestEvents: 3000, IngestSenders: []int{1, 8, 64},
 		RSSLayers: 16, RSSLayerSize: 64 << 20,
+		ProfileSeconds: 10,
 	}
 }
 
@@ -118,6 +125,9 @@ func (c Config) validate() error {
 	}
 	if c.IngestEvents < 1 || len(c.IngestSenders) == 0 {
 		errs = append(errs, errors.New("ingest needs events and at least one sender count"))
+	}
+	if c.ProfileDir != "" && c.ProfileSeconds < 1 {
+		errs = append(errs, fmt.Errorf("profile seconds %d: want at least 1", c.ProfileSeconds))
 	}
 	for _, s := range c.IngestSenders {
 		if s < 1 {

@@ -56,12 +56,13 @@ func ingestBody(stagingHost string, n uint64) ([]byte, error) {
 
 // ingest posts events envelopes from senders goroutines sharing one transport, after a
 // warm-up of a tenth as many, and measures each request from sending to the body read.
-func ingest(ctx context.Context, daemonURL, stagingHost string, senders, events int) (IngestResult, error) {
+// Each round (of one sender count) posts events of its own, none the daemon has seen.
+func ingest(ctx context.Context, daemonURL, stagingHost string, senders, events, round int) (IngestResult, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = senders
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	defer tr.CloseIdleConnections()
-	base := uint64(senders) << 32
+	base := uint64(round)<<40 | uint64(senders)<<32
 
 	post := func(n uint64) (time.Duration, bool, error) {
 		body, err := ingestBody(stagingHost, n)

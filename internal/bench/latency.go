@@ -77,23 +77,49 @@ func (e *env) runDaemonPhase(ctx context.Context, rep *Report, dataDir string) e
 		return err
 	}
 	defer dest.Close()
+	cfgYAML, opsPort := daemonConfig(staging.Host, dest.Host, keyPath), 0
+	if e.cfg.ProfileDir != "" {
+		if opsPort, err = freePort(); err != nil {
+			return err
+		}
+		cfgYAML += "pprof: true\n"
+	}
 	e.logf("starting promoter serve")
-	d, err := startDaemon(ctx, e.promoter, e.work, dataDir, daemonPort, daemonConfig(staging.Host, dest.Host, keyPath))
+	d, err := startDaemon(ctx, e.promoter, e.work, dataDir, daemonPort, opsPort, cfgYAML)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
+	var profiled <-chan error
+	if e.cfg.ProfileDir != "" {
+		profiled = e.startProfile(ctx, d, "latency.pprof")
+	}
 
 	if rep.Index, rep.Promoted, err = e.latencies(ctx, d, staging.Host, dest.Host, pubPath); err != nil {
 		return err
 	}
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			return err
+		}
+	}
 	for _, n := range e.cfg.IngestSenders {
 		e.logf("ingest: %d concurrent senders, %d events", n, e.cfg.IngestEvents)
-		r, err := ingest(ctx, d.URL, staging.Host, n, e.cfg.IngestEvents)
+		r, err := ingest(ctx, d.URL, staging.Host, n, e.cfg.IngestEvents, 0)
 		if err != nil {
 			return fmt.Errorf("ingest with %d senders: %w\n%s", n, err, d.LogTail(20))
 		}
 		rep.Ingest = append(rep.Ingest, r)
+		if e.cfg.ProfileDir == "" {
+			continue
+		}
+		err = e.profileWhile(ctx, d, fmt.Sprintf("ingest-%d.pprof", n), func(round int) error {
+			_, err := ingest(ctx, d.URL, staging.Host, n, e.cfg.IngestEvents, 1+round)
+			return err
+		})
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -110,14 +110,15 @@ func (r *registryProc) Close() {
 // daemonProc is a `promoter serve` process.
 type daemonProc struct {
 	URL     string // http://127.0.0.1:PORT of the webhook listener
+	Ops     string // http://127.0.0.1:PORT of the metrics listener; empty without one
 	LogPath string
 	cmd     *exec.Cmd
 	logf    *os.File
 }
 
-// startDaemon runs `promoter serve` on port with configYAML, its embedded NATS storing in
-// dataDir.
-func startDaemon(ctx context.Context, bin, workDir, dataDir string, port int, configYAML string) (*daemonProc, error) {
+// startDaemon runs `promoter serve` on port (and its metrics listener on opsPort, unless
+// 0) with configYAML, its embedded NATS storing in dataDir.
+func startDaemon(ctx context.Context, bin, workDir, dataDir string, port, opsPort int, configYAML string) (*daemonProc, error) {
 	var err error
 	cfg := filepath.Join(workDir, "promoter.yaml")
 	if err := os.WriteFile(cfg, []byte(configYAML), 0o600); err != nil {
@@ -127,8 +128,13 @@ func startDaemon(ctx context.Context, bin, workDir, dataDir string, port int, co
 	if d.logf, err = os.Create(d.LogPath); err != nil {
 		return nil, err
 	}
+	ops := ""
+	if opsPort != 0 {
+		ops = fmt.Sprintf("127.0.0.1:%d", opsPort)
+		d.Ops = "http://" + ops
+	}
 	d.cmd = exec.Command(bin, "serve", "--config", cfg, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
-		"--metrics", "", "--status", "", "--data-dir", dataDir)
+		"--metrics", ops, "--status", "", "--data-dir", dataDir)
 	d.cmd.Stdout, d.cmd.Stderr = d.logf, d.logf
 	if err := d.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting promoter serve: %w", err)

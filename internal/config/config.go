@@ -14,6 +14,10 @@ type Config struct {
 	Listen string `mapstructure:"listen"`
 	// Metrics is the address of the Prometheus /metrics server; empty disables it.
 	Metrics string `mapstructure:"metrics"`
+	// Pprof also serves Go's runtime profiles (net/http/pprof) under /debug/pprof/ on the
+	// metrics listener, to find where a daemon's CPU or memory goes. Off by default: a
+	// profile shows the code's internals and costs CPU while it runs.
+	Pprof bool `mapstructure:"pprof"`
 	// Status is the address of the status page (/) and API (/v1/revisions), kept off the
 	// webhook listener that forges must reach from outside; empty disables it.
 	Status string `mapstructure:"status"`

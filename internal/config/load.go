@@ -23,6 +23,7 @@ import (
 var defaults = map[string]any{
 	"listen":                   ":8080",
 	"metrics":                  ":9090",
+	"pprof":                    false,
 	"status":                   "127.0.0.1:8081",
 	"dataDir":                  "./data",
 	"logLevel":                 "info",

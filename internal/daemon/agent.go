@@ -69,7 +69,7 @@ func RunAgent(ctx context.Context, cfg *config.Config, exec builders.Executor, o
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if lis != nil {
-		srv, err := listen.New("metrics", lis, opsHandler(o.metrics, b), listen.WithProbes("/healthz", "/readyz"),
+		srv, err := listen.New("metrics", lis, opsHandler(o.metrics, b, cfg.Pprof), listen.WithProbes("/healthz", "/readyz"),
 			listen.WithLimits(cfg.Server.Limits(0)), listen.WithConns(listen.NewConns(cfg.Server.MaxConns, o.log, o.metrics)),
 			listen.WithLogger(o.log), listen.WithMetrics(o.metrics))
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -179,19 +180,28 @@ func newServers(cfg *config.Config, o *options, lis *listeners, b *bus.Bus, pipe
 	}
 	err = errors.Join(
 		add("webhook", lis.webhook, webhooks, listen.WithProbes("/healthz", "/readyz")),
-		add("metrics", lis.metrics, opsHandler(o.metrics, b), listen.WithProbes("/healthz", "/readyz")),
+		add("metrics", lis.metrics, opsHandler(o.metrics, b, cfg.Pprof), listen.WithProbes("/healthz", "/readyz")),
 		add("status", lis.status, statusAPI, listen.WithOnShutdown(statusAPI.Close)),
 	)
 	return servers, conns.Max(), err
 }
 
 // opsHandler is the ops server of `promoter serve` and `promoter builder` alike: the
-// binary's one metrics registry, /healthz, and /readyz (the bus is usable).
-func opsHandler(m *metrics.Metrics, b *bus.Bus) http.Handler {
+// binary's one metrics registry, /healthz, /readyz (the bus is usable) and, with
+// withPprof (the key pprof), the runtime profiles under /debug/pprof/.
+func opsHandler(m *metrics.Metrics, b *bus.Bus, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.Handle("GET /readyz", readyz(b))
+	if withPprof {
+		// Index serves the named profiles (heap, goroutine, allocs, ...) under the prefix.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

@@ -2,11 +2,14 @@ package daemon
 
 import (
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/events"
+	"github.com/promoter-dev/promoter/internal/metrics"
 )
 
 // TestRegistryReceiverTokens: each registry receiver's token alone lets the daemon start
@@ -48,5 +51,27 @@ func TestRegistryReceiverTokens(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.key) {
 			t.Errorf("checkAuth without any token: %q does not name %s", err, tc.key)
 		}
+	}
+}
+
+// TestOpsHandlerPprof: the runtime profiles are served on the ops listener only when the
+// key pprof is set.
+func TestOpsHandlerPprof(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		srv := httptest.NewServer(opsHandler(metrics.Discard(), nil, on))
+		for path, want := range map[string]int{"/debug/pprof/": http.StatusNotFound, "/debug/pprof/heap?debug=1": http.StatusNotFound, "/metrics": http.StatusOK} {
+			if on && path != "/metrics" {
+				want = http.StatusOK
+			}
+			resp, err := http.Get(srv.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("pprof %v: GET %s = %s, want %d", on, path, resp.Status, want)
+			}
+		}
+		srv.Close()
 	}
 }
