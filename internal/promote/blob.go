@@ -33,6 +33,9 @@ type blobCopier struct {
 	// mount is true when source and destination share a registry: blobs are mounted
 	// across repositories, no byte moves.
 	mount bool
+	// share, when set, is this destination's part in the PromoteAll call's shared source
+	// reads (fanout.go).
+	share *sharing
 }
 
 func (p *Promoter) newBlobCopier(ctx context.Context, pl *plan, dst name.Repository) (*blobCopier, error) {
@@ -110,6 +113,7 @@ func (b *blobCopier) try(ctx context.Context, desc v1.Descriptor) (Action, error
 	if ok, err := b.exists(ctx, desc.Digest); err != nil {
 		return "", err
 	} else if ok {
+		b.share.withdraw(desc.Digest)
 		return Skip, nil
 	}
 	location, mounted, err := b.start(ctx, desc.Digest)
@@ -117,9 +121,19 @@ func (b *blobCopier) try(ctx context.Context, desc v1.Descriptor) (Action, error
 		return "", err
 	}
 	if mounted {
+		b.share.withdraw(desc.Digest)
 		return Mount, nil
 	}
+	if b.share != nil {
+		return Copy, b.share.f.upload(ctx, b.share.part, b, desc, location)
+	}
 	return Copy, b.upload(ctx, desc, location)
+}
+
+// embedded reports whether desc carries its bytes (the OCI empty config): uploading it
+// needs no download.
+func embedded(desc v1.Descriptor) bool {
+	return int64(len(desc.Data)) == desc.Size && desc.Size > 0
 }
 
 // start opens an upload session, asking for a cross-repository mount when source and
@@ -163,8 +177,8 @@ func (b *blobCopier) upload(ctx context.Context, desc v1.Descriptor, location st
 	}
 	defer release()
 	var body io.ReadCloser
-	if int64(len(desc.Data)) == desc.Size && desc.Size > 0 {
-		// Small blobs embedded in the manifest (the OCI empty config) need no download.
+	if embedded(desc) {
+		// Small blobs embedded in the manifest need no download.
 		body = io.NopCloser(bytes.NewReader(desc.Data))
 	} else {
 		rc, err := b.download(ctx, desc)
@@ -174,7 +188,11 @@ func (b *blobCopier) upload(ctx context.Context, desc v1.Descriptor, location st
 		body = rc
 	}
 	defer body.Close()
+	return b.put(ctx, desc, location, body)
+}
 
+// put ends the upload session at location with one PUT of body, desc.Size bytes.
+func (b *blobCopier) put(ctx context.Context, desc v1.Descriptor, location string, body io.Reader) error {
 	u, err := url.Parse(location)
 	if err != nil {
 		return err

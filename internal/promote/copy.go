@@ -38,6 +38,7 @@ type destination struct {
 	blobs  *blobCopier
 	opt    Options
 	res    *Result
+	share  *sharing // nil: this destination reads its blobs on its own
 
 	mu                    sync.Mutex
 	blobsDone, blobsTotal int
@@ -46,7 +47,7 @@ type destination struct {
 
 // copyTo promotes the planned source to dst: check the tag, copy missing blobs, write
 // missing manifests in dependency order, then point the tag.
-func (p *Promoter) copyTo(ctx context.Context, pl *plan, dst string, opt Options) (*Result, error) {
+func (p *Promoter) copyTo(ctx context.Context, pl *plan, dst string, opt Options, share *sharing) (*Result, error) {
 	ref, err := p.destination(dst, pl.src)
 	if err != nil {
 		return nil, err
@@ -61,6 +62,7 @@ func (p *Promoter) copyTo(ctx context.Context, pl *plan, dst string, opt Options
 		return res, fmt.Errorf("promoting to %s: %w", ref, err)
 	}
 	d.res = res
+	d.share, d.blobs.share = share, share
 	if err := d.run(ctx); err != nil {
 		return res, fmt.Errorf("promoting %s to %s: %w", pl.src, ref, err)
 	}
@@ -211,6 +213,7 @@ func (d *destination) copyBlobs(ctx context.Context, present []bool) error {
 		}
 	}
 	d.blobsTotal = len(todo)
+	d.share.expect(todo)
 	for i, n := range d.pl.nodes {
 		if !present[i] {
 			continue

@@ -88,7 +88,7 @@ func (p *Promoter) PromoteDestination(ctx context.Context, src, tag string, d ty
 		p.count(outcome)
 		return "", err
 	}
-	res, err := p.promoteOne(ctx, pl, d.To.Tag(tag), opt)
+	res, err := p.promoteOne(ctx, pl, d.To.Tag(tag), opt, nil)
 	if err != nil {
 		return "", err
 	}
@@ -254,10 +254,15 @@ func (p *Promoter) PromoteAll(ctx context.Context, src string, dsts []string, op
 		return fail(err, outcome)
 	}
 
+	// Several destinations share each source blob's read (fanout.go).
+	var share *fanout
+	if len(dsts) > 1 && !opt.DryRun {
+		share = newFanout(len(dsts))
+	}
 	var wg sync.WaitGroup
 	for i, dst := range dsts {
 		wg.Go(func() {
-			results[i], errs[i] = p.promoteOne(ctx, pl, dst, opt)
+			results[i], errs[i] = p.promoteOne(ctx, pl, dst, opt, share.member(i))
 		})
 	}
 	wg.Wait()
@@ -285,12 +290,14 @@ func (p *Promoter) prepare(ctx context.Context, src string, opt Options) (pl *pl
 	return pl, "", nil
 }
 
-// promoteOne runs one destination under its own deadline and records its metrics.
-func (p *Promoter) promoteOne(ctx context.Context, pl *plan, dst string, opt Options) (*Result, error) {
+// promoteOne runs one destination under its own deadline and records its metrics. With
+// share, its blob uploads share the source reads of other destinations.
+func (p *Promoter) promoteOne(ctx context.Context, pl *plan, dst string, opt Options, share *sharing) (*Result, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	res, err := p.copyTo(ctx, pl, dst, opt)
+	defer share.leave()
+	res, err := p.copyTo(ctx, pl, dst, opt, share)
 	if err == nil {
 		p.log.Info("promoted", "source", pl.src.String(), "destination", res.Destination, "digest", res.Digest,
 			"uploaded_bytes", res.Uploaded, "mounted_bytes", res.Mounted, "skipped_bytes", res.Skipped,

@@ -1,0 +1,249 @@
+package promote
+
+import (
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"sync"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// fanout shares one read of each source blob among the destinations of one PromoteAll
+// call that upload it: the blob is downloaded once and streamed to every destination's
+// upload session at once, at the pace of the slowest. Promoting to three registries then
+// reads the source once, where three separate copies read it three times.
+//
+// Destinations are numbered in the call's order. Each says which blobs it may upload
+// (expect) before it asks for any, and leaves when it is done, failed or not. The download of a blob starts once every
+// destination has said so and every one that expected the blob has joined its upload or
+// withdrawn (the blob was there already, or mounted). A destination that asks after the
+// shared download started (a retry, after its part failed) uploads on its own, with a
+// download of its own; so does every retry, whatever failed.
+type fanout struct {
+	mu      sync.Mutex
+	pending int // destinations that have not said yet what they may upload
+	groups  map[v1.Hash]*group
+	// expected is, per destination, the blobs it may still join or withdraw from.
+	expected map[int]map[v1.Hash]bool
+}
+
+// group is one blob's shared upload.
+type group struct {
+	desc    v1.Descriptor
+	waiting int // destinations expected to join or withdraw
+	joined  []*joiner
+	started bool
+}
+
+// joiner is one destination's part of a group: its upload session and the pipe the
+// shared download writes into.
+type joiner struct {
+	b        *blobCopier
+	location string
+	body     *io.PipeReader
+	start    chan struct{} // closed when the download starts (body is set then)
+}
+
+func newFanout(destinations int) *fanout {
+	return &fanout{pending: destinations, groups: map[v1.Hash]*group{}, expected: map[int]map[v1.Hash]bool{}}
+}
+
+// expect registers the blobs d may upload. It is called once per destination, before any
+// of its uploads.
+func (f *fanout) expect(d int, blobs []v1.Descriptor) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.expected[d]; ok {
+		return
+	}
+	f.pending--
+	mine := map[v1.Hash]bool{}
+	for _, b := range blobs {
+		g := f.groups[b.Digest]
+		if g == nil {
+			g = &group{desc: b}
+			f.groups[b.Digest] = g
+		}
+		g.waiting++
+		mine[b.Digest] = true
+	}
+	f.expected[d] = mine
+	if f.pending == 0 {
+		for _, g := range f.groups {
+			f.maybeStart(g)
+		}
+	}
+}
+
+// leave withdraws d from every blob it has not joined yet (registering it as expecting
+// nothing if it never called expect): its promotion is over, or failed before its blobs.
+func (f *fanout) leave(d int) {
+	f.expect(d, nil)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for dg := range f.expected[d] {
+		f.withdrawLocked(d, dg)
+	}
+}
+
+// withdraw says d will not upload blob dg: the destination has it, or mounted it.
+func (f *fanout) withdraw(d int, dg v1.Hash) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.withdrawLocked(d, dg)
+}
+
+func (f *fanout) withdrawLocked(d int, dg v1.Hash) {
+	if !f.expected[d][dg] {
+		return
+	}
+	delete(f.expected[d], dg)
+	g := f.groups[dg]
+	g.waiting--
+	f.maybeStart(g)
+}
+
+// upload uploads desc into d's session at location: as part of the blob's shared download
+// when d is expected in its group, else on its own.
+func (f *fanout) upload(ctx context.Context, d int, b *blobCopier, desc v1.Descriptor, location string) error {
+	f.mu.Lock()
+	g := f.groups[desc.Digest]
+	if !f.expected[d][desc.Digest] || g == nil || g.started || embedded(desc) {
+		f.withdrawLocked(d, desc.Digest)
+		f.mu.Unlock()
+		return b.upload(ctx, desc, location)
+	}
+	delete(f.expected[d], desc.Digest)
+	j := &joiner{b: b, location: location, start: make(chan struct{})}
+	g.joined = append(g.joined, j)
+	g.waiting--
+	f.maybeStart(g)
+	f.mu.Unlock()
+
+	select {
+	case <-j.start:
+	case <-ctx.Done():
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if !g.started {
+			g.joined = slices.DeleteFunc(g.joined, func(o *joiner) bool { return o == j })
+			f.maybeStart(g)
+			return ctx.Err()
+		}
+		// Started meanwhile: closing the pipe drops this part.
+		j.body.CloseWithError(ctx.Err())
+		return ctx.Err()
+	}
+	defer j.body.CloseWithError(errPartDone)
+	return j.b.put(ctx, desc, location, j.body)
+}
+
+// errPartDone ends a destination's pipe once its upload returned: the shared download
+// writes to the others only.
+var errPartDone = errors.New("this destination's upload is over")
+
+// maybeStart starts g's download once nobody is left to join it. Called with f.mu held.
+func (f *fanout) maybeStart(g *group) {
+	if g.started || g.waiting > 0 || f.pending > 0 || len(g.joined) == 0 {
+		return
+	}
+	g.started = true
+	writers := make([]*io.PipeWriter, len(g.joined))
+	for i, j := range g.joined {
+		j.body, writers[i] = io.Pipe()
+		close(j.start)
+	}
+	go g.broadcast(writers)
+}
+
+// broadcast downloads the blob once and writes it to every part's pipe, holding a
+// request slot on the source and on each destination host meanwhile (as one upload
+// does). A part whose upload ended is dropped; the download ends when none is left.
+func (g *group) broadcast(writers []*io.PipeWriter) {
+	first := g.joined[0].b
+	hosts := []string{first.src.RegistryStr()}
+	for _, j := range g.joined {
+		hosts = append(hosts, j.b.dst.RegistryStr())
+	}
+	// The parts' own contexts end their uploads; the download stops when every pipe is
+	// closed, so it needs no deadline of its own beyond the transfers'.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	release, err := first.p.acquire(ctx, hosts...)
+	if err != nil {
+		closeAll(writers, err)
+		return
+	}
+	defer release()
+	body, err := first.download(ctx, g.desc)
+	if err != nil {
+		closeAll(writers, err)
+		return
+	}
+	defer body.Close()
+	buf := make([]byte, 256<<10)
+	live := len(writers)
+	for live > 0 {
+		n, err := body.Read(buf)
+		for i, w := range writers {
+			if w == nil || n == 0 {
+				continue
+			}
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				writers[i], live = nil, live-1
+			}
+		}
+		if err == io.EOF {
+			closeAll(writers, nil)
+			return
+		}
+		if err != nil {
+			closeAll(writers, err)
+			return
+		}
+	}
+}
+
+func closeAll(writers []*io.PipeWriter, err error) {
+	for _, w := range writers {
+		if w != nil {
+			w.CloseWithError(err)
+		}
+	}
+}
+
+// sharing is one destination's membership in a fanout; its methods do nothing on nil (a
+// promotion that shares nothing).
+type sharing struct {
+	f    *fanout
+	part int
+}
+
+// member is destination i's membership, nil for a nil fanout.
+func (f *fanout) member(i int) *sharing {
+	if f == nil {
+		return nil
+	}
+	return &sharing{f: f, part: i}
+}
+
+func (s *sharing) expect(blobs []v1.Descriptor) {
+	if s != nil {
+		s.f.expect(s.part, blobs)
+	}
+}
+
+// withdraw says this destination needs no upload of dg.
+func (s *sharing) withdraw(dg v1.Hash) {
+	if s != nil {
+		s.f.withdraw(s.part, dg)
+	}
+}
+
+func (s *sharing) leave() {
+	if s != nil {
+		s.f.leave(s.part)
+	}
+}
