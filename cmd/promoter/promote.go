@@ -37,7 +37,8 @@ child manifest, layer and config, the cosign signatures, attestations and SBOMs
 own referrers. DST is "host/repo" (SRC's tag is kept) or "host/repo:tag".
 
 What a destination already has is skipped; blobs within one registry are mounted rather
-than uploaded. A destination tag that points at another digest is never moved unless
+than uploaded. With several destinations, each source blob is read once and streamed to
+every destination that needs it. A destination tag that points at another digest is never moved unless
 named with --mutable-tag. With --require-signature, SRC must verify with --key before a
 single byte is copied.
 
