@@ -88,7 +88,31 @@ type CopyResult struct {
 	Dests int
 	// Promoter and PeerTime are the medians of the rounds' wall times.
 	Promoter, PeerTime time.Duration
-	Rounds             int
+	// PromoterCPU and PeerCPU are the medians of what each copy cost in CPU time (user and
+	// system): the copying process (a script's peers included), and the registries (the
+	// source and every destination) while it ran.
+	PromoterCPU, PeerCPU CopyCPU
+	Rounds               int
+}
+
+// CopyCPU is the CPU time of one copy.
+type CopyCPU struct {
+	Copier, Registries time.Duration
+}
+
+// copyRun is one copy: its wall time and CPU.
+type copyRun struct {
+	took time.Duration
+	cpu  CopyCPU
+}
+
+// medianRun is the median wall time, and the median of each CPU figure, of runs.
+func medianRun(runs []copyRun) copyRun {
+	var took, copier, regs []time.Duration
+	for _, r := range runs {
+		took, copier, regs = append(took, r.took), append(copier, r.cpu.Copier), append(regs, r.cpu.Registries)
+	}
+	return copyRun{took: Median(took), cpu: CopyCPU{Copier: Median(copier), Registries: Median(regs)}}
 }
 
 // Ratio is promoter's median over the peer's.
@@ -135,26 +159,29 @@ func (e *env) runCopyPhase(ctx context.Context, rep *Report) error {
 		return err
 	}
 	tools := append([]string{"promoter"}, peerNames()...)
-	times := map[string][]time.Duration{} // by tool and destination count
+	runs := map[string][]copyRun{} // by tool and destination count
 	for round := range e.cfg.Rounds {
 		order := slices.Clone(tools)
 		rotate(order, round)
 		for _, dests := range []int{1, 3} {
 			for _, tool := range order {
-				took, err := e.copyOnce(ctx, tool, script, srcRef, want, dests)
+				r, err := e.copyOnce(ctx, tool, script, src, srcRef, want, dests)
 				if err != nil {
 					return fmt.Errorf("round %d, %s to %d destination(s): %w", round+1, tool, dests, err)
 				}
 				k := fmt.Sprintf("%s/%d", tool, dests)
-				times[k] = append(times[k], took)
-				e.logf("copy: round %d/%d, %s to %d destination(s): %s", round+1, e.cfg.Rounds, tool, dests, took.Round(time.Millisecond))
+				runs[k] = append(runs[k], r)
+				e.logf("copy: round %d/%d, %s to %d destination(s): %s (CPU: copier %s, registries %s)", round+1, e.cfg.Rounds, tool, dests,
+					r.took.Round(time.Millisecond), r.cpu.Copier.Round(time.Millisecond), r.cpu.Registries.Round(time.Millisecond))
 			}
 		}
 	}
 	for _, dests := range []int{1, 3} {
+		prom := medianRun(runs[fmt.Sprintf("promoter/%d", dests)])
 		for _, p := range peerNames() {
+			peer := medianRun(runs[fmt.Sprintf("%s/%d", p, dests)])
 			rep.Copies = append(rep.Copies, CopyResult{Peer: p, Dests: dests, Rounds: e.cfg.Rounds,
-				Promoter: Median(times[fmt.Sprintf("promoter/%d", dests)]), PeerTime: Median(times[fmt.Sprintf("%s/%d", p, dests)])})
+				Promoter: prom.took, PeerTime: peer.took, PromoterCPU: prom.cpu, PeerCPU: peer.cpu})
 		}
 	}
 	rep.RSS, err = e.rss(ctx, src)
@@ -179,17 +206,23 @@ func rotate(s []string, r int) {
 	copy(s, tmp)
 }
 
-// copyOnce starts dests fresh registries, copies srcRef to each with tool and checks each
-// holds want.
-func (e *env) copyOnce(ctx context.Context, tool, script, srcRef, want string, dests int) (time.Duration, error) {
+// copyOnce starts dests fresh registries, copies srcRef (on src) to each with tool and
+// checks each holds want.
+func (e *env) copyOnce(ctx context.Context, tool, script string, src *registryProc, srcRef, want string, dests int) (copyRun, error) {
 	var dsts []string
+	regs := []*registryProc{src}
 	for range dests {
 		r, err := startRegistry(ctx, e.cfg.Tools.Registry, e.storage, 0, nil)
 		if err != nil {
-			return 0, err
+			return copyRun{}, err
 		}
 		defer r.Close()
 		dsts = append(dsts, r.Host+"/"+copyRepo+":v1")
+		regs = append(regs, r)
+	}
+	before, err := cpuOf(regs)
+	if err != nil {
+		return copyRun{}, err
 	}
 	var argv []string
 	switch {
@@ -200,27 +233,62 @@ func (e *env) copyOnce(ctx context.Context, tool, script, srcRef, want string, d
 	default:
 		argv = append([]string{"bash", script, tool, srcRef}, dsts...)
 	}
-	took, stderr, err := e.run(ctx, argv)
+	took, copier, stderr, err := e.run(ctx, argv)
 	if err != nil {
-		return 0, err
+		return copyRun{}, err
+	}
+	after, err := cpuOf(regs)
+	if err != nil {
+		return copyRun{}, err
 	}
 	if tool == "promoter" {
 		// Its summary line per destination says what it skipped or mounted: nothing.
 		if n := strings.Count(stderr, "mounted 0 B, skipped 0 B"); n != dests {
-			return 0, fmt.Errorf("promoter did not upload everything to %d fresh destination(s):\n%s", dests, stderr)
+			return copyRun{}, fmt.Errorf("promoter did not upload everything to %d fresh destination(s):\n%s", dests, stderr)
 		}
 	}
 	for _, d := range dsts {
 		got, err := e.cl.digest(ctx, d)
 		if err != nil {
-			return 0, err
+			return copyRun{}, err
 		}
 		if got != want {
-			return 0, fmt.Errorf("%s holds %s after the copy, the source is %s", d, got, want)
+			return copyRun{}, fmt.Errorf("%s holds %s after the copy, the source is %s", d, got, want)
 		}
 	}
-	return took, nil
+	return copyRun{took: took, cpu: CopyCPU{Copier: copier, Registries: after - before}}, nil
 }
+
+// cpuOf is the CPU time (user and system) the registry processes have used so far, from
+// /proc/PID/stat.
+func cpuOf(regs []*registryProc) (time.Duration, error) {
+	var total time.Duration
+	for _, r := range regs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.cmd.Process.Pid))
+		if err != nil {
+			return 0, fmt.Errorf("reading the CPU time of the registry on %s: %w", r.Host, err)
+		}
+		// The fields after the command name, which is in parentheses and may hold spaces:
+		// utime and stime are the 14th and 15th fields of the line, in clock ticks.
+		_, rest, ok := strings.Cut(string(b), ") ")
+		f := strings.Fields(rest)
+		if !ok || len(f) < 13 {
+			return 0, fmt.Errorf("reading the CPU time of the registry on %s: unexpected /proc stat %q", r.Host, b)
+		}
+		for _, s := range f[11:13] {
+			ticks, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("reading the CPU time of the registry on %s: %w", r.Host, err)
+			}
+			total += time.Duration(ticks) * time.Second / clockTicks
+		}
+	}
+	return total, nil
+}
+
+// clockTicks is USER_HZ, the unit of /proc's CPU times: 100 on every Linux architecture
+// Go supports.
+const clockTicks = 100
 
 func peerByName(name string) Peer {
 	for _, p := range Peers() {
@@ -232,8 +300,8 @@ func peerByName(name string) Peer {
 }
 
 // run runs argv, its first element looked up in the tools' directories first, and returns
-// its wall time and stderr.
-func (e *env) run(ctx context.Context, argv []string) (time.Duration, string, error) {
+// its wall time, its CPU time (its children's included, as wait4 reports it) and stderr.
+func (e *env) run(ctx context.Context, argv []string) (time.Duration, time.Duration, string, error) {
 	path := os.Getenv("PATH")
 	for _, t := range []string{e.cfg.Tools.Skopeo, e.cfg.Tools.Regctl, e.cfg.Tools.Crane} {
 		path = filepath.Dir(t) + string(os.PathListSeparator) + path
@@ -242,7 +310,7 @@ func (e *env) run(ctx context.Context, argv []string) (time.Duration, string, er
 	if !strings.Contains(bin, "/") {
 		p, err := lookPath(bin, path)
 		if err != nil {
-			return 0, "", err
+			return 0, 0, "", err
 		}
 		bin = p
 	}
@@ -254,9 +322,9 @@ func (e *env) run(ctx context.Context, argv []string) (time.Duration, string, er
 	err := cmd.Run()
 	took := time.Since(start)
 	if err != nil {
-		return 0, "", fmt.Errorf("%s: %w\n%s%s", strings.Join(argv, " "), err, stdout.String(), stderr.String())
+		return 0, 0, "", fmt.Errorf("%s: %w\n%s%s", strings.Join(argv, " "), err, stdout.String(), stderr.String())
 	}
-	return took, stderr.String(), nil
+	return took, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), stderr.String(), nil
 }
 
 func lookPath(name, path string) (string, error) {
@@ -310,7 +378,7 @@ func (e *env) rss(ctx context.Context, src *registryProc) (RSSResult, error) {
 // peakRSS runs argv under hack/bench/rusage and returns its wall time and the peak RSS in
 // bytes that rusage read from wait4 (see that command for why not from the bench itself).
 func (e *env) peakRSS(ctx context.Context, argv ...string) (time.Duration, int64, error) {
-	took, stderr, err := e.run(ctx, append([]string{e.rusage}, argv...))
+	took, _, stderr, err := e.run(ctx, append([]string{e.rusage}, argv...))
 	if err != nil {
 		return 0, 0, err
 	}

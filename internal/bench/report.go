@@ -105,6 +105,21 @@ func (r *Report) Markdown(w io.Writer) {
 		fmt.Fprintf(w, "- %s: `%s`\n", p.Name, strings.Join(p.Args, " "))
 	}
 	fmt.Fprintf(w, "- 3 destinations with a peer: `bash peers.sh PEER {src} {dst1} {dst2} {dst3}`, one peer process per destination in parallel (`go run ./hack/bench --print-peers-script` prints it)\n")
+
+	fmt.Fprintf(w, "\nWhere the copies' time goes: CPU time (user + system, medians) of the copying process (a script's peers included) and of the registries (the source and every destination) during the copy, against its wall time on %d CPUs:\n\n", r.Machine.CPUs)
+	fmt.Fprintln(w, "| Copy | Wall | CPU of the copier | CPU of the registries |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	for _, dests := range []int{1, 3} {
+		for i, cp := range r.Copies {
+			if cp.Dests != dests {
+				continue
+			}
+			if i == 0 || r.Copies[i-1].Dests != dests {
+				row(w, fmt.Sprintf("promoter, %s", plural(dests, "destination")), sf(cp.Promoter), sf(cp.PromoterCPU.Copier), sf(cp.PromoterCPU.Registries))
+			}
+			row(w, fmt.Sprintf("%s, %s", cp.Peer, plural(dests, "destination")), sf(cp.PeerTime), sf(cp.PeerCPU.Copier), sf(cp.PeerCPU.Registries))
+		}
+	}
 }
 
 func noun(n int, s string) string {
