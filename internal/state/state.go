@@ -58,6 +58,14 @@ func New(kv jetstream.KeyValue) *Store {
 // Key is the KV key of a revision: "<pipeline>.<revision>".
 func Key(pipeline, revision string) string { return pipeline + "." + revision }
 
+// keyFilter matches the keys of pipeline's revisions, or of every revision when it is "".
+func keyFilter(pipeline string) string {
+	if pipeline == "" {
+		return jetstream.AllKeys
+	}
+	return pipeline + ".>"
+}
+
 // Get reads a revision's state.
 func (s *Store) Get(ctx context.Context, pipeline, revision string) (*types.Revision, error) {
 	r, _, err := s.get(ctx, pipeline, revision)
@@ -281,11 +289,7 @@ func (q Query) order(all []listed) ([]listed, func(listed) string, error) {
 // keys lists the key and last write of each revision, of one pipeline or all, from the
 // bucket's stream: its last message per key, headers only.
 func (s *Store) keys(ctx context.Context, pipeline string) ([]listed, error) {
-	filter := jetstream.AllKeys
-	if pipeline != "" {
-		filter = pipeline + ".>"
-	}
-	w, err := s.kv.Watch(ctx, filter, jetstream.MetaOnly(), jetstream.IgnoreDeletes())
+	w, err := s.kv.Watch(ctx, keyFilter(pipeline), jetstream.MetaOnly(), jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("listing revision state: %w", err)
 	}
@@ -315,11 +319,7 @@ func (s *Store) keys(ctx context.Context, pipeline string) ([]listed, error) {
 // reads nothing that was written before it was called: a caller that shows state reads it
 // (Page, Get) after Watch returns, so that no write falls between the two.
 func (s *Store) Watch(ctx context.Context, pipeline string) (<-chan *types.Revision, error) {
-	keys := jetstream.AllKeys
-	if pipeline != "" {
-		keys = pipeline + ".>"
-	}
-	w, err := s.kv.Watch(ctx, keys, jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
+	w, err := s.kv.Watch(ctx, keyFilter(pipeline), jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("watching revision state: %w", err)
 	}
