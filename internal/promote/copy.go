@@ -513,7 +513,7 @@ func (d *destination) relist(ctx context.Context, referrers []*node) error {
 			if err != nil {
 				return err
 			}
-			idx, err := remote.Referrers(d.repo.Digest(sub.String()), remote.Reuse(d.puller), remote.WithContext(ctx))
+			idx, err := d.p.reg.Referrers(ctx, d.repo.Digest(sub.String()), remote.Reuse(d.puller), remote.WithContext(ctx))
 			release()
 			if err != nil {
 				return fmt.Errorf("listing referrers of %s in %s: %w", sub, d.repo, err)

@@ -276,16 +276,29 @@ func (p *Promoter) prepare(ctx context.Context, src string, opt Options) (pl *pl
 	if err != nil {
 		return nil, "failed", err
 	}
+	if opt.Verify == nil {
+		if pl, err = p.plan(ctx, srcRef); err != nil {
+			return nil, "failed", err
+		}
+		return pl, "", nil
+	}
+	// Verify the digest about to be copied, not a tag, which could move between the check
+	// and the copy. A source named by digest (as the daemon names it) is verified while
+	// it is read; a tag is read first, to learn its digest. Nothing is copied before both.
+	pinned, byDigest := srcRef.(name.Digest)
+	verified := make(chan error, 1)
+	if byDigest {
+		go func() { verified <- opt.Verify(ctx, pinned.String()) }()
+	}
 	if pl, err = p.plan(ctx, srcRef); err != nil {
 		return nil, "failed", err
 	}
-	if opt.Verify != nil {
-		// Verify the digest we are about to copy, not the tag, which could move between the
-		// check and the copy.
-		pinned := srcRef.Context().Digest(pl.root.digest.String()).String()
-		if err := opt.Verify(ctx, pinned); err != nil {
-			return nil, "unsigned", fmt.Errorf("%w: %s: %w", ErrNotSigned, pinned, err)
-		}
+	if !byDigest {
+		pinned = srcRef.Context().Digest(pl.root.digest.String())
+		verified <- opt.Verify(ctx, pinned.String())
+	}
+	if err := <-verified; err != nil {
+		return nil, "unsigned", fmt.Errorf("%w: %s: %w", ErrNotSigned, pinned, err)
 	}
 	return pl, "", nil
 }

@@ -258,28 +258,42 @@ func TestPromoteDryRunWritesNothing(t *testing.T) {
 	}
 }
 
+// TestPromoteSignatureGate: the gate is asked about the digest to be copied, whether the
+// source is named by tag (read first) or by digest (verified while it is read), and a
+// refusal copies nothing.
 func TestPromoteSignatureGate(t *testing.T) {
-	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
+	a := testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
-	m := metrics.Discard()
-	p := newPromoter(t, registry.Client{}, promote.WithMetrics(m))
-	var asked string
-	_, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", promote.Options{Verify: func(_ context.Context, ref string) error {
-		asked = ref
-		return errors.New("no matching signatures")
-	}})
-	if !errors.Is(err, promote.ErrNotSigned) {
-		t.Fatalf("got %v, want ErrNotSigned", err)
-	}
-	if want := a.Host + "/app@" + f.index.String(); asked != want {
-		t.Errorf("Verify got %q, want the digest-pinned %q", asked, want)
-	}
-	entries, _ := os.ReadDir(filepath.Join(b.Dir, "docker", "registry", "v2", "blobs"))
-	if len(entries) != 0 {
-		t.Errorf("gate refused but destination holds blobs: %v", entries)
-	}
-	if got := testutil.ToFloat64(m.Promotions.WithLabelValues("unsigned")); got != 1 {
-		t.Errorf("promotions{outcome=unsigned} = %v, want 1", got)
+	pinned := a.Host + "/app@" + f.index.String()
+	for _, src := range []string{f.ref, pinned} {
+		t.Run(src, func(t *testing.T) {
+			b := testenv.StartRegistry(t)
+			m := metrics.Discard()
+			p := newPromoter(t, registry.Client{}, promote.WithMetrics(m))
+			var asked atomic.Value
+			_, err := p.Promote(context.Background(), src, b.Host+"/prod/app:v1", promote.Options{Verify: func(_ context.Context, ref string) error {
+				asked.Store(ref)
+				return errors.New("no matching signatures")
+			}})
+			if !errors.Is(err, promote.ErrNotSigned) {
+				t.Fatalf("got %v, want ErrNotSigned", err)
+			}
+			if got, _ := asked.Load().(string); got != pinned {
+				t.Errorf("Verify got %q, want the digest-pinned %q", got, pinned)
+			}
+			entries, _ := os.ReadDir(filepath.Join(b.Dir, "docker", "registry", "v2", "blobs"))
+			if len(entries) != 0 {
+				t.Errorf("gate refused but destination holds blobs: %v", entries)
+			}
+			if got := testutil.ToFloat64(m.Promotions.WithLabelValues("unsigned")); got != 1 {
+				t.Errorf("promotions{outcome=unsigned} = %v, want 1", got)
+			}
+			// Accepted, the same source is copied.
+			res, err := p.Promote(context.Background(), src, b.Host+"/prod/app:v1", promote.Options{Verify: func(context.Context, string) error { return nil }})
+			if err != nil || res.Digest != f.index.String() {
+				t.Fatalf("accepted: %+v, %v", res, err)
+			}
+		})
 	}
 }
 

@@ -54,6 +54,9 @@ type generation struct {
 	refused atomic.Bool
 	// base is the unauthenticated transport under everything the generation makes.
 	base http.RoundTripper
+	// noReferrers holds the hosts that answered a referrers API request with a refusal
+	// (Referrers asks them for the fallback tag directly).
+	noReferrers sync.Map
 
 	mu         sync.Mutex
 	transports map[string]*lazyTransport
@@ -87,7 +90,8 @@ func (p *pool) current(c Client) *generation {
 
 // refusals marks its generation refused when a registry answers 401 or 403 to anything but
 // a ping (a ping's 401 is the registry naming its auth scheme). A bearer token that merely
-// expired is refused once too; the new generation costs one authentication.
+// expired is refused once too; the new generation costs one authentication. It also notes
+// the hosts without the referrers API (Referrers).
 type refusals struct {
 	next http.RoundTripper
 	gen  *generation
@@ -97,6 +101,9 @@ func (r *refusals) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := r.next.RoundTrip(req)
 	if err == nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) && req.URL.Path != "/v2/" {
 		r.gen.refused.Store(true)
+	}
+	if err == nil && noReferrersAPI(req, resp) {
+		r.gen.noReferrers.Store(req.URL.Host, true)
 	}
 	return resp, err
 }
