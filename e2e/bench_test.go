@@ -34,13 +34,23 @@ func TestBenchQuick(t *testing.T) {
 	rep.Markdown(&out)
 	table := out.String()
 
+	// The report's two tables: the figures, then the CPU of each copy.
 	rows := map[string][]string{} // label → the other cells
+	cpu := map[string][]string{}
+	current := rows
 	for _, line := range strings.Split(table, "\n") {
-		if !strings.HasPrefix(line, "| ") || strings.HasPrefix(line, "| Measurement") {
+		switch {
+		case strings.HasPrefix(line, "| Measurement"):
+			current = rows
+			continue
+		case strings.HasPrefix(line, "| Copy |"):
+			current = cpu
+			continue
+		case !strings.HasPrefix(line, "| ") || strings.HasPrefix(line, "|---"):
 			continue
 		}
 		cells := strings.Split(strings.Trim(line, "| "), " | ")
-		rows[cells[0]] = cells[1:]
+		current[cells[0]] = cells[1:]
 	}
 	want := []string{bench.RowIndex, bench.RowPromoted}
 	for _, dests := range []string{"1 destination", "3 destinations"} {
@@ -84,6 +94,25 @@ func TestBenchQuick(t *testing.T) {
 	}
 	if len(rows) != len(want) {
 		t.Errorf("the table has %d rows, want %d:\n%s", len(rows), len(want), table)
+	}
+	seconds := regexp.MustCompile(`^\d+\.\d\d s$`)
+	for _, dests := range []string{"1 destination", "3 destinations"} {
+		for _, tool := range []string{"promoter", "crane", "regctl", "skopeo"} {
+			label := tool + ", " + dests
+			cells, ok := cpu[label]
+			if !ok || len(cells) != 3 {
+				t.Errorf("CPU table row %q: %q, want wall, copier and registries", label, cells)
+				continue
+			}
+			for _, c := range cells {
+				if !seconds.MatchString(c) {
+					t.Errorf("CPU table row %q: %q is not a time in seconds", label, c)
+				}
+			}
+		}
+	}
+	if len(cpu) != 8 {
+		t.Errorf("the CPU table has %d rows, want 8:\n%s", len(cpu), table)
 	}
 	for _, s := range []string{"**Registry storage:** tmpfs", "SyncAlways", "**Machine:**", "crane copy --insecure", "skopeo --insecure-policy copy --all"} {
 		if !strings.Contains(table, s) {
