@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -16,11 +17,17 @@ import (
 // reads the source once, where three separate copies read it three times.
 //
 // Destinations are numbered in the call's order. Each says which blobs it may upload
-// (expect) before it asks for any, and leaves when it is done, failed or not. The download of a blob starts once every
-// destination has said so and every one that expected the blob has joined its upload or
-// withdrawn (the blob was there already, or mounted). A destination that asks after the
-// shared download started (a retry, after its part failed) uploads on its own, with a
-// download of its own; so does every retry, whatever failed.
+// (expect) before it asks for any, and leaves when it is done, failed or not. The
+// download of a blob starts once every destination has said so and every one that
+// expected the blob has joined its upload or withdrawn (the blob was there already, or
+// mounted). A destination that asks after the shared download started (a retry, after
+// its part failed) uploads on its own, with a download of its own; so does every retry,
+// whatever failed.
+//
+// Nobody waits long for another: a blob's download starts at most joinGrace after its
+// first part joined, with the parts there by then. A destination still deciding (its
+// registry slow, or refusing and being retried) uploads on its own later, so a sick
+// registry delays the others by joinGrace at most.
 type fanout struct {
 	mu      sync.Mutex
 	pending int // destinations that have not said yet what they may upload
@@ -29,12 +36,16 @@ type fanout struct {
 	expected map[int]map[v1.Hash]bool
 }
 
+// joinGrace bounds how long a blob's first part waits for the other destinations.
+const joinGrace = time.Second
+
 // group is one blob's shared upload.
 type group struct {
 	desc    v1.Descriptor
 	waiting int // destinations expected to join or withdraw
 	joined  []*joiner
 	started bool
+	grace   *time.Timer // started by the first part to join
 }
 
 // joiner is one destination's part of a group: its upload session and the pipe the
@@ -119,6 +130,13 @@ func (f *fanout) upload(ctx context.Context, d int, b *blobCopier, desc v1.Descr
 	j := &joiner{b: b, location: location, start: make(chan struct{})}
 	g.joined = append(g.joined, j)
 	g.waiting--
+	if g.grace == nil {
+		g.grace = time.AfterFunc(joinGrace, func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.start(g)
+		})
+	}
 	f.maybeStart(g)
 	f.mu.Unlock()
 
@@ -129,6 +147,10 @@ func (f *fanout) upload(ctx context.Context, d int, b *blobCopier, desc v1.Descr
 		defer f.mu.Unlock()
 		if !g.started {
 			g.joined = slices.DeleteFunc(g.joined, func(o *joiner) bool { return o == j })
+			if len(g.joined) == 0 && g.grace != nil {
+				g.grace.Stop()
+				g.grace = nil // the next part to join starts its own
+			}
 			f.maybeStart(g)
 			return ctx.Err()
 		}
@@ -146,10 +168,22 @@ var errPartDone = errors.New("this destination's upload is over")
 
 // maybeStart starts g's download once nobody is left to join it. Called with f.mu held.
 func (f *fanout) maybeStart(g *group) {
-	if g.started || g.waiting > 0 || f.pending > 0 || len(g.joined) == 0 {
+	if g.waiting > 0 || f.pending > 0 {
+		return
+	}
+	f.start(g)
+}
+
+// start starts g's download with the parts that joined, unless it started or has none.
+// Called with f.mu held.
+func (f *fanout) start(g *group) {
+	if g.started || len(g.joined) == 0 {
 		return
 	}
 	g.started = true
+	if g.grace != nil {
+		g.grace.Stop()
+	}
 	writers := make([]*io.PipeWriter, len(g.joined))
 	for i, j := range g.joined {
 		j.body, writers[i] = io.Pipe()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,5 +100,39 @@ func TestPromoteAllSharedReadSurvivesAFailingDestination(t *testing.T) {
 			t.Errorf("%s:v1 is %s, want %s", dst, got, f.index)
 		}
 		checkAttached(t, dst, f)
+	}
+}
+
+// TestPromoteAllDoesNotWaitLongForASickDestination: a destination whose registry refuses
+// every blob check (429, retried) holds up the shared reads of a healthy one for the join
+// grace only: the healthy destination has all its blobs while the sick one is still being
+// refused, and completes; the sick one fails on its own.
+func TestPromoteAllDoesNotWaitLongForASickDestination(t *testing.T) {
+	a, b, c := testenv.StartRegistry(t), testenv.StartRegistry(t), testenv.StartRegistry(t)
+	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{layers: 2, layerSize: 64 << 10})
+	sick := faultproxy.Start(t, c.URL, faultproxy.Config{Throttles: 1, RetryAfter: 1, Match: func(r *http.Request) bool {
+		return r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/blobs/")
+	}})
+	p := newPromoter(t, registry.Client{Retry: &registry.RetryPolicy{MaxAttempts: 2, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}})
+	healthy := b.Host + "/prod/app"
+	var atHealthyDone atomic.Int64
+	atHealthyDone.Store(-1)
+	_, errs := p.PromoteAll(context.Background(), f.ref, []string{healthy, sick.Host + "/prod/app"}, promote.Options{Progress: func(e promote.Event) {
+		if strings.HasPrefix(e.Destination, healthy) && e.Item.Kind == promote.KindBlob && e.BlobsDone == e.BlobsTotal {
+			atHealthyDone.Store(sick.Stats.Throttles.Load())
+		}
+	}})
+	if errs[0] != nil {
+		t.Fatalf("the healthy destination: %v", errs[0])
+	}
+	if errs[1] == nil {
+		t.Fatalf("the sick destination succeeded through %d refusals", sick.Stats.Throttles.Load())
+	}
+	if got := digestOf(t, healthy+":v1"); got != f.index.String() {
+		t.Errorf("%s:v1 is %s, want %s", healthy, got, f.index)
+	}
+	done, end := atHealthyDone.Load(), sick.Stats.Throttles.Load()
+	if done < 0 || done >= end {
+		t.Errorf("the healthy destination had its blobs after %d of the sick one's %d refusals; want it done while refusals went on", done, end)
 	}
 }
