@@ -11,12 +11,14 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// fanout shares one read of each source blob among the destinations of one PromoteAll
-// call that upload it: the blob is downloaded once and streamed to every destination's
-// upload session at once, at the pace of the slowest. Promoting to three registries then
-// reads the source once, where three separate copies read it three times.
+// fanout shares one read of each source blob among the destinations that upload it: the
+// destinations of one PromoteAll call, or the promotions of one source that run at once
+// and share its plan (the daemon's steps, one per destination). The blob is downloaded
+// once and streamed to every destination's upload session at once, at the pace of the
+// slowest. Promoting to three registries then reads the source once, where three
+// separate copies read it three times.
 //
-// Destinations are numbered in the call's order. Each says which blobs it may upload
+// Destinations are numbered (sharing.part). Each says which blobs it may upload
 // (expect) before it asks for any, and leaves when it is done, failed or not. The
 // download of a blob starts once every destination has said so and every one that
 // expected the blob has joined its upload or withdrawn (the blob was there already, or

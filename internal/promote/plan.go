@@ -73,15 +73,54 @@ type walker struct {
 	seen map[string]bool
 }
 
+// planCall is one read of a source and the promotions that wait for it.
+type planCall struct {
+	done chan struct{} // closed when pl and err are set
+	pl   *plan
+	err  error
+	// members counts the promotions sharing the read, the one reading included; share is
+	// their blob reads' fanout, made when the read is done (nil for a lone member).
+	members int
+	share   *fanout
+}
+
 // plan reads src and everything attached to it. Concurrent promotions of the same source
-// (the daemon promotes each destination as a step of its own, at once) share one read;
-// nothing is kept after it, so the next promotion reads the source again.
-func (p *Promoter) plan(ctx context.Context, src name.Reference) (*plan, error) {
-	v, err, _ := p.planning.Do(src.String(), func() (any, error) { return p.readPlan(ctx, src) })
-	if err != nil {
-		return nil, err
+// (the daemon promotes each destination as a step of its own, at once) share one read,
+// and then each blob's download: share is the caller's part in it, nil when the caller
+// was alone. Nothing is kept after the read, so the next promotion reads the source
+// again.
+func (p *Promoter) plan(ctx context.Context, src name.Reference) (*plan, *sharing, error) {
+	key := src.String()
+	p.mu.Lock()
+	if c, ok := p.plans[key]; ok {
+		i := c.members
+		c.members++
+		p.mu.Unlock()
+		<-c.done
+		if c.err != nil {
+			return nil, nil, c.err
+		}
+		return c.pl, c.share.member(i), nil
 	}
-	return v.(*plan), nil
+	if p.plans == nil {
+		p.plans = map[string]*planCall{}
+	}
+	c := &planCall{done: make(chan struct{}), members: 1}
+	p.plans[key] = c
+	p.mu.Unlock()
+
+	c.pl, c.err = p.readPlan(ctx, src)
+	p.mu.Lock()
+	delete(p.plans, key) // later promotions read the source again
+	if c.err == nil && c.members > 1 {
+		c.share = newFanout(c.members)
+	}
+	p.mu.Unlock()
+	close(c.done)
+	if c.err != nil {
+		return nil, nil, c.err
+	}
+	return c.pl, c.share.member(0), nil
 }
 
 // readPlan reads src and everything attached to it.

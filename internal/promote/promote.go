@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
@@ -55,8 +54,9 @@ type Promoter struct {
 
 	mu    sync.Mutex
 	hosts map[string]*semaphore.Weighted
-	// planning shares one read of a source among concurrent promotions of it.
-	planning singleflight.Group
+	// plans are the reads of a source under way, which concurrent promotions of it share
+	// (plan).
+	plans map[string]*planCall
 }
 
 // New promotes through reg (credentials, transports and retries).
@@ -82,13 +82,15 @@ func (p *Promoter) PromoteDestination(ctx context.Context, src, tag string, d ty
 	opt.MutableTags = d.MutableTags
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	// One plan for the revision tag and every mutable tag: the source is read once.
-	pl, outcome, err := p.prepare(ctx, src, opt)
+	// One plan for the revision tag and every mutable tag: the source is read once. The
+	// promotions of the same source to other destinations that run meanwhile (the
+	// daemon's steps) share that read, and each blob's download (plan).
+	pl, share, outcome, err := p.prepare(ctx, src, opt)
 	if err != nil {
 		p.count(outcome)
 		return "", err
 	}
-	res, err := p.promoteOne(ctx, pl, d.To.Tag(tag), opt, nil)
+	res, err := p.promoteOne(ctx, pl, d.To.Tag(tag), opt, share)
 	if err != nil {
 		return "", err
 	}
@@ -249,38 +251,50 @@ func (p *Promoter) PromoteAll(ctx context.Context, src string, dsts []string, op
 
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	pl, outcome, err := p.prepare(ctx, src, opt)
+	pl, planned, outcome, err := p.prepare(ctx, src, opt)
 	if err != nil {
 		return fail(err, outcome)
 	}
 
-	// Several destinations share each source blob's read (fanout.go).
-	var share *fanout
-	if len(dsts) > 1 && !opt.DryRun {
-		share = newFanout(len(dsts))
+	// The destinations share each source blob's read (fanout.go): this call's, or, for
+	// one destination, those of the other promotions that share the plan.
+	shares := make([]*sharing, len(dsts))
+	switch {
+	case opt.DryRun:
+		planned.leave() // nothing is uploaded
+	case len(dsts) == 1:
+		shares[0] = planned
+	default:
+		planned.leave()
+		f := newFanout(len(dsts))
+		for i := range shares {
+			shares[i] = f.member(i)
+		}
 	}
 	var wg sync.WaitGroup
 	for i, dst := range dsts {
 		wg.Go(func() {
-			results[i], errs[i] = p.promoteOne(ctx, pl, dst, opt, share.member(i))
+			results[i], errs[i] = p.promoteOne(ctx, pl, dst, opt, shares[i])
 		})
 	}
 	wg.Wait()
 	return results, errs
 }
 
-// prepare reads src and everything attached to it, and runs the signature gate on the
-// digest it is about to copy. On failure, outcome is the promotions' metric outcome.
-func (p *Promoter) prepare(ctx context.Context, src string, opt Options) (pl *plan, outcome string, err error) {
+// prepare reads src and everything attached to it (plan), and runs the signature gate on
+// the digest it is about to copy. share is this promotion's part in the plan's shared blob
+// reads, nil when no other promotion shares the plan. On failure, outcome is the
+// promotions' metric outcome.
+func (p *Promoter) prepare(ctx context.Context, src string, opt Options) (pl *plan, share *sharing, outcome string, err error) {
 	srcRef, err := p.reg.ParseReference(src)
 	if err != nil {
-		return nil, "failed", err
+		return nil, nil, "failed", err
 	}
 	if opt.Verify == nil {
-		if pl, err = p.plan(ctx, srcRef); err != nil {
-			return nil, "failed", err
+		if pl, share, err = p.plan(ctx, srcRef); err != nil {
+			return nil, nil, "failed", err
 		}
-		return pl, "", nil
+		return pl, share, "", nil
 	}
 	// Verify the digest about to be copied, not a tag, which could move between the check
 	// and the copy. A source named by digest (as the daemon names it) is verified while
@@ -290,17 +304,18 @@ func (p *Promoter) prepare(ctx context.Context, src string, opt Options) (pl *pl
 	if byDigest {
 		go func() { verified <- opt.Verify(ctx, pinned.String()) }()
 	}
-	if pl, err = p.plan(ctx, srcRef); err != nil {
-		return nil, "failed", err
+	if pl, share, err = p.plan(ctx, srcRef); err != nil {
+		return nil, nil, "failed", err
 	}
 	if !byDigest {
 		pinned = srcRef.Context().Digest(pl.root.digest.String())
 		verified <- opt.Verify(ctx, pinned.String())
 	}
 	if err := <-verified; err != nil {
-		return nil, "unsigned", fmt.Errorf("%w: %s: %w", ErrNotSigned, pinned, err)
+		share.leave()
+		return nil, nil, "unsigned", fmt.Errorf("%w: %s: %w", ErrNotSigned, pinned, err)
 	}
-	return pl, "", nil
+	return pl, share, "", nil
 }
 
 // promoteOne runs one destination under its own deadline and records its metrics. With

@@ -1,0 +1,102 @@
+package promote
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/promoter-dev/promoter/internal/registry"
+	"github.com/promoter-dev/promoter/internal/testenv"
+)
+
+// gated holds the source's manifest reads until open is closed, and counts its blob reads.
+type gated struct {
+	host  string
+	open  chan struct{}
+	mu    sync.Mutex
+	blobs map[string]int
+}
+
+func (g *gated) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host == g.host && r.Method == http.MethodGet {
+		switch {
+		case strings.Contains(r.URL.Path, "/manifests/"):
+			<-g.open
+		case strings.Contains(r.URL.Path, "/blobs/"):
+			g.mu.Lock()
+			g.blobs[r.URL.Path]++
+			g.mu.Unlock()
+		}
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestConcurrentPromotionsShareBlobReads: promotions of one source to different
+// registries that run at once (the daemon's steps, one per destination) share the read of
+// the source and then each blob's download: every blob is read from the source once.
+func TestConcurrentPromotionsShareBlobReads(t *testing.T) {
+	a, b, c := testenv.StartRegistry(t), testenv.StartRegistry(t), testenv.StartRegistry(t)
+	ctx := context.Background()
+	img, err := random.Image(256<<10, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := a.Host + "/app:v1"
+	ref, err := registry.Client{}.ParseReference(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, registry.Client{}.Remote(ctx)...); err != nil {
+		t.Fatal(err)
+	}
+	tr := &gated{host: a.Host, open: make(chan struct{}), blobs: map[string]int{}}
+	p, err := New(registry.Client{Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsts := []string{b.Host + "/prod/app", c.Host + "/prod/app"}
+	errs := make([]error, len(dsts))
+	var wg sync.WaitGroup
+	for i, dst := range dsts {
+		wg.Go(func() { _, errs[i] = p.Promote(ctx, src, dst, Options{}) })
+	}
+	// Both wait for the one read of the source; then it may go on.
+	for joined := 0; joined < len(dsts); time.Sleep(time.Millisecond) {
+		p.mu.Lock()
+		if call := p.plans[ref.String()]; call != nil {
+			joined = call.members
+		}
+		p.mu.Unlock()
+	}
+	close(tr.open)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("promoting to %s: %v", dsts[i], err)
+		}
+	}
+	want, _ := img.Digest()
+	for _, dst := range dsts {
+		r, _ := registry.Client{}.ParseReference(dst + ":v1")
+		desc, err := remote.Head(r, registry.Client{}.Remote(ctx)...)
+		if err != nil || desc.Digest != want {
+			t.Errorf("%s:v1: %v, %v; want %s", dst, desc, err, want)
+		}
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.blobs) != 4 { // 3 layers and the config
+		t.Errorf("source blobs read: %v, want the 4 of the image", tr.blobs)
+	}
+	for path, n := range tr.blobs {
+		if n != 1 {
+			t.Errorf("GET %s: %d times, want once for both promotions", path, n)
+		}
+	}
+}
