@@ -26,20 +26,36 @@ func StartNATS(t testing.TB) *NATS {
 	})
 }
 
+// natsReady bounds a server's start: generous, because the unit tests run with -race, a
+// package per core, and a cluster node is ready only once its peers answer.
+const natsReady = 30 * time.Second
+
 func startNATS(t testing.TB, opts server.Options) *NATS {
+	t.Helper()
+	n := launchNATS(t, opts)
+	n.waitReady(t)
+	return n
+}
+
+// launchNATS starts a server without waiting for it.
+func launchNATS(t testing.TB, opts server.Options) *NATS {
 	t.Helper()
 	ns, err := server.NewServer(&opts)
 	if err != nil {
 		Require(t, "nats-server: %v", err)
 	}
 	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		Require(t, "nats-server did not become ready in 10s")
-	}
-	n := &NATS{Server: ns, URL: ns.ClientURL(), StoreDir: opts.StoreDir, opts: opts}
+	n := &NATS{Server: ns, StoreDir: opts.StoreDir, opts: opts}
 	t.Cleanup(n.Shutdown)
 	return n
+}
+
+func (n *NATS) waitReady(t testing.TB) {
+	t.Helper()
+	if !n.Server.ReadyForConnections(natsReady) {
+		Require(t, "nats-server did not become ready in %s", natsReady)
+	}
+	n.URL = n.Server.ClientURL()
 }
 
 // Shutdown stops the server and waits for it to exit. Calling it twice is harmless.
@@ -61,8 +77,8 @@ func (n *NATS) Restart(t testing.TB) {
 		t.Fatalf("restarting nats-server: %v", err)
 	}
 	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatalf("restarted nats-server did not become ready in 10s")
+	if !ns.ReadyForConnections(natsReady) {
+		t.Fatalf("restarted nats-server did not become ready in %s", natsReady)
 	}
 	n.Server = ns
 }
@@ -101,7 +117,11 @@ func StartNATSCluster(t testing.TB, size int) *Cluster {
 			Cluster: server.ClusterOpts{Name: "promoter-test", Host: "127.0.0.1", Port: ports[i]},
 			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
 		}
-		c.Nodes = append(c.Nodes, startNATS(t, opts))
+		c.Nodes = append(c.Nodes, launchNATS(t, opts))
+	}
+	// All are started before any is waited for: each one's routes need the others.
+	for _, n := range c.Nodes {
+		n.waitReady(t)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
