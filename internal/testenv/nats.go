@@ -40,12 +40,15 @@ func startNATS(t testing.TB, opts server.Options) *NATS {
 // launchNATS starts a server without waiting for it.
 func launchNATS(t testing.TB, opts server.Options) *NATS {
 	t.Helper()
+	// The server keeps &opts and writes the ports it chose into it as it starts: the copy
+	// kept for Restart is taken before.
+	n := &NATS{StoreDir: opts.StoreDir, opts: opts}
 	ns, err := server.NewServer(&opts)
 	if err != nil {
 		Require(t, "nats-server: %v", err)
 	}
+	n.Server = ns
 	go ns.Start()
-	n := &NATS{Server: ns, StoreDir: opts.StoreDir, opts: opts}
 	t.Cleanup(n.Shutdown)
 	return n
 }
