@@ -33,8 +33,8 @@ type blobCopier struct {
 	// mount is true when source and destination share a registry: blobs are mounted
 	// across repositories, no byte moves.
 	mount bool
-	// share, when set, is this destination's part in the PromoteAll call's shared source
-	// reads (fanout.go).
+	// share is this destination's part in the shared source reads of the promotions it
+	// runs with (fanout.go); nil when it reads on its own.
 	share *sharing
 }
 
@@ -124,10 +124,7 @@ func (b *blobCopier) try(ctx context.Context, desc v1.Descriptor) (Action, error
 		b.share.withdraw(desc.Digest)
 		return Mount, nil
 	}
-	if b.share != nil {
-		return Copy, b.share.f.upload(ctx, b.share.part, b, desc, location)
-	}
-	return Copy, b.upload(ctx, desc, location)
+	return Copy, b.share.upload(ctx, b, desc, location)
 }
 
 // embedded reports whether desc carries its bytes (the OCI empty config): uploading it

@@ -38,7 +38,6 @@ type destination struct {
 	blobs  *blobCopier
 	opt    Options
 	res    *Result
-	share  *sharing // nil: this destination reads its blobs on its own
 
 	mu                    sync.Mutex
 	blobsDone, blobsTotal int
@@ -62,7 +61,7 @@ func (p *Promoter) copyTo(ctx context.Context, pl *plan, dst string, opt Options
 		return res, fmt.Errorf("promoting to %s: %w", ref, err)
 	}
 	d.res = res
-	d.share, d.blobs.share = share, share
+	d.blobs.share = share
 	if err := d.run(ctx); err != nil {
 		return res, fmt.Errorf("promoting %s to %s: %w", pl.src, ref, err)
 	}
@@ -213,7 +212,7 @@ func (d *destination) copyBlobs(ctx context.Context, present []bool) error {
 		}
 	}
 	d.blobsTotal = len(todo)
-	d.share.expect(todo)
+	d.blobs.share.expect(todo)
 	for i, n := range d.pl.nodes {
 		if !present[i] {
 			continue
@@ -513,7 +512,7 @@ func (d *destination) relist(ctx context.Context, referrers []*node) error {
 			if err != nil {
 				return err
 			}
-			idx, err := d.p.reg.Referrers(ctx, d.repo.Digest(sub.String()), remote.Reuse(d.puller), remote.WithContext(ctx))
+			idx, err := d.p.reg.Referrers(d.repo.Digest(sub.String()), remote.Reuse(d.puller), remote.WithContext(ctx))
 			release()
 			if err != nil {
 				return fmt.Errorf("listing referrers of %s in %s: %w", sub, d.repo, err)

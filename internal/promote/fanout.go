@@ -50,13 +50,12 @@ type group struct {
 	grace   *time.Timer // started by the first part to join
 }
 
-// joiner is one destination's part of a group: its upload session and the pipe the
-// shared download writes into.
+// joiner is one destination's part of a group: its blob copier and the pipe the shared
+// download writes into.
 type joiner struct {
-	b        *blobCopier
-	location string
-	body     *io.PipeReader
-	start    chan struct{} // closed when the download starts (body is set then)
+	b     *blobCopier
+	body  *io.PipeReader
+	start chan struct{} // closed when the download starts (body is set then)
 }
 
 func newFanout(destinations int) *fanout {
@@ -129,7 +128,7 @@ func (f *fanout) upload(ctx context.Context, d int, b *blobCopier, desc v1.Descr
 		return b.upload(ctx, desc, location)
 	}
 	delete(f.expected[d], desc.Digest)
-	j := &joiner{b: b, location: location, start: make(chan struct{})}
+	j := &joiner{b: b, start: make(chan struct{})}
 	g.joined = append(g.joined, j)
 	g.waiting--
 	if g.grace == nil {
@@ -269,6 +268,15 @@ func (s *sharing) expect(blobs []v1.Descriptor) {
 	if s != nil {
 		s.f.expect(s.part, blobs)
 	}
+}
+
+// upload uploads desc into the session at location with b: as a part of the shared
+// download (fanout.upload), or on its own when s is nil.
+func (s *sharing) upload(ctx context.Context, b *blobCopier, desc v1.Descriptor, location string) error {
+	if s == nil {
+		return b.upload(ctx, desc, location)
+	}
+	return s.f.upload(ctx, s.part, b, desc, location)
 }
 
 // withdraw says this destination needs no upload of dg.

@@ -302,7 +302,7 @@ func (w *walker) referrers(ctx context.Context, n *node) ([]*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	idx, err := w.p.reg.Referrers(ctx, subject, remote.Reuse(w.puller), remote.WithContext(ctx))
+	idx, err := w.p.reg.Referrers(subject, remote.Reuse(w.puller), remote.WithContext(ctx))
 	release()
 	if err != nil {
 		return nil, fmt.Errorf("listing referrers of %s: %w", subject, err)

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"context"
 	"net/http"
 	"strings"
 
@@ -19,7 +18,7 @@ import (
 // refusal (recorded by its transport, see refusals), and asks them for the fallback tag
 // directly: one round trip. opts are the remote options of the call (a Puller, a
 // context).
-func (c Client) Referrers(ctx context.Context, subject name.Digest, opts ...remote.Option) (v1.ImageIndex, error) {
+func (c Client) Referrers(subject name.Digest, opts ...remote.Option) (v1.ImageIndex, error) {
 	if c.pool == nil || !c.pool.current(c).lacksReferrersAPI(subject.RegistryStr()) {
 		return remote.Referrers(subject, opts...)
 	}

@@ -110,7 +110,7 @@ func TestReferrersRemembersARegistryWithoutTheAPI(t *testing.T) {
 				c = c.Reusing(0)
 			}
 			for i, want := range tc.wantAPIs {
-				idx, err := c.Referrers(ctx, repo.Digest(sd.Digest.String()), c.Remote(ctx)...)
+				idx, err := c.Referrers(repo.Digest(sd.Digest.String()), c.Remote(ctx)...)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -122,7 +122,7 @@ func TestReferrersRemembersARegistryWithoutTheAPI(t *testing.T) {
 					t.Errorf("listing %d asked the referrers API %d times, want %d", i, got, want)
 				}
 			}
-			idx, err := c.Referrers(ctx, repo.Digest(ld.Digest.String()), c.Remote(ctx)...)
+			idx, err := c.Referrers(repo.Digest(ld.Digest.String()), c.Remote(ctx)...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -163,7 +163,7 @@ func TestReferrersKeepsUsingTheAPI(t *testing.T) {
 	}
 	ctx := context.Background()
 	for i := range 3 {
-		idx, err := c.Referrers(ctx, repo.Digest("sha256:"+strings.Repeat("b", 64)), c.Remote(ctx)...)
+		idx, err := c.Referrers(repo.Digest("sha256:"+strings.Repeat("b", 64)), c.Remote(ctx)...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -75,7 +75,7 @@ func writeBundle(ctx context.Context, reg registry.Client, kp *keypair, d name.D
 // signatures (attestations with other predicate types) are not counted.
 func checkBundles(ctx context.Context, reg registry.Client, v signature.Verifier, t target) (check, error) {
 	var c check
-	idx, err := reg.Referrers(ctx, t.digest, reg.Remote(ctx)...)
+	idx, err := reg.Referrers(t.digest, reg.Remote(ctx)...)
 	if err != nil {
 		return c, fmt.Errorf("listing referrers of %s: %w", t.digest, err)
 	}
