@@ -202,11 +202,11 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *typ
 	defer close(stop)
 
 	rev = c.rev
-	inputs := held{}
+	inputs := map[string]types.MergeInput{}
 	var children []Child
 	for _, pl := range p.Platforms {
 		ps := rev.Platforms[pl.String()]
-		inputs[pl.String()] = ps.Digest
+		inputs[pl.String()] = types.MergeInput{Digest: ps.Digest}
 		// Pinned by the digest the registry reported (the tag may move), named with the
 		// tag for error messages.
 		children = append(children, Child{Ref: p.Staging.Tag(ps.Tag) + "@" + ps.Digest, Platform: pl})
@@ -258,7 +258,7 @@ var errUnsettled = errors.New("revision state changed while claiming the merge; 
 var errInputsMoved = errors.New("an arch tag moved during the merge; merging again with what the registry holds now")
 
 // finish records the end of c's merge attempt (see types.Revision.FinishMerge).
-func (m *Merger) finish(ctx context.Context, p types.Pipeline, c *claim, inputs held, phase types.Phase, reason, index string) (*types.Revision, error) {
+func (m *Merger) finish(ctx context.Context, p types.Pipeline, c *claim, inputs map[string]types.MergeInput, phase types.Phase, reason, index string) (*types.Revision, error) {
 	moved := false
 	rev, err := m.store.Update(ctx, p.Name, c.rev.Revision, func(r *types.Revision) error {
 		var err error

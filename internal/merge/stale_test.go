@@ -253,9 +253,9 @@ func TestAFailureAboutAMovedTagIsNotRecorded(t *testing.T) {
 	if err != nil || c == nil {
 		t.Fatalf("claim: %v %v", c, err)
 	}
-	inputs := held{}
+	inputs := map[string]types.MergeInput{}
 	for k, ps := range c.rev.Platforms {
-		inputs[k] = ps.Digest
+		inputs[k] = types.MergeInput{Digest: ps.Digest}
 	}
 	// The tag moves while the merge of the bare image runs.
 	fixed := f.push(t, "r1", "linux/amd64", "linux/amd64", t1)

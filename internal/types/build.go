@@ -67,10 +67,14 @@ const (
 
 // BuildResult reports the end of one attempt of a BuildRequest.
 type BuildResult struct {
-	Request  BuildRequest  `json:"request"`
-	Outcome  BuildOutcome  `json:"outcome"`
-	Reason   string        `json:"reason,omitempty"`
-	Job      string        `json:"job,omitempty"`
+	Request BuildRequest `json:"request"`
+	Outcome BuildOutcome `json:"outcome"`
+	Reason  string       `json:"reason,omitempty"`
+	Job     string       `json:"job,omitempty"`
+	// Digest is the manifest digest the build pushed under Request.Image, as the build
+	// itself reported it (BuildKit's containerimage.digest); set when it succeeded. It is
+	// what binds the arch tag to this build: the merge takes no other image.
+	Digest   string        `json:"digest,omitempty"`
 	Attempt  int           `json:"attempt"`
 	Final    bool          `json:"final"`
 	Duration time.Duration `json:"duration"`

@@ -156,10 +156,14 @@ func (r *Revision) RecordBuild(res BuildResult, at time.Time) error {
 	ps := r.Platforms[key]
 	fails := res.Outcome == BuildFailed && res.Final && r.Index == ""
 	if res.Attempt < ps.Attempts ||
-		ps.Build == res.Outcome && ps.BuildReason == res.Reason && ps.Attempts == res.Attempt && ps.Job == res.Job && !(fails && r.Phase != PhaseFailed) {
+		ps.Build == res.Outcome && ps.BuildReason == res.Reason && ps.Attempts == res.Attempt && ps.Job == res.Job &&
+			ps.BuildDigest == res.Digest && !(fails && r.Phase != PhaseFailed) {
 		return ErrNoChange
 	}
 	ps.Build, ps.BuildReason, ps.Attempts, ps.Job = res.Outcome, res.Reason, res.Attempt, res.Job
+	if res.Outcome == BuildSucceeded {
+		ps.BuildDigest = res.Digest
+	}
 	ps.Built, ps.BuildDuration = at, res.Duration
 	if ps.Tag == "" {
 		ps.Tag = res.Request.Image
@@ -174,13 +178,20 @@ func (r *Revision) RecordBuild(res BuildResult, at time.Time) error {
 	return nil
 }
 
-// FinishMerge records the end of the merge of inputs (platform key → the digest merged),
+// MergeInput is one platform's image a merge took in, and the evidence it was accepted on
+// (nil when the merge did not get that far).
+type MergeInput struct {
+	Digest   string
+	Evidence *Evidence
+}
+
+// FinishMerge records the end of the merge of inputs (platform key → the image merged),
 // held by lease: merged with index, or failed or conflicted with reason (index empty). An
 // index once pushed is recorded with the digests it was built from, so that a tag that
 // moved meanwhile is seen as a conflict by the next RecordDigests. A failure computed
 // from an image a tag no longer holds is not recorded (moved): only the lease is
 // released, and the merge is tried again. at is when the merge ended.
-func (r *Revision) FinishMerge(lease string, inputs map[string]string, phase Phase, reason, index string, at time.Time) (moved bool, err error) {
+func (r *Revision) FinishMerge(lease string, inputs map[string]MergeInput, phase Phase, reason, index string, at time.Time) (moved bool, err error) {
 	switch {
 	case phase == PhaseMerged && index == "", phase != PhaseMerged && index != "":
 		return false, fmt.Errorf("%w: merge finished as %q with index %q", ErrTransition, phase, index)
@@ -190,8 +201,8 @@ func (r *Revision) FinishMerge(lease string, inputs map[string]string, phase Pha
 	if r.Index != "" {
 		return false, ErrNoChange // another replica recorded it first
 	}
-	for key, d := range inputs {
-		if r.Platforms[key].Digest != d {
+	for key, in := range inputs {
+		if r.Platforms[key].Digest != in.Digest {
 			moved = true
 		}
 	}
@@ -202,9 +213,9 @@ func (r *Revision) FinishMerge(lease string, inputs map[string]string, phase Pha
 		}
 		return true, ErrNoChange
 	}
-	for key, d := range inputs {
+	for key, in := range inputs {
 		ps := r.Platforms[key]
-		ps.Digest = d
+		ps.Digest, ps.Evidence = in.Digest, in.Evidence
 		r.Platforms[key] = ps
 	}
 	r.Phase, r.Reason, r.Index, r.Merging, r.MergeRetry = phase, reason, index, nil, Retry{}

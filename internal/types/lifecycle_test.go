@@ -114,7 +114,7 @@ func TestTransitions(t *testing.T) {
 		{
 			name: "merged",
 			do: func(r *Revision) error {
-				_, err := r.FinishMerge("lease", map[string]string{amd: d1, arm: d2}, PhaseMerged, "", index, at)
+				_, err := r.FinishMerge("lease", map[string]MergeInput{amd: {Digest: d1}, arm: {Digest: d2}}, PhaseMerged, "", index, at)
 				return err
 			},
 			want:    map[Phase]Phase{"": PhaseMerged, PhaseBuilding: PhaseMerged, PhaseWaiting: PhaseMerged, PhaseFailed: PhaseMerged},
@@ -123,7 +123,7 @@ func TestTransitions(t *testing.T) {
 		{
 			name: "the platform check failed",
 			do: func(r *Revision) error {
-				_, err := r.FinishMerge("lease", map[string]string{amd: d1}, PhaseFailed, "wrong platform", "", at)
+				_, err := r.FinishMerge("lease", map[string]MergeInput{amd: {Digest: d1}}, PhaseFailed, "wrong platform", "", at)
 				return err
 			},
 			// Building has no digest for amd64: the input moved, and nothing is recorded.
@@ -348,18 +348,18 @@ func TestTransitionDetails(t *testing.T) {
 	})
 	t.Run("a failure about a moved input only releases the lease", func(t *testing.T) {
 		r := &Revision{Phase: PhaseWaiting, Merging: &Lease{ID: "mine"}, Platforms: map[string]PlatformState{amd: {Digest: "sha256:new"}}}
-		moved, err := r.FinishMerge("mine", map[string]string{amd: "sha256:old"}, PhaseFailed, "wrong platform", "", at)
+		moved, err := r.FinishMerge("mine", map[string]MergeInput{amd: {Digest: "sha256:old"}}, PhaseFailed, "wrong platform", "", at)
 		if !moved || err != nil || r.Merging != nil || r.Phase != PhaseWaiting {
 			t.Fatalf("moved %v, %v, %+v", moved, err, r)
 		}
 		r.Merging = &Lease{ID: "theirs"}
-		if _, err := r.FinishMerge("mine", map[string]string{amd: "sha256:old"}, PhaseFailed, "x", "", at); !errors.Is(err, ErrNoChange) || r.Merging.ID != "theirs" {
+		if _, err := r.FinishMerge("mine", map[string]MergeInput{amd: {Digest: "sha256:old"}}, PhaseFailed, "x", "", at); !errors.Is(err, ErrNoChange) || r.Merging.ID != "theirs" {
 			t.Fatalf("another's lease: %v, %+v", err, r.Merging)
 		}
 	})
 	t.Run("an index is recorded with the digests it was built from", func(t *testing.T) {
 		r := &Revision{Phase: PhaseWaiting, Merging: &Lease{ID: "mine"}, MergeRetry: Retry{Failures: 1}, Platforms: map[string]PlatformState{amd: {Digest: "sha256:new"}}}
-		moved, err := r.FinishMerge("mine", map[string]string{amd: "sha256:old"}, PhaseMerged, "", "sha256:i", at)
+		moved, err := r.FinishMerge("mine", map[string]MergeInput{amd: {Digest: "sha256:old"}}, PhaseMerged, "", "sha256:i", at)
 		if !moved || err != nil || r.Platforms[amd].Digest != "sha256:old" || r.Index != "sha256:i" || r.Merging != nil || r.MergeRetry.Failures != 0 {
 			t.Fatalf("moved %v, %v, %+v", moved, err, r)
 		}
@@ -427,7 +427,7 @@ func TestTimeline(t *testing.T) {
 	must(err)
 	_, err = r.RecordDigests("s", []string{amd, arm}, map[string]string{amd: "sha256:a", arm: "sha256:b"}, step(10))
 	must(err)
-	_, err = r.FinishMerge("l", map[string]string{amd: "sha256:a", arm: "sha256:b"}, PhaseMerged, "", "sha256:i", step(11))
+	_, err = r.FinishMerge("l", map[string]MergeInput{amd: {Digest: "sha256:a"}, arm: {Digest: "sha256:b"}}, PhaseMerged, "", "sha256:i", step(11))
 	must(err)
 	must(r.MarkSigned(step(12)))
 	_, err = r.PromotedTo("prod", "sha256:i", step(14), 2*time.Second, []string{"prod"})

@@ -1,6 +1,9 @@
 package types
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Pipeline is one configured pipeline as the domain packages see it: parsed and validated
 // once, when the configuration is loaded (config.Pipeline.Domain), never re-parsed per
@@ -22,8 +25,69 @@ type Pipeline struct {
 	// ArchTag names each platform's tag of a revision.
 	ArchTag ArchTag
 	// Sign signs the merged index and its children.
-	Sign    bool
+	Sign bool
+	// Verify is the trust policy of the arch images: whose signature lets an image no build
+	// of promoter's pushed into a merge (see evidence.go).
+	Verify  VerifyPolicy
 	Promote []Destination
+}
+
+// VerifyPolicy says which arch images a pipeline accepts besides its own builds
+// (pipelines[].verify).
+type VerifyPolicy struct {
+	// Signers are the accepted signers; an image is accepted when any one of them signed
+	// its digest (and it carries the required attestations).
+	Signers []TrustedSigner
+	// TrustedRoot is a sigstore trusted_root.json (Fulcio CAs, timestamp authorities,
+	// transparency logs) that keyless signers are checked against.
+	TrustedRoot string
+	// Attestations are required on top of a signature: each must be a signed in-toto
+	// attestation of the image by an accepted signer.
+	Attestations []RequiredAttestation
+	// AcceptUnverified merges any image of a merge-only pipeline that signs, without
+	// evidence: the explicit opt-out of the check, logged as a warning at start.
+	AcceptUnverified bool
+}
+
+// Enabled reports whether the policy verifies anything.
+func (v VerifyPolicy) Enabled() bool { return len(v.Signers) > 0 }
+
+// TrustedSigner is one accepted signer of arch images: a public key, or a keyless
+// identity (a Fulcio certificate's OIDC issuer and subject).
+type TrustedSigner struct {
+	// Key is a public key: a PEM file, env://NAME, k8s://namespace/name or a KMS URI.
+	Key string
+	// Issuer is the OIDC issuer of a keyless signer's certificate
+	// (cosign's --certificate-oidc-issuer).
+	Issuer string
+	// Subject or SubjectRegexp is the certificate's identity (cosign's
+	// --certificate-identity and --certificate-identity-regexp).
+	Subject       string
+	SubjectRegexp string
+}
+
+// Keyless reports whether the signer is a certificate identity rather than a key.
+func (s TrustedSigner) Keyless() bool { return s.Key == "" }
+
+// String names the signer in messages.
+func (s TrustedSigner) String() string {
+	switch {
+	case !s.Keyless():
+		return "key " + s.Key
+	case s.SubjectRegexp != "":
+		return fmt.Sprintf("identity matching %q from %s", s.SubjectRegexp, s.Issuer)
+	default:
+		return fmt.Sprintf("identity %s from %s", s.Subject, s.Issuer)
+	}
+}
+
+// RequiredAttestation is an in-toto attestation an accepted image must carry.
+type RequiredAttestation struct {
+	// PredicateType is the statement's predicate type, e.g. https://slsa.dev/provenance/v1.
+	PredicateType string
+	// BuilderID, when set, must equal the SLSA provenance's builder id
+	// (runDetails.builder.id in v1, builder.id in v0.2).
+	BuilderID string
 }
 
 // Source is the git repository and branch a pipeline follows.

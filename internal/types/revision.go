@@ -61,8 +61,13 @@ type PlatformState struct {
 	// attempt ran (so it started at Built - BuildDuration).
 	Built         time.Time     `json:"built,omitzero"`
 	BuildDuration time.Duration `json:"buildDuration,omitempty"`
+	// BuildDigest is the digest the last successful build reported pushing: the only image
+	// of the platform a pipeline that builds merges (see evidence.go).
+	BuildDigest string `json:"buildDigest,omitempty"`
 	// Pushed is when Digest was first seen under the arch tag.
 	Pushed time.Time `json:"pushed,omitzero"`
+	// Evidence is why Digest was accepted into the merge; set when the revision is merged.
+	Evidence *Evidence `json:"evidence,omitempty"`
 }
 
 // Promotion is the state of one destination of a revision, or of one of its releases.
