@@ -54,7 +54,7 @@ func (rt *Router) Consumers(stepTimeout time.Duration) []bus.Consumer {
 		{Durable: "daemon-registry", Subject: types.SubjectRegistryPush, Handle: bus.Decode(rt.RegistryPush),
 			Parallel: 8, Key: revisionKey, Retrying: rt.mergeRetrying, Timeout: mergeTimeout},
 		{Durable: "daemon-source", Subject: types.SubjectSourceChanged, Handle: bus.Decode(rt.SourceChanged), Parallel: 4},
-		{Durable: "daemon-builds", Subject: types.SubjectBuildResults, Handle: bus.Decode(rt.BuildResult), Parallel: 4},
+		{Durable: "daemon-builds", Subject: types.SubjectBuildResults, Handle: bus.Decode(rt.BuildResult), Parallel: 4, Timeout: mergeTimeout},
 		{Durable: "daemon-releases", Subject: types.SubjectReleaseTagged, Handle: bus.Decode(rt.ReleaseTagged), Parallel: 4},
 		{Durable: "daemon-steps", Subject: types.SubjectSteps, Handle: bus.Decode(rt.adv.HandleStep),
 			Parallel: 16, Retrying: rt.stepRetrying, Timeout: stepTimeout},
@@ -119,16 +119,30 @@ func (rt *Router) SourceChanged(ctx context.Context, ev types.SourceChanged) err
 }
 
 // BuildResult records the outcome of a build attempt; a final failure fails the revision.
+// A success is the evidence the merge waits for (the digest the build pushed), so the
+// revision is synced with the registry then: its arch tag's notification may have come
+// first and found nothing to vouch for it.
 func (rt *Router) BuildResult(ctx context.Context, res types.BuildResult) error {
 	req := res.Request
 	_, err := rt.adv.store.Update(ctx, req.Pipeline, req.Revision, func(r *types.Revision) error {
 		return r.RecordBuild(res, time.Now().UTC())
 	})
-	if err == nil && res.Outcome == types.BuildFailed && res.Final {
+	if err != nil {
+		return err
+	}
+	if res.Outcome == types.BuildFailed && res.Final {
 		rt.log.Error("build failed for good", "pipeline", req.Pipeline, "revision", req.Revision,
 			"platform", req.Platform.String(), "job", res.Job, "attempts", res.Attempt, "reason", res.Reason)
 	}
-	return err
+	p, ok := rt.adv.pipeline(req.Pipeline)
+	if res.Outcome != types.BuildSucceeded || !ok {
+		return nil
+	}
+	rev, err := rt.merger.Sync(ctx, p, req.Revision)
+	if err != nil {
+		return err
+	}
+	return rt.adv.Next(ctx, rev)
 }
 
 // ReleaseTagged records a release tag on the revision of the commit it names, and hands the

@@ -141,17 +141,17 @@ func (a *Agent) handle(ctx context.Context, p types.Platform, msg jetstream.Msg,
 	}
 
 	start := time.Now()
-	job, err := a.exec.Build(ctx, req, attempt)
-	res.Job, res.Duration = job, time.Since(start)
+	built, err := a.exec.Build(ctx, req, attempt)
+	res.Job, res.Duration = built.Job, time.Since(start)
 	if ctx.Err() != nil {
 		// Shutting down: hand the request back now rather than after AckWait.
-		log.Info("build abandoned on shutdown; request returned to the queue", "job", job)
+		log.Info("build abandoned on shutdown; request returned to the queue", "job", built.Job)
 		_ = msg.Nak()
 		return
 	}
 	switch {
 	case err == nil:
-		res.Outcome, res.Final = types.BuildSucceeded, true
+		res.Outcome, res.Final, res.Digest = types.BuildSucceeded, true, built.Digest
 	case errors.Is(err, ErrPermanent) || attempt >= a.o.maxAttempts:
 		res.Outcome, res.Final = types.BuildFailed, true
 		res.Reason = err.Error()
@@ -180,7 +180,7 @@ func (a *Agent) finish(ctx context.Context, msg jetstream.Msg, res types.BuildRe
 		if pubErr != nil {
 			log.Error("publishing build result", "error", pubErr)
 		}
-		log.Info("build succeeded", "job", res.Job, "image", res.Request.Image, "duration", res.Duration)
+		log.Info("build succeeded", "job", res.Job, "image", res.Request.Image, "digest", res.Digest, "duration", res.Duration)
 		if err := msg.DoubleAck(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("acknowledging build request", "error", err)
 		}

@@ -2,13 +2,14 @@ package builders
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
 	"github.com/promoter-dev/promoter/internal/bus"
-
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
+	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -17,8 +18,22 @@ type Dispatcher struct {
 	pub       bus.Publisher
 	reg       registry.Client
 	pipelines map[string]types.Pipeline
+	records   Records
+	policies  map[string]Policy
 	log       *slog.Logger
 	metrics   *metrics.Metrics
+}
+
+// Records reads what promoter recorded of a revision (state.Store): the dispatcher trusts
+// an existing arch tag only when it holds what promoter's own build reported.
+type Records interface {
+	Get(ctx context.Context, pipeline, revision string) (*types.Revision, error)
+}
+
+// Policy checks an image ("repo@sha256:...") against a pipeline's verify policy
+// (sign.Policy); a refusal wraps types.ErrUntrusted.
+type Policy interface {
+	Verify(ctx context.Context, ref string) (types.Evidence, error)
 }
 
 // NewDispatcher dispatches builds of pipelines (validated configuration), publishing with
@@ -28,7 +43,8 @@ func NewDispatcher(pub bus.Publisher, reg registry.Client, pipelines []types.Pip
 	if err != nil {
 		return nil, err
 	}
-	d := &Dispatcher{pub: pub, reg: reg, pipelines: map[string]types.Pipeline{}, log: o.log, metrics: o.metrics}
+	d := &Dispatcher{pub: pub, reg: reg, pipelines: map[string]types.Pipeline{}, records: o.records, policies: o.policies,
+		log: o.log, metrics: o.metrics}
 	for _, p := range pipelines {
 		d.pipelines[p.Name] = p
 	}
@@ -67,7 +83,7 @@ func Requests(p types.Pipeline, revision string) []types.BuildRequest {
 // HandleSourceChanged publishes one BuildRequest per platform of the event's pipeline on
 // that platform's subject, with the request's MsgID as message id, so a redelivered
 // webhook or a retried call never queues a build twice. A platform whose arch tag already
-// exists in staging is not rebuilt. It returns the requests that are queued (published
+// holds an image promoter can vouch for (vouched) is not rebuilt. It returns the requests that are queued (published
 // now or before, as a duplicate), not the skipped ones. On error some platforms may be
 // queued already; calling it again is safe.
 func (d *Dispatcher) HandleSourceChanged(ctx context.Context, ev types.SourceChanged) ([]types.BuildRequest, error) {
@@ -84,13 +100,14 @@ func (d *Dispatcher) HandleSourceChanged(ctx context.Context, ev types.SourceCha
 	var queued []types.BuildRequest
 	for _, req := range Requests(p, ev.Revision) {
 		platform := req.Platform.String()
-		exists, err := d.exists(ctx, req.Image)
+		vouched, err := d.vouched(ctx, p, req)
 		if err != nil {
 			return queued, err
 		}
-		if exists {
+		if vouched != "" {
 			d.metrics.BuildsDispatched.WithLabelValues(platform, "exists").Inc()
-			d.log.Info("arch tag exists, not rebuilding", "pipeline", p.Name, "revision", ev.Revision, "platform", platform, "image", req.Image)
+			d.log.Info("arch tag exists, not rebuilding", "pipeline", p.Name, "revision", ev.Revision, "platform", platform,
+				"image", req.Image, "evidence", vouched)
 			continue
 		}
 		dup, err := d.pub.Publish(ctx, types.BuildSubject(req.Platform), req.MsgID(), req)
@@ -108,17 +125,47 @@ func (d *Dispatcher) HandleSourceChanged(ctx context.Context, ev types.SourceCha
 	return queued, nil
 }
 
-// exists reports whether image is in the registry; only "not found" counts as absent, any
-// other failure is an error (the caller retries), so an unreachable registry never causes
-// a rebuild of something that exists.
-func (d *Dispatcher) exists(ctx context.Context, image string) (bool, error) {
-	ref, err := d.reg.ParseReference(image)
+// vouched says why the arch tag of req need not be built again, or "" when it must be:
+// it is absent, or it holds an image promoter cannot vouch for. An image is vouched for
+// when the revision's state records promoter's own build of exactly that digest, or when
+// the pipeline's verify policy accepts it. Anything else under the tag (an image pushed
+// there by someone else) is built over, so that the merge gets promoter's build. Only "not
+// found" counts as absent and only a policy's refusal as untrusted; any other failure is
+// an error (the caller retries), so an unreachable registry never causes a rebuild.
+func (d *Dispatcher) vouched(ctx context.Context, p types.Pipeline, req types.BuildRequest) (string, error) {
+	ref, err := d.reg.ParseReference(req.Image)
 	if err != nil {
-		return false, fmt.Errorf("arch tag of pipeline: %w", err)
+		return "", fmt.Errorf("arch tag of pipeline: %w", err)
 	}
-	exists, err := d.reg.Exists(ctx, ref)
-	if err == nil {
-		return exists, nil
+	digest, err := d.reg.Resolve(ctx, ref)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("checking whether %s exists in %s: %w", ref, ref.Context().RegistryStr(), err)
+	case digest == "":
+		return "", nil
 	}
-	return false, fmt.Errorf("checking whether %s exists in %s: %w", ref, ref.Context().RegistryStr(), err)
+	if d.records != nil {
+		rev, err := d.records.Get(ctx, p.Name, req.Revision)
+		switch {
+		case err == nil:
+			if ps := rev.Platforms[req.Platform.String()]; ps.Build == types.BuildSucceeded && ps.BuildDigest == digest {
+				return fmt.Sprintf("promoter built %s (job %s)", digest, ps.Job), nil
+			}
+		case !errors.Is(err, state.ErrNotFound):
+			return "", fmt.Errorf("reading the state of %s/%s: %w", p.Name, req.Revision, err)
+		}
+	}
+	if policy, ok := d.policies[p.Name]; ok {
+		ev, err := policy.Verify(ctx, p.Staging.Digest(digest))
+		switch {
+		case err == nil:
+			return ev.String(), nil
+		case !errors.Is(err, types.ErrUntrusted):
+			return "", fmt.Errorf("verifying %s: %w", req.Image, err)
+		}
+		d.log.Info("arch tag holds an image no signer of the policy signed; building over it", "image", req.Image, "digest", digest, "reason", err.Error())
+		return "", nil
+	}
+	d.log.Info("arch tag holds an image promoter did not build; building over it", "image", req.Image, "digest", digest)
+	return "", nil
 }

@@ -16,14 +16,16 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/bus"
+	"github.com/promoter-dev/promoter/internal/bus/bustest"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
+	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
-func TestDispatchQueuesEachPlatformOnceAndSkipsExistingTags(t *testing.T) {
+func TestDispatchQueuesEachPlatformOnceAndSkipsWhatPromoterBuilt(t *testing.T) {
 	ctx := context.Background()
 	b := openBus(t)
 	reg := testenv.StartRegistry(t)
@@ -36,18 +38,32 @@ func TestDispatchQueuesEachPlatformOnceAndSkipsExistingTags(t *testing.T) {
 		ArchTag:   "{revision}-{arch}{variant}",
 	}
 	const rev = "3f2c1a9d5e7b8c0f1a2b3c4d5e6f708192a3b4c5"
-	// linux/arm64 was built already (a redelivered webhook after a finished build).
-	img, err := random.Image(64, 1)
-	if err != nil {
+	push := func(tag string) string {
+		img, err := random.Image(64, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, _ := name.ParseReference(reg.Host + "/acme/web:" + tag)
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := img.Digest()
+		return d.String()
+	}
+	// linux/arm64 was built by promoter already (a redelivered webhook after a finished
+	// build): the state records its build of the digest the tag holds.
+	records := state.New(bustest.Revisions(t))
+	built := push(rev + "-arm64")
+	res := types.BuildResult{Request: types.BuildRequest{Pipeline: "web", Revision: rev, Platform: types.MustPlatform("linux/arm64")},
+		Outcome: types.BuildSucceeded, Final: true, Attempt: 1, Job: "build-1", Digest: built}
+	if _, err := records.Update(ctx, "web", rev, func(r *types.Revision) error { return r.RecordBuild(res, time.Now()) }); err != nil {
 		t.Fatal(err)
 	}
-	existing, _ := name.ParseReference(reg.Host + "/acme/web:" + rev + "-arm64")
-	if err := remote.Write(existing, img); err != nil {
-		t.Fatal(err)
-	}
+	// linux/arm/v7 holds an image someone else pushed: promoter builds over it.
+	push(rev + "-armv7")
 
 	m := metrics.Discard()
-	d, err := builders.NewDispatcher(b, registry.Client{}, domain(pipeline), builders.WithMetrics(m))
+	d, err := builders.NewDispatcher(b, registry.Client{}, domain(pipeline), builders.WithMetrics(m), builders.WithRecords(records))
 	if err != nil {
 		t.Fatal(err)
 	}

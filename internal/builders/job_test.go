@@ -261,3 +261,29 @@ spec:
 		})
 	}
 }
+
+func TestReportedDigest(t *testing.T) {
+	const d = "sha256:6f1bde0e4ec4ce9cf3fd3a4b5b1d4a3d1a0bbda0f6a1ad0b8ad0a25e2c56f5f9"
+	tests := []struct {
+		name   string
+		msg    string
+		want   string
+		wantOK bool
+	}{
+		{name: "buildctl metadata", msg: `{"containerimage.descriptor":{"mediaType":"application/vnd.oci.image.index.v1+json"},"containerimage.digest":"` + d + `","image.name":"r/a:x"}`, want: d, wantOK: true},
+		{name: "kaniko digest file", msg: d + "\n", want: d, wantOK: true},
+		{name: "metadata cut at the kubelet's limit", msg: `{"containerimage.buildinfo":"eyJ...","containerimage.digest": "` + d + `","image.na`, want: d, wantOK: true},
+		{name: "empty", msg: ""},
+		{name: "a log tail", msg: "#12 pushing layers 0.3s done\n#12 DONE"},
+		{name: "metadata without a digest", msg: `{"image.name":"r/a:x"}`},
+		{name: "not a sha256 digest", msg: `{"containerimage.digest":"sha256:abc"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := builders.ReportedDigest(tt.msg)
+			if got != tt.want || ok != tt.wantOK {
+				t.Errorf("got %q, %v; want %q, %v", got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+}

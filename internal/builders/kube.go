@@ -47,25 +47,26 @@ func NewKubernetes(client kubernetes.Interface, b JobSettings, opts ...Option) (
 }
 
 // Build creates the Job of this attempt (or adopts it, when an earlier delivery of the
-// same attempt created it) and waits until it is Complete (nil) or Failed (a
-// *JobFailedError). When ctx ends first, the Job is deleted with its pods, so an agent
+// same attempt created it) and waits until it is Complete (nil, with the digest the Job
+// reported: see digest.go) or Failed (a *JobFailedError). When ctx ends first, the Job is deleted with its pods, so an agent
 // that stops does not leave a build pushing behind the next attempt's back.
-func (k *Kubernetes) Build(ctx context.Context, req types.BuildRequest, attempt int) (string, error) {
+func (k *Kubernetes) Build(ctx context.Context, req types.BuildRequest, attempt int) (Built, error) {
 	job, err := k.tmpl.Render(req, attempt)
 	if err != nil {
-		return "", err
+		return Built{}, err
 	}
+	built := Built{Job: job.Name}
 	jobs := k.client.BatchV1().Jobs(k.namespace)
 	created, err := jobs.Create(ctx, job, metav1.CreateOptions{})
 	switch {
 	case apierrors.IsAlreadyExists(err):
 		created, err = jobs.Get(ctx, job.Name, metav1.GetOptions{})
 		if err != nil {
-			return job.Name, fmt.Errorf("reading existing job %s/%s: %w", k.namespace, job.Name, err)
+			return built, fmt.Errorf("reading existing job %s/%s: %w", k.namespace, job.Name, err)
 		}
 		k.log.Info("adopting existing build job", "job", job.Name)
 	case err != nil:
-		return job.Name, fmt.Errorf("creating job %s/%s: %w", k.namespace, job.Name, kubeHint(err))
+		return built, fmt.Errorf("creating job %s/%s: %w", k.namespace, job.Name, kubeHint(err))
 	default:
 		k.log.Info("created build job", "job", job.Name, "pipeline", req.Pipeline, "revision", req.Revision,
 			"platform", req.Platform.String(), "attempt", attempt)
@@ -73,9 +74,13 @@ func (k *Kubernetes) Build(ctx context.Context, req types.BuildRequest, attempt 
 	err = k.wait(ctx, req, created)
 	if ctx.Err() != nil {
 		k.delete(job.Name)
-		return job.Name, fmt.Errorf("build job %s/%s abandoned: %w", k.namespace, job.Name, ctx.Err())
+		return built, fmt.Errorf("build job %s/%s abandoned: %w", k.namespace, job.Name, ctx.Err())
 	}
-	return job.Name, err
+	if err != nil {
+		return built, err
+	}
+	built.Digest, err = k.pushedDigest(ctx, job.Name)
+	return built, err
 }
 
 // wait follows the Job until it finishes, re-establishing the watch when the apiserver

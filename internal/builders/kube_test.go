@@ -128,10 +128,16 @@ func TestKubernetesAgent(t *testing.T) {
 		if bl := job.Spec.BackoffLimit; bl == nil || *bl != 0 {
 			t.Errorf("backoffLimit: got %v, want 0", bl)
 		}
+		if got := spec.Containers[0].Args; !strings.Contains(strings.Join(got, " "), "--metadata-file /dev/termination-log") {
+			t.Errorf("the build container does not report its digest (--metadata-file /dev/termination-log): %q", got)
+		}
+		// buildctl's metadata file, as the kubelet hands it back as termination message.
+		const digest = "sha256:6f1bde0e4ec4ce9cf3fd3a4b5b1d4a3d1a0bbda0f6a1ad0b8ad0a25e2c56f5f9"
+		createPod(t, admin, job, 0, `{"containerimage.config.digest":"sha256:0d4b36e3e2d4ac2b32e01e5eb8a2a2ba0e3c4a9f2c1ea0b0bd6d8b69b0c5d8a1","containerimage.digest":"`+digest+`","image.name":"staging.example:5000/acme/web:1111-arm64"}`)
 		completeJob(t, admin, job)
 		r := nextResult(t, res, 20*time.Second)
-		if r.Outcome != types.BuildSucceeded || !r.Final || r.Attempt != 1 || r.Job != job.Name || r.Request.MsgID() != req.MsgID() {
-			t.Errorf("result: %+v, want succeeded, final, attempt 1 of job %s", r, job.Name)
+		if r.Outcome != types.BuildSucceeded || !r.Final || r.Attempt != 1 || r.Job != job.Name || r.Request.MsgID() != req.MsgID() || r.Digest != digest {
+			t.Errorf("result: %+v, want succeeded, final, attempt 1 of job %s, digest %s", r, job.Name, digest)
 		}
 	})
 
@@ -149,7 +155,7 @@ func TestKubernetesAgent(t *testing.T) {
 		if job2.Name == job1.Name {
 			t.Fatalf("attempt 2 reused job %s", job1.Name)
 		}
-		createFailedPod(t, admin, job2, "ERROR: failed to solve: process \"/bin/sh -c make\" did not complete successfully: exit code: 2")
+		createPod(t, admin, job2, 1, "ERROR: failed to solve: process \"/bin/sh -c make\" did not complete successfully: exit code: 2")
 		failJob(t, admin, job2, "DeadlineExceeded", "Job was active longer than specified deadline")
 		r = nextResult(t, res, 20*time.Second)
 		if r.Outcome != types.BuildFailed || !r.Final || r.Attempt != 2 || r.Job != job2.Name {
@@ -164,6 +170,17 @@ func TestKubernetesAgent(t *testing.T) {
 			t.Errorf("builds{linux/arm64,gave_up}: got %v, want 1", n)
 		}
 		waitQueueEmpty(t, b)
+	})
+
+	t.Run("complete job that reports no digest fails for good", func(t *testing.T) {
+		req := dispatch("4444444444444444444444444444444444444444")
+		job := waitJob(t, admin, req, 1)
+		createPod(t, admin, job, 0, "")
+		completeJob(t, admin, job)
+		r := nextResult(t, res, 30*time.Second)
+		if r.Outcome != types.BuildFailed || !r.Final || r.Digest != "" || !strings.Contains(r.Reason, "reported no image digest") {
+			t.Errorf("result: %+v, want a final failure saying the job reported no image digest", r)
+		}
 	})
 
 	t.Run("stopping the agent deletes the running job", func(t *testing.T) {
@@ -295,14 +312,14 @@ func failJob(t *testing.T, c kubernetes.Interface, job *batchv1.Job, reason, mes
 	}
 }
 
-// createFailedPod creates the Job's pod as the Job controller would and marks its build
-// container terminated with message, as the kubelet would.
-func createFailedPod(t *testing.T, c kubernetes.Interface, job *batchv1.Job, message string) {
+// createPod creates the Job's pod as the Job controller would and marks its build
+// container terminated with exit code and termination message, as the kubelet would.
+func createPod(t *testing.T, c kubernetes.Interface, job *batchv1.Job, exit int32, message string) {
 	t.Helper()
 	ctx := context.Background()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: "build-x7k2p", Namespace: buildNS,
+			Name: job.Name + "-x7k2p", Namespace: buildNS,
 			Labels: map[string]string{batchv1.JobNameLabel: job.Name},
 		},
 		Spec: job.Spec.Template.Spec,
@@ -312,12 +329,14 @@ func createFailedPod(t *testing.T, c kubernetes.Interface, job *batchv1.Job, mes
 		t.Fatalf("creating the pod of %s: %v", job.Name, err)
 	}
 	now := metav1.Now()
-	pod.Status.Phase = corev1.PodFailed
+	term := &corev1.ContainerStateTerminated{ExitCode: exit, Reason: "Completed", Message: message, StartedAt: now, FinishedAt: now}
+	pod.Status.Phase = corev1.PodSucceeded
+	if exit != 0 {
+		pod.Status.Phase, term.Reason = corev1.PodFailed, "Error"
+	}
 	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
 		Name: "buildkit", Image: pod.Spec.Containers[0].Image,
-		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-			ExitCode: 1, Reason: "Error", Message: message, StartedAt: now, FinishedAt: now,
-		}},
+		State: corev1.ContainerState{Terminated: term},
 	}}
 	if _, err := c.CoreV1().Pods(buildNS).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("setting the status of pod %s: %v", pod.Name, err)

@@ -60,28 +60,28 @@ func NewLocal(reg registry.Client, pipelines []types.Pipeline, opts ...Option) (
 }
 
 // Build implements Executor; the job it returns is "local@<digest>" of the pushed image.
-func (l *Local) Build(ctx context.Context, req types.BuildRequest, attempt int) (string, error) {
+func (l *Local) Build(ctx context.Context, req types.BuildRequest, attempt int) (Built, error) {
 	b, ok := l.builds[req.Pipeline]
 	if !ok {
-		return "", fmt.Errorf("%w: %w: %q has no local build on this agent", ErrPermanent, ErrUnknownPipeline, req.Pipeline)
+		return Built{}, fmt.Errorf("%w: %w: %q has no local build on this agent", ErrPermanent, ErrUnknownPipeline, req.Pipeline)
 	}
 	img, err := l.image(ctx, req, b)
 	if err != nil {
-		return "", err
+		return Built{}, err
 	}
 	ref, err := l.reg.ParseReference(req.Image)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrPermanent, err)
+		return Built{}, fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
 	if err := remote.Write(ref, img, l.reg.Remote(ctx)...); err != nil {
-		return "", fmt.Errorf("pushing %s: %w", ref, err)
+		return Built{}, fmt.Errorf("pushing %s: %w", ref, err)
 	}
 	d, err := img.Digest()
 	if err != nil {
-		return "", err
+		return Built{}, err
 	}
 	l.log.Info("pushed local build", "image", req.Image, "digest", d.String(), "platform", req.Platform.String(), "attempt", attempt)
-	return "local@" + d.String(), nil
+	return Built{Job: "local@" + d.String(), Digest: d.String()}, nil
 }
 
 // Image builds the image of req from the source tree in dir on base (empty for scratch),

@@ -98,7 +98,7 @@ func TestLocalExecutorPushesPlatformImage(t *testing.T) {
 				SourceRepo: "https://git.example/acme/web.git",
 				Image:      reg.Host + "/acme/web:" + tc.name[:4] + "-" + types.MustPlatform(tc.platform).Token(),
 			}
-			job, err := l.Build(ctx, req, 1)
+			built, err := l.Build(ctx, req, 1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,8 +111,8 @@ func TestLocalExecutorPushesPlatformImage(t *testing.T) {
 				t.Errorf("pushed image is invalid: %v", err)
 			}
 			d, _ := img.Digest()
-			if job != "local@"+d.String() {
-				t.Errorf("job: got %q, want local@%s", job, d)
+			if built.Job != "local@"+d.String() || built.Digest != d.String() {
+				t.Errorf("built: got %+v, want job local@%s and digest %s", built, d, d)
 			}
 			cf, err := img.ConfigFile()
 			if err != nil {

@@ -23,6 +23,8 @@ type options struct {
 	ackWait     time.Duration    // default: 30s
 	retryDelay  time.Duration    // default: 15s, doubled per attempt, at most 5m
 	concurrency int              // default: 2 builds at once per platform
+	records     Records          // default: none, so no existing arch tag is trusted
+	policies    map[string]Policy
 }
 
 func newOptions(opts []Option) (*options, error) {
@@ -101,4 +103,17 @@ func WithConcurrency(n int) Option {
 		o.concurrency = n
 		return nil
 	}
+}
+
+// WithRecords lets the dispatcher read the revision state (state.Store), so that an arch
+// tag holding what promoter's own build reported is not built again. Without it every
+// existing arch tag the policy does not accept is built over.
+func WithRecords(r Records) Option {
+	return func(o *options) error { o.records = r; return nil }
+}
+
+// WithPolicies are the pipelines' verify policies by pipeline name: an existing arch tag
+// whose image a policy accepts is not built again. The default is none.
+func WithPolicies(policies map[string]Policy) Option {
+	return func(o *options) error { o.policies = policies; return nil }
 }

@@ -250,12 +250,13 @@ func (w *workers) run(ctx context.Context) error {
 	w.revs.store.Store(store)
 	o := w.o
 	disp, err := builders.NewDispatcher(w.bus, o.registry, w.pipelines,
-		builders.WithLogger(o.log), builders.WithMetrics(o.metrics))
+		builders.WithLogger(o.log), builders.WithMetrics(o.metrics), builders.WithRecords(store))
 	if err != nil {
 		return err
 	}
 	merger, err := merge.New(store, o.registry, w.pipelines,
-		merge.WithMetrics(o.metrics), merge.WithLogger(o.log), merge.WithOwner(instanceID()))
+		merge.WithMetrics(o.metrics), merge.WithLogger(o.log), merge.WithOwner(instanceID()),
+		merge.WithBuildWait(max(w.cfg.Builder.Deadline, time.Minute)))
 	if err != nil {
 		return err
 	}

@@ -53,7 +53,7 @@ func (m *Merger) claim(ctx context.Context, p types.Pipeline, revision string) (
 	var busy *InProgressError
 	rev, err := m.store.Update(ctx, p.Name, revision, func(r *types.Revision) error {
 		busy = nil
-		if !mergeable(p, r) {
+		if !m.mergeable(p, r) {
 			return state.ErrNoChange
 		}
 		if r.Merging.Live(time.Now()) {
@@ -84,7 +84,7 @@ func (m *Merger) newLease() *types.Lease {
 // holds a live lease on it; an expired one is taken over.
 func (m *Merger) takeLease(p types.Pipeline, r *types.Revision, lease *types.Lease) {
 	now := time.Now()
-	if !mergeable(p, r) || r.Merging.Live(now) {
+	if !m.mergeable(p, r) || r.Merging.Live(now) {
 		return
 	}
 	if r.Merging != nil {
@@ -96,8 +96,9 @@ func (m *Merger) takeLease(p types.Pipeline, r *types.Revision, lease *types.Lea
 	r.Merging = &l
 }
 
-// mergeable reports whether r has every platform's digest and is not merged or terminal.
-func mergeable(p types.Pipeline, r *types.Revision) bool {
+// mergeable reports whether r has every platform's digest, is not merged or terminal, and
+// does not wait for a build result to vouch for one of them.
+func (m *Merger) mergeable(p types.Pipeline, r *types.Revision) bool {
 	if r.Index != "" || r.Phase == types.PhaseFailed || r.Phase == types.PhaseConflicted {
 		return false
 	}
@@ -106,7 +107,7 @@ func mergeable(p types.Pipeline, r *types.Revision) bool {
 			return false
 		}
 	}
-	return true
+	return len(m.awaitsBuild(p, r)) == 0
 }
 
 // renew keeps c's lease alive until stop is closed, so that a long merge is not taken over

@@ -30,18 +30,21 @@ type Merger struct {
 	log       *slog.Logger
 	owner     string
 	lease     time.Duration
+	policies  map[string]Policy
+	buildWait time.Duration
 }
 
 // New merges the revisions of pipelines, keeping their state in store and reading and
 // writing images through reg.
 func New(store *state.Store, reg registry.Client, pipelines []types.Pipeline, opts ...Option) (*Merger, error) {
-	o := options{metrics: metrics.Discard(), log: slog.New(slog.DiscardHandler), owner: "promoter", lease: DefaultLease}
+	o := options{metrics: metrics.Discard(), log: slog.New(slog.DiscardHandler), owner: "promoter", lease: DefaultLease, buildWait: DefaultBuildWait}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
 		}
 	}
-	m := &Merger{store: store, reg: reg, pipelines: map[string]types.Pipeline{}, metrics: o.metrics, log: o.log, owner: o.owner, lease: o.lease}
+	m := &Merger{store: store, reg: reg, pipelines: map[string]types.Pipeline{}, metrics: o.metrics, log: o.log, owner: o.owner, lease: o.lease,
+		policies: o.policies, buildWait: o.buildWait}
 	for _, p := range pipelines {
 		m.pipelines[p.Name] = p
 	}
@@ -125,7 +128,31 @@ func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hi
 	if rev.Phase == "" {
 		return nil, nil // nothing of this revision is in the registry, and nothing was before
 	}
+	if rev, err = m.overdue(ctx, p, rev, log); err != nil {
+		return nil, err
+	}
 	return m.mergeIfComplete(ctx, p, rev, lease.ID)
+}
+
+// overdue fails rev when its arch tags have held images no build of promoter's reported
+// for longer than the build wait (types.Revision.BuildOverdue).
+func (m *Merger) overdue(ctx context.Context, p types.Pipeline, rev *types.Revision, log *slog.Logger) (*types.Revision, error) {
+	if len(m.awaitsBuild(p, rev)) == 0 || rev.Index != "" || rev.Terminal() {
+		return rev, nil
+	}
+	after, err := m.store.Update(ctx, p.Name, rev.Revision, func(r *types.Revision) error {
+		return r.BuildOverdue(string(p.Staging), m.awaitsBuild(p, r), m.buildWait, time.Now().UTC())
+	})
+	if err != nil {
+		return nil, err
+	}
+	if after.Phase == types.PhaseFailed && rev.Phase != types.PhaseFailed {
+		m.metrics.Merges.WithLabelValues("failed").Inc()
+		log.Error("merge refused: no build of promoter's vouches for an arch image", "reason", after.Reason)
+	} else {
+		log.Info("waiting for promoter's build to report the arch images", "platforms", m.awaitsBuild(p, after))
+	}
+	return after, nil
 }
 
 // errStaleRead says a registry read is older than the revision state: another push of the
@@ -173,7 +200,7 @@ func misses(r *types.Revision, now map[string]string) bool {
 // mergeIfComplete merges rev if every platform has a digest and nothing was merged yet.
 // leaseID is the lease this replica wrote with rev, if any: then rev is already claimed.
 func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *types.Revision, leaseID string) (*types.Revision, error) {
-	if !mergeable(p, rev) {
+	if !m.mergeable(p, rev) {
 		return rev, nil
 	}
 	var (
@@ -202,23 +229,37 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *typ
 	defer close(stop)
 
 	rev = c.rev
-	inputs := map[string]types.MergeInput{}
+	log := m.log.With("pipeline", p.Name, "repo", p.Staging, "revision", rev.Revision)
+	// Nothing is merged, and so nothing signed, without evidence for every input.
+	v, err := m.vouch(ctx, p, rev)
+	switch {
+	case err != nil:
+		m.metrics.Merges.WithLabelValues("error").Inc()
+		m.release(ctx, p, c)
+		return nil, err
+	case v.wait:
+		m.release(ctx, p, c)
+		return rev, nil
+	case v.phase != "":
+		m.metrics.Merges.WithLabelValues(string(v.phase)).Inc()
+		log.Error("merge refused: no evidence for an arch image", "reason", v.reason)
+		return m.finish(ctx, p, c, inputsOf(p, rev), v.phase, v.reason, "")
+	}
+	inputs := v.inputs
 	var children []Child
 	for _, pl := range p.Platforms {
 		ps := rev.Platforms[pl.String()]
-		inputs[pl.String()] = types.MergeInput{Digest: ps.Digest}
 		// Pinned by the digest the registry reported (the tag may move), named with the
 		// tag for error messages.
 		children = append(children, Child{Ref: p.Staging.Tag(ps.Tag) + "@" + ps.Digest, Platform: pl})
 	}
-	log := m.log.With("pipeline", p.Name, "repo", p.Staging, "revision", rev.Revision)
 	target := p.Staging.Tag(rev.Revision)
 	start := time.Now()
 	res, err := Build(ctx, m.reg, Request{Target: target, Children: children, Revision: rev.Revision, Source: p.Source.Repo})
 	if errors.Is(err, ErrPlatform) {
 		m.metrics.Merges.WithLabelValues("failed").Inc()
 		log.Error("merge refused: platform mismatch", "reason", err.Error())
-		return m.finish(ctx, p, c, inputs, types.PhaseFailed, err.Error(), "")
+		return m.finish(ctx, p, c, inputsOf(p, rev), types.PhaseFailed, err.Error(), "")
 	}
 	if err != nil {
 		m.metrics.Merges.WithLabelValues("error").Inc()
@@ -231,7 +272,7 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *typ
 		m.metrics.Merges.WithLabelValues("conflicted").Inc()
 		m.metrics.ImmutabilityViolations.Inc()
 		log.Error("merge refused: revision tag is immutable", "reason", err.Error())
-		return m.finish(ctx, p, c, inputs, types.PhaseConflicted, err.Error(), "")
+		return m.finish(ctx, p, c, inputsOf(p, rev), types.PhaseConflicted, err.Error(), "")
 	}
 	if err != nil {
 		m.metrics.Merges.WithLabelValues("error").Inc()
@@ -246,6 +287,15 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *typ
 	}
 	log.Info("merged", "digest", res.Digest, "outcome", string(outcome), "children", kids, "seconds", time.Since(start).Seconds())
 	return m.finish(ctx, p, c, inputs, types.PhaseMerged, "", res.Digest)
+}
+
+// inputsOf are rev's platform digests, without evidence: what a refused merge records.
+func inputsOf(p types.Pipeline, rev *types.Revision) map[string]types.MergeInput {
+	inputs := map[string]types.MergeInput{}
+	for _, key := range p.Keys() {
+		inputs[key] = types.MergeInput{Digest: rev.Platforms[key].Digest}
+	}
+	return inputs
 }
 
 // errUnsettled says the revision looked complete, then not, with nothing merged: its

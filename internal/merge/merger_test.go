@@ -37,8 +37,10 @@ func newFixture(t *testing.T) *fixture {
 	p := types.Pipeline{
 		Name: "app", Staging: types.Repository(repo), ArchTag: types.DefaultArchTag,
 		Platforms: []types.Platform{types.MustPlatform("linux/amd64"), types.MustPlatform("linux/arm64")},
-		Source:    types.Source{Repo: "https://git.example/team/app"},
-		Build:     types.BuildSpec{Cache: types.DefaultCacheRef, CacheMode: "max"},
+		// Merge-only and unsigned, so that these tests of the registry as the source of
+		// truth take every image in; evidence_test.go tests what is accepted. The cache is
+		// set for the reconciler's sake (its tags look like arch tags).
+		Build: types.BuildSpec{Cache: types.DefaultCacheRef, CacheMode: "max"},
 	}
 	return &fixture{repo: repo, p: p, store: state.New(kv), m: metrics.Discard()}
 }

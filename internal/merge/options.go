@@ -16,6 +16,9 @@ type options struct {
 	log     *slog.Logger     // default: discard
 	owner   string           // default "promoter"
 	lease   time.Duration    // default DefaultLease
+	// policies are the pipelines' verify policies by pipeline name; default none.
+	policies  map[string]Policy
+	buildWait time.Duration // default DefaultBuildWait
 }
 
 // WithMetrics records merges, stale events and immutability violations; the default is a
@@ -49,6 +52,25 @@ func WithLease(d time.Duration) Option {
 			return fmt.Errorf("merge lease must be at least 3ms, got %s", d)
 		}
 		o.lease = d
+		return nil
+	}
+}
+
+// WithPolicies are the verify policies of the pipelines that have one (pipelines[].verify),
+// by pipeline name: an arch image no build of promoter's reported is merged only when its
+// pipeline's policy accepts it. The default is none.
+func WithPolicies(policies map[string]Policy) Option {
+	return func(o *options) error { o.policies = policies; return nil }
+}
+
+// WithBuildWait is how long an arch tag of a pipeline that builds may hold an image no
+// build of promoter's reported before its revision fails. The default is DefaultBuildWait.
+func WithBuildWait(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("build wait must be positive, got %s", d)
+		}
+		o.buildWait = d
 		return nil
 	}
 }

@@ -28,16 +28,16 @@ func IsStatus(err error, codes ...int) bool {
 // not there. Any other failure says nothing about whether it is.
 func IsNotFound(err error) bool { return IsStatus(err, http.StatusNotFound) }
 
-// Exists reports whether the registry holds ref. Only "not found" counts as absent: any
-// other failure is an error, so that an unreachable registry is never taken for an empty
-// one.
-func (c Client) Exists(ctx context.Context, ref name.Reference) (bool, error) {
-	_, err := remote.Head(ref, c.Remote(ctx)...)
+// Resolve gives the digest ref points at now, or "" when the registry does not hold it.
+// Only "not found" counts as absent: any other failure is an error, so that an unreachable
+// registry is never taken for an empty one.
+func (c Client) Resolve(ctx context.Context, ref name.Reference) (string, error) {
+	desc, err := remote.Head(ref, c.Remote(ctx)...)
 	switch {
 	case err == nil:
-		return true, nil
+		return desc.Digest.String(), nil
 	case IsNotFound(err):
-		return false, nil
+		return "", nil
 	}
-	return false, err
+	return "", err
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-func TestExists(t *testing.T) {
+func TestResolve(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path == "/v2/":
@@ -29,12 +29,12 @@ func TestExists(t *testing.T) {
 	host := strings.TrimPrefix(srv.URL, "http://")
 	for _, tc := range []struct {
 		tag       string
-		want      bool
+		want      string
 		wantErr   bool
 		notFound  bool
 		forbidden bool
 	}{
-		{tag: "there", want: true},
+		{tag: "there", want: "sha256:" + strings.Repeat("a", 64)},
 		{tag: "absent"},
 		{tag: "denied", wantErr: true, forbidden: true},
 	} {
@@ -42,9 +42,9 @@ func TestExists(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := c.Exists(context.Background(), ref)
+		got, err := c.Resolve(context.Background(), ref)
 		if got != tc.want || (err != nil) != tc.wantErr {
-			t.Errorf("Exists(%s) = %v, %v; want %v, error %v", tc.tag, got, err, tc.want, tc.wantErr)
+			t.Errorf("Resolve(%s) = %q, %v; want %q, error %v", tc.tag, got, err, tc.want, tc.wantErr)
 		}
 		if err != nil && (IsNotFound(err) || IsStatus(err, http.StatusForbidden) != tc.forbidden) {
 			t.Errorf("%s: IsNotFound %v, IsStatus(403) %v for %v", tc.tag, IsNotFound(err), IsStatus(err, http.StatusForbidden), err)

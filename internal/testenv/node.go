@@ -28,8 +28,9 @@ import (
 // Node plays the kubelet and the Job controller for the build Jobs of one namespace: for each
 // new Job it runs the pod template's first container as written, with real rootless BuildKit,
 // and reports the outcome the way Kubernetes does (a Pod whose container terminated with the
-// exit code and, under FallbackToLogsOnError, the log tail as termination message; the Job's
-// Complete or Failed condition).
+// exit code and the termination message: what the container wrote to its
+// terminationMessagePath, else, under FallbackToLogsOnError and on failure, the log tail; the
+// Job's Complete or Failed condition).
 //
 // What the node does not do: pull the container's image. The image is assumed to be
 // moby/buildkit's rootless image, and the node provides what that image holds: its
@@ -75,6 +76,8 @@ type NodeRun struct {
 	ExitCode int      // -1 when the container never started
 	Took     time.Duration
 	Output   string // stdout and stderr, interleaved
+	// Message is what the container left in its terminationMessagePath file.
+	Message string
 }
 
 // Image environment of moby/buildkit's rootless image (its Dockerfile's ENV lines).
@@ -154,6 +157,7 @@ func (n *Node) run(ctx context.Context, j *batchv1.Job) {
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()
 		run.Output = out.String()
+		run.Message = n.terminationMessage(j, root)
 		var ee *exec.ExitError
 		switch {
 		case err == nil:
@@ -254,6 +258,25 @@ func (n *Node) prepare(ctx context.Context, j *batchv1.Job, root string) (argv, 
 			return nil, nil, "", fmt.Errorf("mounting volume %s at %s: %w", m.Name, m.MountPath, err)
 		}
 	}
+
+	// The kubelet mounts an empty file at terminationMessagePath and reads it back as the
+	// termination message: the build reports its digest there (builders.ReportedDigest).
+	termPath := c.TerminationMessagePath
+	if termPath == "" {
+		termPath = corev1.TerminationMessagePathDefault
+	}
+	if err := mkdir(filepath.Dir(root+termPath), 0o755); err != nil {
+		return nil, nil, "", fmt.Errorf("creating the termination message file: %w", err)
+	}
+	if err := os.WriteFile(root+termPath, nil, 0o666); err != nil {
+		return nil, nil, "", fmt.Errorf("creating the termination message file: %w", err)
+	}
+	if uid >= 0 {
+		if err := os.Chown(root+termPath, uid, gid); err != nil {
+			return nil, nil, "", fmt.Errorf("creating the termination message file: %w", err)
+		}
+	}
+	roots = append(roots, termPath)
 
 	mapPaths := pathMapper(root, roots)
 	env = []string{
@@ -412,6 +435,26 @@ func (n *Node) createPod(ctx context.Context, j *batchv1.Job) *corev1.Pod {
 	return p
 }
 
+// terminationMessage reads what the Job's container wrote to its terminationMessagePath,
+// cut at the kubelet's limit of 4096 bytes.
+func (n *Node) terminationMessage(j *batchv1.Job, root string) string {
+	path := j.Spec.Template.Spec.Containers[0].TerminationMessagePath
+	if path == "" {
+		path = corev1.TerminationMessagePathDefault
+	}
+	data, err := os.ReadFile(root + path)
+	if err != nil {
+		return ""
+	}
+	if len(data) > terminationFileBytes {
+		data = data[:terminationFileBytes]
+	}
+	return string(data)
+}
+
+// terminationFileBytes is the kubelet's limit of one container's termination message file.
+const terminationFileBytes = 4096
+
 // Limits of the kubelet's FallbackToLogsOnError termination message.
 const (
 	terminationLogLines = 80
@@ -423,14 +466,14 @@ func (n *Node) finishPod(ctx context.Context, p *corev1.Pod, j *batchv1.Job, run
 		return
 	}
 	c := j.Spec.Template.Spec.Containers[0]
-	term := &corev1.ContainerStateTerminated{ExitCode: int32(run.ExitCode), Reason: "Completed", FinishedAt: metav1.Now()}
+	term := &corev1.ContainerStateTerminated{ExitCode: int32(run.ExitCode), Reason: "Completed", FinishedAt: metav1.Now(), Message: run.Message}
 	p.Status.Phase = corev1.PodSucceeded
 	if run.ExitCode != 0 {
 		p.Status.Phase, term.Reason = corev1.PodFailed, "Error"
 		if run.ExitCode < 0 {
 			term.ExitCode, term.Reason = 128, "ContainerCannotRun"
 			term.Message = run.Output
-		} else if c.TerminationMessagePolicy == corev1.TerminationMessageFallbackToLogsOnError {
+		} else if term.Message == "" && c.TerminationMessagePolicy == corev1.TerminationMessageFallbackToLogsOnError {
 			term.Message = logTail(run.Output, terminationLogLines, terminationLogBytes)
 		}
 	}

@@ -1,9 +1,16 @@
 package types
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
+
+// ErrUntrusted is what every refusal of an arch image by a verify policy matches with
+// errors.Is: no accepted signer signed it (or a required attestation is missing). An error
+// that does not match it (a registry that did not answer) says nothing about the image and
+// is retried.
+var ErrUntrusted = errors.New("image not signed by a trusted signer")
 
 // A promoter signature is a promise about where an image came from, so every arch image a
 // merge takes in is accepted on recorded evidence, never on the push rights of whoever

@@ -166,7 +166,10 @@ func (r *Revision) RecordBuild(res BuildResult, at time.Time) error {
 	}
 	ps.Built, ps.BuildDuration = at, res.Duration
 	if ps.Tag == "" {
-		ps.Tag = res.Request.Image
+		// The request names "<staging>:<arch tag>"; the state keeps the tag.
+		if _, tag, ok := cutTag(res.Request.Image); ok {
+			ps.Tag = tag
+		}
 	}
 	if r.Platforms == nil {
 		r.Platforms = map[string]PlatformState{}

@@ -112,6 +112,15 @@ func TestTransitions(t *testing.T) {
 			wantErr: map[Phase]error{},
 		},
 		{
+			// The arch tags were pushed long before now, with no build reported.
+			name: "no build reported within the wait",
+			do: func(r *Revision) error {
+				return r.BuildOverdue("staging/app", []string{amd}, time.Minute, at.Add(time.Hour))
+			},
+			want:    map[Phase]Phase{"": PhaseFailed, PhaseBuilding: PhaseFailed, PhaseWaiting: PhaseFailed},
+			wantErr: unchanged(PhaseMerged, PhaseSigned, PhasePromoted, PhaseFailed, PhaseConflicted),
+		},
+		{
 			name: "merged",
 			do: func(r *Revision) error {
 				_, err := r.FinishMerge("lease", map[string]MergeInput{amd: {Digest: d1}, arm: {Digest: d2}}, PhaseMerged, "", index, at)
@@ -339,7 +348,7 @@ func TestTransitionDetails(t *testing.T) {
 		if err := r.RecordBuild(res, at); err != nil {
 			t.Fatal(err)
 		}
-		if want := "build of linux/amd64 failed after 2 attempts (job build-1): exit 1"; r.Reason != want || r.Platforms[amd].Tag != "s:r1-amd64" {
+		if want := "build of linux/amd64 failed after 2 attempts (job build-1): exit 1"; r.Reason != want || r.Platforms[amd].Tag != "r1-amd64" {
 			t.Errorf("reason %q, platforms %+v; want %q", r.Reason, r.Platforms, want)
 		}
 		if err := r.RecordBuild(res, at); !errors.Is(err, ErrNoChange) {
