@@ -53,6 +53,7 @@ pipelines:
 		platforms: [linux/amd64, linux/arm64]
 		staging: %s
 		sign: true
+		verify: {acceptUnverified: true}
 		promote:
 			- to: %s
 				requireSignature: true

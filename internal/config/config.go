@@ -209,8 +209,48 @@ type Pipeline struct {
 	// ArchTag is the tag pattern of per-platform images ({revision} {os} {arch} {variant}).
 	ArchTag string `mapstructure:"archTag"`
 	// Sign signs the merged index and its children.
-	Sign    bool          `mapstructure:"sign"`
+	Sign bool `mapstructure:"sign"`
+	// Verify is whose signature lets an arch image no build of promoter's pushed into a
+	// merge. A merge-only pipeline that signs needs signers, or acceptUnverified.
+	Verify  Verify        `mapstructure:"verify"`
 	Promote []Destination `mapstructure:"promote"`
+}
+
+// Verify is a pipeline's trust policy for arch images (types.VerifyPolicy). Key files and
+// the trusted root are read by the sign package when the daemon starts, not here.
+type Verify struct {
+	// Signers are the accepted signers; an image one of them signed is accepted.
+	Signers []Signer `mapstructure:"signers"`
+	// TrustedRoot is a sigstore trusted_root.json file that keyless signers' certificates
+	// are checked against; keyless signers need it, and nothing else reads it.
+	TrustedRoot string `mapstructure:"trustedRoot"`
+	// Attestations are in-toto attestations an accepted image must also carry, signed by
+	// an accepted signer.
+	Attestations []Attestation `mapstructure:"attestations"`
+	// AcceptUnverified lets a merge-only pipeline sign any image CI pushed to staging,
+	// without evidence of who built it: the explicit opt-out, warned about at start.
+	AcceptUnverified bool `mapstructure:"acceptUnverified"`
+}
+
+// Signer is one accepted signer: Key, or Issuer with Subject or SubjectRegexp.
+type Signer struct {
+	// Key is a public key: a PEM file, env://NAME or k8s://namespace/name.
+	Key string `mapstructure:"key"`
+	// Issuer is the OIDC issuer of a keyless signer's certificate
+	// (cosign's --certificate-oidc-issuer).
+	Issuer string `mapstructure:"issuer"`
+	// Subject is the certificate's exact identity (--certificate-identity); SubjectRegexp
+	// is a Go regular expression it must match instead (--certificate-identity-regexp).
+	Subject       string `mapstructure:"subject"`
+	SubjectRegexp string `mapstructure:"subjectRegexp"`
+}
+
+// Attestation is an in-toto attestation an accepted image must carry.
+type Attestation struct {
+	// PredicateType is the statement's predicate type, e.g. https://slsa.dev/provenance/v1.
+	PredicateType string `mapstructure:"predicateType"`
+	// BuilderID, when set, must equal the SLSA provenance's builder id.
+	BuilderID string `mapstructure:"builderID"`
 }
 
 // Source is the git repository and branch a pipeline follows.

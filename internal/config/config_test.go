@@ -57,6 +57,11 @@ func TestLoadFullFile(t *testing.T) {
 		Staging: "staging.example:5000/acme/web",
 		ArchTag: "{revision}-{arch}{variant}",
 		Sign:    true,
+		Verify: Verify{
+			Signers:      []Signer{{Key: "/keys/ci.pub"}, {Issuer: "https://token.actions.githubusercontent.com", SubjectRegexp: "^https://github.com/acme/web/"}},
+			TrustedRoot:  "/keys/trusted_root.json",
+			Attestations: []Attestation{{PredicateType: "https://slsa.dev/provenance/v1", BuilderID: "https://github.com/acme/builder"}},
+		},
 		Promote: []Destination{{To: "prod.example/acme/web", RequireSignature: true, MutableTags: []string{"latest"}}},
 	}
 	if diff := cmp.Diff(want, p); diff != "" {

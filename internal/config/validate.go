@@ -305,6 +305,7 @@ func (c *Config) validatePipelines(ps *problems) {
 			}
 		}
 		validateReleaseTags(ps, at, p)
+		validateVerify(ps, at, p)
 		needKey = needKey || p.Sign
 	}
 	if needKey && c.Keys.Cosign == "" {
@@ -483,6 +484,7 @@ func (p Pipeline) Domain() types.Pipeline {
 		Staging: types.Repository(p.Staging),
 		ArchTag: types.ArchTag(p.ArchTag),
 		Sign:    p.Sign,
+		Verify:  p.Verify.domain(),
 		Build: types.BuildSpec{
 			Executor: p.Build.Executor, Context: p.Build.Context, Dockerfile: p.Build.Dockerfile,
 			Base: p.Build.Base, Dir: p.Build.Dir, GitSecret: p.Build.GitSecret, Args: p.Build.Args,
