@@ -80,6 +80,10 @@ func Start(ctx context.Context, cfg *config.Config, opts ...Option) (*Daemon, er
 		return nil, err
 	}
 	pipelines := cfg.DomainPipelines()
+	verify, err := loadPolicies(ctx, pipelines, o.registry, o.log)
+	if err != nil {
+		return nil, err
+	}
 	pollOpts, err := pollTokens(cfg.Pipelines)
 	if err != nil {
 		return nil, err
@@ -106,7 +110,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...Option) (*Daemon, er
 		return nil, err
 	}
 	revs := &revisions{}
-	w := &workers{cfg: cfg, o: o, bus: b, pipelines: pipelines, revs: revs, signer: signer, promoter: promoter, poller: poller}
+	w := &workers{cfg: cfg, o: o, bus: b, pipelines: pipelines, revs: revs, signer: signer, promoter: promoter, poller: poller, verify: verify}
 	servers, maxConns, err := newServers(cfg, o, lis, b, pipelines, secrets, revs, statusToken)
 	if err != nil {
 		lis.close()
@@ -233,6 +237,9 @@ type workers struct {
 	revs      *revisions
 	signer    *sign.Signer // nil when no pipeline signs
 	promoter  *promote.Promoter
+	// verify are the pipelines' verify policies: the evidence for arch images no build of
+	// promoter's pushed.
+	verify policies
 	// poller polls the pipelines with source.poll. Every replica polls: its finds are
 	// de-duplicated with the webhooks' and each other's (types.SourceChanged.MsgID).
 	poller *sources.Poller
@@ -250,13 +257,14 @@ func (w *workers) run(ctx context.Context) error {
 	w.revs.store.Store(store)
 	o := w.o
 	disp, err := builders.NewDispatcher(w.bus, o.registry, w.pipelines,
-		builders.WithLogger(o.log), builders.WithMetrics(o.metrics), builders.WithRecords(store))
+		builders.WithLogger(o.log), builders.WithMetrics(o.metrics), builders.WithRecords(store),
+		builders.WithPolicies(byPipeline(w.verify, func(p *sign.Policy) builders.Policy { return p })))
 	if err != nil {
 		return err
 	}
 	merger, err := merge.New(store, o.registry, w.pipelines,
 		merge.WithMetrics(o.metrics), merge.WithLogger(o.log), merge.WithOwner(instanceID()),
-		merge.WithBuildWait(max(w.cfg.Builder.Deadline, time.Minute)))
+		merge.WithBuildWait(max(w.cfg.Builder.Deadline, time.Minute)), merge.WithPolicies(byPipeline(w.verify, func(p *sign.Policy) merge.Policy { return p })))
 	if err != nil {
 		return err
 	}
