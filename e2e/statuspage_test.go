@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,6 +30,7 @@ const pwned = "<script>window.pwned=1</script>"
 // promoted to two destinations; one merge-only whose arch tags the test pushes; one whose
 // build fails with a message holding a <script> element). The page, opened once with the
 // status token, shows each revision appear and move through its phases without a reload,
+// each merged platform shows why its image was accepted (built by promoter, or unverified),
 // a revision's detail timeline has every step, the filters work, the <script> renders as
 // text and never runs, and a screenshot is written (PROMOTER_SCREENSHOT, or the test's
 // artifact directory).
@@ -130,18 +132,31 @@ pipelines:
 		if got := eval[string](t, browser, `document.querySelector('tr[data-key="ci.c1"] [data-destination] [data-digest]').dataset.digest`); got != r.Promotions[prod+"/ci"].Digest {
 			t.Errorf("promotion digest shown %q, want %q", got, r.Promotions[prod+"/ci"].Digest)
 		}
+		// ci neither builds nor signs: each image it merged is unverified, shown as a warning.
+		evidenceShown(t, browser, r, types.EvidenceUnverified)
 		samePage(t)
 		// One more, left waiting, for the screenshot.
 		testenv.Push(t, ci+":c2-amd64", testenv.PlatformImage(t, "linux/amd64", created.Add(time.Hour)))
 		waitJS(t, browser, "ci/c2 waiting", rowIn("ci.c2", "waiting"))
+		if n := eval[int](t, browser, `document.querySelectorAll('tr[data-key="ci.c2"] .evidence').length`); n != 0 {
+			t.Errorf("ci/c2, not merged, shows %d evidence lines, want none", n)
+		}
 	})
 
 	t.Run("the detail timeline shows every step", func(t *testing.T) {
 		sourcePush(t, d, "https://git.example/team/app", "a1")
 		waitJS(t, browser, "app/a1 promoted", rowIn("app.a1", "promoted"))
+		// app merges only what its own build pushed.
+		a1 := d.revision(t, "app", "a1")
+		evidenceShown(t, browser, a1, types.EvidenceBuild)
 		samePage(t)
 		run(t, browser, "open app/a1", chromedp.Click(chromedp.CSS(`tr[data-key="app.a1"] a.revlink`)))
 		waitJS(t, browser, "the timeline", `document.getElementById('timeline') !== null && !document.getElementById('detail').hidden`)
+		if ev := a1.Platforms["linux/amd64"].Evidence; ev != nil {
+			if got := eval[string](t, browser, `(document.querySelector('#detail dd[data-platform="linux/amd64"] .evidence') || {}).textContent || ''`); got != ev.String() {
+				t.Errorf("detail of app/a1 shows the evidence of linux/amd64 as %q, want %q", got, ev.String())
+			}
+		}
 		steps := eval[[]map[string]string](t, browser, `[...document.querySelectorAll('#timeline li')].map(li => ({kind: li.dataset.kind, when: li.querySelector('.when').textContent, what: li.querySelector('.what').textContent}))`)
 		var kinds []string
 		for _, s := range steps {
@@ -355,6 +370,30 @@ func eval[T any](t *testing.T, browser context.Context, expr string) T {
 		t.Fatalf("evaluating %s: %v", expr, err)
 	}
 	return v
+}
+
+// evidenceShown checks that the row of merged revision r shows, for each platform, the
+// evidence the revision state records, of kind want, in the words of types.Evidence.String
+// (which app.js mirrors); unverified as a warning, the others not.
+func evidenceShown(t *testing.T, browser context.Context, r *types.Revision, want types.EvidenceKind) {
+	t.Helper()
+	key := r.Pipeline + "." + r.Revision
+	for _, p := range slices.Sorted(maps.Keys(r.Platforms)) {
+		ev := r.Platforms[p].Evidence
+		if ev == nil {
+			t.Errorf("%s %s was merged without evidence in the revision state", key, p)
+			continue
+		}
+		if ev.Kind != want {
+			t.Errorf("%s %s: evidence %+v, want kind %s", key, p, *ev, want)
+		}
+		sel := fmt.Sprintf(`tr[data-key=%q] [data-platform=%q] .evidence`, key, p)
+		got := eval[map[string]any](t, browser, fmt.Sprintf(
+			`(() => { const e = document.querySelector(%q); return e ? {text: e.textContent, kind: e.dataset.evidence, warn: e.classList.contains('warn')} : {}; })()`, sel))
+		if got["text"] != ev.String() || got["kind"] != string(ev.Kind) || got["warn"] != (ev.Kind == types.EvidenceUnverified) {
+			t.Errorf("%s %s shows evidence %v, want %q (kind %s, a warning: %t)", key, p, got, ev.String(), ev.Kind, ev.Kind == types.EvidenceUnverified)
+		}
+	}
 }
 
 // rowIn is the expression "the row of key shows phase".

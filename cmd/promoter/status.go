@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -30,10 +31,15 @@ func newStatusCmd(*globalOptions) *cobra.Command {
 		Use:   "status [PIPELINE/REVISION]",
 		Short: "Show the state of revisions as the daemon sees them",
 		Long: `Show each revision's phase (building, waiting, merged, signed, promoted, failed,
-conflicted), its platforms with digests, its index and its destinations, read from a
-running daemon's status API (the status listener, 127.0.0.1:8081 by default; never the
-webhook listener). It follows the API's pages (in key order: pipeline, then revision) and
-prints newest first; --limit stops after that many. Failed and conflicted revisions show the reason.
+conflicted), its platforms, its index and its destinations, read from a running daemon's
+status API (the status listener, 127.0.0.1:8081 by default; never the webhook listener).
+It follows the API's pages (in key order: pipeline, then revision) and prints newest
+first; --limit stops after that many. Failed and conflicted revisions show their reason,
+verbatim.
+With PIPELINE/REVISION it shows that revision alone and, once it is merged, a line per
+platform with the image's digest and why it was accepted into the merge: "built by
+promoter (job JOB)", "signed by SIGNER" (a key, or a certificate identity and its issuer)
+or "unverified", followed by "; DETAIL" when there is more to say.
 Each release tag of a revision (source.releaseTags) has a line with its promotion to each
 destination: done, conflicted (the tag points elsewhere there) or retrying; a revision
 with no phase ("-") is known only by a release tag that waits for it to be built.
@@ -82,7 +88,7 @@ env:NAME or file:/path), or set PROMOTER_AUTH_STATUSTOKEN.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(revs)
 			}
-			return printRevisions(cmd, revs)
+			return printRevisions(cmd, revs, len(args) == 1)
 		},
 	}
 	cmd.Flags().StringVar(&o.server, "server", "http://127.0.0.1:8081", "base URL of the daemon's status listener (status)")
@@ -93,8 +99,10 @@ env:NAME or file:/path), or set PROMOTER_AUTH_STATUSTOKEN.`,
 	return cmd
 }
 
-func printRevisions(cmd *cobra.Command, revs []*types.Revision) error {
-	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+// printRevisions prints revs as a table, each revision's reason, retries and releases
+// under its row; one (a single revision asked for) adds each platform's evidence.
+func printRevisions(cmd *cobra.Command, revs []*types.Revision, one bool) error {
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', tabwriter.StripEscape)
 	fmt.Fprintln(tw, "PIPELINE\tREVISION\tPHASE\tPLATFORMS\tINDEX\tPROMOTED\tUPDATED")
 	for _, r := range revs {
 		var plats []string
@@ -121,14 +129,46 @@ func printRevisions(cmd *cobra.Command, revs []*types.Revision) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", r.Pipeline, r.Revision, phase, strings.Join(plats, ","),
 			short(r.Index), done, len(r.Promotions), r.Updated.Format(time.RFC3339))
-		if r.Reason != "" {
-			fmt.Fprintf(tw, "\t\treason: %s\n", r.Reason)
+		var lines []string
+		if one {
+			lines = evidenceLines(r)
 		}
-		for _, line := range append(retryLines(r), releaseLines(r)...) {
-			fmt.Fprintf(tw, "\t\t%s\n", line)
+		if r.Reason != "" {
+			lines = append(lines, "reason: "+r.Reason)
+		}
+		for _, line := range append(append(lines, retryLines(r)...), releaseLines(r)...) {
+			fmt.Fprintf(tw, "\t\t%s\n", verbatim(line))
 		}
 	}
 	return tw.Flush()
+}
+
+// verbatim keeps the tab writer from aligning s: a reason or a signer's name is printed
+// as the daemon sent it, its tabs and line breaks included.
+func verbatim(s string) string {
+	esc := string([]byte{tabwriter.Escape})
+	return esc + s + esc
+}
+
+// evidenceLines says, per platform of a merged revision, which image was merged and why it
+// was accepted (types.Evidence.String); nothing before the merge.
+func evidenceLines(r *types.Revision) []string {
+	if r.Index == "" {
+		return nil
+	}
+	var out []string
+	for _, p := range sortedKeys(r.Platforms) {
+		ps := r.Platforms[p]
+		if ps.Evidence == nil {
+			continue
+		}
+		line := p
+		if d := cmp.Or(ps.Evidence.Digest, ps.Digest); d != "" {
+			line += " " + short(d)
+		}
+		out = append(out, line+": "+ps.Evidence.String())
+	}
+	return out
 }
 
 // retryLines describes the steps of r that failed and are being retried.

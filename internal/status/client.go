@@ -20,7 +20,8 @@ import (
 )
 
 // Page is the body of GET /v1/revisions: revisions in the order asked (key order by
-// default), and the cursor of the next page, empty on the last one.
+// default), and the cursor of the next page, empty on the last one. The revisions are the
+// state's own (types.Revision), each merged platform's evidence included (NewHandler).
 type Page struct {
 	Revisions []*types.Revision `json:"revisions"`
 	Next      string            `json:"next,omitempty"`

@@ -57,6 +57,13 @@ const (
 //	GET /v1/watch[?pipeline=NAME]                              each revision written from
 //	                                                           now on, as server-sent events
 //
+// A revision is types.Revision as JSON, the same everywhere it is served. Each of its
+// platforms (platforms.<os/arch>) carries, once the revision is merged, its evidence: why
+// its image was accepted into the merge (types.Evidence: kind "build" with the job that
+// pushed it, "signature" with the signer, or "unverified"; the digest it is about; a
+// detail), next to buildDigest, the digest promoter's build reported. A failed or
+// conflicted revision's reason says why it was refused.
+//
 // With a non-empty token (auth.statusToken), every API request must carry it as a bearer
 // token. The page itself (HTML, script, style: no data) is served without it; it asks for
 // the token and sends it with its API requests.

@@ -170,6 +170,86 @@ func TestHandlerServesTheClient(t *testing.T) {
 	}
 }
 
+// TestStatusAPIRoundTripsEvidence: each platform's evidence, as the merge records it, reaches the
+// client unchanged through one revision and a page, under the wire names the page reads.
+func TestStatusAPIRoundTripsEvidence(t *testing.T) {
+	st := state.New(bustest.Revisions(t))
+	ctx := context.Background()
+	const (
+		amd64 = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+		arm64 = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+		s390x = "sha256:3333333333333333333333333333333333333333333333333333333333333333"
+	)
+	platforms := map[string]types.PlatformState{
+		"linux/amd64": {Tag: "abc-amd64", Digest: amd64, Build: types.BuildSucceeded, BuildDigest: amd64, Job: "build-web-abc-linux-amd64-1-1a2b3c4d",
+			Evidence: &types.Evidence{Kind: types.EvidenceBuild, Digest: amd64, Job: "build-web-abc-linux-amd64-1-1a2b3c4d"}},
+		"linux/arm64": {Tag: "abc-arm64", Digest: arm64,
+			Evidence: &types.Evidence{Kind: types.EvidenceSignature, Digest: arm64,
+				Signer: "https://github.com/acme/web/.github/workflows/ci.yml@refs/heads/main from https://token.actions.githubusercontent.com",
+				Detail: "attestation https://slsa.dev/provenance/v1 verified"}},
+		"linux/s390x": {Tag: "abc-s390x", Digest: s390x,
+			Evidence: &types.Evidence{Kind: types.EvidenceUnverified, Digest: s390x, Detail: "<b>verify.acceptUnverified</b>"}},
+	}
+	want, err := st.Update(ctx, "web", "abc", func(r *types.Revision) error {
+		r.Phase, r.Index, r.Platforms = types.PhaseMerged, "sha256:5555555555555555555555555555555555555555555555555555555555555555", platforms
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newHandler(t, st, "")
+	c := &Client{URL: srv.URL}
+
+	got, err := c.Revision(ctx, "web", "abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(platforms, got.Platforms); diff != "" {
+		t.Errorf("GET /v1/revisions/web/abc platforms (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("GET /v1/revisions/web/abc (-want +got):\n%s", diff)
+	}
+	page, err := c.List(ctx, "web", 0)
+	if err != nil || len(page) != 1 {
+		t.Fatalf("List: %d revisions, %v", len(page), err)
+	}
+	if diff := cmp.Diff(platforms, page[0].Platforms); diff != "" {
+		t.Errorf("GET /v1/revisions platforms (-want +got):\n%s", diff)
+	}
+
+	// The names app.js reads.
+	resp, err := http.Get(srv.URL + "/v1/revisions/web/abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var wire struct {
+		Platforms map[string]struct {
+			BuildDigest string         `json:"buildDigest"`
+			Evidence    map[string]any `json:"evidence"`
+		} `json:"platforms"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&wire); err != nil {
+		t.Fatal(err)
+	}
+	wantWire := map[string]map[string]any{
+		"linux/amd64": {"kind": "build", "digest": amd64, "job": "build-web-abc-linux-amd64-1-1a2b3c4d"},
+		"linux/arm64": {"kind": "signature", "digest": arm64,
+			"signer": "https://github.com/acme/web/.github/workflows/ci.yml@refs/heads/main from https://token.actions.githubusercontent.com",
+			"detail": "attestation https://slsa.dev/provenance/v1 verified"},
+		"linux/s390x": {"kind": "unverified", "digest": s390x, "detail": "<b>verify.acceptUnverified</b>"},
+	}
+	for k, w := range wantWire {
+		if diff := cmp.Diff(w, wire.Platforms[k].Evidence); diff != "" {
+			t.Errorf("%s evidence on the wire (-want +got):\n%s", k, diff)
+		}
+	}
+	if got := wire.Platforms["linux/amd64"].BuildDigest; got != amd64 {
+		t.Errorf("linux/amd64 buildDigest on the wire: got %q, want %q", got, amd64)
+	}
+}
+
 // TestHandlerStateUnavailable: a state read that fails (bus down, not ready yet) is a 503
 // the client is told to retry, on both endpoints.
 func TestHandlerStateUnavailable(t *testing.T) {

@@ -108,6 +108,28 @@
     return ['pending', 'muted'];
   }
 
+  // evidenceText is why a platform's image was accepted into the merge, as
+  // types.Evidence.String() in internal/types/evidence.go says it (keep the two alike).
+  function evidenceText(e) {
+    let s;
+    if (e.kind === 'build') s = `built by promoter (job ${e.job || ''})`;
+    else if (e.kind === 'signature') s = 'signed by ' + (e.signer || '');
+    else if (e.kind === 'unverified') s = 'unverified';
+    else s = String(e.kind || '');
+    if (e.detail) s += '; ' + e.detail;
+    return s;
+  }
+
+  // evidence shows a merged platform's evidence, an unverified image as a warning; nothing
+  // before the revision is merged.
+  function evidence(r, ps) {
+    const e = ps.evidence;
+    if (!r.index || !e) return null;
+    const cls = e.kind === 'build' || e.kind === 'signature' ? 'ok' : 'warn';
+    return el('div', { className: 'evidence ' + cls, 'data-evidence': e.kind || '', title: e.digest ? 'evidence for ' + e.digest : undefined },
+      evidenceText(e));
+  }
+
   function platformCell(r) {
     const keys = Object.keys(r.platforms || {}).sort();
     if (!keys.length) return el('span', { className: 'muted' }, '—');
@@ -123,12 +145,16 @@
       if (ps.buildDuration) facts.push(span(nsToMs(ps.buildDuration)));
       // The revision's reason already quotes a final failure's.
       const reason = ps.buildReason && !(r.reason || '').includes(ps.buildReason) ? ps.buildReason : '';
+      const ev = evidence(r, ps);
+      // Evidence of a build names its job already.
+      const job = ps.job && !(ev && ps.evidence.kind === 'build' && ps.evidence.job === ps.job);
       return el('div', { className: 'item platform', 'data-platform': k },
         el('strong', {}, k), ' ', build,
         facts.length ? el('span', { className: 'tag' }, ' · ' + facts.join(' · ')) : null,
-        ps.job ? el('div', { className: 'tag job', title: ps.job }, 'job ' + shorten(ps.job, 40)) : null,
+        job ? el('div', { className: 'tag job', title: ps.job }, 'job ' + shorten(ps.job, 40)) : null,
         reason ? el('div', { className: 'reason bad' }, reason) : null,
-        ps.digest ? el('div', {}, digest(ps.digest)) : null);
+        ps.digest ? el('div', {}, digest(ps.digest)) : null,
+        ev);
     });
   }
 
@@ -469,6 +495,10 @@
       r.reason ? el('p', { className: 'reason error', id: 'detail-reason' }, r.reason) : null,
       el('dl', { className: 'facts' },
         el('dt', {}, 'index'), el('dd', {}, digest(r.index)),
+        Object.keys(r.platforms || {}).sort().flatMap((k) => {
+          const ev = evidence(r, r.platforms[k]);
+          return ev ? [el('dt', {}, k), el('dd', { 'data-platform': k }, ev)] : [];
+        }),
         el('dt', {}, 'signed'), el('dd', {}, r.signed ? 'yes' : 'no'),
         el('dt', {}, 'received'), el('dd', {}, clock(t(r.received))),
         el('dt', {}, 'updated'), el('dd', {}, clock(t(r.updated))),
