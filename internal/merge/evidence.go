@@ -27,7 +27,9 @@ type verdict struct {
 	inputs map[string]types.MergeInput
 	phase  types.Phase // "" to merge; failed or conflicted to stop
 	reason string
-	wait   bool
+	// untrusted: failed because a policy refused an image; retried once it accepts it.
+	untrusted bool
+	wait      bool
 }
 
 // vouch finds the evidence of every platform of rev, which is complete (every platform has
@@ -59,7 +61,7 @@ func (m *Merger) vouch(ctx context.Context, p types.Pipeline, rev *types.Revisio
 				"revision", rev.Revision, "platform", key, "reason", err.Error())
 			continue
 		case errors.Is(err, types.ErrUntrusted):
-			v.phase, v.reason = types.PhaseFailed, err.Error()
+			v.phase, v.reason, v.untrusted = types.PhaseFailed, err.Error(), true
 			return v, nil
 		case err != nil:
 			return v, err

@@ -172,6 +172,13 @@ func TestAMergeOnlyPipelineMergesWhatItsPolicyAccepts(t *testing.T) {
 	if !strings.Contains(r.Reason, b.Digest) || !strings.Contains(r.Reason, "no signature by key ci.pub") {
 		t.Errorf("reason %q does not name the image and what was expected", r.Reason)
 	}
+	if !r.Untrusted {
+		t.Errorf("the refusal is not marked untrusted, so a later signature would not retry it: %+v", r)
+	}
+	// Nothing changed: a sync (a reconcile) writes nothing.
+	if again, err := m.Sync(ctx, f.p, "r1"); err != nil || again.Phase != types.PhaseFailed || !again.Updated.Equal(r.Updated) {
+		t.Fatalf("a sync with the evidence still missing: %+v %v", again, err)
+	}
 	// A correctly signed re-push recovers the revision.
 	b2 := f.push(t, "r1", arm, arm, t2)
 	signed[b2.Digest] = true
@@ -181,6 +188,24 @@ func TestAMergeOnlyPipelineMergesWhatItsPolicyAccepts(t *testing.T) {
 	if got := r.Platforms[arm].Evidence; got == nil || got.Kind != types.EvidenceSignature || got.Digest != b2.Digest {
 		t.Errorf("arm64 evidence %+v", got)
 	}
+
+	t.Run("a signature added after the push is found by the next sync", func(t *testing.T) {
+		f := newFixture(t)
+		f.p.Sign = true
+		f.p.Verify = types.VerifyPolicy{Signers: []types.TrustedSigner{{Key: "ci.pub"}}}
+		signed := map[string]bool{}
+		m := f.merger(WithPolicies(map[string]Policy{"app": trusting{ok: signed}}))
+		a := f.push(t, "r9", amd, amd, t1)
+		b := f.push(t, "r9", arm, arm, t1)
+		r, err := m.HandlePush(ctx, b)
+		if err != nil || r.Phase != types.PhaseFailed {
+			t.Fatalf("unsigned: %+v %v", r, err)
+		}
+		signed[a.Digest], signed[b.Digest] = true, true // CI signs after pushing
+		if r, err = m.Sync(ctx, f.p, "r9"); err != nil || r.Phase != types.PhaseMerged || r.Untrusted {
+			t.Fatalf("after the signatures: %+v %v, want merged", r, err)
+		}
+	})
 
 	t.Run("a pipeline that signs without a policy merges nothing", func(t *testing.T) {
 		f := newFixture(t)

@@ -131,7 +131,30 @@ func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hi
 	if rev, err = m.overdue(ctx, p, rev, log); err != nil {
 		return nil, err
 	}
+	if rev, err = m.recheck(ctx, p, rev, log); err != nil {
+		return nil, err
+	}
 	return m.mergeIfComplete(ctx, p, rev, lease.ID)
+}
+
+// recheck tries a revision that failed for want of evidence again once the evidence is
+// there: a signature added after its arch tag was pushed. Nothing is written while the
+// evidence is still missing.
+func (m *Merger) recheck(ctx context.Context, p types.Pipeline, rev *types.Revision, log *slog.Logger) (*types.Revision, error) {
+	if rev.Phase != types.PhaseFailed || !rev.Untrusted {
+		return rev, nil
+	}
+	for _, key := range p.Keys() {
+		if rev.Platforms[key].Digest == "" {
+			return rev, nil // a tag was deleted since: its next push retries the revision
+		}
+	}
+	v, err := m.vouch(ctx, p, rev)
+	if err != nil || v.phase != "" || v.wait {
+		return rev, err
+	}
+	log.Info("evidence found for a revision that failed for want of it; merging it again")
+	return m.store.Update(ctx, p.Name, rev.Revision, func(r *types.Revision) error { return r.RetryEvidence() })
 }
 
 // overdue fails rev when its arch tags have held images no build of promoter's reported
@@ -243,6 +266,11 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *typ
 	case v.phase != "":
 		m.metrics.Merges.WithLabelValues(string(v.phase)).Inc()
 		log.Error("merge refused: no evidence for an arch image", "reason", v.reason)
+		if v.untrusted {
+			return m.end(ctx, p, c, "", func(r *types.Revision) (bool, error) {
+				return r.FinishUntrusted(c.id, inputsOf(p, rev), v.reason, time.Now().UTC())
+			})
+		}
 		return m.finish(ctx, p, c, inputsOf(p, rev), v.phase, v.reason, "")
 	}
 	inputs := v.inputs
@@ -309,10 +337,18 @@ var errInputsMoved = errors.New("an arch tag moved during the merge; merging aga
 
 // finish records the end of c's merge attempt (see types.Revision.FinishMerge).
 func (m *Merger) finish(ctx context.Context, p types.Pipeline, c *claim, inputs map[string]types.MergeInput, phase types.Phase, reason, index string) (*types.Revision, error) {
+	return m.end(ctx, p, c, index, func(r *types.Revision) (bool, error) {
+		return r.FinishMerge(c.id, inputs, phase, reason, index, time.Now().UTC())
+	})
+}
+
+// end records the end of c's merge attempt with transition, which reports whether an
+// input moved meanwhile (then a failure is not recorded, and the merge is tried again).
+func (m *Merger) end(ctx context.Context, p types.Pipeline, c *claim, index string, transition func(r *types.Revision) (moved bool, err error)) (*types.Revision, error) {
 	moved := false
 	rev, err := m.store.Update(ctx, p.Name, c.rev.Revision, func(r *types.Revision) error {
 		var err error
-		moved, err = r.FinishMerge(c.id, inputs, phase, reason, index, time.Now().UTC())
+		moved, err = transition(r)
 		return err
 	})
 	if err == nil && moved && index == "" {

@@ -79,3 +79,25 @@ func TestEvidenceString(t *testing.T) {
 		}
 	}
 }
+
+func TestUntrustedIsRetriedWithEvidence(t *testing.T) {
+	at := time.Unix(1700000000, 0).UTC()
+	r := &Revision{Phase: PhaseWaiting, Platforms: map[string]PlatformState{"linux/amd64": {Tag: "r1-amd64", Digest: "sha256:a"}},
+		Releases: map[string]Release{"v1": {Requested: at}}}
+	if moved, err := r.FinishUntrusted("l", map[string]MergeInput{"linux/amd64": {Digest: "sha256:a"}}, "no signature", at); err != nil || moved {
+		t.Fatalf("FinishUntrusted: %v %v", moved, err)
+	}
+	if r.Phase != PhaseFailed || !r.Untrusted || r.Releases["v1"].Reason == "" {
+		t.Fatalf("after the refusal: %+v", r)
+	}
+	if err := r.RetryEvidence(); err != nil || r.Phase != PhaseWaiting || r.Untrusted || r.Reason != "" || r.Releases["v1"].Reason != "" || !r.Finished.IsZero() {
+		t.Fatalf("after the evidence: %v %+v", err, r)
+	}
+	if err := r.RetryEvidence(); err != ErrNoChange {
+		t.Errorf("a second retry: %v, want no change", err)
+	}
+	other := &Revision{Phase: PhaseFailed, Reason: "wrong platform"}
+	if err := other.RetryEvidence(); err != ErrNoChange {
+		t.Errorf("a failure that is not for want of evidence is retried: %v", err)
+	}
+}

@@ -18,6 +18,9 @@ import (
 //	failed      ── RecordDigests (another image) ───▶ waiting   (retried with it)
 //	any unmerged ── RecordBuild (final failure) ─────▶ failed
 //	waiting     ── FinishMerge ─────────────────────▶ merged, failed (platform check) or conflicted
+//	waiting     ── FinishUntrusted ─────────────────▶ failed (no evidence for an arch image)
+//	waiting     ── BuildOverdue ────────────────────▶ failed (no build reported an arch image)
+//	failed      ── RetryEvidence (evidence now) ────▶ waiting   (only after FinishUntrusted)
 //	merged      ── RecordDigests (a tag moved) ─────▶ conflicted
 //	merged      ── MarkSigned ──────────────────────▶ signed
 //	merged, signed ── PromotedTo (the last one) ────▶ promoted
@@ -133,12 +136,8 @@ func (r *Revision) RecordDigests(staging string, platforms []string, now map[str
 	switch {
 	case r.Phase == PhaseFailed:
 		// Another image is under an arch tag of a revision that failed (its platform check,
-		// or its build): try again with what is there now.
-		r.Phase, r.Reason, r.MergeRetry, r.Finished = PhaseWaiting, "", Retry{}, time.Time{}
-		for tag, rel := range r.Releases {
-			rel.Reason = ""
-			r.Releases[tag] = rel
-		}
+		// its build, or its evidence): try again with what is there now.
+		r.retry()
 	case (r.Phase == "" || r.Phase == PhaseBuilding) && any:
 		r.Phase = PhaseWaiting
 	case r.Phase == "" && !any:
@@ -228,6 +227,36 @@ func (r *Revision) FinishMerge(lease string, inputs map[string]MergeInput, phase
 		r.Merged = at
 	}
 	return moved, nil
+}
+
+// FinishUntrusted ends c's merge as failed because an arch image has no evidence a verify
+// policy accepts (reason says which and what was expected); see FinishMerge. Unlike other
+// failures, the revision is tried again when the evidence appears (RetryEvidence).
+func (r *Revision) FinishUntrusted(lease string, inputs map[string]MergeInput, reason string, at time.Time) (moved bool, err error) {
+	moved, err = r.FinishMerge(lease, inputs, PhaseFailed, reason, "", at)
+	if err == nil && !moved {
+		r.Untrusted = true
+	}
+	return moved, err
+}
+
+// RetryEvidence tries a revision that failed for want of evidence again, now that the
+// evidence is there (a signature was added after the push): it waits to be merged.
+func (r *Revision) RetryEvidence() error {
+	if r.Phase != PhaseFailed || !r.Untrusted || r.Index != "" {
+		return ErrNoChange
+	}
+	r.retry()
+	return nil
+}
+
+// retry puts a failed revision back to waiting, its failure forgotten.
+func (r *Revision) retry() {
+	r.Phase, r.Reason, r.MergeRetry, r.Finished, r.Untrusted = PhaseWaiting, "", Retry{}, time.Time{}, false
+	for tag, rel := range r.Releases {
+		rel.Reason = ""
+		r.Releases[tag] = rel
+	}
 }
 
 // MarkSigned records that the merged index and its children were signed at at.

@@ -112,6 +112,22 @@ func TestTransitions(t *testing.T) {
 			wantErr: map[Phase]error{},
 		},
 		{
+			name: "merge refused for want of evidence",
+			do: func(r *Revision) error {
+				_, err := r.FinishUntrusted("lease", map[string]MergeInput{amd: {Digest: d1}}, "no signature", at)
+				return err
+			},
+			// Without d1 recorded (nothing pushed yet) the input moved: nothing is recorded.
+			want:    map[Phase]Phase{PhaseWaiting: PhaseFailed, PhaseFailed: PhaseFailed},
+			wantErr: unchanged("", PhaseBuilding, PhaseMerged, PhaseSigned, PhasePromoted, PhaseConflicted),
+		},
+		{
+			// Only a revision FinishUntrusted failed is retried; rev() makes none.
+			name:    "evidence found after the refusal",
+			do:      func(r *Revision) error { return r.RetryEvidence() },
+			wantErr: unchanged(all...),
+		},
+		{
 			// The arch tags were pushed long before now, with no build reported.
 			name: "no build reported within the wait",
 			do: func(r *Revision) error {

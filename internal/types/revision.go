@@ -123,7 +123,11 @@ type Revision struct {
 	// writes the index.
 	Merging *Lease `json:"merging,omitempty"`
 	// MergeRetry and SignRetry are set while that step fails and is being retried.
-	MergeRetry Retry                `json:"mergeRetry,omitzero"`
+	MergeRetry Retry `json:"mergeRetry,omitzero"`
+	// Untrusted is set while the revision is failed because an arch image had no evidence
+	// a verify policy accepts (FinishUntrusted): a signature added later lets it merge
+	// (RetryEvidence), as a new image under the tag does.
+	Untrusted  bool                 `json:"untrusted,omitempty"`
 	Signed     bool                 `json:"signed,omitempty"`
 	SignRetry  Retry                `json:"signRetry,omitzero"`
 	Promotions map[string]Promotion `json:"promotions,omitempty"`
