@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	intotov1 "github.com/in-toto/attestation/go/v1"
 	"github.com/sigstore/cosign/v3/pkg/cosign"
@@ -36,6 +37,13 @@ const bundleMediaTypePrefix = "application/vnd.dev.sigstore.bundle"
 // registries without the referrers API, go-containerregistry also maintains the
 // sha256-<hex> fallback tag index, which is where cosign looks there.
 func writeBundle(ctx context.Context, reg registry.Client, kp *keypair, d name.Digest) error {
+	return writeStatement(ctx, reg, kp, d, ctypes.CosignSignPredicateType, &structpb.Struct{})
+}
+
+// writeStatement is writeBundle for any predicate: what `cosign attest --key K
+// --tlog-upload=false --predicate P --type T` writes in the new bundle format (the
+// referrer annotated with the predicate type).
+func writeStatement(ctx context.Context, reg registry.Client, kp *keypair, d name.Digest, predicateType string, predicate *structpb.Struct) error {
 	alg, hex, ok := strings.Cut(d.DigestStr(), ":")
 	if !ok {
 		return fmt.Errorf("digest %s: want algorithm:hex", d.DigestStr())
@@ -43,8 +51,8 @@ func writeBundle(ctx context.Context, reg registry.Client, kp *keypair, d name.D
 	statement := &intotov1.Statement{
 		Type:          intotov1.StatementTypeUri,
 		Subject:       []*intotov1.ResourceDescriptor{{Digest: map[string]string{alg: hex}}},
-		PredicateType: ctypes.CosignSignPredicateType,
-		Predicate:     &structpb.Struct{},
+		PredicateType: predicateType,
+		Predicate:     predicate,
 	}
 	payload, err := protojson.Marshal(statement)
 	if err != nil {
@@ -65,7 +73,7 @@ func writeBundle(ctx context.Context, reg registry.Client, kp *keypair, d name.D
 	if err != nil {
 		return fmt.Errorf("pushing the signature of %s to %s: %w", d.DigestStr(), d.Context(), err)
 	}
-	if err := ociremote.WriteAttestationNewBundleFormat(d, raw, ctypes.CosignSignPredicateType, opts...); err != nil {
+	if err := ociremote.WriteAttestationNewBundleFormat(d, raw, predicateType, opts...); err != nil {
 		return fmt.Errorf("pushing the signature of %s to %s: %w", d.DigestStr(), d.Context(), err)
 	}
 	return nil
@@ -75,34 +83,19 @@ func writeBundle(ctx context.Context, reg registry.Client, kp *keypair, d name.D
 // signatures (attestations with other predicate types) are not counted.
 func checkBundles(ctx context.Context, reg registry.Client, v signature.Verifier, t target) (check, error) {
 	var c check
-	idx, err := reg.Referrers(t.digest, reg.Remote(ctx)...)
+	bundles, err := readBundles(ctx, reg, t, isSignatureType)
 	if err != nil {
-		return c, fmt.Errorf("listing referrers of %s: %w", t.digest, err)
+		return c, err
 	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return c, fmt.Errorf("listing referrers of %s: %w", t.digest, err)
-	}
-	for _, m := range im.Manifests {
-		if !strings.HasPrefix(m.ArtifactType, bundleMediaTypePrefix) {
-			continue
-		}
-		if pt, ok := m.Annotations[ociremote.BundlePredicateType]; ok && pt != ctypes.CosignSignPredicateType {
-			continue
-		}
-		ref := t.digest.Context().Digest(m.Digest.String())
-		raw, err := readBundleLayer(ctx, reg, ref)
-		if err != nil {
-			return c, err
-		}
-		subjects, isSig, reason := verifyBundle(ctx, v, raw)
+	for _, sb := range bundles {
+		subjects, isSig, reason := verifyBundle(ctx, v, sb.raw)
 		if !isSig {
 			continue
 		}
 		c.stored++
 		switch {
 		case reason != "":
-			c.reason = fmt.Sprintf("bundle %s: %s", m.Digest, reason)
+			c.reason = fmt.Sprintf("bundle %s: %s", sb.digest, reason)
 		case slices.Contains(subjects, t.digest.DigestStr()):
 			c.ok = true
 			return c, nil
@@ -111,6 +104,47 @@ func checkBundles(ctx context.Context, reg registry.Client, v signature.Verifier
 		}
 	}
 	return c, nil
+}
+
+// storedBundle is one sigstore bundle referrer of a digest, as read from the registry.
+type storedBundle struct {
+	digest    v1.Hash // of the referrer manifest
+	annotated string  // its dev.sigstore.bundle.predicateType annotation, if any
+	raw       []byte  // the bundle; nil when the manifest is not one bundle layer
+}
+
+// readBundles reads the sigstore bundle referrers of t whose predicate type want
+// accepts: the referrer's dev.sigstore.bundle.predicateType annotation, or "" for a
+// referrer without one (whose statement then decides). Filtering on the annotation
+// spares downloading attestations nobody asked for (an SBOM can be megabytes).
+func readBundles(ctx context.Context, reg registry.Client, t target, want func(predicateType string) bool) ([]storedBundle, error) {
+	idx, err := reg.Referrers(t.digest, reg.Remote(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("listing referrers of %s: %w", t.digest, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("listing referrers of %s: %w", t.digest, err)
+	}
+	var out []storedBundle
+	for _, m := range im.Manifests {
+		pt := m.Annotations[ociremote.BundlePredicateType]
+		if !strings.HasPrefix(m.ArtifactType, bundleMediaTypePrefix) || !want(pt) {
+			continue
+		}
+		raw, err := readBundleLayer(ctx, reg, t.digest.Context().Digest(m.Digest.String()))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, storedBundle{digest: m.Digest, annotated: pt, raw: raw})
+	}
+	return out, nil
+}
+
+// isSignatureType accepts the bundles that may be cosign signatures: those whose
+// annotation says so, and those without an annotation.
+func isSignatureType(predicateType string) bool {
+	return predicateType == "" || predicateType == ctypes.CosignSignPredicateType
 }
 
 // readBundleLayer reads the one bundle layer of a referrer manifest. A manifest of
@@ -148,42 +182,77 @@ func readBundleLayer(ctx context.Context, reg registry.Client, ref name.Digest) 
 // well-formed bundle that is not a cosign signature (another predicate type); reason
 // is set when the bundle is unreadable or its signature does not verify.
 func verifyBundle(ctx context.Context, v signature.Verifier, raw []byte) (subjects []string, isSig bool, reason string) {
+	ob, reason := openBundle(raw)
+	if reason != "" {
+		return nil, true, reason
+	}
+	if !ob.isSignature() {
+		return nil, false, ""
+	}
+	// The statement's subject is compared by the caller, so the error says which digest
+	// it names instead of sigstore-go's generic mismatch.
+	if err := verifyKeyBundle(ctx, v, ob.bundle); err != nil {
+		return nil, true, err.Error()
+	}
+	if len(ob.subjects) == 0 {
+		return nil, true, "statement names no subject digest"
+	}
+	return ob.subjects, true, ""
+}
+
+// verifyKeyBundle checks b's signature with the public key v and nothing else: no
+// transparency log, no timestamps, no subject (the caller compares it).
+func verifyKeyBundle(ctx context.Context, v signature.Verifier, b *sgbundle.Bundle) error {
+	co := &cosign.CheckOpts{SigVerifier: v, IgnoreTlog: true, IgnoreSCT: true, Offline: true}
+	_, err := cosign.VerifyNewBundle(ctx, co, verify.WithoutArtifactUnsafe(), b)
+	return err
+}
+
+// openedBundle is a parsed sigstore bundle and what its DSSE statement claims, before
+// anything is verified: nothing in it may be trusted until its signature is.
+type openedBundle struct {
+	bundle *sgbundle.Bundle
+	// statement is the in-toto statement of the envelope, nil when the payload is not one.
+	statement *intotov1.Statement
+	// subjects are the statement's subject digests, "alg:hex".
+	subjects []string
+}
+
+// openBundle parses a stored bundle; reason says why it cannot be (nil raw is a referrer
+// of another shape).
+func openBundle(raw []byte) (openedBundle, string) {
+	var ob openedBundle
 	if raw == nil {
-		return nil, true, "not a single-layer sigstore bundle"
+		return ob, "not a single-layer sigstore bundle"
 	}
 	var pb protobundle.Bundle
 	if err := protojson.Unmarshal(raw, &pb); err != nil {
-		return nil, true, fmt.Sprintf("unreadable bundle: %v", err)
+		return ob, fmt.Sprintf("unreadable bundle: %v", err)
 	}
 	b, err := sgbundle.NewBundle(&pb)
 	if err != nil {
-		return nil, true, fmt.Sprintf("invalid bundle: %v", err)
+		return ob, fmt.Sprintf("invalid bundle: %v", err)
 	}
 	env := pb.GetDsseEnvelope()
 	if env == nil {
-		return nil, true, "bundle holds no DSSE envelope"
+		return ob, "bundle holds no DSSE envelope"
 	}
+	ob.bundle = b
 	var st intotov1.Statement
 	if err := protojson.Unmarshal(env.GetPayload(), &st); err != nil {
-		// An altered payload is as likely as a foreign one: the signature decides.
-		st.PredicateType = ctypes.CosignSignPredicateType
+		return ob, ""
 	}
-	if st.GetPredicateType() != ctypes.CosignSignPredicateType {
-		return nil, false, ""
-	}
-	co := &cosign.CheckOpts{SigVerifier: v, IgnoreTlog: true, IgnoreSCT: true, Offline: true}
-	// The statement's subject is compared by the caller, so the error says which digest
-	// it names instead of sigstore-go's generic mismatch.
-	if _, err := cosign.VerifyNewBundle(ctx, co, verify.WithoutArtifactUnsafe(), b); err != nil {
-		return nil, true, err.Error()
-	}
-	for _, s := range st.GetSubject() {
-		for alg, hex := range s.GetDigest() {
-			subjects = append(subjects, alg+":"+hex)
-		}
-	}
-	if len(subjects) == 0 {
-		return nil, true, "statement names no subject digest"
-	}
-	return subjects, true, ""
+	ob.statement = &st
+	ob.subjects = statementSubjects(&st)
+	return ob, ""
+}
+
+// predicateType is the statement's predicate type, "" when the payload is not a statement.
+func (ob openedBundle) predicateType() string { return ob.statement.GetPredicateType() }
+
+// isSignature reports whether the bundle counts as a cosign signature. An unreadable
+// payload counts: an altered payload is as likely as a foreign one, and the signature
+// check then says which.
+func (ob openedBundle) isSignature() bool {
+	return ob.statement == nil || ob.predicateType() == ctypes.CosignSignPredicateType
 }

@@ -54,12 +54,57 @@
 //
 // # Verification
 //
-// Offline, with a public key: no transparency log, CA or timestamp authority is
+// Verifier checks what Signer signed. Offline, with a public key: no transparency log, CA or timestamp authority is
 // contacted, only the registry. Either format is accepted (bundles are tried first, as
 // cosign does, but unlike cosign a failing bundle does not hide a valid .sig). Every
 // digest must verify; a failure is a *VerifyError wrapping ErrNoSignature,
 // ErrBadSignature (another key, or altered) or ErrWrongDigest (a valid signature that
 // names another digest: copied from another image).
+//
+// # Verify policies
+//
+// Policy is the trust policy of the arch images promoter did not build (a merge-only
+// pipeline's CI pushes them): promoter signs only what it can vouch for. NewPolicy loads
+// a types.VerifyPolicy once; Policy.Verify takes one image by digest (a single platform
+// manifest) and accepts it when any signer of the policy signed exactly that digest:
+//
+//   - a key (a PEM public key: a file, env://NAME or k8s://namespace/name), in either
+//     format: a bundle referrer (or the sha256-<hex> fallback tag) or a legacy .sig
+//     signature, checked as Verifier checks them (offline: no log, no timestamp) and by
+//     the same code;
+//   - a keyless identity (an OIDC issuer and a subject, or a subject regexp, unanchored
+//     as cosign's --certificate-identity-regexp: anchor it with ^...$), in a bundle
+//     referrer whose verification material is a Fulcio certificate. The certificate
+//     must chain to a CA of the policy's trusted root (a sigstore trusted_root.json) at
+//     a time an observer of that root vouches for: an RFC 3161 timestamp of one of its
+//     timestamp authorities, or the integrated time of an entry of one of its
+//     transparency logs (a bundle's log entries are then verified too). Its SAN and
+//     issuer must match the identity (sigstore-go's verify.WithCertificateIdentity).
+//
+// Either way the statement (or simple-signing payload) must name the digest: a valid
+// signature copied from another image is refused, and the refusal says so. When the
+// policy requires attestations, each must be an in-toto statement about the digest of
+// that predicate type, signed by any signer of the policy (not necessarily the image's):
+// a bundle referrer (what cosign v3 attest writes, annotated
+// dev.sigstore.bundle.predicateType), or, for keys, a layer of the legacy
+// sha256-<hex>.att tag. A required builder id is compared with the SLSA provenance's
+// predicate.runDetails.builder.id (v1) or predicate.builder.id (v0.2).
+//
+// The evidence names the signer: "key <ref> (SHA256:<fingerprint>)", the fingerprint
+// being the unpadded base64 of the SHA-256 of the DER public key, as ssh-keygen -l
+// prints it (cosign's bundle key hint is the padded form, so the foreign key a bundle
+// names is reported the same way), or "<subject> from <issuer>" for a certificate. When
+// several signers signed, the first listed in the policy is named. A refusal is an
+// *UntrustedError (ErrUntrusted) naming the image, what was expected and what was found;
+// a registry that cannot be read is a plain error, so the caller retries it.
+//
+// Not supported yet: KMS key references (NewPolicy refuses them; export the public key
+// to a PEM file), keyless signatures and attestations in the legacy .sig/.att formats
+// (certificate in a layer annotation, cosign v2's keyless default; they are reported as
+// unsupported, never accepted), and signed certificate timestamps: unlike cosign
+// without --insecure-ignore-sct, a certificate's SCT is not required, the chain and the
+// observer's timestamp are what is checked. The trusted root is read once, by
+// NewPolicy; nothing is fetched from a TUF repository.
 //
 // The package must not know about pipelines, revisions or promotion.
 package sign

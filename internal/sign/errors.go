@@ -3,6 +3,9 @@ package sign
 import (
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // Sentinels returned (wrapped in *VerifyError) by Verifier.Verify; test with errors.Is.
@@ -43,3 +46,33 @@ func (e *VerifyError) Error() string {
 
 // Unwrap returns the sentinel, so errors.Is(err, ErrBadSignature) works.
 func (e *VerifyError) Unwrap() error { return e.Err }
+
+// ErrUntrusted is wrapped by every *UntrustedError: Policy.Verify found no evidence that
+// a signer of the policy vouches for the image. It is a verdict, not a failure to reach
+// the registry, so retrying does not change it (errors from the registry are returned
+// as they are and do not wrap it). It is types.ErrUntrusted itself, the sentinel the
+// merger and the dispatcher test for, so there is one to match whichever is imported.
+var ErrUntrusted = types.ErrUntrusted
+
+// UntrustedError is the verdict of a Policy on an image that no accepted signer vouches
+// for.
+type UntrustedError struct {
+	// Image is the repository, "host/path".
+	Image string
+	// Digest is the image manifest's digest, "sha256:<hex>".
+	Digest string
+	// Expected names the policy's signers (types.TrustedSigner.String), any one of which
+	// would have been accepted.
+	Expected []string
+	// Found says what the registry holds instead: no signature, signatures by others and
+	// why each was refused, or the required attestation missing or not matching.
+	Found string
+}
+
+func (e *UntrustedError) Error() string {
+	return fmt.Sprintf("%s@%s is not trusted: want a signature by %s; found %s",
+		e.Image, e.Digest, strings.Join(e.Expected, " or "), e.Found)
+}
+
+// Unwrap returns ErrUntrusted.
+func (e *UntrustedError) Unwrap() error { return ErrUntrusted }

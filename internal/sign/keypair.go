@@ -7,8 +7,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -40,11 +38,10 @@ func newKeypair(sv signature.SignerVerifier) (*keypair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading public key of the signing key: %w", err)
 	}
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	sum, err := keyDigest(pub)
 	if err != nil {
-		return nil, fmt.Errorf("encoding public key: %w", err)
+		return nil, err
 	}
-	sum := sha256.Sum256(der)
 	var keyAlg string
 	switch pub.(type) {
 	case *ecdsa.PublicKey:
@@ -63,7 +60,7 @@ func newKeypair(sv signature.SignerVerifier) (*keypair, error) {
 	return &keypair{
 		sv:     sv,
 		pub:    pub,
-		hint:   []byte(base64.StdEncoding.EncodeToString(sum[:])),
+		hint:   []byte(base64.StdEncoding.EncodeToString(sum)),
 		keyAlg: keyAlg,
 		sigAlg: alg,
 	}, nil

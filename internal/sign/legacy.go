@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	cremote "github.com/sigstore/cosign/v3/pkg/cosign/remote"
+	"github.com/sigstore/cosign/v3/pkg/oci"
 	"github.com/sigstore/cosign/v3/pkg/oci/mutate"
 	ociremote "github.com/sigstore/cosign/v3/pkg/oci/remote"
 	"github.com/sigstore/cosign/v3/pkg/oci/static"
@@ -59,56 +60,85 @@ func writeLegacy(ctx context.Context, reg registry.Client, sv signature.SignerVe
 // checkLegacy looks at the signatures under t's sha256-<hex>.sig tag.
 func checkLegacy(ctx context.Context, reg registry.Client, v signature.Verifier, t target) (check, error) {
 	var c check
-	opts := ociOptions(t.digest, reg.Remote(ctx))
-	tag, err := ociremote.SignatureTag(t.digest, opts...)
+	tag, list, err := readLegacy(ctx, reg, t)
 	if err != nil {
-		return c, fmt.Errorf("naming the signature tag of %s: %w", t.digest, err)
-	}
-	sigs, err := ociremote.Signatures(tag, opts...)
-	if err != nil {
-		return c, fmt.Errorf("reading signatures %s: %w", tag, err)
-	}
-	list, err := sigs.Get()
-	if err != nil {
-		return c, fmt.Errorf("reading signatures %s: %w", tag, err)
+		return c, err
 	}
 	for i, sig := range list {
 		c.stored++
-		b64, err := sig.Base64Signature()
-		if err != nil || b64 == "" {
-			c.reason = fmt.Sprintf("%s layer %d: no %s annotation", tag, i, static.SignatureAnnotationKey)
-			continue
-		}
-		raw, err := base64.StdEncoding.DecodeString(b64)
-		if err != nil {
-			c.reason = fmt.Sprintf("%s layer %d: signature is not base64: %v", tag, i, err)
-			continue
-		}
-		body, err := sig.Payload()
+		body, raw, reason, err := legacyPayload(sig)
 		if err != nil {
 			return c, fmt.Errorf("reading signature payload %s layer %d: %w", tag, i, err)
 		}
-		if err := v.VerifySignature(bytes.NewReader(raw), bytes.NewReader(body), sigopts.WithContext(ctx)); err != nil {
-			c.reason = fmt.Sprintf("%s layer %d: %v", tag, i, err)
-			continue
+		var named string
+		if reason == "" {
+			named, reason = verifyLegacy(ctx, v, body, raw)
 		}
-		var ss payload.SimpleContainerImage
-		if err := json.Unmarshal(body, &ss); err != nil {
-			c.reason = fmt.Sprintf("%s layer %d: payload is not a simple-signing document: %v", tag, i, err)
-			continue
+		switch {
+		case reason != "":
+			c.reason = fmt.Sprintf("%s layer %d: %s", tag, i, reason)
+		case named != t.digest.DigestStr():
+			c.other = named
+		default:
+			c.ok = true
+			return c, nil
 		}
-		if ss.Critical.Type != payload.CosignSignatureType {
-			c.reason = fmt.Sprintf("%s layer %d: payload type %q, want %q", tag, i, ss.Critical.Type, payload.CosignSignatureType)
-			continue
-		}
-		if got := ss.Critical.Image.DockerManifestDigest; got != t.digest.DigestStr() {
-			c.other = got
-			continue
-		}
-		c.ok = true
-		return c, nil
 	}
 	return c, nil
+}
+
+// readLegacy reads the signatures under t's sha256-<hex>.sig tag: none when the tag does
+// not exist.
+func readLegacy(ctx context.Context, reg registry.Client, t target) (name.Tag, []oci.Signature, error) {
+	opts := ociOptions(t.digest, reg.Remote(ctx))
+	tag, err := ociremote.SignatureTag(t.digest, opts...)
+	if err != nil {
+		return tag, nil, fmt.Errorf("naming the signature tag of %s: %w", t.digest, err)
+	}
+	sigs, err := ociremote.Signatures(tag, opts...)
+	if err != nil {
+		return tag, nil, fmt.Errorf("reading signatures %s: %w", tag, err)
+	}
+	list, err := sigs.Get()
+	if err != nil {
+		return tag, nil, fmt.Errorf("reading signatures %s: %w", tag, err)
+	}
+	return tag, list, nil
+}
+
+// legacyPayload reads one legacy signature layer: the signed payload and the raw
+// signature from its annotation. reason says why the layer holds no signature; err is a
+// registry error reading the payload.
+func legacyPayload(sig oci.Signature) (body, raw []byte, reason string, err error) {
+	b64, err := sig.Base64Signature()
+	if err != nil || b64 == "" {
+		return nil, nil, fmt.Sprintf("no %s annotation", static.SignatureAnnotationKey), nil
+	}
+	raw, err = base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return nil, nil, fmt.Sprintf("signature is not base64: %v", err), nil
+	}
+	body, err = sig.Payload()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return body, raw, "", nil
+}
+
+// verifyLegacy checks a legacy signature raw of the simple-signing payload body with v
+// and returns the digest the payload names; reason says why it does not verify.
+func verifyLegacy(ctx context.Context, v signature.Verifier, body, raw []byte) (named, reason string) {
+	if err := v.VerifySignature(bytes.NewReader(raw), bytes.NewReader(body), sigopts.WithContext(ctx)); err != nil {
+		return "", err.Error()
+	}
+	var ss payload.SimpleContainerImage
+	if err := json.Unmarshal(body, &ss); err != nil {
+		return "", fmt.Sprintf("payload is not a simple-signing document: %v", err)
+	}
+	if ss.Critical.Type != payload.CosignSignatureType {
+		return "", fmt.Sprintf("payload type %q, want %q", ss.Critical.Type, payload.CosignSignatureType)
+	}
+	return ss.Critical.Image.DockerManifestDigest, ""
 }
 
 // ociOptions are cosign's registry options for d: ours (transport, credentials), and

@@ -51,7 +51,7 @@ type Evidence struct {
 	Digest string `json:"digest"`
 	// Job is the build Job (or "local@<digest>") that pushed Digest, for EvidenceBuild.
 	Job string `json:"job,omitempty"`
-	// Signer names who signed Digest, for EvidenceSignature: a key ("key SHA256:<fingerprint>")
+	// Signer names who signed Digest, for EvidenceSignature: a key ("key <ref> (SHA256:<fingerprint>)")
 	// or a certificate identity ("<subject> from <issuer>").
 	Signer string `json:"signer,omitempty"`
 	// Detail adds what else was checked (a required attestation), or why nothing was.
