@@ -3,7 +3,9 @@ package testenv
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -103,6 +106,26 @@ func Push(t testing.TB, ref string, v remote.Taggable) {
 	if err != nil {
 		t.Fatalf("pushing %s: %v", ref, err)
 	}
+}
+
+// Resolve is the digest ref (a tag or digest reference on a test registry) points at, or
+// "" when the registry does not hold it.
+func Resolve(t testing.TB, ref string) string {
+	t.Helper()
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(r, remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	var terr *transport.Error
+	switch {
+	case err == nil:
+		return desc.Digest.String()
+	case errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound:
+		return ""
+	}
+	t.Fatalf("resolving %s: %v", ref, err)
+	return ""
 }
 
 // Digest is v's digest as a string.

@@ -64,9 +64,19 @@ type Node struct {
 	c  kubernetes.Interface
 	ns string
 
-	mu   sync.Mutex
-	seq  int
-	runs []NodeRun
+	mu     sync.Mutex
+	seq    int
+	runs   []NodeRun
+	before func(NodeRun)
+}
+
+// BeforeFinish makes the node call fn after each Job's container exited and before it
+// reports the pod and the Job finished: the moment between a build's push and the
+// agent's result, where a test can push over what the build pushed.
+func (n *Node) BeforeFinish(fn func(NodeRun)) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.before = fn
 }
 
 // NodeRun is one Job the node ran.
@@ -179,6 +189,12 @@ func (n *Node) run(ctx context.Context, j *batchv1.Job) {
 		return // the test is over
 	}
 	n.t.Logf("node: job %s exited %d after %s", j.Name, run.ExitCode, run.Took.Round(time.Millisecond))
+	n.mu.Lock()
+	before := n.before
+	n.mu.Unlock()
+	if before != nil {
+		before(run)
+	}
 	n.finishPod(ctx, pod, j, run)
 	n.finishJob(ctx, j, start, reason, message)
 	_ = os.RemoveAll(root)
