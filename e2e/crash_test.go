@@ -86,6 +86,7 @@ func TestPromotionSurvivesACrash(t *testing.T) {
 	dest := proxy.host() + "/prod/app"
 
 	keyPath, pubPath := writeKeyPair(t, dir, "pw")
+	ciPub, push := ciSigner(t, dir) // CI signs the arch images it pushes
 	cfgPath := filepath.Join(dir, "promoter.yaml")
 	os.WriteFile(cfgPath, []byte(yamlf(`
 listen: %s
@@ -101,14 +102,14 @@ keys:
 	public: %s
 pipelines:
 	- name: app
-		source: {repo: https://git.example/team/app}
 		platforms: [linux/amd64, linux/arm64]
 		staging: %s
 		sign: true
+		verify: {signers: [{key: %s}]}
 		promote:
 			- to: %s
 				requireSignature: true
-`, listen, status, filepath.Join(dir, "data"), registryToken, keyPath, pubPath, staging, dest)), 0o600)
+`, listen, status, filepath.Join(dir, "data"), registryToken, keyPath, pubPath, staging, ciPub, dest)), 0o600)
 
 	serve := func() *exec.Cmd {
 		cmd := exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "debug")
@@ -125,8 +126,8 @@ pipelines:
 	d.waitReady(t)
 
 	created := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
-	testenv.Push(t, staging+":c1-amd64", bigImage(t, "linux/amd64", created))
-	testenv.Push(t, staging+":c1-arm64", bigImage(t, "linux/arm64", created))
+	push(t, staging+":c1-amd64", bigImage(t, "linux/amd64", created))
+	push(t, staging+":c1-arm64", bigImage(t, "linux/arm64", created))
 
 	// Kill the daemon once a few blobs reached the destination, well before all did.
 	deadline := time.Now().Add(60 * time.Second)

@@ -61,12 +61,15 @@ func (t *tee) last() []byte {
 
 // TestRegistryPushesBecomeAnIndex is issue 3's end-to-end test: a real registry notifies a
 // real daemon (embedded JetStream), which merges, refuses a wrong platform, ignores
-// duplicates, and with notifications lost still merges through its reconciler.
+// duplicates, and with notifications lost still merges through its reconciler. The app
+// pipeline follows a repository (its index names it as its source) but builds none of
+// these images: CI signs them, and its verify policy accepts that key.
 func TestRegistryPushesBecomeAnIndex(t *testing.T) {
 	port := testenv.FreePort(t)
 	quietPort := testenv.FreePort(t) // a registry that sends no notifications
 	staging := "127.0.0.1:" + itoa(port) + "/team/app"
 	quiet := "127.0.0.1:" + itoa(quietPort) + "/team/quiet"
+	ciPub, signedPush := ciSigner(t, t.TempDir())
 	d := startDaemon(t, yamlf(`
 auth:
 	registryToken: %s
@@ -76,11 +79,11 @@ pipelines:
 		source: {repo: https://git.example/team/app}
 		platforms: [linux/amd64, linux/arm64]
 		staging: %s
+		verify: {signers: [{key: %s}]}
 	- name: quiet
-		source: {repo: https://git.example/team/quiet}
 		platforms: [linux/amd64, linux/arm64]
 		staging: %s
-`, registryToken, staging, quiet))
+`, registryToken, staging, ciPub, quiet))
 	relay := &tee{target: d.URL + "/v1/events/registry"}
 	sink := httptest.NewServer(relay)
 	defer sink.Close()
@@ -91,8 +94,8 @@ pipelines:
 	// Speed is the benchmark's business (hack/bench.sh, README "Performance"); here the
 	// wait is only bounded so that a lost event fails the test instead of hanging it.
 	t.Run("two arch pushes give a valid index", func(t *testing.T) {
-		testenv.Push(t, staging+":r1-amd64", testenv.PlatformImage(t, "linux/amd64", created))
-		testenv.Push(t, staging+":r1-arm64", testenv.BuildKitIndex(t, testenv.PlatformImage(t, "linux/arm64", created)))
+		signedPush(t, staging+":r1-amd64", testenv.PlatformImage(t, "linux/amd64", created))
+		signedPush(t, staging+":r1-arm64", testenv.BuildKitIndex(t, testenv.PlatformImage(t, "linux/arm64", created)))
 		pushed := time.Now()
 		ref, _ := name.ParseReference(staging+":r1", name.Insecure)
 		var took time.Duration
@@ -161,8 +164,8 @@ pipelines:
 
 	t.Run("re-pushing the identical image changes nothing", func(t *testing.T) {
 		img := testenv.PlatformImage(t, "linux/amd64", created)
-		testenv.Push(t, staging+":r5-amd64", img)
-		testenv.Push(t, staging+":r5-arm64", testenv.PlatformImage(t, "linux/arm64", created))
+		signedPush(t, staging+":r5-amd64", img)
+		signedPush(t, staging+":r5-arm64", testenv.PlatformImage(t, "linux/arm64", created))
 		r := d.waitPhase(t, "app", "r5", 30*time.Second, types.PhasePromoted)
 		testenv.Push(t, staging+":r5-amd64", img)
 		time.Sleep(500 * time.Millisecond)
@@ -172,8 +175,8 @@ pipelines:
 	})
 
 	t.Run("a wrong platform under an arch tag is refused with the reason", func(t *testing.T) {
-		testenv.Push(t, staging+":r2-amd64", testenv.PlatformImage(t, "linux/arm64", created))
-		testenv.Push(t, staging+":r2-arm64", testenv.PlatformImage(t, "linux/arm64", created))
+		signedPush(t, staging+":r2-amd64", testenv.PlatformImage(t, "linux/arm64", created))
+		signedPush(t, staging+":r2-arm64", testenv.PlatformImage(t, "linux/arm64", created))
 		r := d.waitPhase(t, "app", "r2", 30*time.Second, types.PhaseFailed)
 		for _, want := range []string{"r2-amd64", "expected platform linux/amd64", "says linux/arm64"} {
 			if !strings.Contains(r.Reason, want) {
@@ -227,7 +230,6 @@ auth:
 reconcileInterval: 1h
 pipelines:
 	- name: app
-		source: {repo: https://git.example/team/app}
 		platforms: [linux/amd64]
 		staging: %s
 		promote:
@@ -324,8 +326,8 @@ func TestNATSRestartLosesNothing(t *testing.T) {
 	}
 }
 
-// appConfig is a daemon on an external NATS with one two-platform pipeline, no signing and
-// no destinations, merging in staging.
+// appConfig is a daemon on an external NATS with one two-platform merge-only pipeline, no
+// signing and no destinations, merging in staging whatever CI pushes.
 func appConfig(natsURL, staging string) string {
 	return yamlf(`
 nats:
@@ -335,7 +337,6 @@ auth:
 reconcileInterval: 1h
 pipelines:
 	- name: app
-		source: {repo: https://git.example/team/app}
 		platforms: [linux/amd64, linux/arm64]
 		staging: %s
 `, natsURL, registryToken, staging)

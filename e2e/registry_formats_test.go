@@ -98,7 +98,6 @@ auth:
 reconcileInterval: 1h
 pipelines:
 	- name: web
-		source: {repo: https://git.example/acme/web}
 		platforms: [linux/amd64, linux/arm64]
 		staging: %s
 		promote:

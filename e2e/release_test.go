@@ -17,16 +17,19 @@ import (
 )
 
 // TestGitTagPromotesARelease is issue 12's release tags end to end: arch images pushed to a
-// real staging registry are merged, signed and promoted by a real daemon; a GitHub push
-// webhook of the annotated git tag v1.2.3 (GitHub's payload, signed with the secret) makes
-// app:v1.2.3 at the destination the revision's signed index, which the cosign CLI
-// verifies there, without a build. The same tag pushed again for another commit is refused
-// as immutable, and a tag pushed before its commit's images waits for them.
+// real staging registry (signed by CI with its own key, which the pipeline's verify policy
+// lists: the pipeline follows a repository, and promoter built none of them) are merged,
+// signed and promoted by a real daemon; a GitHub push webhook of the annotated git tag
+// v1.2.3 (GitHub's payload, signed with the secret) makes app:v1.2.3 at the destination
+// the revision's signed index, which the cosign CLI verifies there, without a build. The
+// same tag pushed again for another commit is refused as immutable, and a tag pushed
+// before its commit's images waits for them.
 func TestGitTagPromotesARelease(t *testing.T) {
 	port := testenv.FreePort(t)
 	staging := "127.0.0.1:" + itoa(port) + "/team/app"
 	dest := testenv.StartRegistry(t).Host + "/team/app"
 	keyPath, pubPath := writeKeyPair(t, t.TempDir(), "pw")
+	ciPub, signedPush := ciSigner(t, t.TempDir())
 	d := startDaemon(t, yamlf(`
 auth:
 	registryToken: %s
@@ -42,19 +45,20 @@ pipelines:
 		platforms: [linux/amd64, linux/arm64]
 		staging: %s
 		sign: true
+		verify: {signers: [{key: %s}]}
 		promote:
 			- to: %s
 				requireSignature: true
 				mutableTags: [latest]
-`, registryToken, githubSecret, keyPath, staging, dest))
+`, registryToken, githubSecret, keyPath, staging, ciPub, dest))
 	testenv.StartRegistry(t, localregistry.WithPort(port), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 
 	created := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
-	// The arch tags exist, pushed as a CI job would: promoter builds nothing.
+	// The arch tags exist, pushed and signed as a CI job would: promoter builds nothing.
 	pushRevision := func(rev string) {
 		t.Helper()
-		testenv.Push(t, staging+":"+rev+"-amd64", testenv.PlatformImage(t, "linux/amd64", created))
-		testenv.Push(t, staging+":"+rev+"-arm64", testenv.PlatformImage(t, "linux/arm64", created))
+		signedPush(t, staging+":"+rev+"-amd64", testenv.PlatformImage(t, "linux/amd64", created))
+		signedPush(t, staging+":"+rev+"-arm64", testenv.PlatformImage(t, "linux/arm64", created))
 	}
 	const (
 		rev1 = "4c1d8a7e02b95f3a6d0e1c2b3a4f5e6d7c8b9a01"

@@ -69,7 +69,6 @@ auth:
 	registryToken: %s
 pipelines:
 	- name: app
-		source: {repo: https://git.example/team/app}
 		platforms: [linux/amd64]
 		staging: %s/team/app
 `, listen, metrics, status, filepath.Join(dir, "data"), registryToken, staging.Host)), 0o600); err != nil {

@@ -31,12 +31,14 @@ const (
 // TestKillSoak runs the real `promoter serve` binary (embedded JetStream on disk) and kills
 // it with SIGKILL soakKills times at random moments while soakRevisions revisions are
 // pushed, half of them the way `crane append` + `crane mutate` push: first an image without
-// a platform, then the same layers with one, under the same tag. Afterwards every revision
-// must be promoted to both destinations with the digests the staging registry holds, with
-// exactly one signature per digest that the cosign CLI verifies, and none may have been
-// reported conflicted: 0 lost, 0 wrong, 0 duplicate, 0 false conflicted. A forged
-// notification (another revision's digest) and one naming an absent tag, delivered between
-// kills, must change nothing.
+// a platform, then the same layers with one, under the same tag. CI signs each image it
+// pushes with its own key before tagging it, and the merge-only pipeline accepts only
+// images that key signed. Afterwards every revision must be promoted to both destinations
+// with the digests the staging registry holds, with exactly one signature of promoter's per
+// digest that the cosign CLI verifies (the children also carry their one CI signature), and
+// none may have been reported conflicted: 0 lost, 0 wrong, 0 duplicate, 0 false
+// conflicted. A forged notification (another revision's digest) and one naming an absent
+// tag, delivered between kills, must change nothing.
 func TestKillSoak(t *testing.T) {
 	bin := buildPromoter(t)
 	dir := t.TempDir()
@@ -48,6 +50,7 @@ func TestKillSoak(t *testing.T) {
 		localregistry.WithNotify("http://"+listen+"/v1/events/registry", notifyHeaders()))
 	dests := []string{testenv.StartRegistry(t).Host + "/prod/app", testenv.StartRegistry(t).Host + "/prod/app"}
 	keyPath, pubPath := writeKeyPair(t, dir, "pw")
+	ciPub, signedPush := ciSigner(t, dir) // CI signs the arch images it pushes
 	cfgPath := filepath.Join(dir, "promoter.yaml")
 	// reconcileInterval is long: recovery must come from redelivery and the reconcile that
 	// runs at each start, not from a periodic sweep.
@@ -65,16 +68,16 @@ keys:
 	public: %s
 pipelines:
 	- name: app
-		source: {repo: https://git.example/team/app}
 		platforms: [linux/amd64, linux/arm64]
 		staging: %s
 		sign: true
+		verify: {signers: [{key: %s}]}
 		promote:
 			- to: %s
 				requireSignature: true
 			- to: %s
 				requireSignature: true
-`, listen, status, filepath.Join(dir, "data"), registryToken, keyPath, pubPath, staging, dests[0], dests[1])), 0o600); err != nil {
+`, listen, status, filepath.Join(dir, "data"), registryToken, keyPath, pubPath, staging, ciPub, dests[0], dests[1])), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(dir, "daemon.log")
@@ -111,10 +114,10 @@ pipelines:
 				tag := staging + ":" + types.ArchTag(types.DefaultArchTag).Render(rev, types.MustPlatform(pl))
 				if double {
 					bare, final := testenv.AppendThenMutate(t, pl, created)
-					testenv.Push(t, tag, bare)
-					testenv.Push(t, tag, final)
+					signedPush(t, tag, bare)
+					signedPush(t, tag, final)
 				} else {
-					testenv.Push(t, tag, testenv.PlatformImage(t, pl, created))
+					signedPush(t, tag, testenv.PlatformImage(t, pl, created))
 				}
 			}
 			pushedMu.Lock()
@@ -130,8 +133,8 @@ pipelines:
 	//  - absent: revision a00's amd64 tag "has" a manifest staging holds by digest only, as
 	//    after the tag was deleted. a00 must stay unmerged.
 	s00 := staging + ":" + types.ArchTag(types.DefaultArchTag).Render("s00", types.MustPlatform("linux/amd64"))
-	testenv.Push(t, staging+":f00-arm64", testenv.PlatformImage(t, "linux/arm64", created))
-	testenv.Push(t, staging+":a00-arm64", testenv.PlatformImage(t, "linux/arm64", created))
+	signedPush(t, staging+":f00-arm64", testenv.PlatformImage(t, "linux/arm64", created))
+	signedPush(t, staging+":a00-arm64", testenv.PlatformImage(t, "linux/arm64", created))
 	untagged := testenv.PlatformImage(t, "linux/amd64", created)
 	testenv.Push(t, staging+"@"+testenv.Digest(t, untagged), untagged)
 	lies := []struct{ rev, digest string }{{"f00", ""}, {"a00", testenv.Digest(t, untagged)}}
@@ -160,7 +163,7 @@ pipelines:
 		t.Fatalf("%d forged notifications were never accepted", len(lies))
 	}
 	realF00 := testenv.PlatformImage(t, "linux/amd64", created)
-	testenv.Push(t, staging+":f00-amd64", realF00)
+	signedPush(t, staging+":f00-amd64", realF00)
 
 	final := serve()
 	t.Cleanup(func() { _ = final.Process.Kill(); _ = final.Wait() })
@@ -205,17 +208,17 @@ pipelines:
 				t.Errorf("%s: %s holds %q, want %s", rev, dst, got, index)
 				continue
 			}
-			for _, dg := range append([]string{index}, children["linux/amd64"], children["linux/arm64"]) {
-				if n := referrers(t, dst+"@"+dg); n != 1 {
+			for dg, want := range signatures(index, children) {
+				if n := referrers(t, dst+"@"+dg); n != want {
 					dup++
-					t.Errorf("%s: %s@%s has %d signatures, want exactly 1", rev, dst, dg, n)
+					t.Errorf("%s: %s@%s has %d signatures, want exactly %d", rev, dst, dg, n, want)
 				}
 			}
 		}
-		for _, dg := range append([]string{index}, children["linux/amd64"], children["linux/arm64"]) {
-			if n := referrers(t, staging+"@"+dg); n != 1 {
+		for dg, want := range signatures(index, children) {
+			if n := referrers(t, staging+"@"+dg); n != want {
 				dup++
-				t.Errorf("%s: staging@%s has %d signatures, want exactly 1", rev, dg, n)
+				t.Errorf("%s: staging@%s has %d signatures, want exactly %d", rev, dg, n, want)
 			}
 		}
 	}
@@ -255,6 +258,12 @@ pipelines:
 			}
 		}
 	}
+}
+
+// signatures is how many signatures each digest of a merged revision carries: promoter's
+// one on the index, and on each child promoter's and the one CI signed it with.
+func signatures(index string, children map[string]string) map[string]int {
+	return map[string]int{index: 1, children["linux/amd64"]: 2, children["linux/arm64"]: 2}
 }
 
 // headDigest is what ref points at now, or "" when it does not exist.

@@ -45,6 +45,7 @@ func TestPromotionRecoversFromAFaultStorm(t *testing.T) {
 
 	dir := t.TempDir()
 	keyPath, pubPath := writeKeyPair(t, dir, "pw")
+	ciPub, signedPush := ciSigner(t, dir) // CI signs the arch images it pushes
 	stagingPort := testenv.FreePort(t)
 	staging := fmt.Sprintf("127.0.0.1:%d/team/app", stagingPort)
 	d := startDaemon(t, yamlf(`
@@ -57,22 +58,22 @@ keys:
 reconcileInterval: 1h
 pipelines:
 	- name: app
-		source: {repo: https://git.example/team/app}
 		platforms: [linux/amd64, linux/arm64]
 		staging: %s
 		sign: true
+		verify: {signers: [{key: %s}]}
 		promote:
 			- to: %s
 				requireSignature: true
-`, registryToken, keyPath, pubPath, staging, dest))
+`, registryToken, keyPath, pubPath, staging, ciPub, dest))
 	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
 		localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 
 	created := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
 	push := func(rev string) {
 		t.Helper()
-		testenv.Push(t, staging+":"+rev+"-amd64", bigImage(t, "linux/amd64", created))
-		testenv.Push(t, staging+":"+rev+"-arm64", bigImage(t, "linux/arm64", created))
+		signedPush(t, staging+":"+rev+"-amd64", bigImage(t, "linux/amd64", created))
+		signedPush(t, staging+":"+rev+"-arm64", bigImage(t, "linux/arm64", created))
 	}
 	promotion := func(rev string) (*types.Revision, types.Promotion) {
 		t.Helper()
