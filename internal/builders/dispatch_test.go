@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,4 +161,45 @@ func TestDispatchErrors(t *testing.T) {
 		t.Fatalf("unreachable registry: got %v, %v; want an error and nothing queued", reqs, err)
 	}
 	t.Log(err)
+}
+
+// trusting is a verify policy (sign.Policy is tested on its own) that accepts the digests
+// in ok.
+type trusting struct{ ok map[string]bool }
+
+func (p trusting) Verify(_ context.Context, ref string) (types.Evidence, error) {
+	d := ref[strings.LastIndex(ref, "@")+1:]
+	if !p.ok[d] {
+		return types.Evidence{}, fmt.Errorf("%w: %s", types.ErrUntrusted, ref)
+	}
+	return types.Evidence{Kind: types.EvidenceSignature, Digest: d, Signer: "key ci.pub"}, nil
+}
+
+// TestDispatchSkipsOnlyWhatThePolicyAccepts: an arch tag no build of promoter's recorded is
+// built over unless the pipeline's verify policy accepts its image.
+func TestDispatchSkipsOnlyWhatThePolicyAccepts(t *testing.T) {
+	ctx := context.Background()
+	b := openBus(t)
+	reg := testenv.StartRegistry(t)
+	pipeline := config.Pipeline{
+		Name: "web", Source: config.Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
+		Platforms: []string{"linux/amd64", "linux/arm64"}, Build: config.Build{Executor: "kubernetes"},
+		Staging: reg.Host + "/acme/web", ArchTag: "{revision}-{arch}",
+	}
+	const rev = "5e1af6a5d5e7b8c0f1a2b3c4d5e6f708192a3b4c"
+	signed, unsigned := testenv.PlatformImage(t, "linux/amd64", time.Unix(0, 0)), testenv.PlatformImage(t, "linux/arm64", time.Unix(0, 0))
+	testenv.Push(t, reg.Host+"/acme/web:"+rev+"-amd64", signed)
+	testenv.Push(t, reg.Host+"/acme/web:"+rev+"-arm64", unsigned)
+	policy := trusting{ok: map[string]bool{testenv.Digest(t, signed): true}}
+	d, err := builders.NewDispatcher(b, registry.Client{}, domain(pipeline), builders.WithPolicies(map[string]builders.Policy{"web": policy}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued, err := d.HandleSourceChanged(ctx, types.SourceChanged{ID: "d", Pipeline: "web", Revision: rev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(queued) != 1 || queued[0].Platform.String() != "linux/arm64" {
+		t.Errorf("queued %+v, want only linux/arm64 (its image is not signed)", queued)
+	}
 }
