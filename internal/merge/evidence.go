@@ -22,14 +22,15 @@ type Policy interface {
 const DefaultBuildWait = time.Hour
 
 // verdict is what the evidence says of a claimed revision: merge its inputs, stop it
-// (phase and reason), or wait for a build result.
+// (phase and reason), or wait for build results (waiting).
 type verdict struct {
 	inputs map[string]types.MergeInput
 	phase  types.Phase // "" to merge; failed or conflicted to stop
 	reason string
 	// untrusted: failed because a policy refused an image; retried once it accepts it.
 	untrusted bool
-	wait      bool
+	// waiting are the platforms whose images wait for a build result to vouch for them.
+	waiting []string
 }
 
 // vouch finds the evidence of every platform of rev, which is complete (every platform has
@@ -56,7 +57,7 @@ func (m *Merger) vouch(ctx context.Context, p types.Pipeline, rev *types.Revisio
 		switch {
 		case errors.Is(err, types.ErrUntrusted) && p.Builds():
 			// Its build may still push over it: wait for that, or for the deadline.
-			v.wait = true
+			v.waiting = append(v.waiting, key)
 			m.log.Info("arch image not trusted; waiting for promoter's build", "pipeline", p.Name,
 				"revision", rev.Revision, "platform", key, "reason", err.Error())
 			continue

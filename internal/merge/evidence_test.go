@@ -126,6 +126,20 @@ func TestABuildingPipelineMergesOnlyItsBuilds(t *testing.T) {
 		}
 	})
 
+	t.Run("with a policy, an unsigned image no build reported fails once the build wait is over", func(t *testing.T) {
+		f := newFixture(t)
+		f.p.Source = types.Source{Repo: "https://git.example/team/app"}
+		m := f.merger(WithBuildWait(200*time.Millisecond), WithPolicies(map[string]Policy{"app": trusting{ok: map[string]bool{}}}))
+		f.push(t, "r5", amd, amd, t1)
+		if r, err := m.HandlePush(ctx, f.push(t, "r5", arm, arm, t1)); err != nil || r.Phase != types.PhaseWaiting {
+			t.Fatalf("before the wait is over: %+v %v", r, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if r, err := m.Sync(ctx, f.p, "r5"); err != nil || r.Phase != types.PhaseFailed || !strings.Contains(r.Reason, "no build of promoter's reported it") {
+			t.Fatalf("after the wait: %+v %v, want failed", r, err)
+		}
+	})
+
 	t.Run("with a policy, a signed image no build reported is merged on its signature", func(t *testing.T) {
 		f := newFixture(t)
 		f.p.Source = types.Source{Repo: "https://git.example/team/app"}

@@ -128,7 +128,7 @@ func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hi
 	if rev.Phase == "" {
 		return nil, nil // nothing of this revision is in the registry, and nothing was before
 	}
-	if rev, err = m.overdue(ctx, p, rev, log); err != nil {
+	if rev, err = m.overdue(ctx, p, rev, m.awaitsBuild(p, rev), log); err != nil {
 		return nil, err
 	}
 	if rev, err = m.recheck(ctx, p, rev, log); err != nil {
@@ -150,21 +150,22 @@ func (m *Merger) recheck(ctx context.Context, p types.Pipeline, rev *types.Revis
 		}
 	}
 	v, err := m.vouch(ctx, p, rev)
-	if err != nil || v.phase != "" || v.wait {
+	if err != nil || v.phase != "" || len(v.waiting) > 0 {
 		return rev, err
 	}
 	log.Info("evidence found for a revision that failed for want of it; merging it again")
 	return m.store.Update(ctx, p.Name, rev.Revision, func(r *types.Revision) error { return r.RetryEvidence() })
 }
 
-// overdue fails rev when its arch tags have held images no build of promoter's reported
-// for longer than the build wait (types.Revision.BuildOverdue).
-func (m *Merger) overdue(ctx context.Context, p types.Pipeline, rev *types.Revision, log *slog.Logger) (*types.Revision, error) {
-	if len(m.awaitsBuild(p, rev)) == 0 || rev.Index != "" || rev.Terminal() {
+// overdue fails rev when the arch tags of waiting have held images no build of promoter's
+// reported (and no policy accepts) for longer than the build wait
+// (types.Revision.BuildOverdue).
+func (m *Merger) overdue(ctx context.Context, p types.Pipeline, rev *types.Revision, waiting []string, log *slog.Logger) (*types.Revision, error) {
+	if len(waiting) == 0 || rev.Index != "" || rev.Terminal() {
 		return rev, nil
 	}
 	after, err := m.store.Update(ctx, p.Name, rev.Revision, func(r *types.Revision) error {
-		return r.BuildOverdue(string(p.Staging), m.awaitsBuild(p, r), m.buildWait, time.Now().UTC())
+		return r.BuildOverdue(string(p.Staging), waiting, m.buildWait, time.Now().UTC())
 	})
 	if err != nil {
 		return nil, err
@@ -173,7 +174,7 @@ func (m *Merger) overdue(ctx context.Context, p types.Pipeline, rev *types.Revis
 		m.metrics.Merges.WithLabelValues("failed").Inc()
 		log.Error("merge refused: no build of promoter's vouches for an arch image", "reason", after.Reason)
 	} else {
-		log.Info("waiting for promoter's build to report the arch images", "platforms", m.awaitsBuild(p, after))
+		log.Info("waiting for promoter's build to report the arch images", "platforms", waiting)
 	}
 	return after, nil
 }
@@ -260,9 +261,9 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *typ
 		m.metrics.Merges.WithLabelValues("error").Inc()
 		m.release(ctx, p, c)
 		return nil, err
-	case v.wait:
+	case len(v.waiting) > 0:
 		m.release(ctx, p, c)
-		return rev, nil
+		return m.overdue(ctx, p, rev, v.waiting, log)
 	case v.phase != "":
 		m.metrics.Merges.WithLabelValues(string(v.phase)).Inc()
 		log.Error("merge refused: no evidence for an arch image", "reason", v.reason)

@@ -106,10 +106,11 @@ func (r *Revision) BuildVerdict(key string) BuildVerdict {
 }
 
 // BuildEvidence checks every platform of a pipeline that builds against promoter's build
-// records. It returns the evidence of each platform built here, the platforms still
-// waiting for a build result (their tag holds an image no build reported), and, when a
-// tag holds another digest than promoter's build pushed, the reason the revision
-// conflicts. A pipeline that does not build has no build evidence.
+// records. It returns the evidence of each platform built here, the platforms whose tag
+// holds an image no build reported (waiting for a build result; a platform whose tag is
+// absent is in neither), and, when a tag holds another digest than promoter's build
+// pushed, the reason the revision conflicts. A pipeline that does not build has no build
+// evidence.
 func (r *Revision) BuildEvidence(p Pipeline, staging string) (built map[string]Evidence, waiting []string, conflict string) {
 	built = map[string]Evidence{}
 	if !p.Builds() {
@@ -124,7 +125,9 @@ func (r *Revision) BuildEvidence(p Pipeline, staging string) (built map[string]E
 			return nil, nil, fmt.Sprintf("%s:%s holds %s, but promoter's build of %s (job %s) pushed %s: the arch tag was pushed over after the build; promoter signs only what it built",
 				staging, ps.Tag, ps.Digest, key, ps.Job, ps.BuildDigest)
 		default:
-			waiting = append(waiting, key)
+			if ps.Digest != "" {
+				waiting = append(waiting, key)
+			}
 		}
 	}
 	return built, waiting, ""

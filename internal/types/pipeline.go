@@ -1,7 +1,10 @@
 package types
 
 import (
+	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 	"time"
 )
 
@@ -33,7 +36,8 @@ type Pipeline struct {
 }
 
 // VerifyPolicy says which arch images a pipeline accepts besides its own builds
-// (pipelines[].verify).
+// (pipelines[].verify). Validate checks its shape; the keys and the trusted root it names
+// are read by the sign package.
 type VerifyPolicy struct {
 	// Signers are the accepted signers; an image is accepted when any one of them signed
 	// its digest (and it carries the required attestations).
@@ -52,27 +56,114 @@ type VerifyPolicy struct {
 // Enabled reports whether the policy verifies anything.
 func (v VerifyPolicy) Enabled() bool { return len(v.Signers) > 0 }
 
+// Validate checks the policy's shape: every signer (TrustedSigner.Validate), a trusted
+// root when a signer is keyless, signers when attestations are required, and a predicate
+// type on each attestation. A policy without signers or attestations is valid: it
+// verifies nothing (see Enabled). The error is a *PolicyError listing every problem,
+// its fields spelled as pipelines[].verify spells them ("signers[1].issuer",
+// "trustedRoot").
+func (v VerifyPolicy) Validate() error {
+	var e PolicyError
+	var keyless []string
+	for i, s := range v.Signers {
+		at := fmt.Sprintf("signers[%d]", i)
+		e.addAll(at, s.Validate())
+		if s.Keyless() {
+			keyless = append(keyless, at)
+		}
+	}
+	if len(keyless) > 0 && v.TrustedRoot == "" {
+		e.add("trustedRoot", "must be set: keyless signers (%s) are checked against a sigstore trusted root, and promoter does not fetch the public-good one; set it to a sigstore trusted_root.json (cosign trusted-root create, or the public-good root from https://tuf-repo-cdn.sigstore.dev)", strings.Join(keyless, ", "))
+	}
+	if len(v.Attestations) > 0 && len(v.Signers) == 0 {
+		e.add("attestations", "need signers: an attestation counts only when an accepted signer signed it")
+	}
+	for i, a := range v.Attestations {
+		if a.PredicateType == "" {
+			e.add(fmt.Sprintf("attestations[%d].predicateType", i), "must be set: the in-toto predicate type the image must carry, e.g. https://slsa.dev/provenance/v1")
+		}
+	}
+	return e.err()
+}
+
 // TrustedSigner is one accepted signer of arch images: a public key, or a keyless
-// identity (a Fulcio certificate's OIDC issuer and subject).
+// identity (a Fulcio certificate's OIDC issuer and subject). Validate checks it is
+// exactly one of the two.
 type TrustedSigner struct {
-	// Key is a public key: a PEM file, env://NAME, k8s://namespace/name or a KMS URI.
+	// Key is a public key: a PEM file, env://NAME or k8s://namespace/name. KMS URIs
+	// (awskms://, gcpkms://, azurekms://, hashivault://) are refused by Validate: they
+	// cannot verify yet.
 	Key string
 	// Issuer is the OIDC issuer of a keyless signer's certificate
 	// (cosign's --certificate-oidc-issuer).
 	Issuer string
 	// Subject or SubjectRegexp is the certificate's identity (cosign's
-	// --certificate-identity and --certificate-identity-regexp).
+	// --certificate-identity and --certificate-identity-regexp). SubjectRegexp is a Go
+	// regular expression starting with ^: as cosign's, it is matched anywhere in the
+	// identity.
 	Subject       string
 	SubjectRegexp string
 }
 
-// Keyless reports whether the signer is a certificate identity rather than a key.
-func (s TrustedSigner) Keyless() bool { return s.Key == "" }
+// Keyless reports whether the signer is a certificate identity: it names no key, and an
+// issuer, subject or subjectRegexp. A signer that names nothing is neither a key nor
+// keyless (Validate refuses it).
+func (s TrustedSigner) Keyless() bool {
+	return s.Key == "" && (s.Issuer != "" || s.Subject != "" || s.SubjectRegexp != "")
+}
+
+// kmsSchemes start the key references of the KMS providers cosign accepts as --key,
+// which a verify policy cannot use yet.
+var kmsSchemes = []string{"awskms://", "gcpkms://", "azurekms://", "hashivault://"}
+
+// Validate checks the signer is exactly one of a key and a keyless identity; a key that is
+// no KMS URI; an identity with an issuer and exactly one of subject and subjectRegexp,
+// the regexp compiling and starting with ^. The error is a *PolicyError whose fields are
+// the signer's ("key", "issuer", "subjectRegexp"; "" for the signer as a whole).
+func (s TrustedSigner) Validate() error {
+	var e PolicyError
+	switch {
+	case s.Key == "" && !s.Keyless():
+		e.add("", "a signer is a public key (key: a PEM file, env://NAME or k8s://namespace/name) or a keyless identity (issuer, with subject or subjectRegexp); this one sets neither key nor issuer")
+	case s.Key != "" && s.Issuer+s.Subject+s.SubjectRegexp != "":
+		e.add("", "sets key and a keyless identity (issuer, subject, subjectRegexp), but a signer is exactly one of the two: list the key and the identity as two signers")
+	case s.Key != "":
+		for _, scheme := range kmsSchemes {
+			if strings.HasPrefix(s.Key, scheme) {
+				e.add("key", "%s is a KMS key, which is not supported yet as a verify signer: give its public key instead (cosign public-key --key %s > ci.pub) as a PEM file, env://NAME or k8s://namespace/name", s.Key, s.Key)
+				break
+			}
+		}
+	default:
+		s.validateIdentity(&e)
+	}
+	return e.err()
+}
+
+// validateIdentity checks a keyless signer: an issuer, and exactly one of subject and
+// subjectRegexp.
+func (s TrustedSigner) validateIdentity(e *PolicyError) {
+	if s.Issuer == "" {
+		e.add("issuer", "must be set for a keyless signer: the OIDC issuer of its certificate, e.g. https://token.actions.githubusercontent.com (GitHub Actions) or https://gitlab.com (GitLab CI)")
+	}
+	switch {
+	case s.Subject == "" && s.SubjectRegexp == "":
+		e.add("", "a keyless signer needs subject (one exact identity, e.g. https://github.com/acme/web/.github/workflows/images.yml@refs/heads/main) or subjectRegexp; without either, every identity the issuer vouches for would be accepted")
+	case s.Subject != "" && s.SubjectRegexp != "":
+		e.add("", "sets both subject and subjectRegexp: set exactly one (subject for one identity, subjectRegexp for several)")
+	case s.SubjectRegexp != "":
+		if _, err := regexp.Compile(s.SubjectRegexp); err != nil {
+			e.add("subjectRegexp", "%q is not a Go regular expression: %v", s.SubjectRegexp, err)
+		} else if !strings.HasPrefix(s.SubjectRegexp, "^") {
+			e.add("subjectRegexp", "%q must start with ^: it is matched anywhere in the identity, so unanchored it also accepts identities that merely contain it", s.SubjectRegexp)
+		}
+	}
+}
 
 // String names the signer in messages.
 func (s TrustedSigner) String() string {
 	switch {
-	case !s.Keyless():
+	case s.Key != "":
 		return "key " + s.Key
 	case s.SubjectRegexp != "":
 		return fmt.Sprintf("identity matching %q from %s", s.SubjectRegexp, s.Issuer)
@@ -88,6 +179,67 @@ type RequiredAttestation struct {
 	// BuilderID, when set, must equal the SLSA provenance's builder id
 	// (runDetails.builder.id in v1, builder.id in v0.2).
 	BuilderID string
+}
+
+// ErrInvalidPolicy is what every error of VerifyPolicy.Validate and
+// TrustedSigner.Validate is (errors.Is).
+var ErrInvalidPolicy = errors.New("invalid verify policy")
+
+// PolicyError lists every problem of a verify policy or signer, so that all of them can
+// be fixed in one go.
+type PolicyError struct {
+	Problems []PolicyProblem
+}
+
+// PolicyProblem is one thing wrong with a verify policy.
+type PolicyProblem struct {
+	// Field is where, relative to what was validated and spelled as pipelines[].verify
+	// spells it: "signers[1].issuer", "trustedRoot", "attestations[0].predicateType";
+	// "" for the whole of what was validated.
+	Field string
+	// Msg says what is wrong and what to do about it.
+	Msg string
+}
+
+func (e *PolicyError) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.Msg
+		if p.Field != "" {
+			parts[i] = p.Field + ": " + p.Msg
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Is makes a *PolicyError ErrInvalidPolicy.
+func (e *PolicyError) Is(target error) bool { return target == ErrInvalidPolicy }
+
+func (e *PolicyError) add(field, format string, args ...any) {
+	e.Problems = append(e.Problems, PolicyProblem{Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// addAll adds the problems of err, a *PolicyError or nil, under field at.
+func (e *PolicyError) addAll(at string, err error) {
+	var sub *PolicyError
+	if !errors.As(err, &sub) {
+		return
+	}
+	for _, p := range sub.Problems {
+		field := at
+		if p.Field != "" {
+			field += "." + p.Field
+		}
+		e.add(field, "%s", p.Msg)
+	}
+}
+
+// err is e as an error: nil without problems.
+func (e *PolicyError) err() error {
+	if len(e.Problems) == 0 {
+		return nil
+	}
+	return e
 }
 
 // Source is the git repository and branch a pipeline follows.
