@@ -4,7 +4,8 @@
 #   2. builds or reuses the real components' binaries: kube-apiserver + etcd (hack/kube-assets.sh),
 #      the peer CLIs crane, regctl, cosign, helm, distribution's registry and skopeo (hack/tools.sh) and rootless BuildKit
 #      (hack/buildkit.sh, which also installs rootlesskit, uidmap, runc, git, openssh and busybox-static
-#      from apt and creates the build user), cached under ~/.cache/promoter, and chromium from
+#      from apt and creates the build user), a private sigstore, Fulcio and the timestamp
+#      authority (hack/sigstore.sh), cached under ~/.cache/promoter, and chromium from
 #      apt (hack/chromium.sh) for the status page's browser test
 #   3. unit tests with -race
 #   4. end-to-end tests against real registries, NATS JetStream, kube-apiserver and BuildKit
@@ -37,6 +38,9 @@ export PATH="$PROMOTER_TOOLS:$PATH"
 log "rootless BuildKit"
 PROMOTER_BUILDKIT=$(bash hack/buildkit.sh)
 export PROMOTER_BUILDKIT
+log "private sigstore (Fulcio, timestamp authority)"
+PROMOTER_SIGSTORE=$(bash hack/sigstore.sh)
+export PROMOTER_SIGSTORE
 
 log "chromium (the status page's browser test)"
 PROMOTER_CHROMIUM=$(bash hack/chromium.sh)

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -34,6 +36,9 @@ type Kube struct {
 	// Config is an admin rest.Config; Client is a clientset on it.
 	Config *rest.Config
 	Client kubernetes.Interface
+	// Issuer is the service-account issuer: the iss claim of the tokens the apiserver
+	// mints (see WithPublicIssuer).
+	Issuer string
 
 	dir    string
 	tokens map[string]string
@@ -43,11 +48,37 @@ type Kube struct {
 // permissions until a test binds a Role to them.
 var KubeUsers = []string{"builder", "alice"}
 
+// KubeOption configures StartKube.
+type KubeOption func(*kubeOptions)
+
+type kubeOptions struct {
+	publicIssuer bool
+}
+
+// DefaultServiceAccountIssuer is the apiserver's service-account issuer unless
+// WithPublicIssuer is given: the in-cluster name, which nothing outside a cluster resolves.
+const DefaultServiceAccountIssuer = "https://kubernetes.default.svc"
+
+// WithPublicIssuer makes the apiserver an OIDC issuer a relying party outside the cluster
+// can use, as a private Fulcio does (StartSigstore): the service-account issuer is the
+// apiserver's own URL (go-oidc wants the iss claim to equal the URL it discovered), the
+// discovery document names the apiserver's own JWKS endpoint, and both are readable
+// without credentials (system:service-account-issuer-discovery bound to
+// system:unauthenticated). Default: off, the issuer is DefaultServiceAccountIssuer and
+// discovery is for service accounts only.
+func WithPublicIssuer() KubeOption {
+	return func(o *kubeOptions) { o.publicIssuer = true }
+}
+
 // StartKube starts etcd and kube-apiserver from the binaries hack/kube-assets.sh builds
 // ($PROMOTER_KUBE_ASSETS, else the script is run), the way controller-runtime's envtest
 // runs them, and stops both when the test ends.
-func StartKube(t testing.TB) *Kube {
+func StartKube(t testing.TB, opts ...KubeOption) *Kube {
 	t.Helper()
+	var o kubeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	assets, err := kubeAssets()
 	if err != nil {
 		Require(t, "kube-apiserver/etcd binaries: %v", err)
@@ -64,6 +95,10 @@ func StartKube(t testing.TB) *Kube {
 	if err := k.writeAuthFiles(); err != nil {
 		t.Fatalf("kube auth files: %v", err)
 	}
+	k.Issuer = DefaultServiceAccountIssuer
+	if o.publicIssuer {
+		k.Issuer = k.URL
+	}
 	args := []string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1",
@@ -72,7 +107,7 @@ func StartKube(t testing.TB) *Kube {
 		"--cert-dir=" + filepath.Join(dir, "certs"),
 		"--service-account-key-file=" + filepath.Join(dir, "sa.key"),
 		"--service-account-signing-key-file=" + filepath.Join(dir, "sa.key"),
-		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-account-issuer=" + k.Issuer,
 		"--token-auth-file=" + filepath.Join(dir, "tokens.csv"),
 		"--authorization-mode=RBAC",
 		"--service-cluster-ip-range=10.0.0.0/24",
@@ -80,6 +115,9 @@ func StartKube(t testing.TB) *Kube {
 		"--disable-admission-plugins=ServiceAccount",
 		"--enable-priority-and-fairness=false",
 		"--endpoint-reconciler-type=none",
+	}
+	if o.publicIssuer {
+		args = append(args, "--service-account-jwks-uri="+k.URL+"/openid/v1/jwks")
 	}
 	cmd, logf, err := startProcess(t, filepath.Join(assets, "kube-apiserver"), filepath.Join(dir, "kube-apiserver.log"), args...)
 	if err != nil {
@@ -93,7 +131,31 @@ func StartKube(t testing.TB) *Kube {
 	if err != nil {
 		t.Fatalf("kube client: %v", err)
 	}
+	if o.publicIssuer {
+		if err := k.openDiscovery(); err != nil {
+			t.Fatalf("opening OIDC discovery to unauthenticated clients: %v", err)
+		}
+	}
 	return k
+}
+
+// openDiscovery lets anyone read the issuer's discovery document and JWKS, as a cluster
+// whose tokens an outside relying party verifies must.
+func (k *Kube) openDiscovery() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := k.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "promoter-test:service-account-issuer-discovery"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:service-account-issuer-discovery"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: "system:unauthenticated"}},
+	}, metav1.CreateOptions{})
+	return err
+}
+
+// ServingCA is the PEM of the apiserver's self-signed serving certificate and the CA that
+// signed it (what --cert-dir holds), for clients that verify its TLS.
+func (k *Kube) ServingCA() ([]byte, error) {
+	return os.ReadFile(filepath.Join(k.dir, "certs", "apiserver.crt"))
 }
 
 // UserConfig is a rest.Config authenticating as one of KubeUsers.
