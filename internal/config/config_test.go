@@ -1,10 +1,7 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -86,12 +83,8 @@ func TestLoadFullFile(t *testing.T) {
 
 func TestLoadInvalidListsEveryProblemWithPath(t *testing.T) {
 	_, err := Load(Input{File: "testdata/invalid.yaml"})
-	var verr *ValidationError
-	if !errors.As(err, &verr) {
-		t.Fatalf("got %v, want *ValidationError", err)
-	}
 	got := map[string]bool{}
-	for _, p := range verr.Problems {
+	for _, p := range validationProblems(t, err) {
 		got[p.Path] = true
 	}
 	for _, path := range []string{
@@ -124,11 +117,7 @@ func TestLoadInvalidListsEveryProblemWithPath(t *testing.T) {
 }
 
 func TestEnvironmentAndFlagPrecedence(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "c.yaml")
-	if err := os.WriteFile(file, []byte("listen: 127.0.0.1:1000\nmetrics: 127.0.0.1:2000\nnats: {url: nats://file:4222}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := writeConfig(t, "listen: 127.0.0.1:1000\nmetrics: 127.0.0.1:2000\nnats: {url: nats://file:4222}\n")
 	t.Setenv("PROMOTER_METRICS", "127.0.0.1:3000")
 	t.Setenv("PROMOTER_NATS_URL", "nats://env:4222")
 	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
@@ -231,14 +220,9 @@ func TestServerAndStatusKeys(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "c.yaml")
-			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			c, err := Load(Input{File: path})
+			c, err := loadYAML(t, tc.yaml)
 			if tc.wantErr != "" {
-				var verr *ValidationError
-				if !errors.As(err, &verr) || len(verr.Problems) != 1 || verr.Problems[0].Path != tc.wantErr {
+				if ps := validationProblems(t, err); len(ps) != 1 || ps[0].Path != tc.wantErr {
 					t.Fatalf("got %v, want one problem at %s", err, tc.wantErr)
 				}
 				return
@@ -270,17 +254,9 @@ func TestNATSReplicas(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			file := filepath.Join(t.TempDir(), "c.yaml")
-			if err := os.WriteFile(file, []byte(tt.yaml+"\nauth: {insecureNoAuth: true}\n"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			c, err := Load(Input{File: file})
+			c, err := loadYAML(t, tt.yaml+"\nauth: {insecureNoAuth: true}\n")
 			if tt.wantErr != "" {
-				var verr *ValidationError
-				if !errors.As(err, &verr) {
-					t.Fatalf("got %v, want a *ValidationError", err)
-				}
-				for _, p := range verr.Problems {
+				for _, p := range validationProblems(t, err) {
 					if p.Path == "nats.replicas" && strings.Contains(p.Msg, tt.wantErr) {
 						return
 					}
@@ -326,29 +302,9 @@ func TestSourcePoll(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			file := filepath.Join(t.TempDir(), "c.yaml")
-			yaml := "auth: {insecureNoAuth: true}\npipelines:\n  - " + base + tt.pipeline + "\n"
-			if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			c, err := Load(Input{File: file})
+			c, err := loadYAML(t, "auth: {insecureNoAuth: true}\npipelines:\n  - "+base+tt.pipeline+"\n")
 			if len(tt.wantErr) > 0 {
-				var verr *ValidationError
-				if !errors.As(err, &verr) {
-					t.Fatalf("got %v, want a *ValidationError", err)
-				}
-				got := map[string]string{}
-				for _, p := range verr.Problems {
-					got[p.Path] = p.Msg
-				}
-				if len(got) != len(tt.wantErr) {
-					t.Errorf("got problems %v, want %d", err, len(tt.wantErr))
-				}
-				for path, msg := range tt.wantErr {
-					if !strings.Contains(got[path], msg) {
-						t.Errorf("problem at %s: got %q, want it to contain %q", path, got[path], msg)
-					}
-				}
+				wantProblems(t, err, tt.wantErr)
 				return
 			}
 			if err != nil {
@@ -392,19 +348,10 @@ func TestMergeOnlyPipelines(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			file := filepath.Join(t.TempDir(), "c.yaml")
-			yaml := fmt.Sprintf(pipeline, tt.fields) + tt.extra + "auth: {insecureNoAuth: true}\n"
-			if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			c, err := Load(Input{File: file})
+			c, err := loadYAML(t, fmt.Sprintf(pipeline, tt.fields)+tt.extra+"auth: {insecureNoAuth: true}\n")
 			if len(tt.wantPaths) > 0 {
-				var verr *ValidationError
-				if !errors.As(err, &verr) {
-					t.Fatalf("got %v, want a *ValidationError", err)
-				}
 				var got []string
-				for _, p := range verr.Problems {
+				for _, p := range validationProblems(t, err) {
 					got = append(got, p.Path)
 					if !strings.Contains(p.Msg, "only merges, signs and promotes the arch tags CI pushes") {
 						t.Errorf("%s: %q does not explain the two modes", p.Path, p.Msg)

@@ -1,9 +1,6 @@
 package config
 
 import (
-	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -61,7 +58,7 @@ func TestVerify(t *testing.T) {
 		{name: "an empty policy is no policy", pipeline: "sign: true\n    verify: {}",
 			wantErr: map[string]string{"pipelines[0].verify": "anyone who can push an arch tag"}},
 		{name: "attestations are no signers", pipeline: "sign: true\n    verify: {attestations: [{predicateType: 'https://slsa.dev/provenance/v1'}]}",
-			wantErr: map[string]string{"pipelines[0].verify": "anyone who can push an arch tag", "pipelines[0].verify.attestations": "need verify.signers"}},
+			wantErr: map[string]string{"pipelines[0].verify": "anyone who can push an arch tag", "pipelines[0].verify.attestations": "need signers"}},
 		{name: "the second pipeline is named by its index and its name", pipeline: "sign: false",
 			extra:   "  - {name: api, platforms: [linux/amd64], staging: staging.example/acme/api, sign: true}\n",
 			wantErr: map[string]string{"pipelines[1].verify": "pipeline api signs arch images nothing vouches for"}},
@@ -96,13 +93,13 @@ func TestVerify(t *testing.T) {
 
 		// The trusted root.
 		{name: "a keyless signer without trusted root", pipeline: "verify: {signers: [{key: /ci.pub}, {issuer: " + gha + ", subject: x}]}",
-			wantErr: map[string]string{"pipelines[0].verify.trustedRoot": "keyless signers (verify.signers[1]) are checked against a sigstore trusted root, and promoter does not fetch the public-good one; set verify.trustedRoot to a sigstore trusted_root.json (cosign trusted-root create, or the public-good root from https://tuf-repo-cdn.sigstore.dev)"}},
+			wantErr: map[string]string{"pipelines[0].verify.trustedRoot": "must be set: keyless signers (signers[1]) are checked against a sigstore trusted root, and promoter does not fetch the public-good one; set it to a sigstore trusted_root.json (cosign trusted-root create, or the public-good root from https://tuf-repo-cdn.sigstore.dev)"}},
 		{name: "a trusted root without keyless signers", pipeline: "verify: {signers: [{key: /ci.pub}], " + root + "}",
 			wantErr: map[string]string{"pipelines[0].verify.trustedRoot": "is read only by keyless signers (issuer with subject or subjectRegexp), and none is listed"}},
 
 		// Attestations.
 		{name: "attestations without signers", pipeline: "verify: {attestations: [{predicateType: 'https://slsa.dev/provenance/v1'}]}",
-			wantErr: map[string]string{"pipelines[0].verify.attestations": "need verify.signers: an attestation counts only when an accepted signer signed it"}},
+			wantErr: map[string]string{"pipelines[0].verify.attestations": "need signers: an attestation counts only when an accepted signer signed it"}},
 		{name: "an attestation without predicate type", pipeline: "verify: {signers: [{key: /ci.pub}], attestations: [{builderID: x}]}",
 			wantErr: map[string]string{"pipelines[0].verify.attestations[0].predicateType": "must be set: the in-toto predicate type"}},
 
@@ -118,30 +115,11 @@ func TestVerify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			file := filepath.Join(t.TempDir(), "c.yaml")
-			yaml := "auth: {insecureNoAuth: true}\nkeys: {cosign: /keys/cosign.key}\npipelines:\n  - " + base + tt.pipeline + "\n" + tt.extra
-			if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			c, err := Load(Input{File: file})
+			c, err := loadYAML(t, "auth: {insecureNoAuth: true}\nkeys: {cosign: /keys/cosign.key}\npipelines:\n  - "+base+tt.pipeline+"\n"+tt.extra)
 			if len(tt.wantErr) > 0 {
-				var verr *ValidationError
-				if !errors.As(err, &verr) {
-					t.Fatalf("got %v, want a *ValidationError", err)
-				}
-				got := map[string]string{}
-				for _, p := range verr.Problems {
-					got[p.Path] = p.Msg
-				}
-				if len(got) != len(tt.wantErr) {
-					t.Errorf("got problems %v, want %d", err, len(tt.wantErr))
-				}
-				for path, msg := range tt.wantErr {
-					if !strings.Contains(got[path], msg) {
-						t.Errorf("problem at %s: got %q, want it to contain %q", path, got[path], msg)
-					}
-					if strings.Contains(path, ".verify") && !strings.Contains(got[path], "unknown key") && !strings.Contains(got[path], "pipeline web") && !strings.Contains(got[path], "pipeline api") {
-						t.Errorf("problem at %s: %q does not name the pipeline", path, got[path])
+				for path, msg := range wantProblems(t, err, tt.wantErr) {
+					if strings.Contains(path, ".verify") && !strings.Contains(msg, "unknown key") && !strings.Contains(msg, "pipeline web") && !strings.Contains(msg, "pipeline api") {
+						t.Errorf("problem at %s: %q does not name the pipeline", path, msg)
 					}
 				}
 				return
@@ -171,12 +149,7 @@ func TestUnverifiedPipelines(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			file := filepath.Join(t.TempDir(), "c.yaml")
-			yaml := "auth: {insecureNoAuth: true}\nkeys: {cosign: /keys/cosign.key}\npipelines:\n" + tt.pipelines
-			if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			c, err := Load(Input{File: file})
+			c, err := loadYAML(t, "auth: {insecureNoAuth: true}\nkeys: {cosign: /keys/cosign.key}\npipelines:\n"+tt.pipelines)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -64,22 +64,24 @@
 // # Verify policies
 //
 // Policy is the trust policy of the arch images promoter did not build (a merge-only
-// pipeline's CI pushes them): promoter signs only what it can vouch for. NewPolicy loads
-// a types.VerifyPolicy once; Policy.Verify takes one image by digest (a single platform
+// pipeline's CI pushes them): promoter signs only what it can vouch for. NewPolicy checks
+// a types.VerifyPolicy (types.VerifyPolicy.Validate, the one copy of a policy's shape
+// rules) and loads it once; Policy.Verify takes one image by digest (a single platform
 // manifest) and accepts it when any signer of the policy signed exactly that digest:
 //
 //   - a key (a PEM public key: a file, env://NAME or k8s://namespace/name), in either
 //     format: a bundle referrer (or the sha256-<hex> fallback tag) or a legacy .sig
 //     signature, checked as Verifier checks them (offline: no log, no timestamp) and by
 //     the same code;
-//   - a keyless identity (an OIDC issuer and a subject, or a subject regexp, unanchored
-//     as cosign's --certificate-identity-regexp: anchor it with ^...$), in a bundle
-//     referrer whose verification material is a Fulcio certificate. The certificate
-//     must chain to a CA of the policy's trusted root (a sigstore trusted_root.json) at
-//     a time an observer of that root vouches for: an RFC 3161 timestamp of one of its
-//     timestamp authorities, or the integrated time of an entry of one of its
-//     transparency logs (a bundle's log entries are then verified too). Its SAN and
-//     issuer must match the identity (sigstore-go's verify.WithCertificateIdentity).
+//   - a keyless identity (an OIDC issuer and a subject, or a subject regexp starting
+//     with ^, matched as cosign's --certificate-identity-regexp: anchor its end with $
+//     too), in a bundle referrer whose verification material is a Fulcio certificate.
+//     The certificate must chain to a CA of the policy's trusted root (a sigstore
+//     trusted_root.json) at a time an observer of that root vouches for: an RFC 3161
+//     timestamp of one of its timestamp authorities, or the integrated time of an entry
+//     of one of its transparency logs (a bundle's log entries are then verified too).
+//     Its SAN and issuer must match the identity (sigstore-go's
+//     verify.WithCertificateIdentity).
 //
 // Either way the statement (or simple-signing payload) must name the digest: a valid
 // signature copied from another image is refused, and the refusal says so. When the
@@ -98,7 +100,7 @@
 // *UntrustedError (ErrUntrusted) naming the image, what was expected and what was found;
 // a registry that cannot be read is a plain error, so the caller retries it.
 //
-// Not supported yet: KMS key references (NewPolicy refuses them; export the public key
+// Not supported yet: KMS key references (Validate refuses them; export the public key
 // to a PEM file), keyless signatures and attestations in the legacy .sig/.att formats
 // (certificate in a layer annotation, cosign v2's keyless default; they are reported as
 // unsupported, never accepted), and signed certificate timestamps: unlike cosign

@@ -21,15 +21,9 @@ type identity struct {
 	index int // in the policy's signers
 }
 
+// newIdentity is s, a keyless signer types.TrustedSigner.Validate accepted, as
+// sigstore-go matches it.
 func newIdentity(s types.TrustedSigner, index int) (identity, error) {
-	switch {
-	case s.Issuer == "":
-		return identity{}, errors.New("a keyless signer needs the OIDC issuer of its certificates (e.g. https://token.actions.githubusercontent.com), or set a key")
-	case s.Subject == "" && s.SubjectRegexp == "":
-		return identity{}, errors.New("a keyless signer needs a subject (the certificate's SAN: a URI or an email) or a subjectRegexp")
-	case s.Subject != "" && s.SubjectRegexp != "":
-		return identity{}, errors.New("set either subject or subjectRegexp, not both")
-	}
 	id, err := verify.NewShortCertificateIdentity(s.Issuer, "", s.Subject, s.SubjectRegexp)
 	if err != nil {
 		return identity{}, fmt.Errorf("subjectRegexp %q: %w", s.SubjectRegexp, err)

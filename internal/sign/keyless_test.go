@@ -1,7 +1,6 @@
 package sign_test
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	intotov1 "github.com/in-toto/attestation/go/v1"
 	ociremote "github.com/sigstore/cosign/v3/pkg/oci/remote"
 	ctypes "github.com/sigstore/cosign/v3/pkg/types"
@@ -306,18 +304,7 @@ func TestPolicyKeyless(t *testing.T) {
 			if tt.noRoot {
 				p.TrustedRoot = ""
 			}
-			got, err := newPolicy(t, p).Verify(context.Background(), img.String())
-			if tt.wantFound != nil {
-				wantUntrusted(t, err, img, tt.wantFound...)
-				return
-			}
-			if err != nil {
-				t.Fatalf("Verify(%s): %v", img, err)
-			}
-			want := types.Evidence{Kind: types.EvidenceSignature, Digest: img.digest, Signer: tt.want}
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("Verify: (-want +got)\n%s", diff)
-			}
+			checkVerify(t, p, img, tt.want, "", tt.wantFound)
 		})
 	}
 }

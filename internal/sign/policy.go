@@ -50,17 +50,17 @@ type accepted struct {
 	index int
 }
 
-// kmsSchemes start the key references of KMS providers, which cosign accepts as --key.
-var kmsSchemes = []string{"awskms://", "gcpkms://", "hashivault://", "azurekms://"}
-
-// NewPolicy loads p's public keys (LoadVerifier: a PEM file, env://NAME or
-// k8s://namespace/name; kube is only needed for k8s://) and its trusted root (a sigstore
-// trusted_root.json, needed by keyless signers), and checks every signer and required
-// attestation. An error names the signer or attestation by its index in p and says what
-// to fix.
+// NewPolicy checks p (types.VerifyPolicy.Validate: a *types.PolicyError, errors.Is
+// types.ErrInvalidPolicy), then loads its public keys (LoadVerifier: a PEM file,
+// env://NAME or k8s://namespace/name; kube is only needed for k8s://) and its trusted root
+// (a sigstore trusted_root.json, needed by keyless signers). An error names the signer or
+// attestation by its index in p and says what to fix.
 func NewPolicy(ctx context.Context, p types.VerifyPolicy, reg registry.Client, kube kubernetes.Interface) (*Policy, error) {
-	if len(p.Signers) == 0 {
+	if !p.Enabled() {
 		return nil, errors.New("verify policy: no signers: list the public keys or keyless identities whose signatures are accepted")
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("verify policy: %w", err)
 	}
 	pol := &Policy{reg: reg}
 	var ids []identity
@@ -80,10 +80,6 @@ func NewPolicy(ctx context.Context, p types.VerifyPolicy, reg registry.Client, k
 		}
 		pol.keys = append(pol.keys, k)
 	}
-	if len(ids) > 0 && p.TrustedRoot == "" {
-		return nil, fmt.Errorf("verify policy: signers[%d] (%s): a keyless signer needs a trusted root: a sigstore trusted_root.json (the Sigstore TUF repository's, or what `cosign trusted-root create` writes for a private Sigstore)",
-			ids[0].index, p.Signers[ids[0].index])
-	}
 	if p.TrustedRoot != "" {
 		kl, err := newKeyless(p.TrustedRoot, ids)
 		if err != nil {
@@ -91,24 +87,11 @@ func NewPolicy(ctx context.Context, p types.VerifyPolicy, reg registry.Client, k
 		}
 		pol.keyless = kl
 	}
-	for i, a := range p.Attestations {
-		if a.PredicateType == "" {
-			return nil, fmt.Errorf("verify policy: attestations[%d]: no predicate type: name the in-toto predicate type required, e.g. https://slsa.dev/provenance/v1", i)
-		}
-	}
 	pol.attestations = slices.Clone(p.Attestations)
 	return pol, nil
 }
 
 func loadKeySigner(ctx context.Context, s types.TrustedSigner, index int, kube kubernetes.Interface) (keySigner, error) {
-	if s.Issuer != "" || s.Subject != "" || s.SubjectRegexp != "" {
-		return keySigner{}, errors.New("a signer is either a key or a keyless identity (issuer and subject): remove the key or the identity")
-	}
-	for _, scheme := range kmsSchemes {
-		if strings.HasPrefix(s.Key, scheme) {
-			return keySigner{}, fmt.Errorf("KMS keys are not supported yet as verify signers: export the public key to a PEM file (cosign public-key --key %s > cosign.pub) and use that", s.Key)
-		}
-	}
 	v, err := LoadVerifier(ctx, s.Key, kube)
 	if err != nil {
 		return keySigner{}, err

@@ -111,10 +111,29 @@ func wantUntrusted(t *testing.T, err error, img archImage, found ...string) {
 	}
 }
 
+// checkVerify verifies img under p and checks the outcome: a refusal saying each of found
+// when found is set (wantUntrusted), else the evidence of a signature by signer, with
+// detail. It returns Verify's error.
+func checkVerify(t *testing.T, p types.VerifyPolicy, img archImage, signer, detail string, found []string) error {
+	t.Helper()
+	got, err := newPolicy(t, p).Verify(context.Background(), img.String())
+	if found != nil {
+		wantUntrusted(t, err, img, found...)
+		return err
+	}
+	if err != nil {
+		t.Fatalf("Verify(%s): %v", img, err)
+	}
+	want := types.Evidence{Kind: types.EvidenceSignature, Digest: img.digest, Signer: signer, Detail: detail}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Verify: (-want +got)\n%s", diff)
+	}
+	return nil
+}
+
 func TestPolicyKeys(t *testing.T) {
 	reg := testenv.StartRegistry(t)
 	a, b := newKeys(t, "a"), newKeys(t, "b")
-	ctx := context.Background()
 	tests := []struct {
 		name      string
 		policy    []keys
@@ -181,24 +200,16 @@ func TestPolicyKeys(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			img := tt.setup(t, pushArch(t, reg.Host+"/ci/key-"+string(rune('a'+i))))
-			pol := newPolicy(t, keyPolicy(tt.policy...))
-			got, err := pol.Verify(ctx, img.String())
-			if tt.wantFound != nil {
-				wantUntrusted(t, err, img, tt.wantFound...)
-				var ue *sign.UntrustedError
-				if errors.As(err, &ue) {
-					if diff := cmp.Diff(keyPolicy(tt.policy...).Signers[0].String(), ue.Expected[0]); diff != "" {
-						t.Errorf("Expected[0]: (-want +got)\n%s", diff)
-					}
+			var signer string
+			if tt.wantFound == nil {
+				signer = keyName(t, tt.want)
+			}
+			err := checkVerify(t, keyPolicy(tt.policy...), img, signer, "", tt.wantFound)
+			var ue *sign.UntrustedError
+			if errors.As(err, &ue) {
+				if diff := cmp.Diff(keyPolicy(tt.policy...).Signers[0].String(), ue.Expected[0]); diff != "" {
+					t.Errorf("Expected[0]: (-want +got)\n%s", diff)
 				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Verify(%s): %v", img, err)
-			}
-			want := types.Evidence{Kind: types.EvidenceSignature, Digest: img.digest, Signer: keyName(t, tt.want)}
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("Verify: (-want +got)\n%s", diff)
 			}
 		})
 	}
@@ -293,9 +304,10 @@ func TestNewPolicyErrors(t *testing.T) {
 	const issuer = "https://token.actions.githubusercontent.com"
 	keyless := types.TrustedSigner{Issuer: issuer, Subject: "https://github.com/acme/web/.github/workflows/ci.yml@refs/heads/main"}
 	tests := []struct {
-		name   string
-		policy types.VerifyPolicy
-		want   []string // what the error says
+		name    string
+		policy  types.VerifyPolicy
+		want    []string // what the error says
+		invalid bool     // the policy's shape is wrong: types.ErrInvalidPolicy
 	}{{
 		name:   "no signers",
 		policy: types.VerifyPolicy{},
@@ -309,13 +321,20 @@ func TestNewPolicyErrors(t *testing.T) {
 		policy: types.VerifyPolicy{Signers: []types.TrustedSigner{{Key: a.priv}}},
 		want:   []string{"signers[0]", "PEM public key"},
 	}, {
-		name:   "bad subject regexp",
-		policy: types.VerifyPolicy{Signers: []types.TrustedSigner{{Issuer: issuer, SubjectRegexp: "^https://github.com/acme/(web"}}, TrustedRoot: garbage},
-		want:   []string{"signers[0]", "subjectRegexp", "missing closing )"},
+		name:    "bad subject regexp",
+		policy:  types.VerifyPolicy{Signers: []types.TrustedSigner{{Issuer: issuer, SubjectRegexp: "^https://github.com/acme/(web"}}, TrustedRoot: garbage},
+		want:    []string{"signers[0].subjectRegexp", "missing closing )"},
+		invalid: true,
 	}, {
-		name:   "keyless signer without a trusted root",
-		policy: types.VerifyPolicy{Signers: []types.TrustedSigner{{Key: a.pub}, keyless}},
-		want:   []string{"signers[1]", "needs a trusted root", "trusted_root.json"},
+		name:    "unanchored subject regexp",
+		policy:  types.VerifyPolicy{Signers: []types.TrustedSigner{{Issuer: issuer, SubjectRegexp: "https://github.com/acme/"}}, TrustedRoot: garbage},
+		want:    []string{"signers[0].subjectRegexp", "must start with ^"},
+		invalid: true,
+	}, {
+		name:    "keyless signer without a trusted root",
+		policy:  types.VerifyPolicy{Signers: []types.TrustedSigner{{Key: a.pub}, keyless}},
+		want:    []string{"signers[1]", "trustedRoot: must be set", "trusted_root.json"},
+		invalid: true,
 	}, {
 		name:   "unreadable trusted root",
 		policy: types.VerifyPolicy{Signers: []types.TrustedSigner{keyless}, TrustedRoot: garbage},
@@ -325,29 +344,35 @@ func TestNewPolicyErrors(t *testing.T) {
 		policy: types.VerifyPolicy{Signers: []types.TrustedSigner{keyless}, TrustedRoot: filepath.Join(dir, "nope.json")},
 		want:   []string{"trusted root", "nope.json"},
 	}, {
-		name:   "KMS key",
-		policy: types.VerifyPolicy{Signers: []types.TrustedSigner{{Key: "awskms:///arn:aws:kms:eu-west-1:1:key/k"}}},
-		want:   []string{"signers[0]", "KMS keys are not supported yet as verify signers", "cosign public-key"},
+		name:    "KMS key",
+		policy:  types.VerifyPolicy{Signers: []types.TrustedSigner{{Key: "awskms:///arn:aws:kms:eu-west-1:1:key/k"}}},
+		want:    []string{"signers[0].key", "is a KMS key, which is not supported yet as a verify signer", "cosign public-key"},
+		invalid: true,
 	}, {
-		name:   "key and identity",
-		policy: types.VerifyPolicy{Signers: []types.TrustedSigner{{Key: a.pub, Issuer: issuer}}},
-		want:   []string{"signers[0]", "either a key or a keyless identity"},
+		name:    "key and identity",
+		policy:  types.VerifyPolicy{Signers: []types.TrustedSigner{{Key: a.pub, Issuer: issuer}}},
+		want:    []string{"signers[0]", "sets key and a keyless identity"},
+		invalid: true,
 	}, {
-		name:   "keyless without issuer",
-		policy: types.VerifyPolicy{Signers: []types.TrustedSigner{{Subject: "ci@acme.dev"}}},
-		want:   []string{"signers[0]", "OIDC issuer"},
+		name:    "keyless without issuer",
+		policy:  types.VerifyPolicy{Signers: []types.TrustedSigner{{Subject: "ci@acme.dev"}}},
+		want:    []string{"signers[0].issuer", "OIDC issuer"},
+		invalid: true,
 	}, {
-		name:   "keyless without subject",
-		policy: types.VerifyPolicy{Signers: []types.TrustedSigner{{Issuer: issuer}}},
-		want:   []string{"signers[0]", "subject"},
+		name:    "keyless without subject",
+		policy:  types.VerifyPolicy{Signers: []types.TrustedSigner{{Issuer: issuer}}},
+		want:    []string{"signers[0]", "needs subject"},
+		invalid: true,
 	}, {
-		name:   "subject and regexp",
-		policy: types.VerifyPolicy{Signers: []types.TrustedSigner{{Issuer: issuer, Subject: "a", SubjectRegexp: "b"}}},
-		want:   []string{"signers[0]", "not both"},
+		name:    "subject and regexp",
+		policy:  types.VerifyPolicy{Signers: []types.TrustedSigner{{Issuer: issuer, Subject: "a", SubjectRegexp: "b"}}},
+		want:    []string{"signers[0]", "sets both subject and subjectRegexp"},
+		invalid: true,
 	}, {
-		name:   "attestation without predicate type",
-		policy: types.VerifyPolicy{Signers: []types.TrustedSigner{{Key: a.pub}}, Attestations: []types.RequiredAttestation{{BuilderID: "x"}}},
-		want:   []string{"attestations[0]", "predicate type"},
+		name:    "attestation without predicate type",
+		policy:  types.VerifyPolicy{Signers: []types.TrustedSigner{{Key: a.pub}}, Attestations: []types.RequiredAttestation{{BuilderID: "x"}}},
+		want:    []string{"attestations[0].predicateType", "predicate type"},
+		invalid: true,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -356,6 +381,9 @@ func TestNewPolicyErrors(t *testing.T) {
 				t.Fatal("NewPolicy succeeded, want an error")
 			}
 			t.Logf("error: %v", err)
+			if errors.Is(err, types.ErrInvalidPolicy) != tt.invalid {
+				t.Errorf("errors.Is(err, types.ErrInvalidPolicy) = %v, want %v", !tt.invalid, tt.invalid)
+			}
 			for _, want := range tt.want {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q does not say %q", err, want)
