@@ -19,7 +19,7 @@ import (
 type promoteOptions struct {
 	dryRun           bool
 	requireSignature bool
-	key              string
+	keys             []string
 	jobs             int
 	timeout          time.Duration
 	mutableTags      []string
@@ -54,7 +54,7 @@ printed. --dry-run prints the plan (copy, mount or skip, with sizes) and writes 
 	}
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print what would be copied, mounted or skipped; write nothing")
 	cmd.Flags().BoolVar(&o.requireSignature, "require-signature", false, "refuse SRC unless it verifies with --key")
-	cmd.Flags().StringVar(&o.key, "key", "", "public key for --require-signature: a PEM file, env://NAME or k8s://namespace/name")
+	cmd.Flags().StringArrayVar(&o.keys, "key", nil, "public key for --require-signature: a PEM file, env://NAME or k8s://namespace/name (repeat to accept any of several)")
 	cmd.Flags().IntVar(&o.jobs, "jobs", promote.DefaultJobs, "concurrent requests per registry host (promote.jobs)")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", promote.DefaultTimeout, "deadline of each destination, retries included (promote.timeout)")
 	cmd.Flags().StringSliceVar(&o.mutableTags, "mutable-tag", nil, "destination tag allowed to move to another digest (repeatable)")
@@ -89,7 +89,7 @@ func runPromote(ctx context.Context, g *globalOptions, o *promoteOptions, src st
 	if err != nil {
 		return err
 	}
-	if o.requireSignature && o.key == "" {
+	if o.requireSignature && len(o.keys) == 0 {
 		return errors.New("--require-signature needs --key (the public key to verify with)")
 	}
 	reg := g.registry()
@@ -99,7 +99,7 @@ func runPromote(ctx context.Context, g *globalOptions, o *promoteOptions, src st
 	}
 	opt := promote.Options{MutableTags: o.mutableTags, DryRun: o.dryRun}
 	if o.requireSignature {
-		v, err := loadVerifier(ctx, o.key, reg)
+		v, err := loadVerifier(ctx, o.keys, reg)
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -89,7 +90,7 @@ func runSign(ctx context.Context, g *globalOptions, o *signOptions, ref string, 
 }
 
 type verifyOptions struct {
-	key string
+	keys []string
 }
 
 func newVerifyCmd(g *globalOptions) *cobra.Command {
@@ -104,33 +105,37 @@ non-zero at the first one that does not, saying why: no signature, a signature b
 key (or altered), or a signature copied from another digest.
 
 The key is a PEM public key (cosign.pub), env://NAME or k8s://namespace/name (the secret's
-cosign.pub). Only the registry is contacted.`,
+cosign.pub). Repeat --key to accept a signature by any of several keys, as during a key
+rotation. Only the registry is contacted.`,
 		Example: `  promoter verify --key cosign.pub staging.example/acme/web:3f2c1a9`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runVerify(cmd.Context(), g, o, args[0], cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVar(&o.key, "key", "", "public key: PEM file, env://NAME or k8s://namespace/name (required)")
+	cmd.Flags().StringArrayVar(&o.keys, "key", nil, "public key: PEM file, env://NAME or k8s://namespace/name (required; repeat to accept any of several)")
 	_ = cmd.MarkFlagRequired("key")
 	return cmd
 }
 
-// loadVerifier loads a public key (file, env:// or k8s://) into a verifier using reg.
-func loadVerifier(ctx context.Context, keyRef string, reg registry.Client) (*sign.Verifier, error) {
-	kc, err := kube.ForKeys("promoter", keyRef)
+// loadVerifier loads public keys (file, env:// or k8s://) into a verifier using reg: a
+// signature by any one of them verifies.
+func loadVerifier(ctx context.Context, keyRefs []string, reg registry.Client) (*sign.Verifier, error) {
+	kc, err := kube.ForKeys("promoter", keyRefs...)
 	if err != nil {
 		return nil, err
 	}
-	key, err := sign.LoadVerifier(ctx, keyRef, kc)
-	if err != nil {
-		return nil, err
+	keys := make([]signature.Verifier, len(keyRefs))
+	for i, ref := range keyRefs {
+		if keys[i], err = sign.LoadVerifier(ctx, ref, kc); err != nil {
+			return nil, err
+		}
 	}
-	return sign.NewVerifier(key, reg)
+	return sign.NewVerifier(reg, keys...)
 }
 
 func runVerify(ctx context.Context, g *globalOptions, o *verifyOptions, ref string, stdout io.Writer) error {
-	v, err := loadVerifier(ctx, o.key, g.registry())
+	v, err := loadVerifier(ctx, o.keys, g.registry())
 	if err != nil {
 		return err
 	}

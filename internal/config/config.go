@@ -147,8 +147,10 @@ type Keys struct {
 	Cosign string `mapstructure:"cosign"`
 	// Password decrypts an encrypted cosign key.
 	Password Secret `mapstructure:"password"`
-	// Public is the public key used to verify before promotion: a file or k8s://namespace/name.
-	Public string `mapstructure:"public"`
+	// Public are the public keys a source must be signed by before promotion (one of them):
+	// files, env://NAME or k8s://namespace/name. List the old and the new key while
+	// rotating. Empty verifies with the signing key's public half.
+	Public []string `mapstructure:"public"`
 }
 
 // Sign configures how signatures are stored.

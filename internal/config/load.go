@@ -54,7 +54,7 @@ var defaults = map[string]any{
 	"auth.insecureNoAuth":      false,
 	"keys.cosign":              "",
 	"keys.password":            "",
-	"keys.public":              "",
+	"keys.public":              []string{},
 	"sign.format":              string(sign.DefaultFormat),
 	"promote.jobs":             promote.DefaultJobs,
 	"promote.timeout":          promote.DefaultTimeout,

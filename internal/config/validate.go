@@ -311,7 +311,7 @@ func (c *Config) validatePipelines(ps *problems) {
 	if needKey && c.Keys.Cosign == "" {
 		ps.add("keys.cosign", "must be set: a pipeline has sign: true")
 	}
-	if needPublic && c.Keys.Public == "" && c.Keys.Cosign == "" {
+	if needPublic && len(c.Keys.Public) == 0 && c.Keys.Cosign == "" {
 		ps.add("keys.public", "must be set: a destination has requireSignature: true")
 	}
 }

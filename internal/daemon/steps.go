@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/sigstore/sigstore/pkg/signature"
+
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/kube"
 	"github.com/promoter-dev/promoter/internal/promote"
@@ -20,7 +22,7 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign
 	for _, p := range cfg.Pipelines {
 		needSign = needSign || p.Sign
 	}
-	kc, err := kube.ForKeys("promoter", cfg.Keys.Cosign, cfg.Keys.Public)
+	kc, err := kube.ForKeys("promoter", append([]string{cfg.Keys.Cosign}, cfg.Keys.Public...)...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -41,16 +43,18 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign
 		if signer, err = sign.NewSigner(key, o.registry, sign.WithFormat(format), sign.WithLogger(o.log), sign.WithMetrics(o.metrics)); err != nil {
 			return nil, nil, fmt.Errorf("keys.cosign: %w", err)
 		}
-		if verifier, err = sign.NewVerifier(key, o.registry); err != nil {
+		if verifier, err = sign.NewVerifier(o.registry, key); err != nil {
 			return nil, nil, fmt.Errorf("keys.cosign: %w", err)
 		}
 	}
-	if cfg.Keys.Public != "" {
-		pub, err := sign.LoadVerifier(ctx, cfg.Keys.Public, kc)
-		if err != nil {
-			return nil, nil, fmt.Errorf("keys.public: %w", err)
+	if len(cfg.Keys.Public) > 0 {
+		pubs := make([]signature.Verifier, len(cfg.Keys.Public))
+		for i, ref := range cfg.Keys.Public {
+			if pubs[i], err = sign.LoadVerifier(ctx, ref, kc); err != nil {
+				return nil, nil, fmt.Errorf("keys.public[%d]: %w", i, err)
+			}
 		}
-		if verifier, err = sign.NewVerifier(pub, o.registry); err != nil {
+		if verifier, err = sign.NewVerifier(o.registry, pubs...); err != nil {
 			return nil, nil, fmt.Errorf("keys.public: %w", err)
 		}
 	}

@@ -53,7 +53,7 @@ func TestStartRefusesUnusableKeys(t *testing.T) {
 		{"missing key file", func(c *config.Config) { c.Keys = config.Keys{Cosign: filepath.Join(dir, "nope.key")} }, "keys.cosign"},
 		{"gate without any key", func(c *config.Config) { c.Pipelines[0].Sign = false; c.Pipelines[0].Promote[0].RequireSignature = true }, "requireSignature"},
 		{"unknown format", func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "right"}; c.Sign.Format = "pgp" }, "sign.format"},
-		{"bad public key", func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "right", Public: key} }, "keys.public"},
+		{"bad public key", func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "right", Public: []string{key}} }, "keys.public[0]"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,7 +66,7 @@ func TestStartRefusesUnusableKeys(t *testing.T) {
 			}
 		})
 	}
-	ok := withPipeline(func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "right", Public: pubKey} })
+	ok := withPipeline(func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "right", Public: []string{pubKey}} })
 	o, err := newOptions(nil)
 	if err != nil {
 		t.Fatal(err)

@@ -334,7 +334,7 @@ func (e *env) demo(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := sign.NewVerifier(key, registry.Client{})
+	v, err := sign.NewVerifier(registry.Client{}, key)
 	if err != nil {
 		return err
 	}

@@ -169,7 +169,7 @@ func signer(k keys, f sign.Format) *sign.Signer {
 }
 
 func verifier(k keys) *sign.Verifier {
-	v, err := sign.NewVerifier(k.verifier, registry.Client{})
+	v, err := sign.NewVerifier(registry.Client{}, k.verifier)
 	if err != nil {
 		panic(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/testenv"
 )
@@ -67,6 +68,42 @@ func TestSignThenVerify(t *testing.T) {
 				t.Errorf("attestation manifest has %d signatures, want 0", n)
 			}
 		})
+	}
+}
+
+// TestVerifyDuringAKeyRotation: revisions signed by the old key and by the new one both
+// verify while both public keys are listed; neither key alone vouches for the other's.
+func TestVerifyDuringAKeyRotation(t *testing.T) {
+	reg := testenv.StartRegistry(t)
+	old, cur := newKeys(t, "a"), newKeys(t, "b")
+	ctx := context.Background()
+	for _, f := range formats {
+		t.Run(string(f), func(t *testing.T) {
+			before, after := pushIndex(t, reg.Host+"/acme/before-"+string(f)), pushIndex(t, reg.Host+"/acme/after-"+string(f))
+			if _, err := signer(old, f).Sign(ctx, before.tag); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := signer(cur, f).Sign(ctx, after.tag); err != nil {
+				t.Fatal(err)
+			}
+			both, err := sign.NewVerifier(registry.Client{}, old.verifier, cur.verifier)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []string{before.tag, after.tag} {
+				if checked, err := both.Verify(ctx, p); err != nil || len(checked) != 3 {
+					t.Errorf("Verify(%s) with both keys: %v, %+v; want the index and both children", p, err, checked)
+				}
+			}
+			_, err = verifier(cur).Verify(ctx, before.tag)
+			var verr *sign.VerifyError
+			if !errors.As(err, &verr) || !errors.Is(err, sign.ErrBadSignature) {
+				t.Errorf("the new key alone verified the old key's signature: %v", err)
+			}
+		})
+	}
+	if _, err := sign.NewVerifier(registry.Client{}); err == nil {
+		t.Error("NewVerifier without a key: got no error")
 	}
 }
 

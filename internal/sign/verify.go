@@ -4,26 +4,33 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/promoter-dev/promoter/internal/registry"
 )
 
-// Verifier checks signatures offline with a public key: no transparency log, no
+// Verifier checks signatures offline with public keys: no transparency log, no
 // certificate authority, only the registry holding the image and its signatures.
 type Verifier struct {
-	key signature.Verifier
-	reg registry.Client
+	keys []signature.Verifier
+	reg  registry.Client
 }
 
-// NewVerifier verifies with the public key key (LoadVerifier loads one), reading images and
-// signatures through reg.
-func NewVerifier(key signature.Verifier, reg registry.Client) (*Verifier, error) {
-	if key == nil {
+// NewVerifier verifies with the public keys keys (LoadVerifier loads one), reading images
+// and signatures through reg. A digest verifies when any one of the keys signed it, so
+// during a key rotation both the old and the new public key are listed.
+func NewVerifier(reg registry.Client, keys ...signature.Verifier) (*Verifier, error) {
+	if len(keys) == 0 {
 		return nil, errors.New("verifying: no public key loaded")
 	}
-	return &Verifier{key: key, reg: reg}, nil
+	for i, k := range keys {
+		if k == nil {
+			return nil, fmt.Errorf("verifying: public key %d is not loaded", i+1)
+		}
+	}
+	return &Verifier{keys: keys, reg: reg}, nil
 }
 
 // Checked reports one verified digest.
@@ -66,20 +73,29 @@ func (v *Verifier) verifyOne(ctx context.Context, t target) (Format, error) {
 	var stored int
 	var other, reason string
 	for _, f := range []Format{FormatBundle, FormatLegacy} {
-		c, err := lookup(ctx, v.reg, v.key, t, f)
-		if err != nil {
-			return "", fmt.Errorf("verifying %s: %w", t.digest, err)
+		// The signatures stored are the same whichever key checks them: count them once.
+		inFormat := 0
+		for _, key := range v.keys {
+			c, err := lookup(ctx, v.reg, key, t, f)
+			if err != nil {
+				return "", fmt.Errorf("verifying %s: %w", t.digest, err)
+			}
+			if c.ok {
+				return f, nil
+			}
+			inFormat = max(inFormat, c.stored)
+			if c.other != "" {
+				other = c.other
+			}
+			if c.reason != "" {
+				reason = c.reason
+			}
 		}
-		if c.ok {
-			return f, nil
-		}
-		stored += c.stored
-		if c.other != "" {
-			other = c.other
-		}
-		if c.reason != "" {
-			reason = c.reason
-		}
+		stored += inFormat
+	}
+	keys := "this public key"
+	if len(v.keys) > 1 {
+		keys = fmt.Sprintf("any of these %d public keys", len(v.keys))
 	}
 	e := &VerifyError{Digest: t.digest.DigestStr(), Platform: t.platform}
 	repo := t.digest.Context().String()
@@ -90,11 +106,11 @@ func (v *Verifier) verifyOne(ctx context.Context, t target) (Format, error) {
 			repo, sigTagName(t), t.digest)
 	case other != "":
 		e.Err = ErrWrongDigest
-		e.Detail = fmt.Sprintf("a signature by this key names %s: it was copied from another image; sign this digest with `promoter sign`", other)
+		e.Detail = fmt.Sprintf("a signature by %s names %s: it was copied from another image; sign this digest with `promoter sign`", strings.TrimPrefix(keys, "any of "), other)
 	default:
 		e.Err = ErrBadSignature
-		e.Detail = fmt.Sprintf("%d signature(s) found in %s, none verifies with this public key (%s); check that the key is the public half of the signing key, or re-sign",
-			stored, repo, reason)
+		e.Detail = fmt.Sprintf("%d signature(s) found in %s, none verifies with %s (%s); check that the key is the public half of the signing key, or re-sign",
+			stored, repo, keys, reason)
 	}
 	return "", e
 }

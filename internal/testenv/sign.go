@@ -22,7 +22,7 @@ func Signer(t testing.TB, key signature.SignerVerifier) *sign.Signer {
 // Verifier verifies with key through the default registry client.
 func Verifier(t testing.TB, key signature.Verifier) *sign.Verifier {
 	t.Helper()
-	v, err := sign.NewVerifier(key, registry.Client{})
+	v, err := sign.NewVerifier(registry.Client{}, key)
 	if err != nil {
 		t.Fatal(err)
 	}
