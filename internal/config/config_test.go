@@ -375,3 +375,34 @@ func TestMergeOnlyPipelines(t *testing.T) {
 		})
 	}
 }
+
+// TestKeysPublicTakesOneKeyOrSeveral: keys.public is a list, and one key (what configs
+// written before the rotation support hold, and what the chart renders) still loads.
+func TestKeysPublicTakesOneKeyOrSeveral(t *testing.T) {
+	tests := []struct {
+		name, yaml, env string
+		want            []string
+	}{
+		{name: "one key", yaml: "public: /k/cosign.pub", want: []string{"/k/cosign.pub"}},
+		{name: "a list", yaml: "public: [/k/old.pub, /k/new.pub]", want: []string{"/k/old.pub", "/k/new.pub"}},
+		{name: "the environment, comma-separated", env: "/a.pub,/b.pub", want: []string{"/a.pub", "/b.pub"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			keys := "keys: {cosign: /k/cosign.key}\n"
+			if tt.yaml != "" {
+				keys = "keys: {cosign: /k/cosign.key, " + tt.yaml + "}\n"
+			}
+			if tt.env != "" {
+				t.Setenv("PROMOTER_KEYS_PUBLIC", tt.env)
+			}
+			c, err := loadYAML(t, "auth: {insecureNoAuth: true}\n"+keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, c.Keys.Public); diff != "" {
+				t.Errorf("keys.public (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
