@@ -130,7 +130,7 @@ pipelines:
 func wantKept(t *testing.T, d *runningDaemon, kept map[string]float64) {
 	t.Helper()
 	for source, want := range kept {
-		if n := testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues(source, "push", "kept")); n != want {
+		if n := testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues(source, "push", "kept", "")); n != want {
 			t.Errorf("promoter_events_received_total{source=%q,action=push,outcome=kept} = %v, want %v", source, n, want)
 		}
 	}
@@ -257,13 +257,112 @@ func TestCloudNotificationsDriveTheChain(t *testing.T) {
 // ones the merger read from the registry.
 func TestQuayNotificationsDriveTheChain(t *testing.T) {
 	const quayToken = "e2e-quay-token"
-	quay := func(t *testing.T, d *runningDaemon, host, tag, _ string) {
-		n := vendorFixture(t, "quay", "push.json")
-		n["docker_url"], n["repository"], n["updated_tags"] = host+"/acme/web", "acme/web", []string{tag}
-		postEvent(t, d.URL+"/v1/events/registry/quay?token="+quayToken, n, http.Header{"Content-Type": {"application/json"}})
+	quay := func(file, scheme string) announcer {
+		return func(t *testing.T, d *runningDaemon, host, tag, _ string) {
+			n := vendorFixture(t, "quay", file)
+			n["docker_url"], n["repository"], n["updated_tags"] = scheme+host+"/acme/web", "acme/web", []string{tag}
+			postEvent(t, d.URL+"/v1/events/registry/quay?token="+quayToken, n, http.Header{"Content-Type": {"application/json"}})
+		}
 	}
-	d := vendorChain(t, yamlf("\tquay: {token: %s}", quayToken), quay, quay)
+	// The arm64 notification's docker_url has a scheme, as some Quay installations send it.
+	d := vendorChain(t, yamlf("\tquay: {token: %s}", quayToken), quay("push.json", ""), quay("push-https-docker-url.json", "https://"))
 	wantKept(t, d, map[string]float64{"quay": 2})
+}
+
+// TestEventGridSchemasDriveTheChain: Azure Event Grid in its own schema, with the ACR
+// event as a JSON-encoded string, announces the amd64 image on the ACR endpoint (after the
+// subscription validation handshake); in the CloudEvents schema, data again a string, the
+// arm64 image on the CloudEvents endpoint (vendorChain).
+func TestEventGridSchemasDriveTheChain(t *testing.T) {
+	const acrToken, cloudEventsToken = "e2e-acr-token", "e2e-cloudevents-token"
+	stringData := func(t *testing.T, data map[string]any) string {
+		b, err := json.Marshal(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	eventGrid := func(t *testing.T, d *runningDaemon, host, tag, digest string) {
+		validation := readFixture[[]map[string]any](t, "acr", "eventgrid-subscription-validation.json")
+		code := validation[0]["data"].(map[string]any)["validationCode"].(string)
+		if got := postJSON(t, d.URL+"/v1/events/registry/acr", validation, http.Header{"Content-Type": {"application/json"}, "Aeg-Event-Type": {"SubscriptionValidation"}}); got["validationResponse"] != code {
+			t.Fatalf("validation answered %v, want validationResponse %s", got, code)
+		}
+		batch := readFixture[[]map[string]any](t, "acr", "eventgrid-schema-string-data.json")
+		var data map[string]any
+		if err := json.Unmarshal([]byte(batch[0]["data"].(string)), &data); err != nil {
+			t.Fatal(err)
+		}
+		acrTarget(data, host, tag, digest)
+		batch[0]["subject"], batch[0]["data"] = "acme/web:"+tag, stringData(t, data)
+		postEvent(t, d.URL+"/v1/events/registry/acr", batch,
+			http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + acrToken}, "Aeg-Event-Type": {"Notification"}})
+	}
+	cloudEvents := func(t *testing.T, d *runningDaemon, host, tag, digest string) {
+		batch := readFixture[[]map[string]any](t, "acr", "eventgrid-cloudevent-string-data.json")
+		var data map[string]any
+		if err := json.Unmarshal([]byte(batch[0]["data"].(string)), &data); err != nil {
+			t.Fatal(err)
+		}
+		acrTarget(data, host, tag, digest)
+		batch[0]["subject"], batch[0]["data"] = "acme/web:"+tag, stringData(t, data)
+		postEvent(t, d.URL+"/v1/events/registry/cloudevents", batch,
+			http.Header{"Content-Type": {"application/cloudevents-batch+json; charset=utf-8"}, "Authorization": {"Bearer " + cloudEventsToken}})
+	}
+	d := vendorChain(t, yamlf("\tacr: {token: %s}\n\tcloudevents: {token: %s}", acrToken, cloudEventsToken), eventGrid, cloudEvents)
+	wantKept(t, d, map[string]float64{"acr": 1, "cloudevents": 1})
+	if n := testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues("acr", "validation", "ignored", "handshake")); n != 1 {
+		t.Errorf(`promoter_events_received_total{source="acr",action="validation",outcome="ignored",reason="handshake"} = %v, want 1`, n)
+	}
+}
+
+// TestHarbor1AndRelayedPubSubDriveTheChain: Harbor 1.x's pushImage announces the amd64
+// image, a Pub/Sub push relayed without its messageId the arm64 image (vendorChain).
+func TestHarbor1AndRelayedPubSubDriveTheChain(t *testing.T) {
+	const harborToken, garToken = "e2e-harbor-token", "e2e-gar-token"
+	harbor := func(t *testing.T, d *runningDaemon, host, tag, digest string) {
+		e := vendorFixture(t, "harbor", "push-image-v1.json")
+		e["occur_at"] = time.Now().Unix()
+		data := e["event_data"].(map[string]any)
+		data["resources"] = []any{map[string]any{"digest": digest, "tag": tag, "resource_url": host + "/acme/web:" + tag}}
+		postEvent(t, d.URL+"/v1/events/registry/harbor", e, http.Header{"Content-Type": {"application/json"}, "Authorization": {harborToken}})
+	}
+	gar := func(t *testing.T, d *runningDaemon, host, tag, digest string) {
+		notification, err := json.Marshal(map[string]string{
+			"action": "INSERT", "digest": host + "/acme/web@" + digest, "tag": host + "/acme/web:" + tag,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		push := vendorFixture(t, "gar", "push-no-message-id.json")
+		m := push["message"].(map[string]any)
+		m["data"] = base64.StdEncoding.EncodeToString(notification)
+		m["publishTime"] = time.Now().UTC().Format(time.RFC3339Nano)
+		postEvent(t, d.URL+"/v1/events/registry/gar?token="+garToken, push, http.Header{"Content-Type": {"application/json"}})
+	}
+	d := vendorChain(t, yamlf("\tharbor: {token: %s}\n\tgar: {token: %s}", harborToken, garToken), harbor, gar)
+	wantKept(t, d, map[string]float64{"harbor": 1, "gar": 1})
+}
+
+// postJSON posts body and decodes a 200 answer's JSON object.
+func postJSON(t *testing.T, url string, body any, header http.Header) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
+	req.Header = header
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %s %v (%v)", url, resp.Status, got, err)
+	}
+	return got
 }
 
 func basicCredentials(user, password string) string {

@@ -49,19 +49,36 @@ func decodeACREvent(data []byte, what string) (acrEvent, error) {
 // is ignored by classifyPush.
 func (e acrEvent) push() imagePush {
 	return imagePush{
-		id: e.ID, host: e.Request.Host, repo: e.Target.Repository, tag: e.Target.Tag,
+		id: e.ID, host: hostField(e.Request.Host), repo: e.Target.Repository, tag: e.Target.Tag,
 		digest: e.Target.Digest, mediaType: e.Target.MediaType, at: e.Timestamp,
 	}
 }
 
-// decodeACR reads POST /v1/events/registry/acr: ACR webhooks, authenticated by the custom
-// header the webhook is configured with (Authorization: Bearer <auth.acr.token>).
+// decodeACR reads POST /v1/events/registry/acr, authenticated by the custom header the
+// webhook or the Event Grid subscription is configured with (Authorization: Bearer
+// <auth.acr.token>). It takes every way ACR reports a push: a registry webhook (one JSON
+// object), and Event Grid's deliveries in either event schema, its own (a JSON array of
+// Event Grid events, classifyEventGrid) or CloudEvents 1.0 (classifyCloudEvents).
 func (r *Receiver) decodeACR(w http.ResponseWriter, req *http.Request) ([]registryOutcome, error) {
-	if err := checkToken(req, r.secrets.ACRToken, "auth.acr.token", "Azure Container Registry webhooks"); err != nil {
+	const what = "Azure Container Registry events"
+	if r.secrets.ACRToken == "" {
+		return nil, checkToken(req, "", "auth.acr.token", what)
+	}
+	authenticate := func() error { return checkToken(req, r.secrets.ACRToken, "auth.acr.token", what) }
+	body, err := readBody(w, req, r.maxBody, jsonMediaType, cloudEventsMediaType, cloudEventsBatchMediaType)
+	if err != nil {
 		return nil, err
 	}
-	body, err := readBody(w, req, r.maxBody, jsonMediaType)
-	if err != nil {
+	if mediaType(req) != jsonMediaType {
+		if err := authenticate(); err != nil {
+			return nil, err
+		}
+		return r.classifyCloudEvents("acr", req, body)
+	}
+	if isJSONArray(body) {
+		return r.classifyEventGrid(w, "acr", body, authenticate)
+	}
+	if err := authenticate(); err != nil {
 		return nil, err
 	}
 	e, err := decodeACREvent(body, "ACR webhook payload")
@@ -69,31 +86,45 @@ func (r *Receiver) decodeACR(w http.ResponseWriter, req *http.Request) ([]regist
 		return nil, err
 	}
 	if e.Action != acrImagePush {
-		return []registryOutcome{{action: acrAction(e.Action)}}, nil
+		return []registryOutcome{ignored(acrAction(e.Action), notPushReason(acrAction(e.Action)))}, nil
 	}
 	return r.classifyAll("acr", []imagePush{e.push()})
 }
 
-// acrImagePushed is the Event Grid event type of an ACR image push, delivered to the
-// CloudEvents receiver (cloudEventPushes).
+// acrImagePushed is the Event Grid event type of an ACR image push, delivered in the
+// CloudEvents schema (cloudEventPushes) or in Event Grid's own (classifyEventGrid).
 const acrImagePushed = "Microsoft.ContainerRegistry.ImagePushed"
 
-// acrCloudEventPushes decodes the data of an acrImagePushed CloudEvent. The push keeps the
-// ACR event's own id, as the webhook does; the CloudEvent's id names it only when the
-// data has none.
+// acrEventTypes is the prefix of every ACR event type on Event Grid (ImageDeleted,
+// ChartPushed, ChartDeleted, ...): those other than acrImagePushed are no push.
+const acrEventTypes = "Microsoft.ContainerRegistry."
+
+// acrCloudEventPushes decodes the data of an acrImagePushed CloudEvent (acrEventGridPush).
 func acrCloudEventPushes(e cloudEvent) ([]imagePush, error) {
-	d, err := decodeACREvent(e.Data, "the data of "+e.Type+" event "+e.ID)
+	p, err := acrEventGridPush(e.ID, e.Type, e.Time, e.Data)
 	if err != nil {
 		return nil, err
 	}
+	return []imagePush{p}, nil
+}
+
+// acrEventGridPush decodes the data of an acrImagePushed event, in either Event Grid
+// schema (data already unwrapped from a JSON string, eventData). The push keeps the ACR
+// event's own id, as the webhook does; the Event Grid event's id names it only when the
+// data has none.
+func acrEventGridPush(id, eventType string, at time.Time, data []byte) (imagePush, error) {
+	d, err := decodeACREvent(data, "the data of "+eventType+" event "+id)
+	if err != nil {
+		return imagePush{}, err
+	}
 	p := d.push()
 	if p.id == "" {
-		p.id = e.ID
+		p.id = id
 	}
 	if p.at.IsZero() {
-		p.at = e.Time
+		p.at = at
 	}
-	return []imagePush{p}, nil
+	return p, nil
 }
 
 // acrAction bounds the metric label to ACR's webhook actions.

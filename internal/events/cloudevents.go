@@ -1,8 +1,10 @@
 package events
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -83,25 +85,27 @@ func (r *Receiver) decodeCloudEvents(w http.ResponseWriter, req *http.Request) (
 	return r.classifyCloudEvents("cloudevents", req, body)
 }
 
-// cloudEventsValidation answers the abuse-protection handshake of CloudEvents' "HTTP 1.1
-// Web Hooks for Event Delivery" (section 4), which Azure Event Grid sends before it
-// delivers CloudEvents to an endpoint: an OPTIONS request naming the sender in
+// webhookValidation answers the abuse-protection handshake of CloudEvents' "HTTP 1.1 Web
+// Hooks for Event Delivery" (section 4), which Azure Event Grid sends before it delivers
+// CloudEvents to an endpoint: an OPTIONS request naming the sender in
 // WebHook-Request-Origin, granted by echoing it in WebHook-Allowed-Origin. The handshake
-// only says the endpoint wants events; every event is still authenticated by
-// auth.cloudevents.token, and while that is unset the endpoint wants none.
-func (r *Receiver) cloudEventsValidation(w http.ResponseWriter, req *http.Request) {
-	if r.secrets.CloudEventsToken == "" {
-		fail(w, reject(http.StatusUnauthorized, "CloudEvents are disabled: set auth.cloudevents.token"))
-		return
+// only says the endpoint wants events; every event is still authenticated by token
+// (configKey), and while that is unset the endpoint wants none.
+func (r *Receiver) webhookValidation(token, configKey, what string) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		if token == "" {
+			fail(w, reject(http.StatusUnauthorized, "%s are disabled: set %s", what, configKey))
+			return
+		}
+		origin := req.Header.Get("WebHook-Request-Origin")
+		if origin == "" {
+			fail(w, reject(http.StatusBadRequest, "not a CloudEvents webhook validation request: no WebHook-Request-Origin header"))
+			return
+		}
+		w.Header().Set("Allow", "OPTIONS, POST")
+		w.Header().Set("WebHook-Allowed-Origin", origin)
+		w.WriteHeader(http.StatusOK)
 	}
-	origin := req.Header.Get("WebHook-Request-Origin")
-	if origin == "" {
-		fail(w, reject(http.StatusBadRequest, "not a CloudEvents webhook validation request: no WebHook-Request-Origin header"))
-		return
-	}
-	w.Header().Set("Allow", "OPTIONS, POST")
-	w.Header().Set("WebHook-Allowed-Origin", origin)
-	w.WriteHeader(http.StatusOK)
 }
 
 // classifyCloudEvents decodes a request's events, in whichever mode they came, and
@@ -115,13 +119,16 @@ func (r *Receiver) classifyCloudEvents(source string, req *http.Request, body []
 	for _, e := range events {
 		pushes, ok := cloudEventPushes[e.Type]
 		if !ok {
-			out = append(out, registryOutcome{action: "other"})
+			out = append(out, ignored("other", cloudEventReason(e.Type)))
 			continue
 		}
 		if len(e.Data) == 0 && e.DataBase64 != "" {
 			if e.Data, err = base64.StdEncoding.DecodeString(e.DataBase64); err != nil {
 				return nil, reject(http.StatusBadRequest, "event %s: data_base64: %v", e.ID, err)
 			}
+		}
+		if e.Data, err = eventData(e.Data); err != nil {
+			return nil, reject(http.StatusBadRequest, "event %s: %v", e.ID, err)
 		}
 		ps, err := pushes(e)
 		if err != nil {
@@ -134,6 +141,34 @@ func (r *Receiver) classifyCloudEvents(source string, req *http.Request, body []
 		out = append(out, kept...)
 	}
 	return out, nil
+}
+
+// cloudEventReason is why an event of a type cloudEventPushes does not read is ignored: a
+// known registry's other events (pulls, deletes, scans) are not_a_push, anything else
+// unknown_type.
+func cloudEventReason(eventType string) string {
+	for _, prefix := range []string{"harbor.", "zotregistry.", acrEventTypes} {
+		if strings.HasPrefix(eventType, prefix) {
+			return reasonNotAPush
+		}
+	}
+	return reasonUnknownType
+}
+
+// eventData is an event's data as JSON. Event Grid delivers the data of Azure's events as
+// a JSON-encoded string rather than an object (its SDKs decode it twice), in its own
+// schema and in CloudEvents; such a string is decoded once more, anything else is returned
+// as it is.
+func eventData(data json.RawMessage) ([]byte, error) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 || trimmed[0] != '"' {
+		return data, nil
+	}
+	var s string
+	if err := json.Unmarshal(trimmed, &s); err != nil {
+		return nil, fmt.Errorf("data: %v", err)
+	}
+	return []byte(s), nil
 }
 
 // decodeCloudEvents reads the events of a request: one structured event, a batch, or one

@@ -50,14 +50,19 @@ func (r *Receiver) decodeECR(w http.ResponseWriter, req *http.Request) ([]regist
 	}
 	d := e.Detail
 	if e.DetailType != ecrImageAction {
-		return []registryOutcome{{action: "other"}}, nil // scans, pull-through cache, replication
+		return []registryOutcome{ignored("other", reasonNotAPush)}, nil // scans, pull-through cache, replication
 	}
-	if d.ActionType != ecrPush || d.Result != ecrSuccess {
-		return []registryOutcome{{action: ecrAction(d.ActionType)}}, nil // deletes and failed pushes
+	if d.ActionType != ecrPush {
+		return []registryOutcome{ignored(ecrAction(d.ActionType), notPushReason(ecrAction(d.ActionType)))}, nil // deletes
+	}
+	if d.Result != ecrSuccess {
+		return []registryOutcome{ignored("push", reasonPushFailed)}, nil
 	}
 	if d.RepositoryName == "" {
 		return nil, reject(http.StatusBadRequest, "ECR event %s: push without detail.repository-name", e.ID)
 	}
+	// The event names no host: its account and region do (ecrHost), and stagingFor holds
+	// an ECR pipeline to exactly that registry.
 	return r.classifyAll("ecr", []imagePush{{
 		id: e.ID, host: ecrHost(e.Account, e.Region), repo: d.RepositoryName,
 		tag: d.ImageTag, digest: d.ImageDigest, at: e.Time,

@@ -112,6 +112,61 @@ func TestRegistryFormatsKeepArchTagPushes(t *testing.T) {
 				Digest: "sha256:e29fc9dc69e0e30cac786320c978cd66b3f40eeac759fc7b2c5a24baf44bce6d", Timestamp: time.Date(2026, 12, 2, 5, 0, 5, 0, time.UTC)},
 		},
 		{
+			// Harbor 1.x: the Default format's envelope under the type pushImage.
+			name: "Harbor 1.x pushImage", path: "/v1/events/registry/harbor", file: "harbor/push-image-v1.json", source: "harbor",
+			header: http.Header{"Content-Type": {"application/json"}, "Authorization": {harborToken}},
+			want: types.RegistryPush{Pipeline: "web", Revision: "abc123", Tag: "abc123-amd64", Platform: types.MustPlatform("linux/amd64"),
+				Digest: "sha256:1dffc1c2e037b602b1e7e42c318b6ca74d21002e6f32115de009d8d216e1a44e", Timestamp: time.Unix(1764651600, 0).UTC()},
+		},
+		{
+			name: "Harbor's CloudEvent with data as a JSON string", path: "/v1/events/registry/harbor", body: stringData(t, readTestdata(t, "harbor", "push-cloudevents.json")), source: "harbor",
+			header: http.Header{"Content-Type": {cloudEventsMediaType}, "Authorization": {"Bearer " + harborToken}},
+			want: types.RegistryPush{ID: "4b2f89a6-548d-4c12-9993-a1f5790b97d2/0", Pipeline: "web", Revision: "abc123", Tag: "abc123-amd64",
+				Platform: types.MustPlatform("linux/amd64"), Digest: "sha256:1dffc1c2e037b602b1e7e42c318b6ca74d21002e6f32115de009d8d216e1a44e",
+				Timestamp: time.Date(2025, 12, 2, 5, 0, 0, 0, time.UTC)},
+		},
+		{
+			name: "ACR through Event Grid, CloudEvents batch with data as a JSON string", path: "/v1/events/registry/cloudevents", file: "acr/eventgrid-cloudevent-string-data.json", source: "cloudevents",
+			header: http.Header{"Content-Type": {cloudEventsBatchMediaType + "; charset=utf-8"}, "Authorization": {"Bearer " + cloudEventsToken}},
+			want:   eventGridPush,
+		},
+		{
+			name: "ACR through Event Grid, CloudEvents batch on the ACR endpoint", path: "/v1/events/registry/acr", file: "acr/eventgrid-cloudevent-string-data.json", source: "acr",
+			header: http.Header{"Content-Type": {cloudEventsBatchMediaType + "; charset=utf-8"}, "Authorization": {"Bearer " + acrToken}},
+			want:   eventGridPush,
+		},
+		{
+			name: "ACR through Event Grid, Event Grid schema", path: "/v1/events/registry/acr", file: "acr/eventgrid-schema-image-pushed.json", source: "acr",
+			header: jsonHeader("Bearer " + acrToken), want: eventGridPush,
+		},
+		{
+			name: "ACR through Event Grid, Event Grid schema with data as a JSON string", path: "/v1/events/registry/acr", file: "acr/eventgrid-schema-string-data.json", source: "acr",
+			header: jsonHeader("Bearer " + acrToken),
+			want: types.RegistryPush{ID: "1382c70d-30dc-4478-832c-723a6fc39f2d", Pipeline: "web", Revision: "abc123", Tag: "abc123-amd64",
+				Platform: types.MustPlatform("linux/amd64"), Digest: "sha256:90659bf80b44ce6be8234e6ff90a1ac34acbeb826903b02cfa0da11c82cbc042",
+				MediaType: "application/vnd.docker.distribution.manifest.v2+json", Timestamp: time.Date(2026, 12, 2, 5, 0, 2, 856128158, time.UTC)},
+		},
+		{
+			name: "Zot's event as a structured CloudEvent with data as a JSON string", path: "/v1/events/registry/cloudevents", body: zotStructured(t, true), source: "cloudevents",
+			header: http.Header{"Content-Type": {cloudEventsMediaType}, "Authorization": {"Bearer " + cloudEventsToken}},
+			want: types.RegistryPush{ID: "6b0b0e5c-2f7e-4f3f-9a34-0c6ad8f1f3b1", Pipeline: "web", Revision: "abc123", Tag: "abc123-arm64",
+				Platform: types.MustPlatform("linux/arm64"), Digest: "sha256:2e7a9a6e9b3b1bcd1a0ef8b73b4f7d5e7c0b0a4c0f0e35f2f5b1c0d9a8e7f6a5",
+				MediaType: "application/vnd.oci.image.manifest.v1+json", Timestamp: time.Date(2025, 12, 2, 5, 0, 1, 123456789, time.UTC)},
+		},
+		{
+			// A relay that forwards the message without its messageId: the id is derived.
+			name: "Artifact Registry through a Pub/Sub push without messageId", path: "/v1/events/registry/gar?token=" + garToken, file: "gar/push-no-message-id.json", source: "gar",
+			header: http.Header{"Content-Type": {"application/json"}},
+			want: types.RegistryPush{Pipeline: "images", Revision: "abc123", Tag: "abc123-amd64", Platform: types.MustPlatform("linux/amd64"),
+				Digest: "sha256:f375f066c21edfed81da6f70ccfc850e480c2b30163baf3a1e754530a39d7b6e", Timestamp: time.Date(2026, 12, 2, 5, 0, 4, 328000000, time.UTC)},
+		},
+		{
+			name: "Quay, docker_url with a scheme", path: "/v1/events/registry/quay?token=" + quayToken, file: "quay/push-https-docker-url.json", source: "quay",
+			header: http.Header{"Content-Type": {"application/json"}},
+			want: types.RegistryPush{Pipeline: "web", Revision: "abc123", Tag: "abc123-amd64", Platform: types.MustPlatform("linux/amd64"),
+				Timestamp: testNow.Truncate(time.Minute)},
+		},
+		{
 			// No digest: the merger reads it from the registry. No time: the receiver's clock.
 			name: "Quay, token in the URL", path: "/v1/events/registry/quay?token=" + quayToken, file: "quay/push.json", source: "quay",
 			header: http.Header{"Content-Type": {"application/json"}},
@@ -157,6 +212,57 @@ func TestRegistryFormatsKeepArchTagPushes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stringData returns a structured CloudEvent (or a batch of them) with each event's data
+// encoded once more as a JSON string, as Event Grid delivers it.
+func stringData(t *testing.T, body []byte) []byte {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatal(err)
+	}
+	events, batch := v.([]any)
+	if !batch {
+		events = []any{v}
+	}
+	for _, e := range events {
+		m := e.(map[string]any)
+		data, err := json.Marshal(m["data"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		m["data"] = string(data)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// zotStructured is Zot's binary-mode fixture as one structured CloudEvent; asString
+// encodes its data as a JSON string.
+func zotStructured(t *testing.T, asString bool) []byte {
+	t.Helper()
+	var data map[string]any
+	if err := json.Unmarshal(readTestdata(t, "cloudevents", "zot-image-updated.json"), &data); err != nil {
+		t.Fatal(err)
+	}
+	e := map[string]any{"data": data}
+	for k, v := range headersOf(t, "cloudevents", "zot-image-updated.headers.json") {
+		if name, ok := strings.CutPrefix(strings.ToLower(k), "ce-"); ok {
+			e[name] = v[0]
+		}
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asString {
+		return stringData(t, b)
+	}
+	return b
 }
 
 func jsonHeader(auth string) http.Header {

@@ -14,6 +14,9 @@ import (
 // message and the subscription.
 type (
 	pubsubPush struct {
+		// Action is set when the body is a notification without its envelope (a
+		// subscription with payload unwrapping on).
+		Action  string `json:"action"`
 		Message *struct {
 			Data        string    `json:"data"`
 			MessageID   string    `json:"messageId"`
@@ -43,24 +46,36 @@ func (r *Receiver) decodeGAR(w http.ResponseWriter, req *http.Request) ([]regist
 	if err != nil {
 		return nil, err
 	}
-	if env.Message == nil || env.Message.MessageID == "" {
-		return nil, reject(http.StatusBadRequest, `decoding Pub/Sub push: no "message" with a "messageId"; turn payload unwrapping off on the push subscription`)
+	if env.Message == nil {
+		if env.Action != "" {
+			return nil, reject(http.StatusBadRequest, `decoding Pub/Sub push: no "message", and the body is an Artifact Registry notification itself: turn payload unwrapping off on the push subscription`)
+		}
+		return nil, reject(http.StatusBadRequest, `decoding Pub/Sub push: no "message"; send the push request as Pub/Sub makes it ({"message": {"data": ..., "messageId": ...}, "subscription": ...})`)
 	}
 	m := env.Message
+	// A relay that forwards the message without its messageId leaves the push to be named
+	// by what it says (derivedID), as Harbor's and Quay's are.
+	name := "Pub/Sub message " + m.MessageID
+	if m.MessageID == "" {
+		name = "Pub/Sub message without messageId"
+	}
+	if m.Data == "" {
+		return nil, reject(http.StatusBadRequest, "%s has no data", name)
+	}
 	data, err := base64.StdEncoding.DecodeString(m.Data)
 	if err != nil {
-		return nil, reject(http.StatusBadRequest, "Pub/Sub message %s: data is not base64: %v", m.MessageID, err)
+		return nil, reject(http.StatusBadRequest, "%s: data is not base64: %v", name, err)
 	}
 	var n garNotification
 	if err := decodeJSON(data, &n, false); err != nil {
-		return nil, reject(http.StatusBadRequest, "Pub/Sub message %s: decoding Artifact Registry notification: %v", m.MessageID, err)
+		return nil, reject(http.StatusBadRequest, "%s: decoding Artifact Registry notification: %v", name, err)
 	}
 	if n.Action != garInsert {
-		return []registryOutcome{{action: garAction(n.Action)}}, nil
+		return []registryOutcome{ignored(garAction(n.Action), notPushReason(garAction(n.Action)))}, nil
 	}
 	p, err := n.push()
 	if err != nil {
-		return nil, reject(http.StatusBadRequest, "Pub/Sub message %s: %v", m.MessageID, err)
+		return nil, reject(http.StatusBadRequest, "%s: %v", name, err)
 	}
 	p.id, p.at = m.MessageID, m.PublishTime
 	return r.classifyAll("gar", []imagePush{p})
@@ -99,10 +114,7 @@ func splitReference(ref string) (host, repo, tagOrDigest string) {
 	} else if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
 		name, tagOrDigest = ref[:i], ref[i+1:]
 	}
-	host, repo = urlHost(name), name
-	if host != "" {
-		repo = strings.TrimPrefix(name, host+"/")
-	}
+	host, repo = hostAndPath(name)
 	return host, repo, tagOrDigest
 }
 

@@ -49,13 +49,13 @@ func (r *Receiver) github(w http.ResponseWriter, req *http.Request) {
 	switch req.Header.Get("X-GitHub-Event") {
 	case "push":
 	case "ping":
-		r.ignoreSource(w, "github", "ping")
+		r.ignoreSource(w, "github", reasonPing, "ping")
 		return
 	case "":
 		r.rejectSource(w, req, "github", reject(http.StatusBadRequest, "missing X-GitHub-Event header"))
 		return
 	default:
-		r.ignoreSource(w, "github", "event "+req.Header.Get("X-GitHub-Event"))
+		r.ignoreSource(w, "github", reasonNotAPush, "event "+req.Header.Get("X-GitHub-Event"))
 		return
 	}
 	payload, err := githubPayload(req, body)
@@ -73,7 +73,7 @@ func (r *Receiver) github(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if p.Deleted {
-		r.ignoreSource(w, "github", "ref deleted")
+		r.ignoreSource(w, "github", reasonRefDeleted, "ref deleted")
 		return
 	}
 	ps := push{

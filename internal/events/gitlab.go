@@ -47,7 +47,7 @@ func (r *Receiver) gitlab(w http.ResponseWriter, req *http.Request) {
 	ev := req.Header.Get("X-Gitlab-Event")
 	kind, ok := map[string]string{"Push Hook": "push", "Tag Push Hook": "tag_push"}[ev]
 	if !ok {
-		r.ignoreSource(w, "gitlab", "event "+ev)
+		r.ignoreSource(w, "gitlab", reasonNotAPush, "event "+ev)
 		return
 	}
 	var p gitlabPush

@@ -33,8 +33,22 @@ type (
 	}
 )
 
-// harborPushArtifact is the Default format's type of an artifact push.
-const harborPushArtifact = "PUSH_ARTIFACT"
+// harborPushArtifact is the Default format's type of an artifact push; harborPushImage is
+// Harbor 1.x's (1.9 and 1.10, goharbor/harbor src/pkg/notification/model), whose payload is
+// the same envelope with the same field names.
+const (
+	harborPushArtifact = "PUSH_ARTIFACT"
+	harborPushImage    = "pushImage"
+)
+
+// harborTypes are the event types Harbor 2.x and 1.x send that are no push: acknowledged
+// and ignored as not_a_push (any other type is unknown_type).
+var harborTypes = []string{
+	"PULL_ARTIFACT", "DELETE_ARTIFACT", "SCANNING_COMPLETED", "SCANNING_STOPPED", "SCANNING_FAILED",
+	"QUOTA_EXCEED", "QUOTA_WARNING", "REPLICATION", "TAG_RETENTION", "UPLOAD_CHART", "DOWNLOAD_CHART", "DELETE_CHART",
+	"pullImage", "deleteImage", "uploadChart", "downloadChart", "deleteChart", "scanningCompleted", "scanningFailed",
+	"projectQuota", "testEndpoint",
+}
 
 // decodeHarbor reads POST /v1/events/registry/harbor, in either of Harbor's formats.
 func (r *Receiver) decodeHarbor(w http.ResponseWriter, req *http.Request) ([]registryOutcome, error) {
@@ -55,8 +69,12 @@ func (r *Receiver) decodeHarbor(w http.ResponseWriter, req *http.Request) ([]reg
 	if p.Type == "" {
 		return nil, reject(http.StatusBadRequest, `decoding Harbor payload: no "type"; is the webhook's payload format Default or CloudEvents?`)
 	}
-	if p.Type != harborPushArtifact {
-		return []registryOutcome{{action: harborAction(p.Type)}}, nil
+	if p.Type != harborPushArtifact && p.Type != harborPushImage {
+		reason := reasonUnknownType
+		if contains(harborTypes, p.Type) {
+			reason = reasonNotAPush
+		}
+		return []registryOutcome{ignored(harborAction(p.Type), reason)}, nil
 	}
 	pushes, err := p.EventData.pushes("", time.Unix(p.OccurAt, 0))
 	if err != nil {
@@ -86,24 +104,14 @@ func (d harborEventData) pushes(id string, at time.Time) ([]imagePush, error) {
 	return out, nil
 }
 
-// urlHost is the registry host of "host/path:tag" or "host/path@digest", "" for a
-// reference without one.
-func urlHost(ref string) string {
-	host, rest, ok := strings.Cut(ref, "/")
-	if !ok || rest == "" || !strings.ContainsAny(host, ".:") && host != "localhost" {
-		return ""
-	}
-	return host
-}
-
 // harborAction bounds the metric label to a few of Harbor's event types.
 func harborAction(t string) string {
 	switch t {
-	case harborPushArtifact:
+	case harborPushArtifact, harborPushImage:
 		return "push"
-	case "PULL_ARTIFACT":
+	case "PULL_ARTIFACT", "pullImage":
 		return "pull"
-	case "DELETE_ARTIFACT":
+	case "DELETE_ARTIFACT", "deleteImage":
 		return "delete"
 	}
 	return "other"

@@ -8,16 +8,17 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/promoter-dev/promoter/internal/bus/bustest"
 	"github.com/promoter-dev/promoter/internal/metrics"
@@ -175,9 +176,60 @@ func (h *harness) post(t testing.TB, path string, body []byte, header http.Heade
 	return reply{status: resp.StatusCode, header: resp.Header, body: string(b), closed: resp.Close}
 }
 
-// count reads promoter_events_received_total{source,action,outcome}.
+// count reads promoter_events_received_total{source,action,outcome}, whatever the reason.
 func (h *harness) count(source, action, outcome string) float64 {
-	return testutil.ToFloat64(h.metrics.EventsReceived.WithLabelValues(source, action, outcome))
+	return h.countReason(source, action, outcome, "")
+}
+
+// countReason reads promoter_events_received_total{source,action,outcome,reason}; reason
+// "" sums every reason.
+func (h *harness) countReason(source, action, outcome, reason string) float64 {
+	families, err := h.metrics.Registry.Gather()
+	if err != nil {
+		panic(err)
+	}
+	want := map[string]string{"source": source, "action": action, "outcome": outcome, "reason": reason}
+	var n float64
+	for _, f := range families {
+		if f.GetName() != "promoter_events_received_total" {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if w, ok := want[l.GetName()]; ok && w != "" && w != l.GetValue() {
+					continue metrics
+				}
+			}
+			n += m.GetCounter().GetValue()
+		}
+	}
+	return n
+}
+
+// logBuffer collects a receiver's log lines; the server writes them from its goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines are the lines logged so far.
+func (b *logBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
+}
+
+// logTo is a logger at info that writes to a new logBuffer.
+func logTo() (*slog.Logger, *logBuffer) {
+	b := &logBuffer{}
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelInfo})), b
 }
 
 // registryHeader is what a distribution endpoint configured with our token sends.

@@ -33,29 +33,83 @@ func newPipeline(p types.Pipeline) pipeline {
 	}
 }
 
-// stagingFor finds the pipeline staging to repository path. Registries report the host a
-// client used (request.host), which behind a proxy or a Service differs from the name in
-// the configuration, so the path decides; the host only breaks a tie between pipelines
-// that stage to the same path on different registries.
-func (r *Receiver) stagingFor(path, host string) (pipeline, bool) {
+// stagingFor finds the pipeline staging to repository path, or says why none is
+// (reasonNoPipeline, reasonAmbiguousPipeline, reasonOtherRegistry). Registries report the
+// host a client used (request.host), which behind a proxy or a Service differs from the
+// name in the configuration, so the path decides; the host only breaks a tie between
+// pipelines that stage to the same path on different registries, and when it breaks none
+// (no host, or another) the push is ignored rather than given to a guess. An ECR host is
+// exact (the event's account and region, ecrHost): a pipeline staging to another ECR
+// registry is never taken for it.
+func (r *Receiver) stagingFor(path, host string) (pipeline, string) {
 	var found []pipeline
 	for _, p := range r.pipelines {
 		if p.staging.Path() == path {
 			found = append(found, p)
 		}
 	}
-	switch len(found) {
-	case 0:
-		return pipeline{}, false
-	case 1:
-		return found[0], true
+	if len(found) == 0 {
+		return pipeline{}, reasonNoPipeline
+	}
+	if ecrRegistry.MatchString(host) {
+		kept := found[:0:0]
+		for _, p := range found {
+			if !ecrRegistry.MatchString(p.staging.Host()) || p.staging.OnHost(host) {
+				kept = append(kept, p)
+			}
+		}
+		if len(kept) == 0 {
+			return pipeline{}, reasonOtherRegistry
+		}
+		found = kept
+	}
+	if len(found) == 1 {
+		return found[0], ""
 	}
 	for _, p := range found {
 		if p.staging.OnHost(host) {
-			return p, true
+			return p, ""
 		}
 	}
-	return pipeline{}, false
+	return pipeline{}, reasonAmbiguousPipeline
+}
+
+// ecrRegistry matches the host of an Amazon ECR private registry,
+// <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn].
+var ecrRegistry = regexp.MustCompile(`(?i)^[0-9]{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$`)
+
+// hostAndPath splits a URL-shaped image location ("https://quay.io/ns/repo",
+// "host:5000/v2/ns/repo:tag", "host/ns/repo") into the registry host and what follows it,
+// without a scheme or the registry API's /v2/ prefix. host is "" when the location names
+// none: without a scheme, a first element that has no dot or port and is not localhost
+// is part of the path, as in a Docker reference.
+func hostAndPath(s string) (host, path string) {
+	s = strings.TrimSpace(s)
+	scheme := false
+	if i := strings.Index(s, "://"); i >= 0 {
+		s, scheme = s[i+len("://"):], true
+	}
+	host, path, ok := strings.Cut(s, "/")
+	if !scheme && (!ok || path == "" || !strings.ContainsAny(host, ".:") && host != "localhost") {
+		return "", s
+	}
+	path = strings.TrimPrefix(path, "v2/")
+	return host, path
+}
+
+// urlHost is the registry host of "host/path:tag", "host/path@digest" or a URL of the
+// repository, "" for a reference without one.
+func urlHost(ref string) string {
+	host, _ := hostAndPath(ref)
+	return host
+}
+
+// hostField reads a host field that may be URL-shaped ("https://host/"): the host alone.
+func hostField(s string) string {
+	if !strings.Contains(s, "/") {
+		return s
+	}
+	return urlHost(s)
 }
 
 // sourceFor finds the pipeline following repo (any URL form) at branch.

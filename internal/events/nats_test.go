@@ -107,7 +107,7 @@ func TestRegistryRedeliveryThroughNATS(t *testing.T) {
 		t.Errorf("stored registry push (-want +got):\n%s", diff)
 	}
 	for outcome, want := range map[string]float64{"kept": 1, "duplicate": 1} {
-		if got := testutil.ToFloat64(m.EventsReceived.WithLabelValues("registry", "push", outcome)); got != want {
+		if got := testutil.ToFloat64(m.EventsReceived.WithLabelValues("registry", "push", outcome, "")); got != want {
 			t.Errorf("got promoter_events_received_total{registry,push,%s} = %v, want %v", outcome, got, want)
 		}
 	}

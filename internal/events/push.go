@@ -3,6 +3,7 @@ package events
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -39,28 +40,32 @@ type imagePush struct {
 // classifyPush decides whether a push is kept: it must be a manifest (when the media type
 // is known), under an arch tag of a pipeline's staging repository, with a valid revision.
 func (r *Receiver) classifyPush(source string, p imagePush) (registryOutcome, error) {
-	o := registryOutcome{action: "push"}
-	if p.tag == "" || (p.mediaType != "" && !contains(manifestMediaTypes, p.mediaType)) {
-		return o, nil // blob pushes and pushes by digest
+	o := registryOutcome{action: "push", repo: p.repo, tag: p.tag}
+	ignore := func(reason string) (registryOutcome, error) { o.reason = reason; return o, nil }
+	if p.mediaType != "" && !contains(manifestMediaTypes, p.mediaType) {
+		return ignore(reasonNotAManifest) // blob pushes
+	}
+	if p.tag == "" {
+		return ignore(reasonNoTag) // pushes by digest
 	}
 	if signatureTag.MatchString(p.tag) {
-		return o, nil // signatures and referrers, including the ones promoter pushes itself
+		return ignore(reasonSignatureTag) // signatures and referrers, including the ones promoter pushes itself
 	}
-	pl, ok := r.stagingFor(p.repo, p.host)
-	if !ok {
-		return o, nil
+	pl, reason := r.stagingFor(p.repo, p.host)
+	if reason != "" {
+		return ignore(reason)
 	}
 	if pl.cache.TagIn(pl.staging, p.tag, pl.platforms) {
-		return o, nil // BuildKit exporting the build cache
+		return ignore(reasonCacheTag) // BuildKit exporting the build cache
 	}
 	rev, platform, ok := pl.archTags.Match(p.tag)
 	if !ok {
-		return o, nil // the merged index itself, or a tag that is not an arch tag
+		return ignore(reasonNotArchTag) // the merged index itself, or a tag that is not an arch tag
 	}
 	if err := types.ValidateRevision(rev); err != nil {
 		// Sources reject such a revision, so no build makes this tag: never merge it.
 		o.invalid = fmt.Sprintf("arch tag %s:%s: %v", p.repo, p.tag, err)
-		return o, nil
+		return ignore(reasonInvalidRevision)
 	}
 	if p.digest != "" {
 		if err := digest.Digest(p.digest).Validate(); err != nil {
@@ -95,11 +100,16 @@ func (r *Receiver) publishPushes(w http.ResponseWriter, req *http.Request, sourc
 		if o.push == nil {
 			sum.Ignored++
 			outcome := "ignored"
+			var attrs []any
+			if o.repo != "" {
+				attrs = append(attrs, "repository", o.repo, "tag", o.tag)
+			}
 			if o.invalid != "" {
 				outcome = "invalid"
-				r.log.Warn("registry push ignored: invalid revision", "source", source, "why", o.invalid, "remote", req.RemoteAddr)
+				attrs = append(attrs, "why", o.invalid)
 			}
-			r.metrics.EventsReceived.WithLabelValues(source, o.action, outcome).Inc()
+			r.metrics.EventsReceived.WithLabelValues(source, o.action, outcome, o.reason).Inc()
+			r.logIgnored(source, o.action, outcome, o.reason, attrs...)
 			continue
 		}
 		dup, err := r.pub.Publish(req.Context(), types.SubjectRegistryPush, o.push.ID, o.push)
@@ -115,12 +125,16 @@ func (r *Receiver) publishPushes(w http.ResponseWriter, req *http.Request, sourc
 		} else {
 			sum.Accepted++
 		}
-		r.metrics.EventsReceived.WithLabelValues(source, o.action, outcome).Inc()
+		r.metrics.EventsReceived.WithLabelValues(source, o.action, outcome, "").Inc()
 		r.log.Info("registry push", "source", source, "outcome", outcome, "pipeline", o.push.Pipeline, "revision", o.push.Revision,
 			"platform", o.push.Platform.String(), "tag", o.push.Tag, "digest", o.push.Digest)
 	}
 	writeJSON(w, http.StatusOK, sum)
 }
+
+// errAnswered is what a decoder returns when it has answered the request itself (a
+// webhook validation handshake): nothing is published and nothing more is written.
+var errAnswered = errors.New("answered by the decoder")
 
 // registryReceiver serves one registry format: decode authenticates the request and
 // turns its body into outcomes; a notification it refuses is answered and counted under
@@ -128,6 +142,9 @@ func (r *Receiver) publishPushes(w http.ResponseWriter, req *http.Request, sourc
 func (r *Receiver) registryReceiver(source string, decode func(http.ResponseWriter, *http.Request) ([]registryOutcome, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
 		outcomes, err := decode(w, req)
+		if errors.Is(err, errAnswered) {
+			return // a handshake, answered and counted by decode
+		}
 		if err != nil {
 			r.rejectRegistry(w, req, source, err)
 			return
@@ -138,7 +155,7 @@ func (r *Receiver) registryReceiver(source string, decode func(http.ResponseWrit
 
 // rejectRegistry answers a notification that is refused as a whole, and counts it.
 func (r *Receiver) rejectRegistry(w http.ResponseWriter, req *http.Request, source string, err error) {
-	r.metrics.EventsReceived.WithLabelValues(source, "unknown", "rejected").Inc()
+	r.metrics.EventsReceived.WithLabelValues(source, "unknown", "rejected", "").Inc()
 	status := fail(w, err)
 	r.log.Warn("registry notification rejected", "source", source, "status", status, "error", err, "remote", req.RemoteAddr)
 }

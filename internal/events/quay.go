@@ -33,13 +33,13 @@ func (r *Receiver) decodeQuay(w http.ResponseWriter, req *http.Request) ([]regis
 		return nil, err
 	}
 	if n.UpdatedTags == nil {
-		return []registryOutcome{{action: "other"}}, nil
+		return []registryOutcome{ignored("other", reasonNotAPush)}, nil // builds, scans, mirroring
 	}
 	if n.Repository == "" {
 		return nil, reject(http.StatusBadRequest, `Quay push notification has no "repository"; leave the webhook's body template empty`)
 	}
 	if len(*n.UpdatedTags) == 0 {
-		return []registryOutcome{{action: "push"}}, nil
+		return []registryOutcome{ignored("push", reasonNoTag)}, nil
 	}
 	// Quay's payload has no id and no time, so the push is named by what it says (derivedID)
 	// and by the receiver's clock to the minute. A redelivery within the minute (a retry
@@ -48,7 +48,7 @@ func (r *Receiver) decodeQuay(w http.ResponseWriter, req *http.Request) ([]regis
 	// redelivery in a later minute is processed twice, which is harmless: the merger reads
 	// the registry, and a revision that already holds the tag's digest does not change.
 	at := r.now().UTC().Truncate(quayIDWindow)
-	host := urlHost(n.DockerURL)
+	host := urlHost(n.DockerURL) // "quay.io/ns/repo", or with a scheme on some installations
 	pushes := make([]imagePush, 0, len(*n.UpdatedTags))
 	for _, tag := range *n.UpdatedTags {
 		pushes = append(pushes, imagePush{host: host, repo: n.Repository, tag: tag, at: at})

@@ -74,6 +74,8 @@ type Receiver struct {
 	metrics   *metrics.Metrics
 	maxBody   int64
 	now       func() time.Time
+	// ignoredLog rate-limits the "event ignored" lines (logIgnored).
+	ignoredLog logLimit
 }
 
 // New builds a receiver for the given pipelines (from a validated configuration).
@@ -117,7 +119,8 @@ func (r *Receiver) Register(mux *http.ServeMux) {
 		mux.HandleFunc("POST /v1/events/registry/"+f.source, r.counted(f.source, r.registryReceiver(f.source, f.decode)))
 	}
 	mux.HandleFunc("POST /v1/events/registry", r.counted("registry", r.registryReceiver("registry", r.decodeRegistry)))
-	mux.HandleFunc("OPTIONS /v1/events/registry/cloudevents", r.counted("cloudevents", r.cloudEventsValidation))
+	mux.HandleFunc("OPTIONS /v1/events/registry/cloudevents", r.counted("cloudevents", r.webhookValidation(r.secrets.CloudEventsToken, "auth.cloudevents.token", "CloudEvents")))
+	mux.HandleFunc("OPTIONS /v1/events/registry/acr", r.counted("acr", r.webhookValidation(r.secrets.ACRToken, "auth.acr.token", "Azure Container Registry events")))
 	mux.HandleFunc("POST /v1/events/source/github", r.counted("github", r.github))
 	mux.HandleFunc("POST /v1/events/source/gitlab", r.counted("gitlab", r.gitlab))
 	mux.HandleFunc("POST /v1/events/source/generic", r.counted("generic", r.generic))

@@ -34,6 +34,15 @@ type registryOutcome struct {
 	action  string
 	push    *types.RegistryPush // nil: ignored
 	invalid string              // why an arch tag push was ignored as invalid
+	// reason is why an event was not kept (one of the reason* constants); "" for a kept one.
+	reason string
+	// repo and tag are what an ignored push named, for its log line; "" when unknown.
+	repo, tag string
+}
+
+// ignored is the outcome of an event that is acknowledged and not kept.
+func ignored(action, reason string) registryOutcome {
+	return registryOutcome{action: action, reason: reason}
 }
 
 // decodeRegistry authenticates and decodes the whole body and classifies every event; it
@@ -76,14 +85,14 @@ func (r *Receiver) classifyRegistry(body []byte) ([]registryOutcome, error) {
 
 func (r *Receiver) classifyEvent(e notifications.Event) (registryOutcome, error) {
 	if e.Action != notifications.EventActionPush {
-		return registryOutcome{action: actionLabel(e.Action)}, nil // pulls, mounts, deletes
+		return ignored(actionLabel(e.Action), notPushReason(actionLabel(e.Action))), nil // pulls, mounts, deletes
 	}
 	mt := e.Target.MediaType
 	if mt == "" {
 		mt = "application/octet-stream" // distribution always names it; none is no manifest
 	}
 	o, err := r.classifyPush("registry", imagePush{
-		id: e.ID, host: e.Request.Host, repo: e.Target.Repository, tag: e.Target.Tag,
+		id: e.ID, host: hostField(e.Request.Host), repo: e.Target.Repository, tag: e.Target.Tag,
 		digest: e.Target.Digest.String(), mediaType: mt, at: e.Timestamp,
 	})
 	// distribution names the id and the digest of every push: one without is not its event.
@@ -95,6 +104,15 @@ func (r *Receiver) classifyEvent(e notifications.Event) (registryOutcome, error)
 		return o, reject(http.StatusBadRequest, "push of %s:%s: digest \"\": missing", e.Target.Repository, e.Target.Tag)
 	}
 	return o, err
+}
+
+// notPushReason is the reason of an event that is no push: an action (label) promoter does
+// not know ("other") is unknown_type, a known one not_a_push.
+func notPushReason(action string) string {
+	if action == "other" {
+		return reasonUnknownType
+	}
+	return reasonNotAPush
 }
 
 // actionLabel bounds the metric label to the actions the registry defines.

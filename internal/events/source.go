@@ -28,7 +28,7 @@ var zeroRevision = regexp.MustCompile(`^0+$`)
 // pipeline of the repository releases, and answers.
 func (r *Receiver) publishSource(w http.ResponseWriter, req *http.Request, source string, p push) {
 	if zeroRevision.MatchString(p.revision) {
-		r.ignoreSource(w, source, "ref deleted")
+		r.ignoreSource(w, source, reasonRefDeleted, "ref deleted")
 		return
 	}
 	if tag, ok := strings.CutPrefix(p.ref, "refs/tags/"); ok {
@@ -41,12 +41,12 @@ func (r *Receiver) publishSource(w http.ResponseWriter, req *http.Request, sourc
 	}
 	branch, isBranch := strings.CutPrefix(p.ref, "refs/heads/")
 	if !isBranch {
-		r.ignoreSource(w, source, "not a branch or tag: "+p.ref)
+		r.ignoreSource(w, source, reasonNotBranchOrTag, "not a branch or tag: "+p.ref)
 		return
 	}
 	pl, ok := r.sourceFor(p.repos, branch)
 	if !ok {
-		r.ignoreSource(w, source, "no pipeline follows this repository and branch")
+		r.ignoreSource(w, source, reasonNoPipeline, "no pipeline follows this repository and branch")
 		return
 	}
 	ev := types.SourceChanged{
@@ -64,7 +64,7 @@ func (r *Receiver) publishSource(w http.ResponseWriter, req *http.Request, sourc
 func (r *Receiver) publishRelease(w http.ResponseWriter, req *http.Request, source string, p push, tag string) {
 	pl, ok := r.releaseFor(p.repos, tag)
 	if !ok {
-		r.ignoreSource(w, source, "no pipeline of this repository releases tag "+tag)
+		r.ignoreSource(w, source, reasonNotReleaseTag, "no pipeline of this repository releases tag "+tag)
 		return
 	}
 	if p.commit == "" || zeroRevision.MatchString(p.commit) {
@@ -112,20 +112,22 @@ func (r *Receiver) publishEvent(w http.ResponseWriter, req *http.Request, source
 	if dup {
 		sum, outcome = Summary{Duplicates: 1}, "duplicate"
 	}
-	r.metrics.EventsReceived.WithLabelValues(source, "push", outcome).Inc()
+	r.metrics.EventsReceived.WithLabelValues(source, "push", outcome, "").Inc()
 	r.log.Info(what, append([]any{"outcome", outcome, "source", source, "delivery", id}, attrs...)...)
 	writeJSON(w, http.StatusOK, sum)
 }
 
-func (r *Receiver) ignoreSource(w http.ResponseWriter, source, why string) {
-	r.metrics.EventsReceived.WithLabelValues(source, "push", "ignored").Inc()
-	r.log.Debug("source push ignored", "source", source, "why", why)
+// ignoreSource acknowledges a source webhook that is not kept, counted and logged with its
+// reason (one of the reason* constants); why says more in the log line.
+func (r *Receiver) ignoreSource(w http.ResponseWriter, source, reason, why string) {
+	r.metrics.EventsReceived.WithLabelValues(source, "push", "ignored", reason).Inc()
+	r.logIgnored(source, "push", "ignored", reason, "why", why)
 	writeJSON(w, http.StatusOK, Summary{Ignored: 1})
 }
 
 // rejectSource counts and answers a rejected source request.
 func (r *Receiver) rejectSource(w http.ResponseWriter, req *http.Request, source string, err error) {
-	r.metrics.EventsReceived.WithLabelValues(source, "push", "rejected").Inc()
+	r.metrics.EventsReceived.WithLabelValues(source, "push", "rejected", "").Inc()
 	status := fail(w, err)
 	r.log.Warn("source webhook rejected", "source", source, "status", status, "error", err, "remote", req.RemoteAddr)
 }

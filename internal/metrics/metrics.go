@@ -21,8 +21,10 @@ type Metrics struct {
 
 	// EventsReceived counts webhook events by source (the receiver: registry, harbor,
 	// cloudevents, acr, gar, ecr, quay, github, gitlab, generic), action (push, pull, mount,
-	// delete, ...) and outcome (kept, ignored, duplicate, rejected, invalid: an arch tag whose
-	// revision breaks types.ValidateRevision).
+	// delete, ...), outcome (kept, ignored, duplicate, rejected, invalid: an arch tag whose
+	// revision breaks types.ValidateRevision) and reason: why an event was ignored or
+	// invalid, one of a fixed set the events package defines (events.IgnoreReasons), ""
+	// for the other outcomes.
 	EventsReceived *prometheus.CounterVec
 	// EventResponses counts the answers of the webhook receivers by source (as
 	// EventsReceived, plus "unknown" for no receiver) and HTTP status code: a 5xx is an
@@ -110,8 +112,8 @@ func New(reg *prometheus.Registry) *Metrics {
 		Registry: reg,
 		EventsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "promoter_events_received_total",
-			Help: "Webhook events received, by source (the receiver: registry, harbor, cloudevents, acr, gar, ecr, quay, github, gitlab, generic), action and outcome (kept, ignored, duplicate, rejected, invalid).",
-		}, []string{"source", "action", "outcome"}),
+			Help: "Webhook events received, by source (the receiver: registry, harbor, cloudevents, acr, gar, ecr, quay, github, gitlab, generic), action, outcome (kept, ignored, duplicate, rejected, invalid) and reason (why an ignored or invalid event was not kept: not_a_push, unknown_type, push_failed, not_a_manifest, no_tag, signature_tag, no_pipeline, ambiguous_pipeline, other_registry, cache_tag, not_arch_tag, invalid_revision, handshake, ping, ref_deleted, not_branch_or_tag, not_release_tag; empty otherwise).",
+		}, []string{"source", "action", "outcome", "reason"}),
 		EventResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "promoter_events_responses_total",
 			Help: "Answers of the webhook receivers by source (the receiver, as promoter_events_received_total) and HTTP status code; a 5xx is an event the sender must retry.",
