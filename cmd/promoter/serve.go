@@ -20,9 +20,9 @@ func newServeCmd(g *globalOptions) *cobra.Command {
 		Long: `Run the daemon. It serves the webhook receivers, /healthz and /readyz on --listen,
 Prometheus metrics on --metrics and the status page and API on --status (loopback by default), connects to NATS (or starts an embedded JetStream server in
 --data-dir when nats.url is empty), and works through registry and source events. A
-pipeline with source.poll set has its branch head listed with git ls-remote (git must be on
-PATH) on start and at that interval, so a lost source webhook delays a build by at most
-that long.
+pipeline with source.poll set has its branch head listed (as git ls-remote would, in Go:
+no git binary is needed) on start and at that interval, so a lost source webhook delays a
+build by at most that long.
 
 Configuration comes from --config (YAML), PROMOTER_* environment variables and flags, in
 increasing order of precedence. An invalid configuration exits non-zero before any port is

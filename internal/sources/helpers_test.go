@@ -1,10 +1,14 @@
 package sources
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/promoter-dev/promoter/internal/bus/bustest"
+	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -62,5 +66,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("gave up waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// emptyRepo creates repository NAME.git without a commit on srv and returns its git:// URL.
+func emptyRepo(t *testing.T, srv *testenv.GitServer, name string) string {
+	t.Helper()
+	if out, err := exec.Command("git", "init", "-q", "--bare", filepath.Join(srv.Root, name+".git")).CombinedOutput(); err != nil {
+		t.Fatalf("git init --bare: %v\n%s", err, out)
+	}
+	return "git://" + srv.Host + "/" + name + ".git"
+}
+
+// unsetenv removes key from the environment until the test ends.
+func unsetenv(t *testing.T, key string) {
+	t.Helper()
+	t.Setenv(key, "") // restores the value when the test ends
+	if err := os.Unsetenv(key); err != nil {
+		t.Fatal(err)
 	}
 }

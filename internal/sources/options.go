@@ -14,8 +14,9 @@ import (
 // them. A Poller itself takes any positive interval (tests poll faster).
 const MinInterval = 10 * time.Second
 
-// DefaultTimeout bounds one `git ls-remote` unless WithTimeout says otherwise: a server that
-// does not answer in 30 s fails the poll, which is tried again at the next interval.
+// DefaultTimeout bounds one listing of a branch (`git ls-remote`) unless WithTimeout says
+// otherwise: a server that does not answer in 30 s fails the poll, which is tried again at
+// the next interval.
 const DefaultTimeout = 30 * time.Second
 
 // Option changes a Poller.
@@ -53,8 +54,8 @@ func WithMetrics(m *metrics.Metrics) Option {
 	return func(o *options) error { o.metrics = m; return nil }
 }
 
-// WithTimeout bounds one `git ls-remote`, connecting and authenticating included; the
-// default is DefaultTimeout.
+// WithTimeout bounds one listing of a branch (`git ls-remote`), connecting and
+// authenticating included; the default is DefaultTimeout.
 func WithTimeout(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
@@ -67,10 +68,10 @@ func WithTimeout(d time.Duration) Option {
 
 // WithToken authenticates the polls of pipeline's http(s) repository with token (config
 // source.pollToken), sent as HTTP basic auth x-access-token:<token>, as BuildKit sends
-// build.gitSecret's token; GitHub, GitLab and Gitea/Forgejo accept access tokens so. git
-// gets it through its environment as an Authorization header for the repository's origin
-// only, never on its command line. The default is no token: the repository must be public
-// to the daemon.
+// build.gitSecret's token; GitHub, GitLab and Gitea/Forgejo accept access tokens so. It is
+// sent to the repository's origin only (not after a redirect elsewhere), and never leaves
+// the daemon's process otherwise: no program runs with it. The default is no token: the
+// repository must be public to the daemon.
 func WithToken(pipeline, token string) Option {
 	return func(o *options) error {
 		if token == "" {

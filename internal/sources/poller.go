@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os/exec"
+	"os"
+	"os/user"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
 
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/metrics"
@@ -32,8 +35,8 @@ const (
 	OutcomeUnchanged Outcome = "unchanged"
 	// OutcomeMissing: the repository has no such branch.
 	OutcomeMissing Outcome = "missing"
-	// OutcomeFailed: git ls-remote failed (unreachable, refused, timed out) or the bus did
-	// not store the event; the next interval tries again.
+	// OutcomeFailed: listing the branch failed (unreachable, refused, timed out) or the bus
+	// did not store the event; the next interval tries again.
 	OutcomeFailed Outcome = "failed"
 )
 
@@ -44,7 +47,7 @@ const (
 // the duplicates cost a git request each and nothing else.
 type Poller struct {
 	pub     bus.Publisher
-	git     string
+	ssh     *sshSetup // nil unless a polled repository is ssh
 	targets map[string]*target
 	order   []string // pipeline names, in configuration order
 	timeout time.Duration
@@ -64,7 +67,9 @@ type target struct {
 }
 
 // New polls the pipelines with source.poll set (validated configuration) and publishes with
-// pub. It fails when a pipeline polls and git is not on PATH.
+// pub. It needs no git binary. When a polled repository is ssh, it reads the daemon's ssh
+// setup (~/.ssh, SSH_AUTH_SOCK, GIT_SSH_COMMAND or GIT_SSH) and fails when that asks for
+// what a poll cannot do as ssh would (readSSHSetup).
 func New(pub bus.Publisher, pipelines []types.Pipeline, opts ...Option) (*Poller, error) {
 	o, err := newOptions(opts)
 	if err != nil {
@@ -94,10 +99,17 @@ func New(pub bus.Publisher, pipelines []types.Pipeline, opts ...Option) (*Poller
 			return nil, fmt.Errorf("a source token is given for pipeline %s, which is not polled (no source.poll)", name)
 		}
 	}
-	if len(p.targets) > 0 {
-		if p.git, err = exec.LookPath("git"); err != nil {
-			return nil, fmt.Errorf("source.poll of pipeline %s runs git ls-remote, but git is not on the daemon's PATH (install git in its image, or unset source.poll): %w", p.order[0], err)
+	for _, name := range p.order {
+		if ep, err := transport.NewEndpoint(p.targets[name].repo); err != nil || ep.Protocol != "ssh" {
+			continue // an invalid URL fails each poll, as it did when git read it
 		}
+		if p.ssh, err = readSSHSetup(os.Getenv, homeDir()); err != nil {
+			return nil, fmt.Errorf("source.poll of pipeline %s (%s) logs in with ssh: %w", name, redact(p.targets[name].repo), err)
+		}
+		break
+	}
+	if len(p.targets) > 0 {
+		warnIgnoredGitEnv(p.log)
 	}
 	return p, nil
 }
@@ -185,6 +197,38 @@ func (p *Poller) poll(ctx context.Context, t *target) (Outcome, error) {
 	p.metrics.SourcePolls.WithLabelValues(string(outcome)).Inc()
 	p.log.Info("source polled", "pipeline", t.pipeline, "outcome", outcome, "revision", head, "branch", t.branch)
 	return outcome, nil
+}
+
+// homeDir is the daemon's home directory, where ~/.ssh is: $HOME, else its user's, else "".
+func homeDir() string {
+	if home, err := os.UserHomeDir(); err == nil {
+		return home
+	}
+	if u, err := user.Current(); err == nil {
+		return u.HomeDir
+	}
+	return ""
+}
+
+// ignoredGitEnv are variables of the daemon's environment that configured the git binary
+// polls ran before, and that the Go implementation does not read.
+var ignoredGitEnv = []string{
+	"GIT_CONFIG_COUNT", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
+	"GIT_PROXY_COMMAND", "GIT_SSL_CERT", "GIT_SSL_KEY", "GIT_SSL_CAPATH", "GIT_SSH_VARIANT",
+}
+
+// warnIgnoredGitEnv logs, once, the variables of ignoredGitEnv the daemon has.
+func warnIgnoredGitEnv(log *slog.Logger) {
+	var set []string
+	for _, k := range ignoredGitEnv {
+		if _, ok := os.LookupEnv(k); ok {
+			set = append(set, k)
+		}
+	}
+	if len(set) > 0 {
+		log.Warn("source polls run no git binary and ignore git's configuration in the daemon's environment",
+			"ignored", strings.Join(set, ","))
+	}
 }
 
 // redact is repo without the password of URL credentials, for logs and errors.

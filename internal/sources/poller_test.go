@@ -96,7 +96,9 @@ func TestPollOutcomes(t *testing.T) {
 	const token = "s3cret-git-token"
 	srv := testenv.StartGitServer(t)
 	repo, head := srv.CreateRepo(t, "app", map[string]string{"Dockerfile": "FROM scratch\n"})
-	private := srv.ServeHTTP(t, token).URL("app")
+	access := srv.ServeHTTP(t, token)
+	private := access.URL("app")
+	empty := emptyRepo(t, srv, "empty")
 	closed := fmt.Sprintf("git://127.0.0.1:%d/app.git", testenv.FreePort(t))
 	silent := silentServer(t)
 	errBusDown := errors.New("nats: no responders available for request")
@@ -121,11 +123,24 @@ func TestPollOutcomes(t *testing.T) {
 		},
 		{
 			name: "the repository is missing", pipeline: polled("app", "git://"+srv.Host+"/nope.git", "main", time.Minute),
-			want: OutcomeFailed, wantErrMsg: "git ls-remote git://" + srv.Host + "/nope.git refs/heads/main: exit status 128",
+			want: OutcomeFailed, wantErrMsg: "git ls-remote git://" + srv.Host + "/nope.git refs/heads/main: repository not found",
+		},
+		{
+			name: "the repository has no commit yet", pipeline: polled("app", empty, "main", time.Minute),
+			want: OutcomeMissing, wantErr: ErrBranchNotFound, wantErrMsg: "has no branch main",
 		},
 		{
 			name: "the server is down", pipeline: polled("app", closed, "main", time.Minute),
-			want: OutcomeFailed, wantErrMsg: "exit status 128",
+			want: OutcomeFailed, wantErrMsg: "refs/heads/main: dial tcp " + strings.TrimSuffix(strings.TrimPrefix(closed, "git://"), "/app.git") + ": connect: connection refused",
+		},
+		{
+			name: "the repository is missing over http", pipeline: polled("app", access.URL("nope"), "main", time.Minute),
+			opts: []Option{WithToken("app", token)},
+			want: OutcomeFailed, wantErrMsg: "/nope.git refs/heads/main: repository not found",
+		},
+		{
+			name: "a local path", pipeline: polled("app", srv.Root+"/app.git", "main", time.Minute),
+			want: OutcomeFailed, wantErrMsg: "is a path on the daemon's machine",
 		},
 		{
 			name: "the server never answers", pipeline: polled("app", silent, "main", time.Minute),
@@ -317,9 +332,18 @@ func TestNew(t *testing.T) {
 	})
 	t.Run("no git", func(t *testing.T) {
 		t.Setenv("PATH", t.TempDir())
-		_, err := New(&bustest.Recorder{}, []types.Pipeline{polled("app", "https://git.example/app.git", "main", time.Minute)})
-		if err == nil || !strings.Contains(err.Error(), "git is not on the daemon's PATH") {
-			t.Errorf("got error %v, want it to say git is missing", err)
+		if _, err := New(&bustest.Recorder{}, []types.Pipeline{polled("app", "https://git.example/app.git", "main", time.Minute)}); err != nil {
+			t.Errorf("got error %v, want none: polls run no git", err)
+		}
+	})
+	t.Run("an ssh command a poll cannot honour", func(t *testing.T) {
+		t.Setenv("GIT_SSH_COMMAND", "ssh -o ProxyCommand=nc")
+		_, err := New(&bustest.Recorder{}, []types.Pipeline{polled("app", "git@git.example:acme/app.git", "main", time.Minute)})
+		if want := "source.poll of pipeline app (git@git.example:acme/app.git) logs in with ssh: the daemon's GIT_SSH_COMMAND: -o ProxyCommand=nc: source.poll cannot honour ssh's ProxyCommand"; err == nil || err.Error() != want {
+			t.Errorf("got error %v, want %q", err, want)
+		}
+		if _, err := New(&bustest.Recorder{}, []types.Pipeline{polled("app", "https://git.example/app.git", "main", time.Minute)}); err != nil {
+			t.Errorf("without an ssh repository: got error %v, want none", err)
 		}
 	})
 	t.Run("a pipeline not polled", func(t *testing.T) {
@@ -334,49 +358,4 @@ func TestNew(t *testing.T) {
 			t.Errorf("Run with nothing to poll: got %v, want nil at once", err)
 		}
 	})
-}
-
-func TestGitEnv(t *testing.T) {
-	base := []string{"PATH=/usr/bin", "GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.proxy", "GIT_CONFIG_VALUE_0=http://proxy:3128"}
-	tests := []struct {
-		name    string
-		base    []string
-		repo    string
-		token   string
-		want    []string // appended to base
-		wantErr string
-	}{
-		{name: "no token", base: base[:1], repo: "git://git.example/app.git", want: []string{"GIT_TERMINAL_PROMPT=0"}},
-		{name: "token", base: base[:1], repo: "https://git.example:8443/acme/app.git", token: "t0k",
-			want: []string{"GIT_TERMINAL_PROMPT=0",
-				"GIT_CONFIG_KEY_0=http.https://git.example:8443/.extraHeader",
-				"GIT_CONFIG_VALUE_0=Authorization: Basic eC1hY2Nlc3MtdG9rZW46dDBr", // x-access-token:t0k
-				"GIT_CONFIG_COUNT=1"}},
-		{name: "token after the daemon's own git config", base: base, repo: "http://127.0.0.1:3000/app.git", token: "t0k",
-			want: []string{"GIT_TERMINAL_PROMPT=0",
-				"GIT_CONFIG_KEY_1=http.http://127.0.0.1:3000/.extraHeader",
-				"GIT_CONFIG_VALUE_1=Authorization: Basic eC1hY2Nlc3MtdG9rZW46dDBr",
-				"GIT_CONFIG_COUNT=2"}},
-		{name: "token for ssh", base: base[:1], repo: "git@github.com:acme/app.git", token: "t0k",
-			wantErr: "a source token is sent to http(s) repositories only, and git@github.com:acme/app.git is not one"},
-		{name: "bad count", base: []string{"GIT_CONFIG_COUNT=x"}, repo: "https://git.example/app.git", token: "t0k",
-			wantErr: `the daemon's GIT_CONFIG_COUNT="x" is not a count`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := gitEnv(tt.base, tt.repo, tt.token)
-			if tt.wantErr != "" {
-				if err == nil || err.Error() != tt.wantErr {
-					t.Errorf("got error %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(append(append([]string(nil), tt.base...), tt.want...), got); diff != "" {
-				t.Errorf("environment (-want +got):\n%s", diff)
-			}
-		})
-	}
 }
