@@ -388,6 +388,11 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 			want:   []string{"/prometheusRule/selector", "does not match pattern"},
 		},
 		{
+			name:   "image digest not a digest",
+			values: `image: {digest: latest}`,
+			want:   []string{"/image/digest", "'latest' does not match pattern"},
+		},
+		{
 			name:   "duplicate group",
 			values: `builder: {groups: [{name: a, platforms: [linux/amd64]}, {name: a, platforms: [linux/arm64]}]}`,
 			want:   []string{`"a" is used twice`},
@@ -885,5 +890,66 @@ func TestVendorReceiverTokenIsEnough(t *testing.T) {
 	}
 	if daemons != 1 {
 		t.Errorf("%d daemon ConfigMaps rendered, want 1", daemons)
+	}
+}
+
+// TestImageByDigest: with image.digest set, every promoter container (the daemon and each
+// builder agent, across every render) runs repository@digest, never a tag; without it,
+// the tag.
+func TestImageByDigest(t *testing.T) {
+	h := newHelm(t)
+	const (
+		repo   = "registry.example/acme/promoter"
+		digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	)
+	tests := []struct {
+		name   string
+		values string // file under testdata, or "" for the chart defaults
+		set    []string
+		want   string
+	}{
+		{name: "default by digest", set: []string{"image.digest=" + digest}, want: repo + "@" + digest},
+		{name: "full by digest", values: "testdata/values-full.yaml", set: []string{"image.digest=" + digest}, want: repo + "@" + digest},
+		{name: "digest wins over tag", set: []string{"image.digest=" + digest, "image.tag=v9.9.9"}, want: repo + "@" + digest},
+		{name: "tag without digest", set: []string{"image.tag=v9.9.9"}, want: repo + ":v9.9.9"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"template", release, chartDir, "--namespace", namespace, "--kube-version", kubeVersion, "--set", "image.repository=" + repo}
+			if tt.values != "" {
+				args = append(args, "--values", tt.values)
+			}
+			for _, s := range tt.set {
+				args = append(args, "--set", s)
+			}
+			out, stderr, err := h.run(t, args...)
+			if err != nil {
+				t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, stderr)
+			}
+			var daemons, agents int
+			for _, o := range decodeObjects(t, out) {
+				containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+				for _, c := range containers {
+					c := c.(map[string]any)
+					image, _ := c["image"].(string)
+					if !strings.HasPrefix(image, repo) {
+						continue // NATS, BuildKit
+					}
+					args, _, _ := unstructured.NestedStringSlice(c, "args")
+					switch {
+					case len(args) > 0 && args[0] == "serve":
+						daemons++
+					case len(args) > 0 && args[0] == "builder":
+						agents++
+					}
+					if image != tt.want {
+						t.Errorf("%s %s container %v: image %s, want %s", o.GetKind(), o.GetName(), c["name"], image, tt.want)
+					}
+				}
+			}
+			if daemons != 1 || agents == 0 {
+				t.Errorf("checked %d daemon and %d agent containers, want 1 and at least 1", daemons, agents)
+			}
+		})
 	}
 }

@@ -34,8 +34,13 @@ app.kubernetes.io/name: {{ include "promoter.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The promoter image of the daemon and the agents: by digest when image.digest is set. */}}
 {{- define "promoter.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "promoter.daemon.serviceAccountName" -}}
