@@ -42,14 +42,21 @@ func TestDevDemo(t *testing.T) {
 		flags   []string // after dev --demo
 		dir     string   // the working directory
 		source  string   // the build.dir the generated config must name; "" for the embedded tree's copy
+		// logToFile leaves --log-level out: the daemon's log then goes to the data dir's
+		// promoter.log, and the output is only what the README's transcript shows.
+		logToFile bool
 	}{
 		{name: "go run from the repository root", command: []string{"go", "run", "./cmd/promoter"}, dir: root},
-		{name: "installed binary in a directory without examples", command: []string{bin}, dir: t.TempDir()},
+		{name: "installed binary in a directory without examples", command: []string{bin}, dir: t.TempDir(), logToFile: true},
 		{name: "--source replaces the embedded example", command: []string{bin}, flags: []string{"--source", own}, dir: t.TempDir(), source: own},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dataDir := t.TempDir()
-			args := append(append(tc.command[1:], "dev", "--demo", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn"), tc.flags...)
+			args := append(tc.command[1:], "dev", "--demo", "--listen", "127.0.0.1:0", "--data-dir", dataDir)
+			if !tc.logToFile {
+				args = append(args, "--log-level", "warn")
+			}
+			args = append(args, tc.flags...)
 			cmd := exec.CommandContext(ctx, tc.command[0], args...)
 			cmd.Dir = tc.dir
 			out, err := cmd.CombinedOutput()
@@ -70,6 +77,18 @@ func TestDevDemo(t *testing.T) {
 			} {
 				if !strings.Contains(text, want) {
 					t.Errorf("output lacks %q:\n%s", want, text)
+				}
+			}
+			if tc.logToFile {
+				logPath := filepath.Join(dataDir, "promoter.log")
+				if !strings.Contains(text, "daemon log          "+logPath+"\n") {
+					t.Errorf("banner does not name the daemon log %s:\n%s", logPath, text)
+				}
+				if strings.Contains(text, "level=") {
+					t.Errorf("the daemon's log lines reached the output:\n%s", text)
+				}
+				if log, err := os.ReadFile(logPath); err != nil || !strings.Contains(string(log), "level=INFO msg=\"promoter serving\"") {
+					t.Errorf("daemon log %s (%v) lacks the daemon's start line:\n%s", logPath, err, lastLines(string(log), 10))
 				}
 			}
 			want := tc.source

@@ -33,18 +33,25 @@ With --demo it sends a source change itself, prints each stage as it happens (bu
 platform, push, merge, sign, promote) and exits 0 once the promoted index verifies with
 the generated public key. Without it, it prints commands to try and runs until Ctrl-C.
 
-The generated configuration (promoter.yaml), keys, registry storage and the example
-source are kept in --data-dir; a fresh temporary directory is used when it is empty.`,
+The generated configuration (promoter.yaml), keys, registry storage, the example source
+and the daemon's log (promoter.log, named in the banner) are kept in --data-dir; a fresh
+temporary directory is used when it is empty. --log-level sends the daemon's log to stderr
+instead, at that level.`,
 		Example: `  go run ./cmd/promoter dev --demo
   promoter dev --listen 127.0.0.1:8080 --data-dir ./.promoter-dev
   promoter dev --source ./my-site`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := g.logger(cmd.ErrOrStderr())
-			if err != nil {
-				return err
+			opts := []dev.Option{dev.WithListen(o.listen), dev.WithSource(o.source), dev.WithOutput(cmd.OutOrStdout())}
+			// The daemon's log goes to the data dir's promoter.log, so the terminal shows
+			// only the stages; --log-level sends it to stderr instead, at that level.
+			if cmd.Flags().Changed("log-level") {
+				log, err := g.logger(cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				opts = append(opts, dev.WithLogger(log))
 			}
-			opts := []dev.Option{dev.WithListen(o.listen), dev.WithSource(o.source), dev.WithOutput(cmd.OutOrStdout()), dev.WithLogger(log)}
 			if o.dataDir != "" {
 				dir, err := filepath.Abs(o.dataDir)
 				if err != nil {

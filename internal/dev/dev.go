@@ -43,7 +43,7 @@ type options struct {
 	demo    bool          // default false: print what to try and run until stopped
 	timeout time.Duration // default DefaultTimeout
 	out     io.Writer     // default io.Discard
-	log     *slog.Logger  // default: discard
+	log     *slog.Logger  // default: LogFile in the data dir, at info
 }
 
 // Defaults of the options.
@@ -85,8 +85,13 @@ func WithDemo(timeout time.Duration) Option {
 // stages. The default discards.
 func WithOutput(w io.Writer) Option { return func(o *options) error { o.out = w; return nil } }
 
-// WithLogger receives the daemon's logs; the default discards.
+// WithLogger receives the daemon's logs. The default writes them, at info, to LogFile in
+// the data dir (named in the banner), so that the output holds only what WithOutput says.
 func WithLogger(l *slog.Logger) Option { return func(o *options) error { o.log = l; return nil } }
+
+// LogFile is where, under the data dir, the daemon's logs go unless WithLogger is given.
+const LogFile = "promoter.log"
+
 
 // Pipeline is the name of the example pipeline.
 const Pipeline = "hello"
@@ -113,7 +118,7 @@ type env struct {
 // promote and returns once the promoted index verifies; otherwise it prints what to try
 // and runs until ctx ends.
 func Run(ctx context.Context, opts ...Option) error {
-	o := options{listen: DefaultListen, timeout: DefaultTimeout, out: io.Discard, log: slog.New(slog.DiscardHandler)}
+	o := options{listen: DefaultListen, timeout: DefaultTimeout, out: io.Discard}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return err
@@ -133,6 +138,16 @@ func Run(ctx context.Context, opts ...Option) error {
 	}
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	logPath := ""
+	if o.log == nil {
+		logPath = filepath.Join(o.dataDir, LogFile)
+		f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("daemon log: %w", err)
+		}
+		defer f.Close()
+		o.log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	if o.source == "" {
 		dir, err := writeExample(o.dataDir)
@@ -178,7 +193,7 @@ func Run(ctx context.Context, opts ...Option) error {
 	if err := e.waitReady(ctx); err != nil {
 		return err
 	}
-	e.banner(cfgPath)
+	e.banner(cfgPath, logPath)
 
 	if o.demo {
 		if err := e.demo(ctx); err != nil {
@@ -276,7 +291,7 @@ func (e *env) waitReady(ctx context.Context) error {
 	return errors.New("the daemon did not become ready in 30s (embedded NATS not starting?)")
 }
 
-func (e *env) banner(cfgPath string) {
+func (e *env) banner(cfgPath, logPath string) {
 	fmt.Fprintf(e.o.out, `promoter dev is running (everything on loopback):
   daemon              %s
   status API          %s
@@ -286,6 +301,9 @@ func (e *env) banner(cfgPath string) {
   signing key         %s (public: %s)
   example source      %s
 `, e.daemonURL, e.statusURL, e.staging.Host, e.production.Host, cfgPath, e.cfg.Keys.Cosign, e.keyPub, e.cfg.Pipelines[0].Build.Dir)
+	if logPath != "" {
+		fmt.Fprintf(e.o.out, "  daemon log          %s\n", logPath)
+	}
 }
 
 func (e *env) printTryCommands() {
