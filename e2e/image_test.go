@@ -180,6 +180,27 @@ pipelines:
 			}
 		}
 	})
+
+	t.Run("the chart installs the promoted index by digest", func(t *testing.T) {
+		ref := release + "@" + r.Index
+		objs := renderChart(t, "image.repository="+release, "image.digest="+r.Index, "image.tag=ignored")
+		var images []string
+		for _, o := range objs {
+			for _, line := range strings.Split(string(o.doc), "\n") {
+				if img, ok := strings.CutPrefix(strings.TrimSpace(line), "image: "); ok && strings.Contains(img, "promoter-dev/promoter") {
+					images = append(images, strings.Trim(img, `"`))
+				}
+			}
+		}
+		if len(images) < 2 {
+			t.Fatalf("the chart rendered %d promoter containers (%v), want the daemon's and the builder agent's", len(images), images)
+		}
+		for _, img := range images {
+			if img != ref {
+				t.Errorf("a container runs %s, want the promoted index %s", img, ref)
+			}
+		}
+	})
 }
 
 func mustDigest(t *testing.T, ref string) name.Digest {
