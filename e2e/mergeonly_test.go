@@ -146,7 +146,7 @@ pipelines:
 	if info := streamInfo(t, js, bus.StreamBuilds); info.State.LastSeq != 0 {
 		t.Errorf("%s: %d build requests were stored (last sequence %d), want none", bus.StreamBuilds, info.State.Msgs, info.State.LastSeq)
 	}
-	if !d.Logs.Contains("source push ignored", "no pipeline follows") {
+	if !d.Logs.Contains("event ignored", "no pipeline follows") {
 		t.Errorf("the generic source push was not ignored:\n%s", d.Logs.String())
 	}
 }

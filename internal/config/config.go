@@ -153,11 +153,28 @@ type Keys struct {
 	Public []string `mapstructure:"public"`
 }
 
-// Sign configures how signatures are stored.
+// Sign configures how signatures are made and stored. Signing is with keys.cosign, or
+// keyless when FulcioURL, IdentityToken, TSAURL and TrustedRoot are set (never both).
 type Sign struct {
 	// Format is "bundle" (sigstore bundle as an OCI referrer, what cosign v3 writes) or
-	// "legacy" (the sha256-<hex>.sig tag).
+	// "legacy" (the sha256-<hex>.sig tag). Keyless signatures are bundles only.
 	Format string `mapstructure:"format"`
+	// FulcioURL is the base URL of the Fulcio that issues keyless signing certificates.
+	FulcioURL string `mapstructure:"fulcioURL"`
+	// IdentityToken is a file holding the OIDC token Fulcio takes (in Kubernetes a
+	// projected service-account token with audience sigstore); read for every signature.
+	IdentityToken string `mapstructure:"identityToken"`
+	// TSAURL is the RFC 3161 timestamp authority every keyless signature is stamped by;
+	// a URL without a path gets /api/v1/timestamp.
+	TSAURL string `mapstructure:"tsaURL"`
+	// TrustedRoot is a sigstore trusted_root.json naming that Fulcio and TSA, against
+	// which keyless signatures are verified (the skip-if-signed check, requireSignature).
+	TrustedRoot string `mapstructure:"trustedRoot"`
+}
+
+// Keyless reports whether any keyless signing key is set: validation then wants all.
+func (s Sign) Keyless() bool {
+	return s.FulcioURL != "" || s.IdentityToken != "" || s.TSAURL != "" || s.TrustedRoot != ""
 }
 
 // Promote configures copying to destinations.

@@ -130,9 +130,7 @@ func (c *Config) validate(ps problems) error {
 	checkSecret(&ps, "auth.ecr.token", c.Auth.ECR.Token)
 	checkSecret(&ps, "auth.quay.token", c.Auth.Quay.Token)
 	checkSecret(&ps, "keys.password", c.Keys.Password)
-	if _, err := sign.ParseFormat(c.Sign.Format); err != nil {
-		ps.add("sign.format", "%v", err)
-	}
+	c.validateSign(&ps)
 	if c.Promote.Jobs < 1 {
 		ps.add("promote.jobs", "must be at least 1, got %d", c.Promote.Jobs)
 	}
@@ -308,11 +306,52 @@ func (c *Config) validatePipelines(ps *problems) {
 		validateVerify(ps, at, p)
 		needKey = needKey || p.Sign
 	}
-	if needKey && c.Keys.Cosign == "" {
-		ps.add("keys.cosign", "must be set: a pipeline has sign: true")
+	keyless := c.Sign.Keyless()
+	if needKey && c.Keys.Cosign == "" && !keyless {
+		ps.add("keys.cosign", "must be set: a pipeline has sign: true (or sign keyless: %s)", keylessKeys)
 	}
-	if needPublic && len(c.Keys.Public) == 0 && c.Keys.Cosign == "" {
+	if needPublic && len(c.Keys.Public) == 0 && c.Keys.Cosign == "" && !keyless {
 		ps.add("keys.public", "must be set: a destination has requireSignature: true")
+	}
+}
+
+// keylessKeys are the keys of keyless signing, all of which it needs.
+const keylessKeys = "sign.fulcioURL, sign.identityToken, sign.tsaURL and sign.trustedRoot"
+
+// validateSign checks sign.*: the format, and keyless signing, which needs all its keys,
+// excludes keys.cosign and writes bundles only. The files are read when the daemon starts.
+func (c *Config) validateSign(ps *problems) {
+	format, err := sign.ParseFormat(c.Sign.Format)
+	if err != nil {
+		ps.add("sign.format", "%v", err)
+	}
+	s := c.Sign
+	if !s.Keyless() {
+		return
+	}
+	for _, k := range []struct{ key, v string }{
+		{"sign.fulcioURL", s.FulcioURL}, {"sign.identityToken", s.IdentityToken},
+		{"sign.tsaURL", s.TSAURL}, {"sign.trustedRoot", s.TrustedRoot},
+	} {
+		if k.v == "" {
+			ps.add(k.key, "must be set: keyless signing needs %s", keylessKeys)
+		}
+	}
+	if s.FulcioURL != "" {
+		if u, err := url.Parse(s.FulcioURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			ps.add("sign.fulcioURL", "%q is not an http(s) URL, e.g. https://fulcio.example", s.FulcioURL)
+		}
+	}
+	if s.TSAURL != "" {
+		if _, err := sign.TimestampURL(s.TSAURL); err != nil {
+			ps.add("sign.tsaURL", "%v", err)
+		}
+	}
+	if c.Keys.Cosign != "" {
+		ps.add("keys.cosign", "is set and so is keyless signing (%s): sign with one, remove the other", keylessKeys)
+	}
+	if err == nil && format != sign.FormatBundle {
+		ps.add("sign.format", "%s cannot hold keyless signatures (cosign reads them from sigstore bundles): use bundle, the default", format)
 	}
 }
 

@@ -14,7 +14,8 @@ import (
 )
 
 // newSteps builds the sign and promote steps once, at start, so that a key that cannot be
-// read or decrypted stops the daemon before it accepts any event. Which keys must be set
+// read or decrypted (or, signing keyless, an identity token or trusted root that cannot
+// be read) stops the daemon before it accepts any event. Which keys must be set
 // is the configuration's rule (config validation); this loads them. signer is nil when no
 // pipeline signs.
 func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign.Signer, promoter *promote.Promoter, err error) {
@@ -27,7 +28,20 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign
 		return nil, nil, err
 	}
 	var verifier *sign.Verifier
-	if needSign {
+	var identity sign.Identity // promoter's own, when it signs keyless
+	keyless := needSign && cfg.Sign.Keyless()
+	switch {
+	case keyless:
+		if signer, err = newKeylessSigner(cfg, o); err != nil {
+			return nil, nil, err
+		}
+		identity, _ = signer.Identity()
+		o.log.InfoContext(ctx, "signing keyless", "identity", identity.Subject, "issuer", identity.Issuer,
+			"fulcio", cfg.Sign.FulcioURL, "tsa", cfg.Sign.TSAURL)
+		if verifier, err = sign.NewKeylessVerifier(o.registry, cfg.Sign.TrustedRoot, identity); err != nil {
+			return nil, nil, fmt.Errorf("sign.trustedRoot: %w", err)
+		}
+	case needSign:
 		password, err := keyPassword(cfg)
 		if err != nil {
 			return nil, nil, err
@@ -54,7 +68,13 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign
 				return nil, nil, fmt.Errorf("keys.public[%d]: %w", i, err)
 			}
 		}
-		if verifier, err = sign.NewVerifier(o.registry, pubs...); err != nil {
+		if keyless {
+			// promoter's own keyless signatures, or the listed keys' (moving from a key).
+			verifier, err = sign.NewKeylessVerifier(o.registry, cfg.Sign.TrustedRoot, identity, pubs...)
+		} else {
+			verifier, err = sign.NewVerifier(o.registry, pubs...)
+		}
+		if err != nil {
 			return nil, nil, fmt.Errorf("keys.public: %w", err)
 		}
 	}
@@ -70,6 +90,19 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign
 		return nil, nil, err
 	}
 	return signer, promoter, nil
+}
+
+// newKeylessSigner signs with a Fulcio certificate for promoter's identity token and a
+// timestamp (sign.fulcioURL, sign.identityToken, sign.tsaURL, sign.trustedRoot; config
+// validation checked they are all set). The token and the trusted root are read now, so a
+// missing or unreadable one stops the start.
+func newKeylessSigner(cfg *config.Config, o *options) (*sign.Signer, error) {
+	k := sign.Keyless{FulcioURL: cfg.Sign.FulcioURL, IdentityToken: cfg.Sign.IdentityToken, TSAURL: cfg.Sign.TSAURL, TrustedRoot: cfg.Sign.TrustedRoot}
+	s, err := sign.NewKeylessSigner(k, o.registry, sign.WithFormat(sign.Format(cfg.Sign.Format)), sign.WithLogger(o.log), sign.WithMetrics(o.metrics))
+	if err != nil {
+		return nil, fmt.Errorf("keyless signing (sign.identityToken %s, sign.trustedRoot %s): %w", k.IdentityToken, k.TrustedRoot, err)
+	}
+	return s, nil
 }
 
 // keyPassword is keys.password, else $COSIGN_PASSWORD as the cosign CLI reads it.

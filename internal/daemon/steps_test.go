@@ -43,11 +43,26 @@ func TestStartRefusesUnusableKeys(t *testing.T) {
 		edit(c)
 		return c
 	}
+	token := filepath.Join(dir, "token")
+	os.WriteFile(token, []byte(unsignedToken), 0o600)
+	badRoot := filepath.Join(dir, "trusted_root.json")
+	os.WriteFile(badRoot, []byte("{}"), 0o600)
+	keyless := func(tokenFile, trustedRoot string) func(c *config.Config) {
+		return func(c *config.Config) {
+			c.Sign = config.Sign{Format: "bundle", FulcioURL: "http://127.0.0.1:1", IdentityToken: tokenFile, TSAURL: "http://127.0.0.1:2", TrustedRoot: trustedRoot}
+		}
+	}
 	cases := []struct {
 		name string
 		edit func(c *config.Config)
 		want string
 	}{
+		{"keyless without its token", keyless(filepath.Join(dir, "nope"), badRoot), "reading identity token"},
+		{"keyless with an unreadable trusted root", keyless(token, badRoot), "loading trusted root " + badRoot},
+		{"keyless and a key", func(c *config.Config) {
+			keyless(token, badRoot)(c)
+			c.Keys = config.Keys{Cosign: key, Password: "right"}
+		}, "keys.cosign: is set and so is keyless signing"},
 		{"sign without a key", func(c *config.Config) {}, "keys.cosign"},
 		{"wrong password", func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "wrong"} }, "keys.cosign"},
 		{"missing key file", func(c *config.Config) { c.Keys = config.Keys{Cosign: filepath.Join(dir, "nope.key")} }, "keys.cosign"},
@@ -76,3 +91,10 @@ func TestStartRefusesUnusableKeys(t *testing.T) {
 		t.Fatalf("valid keys: %v, signer %v, promoter %v", err, signer, promoter)
 	}
 }
+
+// unsignedToken is a service-account token's shape (header.claims.signature) with the
+// claims Fulcio reads; nothing here checks its signature.
+const unsignedToken = "eyJhbGciOiJSUzI1NiJ9." +
+	// {"iss":"https://kube.example","kubernetes.io":{"namespace":"promoter","serviceaccount":{"name":"promoter"}}}
+	"eyJpc3MiOiJodHRwczovL2t1YmUuZXhhbXBsZSIsImt1YmVybmV0ZXMuaW8iOnsibmFtZXNwYWNlIjoicHJvbW90ZXIiLCJzZXJ2aWNlYWNjb3VudCI6eyJuYW1lIjoicHJvbW90ZXIifX19" +
+	".c2ln"

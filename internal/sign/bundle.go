@@ -44,9 +44,29 @@ func writeBundle(ctx context.Context, reg registry.Client, kp *keypair, d name.D
 // --tlog-upload=false --predicate P --type T` writes in the new bundle format (the
 // referrer annotated with the predicate type).
 func writeStatement(ctx context.Context, reg registry.Client, kp *keypair, d name.Digest, predicateType string, predicate *structpb.Struct) error {
+	payload, err := statementPayload(d, predicateType, predicate)
+	if err != nil {
+		return err
+	}
+	// No TrustedRoot, certificate provider, transparency log or timestamp authority: the
+	// options cosign's bundle.SignData ends up with for a key and --tlog-upload=false.
+	b, err := sgsign.Bundle(&sgsign.DSSEData{Data: payload, PayloadType: inTotoPayloadType}, kp,
+		sgsign.BundleOptions{Context: ctx})
+	if err != nil {
+		return fmt.Errorf("signing %s: %w", d, err)
+	}
+	return pushBundle(ctx, reg, d, b, predicateType)
+}
+
+// inTotoPayloadType is the DSSE payload type of an in-toto statement.
+const inTotoPayloadType = "application/vnd.in-toto+json"
+
+// statementPayload is the in-toto statement about d that a bundle's DSSE envelope signs:
+// subject = d, as cosign writes it.
+func statementPayload(d name.Digest, predicateType string, predicate *structpb.Struct) ([]byte, error) {
 	alg, hex, ok := strings.Cut(d.DigestStr(), ":")
 	if !ok {
-		return fmt.Errorf("digest %s: want algorithm:hex", d.DigestStr())
+		return nil, fmt.Errorf("digest %s: want algorithm:hex", d.DigestStr())
 	}
 	statement := &intotov1.Statement{
 		Type:          intotov1.StatementTypeUri,
@@ -56,15 +76,14 @@ func writeStatement(ctx context.Context, reg registry.Client, kp *keypair, d nam
 	}
 	payload, err := protojson.Marshal(statement)
 	if err != nil {
-		return fmt.Errorf("encoding the statement for %s: %w", d, err)
+		return nil, fmt.Errorf("encoding the statement for %s: %w", d, err)
 	}
-	// No TrustedRoot, certificate provider, transparency log or timestamp authority: the
-	// options cosign's bundle.SignData ends up with for a key and --tlog-upload=false.
-	b, err := sgsign.Bundle(&sgsign.DSSEData{Data: payload, PayloadType: "application/vnd.in-toto+json"}, kp,
-		sgsign.BundleOptions{Context: ctx})
-	if err != nil {
-		return fmt.Errorf("signing %s: %w", d, err)
-	}
+	return payload, nil
+}
+
+// pushBundle pushes b as a bundle referrer of d with cosign's own
+// ociremote.WriteAttestationNewBundleFormat.
+func pushBundle(ctx context.Context, reg registry.Client, d name.Digest, b *protobundle.Bundle, predicateType string) error {
 	raw, err := protojson.Marshal(b)
 	if err != nil {
 		return fmt.Errorf("encoding the bundle for %s: %w", d, err)

@@ -8,13 +8,32 @@
 // file, env://NAME, or a Kubernetes Secret k8s://namespace/name holding cosign.key,
 // cosign.password and cosign.pub (cosign's own convention). Public keys are PEM.
 //
+// # Keyless signing
+//
+// NewKeylessSigner signs with no long-lived key: for each digest a fresh key, a Fulcio
+// certificate for it bought with an OIDC identity token read from a file (in Kubernetes
+// a projected service-account token with audience sigstore, read again for every
+// signature because the kubelet rotates it), and an RFC 3161 timestamp of the signature
+// from a timestamp authority. The certificate lives 10 minutes; the timestamp proves the
+// signature was made within them, so it verifies later with the TSA's time, never the
+// clock's. The bundle holds the same in-toto statement a key signature holds, with the
+// certificate and the timestamp as verification material (what `cosign verify
+// --trusted-root T --certificate-identity S --certificate-oidc-issuer I
+// --use-signed-timestamps --insecure-ignore-sct --insecure-ignore-tlog` checks), and is
+// verified against the trusted root before it is pushed; keyless signatures are bundles
+// only. The signer's Identity is read from the token's claims as Fulcio reads them
+// (https://kubernetes.io/namespaces/NS/serviceaccounts/SA for a service account, from
+// the token's issuer); a digest is skipped when a bundle of that identity verifies
+// against the trusted root with a timestamp, and NewKeylessVerifier checks the same.
+// No transparency log entry is written yet.
+//
 // # What is signed
 //
 // The index digest and each platform child's digest, each with its own signature, so a
 // consumer that pulls one platform by digest can verify it. Attestation manifests
 // (platform unknown/unknown) are not signed. A digest that already has a signature of the
-// chosen format that verifies with the same key is skipped, so retries and re-runs do not
-// pile up signatures.
+// chosen format that verifies with the same key (or keyless identity) is skipped, so
+// retries and re-runs do not pile up signatures.
 //
 // # Formats, and why the default is FormatBundle
 //
@@ -54,8 +73,9 @@
 //
 // # Verification
 //
-// Verifier checks what Signer signed. Offline, with a public key: no transparency log, CA or timestamp authority is
-// contacted, only the registry. Either format is accepted (bundles are tried first, as
+// Verifier checks what Signer signed. Offline, with a public key (or, made by
+// NewKeylessVerifier, a keyless identity and its trusted root): no transparency log, CA
+// or timestamp authority is contacted, only the registry. Either format is accepted (bundles are tried first, as
 // cosign does, but unlike cosign a failing bundle does not hide a valid .sig). Every
 // digest must verify; a failure is a *VerifyError wrapping ErrNoSignature,
 // ErrBadSignature (another key, or altered) or ErrWrongDigest (a valid signature that

@@ -41,6 +41,8 @@ type keyless struct {
 	// counts as the observer's (public-good Sigstore's usual proof of time); stamped
 	// needs an RFC 3161 timestamp and ignores any log entry.
 	logged, stamped *verify.Verifier
+	// tr is the trusted root both verify against.
+	tr root.TrustedMaterial
 }
 
 func newKeyless(trustedRoot string, ids []identity) (*keyless, error) {
@@ -56,7 +58,7 @@ func newKeyless(trustedRoot string, ids []identity) (*keyless, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trusted root %s: %w", trustedRoot, err)
 	}
-	return &keyless{ids: ids, logged: logged, stamped: stamped}, nil
+	return &keyless{ids: ids, logged: logged, stamped: stamped, tr: tr}, nil
 }
 
 // signed returns the keyless signer of the policy whose certificate leaf b was signed

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/promoter-dev/promoter/internal/metrics"
@@ -42,14 +43,60 @@ func ParseFormat(s string) (Format, error) {
 	}
 }
 
-// Signer signs an image or an index and its platform children.
+// Signer signs an image or an index and its platform children, with a static key
+// (NewSigner) or keyless (NewKeylessSigner): the same steps, skip rule and formats
+// whichever signs.
 type Signer struct {
-	key     signature.SignerVerifier
-	kp      *keypair // the bundle format's view of key
+	method  method
 	format  Format
 	reg     registry.Client
 	log     *slog.Logger
 	metrics *metrics.Metrics
+}
+
+// checker recognises a signer's own signatures of a digest: a public key
+// (keyChecker) or a keyless identity (keylessChecker). Verifier checks with them.
+type checker interface {
+	// lookup says what the stored signatures of format f of t say about this signer.
+	lookup(ctx context.Context, reg registry.Client, t target, f Format) (check, error)
+	// String names the signer in a refusal ("this public key", "certificate identity ...").
+	String() string
+}
+
+// method is how a Signer signs: a checker that can also write its signature of a digest.
+type method interface {
+	checker
+	// write signs d in format f and pushes the signature where cosign finds it.
+	write(ctx context.Context, reg registry.Client, d name.Digest, f Format) error
+}
+
+var (
+	_ method = keyMethod{}
+	_ method = (*keylessMethod)(nil)
+)
+
+// keyChecker is a public key: it recognises signatures of either format made with its
+// private half.
+type keyChecker struct{ v signature.Verifier }
+
+func (k keyChecker) lookup(ctx context.Context, reg registry.Client, t target, f Format) (check, error) {
+	return lookup(ctx, reg, k.v, t, f)
+}
+
+func (keyChecker) String() string { return "this public key" }
+
+// keyMethod signs with a static key (file, env:// or k8s://).
+type keyMethod struct {
+	keyChecker
+	sv signature.SignerVerifier
+	kp *keypair // the bundle format's view of sv; nil for FormatLegacy
+}
+
+func (k keyMethod) write(ctx context.Context, reg registry.Client, d name.Digest, f Format) error {
+	if f == FormatBundle {
+		return writeBundle(ctx, reg, k.kp, d)
+	}
+	return writeLegacy(ctx, reg, k.sv, d)
 }
 
 // NewSigner signs with key (LoadSigner loads one), reading images and writing signatures
@@ -58,21 +105,27 @@ func NewSigner(key signature.SignerVerifier, reg registry.Client, opts ...Option
 	if key == nil {
 		return nil, errors.New("signing: no key loaded")
 	}
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	m := keyMethod{keyChecker: keyChecker{v: key}, sv: key}
+	if o.format == FormatBundle {
+		if m.kp, err = newKeypair(key); err != nil {
+			return nil, err
+		}
+	}
+	return &Signer{method: m, format: o.format, reg: reg, log: o.log, metrics: o.metrics}, nil
+}
+
+func newOptions(opts []Option) (options, error) {
 	o := options{format: DefaultFormat, log: slog.New(slog.DiscardHandler), metrics: metrics.Discard()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
-			return nil, err
+			return o, err
 		}
 	}
-	s := &Signer{key: key, format: o.format, reg: reg, log: o.log, metrics: o.metrics}
-	if o.format == FormatBundle {
-		kp, err := newKeypair(key)
-		if err != nil {
-			return nil, err
-		}
-		s.kp = kp
-	}
-	return s, nil
+	return o, nil
 }
 
 // Option changes a Signer.
@@ -113,14 +166,14 @@ type Signed struct {
 	Digest string
 	// Platform is the child's platform, "" for the index.
 	Platform string
-	// Skipped means a signature of this format by this key already verified for the
-	// digest, so nothing was written.
+	// Skipped means a signature of this format by this signer (key or keyless identity)
+	// already verified for the digest, so nothing was written.
 	Skipped bool
 }
 
 // Sign signs what ref (a tag or a digest) points at: an index and each platform child
 // (attestation manifests excluded), or a lone image. A digest that already carries a
-// valid signature of the chosen format by this key is skipped, so signing is idempotent
+// valid signature of the chosen format by this signer is skipped, so signing is idempotent
 // and repeated runs do not pile up signatures. The digests are signed concurrently; on a
 // failure it returns the error of the first failed digest (in the order above) and what
 // was signed before that one.
@@ -161,9 +214,10 @@ func (s *Signer) sign(ctx context.Context, ref string) ([]Signed, error) {
 	return out, nil
 }
 
-// signOne signs t unless a signature of the format by the key already verifies.
+// signOne signs t unless a signature of the format by this signer (the key, or the
+// keyless identity) already verifies.
 func (s *Signer) signOne(ctx context.Context, t target) (Signed, error) {
-	c, err := lookup(ctx, s.reg, s.key, t, s.format)
+	c, err := s.method.lookup(ctx, s.reg, t, s.format)
 	if err != nil {
 		return Signed{}, err
 	}
@@ -171,12 +225,7 @@ func (s *Signer) signOne(ctx context.Context, t target) (Signed, error) {
 	if c.ok {
 		return done, nil
 	}
-	if s.format == FormatBundle {
-		err = writeBundle(ctx, s.reg, s.kp, t.digest)
-	} else {
-		err = writeLegacy(ctx, s.reg, s.key, t.digest)
-	}
-	return done, err
+	return done, s.method.write(ctx, s.reg, t.digest, s.format)
 }
 
 // check is what the stored signatures of one format say about one digest.

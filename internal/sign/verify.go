@@ -11,11 +11,13 @@ import (
 	"github.com/promoter-dev/promoter/internal/registry"
 )
 
-// Verifier checks signatures offline with public keys: no transparency log, no
-// certificate authority, only the registry holding the image and its signatures.
+// Verifier checks signatures offline, with public keys or a keyless identity and its
+// trusted root: no transparency log, no certificate authority, only the registry holding
+// the image and its signatures.
 type Verifier struct {
-	keys []signature.Verifier
-	reg  registry.Client
+	signers []checker
+	keyless bool // one of signers is a keyless identity
+	reg     registry.Client
 }
 
 // NewVerifier verifies with the public keys keys (LoadVerifier loads one), reading images
@@ -25,12 +27,34 @@ func NewVerifier(reg registry.Client, keys ...signature.Verifier) (*Verifier, er
 	if len(keys) == 0 {
 		return nil, errors.New("verifying: no public key loaded")
 	}
+	return newVerifier(reg, nil, keys)
+}
+
+// NewKeylessVerifier verifies what a keyless Signer signed: a sigstore bundle whose
+// Fulcio certificate names id (Signer.Identity) and chains to a CA of the trusted root
+// (a sigstore trusted_root.json file) at the time of an RFC 3161 timestamp of one of its
+// timestamp authorities. A signature by any of keys is accepted too, as while moving
+// from a key to keyless signing.
+func NewKeylessVerifier(reg registry.Client, trustedRoot string, id Identity, keys ...signature.Verifier) (*Verifier, error) {
+	kc, err := newKeylessChecker(trustedRoot, id)
+	if err != nil {
+		return nil, fmt.Errorf("verifying: %w", err)
+	}
+	return newVerifier(reg, kc, keys)
+}
+
+func newVerifier(reg registry.Client, kc *keylessChecker, keys []signature.Verifier) (*Verifier, error) {
+	v := &Verifier{reg: reg}
+	if kc != nil {
+		v.signers, v.keyless = append(v.signers, kc), true
+	}
 	for i, k := range keys {
 		if k == nil {
 			return nil, fmt.Errorf("verifying: public key %d is not loaded", i+1)
 		}
+		v.signers = append(v.signers, keyChecker{v: k})
 	}
-	return &Verifier{keys: keys, reg: reg}, nil
+	return v, nil
 }
 
 // Checked reports one verified digest.
@@ -73,10 +97,10 @@ func (v *Verifier) verifyOne(ctx context.Context, t target) (Format, error) {
 	var stored int
 	var other, reason string
 	for _, f := range []Format{FormatBundle, FormatLegacy} {
-		// The signatures stored are the same whichever key checks them: count them once.
+		// The signatures stored are the same whichever signer checks them: count them once.
 		inFormat := 0
-		for _, key := range v.keys {
-			c, err := lookup(ctx, v.reg, key, t, f)
+		for _, s := range v.signers {
+			c, err := s.lookup(ctx, v.reg, t, f)
 			if err != nil {
 				return "", fmt.Errorf("verifying %s: %w", t.digest, err)
 			}
@@ -93,26 +117,48 @@ func (v *Verifier) verifyOne(ctx context.Context, t target) (Format, error) {
 		}
 		stored += inFormat
 	}
-	keys := "this public key"
-	if len(v.keys) > 1 {
-		keys = fmt.Sprintf("any of these %d public keys", len(v.keys))
-	}
+	keys := v.describe()
 	e := &VerifyError{Digest: t.digest.DigestStr(), Platform: t.platform}
 	repo := t.digest.Context().String()
 	switch {
 	case stored == 0:
 		e.Err = ErrNoSignature
-		e.Detail = fmt.Sprintf("%s holds neither a sigstore bundle referrer nor a %s tag for it; sign it with `promoter sign --key KEY %s`",
-			repo, sigTagName(t), t.digest)
+		how := fmt.Sprintf("`promoter sign --key KEY %s`", t.digest)
+		if v.keyless {
+			how = "promoter (sign: true)"
+		}
+		e.Detail = fmt.Sprintf("%s holds neither a sigstore bundle referrer nor a %s tag for it; sign it with %s",
+			repo, sigTagName(t), how)
 	case other != "":
 		e.Err = ErrWrongDigest
 		e.Detail = fmt.Sprintf("a signature by %s names %s: it was copied from another image; sign this digest with `promoter sign`", strings.TrimPrefix(keys, "any of "), other)
 	default:
 		e.Err = ErrBadSignature
-		e.Detail = fmt.Sprintf("%d signature(s) found in %s, none verifies with %s (%s); check that the key is the public half of the signing key, or re-sign",
-			stored, repo, keys, reason)
+		fix := "check that the key is the public half of the signing key, or re-sign"
+		if v.keyless {
+			fix = "check sign.trustedRoot and the identity token, or re-sign"
+		}
+		e.Detail = fmt.Sprintf("%d signature(s) found in %s, none verifies with %s (%s); %s",
+			stored, repo, keys, reason, fix)
 	}
 	return "", e
+}
+
+// describe names the signers in a refusal: "this public key", "any of these 2 public
+// keys", "certificate identity S from I", or that identity "or this public key".
+func (v *Verifier) describe() string {
+	keys := len(v.signers)
+	var parts []string
+	if v.keyless {
+		parts, keys = append(parts, v.signers[0].String()), keys-1
+	}
+	switch {
+	case keys == 1:
+		parts = append(parts, "this public key")
+	case keys > 1:
+		parts = append(parts, fmt.Sprintf("any of these %d public keys", keys))
+	}
+	return strings.Join(parts, " or ")
 }
 
 func sigTagName(t target) string {

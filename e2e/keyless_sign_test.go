@@ -1,0 +1,222 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/root"
+	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/promoter-dev/promoter/internal/localregistry"
+	"github.com/promoter-dev/promoter/internal/registry"
+	"github.com/promoter-dev/promoter/internal/sign"
+	"github.com/promoter-dev/promoter/internal/testenv"
+	"github.com/promoter-dev/promoter/internal/types"
+)
+
+// TestKeylessSigning is issue 23's keyless signer end to end: the daemon holds no signing
+// key. It signs with a Fulcio certificate bought with the token of its own "promoter"
+// service account (audience sigstore, from a real kube-apiserver that is Fulcio's OIDC
+// issuer) and stamps each signature at a real RFC 3161 timestamp authority. A merge-only
+// revision is merged, signed keyless and promoted to a destination that requires a
+// signature, which the daemon checks keyless against sign.trustedRoot. The cosign CLI
+// verifies the promoted index and each child with promoter's identity and refuses
+// another; the signature verifies with the TSA's time, not the clock's (the certificate
+// expires 10 minutes after signing); a second run of the sign step adds nothing.
+func TestKeylessSigning(t *testing.T) {
+	kube := testenv.StartKube(t, testenv.WithPublicIssuer())
+	ss := testenv.StartSigstore(t, kube)
+	n := testenv.StartNATS(t)
+	cosign := testenv.Tool(t, "cosign")
+	stagingPort := testenv.FreePort(t)
+	staging := fmt.Sprintf("127.0.0.1:%d/acme/app", stagingPort)
+	dest := testenv.StartRegistry(t).Host + "/acme/app"
+
+	const ns = "promoter-system"
+	identity := ss.Identity(ns, "promoter")
+	token := ss.IdentityToken(t, ns, "promoter")
+	t.Logf("issuer %s, Fulcio %s, TSA %s, trusted root %s, token %s", ss.Issuer, ss.FulcioURL, ss.TSAURL, ss.TrustedRoot, token)
+
+	d := startDaemon(t, yamlf(`
+nats:
+	url: %s
+auth:
+	registryToken: %s
+sign:
+	fulcioURL: %s
+	identityToken: %s
+	tsaURL: %s
+	trustedRoot: %s
+reconcileInterval: 2s
+pipelines:
+	- name: app
+		platforms: [linux/amd64, linux/arm64]
+		staging: %s
+		sign: true
+		verify: {acceptUnverified: true}
+		promote:
+			- to: %s
+				requireSignature: true
+`, n.URL, registryToken, ss.FulcioURL, token, ss.TSAURL, ss.TrustedRoot, staging, dest))
+	testenv.StartRegistry(t, localregistry.WithPort(stagingPort), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
+
+	const rev = "2323232323232323232323232323232323232323"
+	created := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	testenv.Push(t, staging+":"+rev+"-amd64", testenv.PlatformImage(t, "linux/amd64", created))
+	testenv.Push(t, staging+":"+rev+"-arm64", testenv.PlatformImage(t, "linux/arm64", created))
+	r := d.waitPhase(t, "app", rev, 2*time.Minute, types.PhasePromoted, types.PhaseFailed, types.PhaseConflicted)
+	if r.Phase != types.PhasePromoted || !r.Signed || r.Promotions[dest].Digest != r.Index {
+		t.Fatalf("revision %s (%s), want promoted: %+v", r.Phase, r.Reason, r)
+	}
+	if !d.Logs.Contains(`"msg":"signing keyless"`, identity) {
+		t.Errorf("the daemon did not log that it signs keyless as %s", identity)
+	}
+	kids := testenv.IndexChildren(t, dest+":"+rev)
+	digests := []string{r.Index, kids["linux/amd64"], kids["linux/arm64"]}
+
+	// verify runs `cosign verify` keyless against ref as id; the command and its outcome
+	// are logged to be quoted.
+	verify := func(t *testing.T, ref, id string) (string, error) {
+		t.Helper()
+		args := []string{"verify", "--trusted-root", ss.TrustedRoot, "--certificate-identity", id,
+			"--certificate-oidc-issuer", ss.Issuer, "--use-signed-timestamps", "--insecure-ignore-sct", "--insecure-ignore-tlog", ref}
+		out, err := testenv.Cosign(t, cosign, args...).CombinedOutput()
+		outcome := "passed"
+		if err != nil {
+			outcome = "failed: " + err.Error()
+		}
+		t.Logf("$ cosign %s\n-> %s\n%s", strings.Join(args, " "), outcome, lastLines(strings.TrimSpace(string(out)), 4))
+		return string(out), err
+	}
+
+	t.Run("cosign verifies the promoted index and children with promoter's identity", func(t *testing.T) {
+		for _, dg := range digests {
+			if out, err := verify(t, dest+"@"+dg, identity); err != nil {
+				t.Errorf("cosign verify %s@%s as %s: %v\n%s", dest, dg, identity, err, out)
+			}
+		}
+		other := ss.Identity(ns, "intruder")
+		if out, err := verify(t, dest+"@"+r.Index, other); err == nil || !strings.Contains(out, "no matching CertificateIdentity") {
+			t.Errorf("cosign verify as %s: %v, want \"no matching CertificateIdentity\"\n%s", other, err, out)
+		}
+	})
+
+	t.Run("the signature verifies at the TSA's time, after the certificate expired", func(t *testing.T) {
+		tr, err := root.NewTrustedRootFromPath(ss.TrustedRoot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Signed timestamps only: no WithCurrentTime, no log. sigstore-go validates the
+		// certificate chain at each verified timestamp's time, so the clock plays no part
+		// and the 10-minute certificate's expiry does not matter.
+		v, err := sgverify.NewVerifier(tr, sgverify.WithSignedTimestamps(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cid, err := sgverify.NewShortCertificateIdentity(ss.Issuer, "", identity, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dg := range digests {
+			bundles := bundlesOf(t, dest+"@"+dg)
+			if len(bundles) != 1 {
+				t.Fatalf("%s@%s has %d signature bundles, want 1", dest, dg, len(bundles))
+			}
+			b := bundles[0]
+			res, err := v.Verify(b, sgverify.NewPolicy(sgverify.WithoutArtifactUnsafe(), sgverify.WithCertificateIdentity(cid)))
+			if err != nil {
+				t.Fatalf("verifying the bundle of %s with its signed timestamp: %v", dg, err)
+			}
+			vc, _ := b.VerificationContent()
+			leaf := vc.Certificate()
+			ts := res.VerifiedTimestamps
+			if len(ts) != 1 || ts[0].Type != "TimestampAuthority" || ts[0].Timestamp.Before(leaf.NotBefore) || ts[0].Timestamp.After(leaf.NotAfter) {
+				t.Fatalf("%s: verified timestamps %+v, want one TSA time within the certificate's %s..%s", dg, ts, leaf.NotBefore, leaf.NotAfter)
+			}
+			t.Logf("%s: certificate valid %s..%s; verified at the TSA's %s (%s), not the clock's",
+				dg[:19], leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339),
+				ts[0].Timestamp.UTC().Format(time.RFC3339), ts[0].Type)
+		}
+	})
+
+	t.Run("a second run of the sign step adds no signature", func(t *testing.T) {
+		s, err := sign.NewKeylessSigner(sign.Keyless{FulcioURL: ss.FulcioURL, IdentityToken: token, TSAURL: ss.TSAURL, TrustedRoot: ss.TrustedRoot}, registry.Client{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed, err := s.Sign(context.Background(), staging+"@"+r.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sd := range signed {
+			if !sd.Skipped {
+				t.Errorf("%s (%s) signed again, want skipped: promoter's own signature is there", sd.Digest, sd.Platform)
+			}
+		}
+		for _, dg := range digests {
+			if got := len(bundlesOf(t, staging+"@"+dg)); got != 1 {
+				t.Errorf("staging %s has %d signature bundles after a second run, want 1", dg, got)
+			}
+		}
+		t.Logf("second run: %+v", signed)
+	})
+}
+
+// bundlesOf reads the sigstore bundle referrers of ref (repo@digest).
+func bundlesOf(t *testing.T, ref string) []*sgbundle.Bundle {
+	t.Helper()
+	d, err := name.NewDigest(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Referrers(d)
+	if err != nil {
+		t.Fatalf("referrers of %s: %v", ref, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*sgbundle.Bundle
+	for _, m := range im.Manifests {
+		if !strings.HasPrefix(m.ArtifactType, "application/vnd.dev.sigstore.bundle") {
+			continue
+		}
+		img, err := remote.Image(d.Context().Digest(m.Digest.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers, err := img.Layers()
+		if err != nil || len(layers) != 1 {
+			t.Fatalf("bundle manifest %s: %d layers, %v", m.Digest, len(layers), err)
+		}
+		rc, err := layers[0].Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pb protobundle.Bundle
+		if err := protojson.Unmarshal(raw, &pb); err != nil {
+			t.Fatal(err)
+		}
+		b, err := sgbundle.NewBundle(&pb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}

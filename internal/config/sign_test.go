@@ -1,0 +1,52 @@
+package config
+
+import "testing"
+
+// TestKeylessSigning checks sign.*'s keyless keys: all or none, not with keys.cosign,
+// bundles only; with them a signing pipeline and requireSignature need no key.
+func TestKeylessSigning(t *testing.T) {
+	const pipeline = `pipelines:
+  - name: web
+    platforms: [linux/amd64]
+    staging: reg.example/acme/web
+    sign: true
+    verify: {acceptUnverified: true}
+    promote: [{to: prod.example/acme/web, requireSignature: true}]
+`
+	const keyless = "sign: {fulcioURL: https://fulcio.example, identityToken: /var/run/sigstore/token, tsaURL: https://tsa.example, trustedRoot: /etc/promoter/trusted_root.json"
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr map[string]string
+	}{
+		{name: "keyless", yaml: keyless + "}\n"},
+		{name: "keyless with a key", yaml: keyless + "}\nkeys: {cosign: /keys/cosign.key}\n",
+			wantErr: map[string]string{"keys.cosign": "is set and so is keyless signing (sign.fulcioURL, sign.identityToken, sign.tsaURL and sign.trustedRoot): sign with one, remove the other"}},
+		{name: "keyless in the legacy format", yaml: keyless + ", format: legacy}\n",
+			wantErr: map[string]string{"sign.format": "legacy cannot hold keyless signatures"}},
+		{name: "keyless without a TSA or trusted root", yaml: "sign: {fulcioURL: https://fulcio.example, identityToken: /token}\n",
+			wantErr: map[string]string{
+				"sign.tsaURL":      "must be set: keyless signing needs sign.fulcioURL, sign.identityToken, sign.tsaURL and sign.trustedRoot",
+				"sign.trustedRoot": "must be set: keyless signing needs",
+			}},
+		{name: "URLs that are not", yaml: "sign: {fulcioURL: fulcio.example, identityToken: /token, tsaURL: 'tsa:3000', trustedRoot: /tr.json}\n",
+			wantErr: map[string]string{"sign.fulcioURL": "is not an http(s) URL", "sign.tsaURL": "timestamp authority URL"}},
+		{name: "neither key nor keyless", yaml: "",
+			wantErr: map[string]string{
+				"keys.cosign": "must be set: a pipeline has sign: true (or sign keyless: sign.fulcioURL,",
+				"keys.public": "must be set: a destination has requireSignature: true",
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadYAML(t, "auth: {insecureNoAuth: true}\n"+tt.yaml+pipeline)
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			wantProblems(t, err, tt.wantErr)
+		})
+	}
+}

@@ -1,0 +1,342 @@
+package sign_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/sigstore/sigstore-go/pkg/verify"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/promoter-dev/promoter/internal/registry"
+	"github.com/promoter-dev/promoter/internal/sign"
+	"github.com/promoter-dev/promoter/internal/testenv"
+)
+
+// jwt is an unsigned token with claims: TokenIdentity reads claims only (Fulcio checks
+// the signature).
+func jwt(t *testing.T, claims map[string]any) string {
+	t.Helper()
+	b, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256"}`)) + "." + enc(b) + "." + enc([]byte("sig"))
+}
+
+func TestTokenIdentity(t *testing.T) {
+	const iss = "https://kube.example"
+	k8s := map[string]any{"namespace": "promoter", "serviceaccount": map[string]any{"name": "promoter", "uid": "u"}}
+	cases := []struct {
+		name    string
+		token   string
+		want    sign.Identity
+		wantErr string
+	}{
+		{"kubernetes service account", jwt(t, map[string]any{"iss": iss, "sub": "system:serviceaccount:promoter:promoter", "kubernetes.io": k8s}),
+			sign.Identity{Issuer: iss, Subject: "https://kubernetes.io/namespaces/promoter/serviceaccounts/promoter"}, ""},
+		{"verified email", jwt(t, map[string]any{"iss": iss, "email": "ops@example.com", "email_verified": true}),
+			sign.Identity{Issuer: iss, Subject: "ops@example.com"}, ""},
+		{"unverified email", jwt(t, map[string]any{"iss": iss, "email": "ops@example.com"}), sign.Identity{}, "not verified"},
+		{"no issuer", jwt(t, map[string]any{"kubernetes.io": k8s}), sign.Identity{}, "no iss claim"},
+		{"kubernetes claim without a service account", jwt(t, map[string]any{"iss": iss, "kubernetes.io": map[string]any{"namespace": "x"}}), sign.Identity{}, "no namespace or service account"},
+		{"a CI workflow token", jwt(t, map[string]any{"iss": "https://token.actions.githubusercontent.com", "sub": "repo:a/b:ref:refs/heads/main"}), sign.Identity{}, "only Kubernetes service-account tokens"},
+		{"not a JWT", "abc", sign.Identity{}, "not a JWT"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := sign.TokenIdentity(tc.token)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, %v; want an error containing %q", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestNewKeylessSignerRefuses: what cannot sign keyless is refused when the signer is
+// made (the daemon's start), saying what is wrong.
+func TestNewKeylessSignerRefuses(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	os.WriteFile(token, []byte(jwt(t, map[string]any{"iss": "https://kube.example",
+		"kubernetes.io": map[string]any{"namespace": "ns", "serviceaccount": map[string]any{"name": "promoter"}}})+"\n"), 0o600)
+	notRoot := filepath.Join(dir, "trusted_root.json")
+	os.WriteFile(notRoot, []byte(`{"mediaType": "nonsense"}`), 0o600)
+	ok := sign.Keyless{FulcioURL: "http://127.0.0.1:1", IdentityToken: token, TSAURL: "http://127.0.0.1:2", TrustedRoot: notRoot}
+	cases := []struct {
+		name string
+		edit func(k *sign.Keyless)
+		opts []sign.Option
+		want string
+	}{
+		{"no Fulcio", func(k *sign.Keyless) { k.FulcioURL = "" }, nil, "needs a Fulcio URL"},
+		{"no token", func(k *sign.Keyless) { k.IdentityToken = "" }, nil, "needs an identity token file"},
+		{"no TSA", func(k *sign.Keyless) { k.TSAURL = "" }, nil, "needs a timestamp authority URL"},
+		{"TSA not http", func(k *sign.Keyless) { k.TSAURL = "tsa.example" }, nil, "timestamp authority URL"},
+		{"missing token file", func(k *sign.Keyless) { k.IdentityToken = filepath.Join(dir, "nope") }, nil, "reading identity token"},
+		{"missing trusted root", func(k *sign.Keyless) { k.TrustedRoot = filepath.Join(dir, "nope.json") }, nil, "loading trusted root"},
+		{"unreadable trusted root", func(k *sign.Keyless) {}, nil, "loading trusted root"},
+		{"legacy format", func(k *sign.Keyless) {}, []sign.Option{sign.WithFormat(sign.FormatLegacy)}, "sigstore bundles only"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			k := ok
+			tc.edit(&k)
+			_, err := sign.NewKeylessSigner(k, registry.Client{}, tc.opts...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestTimestampURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://127.0.0.1:3000":                    "http://127.0.0.1:3000/api/v1/timestamp",
+		"https://tsa.example/":                     "https://tsa.example/api/v1/timestamp",
+		"https://tsa.example/api/v1/timestamp":     "https://tsa.example/api/v1/timestamp",
+		"http://timestamp.example.com/rfc3161/tsr": "http://timestamp.example.com/rfc3161/tsr",
+	} {
+		if got, err := sign.TimestampURL(in); err != nil || got != want {
+			t.Errorf("TimestampURL(%s) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+// TestKeylessSign signs keyless against a real private Fulcio (whose OIDC issuer is a
+// real kube-apiserver) and a real timestamp authority: each digest gets a bundle with a
+// certificate of the service account's identity and an RFC 3161 timestamp; signing
+// again adds nothing; the keyless Verifier accepts exactly that identity; the token is
+// read again for each signature.
+func TestKeylessSign(t *testing.T) {
+	kube := testenv.StartKube(t, testenv.WithPublicIssuer())
+	ss := testenv.StartSigstore(t, kube)
+	reg := testenv.StartRegistry(t)
+	ctx := context.Background()
+	const ns = "promoter-system"
+	tokenFile := ss.IdentityToken(t, ns, "promoter")
+	want := sign.Identity{Issuer: ss.Issuer, Subject: ss.Identity(ns, "promoter")}
+	k := sign.Keyless{FulcioURL: ss.FulcioURL, IdentityToken: tokenFile, TSAURL: ss.TSAURL, TrustedRoot: ss.TrustedRoot}
+
+	s, err := sign.NewKeylessSigner(k, registry.Client{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := s.Identity(); !ok || id != want {
+		t.Fatalf("Identity() = %+v, %v; want %+v", id, ok, want)
+	}
+	p := pushIndex(t, reg.Host+"/acme/keyless")
+	got, err := s.Sign(ctx, p.tag)
+	if err != nil {
+		t.Fatalf("Sign(%s): %v", p.tag, err)
+	}
+	wantSigned := []sign.Signed{
+		{Digest: p.index},
+		{Digest: p.children["linux/amd64"], Platform: "linux/amd64"},
+		{Digest: p.children["linux/arm64"], Platform: "linux/arm64"},
+	}
+	if diff := cmp.Diff(wantSigned, got); diff != "" {
+		t.Fatalf("Sign: (-want +got)\n%s", diff)
+	}
+
+	t.Run("the bundle carries the certificate and a timestamp that outlives it", func(t *testing.T) {
+		bundles := storedBundles(t, p.at(p.index))
+		if len(bundles) != 1 {
+			t.Fatalf("%d bundles for the index, want 1", len(bundles))
+		}
+		b := bundles[0]
+		vc, err := b.VerificationContent()
+		if err != nil || vc.Certificate() == nil {
+			t.Fatalf("verification material %v (%v), want a certificate", vc, err)
+		}
+		leaf := vc.Certificate()
+		tr, err := root.NewTrustedRootFromPath(ss.TrustedRoot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Signed timestamps only: no WithCurrentTime, no log. sigstore-go then validates
+		// the certificate chain at the TSA's time, not the clock's, which is why the
+		// signature keeps verifying after the 10-minute certificate has expired.
+		v, err := verify.NewVerifier(tr, verify.WithSignedTimestamps(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cid, err := verify.NewShortCertificateIdentity(want.Issuer, "", want.Subject, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		policy := verify.NewPolicy(verify.WithoutArtifactUnsafe(), verify.WithCertificateIdentity(cid))
+		res, err := v.Verify(b, policy)
+		if err != nil {
+			t.Fatalf("verify with signed timestamps: %v", err)
+		}
+		if len(res.VerifiedTimestamps) != 1 || res.VerifiedTimestamps[0].Type != "TimestampAuthority" {
+			t.Fatalf("verified timestamps %+v, want one of the TSA", res.VerifiedTimestamps)
+		}
+		ts := res.VerifiedTimestamps[0].Timestamp
+		if ts.Before(leaf.NotBefore) || ts.After(leaf.NotAfter) {
+			t.Fatalf("TSA time %s outside the certificate's validity %s..%s", ts, leaf.NotBefore, leaf.NotAfter)
+		}
+		t.Logf("certificate %s valid %s..%s (%s); TSA timestamp %s; verification used: %s",
+			res.Signature.Certificate.SubjectAlternativeName, leaf.NotBefore.UTC(), leaf.NotAfter.UTC(),
+			leaf.NotAfter.Sub(leaf.NotBefore), ts.UTC(), res.VerifiedTimestamps[0].Type)
+		// Without the timestamp the same bundle proves nothing: the verifier has no time
+		// at which to check the certificate.
+		pb := proto.Clone(b.Bundle).(*protobundle.Bundle)
+		pb.VerificationMaterial.TimestampVerificationData = nil
+		stripped, err := sgbundle.NewBundle(pb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(stripped, policy); err == nil {
+			t.Fatal("the bundle without its timestamp verified")
+		} else {
+			t.Logf("without its timestamp: %v", err)
+		}
+	})
+
+	t.Run("signing again adds no signature", func(t *testing.T) {
+		before := len(storedBundles(t, p.at(p.index)))
+		again, err := s.Sign(ctx, p.tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range again {
+			if !d.Skipped {
+				t.Errorf("%s (%s) signed again, want skipped", d.Digest, d.Platform)
+			}
+		}
+		if after := len(storedBundles(t, p.at(p.index))); after != before {
+			t.Errorf("%d bundles after signing again, want %d", after, before)
+		}
+	})
+
+	t.Run("the keyless verifier accepts this identity only", func(t *testing.T) {
+		v, err := sign.NewKeylessVerifier(registry.Client{}, ss.TrustedRoot, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checked, err := v.Verify(ctx, p.tag)
+		if err != nil || len(checked) != 3 {
+			t.Fatalf("Verify = %+v, %v; want 3 digests", checked, err)
+		}
+		other := sign.Identity{Issuer: ss.Issuer, Subject: ss.Identity(ns, "intruder")}
+		v, err = sign.NewKeylessVerifier(registry.Client{}, ss.TrustedRoot, other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = v.Verify(ctx, p.tag)
+		if !errors.Is(err, sign.ErrBadSignature) || !strings.Contains(err.Error(), "certificate identity "+want.Subject+" from "+ss.Issuer+" does not match") {
+			t.Fatalf("Verify as %s: %v, want ErrBadSignature naming %s", other, err, want)
+		}
+		t.Logf("as another identity: %v", err)
+		// Nor does an unsigned image verify.
+		q := pushIndex(t, reg.Host+"/acme/unsigned")
+		v, err = sign.NewKeylessVerifier(registry.Client{}, ss.TrustedRoot, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(ctx, q.tag); !errors.Is(err, sign.ErrNoSignature) {
+			t.Fatalf("Verify(unsigned) = %v, want ErrNoSignature", err)
+		}
+	})
+
+	t.Run("the token is read for every signature", func(t *testing.T) {
+		q := pushIndex(t, reg.Host+"/acme/rotated")
+		// A fresh token of the same service account, as the kubelet writes it.
+		fresh, err := os.ReadFile(ss.IdentityToken(t, ns, "promoter"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(tokenFile, fresh, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Sign(ctx, q.tag); err != nil {
+			t.Fatalf("Sign with the rotated token: %v", err)
+		}
+		// A token of another service account in the file is read, and refused.
+		other, err := os.ReadFile(ss.IdentityToken(t, ns, "intruder"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(tokenFile, other, 0o600)
+		r := pushIndex(t, reg.Host+"/acme/other")
+		if _, err := s.Sign(ctx, r.tag); err == nil || !strings.Contains(err.Error(), "now names "+ss.Identity(ns, "intruder")) {
+			t.Fatalf("Sign with another identity's token: %v, want a refusal naming it", err)
+		}
+		os.Remove(tokenFile)
+		if _, err := s.Sign(ctx, r.tag); err == nil || !strings.Contains(err.Error(), "reading identity token") {
+			t.Fatalf("Sign without a token: %v, want a refusal naming the token", err)
+		}
+	})
+}
+
+// storedBundles reads the sigstore bundle referrers of ref (repo@digest).
+func storedBundles(t *testing.T, ref string) []*sgbundle.Bundle {
+	t.Helper()
+	d, err := name.NewDigest(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Referrers(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*sgbundle.Bundle
+	for _, m := range im.Manifests {
+		if !strings.HasPrefix(m.ArtifactType, "application/vnd.dev.sigstore.bundle") {
+			continue
+		}
+		img, err := remote.Image(d.Context().Digest(m.Digest.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers, err := img.Layers()
+		if err != nil || len(layers) != 1 {
+			t.Fatalf("bundle manifest %s: %d layers, %v", m.Digest, len(layers), err)
+		}
+		rc, err := layers[0].Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pb protobundle.Bundle
+		if err := protojson.Unmarshal(raw, &pb); err != nil {
+			t.Fatal(err)
+		}
+		b, err := sgbundle.NewBundle(&pb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
