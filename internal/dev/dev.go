@@ -92,7 +92,6 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) error { o.log =
 // LogFile is where, under the data dir, the daemon's logs go unless WithLogger is given.
 const LogFile = "promoter.log"
 
-
 // Pipeline is the name of the example pipeline.
 const Pipeline = "hello"
 
