@@ -150,37 +150,13 @@ func registryDigestOf(t *testing.T, message string) (string, bool) {
 // naming the image and the expected signer, and nothing reaches the destination; a
 // signature added later, or a signed re-push, then recovers the revision.
 func TestAMergeOnlyPipelineMergesOnlyWhatItsCISigned(t *testing.T) {
-	n := testenv.StartNATS(t)
 	cosign := testenv.Tool(t, "cosign")
-	stagingPort := testenv.FreePort(t)
-	staging := fmt.Sprintf("127.0.0.1:%d/acme/app", stagingPort)
-	dest := testenv.StartRegistry(t).Host + "/acme/app"
-	keyPath, pubPath := writeKeyPair(t, t.TempDir(), "pw")
+	env := newStaged(t, "acme/app")
+	staging, dest := env.Staging, env.Dest
 	ciKey, ciPub := writeKeyPair(t, t.TempDir(), "ci-pw")
 	rogueKey, _ := writeKeyPair(t, t.TempDir(), "rogue-pw")
 
-	d := startDaemon(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-keys:
-	cosign: %s
-	password: pw
-reconcileInterval: 2s
-pipelines:
-	- name: app
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify:
-			signers:
-				- key: %s
-		promote:
-			- to: %s
-				requireSignature: true
-`, n.URL, registryToken, keyPath, staging, ciPub, dest))
-	testenv.StartRegistry(t, localregistry.WithPort(stagingPort), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
+	d := env.startTrusting(t, "app", ciPub)
 
 	created := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
 	// ci pushes img by digest, signs it with key (password pw) if key is set, then tags it
@@ -188,13 +164,11 @@ pipelines:
 	// unsigned image.
 	ci := func(rev, platform string, img v1.Image, key, pw string, cosignFlags ...string) string {
 		t.Helper()
-		digest := testenv.Digest(t, img)
-		testenv.Push(t, staging+"@"+digest, img)
+		var sign func(string)
 		if key != "" {
-			cosignSign(t, cosign, key, pw, staging+"@"+digest, cosignFlags...)
+			sign = func(ref string) { cosignSign(t, cosign, key, pw, ref, cosignFlags...) }
 		}
-		testenv.Push(t, staging+":"+types.ArchTag(types.DefaultArchTag).Render(rev, types.MustPlatform(platform)), img)
-		return digest
+		return pushSigned(t, archRef(staging, rev, platform), img, sign)
 	}
 	notPromoted := func(rev string) {
 		t.Helper()
@@ -221,7 +195,7 @@ pipelines:
 		}
 		kids := testenv.IndexChildren(t, dest+":"+rev)
 		for _, dg := range []string{r.Index, kids["linux/amd64"], kids["linux/arm64"]} {
-			cosignVerify(t, cosign, pubPath, dest+"@"+dg)
+			cosignVerify(t, cosign, env.Pub, dest+"@"+dg)
 		}
 	})
 

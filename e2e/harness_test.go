@@ -23,9 +23,11 @@ import (
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/daemon"
 	"github.com/promoter-dev/promoter/internal/events"
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/status"
+	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -123,6 +125,76 @@ func (d *runningDaemon) waitReady(t testing.TB) {
 // notifyHeaders are what a registry must send to the daemon.
 func notifyHeaders() http.Header {
 	return http.Header{"Authorization": {"Bearer " + registryToken}}
+}
+
+// staged is the setup of a merge-only pipeline's test: NATS, a destination registry,
+// promoter's own cosign key pair, and a staging repository on a reserved port whose
+// registry starts only with the daemon, since it notifies the daemon of each push.
+type staged struct {
+	NATS *testenv.NATS
+	// Staging and Dest are the pipeline's repository on the staging and the destination
+	// registry.
+	Staging, Dest string
+	// Key and Pub are promoter's cosign key pair, encrypted with "pw" (a keyless daemon
+	// leaves them unused).
+	Key, Pub    string
+	stagingPort int
+}
+
+// newStaged starts NATS and the destination registry, writes promoter's key pair and
+// reserves the staging registry's port; repo names the repository in both registries.
+func newStaged(t testing.TB, repo string) *staged {
+	t.Helper()
+	s := &staged{NATS: testenv.StartNATS(t), stagingPort: testenv.FreePort(t)}
+	s.Staging = fmt.Sprintf("127.0.0.1:%d/%s", s.stagingPort, repo)
+	s.Dest = testenv.StartRegistry(t).Host + "/" + repo
+	s.Key, s.Pub = writeKeyPair(t, t.TempDir(), "pw")
+	return s
+}
+
+// start starts the daemon with configYAML, then the staging registry, which notifies it
+// of each push.
+func (s *staged) start(t testing.TB, configYAML string) *runningDaemon {
+	t.Helper()
+	d := startDaemon(t, configYAML)
+	testenv.StartRegistry(t, localregistry.WithPort(s.stagingPort), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
+	return d
+}
+
+// startSigning is start with the config of a daemon on s's NATS that signs with s.Key and
+// reconciles every 2s; pipelines is the YAML list under pipelines:, formatted by yamlf
+// with args.
+func (s *staged) startSigning(t testing.TB, pipelines string, args ...any) *runningDaemon {
+	t.Helper()
+	return s.start(t, yamlf(`
+nats:
+	url: %s
+auth:
+	registryToken: %s
+keys:
+	cosign: %s
+	password: pw
+reconcileInterval: 2s
+pipelines:`, s.NATS.URL, registryToken, s.Key)+yamlf(pipelines, args...))
+}
+
+// startTrusting is startSigning with one merge-only pipeline, named pipeline, for
+// linux/amd64 and linux/arm64 from s.Staging, that merges only images signed with the CI
+// key ciPub, signs the index and promotes it to s.Dest, which requires a signature.
+func (s *staged) startTrusting(t testing.TB, pipeline, ciPub string) *runningDaemon {
+	t.Helper()
+	return s.startSigning(t, `
+	- name: %s
+		platforms: [linux/amd64, linux/arm64]
+		staging: %s
+		sign: true
+		verify:
+			signers:
+				- key: %s
+		promote:
+			- to: %s
+				requireSignature: true
+`, pipeline, s.Staging, ciPub, s.Dest)
 }
 
 // revision asks the daemon's status API, as `promoter status` does; nil before the daemon

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -19,7 +18,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/selfimage"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -35,35 +33,11 @@ import (
 // the promoted binary of this machine's platform runs and names the commit it was built from.
 func TestPromoterReleasesItself(t *testing.T) {
 	cosign := testenv.Tool(t, "cosign")
-	n := testenv.StartNATS(t)
-	stagingPort := testenv.FreePort(t)
-	staging := fmt.Sprintf("127.0.0.1:%d/promoter-dev/promoter", stagingPort)
-	release := testenv.StartRegistry(t).Host + "/promoter-dev/promoter"
-	keyPath, pubPath := writeKeyPair(t, t.TempDir(), "pw")
+	env := newStaged(t, "promoter-dev/promoter")
+	staging, release := env.Staging, env.Dest
 	ciKey, ciPub := writeKeyPair(t, t.TempDir(), "ci-pw")
 
-	d := startDaemon(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-keys:
-	cosign: %s
-	password: pw
-reconcileInterval: 2s
-pipelines:
-	- name: promoter
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify:
-			signers:
-				- key: %s
-		promote:
-			- to: %s
-				requireSignature: true
-`, n.URL, registryToken, keyPath, staging, ciPub, release))
-	testenv.StartRegistry(t, localregistry.WithPort(stagingPort), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
+	d := env.startTrusting(t, "promoter", ciPub)
 
 	// Build both platforms from this tree, as hack/image.sh does.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -114,7 +88,7 @@ pipelines:
 
 	t.Run("cosign verifies the index and both children at the release registry", func(t *testing.T) {
 		for _, dg := range []string{r.Index, kids["linux/amd64"], kids["linux/arm64"]} {
-			cosignVerify(t, cosign, pubPath, release+"@"+dg)
+			cosignVerify(t, cosign, env.Pub, release+"@"+dg)
 		}
 		for _, p := range []string{"linux/amd64", "linux/arm64"} {
 			// CI's signature travelled with the image.

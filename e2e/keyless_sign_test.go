@@ -2,21 +2,13 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
-	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
-	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/testenv"
@@ -35,18 +27,16 @@ import (
 func TestKeylessSigning(t *testing.T) {
 	kube := testenv.StartKube(t, testenv.WithPublicIssuer())
 	ss := testenv.StartSigstore(t, kube)
-	n := testenv.StartNATS(t)
 	cosign := testenv.Tool(t, "cosign")
-	stagingPort := testenv.FreePort(t)
-	staging := fmt.Sprintf("127.0.0.1:%d/acme/app", stagingPort)
-	dest := testenv.StartRegistry(t).Host + "/acme/app"
+	env := newStaged(t, "acme/app")
+	staging, dest := env.Staging, env.Dest
 
 	const ns = "promoter-system"
 	identity := ss.Identity(ns, "promoter")
 	token := ss.IdentityToken(t, ns, "promoter")
 	t.Logf("issuer %s, Fulcio %s, TSA %s, trusted root %s, token %s", ss.Issuer, ss.FulcioURL, ss.TSAURL, ss.TrustedRoot, token)
 
-	d := startDaemon(t, yamlf(`
+	d := env.start(t, yamlf(`
 nats:
 	url: %s
 auth:
@@ -66,8 +56,7 @@ pipelines:
 		promote:
 			- to: %s
 				requireSignature: true
-`, n.URL, registryToken, ss.FulcioURL, token, ss.TSAURL, ss.TrustedRoot, staging, dest))
-	testenv.StartRegistry(t, localregistry.WithPort(stagingPort), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
+`, env.NATS.URL, registryToken, ss.FulcioURL, token, ss.TSAURL, ss.TrustedRoot, staging, dest))
 
 	const rev = "2323232323232323232323232323232323232323"
 	created := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
@@ -83,19 +72,9 @@ pipelines:
 	kids := testenv.IndexChildren(t, dest+":"+rev)
 	digests := []string{r.Index, kids["linux/amd64"], kids["linux/arm64"]}
 
-	// verify runs `cosign verify` keyless against ref as id; the command and its outcome
-	// are logged to be quoted.
 	verify := func(t *testing.T, ref, id string) (string, error) {
 		t.Helper()
-		args := []string{"verify", "--trusted-root", ss.TrustedRoot, "--certificate-identity", id,
-			"--certificate-oidc-issuer", ss.Issuer, "--use-signed-timestamps", "--insecure-ignore-sct", "--insecure-ignore-tlog", ref}
-		out, err := testenv.Cosign(t, cosign, args...).CombinedOutput()
-		outcome := "passed"
-		if err != nil {
-			outcome = "failed: " + err.Error()
-		}
-		t.Logf("$ cosign %s\n-> %s\n%s", strings.Join(args, " "), outcome, lastLines(strings.TrimSpace(string(out)), 4))
-		return string(out), err
+		return cosignVerifyKeyless(t, cosign, ss, ref, id)
 	}
 
 	t.Run("cosign verifies the promoted index and children with promoter's identity", func(t *testing.T) {
@@ -127,7 +106,7 @@ pipelines:
 			t.Fatal(err)
 		}
 		for _, dg := range digests {
-			bundles := bundlesOf(t, dest+"@"+dg)
+			bundles := testenv.SigstoreBundles(t, dest+"@"+dg)
 			if len(bundles) != 1 {
 				t.Fatalf("%s@%s has %d signature bundles, want 1", dest, dg, len(bundles))
 			}
@@ -163,60 +142,10 @@ pipelines:
 			}
 		}
 		for _, dg := range digests {
-			if got := len(bundlesOf(t, staging+"@"+dg)); got != 1 {
+			if got := len(testenv.SigstoreBundles(t, staging+"@"+dg)); got != 1 {
 				t.Errorf("staging %s has %d signature bundles after a second run, want 1", dg, got)
 			}
 		}
 		t.Logf("second run: %+v", signed)
 	})
-}
-
-// bundlesOf reads the sigstore bundle referrers of ref (repo@digest).
-func bundlesOf(t *testing.T, ref string) []*sgbundle.Bundle {
-	t.Helper()
-	d, err := name.NewDigest(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := remote.Referrers(d)
-	if err != nil {
-		t.Fatalf("referrers of %s: %v", ref, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*sgbundle.Bundle
-	for _, m := range im.Manifests {
-		if !strings.HasPrefix(m.ArtifactType, "application/vnd.dev.sigstore.bundle") {
-			continue
-		}
-		img, err := remote.Image(d.Context().Digest(m.Digest.String()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		layers, err := img.Layers()
-		if err != nil || len(layers) != 1 {
-			t.Fatalf("bundle manifest %s: %d layers, %v", m.Digest, len(layers), err)
-		}
-		rc, err := layers[0].Compressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var pb protobundle.Bundle
-		if err := protojson.Unmarshal(raw, &pb); err != nil {
-			t.Fatal(err)
-		}
-		b, err := sgbundle.NewBundle(&pb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-	}
-	return out
 }

@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -27,28 +25,16 @@ import (
 func TestKeylessCISignersArePolicy(t *testing.T) {
 	kube := testenv.StartKube(t, testenv.WithPublicIssuer())
 	ss := testenv.StartSigstore(t, kube)
-	n := testenv.StartNATS(t)
 	cosign := testenv.Tool(t, "cosign")
-	stagingPort := testenv.FreePort(t)
-	staging := fmt.Sprintf("127.0.0.1:%d/acme/app", stagingPort)
-	dest := testenv.StartRegistry(t).Host + "/acme/app"
-	keyPath, pubPath := writeKeyPair(t, t.TempDir(), "pw")
+	env := newStaged(t, "acme/app")
+	staging, dest := env.Staging, env.Dest
 
 	const ns = "ci-system"
 	ciIdentity, intruderIdentity := ss.Identity(ns, "ci"), ss.Identity(ns, "intruder")
 	ciToken, intruderToken := ss.IdentityToken(t, ns, "ci"), ss.IdentityToken(t, ns, "intruder")
 	t.Logf("issuer %s, Fulcio %s, TSA %s, trusted root %s", ss.Issuer, ss.FulcioURL, ss.TSAURL, ss.TrustedRoot)
 
-	d := startDaemon(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-keys:
-	cosign: %s
-	password: pw
-reconcileInterval: 2s
-pipelines:
+	d := env.startSigning(t, `
 	- name: app
 		platforms: [linux/amd64, linux/arm64]
 		staging: %s
@@ -61,37 +47,23 @@ pipelines:
 		promote:
 			- to: %s
 				requireSignature: true
-`, n.URL, registryToken, keyPath, staging, ss.Issuer, ciIdentity, ss.TrustedRoot, dest))
-	testenv.StartRegistry(t, localregistry.WithPort(stagingPort), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
+`, staging, ss.Issuer, ciIdentity, ss.TrustedRoot, dest)
 
 	created := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
 	// ci pushes img by digest, signs it keyless with the identity token in tokenFile, then
 	// tags it as rev's arch tag, so the tag never names an unsigned image.
 	ci := func(t *testing.T, rev, platform string, img v1.Image, tokenFile string) string {
 		t.Helper()
-		digest := testenv.Digest(t, img)
-		ref := staging + "@" + digest
-		testenv.Push(t, ref, img)
-		args := []string{"sign", "-y", "--signing-config", ss.SigningConfig, "--trusted-root", ss.TrustedRoot, "--identity-token", tokenFile, ref}
-		if out, err := testenv.Cosign(t, cosign, args...).CombinedOutput(); err != nil {
-			t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		testenv.Push(t, staging+":"+types.ArchTag(types.DefaultArchTag).Render(rev, types.MustPlatform(platform)), img)
-		return digest
+		return pushSigned(t, archRef(staging, rev, platform), img, func(ref string) {
+			args := []string{"sign", "-y", "--signing-config", ss.SigningConfig, "--trusted-root", ss.TrustedRoot, "--identity-token", tokenFile, ref}
+			if out, err := testenv.Cosign(t, cosign, args...).CombinedOutput(); err != nil {
+				t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		})
 	}
-	// verify runs `cosign verify` keyless against ref as identity and returns its error and
-	// output; the command and its outcome are logged to be quoted.
 	verify := func(t *testing.T, ref, identity string) (string, error) {
 		t.Helper()
-		args := []string{"verify", "--trusted-root", ss.TrustedRoot, "--certificate-identity", identity,
-			"--certificate-oidc-issuer", ss.Issuer, "--use-signed-timestamps", "--insecure-ignore-sct", "--insecure-ignore-tlog", ref}
-		out, err := testenv.Cosign(t, cosign, args...).CombinedOutput()
-		outcome := "passed"
-		if err != nil {
-			outcome = "failed: " + err.Error()
-		}
-		t.Logf("$ cosign %s\n-> %s\n%s", strings.Join(args, " "), outcome, lastLines(strings.TrimSpace(string(out)), 4))
-		return string(out), err
+		return cosignVerifyKeyless(t, cosign, ss, ref, identity)
 	}
 
 	t.Run("images the ci service account signed are merged, signed and promoted", func(t *testing.T) {
@@ -117,7 +89,7 @@ pipelines:
 		}
 		// promoter's own signature, with its key.
 		for _, dg := range []string{r.Index, amd, arm} {
-			cosignVerify(t, cosign, pubPath, dest+"@"+dg)
+			cosignVerify(t, cosign, env.Pub, dest+"@"+dg)
 		}
 		// CI's keyless signature of a promoted child, as cosign checks it.
 		if out, err := verify(t, staging+"@"+amd, ciIdentity); err != nil {
@@ -160,4 +132,20 @@ pipelines:
 			t.Errorf("cosign verify of the intruder's image as %s: %v, want \"no matching CertificateIdentity\"\n%s", ciIdentity, err, out)
 		}
 	})
+}
+
+// cosignVerifyKeyless runs `cosign verify` keyless against ref as identity, trusting ss's
+// trusted root and issuer and its signed timestamps, and returns its output and error; the
+// command and its outcome are logged to be quoted.
+func cosignVerifyKeyless(t *testing.T, cosign string, ss *testenv.Sigstore, ref, identity string) (string, error) {
+	t.Helper()
+	args := []string{"verify", "--trusted-root", ss.TrustedRoot, "--certificate-identity", identity,
+		"--certificate-oidc-issuer", ss.Issuer, "--use-signed-timestamps", "--insecure-ignore-sct", "--insecure-ignore-tlog", ref}
+	out, err := testenv.Cosign(t, cosign, args...).CombinedOutput()
+	outcome := "passed"
+	if err != nil {
+		outcome = "failed: " + err.Error()
+	}
+	t.Logf("$ cosign %s\n-> %s\n%s", strings.Join(args, " "), outcome, lastLines(strings.TrimSpace(string(out)), 4))
+	return string(out), err
 }

@@ -30,14 +30,12 @@ import (
 // nothing, and no build request was ever dispatched.
 func TestMergeOnlyPipeline(t *testing.T) {
 	const genericToken = "e2e-generic-token"
-	n := testenv.StartNATS(t)
-	stagingPort, quietPort := testenv.FreePort(t), testenv.FreePort(t)
-	staging := fmt.Sprintf("127.0.0.1:%d/acme/app", stagingPort)
+	env := newStaged(t, "acme/app")
+	n, staging, dest := env.NATS, env.Staging, env.Dest
+	quietPort := testenv.FreePort(t)
 	quiet := fmt.Sprintf("127.0.0.1:%d/acme/batch", quietPort) // its registry notifies nobody
-	dest := testenv.StartRegistry(t).Host + "/acme/app"
-	keyPath, pubPath := writeKeyPair(t, t.TempDir(), "pw")
 
-	d := startDaemon(t, yamlf(`
+	d := env.start(t, yamlf(`
 nats:
 	url: %s
 auth:
@@ -62,8 +60,7 @@ pipelines:
 		staging: %s
 		promote:
 			- to: %s
-`, n.URL, registryToken, genericToken, keyPath, staging, dest, quiet, dest+"-batch"))
-	testenv.StartRegistry(t, localregistry.WithPort(stagingPort), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
+`, n.URL, registryToken, genericToken, env.Key, staging, dest, quiet, dest+"-batch"))
 	testenv.StartRegistry(t, localregistry.WithPort(quietPort))
 
 	const sha = "9e1c2b7d4a5f60718293a4b5c6d7e8f901234567"
@@ -118,7 +115,7 @@ pipelines:
 	}
 	cosign := testenv.Tool(t, "cosign")
 	for _, dg := range []string{r.Index, kids["linux/amd64"], kids["linux/arm64"]} {
-		cosignVerify(t, cosign, pubPath, dest+"@"+dg)
+		cosignVerify(t, cosign, env.Pub, dest+"@"+dg)
 	}
 
 	t.Run("without notifications the reconciler merges and promotes", func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/testenv"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // ciPassword encrypts the CI key ciSigner generates.
@@ -52,21 +53,40 @@ func ciSigner(t testing.TB, dir string) (pub string, push signedPush) {
 	signer := testenv.Signer(t, key)
 	return pub, func(t testing.TB, ref string, v remote.Taggable) {
 		t.Helper()
-		tag, err := name.NewTag(ref, name.Insecure)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, ok := v.(interface{ Digest() (v1.Hash, error) })
-		if !ok {
-			t.Fatalf("pushing %s: %T is not an image or an index", ref, v)
-		}
-		byDigest := tag.Context().Name() + "@" + testenv.Digest(t, d)
-		testenv.Push(t, byDigest, v)
-		if _, err := signer.Sign(context.Background(), byDigest); err != nil {
-			t.Fatalf("signing %s with the CI key: %v", byDigest, err)
-		}
-		if err := remote.Tag(tag, v, remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
-			t.Fatalf("tagging %s as %s: %v", byDigest, ref, err)
-		}
+		pushSigned(t, ref, v, func(byDigest string) {
+			if _, err := signer.Sign(context.Background(), byDigest); err != nil {
+				t.Fatalf("signing %s with the CI key: %v", byDigest, err)
+			}
+		})
 	}
+}
+
+// pushSigned writes v (an image or an index) to ref, a tag, in the order of a CI job that
+// signs: by digest, then sign(repo@digest) unless sign is nil, and only then under the
+// tag, so the tag never names an image before its signature exists. It returns v's digest.
+func pushSigned(t testing.TB, ref string, v remote.Taggable, sign func(byDigest string)) string {
+	t.Helper()
+	tag, err := name.NewTag(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok := v.(interface{ Digest() (v1.Hash, error) })
+	if !ok {
+		t.Fatalf("pushing %s: %T is not an image or an index", ref, v)
+	}
+	digest := testenv.Digest(t, d)
+	byDigest := tag.Context().Name() + "@" + digest
+	testenv.Push(t, byDigest, v)
+	if sign != nil {
+		sign(byDigest)
+	}
+	if err := remote.Tag(tag, v, remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
+		t.Fatalf("tagging %s as %s: %v", byDigest, ref, err)
+	}
+	return digest
+}
+
+// archRef is repo's default arch tag of rev for platform, as CI pushes it.
+func archRef(repo, rev, platform string) string {
+	return repo + ":" + types.ArchTag(types.DefaultArchTag).Render(rev, types.MustPlatform(platform))
 }

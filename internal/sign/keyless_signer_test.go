@@ -5,20 +5,16 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/verify"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/promoter-dev/promoter/internal/registry"
@@ -160,7 +156,7 @@ func TestKeylessSign(t *testing.T) {
 	}
 
 	t.Run("the bundle carries the certificate and a timestamp that outlives it", func(t *testing.T) {
-		bundles := storedBundles(t, p.at(p.index))
+		bundles := testenv.SigstoreBundles(t, p.at(p.index))
 		if len(bundles) != 1 {
 			t.Fatalf("%d bundles for the index, want 1", len(bundles))
 		}
@@ -216,7 +212,7 @@ func TestKeylessSign(t *testing.T) {
 	})
 
 	t.Run("signing again adds no signature", func(t *testing.T) {
-		before := len(storedBundles(t, p.at(p.index)))
+		before := len(testenv.SigstoreBundles(t, p.at(p.index)))
 		again, err := s.Sign(ctx, p.tag)
 		if err != nil {
 			t.Fatal(err)
@@ -226,7 +222,7 @@ func TestKeylessSign(t *testing.T) {
 				t.Errorf("%s (%s) signed again, want skipped", d.Digest, d.Platform)
 			}
 		}
-		if after := len(storedBundles(t, p.at(p.index))); after != before {
+		if after := len(testenv.SigstoreBundles(t, p.at(p.index))); after != before {
 			t.Errorf("%d bundles after signing again, want %d", after, before)
 		}
 	})
@@ -289,54 +285,4 @@ func TestKeylessSign(t *testing.T) {
 			t.Fatalf("Sign without a token: %v, want a refusal naming the token", err)
 		}
 	})
-}
-
-// storedBundles reads the sigstore bundle referrers of ref (repo@digest).
-func storedBundles(t *testing.T, ref string) []*sgbundle.Bundle {
-	t.Helper()
-	d, err := name.NewDigest(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := remote.Referrers(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*sgbundle.Bundle
-	for _, m := range im.Manifests {
-		if !strings.HasPrefix(m.ArtifactType, "application/vnd.dev.sigstore.bundle") {
-			continue
-		}
-		img, err := remote.Image(d.Context().Digest(m.Digest.String()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		layers, err := img.Layers()
-		if err != nil || len(layers) != 1 {
-			t.Fatalf("bundle manifest %s: %d layers, %v", m.Digest, len(layers), err)
-		}
-		rc, err := layers[0].Compressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var pb protobundle.Bundle
-		if err := protojson.Unmarshal(raw, &pb); err != nil {
-			t.Fatal(err)
-		}
-		b, err := sgbundle.NewBundle(&pb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-	}
-	return out
 }

@@ -10,10 +10,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
+	"google.golang.org/protobuf/encoding/protojson"
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -225,6 +231,58 @@ func (s *Sigstore) IdentityToken(t testing.TB, namespace, serviceAccount string)
 		t.Fatal(err)
 	}
 	return path
+}
+
+// SigstoreBundles reads the sigstore bundle referrers of ref (repo@digest): the bundles a
+// keyless signer (promoter's or `cosign sign`) attached to it, in the order the registry
+// lists them.
+func SigstoreBundles(t testing.TB, ref string) []*sgbundle.Bundle {
+	t.Helper()
+	d, err := name.NewDigest(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Referrers(d)
+	if err != nil {
+		t.Fatalf("referrers of %s: %v", ref, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*sgbundle.Bundle
+	for _, m := range im.Manifests {
+		if !strings.HasPrefix(m.ArtifactType, "application/vnd.dev.sigstore.bundle") {
+			continue
+		}
+		img, err := remote.Image(d.Context().Digest(m.Digest.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers, err := img.Layers()
+		if err != nil || len(layers) != 1 {
+			t.Fatalf("bundle manifest %s: %d layers, %v", m.Digest, len(layers), err)
+		}
+		rc, err := layers[0].Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pb protobundle.Bundle
+		if err := protojson.Unmarshal(raw, &pb); err != nil {
+			t.Fatal(err)
+		}
+		b, err := sgbundle.NewBundle(&pb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
 }
 
 // sigstoreDir finds the binaries: $PROMOTER_SIGSTORE, else the directory
