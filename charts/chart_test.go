@@ -53,8 +53,9 @@ const (
 	namespace = "promoter"
 )
 
-// valueSets are the renders under test: the defaults, everything switched on, and the
-// remaining branches (external NATS with credentials, no token, unmanaged namespace).
+// valueSets are the renders under test: the defaults, everything switched on, the
+// remaining branches (external NATS with credentials, no token, unmanaged namespace), and
+// keyless signing with trust material mounted.
 var valueSets = []struct {
 	name   string
 	values string // file under testdata, or "" for the chart defaults
@@ -62,6 +63,7 @@ var valueSets = []struct {
 	{name: "default"},
 	{name: "full", values: "testdata/values-full.yaml"},
 	{name: "external", values: "testdata/values-external.yaml"},
+	{name: "keyless", values: "testdata/values-keyless.yaml"},
 }
 
 // helm runs the real helm binary offline with a private HOME, so no user or CI
@@ -194,6 +196,9 @@ func TestRenderedConfigLoads(t *testing.T) {
 				}
 				if cfg.Builder.Namespace == "" {
 					t.Errorf("ConfigMap %s: builder.namespace is empty", o.GetName())
+				}
+				if cfg.Sign.Keyless() && cfg.Keys.Cosign != "" {
+					t.Errorf("ConfigMap %s: keyless signing and keys.cosign %q are both set", o.GetName(), cfg.Keys.Cosign)
 				}
 			}
 			if n == 0 {
@@ -356,6 +361,46 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 			name:   "signing pipeline without keys",
 			values: `config: {pipelines: [{name: web, platforms: [linux/amd64], staging: r.example/web, source: {repo: https://git.example/web.git}, sign: true}]}`,
 			want:   []string{"config.pipelines[0] (web) has sign: true", "signing.existingSecret"},
+		},
+		{
+			name:   "keyless without Fulcio",
+			values: `{signing: {keyless: {enabled: true, tsaURL: "https://tsa.example"}}, trustedRoot: {configMap: trust}}`,
+			want:   []string{"signing.keyless.enabled is true", "signing.keyless.fulcioURL"},
+		},
+		{
+			name:   "keyless without a trusted root",
+			values: `signing: {keyless: {enabled: true, fulcioURL: "https://fulcio.example", tsaURL: "https://tsa.example"}}`,
+			want:   []string{"signing.keyless.enabled is true", "trustedRoot.configMap"},
+		},
+		{
+			name:   "keyless with legacy signatures",
+			values: `{signing: {keyless: {enabled: true, fulcioURL: "https://fulcio.example", tsaURL: "https://tsa.example"}}, trustedRoot: {configMap: trust}, config: {sign: {format: legacy}}}`,
+			want:   []string{"config.sign.format is legacy", "bundle"},
+		},
+		{
+			name:   "Fulcio URL without scheme",
+			values: `signing: {keyless: {fulcioURL: fulcio.example}}`,
+			want:   []string{"/signing/keyless/fulcioURL", "'fulcio.example' does not match pattern"},
+		},
+		{
+			name:   "token shorter than Kubernetes allows",
+			values: `signing: {keyless: {expirationSeconds: 60}}`,
+			want:   []string{"/signing/keyless/expirationSeconds", "minimum"},
+		},
+		{
+			name:   "Fulcio URL in the config",
+			values: `config: {sign: {fulcioURL: "https://fulcio.example"}}`,
+			want:   []string{"at '/config/sign'", "'fulcioURL' not allowed"},
+		},
+		{
+			name:   "verify.trustedRoot at the mount without the ConfigMap",
+			values: `config: {pipelines: [{name: api, platforms: [linux/amd64], staging: r.example/api, verify: {signers: [{issuer: "https://issuer.example", subject: ci}], trustedRoot: /etc/promoter/trust/trusted_root.json}}]}`,
+			want:   []string{"config.pipelines[0] (api) has verify.trustedRoot /etc/promoter/trust/trusted_root.json", "trustedRoot.configMap is empty"},
+		},
+		{
+			name:   "verify key at the mount without the Secret",
+			values: `config: {pipelines: [{name: api, platforms: [linux/amd64], staging: r.example/api, verify: {signers: [{key: /etc/promoter/verify/ci.pub}]}}]}`,
+			want:   []string{"config.pipelines[0] (api) has verify.signers[0].key /etc/promoter/verify/ci.pub", "verify.publicKeys.secret is empty"},
 		},
 		{
 			name:   "no registry token",
@@ -548,8 +593,9 @@ func TestKubeDryRun(t *testing.T) {
 				}
 			}
 		}
-		// default: daemon + 1 agent; full: daemon + 2 agents + NATS; external: daemon + 1 agent.
-		if want := 8; checked != want {
+		// default: daemon + 1 agent; full: daemon + 2 agents + NATS; external: daemon + 1
+		// agent; keyless: daemon + 1 agent.
+		if want := 10; checked != want {
 			t.Errorf("checked %d workloads, want %d", checked, want)
 		}
 	})
@@ -949,6 +995,191 @@ func TestImageByDigest(t *testing.T) {
 			}
 			if daemons != 1 || agents == 0 {
 				t.Errorf("checked %d daemon and %d agent containers, want 1 and at least 1", daemons, agents)
+			}
+		})
+	}
+}
+
+// TestKeylessSigning: with signing.keyless the daemon gets a projected service-account token
+// for Fulcio (audience sigstore, never the API token), the trusted root from its ConfigMap,
+// the config's sign.* keyless keys and no keys.cosign; with the key pair, none of that.
+func TestKeylessSigning(t *testing.T) {
+	h := newHelm(t)
+	keyless := map[string]any{
+		"format":        "bundle",
+		"fulcioURL":     "https://fulcio.example",
+		"identityToken": "/var/run/sigstore/cosign/oidc-token",
+		"tsaURL":        "https://tsa.example",
+		"trustedRoot":   "/etc/promoter/trust/trusted_root.json",
+	}
+	type token struct {
+		Audience          string `json:"audience"`
+		ExpirationSeconds int64  `json:"expirationSeconds"`
+		Path              string `json:"path"`
+	}
+	tests := []struct {
+		name   string
+		values string // file under testdata
+		extra  string // values written over it, or ""
+		// wantToken is the projected token source, nil for none.
+		wantToken *token
+		// wantMounts are the daemon's read-only mounts by volume name, beyond config, data,
+		// tmp and webhooks.
+		wantMounts map[string]string
+		// wantSigningItems are the keys of signing.existingSecret mounted.
+		wantSigningItems []string
+		wantSign         map[string]any
+		wantKeys         map[string]any
+	}{
+		{
+			name:      "keyless with trusted root and CI keys and the old public key",
+			values:    "testdata/values-keyless.yaml",
+			wantToken: &token{Audience: "sigstore", ExpirationSeconds: 600, Path: "oidc-token"},
+			wantMounts: map[string]string{
+				"signing":        "/etc/promoter/signing",
+				"sigstore-token": "/var/run/sigstore/cosign",
+				"trusted-root":   "/etc/promoter/trust",
+				"verify-keys":    "/etc/promoter/verify",
+			},
+			wantSigningItems: []string{"cosign.pub"},
+			wantSign:         keyless,
+			wantKeys:         map[string]any{"public": "/etc/promoter/signing/cosign.pub"},
+		},
+		{
+			name:      "keyless only with a longer token for another audience",
+			values:    "testdata/values-keyless.yaml",
+			extra:     `{signing: {existingSecret: "", keyless: {audience: fulcio, expirationSeconds: 3600}}, verify: {publicKeys: {secret: ""}}, config: {pipelines: []}}`,
+			wantToken: &token{Audience: "fulcio", ExpirationSeconds: 3600, Path: "oidc-token"},
+			wantMounts: map[string]string{
+				"sigstore-token": "/var/run/sigstore/cosign",
+				"trusted-root":   "/etc/promoter/trust",
+			},
+			wantSign: keyless,
+		},
+		{
+			name:   "key pair with a trusted root for verify only",
+			values: "testdata/values-full.yaml",
+			wantMounts: map[string]string{
+				"signing":       "/etc/promoter/signing",
+				"trusted-root":  "/etc/promoter/trust",
+				"verify-keys":   "/etc/promoter/verify",
+				"docker-config": "/etc/promoter/docker",
+			},
+			wantSigningItems: []string{"cosign.key", "cosign.password", "cosign.pub"},
+			wantSign:         map[string]any{"format": "legacy"},
+			wantKeys: map[string]any{
+				"cosign":   "/etc/promoter/signing/cosign.key",
+				"password": "file:/etc/promoter/signing/cosign.password",
+				"public":   "/etc/promoter/signing/cosign.pub",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			files := []string{tt.values}
+			if tt.extra != "" {
+				f := filepath.Join(t.TempDir(), "values.yaml")
+				if err := os.WriteFile(f, []byte(tt.extra+"\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				files = append(files, f)
+			}
+			out, err := h.template(t, files...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var deployment, configMap *unstructured.Unstructured
+			for _, o := range decodeObjects(t, out) {
+				switch {
+				case o.GetKind() == "Deployment" && o.GetLabels()["app.kubernetes.io/component"] == "daemon":
+					deployment = o
+				case o.GetKind() == "ConfigMap" && o.GetName() == release:
+					configMap = o
+				}
+			}
+			if deployment == nil || configMap == nil {
+				t.Fatalf("no daemon Deployment (%v) or ConfigMap (%v) rendered", deployment != nil, configMap != nil)
+			}
+			spec, _, _ := unstructured.NestedMap(deployment.Object, "spec", "template", "spec")
+			if auto, _, _ := unstructured.NestedBool(spec, "automountServiceAccountToken"); auto {
+				t.Error("automountServiceAccountToken is true, want false: the daemon needs no API token")
+			}
+
+			var gotToken *token
+			var gotItems []string
+			volumes, _, _ := unstructured.NestedSlice(spec, "volumes")
+			for _, v := range volumes {
+				v := v.(map[string]any)
+				sources, _, _ := unstructured.NestedSlice(v, "projected", "sources")
+				for _, src := range sources {
+					sat, found, _ := unstructured.NestedMap(src.(map[string]any), "serviceAccountToken")
+					if !found {
+						continue
+					}
+					var tok token
+					b, _ := yaml.Marshal(sat)
+					if err := yaml.Unmarshal(b, &tok); err != nil {
+						t.Fatal(err)
+					}
+					if gotToken != nil {
+						t.Errorf("more than one projected service-account token")
+					}
+					gotToken = &tok
+				}
+				if v["name"] == "signing" {
+					items, _, _ := unstructured.NestedSlice(v, "secret", "items")
+					for _, it := range items {
+						gotItems = append(gotItems, it.(map[string]any)["key"].(string))
+					}
+				}
+			}
+			if diff := cmp.Diff(tt.wantToken, gotToken); diff != "" {
+				t.Errorf("projected service-account token (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantSigningItems, gotItems); diff != "" {
+				t.Errorf("signing Secret keys mounted (-want +got):\n%s", diff)
+			}
+
+			containers, _, _ := unstructured.NestedSlice(spec, "containers")
+			mounts, _, _ := unstructured.NestedSlice(containers[0].(map[string]any), "volumeMounts")
+			got := map[string]string{}
+			for _, m := range mounts {
+				m := m.(map[string]any)
+				name, path := m["name"].(string), m["mountPath"].(string)
+				if strings.HasPrefix(path, "/var/run/secrets/kubernetes.io/") {
+					t.Errorf("volume %s is mounted at %s, the API token's path", name, path)
+				}
+				switch name {
+				case "config", "data", "tmp", "webhooks":
+					continue
+				}
+				if ro, _ := m["readOnly"].(bool); !ro {
+					t.Errorf("volume %s at %s is not read-only", name, path)
+				}
+				got[name] = path
+			}
+			if diff := cmp.Diff(tt.wantMounts, got); diff != "" {
+				t.Errorf("daemon mounts (-want +got):\n%s", diff)
+			}
+
+			text, _, _ := unstructured.NestedString(configMap.Object, "data", "config.yaml")
+			var c map[string]any
+			if err := yaml.Unmarshal([]byte(text), &c); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.wantSign, c["sign"]); diff != "" {
+				t.Errorf("config sign (-want +got):\n%s", diff)
+			}
+			var gotKeys map[string]any
+			if k, ok := c["keys"].(map[string]any); ok {
+				gotKeys = k
+			}
+			if diff := cmp.Diff(tt.wantKeys, gotKeys); diff != "" {
+				t.Errorf("config keys (-want +got):\n%s", diff)
+			}
+			cfg := loadRendered(t, text)
+			if got, want := cfg.Sign.Keyless(), tt.wantToken != nil; got != want {
+				t.Errorf("config.Load: keyless %v, want %v", got, want)
 			}
 		})
 	}

@@ -71,6 +71,28 @@ webhooks: /etc/promoter/secrets/webhooks
 signing: /etc/promoter/signing
 docker: /etc/promoter/docker
 nats: /etc/promoter/nats
+trust: /etc/promoter/trust
+trustedRoot: /etc/promoter/trust/trusted_root.json
+verify: /etc/promoter/verify
+sigstoreToken: /var/run/sigstore/cosign
+identityToken: /var/run/sigstore/cosign/oidc-token
+{{- end -}}
+
+{{/*
+Keys of signing.existingSecret the daemon mounts: the whole key pair, or with keyless
+signing only the public key (the old key requireSignature still accepts).
+*/}}
+{{- define "promoter.signing.keys" -}}
+{{- $s := .Values.signing -}}
+{{- if $s.existingSecret -}}
+{{- if $s.keyless.enabled -}}
+{{- list $s.publicKeyKey | compact | toJson -}}
+{{- else -}}
+{{- list $s.privateKeyKey $s.passwordKey $s.publicKeyKey | compact | uniq | toJson -}}
+{{- end -}}
+{{- else -}}
+{{- list | toJson -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The NATS URL the daemon and the agents connect to. */}}
@@ -101,13 +123,35 @@ template that depends on them, so `helm template` and `helm install` stop with t
 {{- if and (not $registryKeys) (not .Values.config.auth.insecureNoAuth) -}}
 {{- fail "webhooks.registryTokenKey is empty and so is every other registry receiver's key (harborTokenKey, cloudeventsTokenKey, acrTokenKey, garTokenKey, ecrTokenKey, quayTokenKey): the daemon refuses to accept registry notifications without a token; set the one your registry uses, or config.auth.insecureNoAuth=true for development" -}}
 {{- end -}}
+{{- $paths := include "promoter.paths" . | fromYaml -}}
+{{- $keyless := .Values.signing.keyless -}}
 {{- range $i, $p := .Values.config.pipelines -}}
-{{- if and $p.sign (not $.Values.signing.existingSecret) -}}
-{{- fail (printf "config.pipelines[%d] (%s) has sign: true but signing.existingSecret is empty: create a Secret with the cosign key pair and set signing.existingSecret" $i ($p.name | default "?")) -}}
+{{- if and $p.sign (not $.Values.signing.existingSecret) (not $keyless.enabled) -}}
+{{- fail (printf "config.pipelines[%d] (%s) has sign: true but signing.existingSecret is empty and signing.keyless.enabled is false: create a Secret with the cosign key pair and set signing.existingSecret, or sign keyless" $i ($p.name | default "?")) -}}
+{{- end -}}
+{{- $v := $p.verify | default dict -}}
+{{- if and $v.trustedRoot (hasPrefix (printf "%s/" $paths.trust) $v.trustedRoot) (not $.Values.trustedRoot.configMap) -}}
+{{- fail (printf "config.pipelines[%d] (%s) has verify.trustedRoot %s but trustedRoot.configMap is empty: nothing is mounted there" $i ($p.name | default "?") $v.trustedRoot) -}}
+{{- end -}}
+{{- range $j, $s := $v.signers -}}
+{{- if and $s.key (hasPrefix (printf "%s/" $paths.verify) $s.key) (not $.Values.verify.publicKeys.secret) -}}
+{{- fail (printf "config.pipelines[%d] (%s) has verify.signers[%d].key %s but verify.publicKeys.secret is empty: nothing is mounted there" $i ($p.name | default "?") $j $s.key) -}}
 {{- end -}}
 {{- end -}}
-{{- if and .Values.signing.existingSecret (not .Values.signing.privateKeyKey) -}}
+{{- end -}}
+{{- if and .Values.signing.existingSecret (not $keyless.enabled) (not .Values.signing.privateKeyKey) -}}
 {{- fail "signing.privateKeyKey is empty but signing.existingSecret is set: name the Secret key holding the cosign private key" -}}
+{{- end -}}
+{{- if $keyless.enabled -}}
+{{- if or (not $keyless.fulcioURL) (not $keyless.tsaURL) (not .Values.trustedRoot.configMap) -}}
+{{- fail "signing.keyless.enabled is true: keyless signing needs signing.keyless.fulcioURL, signing.keyless.tsaURL and trustedRoot.configMap (a ConfigMap with the sigstore trusted_root.json naming that Fulcio and TSA)" -}}
+{{- end -}}
+{{- if eq (((.Values.config.sign | default dict).format) | default "bundle") "legacy" -}}
+{{- fail "signing.keyless.enabled is true but config.sign.format is legacy, which cannot hold keyless signatures: use bundle, the default" -}}
+{{- end -}}
+{{- if and .Values.signing.existingSecret (not .Values.signing.publicKeyKey) -}}
+{{- fail "signing.keyless.enabled is true and signing.existingSecret is set, but signing.publicKeyKey is empty: with keyless signing the Secret only provides the old public key (keys.public); name its key or unset signing.existingSecret" -}}
+{{- end -}}
 {{- end -}}
 {{- $seen := dict -}}
 {{- range .Values.builder.groups -}}
@@ -153,7 +197,13 @@ values are never inlined: they are file: references to the mounted Secrets.
   "builder" (dict "namespace" .Values.builder.namespace.name)
 -}}
 {{- with .Values.signing -}}
-{{- if .existingSecret -}}
+{{- if .keyless.enabled -}}
+{{- /* Keyless excludes keys.cosign: only the old public key, if any, stays accepted. */ -}}
+{{- $_ := set $owned "sign" (dict "fulcioURL" .keyless.fulcioURL "identityToken" $paths.identityToken "tsaURL" .keyless.tsaURL "trustedRoot" $paths.trustedRoot) -}}
+{{- if and .existingSecret .publicKeyKey -}}
+{{- $_ := set $owned "keys" (dict "public" (printf "%s/%s" $paths.signing .publicKeyKey)) -}}
+{{- end -}}
+{{- else if .existingSecret -}}
 {{- $keys := dict "cosign" (printf "%s/%s" $paths.signing .privateKeyKey) -}}
 {{- if .passwordKey -}}{{- $_ := set $keys "password" (printf "file:%s/%s" $paths.signing .passwordKey) -}}{{- end -}}
 {{- if .publicKeyKey -}}{{- $_ := set $keys "public" (printf "%s/%s" $paths.signing .publicKeyKey) -}}{{- end -}}
