@@ -17,6 +17,7 @@ import (
 	"github.com/promoter-dev/promoter/internal/kube"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // passwordEnv is where cosign, and so promoter, reads the private key password from.
@@ -91,31 +92,95 @@ func runSign(ctx context.Context, g *globalOptions, o *signOptions, ref string, 
 
 type verifyOptions struct {
 	keys []string
+	// The keyless identity, as cosign verify's flags of the same names.
+	trustedRoot, issuer, identity, identityRegexp string
 }
 
 func newVerifyCmd(g *globalOptions) *cobra.Command {
 	o := &verifyOptions{}
 	cmd := &cobra.Command{
-		Use:   "verify --key PUB REF",
+		Use:   "verify (--key PUB | --trusted-root FILE --certificate-oidc-issuer URL --certificate-identity ID) REF",
 		Short: "Verify the signatures of an index and its platform images offline",
-		Long: `Verify that what REF points at (an index and each platform child, or a lone image) has
-a signature, in either format (sigstore bundle referrer or sha256-<hex>.sig tag), that verifies
-with the public key and names that very digest. Prints one line per digest verified and exits
-non-zero at the first one that does not, saying why: no signature, a signature by another
-key (or altered), or a signature copied from another digest.
+		Long: `Verify that what REF points at (an index and each platform child, or a lone image;
+attestation manifests are not checked) carries a signature that verifies and names that very
+digest. Prints one line per digest verified and exits non-zero at the first one that does
+not, saying why: no signature, a signature by another signer (or altered), or a signature
+copied from another digest. Only the registry is contacted.
 
-The key is a PEM public key (cosign.pub), env://NAME or k8s://namespace/name (the secret's
-cosign.pub). Repeat --key to accept a signature by any of several keys, as during a key
-rotation. Only the registry is contacted.`,
-		Example: `  promoter verify --key cosign.pub staging.example/acme/web:3f2c1a9`,
-		Args:    cobra.ExactArgs(1),
+With --key, a signature in either format (sigstore bundle referrer or sha256-<hex>.sig tag)
+by the public key: a PEM public key (cosign.pub), env://NAME or k8s://namespace/name (the
+secret's cosign.pub). Repeat --key to accept a signature by any of several keys, as during
+a key rotation.
+
+Keyless, with cosign verify's flags instead of --key: a sigstore bundle whose Fulcio
+certificate was issued by --certificate-oidc-issuer to --certificate-identity (or to an
+identity --certificate-identity-regexp, a Go regular expression starting with ^, matches),
+and chains to a CA of --trusted-root (a sigstore trusted_root.json: cosign trusted-root
+create, or the public-good root) at a time the bundle proves with an RFC 3161 timestamp or
+a transparency log entry of that root. The log is not contacted.`,
+		Example: `  promoter verify --key cosign.pub staging.example/acme/web:3f2c1a9
+  promoter verify --trusted-root trusted_root.json \
+    --certificate-oidc-issuer https://token.actions.githubusercontent.com \
+    --certificate-identity https://github.com/acme/web/.github/workflows/images.yml@refs/heads/main \
+    staging.example/acme/web:3f2c1a9`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runVerify(cmd.Context(), g, o, args[0], cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringArrayVar(&o.keys, "key", nil, "public key: PEM file, env://NAME or k8s://namespace/name (required; repeat to accept any of several)")
-	_ = cmd.MarkFlagRequired("key")
+	cmd.Flags().StringArrayVar(&o.keys, "key", nil, "public key: PEM file, env://NAME or k8s://namespace/name (repeat to accept any of several)")
+	cmd.Flags().StringVar(&o.trustedRoot, "trusted-root", "", "keyless: sigstore trusted_root.json the certificate chains to (Fulcio CAs, timestamp authorities, logs)")
+	cmd.Flags().StringVar(&o.issuer, "certificate-oidc-issuer", "", "keyless: OIDC issuer of the certificate, e.g. https://token.actions.githubusercontent.com")
+	cmd.Flags().StringVar(&o.identity, "certificate-identity", "", "keyless: the certificate's exact identity (its SAN: a URI or an email)")
+	cmd.Flags().StringVar(&o.identityRegexp, "certificate-identity-regexp", "", "keyless: a Go regular expression, starting with ^, the certificate's identity must match instead")
 	return cmd
+}
+
+// signer is the keyless identity the flags name, false when verifying with --key. It
+// is an error to give both --key and keyless flags, or neither, or an identity that
+// types.TrustedSigner.Validate refuses (each problem named by its flag).
+func (o *verifyOptions) signer() (types.TrustedSigner, bool, error) {
+	s := types.TrustedSigner{Issuer: o.issuer, Subject: o.identity, SubjectRegexp: o.identityRegexp}
+	keyless := s.Keyless() || o.trustedRoot != ""
+	switch {
+	case len(o.keys) > 0 && keyless:
+		return s, false, errors.New("--key and the keyless flags (--trusted-root, --certificate-oidc-issuer, --certificate-identity, --certificate-identity-regexp) exclude each other: verify with public keys or with one certificate identity")
+	case len(o.keys) > 0:
+		return s, false, nil
+	case !keyless:
+		return s, false, errors.New("nothing to verify with: give --key PUB, or --trusted-root, --certificate-oidc-issuer and --certificate-identity (or --certificate-identity-regexp)")
+	}
+	var problems []string
+	if o.trustedRoot == "" {
+		problems = append(problems, "--trusted-root: must be set: the certificate is checked against a sigstore trusted_root.json (cosign trusted-root create, or the public-good root from https://tuf-repo-cdn.sigstore.dev); promoter does not fetch one")
+	}
+	var pe *types.PolicyError
+	if err := s.Validate(); errors.As(err, &pe) {
+		for _, p := range pe.Problems {
+			problems = append(problems, identityFlag(p.Field)+": "+p.Msg)
+		}
+	} else if err != nil {
+		return s, false, err
+	}
+	if len(problems) > 0 {
+		return s, false, fmt.Errorf("keyless verification: %s", strings.Join(problems, "; "))
+	}
+	return s, true, nil
+}
+
+// identityFlag is the verify flag that sets field of a types.TrustedSigner; "" (the
+// signer as a whole) is the identity flags'.
+func identityFlag(field string) string {
+	switch field {
+	case "issuer":
+		return "--certificate-oidc-issuer"
+	case "subject":
+		return "--certificate-identity"
+	case "subjectRegexp":
+		return "--certificate-identity-regexp"
+	default:
+		return "--certificate-identity or --certificate-identity-regexp"
+	}
 }
 
 // loadVerifier loads public keys (file, env:// or k8s://) into a verifier using reg: a
@@ -135,7 +200,16 @@ func loadVerifier(ctx context.Context, keyRefs []string, reg registry.Client) (*
 }
 
 func runVerify(ctx context.Context, g *globalOptions, o *verifyOptions, ref string, stdout io.Writer) error {
-	v, err := loadVerifier(ctx, o.keys, g.registry())
+	s, keyless, err := o.signer()
+	if err != nil {
+		return err
+	}
+	var v *sign.Verifier
+	if keyless {
+		v, err = sign.NewIdentityVerifier(g.registry(), o.trustedRoot, s)
+	} else {
+		v, err = loadVerifier(ctx, o.keys, g.registry())
+	}
 	if err != nil {
 		return err
 	}

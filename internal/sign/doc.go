@@ -74,7 +74,9 @@
 // # Verification
 //
 // Verifier checks what Signer signed. Offline, with a public key (or, made by
-// NewKeylessVerifier, a keyless identity and its trusted root): no transparency log, CA
+// NewKeylessVerifier, promoter's own keyless identity and its trusted root; made by
+// NewIdentityVerifier, any keyless identity, by exact subject or regexp, as `promoter
+// verify --certificate-identity` checks it): no transparency log, CA
 // or timestamp authority is contacted, only the registry. Either format is accepted (bundles are tried first, as
 // cosign does, but unlike cosign a failing bundle does not hide a valid .sig). Every
 // digest must verify; a failure is a *VerifyError wrapping ErrNoSignature,

@@ -14,10 +14,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	ctypes "github.com/sigstore/cosign/v3/pkg/types"
 	sgsign "github.com/sigstore/sigstore-go/pkg/sign"
-	"github.com/sigstore/sigstore-go/pkg/verify"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/promoter-dev/promoter/internal/registry"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // Keyless is where a keyless Signer gets what it signs with: a short-lived Fulcio
@@ -78,6 +78,12 @@ func NewKeylessSigner(k Keyless, reg registry.Client, opts ...Option) (*Signer, 
 	return &Signer{method: m, format: o.format, reg: reg, log: o.log, metrics: o.metrics}, nil
 }
 
+// signer is the identity as a keyless signer of a verify policy: exactly this subject
+// from this issuer.
+func (id Identity) signer() types.TrustedSigner {
+	return types.TrustedSigner{Issuer: id.Issuer, Subject: id.Subject}
+}
+
 // Identity is the certificate identity of a keyless Signer; false for a key.
 func (s *Signer) Identity() (Identity, bool) {
 	if m, ok := s.method.(*keylessMethod); ok {
@@ -89,6 +95,7 @@ func (s *Signer) Identity() (Identity, bool) {
 // keylessMethod signs with a Fulcio certificate and a timestamp.
 type keylessMethod struct {
 	*keylessChecker
+	id        Identity // the token's, which the checker accepts
 	tokenFile string
 	fulcio    *sgsign.Fulcio
 	tsa       *sgsign.TimestampAuthority
@@ -114,12 +121,13 @@ func newKeylessMethod(k Keyless) (*keylessMethod, error) {
 	if err != nil {
 		return nil, err
 	}
-	kc, err := newKeylessChecker(k.TrustedRoot, id)
+	kc, err := newKeylessChecker(k.TrustedRoot, id.signer())
 	if err != nil {
 		return nil, err
 	}
 	return &keylessMethod{
 		keylessChecker: kc,
+		id:             id,
 		tokenFile:      k.IdentityToken,
 		fulcio:         sgsign.NewFulcio(&sgsign.FulcioOptions{BaseURL: strings.TrimSuffix(k.FulcioURL, "/"), Retries: 1}),
 		tsa:            sgsign.NewTimestampAuthority(&sgsign.TimestampAuthorityOptions{URL: tsa, Retries: 1}),
@@ -168,27 +176,36 @@ func (m *keylessMethod) write(ctx context.Context, reg registry.Client, d name.D
 }
 
 // keylessChecker recognises the bundles a keyless identity signed: a Fulcio certificate
-// of exactly that identity, chained to a CA of the trusted root at the time of an RFC
-// 3161 timestamp of one of its timestamp authorities (keyless.go's check, as the verify
-// policy runs it).
+// of that identity (an exact subject, or a subject regexp), chained to a CA of the
+// trusted root at a time one of its observers vouches for (keyless.go's check, as the
+// verify policy runs it).
 type keylessChecker struct {
-	id Identity
-	kl *keyless
+	signer types.TrustedSigner
+	kl     *keyless
 }
 
-func newKeylessChecker(trustedRoot string, id Identity) (*keylessChecker, error) {
-	cid, err := verify.NewShortCertificateIdentity(id.Issuer, "", id.Subject, "")
-	if err != nil {
-		return nil, fmt.Errorf("certificate identity %s: %w", id, err)
+// newKeylessChecker checks s, a keyless signer (types.TrustedSigner.Validate), against
+// the trusted root at path trustedRoot.
+func newKeylessChecker(trustedRoot string, s types.TrustedSigner) (*keylessChecker, error) {
+	if !s.Keyless() {
+		return nil, fmt.Errorf("%s is not a keyless identity", s)
 	}
-	kl, err := newKeyless(trustedRoot, []identity{{id: cid}})
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("certificate %s: %w", s, err)
+	}
+	id, err := newIdentity(s, 0)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s: %w", s, err)
+	}
+	kl, err := newKeyless(trustedRoot, []identity{id})
 	if err != nil {
 		return nil, err
 	}
-	return &keylessChecker{id: id, kl: kl}, nil
+	return &keylessChecker{signer: s, kl: kl}, nil
 }
 
-func (c *keylessChecker) String() string { return "certificate identity " + c.id.String() }
+// String is "certificate identity S from I", or "certificate identity matching R from I".
+func (c *keylessChecker) String() string { return "certificate " + c.signer.String() }
 
 // lookup checks t's bundle referrers; keyless signatures are not looked for in the
 // legacy format.
@@ -231,7 +248,7 @@ func (c *keylessChecker) verify(ob openedBundle) string {
 	}
 	leaf := vc.Certificate()
 	if leaf == nil {
-		return "signed with a key, not with a certificate of " + c.id.String()
+		return "signed with a key, not with a " + c.String()
 	}
 	if _, why := c.kl.signed(ob.bundle, leaf); why != "" {
 		return why

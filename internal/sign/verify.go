@@ -9,6 +9,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/promoter-dev/promoter/internal/registry"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // Verifier checks signatures offline, with public keys or a keyless identity and its
@@ -16,7 +17,8 @@ import (
 // the image and its signatures.
 type Verifier struct {
 	signers []checker
-	keyless bool // one of signers is a keyless identity
+	keyless bool // signers[0] is a keyless identity
+	own     bool // that identity is promoter's own (NewKeylessVerifier), so a refusal says how promoter signs
 	reg     registry.Client
 }
 
@@ -36,7 +38,23 @@ func NewVerifier(reg registry.Client, keys ...signature.Verifier) (*Verifier, er
 // timestamp authorities. A signature by any of keys is accepted too, as while moving
 // from a key to keyless signing.
 func NewKeylessVerifier(reg registry.Client, trustedRoot string, id Identity, keys ...signature.Verifier) (*Verifier, error) {
-	kc, err := newKeylessChecker(trustedRoot, id)
+	v, err := NewIdentityVerifier(reg, trustedRoot, id.signer(), keys...)
+	if err != nil {
+		return nil, err
+	}
+	v.own = true
+	return v, nil
+}
+
+// NewIdentityVerifier verifies what any keyless signer of identity s signed, as `cosign
+// verify --trusted-root --certificate-oidc-issuer --certificate-identity(-regexp)`
+// does: a sigstore bundle whose Fulcio certificate is from s.Issuer, for s.Subject (or
+// an identity s.SubjectRegexp matches), and chains to a CA of the trusted root at a time
+// one of its observers vouches for (an RFC 3161 timestamp of a timestamp authority, or a
+// transparency log entry it lists). s must be keyless and valid
+// (types.TrustedSigner.Validate). A signature by any of keys is accepted too.
+func NewIdentityVerifier(reg registry.Client, trustedRoot string, s types.TrustedSigner, keys ...signature.Verifier) (*Verifier, error) {
+	kc, err := newKeylessChecker(trustedRoot, s)
 	if err != nil {
 		return nil, fmt.Errorf("verifying: %w", err)
 	}
@@ -124,8 +142,11 @@ func (v *Verifier) verifyOne(ctx context.Context, t target) (Format, error) {
 	case stored == 0:
 		e.Err = ErrNoSignature
 		how := fmt.Sprintf("`promoter sign --key KEY %s`", t.digest)
-		if v.keyless {
+		switch {
+		case v.own:
 			how = "promoter (sign: true)"
+		case v.keyless:
+			how = "a keyless `cosign sign` as " + strings.TrimPrefix(v.signers[0].String(), "certificate ")
 		}
 		e.Detail = fmt.Sprintf("%s holds neither a sigstore bundle referrer nor a %s tag for it; sign it with %s",
 			repo, sigTagName(t), how)
@@ -135,8 +156,11 @@ func (v *Verifier) verifyOne(ctx context.Context, t target) (Format, error) {
 	default:
 		e.Err = ErrBadSignature
 		fix := "check that the key is the public half of the signing key, or re-sign"
-		if v.keyless {
+		switch {
+		case v.own:
 			fix = "check sign.trustedRoot and the identity token, or re-sign"
+		case v.keyless:
+			fix = "check the trusted root and the identity and issuer expected, or re-sign"
 		}
 		e.Detail = fmt.Sprintf("%d signature(s) found in %s, none verifies with %s (%s); %s",
 			stored, repo, keys, reason, fix)
