@@ -204,19 +204,7 @@ func bigImage(t *testing.T, platform string, created time.Time) v1.Image {
 
 func referrers(t *testing.T, ref string) int {
 	t.Helper()
-	d, err := name.NewDigest(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := remote.Referrers(d)
-	if err != nil {
-		t.Fatalf("referrers of %s: %v", ref, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(im.Manifests)
+	return len(testenv.Referrers(t, ref))
 }
 
 func buildPromoter(t *testing.T) string {

@@ -128,6 +128,25 @@ func Resolve(t testing.TB, ref string) string {
 	return ""
 }
 
+// Referrers lists the referrers of ref (repo@digest on a test registry), through the
+// referrers API or its fallback tag.
+func Referrers(t testing.TB, ref string) []v1.Descriptor {
+	t.Helper()
+	d, err := name.NewDigest(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Referrers(d)
+	if err != nil {
+		t.Fatalf("referrers of %s: %v", ref, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return im.Manifests
+}
+
 // Digest is v's digest as a string.
 func Digest(t testing.TB, v interface{ Digest() (v1.Hash, error) }) string {
 	t.Helper()

@@ -242,16 +242,8 @@ func SigstoreBundles(t testing.TB, ref string) []*sgbundle.Bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := remote.Referrers(d)
-	if err != nil {
-		t.Fatalf("referrers of %s: %v", ref, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []*sgbundle.Bundle
-	for _, m := range im.Manifests {
+	for _, m := range Referrers(t, ref) {
 		if !strings.HasPrefix(m.ArtifactType, "application/vnd.dev.sigstore.bundle") {
 			continue
 		}
