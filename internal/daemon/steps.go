@@ -46,7 +46,7 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign
 		if err != nil {
 			return nil, nil, err
 		}
-		key, err := sign.LoadSigner(ctx, cfg.Keys.Cosign, password, kc)
+		key, err := sign.OpenKey(ctx, cfg.Keys.Cosign, password, kc)
 		if err != nil {
 			return nil, nil, fmt.Errorf("keys.cosign: %w", err)
 		}

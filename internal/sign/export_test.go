@@ -1,6 +1,8 @@
 package sign
 
 import (
+	"time"
+
 	"context"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -23,4 +25,11 @@ func WriteStatement(ctx context.Context, key signature.SignerVerifier, d name.Di
 		return err
 	}
 	return writeStatement(ctx, registry.Client{}, kp, d, predicateType, pred)
+}
+
+// SetKeyRecheck makes Keys look at their source again after d, until the test ends.
+func SetKeyRecheck(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := keyRecheck
+	keyRecheck = d
+	t.Cleanup(func() { keyRecheck = old })
 }

@@ -12,6 +12,7 @@ import (
 	cosignk8s "github.com/sigstore/cosign/v3/pkg/cosign/kubernetes"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
+	sigopts "github.com/sigstore/sigstore/pkg/signature/options"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -31,38 +32,70 @@ const (
 //     decrypted with password) or an unencrypted PEM key (PKCS#8, EC or RSA);
 //   - env://NAME, the same contents in an environment variable;
 //   - k8s://namespace/name, a Secret with cosign.key and cosign.password; the secret's
-//     password wins over the password argument, which is used when the secret has none.
+//     password wins over the password argument, which is used when the secret has none;
+//   - a KMS key: awskms://[ENDPOINT]/alias/NAME (or a key id or ARN), gcpkms://…,
+//     azurekms://…, hashivault://NAME, or NAME://… for a sigstore-kms-NAME plugin, as
+//     cosign's --key takes them (password is not used).
 //
 // kube is only needed for k8s:// references.
 func LoadSigner(ctx context.Context, ref string, password []byte, kube kubernetes.Interface) (signature.SignerVerifier, error) {
-	if strings.HasPrefix(ref, kubePrefix) {
-		data, err := readKeySecret(ctx, ref, kube, secretKey)
-		if err != nil {
-			return nil, err
-		}
-		if p, ok := data[secretPassword]; ok {
-			password = p
-		}
-		sv, err := privateKey(data[secretKey], password)
-		if err != nil {
-			return nil, fmt.Errorf("loading private key %s from key %s: %w", ref, secretKey, err)
-		}
-		return sv, nil
+	if IsKMS(ref) {
+		return loadKMS(ctx, ref)
 	}
-	raw, err := readKeyRef(ref)
+	raw, password, err := readPrivateKey(ctx, ref, password, kube)
 	if err != nil {
 		return nil, err
 	}
+	return parsePrivateKey(ref, raw, password)
+}
+
+// readPrivateKey reads the private key ref names (a file, env://NAME or
+// k8s://namespace/name) and the password it is encrypted with: a Secret's
+// cosign.password, when it has one, else password.
+func readPrivateKey(ctx context.Context, ref string, password []byte, kube kubernetes.Interface) (raw, pw []byte, err error) {
+	if !strings.HasPrefix(ref, kubePrefix) {
+		raw, err := readKeyRef(ref)
+		return raw, password, err
+	}
+	data, err := readKeySecret(ctx, ref, kube, secretKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p, ok := data[secretPassword]; ok {
+		password = p
+	}
+	return data[secretKey], password, nil
+}
+
+func parsePrivateKey(ref string, raw, password []byte) (signature.SignerVerifier, error) {
 	sv, err := privateKey(raw, password)
 	if err != nil {
+		if strings.HasPrefix(ref, kubePrefix) {
+			return nil, fmt.Errorf("loading private key %s from key %s: %w", ref, secretKey, err)
+		}
 		return nil, fmt.Errorf("loading private key %s: %w", ref, err)
 	}
 	return sv, nil
 }
 
-// LoadVerifier loads a public key: a PEM file (cosign.pub), env://NAME, or
-// k8s://namespace/name (the secret's cosign.pub). kube is only needed for k8s://.
+// LoadVerifier loads a public key: a PEM file (cosign.pub), env://NAME,
+// k8s://namespace/name (the secret's cosign.pub), or a KMS key as LoadSigner takes it
+// (its public half, read from the KMS). kube is only needed for k8s://.
 func LoadVerifier(ctx context.Context, ref string, kube kubernetes.Interface) (signature.Verifier, error) {
+	if IsKMS(ref) {
+		sv, err := loadKMS(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		// Verify locally with the public key: signatures are checked often (the skip
+		// rule, requireSignature), and a remote Verify call per check would cost a KMS
+		// request each.
+		pub, err := sv.PublicKey(sigopts.WithContext(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("reading the public key of KMS key %s: %w", ref, err)
+		}
+		return signature.LoadDefaultVerifier(pub, *cosign.GetDefaultLoadOptions(nil)...)
+	}
 	var raw []byte
 	if strings.HasPrefix(ref, kubePrefix) {
 		data, err := readKeySecret(ctx, ref, kube, secretPublicKey)

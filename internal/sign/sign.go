@@ -71,8 +71,9 @@ type method interface {
 }
 
 var (
-	_ method = keyMethod{}
-	_ method = (*keylessMethod)(nil)
+	_ method  = keyMethod{}
+	_ checker = keyChecker{}
+	_ method  = (*keylessMethod)(nil)
 )
 
 // keyChecker is a public key: it recognises signatures of either format made with its
@@ -85,22 +86,40 @@ func (k keyChecker) lookup(ctx context.Context, reg registry.Client, t target, f
 
 func (keyChecker) String() string { return "this public key" }
 
-// keyMethod signs with a static key (file, env:// or k8s://).
+// keyMethod signs with a key: a file, env://, k8s:// or a KMS key. A *Key is
+// snapshotted per digest, so a rotation takes effect at the next digest and a signature
+// and its key hint come from the same key.
 type keyMethod struct {
-	keyChecker
-	sv signature.SignerVerifier
-	kp *keypair // the bundle format's view of sv; nil for FormatLegacy
+	key signature.SignerVerifier
 }
+
+func (k keyMethod) lookup(ctx context.Context, reg registry.Client, t target, f Format) (check, error) {
+	sv, err := snapshot(ctx, k.key)
+	if err != nil {
+		return check{}, err
+	}
+	return lookup(ctx, reg, sv, t, f)
+}
+
+func (keyMethod) String() string { return "this public key" }
 
 func (k keyMethod) write(ctx context.Context, reg registry.Client, d name.Digest, f Format) error {
-	if f == FormatBundle {
-		return writeBundle(ctx, reg, k.kp, d)
+	sv, err := snapshot(ctx, k.key)
+	if err != nil {
+		return fmt.Errorf("signing %s: %w", d, err)
 	}
-	return writeLegacy(ctx, reg, k.sv, d)
+	if f == FormatLegacy {
+		return writeLegacy(ctx, reg, sv, d)
+	}
+	kp, err := newKeypair(sv)
+	if err != nil {
+		return fmt.Errorf("signing %s: %w", d, err)
+	}
+	return writeBundle(ctx, reg, kp, d)
 }
 
-// NewSigner signs with key (LoadSigner loads one), reading images and writing signatures
-// through reg.
+// NewSigner signs with key (OpenKey opens one that follows rotations; LoadSigner loads a
+// fixed one), reading images and writing signatures through reg.
 func NewSigner(key signature.SignerVerifier, reg registry.Client, opts ...Option) (*Signer, error) {
 	if key == nil {
 		return nil, errors.New("signing: no key loaded")
@@ -109,13 +128,11 @@ func NewSigner(key signature.SignerVerifier, reg registry.Client, opts ...Option
 	if err != nil {
 		return nil, err
 	}
-	m := keyMethod{keyChecker: keyChecker{v: key}, sv: key}
-	if o.format == FormatBundle {
-		if m.kp, err = newKeypair(key); err != nil {
-			return nil, err
-		}
+	// An unsupported key type fails here, not at the first signature.
+	if _, err := newKeypair(key); err != nil {
+		return nil, err
 	}
-	return &Signer{method: m, format: o.format, reg: reg, log: o.log, metrics: o.metrics}, nil
+	return &Signer{method: keyMethod{key: key}, format: o.format, reg: reg, log: o.log, metrics: o.metrics}, nil
 }
 
 func newOptions(opts []Option) (options, error) {
