@@ -28,18 +28,61 @@ const (
 	soakRevisions = 24 // half pushed once, half pushed twice (append, then mutate)
 )
 
-// TestKillSoak runs the real `promoter serve` binary (embedded JetStream on disk) and kills
-// it with SIGKILL soakKills times at random moments while soakRevisions revisions are
-// pushed, half of them the way `crane append` + `crane mutate` push: first an image without
-// a platform, then the same layers with one, under the same tag. CI signs each image it
-// pushes with its own key before tagging it, and the merge-only pipeline accepts only
-// images that key signed. Afterwards every revision must be promoted to both destinations
-// with the digests the staging registry holds, with exactly one signature of promoter's per
-// digest that the cosign CLI verifies (the children also carry their one CI signature), and
-// none may have been reported conflicted: 0 lost, 0 wrong, 0 duplicate, 0 false
-// conflicted. A forged notification (another revision's digest) and one naming an absent
-// tag, delivered between kills, must change nothing.
+// TestKillSoak is the kill soak with promoter signing with a key (keys.cosign), which the
+// cosign CLI verifies with its public half.
 func TestKillSoak(t *testing.T) {
+	killSoak(t, keySoak(t))
+}
+
+// soakSigning is how promoter signs during a kill soak and how the soak checks its
+// signatures afterwards: keySoak and keylessSoak make one. The CI signer of the arch
+// images is a key in either.
+type soakSigning struct {
+	// mode names the signer in the soak's log line.
+	mode string
+	// config is the daemon config's top-level signing section (keys: or sign:), in
+	// yamlf's tabs.
+	config string
+	// kills and revisions are the soak's size: SIGKILLs, and revisions pushed meanwhile.
+	kills, revisions int
+	// own counts promoter's own signatures on ref (repo@digest), to be exactly one; nil
+	// when the count of all signatures is the check.
+	own func(t *testing.T, ref string) int
+	// verify runs the cosign CLI on ref, failing t unless it verifies promoter's signature.
+	verify func(t *testing.T, ref string)
+	// refuse runs the cosign CLI on ref trusting someone else, failing t if it verifies;
+	// nil checks nothing.
+	refuse func(t *testing.T, ref string)
+}
+
+// keySoak signs with a cosign key pair it writes, and verifies with its public key.
+func keySoak(t *testing.T) soakSigning {
+	t.Helper()
+	keyPath, pubPath := writeKeyPair(t, t.TempDir(), "pw")
+	cosign := testenv.Tool(t, "cosign")
+	return soakSigning{
+		mode: "key",
+		config: yamlf(`keys:
+	cosign: %s
+	password: pw
+	public: %s`, keyPath, pubPath),
+		kills: soakKills, revisions: soakRevisions,
+		verify: func(t *testing.T, ref string) { cosignVerify(t, cosign, pubPath, ref) },
+	}
+}
+
+// killSoak runs the real `promoter serve` binary (embedded JetStream on disk), signing as
+// sg says, and kills it with SIGKILL sg.kills times at random moments while sg.revisions
+// revisions are pushed, half of them the way `crane append` + `crane mutate` push: first
+// an image without a platform, then the same layers with one, under the same tag. CI signs
+// each image it pushes with its own key before tagging it, and the merge-only pipeline
+// accepts only images that key signed. Afterwards every revision must be promoted to both
+// destinations with the digests the staging registry holds, with exactly one signature of
+// promoter's per digest that the cosign CLI verifies (the children also carry their one CI
+// signature), and none may have been reported conflicted: 0 lost, 0 wrong, 0 duplicate, 0
+// false conflicted. A forged notification (another revision's digest) and one naming an
+// absent tag, delivered between kills, must change nothing.
+func killSoak(t *testing.T, sg soakSigning) {
 	bin := buildPromoter(t)
 	dir := t.TempDir()
 	stagingPort, listenPort := testenv.FreePort(t), testenv.FreePort(t)
@@ -49,7 +92,6 @@ func TestKillSoak(t *testing.T) {
 	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
 		localregistry.WithNotify("http://"+listen+"/v1/events/registry", notifyHeaders()))
 	dests := []string{testenv.StartRegistry(t).Host + "/prod/app", testenv.StartRegistry(t).Host + "/prod/app"}
-	keyPath, pubPath := writeKeyPair(t, dir, "pw")
 	ciPub, signedPush := ciSigner(t, dir) // CI signs the arch images it pushes
 	cfgPath := filepath.Join(dir, "promoter.yaml")
 	// reconcileInterval is long: recovery must come from redelivery and the reconcile that
@@ -62,10 +104,7 @@ dataDir: %s
 reconcileInterval: 1h
 auth:
 	registryToken: %s
-keys:
-	cosign: %s
-	password: pw
-	public: %s
+%s
 pipelines:
 	- name: app
 		platforms: [linux/amd64, linux/arm64]
@@ -77,7 +116,7 @@ pipelines:
 				requireSignature: true
 			- to: %s
 				requireSignature: true
-`, listen, status, filepath.Join(dir, "data"), registryToken, keyPath, pubPath, staging, ciPub, dests[0], dests[1])), 0o600); err != nil {
+`, listen, status, filepath.Join(dir, "data"), registryToken, sg.config, staging, ciPub, dests[0], dests[1])), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(dir, "daemon.log")
@@ -107,7 +146,7 @@ pipelines:
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for i := range soakRevisions {
+		for i := range sg.revisions {
 			rev := fmt.Sprintf("s%02d", i)
 			double := i%2 == 1
 			for _, pl := range []string{"linux/amd64", "linux/arm64"} {
@@ -140,7 +179,7 @@ pipelines:
 	lies := []struct{ rev, digest string }{{"f00", ""}, {"a00", testenv.Digest(t, untagged)}}
 
 	start := time.Now()
-	for kill := 0; kill < soakKills; kill++ {
+	for kill := 0; kill < sg.kills; kill++ {
 		cmd := serve()
 		d.waitReady(t)
 		if kill >= 5 && len(lies) > 0 {
@@ -172,7 +211,28 @@ pipelines:
 	var (
 		lost, wrong, dup, falseConflict int
 		slowest                         time.Duration
+		digests, all, own               int // signed digests checked; their signatures; promoter's
 	)
+	// checkSignatures checks that ref, a digest of rev, carries want signatures and, where
+	// sg.own tells promoter's apart, exactly one of promoter's.
+	checkSignatures := func(rev, ref string, want int) {
+		digests++
+		n := referrers(t, ref)
+		all += n
+		if n != want {
+			dup++
+			t.Errorf("%s: %s has %d signatures, want exactly %d", rev, ref, n, want)
+		}
+		if sg.own == nil {
+			return
+		}
+		n = sg.own(t, ref)
+		own += n
+		if n != 1 {
+			dup++
+			t.Errorf("%s: %s has %d signatures of promoter's, want exactly 1", rev, ref, n)
+		}
+	}
 	for _, rev := range pushed {
 		r := d.waitPhase(t, "app", rev, 3*time.Minute, types.PhasePromoted, types.PhaseConflicted, types.PhaseFailed)
 		if took := time.Since(recoverStart); took > slowest {
@@ -209,17 +269,11 @@ pipelines:
 				continue
 			}
 			for dg, want := range signatures(index, children) {
-				if n := referrers(t, dst+"@"+dg); n != want {
-					dup++
-					t.Errorf("%s: %s@%s has %d signatures, want exactly %d", rev, dst, dg, n, want)
-				}
+				checkSignatures(rev, dst+"@"+dg, want)
 			}
 		}
 		for dg, want := range signatures(index, children) {
-			if n := referrers(t, staging+"@"+dg); n != want {
-				dup++
-				t.Errorf("%s: staging@%s has %d signatures, want exactly %d", rev, dg, n, want)
-			}
+			checkSignatures(rev, staging+"@"+dg, want)
 		}
 	}
 	// The lies changed nothing: f00 holds its real amd64 image, a00 is not merged.
@@ -238,26 +292,37 @@ pipelines:
 		wrong++
 		t.Errorf("a00 has an index in staging")
 	}
-	t.Logf("kill soak: %d SIGKILLs over %s while %d revisions were pushed (%d pushed twice: append then mutate); "+
+	t.Logf("kill soak, %s signing: %d SIGKILLs over %s while %d revisions were pushed (%d pushed twice: append then mutate); "+
 		"a forged notification and one for an absent tag were accepted mid-soak; "+
 		"after the last restart every revision settled within %s; lost %d, wrong %d, duplicate signatures %d, false conflicted %d",
-		soakKills, killed.Round(time.Millisecond), len(pushed), len(pushed)/2, slowest.Round(time.Millisecond), lost, wrong, dup, falseConflict)
+		sg.mode, sg.kills, killed.Round(time.Millisecond), len(pushed), len(pushed)/2, slowest.Round(time.Millisecond), lost, wrong, dup, falseConflict)
 	if keep := os.Getenv("PROMOTER_SOAK_LOG"); keep != "" {
 		_ = os.WriteFile(keep, []byte(readFile(logPath)), 0o644)
 	}
+	t.Logf("signatures: %d digests (indexes and children at staging and both destinations) carry %d in all; "+
+		"each index wants 1, each child 2 (promoter's and CI's)", digests, all)
+	if sg.own != nil {
+		t.Logf("promoter's own signatures on those %d digests: %d", digests, own)
+	}
 	t.Logf("retried handler failures by kind:\n%s", failureKinds(readFile(logPath)))
-	// The cosign CLI verifies the index and both children at each destination (a sample of
-	// revisions: the CLI takes about a second per call).
-	cosign := testenv.Tool(t, "cosign")
-	for _, rev := range []string{pushed[0], pushed[len(pushed)-1]} {
+	// The cosign CLI verifies the index and both children of every revision at each
+	// destination (about 0.1 s a call), and refuses a signer that is not promoter once.
+	verifyStart, verified := time.Now(), 0
+	for _, rev := range pushed {
 		index := headDigest(t, staging+":"+rev)
 		children := testenv.IndexChildren(t, staging+":"+rev)
 		for _, dst := range dests {
 			for _, dg := range []string{index, children["linux/amd64"], children["linux/arm64"]} {
-				cosignVerify(t, cosign, pubPath, dst+"@"+dg)
+				sg.verify(t, dst+"@"+dg)
+				verified++
 			}
 		}
 	}
+	if sg.refuse != nil {
+		sg.refuse(t, dests[0]+"@"+headDigest(t, staging+":"+pushed[0]))
+	}
+	t.Logf("the cosign CLI verified %d digests (%d revisions at %d destinations) in %s",
+		verified, len(pushed), len(dests), time.Since(verifyStart).Round(time.Millisecond))
 }
 
 // signatures is how many signatures each digest of a merged revision carries: promoter's
