@@ -18,7 +18,8 @@ import (
 // TestKeylessSigning is issue 23's keyless signer end to end: the daemon holds no signing
 // key. It signs with a Fulcio certificate bought with the token of its own "promoter"
 // service account (audience sigstore, from a real kube-apiserver that is Fulcio's OIDC
-// issuer) and stamps each signature at a real RFC 3161 timestamp authority. A merge-only
+// issuer), stamps each signature at a real RFC 3161 timestamp authority and enters it in
+// a real Rekor v2 log (sign.rekorURL). A merge-only
 // revision is merged, signed keyless and promoted to a destination that requires a
 // signature, which the daemon checks keyless against sign.trustedRoot. The cosign CLI
 // verifies the promoted index and each child with promoter's identity and refuses
@@ -45,6 +46,7 @@ sign:
 	fulcioURL: %s
 	identityToken: %s
 	tsaURL: %s
+	rekorURL: %s
 	trustedRoot: %s
 reconcileInterval: 2s
 pipelines:
@@ -56,7 +58,7 @@ pipelines:
 		promote:
 			- to: %s
 				requireSignature: true
-`, env.NATS.URL, registryToken, ss.FulcioURL, token, ss.TSAURL, ss.TrustedRoot, staging, dest))
+`, env.NATS.URL, registryToken, ss.FulcioURL, token, ss.TSAURL, ss.RekorURL, ss.TrustedRoot, staging, dest))
 
 	const rev = "2323232323232323232323232323232323232323"
 	created := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
@@ -83,6 +85,14 @@ pipelines:
 				t.Errorf("cosign verify %s@%s as %s: %v\n%s", dest, dg, identity, err, out)
 			}
 		}
+		// The log entry too: the same check without --insecure-ignore-tlog.
+		args := []string{"verify", "--trusted-root", ss.TrustedRoot, "--certificate-identity", identity,
+			"--certificate-oidc-issuer", ss.Issuer, "--use-signed-timestamps", "--insecure-ignore-sct", dest + "@" + r.Index}
+		out, err := testenv.Cosign(t, cosign, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		t.Logf("$ cosign %s\n-> passed (log entry checked)", strings.Join(args, " "))
 		other := ss.Identity(ns, "intruder")
 		if out, err := verify(t, dest+"@"+r.Index, other); err == nil || !strings.Contains(out, "no matching CertificateIdentity") {
 			t.Errorf("cosign verify as %s: %v, want \"no matching CertificateIdentity\"\n%s", other, err, out)
@@ -111,6 +121,9 @@ pipelines:
 				t.Fatalf("%s@%s has %d signature bundles, want 1", dest, dg, len(bundles))
 			}
 			b := bundles[0]
+			if entries, err := b.TlogEntries(); err != nil || len(entries) != 1 {
+				t.Errorf("%s: %d Rekor entries (%v), want 1", dg, len(entries), err)
+			}
 			res, err := v.Verify(b, sgverify.NewPolicy(sgverify.WithoutArtifactUnsafe(), sgverify.WithCertificateIdentity(cid)))
 			if err != nil {
 				t.Fatalf("verifying the bundle of %s with its signed timestamp: %v", dg, err)

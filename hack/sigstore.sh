@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Builds a private sigstore stack for the keyless e2e tests (internal/testenv/sigstore.go):
-# Fulcio (the certificate authority, with an ephemeral CA) and the timestamp authority, and
-# with PROMOTER_SIGSTORE_REKOR=1 also Rekor v2 (rekor-tiles' posix server, installed as
-# rekor-server). Each is `go install`ed from the Go module proxy into a cache directory
+# Fulcio (the certificate authority, with an ephemeral CA), the timestamp authority, and
+# Rekor v2 (rekor-tiles' posix server, installed as rekor-server). Each is `go install`ed from the Go module proxy into a cache directory
 # outside the repo, skipping any already at the pinned version, and the directory is
 # printed on stdout (logs go to stderr).
 #
@@ -24,10 +23,8 @@ tools=(
   # Fulcio's module is built without cgo, as its release is (no PKCS#11 provider).
   "fulcio=CGO_ENABLED=0 github.com/sigstore/fulcio@${FULCIO_VERSION}"
   "timestamp-server=CGO_ENABLED=0 github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server@${TSA_VERSION}"
+  "rekor-server=CGO_ENABLED=0 github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix@${REKOR_VERSION}"
 )
-if [[ "${PROMOTER_SIGSTORE_REKOR:-}" == 1 ]]; then
-  tools+=("rekor-server=CGO_ENABLED=0 github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix@${REKOR_VERSION}")
-fi
 
 for t in "${tools[@]}"; do
   name=${t%%=*}

@@ -154,28 +154,39 @@ type Keys struct {
 }
 
 // Sign configures how signatures are made and stored. Signing is with keys.cosign, or
-// keyless when FulcioURL, IdentityToken, TSAURL and TrustedRoot are set (never both).
+// keyless when FulcioURL and IdentityToken are set (never both). Either may be witnessed
+// by a timestamp authority (TSAURL, required keyless) and a Rekor v2 log (RekorURL),
+// checked against TrustedRoot.
 type Sign struct {
 	// Format is "bundle" (sigstore bundle as an OCI referrer, what cosign v3 writes) or
-	// "legacy" (the sha256-<hex>.sig tag). Keyless signatures are bundles only.
+	// "legacy" (the sha256-<hex>.sig tag). Keyless and witnessed signatures are bundles.
 	Format string `mapstructure:"format"`
 	// FulcioURL is the base URL of the Fulcio that issues keyless signing certificates.
 	FulcioURL string `mapstructure:"fulcioURL"`
 	// IdentityToken is a file holding the OIDC token Fulcio takes (in Kubernetes a
 	// projected service-account token with audience sigstore); read for every signature.
 	IdentityToken string `mapstructure:"identityToken"`
-	// TSAURL is the RFC 3161 timestamp authority every keyless signature is stamped by;
-	// a URL without a path gets /api/v1/timestamp.
+	// TSAURL is the RFC 3161 timestamp authority every signature is stamped by (keyless
+	// signatures always, key signatures when set); a URL without a path gets
+	// /api/v1/timestamp.
 	TSAURL string `mapstructure:"tsaURL"`
-	// TrustedRoot is a sigstore trusted_root.json naming that Fulcio and TSA, against
-	// which keyless signatures are verified (the skip-if-signed check, requireSignature).
+	// RekorURL is a Rekor v2 transparency log every signature is also entered in; ""
+	// for none.
+	RekorURL string `mapstructure:"rekorURL"`
+	// TrustedRoot is a sigstore trusted_root.json naming that Fulcio, TSA and log,
+	// against which signatures are verified before they are pushed and when they are
+	// checked (the skip-if-signed check, requireSignature).
 	TrustedRoot string `mapstructure:"trustedRoot"`
 }
 
-// Keyless reports whether any keyless signing key is set: validation then wants all.
+// Keyless reports whether keyless signing is configured (a Fulcio URL or an identity
+// token): validation then wants all its keys.
 func (s Sign) Keyless() bool {
-	return s.FulcioURL != "" || s.IdentityToken != "" || s.TSAURL != "" || s.TrustedRoot != ""
+	return s.FulcioURL != "" || s.IdentityToken != ""
 }
+
+// Witnessed reports whether a timestamp authority or a log is set.
+func (s Sign) Witnessed() bool { return s.TSAURL != "" || s.RekorURL != "" }
 
 // Promote configures copying to destinations.
 type Promote struct {

@@ -31,6 +31,12 @@ func TestKeylessSigning(t *testing.T) {
 			}},
 		{name: "URLs that are not", yaml: "sign: {fulcioURL: fulcio.example, identityToken: /token, tsaURL: 'tsa:3000', trustedRoot: /tr.json}\n",
 			wantErr: map[string]string{"sign.fulcioURL": "is not an http(s) URL", "sign.tsaURL": "timestamp authority URL"}},
+		{name: "keyless with a log", yaml: keyless + ", rekorURL: https://log2025-1.rekor.sigstore.dev}\n"},
+		{name: "a key with a TSA and a log", yaml: "keys: {cosign: /keys/cosign.key}\nsign: {tsaURL: https://tsa.example, rekorURL: https://rekor.example, trustedRoot: /tr.json}\n"},
+		{name: "a key with a TSA but no trusted root", yaml: "keys: {cosign: awskms:///alias/promoter}\nsign: {tsaURL: https://tsa.example}\n",
+			wantErr: map[string]string{"sign.trustedRoot": "must be set: sign.tsaURL and sign.rekorURL are checked against a sigstore trusted_root.json"}},
+		{name: "a key with a log in the legacy format", yaml: "keys: {cosign: /keys/cosign.key}\nsign: {rekorURL: 'rekor:3000', trustedRoot: /tr.json, format: legacy}\n",
+			wantErr: map[string]string{"sign.format": "legacy cannot carry timestamps or log entries", "sign.rekorURL": "is not an http(s) URL"}},
 		{name: "neither key nor keyless", yaml: "",
 			wantErr: map[string]string{
 				"keys.cosign": "must be set: a pipeline has sign: true (or sign keyless: sign.fulcioURL,",

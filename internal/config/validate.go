@@ -318,25 +318,15 @@ func (c *Config) validatePipelines(ps *problems) {
 // keylessKeys are the keys of keyless signing, all of which it needs.
 const keylessKeys = "sign.fulcioURL, sign.identityToken, sign.tsaURL and sign.trustedRoot"
 
-// validateSign checks sign.*: the format, and keyless signing, which needs all its keys,
-// excludes keys.cosign and writes bundles only. The files are read when the daemon starts.
+// validateSign checks sign.*: the format; keyless signing, which needs all its keys,
+// excludes keys.cosign and writes bundles only; and witnesses (a TSA, a log), which
+// need a trusted root and bundles. The files are read when the daemon starts.
 func (c *Config) validateSign(ps *problems) {
 	format, err := sign.ParseFormat(c.Sign.Format)
 	if err != nil {
 		ps.add("sign.format", "%v", err)
 	}
 	s := c.Sign
-	if !s.Keyless() {
-		return
-	}
-	for _, k := range []struct{ key, v string }{
-		{"sign.fulcioURL", s.FulcioURL}, {"sign.identityToken", s.IdentityToken},
-		{"sign.tsaURL", s.TSAURL}, {"sign.trustedRoot", s.TrustedRoot},
-	} {
-		if k.v == "" {
-			ps.add(k.key, "must be set: keyless signing needs %s", keylessKeys)
-		}
-	}
 	if s.FulcioURL != "" {
 		if u, err := url.Parse(s.FulcioURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			ps.add("sign.fulcioURL", "%q is not an http(s) URL, e.g. https://fulcio.example", s.FulcioURL)
@@ -347,11 +337,34 @@ func (c *Config) validateSign(ps *problems) {
 			ps.add("sign.tsaURL", "%v", err)
 		}
 	}
-	if c.Keys.Cosign != "" {
-		ps.add("keys.cosign", "is set and so is keyless signing (%s): sign with one, remove the other", keylessKeys)
+	if s.RekorURL != "" {
+		if u, err := url.Parse(s.RekorURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			ps.add("sign.rekorURL", "%q is not an http(s) URL, e.g. https://log2025-1.rekor.sigstore.dev", s.RekorURL)
+		}
 	}
-	if err == nil && format != sign.FormatBundle {
-		ps.add("sign.format", "%s cannot hold keyless signatures (cosign reads them from sigstore bundles): use bundle, the default", format)
+	switch {
+	case s.Keyless():
+		for _, k := range []struct{ key, v string }{
+			{"sign.fulcioURL", s.FulcioURL}, {"sign.identityToken", s.IdentityToken},
+			{"sign.tsaURL", s.TSAURL}, {"sign.trustedRoot", s.TrustedRoot},
+		} {
+			if k.v == "" {
+				ps.add(k.key, "must be set: keyless signing needs %s", keylessKeys)
+			}
+		}
+		if c.Keys.Cosign != "" {
+			ps.add("keys.cosign", "is set and so is keyless signing (%s): sign with one, remove the other", keylessKeys)
+		}
+		if err == nil && format != sign.FormatBundle {
+			ps.add("sign.format", "%s cannot hold keyless signatures (cosign reads them from sigstore bundles): use bundle, the default", format)
+		}
+	case s.Witnessed():
+		if s.TrustedRoot == "" {
+			ps.add("sign.trustedRoot", "must be set: sign.tsaURL and sign.rekorURL are checked against a sigstore trusted_root.json listing them (cosign trusted-root create), before a signature is pushed")
+		}
+		if err == nil && format != sign.FormatBundle {
+			ps.add("sign.format", "%s cannot carry timestamps or log entries (sign.tsaURL, sign.rekorURL): use bundle, the default", format)
+		}
 	}
 }
 

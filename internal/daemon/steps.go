@@ -37,7 +37,7 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign
 		}
 		identity, _ = signer.Identity()
 		o.log.InfoContext(ctx, "signing keyless", "identity", identity.Subject, "issuer", identity.Issuer,
-			"fulcio", cfg.Sign.FulcioURL, "tsa", cfg.Sign.TSAURL)
+			"fulcio", cfg.Sign.FulcioURL, "tsa", cfg.Sign.TSAURL, "rekor", cfg.Sign.RekorURL)
 		if verifier, err = sign.NewKeylessVerifier(o.registry, cfg.Sign.TrustedRoot, identity); err != nil {
 			return nil, nil, fmt.Errorf("sign.trustedRoot: %w", err)
 		}
@@ -54,8 +54,13 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign
 		if err != nil {
 			return nil, nil, fmt.Errorf("sign.format: %w", err)
 		}
-		if signer, err = sign.NewSigner(key, o.registry, sign.WithFormat(format), sign.WithLogger(o.log), sign.WithMetrics(o.metrics)); err != nil {
+		w := sign.Witnesses{TSAURL: cfg.Sign.TSAURL, RekorURL: cfg.Sign.RekorURL, TrustedRoot: cfg.Sign.TrustedRoot}
+		if signer, err = sign.NewSigner(key, o.registry, sign.WithFormat(format), sign.WithWitnesses(w),
+			sign.WithLogger(o.log), sign.WithMetrics(o.metrics)); err != nil {
 			return nil, nil, fmt.Errorf("keys.cosign: %w", err)
+		}
+		if cfg.Sign.Witnessed() {
+			o.log.InfoContext(ctx, "key signatures are witnessed", "tsa", cfg.Sign.TSAURL, "rekor", cfg.Sign.RekorURL)
 		}
 		if verifier, err = sign.NewVerifier(o.registry, key); err != nil {
 			return nil, nil, fmt.Errorf("keys.cosign: %w", err)
@@ -94,10 +99,11 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign
 
 // newKeylessSigner signs with a Fulcio certificate for promoter's identity token and a
 // timestamp (sign.fulcioURL, sign.identityToken, sign.tsaURL, sign.trustedRoot; config
-// validation checked they are all set). The token and the trusted root are read now, so a
+// validation checked they are all set), and a log entry when sign.rekorURL is set. The token and the trusted root are read now, so a
 // missing or unreadable one stops the start.
 func newKeylessSigner(cfg *config.Config, o *options) (*sign.Signer, error) {
-	k := sign.Keyless{FulcioURL: cfg.Sign.FulcioURL, IdentityToken: cfg.Sign.IdentityToken, TSAURL: cfg.Sign.TSAURL, TrustedRoot: cfg.Sign.TrustedRoot}
+	k := sign.Keyless{FulcioURL: cfg.Sign.FulcioURL, IdentityToken: cfg.Sign.IdentityToken, TSAURL: cfg.Sign.TSAURL,
+		RekorURL: cfg.Sign.RekorURL, TrustedRoot: cfg.Sign.TrustedRoot}
 	s, err := sign.NewKeylessSigner(k, o.registry, sign.WithFormat(sign.Format(cfg.Sign.Format)), sign.WithLogger(o.log), sign.WithMetrics(o.metrics))
 	if err != nil {
 		return nil, fmt.Errorf("keyless signing (sign.identityToken %s, sign.trustedRoot %s): %w", k.IdentityToken, k.TrustedRoot, err)

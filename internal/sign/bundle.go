@@ -36,22 +36,25 @@ const bundleMediaTypePrefix = "application/vnd.dev.sigstore.bundle"
 // transparency log entry, no timestamp), pushed as an OCI 1.1 referrer of d. On
 // registries without the referrers API, go-containerregistry also maintains the
 // sha256-<hex> fallback tag index, which is where cosign looks there.
-func writeBundle(ctx context.Context, reg registry.Client, kp *keypair, d name.Digest) error {
-	return writeStatement(ctx, reg, kp, d, ctypes.CosignSignPredicateType, &structpb.Struct{})
+func writeBundle(ctx context.Context, reg registry.Client, kp *keypair, w *witnesses, d name.Digest) error {
+	return writeStatement(ctx, reg, kp, w, d, ctypes.CosignSignPredicateType, &structpb.Struct{})
 }
 
 // writeStatement is writeBundle for any predicate: what `cosign attest --key K
 // --tlog-upload=false --predicate P --type T` writes in the new bundle format (the
 // referrer annotated with the predicate type).
-func writeStatement(ctx context.Context, reg registry.Client, kp *keypair, d name.Digest, predicateType string, predicate *structpb.Struct) error {
+func writeStatement(ctx context.Context, reg registry.Client, kp *keypair, w *witnesses, d name.Digest, predicateType string, predicate *structpb.Struct) error {
 	payload, err := statementPayload(d, predicateType, predicate)
 	if err != nil {
 		return err
 	}
-	// No TrustedRoot, certificate provider, transparency log or timestamp authority: the
-	// options cosign's bundle.SignData ends up with for a key and --tlog-upload=false.
-	b, err := sgsign.Bundle(&sgsign.DSSEData{Data: payload, PayloadType: inTotoPayloadType}, kp,
-		sgsign.BundleOptions{Context: ctx})
+	// Without witnesses: no trusted root, certificate provider, transparency log or
+	// timestamp authority, the options cosign's bundle.SignData ends up with for a key
+	// and --tlog-upload=false. With them, what --timestamp-server-url and a Rekor v2
+	// signing config add.
+	opts := sgsign.BundleOptions{Context: ctx}
+	w.apply(&opts, kp)
+	b, err := sgsign.Bundle(&sgsign.DSSEData{Data: payload, PayloadType: inTotoPayloadType}, kp, opts)
 	if err != nil {
 		return fmt.Errorf("signing %s: %w", d, err)
 	}

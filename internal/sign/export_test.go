@@ -24,7 +24,7 @@ func WriteStatement(ctx context.Context, key signature.SignerVerifier, d name.Di
 	if err != nil {
 		return err
 	}
-	return writeStatement(ctx, registry.Client{}, kp, d, predicateType, pred)
+	return writeStatement(ctx, registry.Client{}, kp, nil, d, predicateType, pred)
 }
 
 // SetKeyRecheck makes Keys look at their source again after d, until the test ends.

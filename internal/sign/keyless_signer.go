@@ -35,9 +35,11 @@ type Keyless struct {
 	// TSAURL is the timestamp authority's RFC 3161 endpoint; a URL without a path gets
 	// sigstore timestamp-authority's /api/v1/timestamp.
 	TSAURL string
-	// TrustedRoot is a sigstore trusted_root.json naming the Fulcio CA and the timestamp
-	// authority: what was signed is verified against it, before it is pushed and when a
-	// signature already stored is checked.
+	// RekorURL is a Rekor v2 log each signature is also entered in; "" for none.
+	RekorURL string
+	// TrustedRoot is a sigstore trusted_root.json naming the Fulcio CA, the timestamp
+	// authority and the log: what was signed is verified against it, before it is pushed
+	// and when a signature already stored is checked.
 	TrustedRoot string
 }
 
@@ -98,7 +100,7 @@ type keylessMethod struct {
 	id        Identity // the token's, which the checker accepts
 	tokenFile string
 	fulcio    *sgsign.Fulcio
-	tsa       *sgsign.TimestampAuthority
+	w         *witnesses // the TSA, and a log when one is set
 }
 
 func newKeylessMethod(k Keyless) (*keylessMethod, error) {
@@ -109,10 +111,6 @@ func newKeylessMethod(k Keyless) (*keylessMethod, error) {
 		if f.v == "" {
 			return nil, fmt.Errorf("keyless signing needs %s", f.what)
 		}
-	}
-	tsa, err := TimestampURL(k.TSAURL)
-	if err != nil {
-		return nil, err
 	}
 	if _, err := httpURL(k.FulcioURL); err != nil {
 		return nil, fmt.Errorf("fulcio URL: %w", err)
@@ -125,12 +123,16 @@ func newKeylessMethod(k Keyless) (*keylessMethod, error) {
 	if err != nil {
 		return nil, err
 	}
+	w, err := Witnesses{TSAURL: k.TSAURL, RekorURL: k.RekorURL, TrustedRoot: k.TrustedRoot}.open(kc.kl.tr)
+	if err != nil {
+		return nil, err
+	}
 	return &keylessMethod{
 		keylessChecker: kc,
 		id:             id,
 		tokenFile:      k.IdentityToken,
 		fulcio:         sgsign.NewFulcio(&sgsign.FulcioOptions{BaseURL: strings.TrimSuffix(k.FulcioURL, "/"), Retries: 1}),
-		tsa:            sgsign.NewTimestampAuthority(&sgsign.TimestampAuthorityOptions{URL: tsa, Retries: 1}),
+		w:              w,
 	}, nil
 }
 
@@ -159,16 +161,17 @@ func (m *keylessMethod) write(ctx context.Context, reg registry.Client, d name.D
 	if err != nil {
 		return fmt.Errorf("signing %s: generating a key: %w", d, err)
 	}
-	b, err := sgsign.Bundle(&sgsign.DSSEData{Data: payload, PayloadType: inTotoPayloadType}, kp, sgsign.BundleOptions{
+	opts := sgsign.BundleOptions{
 		Context:                    ctx,
 		CertificateProvider:        m.fulcio,
 		CertificateProviderOptions: &sgsign.CertificateProviderOptions{IDToken: tok},
-		TimestampAuthorities:       []*sgsign.TimestampAuthority{m.tsa},
-		// sigstore-go verifies the bundle it made (certificate chain at the timestamp's
-		// time): a trusted root that does not match Fulcio or the TSA fails here, before a
-		// signature nobody can verify is pushed.
-		TrustedRoot: m.kl.tr,
-	})
+	}
+	// The TSA, the log, and the trusted root sigstore-go verifies the bundle it made
+	// against (certificate chain at the timestamp's time): a trusted root that does not
+	// match Fulcio, the TSA or the log fails here, before a signature nobody can verify
+	// is pushed.
+	m.w.apply(&opts, nil)
+	b, err := sgsign.Bundle(&sgsign.DSSEData{Data: payload, PayloadType: inTotoPayloadType}, kp, opts)
 	if err != nil {
 		return fmt.Errorf("signing %s keyless as %s: %w", d, m.id, err)
 	}

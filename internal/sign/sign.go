@@ -91,6 +91,7 @@ func (keyChecker) String() string { return "this public key" }
 // and its key hint come from the same key.
 type keyMethod struct {
 	key signature.SignerVerifier
+	w   *witnesses // nil: the signature alone
 }
 
 func (k keyMethod) lookup(ctx context.Context, reg registry.Client, t target, f Format) (check, error) {
@@ -115,7 +116,7 @@ func (k keyMethod) write(ctx context.Context, reg registry.Client, d name.Digest
 	if err != nil {
 		return fmt.Errorf("signing %s: %w", d, err)
 	}
-	return writeBundle(ctx, reg, kp, d)
+	return writeBundle(ctx, reg, kp, k.w, d)
 }
 
 // NewSigner signs with key (OpenKey opens one that follows rotations; LoadSigner loads a
@@ -132,7 +133,16 @@ func NewSigner(key signature.SignerVerifier, reg registry.Client, opts ...Option
 	if _, err := newKeypair(key); err != nil {
 		return nil, err
 	}
-	return &Signer{method: keyMethod{key: key}, format: o.format, reg: reg, log: o.log, metrics: o.metrics}, nil
+	m := keyMethod{key: key}
+	if o.witnesses.any() {
+		if o.format != FormatBundle {
+			return nil, fmt.Errorf("timestamps and log entries are carried by sigstore bundles only, not the %s format", o.format)
+		}
+		if m.w, err = o.witnesses.open(nil); err != nil {
+			return nil, err
+		}
+	}
+	return &Signer{method: m, format: o.format, reg: reg, log: o.log, metrics: o.metrics}, nil
 }
 
 func newOptions(opts []Option) (options, error) {
@@ -149,9 +159,10 @@ func newOptions(opts []Option) (options, error) {
 type Option func(*options) error
 
 type options struct {
-	format  Format           // default DefaultFormat
-	log     *slog.Logger     // default: discard
-	metrics *metrics.Metrics // default metrics.Discard()
+	format    Format           // default DefaultFormat
+	witnesses Witnesses        // key signers only; default none
+	log       *slog.Logger     // default: discard
+	metrics   *metrics.Metrics // default metrics.Discard()
 }
 
 // WithFormat is where signatures go (config sign.format); "" keeps DefaultFormat.
@@ -164,6 +175,12 @@ func WithFormat(f Format) Option {
 		o.format = format
 		return nil
 	}
+}
+
+// WithWitnesses has each key signature stamped by a timestamp authority and/or entered
+// in a Rekor v2 log (bundle format only); keyless signers take theirs from Keyless.
+func WithWitnesses(w Witnesses) Option {
+	return func(o *options) error { o.witnesses = w; return nil }
 }
 
 // WithLogger receives one debug line per digest signed; the default discards.

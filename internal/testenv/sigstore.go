@@ -2,7 +2,11 @@ package testenv
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -28,19 +32,21 @@ import (
 
 // Sigstore is a private sigstore stack on loopback: a Fulcio with an ephemeral CA whose
 // one OIDC issuer is a test kube-apiserver (so a service account's token buys a signing
-// certificate for https://kubernetes.io/namespaces/NS/serviceaccounts/SA), and an RFC 3161
-// timestamp authority with an in-memory key. No transparency log and no certificate
-// transparency: signatures prove their time with the timestamp.
+// certificate for https://kubernetes.io/namespaces/NS/serviceaccounts/SA), an RFC 3161
+// timestamp authority with an in-memory key, and a Rekor v2 transparency log (rekor-tiles
+// on a POSIX directory). No certificate transparency. Signatures prove their time with
+// the timestamp (Rekor v2 entries carry none); a log entry is added only by a signer
+// given RekorURL, and the signing config names no log.
 type Sigstore struct {
-	// FulcioURL and TSAURL are the servers' http://127.0.0.1:PORT; the timestamp endpoint
-	// is TSAURL + "/api/v1/timestamp".
-	FulcioURL, TSAURL string
+	// FulcioURL, TSAURL and RekorURL are the servers' http://127.0.0.1:PORT; the
+	// timestamp endpoint is TSAURL + "/api/v1/timestamp".
+	FulcioURL, TSAURL, RekorURL string
 	// Issuer is the OIDC issuer Fulcio trusts and writes into its certificates: the
 	// kube-apiserver's service-account issuer.
 	Issuer string
 	// TrustedRoot is a sigstore trusted_root.json holding Fulcio's and the TSA's
-	// certificate chains, as `cosign trusted-root create` writes it (for verify.trustedRoot
-	// and cosign --trusted-root).
+	// certificate chains and the log's key, as `cosign trusted-root create` writes it (for
+	// verify.trustedRoot and cosign --trusted-root).
 	TrustedRoot string
 	// SigningConfig is a sigstore signing config naming Fulcio and the TSA, as `cosign
 	// signing-config create` writes it (for cosign sign --signing-config).
@@ -82,6 +88,9 @@ func StartSigstore(t testing.TB, kube *Kube) *Sigstore {
 	lockTSAMetrics(t)
 	if err := s.startTSA(t, bins); err != nil {
 		Require(t, "timestamp-server: %v", err)
+	}
+	if err := s.startRekor(t, bins); err != nil {
+		Require(t, "rekor-server: %v", err)
 	}
 	if err := s.writeConfigs(t, cosign); err != nil {
 		t.Fatalf("sigstore trusted root and signing config: %v", err)
@@ -149,6 +158,56 @@ func (s *Sigstore) startTSA(t testing.TB, bins string) error {
 	return nil
 }
 
+// rekorOrigin is the log's checkpoint origin (rekor-server --hostname). sigstore-go
+// checks it against the hostname of the log's URL in the trusted root, so it is the
+// loopback address the log is served on.
+const rekorOrigin = "127.0.0.1"
+
+// startRekor starts a Rekor v2 log (rekor-tiles' POSIX server) with a fresh ed25519
+// key, whose public half goes into the trusted root.
+func (s *Sigstore) startRekor(t testing.TB, bins string) error {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return err
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(priv.Public())
+	if err != nil {
+		return err
+	}
+	keyPath := filepath.Join(s.dir, "rekor.key")
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "rekor.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
+		return err
+	}
+	ports := freePorts(t, 3)
+	s.RekorURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	logPath := filepath.Join(s.dir, "rekor.log")
+	proc, _, err := startProcess(t, filepath.Join(bins, "rekor-server"), logPath, "serve",
+		"--http-address", "127.0.0.1", fmt.Sprintf("--http-port=%d", ports[0]),
+		"--grpc-address", "127.0.0.1", fmt.Sprintf("--grpc-port=%d", ports[1]),
+		// Off timestamp-server's fixed 2112, which is also Rekor's default.
+		fmt.Sprintf("--http-metrics-port=%d", ports[2]),
+		"--hostname", rekorOrigin,
+		"--storage-dir", filepath.Join(s.dir, "rekor"),
+		"--signer-filepath", keyPath,
+		// An entry is answered once a checkpoint covers it: every second, not every 10.
+		"--checkpoint-interval=1s",
+	)
+	if err != nil {
+		return err
+	}
+	if err := waitGet(proc, s.RekorURL+"/healthz", 60*time.Second); err != nil {
+		return fmt.Errorf("%w\n%s", err, tail(logPath, 30))
+	}
+	return nil
+}
+
 // writeConfigs fetches the servers' certificate chains and has the cosign CLI write the
 // trusted root and the signing config, as an operator of a private sigstore does.
 func (s *Sigstore) writeConfigs(t testing.TB, cosign string) error {
@@ -171,6 +230,7 @@ func (s *Sigstore) writeConfigs(t testing.TB, cosign string) error {
 		{"trusted-root", "create",
 			"--fulcio=url=" + s.FulcioURL + ",certificate-chain=" + fulcioPEM,
 			"--tsa=url=" + tsa + ",certificate-chain=" + tsaPEM,
+			"--rekor=url=" + s.RekorURL + ",public-key=" + filepath.Join(s.dir, "rekor.pub") + ",start-time=2024-01-01T00:00:00Z,origin=" + rekorOrigin,
 			"--out", s.TrustedRoot},
 		{"signing-config", "create",
 			"--fulcio=url=" + s.FulcioURL + ",api-version=1," + since,
@@ -290,7 +350,7 @@ func sigstoreDir() (string, error) {
 		d = filepath.Join(cache, "promoter", "sigstore")
 		from = d + " (PROMOTER_SIGSTORE is not set)"
 	}
-	for _, b := range []string{"fulcio", "timestamp-server"} {
+	for _, b := range []string{"fulcio", "timestamp-server", "rekor-server"} {
 		if !isExecutable(filepath.Join(d, b)) {
 			return "", fmt.Errorf("%s has no executable %s (run `bash hack/sigstore.sh`)", from, b)
 		}

@@ -1,0 +1,137 @@
+package sign_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/sigstore/sigstore-go/pkg/verify"
+
+	"github.com/promoter-dev/promoter/internal/registry"
+	"github.com/promoter-dev/promoter/internal/sign"
+	"github.com/promoter-dev/promoter/internal/testenv"
+)
+
+// TestWitnessedSignatures signs against a real private stack (Fulcio, a timestamp
+// authority and a Rekor v2 log, all on loopback): a keyless signature with a log entry,
+// and a key signature with a timestamp and a log entry. Each bundle carries what its
+// witnesses returned, verifies with sigstore-go against the trusted root with the log
+// and the timestamp both required, and passes the cosign CLI with the log checked (no
+// --insecure-ignore-tlog).
+func TestWitnessedSignatures(t *testing.T) {
+	kube := testenv.StartKube(t, testenv.WithPublicIssuer())
+	ss := testenv.StartSigstore(t, kube)
+	reg := testenv.StartRegistry(t)
+	ctx := context.Background()
+	const ns = "promoter-system"
+	identity := ss.Identity(ns, "promoter")
+	tr, err := root.NewTrustedRootFromPath(ss.TrustedRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both witnesses required: one verified log entry and one verified TSA timestamp.
+	v, err := verify.NewVerifier(tr, verify.WithTransparencyLog(1), verify.WithSignedTimestamps(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	witnessed := func(t *testing.T, ref string, policy verify.PolicyBuilder) *sgbundle.Bundle {
+		t.Helper()
+		bundles := testenv.SigstoreBundles(t, ref)
+		if len(bundles) != 1 {
+			t.Fatalf("%s has %d bundles, want 1", ref, len(bundles))
+		}
+		b := bundles[0]
+		entries, err := b.TlogEntries()
+		if err != nil || len(entries) != 1 {
+			t.Fatalf("%s: %d log entries (%v), want 1", ref, len(entries), err)
+		}
+		res, err := v.Verify(b, policy)
+		if err != nil {
+			t.Fatalf("%s: verifying with the log entry and the timestamp required: %v", ref, err)
+		}
+		var kinds []string
+		for _, ts := range res.VerifiedTimestamps {
+			kinds = append(kinds, ts.Type)
+		}
+		t.Logf("%s: log entry %d of log %s; verified timestamps %v",
+			ref[strings.LastIndex(ref, "@")+1:][:19], entries[0].LogIndex(), entries[0].LogKeyID(), kinds)
+		return b
+	}
+
+	t.Run("keyless with a Rekor v2 entry", func(t *testing.T) {
+		s, err := sign.NewKeylessSigner(sign.Keyless{FulcioURL: ss.FulcioURL, IdentityToken: ss.IdentityToken(t, ns, "promoter"),
+			TSAURL: ss.TSAURL, RekorURL: ss.RekorURL, TrustedRoot: ss.TrustedRoot}, registry.Client{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := pushIndex(t, reg.Host+"/acme/keyless-logged")
+		if _, err := s.Sign(ctx, p.tag); err != nil {
+			t.Fatal(err)
+		}
+		cid, err := verify.NewShortCertificateIdentity(ss.Issuer, "", identity, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []string{p.index, p.children["linux/arm64"]} {
+			witnessed(t, p.at(d), verify.NewPolicy(verify.WithoutArtifactUnsafe(), verify.WithCertificateIdentity(cid)))
+			args := []string{"verify", "--trusted-root", ss.TrustedRoot, "--certificate-identity", identity,
+				"--certificate-oidc-issuer", ss.Issuer, "--use-signed-timestamps", "--insecure-ignore-sct", p.at(d)}
+			if out, err := cosignCmd(t, t.TempDir(), args...); err != nil {
+				t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			t.Logf("cosign %s: passed", strings.Join(args, " "))
+		}
+		// Signing again finds its own logged signature.
+		again, err := s.Sign(ctx, p.tag)
+		if err != nil || !again[0].Skipped {
+			t.Fatalf("signing again: %+v, %v; want skipped", again, err)
+		}
+	})
+
+	t.Run("a key with a timestamp and a Rekor v2 entry", func(t *testing.T) {
+		k := newKeys(t, "a")
+		s, err := sign.NewSigner(k.signer, registry.Client{}, sign.WithWitnesses(sign.Witnesses{
+			TSAURL: ss.TSAURL, RekorURL: ss.RekorURL, TrustedRoot: ss.TrustedRoot}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := pushIndex(t, reg.Host+"/acme/key-witnessed")
+		if _, err := s.Sign(ctx, p.tag); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []string{p.index, p.children["linux/amd64"]} {
+			bundles := testenv.SigstoreBundles(t, p.at(d))
+			if len(bundles) != 1 {
+				t.Fatalf("%d bundles, want 1", len(bundles))
+			}
+			entries, _ := bundles[0].TlogEntries()
+			ts, _ := bundles[0].Timestamps()
+			if len(entries) != 1 || len(ts) != 1 {
+				t.Fatalf("%s: %d log entries and %d timestamps, want 1 and 1", d, len(entries), len(ts))
+			}
+			args := []string{"verify", "--key", "cosign.pub", "--trusted-root", ss.TrustedRoot, "--use-signed-timestamps", p.at(d)}
+			if out, err := cosignCmd(t, k.dir, args...); err != nil {
+				t.Fatalf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			t.Logf("cosign %s: passed", strings.Join(args, " "))
+		}
+		if _, err := verifier(k).Verify(ctx, p.tag); err != nil {
+			t.Errorf("promoter's verifier: %v", err)
+		}
+	})
+
+	t.Run("witnesses need a trusted root that lists them", func(t *testing.T) {
+		k := newKeys(t, "a")
+		_, err := sign.NewSigner(k.signer, registry.Client{}, sign.WithWitnesses(sign.Witnesses{TSAURL: ss.TSAURL}))
+		if err == nil || !strings.Contains(err.Error(), "needs a trusted root") {
+			t.Errorf("a TSA without a trusted root: %v, want a refusal", err)
+		}
+		_, err = sign.NewSigner(k.signer, registry.Client{}, sign.WithFormat(sign.FormatLegacy),
+			sign.WithWitnesses(sign.Witnesses{TSAURL: ss.TSAURL, TrustedRoot: ss.TrustedRoot}))
+		if err == nil || !strings.Contains(err.Error(), "sigstore bundles only") {
+			t.Errorf("a TSA with the legacy format: %v, want a refusal", err)
+		}
+	})
+}
