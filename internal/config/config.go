@@ -151,6 +151,19 @@ type Keys struct {
 	// files, env://NAME or k8s://namespace/name. List the old and the new key while
 	// rotating. Empty verifies with the signing key's public half.
 	Public []string `mapstructure:"public"`
+	// Identities are keyless signers (issuer, with subject or subjectRegexp) whose
+	// signatures requireSignature accepts too, checked against sign.trustedRoot: another
+	// promoter's, or promoter's own before its service account was renamed.
+	Identities []Identity `mapstructure:"identities"`
+}
+
+// Identity is a keyless signer: certificates from Issuer for Subject, or for an identity
+// SubjectRegexp matches (cosign's --certificate-oidc-issuer, --certificate-identity and
+// --certificate-identity-regexp).
+type Identity struct {
+	Issuer        string `mapstructure:"issuer"`
+	Subject       string `mapstructure:"subject"`
+	SubjectRegexp string `mapstructure:"subjectRegexp"`
 }
 
 // Sign configures how signatures are made and stored. Signing is with keys.cosign, or

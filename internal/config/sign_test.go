@@ -37,6 +37,13 @@ func TestKeylessSigning(t *testing.T) {
 			wantErr: map[string]string{"sign.trustedRoot": "must be set: sign.tsaURL and sign.rekorURL are checked against a sigstore trusted_root.json"}},
 		{name: "a key with a log in the legacy format", yaml: "keys: {cosign: /keys/cosign.key}\nsign: {rekorURL: 'rekor:3000', trustedRoot: /tr.json, format: legacy}\n",
 			wantErr: map[string]string{"sign.format": "legacy cannot carry timestamps or log entries", "sign.rekorURL": "is not an http(s) URL"}},
+		{name: "identities for requireSignature", yaml: keyless + "}\nkeys: {identities: [{issuer: https://kube.example, subject: 'https://kubernetes.io/namespaces/ci/serviceaccounts/promoter'}]}\n"},
+		{name: "identities without a subject or a trusted root", yaml: "keys: {cosign: /k, identities: [{issuer: https://kube.example}, {subject: x}]}\n",
+			wantErr: map[string]string{
+				"keys.identities[0]":        "a keyless signer needs subject",
+				"keys.identities[1].issuer": "must be set for a keyless signer",
+				"sign.trustedRoot":          "must be set: keys.identities are checked against",
+			}},
 		{name: "neither key nor keyless", yaml: "",
 			wantErr: map[string]string{
 				"keys.cosign": "must be set: a pipeline has sign: true (or sign keyless: sign.fulcioURL,",

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -310,8 +311,31 @@ func (c *Config) validatePipelines(ps *problems) {
 	if needKey && c.Keys.Cosign == "" && !keyless {
 		ps.add("keys.cosign", "must be set: a pipeline has sign: true (or sign keyless: %s)", keylessKeys)
 	}
-	if needPublic && len(c.Keys.Public) == 0 && c.Keys.Cosign == "" && !keyless {
+	if needPublic && len(c.Keys.Public) == 0 && len(c.Keys.Identities) == 0 && c.Keys.Cosign == "" && !keyless {
 		ps.add("keys.public", "must be set: a destination has requireSignature: true")
+	}
+	c.validateIdentities(ps)
+}
+
+// validateIdentities checks keys.identities: keyless signers by types.TrustedSigner's
+// rules, each problem at its path, checked against sign.trustedRoot.
+func (c *Config) validateIdentities(ps *problems) {
+	for i, id := range c.Keys.Identities {
+		at := fmt.Sprintf("keys.identities[%d]", i)
+		s := types.TrustedSigner{Issuer: id.Issuer, Subject: id.Subject, SubjectRegexp: id.SubjectRegexp}
+		var perr *types.PolicyError
+		if err := s.Validate(); errors.As(err, &perr) {
+			for _, p := range perr.Problems {
+				path := at
+				if p.Field != "" {
+					path += "." + p.Field
+				}
+				ps.add(path, "%s", p.Msg)
+			}
+		}
+	}
+	if len(c.Keys.Identities) > 0 && c.Sign.TrustedRoot == "" {
+		ps.add("sign.trustedRoot", "must be set: keys.identities are checked against a sigstore trusted_root.json naming their Fulcio and timestamp authority")
 	}
 }
 

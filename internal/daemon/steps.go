@@ -11,6 +11,7 @@ import (
 	"github.com/promoter-dev/promoter/internal/kube"
 	"github.com/promoter-dev/promoter/internal/promote"
 	"github.com/promoter-dev/promoter/internal/sign"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // newSteps builds the sign and promote steps once, at start, so that a key that cannot be
@@ -27,20 +28,19 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign
 	if err != nil {
 		return nil, nil, err
 	}
-	var verifier *sign.Verifier
-	var identity sign.Identity // promoter's own, when it signs keyless
+	// Whom requireSignature accepts: promoter's own signatures (its keyless identity, or
+	// its key unless keys.public lists the keys), keys.public, keys.identities.
+	trusted := sign.Trusted{Identities: identities(cfg.Keys.Identities), TrustedRoot: cfg.Sign.TrustedRoot}
 	keyless := needSign && cfg.Sign.Keyless()
 	switch {
 	case keyless:
 		if signer, err = newKeylessSigner(cfg, o); err != nil {
 			return nil, nil, err
 		}
-		identity, _ = signer.Identity()
+		identity, _ := signer.Identity()
+		trusted.Own = &identity
 		o.log.InfoContext(ctx, "signing keyless", "identity", identity.Subject, "issuer", identity.Issuer,
 			"fulcio", cfg.Sign.FulcioURL, "tsa", cfg.Sign.TSAURL, "rekor", cfg.Sign.RekorURL)
-		if verifier, err = sign.NewKeylessVerifier(o.registry, cfg.Sign.TrustedRoot, identity); err != nil {
-			return nil, nil, fmt.Errorf("sign.trustedRoot: %w", err)
-		}
 	case needSign:
 		password, err := keyPassword(cfg)
 		if err != nil {
@@ -62,25 +62,21 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign
 		if cfg.Sign.Witnessed() {
 			o.log.InfoContext(ctx, "key signatures are witnessed", "tsa", cfg.Sign.TSAURL, "rekor", cfg.Sign.RekorURL)
 		}
-		if verifier, err = sign.NewVerifier(o.registry, key); err != nil {
-			return nil, nil, fmt.Errorf("keys.cosign: %w", err)
+		if len(cfg.Keys.Public) == 0 {
+			trusted.Keys = []signature.Verifier{key}
 		}
 	}
-	if len(cfg.Keys.Public) > 0 {
-		pubs := make([]signature.Verifier, len(cfg.Keys.Public))
-		for i, ref := range cfg.Keys.Public {
-			if pubs[i], err = sign.LoadVerifier(ctx, ref, kc); err != nil {
-				return nil, nil, fmt.Errorf("keys.public[%d]: %w", i, err)
-			}
-		}
-		if keyless {
-			// promoter's own keyless signatures, or the listed keys' (moving from a key).
-			verifier, err = sign.NewKeylessVerifier(o.registry, cfg.Sign.TrustedRoot, identity, pubs...)
-		} else {
-			verifier, err = sign.NewVerifier(o.registry, pubs...)
-		}
+	for i, ref := range cfg.Keys.Public {
+		pub, err := sign.LoadVerifier(ctx, ref, kc)
 		if err != nil {
-			return nil, nil, fmt.Errorf("keys.public: %w", err)
+			return nil, nil, fmt.Errorf("keys.public[%d]: %w", i, err)
+		}
+		trusted.Keys = append(trusted.Keys, pub)
+	}
+	var verifier *sign.Verifier
+	if trusted.Own != nil || len(trusted.Identities) > 0 || len(trusted.Keys) > 0 {
+		if verifier, err = sign.NewTrustedVerifier(o.registry, trusted); err != nil {
+			return nil, nil, fmt.Errorf("requireSignature's signers (keys.public, keys.identities, sign.trustedRoot): %w", err)
 		}
 	}
 	popts := []promote.Option{promote.WithJobs(cfg.Promote.Jobs), promote.WithTimeout(cfg.Promote.Timeout),
@@ -109,6 +105,15 @@ func newKeylessSigner(cfg *config.Config, o *options) (*sign.Signer, error) {
 		return nil, fmt.Errorf("keyless signing (sign.identityToken %s, sign.trustedRoot %s): %w", k.IdentityToken, k.TrustedRoot, err)
 	}
 	return s, nil
+}
+
+// identities are keys.identities as the sign package takes them.
+func identities(ids []config.Identity) []types.TrustedSigner {
+	out := make([]types.TrustedSigner, len(ids))
+	for i, id := range ids {
+		out[i] = types.TrustedSigner{Issuer: id.Issuer, Subject: id.Subject, SubjectRegexp: id.SubjectRegexp}
+	}
+	return out
 }
 
 // keyPassword is keys.password, else $COSIGN_PASSWORD as the cosign CLI reads it.

@@ -27,12 +27,12 @@ const legacyPredicateTypeAnnotation = "predicateType"
 func (p *Policy) attested(ctx context.Context, t target, refs []referrer, signer accepted) (string, error) {
 	var details []string
 	for _, req := range p.attestations {
-		detail, why, err := p.attestation(ctx, t, refs, req, signer)
+		detail, whys, err := p.attestation(ctx, t, refs, req, signer)
 		if err != nil {
 			return "", fmt.Errorf("verifying attestation %s of %s: %w", req.PredicateType, t.digest, err)
 		}
-		if why != "" {
-			return "", p.untrusted(t, why)
+		if detail == "" {
+			return "", p.untrusted(t, attestationWhy(req, whys))
 		}
 		details = append(details, detail)
 	}
@@ -41,9 +41,10 @@ func (p *Policy) attested(ctx context.Context, t target, refs []referrer, signer
 
 // attestation looks for req among t's bundle referrers, then, for key signers, under its
 // legacy sha256-<hex>.att tag (only read when no bundle satisfies req). It returns the
-// evidence detail, or why req is not met.
-func (p *Policy) attestation(ctx context.Context, t target, refs []referrer, req types.RequiredAttestation, signer accepted) (detail, why string, err error) {
-	var whys []string
+// evidence detail, or ("", why each attestation of that predicate type found was
+// refused): none found when whys is empty. signer signed the image; the zero accepted
+// when there is no signature to compare with, so the detail always names who attested.
+func (p *Policy) attestation(ctx context.Context, t target, refs []referrer, req types.RequiredAttestation, signer accepted) (detail string, whys []string, err error) {
 	for _, r := range refs {
 		switch {
 		case r.reason != "" && r.annotated == req.PredicateType:
@@ -55,7 +56,7 @@ func (p *Policy) attestation(ctx context.Context, t target, refs []referrer, req
 				detail, why = matchAttestation(t, r.statement, r.subjects, req, who, signer)
 			}
 			if why == "" {
-				return detail, "", nil
+				return detail, nil, nil
 			}
 			whys = append(whys, why)
 		}
@@ -63,14 +64,20 @@ func (p *Policy) attestation(ctx context.Context, t target, refs []referrer, req
 	if len(p.keys) > 0 {
 		detail, legacy, err := p.legacyAttestation(ctx, t, req, signer)
 		if err != nil || detail != "" {
-			return detail, "", err
+			return detail, nil, err
 		}
 		whys = append(whys, legacy...)
 	}
+	return "", whys, nil
+}
+
+// attestationWhy says why req is not met, given why each attestation of its predicate
+// type was refused (none found when whys is empty).
+func attestationWhy(req types.RequiredAttestation, whys []string) string {
 	if len(whys) == 0 {
-		return "", fmt.Sprintf("attestation %s missing: no signed in-toto statement of that predicate type about this digest", req.PredicateType), nil
+		return fmt.Sprintf("attestation %s missing: no signed in-toto statement of that predicate type about this digest", req.PredicateType)
 	}
-	return "", fmt.Sprintf("attestation %s not accepted: %s", req.PredicateType, summarize(whys)), nil
+	return fmt.Sprintf("attestation %s not accepted: %s", req.PredicateType, summarize(whys))
 }
 
 // matchAttestation checks a verified statement by who against req: its subject is t's

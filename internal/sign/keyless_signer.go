@@ -112,6 +112,10 @@ func newKeylessMethod(k Keyless) (*keylessMethod, error) {
 			return nil, fmt.Errorf("keyless signing needs %s", f.what)
 		}
 	}
+	// The URLs first: a typo is named before any file is read.
+	if _, err := TimestampURL(k.TSAURL); err != nil {
+		return nil, err
+	}
 	if _, err := httpURL(k.FulcioURL); err != nil {
 		return nil, fmt.Errorf("fulcio URL: %w", err)
 	}

@@ -344,11 +344,6 @@ func TestNewPolicyErrors(t *testing.T) {
 		policy: types.VerifyPolicy{Signers: []types.TrustedSigner{keyless}, TrustedRoot: filepath.Join(dir, "nope.json")},
 		want:   []string{"trusted root", "nope.json"},
 	}, {
-		name:    "KMS key",
-		policy:  types.VerifyPolicy{Signers: []types.TrustedSigner{{Key: "awskms:///arn:aws:kms:eu-west-1:1:key/k"}}},
-		want:    []string{"signers[0].key", "is a KMS key, which is not supported yet as a verify signer", "cosign public-key"},
-		invalid: true,
-	}, {
 		name:    "key and identity",
 		policy:  types.VerifyPolicy{Signers: []types.TrustedSigner{{Key: a.pub, Issuer: issuer}}},
 		want:    []string{"signers[0]", "sets key and a keyless identity"},

@@ -12,14 +12,60 @@ import (
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
-// Verifier checks signatures offline, with public keys or a keyless identity and its
+// Verifier checks signatures offline, with public keys or keyless identities and their
 // trusted root: no transparency log, no certificate authority, only the registry holding
 // the image and its signatures.
 type Verifier struct {
 	signers []checker
-	keyless bool // signers[0] is a keyless identity
-	own     bool // that identity is promoter's own (NewKeylessVerifier), so a refusal says how promoter signs
+	keyless int  // signers[:keyless] are keyless identities, the rest public keys
+	own     bool // signers[0] is promoter's own identity (NewKeylessVerifier), so a refusal says how promoter signs
 	reg     registry.Client
+}
+
+// Trusted is whom a Verifier accepts: a signature by any one of them verifies.
+type Trusted struct {
+	// Own is promoter's own keyless identity (Signer.Identity), when it signs keyless.
+	Own *Identity
+	// Identities are other keyless signers (types.TrustedSigner.Validate), by exact
+	// subject or regexp: another promoter's, or promoter's previous service account.
+	Identities []types.TrustedSigner
+	// TrustedRoot is the sigstore trusted_root.json keyless certificates chain to; needed
+	// with Own or Identities.
+	TrustedRoot string
+	// Keys are public keys (LoadVerifier loads one): during a key rotation, both.
+	Keys []signature.Verifier
+}
+
+// NewTrustedVerifier verifies with everyone in t, reading images and signatures through
+// reg. A keyless identity is accepted when a sigstore bundle's Fulcio certificate names
+// it (issuer, and subject or subject regexp) and chains to a CA of the trusted root at a
+// time one of its observers vouches for (an RFC 3161 timestamp of a timestamp authority,
+// or a transparency log entry it lists), as `cosign verify --trusted-root
+// --certificate-oidc-issuer --certificate-identity(-regexp)` does.
+func NewTrustedVerifier(reg registry.Client, t Trusted) (*Verifier, error) {
+	v := &Verifier{reg: reg, own: t.Own != nil}
+	ids := t.Identities
+	if t.Own != nil {
+		ids = append([]types.TrustedSigner{t.Own.signer()}, ids...)
+	}
+	for _, s := range ids {
+		kc, err := newKeylessChecker(t.TrustedRoot, s)
+		if err != nil {
+			return nil, fmt.Errorf("verifying: %w", err)
+		}
+		v.signers = append(v.signers, kc)
+	}
+	v.keyless = len(v.signers)
+	for i, k := range t.Keys {
+		if k == nil {
+			return nil, fmt.Errorf("verifying: public key %d is not loaded", i+1)
+		}
+		v.signers = append(v.signers, keyChecker{v: k})
+	}
+	if len(v.signers) == 0 {
+		return nil, errors.New("verifying: no public key or keyless identity given")
+	}
+	return v, nil
 }
 
 // NewVerifier verifies with the public keys keys (LoadVerifier loads one), reading images
@@ -29,7 +75,7 @@ func NewVerifier(reg registry.Client, keys ...signature.Verifier) (*Verifier, er
 	if len(keys) == 0 {
 		return nil, errors.New("verifying: no public key loaded")
 	}
-	return newVerifier(reg, nil, keys)
+	return NewTrustedVerifier(reg, Trusted{Keys: keys})
 }
 
 // NewKeylessVerifier verifies what a keyless Signer signed: a sigstore bundle whose
@@ -38,41 +84,14 @@ func NewVerifier(reg registry.Client, keys ...signature.Verifier) (*Verifier, er
 // timestamp authorities. A signature by any of keys is accepted too, as while moving
 // from a key to keyless signing.
 func NewKeylessVerifier(reg registry.Client, trustedRoot string, id Identity, keys ...signature.Verifier) (*Verifier, error) {
-	v, err := NewIdentityVerifier(reg, trustedRoot, id.signer(), keys...)
-	if err != nil {
-		return nil, err
-	}
-	v.own = true
-	return v, nil
+	return NewTrustedVerifier(reg, Trusted{Own: &id, TrustedRoot: trustedRoot, Keys: keys})
 }
 
-// NewIdentityVerifier verifies what any keyless signer of identity s signed, as `cosign
-// verify --trusted-root --certificate-oidc-issuer --certificate-identity(-regexp)`
-// does: a sigstore bundle whose Fulcio certificate is from s.Issuer, for s.Subject (or
-// an identity s.SubjectRegexp matches), and chains to a CA of the trusted root at a time
-// one of its observers vouches for (an RFC 3161 timestamp of a timestamp authority, or a
-// transparency log entry it lists). s must be keyless and valid
-// (types.TrustedSigner.Validate). A signature by any of keys is accepted too.
+// NewIdentityVerifier verifies what any keyless signer of identity s signed (see
+// NewTrustedVerifier). s must be keyless and valid (types.TrustedSigner.Validate). A
+// signature by any of keys is accepted too.
 func NewIdentityVerifier(reg registry.Client, trustedRoot string, s types.TrustedSigner, keys ...signature.Verifier) (*Verifier, error) {
-	kc, err := newKeylessChecker(trustedRoot, s)
-	if err != nil {
-		return nil, fmt.Errorf("verifying: %w", err)
-	}
-	return newVerifier(reg, kc, keys)
-}
-
-func newVerifier(reg registry.Client, kc *keylessChecker, keys []signature.Verifier) (*Verifier, error) {
-	v := &Verifier{reg: reg}
-	if kc != nil {
-		v.signers, v.keyless = append(v.signers, kc), true
-	}
-	for i, k := range keys {
-		if k == nil {
-			return nil, fmt.Errorf("verifying: public key %d is not loaded", i+1)
-		}
-		v.signers = append(v.signers, keyChecker{v: k})
-	}
-	return v, nil
+	return NewTrustedVerifier(reg, Trusted{Identities: []types.TrustedSigner{s}, TrustedRoot: trustedRoot, Keys: keys})
 }
 
 // Checked reports one verified digest.
@@ -145,7 +164,7 @@ func (v *Verifier) verifyOne(ctx context.Context, t target) (Format, error) {
 		switch {
 		case v.own:
 			how = "promoter (sign: true)"
-		case v.keyless:
+		case v.keyless > 0:
 			how = "a keyless `cosign sign` as " + strings.TrimPrefix(v.signers[0].String(), "certificate ")
 		}
 		e.Detail = fmt.Sprintf("%s holds neither a sigstore bundle referrer nor a %s tag for it; sign it with %s",
@@ -159,7 +178,7 @@ func (v *Verifier) verifyOne(ctx context.Context, t target) (Format, error) {
 		switch {
 		case v.own:
 			fix = "check sign.trustedRoot and the identity token, or re-sign"
-		case v.keyless:
+		case v.keyless > 0:
 			fix = "check the trusted root and the identity and issuer expected, or re-sign"
 		}
 		e.Detail = fmt.Sprintf("%d signature(s) found in %s, none verifies with %s (%s); %s",
@@ -169,14 +188,14 @@ func (v *Verifier) verifyOne(ctx context.Context, t target) (Format, error) {
 }
 
 // describe names the signers in a refusal: "this public key", "any of these 2 public
-// keys", "certificate identity S from I", or that identity "or this public key".
+// keys", "certificate identity S from I", those identities joined with "or", then the
+// keys.
 func (v *Verifier) describe() string {
-	keys := len(v.signers)
 	var parts []string
-	if v.keyless {
-		parts, keys = append(parts, v.signers[0].String()), keys-1
+	for _, s := range v.signers[:v.keyless] {
+		parts = append(parts, s.String())
 	}
-	switch {
+	switch keys := len(v.signers) - v.keyless; {
 	case keys == 1:
 		parts = append(parts, "this public key")
 	case keys > 1:

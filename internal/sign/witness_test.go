@@ -2,6 +2,7 @@ package sign_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/testenv"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // TestWitnessedSignatures signs against a real private stack (Fulcio, a timestamp
@@ -87,6 +89,26 @@ func TestWitnessedSignatures(t *testing.T) {
 		again, err := s.Sign(ctx, p.tag)
 		if err != nil || !again[0].Skipped {
 			t.Fatalf("signing again: %+v, %v; want skipped", again, err)
+		}
+
+		// requireSignature of a promoter now signing as another service account accepts
+		// this one's signatures only when keys.identities lists it.
+		renamed := sign.Identity{Issuer: ss.Issuer, Subject: ss.Identity(ns, "promoter-v2")}
+		only, err := sign.NewTrustedVerifier(registry.Client{}, sign.Trusted{Own: &renamed, TrustedRoot: ss.TrustedRoot})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = only.Verify(ctx, p.tag)
+		if !errors.Is(err, sign.ErrBadSignature) || !strings.Contains(err.Error(), "certificate identity "+renamed.Subject) {
+			t.Fatalf("verifying as %s alone: %v, want ErrBadSignature naming it", renamed.Subject, err)
+		}
+		also, err := sign.NewTrustedVerifier(registry.Client{}, sign.Trusted{Own: &renamed, TrustedRoot: ss.TrustedRoot,
+			Identities: []types.TrustedSigner{{Issuer: ss.Issuer, SubjectRegexp: "^https://kubernetes.io/namespaces/" + ns + "/serviceaccounts/promoter$"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if checked, err := also.Verify(ctx, p.tag); err != nil || len(checked) != 3 {
+			t.Fatalf("verifying with the old identity listed: %+v, %v; want 3 digests", checked, err)
 		}
 	})
 

@@ -112,12 +112,7 @@ func (s TrustedSigner) Keyless() bool {
 	return s.Key == "" && (s.Issuer != "" || s.Subject != "" || s.SubjectRegexp != "")
 }
 
-// kmsSchemes start the key references of the KMS providers cosign accepts as --key,
-// which a verify policy cannot use yet.
-var kmsSchemes = []string{"awskms://", "gcpkms://", "azurekms://", "hashivault://"}
-
-// Validate checks the signer is exactly one of a key and a keyless identity; a key that is
-// no KMS URI; an identity with an issuer and exactly one of subject and subjectRegexp,
+// Validate checks the signer is exactly one of a key and a keyless identity; an identity with an issuer and exactly one of subject and subjectRegexp,
 // the regexp compiling and starting with ^. The error is a *PolicyError whose fields are
 // the signer's ("key", "issuer", "subjectRegexp"; "" for the signer as a whole).
 func (s TrustedSigner) Validate() error {
@@ -128,12 +123,7 @@ func (s TrustedSigner) Validate() error {
 	case s.Key != "" && s.Issuer+s.Subject+s.SubjectRegexp != "":
 		e.add("", "sets key and a keyless identity (issuer, subject, subjectRegexp), but a signer is exactly one of the two: list the key and the identity as two signers")
 	case s.Key != "":
-		for _, scheme := range kmsSchemes {
-			if strings.HasPrefix(s.Key, scheme) {
-				e.add("key", "%s is a KMS key, which is not supported yet as a verify signer: give its public key instead (cosign public-key --key %s > ci.pub) as a PEM file, env://NAME or k8s://namespace/name", s.Key, s.Key)
-				break
-			}
-		}
+		// A file, env://, k8s:// or KMS reference: the sign package loads it at start.
 	default:
 		s.validateIdentity(&e)
 	}
