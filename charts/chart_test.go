@@ -54,8 +54,9 @@ const (
 )
 
 // valueSets are the renders under test: the defaults, everything switched on, the
-// remaining branches (external NATS with credentials, no token, unmanaged namespace), and
-// keyless signing with trust material mounted.
+// remaining branches (external NATS with credentials, no token, unmanaged namespace),
+// keyless signing with trust material mounted, a KMS key with credentials from a Secret,
+// and a key pair whose signatures are timestamped and logged.
 var valueSets = []struct {
 	name   string
 	values string // file under testdata, or "" for the chart defaults
@@ -64,6 +65,8 @@ var valueSets = []struct {
 	{name: "full", values: "testdata/values-full.yaml"},
 	{name: "external", values: "testdata/values-external.yaml"},
 	{name: "keyless", values: "testdata/values-keyless.yaml"},
+	{name: "kms", values: "testdata/values-kms.yaml"},
+	{name: "witnessed", values: "testdata/values-witnessed.yaml"},
 }
 
 // helm runs the real helm binary offline with a private HOME, so no user or CI
@@ -378,6 +381,86 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 			want:   []string{"config.sign.format is legacy", "bundle"},
 		},
 		{
+			name:   "keyless with another signing.tsaURL",
+			values: `{signing: {tsaURL: "https://tsa2.example", keyless: {enabled: true, fulcioURL: "https://fulcio.example", tsaURL: "https://tsa.example"}}, trustedRoot: {configMap: trust}}`,
+			want:   []string{"signing.keyless.tsaURL (https://tsa.example) and signing.tsaURL (https://tsa2.example) differ", "unset one of them"},
+		},
+		{
+			name:   "KMS key and keyless",
+			values: `{signing: {kms: {key: "awskms:///alias/promoter"}, keyless: {enabled: true, fulcioURL: "https://fulcio.example", tsaURL: "https://tsa.example"}}, trustedRoot: {configMap: trust}}`,
+			want:   []string{"signing.kms.key is set and signing.keyless.enabled is true", "unset signing.kms.key"},
+		},
+		{
+			name:   "KMS key and a Secret without its public key",
+			values: `signing: {existingSecret: promoter-cosign, publicKeyKey: "", kms: {key: "awskms:///alias/promoter"}}`,
+			want:   []string{"signing.kms.key and signing.existingSecret are set, but signing.publicKeyKey is empty", "unset signing.existingSecret"},
+		},
+		{
+			name:   "KMS key that is a Kubernetes Secret",
+			values: `signing: {kms: {key: "k8s://promoter/promoter-cosign"}}`,
+			want:   []string{"signing.kms.key k8s://promoter/promoter-cosign is not a KMS key reference", "awskms://", "signing.existingSecret"},
+		},
+		{
+			name:   "KMS key of the wrong shape",
+			values: `signing: {kms: {key: "gcpkms://projects/acme/signing"}}`,
+			want:   []string{"signing.kms.key gcpkms://projects/acme/signing is not a KMS key reference", "gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K"},
+		},
+		{
+			name:   "KMS key that is a file",
+			values: `signing: {kms: {key: /etc/cosign.key}}`,
+			want:   []string{"/signing/kms/key", "does not match pattern"},
+		},
+		{
+			name:   "KMS credentials without a KMS key",
+			values: `signing: {kms: {credentialsSecret: promoter-kms}}`,
+			want:   []string{"signing.kms.credentialsSecret is set but signing.kms.key is empty"},
+		},
+		{
+			name:   "KMS credentials file without the Secret",
+			values: `signing: {kms: {key: "awskms:///alias/promoter", credentialsFileKey: key.json}}`,
+			want:   []string{"signing.kms.credentialsFileKey is set but signing.kms.credentialsSecret is empty"},
+		},
+		{
+			name:   "signing pipeline without keys names every signer",
+			values: `{signing: {existingSecret: ""}, config: {pipelines: [{name: web, platforms: [linux/amd64], staging: r.example/web, source: {repo: https://git.example/web.git}, sign: true}]}}`,
+			want:   []string{"config.pipelines[0] (web) has sign: true", "signing.kms.key"},
+		},
+		{
+			name:   "timestamps without a signer",
+			values: `{signing: {tsaURL: "https://tsa.example"}, trustedRoot: {configMap: trust}}`,
+			want:   []string{"signing.tsaURL is set but nothing signs", "signing.kms.key"},
+		},
+		{
+			name:   "timestamps and log without a trusted root",
+			values: `signing: {existingSecret: promoter-cosign, tsaURL: "https://tsa.example", rekorURL: "https://rekor.example"}`,
+			want:   []string{"signing.tsaURL and signing.rekorURL are set but trustedRoot.configMap is empty", "cosign trusted-root create"},
+		},
+		{
+			name:   "log without a trusted root",
+			values: `signing: {kms: {key: "hashivault://promoter"}, rekorURL: "https://rekor.example"}`,
+			want:   []string{"signing.rekorURL is set but trustedRoot.configMap is empty"},
+		},
+		{
+			name:   "timestamps with legacy signatures",
+			values: `{signing: {existingSecret: promoter-cosign, tsaURL: "https://tsa.example"}, trustedRoot: {configMap: trust}, config: {sign: {format: legacy}}}`,
+			want:   []string{"signing.tsaURL is set but config.sign.format is legacy", "bundle"},
+		},
+		{
+			name:   "Rekor URL without scheme",
+			values: `signing: {rekorURL: rekor.example}`,
+			want:   []string{"/signing/rekorURL", "'rekor.example' does not match pattern"},
+		},
+		{
+			name:   "TSA URL in the config",
+			values: `config: {sign: {tsaURL: "https://tsa.example"}}`,
+			want:   []string{"at '/config/sign'", "'tsaURL' not allowed"},
+		},
+		{
+			name:   "Rekor URL in the config",
+			values: `config: {sign: {rekorURL: "https://rekor.example"}}`,
+			want:   []string{"at '/config/sign'", "'rekorURL' not allowed"},
+		},
+		{
 			name:   "Fulcio URL without scheme",
 			values: `signing: {keyless: {fulcioURL: fulcio.example}}`,
 			want:   []string{"/signing/keyless/fulcioURL", "'fulcio.example' does not match pattern"},
@@ -593,9 +676,9 @@ func TestKubeDryRun(t *testing.T) {
 				}
 			}
 		}
-		// default: daemon + 1 agent; full: daemon + 2 agents + NATS; external: daemon + 1
-		// agent; keyless: daemon + 1 agent.
-		if want := 10; checked != want {
+		// default: daemon + 1 agent; full: daemon + 2 agents + NATS; external, keyless, kms
+		// and witnessed: daemon + 1 agent each.
+		if want := 14; checked != want {
 			t.Errorf("checked %d workloads, want %d", checked, want)
 		}
 	})
@@ -1000,10 +1083,15 @@ func TestImageByDigest(t *testing.T) {
 	}
 }
 
-// TestKeylessSigning: with signing.keyless the daemon gets a projected service-account token
-// for Fulcio (audience sigstore, never the API token), the trusted root from its ConfigMap,
-// the config's sign.* keyless keys and no keys.cosign; with the key pair, none of that.
-func TestKeylessSigning(t *testing.T) {
+// TestSigning checks what each signer mounts and renders. With signing.keyless the daemon
+// gets a projected service-account token for Fulcio (audience sigstore, never the API token),
+// the trusted root from its ConfigMap, the config's sign.* keyless keys and no keys.cosign;
+// with the key pair, none of that. With signing.kms.key the private key is the KMS
+// reference (nothing mounted for it), its credentials come from a Secret as environment
+// variables and optionally a file, or from workload identity (nothing at all); an old public
+// key of signing.existingSecret is listed in keys.public with the KMS key. signing.tsaURL
+// and signing.rekorURL witness any signer against the mounted trusted root.
+func TestSigning(t *testing.T) {
 	h := newHelm(t)
 	keyless := map[string]any{
 		"format":        "bundle",
@@ -1012,6 +1100,7 @@ func TestKeylessSigning(t *testing.T) {
 		"tsaURL":        "https://tsa.example",
 		"trustedRoot":   "/etc/promoter/trust/trusted_root.json",
 	}
+	const gcpKey = "gcpkms://projects/acme/locations/europe-west1/keyRings/promoter/cryptoKeys/signing"
 	type token struct {
 		Audience          string `json:"audience"`
 		ExpirationSeconds int64  `json:"expirationSeconds"`
@@ -1030,6 +1119,10 @@ func TestKeylessSigning(t *testing.T) {
 		wantSigningItems []string
 		wantSign         map[string]any
 		wantKeys         map[string]any
+		// wantEnvFrom are the Secrets the daemon's environment comes from.
+		wantEnvFrom []string
+		// wantCredentialsFile is GOOGLE_APPLICATION_CREDENTIALS, "" for unset.
+		wantCredentialsFile string
 	}{
 		{
 			name:      "keyless with trusted root and CI keys and the old public key",
@@ -1072,6 +1165,95 @@ func TestKeylessSigning(t *testing.T) {
 				"password": "file:/etc/promoter/signing/cosign.password",
 				"public":   "/etc/promoter/signing/cosign.pub",
 			},
+		},
+		{
+			name:      "keyless with signing.tsaURL and a Rekor log",
+			values:    "testdata/values-keyless.yaml",
+			extra:     `{signing: {keyless: {tsaURL: ""}, tsaURL: "https://tsa.example", rekorURL: "https://rekor.example"}}`,
+			wantToken: &token{Audience: "sigstore", ExpirationSeconds: 600, Path: "oidc-token"},
+			wantMounts: map[string]string{
+				"signing":        "/etc/promoter/signing",
+				"sigstore-token": "/var/run/sigstore/cosign",
+				"trusted-root":   "/etc/promoter/trust",
+				"verify-keys":    "/etc/promoter/verify",
+			},
+			wantSigningItems: []string{"cosign.pub"},
+			wantSign:         withKeys(keyless, "rekorURL", "https://rekor.example"),
+			wantKeys:         map[string]any{"public": "/etc/promoter/signing/cosign.pub"},
+		},
+		{
+			name:      "keyless with the same TSA in both values",
+			values:    "testdata/values-keyless.yaml",
+			extra:     `{signing: {tsaURL: "https://tsa.example"}}`,
+			wantToken: &token{Audience: "sigstore", ExpirationSeconds: 600, Path: "oidc-token"},
+			wantMounts: map[string]string{
+				"signing":        "/etc/promoter/signing",
+				"sigstore-token": "/var/run/sigstore/cosign",
+				"trusted-root":   "/etc/promoter/trust",
+				"verify-keys":    "/etc/promoter/verify",
+			},
+			wantSigningItems: []string{"cosign.pub"},
+			wantSign:         keyless,
+			wantKeys:         map[string]any{"public": "/etc/promoter/signing/cosign.pub"},
+		},
+		{
+			name:   "key pair timestamped and logged",
+			values: "testdata/values-witnessed.yaml",
+			wantMounts: map[string]string{
+				"signing":      "/etc/promoter/signing",
+				"trusted-root": "/etc/promoter/trust",
+			},
+			wantSigningItems: []string{"cosign.key", "cosign.password", "cosign.pub"},
+			wantSign: map[string]any{
+				"format":      "bundle",
+				"tsaURL":      "https://tsa.sigstore.internal.example",
+				"rekorURL":    "https://rekor.sigstore.internal.example",
+				"trustedRoot": "/etc/promoter/trust/trusted_root.json",
+			},
+			wantKeys: map[string]any{
+				"cosign":   "/etc/promoter/signing/cosign.key",
+				"password": "file:/etc/promoter/signing/cosign.password",
+				"public":   "/etc/promoter/signing/cosign.pub",
+			},
+		},
+		{
+			name:   "GCP KMS key with a credentials file and the old public key, witnessed",
+			values: "testdata/values-kms.yaml",
+			wantMounts: map[string]string{
+				"signing":         "/etc/promoter/signing",
+				"trusted-root":    "/etc/promoter/trust",
+				"kms-credentials": "/etc/promoter/kms",
+			},
+			wantSigningItems: []string{"cosign.pub"},
+			wantSign: map[string]any{
+				"format":      "bundle",
+				"tsaURL":      "https://timestamp.sigstore.dev",
+				"rekorURL":    "https://log2025-1.rekor.sigstore.dev",
+				"trustedRoot": "/etc/promoter/trust/trusted_root.json",
+			},
+			wantKeys: map[string]any{
+				"cosign": gcpKey,
+				"public": []any{"/etc/promoter/signing/cosign.pub", gcpKey},
+			},
+			wantEnvFrom:         []string{"promoter-kms"},
+			wantCredentialsFile: "/etc/promoter/kms/credentials.json",
+		},
+		{
+			name:        "Azure KMS key with credentials in the environment",
+			values:      "testdata/values-kms.yaml",
+			extra:       `{signing: {existingSecret: "", tsaURL: "", rekorURL: "", kms: {key: "azurekms://acme.vault.azure.net/promoter", credentialsSecret: promoter-azure, credentialsFileKey: ""}}, trustedRoot: {configMap: ""}}`,
+			wantMounts:  map[string]string{},
+			wantSign:    map[string]any{"format": "bundle"},
+			wantKeys:    map[string]any{"cosign": "azurekms://acme.vault.azure.net/promoter"},
+			wantEnvFrom: []string{"promoter-azure"},
+		},
+		{
+			name:       "AWS KMS key through IRSA with nothing mounted and no environment",
+			values:     "testdata/values-kms.yaml",
+			extra:      `{signing: {existingSecret: "", tsaURL: "", rekorURL: "", kms: {key: "awskms:///alias/promoter", credentialsSecret: "", credentialsFileKey: ""}}, trustedRoot: {configMap: ""}, daemon: {serviceAccount: {annotations: {eks.amazonaws.com/role-arn: "arn:aws:iam::123456789012:role/promoter"}}}}`,
+			wantMounts: map[string]string{},
+			wantSign:   map[string]any{"format": "bundle"},
+			wantKeys:   map[string]any{"cosign": "awskms:///alias/promoter"},
 		},
 	}
 	for _, tt := range tests {
@@ -1141,7 +1323,27 @@ func TestKeylessSigning(t *testing.T) {
 			}
 
 			containers, _, _ := unstructured.NestedSlice(spec, "containers")
-			mounts, _, _ := unstructured.NestedSlice(containers[0].(map[string]any), "volumeMounts")
+			container := containers[0].(map[string]any)
+			var gotEnvFrom []string
+			envFrom, _, _ := unstructured.NestedSlice(container, "envFrom")
+			for _, e := range envFrom {
+				name, _, _ := unstructured.NestedString(e.(map[string]any), "secretRef", "name")
+				gotEnvFrom = append(gotEnvFrom, name)
+			}
+			if diff := cmp.Diff(tt.wantEnvFrom, gotEnvFrom); diff != "" {
+				t.Errorf("daemon envFrom Secrets (-want +got):\n%s", diff)
+			}
+			var gotFile string
+			env, _, _ := unstructured.NestedSlice(container, "env")
+			for _, e := range env {
+				if e := e.(map[string]any); e["name"] == "GOOGLE_APPLICATION_CREDENTIALS" {
+					gotFile, _ = e["value"].(string)
+				}
+			}
+			if gotFile != tt.wantCredentialsFile {
+				t.Errorf("GOOGLE_APPLICATION_CREDENTIALS = %q, want %q", gotFile, tt.wantCredentialsFile)
+			}
+			mounts, _, _ := unstructured.NestedSlice(container, "volumeMounts")
 			got := map[string]string{}
 			for _, m := range mounts {
 				m := m.(map[string]any)
@@ -1183,4 +1385,16 @@ func TestKeylessSigning(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withKeys returns a copy of m with the key-value pairs kv set.
+func withKeys(m map[string]any, kv ...string) map[string]any {
+	out := make(map[string]any, len(m)+len(kv)/2)
+	for k, v := range m {
+		out[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i]] = kv[i+1]
+	}
+	return out
 }

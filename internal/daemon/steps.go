@@ -67,7 +67,7 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign
 		}
 	}
 	for i, ref := range cfg.Keys.Public {
-		pub, err := sign.LoadVerifier(ctx, ref, kc)
+		pub, err := sign.OpenVerifier(ctx, ref, kc)
 		if err != nil {
 			return nil, nil, fmt.Errorf("keys.public[%d]: %w", i, err)
 		}

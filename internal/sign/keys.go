@@ -96,24 +96,32 @@ func LoadVerifier(ctx context.Context, ref string, kube kubernetes.Interface) (s
 		}
 		return signature.LoadDefaultVerifier(pub, *cosign.GetDefaultLoadOptions(nil)...)
 	}
-	var raw []byte
-	if strings.HasPrefix(ref, kubePrefix) {
-		data, err := readKeySecret(ctx, ref, kube, secretPublicKey)
-		if err != nil {
-			return nil, err
-		}
-		raw = data[secretPublicKey]
-	} else {
-		var err error
-		if raw, err = readKeyRef(ref); err != nil {
-			return nil, err
-		}
+	raw, err := readPublicKey(ctx, ref, kube)
+	if err != nil {
+		return nil, err
 	}
+	return parsePublicKey(ref, raw)
+}
+
+func parsePublicKey(ref string, raw []byte) (signature.Verifier, error) {
 	v, err := publicKey(raw)
 	if err != nil {
 		return nil, fmt.Errorf("loading public key %s: %w", ref, err)
 	}
 	return v, nil
+}
+
+// readPublicKey reads the public key ref names: a file, env://NAME, or the cosign.pub of
+// a k8s://namespace/name Secret.
+func readPublicKey(ctx context.Context, ref string, kube kubernetes.Interface) ([]byte, error) {
+	if !strings.HasPrefix(ref, kubePrefix) {
+		return readKeyRef(ref)
+	}
+	data, err := readKeySecret(ctx, ref, kube, secretPublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return data[secretPublicKey], nil
 }
 
 // GenerateKeyPair returns a new ECDSA P-256 key pair in cosign's formats: the private key

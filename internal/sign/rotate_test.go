@@ -16,14 +16,15 @@ import (
 // TestKeyFollowsRotation rotates the key file under an open signer, as the kubelet does
 // when a mounted Secret changes: the next digest is signed with the new key, a file that
 // no longer loads fails signing with the reason (the old key is not used instead), and
-// fixing the file recovers.
+// fixing the file recovers. A public key file opened with OpenVerifier follows its
+// rotation the same way.
 func TestKeyFollowsRotation(t *testing.T) {
 	sign.SetKeyRecheck(t, 0)
 	reg := testenv.StartRegistry(t)
 	a, b := newKeys(t, "a"), newKeys(t, "b")
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "cosign.key")
-	replace := func(content []byte) {
+	replaceFile := func(path string, content []byte) {
 		// Written aside and renamed into place, as the kubelet's atomic writer does.
 		tmp := path + ".new"
 		if err := os.WriteFile(tmp, content, 0o600); err != nil {
@@ -33,6 +34,7 @@ func TestKeyFollowsRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	replace := func(content []byte) { replaceFile(path, content) }
 	replace(a.privPEM)
 	key, err := sign.OpenKey(ctx, path, a.password, nil)
 	if err != nil {
@@ -74,5 +76,27 @@ func TestKeyFollowsRotation(t *testing.T) {
 	}
 	if _, err := verifier(b).Verify(ctx, p3.tag); err != nil {
 		t.Errorf("after the fix, key b: %v", err)
+	}
+
+	// The public key file of keys.public, mounted from the same Secret, moves with it.
+	pubPath := filepath.Join(filepath.Dir(path), "cosign.pub")
+	replaceFile(pubPath, a.pubPEM)
+	pub, err := sign.OpenVerifier(ctx, pubPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := sign.NewVerifier(registry.Client{}, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, p1.tag); err != nil {
+		t.Errorf("public key a, before its rotation: %v", err)
+	}
+	replaceFile(pubPath, b.pubPEM)
+	if _, err := v.Verify(ctx, p2.tag); err != nil {
+		t.Errorf("public key b, after its rotation: %v", err)
+	}
+	if _, err := v.Verify(ctx, p1.tag); !errors.As(err, &ve) {
+		t.Errorf("after the public key's rotation, key a's signature still verifies (or fails oddly): %v", err)
 	}
 }

@@ -74,24 +74,35 @@ nats: /etc/promoter/nats
 trust: /etc/promoter/trust
 trustedRoot: /etc/promoter/trust/trusted_root.json
 verify: /etc/promoter/verify
+kms: /etc/promoter/kms
 sigstoreToken: /var/run/sigstore/cosign
 identityToken: /var/run/sigstore/cosign/oidc-token
 {{- end -}}
 
 {{/*
-Keys of signing.existingSecret the daemon mounts: the whole key pair, or with keyless
-signing only the public key (the old key requireSignature still accepts).
+Keys of signing.existingSecret the daemon mounts: the whole key pair, or with a KMS key or
+keyless signing only the public key (the old key requireSignature still accepts).
 */}}
 {{- define "promoter.signing.keys" -}}
 {{- $s := .Values.signing -}}
 {{- if $s.existingSecret -}}
-{{- if $s.keyless.enabled -}}
+{{- if or $s.keyless.enabled $s.kms.key -}}
 {{- list $s.publicKeyKey | compact | toJson -}}
 {{- else -}}
 {{- list $s.privateKeyKey $s.passwordKey $s.publicKeyKey | compact | uniq | toJson -}}
 {{- end -}}
 {{- else -}}
 {{- list | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The timestamp authority of sign.tsaURL: keyless signing takes signing.keyless.tsaURL or signing.tsaURL (validation refuses two different ones). */}}
+{{- define "promoter.signing.tsaURL" -}}
+{{- $s := .Values.signing -}}
+{{- if $s.keyless.enabled -}}
+{{- $s.keyless.tsaURL | default $s.tsaURL -}}
+{{- else -}}
+{{- $s.tsaURL -}}
 {{- end -}}
 {{- end -}}
 
@@ -125,9 +136,10 @@ template that depends on them, so `helm template` and `helm install` stop with t
 {{- end -}}
 {{- $paths := include "promoter.paths" . | fromYaml -}}
 {{- $keyless := .Values.signing.keyless -}}
+{{- $kms := .Values.signing.kms -}}
 {{- range $i, $p := .Values.config.pipelines -}}
-{{- if and $p.sign (not $.Values.signing.existingSecret) (not $keyless.enabled) -}}
-{{- fail (printf "config.pipelines[%d] (%s) has sign: true but signing.existingSecret is empty and signing.keyless.enabled is false: create a Secret with the cosign key pair and set signing.existingSecret, or sign keyless" $i ($p.name | default "?")) -}}
+{{- if and $p.sign (not $.Values.signing.existingSecret) (not $kms.key) (not $keyless.enabled) -}}
+{{- fail (printf "config.pipelines[%d] (%s) has sign: true but signing.existingSecret and signing.kms.key are empty and signing.keyless.enabled is false: create a Secret with the cosign key pair and set signing.existingSecret, set signing.kms.key to a KMS key, or sign keyless" $i ($p.name | default "?")) -}}
 {{- end -}}
 {{- $v := $p.verify | default dict -}}
 {{- if and $v.trustedRoot (hasPrefix (printf "%s/" $paths.trust) $v.trustedRoot) (not $.Values.trustedRoot.configMap) -}}
@@ -139,12 +151,48 @@ template that depends on them, so `helm template` and `helm install` stop with t
 {{- end -}}
 {{- end -}}
 {{- end -}}
-{{- if and .Values.signing.existingSecret (not $keyless.enabled) (not .Values.signing.privateKeyKey) -}}
+{{- if and .Values.signing.existingSecret (not $keyless.enabled) (not $kms.key) (not .Values.signing.privateKeyKey) -}}
 {{- fail "signing.privateKeyKey is empty but signing.existingSecret is set: name the Secret key holding the cosign private key" -}}
 {{- end -}}
+{{- if $kms.key -}}
+{{- if not (regexMatch `^(awskms://[^/\s]*/\S+|gcpkms://projects/[^/\s]+/locations/[^/\s]+/keyRings/[^/\s]+/cryptoKeys/[^/\s]+(/(cryptoKeyVersions|versions)/[^/\s]+)?|azurekms://[^/\s]+/[^/\s]+(/[a-z0-9]*)?|hashivault://[\w.-]+)$` $kms.key) -}}
+{{- fail (printf "signing.kms.key %s is not a KMS key reference: want awskms://[ENDPOINT]/alias/NAME (or a key ID or ARN), gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K[/versions/V], azurekms://VAULT.vault.azure.net/KEY or hashivault://KEY; a key pair in a Secret is signing.existingSecret" $kms.key) -}}
+{{- end -}}
 {{- if $keyless.enabled -}}
-{{- if or (not $keyless.fulcioURL) (not $keyless.tsaURL) (not .Values.trustedRoot.configMap) -}}
-{{- fail "signing.keyless.enabled is true: keyless signing needs signing.keyless.fulcioURL, signing.keyless.tsaURL and trustedRoot.configMap (a ConfigMap with the sigstore trusted_root.json naming that Fulcio and TSA)" -}}
+{{- fail "signing.kms.key is set and signing.keyless.enabled is true: the daemon signs with one of them; unset signing.kms.key to sign keyless, or disable keyless to sign with the KMS key" -}}
+{{- end -}}
+{{- if and .Values.signing.existingSecret (not .Values.signing.publicKeyKey) -}}
+{{- fail "signing.kms.key and signing.existingSecret are set, but signing.publicKeyKey is empty: with a KMS key the Secret only provides the old public key (keys.public, accepted while moving to the KMS key); name its key or unset signing.existingSecret" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $kms.credentialsSecret (not $kms.key) -}}
+{{- fail "signing.kms.credentialsSecret is set but signing.kms.key is empty: the credentials are only for a KMS key; set signing.kms.key or unset signing.kms.credentialsSecret" -}}
+{{- end -}}
+{{- if and $kms.credentialsFileKey (not $kms.credentialsSecret) -}}
+{{- fail "signing.kms.credentialsFileKey is set but signing.kms.credentialsSecret is empty: name the Secret holding that key" -}}
+{{- end -}}
+{{- $tsa := include "promoter.signing.tsaURL" . -}}
+{{- $witnesses := list -}}
+{{- if .Values.signing.tsaURL -}}{{- $witnesses = append $witnesses "signing.tsaURL" -}}{{- end -}}
+{{- if .Values.signing.rekorURL -}}{{- $witnesses = append $witnesses "signing.rekorURL" -}}{{- end -}}
+{{- if $witnesses -}}
+{{- $what := printf "%s %s set" (join " and " $witnesses) (ternary "are" "is" (gt (len $witnesses) 1)) -}}
+{{- if not (or $keyless.enabled $kms.key .Values.signing.existingSecret) -}}
+{{- fail (printf "%s but nothing signs: set signing.existingSecret (a cosign key pair), signing.kms.key or signing.keyless.enabled, or unset %s" $what (join " and " $witnesses)) -}}
+{{- end -}}
+{{- if not .Values.trustedRoot.configMap -}}
+{{- fail (printf "%s but trustedRoot.configMap is empty: every signature's timestamp and log entry are checked against a sigstore trusted_root.json listing that TSA and log before it is pushed; create a ConfigMap with it (cosign trusted-root create) and set trustedRoot.configMap" $what) -}}
+{{- end -}}
+{{- if eq (((.Values.config.sign | default dict).format) | default "bundle") "legacy" -}}
+{{- fail (printf "%s but config.sign.format is legacy, which cannot carry timestamps or log entries: use bundle, the default" $what) -}}
+{{- end -}}
+{{- end -}}
+{{- if $keyless.enabled -}}
+{{- if and $keyless.tsaURL .Values.signing.tsaURL (ne $keyless.tsaURL .Values.signing.tsaURL) -}}
+{{- fail (printf "signing.keyless.tsaURL (%s) and signing.tsaURL (%s) differ: keyless signing is stamped by one timestamp authority; unset one of them" $keyless.tsaURL .Values.signing.tsaURL) -}}
+{{- end -}}
+{{- if or (not $keyless.fulcioURL) (not $tsa) (not .Values.trustedRoot.configMap) -}}
+{{- fail "signing.keyless.enabled is true: keyless signing needs signing.keyless.fulcioURL, signing.keyless.tsaURL (or signing.tsaURL) and trustedRoot.configMap (a ConfigMap with the sigstore trusted_root.json naming that Fulcio and TSA)" -}}
 {{- end -}}
 {{- if eq (((.Values.config.sign | default dict).format) | default "bundle") "legacy" -}}
 {{- fail "signing.keyless.enabled is true but config.sign.format is legacy, which cannot hold keyless signatures: use bundle, the default" -}}
@@ -196,13 +244,30 @@ values are never inlined: they are file: references to the mounted Secrets.
   "auth" $auth
   "builder" (dict "namespace" .Values.builder.namespace.name)
 -}}
+{{- $tsa := include "promoter.signing.tsaURL" . -}}
 {{- with .Values.signing -}}
+{{- $sign := dict -}}
+{{- if .keyless.enabled -}}
+{{- $sign = dict "fulcioURL" .keyless.fulcioURL "identityToken" $paths.identityToken "tsaURL" $tsa "trustedRoot" $paths.trustedRoot -}}
+{{- else if or $tsa .rekorURL -}}
+{{- $sign = dict "trustedRoot" $paths.trustedRoot -}}
+{{- with $tsa -}}{{- $_ := set $sign "tsaURL" . -}}{{- end -}}
+{{- end -}}
+{{- with .rekorURL -}}{{- $_ := set $sign "rekorURL" . -}}{{- end -}}
+{{- with $sign -}}{{- $_ := set $owned "sign" . -}}{{- end -}}
 {{- if .keyless.enabled -}}
 {{- /* Keyless excludes keys.cosign: only the old public key, if any, stays accepted. */ -}}
-{{- $_ := set $owned "sign" (dict "fulcioURL" .keyless.fulcioURL "identityToken" $paths.identityToken "tsaURL" .keyless.tsaURL "trustedRoot" $paths.trustedRoot) -}}
 {{- if and .existingSecret .publicKeyKey -}}
 {{- $_ := set $owned "keys" (dict "public" (printf "%s/%s" $paths.signing .publicKeyKey)) -}}
 {{- end -}}
+{{- else if .kms.key -}}
+{{- /* The private key stays in the KMS. keys.public, when set, replaces the signing key's
+own public half, so it lists the old key and the KMS key. */ -}}
+{{- $keys := dict "cosign" .kms.key -}}
+{{- if and .existingSecret .publicKeyKey -}}
+{{- $_ := set $keys "public" (list (printf "%s/%s" $paths.signing .publicKeyKey) .kms.key) -}}
+{{- end -}}
+{{- $_ := set $owned "keys" $keys -}}
 {{- else if .existingSecret -}}
 {{- $keys := dict "cosign" (printf "%s/%s" $paths.signing .privateKeyKey) -}}
 {{- if .passwordKey -}}{{- $_ := set $keys "password" (printf "file:%s/%s" $paths.signing .passwordKey) -}}{{- end -}}
