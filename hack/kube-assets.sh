@@ -7,12 +7,14 @@
 # KUBE_VERSION and ETCD_VERSION pick the releases; PROMOTER_KUBE_ASSETS overrides the directory.
 # A build is skipped when the directory already holds binaries stamped with the same versions.
 set -euo pipefail
+source "$(dirname "$0")/lib/kube-module.sh"
 
 KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
 ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
 dir=${PROMOTER_KUBE_ASSETS:-${XDG_CACHE_HOME:-$HOME/.cache}/promoter/kube-assets/${KUBE_VERSION}-etcd-${ETCD_VERSION}}
 stamp="$dir/.stamp"
-want="kube-apiserver=${KUBE_VERSION} etcd=${ETCD_VERSION}"
+# "stamped": the binary reports KUBE_VERSION (kube_ldflags), not v0.0.0-master.
+want="kube-apiserver=${KUBE_VERSION} stamped etcd=${ETCD_VERSION}"
 
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$dir/kube-apiserver" && -x "$dir/etcd" ]]; then
   echo "$dir"
@@ -22,20 +24,12 @@ mkdir -p "$dir"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# kube-apiserver: a throwaway module that requires k8s.io/kubernetes and replaces every staging
-# module (which k8s.io/kubernetes points at ./staging) with its published v0.X release.
-staging_version="v0.${KUBE_VERSION#v1.}"
+# kube-apiserver: a throwaway module (see hack/lib/kube-module.sh).
 mkdir -p "$work/apiserver"
 (
   cd "$work/apiserver"
-  go mod init promoter.local/kube-apiserver >/dev/null 2>&1
-  gomod=$(go mod download -json "k8s.io/kubernetes@${KUBE_VERSION}" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
-  {
-    echo "require k8s.io/kubernetes ${KUBE_VERSION}"
-    grep -oE '^[[:space:]]*k8s\.io/[a-z0-9-]+ => \./staging/src/k8s\.io/[a-z0-9-]+' "$gomod" |
-      awk -v v="$staging_version" '{print "replace " $1 " => " $1 " " v}'
-  } >>go.mod
-  GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags=-s -o "$dir/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+  kube_module promoter.local/kube-apiserver "$KUBE_VERSION"
+  GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags="$(kube_ldflags "$KUBE_VERSION")" -o "$dir/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
 ) >&2
 
 # etcd: a tiny main around etcdmain.Main.

@@ -2,6 +2,8 @@
 # The one test command (README "Test it"; .ci/run calls exactly this):
 #   1. go vet
 #   2. builds or reuses the real components' binaries: kube-apiserver + etcd (hack/kube-assets.sh),
+#      the node's kubelet, kube-controller-manager, kube-scheduler, kube-proxy, containerd and
+#      CoreDNS, with runc and the CNI plugins from apt (hack/node.sh),
 #      the peer CLIs crane, regctl, cosign, helm, distribution's registry and skopeo (hack/tools.sh) and rootless BuildKit
 #      (hack/buildkit.sh, which also installs rootlesskit, uidmap, runc, git, openssh and busybox-static
 #      from apt and creates the build user), a private sigstore, Fulcio and the timestamp
@@ -31,6 +33,9 @@ go vet ./...
 log "kube-apiserver and etcd"
 PROMOTER_KUBE_ASSETS=$(bash hack/kube-assets.sh)
 export PROMOTER_KUBE_ASSETS
+log "kubelet, controller-manager, scheduler, kube-proxy, containerd and CoreDNS (the real node)"
+PROMOTER_NODE_ASSETS=$(bash hack/node.sh)
+export PROMOTER_NODE_ASSETS
 log "peer tools"
 PROMOTER_TOOLS=$(bash hack/tools.sh)
 export PROMOTER_TOOLS

@@ -2,6 +2,7 @@ package localregistry
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -16,6 +17,7 @@ type Option func(*options) error
 
 type options struct {
 	port      int
+	listener  net.Listener // serve here instead of on 127.0.0.1:port
 	endpoints []configuration.Endpoint
 	// htpasswd is one "user:bcrypt-hash" line; empty leaves the registry open.
 	htpasswd string
@@ -29,6 +31,18 @@ func WithPort(port int) Option {
 			return fmt.Errorf("%w: port %d is out of range", ErrInvalidOption, port)
 		}
 		o.port = port
+		return nil
+	}
+}
+
+// WithListener serves on l, for example a listener inside a network namespace (see
+// testenv.Netns), instead of on 127.0.0.1. It excludes WithPort.
+func WithListener(l net.Listener) Option {
+	return func(o *options) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil listener", ErrInvalidOption)
+		}
+		o.listener = l
 		return nil
 	}
 }

@@ -26,9 +26,9 @@ const htpasswdFile = "htpasswd"
 
 // Registry is a distribution/distribution v3 registry served on a loopback port.
 type Registry struct {
-	// Host is "127.0.0.1:PORT", usable in image references.
+	// Host is "127.0.0.1:PORT" (or WithListener's address), usable in image references.
 	Host string
-	// URL is "http://127.0.0.1:PORT".
+	// URL is "http://" + Host.
 	URL string
 	// Dir is the filesystem storage root; the registry's data is under Dir/docker.
 	Dir string
@@ -80,9 +80,14 @@ func Start(ctx context.Context, dir string, opts ...Option) (*Registry, error) {
 		}
 		cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "promoter-localregistry", "path": path}}
 	}
-	lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", o.port))
-	if err != nil {
-		return nil, fmt.Errorf("registry listen: %w", err)
+	lis := o.listener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", o.port)); err != nil {
+			return nil, fmt.Errorf("registry listen: %w", err)
+		}
+	} else if o.port != 0 {
+		return nil, fmt.Errorf("%w: WithListener and WithPort both given", ErrInvalidOption)
 	}
 	app := handlers.NewApp(ctx, cfg)
 	r := &Registry{
