@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -230,7 +231,7 @@ func BusyboxImage(t testing.TB, platform string) v1.Image {
 		{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777},
 		{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bin))},
 	}
-	for _, applet := range []string{"sh", "echo", "cat", "ls", "true", "false", "test", "env"} {
+	for _, applet := range []string{"sh", "echo", "cat", "ls", "true", "false", "test", "env", "sleep", "nc", "nslookup", "hostname", "id"} {
 		hdrs = append(hdrs, &tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + applet, Linkname: "busybox", Mode: 0o777})
 	}
 	for _, h := range hdrs {
@@ -279,4 +280,50 @@ func setPlatform(cf *v1.ConfigFile, platform string) {
 	if len(parts) > 2 {
 		cf.Variant = parts[2]
 	}
+}
+
+// fileImage is a linux/amd64 image of one layer holding files (path in the image → file
+// on this machine, mode 0755) with entrypoint.
+func fileImage(files map[string]string, entrypoint []string) (v1.Image, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		b, err := os.ReadFile(files[p])
+		if err != nil {
+			return nil, err
+		}
+		h := &tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(p, "/"), Mode: 0o755, Size: int64(len(b)), ModTime: time.Unix(0, 0)}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(b); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(buf.Bytes())), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: layer})
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	setPlatform(cf, "linux/amd64")
+	cf.Config.Entrypoint = entrypoint
+	return mutate.ConfigFile(img, cf)
 }

@@ -42,6 +42,7 @@ type Kube struct {
 
 	dir    string
 	tokens map[string]string
+	ns     *Netns // the node's namespace the apiserver listens in (StartKubeCluster); nil: loopback
 }
 
 // KubeUsers are the non-admin users the token file defines, with no groups and so no
@@ -53,6 +54,16 @@ type KubeOption func(*kubeOptions)
 
 type kubeOptions struct {
 	publicIssuer bool
+	node         *nodeNetwork // StartKubeCluster's: serve on the node IP inside its namespace
+}
+
+// nodeNetwork is where a cluster's apiserver serves: on the node IP inside the node's
+// namespace, with admission as a real cluster has it (service accounts, endpoints), so
+// pods reach it as https://kubernetes.default.svc.
+type nodeNetwork struct {
+	ns          *Netns
+	ip          string
+	serviceCIDR string
 }
 
 // DefaultServiceAccountIssuer is the apiserver's service-account issuer unless
@@ -85,13 +96,20 @@ func StartKube(t testing.TB, opts ...KubeOption) *Kube {
 	}
 	dir := t.TempDir()
 	k := &Kube{dir: dir, Token: randomHex(16), tokens: map[string]string{}}
+	bind := "127.0.0.1"
+	if o.node != nil {
+		k.ns, bind = o.node.ns, o.node.ip
+	}
 
-	etcdURL, err := startEtcd(t, assets, dir)
+	etcdURL, err := startEtcd(t, assets, dir, k.ns)
 	if err != nil {
 		Require(t, "etcd: %v", err)
 	}
-	port := freePort(t)
-	k.URL = fmt.Sprintf("https://127.0.0.1:%d", port)
+	port := 6443 // alone in the node's namespace
+	if k.ns == nil {
+		port = freePort(t)
+	}
+	k.URL = fmt.Sprintf("https://%s:%d", bind, port)
 	if err := k.writeAuthFiles(); err != nil {
 		t.Fatalf("kube auth files: %v", err)
 	}
@@ -101,8 +119,8 @@ func StartKube(t testing.TB, opts ...KubeOption) *Kube {
 	}
 	args := []string{
 		"--etcd-servers=" + etcdURL,
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
+		"--bind-address=" + bind,
+		"--advertise-address=" + bind,
 		fmt.Sprintf("--secure-port=%d", port),
 		"--cert-dir=" + filepath.Join(dir, "certs"),
 		"--service-account-key-file=" + filepath.Join(dir, "sa.key"),
@@ -110,16 +128,23 @@ func StartKube(t testing.TB, opts ...KubeOption) *Kube {
 		"--service-account-issuer=" + k.Issuer,
 		"--token-auth-file=" + filepath.Join(dir, "tokens.csv"),
 		"--authorization-mode=RBAC",
-		"--service-cluster-ip-range=10.0.0.0/24",
 		"--allow-privileged=true",
-		"--disable-admission-plugins=ServiceAccount",
 		"--enable-priority-and-fairness=false",
-		"--endpoint-reconciler-type=none",
+	}
+	if o.node != nil {
+		// A real cluster's: service-account tokens in pods, the kubernetes Service's
+		// endpoints on the node IP.
+		args = append(args, "--service-cluster-ip-range="+o.node.serviceCIDR,
+			// Logs and exec through the kubelet at the node IP: nothing resolves its name.
+			"--kubelet-preferred-address-types=InternalIP")
+	} else {
+		args = append(args, "--service-cluster-ip-range=10.0.0.0/24",
+			"--disable-admission-plugins=ServiceAccount", "--endpoint-reconciler-type=none")
 	}
 	if o.publicIssuer {
 		args = append(args, "--service-account-jwks-uri="+k.URL+"/openid/v1/jwks")
 	}
-	cmd, logf, err := startProcess(t, filepath.Join(assets, "kube-apiserver"), filepath.Join(dir, "kube-apiserver.log"), args...)
+	cmd, logf, err := startProcessIn(t, k.ns, filepath.Join(assets, "kube-apiserver"), filepath.Join(dir, "kube-apiserver.log"), args...)
 	if err != nil {
 		Require(t, "kube-apiserver: %v", err)
 	}
@@ -193,13 +218,17 @@ current-context: test
 }
 
 func (k *Kube) configFor(token string) *rest.Config {
-	return &rest.Config{
+	cfg := &rest.Config{
 		Host:            k.URL,
 		BearerToken:     token,
 		TLSClientConfig: rest.TLSClientConfig{Insecure: true},
 		QPS:             100,
 		Burst:           200,
 	}
+	if k.ns != nil {
+		cfg.Dial = k.ns.DialContext
+	}
+	return cfg
 }
 
 func (k *Kube) writeAuthFiles() error {
@@ -221,7 +250,11 @@ func (k *Kube) writeAuthFiles() error {
 }
 
 func (k *Kube) waitReady(timeout time.Duration, proc *process) error {
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	if k.ns != nil {
+		tr.DialContext = k.ns.DialContext
+	}
+	client := &http.Client{Timeout: 2 * time.Second, Transport: tr}
 	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
@@ -245,11 +278,11 @@ func (k *Kube) waitReady(timeout time.Duration, proc *process) error {
 	return fmt.Errorf("no ready answer within %s (last: %s)", timeout, last)
 }
 
-func startEtcd(t testing.TB, assets, dir string) (string, error) {
+func startEtcd(t testing.TB, assets, dir string, ns *Netns) (string, error) {
 	client, peer := freePort(t), freePort(t)
 	clientURL := fmt.Sprintf("http://127.0.0.1:%d", client)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
-	cmd, logf, err := startProcess(t, filepath.Join(assets, "etcd"), filepath.Join(dir, "etcd.log"),
+	cmd, logf, err := startProcessIn(t, ns, filepath.Join(assets, "etcd"), filepath.Join(dir, "etcd.log"),
 		"--name=default",
 		"--data-dir="+filepath.Join(dir, "etcd"),
 		"--listen-client-urls="+clientURL,
@@ -262,12 +295,16 @@ func startEtcd(t testing.TB, assets, dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	hc := http.DefaultClient
+	if ns != nil {
+		hc = &http.Client{Transport: &http.Transport{DialContext: ns.DialContext}}
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if st := cmd.exit(); st != "" {
 			return "", fmt.Errorf("etcd exited: %s\n%s", st, tail(logf, 20))
 		}
-		resp, err := http.Get(clientURL + "/health")
+		resp, err := hc.Get(clientURL + "/health")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -282,6 +319,11 @@ func startEtcd(t testing.TB, assets, dir string) (string, error) {
 // startProcess runs bin in its own process group with output to logPath, killed (with its
 // group) when the test ends.
 func startProcess(t testing.TB, bin, logPath string, args ...string) (*process, string, error) {
+	return startProcessIn(t, nil, bin, logPath, args...)
+}
+
+// startProcessIn is startProcess inside ns (nil: the test's own namespace).
+func startProcessIn(t testing.TB, ns *Netns, bin, logPath string, args ...string) (*process, string, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, "", err
@@ -289,7 +331,11 @@ func startProcess(t testing.TB, bin, logPath string, args ...string) (*process, 
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if ns != nil {
+		start = func() error { return ns.Start(cmd) }
+	}
+	if err := start(); err != nil {
 		logFile.Close()
 		return nil, "", fmt.Errorf("starting %s: %w", bin, err)
 	}

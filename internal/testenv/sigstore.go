@@ -361,9 +361,16 @@ func sigstoreDir() (string, error) {
 // lockTSAMetrics holds the machine-wide lock of port 2112 until the test ends.
 func lockTSAMetrics(t testing.TB) {
 	t.Helper()
-	f, err := os.OpenFile(filepath.Join(os.TempDir(), tsaMetricsLock), os.O_CREATE|os.O_RDWR, 0o666)
+	lockMachine(t, tsaMetricsLock)
+}
+
+// lockMachine holds the machine-wide lock file name (under the temp dir) until the test
+// ends, waiting up to 10 minutes for another test process that holds it.
+func lockMachine(t testing.TB, name string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), name), os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
-		t.Fatalf("timestamp-server lock: %v", err)
+		t.Fatalf("lock %s: %v", name, err)
 	}
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
@@ -373,11 +380,11 @@ func lockTSAMetrics(t testing.TB) {
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
 			f.Close()
-			t.Fatalf("timestamp-server lock %s (another test's TSA holds port 2112): %v", f.Name(), err)
+			t.Fatalf("lock %s (another test holds it): %v", f.Name(), err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	// Registered before the TSA is started, so it runs after the TSA is stopped.
+	// Registered before what it guards is started, so it is released after that stops.
 	t.Cleanup(func() { f.Close() })
 }
 
