@@ -282,8 +282,17 @@ func setPlatform(cf *v1.ConfigFile, platform string) {
 	}
 }
 
-// fileImage is a linux/amd64 image of one layer holding files (path in the image → file
-// on this machine, mode 0755) with entrypoint.
+// FileImage is a linux/amd64 image of one layer holding files (path in the image → file
+// on this machine, mode 0755) with entrypoint: a static binary's image.
+func FileImage(t testing.TB, files map[string]string, entrypoint []string) v1.Image {
+	t.Helper()
+	img, err := fileImage(files, entrypoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
 func fileImage(files map[string]string, entrypoint []string) (v1.Image, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
