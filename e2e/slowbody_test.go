@@ -38,11 +38,11 @@ func (s *slowBody) died(d time.Duration) {
 }
 
 // TestSlowBodyAttackSparesHonestSenders runs the real `promoter serve` under an open-file
-// limit of 256 while 400 clients send request headers and then a body at one byte per
-// second (half of them with the right registry token), reconnecting whenever the server
-// drops them: more connections than the process has descriptors. Meanwhile an honest
-// registry sends notifications, each on a new connection, and a probe asks /readyz the way
-// the kubelet does (3 s timeout). Every honest notification must get a 2xx, every probe a
+// limit of 256 while 400 clients from 127.0.0.2 send request headers and then a body at
+// one byte per second (half of them with the right registry token), reconnecting whenever
+// the server drops them: more connections than the process has descriptors. Meanwhile an
+// honest registry on 127.0.0.1 sends notifications, each on a new connection, and a probe
+// asks /readyz the way the kubelet does (3 s timeout). Every honest notification must get a 2xx, every probe a
 // 200, and no attacking connection may live through the whole attack.
 func TestSlowBodyAttackSparesHonestSenders(t *testing.T) {
 	if _, err := exec.LookPath("prlimit"); err != nil {
@@ -148,9 +148,9 @@ pipelines:
 	if len(lives) > 0 {
 		median, longest = lives[len(lives)/2], lives[len(lives)-1]
 	}
-	t.Logf("open-file limit %d; %d attackers for %s: %d connections closed by the server (median life %s, longest %s), %d dials failed",
+	t.Logf("open-file limit %d; %d attackers from 127.0.0.2 for %s: %d connections closed by the server (median life %s, longest %s), %d dials failed",
 		nofile, attackers, attackFor, len(lives), median.Round(10*time.Millisecond), longest.Round(10*time.Millisecond), sb.dialErrs.Load())
-	t.Logf("honest notifications (each on a new connection): %d ok, %d failed, slowest %s; /readyz probes: %d ok, %d failed, slowest %s",
+	t.Logf("honest notifications from 127.0.0.1 (each on a new connection): %d ok, %d failed, slowest %s; /readyz probes: %d ok, %d failed, slowest %s",
 		honestOK, honestFailed, slowestHonest.Round(time.Millisecond), probeOK, probeFailed, slowestProbe.Round(time.Millisecond))
 	if m, err := scrape(metrics); err == nil {
 		t.Logf("daemon metrics:\n%s", m)
@@ -171,12 +171,14 @@ pipelines:
 	}
 }
 
-// attack opens connections that send headers and then a body at one byte per second, and
-// opens a new one (after a short pause) whenever the server drops one, until ctx ends.
+// attack opens connections from 127.0.0.2, another address than the honest senders',
+// that send headers and then a body at one byte per second, and opens a new one (after a
+// short pause) whenever the server drops one, until ctx ends.
 func attack(ctx context.Context, addr string, withToken bool, sb *slowBody) {
+	dialer := &net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
 	for ctx.Err() == nil {
 		start := time.Now()
-		c, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", addr)
+		c, err := dialer.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			if ctx.Err() == nil {
 				sb.dialErrs.Add(1)

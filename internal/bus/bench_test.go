@@ -55,3 +55,51 @@ func BenchmarkPublishEmbedded(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPublishAll10000 stores 10,000 events of one request with PublishAll on the
+// embedded server (fsync before every acknowledgement): new ids (stored in atomic batches),
+// and the same ids again (every one a duplicate).
+func BenchmarkPublishAll10000(b *testing.B) {
+	const n = 10000
+	for _, mode := range []string{"new", "duplicate"} {
+		b.Run(mode, func(b *testing.B) {
+			bs, err := Open(context.Background(), WithStoreDir(b.TempDir()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = bs.Close() })
+			if err := bs.WaitReady(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			payload := map[string]string{"repo": "team/app", "tag": "abc123-amd64", "digest": "sha256:0123456789abcdef"}
+			msgs := func(prefix string) []Message {
+				out := make([]Message, n)
+				for i := range out {
+					out[i] = Message{Subject: "promoter.events.registry", MsgID: prefix + strconv.Itoa(i), Value: payload}
+				}
+				return out
+			}
+			same := msgs("same-")
+			if mode == "duplicate" {
+				if _, err := bs.PublishAll(context.Background(), same); err != nil {
+					b.Fatal(err)
+				}
+			}
+			iter := 0
+			for b.Loop() {
+				m := same
+				if mode == "new" {
+					m = msgs(fmt.Sprintf("new-%d-", iter))
+				}
+				if _, err := bs.PublishAll(context.Background(), m); err != nil {
+					b.Fatal(err)
+				}
+				iter++
+			}
+			b.ReportMetric(float64(iter*n)/b.Elapsed().Seconds(), "msgs/s")
+			if c := bs.commit.batchCount.Load(); c > 0 {
+				b.ReportMetric(float64(bs.commit.batched.Load())/float64(c), "msgs/batch")
+			}
+		})
+	}
+}

@@ -270,6 +270,30 @@ func (b *Bus) Publish(ctx context.Context, subject, msgID string, v any) (duplic
 	return b.publishOne(ctx, subject, msgID, data)
 }
 
+// PublishAll stores every message as Publish does, and returns once the stream
+// acknowledged all of them; duplicates[i] is true when the stream already had msgs[i]'s
+// id. Messages to the events stream go to the group commit together (groupcommit.go), so
+// the events of one webhook request are stored as atomic batches, each fsynced once,
+// rather than one by one. It fails when any message was not acknowledged, and gives up
+// once none was for waitTimeout, however many are left; some may be stored then, and
+// publishing them all again is safe: each is de-duplicated by its id.
+func (b *Bus) PublishAll(ctx context.Context, msgs []Message) (duplicates []bool, err error) {
+	ps := make([]*pending, len(msgs))
+	grouped := true
+	for i, m := range msgs {
+		data, err := json.Marshal(m.Value)
+		if err != nil {
+			return nil, fmt.Errorf("encoding message %s for %s: %w", m.MsgID, m.Subject, err)
+		}
+		ps[i] = &pending{subject: m.Subject, id: m.MsgID, data: data, done: make(chan result, 1)}
+		grouped = grouped && b.batchable(m.Subject)
+	}
+	if grouped {
+		return b.commit.publishAll(ctx, ps)
+	}
+	return b.publishEach(ctx, ps)
+}
+
 // Close drains the connection (in-flight messages are delivered and acknowledged) and
 // stops the embedded server.
 func (b *Bus) Close() error {

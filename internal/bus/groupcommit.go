@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"golang.org/x/sync/errgroup"
 )
 
 // Group commit: a 2xx means the event is fsynced (SyncAlways) or held by a quorum, and one
@@ -27,16 +28,18 @@ import (
 // this project's test machine's disk, about twenty single fsyncs), so the committer
 // measures both ways and batches a round only when its messages one by one would take
 // longer than one batch. On a server that fsyncs rarely (or on tmpfs) single publishes stay
-// cheaper and batches are not used.
+// cheaper and, once measured, batches are not used.
 //
 // Nothing waits to fill a batch: the committer takes whatever is queued when the previous
 // round ends, so one sender sees the latency of a single publish, and many senders share
-// rounds.
+// rounds. PublishAll queues all the messages of one webhook request at once, so a
+// notification of thousands of events is stored in a few full batches.
 const (
 	// minBatch is the smallest group ever stored as an atomic batch.
 	minBatch = 8
-	// maxBatch bounds one batch (nats-server's limit is 1000 messages).
-	maxBatch = 256
+	// maxBatch bounds one batch: nats-server's default limit, so that a request of
+	// thousands of events (PublishAll) costs as few batches as the server allows.
+	maxBatch = 1000
 	// maxSingles bounds the single publishes in flight at once.
 	maxSingles = 16
 )
@@ -54,6 +57,9 @@ type committer struct {
 	perMessage, perBatch time.Duration
 	// batched counts the messages stored in batches, and batchCount the batches.
 	batched, batchCount atomic.Int64
+	// redelivered is set while the last batch tried was refused for holding an id the
+	// stream already had (commit).
+	redelivered atomic.Bool
 }
 
 // pending is one publish waiting for its round.
@@ -89,6 +95,64 @@ func (c *committer) publish(ctx context.Context, subject, id string, data []byte
 	}
 }
 
+// publishAll queues every message, in order, and waits until all are acknowledged: the
+// rounds take them up to maxBatch at a time. It fails on the first message that was not
+// stored, and once no message was queued or acknowledged for waitTimeout.
+func (c *committer) publishAll(ctx context.Context, ps []*pending) ([]bool, error) {
+	stalled := time.NewTimer(waitTimeout)
+	defer stalled.Stop()
+	for _, p := range ps {
+		select {
+		case c.queue <- p:
+			stalled.Reset(waitTimeout)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-stalled.C:
+			return nil, fmt.Errorf("storing %d messages: %w", len(ps), errStalled)
+		}
+	}
+	dups := make([]bool, len(ps))
+	for i, p := range ps {
+		select {
+		case r := <-p.done:
+			if r.err != nil {
+				return nil, r.err
+			}
+			dups[i] = r.duplicate
+			stalled.Reset(waitTimeout)
+		case <-ctx.Done():
+			// The rounds still run; messages published again are duplicates.
+			return nil, ctx.Err()
+		case <-stalled.C:
+			return nil, fmt.Errorf("storing %d messages: %w", len(ps), errStalled)
+		}
+	}
+	return dups, nil
+}
+
+// errStalled says no message of a PublishAll was stored for waitTimeout.
+var errStalled = fmt.Errorf("no acknowledgement for %s", waitTimeout)
+
+// publishEach stores messages that cannot go to the group commit (another stream, or a
+// server without atomic batches) one by one, up to maxSingles at once, and stops at the
+// first failure.
+func (b *Bus) publishEach(ctx context.Context, ps []*pending) ([]bool, error) {
+	dups := make([]bool, len(ps))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(maxSingles)
+	for i, p := range ps {
+		g.Go(func() error {
+			dup, err := b.publishOne(ctx, p.subject, p.id, p.data)
+			dups[i] = dup
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return dups, nil
+}
+
 // run takes rounds until ctx ends.
 func (c *committer) run(ctx context.Context) {
 	for {
@@ -117,9 +181,26 @@ func (c *committer) run(ctx context.Context) {
 // one that holds an id the stream already has is refused as a whole, and one by one each
 // sender learns whether its message was the duplicate. (After a batch whose
 // acknowledgement was lost, a message may be reported as a duplicate of itself: it is
-// stored once either way.)
+// stored once either way.) After such a refusal the next round's first message is
+// published alone first: a duplicate again (a notification sent twice) sends the round
+// one by one, without staging a batch the server would refuse.
 func (c *committer) commit(round []*pending) {
-	if c.batchPays(len(round)) {
+	batch := c.batchPays(len(round))
+	if batch && c.redelivered.Load() {
+		// The last batch was refused for an id the stream had: a sender is redelivering.
+		// Whether this round is more of the same costs one publish of its first message,
+		// not a whole batch staged and refused.
+		p := round[0]
+		dup, err := c.b.publishOne(context.Background(), p.subject, p.id, p.data)
+		p.done <- result{duplicate: dup, err: err}
+		round = round[1:]
+		stored := err == nil && !dup
+		if stored {
+			c.redelivered.Store(false)
+		}
+		batch = stored && c.batchPays(len(round))
+	}
+	if batch {
 		start := time.Now()
 		err := c.b.publishBatch(round)
 		if err == nil {
@@ -133,7 +214,9 @@ func (c *committer) commit(round []*pending) {
 			}
 			return
 		}
-		if !errors.Is(err, errBatchDuplicate) {
+		if errors.Is(err, errBatchDuplicate) {
+			c.redelivered.Store(true)
+		} else {
 			c.b.log.Warn("storing a batch of events failed; storing them one by one", "events", len(round), "error", err)
 		}
 	}
@@ -143,7 +226,9 @@ func (c *committer) commit(round []*pending) {
 			defer func() { <-c.singles }()
 			start := time.Now()
 			dup, err := c.b.publishOne(context.Background(), p.subject, p.id, p.data)
-			c.observe(time.Since(start))
+			if err == nil && !dup {
+				c.observe(time.Since(start)) // a duplicate is not stored: it says nothing of a store's cost
+			}
 			p.done <- result{duplicate: dup, err: err}
 		}()
 	}
@@ -159,14 +244,15 @@ func (c *committer) observe(took time.Duration) {
 }
 
 // batchPays reports whether n messages are cheaper as one batch than one by one, by what
-// both cost lately. A batch is tried once, to learn its cost.
+// both cost lately. While either cost is unknown a batch is tried: a round too small to be
+// a batch measures single publishes.
 func (c *committer) batchPays(n int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
 	case n < minBatch:
 		return false
-	case c.perBatch == 0:
+	case c.perBatch == 0 || c.perMessage == 0:
 		return true
 	default:
 		return time.Duration(n)*c.perMessage > c.perBatch

@@ -146,3 +146,41 @@ func TestPublishConcurrentlyStoresEachOnce(t *testing.T) {
 	}
 	t.Logf("%d of %d stores went in %d batches", b.commit.batched.Load(), events, b.commit.batchCount.Load())
 }
+
+// TestGroupCommitProbesARedelivery: after a batch refused for a duplicate, a round that is
+// all duplicates again is published one by one without a batch, and the first round of new
+// messages goes back to batches; every message is reported right either way.
+func TestGroupCommitProbesARedelivery(t *testing.T) {
+	b := openEmbedded(t)
+	check := func(r []*pending, wantDup bool) {
+		t.Helper()
+		for _, p := range r {
+			if res := <-p.done; res.err != nil || res.duplicate != wantDup {
+				t.Errorf("%s: got duplicate=%v err=%v, want duplicate=%v", p.id, res.duplicate, res.err, wantDup)
+			}
+		}
+	}
+	b.commit.commit(round("first", 30))
+	b.commit.commit(round("first", 30)) // refused as a batch, published one by one
+	if !b.commit.redelivered.Load() {
+		t.Fatal("a batch refused for a duplicate did not mark a redelivery")
+	}
+	again := round("first", 30)
+	b.commit.commit(again)
+	check(again, true)
+	if got := b.commit.batchCount.Load(); got != 1 {
+		t.Errorf("batches stored: got %d, want 1 (the first round only)", got)
+	}
+	fresh := round("fresh", 30)
+	b.commit.commit(fresh)
+	check(fresh, false)
+	if b.commit.redelivered.Load() {
+		t.Error("a round of new messages left the redelivery mark set")
+	}
+	if got := b.commit.batchCount.Load(); got != 2 {
+		t.Errorf("batches stored: got %d, want 2 (the new round's after its first message)", got)
+	}
+	if got := streamMsgs(t, b); got != 60 {
+		t.Errorf("stream holds %d messages, want 60", got)
+	}
+}

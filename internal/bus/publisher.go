@@ -9,3 +9,13 @@ type Publisher interface {
 	// when the stream already had that id.
 	Publish(ctx context.Context, subject, msgID string, v any) (duplicate bool, err error)
 }
+
+// Message is one message of Bus.PublishAll.
+type Message struct {
+	Subject string
+	// MsgID is its Nats-Msg-Id: a message whose id the stream already has is not stored
+	// again.
+	MsgID string
+	// Value is stored as JSON.
+	Value any
+}

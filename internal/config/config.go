@@ -73,6 +73,11 @@ type Server struct {
 	// MaxConns is the connection budget of all listeners together; 0 is half the
 	// open-file limit, at most 1024. Past it the slowest reader is dropped.
 	MaxConns int `mapstructure:"maxConns"`
+	// MaxConnsPerClient is the share of that budget one client address (an IPv4 address,
+	// an IPv6 /64) may hold; 0 is a quarter of the budget, the budget or more turns it off.
+	// Past it the address makes room among its own connections or is refused with a 503,
+	// never closing another's.
+	MaxConnsPerClient int `mapstructure:"maxConnsPerClient"`
 }
 
 // Limits are s as the listeners take them, buffering bodies of up to maxBody bytes before
@@ -81,6 +86,7 @@ func (s Server) Limits(maxBody int64) listen.Limits {
 	return listen.Limits{
 		ReadHeaderTimeout: s.ReadHeaderTimeout, ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout,
 		IdleTimeout: s.IdleTimeout, MaxHeaderBytes: s.MaxHeaderBytes, MaxBodyBytes: maxBody, MaxInFlight: s.MaxInFlight,
+		MaxConnsPerClient: s.MaxConnsPerClient,
 	}
 }
 

@@ -188,7 +188,7 @@ func TestServerAndStatusKeys(t *testing.T) {
 			s := c.Server
 			if c.Status != "127.0.0.1:8081" || s.ReadTimeout != 10*time.Second || s.ReadHeaderTimeout != 5*time.Second ||
 				s.IdleTimeout != 30*time.Second || s.WriteTimeout != 30*time.Second || s.MaxHeaderBytes != 32<<10 ||
-				s.MaxInFlight != 64 || s.MaxConns != 0 {
+				s.MaxInFlight != 64 || s.MaxConns != 0 || s.MaxConnsPerClient != 0 {
 				return fmt.Sprintf("status %q server %+v", c.Status, s)
 			}
 			return ""
@@ -211,9 +211,10 @@ func TestServerAndStatusKeys(t *testing.T) {
 		{name: "tiny header bound", yaml: "server: {maxHeaderBytes: 100}", wantErr: "server.maxHeaderBytes"},
 		{name: "no in-flight slot", yaml: "server: {maxInFlight: 0}", wantErr: "server.maxInFlight"},
 		{name: "negative connection budget", yaml: "server: {maxConns: -1}", wantErr: "server.maxConns"},
-		{name: "limits map to the listeners", yaml: "server: {readTimeout: 3s, maxInFlight: 7, maxConns: 99}\nevents: {maxBodyBytes: 4096}", check: func(c *Config) string {
+		{name: "negative share of a client", yaml: "server: {maxConnsPerClient: -1}", wantErr: "server.maxConnsPerClient"},
+		{name: "limits map to the listeners", yaml: "server: {readTimeout: 3s, maxInFlight: 7, maxConns: 99, maxConnsPerClient: 9}\nevents: {maxBodyBytes: 4096}", check: func(c *Config) string {
 			l := c.Server.Limits(c.Events.MaxBodyBytes)
-			if l.ReadTimeout != 3*time.Second || l.MaxInFlight != 7 || l.MaxBodyBytes != 4096 || c.Server.MaxConns != 99 {
+			if l.ReadTimeout != 3*time.Second || l.MaxInFlight != 7 || l.MaxBodyBytes != 4096 || c.Server.MaxConns != 99 || l.MaxConnsPerClient != 9 {
 				return fmt.Sprintf("limits %+v", l)
 			}
 			return ""

@@ -39,6 +39,7 @@ var defaults = map[string]any{
 	"server.maxHeaderBytes":    listen.DefaultMaxHeaderBytes,
 	"server.maxInFlight":       listen.DefaultMaxInFlight,
 	"server.maxConns":          0,
+	"server.maxConnsPerClient": 0,
 	"events.maxBodyBytes":      events.DefaultMaxBodyBytes,
 	"auth.registryToken":       "",
 	"auth.statusToken":         "",

@@ -169,6 +169,9 @@ func (c *Config) validateServer(ps *problems) {
 	if s.MaxConns < 0 {
 		ps.add("server.maxConns", "must not be negative (0 derives it from the open-file limit), got %d", s.MaxConns)
 	}
+	if s.MaxConnsPerClient < 0 {
+		ps.add("server.maxConnsPerClient", "must not be negative (0 is a quarter of server.maxConns), got %d", s.MaxConnsPerClient)
+	}
 }
 
 func (c *Config) validateBuilder(ps *problems) {

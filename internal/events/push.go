@@ -92,43 +92,51 @@ func derivedID(source string, p imagePush) string {
 }
 
 // publishPushes stores every kept push on the bus, counts every outcome under source and
-// answers with a Summary. A failed publish answers 503: the pushes published before it
-// are durable and de-duplicated when the registry sends the whole body again.
+// answers with a Summary. The kept pushes are stored together (storePushes) and the answer
+// is 2xx only once the bus acknowledged every one; any failure answers 503, and the
+// registry sending the whole body again is safe: what was stored is de-duplicated.
 func (r *Receiver) publishPushes(w http.ResponseWriter, req *http.Request, source string, outcomes []registryOutcome) {
+	start := time.Now()
 	var sum Summary
+	var kept []*types.RegistryPush
 	for _, o := range outcomes {
-		if o.push == nil {
-			sum.Ignored++
-			outcome := "ignored"
-			var attrs []any
-			if o.repo != "" {
-				attrs = append(attrs, "repository", o.repo, "tag", o.tag)
-			}
-			if o.invalid != "" {
-				outcome = "invalid"
-				attrs = append(attrs, "why", o.invalid)
-			}
-			r.metrics.EventsReceived.WithLabelValues(source, o.action, outcome, o.reason).Inc()
-			r.logIgnored(source, o.action, outcome, o.reason, attrs...)
+		if o.push != nil {
+			kept = append(kept, o.push)
 			continue
 		}
-		dup, err := r.pub.Publish(req.Context(), types.SubjectRegistryPush, o.push.ID, o.push)
-		if err != nil {
-			r.log.Error("storing registry event failed", "source", source, "event_id", o.push.ID, "error", err)
-			fail(w, err)
-			return
+		sum.Ignored++
+		outcome := "ignored"
+		var attrs []any
+		if o.repo != "" {
+			attrs = append(attrs, "repository", o.repo, "tag", o.tag)
 		}
-		outcome := "kept"
+		if o.invalid != "" {
+			outcome = "invalid"
+			attrs = append(attrs, "why", o.invalid)
+		}
+		r.metrics.EventsReceived.WithLabelValues(source, o.action, outcome, o.reason).Inc()
+		r.logIgnored(source, o.action, outcome, o.reason, attrs...)
+	}
+	dups, err := r.storePushes(req.Context(), kept)
+	if err != nil {
+		r.log.Error("storing registry events failed", "source", source, "events", len(kept), "error", err)
+		fail(w, err)
+		return
+	}
+	for _, dup := range dups {
 		if dup {
-			outcome = "duplicate"
 			sum.Duplicates++
 		} else {
 			sum.Accepted++
 		}
-		r.metrics.EventsReceived.WithLabelValues(source, o.action, outcome, "").Inc()
-		r.log.Info("registry push", "source", source, "outcome", outcome, "pipeline", o.push.Pipeline, "revision", o.push.Revision,
-			"platform", o.push.Platform.String(), "tag", o.push.Tag, "digest", o.push.Digest)
 	}
+	if sum.Accepted > 0 {
+		r.metrics.EventsReceived.WithLabelValues(source, "push", "kept", "").Add(float64(sum.Accepted))
+	}
+	if sum.Duplicates > 0 {
+		r.metrics.EventsReceived.WithLabelValues(source, "push", "duplicate", "").Add(float64(sum.Duplicates))
+	}
+	r.logStored(req, source, len(outcomes), kept, dups, sum, start)
 	writeJSON(w, http.StatusOK, sum)
 }
 

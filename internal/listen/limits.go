@@ -25,6 +25,13 @@ type Limits struct {
 	// MaxInFlight bounds requests being worked on (body received) at once; past it the
 	// answer is 503 with Retry-After. Default 64.
 	MaxInFlight int
+	// MaxConnsPerClient bounds the connections one client address (an IPv4 address, an
+	// IPv6 /64) holds of the connection budget, all listeners sharing it together. Past
+	// it, a new connection from that address closes one of the address's own (the same
+	// order as the budget's), or is refused with a 503 at once when they are all working
+	// or have just arrived; it never closes another address's connection. Default a
+	// quarter of the budget (DefaultMaxConnsPerClient); the budget or more turns it off.
+	MaxConnsPerClient int
 }
 
 // Default limits, documented on Limits.
@@ -57,7 +64,7 @@ func (l Limits) withDefaults() (Limits, error) {
 			*f.v = f.def
 		}
 	}
-	if l.MaxHeaderBytes < 0 || l.MaxBodyBytes < 0 || l.MaxInFlight < 0 {
+	if l.MaxHeaderBytes < 0 || l.MaxBodyBytes < 0 || l.MaxInFlight < 0 || l.MaxConnsPerClient < 0 {
 		return l, fmt.Errorf("limits must not be negative: %+v", l)
 	}
 	if l.MaxHeaderBytes == 0 {
@@ -74,3 +81,8 @@ func (l Limits) withDefaults() (Limits, error) {
 	}
 	return l, nil
 }
+
+// DefaultMaxConnsPerClient is MaxConnsPerClient's default for a budget of maxConns: a
+// quarter of it, at least 1, so that a flood from one address, or from three, leaves the
+// rest of the budget to everyone else.
+func DefaultMaxConnsPerClient(maxConns int) int { return max(maxConns/4, 1) }

@@ -55,6 +55,7 @@ func TestLimitsWithDefaults(t *testing.T) {
 		}},
 		{name: "negative timeout", in: Limits{IdleTimeout: -time.Second}, wantErr: true},
 		{name: "negative cap", in: Limits{MaxInFlight: -1}, wantErr: true},
+		{name: "negative share of a client", in: Limits{MaxConnsPerClient: -1}, wantErr: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := tt.in.withDefaults()
@@ -215,7 +216,7 @@ func TestBudgetShedsTheSlowestReader(t *testing.T) {
 	close(h.release)
 	m := metrics.New(prometheus.NewRegistry())
 	cs := NewConns(2, nil, m)
-	_, addr := testServer(t, h, WithConns(cs), WithMetrics(m))
+	_, addr := testServer(t, h, WithConns(cs), WithMetrics(m), WithLimits(Limits{MaxConnsPerClient: 2}))
 
 	oldest := dial(t, addr, slowPost)
 	waitActive(t, cs, 1)
@@ -263,7 +264,7 @@ func TestBudgetShedsSlowBodiesFirst(t *testing.T) {
 	h := newBlocking()
 	close(h.release)
 	cs := NewConns(2, nil, nil)
-	_, addr := testServer(t, h, WithConns(cs))
+	_, addr := testServer(t, h, WithConns(cs), WithLimits(Limits{MaxConnsPerClient: 2}))
 
 	head := dial(t, addr, "POST /work HTTP/1.1\r\nHost: t\r\n")
 	waitOpen(t, cs, 1)
@@ -291,7 +292,7 @@ func TestBudgetRefusesWhenEveryConnectionWorks(t *testing.T) {
 	h := newBlocking()
 	defer close(h.release)
 	cs := NewConns(1, nil, nil)
-	_, addr := testServer(t, h, WithConns(cs))
+	_, addr := testServer(t, h, WithConns(cs), WithLimits(Limits{MaxConnsPerClient: 1}))
 	dial(t, addr, post("working"))
 	<-h.entered
 	c := dial(t, addr, post("late"))

@@ -44,8 +44,11 @@ func New(name string, lis net.Listener, h http.Handler, opts ...Option) (*Server
 	if o.conns == nil {
 		o.conns = NewConns(0, o.log, o.metrics)
 	}
+	if limits.MaxConnsPerClient == 0 {
+		limits.MaxConnsPerClient = DefaultMaxConnsPerClient(o.conns.Max())
+	}
 	s := &Server{name: name, limits: limits, conns: o.conns, log: o.log, metrics: o.metrics}
-	s.lis = &listener{Listener: lis, name: name, cs: o.conns}
+	s.lis = &listener{Listener: lis, name: name, cs: o.conns, perClient: limits.MaxConnsPerClient}
 	a := &admission{s: s, slots: make(chan struct{}, limits.MaxInFlight), maxBody: limits.MaxBodyBytes, probes: map[string]bool{}}
 	for _, p := range o.probes {
 		a.probes[p] = true

@@ -73,7 +73,7 @@ type Metrics struct {
 	// HTTPConnections is the number of open connections per listener (webhook, status, metrics).
 	HTTPConnections *prometheus.GaugeVec
 	// HTTPConnectionsShed counts connections closed to stay within the connection budget, by
-	// listener and reason (slow_body, idle, slow_headers, refused).
+	// listener and reason (slow_body, idle, slow_headers, refused, client_cap).
 	HTTPConnectionsShed *prometheus.CounterVec
 	// HTTPInFlight is the number of requests being worked on (body read) per listener.
 	HTTPInFlight *prometheus.GaugeVec
@@ -171,7 +171,7 @@ func New(reg *prometheus.Registry) *Metrics {
 		}, []string{"listener"}),
 		HTTPConnectionsShed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "promoter_http_connections_shed_total",
-			Help: "Connections closed to stay within server.maxConns, by listener and reason (slow_body, idle, slow_headers, refused).",
+			Help: "Connections closed to stay within server.maxConns, by listener and reason (slow_body, idle, slow_headers, refused, client_cap).",
 		}, []string{"listener", "reason"}),
 		HTTPInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "promoter_http_requests_in_flight", Help: "Requests being worked on (body received) by listener.",
