@@ -19,7 +19,8 @@ import (
 // termination message (the file at terminationMessagePath, /dev/termination-log by
 // default), either as
 //   - buildctl's --metadata-file, a JSON object whose "containerimage.digest" is the digest
-//     (what the default template writes: `--metadata-file /dev/termination-log`), or
+//     (what the default template leaves there: buildctl writes it to TMPDIR, since it
+//     replaces the file by a rename /dev refuses, and the file is copied after success), or
 //   - the bare digest, "sha256:<hex>" (kaniko's `--digest-file /dev/termination-log`).
 //
 // The agent reports that digest in the BuildResult, and the merge takes no other image
@@ -91,5 +92,5 @@ func (k *Kubernetes) readDigest(ctx context.Context, job string) (string, error)
 	if len(pods.Items) == 0 {
 		return "", fmt.Errorf("build job %s/%s completed, but its pod is gone", k.namespace, job)
 	}
-	return "", fmt.Errorf("%w: build job %s/%s completed but reported no image digest: its build container must leave the digest it pushed in its termination message (buildctl --metadata-file /dev/termination-log, or kaniko --digest-file /dev/termination-log); promoter merges only an image its build reported", ErrPermanent, k.namespace, job)
+	return "", fmt.Errorf("%w: build job %s/%s completed but reported no image digest: its build container must leave the digest it pushed in its termination message (buildctl --metadata-file FILE, then FILE copied to /dev/termination-log; or kaniko --digest-file /dev/termination-log); promoter merges only an image its build reported", ErrPermanent, k.namespace, job)
 }

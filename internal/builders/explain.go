@@ -43,24 +43,54 @@ func failureCause(req types.BuildRequest, namespace, output string) string {
 	if hint := secretHint(req, namespace, output); hint != "" {
 		cause = hint + ": " + cause
 	}
+	if hint := sandboxHint(output); hint != "" {
+		cause = hint + ": " + cause
+	}
 	return cause
 }
 
-// lastErrorLine is the last line buildctl printed as its error ("error: ..."), else the
-// last non-empty line.
+// sandboxHints are what rootless BuildKit prints when the pod's security settings keep it
+// from making its namespaces, with what to set (each seen on a real node; see
+// job.yaml.tmpl).
+var sandboxHints = []struct{ sign, hint string }{
+	{"fork/exec /proc/self/exe: operation not permitted",
+		"rootlesskit cannot create a user namespace: the build container needs seccompProfile (and appArmorProfile) type Unconfined"},
+	{"newuidmap: write to uid_map failed",
+		"newuidmap/newgidmap could not map the build user's IDs: they need file capabilities (cap_setuid, cap_setgid) in the image, and allowPrivilegeEscalation must not be false"},
+	{`mount proc:/proc`,
+		"a RUN step cannot mount /proc in an unprivileged pod: set BUILDKITD_FLAGS=--oci-worker-no-process-sandbox"},
+}
+
+// sandboxHint names the security setting the output shows is missing, or "".
+func sandboxHint(output string) string {
+	for _, h := range sandboxHints {
+		if strings.Contains(output, h.sign) {
+			return h.hint
+		}
+	}
+	return ""
+}
+
+// lastErrorLine is the last line buildctl (or rootlesskit, "[rootlesskit:parent] error:
+// ...") printed as its error, else the last non-empty line that is not the exit trap's
+// noise of buildctl-daemonless.sh.
 func lastErrorLine(lines []string) string {
 	last := ""
 	for i := len(lines) - 1; i >= 0; i-- {
 		l := strings.TrimSpace(lines[i])
-		if strings.HasPrefix(l, "error: ") {
+		if strings.HasPrefix(l, "error: ") || strings.Contains(l, "] error: ") {
 			return l
 		}
-		if last == "" && l != "" && !strings.HasPrefix(l, "…") {
+		if last == "" && l != "" && !strings.HasPrefix(l, "…") && !trapNoise.MatchString(l) {
 			last = l
 		}
 	}
 	return last
 }
+
+// trapNoise is what buildctl-daemonless.sh's exit trap prints when its buildkitd is
+// already gone.
+var trapNoise = regexp.MustCompile(`^sh: can't kill pid [0-9]+: No such process$`)
 
 // stepHeader is how buildctl's plain progress opens the log box of the step that failed:
 // " > [stage 2/2] RUN make:".

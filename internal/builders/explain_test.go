@@ -71,6 +71,16 @@ func TestFailureCause(t *testing.T) {
 		{"build secret missing", req(https, ""), missingSecret,
 			[]string{`build secret npmrc: Secret "npm" (build.secrets[1] of pipeline web) is missing from namespace builds or has no key ".npmrc"`}, nil},
 		{"no error line: the last line", req(https, ""), "#1 building\nKilled\n", []string{"Killed"}, []string{"building"}},
+		// As a real node's pod logs them (e2e TestClusterBuildJob's variants).
+		{"seccomp RuntimeDefault", req(https, ""),
+			"[rootlesskit:parent] error: failed to start the child: fork/exec /proc/self/exe: operation not permitted\nsh: can't kill pid 9: No such process\n",
+			[]string{"needs seccompProfile (and appArmorProfile) type Unconfined: [rootlesskit:parent] error: failed to start the child"}, []string{"can't kill"}},
+		{"no process sandbox flag", req(https, ""),
+			`error: failed to solve: process "/bin/sh -c echo built > /built" did not complete successfully: runc run failed: error mounting "proc" to rootfs at "/proc": mount proc:/proc (via /proc/self/fd/6), flags: 0xe: operation not permitted` + "\n",
+			[]string{"set BUILDKITD_FLAGS=--oci-worker-no-process-sandbox: error: failed to solve"}, nil},
+		{"newuidmap without capabilities", req(https, ""),
+			"[rootlesskit:parent] error: failed to setup UID/GID map: newuidmap 12 [0 1000 1 1 100000 65536] failed: newuidmap: write to uid_map failed: Operation not permitted\n",
+			[]string{"need file capabilities"}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -28,10 +28,12 @@ type Witnesses struct {
 // any says whether a witness is set.
 func (w Witnesses) any() bool { return w.TSAURL != "" || w.RekorURL != "" }
 
-// witnesses are opened Witnesses: clients of the services and the trusted root.
+// witnesses are opened Witnesses: how to reach the services, and the trusted root.
+// sigstore-go's clients are made per signature, from copies of the options: they set
+// themselves up lazily, unguarded, and a Signer signs an index's digests at once.
 type witnesses struct {
-	tsa   *sgsign.TimestampAuthority // nil: no timestamp
-	rekor *sgsign.Rekor              // nil: no log entry
+	tsa   *sgsign.TimestampAuthorityOptions // nil: no timestamp
+	rekor *sgsign.RekorOptions              // nil: no log entry
 	tr    root.TrustedMaterial
 }
 
@@ -57,7 +59,7 @@ func (w Witnesses) open(tr root.TrustedMaterial) (*witnesses, error) {
 		if len(out.tr.TimestampingAuthorities()) == 0 {
 			return nil, fmt.Errorf("trusted root %s lists no timestamp authority, so the timestamps of %s could not be verified", w.TrustedRoot, u)
 		}
-		out.tsa = sgsign.NewTimestampAuthority(&sgsign.TimestampAuthorityOptions{URL: u, Retries: 1})
+		out.tsa = &sgsign.TimestampAuthorityOptions{URL: u, Retries: 1}
 	}
 	if w.RekorURL != "" {
 		u, err := httpURL(w.RekorURL)
@@ -67,7 +69,7 @@ func (w Witnesses) open(tr root.TrustedMaterial) (*witnesses, error) {
 		if len(out.tr.RekorLogs()) == 0 {
 			return nil, fmt.Errorf("trusted root %s lists no transparency log, so the entries of %s could not be verified", w.TrustedRoot, w.RekorURL)
 		}
-		out.rekor = sgsign.NewRekor(&sgsign.RekorOptions{BaseURL: strings.TrimSuffix(u.String(), "/"), Version: 2, Retries: 1})
+		out.rekor = &sgsign.RekorOptions{BaseURL: strings.TrimSuffix(u.String(), "/"), Version: 2, Retries: 1}
 	}
 	return out, nil
 }
@@ -79,11 +81,14 @@ func (w *witnesses) apply(opts *sgsign.BundleOptions, key *keypair) {
 	if w == nil {
 		return
 	}
+	// Copies: the constructors write defaults into the options they are given.
 	if w.tsa != nil {
-		opts.TimestampAuthorities = []*sgsign.TimestampAuthority{w.tsa}
+		o := *w.tsa
+		opts.TimestampAuthorities = []*sgsign.TimestampAuthority{sgsign.NewTimestampAuthority(&o)}
 	}
 	if w.rekor != nil {
-		opts.TransparencyLogs = []sgsign.Transparency{w.rekor}
+		o := *w.rekor
+		opts.TransparencyLogs = []sgsign.Transparency{sgsign.NewRekor(&o)}
 	}
 	opts.TrustedRoot = w.tr
 	if key != nil {

@@ -281,7 +281,9 @@ func (n *Node) prepare(ctx context.Context, j *batchv1.Job, root string) (argv, 
 	if termPath == "" {
 		termPath = corev1.TerminationMessagePathDefault
 	}
-	if err := mkdir(filepath.Dir(root+termPath), 0o755); err != nil {
+	// Its directory stays root's, as a pod's /dev is: a build that replaces the file (a
+	// rename, as buildctl --metadata-file does) fails here as on a real node.
+	if err := os.MkdirAll(filepath.Dir(root+termPath), 0o755); err != nil {
 		return nil, nil, "", fmt.Errorf("creating the termination message file: %w", err)
 	}
 	if err := os.WriteFile(root+termPath, nil, 0o666); err != nil {
