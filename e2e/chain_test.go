@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -379,7 +380,13 @@ func builderNamespace(t *testing.T, k *testenv.Kube) kubernetes.Interface {
 // githubSecret, and returns the daemon's summary of it.
 func githubPush(t *testing.T, daemonURL, repo, delivery, rev string) events.Summary {
 	t.Helper()
-	return postGitHub(t, daemonURL, delivery, map[string]any{
+	return githubPushVia(t, http.DefaultClient, daemonURL, repo, delivery, rev)
+}
+
+// githubPushVia is githubPush through client.
+func githubPushVia(t *testing.T, client *http.Client, daemonURL, repo, delivery, rev string) events.Summary {
+	t.Helper()
+	return postGitHubVia(t, client, daemonURL, delivery, map[string]any{
 		"ref": "refs/heads/main", "before": strings.Repeat("0", 40), "after": rev, "deleted": false,
 		"repository": map[string]any{"full_name": "acme/app", "html_url": repo, "clone_url": repo},
 	})

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,12 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/promoter-dev/promoter/internal/selfimage"
 	"github.com/promoter-dev/promoter/internal/sign"
+	"github.com/promoter-dev/promoter/internal/status"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -27,16 +31,32 @@ const releaseNamespace = "promoter"
 // TestChartInARealCluster installs charts/promoter with `helm install --wait` into a real
 // one-node cluster (kubelet, containerd, runc): two daemon replicas, the builder agent and
 // the bundled NATS, all from images the project builds (promoter's own image, a static
-// nats-server), under the restricted Pod Security level. The pods become Ready through
-// their real probes.
+// nats-server, rootless BuildKit), under the restricted Pod Security level. The pods
+// become Ready through their real probes. Then a GitHub push webhook, sent to the
+// daemon's Service from inside the cluster's network, is built by the agent's Job in a
+// real unprivileged pod from a git server, merged, signed and promoted while one daemon
+// pod is deleted, and the cosign CLI verifies the promoted index and its child.
 func TestChartInARealCluster(t *testing.T) {
 	c := testenv.StartKubeCluster(t)
 	helm := testenv.Tool(t, "helm")
+	cosign := testenv.Tool(t, "cosign")
 	ctx := context.Background()
+	reg := c.Registry.Host
 
 	promoterRepo, promoterDigest := pushPromoterImage(t, c)
-	natsImage := c.Registry.Host + "/nats:2.15.2"
+	natsImage := reg + "/nats:2.15.2"
 	c.Push(t, natsImage, testenv.FileImage(t, map[string]string{"/nats-server": staticNATSServer(t)}, []string{"/nats-server"}))
+	// The node's registry speaks plain HTTP; the default Job mounts no buildkitd.toml, so
+	// the image carries it.
+	buildkitImage := reg + "/buildkit:" + testenv.BuildKitVersion + "-rootless"
+	c.Push(t, buildkitImage, testenv.RootlessBuildKitImage(t, reg))
+	base := reg + "/base:busybox"
+	c.Push(t, base, testenv.BusyboxImage(t, "linux/amd64"))
+	gitsrv := testenv.StartGitServer(t)
+	_, rev := gitsrv.CreateRepo(t, "app", map[string]string{
+		"Dockerfile": fmt.Sprintf("FROM %s\nRUN echo built in a pod > /built\n", base),
+	})
+	repoURL := serveGitOnNode(t, c, gitsrv.Root) + "/app.git"
 
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: releaseNamespace, Labels: map[string]string{
 		"pod-security.kubernetes.io/enforce": "restricted",
@@ -50,6 +70,10 @@ func TestChartInARealCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	createReleaseSecret(t, c, "promoter-cosign", map[string][]byte{"cosign.key": priv, "cosign.pub": pub, "cosign.password": []byte("pw")})
+	pubFile := filepath.Join(t.TempDir(), "cosign.pub")
+	if err := os.WriteFile(pubFile, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	natsVolume(t, c)
 
 	values := filepath.Join(t.TempDir(), "values.yaml")
@@ -76,16 +100,19 @@ builder:
 config:
 	registries:
 		- {host: %[3]s, insecure: true}
+	builder:
+		image: %[4]s
 	pipelines:
 		- name: app
+			source: {repo: %[5]s, branch: main}
 			platforms: [linux/amd64]
+			build: {executor: kubernetes}
 			staging: %[3]s/staging/app
 			sign: true
-			verify: {acceptUnverified: true}
 			promote:
 				- to: %[3]s/prod/app
 					requireSignature: true
-`, promoterRepo, promoterDigest, c.Registry.Host)), 0o644); err != nil {
+`, promoterRepo, promoterDigest, reg, buildkitImage, repoURL)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -116,7 +143,151 @@ config:
 	}
 	agents, err := c.Client.CoreV1().Pods(releaseNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=builder"})
 	if err != nil || len(agents.Items) != 1 || agents.Items[0].Status.Phase != corev1.PodRunning {
-		t.Errorf("builder agent pods: %v, %+v", err, agents)
+		t.Fatalf("builder agent pods: %v, %+v", err, agents)
+	}
+
+	// The build Jobs' push credentials, in the namespace the chart made for them.
+	buildNS := "promoter-builds"
+	if _, err := c.Client.CoreV1().Secrets(buildNS).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "registry-credentials"},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Everything below goes through the cluster's own network: Service IPs exist only in
+	// the node's namespace, where kube-proxy's rules are.
+	client := &http.Client{Transport: &http.Transport{DialContext: c.Netns.DialContext}, Timeout: 30 * time.Second}
+	daemonURL := "http://" + serviceAddr(t, c, "promoter", "http")
+	st := &status.Client{URL: "http://" + serviceAddr(t, c, "promoter-status", "status"), HTTP: client}
+	sum := githubPushVia(t, client, daemonURL, repoURL, "cluster-1", rev)
+	t.Logf("GitHub push of %s to %s: %+v", rev[:12], daemonURL, sum)
+
+	// One daemon pod goes away while the revision is being built; the other finishes it.
+	var job string
+	if err := waitUntil(3*time.Minute, func() error {
+		jobs, err := c.Client.BatchV1().Jobs(buildNS).List(ctx, metav1.ListOptions{})
+		if err != nil || len(jobs.Items) == 0 {
+			return fmt.Errorf("no build Job yet (%v)", err)
+		}
+		job = jobs.Items[0].Name
+		return nil
+	}); err != nil {
+		t.Fatalf("%v\n%s", err, podsWide(t, c, ""))
+	}
+	daemons, err := c.Client.CoreV1().Pods(releaseNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=daemon"})
+	if err != nil || len(daemons.Items) == 0 {
+		t.Fatalf("daemon pods: %v", err)
+	}
+	gone := daemons.Items[0].Name
+	zero := int64(0)
+	if err := c.Client.CoreV1().Pods(releaseNamespace).Delete(ctx, gone, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("build Job %s created; daemon pod %s deleted", job, gone)
+
+	var r *types.Revision
+	if err := waitUntil(5*time.Minute, func() error {
+		got, err := st.Revision(ctx, "app", rev)
+		if err != nil {
+			return err
+		}
+		r = got
+		if r.Phase != types.PhasePromoted && r.Phase != types.PhaseFailed && r.Phase != types.PhaseConflicted {
+			return fmt.Errorf("revision %s", r.Phase)
+		}
+		return nil
+	}); err != nil || r.Phase != types.PhasePromoted {
+		t.Fatalf("revision %s: %v, %+v\n%s", rev[:12], err, r, podsWide(t, c, ""))
+	}
+	t.Logf("revision %s promoted: index %s, signed %v, promotions %+v", rev[:12], r.Index, r.Signed, r.Promotions)
+	t.Logf("pods:\n%s", podsWide(t, c, ""))
+	for _, p := range jobPods(ctx, t, c, buildNS) {
+		t.Logf("BuildKit log of build pod %s:\n%s", p.Name, lastLines(podLog(ctx, t, c, &p), 12))
+	}
+
+	dest := reg + "/prod/app"
+	kids, err := remoteIndexChildren(c, dest+":"+rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dg := range []string{r.Index, kids["linux/amd64"]} {
+		ref := dest + "@" + dg
+		cmd := testenv.Cosign(t, cosign, "verify", "--key", pubFile, "--insecure-ignore-tlog", "--allow-http-registry", ref)
+		// Offline still, but the node's registry is inside the cluster's namespace.
+		cmd.Env = append(cmd.Env, "NO_PROXY=127.0.0.1,localhost,"+c.NodeIP)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := c.Netns.Start(cmd); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("cosign verify --key cosign.pub %s: %v\n%s", ref, err, out.String())
+		} else {
+			t.Logf("$ cosign verify --key cosign.pub --insecure-ignore-tlog --allow-http-registry %s\n-> passed", ref)
+		}
+	}
+}
+
+// serviceAddr is the ClusterIP:port of Service name's port portName in the release
+// namespace.
+func serviceAddr(t *testing.T, c *testenv.KubeCluster, name, portName string) string {
+	t.Helper()
+	svc, err := c.Client.CoreV1().Services(releaseNamespace).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range svc.Spec.Ports {
+		if p.Name == portName {
+			return fmt.Sprintf("%s:%d", svc.Spec.ClusterIP, p.Port)
+		}
+	}
+	t.Fatalf("Service %s has no port %s: %+v", name, portName, svc.Spec.Ports)
+	return ""
+}
+
+// jobPods are the build pods in namespace ns.
+func jobPods(ctx context.Context, t *testing.T, c *testenv.KubeCluster, ns string) []corev1.Pod {
+	t.Helper()
+	pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pods.Items
+}
+
+// remoteIndexChildren is platform → digest of the index ref names on the node's registry.
+func remoteIndexChildren(c *testenv.KubeCluster, ref string) (map[string]string, error) {
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := remote.Index(r, remote.WithTransport(&http.Transport{DialContext: c.Netns.DialContext}))
+	if err != nil {
+		return nil, err
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, d := range m.Manifests {
+		if d.Platform != nil {
+			out[d.Platform.String()] = d.Digest.String()
+		}
+	}
+	return out, nil
+}
+
+// waitUntil polls f every half second until it succeeds or timeout passes.
+func waitUntil(timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 

@@ -303,6 +303,12 @@ func writeKeyPair(t testing.TB, dir, password string) (private, public string) {
 // fails the test.
 func postGitHub(t *testing.T, daemonURL, delivery string, payload any) events.Summary {
 	t.Helper()
+	return postGitHubVia(t, http.DefaultClient, daemonURL, delivery, payload)
+}
+
+// postGitHubVia is postGitHub through client (one that reaches into a cluster's network).
+func postGitHubVia(t *testing.T, client *http.Client, daemonURL, delivery string, payload any) events.Summary {
+	t.Helper()
 	body, err := json.Marshal(payload)
 	if err != nil {
 		t.Fatal(err)
@@ -314,7 +320,7 @@ func postGitHub(t *testing.T, daemonURL, delivery string, payload any) events.Su
 	req.Header.Set("X-GitHub-Event", "push")
 	req.Header.Set("X-GitHub-Delivery", delivery)
 	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,6 +106,12 @@ func StartKubeCluster(t testing.TB) *KubeCluster {
 	if err := c.Netns.IP("addr", "add", c.NodeIP+"/32", "dev", "lo"); err != nil {
 		t.Fatal(err)
 	}
+	// A route for Service IPs from the node itself (the test's clients, helm): without
+	// one, connect fails before kube-proxy's OUTPUT rules can rewrite the address to a
+	// pod's, after which the packet is routed again, to the pod's bridge.
+	if err := c.Netns.IP("route", "add", clusterServiceCIDR, "dev", "lo"); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.startRegistry(t); err != nil {
 		t.Fatal(err)
 	}
