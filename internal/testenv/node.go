@@ -57,7 +57,17 @@ import (
 // The container runs as the BuildKit's build user, whatever numeric runAsUser the pod asks
 // for (the rootless image's 1000 may belong to someone else on this machine), but only when
 // the pod asks for a non-root user: a pod without runAsUser, or with 0, fails. The Job's
-// activeDeadlineSeconds bounds the run (the Job then fails with DeadlineExceeded).
+// activeDeadlineSeconds bounds the run (the Job then fails with DeadlineExceeded). The
+// directory of terminationMessagePath stays root's, as a pod's /dev is.
+//
+// Node is the fast stand-in, for tests about what promoter does with a build (its digest,
+// its failure, a push-over). StartKubeCluster's real node is the one that decides whether
+// a Job works in a pod: Node does not check the pod's and container's securityContext
+// beyond non-root (seccomp and AppArmor profiles, capabilities, allowPrivilegeEscalation,
+// runAsGroup), fsGroup and Secret file ownership, emptyDir semantics beyond a directory,
+// ttlSecondsAfterFinished, nodeSelector and tolerations, image pulls and the registry
+// Secret as a pull secret, resource limits, or the pod's own network (the build reaches
+// the host's loopback, which a pod cannot).
 type Node struct {
 	t  testing.TB
 	bk *BuildKit
