@@ -46,10 +46,10 @@ func TestChartInARealCluster(t *testing.T) {
 	promoterRepo, promoterDigest := pushPromoterImage(t, c)
 	natsImage := reg + "/nats:2.15.2"
 	c.Push(t, natsImage, testenv.FileImage(t, map[string]string{"/nats-server": staticNATSServer(t)}, []string{"/nats-server"}))
-	// The node's registry speaks plain HTTP; the default Job mounts no buildkitd.toml, so
-	// the image carries it.
+	// The node's registry speaks plain HTTP: the build Jobs get buildkitd.toml from a
+	// ConfigMap (builder.buildkitConfig), as a user with such a registry would.
 	buildkitImage := reg + "/buildkit:" + testenv.BuildKitVersion + "-rootless"
-	c.Push(t, buildkitImage, testenv.RootlessBuildKitImage(t, reg))
+	c.Push(t, buildkitImage, testenv.RootlessBuildKitImage(t))
 	base := reg + "/base:busybox"
 	c.Push(t, base, testenv.BusyboxImage(t, "linux/amd64"))
 	gitsrv := testenv.StartGitServer(t)
@@ -102,6 +102,7 @@ config:
 		- {host: %[3]s, insecure: true}
 	builder:
 		image: %[4]s
+		buildkitConfig: buildkitd
 	pipelines:
 		- name: app
 			source: {repo: %[5]s, branch: main}
@@ -152,6 +153,12 @@ config:
 		ObjectMeta: metav1.ObjectMeta{Name: "registry-credentials"},
 		Type:       corev1.SecretTypeDockerConfigJson,
 		Data:       map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Client.CoreV1().ConfigMaps(buildNS).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "buildkitd"},
+		Data:       map[string]string{"buildkitd.toml": fmt.Sprintf("[registry.%q]\n  http = true\n", reg)},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -67,6 +67,10 @@ type JobSettings struct {
 	JobTemplate string
 	// RegistrySecret is the kubernetes.io/dockerconfigjson Secret mounted for pushing.
 	RegistrySecret string
+	// BuildKitConfig is a ConfigMap in the Jobs' namespace whose key buildkitd.toml is
+	// mounted as ~/.config/buildkit/buildkitd.toml (registry mirrors, plain-HTTP or
+	// private-CA registries); "" mounts none.
+	BuildKitConfig string
 	// Deadline and TTL are the Job's activeDeadlineSeconds and ttlSecondsAfterFinished.
 	Deadline, TTL time.Duration
 	// HostUsers false runs build pods in a user namespace.

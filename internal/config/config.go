@@ -227,6 +227,9 @@ type Builder struct {
 	JobTemplate string `mapstructure:"jobTemplate"`
 	// RegistrySecret is the Secret of type kubernetes.io/dockerconfigjson mounted into Jobs.
 	RegistrySecret string `mapstructure:"registrySecret"`
+	// BuildKitConfig is a ConfigMap in the builder namespace whose buildkitd.toml the
+	// default Job mounts as buildkitd's configuration; "" for none.
+	BuildKitConfig string `mapstructure:"buildkitConfig"`
 	// MaxAttempts is how often a failed build is tried before the revision fails.
 	MaxAttempts int `mapstructure:"maxAttempts"`
 	// Deadline is the Job's activeDeadlineSeconds.

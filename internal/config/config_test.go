@@ -407,3 +407,15 @@ func TestKeysPublicTakesOneKeyOrSeveral(t *testing.T) {
 		})
 	}
 }
+
+func TestBuildKitConfig(t *testing.T) {
+	c, err := loadYAML(t, "builder: {buildkitConfig: buildkitd-staging}\nauth: {insecureNoAuth: true}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Builder.BuildKitConfig != "buildkitd-staging" {
+		t.Errorf("builder.buildkitConfig: got %q", c.Builder.BuildKitConfig)
+	}
+	_, err = loadYAML(t, "builder: {buildkitConfig: Not_A_Name}\nauth: {insecureNoAuth: true}\n")
+	wantProblems(t, err, map[string]string{"builder.buildkitConfig": `"Not_A_Name" is not a ConfigMap name`})
+}

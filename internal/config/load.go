@@ -64,6 +64,7 @@ var defaults = map[string]any{
 	"builder.image":            builders.DefaultImage,
 	"builder.jobTemplate":      "",
 	"builder.registrySecret":   builders.DefaultRegistrySecret,
+	"builder.buildkitConfig":   "",
 	"builder.maxAttempts":      builders.DefaultMaxAttempts,
 	"builder.deadline":         builders.DefaultDeadline,
 	"builder.ttl":              builders.DefaultTTL,

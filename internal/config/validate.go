@@ -192,6 +192,9 @@ func (c *Config) validateBuilder(ps *problems) {
 	if c.Builder.Namespace == "" {
 		ps.add("builder.namespace", "must be set")
 	}
+	if b := c.Builder.BuildKitConfig; b != "" && !kubeName.MatchString(b) {
+		ps.add("builder.buildkitConfig", "%q is not a ConfigMap name (lower-case letters, digits, '-' and '.')", b)
+	}
 }
 
 func (c *Config) validateRegistries(ps *problems) {

@@ -108,6 +108,6 @@ func CheckAgentConfig(cfg *config.Config) error {
 func JobSettings(b config.Builder) builders.JobSettings {
 	return builders.JobSettings{
 		Namespace: b.Namespace, Image: b.Image, JobTemplate: b.JobTemplate, RegistrySecret: b.RegistrySecret,
-		Deadline: b.Deadline, TTL: b.TTL, HostUsers: b.HostUsers,
+		BuildKitConfig: b.BuildKitConfig, Deadline: b.Deadline, TTL: b.TTL, HostUsers: b.HostUsers,
 	}
 }
