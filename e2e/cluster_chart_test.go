@@ -210,7 +210,7 @@ config:
 	t.Logf("revision %s promoted: index %s, signed %v, promotions %+v", rev[:12], r.Index, r.Signed, r.Promotions)
 	t.Logf("pods:\n%s", podsWide(t, c, ""))
 	for _, p := range jobPods(ctx, t, c, buildNS) {
-		t.Logf("BuildKit log of build pod %s:\n%s", p.Name, lastLines(podLog(ctx, t, c, &p), 12))
+		t.Logf("BuildKit log of build pod %s (its steps and pushes):\n%s", p.Name, buildKitSteps(podLog(ctx, t, c, &p)))
 	}
 
 	dest := reg + "/prod/app"
@@ -234,6 +234,19 @@ config:
 			t.Logf("$ cosign verify --key cosign.pub --insecure-ignore-tlog --allow-http-registry %s\n-> passed", ref)
 		}
 	}
+}
+
+// buildKitSteps are the lines of a BuildKit plain-progress log that name its steps, what
+// they ran, and what it pushed.
+func buildKitSteps(log string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "] FROM") || strings.Contains(l, "] RUN") || strings.Contains(l, "git://") ||
+			strings.Contains(l, "pushing manifest") || strings.Contains(l, "exporting manifest list") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // serviceAddr is the ClusterIP:port of Service name's port portName in the release
