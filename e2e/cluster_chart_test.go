@@ -172,7 +172,7 @@ config:
 
 	// One daemon pod goes away while the revision is being built; the other finishes it.
 	var job string
-	if err := waitUntil(3*time.Minute, func() error {
+	if err := testenv.WaitFor(3*time.Minute, func() error {
 		jobs, err := c.Client.BatchV1().Jobs(buildNS).List(ctx, metav1.ListOptions{})
 		if err != nil || len(jobs.Items) == 0 {
 			return fmt.Errorf("no build Job yet (%v)", err)
@@ -194,7 +194,7 @@ config:
 	t.Logf("build Job %s created; daemon pod %s deleted", job, gone)
 
 	var r *types.Revision
-	if err := waitUntil(5*time.Minute, func() error {
+	if err := testenv.WaitFor(5*time.Minute, func() error {
 		got, err := st.Revision(ctx, "app", rev)
 		if err != nil {
 			return err
@@ -297,18 +297,6 @@ func remoteIndexChildren(c *testenv.KubeCluster, ref string) (map[string]string,
 		}
 	}
 	return out, nil
-}
-
-// waitUntil polls f every half second until it succeeds or timeout passes.
-func waitUntil(timeout time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
 }
 
 // pushPromoterImage builds promoter's own image for linux/amd64 (internal/selfimage, as

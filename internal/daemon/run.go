@@ -130,7 +130,8 @@ func Start(ctx context.Context, cfg *config.Config, opts ...Option) (*Daemon, er
 	})
 	d := &Daemon{addrs: lis.addrs(), cancel: cancel, done: make(chan struct{})}
 	o.log.Info("promoter serving", "listen", d.addrs.Listen, "metrics", d.addrs.Metrics, "status", d.addrs.Status,
-		"status_auth", statusToken != "", "max_conns", maxConns, "nats", natsDesc(cfg), "pipelines", len(pipelines), "polled", poller.Pipelines())
+		"status_auth", statusToken != "", "max_conns", maxConns, "max_conns_per_client", servers[0].Limits().MaxConnsPerClient,
+		"nats", natsDesc(cfg), "pipelines", len(pipelines), "polled", poller.Pipelines())
 	go func() {
 		err := g.Wait()
 		closeBus(b, o.log)

@@ -299,7 +299,7 @@ state = %[2]q
 	if err := c.start("containerd", filepath.Join(c.assets, "containerd"), "--config", path); err != nil {
 		return err
 	}
-	return waitFor(30*time.Second, func() error {
+	return WaitFor(30*time.Second, func() error {
 		_, err := os.Stat(c.containerdSocket())
 		return err
 	})
@@ -409,7 +409,7 @@ func (c *KubeCluster) startCoreDNS(kubeconfig string) error {
 
 func (c *KubeCluster) waitNodeReady(timeout time.Duration) error {
 	var last string
-	err := waitFor(timeout, func() error {
+	err := WaitFor(timeout, func() error {
 		for _, p := range c.procs {
 			if st := p.p.exit(); st != "" {
 				return fmt.Errorf("%s exited: %s", p.name, st)
@@ -447,9 +447,9 @@ func (c *KubeCluster) logTails(n int) string {
 	return b.String()
 }
 
-// waitFor polls f every 100 ms until it succeeds or timeout passes, returning its last
+// WaitFor polls f every 100 ms until it succeeds or timeout passes, returning its last
 // error.
-func waitFor(timeout time.Duration, f func() error) error {
+func WaitFor(timeout time.Duration, f func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := f()

@@ -86,7 +86,7 @@ func (c *KubeCluster) deletePods() {
 		_ = c.Client.CoreV1().Pods(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{})
 	}
 	// kubelet stops the containers once it sees the pods gone.
-	_ = waitFor(20*time.Second, func() error {
+	_ = WaitFor(20*time.Second, func() error {
 		if n := len(kubepodsPIDs()); n > 0 {
 			return fmt.Errorf("%d container processes", n)
 		}

@@ -55,7 +55,7 @@ echo | nc -w 3 kubernetes.default.svc.cluster.local 443 && echo "apiserver reach
 		t.Fatal(err)
 	}
 	var got *corev1.Pod
-	err := waitFor(2*time.Minute, func() error {
+	err := WaitFor(2*time.Minute, func() error {
 		p, err := c.Client.CoreV1().Pods("smoke").Get(ctx, "hello", metav1.GetOptions{})
 		if err != nil {
 			return err
