@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -43,8 +42,7 @@ func TestReconnectFloodSparesHonestSenders(t *testing.T) {
 	staging := testenv.StartRegistry(t)
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	metrics := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	cfgPath := filepath.Join(dir, "promoter.yaml")
-	if err := os.WriteFile(cfgPath, []byte(yamlf(`
+	d, logPath := startServeBinary(t, bin, dir, listen, yamlf(`
 listen: %s
 metrics: %s
 status: ""
@@ -55,27 +53,7 @@ pipelines:
 	- name: app
 		platforms: [linux/amd64]
 		staging: %s/team/app
-`, listen, metrics, filepath.Join(dir, "data"), registryToken, staging.Host)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "daemon.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("prlimit", fmt.Sprintf("--nofile=%d:%d", nofile, nofile), "--", bin, "serve", "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
-	d := &runningDaemon{URL: "http://" + listen, Logs: &syncBuffer{t: t}}
-	d.waitReady(t)
-	defer func() {
-		if t.Failed() {
-			t.Logf("daemon log (tail):\n%s", lastLinesOf(readFile(logPath), 40))
-		}
-	}()
+`, listen, metrics, filepath.Join(dir, "data"), registryToken, staging.Host), nofile)
 
 	ctx, stop := context.WithTimeout(context.Background(), attackFor)
 	defer stop()

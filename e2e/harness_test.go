@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -344,4 +345,41 @@ func buildContext(t testing.TB, dir string) string {
 		t.Fatal(err)
 	}
 	return src
+}
+
+// startServeBinary runs the real `promoter serve` binary bin with configYAML (written to
+// dir/promoter.yaml), under `prlimit --nofile` when nofile > 0, its output in
+// dir/daemon.log. It returns the daemon, reachable at listen, once it answers /readyz,
+// and the log's path; the log's tail is printed when the test fails.
+func startServeBinary(t *testing.T, bin, dir, listen, configYAML string, nofile int) (*runningDaemon, string) {
+	t.Helper()
+	cfgPath := filepath.Join(dir, "promoter.yaml")
+	if err := os.WriteFile(cfgPath, []byte(configYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "daemon.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{bin, "serve", "--config", cfgPath}
+	if nofile > 0 {
+		args = append([]string{"prlimit", fmt.Sprintf("--nofile=%d:%d", nofile, nofile), "--"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			t.Logf("daemon log (tail):\n%s", lastLinesOf(readFile(logPath), 40))
+		}
+	})
+	d := &runningDaemon{URL: "http://" + listen, Logs: &syncBuffer{t: t}}
+	d.waitReady(t)
+	return d, logPath
 }
