@@ -2,7 +2,8 @@
 // promotions) in the bus's JetStream KV bucket and changes it only by compare-and-swap, so
 // several daemon replicas can share the work and a restarted one resumes where it stopped.
 //
-// It must not decide what a change means: callers pass a function that edits the revision.
+// It must not decide what a change means: callers pass a function that edits the revision
+// (a transition of types.Revision), and Update hands back what that function decided.
 package state
 
 import (
@@ -93,47 +94,71 @@ func (s *Store) get(ctx context.Context, pipeline, revision string) (*types.Revi
 // the result only if nobody wrote in between; otherwise it reads again and retries. fn
 // may run several times and must only edit the revision it is given. When fn returns
 // ErrNoChange nothing is written and the current state is returned with a nil error; any
-// other error is returned as it is.
+// other error is returned as it is. It is Update with a transition that returns nothing
+// else.
 func (s *Store) Update(ctx context.Context, pipeline, revision string, fn func(*types.Revision) error) (*types.Revision, error) {
+	rev, _, err := Update(ctx, s, pipeline, revision, func(r *types.Revision) (struct{}, error) {
+		return struct{}{}, fn(r)
+	})
+	return rev, err
+}
+
+// Update is Store.Update for a transition that also decides something (a violation it
+// found, whether an input moved): it returns what the run of fn whose result counts
+// returned (the one written, or the one that returned ErrNoChange or another error), so
+// that no caller carries it out of the retry loop through a variable of its own. On an
+// error of the store (reading, writing, contention) the value is T's zero value.
+func Update[T any](ctx context.Context, s *Store, pipeline, revision string, fn func(*types.Revision) (T, error)) (*types.Revision, T, error) {
+	var zero T
 	for attempt := 0; ; attempt++ {
 		cur, seq, err := s.get(ctx, pipeline, revision)
 		if errors.Is(err, ErrNotFound) {
 			cur = &types.Revision{Pipeline: pipeline, Revision: revision, Platforms: map[string]types.PlatformState{}}
 		} else if err != nil {
-			return nil, err
+			return nil, zero, err
 		}
 		if cur.Platforms == nil {
 			cur.Platforms = map[string]types.PlatformState{}
 		}
-		if err := fn(cur); err != nil {
-			if errors.Is(err, ErrNoChange) {
-				return cur, nil
-			}
-			return cur, err
+		v, err := fn(cur)
+		if errors.Is(err, ErrNoChange) {
+			return cur, v, nil
+		}
+		if err != nil {
+			return cur, v, err
 		}
 		cur.Updated = s.now().UTC()
 		data, err := json.Marshal(cur)
 		if err != nil {
-			return nil, fmt.Errorf("encoding state of %s/%s: %w", pipeline, revision, err)
+			return nil, zero, fmt.Errorf("encoding state of %s/%s: %w", pipeline, revision, err)
 		}
 		err = s.write(ctx, Key(pipeline, revision), data, seq)
 		if err == nil {
-			return cur, nil
+			return cur, v, nil
 		}
-		if !isConflict(err) {
-			return nil, fmt.Errorf("writing state of %s/%s: %w", pipeline, revision, err)
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("writing state of %s/%s: %w", pipeline, revision, err)
-		}
-		if attempt+1 >= maxAttempts {
-			return nil, fmt.Errorf("writing state of %s/%s: %w after %d attempts", pipeline, revision, ErrContended, maxAttempts)
-		}
-		// Another replica wrote first: back off a little, growing, and try again.
-		if err := backoff.Sleep(ctx, casBackoff.Delay(attempt)); err != nil {
-			return nil, fmt.Errorf("writing state of %s/%s: %w", pipeline, revision, err)
+		if err := s.retryable(ctx, pipeline, revision, attempt, err); err != nil {
+			return nil, zero, err
 		}
 	}
+}
+
+// retryable decides after a failed write whether Update tries again: only after losing
+// the compare-and-swap, while ctx lasts and attempts remain, and then after a back-off.
+func (s *Store) retryable(ctx context.Context, pipeline, revision string, attempt int, err error) error {
+	if !isConflict(err) {
+		return fmt.Errorf("writing state of %s/%s: %w", pipeline, revision, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("writing state of %s/%s: %w", pipeline, revision, err)
+	}
+	if attempt+1 >= maxAttempts {
+		return fmt.Errorf("writing state of %s/%s: %w after %d attempts", pipeline, revision, ErrContended, maxAttempts)
+	}
+	// Another replica wrote first: back off a little, growing, and try again.
+	if err := backoff.Sleep(ctx, casBackoff.Delay(attempt)); err != nil {
+		return fmt.Errorf("writing state of %s/%s: %w", pipeline, revision, err)
+	}
+	return nil
 }
 
 // write creates (seq 0) or compare-and-swaps one entry, bounded by opTimeout.

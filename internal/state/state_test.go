@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,6 +83,64 @@ func TestUpdateIsCompareAndSwap(t *testing.T) {
 	}
 	if len(got.Platforms) != writers {
 		t.Errorf("platforms after %d concurrent writers: got %d (%v)", writers, len(got.Platforms), got.Platforms)
+	}
+}
+
+// Update hands back what the run of the function that counted decided: under contention
+// that is the last run, which saw the state every other writer left.
+func TestUpdateReturnsWhatTheWrittenRunDecided(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	const writers = 8
+	var wg sync.WaitGroup
+	seen := make([]int, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, n, err := Update(ctx, s, "web", "count", func(r *types.Revision) (int, error) {
+				r.Platforms[fmt.Sprintf("linux/p%d", i)] = types.PlatformState{Tag: fmt.Sprint(i)}
+				return len(r.Platforms), nil
+			})
+			if err != nil {
+				t.Errorf("writer %d: %v", i, err)
+				return
+			}
+			if n != len(r.Platforms) {
+				t.Errorf("writer %d: got %d, want the platforms of the state it wrote (%d)", i, n, len(r.Platforms))
+			}
+			seen[i] = n
+		}()
+	}
+	wg.Wait()
+	// Each write added one platform to what the one before left: 1..writers, each once.
+	slices.Sort(seen)
+	want := make([]int, writers)
+	for i := range want {
+		want[i] = i + 1
+	}
+	if diff := cmp.Diff(want, seen); diff != "" {
+		t.Errorf("values handed back (-want +got):\n%s", diff)
+	}
+
+	tests := []struct {
+		name    string
+		fnErr   error
+		wantErr error
+	}{
+		{name: "no change: the value, no error", fnErr: ErrNoChange},
+		{name: "refused: the value and the error", fnErr: types.ErrTransition, wantErr: types.ErrTransition},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, v, err := Update(ctx, s, "web", "count", func(*types.Revision) (string, error) { return "decided", tc.fnErr })
+			if !errors.Is(err, tc.wantErr) || (err != nil && tc.wantErr == nil) {
+				t.Fatalf("got error %v, want %v", err, tc.wantErr)
+			}
+			if v != "decided" {
+				t.Errorf("got value %q, want %q", v, "decided")
+			}
+		})
 	}
 }
 
