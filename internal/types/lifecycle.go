@@ -9,26 +9,14 @@ import (
 
 // The revision's state machine: every change of a Revision's phase is one of the methods
 // in this file, and nothing else writes Phase. Each is a pure function of the revision and
-// its arguments, written to be passed to state.Store.Update: it returns ErrNoChange when
+// its arguments, written to be passed to state.Update: it returns ErrNoChange when
 // there is nothing to write (a repeated or late event), and an error wrapping
 // ErrTransition when the event cannot apply in the revision's phase.
 //
-//	""          ── Dispatched ──────────────────────▶ building
-//	"", building ── RecordDigests (an arch tag) ─────▶ waiting
-//	failed      ── RecordDigests (another image) ───▶ waiting   (retried with it)
-//	any unmerged ── RecordBuild (final failure) ─────▶ failed
-//	waiting     ── FinishMerge ─────────────────────▶ merged, failed (platform check) or conflicted
-//	waiting     ── FinishUntrusted ─────────────────▶ failed (no evidence for an arch image)
-//	waiting     ── BuildOverdue ────────────────────▶ failed (no build reported an arch image)
-//	failed      ── RetryEvidence (evidence now) ────▶ waiting   (only after FinishUntrusted)
-//	merged      ── RecordDigests (a tag moved) ─────▶ conflicted
-//	merged      ── MarkSigned ──────────────────────▶ signed
-//	merged, signed ── PromotedTo (the last one) ────▶ promoted
-//	merged, signed ── Complete (nothing left) ──────▶ promoted
-//	merged, signed ── PromotionConflicted ──────────▶ conflicted
-//	any         ── ReleaseRequested (a release tag) ─▶ unchanged   (the tag waits in the state)
-//	merged, signed, promoted ── ReleasePromoted ────▶ unchanged
-//	merged, signed, promoted ── ReleaseConflicted ──▶ unchanged   (that release, at that destination)
+// The phase changes these methods make are tabled in docs/ARCHITECTURE.md ("The
+// revision"); TestTransitions checks that table against them, so it is the one diagram
+// of the state machine. ReleaseRequested, ReleasePromoted and ReleaseConflicted record a
+// release and keep the phase.
 //
 // MergeRetrying and StepRetrying change no phase: they record a failed attempt that the
 // bus will retry, for status and operators.
@@ -187,57 +175,76 @@ type MergeInput struct {
 	Evidence *Evidence
 }
 
-// FinishMerge records the end of the merge of inputs (platform key → the image merged),
-// held by lease: merged with index, or failed or conflicted with reason (index empty). An
-// index once pushed is recorded with the digests it was built from, so that a tag that
-// moved meanwhile is seen as a conflict by the next RecordDigests. A failure computed
-// from an image a tag no longer holds is not recorded (moved): only the lease is
-// released, and the merge is tried again. at is when the merge ended.
-func (r *Revision) FinishMerge(lease string, inputs map[string]MergeInput, phase Phase, reason, index string, at time.Time) (moved bool, err error) {
-	switch {
-	case phase == PhaseMerged && index == "", phase != PhaseMerged && index != "":
-		return false, fmt.Errorf("%w: merge finished as %q with index %q", ErrTransition, phase, index)
-	case phase != PhaseMerged && phase != PhaseFailed && phase != PhaseConflicted:
-		return false, illegal(r, fmt.Sprintf("a merge ending %q", phase))
+// A merge ends in one of four ways, each a method: FinishMerged (the index was pushed),
+// FinishFailed (the platform check refused it), FinishConflicted (an immutable tag points
+// elsewhere) and FinishUntrusted (an arch image has no evidence). Each takes the inputs
+// (platform key → the image merged) and the time the merge ended, and releases the merge
+// lease.
+
+// FinishMerged records index, pushed for inputs, at at. The index is recorded with the
+// digests it was built from, so that a tag that moved meanwhile is seen as a conflict by
+// the next RecordDigests.
+func (r *Revision) FinishMerged(inputs map[string]MergeInput, index string, at time.Time) error {
+	if index == "" {
+		return illegal(r, "a merge ending merged without an index")
 	}
+	if r.Index != "" {
+		return ErrNoChange // another replica recorded it first
+	}
+	r.takeInputs(inputs)
+	r.Phase, r.Reason, r.Index, r.Merging, r.MergeRetry, r.Merged = PhaseMerged, "", index, nil, Retry{}, at
+	return nil
+}
+
+// FinishFailed ends lease's merge of inputs as failed for reason (a platform check).
+// A failure computed from an image a tag no longer holds is not recorded (moved): only
+// the lease is released, and the merge is tried again.
+func (r *Revision) FinishFailed(lease string, inputs map[string]MergeInput, reason string, at time.Time) (moved bool, err error) {
+	return r.refuseMerge(lease, inputs, PhaseFailed, reason, at)
+}
+
+// FinishConflicted ends lease's merge of inputs as conflicted for reason (the revision
+// tag, or an arch tag against promoter's build, points elsewhere); moved as for
+// FinishFailed.
+func (r *Revision) FinishConflicted(lease string, inputs map[string]MergeInput, reason string, at time.Time) (moved bool, err error) {
+	return r.refuseMerge(lease, inputs, PhaseConflicted, reason, at)
+}
+
+// FinishUntrusted ends lease's merge as failed because an arch image has no evidence a
+// verify policy accepts (reason says which and what was expected); moved as for
+// FinishFailed. Unlike other failures, the revision is tried again when the evidence
+// appears (RetryEvidence).
+func (r *Revision) FinishUntrusted(lease string, inputs map[string]MergeInput, reason string, at time.Time) (moved bool, err error) {
+	moved, err = r.refuseMerge(lease, inputs, PhaseFailed, reason, at)
+	if err == nil && !moved {
+		r.Untrusted = true
+	}
+	return moved, err
+}
+
+// refuseMerge stops the revision in phase for reason, unless an input moved meanwhile.
+func (r *Revision) refuseMerge(lease string, inputs map[string]MergeInput, phase Phase, reason string, at time.Time) (moved bool, err error) {
 	if r.Index != "" {
 		return false, ErrNoChange // another replica recorded it first
 	}
 	for key, in := range inputs {
 		if r.Platforms[key].Digest != in.Digest {
-			moved = true
+			return true, r.ReleaseMergeLease(lease)
 		}
 	}
-	if moved && index == "" {
-		if r.Merging != nil && r.Merging.ID == lease {
-			r.Merging = nil
-			return true, nil
-		}
-		return true, ErrNoChange
-	}
+	r.takeInputs(inputs)
+	r.Merging, r.MergeRetry = nil, Retry{}
+	r.stop(phase, reason, at)
+	return false, nil
+}
+
+// takeInputs records the digests (and evidence) a merge worked from.
+func (r *Revision) takeInputs(inputs map[string]MergeInput) {
 	for key, in := range inputs {
 		ps := r.Platforms[key]
 		ps.Digest, ps.Evidence = in.Digest, in.Evidence
 		r.Platforms[key] = ps
 	}
-	r.Phase, r.Reason, r.Index, r.Merging, r.MergeRetry = phase, reason, index, nil, Retry{}
-	if phase != PhaseMerged {
-		r.stop(phase, reason, at)
-	} else {
-		r.Merged = at
-	}
-	return moved, nil
-}
-
-// FinishUntrusted ends c's merge as failed because an arch image has no evidence a verify
-// policy accepts (reason says which and what was expected); see FinishMerge. Unlike other
-// failures, the revision is tried again when the evidence appears (RetryEvidence).
-func (r *Revision) FinishUntrusted(lease string, inputs map[string]MergeInput, reason string, at time.Time) (moved bool, err error) {
-	moved, err = r.FinishMerge(lease, inputs, PhaseFailed, reason, "", at)
-	if err == nil && !moved {
-		r.Untrusted = true
-	}
-	return moved, err
 }
 
 // RetryEvidence tries a revision that failed for want of evidence again, now that the
@@ -415,7 +422,7 @@ func (r *Revision) releaseOutcome(tag, dest string, pr Promotion) error {
 // reached (signed first when p signs), unless it is done or conflicted there. A failed or
 // conflicted revision has none.
 func (r *Revision) ReleaseStepsLeft(p Pipeline) []Step {
-	if r.Index == "" || r.Phase == PhaseFailed || r.Phase == PhaseConflicted || len(r.Releases) == 0 {
+	if !r.Advancing() || len(r.Releases) == 0 {
 		return nil
 	}
 	tags := make([]string, 0, len(r.Releases))
@@ -456,4 +463,49 @@ func (r *Revision) promotedToAll(destinations []string) bool {
 		}
 	}
 	return true
+}
+
+// The merge lease (Revision.Merging) changes no phase: it says which replica merges the
+// revision, so that only one writes its index. These are the only writes of it besides
+// the Finish methods, which release it.
+
+// TakeMergeLease makes l the revision's merge lease until ttl after now, unless another
+// holder's lease is live: then it returns ErrLeaseHeld (r.Merging names the holder). It
+// returns the expired lease it took over, if any,
+// for the caller to log. The caller checks first that the revision is to be merged
+// (Mergeable and the evidence rules).
+func (r *Revision) TakeMergeLease(l Lease, ttl time.Duration, now time.Time) (expired *Lease, err error) {
+	if r.Merging.Live(now) {
+		return nil, ErrLeaseHeld
+	}
+	expired = r.Merging
+	l.Expires = now.Add(ttl).UTC()
+	r.Merging = &l
+	return expired, nil
+}
+
+// HoldsMergeLease reports whether id is the revision's merge lease.
+func (r *Revision) HoldsMergeLease(id string) bool {
+	return r.Merging != nil && r.Merging.ID == id
+}
+
+// RenewMergeLease extends lease id until ttl after now. A lease that is not the
+// revision's any more (the merge finished, or another replica took it over) is left
+// alone: ErrNoChange.
+func (r *Revision) RenewMergeLease(id string, ttl time.Duration, now time.Time) error {
+	if !r.HoldsMergeLease(id) {
+		return ErrNoChange
+	}
+	r.Merging.Expires = now.Add(ttl).UTC()
+	return nil
+}
+
+// ReleaseMergeLease drops lease id, so that the next try need not wait for it to
+// expire; ErrNoChange when id does not hold it.
+func (r *Revision) ReleaseMergeLease(id string) error {
+	if !r.HoldsMergeLease(id) {
+		return ErrNoChange
+	}
+	r.Merging = nil
+	return nil
 }

@@ -2,6 +2,11 @@ package types
 
 import (
 	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +50,9 @@ func TestTransitions(t *testing.T) {
 
 	type transition struct {
 		name string
-		do   func(r *Revision) error
+		// event is the method of Revision the case calls, as the doc's table names it.
+		event string
+		do    func(r *Revision) error
 		// want is the phase after the transition from each phase; a phase missing here
 		// must give wantErr[from].
 		want    map[Phase]Phase
@@ -65,12 +72,14 @@ func TestTransitions(t *testing.T) {
 	tests := []transition{
 		{
 			name:    "builds dispatched",
+			event:   "Dispatched",
 			do:      func(r *Revision) error { return r.Dispatched(tags, at) },
 			want:    map[Phase]Phase{"": PhaseBuilding},
 			wantErr: unchanged(PhaseBuilding, PhaseWaiting, PhaseMerged, PhaseSigned, PhasePromoted, PhaseFailed, PhaseConflicted),
 		},
 		{
-			name: "an arch tag pushed",
+			name:  "an arch tag pushed",
+			event: "RecordDigests",
 			do: func(r *Revision) error {
 				_, err := r.RecordDigests("staging/app", platforms, map[string]string{amd: d1, arm: d2}, at)
 				return err
@@ -80,7 +89,8 @@ func TestTransitions(t *testing.T) {
 			wantErr: unchanged(PhaseMerged, PhaseSigned, PhasePromoted, PhaseConflicted),
 		},
 		{
-			name: "nothing in the registry",
+			name:  "nothing in the registry",
+			event: "RecordDigests",
 			do: func(r *Revision) error {
 				_, err := r.RecordDigests("staging/app", platforms, map[string]string{}, at)
 				return err
@@ -91,7 +101,8 @@ func TestTransitions(t *testing.T) {
 			wantErr: unchanged("", PhaseBuilding, PhaseMerged, PhaseSigned, PhasePromoted, PhaseConflicted),
 		},
 		{
-			name: "a merged arch tag moved",
+			name:  "a merged arch tag moved",
+			event: "RecordDigests",
 			do: func(r *Revision) error {
 				_, err := r.RecordDigests("staging/app", platforms, map[string]string{amd: "sha256:moved", arm: d2}, at)
 				return err
@@ -101,18 +112,21 @@ func TestTransitions(t *testing.T) {
 		},
 		{
 			name:    "a build failed for good",
+			event:   "RecordBuild",
 			do:      func(r *Revision) error { return r.RecordBuild(fails, at) },
 			want:    map[Phase]Phase{"": PhaseFailed, PhaseBuilding: PhaseFailed, PhaseWaiting: PhaseFailed, PhaseFailed: PhaseFailed, PhaseMerged: PhaseMerged, PhaseSigned: PhaseSigned, PhasePromoted: PhasePromoted, PhaseConflicted: PhaseConflicted},
 			wantErr: map[Phase]error{},
 		},
 		{
 			name:    "a build succeeded",
+			event:   "RecordBuild",
 			do:      func(r *Revision) error { return r.RecordBuild(succeeds, at) },
 			want:    map[Phase]Phase{"": "", PhaseBuilding: PhaseBuilding, PhaseWaiting: PhaseWaiting, PhaseFailed: PhaseFailed, PhaseMerged: PhaseMerged, PhaseSigned: PhaseSigned, PhasePromoted: PhasePromoted, PhaseConflicted: PhaseConflicted},
 			wantErr: map[Phase]error{},
 		},
 		{
-			name: "merge refused for want of evidence",
+			name:  "merge refused for want of evidence",
+			event: "FinishUntrusted",
 			do: func(r *Revision) error {
 				_, err := r.FinishUntrusted("lease", map[string]MergeInput{amd: {Digest: d1}}, "no signature", at)
 				return err
@@ -124,12 +138,14 @@ func TestTransitions(t *testing.T) {
 		{
 			// Only a revision FinishUntrusted failed is retried; rev() makes none.
 			name:    "evidence found after the refusal",
+			event:   "RetryEvidence",
 			do:      func(r *Revision) error { return r.RetryEvidence() },
 			wantErr: unchanged(all...),
 		},
 		{
 			// The arch tags were pushed long before now, with no build reported.
-			name: "no build reported within the wait",
+			name:  "no build reported within the wait",
+			event: "BuildOverdue",
 			do: func(r *Revision) error {
 				return r.BuildOverdue("staging/app", []string{amd}, time.Minute, at.Add(time.Hour))
 			},
@@ -137,18 +153,19 @@ func TestTransitions(t *testing.T) {
 			wantErr: unchanged(PhaseMerged, PhaseSigned, PhasePromoted, PhaseFailed, PhaseConflicted),
 		},
 		{
-			name: "merged",
+			name:  "merged",
+			event: "FinishMerged",
 			do: func(r *Revision) error {
-				_, err := r.FinishMerge("lease", map[string]MergeInput{amd: {Digest: d1}, arm: {Digest: d2}}, PhaseMerged, "", index, at)
-				return err
+				return r.FinishMerged(map[string]MergeInput{amd: {Digest: d1}, arm: {Digest: d2}}, index, at)
 			},
 			want:    map[Phase]Phase{"": PhaseMerged, PhaseBuilding: PhaseMerged, PhaseWaiting: PhaseMerged, PhaseFailed: PhaseMerged},
 			wantErr: unchanged(PhaseMerged, PhaseSigned, PhasePromoted, PhaseConflicted),
 		},
 		{
-			name: "the platform check failed",
+			name:  "the platform check failed",
+			event: "FinishFailed",
 			do: func(r *Revision) error {
-				_, err := r.FinishMerge("lease", map[string]MergeInput{amd: {Digest: d1}}, PhaseFailed, "wrong platform", "", at)
+				_, err := r.FinishFailed("lease", map[string]MergeInput{amd: {Digest: d1}}, "wrong platform", at)
 				return err
 			},
 			// Building has no digest for amd64: the input moved, and nothing is recorded.
@@ -156,21 +173,42 @@ func TestTransitions(t *testing.T) {
 			wantErr: unchanged("", PhaseBuilding, PhaseMerged, PhaseSigned, PhasePromoted, PhaseConflicted),
 		},
 		{
-			name: "a merge cannot end signed",
+			name:  "the revision tag points elsewhere",
+			event: "FinishConflicted",
 			do: func(r *Revision) error {
-				_, err := r.FinishMerge("lease", nil, PhaseSigned, "", "", at)
+				_, err := r.FinishConflicted("lease", map[string]MergeInput{amd: {Digest: d1}}, "r1 points elsewhere", at)
 				return err
 			},
+			// As for a failure: an input that moved (nothing pushed yet) records nothing.
+			want:    map[Phase]Phase{PhaseWaiting: PhaseConflicted, PhaseFailed: PhaseConflicted},
+			wantErr: unchanged("", PhaseBuilding, PhaseMerged, PhaseSigned, PhasePromoted, PhaseConflicted),
+		},
+		{
+			name:    "merged without an index",
+			event:   "FinishMerged",
+			do:      func(r *Revision) error { return r.FinishMerged(nil, "", at) },
 			wantErr: allErr(all, ErrTransition),
 		},
 		{
+			name:  "evidence found after a refusal for want of it",
+			event: "RetryEvidence",
+			do: func(r *Revision) error {
+				r.Untrusted = r.Phase == PhaseFailed // as FinishUntrusted leaves it
+				return r.RetryEvidence()
+			},
+			want:    map[Phase]Phase{PhaseFailed: PhaseWaiting},
+			wantErr: unchanged("", PhaseBuilding, PhaseWaiting, PhaseMerged, PhaseSigned, PhasePromoted, PhaseConflicted),
+		},
+		{
 			name:    "signed",
+			event:   "MarkSigned",
 			do:      func(r *Revision) error { return r.MarkSigned(at) },
 			want:    map[Phase]Phase{PhaseMerged: PhaseSigned, PhaseConflicted: PhaseConflicted},
 			wantErr: with(with(with(with(unchanged(PhaseSigned, PhasePromoted), "", ErrTransition), PhaseBuilding, ErrTransition), PhaseWaiting, ErrTransition), PhaseFailed, ErrTransition),
 		},
 		{
-			name: "promoted to one of two destinations",
+			name:  "promoted to one of two destinations",
+			event: "PromotedTo",
 			do: func(r *Revision) error {
 				_, err := r.PromotedTo(dests[0], index, at, time.Second, dests)
 				return err
@@ -179,7 +217,8 @@ func TestTransitions(t *testing.T) {
 			wantErr: allErr([]Phase{"", PhaseBuilding, PhaseWaiting, PhaseFailed}, ErrTransition),
 		},
 		{
-			name: "promoted to the last destination",
+			name:  "promoted to the last destination",
+			event: "PromotedTo",
 			do: func(r *Revision) error {
 				_, err := r.PromotedTo(dests[0], index, at, time.Second, dests[:1])
 				return err
@@ -189,36 +228,42 @@ func TestTransitions(t *testing.T) {
 		},
 		{
 			name:    "a destination tag points elsewhere",
+			event:   "PromotionConflicted",
 			do:      func(r *Revision) error { return r.PromotionConflicted(dests[0], "tag moved", at) },
 			want:    map[Phase]Phase{PhaseMerged: PhaseConflicted, PhaseSigned: PhaseConflicted, PhasePromoted: PhaseConflicted, PhaseConflicted: PhaseConflicted},
 			wantErr: allErr([]Phase{"", PhaseBuilding, PhaseWaiting, PhaseFailed}, ErrTransition),
 		},
 		{
-			name: "nothing left to do, signing required",
-			do:   func(r *Revision) error { return r.Complete(true, nil, at) },
-			want: map[Phase]Phase{PhaseSigned: PhasePromoted},
+			name:  "nothing left to do, signing required",
+			event: "Complete",
+			do:    func(r *Revision) error { return r.Complete(true, nil, at) },
+			want:  map[Phase]Phase{PhaseSigned: PhasePromoted},
 			// Merged is not signed yet.
 			wantErr: unchanged("", PhaseBuilding, PhaseWaiting, PhaseMerged, PhasePromoted, PhaseFailed, PhaseConflicted),
 		},
 		{
 			name:    "nothing left to do, no signing",
+			event:   "Complete",
 			do:      func(r *Revision) error { return r.Complete(false, nil, at) },
 			want:    map[Phase]Phase{PhaseMerged: PhasePromoted, PhaseSigned: PhasePromoted},
 			wantErr: unchanged("", PhaseBuilding, PhaseWaiting, PhasePromoted, PhaseFailed, PhaseConflicted),
 		},
 		{
 			name:    "destinations left",
+			event:   "Complete",
 			do:      func(r *Revision) error { return r.Complete(false, dests, at) },
 			wantErr: unchanged(all...),
 		},
 		{
 			name:    "a merge will be retried",
+			event:   "MergeRetrying",
 			do:      func(r *Revision) error { return r.MergeRetrying(Retry{Failures: 1, Error: "503"}) },
 			want:    map[Phase]Phase{PhaseBuilding: PhaseBuilding, PhaseWaiting: PhaseWaiting, PhaseFailed: PhaseFailed},
 			wantErr: unchanged("", PhaseMerged, PhaseSigned, PhasePromoted, PhaseConflicted),
 		},
 		{
-			name: "a promotion will be retried",
+			name:  "a promotion will be retried",
+			event: "StepRetrying",
 			do: func(r *Revision) error {
 				return r.StepRetrying(Step{Kind: StepPromote, Index: index, Destination: dests[0]}, Retry{Failures: 2, Error: "503"}, at)
 			},
@@ -226,7 +271,8 @@ func TestTransitions(t *testing.T) {
 			wantErr: unchanged("", PhaseBuilding, PhaseWaiting, PhaseFailed),
 		},
 		{
-			name: "a step of another index will be retried",
+			name:  "a step of another index will be retried",
+			event: "StepRetrying",
 			do: func(r *Revision) error {
 				return r.StepRetrying(Step{Kind: StepSign, Index: "sha256:other"}, Retry{Failures: 1}, at)
 			},
@@ -234,12 +280,14 @@ func TestTransitions(t *testing.T) {
 		},
 		{
 			name:    "a release tag pushed",
+			event:   "ReleaseRequested",
 			do:      func(r *Revision) error { return r.ReleaseRequested("v1.2.3", at) },
 			want:    same(all),
 			wantErr: map[Phase]error{},
 		},
 		{
-			name: "a release tag pushed again",
+			name:  "a release tag pushed again",
+			event: "ReleaseRequested",
 			do: func(r *Revision) error {
 				_ = r.ReleaseRequested("v1.2.3", at)
 				return r.ReleaseRequested("v1.2.3", at.Add(time.Hour))
@@ -247,7 +295,8 @@ func TestTransitions(t *testing.T) {
 			wantErr: unchanged(all...),
 		},
 		{
-			name: "a release promoted",
+			name:  "a release promoted",
+			event: "ReleasePromoted",
 			do: func(r *Revision) error {
 				_ = r.ReleaseRequested("v1.2.3", at)
 				return r.ReleasePromoted("v1.2.3", dests[0], index, at)
@@ -257,11 +306,13 @@ func TestTransitions(t *testing.T) {
 		},
 		{
 			name:    "a release promoted that was never requested",
+			event:   "ReleasePromoted",
 			do:      func(r *Revision) error { return r.ReleasePromoted("v1.2.3", dests[0], index, at) },
 			wantErr: allErr(all, ErrTransition),
 		},
 		{
-			name: "a release tag points elsewhere",
+			name:  "a release tag points elsewhere",
+			event: "ReleaseConflicted",
 			do: func(r *Revision) error {
 				_ = r.ReleaseRequested("v1.2.3", at)
 				return r.ReleaseConflicted("v1.2.3", dests[0], "prod:v1.2.3 points elsewhere", at)
@@ -270,7 +321,8 @@ func TestTransitions(t *testing.T) {
 			wantErr: allErr([]Phase{"", PhaseBuilding, PhaseWaiting, PhaseFailed}, ErrTransition),
 		},
 		{
-			name: "a release promotion will be retried",
+			name:  "a release promotion will be retried",
+			event: "StepRetrying",
 			do: func(r *Revision) error {
 				_ = r.ReleaseRequested("v1.2.3", at)
 				return r.StepRetrying(Step{Kind: StepPromote, Index: index, Destination: dests[0], Tag: "v1.2.3"}, Retry{Failures: 1, Error: "503"}, at)
@@ -279,14 +331,16 @@ func TestTransitions(t *testing.T) {
 			wantErr: unchanged("", PhaseBuilding, PhaseWaiting, PhaseFailed),
 		},
 		{
-			name: "a retry of a release never requested",
+			name:  "a retry of a release never requested",
+			event: "StepRetrying",
 			do: func(r *Revision) error {
 				return r.StepRetrying(Step{Kind: StepPromote, Index: index, Destination: dests[0], Tag: "v1.2.3"}, Retry{Failures: 1}, at)
 			},
 			wantErr: unchanged(all...),
 		},
 		{
-			name: "a retry of an unknown step",
+			name:  "a retry of an unknown step",
+			event: "StepRetrying",
 			do: func(r *Revision) error {
 				return r.StepRetrying(Step{Kind: "rebuild", Index: index}, Retry{Failures: 1}, at)
 			},
@@ -316,6 +370,69 @@ func TestTransitions(t *testing.T) {
 			})
 		}
 	}
+
+	// The architecture doc's table of phase changes is the code's, row for row.
+	t.Run("docs/ARCHITECTURE.md", func(t *testing.T) {
+		documented := docTransitions(t, "../../docs/ARCHITECTURE.md")
+		made := map[string]bool{} // the phase changes the code makes, as change writes them
+		for _, tc := range tests {
+			for _, from := range all {
+				if r := rev(from); tc.do(r) == nil && r.Phase != from {
+					made[change(from, tc.event, r.Phase)] = true
+				}
+			}
+		}
+		if diff := cmp.Diff(slices.Sorted(maps.Keys(made)), documented); diff != "" {
+			t.Errorf("the transition table of docs/ARCHITECTURE.md is not what the code does (-code +doc):\n%s", diff)
+		}
+	})
+}
+
+func change(from Phase, event string, to Phase) string {
+	return fmt.Sprintf("%q --%s--> %q", from, event, to)
+}
+
+// docTransitions reads the table under the header "| From | Transition | To |" in the doc
+// at path: each row names the phases a transition leaves (a comma-separated list, "" for
+// a revision never seen), the method, and the phase it enters. It returns each phase
+// change it lists, as change writes them, sorted.
+func docTransitions(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading the doc: %v", err)
+	}
+	cell := func(s string) string { return strings.Trim(strings.TrimSpace(s), "`") }
+	phase := func(s string) Phase {
+		if s = cell(s); s == `""` {
+			return ""
+		}
+		return Phase(s)
+	}
+	var out []string
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		cells := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
+		switch {
+		case !in && len(cells) >= 3 && cell(cells[0]) == "From" && cell(cells[1]) == "Transition" && cell(cells[2]) == "To":
+			in = true
+		case in && !strings.HasPrefix(strings.TrimSpace(line), "|"):
+			in = false
+		case in && strings.HasPrefix(cell(cells[0]), "---"):
+		case in:
+			if len(cells) < 3 {
+				t.Fatalf("table row %q: want From | Transition | To", line)
+			}
+			for _, from := range strings.Split(cells[0], ",") {
+				out = append(out, change(phase(from), cell(cells[1]), phase(cells[2])))
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s has no table headed | From | Transition | To |", path)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // same maps each of phs to itself: the transition keeps the phase.
@@ -373,20 +490,20 @@ func TestTransitionDetails(t *testing.T) {
 	})
 	t.Run("a failure about a moved input only releases the lease", func(t *testing.T) {
 		r := &Revision{Phase: PhaseWaiting, Merging: &Lease{ID: "mine"}, Platforms: map[string]PlatformState{amd: {Digest: "sha256:new"}}}
-		moved, err := r.FinishMerge("mine", map[string]MergeInput{amd: {Digest: "sha256:old"}}, PhaseFailed, "wrong platform", "", at)
+		moved, err := r.FinishFailed("mine", map[string]MergeInput{amd: {Digest: "sha256:old"}}, "wrong platform", at)
 		if !moved || err != nil || r.Merging != nil || r.Phase != PhaseWaiting {
 			t.Fatalf("moved %v, %v, %+v", moved, err, r)
 		}
 		r.Merging = &Lease{ID: "theirs"}
-		if _, err := r.FinishMerge("mine", map[string]MergeInput{amd: {Digest: "sha256:old"}}, PhaseFailed, "x", "", at); !errors.Is(err, ErrNoChange) || r.Merging.ID != "theirs" {
+		if _, err := r.FinishFailed("mine", map[string]MergeInput{amd: {Digest: "sha256:old"}}, "x", at); !errors.Is(err, ErrNoChange) || r.Merging.ID != "theirs" {
 			t.Fatalf("another's lease: %v, %+v", err, r.Merging)
 		}
 	})
 	t.Run("an index is recorded with the digests it was built from", func(t *testing.T) {
 		r := &Revision{Phase: PhaseWaiting, Merging: &Lease{ID: "mine"}, MergeRetry: Retry{Failures: 1}, Platforms: map[string]PlatformState{amd: {Digest: "sha256:new"}}}
-		moved, err := r.FinishMerge("mine", map[string]MergeInput{amd: {Digest: "sha256:old"}}, PhaseMerged, "", "sha256:i", at)
-		if !moved || err != nil || r.Platforms[amd].Digest != "sha256:old" || r.Index != "sha256:i" || r.Merging != nil || r.MergeRetry.Failures != 0 {
-			t.Fatalf("moved %v, %v, %+v", moved, err, r)
+		err := r.FinishMerged(map[string]MergeInput{amd: {Digest: "sha256:old"}}, "sha256:i", at)
+		if err != nil || r.Platforms[amd].Digest != "sha256:old" || r.Index != "sha256:i" || r.Merging != nil || r.MergeRetry.Failures != 0 {
+			t.Fatalf("%v, %+v", err, r)
 		}
 	})
 	t.Run("a retried step keeps what it was done before", func(t *testing.T) {
@@ -452,8 +569,7 @@ func TestTimeline(t *testing.T) {
 	must(err)
 	_, err = r.RecordDigests("s", []string{amd, arm}, map[string]string{amd: "sha256:a", arm: "sha256:b"}, step(10))
 	must(err)
-	_, err = r.FinishMerge("l", map[string]MergeInput{amd: {Digest: "sha256:a"}, arm: {Digest: "sha256:b"}}, PhaseMerged, "", "sha256:i", step(11))
-	must(err)
+	must(r.FinishMerged(map[string]MergeInput{amd: {Digest: "sha256:a"}, arm: {Digest: "sha256:b"}}, "sha256:i", step(11)))
 	must(r.MarkSigned(step(12)))
 	_, err = r.PromotedTo("prod", "sha256:i", step(14), 2*time.Second, []string{"prod"})
 	must(err)
@@ -635,5 +751,126 @@ func TestReleaseTags(t *testing.T) {
 	}
 	if err := rt.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)
+	}
+}
+
+// TestRevisionRules: the questions other packages ask of a revision, in every phase.
+func TestRevisionRules(t *testing.T) {
+	p := Pipeline{Platforms: []Platform{MustPlatform("linux/amd64"), MustPlatform("linux/arm64")}}
+	both := map[string]PlatformState{"linux/amd64": {Digest: "sha256:a"}, "linux/arm64": {Digest: "sha256:b"}}
+	one := map[string]PlatformState{"linux/amd64": {Digest: "sha256:a"}}
+	tests := []struct {
+		name                                    string
+		rev                                     Revision
+		stopped, advancing, unmerged, mergeable bool
+	}{
+		{name: "never seen", rev: Revision{}, unmerged: true},
+		{name: "waiting for a platform", rev: Revision{Phase: PhaseWaiting, Platforms: one}, unmerged: true},
+		{name: "every platform there", rev: Revision{Phase: PhaseWaiting, Platforms: both}, unmerged: true, mergeable: true},
+		{name: "failed", rev: Revision{Phase: PhaseFailed, Platforms: both}, stopped: true},
+		{name: "merged", rev: Revision{Phase: PhaseMerged, Index: "sha256:i", Platforms: both}, advancing: true},
+		{name: "promoted", rev: Revision{Phase: PhasePromoted, Index: "sha256:i", Platforms: both}, advancing: true},
+		{name: "conflicted after the merge", rev: Revision{Phase: PhaseConflicted, Index: "sha256:i", Platforms: both}, stopped: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.rev
+			got := []bool{r.Stopped(), r.Advancing(), r.Unmerged(), r.Mergeable(p)}
+			want := []bool{tc.stopped, tc.advancing, tc.unmerged, tc.mergeable}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Stopped, Advancing, Unmerged, Mergeable (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestMergeLease: one live lease at a time; only its holder renews or releases it.
+func TestMergeLease(t *testing.T) {
+	now := time.Unix(1700000000, 0).UTC()
+	const ttl = 10 * time.Second
+	tests := []struct {
+		name    string
+		held    *Lease
+		do      func(r *Revision) error
+		wantID  string // the lease's holder afterwards, "" for none
+		wantErr error
+	}{
+		{
+			name: "take a free lease",
+			do: func(r *Revision) error {
+				_, err := r.TakeMergeLease(Lease{Owner: "a", ID: "a/1"}, ttl, now)
+				return err
+			},
+			wantID: "a/1",
+		},
+		{
+			name: "another's live lease",
+			held: &Lease{Owner: "b", ID: "b/1", Expires: now.Add(time.Second)},
+			do: func(r *Revision) error {
+				_, err := r.TakeMergeLease(Lease{Owner: "a", ID: "a/1"}, ttl, now)
+				return err
+			},
+			wantID:  "b/1",
+			wantErr: ErrLeaseHeld,
+		},
+		{
+			name: "take over an expired lease",
+			held: &Lease{Owner: "b", ID: "b/1", Expires: now.Add(-time.Second)},
+			do: func(r *Revision) error {
+				expired, err := r.TakeMergeLease(Lease{Owner: "a", ID: "a/1"}, ttl, now)
+				if expired == nil || expired.ID != "b/1" {
+					t.Errorf("took over %+v, want b/1's expired lease", expired)
+				}
+				return err
+			},
+			wantID: "a/1",
+		},
+		{
+			name: "renew one's own",
+			held: &Lease{Owner: "a", ID: "a/1", Expires: now},
+			do: func(r *Revision) error {
+				err := r.RenewMergeLease("a/1", ttl, now)
+				if !r.Merging.Expires.Equal(now.Add(ttl)) {
+					t.Errorf("expires %s, want %s", r.Merging.Expires, now.Add(ttl))
+				}
+				return err
+			},
+			wantID: "a/1",
+		},
+		{
+			name:    "renew a lease taken over",
+			held:    &Lease{Owner: "b", ID: "b/1", Expires: now},
+			do:      func(r *Revision) error { return r.RenewMergeLease("a/1", ttl, now) },
+			wantID:  "b/1",
+			wantErr: ErrNoChange,
+		},
+		{
+			name: "release one's own",
+			held: &Lease{Owner: "a", ID: "a/1", Expires: now},
+			do:   func(r *Revision) error { return r.ReleaseMergeLease("a/1") },
+		},
+		{
+			name:    "release another's",
+			held:    &Lease{Owner: "b", ID: "b/1", Expires: now},
+			do:      func(r *Revision) error { return r.ReleaseMergeLease("a/1") },
+			wantID:  "b/1",
+			wantErr: ErrNoChange,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Revision{Phase: PhaseWaiting, Merging: tc.held}
+			err := tc.do(r)
+			if !errors.Is(err, tc.wantErr) || (err != nil && tc.wantErr == nil) {
+				t.Fatalf("got error %v, want %v", err, tc.wantErr)
+			}
+			got := ""
+			if r.Merging != nil {
+				got = r.Merging.ID
+			}
+			if got != tc.wantID || (tc.wantID != "" && !r.HoldsMergeLease(tc.wantID)) {
+				t.Errorf("lease held by %q, want %q", got, tc.wantID)
+			}
+		})
 	}
 }

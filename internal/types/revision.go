@@ -167,3 +167,36 @@ func (r *Revision) Terminal() bool {
 	}
 	return false
 }
+
+// Stopped reports whether the revision failed or conflicted: nothing of it is merged,
+// signed or promoted any further until a new image (or an operator) retries it.
+func (r *Revision) Stopped() bool {
+	return r.Phase == PhaseFailed || r.Phase == PhaseConflicted
+}
+
+// Advancing reports whether the revision is merged and not stopped: its signing,
+// promotions and releases go on (also once it is promoted, for its releases).
+func (r *Revision) Advancing() bool {
+	return r.Index != "" && !r.Stopped()
+}
+
+// Unmerged reports whether the revision still waits for its merge: no index, and not
+// stopped.
+func (r *Revision) Unmerged() bool {
+	return r.Index == "" && !r.Stopped()
+}
+
+// Mergeable reports whether the revision waits for its merge and has every one of p's
+// platforms' digests. Whether the evidence lets those images in is the merge's to check
+// (BuildEvidence, and a verify policy).
+func (r *Revision) Mergeable(p Pipeline) bool {
+	if !r.Unmerged() {
+		return false
+	}
+	for _, key := range p.Keys() {
+		if r.Platforms[key].Digest == "" {
+			return false
+		}
+	}
+	return true
+}
