@@ -108,8 +108,7 @@ func TestABuildingPipelineMergesOnlyItsBuilds(t *testing.T) {
 		if r, err := m.HandlePush(ctx, f.push(t, "r3", arm, arm, t1)); err != nil || r.Phase != types.PhaseWaiting {
 			t.Fatalf("before the wait is over: %+v %v", r, err)
 		}
-		time.Sleep(300 * time.Millisecond)
-		r, err := m.Sync(ctx, f.p, "r3")
+		r, err := syncUntil(t, m, f.p, "r3", types.PhaseFailed)
 		if err != nil || r.Phase != types.PhaseFailed || r.Index != "" {
 			t.Fatalf("after the wait: %+v %v, want failed", r, err)
 		}
@@ -134,8 +133,7 @@ func TestABuildingPipelineMergesOnlyItsBuilds(t *testing.T) {
 		if r, err := m.HandlePush(ctx, f.push(t, "r5", arm, arm, t1)); err != nil || r.Phase != types.PhaseWaiting {
 			t.Fatalf("before the wait is over: %+v %v", r, err)
 		}
-		time.Sleep(300 * time.Millisecond)
-		if r, err := m.Sync(ctx, f.p, "r5"); err != nil || r.Phase != types.PhaseFailed || !strings.Contains(r.Reason, "no build of promoter's reported it") {
+		if r, err := syncUntil(t, m, f.p, "r5", types.PhaseFailed); err != nil || r.Phase != types.PhaseFailed || !strings.Contains(r.Reason, "no build of promoter's reported it") {
 			t.Fatalf("after the wait: %+v %v, want failed", r, err)
 		}
 	})
@@ -245,4 +243,21 @@ func TestAMergeOnlyPipelineMergesWhatItsPolicyAccepts(t *testing.T) {
 			t.Errorf("evidence %+v", got)
 		}
 	})
+}
+
+// syncUntil syncs revision every 20 ms until it is in phase, for up to 10 s (a wait that
+// runs on the wall clock, such as the build wait, is over), and returns the last sync's
+// outcome.
+func syncUntil(t *testing.T, m *Merger, p types.Pipeline, revision string, phase types.Phase) (*types.Revision, error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		r, err := m.Sync(context.Background(), p, revision)
+		if err != nil || (r != nil && r.Phase == phase) || time.Now().After(deadline) {
+			return r, err
+		}
+		<-tick.C
+	}
 }

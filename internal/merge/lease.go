@@ -50,64 +50,44 @@ type claim struct {
 // returns nil (and no error) when there is nothing to merge any more.
 func (m *Merger) claim(ctx context.Context, p types.Pipeline, revision string) (*claim, error) {
 	lease := m.newLease()
-	var busy *InProgressError
-	rev, err := m.store.Update(ctx, p.Name, revision, func(r *types.Revision) error {
-		busy = nil
+	rev, expired, err := state.Update(ctx, m.store, p.Name, revision, func(r *types.Revision) (*types.Lease, error) {
 		if !m.mergeable(p, r) {
-			return state.ErrNoChange
+			return nil, state.ErrNoChange
 		}
-		if r.Merging.Live(time.Now()) {
-			busy = &InProgressError{Owner: r.Merging.Owner, Until: r.Merging.Expires}
-			return busy
+		expired, err := r.TakeMergeLease(lease, m.lease, time.Now())
+		if errors.Is(err, types.ErrLeaseHeld) {
+			return nil, &InProgressError{Owner: r.Merging.Owner, Until: r.Merging.Expires}
 		}
-		m.takeLease(p, r, lease)
-		return nil
+		return expired, err
 	})
-	if busy != nil {
-		return nil, busy
-	}
 	if err != nil {
 		return nil, err
 	}
-	if rev.Merging == nil || rev.Merging.ID != lease.ID {
+	m.tookOver(p, revision, expired)
+	if !rev.HoldsMergeLease(lease.ID) {
 		return nil, nil
 	}
 	return &claim{id: lease.ID, rev: rev}, nil
 }
 
 // newLease is a merge lease of this replica's, not yet written.
-func (m *Merger) newLease() *types.Lease {
-	return &types.Lease{Owner: m.owner, ID: m.owner + "/" + nonce()}
+func (m *Merger) newLease() types.Lease {
+	return types.Lease{Owner: m.owner, ID: m.owner + "/" + nonce()}
 }
 
-// takeLease writes lease into r (inside a state update) when r is mergeable and nobody
-// holds a live lease on it; an expired one is taken over.
-func (m *Merger) takeLease(p types.Pipeline, r *types.Revision, lease *types.Lease) {
-	now := time.Now()
-	if !m.mergeable(p, r) || r.Merging.Live(now) {
-		return
+// tookOver logs the expired lease of another holder a write of this replica's took over.
+func (m *Merger) tookOver(p types.Pipeline, revision string, expired *types.Lease) {
+	if expired != nil {
+		m.log.Info("taking over an expired merge lease", "pipeline", p.Name, "revision", revision,
+			"owner", expired.Owner, "expired", expired.Expires)
 	}
-	if r.Merging != nil {
-		m.log.Info("taking over an expired merge lease", "pipeline", p.Name, "revision", r.Revision,
-			"owner", r.Merging.Owner, "expired", r.Merging.Expires)
-	}
-	l := *lease
-	l.Expires = now.Add(m.lease).UTC()
-	r.Merging = &l
 }
 
-// mergeable reports whether r has every platform's digest, is not merged or terminal, and
-// does not wait for a build result to vouch for one of them.
+// mergeable reports whether r is to be merged now: it has every platform's digest and is
+// not merged or stopped (types.Revision.Mergeable), and it does not wait for a build
+// result to vouch for one of them.
 func (m *Merger) mergeable(p types.Pipeline, r *types.Revision) bool {
-	if r.Index != "" || r.Phase == types.PhaseFailed || r.Phase == types.PhaseConflicted {
-		return false
-	}
-	for _, pl := range p.Platforms {
-		if r.Platforms[pl.String()].Digest == "" {
-			return false
-		}
-	}
-	return len(m.awaitsBuild(p, r)) == 0
+	return r.Mergeable(p) && len(m.awaitsBuild(p, r)) == 0
 }
 
 // renew keeps c's lease alive until stop is closed, so that a long merge is not taken over
@@ -124,11 +104,7 @@ func (m *Merger) renew(ctx context.Context, p types.Pipeline, c *claim, stop <-c
 		case <-t.C:
 		}
 		_, err := m.store.Update(ctx, p.Name, c.rev.Revision, func(r *types.Revision) error {
-			if r.Merging == nil || r.Merging.ID != c.id {
-				return state.ErrNoChange // finished, or taken over
-			}
-			r.Merging.Expires = time.Now().Add(m.lease).UTC()
-			return nil
+			return r.RenewMergeLease(c.id, m.lease, time.Now()) // no change once finished, or taken over
 		})
 		if err != nil && ctx.Err() == nil {
 			m.log.Warn("renewing merge lease", "pipeline", p.Name, "revision", c.rev.Revision, "error", err)
@@ -140,11 +116,7 @@ func (m *Merger) renew(ctx context.Context, p types.Pipeline, c *claim, stop <-c
 // expire.
 func (m *Merger) release(ctx context.Context, p types.Pipeline, c *claim) {
 	_, _ = m.store.Update(ctx, p.Name, c.rev.Revision, func(r *types.Revision) error {
-		if r.Merging == nil || r.Merging.ID != c.id {
-			return state.ErrNoChange
-		}
-		r.Merging = nil
-		return nil
+		return r.ReleaseMergeLease(c.id)
 	})
 }
 

@@ -63,7 +63,7 @@ func New(store *state.Store, reg registry.Client, pipelines []types.Pipeline, op
 func (m *Merger) HandlePush(ctx context.Context, ev types.RegistryPush) (*types.Revision, error) {
 	p, ok := m.pipelines[ev.Pipeline]
 	if !ok {
-		return nil, fmt.Errorf("pipeline %q is not configured", ev.Pipeline)
+		return nil, fmt.Errorf("merging a push of %s: %w %q", ev.Revision, types.ErrUnknownPipeline, ev.Pipeline)
 	}
 	if !p.HasPlatform(ev.Platform) {
 		m.log.Warn("ignoring push", "reason", fmt.Sprintf("platform %s is not one of pipeline %s's", ev.Platform, p.Name))
@@ -81,10 +81,10 @@ func (m *Merger) Sync(ctx context.Context, p types.Pipeline, revision string) (*
 func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hint *types.RegistryPush) (*types.Revision, error) {
 	log := m.log.With("pipeline", p.Name, "revision", revision)
 	var (
-		rev       *types.Revision
-		violation string
-		lease     *types.Lease
-		err       error
+		rev   *types.Revision
+		wrote recorded
+		lease types.Lease
+		err   error
 	)
 	for reread := false; ; reread = true {
 		notified := hint
@@ -96,22 +96,26 @@ func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hi
 			return nil, err
 		}
 		lease = m.newLease()
-		rev, err = m.store.Update(ctx, p.Name, revision, func(r *types.Revision) error {
+		rev, wrote, err = state.Update(ctx, m.store, p.Name, revision, func(r *types.Revision) (recorded, error) {
 			// Two pushes of one revision handled at once each read the registry before the
 			// other's tag was there; the one that writes second must not erase the digest
 			// the first recorded. A digest the state has and this read does not see is read
 			// again once; absent then too, the tag was deleted.
 			if !reread && misses(r, now) {
-				return errStaleRead
+				return recorded{}, errStaleRead
 			}
 			r.ExpectPlatforms(p.ArchTags(r.Revision))
-			violation, err = r.RecordDigests(string(p.Staging), p.Keys(), now, time.Now().UTC())
-			if err == nil && violation == "" {
-				// The write that completes the revision claims its merge too: one
-				// compare-and-swap, not two.
-				m.takeLease(p, r, lease)
+			violation, err := r.RecordDigests(string(p.Staging), p.Keys(), now, time.Now().UTC())
+			if err != nil || violation != "" {
+				return recorded{violation: violation}, err
 			}
-			return err
+			// The write that completes the revision claims its merge too: one
+			// compare-and-swap, not two. A live lease of another holder is left to it.
+			if !m.mergeable(p, r) {
+				return recorded{}, nil
+			}
+			expired, _ := r.TakeMergeLease(lease, m.lease, time.Now())
+			return recorded{expired: expired}, nil
 		})
 		if !errors.Is(err, errStaleRead) {
 			break
@@ -120,7 +124,8 @@ func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hi
 	if err != nil {
 		return nil, err
 	}
-	if violation != "" {
+	m.tookOver(p, revision, wrote.expired)
+	if violation := wrote.violation; violation != "" {
 		m.metrics.ImmutabilityViolations.Inc()
 		log.Error("immutable arch tag moved", "reason", violation)
 		return rev, nil
@@ -135,6 +140,13 @@ func (m *Merger) sync(ctx context.Context, p types.Pipeline, revision string, hi
 		return nil, err
 	}
 	return m.mergeIfComplete(ctx, p, rev, lease.ID)
+}
+
+// recorded is what sync's write decided: the immutability violation it found, or the
+// expired lease of another holder it took over.
+type recorded struct {
+	violation string
+	expired   *types.Lease
 }
 
 // recheck tries a revision that failed for want of evidence again once the evidence is
@@ -231,7 +243,7 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *typ
 		c   *claim
 		err error
 	)
-	if rev.Merging != nil && rev.Merging.ID == leaseID {
+	if rev.HoldsMergeLease(leaseID) {
 		c = &claim{id: leaseID, rev: rev}
 	} else if c, err = m.claim(ctx, p, rev.Revision); err != nil {
 		return rev, err
@@ -243,7 +255,7 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *typ
 		if err != nil {
 			return nil, err
 		}
-		if cur.Index == "" && cur.Phase != types.PhaseFailed && cur.Phase != types.PhaseConflicted {
+		if cur.Unmerged() {
 			return cur, errUnsettled
 		}
 		return cur, nil
@@ -267,12 +279,14 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *typ
 	case v.phase != "":
 		m.metrics.Merges.WithLabelValues(string(v.phase)).Inc()
 		log.Error("merge refused: no evidence for an arch image", "reason", v.reason)
-		if v.untrusted {
-			return m.end(ctx, p, c, "", func(r *types.Revision) (bool, error) {
-				return r.FinishUntrusted(c.id, inputsOf(p, rev), v.reason, time.Now().UTC())
-			})
+		refuse := (*types.Revision).FinishConflicted
+		switch {
+		case v.untrusted:
+			refuse = (*types.Revision).FinishUntrusted
+		case v.phase == types.PhaseFailed:
+			refuse = (*types.Revision).FinishFailed
 		}
-		return m.finish(ctx, p, c, inputsOf(p, rev), v.phase, v.reason, "")
+		return m.refuse(ctx, p, c, refuse, v.reason)
 	}
 	inputs := v.inputs
 	var children []Child
@@ -288,7 +302,7 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *typ
 	if errors.Is(err, ErrPlatform) {
 		m.metrics.Merges.WithLabelValues("failed").Inc()
 		log.Error("merge refused: platform mismatch", "reason", err.Error())
-		return m.finish(ctx, p, c, inputsOf(p, rev), types.PhaseFailed, err.Error(), "")
+		return m.refuse(ctx, p, c, (*types.Revision).FinishFailed, err.Error())
 	}
 	if err != nil {
 		m.metrics.Merges.WithLabelValues("error").Inc()
@@ -301,7 +315,7 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *typ
 		m.metrics.Merges.WithLabelValues("conflicted").Inc()
 		m.metrics.ImmutabilityViolations.Inc()
 		log.Error("merge refused: revision tag is immutable", "reason", err.Error())
-		return m.finish(ctx, p, c, inputsOf(p, rev), types.PhaseConflicted, err.Error(), "")
+		return m.refuse(ctx, p, c, (*types.Revision).FinishConflicted, err.Error())
 	}
 	if err != nil {
 		m.metrics.Merges.WithLabelValues("error").Inc()
@@ -315,7 +329,9 @@ func (m *Merger) mergeIfComplete(ctx context.Context, p types.Pipeline, rev *typ
 		kids = append(kids, c.Platform.String()+"="+c.Digest)
 	}
 	log.Info("merged", "digest", res.Digest, "outcome", string(outcome), "children", kids, "seconds", time.Since(start).Seconds())
-	return m.finish(ctx, p, c, inputs, types.PhaseMerged, "", res.Digest)
+	return m.store.Update(ctx, p.Name, rev.Revision, func(r *types.Revision) error {
+		return r.FinishMerged(inputs, res.Digest, time.Now().UTC())
+	})
 }
 
 // inputsOf are rev's platform digests, without evidence: what a refused merge records.
@@ -336,23 +352,20 @@ var errUnsettled = errors.New("revision state changed while claiming the merge; 
 // merge is tried again with the new one.
 var errInputsMoved = errors.New("an arch tag moved during the merge; merging again with what the registry holds now")
 
-// finish records the end of c's merge attempt (see types.Revision.FinishMerge).
-func (m *Merger) finish(ctx context.Context, p types.Pipeline, c *claim, inputs map[string]types.MergeInput, phase types.Phase, reason, index string) (*types.Revision, error) {
-	return m.end(ctx, p, c, index, func(r *types.Revision) (bool, error) {
-		return r.FinishMerge(c.id, inputs, phase, reason, index, time.Now().UTC())
-	})
-}
+// refusal is one of the ways a merge ends without an index (types.Revision.FinishFailed,
+// FinishConflicted, FinishUntrusted): given the lease, the inputs, the reason and the
+// time, it reports whether an input moved meanwhile.
+type refusal func(r *types.Revision, lease string, inputs map[string]types.MergeInput, reason string, at time.Time) (moved bool, err error)
 
-// end records the end of c's merge attempt with transition, which reports whether an
-// input moved meanwhile (then a failure is not recorded, and the merge is tried again).
-func (m *Merger) end(ctx context.Context, p types.Pipeline, c *claim, index string, transition func(r *types.Revision) (moved bool, err error)) (*types.Revision, error) {
-	moved := false
-	rev, err := m.store.Update(ctx, p.Name, c.rev.Revision, func(r *types.Revision) error {
-		var err error
-		moved, err = transition(r)
-		return err
+// refuse records the end of c's merge attempt with refusal, for reason. A refusal about an
+// image a tag no longer holds is not recorded (the input moved): errInputsMoved asks the
+// bus to try the merge again with what the registry holds now.
+func (m *Merger) refuse(ctx context.Context, p types.Pipeline, c *claim, refuse refusal, reason string) (*types.Revision, error) {
+	inputs := inputsOf(p, c.rev)
+	rev, moved, err := state.Update(ctx, m.store, p.Name, c.rev.Revision, func(r *types.Revision) (bool, error) {
+		return refuse(r, c.id, inputs, reason, time.Now().UTC())
 	})
-	if err == nil && moved && index == "" {
+	if err == nil && moved {
 		return rev, errInputsMoved
 	}
 	return rev, err

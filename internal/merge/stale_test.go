@@ -253,18 +253,15 @@ func TestAFailureAboutAMovedTagIsNotRecorded(t *testing.T) {
 	if err != nil || c == nil {
 		t.Fatalf("claim: %v %v", c, err)
 	}
-	inputs := map[string]types.MergeInput{}
-	for k, ps := range c.rev.Platforms {
-		inputs[k] = types.MergeInput{Digest: ps.Digest}
-	}
 	// The tag moves while the merge of the bare image runs.
 	fixed := f.push(t, "r1", "linux/amd64", "linux/amd64", t1)
 	if _, err := m.resolveAndRecord(ctx, f.p, "r1"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = m.finish(ctx, p, c, inputs, types.PhaseFailed, "no platform", "")
+	// The refusal is about the inputs claimed: c.rev's digests.
+	_, err = m.refuse(ctx, p, c, (*types.Revision).FinishFailed, "no platform")
 	if !errors.Is(err, errInputsMoved) {
-		t.Fatalf("finish: %v, want errInputsMoved", err)
+		t.Fatalf("refuse: %v, want errInputsMoved", err)
 	}
 	r, _ := f.store.Get(ctx, "app", "r1")
 	if r.Phase == types.PhaseFailed || r.Merging != nil || r.Platforms["linux/amd64"].Digest != fixed.Digest {
