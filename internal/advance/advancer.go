@@ -95,7 +95,7 @@ func (a *Advancer) Next(ctx context.Context, r *types.Revision) error {
 }
 
 func (a *Advancer) next(ctx context.Context, p types.Pipeline, r *types.Revision) error {
-	if r.Index == "" || r.Phase == types.PhaseFailed || r.Phase == types.PhaseConflicted {
+	if !r.Advancing() {
 		return nil
 	}
 	if p.Sign && !r.Signed {
@@ -131,20 +131,21 @@ func (a *Advancer) publish(ctx context.Context, s types.Step) error {
 	return err
 }
 
-// HandleStep performs one step. A step that is moot (another index, a terminal revision, a
-// pipeline or destination removed from the configuration) is acknowledged and dropped. A
-// release's promote step (Tag set) also runs for a promoted revision.
+// HandleStep is the handler of types.SubjectSteps: it performs one step. A step that is
+// moot (another index, a stopped or terminal revision, a destination removed from the
+// configuration) is acknowledged and dropped; one of a pipeline that is not configured
+// is types.ErrUnknownPipeline. A release's promote step (Tag set) also runs for a
+// promoted revision.
 func (a *Advancer) HandleStep(ctx context.Context, s types.Step) error {
 	p, ok := a.pipeline(s.Pipeline)
 	if !ok {
-		a.log.Warn("dropping a step of a pipeline no longer configured", "pipeline", s.Pipeline, "revision", s.Revision)
-		return nil
+		return fmt.Errorf("%s step of %s: %w %q", s.Kind, s.Revision, types.ErrUnknownPipeline, s.Pipeline)
 	}
 	r, err := a.store.Get(ctx, s.Pipeline, s.Revision)
 	if err != nil {
 		return err
 	}
-	if r.Index != s.Index || r.Phase == types.PhaseFailed || r.Phase == types.PhaseConflicted {
+	if r.Index != s.Index || !r.Advancing() {
 		return nil
 	}
 	if s.Kind == types.StepPromote && s.Tag != "" {
@@ -213,15 +214,12 @@ func (a *Advancer) promoteDestination(ctx context.Context, p types.Pipeline, r *
 	} else {
 		log.Info("promoted", "digest", digest, "seconds", took.Seconds())
 	}
-	all := false
-	updated, uerr := a.store.Update(ctx, p.Name, r.Revision, func(cur *types.Revision) error {
+	updated, all, uerr := state.Update(ctx, a.store, p.Name, r.Revision, func(cur *types.Revision) (bool, error) {
 		now := time.Now().UTC()
 		if conflict {
-			return cur.PromotionConflicted(string(dest.To), err.Error(), now)
+			return false, cur.PromotionConflicted(string(dest.To), err.Error(), now)
 		}
-		var perr error
-		all, perr = cur.PromotedTo(string(dest.To), digest, now, took, p.Destinations())
-		return perr
+		return cur.PromotedTo(string(dest.To), digest, now, took, p.Destinations())
 	})
 	if uerr != nil {
 		return uerr
@@ -265,6 +263,35 @@ func (a *Advancer) promoteRelease(ctx context.Context, p types.Pipeline, r *type
 		return cur.ReleasePromoted(tag, to, digest, now)
 	})
 	return uerr
+}
+
+// HandleRelease is the handler of types.SubjectReleaseTagged: it records a release tag on
+// the revision of the commit it names, and hands the revision to Next, which promotes
+// the release once the revision tag is at a destination. Nothing is built for it: a
+// revision not built or merged yet (or never seen: the tag was pushed before its commit's
+// branch push arrived) keeps the tag in its state until it is merged, signed and promoted
+// as usual. A tag of a pipeline that is not configured is types.ErrUnknownPipeline.
+func (a *Advancer) HandleRelease(ctx context.Context, ev types.ReleaseTagged) error {
+	p, ok := a.pipeline(ev.Pipeline)
+	if !ok {
+		return fmt.Errorf("recording release %s of %s: %w %q", ev.Tag, ev.Revision, types.ErrUnknownPipeline, ev.Pipeline)
+	}
+	rev, err := a.store.Update(ctx, p.Name, ev.Revision, func(r *types.Revision) error {
+		return r.ReleaseRequested(ev.Tag, ev.Received)
+	})
+	if err != nil {
+		return err
+	}
+	log := a.log.With("pipeline", p.Name, "revision", ev.Revision, "tag", ev.Tag, "phase", string(rev.Phase))
+	switch {
+	case rev.Releases[ev.Tag].Reason != "":
+		log.Warn("release tag recorded, not promoted", "reason", rev.Releases[ev.Tag].Reason)
+	case rev.Index == "":
+		log.Info("release tag recorded; it is promoted once the revision is merged and promoted")
+	default:
+		log.Info("release tag recorded")
+	}
+	return a.next(ctx, p, rev)
 }
 
 // markPromoted ends a revision whose every destination is done (or that has none). r is

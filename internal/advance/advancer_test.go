@@ -209,7 +209,9 @@ func TestAdvancerStepOutcomes(t *testing.T) {
 		{name: "registry down is retried", p: pipeline(false, dest), step: promote,
 			promErr: errors.New("503 Service Unavailable"), wantErr: errAny, wantPhase: types.PhaseMerged, wantCalls: 1},
 		{name: "a step of another index", p: pipeline(false, dest), step: withIndex(promote, "sha256:other"), wantPhase: types.PhaseMerged},
-		{name: "a pipeline no longer configured", p: pipeline(false, dest), step: withPipeline(promote, "gone"), wantPhase: types.PhaseMerged},
+		// The router acknowledges it with a log line and a count (TestRouterDropsAMessageOfAnUnknownPipeline).
+		{name: "a pipeline no longer configured", p: pipeline(false, dest), step: withPipeline(promote, "gone"),
+			wantErr: types.ErrUnknownPipeline, wantPhase: types.PhaseMerged},
 		{name: "a destination no longer configured", p: pipeline(false, "other.example/app"), step: promote, wantPhase: types.PhaseMerged},
 		{name: "an unknown step", p: pipeline(false, dest), step: types.Step{Kind: "rebuild", Pipeline: "app", Revision: "r1", Index: index},
 			wantErr: bus.ErrPermanent, wantPhase: types.PhaseMerged},

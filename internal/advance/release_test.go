@@ -10,9 +10,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/promoter-dev/promoter/internal/builders"
-	"github.com/promoter-dev/promoter/internal/merge"
-	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -20,25 +17,6 @@ const (
 	prod   = "prod.example/app"
 	mirror = "mirror.example/app"
 )
-
-// router routes to the fixture's advancer. ReleaseTagged reaches neither the merger nor the
-// dispatcher, which are real and never asked anything here.
-func (f *fixture) router(t *testing.T) *Router {
-	t.Helper()
-	m, err := merge.New(f.store, registry.Client{}, []types.Pipeline{f.p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := builders.NewDispatcher(f.pub, registry.Client{}, []types.Pipeline{f.p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := NewRouter(f.adv, m, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rt
-}
 
 func tagged(rev, tag string) types.ReleaseTagged {
 	return types.ReleaseTagged{ID: "delivery-" + rev + "-" + tag, Pipeline: "app", Repo: "https://git.example/team/app", Tag: tag, Revision: rev,
@@ -63,8 +41,7 @@ func (f *fixture) drain(t *testing.T) {
 func TestReleaseTagWaitsForItsRevision(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, pipeline(true, prod, mirror))
-	rt := f.router(t)
-	if err := rt.ReleaseTagged(ctx, tagged("r1", "v1.2.3")); err != nil {
+		if err := f.adv.HandleRelease(ctx, tagged("r1", "v1.2.3")); err != nil {
 		t.Fatal(err)
 	}
 	got := f.get(t, "r1")
@@ -102,8 +79,7 @@ func TestReleaseTagWaitsForItsRevision(t *testing.T) {
 func TestReleaseTagOfAPromotedRevision(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, pipeline(false, prod, mirror))
-	rt := f.router(t)
-	if err := f.adv.Next(ctx, f.merged(t, "r1")); err != nil {
+		if err := f.adv.Next(ctx, f.merged(t, "r1")); err != nil {
 		t.Fatal(err)
 	}
 	f.drain(t)
@@ -111,7 +87,7 @@ func TestReleaseTagOfAPromotedRevision(t *testing.T) {
 		t.Fatalf("phase %s, want promoted", got.Phase)
 	}
 
-	if err := rt.ReleaseTagged(ctx, tagged("r1", "v2.0.0")); err != nil {
+	if err := f.adv.HandleRelease(ctx, tagged("r1", "v2.0.0")); err != nil {
 		t.Fatal(err)
 	}
 	steps := f.pub.take()
@@ -126,7 +102,7 @@ func TestReleaseTagOfAPromotedRevision(t *testing.T) {
 	if len(f.prom.releases) != 2 {
 		t.Fatalf("release promotions %v, want one per destination", f.prom.releases)
 	}
-	if err := rt.ReleaseTagged(ctx, tagged("r1", "v2.0.0")); err != nil {
+	if err := f.adv.HandleRelease(ctx, tagged("r1", "v2.0.0")); err != nil {
 		t.Fatal(err)
 	}
 	if steps := f.pub.take(); len(steps) != 0 {
@@ -232,7 +208,7 @@ func TestReleaseTagOfAFailedRevision(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.router(t).ReleaseTagged(ctx, tagged("r1", "v1")); err != nil {
+	if err := f.adv.HandleRelease(ctx, tagged("r1", "v1")); err != nil {
 		t.Fatal(err)
 	}
 	got := f.get(t, "r1")

@@ -89,7 +89,7 @@ func Requests(p types.Pipeline, revision string) []types.BuildRequest {
 func (d *Dispatcher) HandleSourceChanged(ctx context.Context, ev types.SourceChanged) ([]types.BuildRequest, error) {
 	p, ok := d.pipelines[ev.Pipeline]
 	if !ok {
-		return nil, fmt.Errorf("%w %q in source change %s", ErrUnknownPipeline, ev.Pipeline, ev.ID)
+		return nil, fmt.Errorf("dispatching source change %s: %w %q", ev.ID, ErrUnknownPipeline, ev.Pipeline)
 	}
 	if !p.Builds() {
 		return nil, fmt.Errorf("%w: pipeline %s has no source.repo: it only merges the arch tags CI pushes (source change %s)", ErrMergeOnly, p.Name, ev.ID)
@@ -123,6 +123,53 @@ func (d *Dispatcher) HandleSourceChanged(ctx context.Context, ev types.SourceCha
 		queued = append(queued, req)
 	}
 	return queued, nil
+}
+
+// Syncer reads a revision's arch tags from the registry and merges what is complete
+// (merge.Merger.Sync).
+type Syncer interface {
+	Sync(ctx context.Context, p types.Pipeline, revision string) (*types.Revision, error)
+}
+
+// Next queues what follows once a revision's state changed (advance.Advancer.Next).
+type Next interface {
+	Next(ctx context.Context, r *types.Revision) error
+}
+
+// SourceHandler is the handler of types.SubjectSourceChanged: it records in store that
+// the revision's builds are dispatched (types.Revision.Dispatched), dispatches one build
+// per platform (HandleSourceChanged), and, when some arch tags exist already (they are not
+// rebuilt, and send no new notification), syncs the revision with the registry through
+// merger and hands it to next. A change of a pipeline that is not configured is
+// types.ErrUnknownPipeline. A merge-only pipeline (no source) builds nothing: its change
+// is dropped for good (bus.ErrPermanent), the revision left alone for the arch tags CI
+// pushes. Source webhooks never match such a pipeline; this is an event stored before the
+// configuration dropped the pipeline's source.
+func (d *Dispatcher) SourceHandler(store *state.Store, merger Syncer, next Next) func(context.Context, types.SourceChanged) error {
+	return func(ctx context.Context, ev types.SourceChanged) error {
+		p, ok := d.pipelines[ev.Pipeline]
+		if !ok {
+			return fmt.Errorf("dispatching source change %s: %w %q", ev.ID, types.ErrUnknownPipeline, ev.Pipeline)
+		}
+		if !p.Builds() {
+			return fmt.Errorf("%w: %w: pipeline %q has no source.repo: it only merges the arch tags CI pushes, and builds nothing", bus.ErrPermanent, ErrMergeOnly, ev.Pipeline)
+		}
+		if _, err := store.Update(ctx, p.Name, ev.Revision, func(r *types.Revision) error {
+			return r.Dispatched(p.ArchTags(ev.Revision), ev.Received)
+		}); err != nil {
+			return err
+		}
+		queued, err := d.HandleSourceChanged(ctx, ev)
+		if err != nil || len(queued) == len(p.Platforms) {
+			return err
+		}
+		// Some arch tags exist already and get no new notification: look at the registry.
+		rev, err := merger.Sync(ctx, p, ev.Revision)
+		if err != nil {
+			return err
+		}
+		return next.Next(ctx, rev)
+	}
 }
 
 // vouched says why the arch tag of req need not be built again, or "" when it must be:

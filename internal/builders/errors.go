@@ -3,6 +3,8 @@ package builders
 import (
 	"errors"
 	"fmt"
+
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // ErrPermanent marks a build error that another attempt cannot fix (a request naming an
@@ -11,8 +13,8 @@ import (
 var ErrPermanent = errors.New("permanent build error")
 
 // ErrUnknownPipeline is returned for an event or request naming a pipeline that is not in
-// the configuration.
-var ErrUnknownPipeline = errors.New("unknown pipeline")
+// the configuration: the one types.ErrUnknownPipeline.
+var ErrUnknownPipeline = types.ErrUnknownPipeline
 
 // ErrMergeOnly is returned for a source change of a merge-only pipeline (one without
 // source.repo): nothing builds it, CI pushes its arch tags.

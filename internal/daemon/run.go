@@ -278,7 +278,7 @@ func (w *workers) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	router, err := advance.NewRouter(adv, merger, disp, common...)
+	router, err := advance.NewRouter(store, adv, merger, disp, common...)
 	if err != nil {
 		return err
 	}

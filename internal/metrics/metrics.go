@@ -82,6 +82,11 @@ type Metrics struct {
 	// body_aborted: the connection was shed or the client left mid-body).
 	HTTPRejected *prometheus.CounterVec
 
+	// UnknownPipeline counts consumed messages dropped because they name a pipeline that is
+	// not configured (types.ErrUnknownPipeline), by subject (the bus subject, one of the
+	// daemon's five: promoter.events.registry, .source, .builds, .releases, .steps).
+	UnknownPipeline *prometheus.CounterVec
+
 	busProbe atomic.Pointer[func(context.Context) error]
 }
 
@@ -192,6 +197,11 @@ func New(reg *prometheus.Registry) *Metrics {
 		m.BuildsDispatched, m.Builds, m.SourcePolls,
 		m.HTTPConnections, m.HTTPConnectionsShed, m.HTTPInFlight, m.HTTPRejected,
 	)
+	m.UnknownPipeline = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "promoter_messages_unknown_pipeline_total",
+		Help: "Consumed messages dropped because they name a pipeline that is not configured, by subject (the bus subject the daemon consumed it on).",
+	}, []string{"subject"})
+	reg.MustRegister(m.UnknownPipeline)
 	return m
 }
 

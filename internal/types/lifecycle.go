@@ -380,7 +380,7 @@ func (r *Revision) ReleaseRequested(tag string, at time.Time) error {
 		r.Releases = map[string]Release{}
 	}
 	rel := Release{Requested: at}
-	if r.Phase == PhaseFailed || r.Phase == PhaseConflicted {
+	if r.Stopped() {
 		rel.Reason = releaseStopped(r.Phase)
 	}
 	r.Releases[tag] = rel
