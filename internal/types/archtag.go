@@ -1,7 +1,6 @@
 package types
 
 import (
-	"fmt"
 	"regexp"
 	"strings"
 )
@@ -23,23 +22,23 @@ var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
 func (a ArchTag) Validate(ps []Platform) error {
 	s := string(a)
 	if strings.Count(s, "{revision}") != 1 {
-		return fmt.Errorf("arch tag %q must contain {revision} exactly once", s)
+		return breaks(ErrInvalidArchTag, "arch tag %q must contain {revision} exactly once", s)
 	}
 	for _, m := range placeholder.FindAllString(s, -1) {
 		switch m {
 		case "{revision}", "{os}", "{arch}", "{variant}":
 		default:
-			return fmt.Errorf("arch tag %q: unknown placeholder %s (known: {revision} {os} {arch} {variant})", s, m)
+			return breaks(ErrInvalidArchTag, "arch tag %q: unknown placeholder %s (known: {revision} {os} {arch} {variant})", s, m)
 		}
 	}
 	seen := map[string]Platform{}
 	for _, p := range ps {
 		tag := a.Render("0123abc", p)
 		if !tagRE.MatchString(tag) {
-			return fmt.Errorf("arch tag %q gives %q for %s, which is not a valid tag", s, tag, p)
+			return breaks(ErrInvalidArchTag, "arch tag %q gives %q for %s, which is not a valid tag", s, tag, p)
 		}
 		if q, dup := seen[tag]; dup {
-			return fmt.Errorf("arch tag %q gives the same tag for %s and %s; add {variant}", s, q, p)
+			return breaks(ErrInvalidArchTag, "arch tag %q gives the same tag for %s and %s; add {variant}", s, q, p)
 		}
 		seen[tag] = p
 	}

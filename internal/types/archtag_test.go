@@ -1,6 +1,7 @@
 package types
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -41,18 +42,22 @@ func TestArchTagValidate(t *testing.T) {
 	arm := []Platform{MustPlatform("linux/arm/v6"), MustPlatform("linux/arm/v7")}
 	tests := []struct {
 		pattern ArchTag
-		wantErr string
+		wantErr error
+		// wantMsg is what the error says to fix: the message is what the user reads.
+		wantMsg string
 	}{
-		{"{revision}-{arch}", "same tag for linux/arm/v6 and linux/arm/v7; add {variant}"},
-		{"{revision}-{arch}{variant}", ""},
-		{"{arch}", "must contain {revision} exactly once"},
-		{"{revision}-{platform}", "unknown placeholder {platform}"},
-		{"{revision}/{arch}{variant}", "not a valid tag"},
+		{"{revision}-{arch}", ErrInvalidArchTag, "same tag for linux/arm/v6 and linux/arm/v7; add {variant}"},
+		{"{revision}-{arch}{variant}", nil, ""},
+		{"{arch}", ErrInvalidArchTag, "must contain {revision} exactly once"},
+		{"{revision}-{platform}", ErrInvalidArchTag, "unknown placeholder {platform}"},
+		{"{revision}/{arch}{variant}", ErrInvalidArchTag, "not a valid tag"},
 	}
 	for _, tc := range tests {
 		err := tc.pattern.Validate(arm)
-		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
-			t.Errorf("Validate(%q) = %v, want error containing %q", tc.pattern, err, tc.wantErr)
+		if !errors.Is(err, tc.wantErr) || (err != nil && tc.wantErr == nil) {
+			t.Errorf("Validate(%q) = %v, want %v", tc.pattern, err, tc.wantErr)
+		} else if err != nil && !strings.Contains(err.Error(), tc.wantMsg) {
+			t.Errorf("Validate(%q) = %v, want it to say %q", tc.pattern, err, tc.wantMsg)
 		}
 	}
 }

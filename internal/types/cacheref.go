@@ -1,7 +1,6 @@
 package types
 
 import (
-	"fmt"
 	"strings"
 )
 
@@ -30,7 +29,7 @@ func (c CacheRef) Validate(staging Repository, ps []Platform) error {
 		switch m {
 		case "{staging}", "{os}", "{arch}", "{variant}":
 		default:
-			return fmt.Errorf("cache ref %q: unknown placeholder %s (known: {staging} {os} {arch} {variant}; the cache is shared by all revisions)", s, m)
+			return breaks(ErrInvalidCacheRef, "cache ref %q: unknown placeholder %s (known: {staging} {os} {arch} {variant}; the cache is shared by all revisions)", s, m)
 		}
 	}
 	seen := map[string]Platform{}
@@ -38,13 +37,13 @@ func (c CacheRef) Validate(staging Repository, ps []Platform) error {
 		ref := c.Render(staging, p)
 		repo, tag, ok := cutTag(ref)
 		if !ok || !tagRE.MatchString(tag) {
-			return fmt.Errorf("cache ref %q gives %q for %s, which has no valid tag (want repository:tag)", s, ref, p)
+			return breaks(ErrInvalidCacheRef, "cache ref %q gives %q for %s, which has no valid tag (want repository:tag)", s, ref, p)
 		}
 		if _, err := ParseRepository(repo); err != nil {
-			return fmt.Errorf("cache ref %q gives %q for %s: %v", s, ref, p, err)
+			return breaks(ErrInvalidCacheRef, "cache ref %q gives %q for %s: %v", s, ref, p, err)
 		}
 		if q, dup := seen[ref]; dup {
-			return fmt.Errorf("cache ref %q gives the same reference for %s and %s; add {os}, {arch} or {variant}", s, q, p)
+			return breaks(ErrInvalidCacheRef, "cache ref %q gives the same reference for %s and %s; add {os}, {arch} or {variant}", s, q, p)
 		}
 		seen[ref] = p
 	}

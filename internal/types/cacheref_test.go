@@ -1,6 +1,7 @@
 package types
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -39,20 +40,24 @@ func TestCacheRefValidate(t *testing.T) {
 	arm := []Platform{MustPlatform("linux/arm/v6"), MustPlatform("linux/arm/v7")}
 	tests := []struct {
 		ref     CacheRef
-		wantErr string
+		wantErr error
+		// wantMsg is what the error says to fix: the message is what the user reads.
+		wantMsg string
 	}{
-		{DefaultCacheRef, ""},
-		{"registry.example/cache/web:{os}-{arch}{variant}", ""},
-		{"{staging}:buildcache-{arch}", "same reference for linux/arm/v6 and linux/arm/v7"},
-		{"{staging}:cache-{revision}", "unknown placeholder {revision}"},
-		{"{staging}", "has no valid tag"},
-		{"{staging}:cache/{arch}{variant}", "has no valid tag"},
-		{"cache:{arch}{variant}", "is not a repository"},
+		{DefaultCacheRef, nil, ""},
+		{"registry.example/cache/web:{os}-{arch}{variant}", nil, ""},
+		{"{staging}:buildcache-{arch}", ErrInvalidCacheRef, "same reference for linux/arm/v6 and linux/arm/v7"},
+		{"{staging}:cache-{revision}", ErrInvalidCacheRef, "unknown placeholder {revision}"},
+		{"{staging}", ErrInvalidCacheRef, "has no valid tag"},
+		{"{staging}:cache/{arch}{variant}", ErrInvalidCacheRef, "has no valid tag"},
+		{"cache:{arch}{variant}", ErrInvalidCacheRef, "is not a repository"},
 	}
 	for _, tc := range tests {
 		err := tc.ref.Validate(staging, arm)
-		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
-			t.Errorf("Validate(%q) = %v, want error containing %q", tc.ref, err, tc.wantErr)
+		if !errors.Is(err, tc.wantErr) || (err != nil && tc.wantErr == nil) {
+			t.Errorf("Validate(%q) = %v, want %v", tc.ref, err, tc.wantErr)
+		} else if err != nil && !strings.Contains(err.Error(), tc.wantMsg) {
+			t.Errorf("Validate(%q) = %v, want it to say %q", tc.ref, err, tc.wantMsg)
 		}
 	}
 }

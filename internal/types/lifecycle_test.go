@@ -719,22 +719,22 @@ func TestReleases(t *testing.T) {
 func TestValidateReleaseTag(t *testing.T) {
 	tests := []struct {
 		tag     string
-		wantErr bool
+		wantErr error
 	}{
-		{"v1.2.3", false},
-		{"1.0", false},
-		{"v1.2.3-rc.1_b", false},
-		{"release/1.0", true},
-		{"v1+build", true},
-		{".hidden", true},
-		{"-x", true},
-		{strings.Repeat("v", 129), true},
-		{"sha256-" + strings.Repeat("a", 64), true},
+		{"v1.2.3", nil},
+		{"1.0", nil},
+		{"v1.2.3-rc.1_b", nil},
+		{"release/1.0", ErrInvalidReleaseTag},
+		{"v1+build", ErrInvalidReleaseTag},
+		{".hidden", ErrInvalidReleaseTag},
+		{"-x", ErrInvalidReleaseTag},
+		{strings.Repeat("v", 129), ErrInvalidReleaseTag},
+		{"sha256-" + strings.Repeat("a", 64), ErrInvalidReleaseTag},
 	}
 	for _, tt := range tests {
 		err := ValidateReleaseTag(tt.tag)
-		if (err != nil) != tt.wantErr || (err != nil && !errors.Is(err, ErrInvalidReleaseTag)) {
-			t.Errorf("ValidateReleaseTag(%q) = %v, want error %v", tt.tag, err, tt.wantErr)
+		if !errors.Is(err, tt.wantErr) || (err != nil && tt.wantErr == nil) {
+			t.Errorf("ValidateReleaseTag(%q) = %v, want %v", tt.tag, err, tt.wantErr)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package types
 
 import (
-	"fmt"
 	"sort"
 	"strings"
 )
@@ -27,21 +26,22 @@ var knownVariants = map[string][]string{
 	"amd64": {"v2", "v3", "v4"},
 }
 
-// ParsePlatform parses "os/arch[/variant]" and checks it names a known platform.
+// ParsePlatform parses "os/arch[/variant]" and checks it names a known platform; an error
+// wraps ErrInvalidPlatform.
 func ParsePlatform(s string) (Platform, error) {
 	parts := strings.Split(s, "/")
 	if len(parts) < 2 || len(parts) > 3 {
-		return Platform{}, fmt.Errorf("%q is not a platform: want os/arch or os/arch/variant", s)
+		return Platform{}, breaks(ErrInvalidPlatform, "%q is not a platform: want os/arch or os/arch/variant", s)
 	}
 	p := Platform{OS: parts[0], Architecture: parts[1]}
 	if len(parts) == 3 {
 		p.Variant = parts[2]
 	}
 	if !contains(knownPlatforms[p.OS], p.Architecture) {
-		return Platform{}, fmt.Errorf("%q is not a known platform", s)
+		return Platform{}, breaks(ErrInvalidPlatform, "%q is not a known platform", s)
 	}
 	if p.Variant != "" && !contains(knownVariants[p.Architecture], p.Variant) {
-		return Platform{}, fmt.Errorf("%q is not a known platform: variant %q does not exist for %s", s, p.Variant, p.Architecture)
+		return Platform{}, breaks(ErrInvalidPlatform, "%q is not a known platform: variant %q does not exist for %s", s, p.Variant, p.Architecture)
 	}
 	return p, nil
 }

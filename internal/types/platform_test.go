@@ -1,6 +1,7 @@
 package types
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -10,27 +11,27 @@ func TestParsePlatform(t *testing.T) {
 	tests := []struct {
 		in      string
 		want    Platform
-		wantErr bool
+		wantErr error
 	}{
 		{in: "linux/amd64", want: Platform{OS: "linux", Architecture: "amd64"}},
 		{in: "linux/arm/v7", want: Platform{OS: "linux", Architecture: "arm", Variant: "v7"}},
 		{in: "linux/arm64/v8", want: Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}},
-		{in: "linux/arm65", wantErr: true},
-		{in: "linux", wantErr: true},
-		{in: "linux/arm/v9", wantErr: true},
-		{in: "plan9/amd64", wantErr: true},
-		{in: "linux/amd64/v3/x", wantErr: true},
+		{in: "linux/arm65", wantErr: ErrInvalidPlatform},
+		{in: "linux", wantErr: ErrInvalidPlatform},
+		{in: "linux/arm/v9", wantErr: ErrInvalidPlatform},
+		{in: "plan9/amd64", wantErr: ErrInvalidPlatform},
+		{in: "linux/amd64/v3/x", wantErr: ErrInvalidPlatform},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := ParsePlatform(tc.in)
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("ParsePlatform(%q) error = %v, wantErr %v", tc.in, err, tc.wantErr)
+			if !errors.Is(err, tc.wantErr) || (err != nil && tc.wantErr == nil) {
+				t.Fatalf("ParsePlatform(%q) error = %v, want %v", tc.in, err, tc.wantErr)
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("ParsePlatform(%q) (-want +got):\n%s", tc.in, diff)
 			}
-			if !tc.wantErr && got.String() != tc.in {
+			if tc.wantErr == nil && got.String() != tc.in {
 				t.Errorf("String() = %q, want %q", got.String(), tc.in)
 			}
 		})
