@@ -463,6 +463,7 @@ func allErr(phs []Phase, err error) map[Phase]error {
 func TestTransitionDetails(t *testing.T) {
 	const amd = "linux/amd64"
 	at := time.Unix(1700000000, 0).UTC()
+
 	t.Run("a moved merged tag names both digests", func(t *testing.T) {
 		r := &Revision{Pipeline: "app", Revision: "r1", Phase: PhaseMerged, Index: "sha256:i",
 			Platforms: map[string]PlatformState{amd: {Tag: "r1-amd64", Digest: "sha256:old"}}}
@@ -471,6 +472,7 @@ func TestTransitionDetails(t *testing.T) {
 			t.Fatalf("violation %q, reason %q, %v", v, r.Reason, err)
 		}
 	})
+
 	t.Run("a new image clears a failure and its retry", func(t *testing.T) {
 		r := &Revision{Phase: PhaseFailed, Reason: "wrong platform", MergeRetry: Retry{Failures: 2},
 			Platforms: map[string]PlatformState{amd: {Digest: "sha256:a"}}}
@@ -481,6 +483,7 @@ func TestTransitionDetails(t *testing.T) {
 			t.Errorf("got %+v", r)
 		}
 	})
+
 	t.Run("a final build failure says which build", func(t *testing.T) {
 		r := &Revision{Phase: PhaseBuilding}
 		res := BuildResult{Request: BuildRequest{Platform: MustPlatform(amd), Image: "s:r1-amd64"}, Outcome: BuildFailed, Reason: "exit 1", Final: true, Attempt: 2, Job: "build-1"}
@@ -494,6 +497,13 @@ func TestTransitionDetails(t *testing.T) {
 			t.Errorf("the same result again: %v, want ErrNoChange", err)
 		}
 	})
+}
+
+// TestMergeDetails checks what the end of a merge records besides the phase.
+func TestMergeDetails(t *testing.T) {
+	const amd = "linux/amd64"
+	at := time.Unix(1700000000, 0).UTC()
+
 	t.Run("a failure about a moved input only releases the lease", func(t *testing.T) {
 		r := &Revision{Phase: PhaseWaiting, Merging: &Lease{ID: "mine"}, Platforms: map[string]PlatformState{amd: {Digest: "sha256:new"}}}
 		moved, err := r.FinishFailed("mine", map[string]MergeInput{amd: {Digest: "sha256:old"}}, "wrong platform", at)
@@ -505,6 +515,7 @@ func TestTransitionDetails(t *testing.T) {
 			t.Fatalf("another's lease: %v, %+v", err, r.Merging)
 		}
 	})
+
 	t.Run("an index is recorded with the digests it was built from", func(t *testing.T) {
 		r := &Revision{Phase: PhaseWaiting, Merging: &Lease{ID: "mine"}, MergeRetry: Retry{Failures: 1}, Platforms: map[string]PlatformState{amd: {Digest: "sha256:new"}}}
 		err := r.FinishMerged(map[string]MergeInput{amd: {Digest: "sha256:old"}}, "sha256:i", at)
@@ -512,6 +523,10 @@ func TestTransitionDetails(t *testing.T) {
 			t.Fatalf("%v, %+v", err, r)
 		}
 	})
+}
+
+// TestStepRetryDetails checks what a step that will be retried records.
+func TestStepRetryDetails(t *testing.T) {
 	t.Run("a retried step keeps what it was done before", func(t *testing.T) {
 		r := &Revision{Phase: PhaseSigned, Index: "sha256:i", Signed: true,
 			Promotions: map[string]Promotion{"a": {Done: true, Digest: "sha256:i"}}}
@@ -530,12 +545,19 @@ func TestTransitionDetails(t *testing.T) {
 			t.Errorf("sign retry: %v, %+v", err, r.SignRetry)
 		}
 	})
+}
+
+// TestStepDetails checks what signing and promotion record besides the phase.
+func TestStepDetails(t *testing.T) {
+	at := time.Unix(1700000000, 0).UTC()
+
 	t.Run("signing clears its retry", func(t *testing.T) {
 		r := &Revision{Phase: PhaseMerged, Index: "sha256:i", SignRetry: Retry{Failures: 3}}
 		if err := r.MarkSigned(at); err != nil || !r.Signed || r.SignRetry.Failures != 0 {
 			t.Fatalf("%v %+v", err, r)
 		}
 	})
+
 	t.Run("promotions are recorded, a conflict with its reason", func(t *testing.T) {
 		at := time.Unix(1, 0).UTC()
 		r := &Revision{Phase: PhaseSigned, Index: "sha256:i", Signed: true}
@@ -622,11 +644,7 @@ func TestTimeline(t *testing.T) {
 // promotions the revision is ready for.
 func TestReleases(t *testing.T) {
 	at := time.Unix(1700000000, 0).UTC()
-	const index = "sha256:i"
 	p := Pipeline{Name: "app", Promote: []Destination{{To: "prod.example/app"}, {To: "mirror.example/app"}}}
-	step := func(tag, dest string) Step {
-		return Step{Kind: StepPromote, Pipeline: "app", Revision: "r1", Index: index, Destination: dest, Tag: tag}
-	}
 
 	t.Run("a tag for a revision never seen waits in the state", func(t *testing.T) {
 		r := &Revision{Pipeline: "app", Revision: "r1", Platforms: map[string]PlatformState{}}
@@ -644,6 +662,16 @@ func TestReleases(t *testing.T) {
 			t.Fatalf("dispatched: %v %+v", err, r)
 		}
 	})
+}
+
+// TestReleasesFollowTheRevisionTag: each release goes where the revision tag is.
+func TestReleasesFollowTheRevisionTag(t *testing.T) {
+	at := time.Unix(1700000000, 0).UTC()
+	const index = "sha256:i"
+	p := Pipeline{Name: "app", Promote: []Destination{{To: "prod.example/app"}, {To: "mirror.example/app"}}}
+	step := func(tag, dest string) Step {
+		return Step{Kind: StepPromote, Pipeline: "app", Revision: "r1", Index: index, Destination: dest, Tag: tag}
+	}
 
 	t.Run("each release goes to each destination the revision tag reached", func(t *testing.T) {
 		r := &Revision{Pipeline: "app", Revision: "r1", Phase: PhaseSigned, Index: index, Signed: true,
@@ -684,6 +712,13 @@ func TestReleases(t *testing.T) {
 			t.Errorf("a release's retry was recorded on the revision's promotion: %+v", r.Promotions)
 		}
 	})
+}
+
+// TestStoppedRevisionsPromoteNoRelease: a failed or conflicted revision says why.
+func TestStoppedRevisionsPromoteNoRelease(t *testing.T) {
+	at := time.Unix(1700000000, 0).UTC()
+	const index = "sha256:i"
+	p := Pipeline{Name: "app", Promote: []Destination{{To: "prod.example/app"}, {To: "mirror.example/app"}}}
 
 	t.Run("a failed or conflicted revision says why it promotes no release", func(t *testing.T) {
 		failed := &Revision{Pipeline: "app", Revision: "r1", Phase: PhaseFailed, Reason: "wrong platform",
