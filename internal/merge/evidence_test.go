@@ -99,6 +99,13 @@ func TestABuildingPipelineMergesOnlyItsBuilds(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestABuildingPipelineWaitsForItsBuilds: an image no build reported waits for one, up to
+// the build wait.
+func TestABuildingPipelineWaitsForItsBuilds(t *testing.T) {
+	ctx := context.Background()
+	amd, arm := "linux/amd64", "linux/arm64"
 
 	t.Run("an image no build reported fails once the build wait is over", func(t *testing.T) {
 		f := newFixture(t)
@@ -124,6 +131,13 @@ func TestABuildingPipelineMergesOnlyItsBuilds(t *testing.T) {
 			t.Fatalf("after the builds: %+v %v, want merged", r, err)
 		}
 	})
+}
+
+// TestABuildingPipelineWithAPolicy: with a verify policy, an image no build reported is
+// merged on a signature of the policy's, and waits for a build without one.
+func TestABuildingPipelineWithAPolicy(t *testing.T) {
+	ctx := context.Background()
+	amd, arm := "linux/amd64", "linux/arm64"
 
 	t.Run("with a policy, an unsigned image no build reported fails once the build wait is over", func(t *testing.T) {
 		f := newFixture(t)
@@ -200,6 +214,13 @@ func TestAMergeOnlyPipelineMergesWhatItsPolicyAccepts(t *testing.T) {
 	if got := r.Platforms[arm].Evidence; got == nil || got.Kind != types.EvidenceSignature || got.Digest != b2.Digest {
 		t.Errorf("arm64 evidence %+v", got)
 	}
+}
+
+// TestAMergeOnlyPipelineEvidence: a signature that comes later, a pipeline that signs
+// without a policy, and acceptUnverified.
+func TestAMergeOnlyPipelineEvidence(t *testing.T) {
+	ctx := context.Background()
+	amd, arm := "linux/amd64", "linux/arm64"
 
 	t.Run("a signature added after the push is found by the next sync", func(t *testing.T) {
 		f := newFixture(t)
