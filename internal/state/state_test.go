@@ -257,6 +257,34 @@ func (c *countingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEnt
 	return c.KeyValue.Get(ctx, key)
 }
 
+// pageAll lists every page of q, checking that each reads at most q.MaxRead revisions and
+// holds only q.Phase, and returns the revisions found and the number of pages.
+func pageAll(t *testing.T, s *Store, kv *countingKV, q Query) (found map[string]bool, pages int) {
+	t.Helper()
+	found = map[string]bool{}
+	for {
+		kv.gets.Store(0)
+		revs, next, err := s.Page(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if kv.gets.Load() > int64(q.MaxRead) {
+			t.Fatalf("page %d read %d revisions, want at most %d", pages, kv.gets.Load(), q.MaxRead)
+		}
+		for _, r := range revs {
+			if r.Phase != q.Phase {
+				t.Fatalf("phase filter returned %s in %s", r.Revision, r.Phase)
+			}
+			found[r.Revision] = true
+		}
+		if next == "" {
+			return found, pages
+		}
+		q.After = next
+	}
+}
+
 // TestPagesOf10000: in either order, a page of 10,000 revisions reads that page's values
 // only, and a phase filter finds the few failed ones over several pages, none of which
 // reads more than MaxRead.
@@ -288,30 +316,7 @@ func TestPagesOf10000(t *testing.T) {
 			if order == ByRecent && revs[0].Revision != "r09999" {
 				t.Errorf("recent first: starts with %s", revs[0].Revision)
 			}
-			found := map[string]bool{}
-			q := Query{Order: order, Phase: types.PhaseFailed, Limit: 50, MaxRead: maxRead}
-			pages := 0
-			for {
-				kv.gets.Store(0)
-				revs, next, err := s.Page(ctx, q)
-				if err != nil {
-					t.Fatal(err)
-				}
-				pages++
-				if kv.gets.Load() > maxRead {
-					t.Fatalf("page %d read %d revisions, want at most %d", pages, kv.gets.Load(), maxRead)
-				}
-				for _, r := range revs {
-					if r.Phase != types.PhaseFailed {
-						t.Fatalf("phase filter returned %s in %s", r.Revision, r.Phase)
-					}
-					found[r.Revision] = true
-				}
-				if next == "" {
-					break
-				}
-				q.After = next
-			}
+			found, pages := pageAll(t, s, kv, Query{Order: order, Phase: types.PhaseFailed, Limit: 50, MaxRead: maxRead})
 			if diff := cmp.Diff(failed, found); diff != "" || pages < 10000/maxRead {
 				t.Errorf("failed revisions over %d pages (-want +got):\n%s", pages, diff)
 			}
