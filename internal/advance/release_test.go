@@ -41,7 +41,7 @@ func (f *fixture) drain(t *testing.T) {
 func TestReleaseTagWaitsForItsRevision(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, pipeline(true, prod, mirror))
-		if err := f.adv.HandleRelease(ctx, tagged("r1", "v1.2.3")); err != nil {
+	if err := f.adv.HandleRelease(ctx, tagged("r1", "v1.2.3")); err != nil {
 		t.Fatal(err)
 	}
 	got := f.get(t, "r1")
@@ -79,7 +79,7 @@ func TestReleaseTagWaitsForItsRevision(t *testing.T) {
 func TestReleaseTagOfAPromotedRevision(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, pipeline(false, prod, mirror))
-		if err := f.adv.Next(ctx, f.merged(t, "r1")); err != nil {
+	if err := f.adv.Next(ctx, f.merged(t, "r1")); err != nil {
 		t.Fatal(err)
 	}
 	f.drain(t)
@@ -114,6 +114,23 @@ func TestReleaseTagOfAPromotedRevision(t *testing.T) {
 	}
 	if steps := f.pub.take(); len(steps) != 0 {
 		t.Errorf("resume published %+v", steps)
+	}
+}
+
+// promotedWithRelease stores revision rev merged, promoted to both destinations, with
+// release tag requested.
+func (f *fixture) promotedWithRelease(t *testing.T, rev, tag string) {
+	t.Helper()
+	f.merged(t, rev)
+	if _, err := f.store.Update(context.Background(), f.p.Name, rev, func(r *types.Revision) error {
+		for _, d := range []string{prod, mirror} {
+			if _, err := r.PromotedTo(d, index, time.Now(), time.Second, []string{prod, mirror}); err != nil {
+				return err
+			}
+		}
+		return r.ReleaseRequested(tag, time.Now())
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -155,17 +172,7 @@ func TestReleaseStepOutcomes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, pipeline(false, prod, mirror))
-			f.merged(t, "r1")
-			if _, err := f.store.Update(ctx, "app", "r1", func(r *types.Revision) error {
-				for _, d := range []string{prod, mirror} {
-					if _, err := r.PromotedTo(d, index, time.Now(), time.Second, []string{prod, mirror}); err != nil {
-						return err
-					}
-				}
-				return r.ReleaseRequested("v1", time.Now())
-			}); err != nil {
-				t.Fatal(err)
-			}
+			f.promotedWithRelease(t, "r1", "v1")
 			if tc.setup != nil {
 				tc.setup(t, f)
 			}
