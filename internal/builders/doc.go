@@ -4,8 +4,9 @@
 // BuildResult), the Kubernetes Job rendering, and two executors: Kubernetes, which runs
 // BuildKit rootless in a Job, and Local, which builds in-process for development.
 //
-// It must not merge, sign or promote, nor change revision state: the daemon does that
-// from the BuildResults published on promoter.events.builds.
+// It must not merge, sign or promote. Its one write of revision state is the source-change
+// handler's (Dispatcher.SourceHandler records types.Revision.Dispatched); the merger
+// records the BuildResults published on promoter.events.builds.
 //
 // # Retries and dead letters
 //

@@ -10,6 +10,8 @@
 // arch tag's current digest from the registry, records that in the revision's KV state,
 // and merges under a lease once every platform is there; a notification that disagrees
 // with the registry is stale and only counted. Reconcile finds complete revisions whose
-// notifications were lost. The package must not trust an event's digest, and does not
-// sign or promote.
+// notifications were lost. PushHandler and BuildResultHandler are the daemon's handlers
+// of registry pushes and build results; they hand a revision on to what follows (Next)
+// and do not sign or promote it themselves. The package must not trust an event's
+// digest, and does not sign or promote.
 package merge
