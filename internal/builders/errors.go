@@ -5,11 +5,6 @@ import (
 	"fmt"
 )
 
-// ErrPermanent marks a build error that another attempt cannot fix (a request naming an
-// unknown pipeline, a Job template that does not render): the agent publishes a Final
-// failed result at once instead of retrying.
-var ErrPermanent = errors.New("permanent build error")
-
 // ErrUnknownPipeline is returned for an event or request naming a pipeline that is not in
 // the configuration.
 var ErrUnknownPipeline = errors.New("unknown pipeline")
