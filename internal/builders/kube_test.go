@@ -2,6 +2,7 @@ package builders_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -55,20 +56,19 @@ func startBuilderKube(t *testing.T) (admin, builder kubernetes.Interface) {
 		t.Fatal(err)
 	}
 	// The authorizer learns of new bindings through an informer: wait until it did.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	err = testenv.WaitFor(10*time.Second, func() error {
 		r, err := builder.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
 				Namespace: buildNS, Verb: "create", Group: "batch", Resource: "jobs",
 			}},
 		}, metav1.CreateOptions{})
-		if err == nil && r.Status.Allowed {
-			break
+		if err == nil && !r.Status.Allowed {
+			err = fmt.Errorf("not allowed: %+v", r.Status)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("builder user still may not create jobs: %v %+v", err, r)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("builder user still may not create jobs: %v", err)
 	}
 	return admin, builder
 }
@@ -262,19 +262,22 @@ func waitJob(t *testing.T, c kubernetes.Interface, req types.BuildRequest, attem
 		builders.LabelRevision: builders.JobLabels(req, attempt)[builders.LabelRevision],
 		builders.LabelAttempt:  builders.JobLabels(req, attempt)[builders.LabelAttempt],
 	}).String()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	var job *batchv1.Job
+	err := testenv.WaitFor(20*time.Second, func() error {
 		jobs, err := c.BatchV1().Jobs(buildNS).List(context.Background(), metav1.ListOptions{LabelSelector: sel})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(jobs.Items) == 1 {
-			return &jobs.Items[0]
+		if len(jobs.Items) != 1 {
+			return fmt.Errorf("%d jobs", len(jobs.Items))
 		}
-		time.Sleep(50 * time.Millisecond)
+		job = &jobs.Items[0]
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("no job %s within 20s: %v", sel, err)
 	}
-	t.Fatalf("no job %s within 20s", sel)
-	return nil
+	return job
 }
 
 // completeJob sets the status the Job controller sets on success. Since Kubernetes 1.31 the

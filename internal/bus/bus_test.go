@@ -146,13 +146,16 @@ func withTimeout(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
+// waitFor waits up to 20s for cond.
 func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	err := testenv.WaitFor(20*time.Second, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		return errors.New("not yet")
+	})
+	if err != nil {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
