@@ -112,7 +112,7 @@ func DecodeAttempt[T any](fn func(ctx context.Context, v T, attempt int) error) 
 // before it takes a message, so a work-queue consumer that cannot be created leaves none
 // running. Replicas share a durable consumer, so each message goes to one of them. A
 // message is taken only when a handler is free for it (its delivery is an attempt), kept
-// in progress while its handler runs (Heartbeat), and acknowledged, terminated, or
+// in progress while its handler runs (heartbeat), and acknowledged, terminated, or
 // redelivered on the consumer's Retry schedule as the handler's error says.
 func (b *Bus) Consume(ctx context.Context, cs ...Consumer) error {
 	if err := b.WaitReady(ctx); err != nil {
@@ -236,7 +236,7 @@ func (c Consumer) handle(ctx context.Context, msg jetstream.Msg, log *slog.Logge
 		attempt = int(meta.NumDelivered)
 	}
 	// Keep the message ours while the handler works.
-	stop := Heartbeat(msg, c.ackWait())
+	stop := heartbeat(msg, c.ackWait())
 	hctx, cancel := ctx, context.CancelFunc(func() {})
 	if c.Timeout >= 0 {
 		hctx, cancel = context.WithTimeout(ctx, cmp.Or(c.Timeout, defaultHandlerTimeout))
@@ -318,7 +318,7 @@ func (o *keyOrder) start(key string, msg jetstream.Msg) bool {
 		o.queued[key] = nil
 		return true
 	}
-	o.queued[key] = append(q, waiting{msg: msg, stop: Heartbeat(msg, o.ackWait)})
+	o.queued[key] = append(q, waiting{msg: msg, stop: heartbeat(msg, o.ackWait)})
 	return false
 }
 
