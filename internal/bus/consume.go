@@ -180,9 +180,9 @@ func (b *Bus) createConsumer(ctx context.Context, c Consumer) (jetstream.Consume
 
 // run takes c's messages until ctx ends, each once a handler is free for it, and returns
 // when the handlers it started are done. One pull at a time keeps the messages of a key in
-// the order the stream delivers them. Each pull is a request of its own, so a consumer
-// leadership change ends it and the next one finds the new leader (the long-lived pull
-// of jetstream's Consume stalled then: nats-io/nats.go#2063).
+// the order the stream delivers them. Each pull is a short request of its own, so a
+// consumer leadership change ends it and the next one finds the new leader (the long-lived
+// pull of jetstream's Consume stalled then: nats-io/nats.go#2063).
 func (c Consumer) run(ctx context.Context, cons jetstream.Consumer, log *slog.Logger) {
 	slots := make(chan struct{}, c.parallel())
 	var inflight sync.WaitGroup
@@ -194,18 +194,18 @@ func (c Consumer) run(ctx context.Context, cons jetstream.Consumer, log *slog.Lo
 		case <-ctx.Done():
 			return
 		}
-		msg, err := cons.Next(jetstream.FetchContext(ctx))
+		msg, err := pull(ctx, cons)
 		if err != nil {
 			<-slots
 			if ctx.Err() != nil {
 				return
 			}
-			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) {
-				continue // an idle queue ends a pull: pull again
+			if errors.Is(err, errIdle) {
+				continue
 			}
 			wait := retryPolicy.Delay(failures)
 			failures++
-			log.Warn("fetching messages, will retry", "error", err, "retry_in", wait)
+			log.Warn("pulling messages, will retry", "error", err, "retry_in", wait)
 			if backoff.Sleep(ctx, wait) != nil {
 				return
 			}
@@ -227,6 +227,27 @@ func (c Consumer) run(ctx context.Context, cons jetstream.Consumer, log *slog.Lo
 			}
 		})
 	}
+}
+
+// pullWait bounds one pull: a pull whose server went away (the consumer's leader died)
+// is given up and replaced within it, rather than after missed heartbeats.
+const pullWait = 5 * time.Second
+
+// errIdle ends a pull that found no message: pull again.
+var errIdle = errors.New("no message")
+
+// pull takes one message, waiting at most pullWait for one.
+func pull(ctx context.Context, cons jetstream.Consumer) (jetstream.Msg, error) {
+	pctx, cancel := context.WithTimeout(ctx, pullWait)
+	defer cancel()
+	msg, err := cons.Next(jetstream.FetchContext(pctx))
+	switch {
+	case err == nil:
+		return msg, nil
+	case ctx.Err() == nil && (pctx.Err() != nil || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages)):
+		return nil, errIdle
+	}
+	return nil, fmt.Errorf("pulling a message: %w", err)
 }
 
 // handle runs the handler on one delivery and settles the message as its error says.
