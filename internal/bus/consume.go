@@ -61,8 +61,8 @@ type Consumer struct {
 	// keys go on in parallel. "" means no order.
 	Key func(data []byte) string
 	// Timeout bounds one handler call (default defaultHandlerTimeout; NoTimeout, or any
-	// negative value, for none):
-	// a handler stuck on a dead connection must not keep its message in progress forever.
+	// negative value, for none): a handler stuck on a dead connection must not keep its
+	// message in progress forever.
 	Timeout time.Duration
 	// Retrying, when set, is told of each failure that will be retried: failures so far,
 	// when the next attempt is due, and the error.
