@@ -33,12 +33,12 @@ func NewAgent(b *bus.Bus, exec Executor, platforms []types.Platform, opts ...Opt
 		return nil, err
 	}
 	if len(platforms) == 0 {
-		return nil, errors.New("builder agent: no platforms to build (set builder.platforms or --platforms)")
+		return nil, fmt.Errorf("%w (set builder.platforms or --platforms)", ErrNoPlatforms)
 	}
 	seen := map[string]bool{}
 	for _, p := range platforms {
 		if seen[p.String()] {
-			return nil, fmt.Errorf("builder agent: platform %s listed twice", p)
+			return nil, fmt.Errorf("%w: %s", ErrPlatformTwice, p)
 		}
 		seen[p.String()] = true
 	}

@@ -2,6 +2,7 @@ package builders_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -157,15 +158,30 @@ func TestNewAgentRefusesBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := builders.NewAgent(nil, local, nil); err == nil {
-		t.Error("no platforms: got no error")
-	}
 	p := types.MustPlatform("linux/amd64")
-	if _, err := builders.NewAgent(nil, local, []types.Platform{p, p}); err == nil {
-		t.Error("duplicate platform: got no error")
+	tests := []struct {
+		name      string
+		platforms []types.Platform
+		opts      []builders.Option
+		wantErr   error
+		// wantInErr is for an option's error, which says what to fix.
+		wantInErr string
+	}{
+		{name: "no platforms", wantErr: builders.ErrNoPlatforms},
+		{name: "duplicate platform", platforms: []types.Platform{p, p}, wantErr: builders.ErrPlatformTwice},
+		{name: "zero attempts", platforms: []types.Platform{p}, opts: []builders.Option{builders.WithMaxAttempts(0)},
+			wantInErr: "max attempts must be at least 1"},
 	}
-	if _, err := builders.NewAgent(nil, local, []types.Platform{p}, builders.WithMaxAttempts(0)); err == nil {
-		t.Error("zero attempts: got no error")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := builders.NewAgent(nil, local, tc.platforms, tc.opts...)
+			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Errorf("got %v, want %v", err, tc.wantErr)
+			}
+			if tc.wantInErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantInErr)) {
+				t.Errorf("got %v, want an error saying %q", err, tc.wantInErr)
+			}
+		})
 	}
 }
 

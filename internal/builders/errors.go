@@ -5,6 +5,13 @@ import (
 	"fmt"
 )
 
+// ErrNoPlatforms is returned by NewAgent given no platform to build.
+var ErrNoPlatforms = errors.New("builder agent: no platforms to build")
+
+// ErrPlatformTwice is returned by NewAgent given one platform twice: the agent's consumers
+// of one platform would overlap, which the builds work queue refuses.
+var ErrPlatformTwice = errors.New("builder agent: platform listed twice")
+
 // ErrUnknownPipeline is returned for an event or request naming a pipeline that is not in
 // the configuration.
 var ErrUnknownPipeline = errors.New("unknown pipeline")
