@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/testenv"
@@ -73,10 +73,6 @@ pipelines:
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	b := bustest.Open(t, n.URL)
-	cons, err := b.JS.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{types.SubjectBuildResults}})
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	runCtx, stop := context.WithCancel(ctx)
 	root := newRootCmd()
@@ -92,12 +88,20 @@ pipelines:
 	if _, err := b.Publish(ctx, types.BuildSubject(req.Platform), req.MsgID(), req); err != nil {
 		t.Fatal(err)
 	}
-	msg, err := cons.Next(jetstream.FetchContext(ctx))
+	var stored []bus.StoredMessage
+	until, _ := ctx.Deadline()
+	err := testenv.WaitFor(time.Until(until), func() (err error) {
+		stored, err = b.Stored(ctx, bus.StreamEvents, types.SubjectBuildResults)
+		if err == nil && len(stored) == 0 {
+			err = errors.New("none published")
+		}
+		return err
+	})
 	if err != nil {
 		t.Fatalf("no build result: %v\nstderr:\n%s", err, stderr.String())
 	}
 	var res types.BuildResult
-	if err := json.Unmarshal(msg.Data(), &res); err != nil {
+	if err := json.Unmarshal(stored[0].Data, &res); err != nil {
 		t.Fatal(err)
 	}
 	if res.Outcome != types.BuildSucceeded || res.Attempt != 1 {

@@ -2,17 +2,12 @@ package builders
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/promoter-dev/promoter/internal/backoff"
 	"github.com/promoter-dev/promoter/internal/bus"
@@ -38,12 +33,12 @@ func NewAgent(b *bus.Bus, exec Executor, platforms []types.Platform, opts ...Opt
 		return nil, err
 	}
 	if len(platforms) == 0 {
-		return nil, errors.New("builder agent: no platforms to build (set builder.platforms or --platforms)")
+		return nil, fmt.Errorf("%w (set builder.platforms or --platforms)", ErrNoPlatforms)
 	}
 	seen := map[string]bool{}
 	for _, p := range platforms {
 		if seen[p.String()] {
-			return nil, fmt.Errorf("builder agent: platform %s listed twice", p)
+			return nil, fmt.Errorf("%w: %s", ErrPlatformTwice, p)
 		}
 		seen[p.String()] = true
 	}
@@ -57,115 +52,77 @@ func ConsumerName(p types.Platform) string {
 }
 
 // Run consumes until ctx ends. A build still running then is abandoned (its Job deleted)
-// and its request handed back to the queue at once.
+// and its request handed back to the queue at once. It fails when a platform's consumer
+// cannot be created, before any build starts.
 func (a *Agent) Run(ctx context.Context) error {
-	if err := a.bus.WaitReady(ctx); err != nil {
-		return nil // stopped before the bus came up
-	}
-	// Every consumer first, so a failure leaves no worker running.
-	consumers := make([]jetstream.Consumer, len(a.platforms))
+	consumers := make([]bus.Consumer, len(a.platforms))
 	for i, p := range a.platforms {
-		cons, err := a.bus.JS.CreateOrUpdateConsumer(ctx, bus.StreamBuilds, jetstream.ConsumerConfig{
-			Durable:       ConsumerName(p),
-			Description:   "builder agents for " + p.String(),
-			FilterSubject: types.BuildSubject(p),
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       a.o.ackWait,
-			// One delivery more than attempts: it only reports a last attempt whose agent
-			// died without a result (see handle), so every request ends in a Final result.
-			MaxDeliver: a.o.maxAttempts + 1,
-		})
-		if err != nil {
-			return fmt.Errorf("creating consumer %s on stream %s: %w", ConsumerName(p), bus.StreamBuilds, err)
-		}
-		consumers[i] = cons
-	}
-	var wg sync.WaitGroup
-	for i, p := range a.platforms {
+		consumers[i] = a.consumer(p)
 		a.o.log.Info("building", "platform", p.String(), "subject", types.BuildSubject(p), "consumer", ConsumerName(p))
-		for range a.o.concurrency {
-			wg.Go(func() { a.work(ctx, p, consumers[i]) })
-		}
 	}
-	wg.Wait()
-	return nil
+	return a.bus.Consume(ctx, consumers...)
 }
 
-// work takes one request at a time until ctx ends.
-func (a *Agent) work(ctx context.Context, p types.Platform, cons jetstream.Consumer) {
-	log := a.o.log.With("platform", p.String())
-	for ctx.Err() == nil {
-		msg, err := cons.Next(jetstream.FetchContext(ctx))
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			// An idle queue ends a fetch with a timeout: fetch again.
-			if !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
-				log.Warn("fetching build requests", "error", err)
-				select {
-				case <-ctx.Done():
-				case <-time.After(time.Second):
-				}
-			}
-			continue
-		}
-		a.handle(ctx, p, msg, log)
+// consumer is platform p's share of the builds work queue: a build runs as long as it
+// heartbeats, a failed one comes back after a growing delay, each delivery being the next
+// attempt.
+func (a *Agent) consumer(p types.Platform) bus.Consumer {
+	return bus.Consumer{
+		WorkQueue:   true,
+		Durable:     ConsumerName(p),
+		Description: "builder agents for " + p.String(),
+		Subject:     types.BuildSubject(p),
+		Handle:      bus.DecodeAttempt(a.handle),
+		Parallel:    a.o.concurrency,
+		Timeout:     bus.NoTimeout, // the Job has its own deadline
+		AckWait:     a.o.ackWait,
+		// One delivery more than attempts: it only reports a last attempt whose agent
+		// died without a result (see handle), so every request ends in a Final result.
+		MaxDeliver: a.o.maxAttempts + 1,
+		Retry:      backoff.Policy{Min: a.o.retryDelay, Max: maxRetryDelay, Jitter: true},
 	}
 }
 
-// handle runs one delivery of a request: delivery n is attempt n.
-func (a *Agent) handle(ctx context.Context, p types.Platform, msg jetstream.Msg, log *slog.Logger) {
-	var req types.BuildRequest
-	if err := json.Unmarshal(msg.Data(), &req); err != nil {
-		log.Error("dropping malformed build request", "subject", msg.Subject(), "error", err)
-		_ = msg.Term()
-		return
-	}
-	attempt := 1
-	if meta, err := msg.Metadata(); err == nil {
-		attempt = int(meta.NumDelivered)
-	}
-	log = log.With("pipeline", req.Pipeline, "revision", req.Revision, "attempt", attempt)
-	stop := bus.Heartbeat(msg, a.o.ackWait)
-	defer stop()
-
+// handle runs one delivery of a request: delivery n is attempt n. It returns nil once the
+// image is pushed, an error wrapping bus.ErrPermanent once the request failed for good,
+// and another error to have the request delivered again as the next attempt.
+func (a *Agent) handle(ctx context.Context, req types.BuildRequest, attempt int) error {
+	log := a.o.log.With("platform", req.Platform.String(), "pipeline", req.Pipeline, "revision", req.Revision, "attempt", attempt)
 	res := types.BuildResult{Request: req, Attempt: attempt}
 	if attempt > a.o.maxAttempts {
 		// The last attempt's agent stopped (or could not report) without a result.
 		res.Outcome, res.Final = types.BuildFailed, true
 		res.Reason = fmt.Sprintf("gave up after %d attempts: attempt %d ended without a result (its builder agent stopped or lost the bus)",
 			a.o.maxAttempts, attempt-1)
-		a.finish(ctx, msg, res, log)
-		return
+		return a.finish(ctx, res, log)
 	}
 
 	start := time.Now()
 	built, err := a.exec.Build(ctx, req, attempt)
 	res.Job, res.Duration = built.Job, time.Since(start)
 	if ctx.Err() != nil {
-		// Shutting down: hand the request back now rather than after AckWait.
+		// Shutting down: the bus hands the request back now rather than after AckWait.
 		log.Info("build abandoned on shutdown; request returned to the queue", "job", built.Job)
-		_ = msg.Nak()
-		return
+		return fmt.Errorf("building %s: abandoned on shutdown: %w", req.Image, ctx.Err())
 	}
 	switch {
 	case err == nil:
 		res.Outcome, res.Final, res.Digest = types.BuildSucceeded, true, built.Digest
-	case errors.Is(err, ErrPermanent) || attempt >= a.o.maxAttempts:
+	case errors.Is(err, bus.ErrPermanent) || attempt >= a.o.maxAttempts:
 		res.Outcome, res.Final = types.BuildFailed, true
 		res.Reason = err.Error()
-		if attempt >= a.o.maxAttempts && !errors.Is(err, ErrPermanent) {
+		if attempt >= a.o.maxAttempts && !errors.Is(err, bus.ErrPermanent) {
 			res.Reason = fmt.Sprintf("gave up after %d attempts: %v", attempt, err)
 		}
 	default:
 		res.Outcome, res.Reason = types.BuildFailed, err.Error()
 	}
-	a.finish(ctx, msg, res, log)
+	return a.finish(ctx, res, log)
 }
 
-// finish publishes the result, then acknowledges, retries or terminates the request.
-func (a *Agent) finish(ctx context.Context, msg jetstream.Msg, res types.BuildResult, log *slog.Logger) {
+// finish publishes the result, and says what becomes of the request: acknowledged (nil),
+// terminated (bus.ErrPermanent) or retried (another error).
+func (a *Agent) finish(ctx context.Context, res types.BuildResult, log *slog.Logger) error {
 	platform := res.Request.Platform.String()
 	outcome := string(res.Outcome)
 	if res.Outcome == types.BuildFailed && res.Final {
@@ -181,21 +138,20 @@ func (a *Agent) finish(ctx context.Context, msg jetstream.Msg, res types.BuildRe
 			log.Error("publishing build result", "error", pubErr)
 		}
 		log.Info("build succeeded", "job", res.Job, "image", res.Request.Image, "digest", res.Digest, "duration", res.Duration)
-		if err := msg.DoubleAck(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("acknowledging build request", "error", err)
-		}
+		return nil
 	case pubErr != nil:
 		// Without the result the daemon would wait forever: retry, so that the next
 		// delivery reports (again, or as the lost last attempt).
 		log.Error("publishing build result; retrying the request", "error", pubErr)
-		_ = msg.NakWithDelay(a.retryDelay(res.Attempt))
+		return fmt.Errorf("publishing the result of attempt %d: %w", res.Attempt, pubErr)
 	case res.Final:
 		log.Error("build failed for good", "job", res.Job, "reason", res.Reason)
-		_ = msg.Term()
+		return fmt.Errorf("%w: build of %s failed for good", bus.ErrPermanent, res.Request.Image)
 	default:
-		delay := a.retryDelay(res.Attempt)
-		log.Warn("build failed, will retry", "job", res.Job, "reason", res.Reason, "retry_in", delay)
-		_ = msg.NakWithDelay(delay)
+		log.Warn("build failed, will retry", "job", res.Job, "reason", res.Reason)
+		// The reason only, not the error: the retry schedule is the agent's (WithRetryDelay),
+		// whatever the failure asked for.
+		return fmt.Errorf("build attempt %d of %s: %s", res.Attempt, res.Request.Image, res.Reason)
 	}
 }
 
@@ -214,11 +170,4 @@ func (a *Agent) publish(ctx context.Context, res types.BuildResult) error {
 		}
 	}
 	return err
-}
-
-// retryDelay is the wait before the attempt after attempt: retryDelay doubled per
-// failed attempt, at most maxRetryDelay, jittered so that the builds of one failing push
-// do not all come back at once.
-func (a *Agent) retryDelay(attempt int) time.Duration {
-	return backoff.Policy{Min: a.o.retryDelay, Max: maxRetryDelay, Jitter: true}.Delay(attempt - 1)
 }

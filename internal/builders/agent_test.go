@@ -2,17 +2,21 @@ package builders_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/bus"
+	"github.com/promoter-dev/promoter/internal/bus/bustest"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
@@ -97,7 +101,8 @@ func TestAgentGivesUpAtOnceOnPermanentErrors(t *testing.T) {
 func TestAgentReportsALastAttemptLostWithItsAgent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b := openBus(t)
+	n := testenv.StartNATS(t)
+	b := bustest.Open(t, n.URL)
 	p := types.MustPlatform("linux/amd64")
 	opts := []builders.Option{builders.WithMaxAttempts(1), builders.WithAckWait(time.Second)}
 	local, _ := builders.NewLocal(registry.Client{}, nil)
@@ -106,19 +111,33 @@ func TestAgentReportsALastAttemptLostWithItsAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A first agent takes the request and dies without a word: start one only to create
-	// the consumer, stop it, then take the message by hand and never acknowledge it.
+	// the consumer, stop it, then take the message by hand on a connection of its own (the
+	// dead agent's) and never acknowledge it.
+	nc, err := nats.Connect(n.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error)
 	go func() { done <- agent.Run(runCtx) }()
-	waitConsumer(t, b, builders.ConsumerName(p))
+	var cons jetstream.Consumer
+	if err := testenv.WaitFor(10*time.Second, func() (err error) {
+		cons, err = js.Consumer(ctx, bus.StreamBuilds, builders.ConsumerName(p))
+		return err
+	}); err != nil {
+		t.Fatalf("consumer %s not created within 10s: %v", builders.ConsumerName(p), err)
+	}
 	stop()
-	<-done
+	if err := <-done; err != nil {
+		t.Fatalf("agent Run: %v", err)
+	}
 	req := types.BuildRequest{Pipeline: "web", Revision: "abc", Platform: p, Image: "127.0.0.1:1/acme/web:abc-amd64"}
 	if _, err := b.Publish(ctx, types.BuildSubject(p), req.MsgID(), req); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := b.JS.Consumer(ctx, bus.StreamBuilds, builders.ConsumerName(p))
-	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cons.Next(jetstream.FetchContext(ctx)); err != nil {
@@ -139,45 +158,45 @@ func TestNewAgentRefusesBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := builders.NewAgent(nil, local, nil); err == nil {
-		t.Error("no platforms: got no error")
-	}
 	p := types.MustPlatform("linux/amd64")
-	if _, err := builders.NewAgent(nil, local, []types.Platform{p, p}); err == nil {
-		t.Error("duplicate platform: got no error")
+	tests := []struct {
+		name      string
+		platforms []types.Platform
+		opts      []builders.Option
+		wantErr   error
+		// wantInErr is for an option's error, which says what to fix.
+		wantInErr string
+	}{
+		{name: "no platforms", wantErr: builders.ErrNoPlatforms},
+		{name: "duplicate platform", platforms: []types.Platform{p, p}, wantErr: builders.ErrPlatformTwice},
+		{name: "zero attempts", platforms: []types.Platform{p}, opts: []builders.Option{builders.WithMaxAttempts(0)},
+			wantInErr: "max attempts must be at least 1"},
 	}
-	if _, err := builders.NewAgent(nil, local, []types.Platform{p}, builders.WithMaxAttempts(0)); err == nil {
-		t.Error("zero attempts: got no error")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := builders.NewAgent(nil, local, tc.platforms, tc.opts...)
+			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Errorf("got %v, want %v", err, tc.wantErr)
+			}
+			if tc.wantInErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantInErr)) {
+				t.Errorf("got %v, want an error saying %q", err, tc.wantInErr)
+			}
+		})
 	}
-}
-
-// waitConsumer waits until the durable consumer exists.
-func waitConsumer(t *testing.T, b *bus.Bus, name string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := b.JS.Consumer(context.Background(), bus.StreamBuilds, name); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("consumer %s not created within 10s", name)
 }
 
 // waitQueueEmpty waits until every build request was acknowledged or terminated.
 func waitQueueEmpty(t *testing.T, b *bus.Bus) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	var n uint64
-	for time.Now().Before(deadline) {
-		s, err := b.JS.Stream(context.Background(), bus.StreamBuilds)
-		if err != nil {
-			t.Fatal(err)
+	var left []bus.StoredMessage
+	err := testenv.WaitFor(10*time.Second, func() (err error) {
+		left, err = b.Stored(context.Background(), bus.StreamBuilds, "promoter.builds.>")
+		if err == nil && len(left) > 0 {
+			return fmt.Errorf("%d left", len(left))
 		}
-		if n = s.CachedInfo().State.Msgs; n == 0 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		t.Errorf("builds work queue still holds messages: %v", err)
 	}
-	t.Errorf("builds work queue still holds %d messages", n)
 }

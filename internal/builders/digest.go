@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/promoter-dev/promoter/internal/backoff"
+	"github.com/promoter-dev/promoter/internal/bus"
 )
 
 // The digest contract of a build Job, which a custom builder.jobTemplate must keep too: on
@@ -57,7 +58,7 @@ func ReportedDigest(msg string) (digest string, ok bool) {
 // pushedDigest reads the digest a completed Job reported (see ReportedDigest) from its
 // pod's containers. Reading the pods is retried for a while: the image is pushed, and a
 // rebuild because the apiserver hiccuped would waste a build. A Job that completed without
-// reporting a digest broke the contract, which no retry mends: that is ErrPermanent.
+// reporting a digest broke the contract, which no retry mends: that is bus.ErrPermanent.
 func (k *Kubernetes) pushedDigest(ctx context.Context, job string) (string, error) {
 	policy := backoff.Policy{Min: 200 * time.Millisecond, Max: 5 * time.Second}
 	var err error
@@ -92,5 +93,5 @@ func (k *Kubernetes) readDigest(ctx context.Context, job string) (string, error)
 	if len(pods.Items) == 0 {
 		return "", fmt.Errorf("build job %s/%s completed, but its pod is gone", k.namespace, job)
 	}
-	return "", fmt.Errorf("%w: build job %s/%s completed but reported no image digest: its build container must leave the digest it pushed in its termination message (buildctl --metadata-file FILE, then FILE copied to /dev/termination-log; or kaniko --digest-file /dev/termination-log); promoter merges only an image its build reported", ErrPermanent, k.namespace, job)
+	return "", fmt.Errorf("%w: build job %s/%s completed but reported no image digest: its build container must leave the digest it pushed in its termination message (buildctl --metadata-file FILE, then FILE copied to /dev/termination-log; or kaniko --digest-file /dev/termination-log); promoter merges only an image its build reported", bus.ErrPermanent, k.namespace, job)
 }

@@ -10,11 +10,13 @@
 //
 // # Retries and dead letters
 //
-// Retries belong to the agent, not to Kubernetes (the Job's backoffLimit is 0). A failed
-// attempt publishes a BuildResult with Final=false and the request is redelivered after a
-// growing delay, each delivery being the next attempt (a new Job). After maxAttempts
-// failures the agent publishes the result with Final=true and terminates the message: the
-// daemon marks the revision failed on it. The consumer allows one delivery more than
+// Retries belong to the agent, not to Kubernetes (the Job's backoffLimit is 0); its
+// consumers run in bus.Consume's work-queue mode, which takes a request only when a build
+// slot is free. A failed attempt publishes a BuildResult with Final=false and the request
+// is redelivered after a growing delay, each delivery being the next attempt (a new Job).
+// After maxAttempts failures, or at once on an error wrapping bus.ErrPermanent, the agent
+// publishes the result with Final=true and the message is terminated: the daemon marks the
+// revision failed on it. The consumer allows one delivery more than
 // maxAttempts so that an attempt whose agent died mid-build (and so never reported) still
 // ends in a Final result instead of silently disappearing from the queue.
 //

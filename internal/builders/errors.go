@@ -7,10 +7,12 @@ import (
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
-// ErrPermanent marks a build error that another attempt cannot fix (a request naming an
-// unknown pipeline, a Job template that does not render): the agent publishes a Final
-// failed result at once instead of retrying.
-var ErrPermanent = errors.New("permanent build error")
+// ErrNoPlatforms is returned by NewAgent given no platform to build.
+var ErrNoPlatforms = errors.New("builder agent: no platforms to build")
+
+// ErrPlatformTwice is returned by NewAgent given one platform twice: the agent's consumers
+// of one platform would overlap, which the builds work queue refuses.
+var ErrPlatformTwice = errors.New("builder agent: platform listed twice")
 
 // ErrUnknownPipeline is returned for an event or request naming a pipeline that is not in
 // the configuration: the one types.ErrUnknownPipeline.

@@ -3,16 +3,15 @@ package builders_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
-	"github.com/promoter-dev/promoter/internal/bus/bustest"
-
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/bus"
+	"github.com/promoter-dev/promoter/internal/bus/bustest"
 	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -22,43 +21,52 @@ func openBus(t *testing.T) *bus.Bus {
 	return bustest.Start(t)
 }
 
-// results follows the build results published on the bus from now on.
-func results(t *testing.T, b *bus.Bus) <-chan types.BuildResult {
-	t.Helper()
-	ctx := context.Background()
-	cons, err := b.JS.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{types.SubjectBuildResults},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch := make(chan types.BuildResult, 64)
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		var r types.BuildResult
-		if err := json.Unmarshal(msg.Data(), &r); err != nil {
-			t.Errorf("malformed build result %s: %v", msg.Data(), err)
-			return
-		}
-		ch <- r
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cc.Stop)
-	return ch
+// resultFeed reads the build results published on the bus after a point.
+type resultFeed struct {
+	b    *bus.Bus
+	seen uint64 // sequence of the last result read
 }
 
-// nextResult waits for one build result.
-func nextResult(t *testing.T, ch <-chan types.BuildResult, timeout time.Duration) types.BuildResult {
+// results follows the build results published on the bus from now on.
+func results(t *testing.T, b *bus.Bus) *resultFeed {
 	t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	case <-time.After(timeout):
-		t.Fatalf("no build result within %s", timeout)
-		return types.BuildResult{}
+	f := &resultFeed{b: b}
+	if stored := storedResults(t, b); len(stored) > 0 {
+		f.seen = stored[len(stored)-1].Seq
 	}
+	return f
+}
+
+// nextResult waits for the next build result.
+func nextResult(t *testing.T, f *resultFeed, timeout time.Duration) types.BuildResult {
+	t.Helper()
+	var r types.BuildResult
+	err := testenv.WaitFor(timeout, func() error {
+		for _, m := range storedResults(t, f.b) {
+			if m.Seq <= f.seen {
+				continue
+			}
+			f.seen = m.Seq
+			if err := json.Unmarshal(m.Data, &r); err != nil {
+				t.Fatalf("malformed build result %s: %v", m.Data, err)
+			}
+			return nil
+		}
+		return errors.New("none published")
+	})
+	if err != nil {
+		t.Fatalf("no build result within %s: %v", timeout, err)
+	}
+	return r
+}
+
+func storedResults(t *testing.T, b *bus.Bus) []bus.StoredMessage {
+	t.Helper()
+	stored, err := b.Stored(context.Background(), bus.StreamEvents, types.SubjectBuildResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stored
 }
 
 // runAgent runs a until the test ends.

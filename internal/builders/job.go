@@ -19,6 +19,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -188,14 +189,14 @@ func (t *JobTemplate) Render(req types.BuildRequest, attempt int) (*batchv1.Job,
 	data := t.Data(req, attempt)
 	var buf bytes.Buffer
 	if err := t.tmpl.Execute(&buf, data); err != nil {
-		return nil, fmt.Errorf("%w: rendering job template: %v", ErrPermanent, err)
+		return nil, fmt.Errorf("%w: rendering job template: %v", bus.ErrPermanent, err)
 	}
 	var job batchv1.Job
 	if err := yaml.UnmarshalStrict(buf.Bytes(), &job); err != nil {
-		return nil, fmt.Errorf("%w: job template output is not a batch/v1 Job: %v", ErrPermanent, err)
+		return nil, fmt.Errorf("%w: job template output is not a batch/v1 Job: %v", bus.ErrPermanent, err)
 	}
 	if job.APIVersion != "batch/v1" || job.Kind != "Job" {
-		return nil, fmt.Errorf("%w: job template gives %s %s, want batch/v1 Job", ErrPermanent, job.APIVersion, job.Kind)
+		return nil, fmt.Errorf("%w: job template gives %s %s, want batch/v1 Job", bus.ErrPermanent, job.APIVersion, job.Kind)
 	}
 	job.Name, job.Namespace = data.Name, data.Namespace
 	if job.Labels == nil {
@@ -206,11 +207,11 @@ func (t *JobTemplate) Render(req types.BuildRequest, attempt int) (*batchv1.Job,
 	}
 	spec := job.Spec.Template.Spec
 	if len(spec.Containers) == 0 {
-		return nil, fmt.Errorf("%w: job template gives a Job without containers", ErrPermanent)
+		return nil, fmt.Errorf("%w: job template gives a Job without containers", bus.ErrPermanent)
 	}
 	for _, c := range append(spec.InitContainers, spec.Containers...) {
 		if sc := c.SecurityContext; sc != nil && sc.Privileged != nil && *sc.Privileged {
-			return nil, fmt.Errorf("%w: job template makes container %q privileged; promoter never runs privileged builds", ErrPermanent, c.Name)
+			return nil, fmt.Errorf("%w: job template makes container %q privileged; promoter never runs privileged builds", bus.ErrPermanent, c.Name)
 		}
 	}
 	return &job, nil

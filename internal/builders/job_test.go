@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/promoter-dev/promoter/internal/builders"
+	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -226,10 +227,10 @@ spec:
 		wantInErr  string
 	}{
 		{name: "kaniko fork", text: kaniko},
-		{name: "privileged", text: strings.Replace(kaniko, `{{ .Attempt | printf "%d" | eq "99" }}`, "true", 1), wantErr: builders.ErrPermanent, wantInErr: "privileged"},
-		{name: "not a job", text: "apiVersion: v1\nkind: Pod\n", wantErr: builders.ErrPermanent, wantInErr: "want batch/v1 Job"},
-		{name: "typo", text: strings.Replace(kaniko, "backoffLimit", "backofLimit", 1), wantErr: builders.ErrPermanent, wantInErr: "backofLimit"},
-		{name: "unknown field in data", text: strings.Replace(kaniko, ".GitContext", ".Repo", 1), wantErr: builders.ErrPermanent, wantInErr: "Repo"},
+		{name: "privileged", text: strings.Replace(kaniko, `{{ .Attempt | printf "%d" | eq "99" }}`, "true", 1), wantErr: bus.ErrPermanent, wantInErr: "privileged"},
+		{name: "not a job", text: "apiVersion: v1\nkind: Pod\n", wantErr: bus.ErrPermanent, wantInErr: "want batch/v1 Job"},
+		{name: "typo", text: strings.Replace(kaniko, "backoffLimit", "backofLimit", 1), wantErr: bus.ErrPermanent, wantInErr: "backofLimit"},
+		{name: "unknown field in data", text: strings.Replace(kaniko, ".GitContext", ".Repo", 1), wantErr: bus.ErrPermanent, wantInErr: "Repo"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package builders_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/promoter-dev/promoter/internal/builders"
+	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -55,20 +57,19 @@ func startBuilderKube(t *testing.T) (admin, builder kubernetes.Interface) {
 		t.Fatal(err)
 	}
 	// The authorizer learns of new bindings through an informer: wait until it did.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	err = testenv.WaitFor(10*time.Second, func() error {
 		r, err := builder.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
 				Namespace: buildNS, Verb: "create", Group: "batch", Resource: "jobs",
 			}},
 		}, metav1.CreateOptions{})
-		if err == nil && r.Status.Allowed {
-			break
+		if err == nil && !r.Status.Allowed {
+			err = fmt.Errorf("not allowed: %+v", r.Status)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("builder user still may not create jobs: %v %+v", err, r)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("builder user still may not create jobs: %v", err)
 	}
 	return admin, builder
 }
@@ -93,44 +94,12 @@ func TestKubernetesAgent(t *testing.T) {
 	go func() { agentDone <- agent.Run(ctx) }()
 	t.Cleanup(func() { stopAgent(); <-agentDone })
 
-	dispatch := func(rev string) types.BuildRequest {
-		req := testRequest("linux/arm64")
-		req.Revision = rev
-		req.Image = "staging.example:5000/acme/web:" + rev + "-arm64"
-		if _, err := b.Publish(context.Background(), types.BuildSubject(arm64), req.MsgID(), req); err != nil {
-			t.Fatal(err)
-		}
-		return req
-	}
+	dispatch := func(rev string) types.BuildRequest { return dispatchArm64(t, b, rev) }
 
 	t.Run("complete job succeeds", func(t *testing.T) {
 		req := dispatch("1111111111111111111111111111111111111111")
 		job := waitJob(t, admin, req, 1)
-		// What the apiserver stored, as the restricted user created it.
-		if job.Name != builders.JobName(req, 1) {
-			t.Errorf("job name: got %s, want %s", job.Name, builders.JobName(req, 1))
-		}
-		spec := job.Spec.Template.Spec
-		for _, c := range append(spec.InitContainers, spec.Containers...) {
-			if sc := c.SecurityContext; sc != nil && sc.Privileged != nil && *sc.Privileged {
-				t.Errorf("container %s is privileged", c.Name)
-			}
-		}
-		if got := spec.NodeSelector["kubernetes.io/arch"]; got != "arm64" {
-			t.Errorf("nodeSelector kubernetes.io/arch: got %q, want arm64", got)
-		}
-		if !hasToleration(spec.Tolerations, "kubernetes.io/arch", "arm64") {
-			t.Errorf("no arm64 arch toleration in %+v", spec.Tolerations)
-		}
-		if d := job.Spec.ActiveDeadlineSeconds; d == nil || *d != 3600 {
-			t.Errorf("activeDeadlineSeconds: got %v, want 3600", d)
-		}
-		if bl := job.Spec.BackoffLimit; bl == nil || *bl != 0 {
-			t.Errorf("backoffLimit: got %v, want 0", bl)
-		}
-		if got := strings.Join(spec.Containers[0].Command, " "); !strings.Contains(got, "--metadata-file") || !strings.Contains(got, "> /dev/termination-log") {
-			t.Errorf("the build container does not report its digest (buildctl's metadata copied to /dev/termination-log): %q", got)
-		}
+		checkBuildJob(t, job, req)
 		// buildctl's metadata file, as the kubelet hands it back as termination message.
 		const digest = "sha256:6f1bde0e4ec4ce9cf3fd3a4b5b1d4a3d1a0bbda0f6a1ad0b8ad0a25e2c56f5f9"
 		createPod(t, admin, job, 0, `{"containerimage.config.digest":"sha256:0d4b36e3e2d4ac2b32e01e5eb8a2a2ba0e3c4a9f2c1ea0b0bd6d8b69b0c5d8a1","containerimage.digest":"`+digest+`","image.name":"staging.example:5000/acme/web:1111-arm64"}`)
@@ -158,17 +127,7 @@ func TestKubernetesAgent(t *testing.T) {
 		createPod(t, admin, job2, 1, "ERROR: failed to solve: process \"/bin/sh -c make\" did not complete successfully: exit code: 2")
 		failJob(t, admin, job2, "DeadlineExceeded", "Job was active longer than specified deadline")
 		r = nextResult(t, res, 20*time.Second)
-		if r.Outcome != types.BuildFailed || !r.Final || r.Attempt != 2 || r.Job != job2.Name {
-			t.Errorf("second result: %+v, want the final failure of attempt 2 (job %s)", r, job2.Name)
-		}
-		for _, want := range []string{"gave up after 2 attempts", "DeadlineExceeded", "did not complete successfully: exit code: 2"} {
-			if !strings.Contains(r.Reason, want) {
-				t.Errorf("final reason %q lacks %q", r.Reason, want)
-			}
-		}
-		if n := testutil.ToFloat64(m.Builds.WithLabelValues("linux/arm64", "gave_up")); n != 1 {
-			t.Errorf("builds{linux/arm64,gave_up}: got %v, want 1", n)
-		}
+		checkGaveUp(t, r, job2.Name, m)
 		waitQueueEmpty(t, b)
 	})
 
@@ -196,6 +155,65 @@ func TestKubernetesAgent(t *testing.T) {
 			t.Errorf("job %s after the agent stopped: got %v, want NotFound", job.Name, err)
 		}
 	})
+}
+
+// dispatchArm64 queues the linux/arm64 build of revision rev.
+func dispatchArm64(t *testing.T, b *bus.Bus, rev string) types.BuildRequest {
+	t.Helper()
+	req := testRequest("linux/arm64")
+	req.Revision = rev
+	req.Image = "staging.example:5000/acme/web:" + rev + "-arm64"
+	if _, err := b.Publish(context.Background(), types.BuildSubject(req.Platform), req.MsgID(), req); err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// checkBuildJob checks what the apiserver stored of req's build Job, as the restricted
+// user created it.
+func checkBuildJob(t *testing.T, job *batchv1.Job, req types.BuildRequest) {
+	t.Helper()
+	if job.Name != builders.JobName(req, 1) {
+		t.Errorf("job name: got %s, want %s", job.Name, builders.JobName(req, 1))
+	}
+	spec := job.Spec.Template.Spec
+	for _, c := range append(spec.InitContainers, spec.Containers...) {
+		if sc := c.SecurityContext; sc != nil && sc.Privileged != nil && *sc.Privileged {
+			t.Errorf("container %s is privileged", c.Name)
+		}
+	}
+	if got := spec.NodeSelector["kubernetes.io/arch"]; got != "arm64" {
+		t.Errorf("nodeSelector kubernetes.io/arch: got %q, want arm64", got)
+	}
+	if !hasToleration(spec.Tolerations, "kubernetes.io/arch", "arm64") {
+		t.Errorf("no arm64 arch toleration in %+v", spec.Tolerations)
+	}
+	if d := job.Spec.ActiveDeadlineSeconds; d == nil || *d != 3600 {
+		t.Errorf("activeDeadlineSeconds: got %v, want 3600", d)
+	}
+	if bl := job.Spec.BackoffLimit; bl == nil || *bl != 0 {
+		t.Errorf("backoffLimit: got %v, want 0", bl)
+	}
+	if got := strings.Join(spec.Containers[0].Command, " "); !strings.Contains(got, "--metadata-file") || !strings.Contains(got, "> /dev/termination-log") {
+		t.Errorf("the build container does not report its digest (buildctl's metadata copied to /dev/termination-log): %q", got)
+	}
+}
+
+// checkGaveUp checks the final result of a request whose second and last attempt, job,
+// failed: it says why each attempt failed, and counts as given up.
+func checkGaveUp(t *testing.T, r types.BuildResult, job string, m *metrics.Metrics) {
+	t.Helper()
+	if r.Outcome != types.BuildFailed || !r.Final || r.Attempt != 2 || r.Job != job {
+		t.Errorf("second result: %+v, want the final failure of attempt 2 (job %s)", r, job)
+	}
+	for _, want := range []string{"gave up after 2 attempts", "DeadlineExceeded", "did not complete successfully: exit code: 2"} {
+		if !strings.Contains(r.Reason, want) {
+			t.Errorf("final reason %q lacks %q", r.Reason, want)
+		}
+	}
+	if n := testutil.ToFloat64(m.Builds.WithLabelValues("linux/arm64", "gave_up")); n != 1 {
+		t.Errorf("builds{linux/arm64,gave_up}: got %v, want 1", n)
+	}
 }
 
 // TestPodSecurityBaselineRejectsTheBuildPod backs doc.go's claim: the build pod is not
@@ -262,19 +280,22 @@ func waitJob(t *testing.T, c kubernetes.Interface, req types.BuildRequest, attem
 		builders.LabelRevision: builders.JobLabels(req, attempt)[builders.LabelRevision],
 		builders.LabelAttempt:  builders.JobLabels(req, attempt)[builders.LabelAttempt],
 	}).String()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	var job *batchv1.Job
+	err := testenv.WaitFor(20*time.Second, func() error {
 		jobs, err := c.BatchV1().Jobs(buildNS).List(context.Background(), metav1.ListOptions{LabelSelector: sel})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(jobs.Items) == 1 {
-			return &jobs.Items[0]
+		if len(jobs.Items) != 1 {
+			return fmt.Errorf("%d jobs", len(jobs.Items))
 		}
-		time.Sleep(50 * time.Millisecond)
+		job = &jobs.Items[0]
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("no job %s within 20s: %v", sel, err)
 	}
-	t.Fatalf("no job %s within 20s", sel)
-	return nil
+	return job
 }
 
 // completeJob sets the status the Job controller sets on success. Since Kubernetes 1.31 the

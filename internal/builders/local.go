@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	ggcrtypes "github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -63,7 +64,7 @@ func NewLocal(reg registry.Client, pipelines []types.Pipeline, opts ...Option) (
 func (l *Local) Build(ctx context.Context, req types.BuildRequest, attempt int) (Built, error) {
 	b, ok := l.builds[req.Pipeline]
 	if !ok {
-		return Built{}, fmt.Errorf("%w: %w: %q has no local build on this agent", ErrPermanent, ErrUnknownPipeline, req.Pipeline)
+		return Built{}, fmt.Errorf("%w: %w: %q has no local build on this agent", bus.ErrPermanent, ErrUnknownPipeline, req.Pipeline)
 	}
 	img, err := l.image(ctx, req, b)
 	if err != nil {
@@ -71,7 +72,7 @@ func (l *Local) Build(ctx context.Context, req types.BuildRequest, attempt int) 
 	}
 	ref, err := l.reg.ParseReference(req.Image)
 	if err != nil {
-		return Built{}, fmt.Errorf("%w: %w", ErrPermanent, err)
+		return Built{}, fmt.Errorf("%w: %w", bus.ErrPermanent, err)
 	}
 	if err := remote.Write(ref, img, l.reg.Remote(ctx)...); err != nil {
 		return Built{}, fmt.Errorf("pushing %s: %w", ref, err)
@@ -149,7 +150,7 @@ func (l *Local) base(ctx context.Context, ref string, p types.Platform) (v1.Imag
 	}
 	r, err := l.reg.ParseReference(ref)
 	if err != nil {
-		return nil, fmt.Errorf("%w: build.base: %w", ErrPermanent, err)
+		return nil, fmt.Errorf("%w: build.base: %w", bus.ErrPermanent, err)
 	}
 	want := v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}
 	img, err := remote.Image(r, append(l.reg.Remote(ctx), remote.WithPlatform(want))...)
@@ -162,7 +163,7 @@ func (l *Local) base(ctx context.Context, ref string, p types.Platform) (v1.Imag
 	}
 	got := types.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
 	if !p.Matches(got) {
-		return nil, fmt.Errorf("%w: base image %s is %s, not %s: use an index with a %s child", ErrPermanent, r, got, p, p)
+		return nil, fmt.Errorf("%w: base image %s is %s, not %s: use an index with a %s child", bus.ErrPermanent, r, got, p, p)
 	}
 	return img, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/promoter-dev/promoter/internal/builders"
+	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/testenv"
@@ -174,7 +175,7 @@ func TestLocalExecutorErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := types.BuildRequest{Pipeline: "web", Revision: "abc", Platform: types.MustPlatform("linux/arm64"), Image: reg.Host + "/acme/web:abc-arm64"}
-	if _, err := l.Build(ctx, req, 1); !errors.Is(err, builders.ErrPermanent) {
+	if _, err := l.Build(ctx, req, 1); !errors.Is(err, bus.ErrPermanent) {
 		t.Errorf("base of another platform: got %v, want ErrPermanent", err)
 	}
 	req.Pipeline = "api"

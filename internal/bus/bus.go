@@ -18,8 +18,8 @@ import (
 
 // Bus is a JetStream connection with promoter's streams and KV bucket.
 type Bus struct {
-	Conn *nats.Conn
-	JS   jetstream.JetStream
+	conn *nats.Conn
+	js   jetstream.JetStream
 
 	opts    options
 	log     *slog.Logger
@@ -86,7 +86,7 @@ func Open(ctx context.Context, opts ...Option) (*Bus, error) {
 		b.shutdownServer()
 		return nil, fmt.Errorf("opening jetstream: %w", err)
 	}
-	b.Conn, b.JS = nc, js
+	b.conn, b.js = nc, js
 	bg, cancel := context.WithCancel(context.Background())
 	b.bgc = cancel
 	b.commit = newCommitter(b)
@@ -155,7 +155,7 @@ func (b *Bus) ensure(ctx context.Context) error {
 	if err != nil && auto && replicas > 1 && isNotClustered(err) {
 		b.log.Warn("the NATS server is not clustered: streams and KV are R1, so a 2xx means one server holds the event, fsynced only as often as its jetstream sync setting says; "+
 			"point nats.url at a JetStream cluster of 3 for quorum acknowledgements, or set nats.replicas: 1 to accept this",
-			"url", b.Conn.ConnectedUrlRedacted())
+			"url", b.conn.ConnectedUrlRedacted())
 		replicas = 1
 		err = b.ensureReplicas(ctx, replicas)
 	}
@@ -170,7 +170,7 @@ func (b *Bus) ensure(ctx context.Context) error {
 
 func (b *Bus) ensureReplicas(ctx context.Context, replicas int) error {
 	for _, cfg := range streamConfigs(replicas) {
-		st, err := b.JS.CreateOrUpdateStream(ctx, cfg)
+		st, err := b.js.CreateOrUpdateStream(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("creating stream %s: %w", cfg.Name, err)
 		}
@@ -181,7 +181,7 @@ func (b *Bus) ensureReplicas(ctx context.Context, replicas int) error {
 			b.batches.Store(st.CachedInfo().Config.AllowAtomicPublish)
 		}
 	}
-	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, revisionsConfig(replicas))
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, revisionsConfig(replicas))
 	if err != nil {
 		return fmt.Errorf("creating KV bucket %s: %w", BucketRevisions, err)
 	}
@@ -212,8 +212,8 @@ func (b *Bus) ensureLoop(ctx context.Context) {
 // Ready returns nil when the connection is up and the streams exist, checked against the
 // server, not from memory.
 func (b *Bus) Ready(ctx context.Context) error {
-	if !b.Conn.IsConnected() {
-		return fmt.Errorf("%w: nats %s", ErrNotReady, b.Conn.Status())
+	if !b.conn.IsConnected() {
+		return fmt.Errorf("%w: nats %s", ErrNotReady, b.conn.Status())
 	}
 	if !b.ensured.Load() {
 		if p := b.lastErr.Load(); p != nil {
@@ -223,7 +223,7 @@ func (b *Bus) Ready(ctx context.Context) error {
 	}
 	ctx, cancel := defaultTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if _, err := b.JS.Stream(ctx, StreamEvents); err != nil {
+	if _, err := b.js.Stream(ctx, StreamEvents); err != nil {
 		return fmt.Errorf("%w: stream %s: %v", ErrNotReady, StreamEvents, err)
 	}
 	return nil
@@ -300,14 +300,14 @@ func (b *Bus) Close() error {
 	b.bgc()
 	b.bgw.Wait()
 	var err error
-	if b.Conn != nil && !b.Conn.IsClosed() {
+	if b.conn != nil && !b.conn.IsClosed() {
 		done := make(chan struct{})
-		b.Conn.SetClosedHandler(func(*nats.Conn) { close(done) })
-		if err = b.Conn.Drain(); err == nil {
+		b.conn.SetClosedHandler(func(*nats.Conn) { close(done) })
+		if err = b.conn.Drain(); err == nil {
 			select {
 			case <-done:
 			case <-time.After(5 * time.Second):
-				b.Conn.Close()
+				b.conn.Close()
 			}
 		}
 	}

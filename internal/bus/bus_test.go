@@ -38,7 +38,7 @@ func TestEmbeddedServerCreatesStreamsAndSurvivesReopen(t *testing.T) {
 	if err := b2.WaitReady(withTimeout(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	s, err := b2.JS.Stream(ctx, StreamEvents)
+	s, err := b2.js.Stream(ctx, StreamEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestStreamsHaveExplicitLimits(t *testing.T) {
 	b := open(t, n.URL)
 	ctx := context.Background()
 	for _, name := range []string{StreamEvents, StreamBuilds} {
-		s, err := b.JS.Stream(ctx, name)
+		s, err := b.js.Stream(ctx, name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)
 		}
@@ -65,7 +65,7 @@ func TestStreamsHaveExplicitLimits(t *testing.T) {
 			t.Errorf("%s limits: maxAge=%s maxBytes=%d duplicates=%s", name, cfg.MaxAge, cfg.MaxBytes, cfg.Duplicates)
 		}
 	}
-	s, _ := b.JS.Stream(ctx, StreamBuilds)
+	s, _ := b.js.Stream(ctx, StreamBuilds)
 	if got := s.CachedInfo().Config.Retention; got != jetstream.WorkQueuePolicy {
 		t.Errorf("%s retention: got %v, want work queue", StreamBuilds, got)
 	}
@@ -118,7 +118,7 @@ func TestClusterReplicas(t *testing.T) {
 	if err := b.WaitReady(withTimeout(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	s, err := b.JS.Stream(context.Background(), StreamEvents)
+	s, err := b.js.Stream(context.Background(), StreamEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,13 +146,16 @@ func withTimeout(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
+// waitFor waits up to 20s for cond.
 func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	err := testenv.WaitFor(20*time.Second, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		return errors.New("not yet")
+	})
+	if err != nil {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }

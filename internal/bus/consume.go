@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,18 +10,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/promoter-dev/promoter/internal/backoff"
 )
 
-// ackWait is how long a message may stay unacknowledged before redelivery. Handlers signal
-// progress every ackWait/3, so a long merge or promotion is not redelivered while it runs,
-// but the messages of a replica that died are redelivered within ackWait.
+// ackWait is the default of Consumer.AckWait: how long a message may stay unacknowledged
+// before redelivery. Handlers signal progress every ackWait/3, so a long merge or promotion
+// is not redelivered while it runs, but the messages of a replica that died are redelivered
+// within ackWait.
 const ackWait = 10 * time.Second
 
-// retryPolicy schedules the redelivery of a message whose handler failed: from about 1 s,
-// doubling with jitter, up to a minute between attempts.
+// retryPolicy is the default of Consumer.Retry: the redelivery of a message whose handler
+// failed, from about 1 s, doubling with jitter, up to a minute between attempts.
 var retryPolicy = backoff.Policy{Min: time.Second, Max: time.Minute, Jitter: true}
 
 // maxRetryAfter caps how long an error may ask a retry to wait (a registry's Retry-After).
@@ -29,15 +32,24 @@ const maxRetryAfter = 10 * time.Minute
 // defaultHandlerTimeout bounds a handler call whose consumer sets no timeout.
 const defaultHandlerTimeout = 2 * time.Minute
 
-// ErrPermanent marks a handler error that redelivery cannot fix (a malformed message); the
-// message is terminated instead of retried.
-var ErrPermanent = errors.New("permanent")
+// NoTimeout as Consumer.Timeout lets a handler run as long as it heartbeats: a build Job
+// carries its own deadline.
+const NoTimeout time.Duration = -1
 
-// Handler handles one message's data. An error wrapping ErrPermanent drops the message; any
-// other error has it redelivered later.
-type Handler func(ctx context.Context, data []byte) error
+// Delivery is one delivery of a message to its handler.
+type Delivery struct {
+	Data []byte
+	// Attempt counts the deliveries of the message from 1: a redelivery after a failure,
+	// after a replica stopped or after an acknowledgement was lost is the next attempt.
+	Attempt int
+}
 
-// Consumer is one durable pull consumer of the events stream and its handler.
+// Handler handles one delivery. An error wrapping ErrPermanent terminates the message; any
+// other error has it redelivered on the consumer's Retry schedule.
+type Handler func(ctx context.Context, d Delivery) error
+
+// Consumer is one durable pull consumer and its handler. The zero values suit the events
+// stream; the builder agent sets WorkQueue and the knobs below it for the builds stream.
 type Consumer struct {
 	Durable string
 	Subject string
@@ -48,166 +60,247 @@ type Consumer struct {
 	// key are handled one at a time, in the order they arrived, while messages with other
 	// keys go on in parallel. "" means no order.
 	Key func(data []byte) string
-	// Timeout bounds one handler call (default defaultHandlerTimeout): a handler stuck on a
-	// dead connection must not keep its message in progress forever.
+	// Timeout bounds one handler call (default defaultHandlerTimeout; NoTimeout, or any
+	// negative value, for none): a handler stuck on a dead connection must not keep its
+	// message in progress forever.
 	Timeout time.Duration
 	// Retrying, when set, is told of each failure that will be retried: failures so far,
 	// when the next attempt is due, and the error.
 	Retrying func(ctx context.Context, data []byte, failures int, next time.Time, err error)
+
+	// WorkQueue consumes the builds work queue (StreamBuilds) instead of the events stream.
+	// Such a stream refuses a consumer whose subject overlaps another's, which no retry
+	// mends, so Consume returns a failure to create it instead of retrying; and the
+	// replicas sharing it may take as many messages at once as they have handlers.
+	WorkQueue bool
+	// Description is the consumer's description on the server; default none.
+	Description string
+	// AckWait is how long a message may go without an acknowledgement or a heartbeat
+	// before it is redelivered, to this replica or another; the handler heartbeats every
+	// third of it. The default is ackWait (10s).
+	AckWait time.Duration
+	// MaxDeliver bounds the deliveries of a message; the default, 0, is unbounded.
+	MaxDeliver int
+	// Retry schedules the redelivery of a failed message by its number of failures; the
+	// default, the zero Policy, is retryPolicy.
+	Retry backoff.Policy
 }
+
+// ErrPermanent marks an error that redelivery cannot fix: a malformed message, a message
+// naming a pipeline that is not configured, a build that no other attempt can mend (a Job
+// template that does not render). Consume terminates the message; the builder agent
+// reports a final failed build first.
+var ErrPermanent = errors.New("permanent")
 
 // Decode wraps a typed handler: the message is JSON of T, and one that is not is dropped.
 func Decode[T any](fn func(context.Context, T) error) Handler {
-	return func(ctx context.Context, data []byte) error {
+	return DecodeAttempt(func(ctx context.Context, v T, _ int) error { return fn(ctx, v) })
+}
+
+// DecodeAttempt is Decode for a handler that needs the delivery's attempt number.
+func DecodeAttempt[T any](fn func(ctx context.Context, v T, attempt int) error) Handler {
+	return func(ctx context.Context, d Delivery) error {
 		var v T
-		if err := json.Unmarshal(data, &v); err != nil {
+		if err := json.Unmarshal(d.Data, &v); err != nil {
 			return fmt.Errorf("%w: decoding %T: %v", ErrPermanent, v, err)
 		}
-		return fn(ctx, v)
+		return fn(ctx, v, d.Attempt)
 	}
 }
 
-// Consume runs c until ctx ends, and returns nil then. Replicas share the durable consumer,
-// so each message goes to one of them. A failed handler's message is redelivered on
-// retryDelay's schedule; the handler signals progress (Heartbeat) while it runs.
-func (b *Bus) Consume(ctx context.Context, c Consumer) error {
+// Consume runs cs until ctx ends, and returns nil then. It creates every durable consumer
+// before it takes a message, so a work-queue consumer that cannot be created leaves none
+// running. Replicas share a durable consumer, so each message goes to one of them. A
+// message is taken only when a handler is free for it (its delivery is an attempt), kept
+// in progress while its handler runs (heartbeat), and acknowledged, terminated, or
+// redelivered on the consumer's Retry schedule as the handler's error says.
+func (b *Bus) Consume(ctx context.Context, cs ...Consumer) error {
 	if err := b.WaitReady(ctx); err != nil {
 		return nil // stopping before the bus came up
 	}
-	parallel := max(c.Parallel, 1)
-	log := b.log.With("consumer", c.Durable)
-	var cons jetstream.Consumer
+	consumers := make([]jetstream.Consumer, len(cs))
+	for i, c := range cs {
+		cons, err := b.createConsumer(ctx, c)
+		if err != nil {
+			return err
+		}
+		if cons == nil {
+			return nil // ctx ended
+		}
+		consumers[i] = cons
+	}
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() { c.run(ctx, consumers[i], b.log.With("consumer", c.Durable)) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// createConsumer creates or updates c's durable consumer. On the events stream it retries
+// until ctx ends (NATS restarting or a cluster electing a leader; the daemon reports not
+// ready meanwhile), and returns nil, nil then.
+func (b *Bus) createConsumer(ctx context.Context, c Consumer) (jetstream.Consumer, error) {
+	stream := StreamEvents
+	maxAckPending := max(64, 4*c.parallel())
+	if c.WorkQueue {
+		// Each agent takes only what it runs: how many run at once is the agents' to say.
+		stream, maxAckPending = StreamBuilds, 0
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:       c.Durable,
+		Description:   c.Description,
+		FilterSubject: c.Subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.ackWait(),
+		MaxDeliver:    -1,
+		MaxAckPending: maxAckPending,
+	}
+	if c.MaxDeliver > 0 {
+		cfg.MaxDeliver = c.MaxDeliver
+	}
 	for attempt := 0; ; attempt++ {
-		var err error
-		cons, err = b.JS.CreateOrUpdateConsumer(ctx, StreamEvents, jetstream.ConsumerConfig{
-			Durable:       c.Durable,
-			FilterSubject: c.Subject,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       ackWait,
-			MaxDeliver:    -1,
-			MaxAckPending: max(64, 4*parallel),
-		})
+		cons, err := b.js.CreateOrUpdateConsumer(ctx, stream, cfg)
 		if err == nil {
-			break
+			return cons, nil
 		}
 		if ctx.Err() != nil {
-			return nil
+			return nil, nil
 		}
-		// NATS restarting or a cluster electing a leader: keep trying, the daemon reports
-		// not ready meanwhile.
+		if c.WorkQueue {
+			return nil, fmt.Errorf("creating consumer %s on stream %s: %w", c.Durable, stream, err)
+		}
 		wait := retryPolicy.Delay(attempt)
-		log.Warn("creating consumer, will retry", "error", err, "retry_in", wait)
+		b.log.Warn("creating consumer, will retry", "consumer", c.Durable, "error", err, "retry_in", wait)
 		if backoff.Sleep(ctx, wait) != nil {
-			return nil
+			return nil, nil
 		}
 	}
-	slots := make(chan struct{}, parallel)
+}
+
+// run takes c's messages until ctx ends, each once a handler is free for it, and returns
+// when the handlers it started are done. One pull at a time keeps the messages of a key in
+// the order the stream delivers them. Each pull is a short request of its own, so a
+// consumer leadership change ends it and the next one finds the new leader (the long-lived
+// pull of jetstream's Consume stalled then: nats-io/nats.go#2063).
+func (c Consumer) run(ctx context.Context, cons jetstream.Consumer, log *slog.Logger) {
+	slots := make(chan struct{}, c.parallel())
 	var inflight sync.WaitGroup
-	order := newKeyOrder()
-	handle := func(msg jetstream.Msg) {
+	defer inflight.Wait()
+	order := newKeyOrder(c.ackWait())
+	for failures := 0; ; {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		msg, err := pull(ctx, cons)
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, errIdle) {
+				continue
+			}
+			wait := retryPolicy.Delay(failures)
+			failures++
+			log.Warn("pulling messages, will retry", "error", err, "retry_in", wait)
+			if backoff.Sleep(ctx, wait) != nil {
+				return
+			}
+			continue
+		}
+		failures = 0
 		key := ""
 		if c.Key != nil {
 			key = c.Key(msg.Data())
 		}
 		if !order.start(key, msg) {
-			return // queued behind the message of the same key being handled
-		}
-		slots <- struct{}{}
-		inflight.Add(1)
-		go func() {
-			defer func() { <-slots; inflight.Done() }()
-			for next := msg; next != nil; next = order.next(key) {
-				c.handleMsg(ctx, next, log)
-			}
-		}()
-	}
-	// nats.go (v1.55, nats-io/nats.go#2063) sends no new pull request after a consumer
-	// leadership change, and the consumer stalls with messages pending: start a new
-	// Consume then. TestNATSClusterLosesANode caught the steps consumer stalled for 2 min.
-	restart := make(chan struct{}, 1)
-	onErr := jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if ctx.Err() != nil {
-			return
-		}
-		log.Debug("consume", "error", err)
-		if errors.Is(err, jetstream.ErrConsumerLeadershipChanged) {
-			select {
-			case restart <- struct{}{}:
-			default:
-			}
-		}
-	})
-	for attempt := 0; ; {
-		cc, err := cons.Consume(handle, jetstream.PullMaxMessages(max(8, parallel)), onErr)
-		if err != nil {
-			wait := retryPolicy.Delay(attempt)
-			attempt++
-			log.Warn("consuming, will retry", "error", err, "retry_in", wait)
-			if backoff.Sleep(ctx, wait) != nil {
-				inflight.Wait()
-				return nil
-			}
+			<-slots // queued behind the message of the same key being handled
 			continue
 		}
-		attempt = 0
-		select {
-		case <-ctx.Done():
-			cc.Drain()
-			<-cc.Closed()
-			inflight.Wait()
-			return nil
-		case <-restart:
-			log.Info("consumer leadership changed; pulling again")
-			cc.Drain()
-			<-cc.Closed()
-		}
+		inflight.Go(func() {
+			defer func() { <-slots }()
+			for next := msg; next != nil; next = order.next(key) {
+				c.handle(ctx, next, log)
+			}
+		})
 	}
 }
 
-func (c Consumer) handleMsg(ctx context.Context, msg jetstream.Msg, log *slog.Logger) {
-	// Keep the message ours while the handler works.
-	stop := Heartbeat(msg, ackWait)
-	timeout := c.Timeout
-	if timeout <= 0 {
-		timeout = defaultHandlerTimeout
+// pullWait bounds one pull: a pull whose server went away (the consumer's leader died)
+// is given up and replaced within it, rather than after missed heartbeats.
+const pullWait = 5 * time.Second
+
+// errIdle ends a pull that found no message: pull again.
+var errIdle = errors.New("no message")
+
+// pull takes one message, waiting at most pullWait for one.
+func pull(ctx context.Context, cons jetstream.Consumer) (jetstream.Msg, error) {
+	pctx, cancel := context.WithTimeout(ctx, pullWait)
+	defer cancel()
+	msg, err := cons.Next(jetstream.FetchContext(pctx))
+	switch {
+	case err == nil:
+		return msg, nil
+	case ctx.Err() == nil && (pctx.Err() != nil || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages)):
+		return nil, errIdle
 	}
-	hctx, cancel := context.WithTimeout(ctx, timeout)
-	err := c.Handle(hctx, msg.Data())
+	return nil, fmt.Errorf("pulling a message: %w", err)
+}
+
+// handle runs the handler on one delivery and settles the message as its error says.
+func (c Consumer) handle(ctx context.Context, msg jetstream.Msg, log *slog.Logger) {
+	attempt := 1
+	if meta, _ := msg.Metadata(); meta != nil {
+		attempt = int(meta.NumDelivered)
+	}
+	// Keep the message ours while the handler works.
+	stop := heartbeat(msg, c.ackWait())
+	hctx, cancel := ctx, context.CancelFunc(func() {})
+	if c.Timeout >= 0 {
+		hctx, cancel = context.WithTimeout(ctx, cmp.Or(c.Timeout, defaultHandlerTimeout))
+	}
+	err := c.Handle(hctx, Delivery{Data: msg.Data(), Attempt: attempt})
 	cancel()
 	stop()
 	switch {
 	case err == nil:
-		actx, cancel := context.WithTimeout(ctx, ackWait)
-		if err := msg.DoubleAck(actx); err != nil && ctx.Err() == nil {
+		// Acknowledged even when ctx ended meanwhile: the work is done, and a lost
+		// acknowledgement would have it done again after AckWait.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ackWait())
+		if err := msg.DoubleAck(actx); err != nil {
 			// Redelivered later; every handler is idempotent.
-			log.Warn("acknowledging", "error", err)
+			log.Warn("acknowledging", "subject", msg.Subject(), "error", err)
 		}
 		cancel()
 	case errors.Is(err, ErrPermanent):
-		log.Error("dropping malformed message", "subject", msg.Subject(), "error", err)
+		log.Error("terminating message: redelivery cannot fix it", "subject", msg.Subject(), "attempt", attempt, "error", err)
 		_ = msg.Term()
 	case ctx.Err() != nil:
 		// Shutting down: let another replica (or this one after restart) take it now.
-		_ = msg.NakWithDelay(0)
+		_ = msg.Nak()
 	default:
-		failures := 1
-		if meta, _ := msg.Metadata(); meta != nil {
-			failures = int(meta.NumDelivered)
-		}
-		delay := retryDelay(failures, err)
+		delay := retryDelay(cmp.Or(c.Retry, retryPolicy), attempt, err)
 		if c.Retrying != nil {
-			c.Retrying(ctx, msg.Data(), failures, time.Now().Add(delay), err)
+			c.Retrying(ctx, msg.Data(), attempt, time.Now().Add(delay), err)
 		}
-		log.Warn("handler failed, will retry", "subject", msg.Subject(), "failures", failures, "retry_in", delay, "error", err)
+		log.Warn("handler failed, will retry", "subject", msg.Subject(), "failures", attempt, "retry_in", delay, "error", err)
 		_ = msg.NakWithDelay(delay)
 	}
 }
 
-// retryDelay is the wait before the next attempt after the given number of failures:
-// exponential with jitter from about a second up to a minute, and never less than the error
-// asks for (a registry's Retry-After, the expiry of another replica's lease).
-func retryDelay(failures int, err error) time.Duration {
-	d := retryPolicy.Delay(max(failures-1, 0))
+func (c Consumer) parallel() int { return max(c.Parallel, 1) }
+
+func (c Consumer) ackWait() time.Duration { return cmp.Or(c.AckWait, ackWait) }
+
+// retryDelay is the wait before the next attempt after the given number of failures: p's
+// delay (for the default, exponential with jitter from about a second up to a minute), and
+// never less than the error asks for (a registry's Retry-After, the expiry of another
+// replica's lease).
+func retryDelay(p backoff.Policy, failures int, err error) time.Duration {
+	d := p.Delay(max(failures-1, 0))
 	var ra interface{ RetryAfter() time.Duration }
 	if errors.As(err, &ra) {
 		d = max(d, min(ra.RetryAfter(), maxRetryAfter))
@@ -219,8 +312,9 @@ func retryDelay(failures int, err error) time.Duration {
 // their turn, acknowledged as in progress meanwhile so that JetStream does not redeliver
 // them while they wait.
 type keyOrder struct {
-	mu     sync.Mutex
-	queued map[string][]waiting
+	ackWait time.Duration
+	mu      sync.Mutex
+	queued  map[string][]waiting
 }
 
 type waiting struct {
@@ -228,7 +322,9 @@ type waiting struct {
 	stop func() // ends the heartbeat that keeps it ours while it waits
 }
 
-func newKeyOrder() *keyOrder { return &keyOrder{queued: map[string][]waiting{}} }
+func newKeyOrder(ackWait time.Duration) *keyOrder {
+	return &keyOrder{ackWait: ackWait, queued: map[string][]waiting{}}
+}
 
 // start reports whether msg may be handled now; if not, it waits behind the message of
 // its key being handled. The empty key is never ordered.
@@ -243,7 +339,7 @@ func (o *keyOrder) start(key string, msg jetstream.Msg) bool {
 		o.queued[key] = nil
 		return true
 	}
-	o.queued[key] = append(q, waiting{msg: msg, stop: Heartbeat(msg, ackWait)})
+	o.queued[key] = append(q, waiting{msg: msg, stop: heartbeat(msg, o.ackWait)})
 	return false
 }
 

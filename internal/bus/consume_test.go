@@ -33,7 +33,7 @@ func TestRetryDelay(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			for range 50 { // jitter: every draw must be in bounds
-				if got := retryDelay(tc.failures, tc.err); got < tc.min || got > tc.max {
+				if got := retryDelay(retryPolicy, tc.failures, tc.err); got < tc.min || got > tc.max {
 					t.Fatalf("retryDelay(%d, %v) = %s, want within [%s, %s]", tc.failures, tc.err, got, tc.min, tc.max)
 				}
 			}

@@ -282,13 +282,13 @@ func (b *Bus) publishBatch(msgs []*pending) error {
 		m.Header.Set("Nats-Batch-Id", id)
 		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
 		if i < len(msgs)-1 {
-			if err := b.Conn.PublishMsg(m); err != nil {
+			if err := b.conn.PublishMsg(m); err != nil {
 				return fmt.Errorf("publishing a batch of %d to %s: %w", len(msgs), StreamEvents, err)
 			}
 			continue
 		}
 		m.Header.Set("Nats-Batch-Commit", "1")
-		resp, err := b.Conn.RequestMsg(m, publishTimeout)
+		resp, err := b.conn.RequestMsg(m, publishTimeout)
 		if err != nil {
 			return fmt.Errorf("committing a batch of %d to %s: %w", len(msgs), StreamEvents, err)
 		}
@@ -319,7 +319,7 @@ const batchDuplicateCode = 10201
 func (b *Bus) publishOne(ctx context.Context, subject, id string, data []byte) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	ack, err := b.JS.Publish(ctx, subject, data, jetstream.WithMsgID(id))
+	ack, err := b.js.Publish(ctx, subject, data, jetstream.WithMsgID(id))
 	if err != nil {
 		return false, fmt.Errorf("publishing to %s: %w", subject, err)
 	}

@@ -38,7 +38,7 @@ func round(prefix string, n int) []*pending {
 
 func streamMsgs(t *testing.T, b *Bus) uint64 {
 	t.Helper()
-	s, err := b.JS.Stream(context.Background(), StreamEvents)
+	s, err := b.js.Stream(context.Background(), StreamEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestGroupCommitStoresARoundAsOneBatch(t *testing.T) {
 	if got := streamMsgs(t, b); got != 30 {
 		t.Errorf("stream holds %d messages, want 30", got)
 	}
-	s, _ := b.JS.Stream(context.Background(), StreamEvents)
+	s, _ := b.js.Stream(context.Background(), StreamEvents)
 	m, err := s.GetMsg(context.Background(), 7)
 	if err != nil {
 		t.Fatal(err)

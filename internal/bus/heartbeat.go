@@ -7,10 +7,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Heartbeat tells JetStream every third of ackWait that msg is still being worked on, so
+// heartbeat tells JetStream every third of ackWait that msg is still being worked on, so
 // it is not redelivered to another consumer while a long handler runs. Call stop (safe
 // more than once) when the handler is done, before acknowledging.
-func Heartbeat(msg jetstream.Msg, ackWait time.Duration) (stop func()) {
+func heartbeat(msg jetstream.Msg, ackWait time.Duration) (stop func()) {
 	done := make(chan struct{})
 	var once sync.Once
 	go func() {

@@ -19,7 +19,7 @@ func replicasOf(t *testing.T, b *Bus) map[string]int {
 	t.Helper()
 	got := map[string]int{}
 	for _, name := range []string{StreamEvents, StreamBuilds, "KV_" + BucketRevisions} {
-		s, err := b.JS.Stream(context.Background(), name)
+		s, err := b.js.Stream(context.Background(), name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)
 		}
@@ -141,7 +141,7 @@ func TestR1StreamsAreScaledUp(t *testing.T) {
 	if got := replicasOf(t, b); !equal(got, wantAll(3)) {
 		t.Errorf("replicas after reopen with the default: got %v, want %v", got, wantAll(3))
 	}
-	s, _ := b.JS.Stream(ctx, StreamEvents)
+	s, _ := b.js.Stream(ctx, StreamEvents)
 	if n := s.CachedInfo().State.Msgs; n != 1 {
 		t.Errorf("events after scale-up: got %d, want 1", n)
 	}

@@ -30,7 +30,7 @@ func TestEmbeddedServerSyncsBeforeAck(t *testing.T) {
 	// by the store itself, not relaxed to a Raft flush.
 	ctx := context.Background()
 	for _, name := range []string{StreamEvents, StreamBuilds, "KV_" + BucketRevisions} {
-		s, err := b.JS.Stream(ctx, name)
+		s, err := b.js.Stream(ctx, name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)
 		}

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/promoter-dev/promoter/internal/bus"
+	"github.com/promoter-dev/promoter/internal/bus/bustest"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -133,26 +133,16 @@ func TestEnvelopeOf10000EventsStoredOnce(t *testing.T) {
 		logged = len(all)
 	}
 
-	ctx := context.Background()
-	stream, err := b.JS.Stream(ctx, bus.StreamEvents)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(types.SubjectRegistryPush))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := info.State.Subjects[types.SubjectRegistryPush]; got != n {
+	stored := bustest.Stored(t, b, bus.StreamEvents, types.SubjectRegistryPush)
+	if got := uint64(len(stored)); got != n {
 		t.Errorf("the stream holds %d registry pushes, want %d", got, n)
 	}
 	// Each id once: the first and the last event are where the body put them.
-	for seq, id := range map[uint64]string{1: "envelope-0", n: fmt.Sprintf("envelope-%d", n-1)} {
-		msg, err := stream.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := msg.Header.Get(jetstream.MsgIDHeader); got != id {
-			t.Errorf("message %d has id %q, want %q", seq, got, id)
+	if len(stored) > 0 {
+		for i, id := range map[int]string{0: "envelope-0", len(stored) - 1: fmt.Sprintf("envelope-%d", n-1)} {
+			if got := stored[i].MsgID; got != id {
+				t.Errorf("message %d has id %q, want %q", stored[i].Seq, got, id)
+			}
 		}
 	}
 	for outcome, want := range map[string]float64{"kept": n, "duplicate": n} {

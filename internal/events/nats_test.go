@@ -2,7 +2,6 @@ package events_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"github.com/promoter-dev/promoter/internal/bus/bustest"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -31,9 +29,6 @@ import (
 func TestRegistryRedeliveryThroughNATS(t *testing.T) {
 	const token = "registry-s3cret"
 	b := bustest.Start(t, bus.WithName("events-test"))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-
 	m := metrics.New(prometheus.NewRegistry())
 	pipelines := []types.Pipeline{{
 		Name: "web", Platforms: []types.Platform{types.MustPlatform("linux/amd64"), types.MustPlatform("linux/arm64")},
@@ -74,24 +69,17 @@ func TestRegistryRedeliveryThroughNATS(t *testing.T) {
 		}
 	}
 
-	stream, err := b.JS.Stream(ctx, bus.StreamEvents)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter("promoter.events.>"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(map[string]uint64{types.SubjectRegistryPush: 1}, info.State.Subjects); diff != "" {
+	msgs := bustest.Stored(t, b, bus.StreamEvents, "promoter.events.>")
+	if diff := cmp.Diff(map[string]uint64{types.SubjectRegistryPush: 1}, bustest.Subjects(msgs)); diff != "" {
 		t.Errorf("messages per subject in %s (-want +got):\n%s", bus.StreamEvents, diff)
 	}
-	msg, err := stream.GetLastMsgForSubject(ctx, types.SubjectRegistryPush)
-	if err != nil {
-		t.Fatal(err)
+	if len(msgs) == 0 {
+		t.Fatal("no message stored")
 	}
+	msg := msgs[len(msgs)-1]
 	const eventID = "01a20694-82a0-7e6f-a31a-5cfd7e8ecf96"
-	if id := msg.Header.Get(jetstream.MsgIDHeader); id != eventID {
-		t.Errorf("got Nats-Msg-Id %q, want the registry event id %q", id, eventID)
+	if msg.MsgID != eventID {
+		t.Errorf("got Nats-Msg-Id %q, want the registry event id %q", msg.MsgID, eventID)
 	}
 	var stored types.RegistryPush
 	if err := json.Unmarshal(msg.Data, &stored); err != nil {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/bus/bustest"
@@ -89,24 +88,13 @@ func TestWebhookAndPollAreOneMessage(t *testing.T) {
 	}
 
 	// One message per pipeline, each under the id of its pipeline and head.
-	stream, err := b.JS.Stream(ctx, bus.StreamEvents)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(types.SubjectSourceChanged))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(map[string]uint64{types.SubjectSourceChanged: uint64(len(pipelines))}, info.State.Subjects); diff != "" {
+	stored := bustest.Stored(t, b, bus.StreamEvents, "promoter.events.>")
+	if diff := cmp.Diff(map[string]uint64{types.SubjectSourceChanged: uint64(len(pipelines))}, bustest.Subjects(stored)); diff != "" {
 		t.Errorf("messages per subject in %s (-want +got):\n%s", bus.StreamEvents, diff)
 	}
 	var ids []string
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		msg, err := stream.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, msg.Header.Get(jetstream.MsgIDHeader))
+	for _, msg := range stored {
+		ids = append(ids, msg.MsgID)
 	}
 	want := []string{"source/hooked/" + heads["hooked"], "source/polled/" + heads["polled"]}
 	if diff := cmp.Diff(want, ids); diff != "" {
