@@ -51,13 +51,14 @@ func consumer(t *testing.T, rt *Router, subject string) bus.Consumer {
 	return bus.Consumer{}
 }
 
-func encode(t *testing.T, v any) []byte {
+// encode is v as the first delivery of a message.
+func encode(t *testing.T, v any) bus.Delivery {
 	t.Helper()
 	data, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return data
+	return bus.Delivery{Data: data, Attempt: 1}
 }
 
 // TestRouterBuildsNothingForAMergeOnlyPipeline: a source change of a pipeline without a
@@ -144,7 +145,7 @@ func TestRouteDecodesOnce(t *testing.T) {
 	if diff := cmp.Diff([]types.Step{want}, got); diff != "" {
 		t.Errorf("messages the retry hook got (-want +got):\n%s", diff)
 	}
-	if err := c.Handle(context.Background(), []byte(`{"kind":`)); !errors.Is(err, bus.ErrPermanent) {
+	if err := c.Handle(context.Background(), bus.Delivery{Data: []byte(`{"kind":`), Attempt: 1}); !errors.Is(err, bus.ErrPermanent) {
 		t.Errorf("malformed: got %v, want bus.ErrPermanent", err)
 	}
 }
