@@ -311,7 +311,7 @@ func TestSourcePoll(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := c.Pipelines[0].Domain().Source.Poll; got != tt.want {
+			if got := c.DomainPipelines()[0].Source.Poll; got != tt.want {
 				t.Errorf("Domain().Source.Poll: got %s, want %s", got, tt.want)
 			}
 		})

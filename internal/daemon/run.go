@@ -309,7 +309,7 @@ func (w *workers) localAgent() (*builders.Agent, error) {
 	var platforms []types.Platform
 	seen := map[string]bool{}
 	for _, p := range w.pipelines {
-		if p.Build.Executor != "local" {
+		if p.Build.Executor != types.ExecutorLocal {
 			continue
 		}
 		local = append(local, p)
