@@ -359,3 +359,42 @@ func TestPageBuildsNoHTMLFromData(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusAPIChecksTheBearerToken: the status API takes its token as the webhook
+// receivers do (bearer.Check): the scheme in any case, and a token of another length
+// refused like any other wrong one.
+func TestStatusAPIChecksTheBearerToken(t *testing.T) {
+	srv := newHandler(t, nil, "s3cret") // /v1/pipelines reads no state
+	for _, tc := range []struct {
+		name, auth string // auth is the Authorization header; "" sends none
+		want       int
+	}{
+		{"Bearer", "Bearer s3cret", http.StatusOK},
+		{"bearer in lower case", "bearer s3cret", http.StatusOK},
+		{"BEARER in upper case", "BEARER s3cret", http.StatusOK},
+		{"a shorter token", "Bearer s3cre", http.StatusUnauthorized},
+		{"a longer token", "Bearer s3cret0", http.StatusUnauthorized},
+		{"the token without a scheme", "s3cret", http.StatusUnauthorized},
+		{"Basic credentials", "Basic czNjcmV0", http.StatusUnauthorized},
+		{"no header", "", http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, srv.URL+"/v1/pipelines", nil)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("Authorization %q: got %s %s, want %d", tc.auth, resp.Status, body, tc.want)
+			}
+			if tc.want == http.StatusUnauthorized && resp.Header.Get("WWW-Authenticate") == "" {
+				t.Errorf("Authorization %q: a 401 without WWW-Authenticate", tc.auth)
+			}
+		})
+	}
+}
