@@ -100,7 +100,8 @@ type Events struct {
 	MaxBodyBytes int64 `mapstructure:"maxBodyBytes"`
 }
 
-// Auth holds the webhook secrets. Each is a Secret reference.
+// Auth holds the webhook secrets. Each is a Secret reference. Each webhook receiver
+// (events.Receivers) names the key of its own here, which Auth.Secret finds.
 type Auth struct {
 	// RegistryToken is the bearer token registries send with notifications.
 	RegistryToken Secret `mapstructure:"registryToken"`

@@ -120,17 +120,8 @@ func (c *Config) validate(ps problems) error {
 	if c.Events.MaxBodyBytes <= 0 {
 		ps.add("events.maxBodyBytes", "must be positive, got %d", c.Events.MaxBodyBytes)
 	}
-	checkSecret(&ps, "auth.registryToken", c.Auth.RegistryToken)
+	c.validateReceiverSecrets(&ps)
 	checkSecret(&ps, "auth.statusToken", c.Auth.StatusToken)
-	checkSecret(&ps, "auth.github.secret", c.Auth.GitHub.Secret)
-	checkSecret(&ps, "auth.gitlab.token", c.Auth.GitLab.Token)
-	checkSecret(&ps, "auth.generic.token", c.Auth.Generic.Token)
-	checkSecret(&ps, "auth.harbor.token", c.Auth.Harbor.Token)
-	checkSecret(&ps, "auth.cloudevents.token", c.Auth.CloudEvents.Token)
-	checkSecret(&ps, "auth.acr.token", c.Auth.ACR.Token)
-	checkSecret(&ps, "auth.gar.token", c.Auth.GAR.Token)
-	checkSecret(&ps, "auth.ecr.token", c.Auth.ECR.Token)
-	checkSecret(&ps, "auth.quay.token", c.Auth.Quay.Token)
 	checkSecret(&ps, "keys.password", c.Keys.Password)
 	c.validateSign(&ps)
 	if c.Promote.Jobs < 1 {

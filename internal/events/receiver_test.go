@@ -69,6 +69,7 @@ func TestRegistryAuth(t *testing.T) {
 	tests := []struct {
 		name       string
 		secrets    Secrets
+		insecure   bool   // WithInsecureNoAuth
 		auth       string // Authorization header; empty sends none
 		wantStatus int
 		wantErr    string // part of the error message of a rejection
@@ -84,12 +85,12 @@ func TestRegistryAuth(t *testing.T) {
 		// RFC 9110 §11.1: the scheme is case-insensitive; registries send what the endpoint's headers say.
 		{name: "lower-case scheme", secrets: allSecrets(), auth: "bearer " + registryToken, wantStatus: 200},
 		{name: "disabled", secrets: Secrets{}, auth: "Bearer " + registryToken, wantStatus: 401, wantErr: "set auth.registryToken"},
-		{name: "insecure without token", secrets: Secrets{InsecureNoAuth: true}, wantStatus: 200},
-		{name: "insecure with token still checks it", secrets: Secrets{InsecureNoAuth: true, RegistryToken: registryToken}, auth: "Bearer nope", wantStatus: 401, wantErr: "wrong bearer token"},
+		{name: "insecure without token", secrets: Secrets{}, insecure: true, wantStatus: 200},
+		{name: "insecure with token still checks it", secrets: Secrets{"registry": registryToken}, insecure: true, auth: "Bearer nope", wantStatus: 401, wantErr: "wrong bearer token"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, tt.secrets)
+			h := newHarness(t, tt.secrets, WithInsecureNoAuth(tt.insecure))
 			hdr := http.Header{"Content-Type": {EnvelopeMediaType}}
 			if tt.auth != "" {
 				hdr.Set("Authorization", tt.auth)
