@@ -37,6 +37,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/events"
 	"github.com/promoter-dev/promoter/internal/testenv"
 )
 
@@ -225,12 +226,11 @@ func assertNoSecretValues(t *testing.T, name, text string) {
 	if err := yaml.Unmarshal([]byte(text), &m); err != nil {
 		t.Fatalf("ConfigMap %s: config.yaml is not YAML: %v", name, err)
 	}
-	for _, path := range [][]string{
-		{"auth", "registryToken"}, {"auth", "github", "secret"}, {"auth", "gitlab", "token"},
-		{"auth", "generic", "token"}, {"auth", "statusToken"}, {"keys", "password"},
-		{"auth", "harbor", "token"}, {"auth", "cloudevents", "token"}, {"auth", "acr", "token"},
-		{"auth", "gar", "token"}, {"auth", "ecr", "token"}, {"auth", "quay", "token"},
-	} {
+	paths := [][]string{{"auth", "statusToken"}, {"keys", "password"}}
+	for _, e := range events.Receivers {
+		paths = append(paths, strings.Split(e.SecretKey, "."))
+	}
+	for _, path := range paths {
 		v, found, _ := unstructured.NestedFieldNoCopy(m, path...)
 		if !found {
 			continue
@@ -726,21 +726,29 @@ func TestKubeDryRun(t *testing.T) {
 					Namespace: a.ns, Group: a.group, Resource: a.resource, Subresource: a.sub, Verb: a.verb,
 				},
 			}}
-			// RBAC objects just created take a moment to reach the authorizer's cache.
-			deadline := time.Now().Add(10 * time.Second)
-			for {
+			// RBAC objects just created take a moment to reach the authorizer's cache: a grant
+			// is waited for; a denial is checked once, as waiting could only hide a grant.
+			timeout := 10 * time.Second
+			if !allowed {
+				timeout = 0
+			}
+			var apiErr error
+			err := testenv.WaitFor(timeout, func() error {
 				got, err := k.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
 				if err != nil {
-					t.Fatalf("SubjectAccessReview %+v: %v", a, err)
+					apiErr = err // no answer to wait for
+					return nil
 				}
-				if got.Status.Allowed == allowed {
-					return
+				if got.Status.Allowed != allowed {
+					return fmt.Errorf("%s %s %+v: allowed=%v, want %v (%s)", sa, a.verb, a, got.Status.Allowed, allowed, got.Status.Reason)
 				}
-				if !allowed || time.Now().After(deadline) {
-					t.Errorf("%s %s %+v: allowed=%v, want %v (%s)", sa, a.verb, a, got.Status.Allowed, allowed, got.Status.Reason)
-					return
-				}
-				time.Sleep(100 * time.Millisecond)
+				return nil
+			})
+			if apiErr != nil {
+				t.Fatalf("SubjectAccessReview %+v: %v", a, apiErr)
+			}
+			if err != nil {
+				t.Error(err)
 			}
 		}
 		for _, a := range want {
@@ -913,17 +921,17 @@ func (c *kubeClient) create(t *testing.T, ctx context.Context, o *unstructured.U
 // waitForKind waits until discovery serves gvk (a new CRD takes a moment to be established).
 func (c *kubeClient) waitForKind(t *testing.T, ctx context.Context, gvk schema.GroupVersionKind) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var stopped error
+	err := testenv.WaitFor(30*time.Second, func() error {
+		if stopped = ctx.Err(); stopped != nil {
+			return nil // the test is over: stop waiting
+		}
 		c.mapper.Reset()
 		_, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("%s is not served after its CRD was created: %v", gvk, err)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return err
+	})
+	if err = errors.Join(err, stopped); err != nil {
+		t.Fatalf("%s is not served after its CRD was created: %v", gvk, err)
 	}
 }
 
@@ -1020,6 +1028,83 @@ func TestVendorReceiverTokenIsEnough(t *testing.T) {
 	if daemons != 1 {
 		t.Errorf("%d daemon ConfigMaps rendered, want 1", daemons)
 	}
+}
+
+// TestEveryReceiverIsWired binds the chart to the receivers table, which it cannot import:
+// for each webhook receiver (events.Receivers), its webhooks.<key>Key alone is mounted from
+// the webhooks Secret and referred to as the receiver's configuration key, and a registry
+// receiver's key is enough to render, as its token is enough for the daemon to start.
+func TestEveryReceiverIsWired(t *testing.T) {
+	h := newHelm(t)
+	for _, e := range events.Receivers {
+		t.Run(e.Name, func(t *testing.T) {
+			key := chartSecretValue(e.SecretKey)
+			secretKey := e.Name + "-secret"
+			values := fmt.Sprintf("webhooks: {%s: %s}\n", key, secretKey)
+			if e.Registry && key != "registryTokenKey" {
+				values = fmt.Sprintf("webhooks: {registryTokenKey: \"\", %s: %s}\n", key, secretKey)
+			}
+			file := filepath.Join(t.TempDir(), "values.yaml")
+			if err := os.WriteFile(file, []byte(values), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, err := h.template(t, valuesArgs(file)...)
+			if err != nil {
+				t.Fatalf("rendering with webhooks.%s: %v", key, err)
+			}
+			var configs, mounts int
+			for _, o := range decodeObjects(t, out) {
+				text, _, _ := unstructured.NestedString(o.Object, "data", "config.yaml")
+				if o.GetKind() == "ConfigMap" && strings.Contains(text, "pipelines") {
+					configs++
+					cfg := loadRendered(t, text) // it points file: references at a copy of the mounts
+					if ref, ok := cfg.Auth.Secret(e.SecretKey); !ok || !strings.HasSuffix(ref.String(), "/webhooks/"+secretKey) {
+						t.Errorf("%s = %q, want a file: reference to the mounted %s", e.SecretKey, ref, secretKey)
+					}
+				}
+				if o.GetKind() == "Deployment" && o.GetLabels()["app.kubernetes.io/component"] == "daemon" {
+					mounts += webhookItems(t, o)[secretKey]
+				}
+			}
+			if configs != 1 || mounts != 1 {
+				t.Errorf("%d daemon ConfigMaps and %d mounts of %s, want 1 each", configs, mounts, secretKey)
+			}
+		})
+	}
+}
+
+// chartSecretValue is the chart's webhooks value naming the Secret key of the secret at a
+// configuration key: auth.registryToken is registryTokenKey, auth.github.secret is
+// githubSecretKey.
+func chartSecretValue(configKey string) string {
+	parts := strings.Split(strings.TrimPrefix(configKey, "auth."), ".")
+	for i := 1; i < len(parts); i++ {
+		parts[i] = strings.ToUpper(parts[i][:1]) + parts[i][1:]
+	}
+	return strings.Join(parts, "") + "Key"
+}
+
+// webhookItems counts the keys of the webhooks Secret the Deployment d mounts.
+func webhookItems(t *testing.T, d *unstructured.Unstructured) map[string]int {
+	t.Helper()
+	volumes, _, err := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "volumes")
+	if err != nil {
+		t.Fatalf("Deployment %s: volumes: %v", d.GetName(), err)
+	}
+	out := map[string]int{}
+	for _, v := range volumes {
+		vol, _ := v.(map[string]any)
+		if vol["name"] != "webhooks" {
+			continue
+		}
+		items, _, _ := unstructured.NestedSlice(vol, "secret", "items")
+		for _, it := range items {
+			if m, _ := it.(map[string]any); m != nil {
+				out[fmt.Sprint(m["key"])]++
+			}
+		}
+	}
+	return out
 }
 
 // TestImageByDigest: with image.digest set, every promoter container (the daemon and each
