@@ -1,7 +1,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +86,9 @@ func TestLoadFullFile(t *testing.T) {
 
 func TestLoadInvalidListsEveryProblemWithPath(t *testing.T) {
 	_, err := Load(Input{File: "testdata/invalid.yaml"})
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("got %v, want ErrInvalid", err)
+	}
 	got := map[string]bool{}
 	for _, p := range validationProblems(t, err) {
 		got[p.Path] = true
@@ -153,19 +159,25 @@ func TestSecretsNeverPrint(t *testing.T) {
 }
 
 func TestSecretResolveErrors(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
-		name string
-		s    Secret
-		want string
+		name    string
+		s       Secret
+		wantErr error
+		want    string // what the message names, for the operator to fix
 	}{
-		{"unset env", "env:PROMOTER_TEST_NOT_SET", "PROMOTER_TEST_NOT_SET is not set"},
-		{"missing file", "file:/nonexistent/secret", "reading secret file"},
+		{"unset env", "env:PROMOTER_TEST_NOT_SET", ErrSecretUnavailable, "PROMOTER_TEST_NOT_SET is not set"},
+		{"missing file", "file:/nonexistent/secret", os.ErrNotExist, "reading secret file"},
+		{"empty file", Secret("file:" + empty), ErrSecretUnavailable, "is empty"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := tc.s.Resolve()
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("got %v, want an error containing %q", err, tc.want)
+			if !errors.Is(err, tc.wantErr) || !errors.Is(err, ErrSecretUnavailable) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want %v (ErrSecretUnavailable) saying %q", err, tc.wantErr, tc.want)
 			}
 		})
 	}

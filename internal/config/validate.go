@@ -31,6 +31,9 @@ type ValidationError struct {
 	Problems []Problem
 }
 
+// Is makes every ValidationError ErrInvalid.
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
+
 func (e *ValidationError) Error() string {
 	lines := make([]string, len(e.Problems))
 	for i, p := range e.Problems {
