@@ -61,11 +61,11 @@ type Receiver struct {
 	secrets   Secrets
 	// insecureNoAuth: WithInsecureNoAuth.
 	insecureNoAuth bool
-	pub       bus.Publisher
-	log       *slog.Logger
-	metrics   *metrics.Metrics
-	maxBody   int64
-	now       func() time.Time
+	pub            bus.Publisher
+	log            *slog.Logger
+	metrics        *metrics.Metrics
+	maxBody        int64
+	now            func() time.Time
 	// ignoredLog rate-limits the "event ignored" lines (logIgnored).
 	ignoredLog logLimit
 }
