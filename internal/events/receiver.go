@@ -59,15 +59,16 @@ func WithClock(now func() time.Time) Option {
 type Receiver struct {
 	pipelines []pipeline
 	secrets   Secrets
-	// insecureNoAuth: WithInsecureNoAuth.
-	insecureNoAuth bool
-	pub            bus.Publisher
-	log            *slog.Logger
-	metrics        *metrics.Metrics
-	maxBody        int64
-	now            func() time.Time
+	pub       bus.Publisher
+	log       *slog.Logger
+	metrics   *metrics.Metrics
+	maxBody   int64
+	now       func() time.Time
 	// ignoredLog rate-limits the "event ignored" lines (logIgnored).
 	ignoredLog logLimit
+
+	// insecureNoAuth: WithInsecureNoAuth.
+	insecureNoAuth bool
 }
 
 // New builds a receiver for the given pipelines (from a validated configuration), with
