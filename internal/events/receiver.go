@@ -18,6 +18,16 @@ import (
 // "github", ...); a receiver without one is disabled.
 type Secrets map[string]string
 
+// The errors of New, for callers to tell apart with errors.Is.
+var (
+	// ErrNoPublisher is New without a publisher (the bus).
+	ErrNoPublisher = errors.New("events receiver: a publisher (the bus) is required")
+	// ErrInvalidOption is an option given a value it cannot take.
+	ErrInvalidOption = errors.New("invalid option")
+	// ErrUnknownReceiver is a secret for a name no receiver of Receivers has.
+	ErrUnknownReceiver = errors.New("no such receiver")
+)
+
 // Option changes a Receiver.
 type Option func(*Receiver) error
 
@@ -37,7 +47,7 @@ const DefaultMaxBodyBytes int64 = 1 << 20
 func WithMaxBodyBytes(n int64) Option {
 	return func(r *Receiver) error {
 		if n <= 0 {
-			return fmt.Errorf("max body bytes must be positive, got %d", n)
+			return fmt.Errorf("%w: max body bytes must be positive, got %d", ErrInvalidOption, n)
 		}
 		r.maxBody = n
 		return nil
@@ -76,12 +86,12 @@ type Receiver struct {
 func New(pipelines []types.Pipeline, secrets Secrets, pub bus.Publisher, opts ...Option) (*Receiver, error) {
 	if pub == nil {
 		// Without it every kept event would panic mid-request instead of failing here.
-		return nil, errors.New("events receiver: a publisher (the bus) is required")
+		return nil, ErrNoPublisher
 	}
 	for name := range secrets {
 		if _, ok := endpoint(name); !ok {
 			// A misspelt name would leave the receiver it meant disabled, silently.
-			return nil, fmt.Errorf("events receiver: a secret for %q, which is no receiver", name)
+			return nil, fmt.Errorf("events receiver: a secret for %q: %w", name, ErrUnknownReceiver)
 		}
 	}
 	r := &Receiver{

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -40,25 +41,26 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	tests := []struct {
 		name    string
 		pub     bus.Publisher
+		secrets Secrets
 		opts    []Option
-		wantErr string
+		wantErr error
 	}{
-		{name: "zero body limit", pub: &bustest.Recorder{}, opts: []Option{WithMaxBodyBytes(0)}, wantErr: "max body bytes must be positive"},
-		{name: "negative body limit", pub: &bustest.Recorder{}, opts: []Option{WithMaxBodyBytes(-1)}, wantErr: "max body bytes must be positive"},
-		{name: "no publisher", pub: nil, wantErr: "publisher"},
+		{name: "zero body limit", pub: &bustest.Recorder{}, opts: []Option{WithMaxBodyBytes(0)}, wantErr: ErrInvalidOption},
+		{name: "negative body limit", pub: &bustest.Recorder{}, opts: []Option{WithMaxBodyBytes(-1)}, wantErr: ErrInvalidOption},
+		{name: "no publisher", pub: nil, wantErr: ErrNoPublisher},
+		// A misspelt receiver would stay disabled, silently.
+		{name: "a secret of no receiver", pub: &bustest.Recorder{}, secrets: Secrets{"harbour": "t"}, wantErr: ErrUnknownReceiver},
 		{name: "defaults", pub: &bustest.Recorder{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(testPipelines(), allSecrets(), tt.pub, tt.opts...)
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatalf("got error %v, want none", err)
-				}
-				return
+			secrets := allSecrets()
+			for k, v := range tt.secrets {
+				secrets[k] = v
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
+			_, err := New(testPipelines(), secrets, tt.pub, tt.opts...)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got error %v, want %v", err, tt.wantErr)
 			}
 		})
 	}

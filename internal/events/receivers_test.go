@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/promoter-dev/promoter/internal/bus/bustest"
 )
 
 // TestReceiversTable: every row of Receivers is served at its path under its name, and
@@ -37,13 +35,5 @@ func TestReceiversTable(t *testing.T) {
 				t.Errorf("POST %s without its secret: got %q, want it to say to set %s", e.Path, msg, e.SecretKey)
 			}
 		})
-	}
-}
-
-// TestSecretsOfNoReceiver: a secret under a name no receiver has is refused, not ignored
-// (the receiver it was meant for would stay disabled).
-func TestSecretsOfNoReceiver(t *testing.T) {
-	if _, err := New(nil, Secrets{"harbour": "t"}, &bustest.Recorder{}); err == nil {
-		t.Error(`New with a secret for "harbour": got nil, want an error`)
 	}
 }
