@@ -153,16 +153,11 @@ func TestHandlerServesTheClient(t *testing.T) {
 			if tc.name == "a write" {
 				method = http.MethodDelete
 			}
-			req, _ := http.NewRequestWithContext(ctx, method, srv.URL+tc.path, nil)
+			auth := ""
 			if tc.token != "" {
-				req.Header.Set("Authorization", "Bearer "+tc.token)
+				auth = "Bearer " + tc.token
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := request(t, method, srv.URL+tc.path, auth)
 			if resp.StatusCode != tc.want || (tc.header != "" && resp.Header.Get(tc.header) == "") || !strings.Contains(string(body), tc.body) {
 				t.Fatalf("%s %s: %s %v %s", method, tc.path, resp.Status, resp.Header, body)
 			}
@@ -379,16 +374,7 @@ func TestStatusAPIChecksTheBearerToken(t *testing.T) {
 		{"no header", "", http.StatusUnauthorized},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, srv.URL+"/v1/pipelines", nil)
-			if tc.auth != "" {
-				req.Header.Set("Authorization", tc.auth)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := request(t, http.MethodGet, srv.URL+"/v1/pipelines", tc.auth)
 			if resp.StatusCode != tc.want {
 				t.Errorf("Authorization %q: got %s %s, want %d", tc.auth, resp.Status, body, tc.want)
 			}
@@ -397,4 +383,27 @@ func TestStatusAPIChecksTheBearerToken(t *testing.T) {
 			}
 		})
 	}
+}
+
+// request sends method url with the Authorization header auth (none when empty) and
+// returns the response with its body read.
+func request(t *testing.T, method, url, auth string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
 }
