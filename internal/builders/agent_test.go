@@ -2,6 +2,7 @@ package builders_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -153,30 +154,34 @@ func TestNewAgentRefusesBadInput(t *testing.T) {
 // waitConsumer waits until the durable consumer exists.
 func waitConsumer(t *testing.T, b *bus.Bus, name string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := b.JS.Consumer(context.Background(), bus.StreamBuilds, name); err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	err := testenv.WaitFor(10*time.Second, func() error {
+		_, err := b.JS.Consumer(context.Background(), bus.StreamBuilds, name)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("consumer %s not created within 10s: %v", name, err)
 	}
-	t.Fatalf("consumer %s not created within 10s", name)
 }
 
 // waitQueueEmpty waits until every build request was acknowledged or terminated.
 func waitQueueEmpty(t *testing.T, b *bus.Bus) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	var n uint64
-	for time.Now().Before(deadline) {
+	var streamErr error
+	err := testenv.WaitFor(10*time.Second, func() error {
 		s, err := b.JS.Stream(context.Background(), bus.StreamBuilds)
 		if err != nil {
-			t.Fatal(err)
+			streamErr = err // not something to wait out
+			return nil
 		}
-		if n = s.CachedInfo().State.Msgs; n == 0 {
-			return
+		if n := s.CachedInfo().State.Msgs; n != 0 {
+			return fmt.Errorf("builds work queue still holds %d messages", n)
 		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	if streamErr != nil {
+		t.Fatal(streamErr)
 	}
-	t.Errorf("builds work queue still holds %d messages", n)
+	if err != nil {
+		t.Error(err)
+	}
 }

@@ -2,6 +2,7 @@ package builders_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/promoter-dev/promoter/internal/builders"
+	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -55,20 +57,19 @@ func startBuilderKube(t *testing.T) (admin, builder kubernetes.Interface) {
 		t.Fatal(err)
 	}
 	// The authorizer learns of new bindings through an informer: wait until it did.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	err = testenv.WaitFor(10*time.Second, func() error {
 		r, err := builder.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
 				Namespace: buildNS, Verb: "create", Group: "batch", Resource: "jobs",
 			}},
 		}, metav1.CreateOptions{})
-		if err == nil && r.Status.Allowed {
-			break
+		if err == nil && !r.Status.Allowed {
+			err = fmt.Errorf("denied: %+v", r.Status)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("builder user still may not create jobs: %v %+v", err, r)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("builder user still may not create jobs: %v", err)
 	}
 	return admin, builder
 }
@@ -81,121 +82,144 @@ func TestKubernetesAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := metrics.Discard()
-	arm64 := types.MustPlatform("linux/arm64")
-	agent, err := builders.NewAgent(b, exec, []types.Platform{arm64},
+	agent, err := builders.NewAgent(b, exec, []types.Platform{types.MustPlatform("linux/arm64")},
 		builders.WithMaxAttempts(2), builders.WithRetryDelay(100*time.Millisecond), builders.WithAckWait(3*time.Second), builders.WithMetrics(m))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := results(t, b)
-	ctx, stopAgent := context.WithCancel(context.Background())
-	agentDone := make(chan error, 1)
-	go func() { agentDone <- agent.Run(ctx) }()
-	t.Cleanup(func() { stopAgent(); <-agentDone })
+	k := &kubeAgent{admin: admin, b: b, m: m, res: results(t, b), done: make(chan error, 1)}
+	ctx, stop := context.WithCancel(context.Background())
+	k.stop = stop
+	go func() { k.done <- agent.Run(ctx) }()
+	t.Cleanup(func() { k.stop(); <-k.done })
 
-	dispatch := func(rev string) types.BuildRequest {
-		req := testRequest("linux/arm64")
-		req.Revision = rev
-		req.Image = "staging.example:5000/acme/web:" + rev + "-arm64"
-		if _, err := b.Publish(context.Background(), types.BuildSubject(arm64), req.MsgID(), req); err != nil {
-			t.Fatal(err)
-		}
-		return req
+	t.Run("complete job succeeds", k.completeJobSucceeds)
+	t.Run("failed job is retried then given up", k.failedJobIsRetriedThenGivenUp)
+	t.Run("complete job that reports no digest fails for good", k.jobWithoutDigestFails)
+	t.Run("stopping the agent deletes the running job", k.stoppingDeletesTheRunningJob)
+}
+
+// kubeAgent is a running Kubernetes agent of linux/arm64 (TestKubernetesAgent) and what its
+// subtests drive and watch it with: the apiserver as admin, the bus, the results.
+type kubeAgent struct {
+	admin kubernetes.Interface
+	b     *bus.Bus
+	m     *metrics.Metrics
+	res   <-chan types.BuildResult
+	stop  context.CancelFunc
+	done  chan error // the agent's Run
+}
+
+// dispatch queues the linux/arm64 build of rev.
+func (k *kubeAgent) dispatch(t *testing.T, rev string) types.BuildRequest {
+	t.Helper()
+	req := testRequest("linux/arm64")
+	req.Revision = rev
+	req.Image = "staging.example:5000/acme/web:" + rev + "-arm64"
+	if _, err := k.b.Publish(context.Background(), types.BuildSubject(req.Platform), req.MsgID(), req); err != nil {
+		t.Fatal(err)
 	}
+	return req
+}
 
-	t.Run("complete job succeeds", func(t *testing.T) {
-		req := dispatch("1111111111111111111111111111111111111111")
-		job := waitJob(t, admin, req, 1)
-		// What the apiserver stored, as the restricted user created it.
-		if job.Name != builders.JobName(req, 1) {
-			t.Errorf("job name: got %s, want %s", job.Name, builders.JobName(req, 1))
-		}
-		spec := job.Spec.Template.Spec
-		for _, c := range append(spec.InitContainers, spec.Containers...) {
-			if sc := c.SecurityContext; sc != nil && sc.Privileged != nil && *sc.Privileged {
-				t.Errorf("container %s is privileged", c.Name)
-			}
-		}
-		if got := spec.NodeSelector["kubernetes.io/arch"]; got != "arm64" {
-			t.Errorf("nodeSelector kubernetes.io/arch: got %q, want arm64", got)
-		}
-		if !hasToleration(spec.Tolerations, "kubernetes.io/arch", "arm64") {
-			t.Errorf("no arm64 arch toleration in %+v", spec.Tolerations)
-		}
-		if d := job.Spec.ActiveDeadlineSeconds; d == nil || *d != 3600 {
-			t.Errorf("activeDeadlineSeconds: got %v, want 3600", d)
-		}
-		if bl := job.Spec.BackoffLimit; bl == nil || *bl != 0 {
-			t.Errorf("backoffLimit: got %v, want 0", bl)
-		}
-		if got := strings.Join(spec.Containers[0].Command, " "); !strings.Contains(got, "--metadata-file") || !strings.Contains(got, "> /dev/termination-log") {
-			t.Errorf("the build container does not report its digest (buildctl's metadata copied to /dev/termination-log): %q", got)
-		}
-		// buildctl's metadata file, as the kubelet hands it back as termination message.
-		const digest = "sha256:6f1bde0e4ec4ce9cf3fd3a4b5b1d4a3d1a0bbda0f6a1ad0b8ad0a25e2c56f5f9"
-		createPod(t, admin, job, 0, `{"containerimage.config.digest":"sha256:0d4b36e3e2d4ac2b32e01e5eb8a2a2ba0e3c4a9f2c1ea0b0bd6d8b69b0c5d8a1","containerimage.digest":"`+digest+`","image.name":"staging.example:5000/acme/web:1111-arm64"}`)
-		completeJob(t, admin, job)
-		r := nextResult(t, res, 20*time.Second)
-		if r.Outcome != types.BuildSucceeded || !r.Final || r.Attempt != 1 || r.Job != job.Name || r.Request.MsgID() != req.MsgID() || r.Digest != digest {
-			t.Errorf("result: %+v, want succeeded, final, attempt 1 of job %s, digest %s", r, job.Name, digest)
-		}
-	})
+func (k *kubeAgent) completeJobSucceeds(t *testing.T) {
+	req := k.dispatch(t, "1111111111111111111111111111111111111111")
+	job := waitJob(t, k.admin, req, 1)
+	checkBuildJob(t, job, req)
+	// buildctl's metadata file, as the kubelet hands it back as termination message.
+	const digest = "sha256:6f1bde0e4ec4ce9cf3fd3a4b5b1d4a3d1a0bbda0f6a1ad0b8ad0a25e2c56f5f9"
+	createPod(t, k.admin, job, 0, `{"containerimage.config.digest":"sha256:0d4b36e3e2d4ac2b32e01e5eb8a2a2ba0e3c4a9f2c1ea0b0bd6d8b69b0c5d8a1","containerimage.digest":"`+digest+`","image.name":"staging.example:5000/acme/web:1111-arm64"}`)
+	completeJob(t, k.admin, job)
+	r := nextResult(t, k.res, 20*time.Second)
+	if r.Outcome != types.BuildSucceeded || !r.Final || r.Attempt != 1 || r.Job != job.Name || r.Request.MsgID() != req.MsgID() || r.Digest != digest {
+		t.Errorf("result: %+v, want succeeded, final, attempt 1 of job %s, digest %s", r, job.Name, digest)
+	}
+}
 
-	t.Run("failed job is retried then given up", func(t *testing.T) {
-		req := dispatch("2222222222222222222222222222222222222222")
-		job1 := waitJob(t, admin, req, 1)
-		failJob(t, admin, job1, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
-		r := nextResult(t, res, 20*time.Second)
-		if r.Outcome != types.BuildFailed || r.Final || r.Attempt != 1 || !strings.Contains(r.Reason, "BackoffLimitExceeded") {
-			t.Errorf("first result: %+v, want a non-final failure of attempt 1", r)
+// checkBuildJob checks the Job of the first attempt of req (an arm64 build) as the
+// apiserver stored it, created by the restricted builder user.
+func checkBuildJob(t *testing.T, job *batchv1.Job, req types.BuildRequest) {
+	t.Helper()
+	if job.Name != builders.JobName(req, 1) {
+		t.Errorf("job name: got %s, want %s", job.Name, builders.JobName(req, 1))
+	}
+	spec := job.Spec.Template.Spec
+	for _, c := range append(spec.InitContainers, spec.Containers...) {
+		if sc := c.SecurityContext; sc != nil && sc.Privileged != nil && *sc.Privileged {
+			t.Errorf("container %s is privileged", c.Name)
 		}
-		// A second attempt is a new Job. Its pod (created here, as the Job controller
-		// would) exits with the build's error as termination message.
-		job2 := waitJob(t, admin, req, 2)
-		if job2.Name == job1.Name {
-			t.Fatalf("attempt 2 reused job %s", job1.Name)
-		}
-		createPod(t, admin, job2, 1, "ERROR: failed to solve: process \"/bin/sh -c make\" did not complete successfully: exit code: 2")
-		failJob(t, admin, job2, "DeadlineExceeded", "Job was active longer than specified deadline")
-		r = nextResult(t, res, 20*time.Second)
-		if r.Outcome != types.BuildFailed || !r.Final || r.Attempt != 2 || r.Job != job2.Name {
-			t.Errorf("second result: %+v, want the final failure of attempt 2 (job %s)", r, job2.Name)
-		}
-		for _, want := range []string{"gave up after 2 attempts", "DeadlineExceeded", "did not complete successfully: exit code: 2"} {
-			if !strings.Contains(r.Reason, want) {
-				t.Errorf("final reason %q lacks %q", r.Reason, want)
-			}
-		}
-		if n := testutil.ToFloat64(m.Builds.WithLabelValues("linux/arm64", "gave_up")); n != 1 {
-			t.Errorf("builds{linux/arm64,gave_up}: got %v, want 1", n)
-		}
-		waitQueueEmpty(t, b)
-	})
+	}
+	if got := spec.NodeSelector["kubernetes.io/arch"]; got != "arm64" {
+		t.Errorf("nodeSelector kubernetes.io/arch: got %q, want arm64", got)
+	}
+	if !hasToleration(spec.Tolerations, "kubernetes.io/arch", "arm64") {
+		t.Errorf("no arm64 arch toleration in %+v", spec.Tolerations)
+	}
+	if d := job.Spec.ActiveDeadlineSeconds; d == nil || *d != 3600 {
+		t.Errorf("activeDeadlineSeconds: got %v, want 3600", d)
+	}
+	if bl := job.Spec.BackoffLimit; bl == nil || *bl != 0 {
+		t.Errorf("backoffLimit: got %v, want 0", bl)
+	}
+	if got := strings.Join(spec.Containers[0].Command, " "); !strings.Contains(got, "--metadata-file") || !strings.Contains(got, "> /dev/termination-log") {
+		t.Errorf("the build container does not report its digest (buildctl's metadata copied to /dev/termination-log): %q", got)
+	}
+}
 
-	t.Run("complete job that reports no digest fails for good", func(t *testing.T) {
-		req := dispatch("4444444444444444444444444444444444444444")
-		job := waitJob(t, admin, req, 1)
-		createPod(t, admin, job, 0, "")
-		completeJob(t, admin, job)
-		r := nextResult(t, res, 30*time.Second)
-		if r.Outcome != types.BuildFailed || !r.Final || r.Digest != "" || !strings.Contains(r.Reason, "reported no image digest") {
-			t.Errorf("result: %+v, want a final failure saying the job reported no image digest", r)
+func (k *kubeAgent) failedJobIsRetriedThenGivenUp(t *testing.T) {
+	req := k.dispatch(t, "2222222222222222222222222222222222222222")
+	job1 := waitJob(t, k.admin, req, 1)
+	failJob(t, k.admin, job1, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+	r := nextResult(t, k.res, 20*time.Second)
+	if r.Outcome != types.BuildFailed || r.Final || r.Attempt != 1 || !strings.Contains(r.Reason, "BackoffLimitExceeded") {
+		t.Errorf("first result: %+v, want a non-final failure of attempt 1", r)
+	}
+	// A second attempt is a new Job. Its pod (created here, as the Job controller
+	// would) exits with the build's error as termination message.
+	job2 := waitJob(t, k.admin, req, 2)
+	if job2.Name == job1.Name {
+		t.Fatalf("attempt 2 reused job %s", job1.Name)
+	}
+	createPod(t, k.admin, job2, 1, "ERROR: failed to solve: process \"/bin/sh -c make\" did not complete successfully: exit code: 2")
+	failJob(t, k.admin, job2, "DeadlineExceeded", "Job was active longer than specified deadline")
+	r = nextResult(t, k.res, 20*time.Second)
+	if r.Outcome != types.BuildFailed || !r.Final || r.Attempt != 2 || r.Job != job2.Name {
+		t.Errorf("second result: %+v, want the final failure of attempt 2 (job %s)", r, job2.Name)
+	}
+	for _, want := range []string{"gave up after 2 attempts", "DeadlineExceeded", "did not complete successfully: exit code: 2"} {
+		if !strings.Contains(r.Reason, want) {
+			t.Errorf("final reason %q lacks %q", r.Reason, want)
 		}
-	})
+	}
+	if n := testutil.ToFloat64(k.m.Builds.WithLabelValues("linux/arm64", "gave_up")); n != 1 {
+		t.Errorf("builds{linux/arm64,gave_up}: got %v, want 1", n)
+	}
+	waitQueueEmpty(t, k.b)
+}
 
-	t.Run("stopping the agent deletes the running job", func(t *testing.T) {
-		req := dispatch("3333333333333333333333333333333333333333")
-		job := waitJob(t, admin, req, 1)
-		stopAgent()
-		if err := <-agentDone; err != nil {
-			t.Errorf("agent Run: %v", err)
-		}
-		agentDone <- nil // for the cleanup
-		_, err := admin.BatchV1().Jobs(buildNS).Get(context.Background(), job.Name, metav1.GetOptions{})
-		if !apierrors.IsNotFound(err) {
-			t.Errorf("job %s after the agent stopped: got %v, want NotFound", job.Name, err)
-		}
-	})
+func (k *kubeAgent) jobWithoutDigestFails(t *testing.T) {
+	req := k.dispatch(t, "4444444444444444444444444444444444444444")
+	job := waitJob(t, k.admin, req, 1)
+	createPod(t, k.admin, job, 0, "")
+	completeJob(t, k.admin, job)
+	r := nextResult(t, k.res, 30*time.Second)
+	if r.Outcome != types.BuildFailed || !r.Final || r.Digest != "" || !strings.Contains(r.Reason, "reported no image digest") {
+		t.Errorf("result: %+v, want a final failure saying the job reported no image digest", r)
+	}
+}
+
+func (k *kubeAgent) stoppingDeletesTheRunningJob(t *testing.T) {
+	req := k.dispatch(t, "3333333333333333333333333333333333333333")
+	job := waitJob(t, k.admin, req, 1)
+	k.stop()
+	if err := <-k.done; err != nil {
+		t.Errorf("agent Run: %v", err)
+	}
+	k.done <- nil // for the cleanup
+	_, err := k.admin.BatchV1().Jobs(buildNS).Get(context.Background(), job.Name, metav1.GetOptions{})
+	if !apierrors.IsNotFound(err) {
+		t.Errorf("job %s after the agent stopped: got %v, want NotFound", job.Name, err)
+	}
 }
 
 // TestPodSecurityBaselineRejectsTheBuildPod backs doc.go's claim: the build pod is not
@@ -262,19 +286,27 @@ func waitJob(t *testing.T, c kubernetes.Interface, req types.BuildRequest, attem
 		builders.LabelRevision: builders.JobLabels(req, attempt)[builders.LabelRevision],
 		builders.LabelAttempt:  builders.JobLabels(req, attempt)[builders.LabelAttempt],
 	}).String()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	var job *batchv1.Job
+	var listErr error
+	err := testenv.WaitFor(20*time.Second, func() error {
 		jobs, err := c.BatchV1().Jobs(buildNS).List(context.Background(), metav1.ListOptions{LabelSelector: sel})
 		if err != nil {
-			t.Fatal(err)
+			listErr = err // not something to wait out
+			return nil
 		}
-		if len(jobs.Items) == 1 {
-			return &jobs.Items[0]
+		if len(jobs.Items) != 1 {
+			return fmt.Errorf("%d jobs", len(jobs.Items))
 		}
-		time.Sleep(50 * time.Millisecond)
+		job = &jobs.Items[0]
+		return nil
+	})
+	if listErr != nil {
+		t.Fatal(listErr)
 	}
-	t.Fatalf("no job %s within 20s", sel)
-	return nil
+	if err != nil {
+		t.Fatalf("no job %s within 20s: %v", sel, err)
+	}
+	return job
 }
 
 // completeJob sets the status the Job controller sets on success. Since Kubernetes 1.31 the
