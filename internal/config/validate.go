@@ -87,7 +87,8 @@ func (c *Config) applyDefaults() {
 }
 
 // Validate checks the whole configuration and returns a *ValidationError listing every
-// problem, or nil.
+// problem, or nil. It keeps the pipelines it parsed for DomainPipelines: a write to c, so
+// not while another goroutine reads c.
 func (c *Config) Validate() error { return c.validate(nil) }
 
 func (c *Config) validate(ps problems) error {
