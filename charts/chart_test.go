@@ -37,6 +37,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/config"
+	"github.com/promoter-dev/promoter/internal/events"
 	"github.com/promoter-dev/promoter/internal/testenv"
 )
 
@@ -225,12 +226,11 @@ func assertNoSecretValues(t *testing.T, name, text string) {
 	if err := yaml.Unmarshal([]byte(text), &m); err != nil {
 		t.Fatalf("ConfigMap %s: config.yaml is not YAML: %v", name, err)
 	}
-	for _, path := range [][]string{
-		{"auth", "registryToken"}, {"auth", "github", "secret"}, {"auth", "gitlab", "token"},
-		{"auth", "generic", "token"}, {"auth", "statusToken"}, {"keys", "password"},
-		{"auth", "harbor", "token"}, {"auth", "cloudevents", "token"}, {"auth", "acr", "token"},
-		{"auth", "gar", "token"}, {"auth", "ecr", "token"}, {"auth", "quay", "token"},
-	} {
+	paths := [][]string{{"auth", "statusToken"}, {"keys", "password"}}
+	for _, e := range events.Receivers {
+		paths = append(paths, strings.Split(e.SecretKey, "."))
+	}
+	for _, path := range paths {
 		v, found, _ := unstructured.NestedFieldNoCopy(m, path...)
 		if !found {
 			continue
@@ -626,155 +626,179 @@ func TestKubeDryRun(t *testing.T) {
 		})
 	}
 
-	t.Run("pod security restricted", func(t *testing.T) {
-		const restricted = "psa-restricted"
-		kc.create(t, ctx, namespaceObject(restricted, map[string]string{
-			"pod-security.kubernetes.io/enforce":         "restricted",
-			"pod-security.kubernetes.io/enforce-version": "latest",
-			"pod-security.kubernetes.io/warn":            "restricted",
-			"pod-security.kubernetes.io/warn-version":    "latest",
-		}), false)
+	d := &dryRun{kc: kc, k: k, renders: renders, warnings: warnings}
+	t.Run("pod security restricted", d.podSecurityRestricted)
+	t.Run("builder RBAC", d.builderRBAC)
+	t.Run("builder namespace admits rootless BuildKit", d.builderNamespaceAdmitsBuildKit)
+}
 
-		// Control: a pod without a security context is refused here, so the admissions
-		// below are real decisions.
-		bare := podObject("bare", restricted, map[string]any{
-			"containers": []any{map[string]any{"name": "c", "image": "busybox"}},
-		})
-		if err := kc.tryCreate(ctx, bare, true); err == nil || !strings.Contains(err.Error(), "violates PodSecurity") {
-			t.Fatalf("a pod with no securityContext in %s: got %v, want a PodSecurity violation", restricted, err)
-		}
+// dryRun is the cluster TestKubeDryRun checks the chart's renders against, for its subtests.
+type dryRun struct {
+	kc       *kubeClient
+	k        *testenv.Kube
+	renders  map[string][]*unstructured.Unstructured // by valueSets name
+	warnings *warningRecorder
+}
 
-		var checked int
-		for _, vs := range valueSets {
-			for _, o := range renders[vs.name] {
-				switch o.GetKind() {
-				case "Deployment", "StatefulSet":
-				default:
-					continue
-				}
-				checked++
-				name := vs.name + "/" + o.GetKind() + "/" + o.GetName()
-				// Workloads only get warnings from PodSecurity; there must be none.
-				w := o.DeepCopy()
-				w.SetNamespace(restricted)
-				warnings.reset()
-				if err := kc.tryCreate(ctx, w, true); err != nil {
-					t.Errorf("%s in %s: %v", name, restricted, err)
-				}
-				if ws := warnings.reset(); len(ws) > 0 {
-					t.Errorf("%s: Pod Security warnings: %s", name, strings.Join(ws, "; "))
-				}
-				// A Pod from the template gets a real admission decision.
-				spec, found, err := unstructured.NestedMap(o.Object, "spec", "template", "spec")
-				if err != nil || !found {
-					t.Fatalf("%s: no spec.template.spec (%v)", name, err)
-				}
-				addClaimVolumes(t, o, spec)
-				pod := podObject(strings.ToLower(vs.name+"-"+o.GetKind()+"-"+o.GetName()), restricted, spec)
-				if err := kc.tryCreate(ctx, pod, true); err != nil {
-					t.Errorf("%s: its pod is refused by Pod Security restricted: %v", name, err)
-				}
-			}
-		}
-		// default: daemon + 1 agent; full: daemon + 2 agents + NATS; external, keyless, kms
-		// and witnessed: daemon + 1 agent each.
-		if want := 14; checked != want {
-			t.Errorf("checked %d workloads, want %d", checked, want)
-		}
+func (d *dryRun) podSecurityRestricted(t *testing.T) {
+	ctx := t.Context()
+	const restricted = "psa-restricted"
+	d.kc.create(t, ctx, namespaceObject(restricted, map[string]string{
+		"pod-security.kubernetes.io/enforce":         "restricted",
+		"pod-security.kubernetes.io/enforce-version": "latest",
+		"pod-security.kubernetes.io/warn":            "restricted",
+		"pod-security.kubernetes.io/warn-version":    "latest",
+	}), false)
+
+	// Control: a pod without a security context is refused here, so the admissions
+	// below are real decisions.
+	bare := podObject("bare", restricted, map[string]any{
+		"containers": []any{map[string]any{"name": "c", "image": "busybox"}},
 	})
+	if err := d.kc.tryCreate(ctx, bare, true); err == nil || !strings.Contains(err.Error(), "violates PodSecurity") {
+		t.Fatalf("a pod with no securityContext in %s: got %v, want a PodSecurity violation", restricted, err)
+	}
 
-	t.Run("builder RBAC", func(t *testing.T) {
-		// The default render's Role and RoleBinding, created for real, must grant the agent's
-		// ServiceAccount everything the Kubernetes executor does (builders.Role), in the
-		// builder namespace only, and nothing on Secrets.
-		var builderNS, sa string
-		for _, o := range renders["default"] {
+	var checked int
+	for _, vs := range valueSets {
+		for _, o := range d.renders[vs.name] {
 			switch o.GetKind() {
-			case "Role", "RoleBinding":
-				builderNS = o.GetNamespace()
-				kc.create(t, ctx, o, false)
-			case "ServiceAccount":
-				if strings.HasSuffix(o.GetName(), "-builder") {
-					sa = "system:serviceaccount:" + o.GetNamespace() + ":" + o.GetName()
-				}
+			case "Deployment", "StatefulSet":
+			default:
+				continue
+			}
+			checked++
+			name := vs.name + "/" + o.GetKind() + "/" + o.GetName()
+			// Workloads only get warnings from PodSecurity; there must be none.
+			w := o.DeepCopy()
+			w.SetNamespace(restricted)
+			d.warnings.reset()
+			if err := d.kc.tryCreate(ctx, w, true); err != nil {
+				t.Errorf("%s in %s: %v", name, restricted, err)
+			}
+			if ws := d.warnings.reset(); len(ws) > 0 {
+				t.Errorf("%s: Pod Security warnings: %s", name, strings.Join(ws, "; "))
+			}
+			// A Pod from the template gets a real admission decision.
+			spec, found, err := unstructured.NestedMap(o.Object, "spec", "template", "spec")
+			if err != nil || !found {
+				t.Fatalf("%s: no spec.template.spec (%v)", name, err)
+			}
+			addClaimVolumes(t, o, spec)
+			pod := podObject(strings.ToLower(vs.name+"-"+o.GetKind()+"-"+o.GetName()), restricted, spec)
+			if err := d.kc.tryCreate(ctx, pod, true); err != nil {
+				t.Errorf("%s: its pod is refused by Pod Security restricted: %v", name, err)
 			}
 		}
-		if builderNS == "" || sa == "" {
-			t.Fatalf("the default render has no builder Role (namespace %q) or ServiceAccount (%q)", builderNS, sa)
-		}
-		type access struct{ ns, group, resource, sub, verb string }
-		var want []access
-		for _, r := range builders.Role(builderNS).Rules {
-			for _, res := range r.Resources {
-				resource, sub, _ := strings.Cut(res, "/")
-				for _, v := range r.Verbs {
-					want = append(want, access{builderNS, r.APIGroups[0], resource, sub, v})
-				}
-			}
-		}
-		denied := []access{
-			{builderNS, "", "secrets", "", "get"},
-			{builderNS, "", "pods", "", "create"},
-			{namespace, "batch", "jobs", "", "create"},
-			{"default", "batch", "jobs", "", "create"},
-		}
-		check := func(a access, allowed bool) {
-			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-				User:   sa,
-				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace},
-				ResourceAttributes: &authorizationv1.ResourceAttributes{
-					Namespace: a.ns, Group: a.group, Resource: a.resource, Subresource: a.sub, Verb: a.verb,
-				},
-			}}
-			// RBAC objects just created take a moment to reach the authorizer's cache.
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				got, err := k.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
-				if err != nil {
-					t.Fatalf("SubjectAccessReview %+v: %v", a, err)
-				}
-				if got.Status.Allowed == allowed {
-					return
-				}
-				if !allowed || time.Now().After(deadline) {
-					t.Errorf("%s %s %+v: allowed=%v, want %v (%s)", sa, a.verb, a, got.Status.Allowed, allowed, got.Status.Reason)
-					return
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-		}
-		for _, a := range want {
-			check(a, true)
-		}
-		for _, a := range denied {
-			check(a, false)
-		}
-	})
+	}
+	// default: daemon + 1 agent; full: daemon + 2 agents + NATS; external, keyless, kms
+	// and witnessed: daemon + 1 agent each.
+	if want := 14; checked != want {
+		t.Errorf("checked %d workloads, want %d", checked, want)
+	}
+}
 
-	t.Run("builder namespace admits rootless BuildKit", func(t *testing.T) {
-		// Why the builder namespace is privileged: the rootless BuildKit pod, which is
-		// neither privileged nor root, is refused by baseline and admitted there.
-		var builderNS string
-		for _, o := range renders["default"] {
-			if o.GetKind() == "Namespace" {
-				builderNS = o.GetName()
-				if got := o.GetLabels()["pod-security.kubernetes.io/enforce"]; got != "privileged" {
-					t.Errorf("namespace %s: enforce label %q, want privileged", builderNS, got)
-				}
+func (d *dryRun) builderRBAC(t *testing.T) {
+	ctx := t.Context()
+	// The default render's Role and RoleBinding, created for real, must grant the agent's
+	// ServiceAccount everything the Kubernetes executor does (builders.Role), in the
+	// builder namespace only, and nothing on Secrets.
+	var builderNS, sa string
+	for _, o := range d.renders["default"] {
+		switch o.GetKind() {
+		case "Role", "RoleBinding":
+			builderNS = o.GetNamespace()
+			d.kc.create(t, ctx, o, false)
+		case "ServiceAccount":
+			if strings.HasSuffix(o.GetName(), "-builder") {
+				sa = "system:serviceaccount:" + o.GetNamespace() + ":" + o.GetName()
 			}
 		}
-		if builderNS == "" {
-			t.Fatal("the default render creates no builder namespace")
+	}
+	if builderNS == "" || sa == "" {
+		t.Fatalf("the default render has no builder Role (namespace %q) or ServiceAccount (%q)", builderNS, sa)
+	}
+	type access struct{ ns, group, resource, sub, verb string }
+	var want []access
+	for _, r := range builders.Role(builderNS).Rules {
+		for _, res := range r.Resources {
+			resource, sub, _ := strings.Cut(res, "/")
+			for _, v := range r.Verbs {
+				want = append(want, access{builderNS, r.APIGroups[0], resource, sub, v})
+			}
 		}
-		const baseline = "psa-baseline"
-		kc.create(t, ctx, namespaceObject(baseline, map[string]string{"pod-security.kubernetes.io/enforce": "baseline"}), false)
-		if err := kc.tryCreate(ctx, buildkitPod(baseline), true); err == nil || !strings.Contains(err.Error(), "violates PodSecurity") {
-			t.Errorf("rootless BuildKit pod in a baseline namespace: got %v, want a PodSecurity violation", err)
+	}
+	denied := []access{
+		{builderNS, "", "secrets", "", "get"},
+		{builderNS, "", "pods", "", "create"},
+		{namespace, "batch", "jobs", "", "create"},
+		{"default", "batch", "jobs", "", "create"},
+	}
+	check := func(a access, allowed bool) {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:   sa,
+			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: a.ns, Group: a.group, Resource: a.resource, Subresource: a.sub, Verb: a.verb,
+			},
+		}}
+		// RBAC objects just created take a moment to reach the authorizer's cache: a grant
+		// is waited for; a denial is checked once, as waiting could only hide a grant.
+		timeout := 10 * time.Second
+		if !allowed {
+			timeout = 0
 		}
-		if err := kc.tryCreate(ctx, buildkitPod(builderNS), true); err != nil {
-			t.Errorf("rootless BuildKit pod in the builder namespace %s: %v", builderNS, err)
+		var apiErr error
+		err := testenv.WaitFor(timeout, func() error {
+			got, err := d.k.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+			if err != nil {
+				apiErr = err // no answer to wait for
+				return nil
+			}
+			if got.Status.Allowed != allowed {
+				return fmt.Errorf("%s %s %+v: allowed=%v, want %v (%s)", sa, a.verb, a, got.Status.Allowed, allowed, got.Status.Reason)
+			}
+			return nil
+		})
+		if apiErr != nil {
+			t.Fatalf("SubjectAccessReview %+v: %v", a, apiErr)
 		}
-	})
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	for _, a := range want {
+		check(a, true)
+	}
+	for _, a := range denied {
+		check(a, false)
+	}
+}
+
+func (d *dryRun) builderNamespaceAdmitsBuildKit(t *testing.T) {
+	ctx := t.Context()
+	// Why the builder namespace is privileged: the rootless BuildKit pod, which is
+	// neither privileged nor root, is refused by baseline and admitted there.
+	var builderNS string
+	for _, o := range d.renders["default"] {
+		if o.GetKind() == "Namespace" {
+			builderNS = o.GetName()
+			if got := o.GetLabels()["pod-security.kubernetes.io/enforce"]; got != "privileged" {
+				t.Errorf("namespace %s: enforce label %q, want privileged", builderNS, got)
+			}
+		}
+	}
+	if builderNS == "" {
+		t.Fatal("the default render creates no builder namespace")
+	}
+	const baseline = "psa-baseline"
+	d.kc.create(t, ctx, namespaceObject(baseline, map[string]string{"pod-security.kubernetes.io/enforce": "baseline"}), false)
+	if err := d.kc.tryCreate(ctx, buildkitPod(baseline), true); err == nil || !strings.Contains(err.Error(), "violates PodSecurity") {
+		t.Errorf("rootless BuildKit pod in a baseline namespace: got %v, want a PodSecurity violation", err)
+	}
+	if err := d.kc.tryCreate(ctx, buildkitPod(builderNS), true); err != nil {
+		t.Errorf("rootless BuildKit pod in the builder namespace %s: %v", builderNS, err)
+	}
 }
 
 // addClaimVolumes adds to a StatefulSet's pod spec the volumes its controller would add for
@@ -913,17 +937,17 @@ func (c *kubeClient) create(t *testing.T, ctx context.Context, o *unstructured.U
 // waitForKind waits until discovery serves gvk (a new CRD takes a moment to be established).
 func (c *kubeClient) waitForKind(t *testing.T, ctx context.Context, gvk schema.GroupVersionKind) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var stopped error
+	err := testenv.WaitFor(30*time.Second, func() error {
+		if stopped = ctx.Err(); stopped != nil {
+			return nil // the test is over: stop waiting
+		}
 		c.mapper.Reset()
 		_, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("%s is not served after its CRD was created: %v", gvk, err)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return err
+	})
+	if err = errors.Join(err, stopped); err != nil {
+		t.Fatalf("%s is not served after its CRD was created: %v", gvk, err)
 	}
 }
 
@@ -1022,6 +1046,83 @@ func TestVendorReceiverTokenIsEnough(t *testing.T) {
 	}
 }
 
+// TestEveryReceiverIsWired binds the chart to the receivers table, which it cannot import:
+// for each webhook receiver (events.Receivers), its webhooks.<key>Key alone is mounted from
+// the webhooks Secret and referred to as the receiver's configuration key, and a registry
+// receiver's key is enough to render, as its token is enough for the daemon to start.
+func TestEveryReceiverIsWired(t *testing.T) {
+	h := newHelm(t)
+	for _, e := range events.Receivers {
+		t.Run(e.Name, func(t *testing.T) {
+			key := chartSecretValue(e.SecretKey)
+			secretKey := e.Name + "-secret"
+			values := fmt.Sprintf("webhooks: {%s: %s}\n", key, secretKey)
+			if e.Registry && key != "registryTokenKey" {
+				values = fmt.Sprintf("webhooks: {registryTokenKey: \"\", %s: %s}\n", key, secretKey)
+			}
+			file := filepath.Join(t.TempDir(), "values.yaml")
+			if err := os.WriteFile(file, []byte(values), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, err := h.template(t, valuesArgs(file)...)
+			if err != nil {
+				t.Fatalf("rendering with webhooks.%s: %v", key, err)
+			}
+			var configs, mounts int
+			for _, o := range decodeObjects(t, out) {
+				text, _, _ := unstructured.NestedString(o.Object, "data", "config.yaml")
+				if o.GetKind() == "ConfigMap" && strings.Contains(text, "pipelines") {
+					configs++
+					cfg := loadRendered(t, text) // it points file: references at a copy of the mounts
+					if ref, ok := cfg.Auth.Secret(e.SecretKey); !ok || !strings.HasSuffix(ref.String(), "/webhooks/"+secretKey) {
+						t.Errorf("%s = %q, want a file: reference to the mounted %s", e.SecretKey, ref, secretKey)
+					}
+				}
+				if o.GetKind() == "Deployment" && o.GetLabels()["app.kubernetes.io/component"] == "daemon" {
+					mounts += webhookItems(t, o)[secretKey]
+				}
+			}
+			if configs != 1 || mounts != 1 {
+				t.Errorf("%d daemon ConfigMaps and %d mounts of %s, want 1 each", configs, mounts, secretKey)
+			}
+		})
+	}
+}
+
+// chartSecretValue is the chart's webhooks value naming the Secret key of the secret at a
+// configuration key: auth.registryToken is registryTokenKey, auth.github.secret is
+// githubSecretKey.
+func chartSecretValue(configKey string) string {
+	parts := strings.Split(strings.TrimPrefix(configKey, "auth."), ".")
+	for i := 1; i < len(parts); i++ {
+		parts[i] = strings.ToUpper(parts[i][:1]) + parts[i][1:]
+	}
+	return strings.Join(parts, "") + "Key"
+}
+
+// webhookItems counts the keys of the webhooks Secret the Deployment d mounts.
+func webhookItems(t *testing.T, d *unstructured.Unstructured) map[string]int {
+	t.Helper()
+	volumes, _, err := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "volumes")
+	if err != nil {
+		t.Fatalf("Deployment %s: volumes: %v", d.GetName(), err)
+	}
+	out := map[string]int{}
+	for _, v := range volumes {
+		vol, _ := v.(map[string]any)
+		if vol["name"] != "webhooks" {
+			continue
+		}
+		items, _, _ := unstructured.NestedSlice(vol, "secret", "items")
+		for _, it := range items {
+			if m, _ := it.(map[string]any); m != nil {
+				out[fmt.Sprint(m["key"])]++
+			}
+		}
+	}
+	return out
+}
+
 // TestImageByDigest: with image.digest set, every promoter container (the daemon and each
 // builder agent, across every render) runs repository@digest, never a tag; without it,
 // the tag.
@@ -1101,11 +1202,6 @@ func TestSigning(t *testing.T) {
 		"trustedRoot":   "/etc/promoter/trust/trusted_root.json",
 	}
 	const gcpKey = "gcpkms://projects/acme/locations/europe-west1/keyRings/promoter/cryptoKeys/signing"
-	type token struct {
-		Audience          string `json:"audience"`
-		ExpirationSeconds int64  `json:"expirationSeconds"`
-		Path              string `json:"path"`
-	}
 	tests := []struct {
 		name   string
 		values string // file under testdata
@@ -1266,101 +1362,28 @@ func TestSigning(t *testing.T) {
 				}
 				files = append(files, f)
 			}
-			out, err := h.template(t, files...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var deployment, configMap *unstructured.Unstructured
-			for _, o := range decodeObjects(t, out) {
-				switch {
-				case o.GetKind() == "Deployment" && o.GetLabels()["app.kubernetes.io/component"] == "daemon":
-					deployment = o
-				case o.GetKind() == "ConfigMap" && o.GetName() == release:
-					configMap = o
-				}
-			}
-			if deployment == nil || configMap == nil {
-				t.Fatalf("no daemon Deployment (%v) or ConfigMap (%v) rendered", deployment != nil, configMap != nil)
-			}
+			deployment, configMap := renderDaemon(t, h, files...)
 			spec, _, _ := unstructured.NestedMap(deployment.Object, "spec", "template", "spec")
 			if auto, _, _ := unstructured.NestedBool(spec, "automountServiceAccountToken"); auto {
 				t.Error("automountServiceAccountToken is true, want false: the daemon needs no API token")
 			}
-
-			var gotToken *token
-			var gotItems []string
-			volumes, _, _ := unstructured.NestedSlice(spec, "volumes")
-			for _, v := range volumes {
-				v := v.(map[string]any)
-				sources, _, _ := unstructured.NestedSlice(v, "projected", "sources")
-				for _, src := range sources {
-					sat, found, _ := unstructured.NestedMap(src.(map[string]any), "serviceAccountToken")
-					if !found {
-						continue
-					}
-					var tok token
-					b, _ := yaml.Marshal(sat)
-					if err := yaml.Unmarshal(b, &tok); err != nil {
-						t.Fatal(err)
-					}
-					if gotToken != nil {
-						t.Errorf("more than one projected service-account token")
-					}
-					gotToken = &tok
-				}
-				if v["name"] == "signing" {
-					items, _, _ := unstructured.NestedSlice(v, "secret", "items")
-					for _, it := range items {
-						gotItems = append(gotItems, it.(map[string]any)["key"].(string))
-					}
-				}
-			}
+			gotToken, gotItems := signingVolumes(t, spec)
 			if diff := cmp.Diff(tt.wantToken, gotToken); diff != "" {
 				t.Errorf("projected service-account token (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff(tt.wantSigningItems, gotItems); diff != "" {
 				t.Errorf("signing Secret keys mounted (-want +got):\n%s", diff)
 			}
-
 			containers, _, _ := unstructured.NestedSlice(spec, "containers")
 			container := containers[0].(map[string]any)
-			var gotEnvFrom []string
-			envFrom, _, _ := unstructured.NestedSlice(container, "envFrom")
-			for _, e := range envFrom {
-				name, _, _ := unstructured.NestedString(e.(map[string]any), "secretRef", "name")
-				gotEnvFrom = append(gotEnvFrom, name)
-			}
+			gotEnvFrom, gotFile := containerEnv(container)
 			if diff := cmp.Diff(tt.wantEnvFrom, gotEnvFrom); diff != "" {
 				t.Errorf("daemon envFrom Secrets (-want +got):\n%s", diff)
-			}
-			var gotFile string
-			env, _, _ := unstructured.NestedSlice(container, "env")
-			for _, e := range env {
-				if e := e.(map[string]any); e["name"] == "GOOGLE_APPLICATION_CREDENTIALS" {
-					gotFile, _ = e["value"].(string)
-				}
 			}
 			if gotFile != tt.wantCredentialsFile {
 				t.Errorf("GOOGLE_APPLICATION_CREDENTIALS = %q, want %q", gotFile, tt.wantCredentialsFile)
 			}
-			mounts, _, _ := unstructured.NestedSlice(container, "volumeMounts")
-			got := map[string]string{}
-			for _, m := range mounts {
-				m := m.(map[string]any)
-				name, path := m["name"].(string), m["mountPath"].(string)
-				if strings.HasPrefix(path, "/var/run/secrets/kubernetes.io/") {
-					t.Errorf("volume %s is mounted at %s, the API token's path", name, path)
-				}
-				switch name {
-				case "config", "data", "tmp", "webhooks":
-					continue
-				}
-				if ro, _ := m["readOnly"].(bool); !ro {
-					t.Errorf("volume %s at %s is not read-only", name, path)
-				}
-				got[name] = path
-			}
-			if diff := cmp.Diff(tt.wantMounts, got); diff != "" {
+			if diff := cmp.Diff(tt.wantMounts, readOnlyMounts(t, container)); diff != "" {
 				t.Errorf("daemon mounts (-want +got):\n%s", diff)
 			}
 
@@ -1385,6 +1408,110 @@ func TestSigning(t *testing.T) {
 			}
 		})
 	}
+}
+
+// token is a projected service-account token source of the daemon's pod.
+type token struct {
+	Audience          string `json:"audience"`
+	ExpirationSeconds int64  `json:"expirationSeconds"`
+	Path              string `json:"path"`
+}
+
+// renderDaemon renders the chart with the values files and returns the daemon's
+// Deployment and ConfigMap.
+func renderDaemon(t *testing.T, h helm, files ...string) (deployment, configMap *unstructured.Unstructured) {
+	t.Helper()
+	out, err := h.template(t, files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range decodeObjects(t, out) {
+		switch {
+		case o.GetKind() == "Deployment" && o.GetLabels()["app.kubernetes.io/component"] == "daemon":
+			deployment = o
+		case o.GetKind() == "ConfigMap" && o.GetName() == release:
+			configMap = o
+		}
+	}
+	if deployment == nil || configMap == nil {
+		t.Fatalf("no daemon Deployment (%v) or ConfigMap (%v) rendered", deployment != nil, configMap != nil)
+	}
+	return deployment, configMap
+}
+
+// signingVolumes are, in the pod spec, the projected service-account token (nil for none;
+// more than one is an error) and the keys mounted of the signing Secret.
+func signingVolumes(t *testing.T, spec map[string]any) (*token, []string) {
+	t.Helper()
+	var gotToken *token
+	var gotItems []string
+	volumes, _, _ := unstructured.NestedSlice(spec, "volumes")
+	for _, v := range volumes {
+		v := v.(map[string]any)
+		sources, _, _ := unstructured.NestedSlice(v, "projected", "sources")
+		for _, src := range sources {
+			sat, found, _ := unstructured.NestedMap(src.(map[string]any), "serviceAccountToken")
+			if !found {
+				continue
+			}
+			var tok token
+			b, _ := yaml.Marshal(sat)
+			if err := yaml.Unmarshal(b, &tok); err != nil {
+				t.Fatal(err)
+			}
+			if gotToken != nil {
+				t.Errorf("more than one projected service-account token")
+			}
+			gotToken = &tok
+		}
+		if v["name"] == "signing" {
+			items, _, _ := unstructured.NestedSlice(v, "secret", "items")
+			for _, it := range items {
+				gotItems = append(gotItems, it.(map[string]any)["key"].(string))
+			}
+		}
+	}
+	return gotToken, gotItems
+}
+
+// containerEnv is the container's envFrom Secrets and its GOOGLE_APPLICATION_CREDENTIALS.
+func containerEnv(container map[string]any) (envFrom []string, credentialsFile string) {
+	from, _, _ := unstructured.NestedSlice(container, "envFrom")
+	for _, e := range from {
+		name, _, _ := unstructured.NestedString(e.(map[string]any), "secretRef", "name")
+		envFrom = append(envFrom, name)
+	}
+	env, _, _ := unstructured.NestedSlice(container, "env")
+	for _, e := range env {
+		if e := e.(map[string]any); e["name"] == "GOOGLE_APPLICATION_CREDENTIALS" {
+			credentialsFile, _ = e["value"].(string)
+		}
+	}
+	return envFrom, credentialsFile
+}
+
+// readOnlyMounts are the container's mounts beyond config, data, tmp and webhooks, by
+// volume: each must be read-only and away from the API token's path.
+func readOnlyMounts(t *testing.T, container map[string]any) map[string]string {
+	t.Helper()
+	mounts, _, _ := unstructured.NestedSlice(container, "volumeMounts")
+	got := map[string]string{}
+	for _, m := range mounts {
+		m := m.(map[string]any)
+		name, path := m["name"].(string), m["mountPath"].(string)
+		if strings.HasPrefix(path, "/var/run/secrets/kubernetes.io/") {
+			t.Errorf("volume %s is mounted at %s, the API token's path", name, path)
+		}
+		switch name {
+		case "config", "data", "tmp", "webhooks":
+			continue
+		}
+		if ro, _ := m["readOnly"].(bool); !ro {
+			t.Errorf("volume %s at %s is not read-only", name, path)
+		}
+		got[name] = path
+	}
+	return got
 }
 
 // withKeys returns a copy of m with the key-value pairs kv set.

@@ -12,6 +12,7 @@ import (
 	"github.com/promoter-dev/promoter/internal/daemon"
 	"github.com/promoter-dev/promoter/internal/kube"
 	"github.com/promoter-dev/promoter/internal/registry"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 type builderOptions struct {
@@ -76,22 +77,21 @@ layer on its base image), for development without a cluster.`,
 	cmd.Flags().String("nats-url", "", "NATS server URLs of the daemon (nats.url)")
 	cmd.Flags().String("metrics", config.DefaultString("metrics"), "address of /metrics, /healthz and /readyz, empty to disable (metrics)")
 	cmd.Flags().StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; empty uses the in-cluster service account, else $KUBECONFIG or ~/.kube/config")
-	cmd.Flags().StringVar(&o.executor, "executor", "kubernetes", "how to build: kubernetes (Jobs) or local (in-process, development)")
+	cmd.Flags().StringVar(&o.executor, "executor", string(types.ExecutorKubernetes), "how to build: kubernetes (Jobs) or local (in-process, development)")
 	cmd.Flags().IntVar(&o.concurrency, "concurrency", 2, "builds of one platform this agent runs at once")
 	return cmd
 }
 
 func (o *builderOptions) newExecutor(cfg *config.Config, reg registry.Client, log *slog.Logger) (builders.Executor, error) {
-	switch o.executor {
-	case "kubernetes":
+	switch types.Executor(o.executor) {
+	case types.ExecutorKubernetes:
 		client, err := kube.Client(o.kubeconfig, "promoter-builder")
 		if err != nil {
 			return nil, err
 		}
 		return builders.NewKubernetes(client, daemon.JobSettings(cfg.Builder), builders.WithLogger(log))
-	case "local":
+	case types.ExecutorLocal:
 		return builders.NewLocal(reg, cfg.DomainPipelines(), builders.WithLogger(log))
-	default:
-		return nil, fmt.Errorf("--executor %q: want kubernetes or local", o.executor)
 	}
+	return nil, fmt.Errorf("--executor %q: want kubernetes or local", o.executor)
 }

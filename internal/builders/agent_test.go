@@ -17,7 +17,6 @@ import (
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/bus/bustest"
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/testenv"
@@ -28,13 +27,13 @@ func TestAgentBuildsDispatchedRequestsLocally(t *testing.T) {
 	ctx := context.Background()
 	b := openBus(t)
 	reg := testenv.StartRegistry(t)
-	pipelines := []config.Pipeline{{
-		Name: "web", Source: config.Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
-		Platforms: []string{"linux/amd64", "linux/arm/v7"},
-		Build:     config.Build{Executor: "local", Dir: sourceTree(t)},
-		Staging:   reg.Host + "/acme/web", ArchTag: "{revision}-{arch}{variant}",
+	pipelines := []types.Pipeline{{
+		Name: "web", Source: types.Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
+		Platforms: platforms("linux/amd64", "linux/arm/v7"),
+		Build:     types.BuildSpec{Executor: types.ExecutorLocal, Dir: sourceTree(t)},
+		Staging:   types.Repository(reg.Host + "/acme/web"), ArchTag: "{revision}-{arch}{variant}",
 	}}
-	local, err := builders.NewLocal(registry.Client{}, domain(pipelines...))
+	local, err := builders.NewLocal(registry.Client{}, pipelines)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +44,7 @@ func TestAgentBuildsDispatchedRequestsLocally(t *testing.T) {
 	}
 	res := results(t, b)
 	runAgent(t, agent)
-	d, err := builders.NewDispatcher(b, registry.Client{}, domain(pipelines...))
+	d, err := builders.NewDispatcher(b, registry.Client{}, pipelines)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/bus/bustest"
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/state"
@@ -30,12 +29,12 @@ func TestDispatchQueuesEachPlatformOnceAndSkipsWhatPromoterBuilt(t *testing.T) {
 	ctx := context.Background()
 	b := openBus(t)
 	reg := testenv.StartRegistry(t)
-	pipeline := config.Pipeline{
+	pipeline := types.Pipeline{
 		Name:      "web",
-		Source:    config.Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
-		Platforms: []string{"linux/amd64", "linux/arm64", "linux/arm/v7"},
-		Build:     config.Build{Executor: "kubernetes", Context: ".", Dockerfile: "Dockerfile"},
-		Staging:   reg.Host + "/acme/web",
+		Source:    types.Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
+		Platforms: platforms("linux/amd64", "linux/arm64", "linux/arm/v7"),
+		Build:     types.BuildSpec{Executor: types.ExecutorKubernetes, Context: ".", Dockerfile: "Dockerfile"},
+		Staging:   types.Repository(reg.Host + "/acme/web"),
 		ArchTag:   "{revision}-{arch}{variant}",
 	}
 	const rev = "3f2c1a9d5e7b8c0f1a2b3c4d5e6f708192a3b4c5"
@@ -64,7 +63,7 @@ func TestDispatchQueuesEachPlatformOnceAndSkipsWhatPromoterBuilt(t *testing.T) {
 	push(rev + "-armv7")
 
 	m := metrics.Discard()
-	d, err := builders.NewDispatcher(b, registry.Client{}, domain(pipeline), builders.WithMetrics(m), builders.WithRecords(records))
+	d, err := builders.NewDispatcher(b, registry.Client{}, []types.Pipeline{pipeline}, builders.WithMetrics(m), builders.WithRecords(records))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,13 +128,13 @@ func TestDispatchErrors(t *testing.T) {
 	b := openBus(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	d, err := builders.NewDispatcher(b, registry.Client{}, domain(config.Pipeline{
-		Name: "web", Source: config.Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
-		Platforms: []string{"linux/amd64"}, Staging: "127.0.0.1:1/acme/web", ArchTag: "{revision}-{arch}",
-	}, config.Pipeline{
+	d, err := builders.NewDispatcher(b, registry.Client{}, []types.Pipeline{{
+		Name: "web", Source: types.Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
+		Platforms: platforms("linux/amd64"), Staging: "127.0.0.1:1/acme/web", ArchTag: "{revision}-{arch}",
+	}, {
 		// Merge-only: no source, so nothing is built and the registry is not even asked.
-		Name: "ci", Platforms: []string{"linux/amd64"}, Staging: "127.0.0.1:1/acme/ci", ArchTag: "{revision}-{arch}",
-	}))
+		Name: "ci", Platforms: platforms("linux/amd64"), Staging: "127.0.0.1:1/acme/ci", ArchTag: "{revision}-{arch}",
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +144,7 @@ func TestDispatchErrors(t *testing.T) {
 	if reqs, err := d.HandleSourceChanged(ctx, types.SourceChanged{ID: "z", Pipeline: "ci", Revision: "abc"}); !errors.Is(err, builders.ErrMergeOnly) || len(reqs) != 0 {
 		t.Errorf("merge-only pipeline: got %v, %v; want ErrMergeOnly and nothing queued", reqs, err)
 	}
-	if reqs := builders.Requests(domain(config.Pipeline{Name: "ci", Platforms: []string{"linux/amd64"}})[0], "abc"); len(reqs) != 0 {
+	if reqs := builders.Requests(types.Pipeline{Name: "ci", Platforms: platforms("linux/amd64")}, "abc"); len(reqs) != 0 {
 		t.Errorf("Requests of a merge-only pipeline: got %+v, want none", reqs)
 	}
 	// An unreachable staging registry is an error, never a reason to rebuild.
@@ -174,17 +173,17 @@ func TestDispatchSkipsOnlyWhatThePolicyAccepts(t *testing.T) {
 	ctx := context.Background()
 	b := openBus(t)
 	reg := testenv.StartRegistry(t)
-	pipeline := config.Pipeline{
-		Name: "web", Source: config.Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
-		Platforms: []string{"linux/amd64", "linux/arm64"}, Build: config.Build{Executor: "kubernetes"},
-		Staging: reg.Host + "/acme/web", ArchTag: "{revision}-{arch}",
+	pipeline := types.Pipeline{
+		Name: "web", Source: types.Source{Repo: "https://git.example/acme/web.git", Branch: "main"},
+		Platforms: platforms("linux/amd64", "linux/arm64"), Build: types.BuildSpec{Executor: types.ExecutorKubernetes},
+		Staging: types.Repository(reg.Host + "/acme/web"), ArchTag: "{revision}-{arch}",
 	}
 	const rev = "5e1af6a5d5e7b8c0f1a2b3c4d5e6f708192a3b4c"
 	signed, unsigned := testenv.PlatformImage(t, "linux/amd64", time.Unix(0, 0)), testenv.PlatformImage(t, "linux/arm64", time.Unix(0, 0))
 	testenv.Push(t, reg.Host+"/acme/web:"+rev+"-amd64", signed)
 	testenv.Push(t, reg.Host+"/acme/web:"+rev+"-arm64", unsigned)
 	policy := trusting{ok: map[string]bool{testenv.Digest(t, signed): true}}
-	d, err := builders.NewDispatcher(b, registry.Client{}, domain(pipeline), builders.WithPolicies(map[string]builders.Policy{"web": policy}))
+	d, err := builders.NewDispatcher(b, registry.Client{}, []types.Pipeline{pipeline}, builders.WithPolicies(map[string]builders.Policy{"web": policy}))
 	if err != nil {
 		t.Fatal(err)
 	}

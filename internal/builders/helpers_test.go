@@ -10,7 +10,6 @@ import (
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/bus/bustest"
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -83,11 +82,11 @@ func runAgent(t *testing.T, a *builders.Agent) {
 	})
 }
 
-// domain gives pipelines as the configuration hands them to builders.
-func domain(ps ...config.Pipeline) []types.Pipeline {
-	out := make([]types.Pipeline, len(ps))
-	for i, p := range ps {
-		out[i] = p.Domain()
+// platforms parses each of ss, which must be a platform.
+func platforms(ss ...string) []types.Platform {
+	out := make([]types.Platform, len(ss))
+	for i, s := range ss {
+		out[i] = types.MustPlatform(s)
 	}
 	return out
 }

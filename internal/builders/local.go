@@ -50,7 +50,7 @@ func NewLocal(reg registry.Client, pipelines []types.Pipeline, opts ...Option) (
 	}
 	l := &Local{reg: reg, builds: map[string]types.BuildSpec{}, log: o.log}
 	for _, p := range pipelines {
-		if p.Build.Executor == "local" {
+		if p.Build.Executor == types.ExecutorLocal {
 			if p.Build.Dir == "" {
 				return nil, fmt.Errorf("pipeline %s: the local executor needs build.dir", p.Name)
 			}

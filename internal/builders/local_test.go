@@ -20,7 +20,6 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/builders"
 	"github.com/promoter-dev/promoter/internal/bus"
-	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/testenv"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -89,8 +88,8 @@ func TestLocalExecutorPushesPlatformImage(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := config.Pipeline{Name: "web", Build: config.Build{Executor: "local", Dir: dir, Base: tc.base}}
-			l, err := builders.NewLocal(registry.Client{}, domain(p))
+			p := types.Pipeline{Name: "web", Build: types.BuildSpec{Executor: types.ExecutorLocal, Dir: dir, Base: tc.base}}
+			l, err := builders.NewLocal(registry.Client{}, []types.Pipeline{p})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,10 +166,10 @@ func TestLocalExecutorErrors(t *testing.T) {
 	if err := remote.Write(baseRef, img); err != nil {
 		t.Fatal(err)
 	}
-	l, err := builders.NewLocal(registry.Client{}, domain(
-		config.Pipeline{Name: "web", Build: config.Build{Executor: "local", Dir: sourceTree(t), Base: baseRef.String()}},
-		config.Pipeline{Name: "api", Build: config.Build{Executor: "kubernetes"}},
-	))
+	l, err := builders.NewLocal(registry.Client{}, []types.Pipeline{
+		{Name: "web", Build: types.BuildSpec{Executor: types.ExecutorLocal, Dir: sourceTree(t), Base: baseRef.String()}},
+		{Name: "api", Build: types.BuildSpec{Executor: types.ExecutorKubernetes}},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +181,7 @@ func TestLocalExecutorErrors(t *testing.T) {
 	if _, err := l.Build(ctx, req, 1); !errors.Is(err, builders.ErrUnknownPipeline) {
 		t.Errorf("kubernetes pipeline: got %v, want ErrUnknownPipeline", err)
 	}
-	if _, err := builders.NewLocal(registry.Client{}, domain(config.Pipeline{Name: "x", Build: config.Build{Executor: "local"}})); err == nil {
+	if _, err := builders.NewLocal(registry.Client{}, []types.Pipeline{{Name: "x", Build: types.BuildSpec{Executor: types.ExecutorLocal}}}); err == nil {
 		t.Error("local pipeline without build.dir: got no error")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/promoter-dev/promoter/internal/listen"
+	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // Config is the daemon's whole configuration. Field names are the YAML keys; nested keys
@@ -41,6 +42,9 @@ type Config struct {
 	Builder    Builder    `mapstructure:"builder"`
 	Registries []Registry `mapstructure:"registries"`
 	Pipelines  []Pipeline `mapstructure:"pipelines"`
+
+	// domain are Pipelines as validation parsed them (DomainPipelines).
+	domain []types.Pipeline
 }
 
 // NATS configures the bus connection.
@@ -96,7 +100,8 @@ type Events struct {
 	MaxBodyBytes int64 `mapstructure:"maxBodyBytes"`
 }
 
-// Auth holds the webhook secrets. Each is a Secret reference.
+// Auth holds the webhook secrets. Each is a Secret reference. Each webhook receiver
+// (events.Receivers) names the key of its own here, which Auth.Secret finds.
 type Auth struct {
 	// RegistryToken is the bearer token registries send with notifications.
 	RegistryToken Secret `mapstructure:"registryToken"`
@@ -326,7 +331,8 @@ type Source struct {
 // Build says how a pipeline's platforms are built; only a pipeline with source.repo
 // has it, and only then do its defaults apply.
 type Build struct {
-	// Executor is "kubernetes" (builder agents run Jobs) or "local" (in-process, development).
+	// Executor is "kubernetes" (builder agents run Jobs) or "local" (in-process,
+	// development): types.Executors, parsed by types.ParseExecutor.
 	Executor   string `mapstructure:"executor"`
 	Context    string `mapstructure:"context"`
 	Dockerfile string `mapstructure:"dockerfile"`

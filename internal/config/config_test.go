@@ -1,7 +1,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +86,9 @@ func TestLoadFullFile(t *testing.T) {
 
 func TestLoadInvalidListsEveryProblemWithPath(t *testing.T) {
 	_, err := Load(Input{File: "testdata/invalid.yaml"})
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("got %v, want ErrInvalid", err)
+	}
 	got := map[string]bool{}
 	for _, p := range validationProblems(t, err) {
 		got[p.Path] = true
@@ -153,19 +159,25 @@ func TestSecretsNeverPrint(t *testing.T) {
 }
 
 func TestSecretResolveErrors(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
-		name string
-		s    Secret
-		want string
+		name    string
+		s       Secret
+		wantErr error
+		want    string // what the message names, for the operator to fix
 	}{
-		{"unset env", "env:PROMOTER_TEST_NOT_SET", "PROMOTER_TEST_NOT_SET is not set"},
-		{"missing file", "file:/nonexistent/secret", "reading secret file"},
+		{"unset env", "env:PROMOTER_TEST_NOT_SET", ErrSecretUnavailable, "PROMOTER_TEST_NOT_SET is not set"},
+		{"missing file", "file:/nonexistent/secret", os.ErrNotExist, "reading secret file"},
+		{"empty file", Secret("file:" + empty), ErrSecretUnavailable, "is empty"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := tc.s.Resolve()
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("got %v, want an error containing %q", err, tc.want)
+			if !errors.Is(err, tc.wantErr) || !errors.Is(err, ErrSecretUnavailable) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want %v (ErrSecretUnavailable) saying %q", err, tc.wantErr, tc.want)
 			}
 		})
 	}
@@ -178,47 +190,34 @@ func TestEnvName(t *testing.T) {
 }
 
 func TestServerAndStatusKeys(t *testing.T) {
+	status := func(c *Config) any { return c.Status }
 	for _, tc := range []struct {
 		name    string
 		yaml    string
-		wantErr string // a problem path, or "" for none
-		check   func(*Config) string
+		wantErr string            // a problem path, or "" for none
+		got     func(*Config) any // what of the loaded configuration to compare with want
+		want    any
 	}{
-		{name: "defaults", check: func(c *Config) string {
-			s := c.Server
-			if c.Status != "127.0.0.1:8081" || s.ReadTimeout != 10*time.Second || s.ReadHeaderTimeout != 5*time.Second ||
-				s.IdleTimeout != 30*time.Second || s.WriteTimeout != 30*time.Second || s.MaxHeaderBytes != 32<<10 ||
-				s.MaxInFlight != 64 || s.MaxConns != 0 || s.MaxConnsPerClient != 0 {
-				return fmt.Sprintf("status %q server %+v", c.Status, s)
-			}
-			return ""
-		}},
-		{name: "status disabled", yaml: `status: ""`, check: func(c *Config) string {
-			if c.Status != "" {
-				return "status " + c.Status
-			}
-			return ""
-		}},
+		{name: "defaults", got: func(c *Config) any { return []any{c.Status, c.Server} }, want: []any{"127.0.0.1:8081", Server{
+			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+			IdleTimeout: 30 * time.Second, MaxHeaderBytes: 32 << 10, MaxInFlight: 64,
+		}}},
+		{name: "status disabled", yaml: `status: ""`, got: status, want: ""},
 		{name: "status on the webhook listener", yaml: "listen: \":8080\"\nstatus: \":8080\"", wantErr: "status"},
 		{name: "status not an address", yaml: `status: nowhere`, wantErr: "status"},
-		{name: "every listener on a port of its own choosing", yaml: "listen: 127.0.0.1:0\nmetrics: 127.0.0.1:0\nstatus: 127.0.0.1:0", check: func(c *Config) string {
-			if c.Status != "127.0.0.1:0" {
-				return "status " + c.Status
-			}
-			return ""
-		}},
+		{name: "every listener on a port of its own choosing", yaml: "listen: 127.0.0.1:0\nmetrics: 127.0.0.1:0\nstatus: 127.0.0.1:0",
+			got: status, want: "127.0.0.1:0"},
 		{name: "zero read timeout", yaml: "server: {readTimeout: 0s}", wantErr: "server.readTimeout"},
 		{name: "tiny header bound", yaml: "server: {maxHeaderBytes: 100}", wantErr: "server.maxHeaderBytes"},
 		{name: "no in-flight slot", yaml: "server: {maxInFlight: 0}", wantErr: "server.maxInFlight"},
 		{name: "negative connection budget", yaml: "server: {maxConns: -1}", wantErr: "server.maxConns"},
 		{name: "negative share of a client", yaml: "server: {maxConnsPerClient: -1}", wantErr: "server.maxConnsPerClient"},
-		{name: "limits map to the listeners", yaml: "server: {readTimeout: 3s, maxInFlight: 7, maxConns: 99, maxConnsPerClient: 9}\nevents: {maxBodyBytes: 4096}", check: func(c *Config) string {
-			l := c.Server.Limits(c.Events.MaxBodyBytes)
-			if l.ReadTimeout != 3*time.Second || l.MaxInFlight != 7 || l.MaxBodyBytes != 4096 || c.Server.MaxConns != 99 || l.MaxConnsPerClient != 9 {
-				return fmt.Sprintf("limits %+v", l)
-			}
-			return ""
-		}},
+		{name: "limits map to the listeners", yaml: "server: {readTimeout: 3s, maxInFlight: 7, maxConns: 99, maxConnsPerClient: 9}\nevents: {maxBodyBytes: 4096}",
+			got: func(c *Config) any {
+				l := c.Server.Limits(c.Events.MaxBodyBytes)
+				return []any{l.ReadTimeout, l.MaxInFlight, l.MaxBodyBytes, c.Server.MaxConns, l.MaxConnsPerClient}
+			},
+			want: []any{3 * time.Second, 7, int64(4096), 99, 9}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := loadYAML(t, tc.yaml)
@@ -231,8 +230,8 @@ func TestServerAndStatusKeys(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if msg := tc.check(c); msg != "" {
-				t.Errorf("got %s", msg)
+			if diff := cmp.Diff(tc.want, tc.got(c)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -311,7 +310,7 @@ func TestSourcePoll(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := c.Pipelines[0].Domain().Source.Poll; got != tt.want {
+			if got := c.DomainPipelines()[0].Source.Poll; got != tt.want {
 				t.Errorf("Domain().Source.Poll: got %s, want %s", got, tt.want)
 			}
 		})

@@ -28,8 +28,8 @@ func loadYAML(t *testing.T, yaml string) (*Config, error) {
 func validationProblems(t *testing.T, err error) []Problem {
 	t.Helper()
 	var verr *ValidationError
-	if !errors.As(err, &verr) {
-		t.Fatalf("got %v, want a *ValidationError", err)
+	if !errors.As(err, &verr) || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("got %v, want a *ValidationError (ErrInvalid)", err)
 	}
 	return verr.Problems
 }

@@ -19,8 +19,9 @@ import (
 )
 
 // defaults are every scalar key with its default. Listing each key here is also what lets
-// viper read it from a PROMOTER_* environment variable.
-var defaults = map[string]any{
+// viper read it from a PROMOTER_* environment variable. The webhook receivers' secrets
+// (events.Receivers) are added to it, unset.
+var defaults = withReceiverSecrets(map[string]any{
 	"listen":                   ":8080",
 	"metrics":                  ":9090",
 	"pprof":                    false,
@@ -41,17 +42,7 @@ var defaults = map[string]any{
 	"server.maxConns":          0,
 	"server.maxConnsPerClient": 0,
 	"events.maxBodyBytes":      events.DefaultMaxBodyBytes,
-	"auth.registryToken":       "",
 	"auth.statusToken":         "",
-	"auth.github.secret":       "",
-	"auth.gitlab.token":        "",
-	"auth.generic.token":       "",
-	"auth.harbor.token":        "",
-	"auth.cloudevents.token":   "",
-	"auth.acr.token":           "",
-	"auth.gar.token":           "",
-	"auth.ecr.token":           "",
-	"auth.quay.token":          "",
 	"auth.insecureNoAuth":      false,
 	"keys.cosign":              "",
 	"keys.password":            "",
@@ -69,6 +60,14 @@ var defaults = map[string]any{
 	"builder.deadline":         builders.DefaultDeadline,
 	"builder.ttl":              builders.DefaultTTL,
 	"builder.hostUsers":        true,
+})
+
+// withReceiverSecrets adds the secret key of every webhook receiver to d, unset.
+func withReceiverSecrets(d map[string]any) map[string]any {
+	for _, e := range events.Receivers {
+		d[e.SecretKey] = ""
+	}
+	return d
 }
 
 // DefaultString is the default of a string key (flags show it as theirs); it panics on a

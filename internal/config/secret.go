@@ -23,18 +23,18 @@ func (s Secret) Resolve() (string, error) {
 		name := strings.TrimPrefix(ref, "env:")
 		v, ok := os.LookupEnv(name)
 		if !ok || v == "" {
-			return "", fmt.Errorf("environment variable %s is not set", name)
+			return "", unavailable{fmt.Errorf("environment variable %s is not set", name)}
 		}
 		return v, nil
 	case strings.HasPrefix(ref, "file:"):
 		path := strings.TrimPrefix(ref, "file:")
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return "", fmt.Errorf("reading secret file: %w", err)
+			return "", unavailable{fmt.Errorf("reading secret file: %w", err)}
 		}
 		v := strings.TrimRight(string(b), "\r\n")
 		if v == "" {
-			return "", fmt.Errorf("secret file %s is empty", path)
+			return "", unavailable{fmt.Errorf("secret file %s is empty", path)}
 		}
 		return v, nil
 	default:
@@ -60,3 +60,9 @@ func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // GoString keeps the value out of %#v output.
 func (s Secret) GoString() string { return s.String() }
+
+// unavailable is a Resolve error: ErrSecretUnavailable, with the text of what was missing.
+type unavailable struct{ error }
+
+func (u unavailable) Is(target error) bool { return target == ErrSecretUnavailable }
+func (u unavailable) Unwrap() error        { return u.error }

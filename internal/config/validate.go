@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,9 @@ func (p Problem) String() string { return p.Path + ": " + p.Msg }
 type ValidationError struct {
 	Problems []Problem
 }
+
+// Is makes every ValidationError ErrInvalid.
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
 
 func (e *ValidationError) Error() string {
 	lines := make([]string, len(e.Problems))
@@ -59,7 +63,7 @@ func (c *Config) applyDefaults() {
 			continue
 		}
 		if p.Build.Executor == "" {
-			p.Build.Executor = "kubernetes"
+			p.Build.Executor = string(types.ExecutorKubernetes)
 		}
 		if p.Build.Context == "" {
 			p.Build.Context = "."
@@ -83,7 +87,8 @@ func (c *Config) applyDefaults() {
 }
 
 // Validate checks the whole configuration and returns a *ValidationError listing every
-// problem, or nil.
+// problem, or nil. It keeps the pipelines it parsed for DomainPipelines: a write to c, so
+// not while another goroutine reads c.
 func (c *Config) Validate() error { return c.validate(nil) }
 
 func (c *Config) validate(ps problems) error {
@@ -119,17 +124,8 @@ func (c *Config) validate(ps problems) error {
 	if c.Events.MaxBodyBytes <= 0 {
 		ps.add("events.maxBodyBytes", "must be positive, got %d", c.Events.MaxBodyBytes)
 	}
-	checkSecret(&ps, "auth.registryToken", c.Auth.RegistryToken)
+	c.validateReceiverSecrets(&ps)
 	checkSecret(&ps, "auth.statusToken", c.Auth.StatusToken)
-	checkSecret(&ps, "auth.github.secret", c.Auth.GitHub.Secret)
-	checkSecret(&ps, "auth.gitlab.token", c.Auth.GitLab.Token)
-	checkSecret(&ps, "auth.generic.token", c.Auth.Generic.Token)
-	checkSecret(&ps, "auth.harbor.token", c.Auth.Harbor.Token)
-	checkSecret(&ps, "auth.cloudevents.token", c.Auth.CloudEvents.Token)
-	checkSecret(&ps, "auth.acr.token", c.Auth.ACR.Token)
-	checkSecret(&ps, "auth.gar.token", c.Auth.GAR.Token)
-	checkSecret(&ps, "auth.ecr.token", c.Auth.ECR.Token)
-	checkSecret(&ps, "auth.quay.token", c.Auth.Quay.Token)
 	checkSecret(&ps, "keys.password", c.Keys.Password)
 	c.validateSign(&ps)
 	if c.Promote.Jobs < 1 {
@@ -214,104 +210,18 @@ func (c *Config) validateRegistries(ps *problems) {
 	}
 }
 
+// validatePipelines checks every pipeline and keeps each, parsed, as the domain packages
+// take it (DomainPipelines): what validation parses is what the daemon runs, so no
+// parse error can be reported by one and dropped by the other.
 func (c *Config) validatePipelines(ps *problems) {
-	names := map[string]int{}
-	stagings := map[string]int{}
+	seen := pipelinesSeen{names: map[string]int{}, stagings: map[string]int{}, executors: map[types.Platform]map[types.Executor]int{}}
 	needKey, needPublic := false, false
-	// executors maps a platform to the first pipeline that builds it, per executor: the
-	// daemon's in-process agent shares each platform's build queue with remote agents, and
-	// would take requests it cannot build.
-	executors := map[string]map[string]int{}
+	c.domain = make([]types.Pipeline, 0, len(c.Pipelines))
 	for i, p := range c.Pipelines {
-		at := func(field string) string { return fmt.Sprintf("pipelines[%d].%s", i, field) }
-		if !pipelineName.MatchString(p.Name) {
-			ps.add(at("name"), "%q must be 1-63 lower-case letters, digits or '-'", p.Name)
-		} else if j, dup := names[p.Name]; dup {
-			ps.add(at("name"), "%q is already used by pipelines[%d]", p.Name, j)
-		}
-		names[p.Name] = i
-		if len(p.Platforms) == 0 {
-			ps.add(at("platforms"), "must list at least one platform, e.g. linux/amd64")
-		}
-		var platforms []types.Platform
-		seen := map[string]bool{}
-		for j, s := range p.Platforms {
-			pl, err := types.ParsePlatform(s)
-			if err != nil {
-				ps.add(at(fmt.Sprintf("platforms[%d]", j)), "%v", err)
-				continue
-			}
-			if seen[pl.String()] {
-				ps.add(at(fmt.Sprintf("platforms[%d]", j)), "%s is listed twice", pl)
-			}
-			seen[pl.String()] = true
-			platforms = append(platforms, pl)
-			if p.Source.Repo == "" {
-				continue // merge-only: no executor builds it
-			}
-			if executors[pl.String()] == nil {
-				executors[pl.String()] = map[string]int{}
-			}
-			if _, ok := executors[pl.String()][p.Build.Executor]; !ok {
-				executors[pl.String()][p.Build.Executor] = i
-			}
-			other := map[string]string{"local": "kubernetes", "kubernetes": "local"}[p.Build.Executor]
-			if j, mixed := executors[pl.String()][other]; mixed && other != "" {
-				ps.add(at("build.executor"), "%s builds %s while pipelines[%d] builds it with %s; one daemon cannot do both for one platform", p.Build.Executor, pl, j, other)
-			}
-		}
-		if err := types.ArchTag(p.ArchTag).Validate(platforms); err != nil {
-			ps.add(at("archTag"), "%v", err)
-		}
-		if _, err := types.ParseRepository(p.Staging); err != nil {
-			ps.add(at("staging"), "%v", err)
-		} else if j, dup := stagings[p.Staging]; dup {
-			ps.add(at("staging"), "%s is already the staging repository of pipelines[%d]", p.Staging, j)
-		}
-		stagings[p.Staging] = i
-		validatePoll(ps, at, p.Source)
-		switch {
-		case p.Source.Repo == "":
-			checkMergeOnly(ps, at, p)
-		case p.Build.Executor == "kubernetes":
-			validateBuild(ps, at, p, platforms)
-		case p.Build.Executor == "local":
-			if p.Build.Dir == "" {
-				ps.add(at("build.dir"), "must be set: the local executor builds the source tree in this directory")
-			}
-			checkCacheMode(ps, at, p.Build.Cache.Mode)
-			// The local executor copies a directory; it reads no Dockerfile and no git.
-			for field, set := range map[string]bool{
-				"build.gitSecret": p.Build.GitSecret != "", "build.args": len(p.Build.Args) > 0, "build.secrets": len(p.Build.Secrets) > 0,
-			} {
-				if set {
-					ps.add(at(field), "is used by the kubernetes executor only: the local executor copies build.dir and runs no Dockerfile")
-				}
-			}
-		default:
-			ps.add(at("build.executor"), "%q is not one of kubernetes, local", p.Build.Executor)
-		}
-		dests := map[string]int{}
-		for j, d := range p.Promote {
-			dp := at(fmt.Sprintf("promote[%d].to", j))
-			if _, err := types.ParseRepository(d.To); err != nil {
-				ps.add(dp, "%v", err)
-			} else if d.To == p.Staging {
-				ps.add(dp, "%s is the staging repository itself", d.To)
-			} else if k, dup := dests[d.To]; dup {
-				ps.add(dp, "%s is already promote[%d]", d.To, k)
-			}
-			dests[d.To] = j
-			if d.RequireSignature {
-				needPublic = true
-				if !p.Sign {
-					ps.add(at(fmt.Sprintf("promote[%d].requireSignature", j)), "requires sign: true on the pipeline, or nothing would ever be promoted")
-				}
-			}
-		}
-		validateReleaseTags(ps, at, p)
-		validateVerify(ps, at, p)
+		d, public := seen.pipeline(ps, i, p)
+		c.domain = append(c.domain, d)
 		needKey = needKey || p.Sign
+		needPublic = needPublic || public
 	}
 	keyless := c.Sign.Keyless()
 	if needKey && c.Keys.Cosign == "" && !keyless {
@@ -321,6 +231,145 @@ func (c *Config) validatePipelines(ps *problems) {
 		ps.add("keys.public", "must be set: a destination has requireSignature: true")
 	}
 	c.validateIdentities(ps)
+}
+
+// pipelinesSeen is what the pipelines before the one checked claimed: names, staging
+// repositories, and per platform the first pipeline that builds it with each executor.
+// The daemon's in-process agent shares each platform's build queue with remote agents,
+// and would take requests it cannot build: one platform has one executor.
+type pipelinesSeen struct {
+	names, stagings map[string]int
+	executors       map[types.Platform]map[types.Executor]int
+}
+
+// pipeline checks pipelines[i] and returns it parsed, and whether a destination requires
+// a signature (which needs keys to verify with).
+func (s pipelinesSeen) pipeline(ps *problems, i int, p Pipeline) (d types.Pipeline, requireSignature bool) {
+	at := func(field string) string { return fmt.Sprintf("pipelines[%d].%s", i, field) }
+	if !pipelineName.MatchString(p.Name) {
+		ps.add(at("name"), "%q must be 1-63 lower-case letters, digits or '-'", p.Name)
+	} else if j, dup := s.names[p.Name]; dup {
+		ps.add(at("name"), "%q is already used by pipelines[%d]", p.Name, j)
+	}
+	s.names[p.Name] = i
+	executor, execErr := types.ParseExecutor(p.Build.Executor)
+	platforms := s.platforms(ps, at, i, p, executor, execErr == nil)
+	if err := types.ArchTag(p.ArchTag).Validate(platforms); err != nil {
+		ps.add(at("archTag"), "%v", err)
+	}
+	if _, err := types.ParseRepository(p.Staging); err != nil {
+		ps.add(at("staging"), "%v", err)
+	} else if j, dup := s.stagings[p.Staging]; dup {
+		ps.add(at("staging"), "%s is already the staging repository of pipelines[%d]", p.Staging, j)
+	}
+	s.stagings[p.Staging] = i
+	validatePoll(ps, at, p.Source)
+	switch {
+	case p.Source.Repo == "":
+		checkMergeOnly(ps, at, p)
+		executor = ""
+	case execErr != nil:
+		ps.add(at("build.executor"), "%q is not one of kubernetes, local", p.Build.Executor)
+	case executor == types.ExecutorKubernetes:
+		validateBuild(ps, at, p, platforms)
+	case executor == types.ExecutorLocal:
+		validateLocal(ps, at, p)
+	}
+	promote, requireSignature := destinations(ps, at, p)
+	validateReleaseTags(ps, at, p)
+	validateVerify(ps, at, p)
+	return domain(p, platforms, executor, promote), requireSignature
+}
+
+// platforms parses pipelines[i].platforms, reporting each that does not parse or is
+// listed twice and, for a building pipeline, each also built with another executor.
+func (s pipelinesSeen) platforms(ps *problems, at func(string) string, i int, p Pipeline, executor types.Executor, known bool) []types.Platform {
+	if len(p.Platforms) == 0 {
+		ps.add(at("platforms"), "must list at least one platform, e.g. linux/amd64")
+	}
+	var platforms []types.Platform
+	listed := map[types.Platform]bool{}
+	for j, str := range p.Platforms {
+		pl, err := types.ParsePlatform(str)
+		if err != nil {
+			ps.add(at(fmt.Sprintf("platforms[%d]", j)), "%v", err)
+			continue
+		}
+		if listed[pl] {
+			ps.add(at(fmt.Sprintf("platforms[%d]", j)), "%s is listed twice", pl)
+		}
+		listed[pl] = true
+		platforms = append(platforms, pl)
+		if p.Source.Repo == "" || !known {
+			continue // merge-only: no executor builds it; an unknown executor is reported once
+		}
+		s.claim(ps, at, i, pl, executor)
+	}
+	return platforms
+}
+
+// claim records that pipelines[i] builds pl with executor, reporting another pipeline
+// that builds it with another.
+func (s pipelinesSeen) claim(ps *problems, at func(string) string, i int, pl types.Platform, executor types.Executor) {
+	if s.executors[pl] == nil {
+		s.executors[pl] = map[types.Executor]int{}
+	}
+	if _, ok := s.executors[pl][executor]; !ok {
+		s.executors[pl][executor] = i
+	}
+	for _, other := range types.Executors {
+		if j, mixed := s.executors[pl][other]; mixed && other != executor {
+			ps.add(at("build.executor"), "%s builds %s while pipelines[%d] builds it with %s; one daemon cannot do both for one platform", executor, pl, j, other)
+		}
+	}
+}
+
+// validateLocal checks a local-executor pipeline, which copies a directory: it reads no
+// Dockerfile and no git.
+func validateLocal(ps *problems, at func(string) string, p Pipeline) {
+	if p.Build.Dir == "" {
+		ps.add(at("build.dir"), "must be set: the local executor builds the source tree in this directory")
+	}
+	checkCacheMode(ps, at, p.Build.Cache.Mode)
+	for _, f := range []struct {
+		field string
+		set   bool
+	}{
+		{"build.gitSecret", p.Build.GitSecret != ""}, {"build.args", len(p.Build.Args) > 0}, {"build.secrets", len(p.Build.Secrets) > 0},
+	} {
+		if f.set {
+			ps.add(at(f.field), "is used by the kubernetes executor only: the local executor copies build.dir and runs no Dockerfile")
+		}
+	}
+}
+
+// destinations checks and parses pipelines[].promote, and reports whether one requires a
+// signature.
+func destinations(ps *problems, at func(string) string, p Pipeline) (out []types.Destination, requireSignature bool) {
+	dests := map[string]int{}
+	for j, d := range p.Promote {
+		dp := at(fmt.Sprintf("promote[%d].to", j))
+		to, err := types.ParseRepository(d.To)
+		switch {
+		case err != nil:
+			ps.add(dp, "%v", err)
+		case d.To == p.Staging:
+			ps.add(dp, "%s is the staging repository itself", d.To)
+		default:
+			if k, dup := dests[d.To]; dup {
+				ps.add(dp, "%s is already promote[%d]", d.To, k)
+			}
+		}
+		dests[d.To] = j
+		if d.RequireSignature {
+			requireSignature = true
+			if !p.Sign {
+				ps.add(at(fmt.Sprintf("promote[%d].requireSignature", j)), "requires sign: true on the pipeline, or nothing would ever be promoted")
+			}
+		}
+		out = append(out, types.Destination{To: to, RequireSignature: d.RequireSignature, MutableTags: d.MutableTags})
+	}
+	return out, requireSignature
 }
 
 // validateIdentities checks keys.identities: keyless signers by types.TrustedSigner's
@@ -357,34 +406,10 @@ func (c *Config) validateSign(ps *problems) {
 		ps.add("sign.format", "%v", err)
 	}
 	s := c.Sign
-	if s.FulcioURL != "" {
-		if u, err := url.Parse(s.FulcioURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			ps.add("sign.fulcioURL", "%q is not an http(s) URL, e.g. https://fulcio.example", s.FulcioURL)
-		}
-	}
-	if s.TSAURL != "" {
-		if _, err := sign.TimestampURL(s.TSAURL); err != nil {
-			ps.add("sign.tsaURL", "%v", err)
-		}
-	}
-	if s.RekorURL != "" {
-		if u, err := url.Parse(s.RekorURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			ps.add("sign.rekorURL", "%q is not an http(s) URL, e.g. https://log2025-1.rekor.sigstore.dev", s.RekorURL)
-		}
-	}
+	checkSignURLs(ps, s)
 	switch {
 	case s.Keyless():
-		for _, k := range []struct{ key, v string }{
-			{"sign.fulcioURL", s.FulcioURL}, {"sign.identityToken", s.IdentityToken},
-			{"sign.tsaURL", s.TSAURL}, {"sign.trustedRoot", s.TrustedRoot},
-		} {
-			if k.v == "" {
-				ps.add(k.key, "must be set: keyless signing needs %s", keylessKeys)
-			}
-		}
-		if c.Keys.Cosign != "" {
-			ps.add("keys.cosign", "is set and so is keyless signing (%s): sign with one, remove the other", keylessKeys)
-		}
+		c.validateKeyless(ps)
 		if err == nil && format != sign.FormatBundle {
 			ps.add("sign.format", "%s cannot hold keyless signatures (cosign reads them from sigstore bundles): use bundle, the default", format)
 		}
@@ -395,6 +420,43 @@ func (c *Config) validateSign(ps *problems) {
 		if err == nil && format != sign.FormatBundle {
 			ps.add("sign.format", "%s cannot carry timestamps or log entries (sign.tsaURL, sign.rekorURL): use bundle, the default", format)
 		}
+	}
+}
+
+// checkSignURLs checks the spelling of the URLs of sign.*; nothing is contacted.
+func checkSignURLs(ps *problems, s Sign) {
+	if s.FulcioURL != "" && !isHTTPURL(s.FulcioURL) {
+		ps.add("sign.fulcioURL", "%q is not an http(s) URL, e.g. https://fulcio.example", s.FulcioURL)
+	}
+	if s.TSAURL != "" {
+		if _, err := sign.TimestampURL(s.TSAURL); err != nil {
+			ps.add("sign.tsaURL", "%v", err)
+		}
+	}
+	if s.RekorURL != "" && !isHTTPURL(s.RekorURL) {
+		ps.add("sign.rekorURL", "%q is not an http(s) URL, e.g. https://log2025-1.rekor.sigstore.dev", s.RekorURL)
+	}
+}
+
+// isHTTPURL reports whether s is an absolute http(s) URL with a host.
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
+}
+
+// validateKeyless checks that keyless signing has all its keys and no key of its own.
+func (c *Config) validateKeyless(ps *problems) {
+	s := c.Sign
+	for _, k := range []struct{ key, v string }{
+		{"sign.fulcioURL", s.FulcioURL}, {"sign.identityToken", s.IdentityToken},
+		{"sign.tsaURL", s.TSAURL}, {"sign.trustedRoot", s.TrustedRoot},
+	} {
+		if k.v == "" {
+			ps.add(k.key, "must be set: keyless signing needs %s", keylessKeys)
+		}
+	}
+	if c.Keys.Cosign != "" {
+		ps.add("keys.cosign", "is set and so is keyless signing (%s): sign with one, remove the other", keylessKeys)
 	}
 }
 
@@ -557,25 +619,22 @@ func checkSecret(ps *problems, path string, s Secret) {
 	}
 }
 
-// Domain is the pipeline as the domain packages take it, parsed with the parsers
-// validation uses; call it only on a validated Config (Load validates).
-func (p Pipeline) Domain() types.Pipeline {
+// domain is p as the domain packages take it, from the values validation parsed
+// (platforms, executor, destinations); a merge-only pipeline has no executor.
+func domain(p Pipeline, platforms []types.Platform, executor types.Executor, promote []types.Destination) types.Pipeline {
 	d := types.Pipeline{
-		Name:    p.Name,
-		Source:  types.Source{Repo: p.Source.Repo, Branch: p.Source.Branch, Poll: p.Source.Poll, ReleaseTags: p.Source.ReleaseTags},
-		Staging: types.Repository(p.Staging),
-		ArchTag: types.ArchTag(p.ArchTag),
-		Sign:    p.Sign,
-		Verify:  p.Verify.domain(),
+		Name:      p.Name,
+		Source:    types.Source{Repo: p.Source.Repo, Branch: p.Source.Branch, Poll: p.Source.Poll, ReleaseTags: p.Source.ReleaseTags},
+		Platforms: platforms,
+		Staging:   types.Repository(p.Staging),
+		ArchTag:   types.ArchTag(p.ArchTag),
+		Sign:      p.Sign,
+		Verify:    p.Verify.domain(),
 		Build: types.BuildSpec{
-			Executor: p.Build.Executor, Context: p.Build.Context, Dockerfile: p.Build.Dockerfile,
+			Executor: executor, Context: p.Build.Context, Dockerfile: p.Build.Dockerfile,
 			Base: p.Build.Base, Dir: p.Build.Dir, GitSecret: p.Build.GitSecret, Args: p.Build.Args,
 		},
-	}
-	for _, s := range p.Platforms {
-		if pl, err := types.ParsePlatform(s); err == nil {
-			d.Platforms = append(d.Platforms, pl)
-		}
+		Promote: promote,
 	}
 	for _, s := range p.Build.Secrets {
 		d.Build.Secrets = append(d.Build.Secrets, types.BuildSecret{ID: s.ID, Secret: s.Secret, Key: s.Key})
@@ -586,21 +645,14 @@ func (p Pipeline) Domain() types.Pipeline {
 	if p.Build.Provenance != "off" {
 		d.Build.Provenance = p.Build.Provenance
 	}
-	for _, dest := range p.Promote {
-		d.Promote = append(d.Promote, types.Destination{
-			To: types.Repository(dest.To), RequireSignature: dest.RequireSignature, MutableTags: dest.MutableTags,
-		})
-	}
 	return d
 }
 
-// DomainPipelines are every pipeline's Domain, in configuration order.
+// DomainPipelines are the pipelines as the domain packages take them, in configuration
+// order, parsed when the configuration was last validated (Load, Validate): change
+// Pipelines, and Validate again before reading them.
 func (c *Config) DomainPipelines() []types.Pipeline {
-	out := make([]types.Pipeline, len(c.Pipelines))
-	for i, p := range c.Pipelines {
-		out[i] = p.Domain()
-	}
-	return out
+	return slices.Clone(c.domain)
 }
 
 // Pipeline finds a pipeline by name.

@@ -121,7 +121,7 @@ func TestVerify(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tt.want, c.Pipelines[0].Domain().Verify); diff != "" {
+			if diff := cmp.Diff(tt.want, c.DomainPipelines()[0].Verify); diff != "" {
 				t.Errorf("Domain().Verify (-want +got):\n%s", diff)
 			}
 		})

@@ -98,28 +98,18 @@ func readyz(b *bus.Bus) http.HandlerFunc {
 
 func healthz(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }
 
-// webhookSecrets reads the webhook secret references of the configuration.
+// webhookSecrets resolves the secret of every webhook receiver (events.Receivers) the
+// configuration sets.
 func webhookSecrets(a config.Auth) (events.Secrets, error) {
-	s := events.Secrets{InsecureNoAuth: a.InsecureNoAuth}
-	var err error
-	for _, f := range []struct {
-		key string
-		ref config.Secret
-		dst *string
-	}{
-		{"auth.registryToken", a.RegistryToken, &s.RegistryToken},
-		{"auth.github.secret", a.GitHub.Secret, &s.GitHubSecret},
-		{"auth.gitlab.token", a.GitLab.Token, &s.GitLabToken},
-		{"auth.generic.token", a.Generic.Token, &s.GenericToken},
-		{"auth.harbor.token", a.Harbor.Token, &s.HarborToken},
-		{"auth.cloudevents.token", a.CloudEvents.Token, &s.CloudEventsToken},
-		{"auth.acr.token", a.ACR.Token, &s.ACRToken},
-		{"auth.gar.token", a.GAR.Token, &s.GARToken},
-		{"auth.ecr.token", a.ECR.Token, &s.ECRToken},
-		{"auth.quay.token", a.Quay.Token, &s.QuayToken},
-	} {
-		if *f.dst, err = secret(f.key, f.ref); err != nil {
-			return events.Secrets{}, err
+	s := events.Secrets{}
+	for _, e := range events.Receivers {
+		ref, _ := a.Secret(e.SecretKey) // config validation checked every receiver's key
+		v, err := secret(e.SecretKey, ref)
+		if err != nil {
+			return nil, err
+		}
+		if v != "" {
+			s[e.Name] = v
 		}
 	}
 	return s, nil

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -153,7 +154,7 @@ func Start(ctx context.Context, cfg *config.Config, opts ...Option) (*Daemon, er
 // limit, whose size is returned.
 func newServers(cfg *config.Config, o *options, lis *listeners, b *bus.Bus, pipelines []types.Pipeline,
 	secrets events.Secrets, revs *revisions, statusToken string) ([]*listen.Server, int, error) {
-	rcv, err := events.New(pipelines, secrets, b,
+	rcv, err := events.New(pipelines, secrets, b, events.WithInsecureNoAuth(cfg.Auth.InsecureNoAuth),
 		events.WithLogger(o.log), events.WithMetrics(o.metrics), events.WithMaxBodyBytes(cfg.Events.MaxBodyBytes))
 	if err != nil {
 		return nil, 0, err
@@ -309,7 +310,7 @@ func (w *workers) localAgent() (*builders.Agent, error) {
 	var platforms []types.Platform
 	seen := map[string]bool{}
 	for _, p := range w.pipelines {
-		if p.Build.Executor != "local" {
+		if p.Build.Executor != types.ExecutorLocal {
 			continue
 		}
 		local = append(local, p)
@@ -388,14 +389,20 @@ func natsDesc(cfg *config.Config) string {
 // checkAuth refuses to serve registry notifications without a token unless the operator
 // explicitly asked for it.
 func checkAuth(cfg *config.Config, log *slog.Logger) error {
-	a := cfg.Auth
-	for _, token := range []config.Secret{a.RegistryToken, a.Harbor.Token, a.CloudEvents.Token, a.ACR.Token, a.GAR.Token, a.ECR.Token, a.Quay.Token} {
-		if token.IsSet() {
+	var others []string
+	for _, e := range events.Receivers {
+		if !e.Registry {
+			continue
+		}
+		if token, _ := cfg.Auth.Secret(e.SecretKey); token.IsSet() {
 			return nil // at least one registry receiver is authenticated; the others are disabled
 		}
+		if e.SecretKey != "auth.registryToken" {
+			others = append(others, e.SecretKey)
+		}
 	}
-	if !a.InsecureNoAuth {
-		return errors.New("auth.registryToken is not set: registry notifications would be accepted from anyone; set it (e.g. registryToken: env:PROMOTER_REGISTRY_TOKEN), or the token of the receiver your registry uses (auth.harbor.token, auth.cloudevents.token, auth.acr.token, auth.gar.token, auth.ecr.token, auth.quay.token), or pass --insecure-no-auth for development")
+	if !cfg.Auth.InsecureNoAuth {
+		return fmt.Errorf("auth.registryToken is not set: registry notifications would be accepted from anyone; set it (e.g. registryToken: env:PROMOTER_REGISTRY_TOKEN), or the token of the receiver your registry uses (%s), or pass --insecure-no-auth for development", strings.Join(others, ", "))
 	}
 	log.Warn("INSECURE: registry notifications are accepted without authentication (--insecure-no-auth)")
 	return nil

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/events"
 	"github.com/promoter-dev/promoter/internal/metrics"
@@ -21,13 +23,13 @@ func TestRegistryReceiverTokens(t *testing.T) {
 		set  func(*config.Auth)
 		want events.Secrets
 	}{
-		{"auth.registryToken", func(a *config.Auth) { a.RegistryToken = "t" }, events.Secrets{RegistryToken: "t"}},
-		{"auth.harbor.token", func(a *config.Auth) { a.Harbor.Token = "t" }, events.Secrets{HarborToken: "t"}},
-		{"auth.cloudevents.token", func(a *config.Auth) { a.CloudEvents.Token = "t" }, events.Secrets{CloudEventsToken: "t"}},
-		{"auth.acr.token", func(a *config.Auth) { a.ACR.Token = "t" }, events.Secrets{ACRToken: "t"}},
-		{"auth.gar.token", func(a *config.Auth) { a.GAR.Token = "t" }, events.Secrets{GARToken: "t"}},
-		{"auth.ecr.token", func(a *config.Auth) { a.ECR.Token = "t" }, events.Secrets{ECRToken: "t"}},
-		{"auth.quay.token", func(a *config.Auth) { a.Quay.Token = "t" }, events.Secrets{QuayToken: "t"}},
+		{"auth.registryToken", func(a *config.Auth) { a.RegistryToken = "t" }, events.Secrets{"registry": "t"}},
+		{"auth.harbor.token", func(a *config.Auth) { a.Harbor.Token = "t" }, events.Secrets{"harbor": "t"}},
+		{"auth.cloudevents.token", func(a *config.Auth) { a.CloudEvents.Token = "t" }, events.Secrets{"cloudevents": "t"}},
+		{"auth.acr.token", func(a *config.Auth) { a.ACR.Token = "t" }, events.Secrets{"acr": "t"}},
+		{"auth.gar.token", func(a *config.Auth) { a.GAR.Token = "t" }, events.Secrets{"gar": "t"}},
+		{"auth.ecr.token", func(a *config.Auth) { a.ECR.Token = "t" }, events.Secrets{"ecr": "t"}},
+		{"auth.quay.token", func(a *config.Auth) { a.Quay.Token = "t" }, events.Secrets{"quay": "t"}},
 	}
 	log := slog.New(slog.DiscardHandler)
 	for _, tc := range tests {
@@ -38,8 +40,8 @@ func TestRegistryReceiverTokens(t *testing.T) {
 				t.Errorf("checkAuth with only %s: %v, want nil", tc.key, err)
 			}
 			got, err := webhookSecrets(cfg.Auth)
-			if err != nil || got != tc.want {
-				t.Errorf("webhookSecrets = %+v, %v; want %+v", got, err, tc.want)
+			if diff := cmp.Diff(tc.want, got); err != nil || diff != "" {
+				t.Errorf("webhookSecrets: %v, (-want +got):\n%s", err, diff)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/sigstore/sigstore/pkg/signature"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/kube"
@@ -20,10 +21,6 @@ import (
 // is the configuration's rule (config validation); this loads them. signer is nil when no
 // pipeline signs.
 func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign.Signer, promoter *promote.Promoter, err error) {
-	needSign := false
-	for _, p := range cfg.Pipelines {
-		needSign = needSign || p.Sign
-	}
 	kc, err := kube.ForKeys("promoter", append([]string{cfg.Keys.Cosign}, cfg.Keys.Public...)...)
 	if err != nil {
 		return nil, nil, err
@@ -31,40 +28,8 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign
 	// Whom requireSignature accepts: promoter's own signatures (its keyless identity, or
 	// its key unless keys.public lists the keys), keys.public, keys.identities.
 	trusted := sign.Trusted{Identities: identities(cfg.Keys.Identities), TrustedRoot: cfg.Sign.TrustedRoot}
-	keyless := needSign && cfg.Sign.Keyless()
-	switch {
-	case keyless:
-		if signer, err = newKeylessSigner(cfg, o); err != nil {
-			return nil, nil, err
-		}
-		identity, _ := signer.Identity()
-		trusted.Own = &identity
-		o.log.InfoContext(ctx, "signing keyless", "identity", identity.Subject, "issuer", identity.Issuer,
-			"fulcio", cfg.Sign.FulcioURL, "tsa", cfg.Sign.TSAURL, "rekor", cfg.Sign.RekorURL)
-	case needSign:
-		password, err := keyPassword(cfg)
-		if err != nil {
-			return nil, nil, err
-		}
-		key, err := sign.OpenKey(ctx, cfg.Keys.Cosign, password, kc)
-		if err != nil {
-			return nil, nil, fmt.Errorf("keys.cosign: %w", err)
-		}
-		format, err := sign.ParseFormat(cfg.Sign.Format)
-		if err != nil {
-			return nil, nil, fmt.Errorf("sign.format: %w", err)
-		}
-		w := sign.Witnesses{TSAURL: cfg.Sign.TSAURL, RekorURL: cfg.Sign.RekorURL, TrustedRoot: cfg.Sign.TrustedRoot}
-		if signer, err = sign.NewSigner(key, o.registry, sign.WithFormat(format), sign.WithWitnesses(w),
-			sign.WithLogger(o.log), sign.WithMetrics(o.metrics)); err != nil {
-			return nil, nil, fmt.Errorf("keys.cosign: %w", err)
-		}
-		if cfg.Sign.Witnessed() {
-			o.log.InfoContext(ctx, "key signatures are witnessed", "tsa", cfg.Sign.TSAURL, "rekor", cfg.Sign.RekorURL)
-		}
-		if len(cfg.Keys.Public) == 0 {
-			trusted.Keys = []signature.Verifier{key}
-		}
+	if signer, err = newSigner(ctx, cfg, o, kc, &trusted); err != nil {
+		return nil, nil, err
 	}
 	for i, ref := range cfg.Keys.Public {
 		pub, err := sign.OpenVerifier(ctx, ref, kc)
@@ -91,6 +56,55 @@ func newSteps(ctx context.Context, cfg *config.Config, o *options) (signer *sign
 		return nil, nil, err
 	}
 	return signer, promoter, nil
+}
+
+// newSigner is the signer of the pipelines that sign (nil when none does): keyless, or
+// with keys.cosign. It adds to trusted what promoter's own signatures are: its keyless
+// identity, or its key unless keys.public lists the keys.
+func newSigner(ctx context.Context, cfg *config.Config, o *options, kc kubernetes.Interface, trusted *sign.Trusted) (*sign.Signer, error) {
+	needSign := false
+	for _, p := range cfg.Pipelines {
+		needSign = needSign || p.Sign
+	}
+	switch {
+	case !needSign:
+		return nil, nil
+	case cfg.Sign.Keyless():
+		signer, err := newKeylessSigner(cfg, o)
+		if err != nil {
+			return nil, err
+		}
+		identity, _ := signer.Identity()
+		trusted.Own = &identity
+		o.log.InfoContext(ctx, "signing keyless", "identity", identity.Subject, "issuer", identity.Issuer,
+			"fulcio", cfg.Sign.FulcioURL, "tsa", cfg.Sign.TSAURL, "rekor", cfg.Sign.RekorURL)
+		return signer, nil
+	}
+	password, err := keyPassword(cfg)
+	if err != nil {
+		return nil, err
+	}
+	key, err := sign.OpenKey(ctx, cfg.Keys.Cosign, password, kc)
+	if err != nil {
+		return nil, fmt.Errorf("keys.cosign: %w", err)
+	}
+	format, err := sign.ParseFormat(cfg.Sign.Format)
+	if err != nil {
+		return nil, fmt.Errorf("sign.format: %w", err)
+	}
+	w := sign.Witnesses{TSAURL: cfg.Sign.TSAURL, RekorURL: cfg.Sign.RekorURL, TrustedRoot: cfg.Sign.TrustedRoot}
+	signer, err := sign.NewSigner(key, o.registry, sign.WithFormat(format), sign.WithWitnesses(w),
+		sign.WithLogger(o.log), sign.WithMetrics(o.metrics))
+	if err != nil {
+		return nil, fmt.Errorf("keys.cosign: %w", err)
+	}
+	if cfg.Sign.Witnessed() {
+		o.log.InfoContext(ctx, "key signatures are witnessed", "tsa", cfg.Sign.TSAURL, "rekor", cfg.Sign.RekorURL)
+	}
+	if len(cfg.Keys.Public) == 0 {
+		trusted.Keys = []signature.Verifier{key}
+	}
+	return signer, nil
 }
 
 // newKeylessSigner signs with a Fulcio certificate for promoter's identity token and a

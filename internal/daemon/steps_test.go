@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,22 +54,23 @@ func TestStartRefusesUnusableKeys(t *testing.T) {
 		}
 	}
 	cases := []struct {
-		name string
-		edit func(c *config.Config)
-		want string
+		name    string
+		edit    func(c *config.Config)
+		wantErr error  // config.ErrInvalid when validation refuses it, nil when loading a key fails
+		want    string // the key or file the message names, for the operator to fix
 	}{
-		{"keyless without its token", keyless(filepath.Join(dir, "nope"), badRoot), "reading identity token"},
-		{"keyless with an unreadable trusted root", keyless(token, badRoot), "loading trusted root " + badRoot},
+		{"keyless without its token", keyless(filepath.Join(dir, "nope"), badRoot), nil, "reading identity token"},
+		{"keyless with an unreadable trusted root", keyless(token, badRoot), nil, "loading trusted root " + badRoot},
 		{"keyless and a key", func(c *config.Config) {
 			keyless(token, badRoot)(c)
 			c.Keys = config.Keys{Cosign: key, Password: "right"}
-		}, "keys.cosign: is set and so is keyless signing"},
-		{"sign without a key", func(c *config.Config) {}, "keys.cosign"},
-		{"wrong password", func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "wrong"} }, "keys.cosign"},
-		{"missing key file", func(c *config.Config) { c.Keys = config.Keys{Cosign: filepath.Join(dir, "nope.key")} }, "keys.cosign"},
-		{"gate without any key", func(c *config.Config) { c.Pipelines[0].Sign = false; c.Pipelines[0].Promote[0].RequireSignature = true }, "requireSignature"},
-		{"unknown format", func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "right"}; c.Sign.Format = "pgp" }, "sign.format"},
-		{"bad public key", func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "right", Public: []string{key}} }, "keys.public[0]"},
+		}, config.ErrInvalid, "keys.cosign: is set and so is keyless signing"},
+		{"sign without a key", func(c *config.Config) {}, config.ErrInvalid, "keys.cosign"},
+		{"wrong password", func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "wrong"} }, nil, "keys.cosign"},
+		{"missing key file", func(c *config.Config) { c.Keys = config.Keys{Cosign: filepath.Join(dir, "nope.key")} }, nil, "keys.cosign"},
+		{"gate without any key", func(c *config.Config) { c.Pipelines[0].Sign = false; c.Pipelines[0].Promote[0].RequireSignature = true }, config.ErrInvalid, "requireSignature"},
+		{"unknown format", func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "right"}; c.Sign.Format = "pgp" }, config.ErrInvalid, "sign.format"},
+		{"bad public key", func(c *config.Config) { c.Keys = config.Keys{Cosign: key, Password: "right", Public: []string{key}} }, nil, "keys.public[0]"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -76,8 +78,8 @@ func TestStartRefusesUnusableKeys(t *testing.T) {
 			if err == nil {
 				d.Stop()
 			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
+			if err == nil || errors.Is(err, config.ErrInvalid) != (tc.wantErr != nil) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error (%v) mentioning %q", err, tc.wantErr, tc.want)
 			}
 		})
 	}

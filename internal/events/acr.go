@@ -61,10 +61,10 @@ func (e acrEvent) push() imagePush {
 // Event Grid events, classifyEventGrid) or CloudEvents 1.0 (classifyCloudEvents).
 func (r *Receiver) decodeACR(w http.ResponseWriter, req *http.Request) ([]registryOutcome, error) {
 	const what = "Azure Container Registry events"
-	if r.secrets.ACRToken == "" {
+	if r.secrets["acr"] == "" {
 		return nil, checkToken(req, "", "auth.acr.token", what)
 	}
-	authenticate := func() error { return checkToken(req, r.secrets.ACRToken, "auth.acr.token", what) }
+	authenticate := func() error { return checkToken(req, r.secrets["acr"], "auth.acr.token", what) }
 	body, err := readBody(w, req, r.maxBody, jsonMediaType, cloudEventsMediaType, cloudEventsBatchMediaType)
 	if err != nil {
 		return nil, err

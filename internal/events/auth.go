@@ -3,25 +3,24 @@ package events
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"strings"
+
+	"github.com/promoter-dev/promoter/internal/bearer"
 )
 
-// checkBearer compares "Authorization: Bearer <token>" with want in constant time.
+// checkBearer checks "Authorization: Bearer <token>" against want (bearer.Check: the
+// scheme in any case, as registries send whatever the endpoint's headers in their
+// configuration say, and the token in constant time), naming configKey in a refusal.
 func checkBearer(req *http.Request, want, configKey string) error {
-	h := req.Header.Get("Authorization")
-	if h == "" {
+	switch err := bearer.Check(req, want); {
+	case errors.Is(err, bearer.ErrMissing):
 		return reject(http.StatusUnauthorized, "missing Authorization: Bearer token; send the token configured as %s", configKey)
-	}
-	// The scheme is case-insensitive (RFC 9110 §11.1): registries send whatever the
-	// endpoint's headers in their configuration say, "bearer" included.
-	scheme, got, _ := strings.Cut(h, " ")
-	if !strings.EqualFold(scheme, "Bearer") {
+	case errors.Is(err, bearer.ErrScheme):
 		return reject(http.StatusUnauthorized, "Authorization header is not a Bearer token; send the token configured as %s", configKey)
-	}
-	if !equal(strings.TrimSpace(got), want) {
+	case err != nil:
 		return reject(http.StatusUnauthorized, "wrong bearer token; it must equal %s", configKey)
 	}
 	return nil
@@ -40,16 +39,17 @@ func checkToken(req *http.Request, want, configKey, what string) error {
 		return reject(http.StatusUnauthorized, "missing Authorization header; send the token configured as %s", configKey)
 	}
 	if _, password, ok := req.BasicAuth(); ok {
-		if !equal(password, want) {
+		if !bearer.Equal(password, want) {
 			return reject(http.StatusUnauthorized, "wrong password in Basic credentials; it must equal %s", configKey)
 		}
 		return nil
 	}
 	got := h
-	if scheme, token, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
-		got = strings.TrimSpace(token)
+	// "Bearer" alone is a bare token that happens to read so, not an empty bearer token.
+	if token, ok := bearer.Token(h); ok && strings.Contains(h, " ") {
+		got = token
 	}
-	if !equal(got, want) {
+	if !bearer.Equal(got, want) {
 		return reject(http.StatusUnauthorized, "wrong token; the Authorization header must be the token configured as %s (or Bearer <token>)", configKey)
 	}
 	return nil
@@ -68,7 +68,7 @@ func checkURLToken(req *http.Request, want, configKey, what string) error {
 	if got == "" {
 		return reject(http.StatusUnauthorized, "missing ?token= in the endpoint URL; append ?token=<%s> to the URL the sender posts to", configKey)
 	}
-	if !equal(got, want) {
+	if !bearer.Equal(got, want) {
 		return reject(http.StatusUnauthorized, "wrong ?token= in the endpoint URL; it must equal %s", configKey)
 	}
 	return nil
@@ -95,12 +95,4 @@ func checkGitHubSignature(req *http.Request, body []byte, secret string) error {
 		return reject(http.StatusUnauthorized, "X-Hub-Signature-256 does not match the body signed with auth.github.secret")
 	}
 	return nil
-}
-
-// equal compares secrets in constant time. subtle.ConstantTimeCompare returns at once when
-// the lengths differ, which tells a caller the secret's length; comparing fixed-size digests
-// does not.
-func equal(a, b string) bool {
-	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
-	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
 }

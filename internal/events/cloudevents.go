@@ -71,7 +71,7 @@ var cloudEventPushes = map[string]func(e cloudEvent) ([]imagePush, error){
 
 // decodeCloudEvents reads POST /v1/events/registry/cloudevents in either mode.
 func (r *Receiver) decodeCloudEvents(w http.ResponseWriter, req *http.Request) ([]registryOutcome, error) {
-	if err := checkToken(req, r.secrets.CloudEventsToken, "auth.cloudevents.token", "CloudEvents"); err != nil {
+	if err := checkToken(req, r.secrets["cloudevents"], "auth.cloudevents.token", "CloudEvents"); err != nil {
 		return nil, err
 	}
 	accepted := []string{cloudEventsMediaType, cloudEventsBatchMediaType}

@@ -4,6 +4,10 @@
 // (POST /v1/events/source/{github,gitlab,generic}): branch pushes, and pushes of the tags
 // a pipeline releases (source.releaseTags).
 //
+// Receivers is the one table of these endpoints (name, path, how each authenticates, the
+// configuration key of its secret, its decoder): Register mounts it, and the configuration,
+// the daemon and the Helm chart's test read it. The bearer-token rule is internal/bearer's.
+//
 // A receiver authenticates the request, bounds and decodes the body, keeps only what a
 // pipeline cares about, and publishes it to the bus with a message id that de-duplicates
 // it: a registry event's own id (or, for a payload without one, an id derived from what it

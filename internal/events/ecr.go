@@ -38,7 +38,7 @@ const (
 // "Bearer <auth.ecr.token>" as its value (checkToken; a connection with Basic
 // authorization and the token as password works too).
 func (r *Receiver) decodeECR(w http.ResponseWriter, req *http.Request) ([]registryOutcome, error) {
-	if err := checkToken(req, r.secrets.ECRToken, "auth.ecr.token", "Amazon ECR events"); err != nil {
+	if err := checkToken(req, r.secrets["ecr"], "auth.ecr.token", "Amazon ECR events"); err != nil {
 		return nil, err
 	}
 	e, err := readJSONBody[ecrEvent](w, req, r.maxBody, "EventBridge event")

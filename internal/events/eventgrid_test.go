@@ -23,7 +23,7 @@ func TestEventGridSubscriptionValidation(t *testing.T) {
 		// The answer only echoes what the request says, and enables nothing without the
 		// token: every event is still authenticated.
 		{"without a header", allSecrets(), http.Header{"Content-Type": {"application/json"}, "Aeg-Event-Type": {"SubscriptionValidation"}}, http.StatusOK, "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"},
-		{"receiver disabled", Secrets{RegistryToken: registryToken}, http.Header{"Content-Type": {"application/json"}}, http.StatusUnauthorized, ""},
+		{"receiver disabled", Secrets{"registry": registryToken}, http.Header{"Content-Type": {"application/json"}}, http.StatusUnauthorized, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -317,7 +317,7 @@ func TestRegistryFormatsRefuse(t *testing.T) {
 		status     int
 		msg        string
 	}{
-		{"Harbor without a configured token", "/v1/events/registry/harbor", Secrets{RegistryToken: registryToken}, harbor, jsonHeader(harborToken), 401, "set auth.harbor.token"},
+		{"Harbor without a configured token", "/v1/events/registry/harbor", Secrets{"registry": registryToken}, harbor, jsonHeader(harborToken), 401, "set auth.harbor.token"},
 		{"Harbor, wrong token", "/v1/events/registry/harbor", allSecrets(), harbor, jsonHeader("Bearer guess"), 401, "auth.harbor.token"},
 		{"Harbor, no Authorization", "/v1/events/registry/harbor", allSecrets(), harbor, http.Header{"Content-Type": {"application/json"}}, 401, "missing Authorization"},
 		{"Harbor, not JSON", "/v1/events/registry/harbor", allSecrets(), []byte("{"), jsonHeader(harborToken), 400, "decoding Harbor payload"},
@@ -333,7 +333,7 @@ func TestRegistryFormatsRefuse(t *testing.T) {
 			[]byte(`{"specversion":"0.3","id":"1","source":"s","type":"zotregistry.image.updated","data":{}}`),
 			http.Header{"Content-Type": {cloudEventsMediaType}, "Authorization": {"Bearer " + cloudEventsToken}}, 400, "specversion"},
 
-		{"ACR without a configured token", acrPath, Secrets{RegistryToken: registryToken}, acr, jsonHeader("Bearer " + acrToken), 401, "set auth.acr.token"},
+		{"ACR without a configured token", acrPath, Secrets{"registry": registryToken}, acr, jsonHeader("Bearer " + acrToken), 401, "set auth.acr.token"},
 		{"ACR, wrong token", acrPath, allSecrets(), acr, jsonHeader("Bearer " + harborToken), 401, "auth.acr.token"},
 		{"ACR, no Authorization", acrPath, allSecrets(), acr, plainJSON, 401, "missing Authorization"},
 		{"ACR, not JSON", acrPath, allSecrets(), []byte("{"), jsonHeader("Bearer " + acrToken), 400, "decoding ACR webhook payload"},
@@ -343,7 +343,7 @@ func TestRegistryFormatsRefuse(t *testing.T) {
 			[]byte(`{"specversion":"1.0","id":"1","source":"/subscriptions/x","type":"Microsoft.ContainerRegistry.ImagePushed","data":{"id":"2"}}`),
 			http.Header{"Content-Type": {cloudEventsMediaType}, "Authorization": {"Bearer " + cloudEventsToken}}, 400, `no "action"`},
 
-		{"Artifact Registry without a configured token", garPath, Secrets{RegistryToken: registryToken}, gar, plainJSON, 401, "set auth.gar.token"},
+		{"Artifact Registry without a configured token", garPath, Secrets{"registry": registryToken}, gar, plainJSON, 401, "set auth.gar.token"},
 		{"Artifact Registry, token in a header instead of the URL", "/v1/events/registry/gar", allSecrets(), gar, jsonHeader("Bearer " + garToken), 401, "missing ?token="},
 		{"Artifact Registry, wrong token", "/v1/events/registry/gar?token=guess", allSecrets(), gar, plainJSON, 401, "wrong ?token="},
 		{"Artifact Registry, unwrapped payload", garPath, allSecrets(), []byte(`{"action":"INSERT","tag":"europe-west1-docker.pkg.dev/acme-prod/containers/web:abc123-amd64"}`), plainJSON, 400, "payload unwrapping"},
@@ -353,7 +353,7 @@ func TestRegistryFormatsRefuse(t *testing.T) {
 		{"Artifact Registry, INSERT naming no image", garPath, allSecrets(), pubsubPushOf(t, `{"action":"INSERT"}`), plainJSON, 400, "names no image"},
 		{"Artifact Registry, form body", garPath, allSecrets(), gar, http.Header{"Content-Type": {"text/plain"}}, 415, "application/json"},
 
-		{"ECR without a configured token", ecrPath, Secrets{RegistryToken: registryToken}, ecr, jsonHeader("Bearer " + ecrToken), 401, "set auth.ecr.token"},
+		{"ECR without a configured token", ecrPath, Secrets{"registry": registryToken}, ecr, jsonHeader("Bearer " + ecrToken), 401, "set auth.ecr.token"},
 		{"ECR, API key under another header", ecrPath, allSecrets(), ecr, http.Header{"Content-Type": {"application/json"}, "X-Api-Key": {ecrToken}}, 401, "missing Authorization"},
 		{"ECR, wrong token", ecrPath, allSecrets(), ecr, jsonHeader("Bearer guess"), 401, "auth.ecr.token"},
 		{"ECR, not JSON", ecrPath, allSecrets(), []byte("["), jsonHeader("Bearer " + ecrToken), 400, "decoding EventBridge event"},
@@ -364,7 +364,7 @@ func TestRegistryFormatsRefuse(t *testing.T) {
 		{"ECR, the documentation's 60-digit digest", ecrPath, allSecrets(),
 			setJSON(t, ecr, "detail.image-digest", "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234"), jsonHeader("Bearer " + ecrToken), 400, "digest"},
 
-		{"Quay without a configured token", quayPath, Secrets{RegistryToken: registryToken}, quay, plainJSON, 401, "set auth.quay.token"},
+		{"Quay without a configured token", quayPath, Secrets{"registry": registryToken}, quay, plainJSON, 401, "set auth.quay.token"},
 		{"Quay, no token", "/v1/events/registry/quay", allSecrets(), quay, plainJSON, 401, "missing ?token="},
 		{"Quay, another receiver's token", "/v1/events/registry/quay?token=" + garToken, allSecrets(), quay, plainJSON, 401, "auth.quay.token"},
 		{"Quay, not JSON", quayPath, allSecrets(), []byte("}"), plainJSON, 400, "decoding Quay notification"},
@@ -507,7 +507,7 @@ func TestCloudEventsWebhookValidation(t *testing.T) {
 	}{
 		{"Event Grid's request", allSecrets(), "eventgrid.azure.net", http.StatusOK, "eventgrid.azure.net"},
 		{"no origin", allSecrets(), "", http.StatusBadRequest, ""},
-		{"receiver disabled", Secrets{RegistryToken: registryToken}, "eventgrid.azure.net", http.StatusUnauthorized, ""},
+		{"receiver disabled", Secrets{"registry": registryToken}, "eventgrid.azure.net", http.StatusUnauthorized, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -39,7 +39,7 @@ const garInsert = "INSERT"
 // can set no header but its own OIDC token, which is not verified here, so the token is
 // the push endpoint's ?token= (checkURLToken).
 func (r *Receiver) decodeGAR(w http.ResponseWriter, req *http.Request) ([]registryOutcome, error) {
-	if err := checkURLToken(req, r.secrets.GARToken, "auth.gar.token", "Artifact Registry notifications"); err != nil {
+	if err := checkURLToken(req, r.secrets["gar"], "auth.gar.token", "Artifact Registry notifications"); err != nil {
 		return nil, err
 	}
 	env, err := readJSONBody[pubsubPush](w, req, r.maxBody, "Pub/Sub push")

@@ -20,11 +20,11 @@ type GenericPush struct {
 }
 
 func (r *Receiver) generic(w http.ResponseWriter, req *http.Request) {
-	if r.secrets.GenericToken == "" {
+	if r.secrets["generic"] == "" {
 		r.rejectSource(w, req, "generic", reject(http.StatusNotFound, "generic source webhooks are not enabled: set auth.generic.token"))
 		return
 	}
-	if err := checkBearer(req, r.secrets.GenericToken, "auth.generic.token"); err != nil {
+	if err := checkBearer(req, r.secrets["generic"], "auth.generic.token"); err != nil {
 		r.rejectSource(w, req, "generic", err)
 		return
 	}

@@ -31,7 +31,7 @@ type githubPush struct {
 }
 
 func (r *Receiver) github(w http.ResponseWriter, req *http.Request) {
-	if r.secrets.GitHubSecret == "" {
+	if r.secrets["github"] == "" {
 		r.rejectSource(w, req, "github", reject(http.StatusNotFound, "GitHub webhooks are not enabled: set auth.github.secret"))
 		return
 	}
@@ -42,7 +42,7 @@ func (r *Receiver) github(w http.ResponseWriter, req *http.Request) {
 	}
 	// GitHub signs the bytes it sends, the form-encoded ones included: the signature is
 	// checked on the raw body, before anything of it is decoded.
-	if err := checkGitHubSignature(req, body, r.secrets.GitHubSecret); err != nil {
+	if err := checkGitHubSignature(req, body, r.secrets["github"]); err != nil {
 		r.rejectSource(w, req, "github", err)
 		return
 	}

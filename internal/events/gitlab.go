@@ -3,6 +3,8 @@ package events
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/promoter-dev/promoter/internal/bearer"
 )
 
 // gitlabPush holds the fields of GitLab's Push Hook and Tag Push Hook payloads promoter
@@ -26,7 +28,7 @@ type gitlabPush struct {
 }
 
 func (r *Receiver) gitlab(w http.ResponseWriter, req *http.Request) {
-	if r.secrets.GitLabToken == "" {
+	if r.secrets["gitlab"] == "" {
 		r.rejectSource(w, req, "gitlab", reject(http.StatusNotFound, "GitLab webhooks are not enabled: set auth.gitlab.token"))
 		return
 	}
@@ -35,7 +37,7 @@ func (r *Receiver) gitlab(w http.ResponseWriter, req *http.Request) {
 		r.rejectSource(w, req, "gitlab", reject(http.StatusUnauthorized, "missing X-Gitlab-Token; set the webhook's secret token in GitLab to auth.gitlab.token"))
 		return
 	}
-	if !equal(tok, r.secrets.GitLabToken) {
+	if !bearer.Equal(tok, r.secrets["gitlab"]) {
 		r.rejectSource(w, req, "gitlab", reject(http.StatusUnauthorized, "wrong X-Gitlab-Token; it must equal auth.gitlab.token"))
 		return
 	}

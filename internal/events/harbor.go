@@ -52,7 +52,7 @@ var harborTypes = []string{
 
 // decodeHarbor reads POST /v1/events/registry/harbor, in either of Harbor's formats.
 func (r *Receiver) decodeHarbor(w http.ResponseWriter, req *http.Request) ([]registryOutcome, error) {
-	if err := checkToken(req, r.secrets.HarborToken, "auth.harbor.token", "Harbor webhooks"); err != nil {
+	if err := checkToken(req, r.secrets["harbor"], "auth.harbor.token", "Harbor webhooks"); err != nil {
 		return nil, err
 	}
 	body, err := readBody(w, req, r.maxBody, jsonMediaType, cloudEventsMediaType)

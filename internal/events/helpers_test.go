@@ -87,9 +87,9 @@ func platforms(ps ...string) []types.Platform {
 }
 
 func allSecrets() Secrets {
-	return Secrets{RegistryToken: registryToken, GitHubSecret: githubSecret, GitLabToken: gitlabToken, GenericToken: genericToken,
-		HarborToken: harborToken, CloudEventsToken: cloudEventsToken,
-		ACRToken: acrToken, GARToken: garToken, ECRToken: ecrToken, QuayToken: quayToken}
+	return Secrets{"registry": registryToken, "github": githubSecret, "gitlab": gitlabToken, "generic": genericToken,
+		"harbor": harborToken, "cloudevents": cloudEventsToken,
+		"acr": acrToken, "gar": garToken, "ecr": ecrToken, "quay": quayToken}
 }
 
 var errBusDown = errors.New("nats: no responders available for request")

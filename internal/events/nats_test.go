@@ -34,7 +34,7 @@ func TestRegistryRedeliveryThroughNATS(t *testing.T) {
 		Name: "web", Platforms: []types.Platform{types.MustPlatform("linux/amd64"), types.MustPlatform("linux/arm64")},
 		Staging: "staging.example:5000/acme/web", ArchTag: "{revision}-{arch}",
 	}}
-	r, err := events.New(pipelines, events.Secrets{RegistryToken: token}, b, events.WithMetrics(m))
+	r, err := events.New(pipelines, events.Secrets{"registry": token}, b, events.WithMetrics(m))
 	if err != nil {
 		t.Fatal(err)
 	}

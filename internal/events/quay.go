@@ -25,7 +25,7 @@ const quayIDWindow = time.Minute
 // decodeQuay reads POST /v1/events/registry/quay. Quay's webhook can set no header, so the
 // token is the webhook URL's ?token= (checkURLToken).
 func (r *Receiver) decodeQuay(w http.ResponseWriter, req *http.Request) ([]registryOutcome, error) {
-	if err := checkURLToken(req, r.secrets.QuayToken, "auth.quay.token", "Quay notifications"); err != nil {
+	if err := checkURLToken(req, r.secrets["quay"], "auth.quay.token", "Quay notifications"); err != nil {
 		return nil, err
 	}
 	n, err := readJSONBody[quayPush](w, req, r.maxBody, "Quay notification")

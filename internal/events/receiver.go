@@ -14,25 +14,19 @@ import (
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
-// Secrets are the resolved webhook credentials; an empty one disables that receiver.
-type Secrets struct {
-	RegistryToken string
-	GitHubSecret  string
-	GitLabToken   string
-	GenericToken  string
-	// HarborToken and CloudEventsToken authenticate the Harbor and CloudEvents registry
-	// receivers; empty disables them (auth.harbor.token, auth.cloudevents.token).
-	HarborToken      string
-	CloudEventsToken string
-	// ACRToken, GARToken, ECRToken and QuayToken authenticate the Azure Container Registry,
-	// Artifact Registry (Pub/Sub push), Amazon ECR (EventBridge) and Quay receivers; empty
-	// disables them (auth.acr.token, auth.gar.token, auth.ecr.token, auth.quay.token).
-	ACRToken       string
-	GARToken       string
-	ECRToken       string
-	QuayToken      string
-	InsecureNoAuth bool // accept distribution's registry notifications without a token
-}
+// Secrets are the resolved webhook secrets, by receiver (Endpoint.Name: "registry",
+// "github", ...); a receiver without one is disabled.
+type Secrets map[string]string
+
+// The errors of New, for callers to tell apart with errors.Is.
+var (
+	// ErrNoPublisher is New without a publisher (the bus).
+	ErrNoPublisher = errors.New("events receiver: a publisher (the bus) is required")
+	// ErrInvalidOption is an option given a value it cannot take.
+	ErrInvalidOption = errors.New("invalid option")
+	// ErrUnknownReceiver is a secret for a name no receiver of Receivers has.
+	ErrUnknownReceiver = errors.New("no such receiver")
+)
 
 // Option changes a Receiver.
 type Option func(*Receiver) error
@@ -53,11 +47,17 @@ const DefaultMaxBodyBytes int64 = 1 << 20
 func WithMaxBodyBytes(n int64) Option {
 	return func(r *Receiver) error {
 		if n <= 0 {
-			return fmt.Errorf("max body bytes must be positive, got %d", n)
+			return fmt.Errorf("%w: max body bytes must be positive, got %d", ErrInvalidOption, n)
 		}
 		r.maxBody = n
 		return nil
 	}
+}
+
+// WithInsecureNoAuth accepts distribution's registry notifications without a token while
+// auth.registryToken is unset (auth.insecureNoAuth; default false). Development only.
+func WithInsecureNoAuth(on bool) Option {
+	return func(r *Receiver) error { r.insecureNoAuth = on; return nil }
 }
 
 // WithClock sets the time source for received timestamps (default time.Now).
@@ -76,13 +76,23 @@ type Receiver struct {
 	now       func() time.Time
 	// ignoredLog rate-limits the "event ignored" lines (logIgnored).
 	ignoredLog logLimit
+
+	// insecureNoAuth: WithInsecureNoAuth.
+	insecureNoAuth bool
 }
 
-// New builds a receiver for the given pipelines (from a validated configuration).
+// New builds a receiver for the given pipelines (from a validated configuration), with
+// the secrets of the receivers to enable.
 func New(pipelines []types.Pipeline, secrets Secrets, pub bus.Publisher, opts ...Option) (*Receiver, error) {
 	if pub == nil {
 		// Without it every kept event would panic mid-request instead of failing here.
-		return nil, errors.New("events receiver: a publisher (the bus) is required")
+		return nil, ErrNoPublisher
+	}
+	for name := range secrets {
+		if _, ok := endpoint(name); !ok {
+			// A misspelt name would leave the receiver it meant disabled, silently.
+			return nil, fmt.Errorf("events receiver: a secret for %q: %w", name, ErrUnknownReceiver)
+		}
 	}
 	r := &Receiver{
 		secrets: secrets,
@@ -103,27 +113,24 @@ func New(pipelines []types.Pipeline, secrets Secrets, pub bus.Publisher, opts ..
 	return r, nil
 }
 
-// Register mounts the endpoints on mux.
-func (r *Receiver) Register(mux *http.ServeMux) {
-	for _, f := range []struct {
-		source string
-		decode func(http.ResponseWriter, *http.Request) ([]registryOutcome, error)
-	}{
-		{"harbor", r.decodeHarbor},
-		{"cloudevents", r.decodeCloudEvents},
-		{"acr", r.decodeACR},
-		{"gar", r.decodeGAR},
-		{"ecr", r.decodeECR},
-		{"quay", r.decodeQuay},
-	} {
-		mux.HandleFunc("POST /v1/events/registry/"+f.source, r.counted(f.source, r.registryReceiver(f.source, f.decode)))
+// endpoint finds the receiver named name in Receivers.
+func endpoint(name string) (Endpoint, bool) {
+	for _, e := range Receivers {
+		if e.Name == name {
+			return e, true
+		}
 	}
-	mux.HandleFunc("POST /v1/events/registry", r.counted("registry", r.registryReceiver("registry", r.decodeRegistry)))
-	mux.HandleFunc("OPTIONS /v1/events/registry/cloudevents", r.counted("cloudevents", r.webhookValidation(r.secrets.CloudEventsToken, "auth.cloudevents.token", "CloudEvents")))
-	mux.HandleFunc("OPTIONS /v1/events/registry/acr", r.counted("acr", r.webhookValidation(r.secrets.ACRToken, "auth.acr.token", "Azure Container Registry events")))
-	mux.HandleFunc("POST /v1/events/source/github", r.counted("github", r.github))
-	mux.HandleFunc("POST /v1/events/source/gitlab", r.counted("gitlab", r.gitlab))
-	mux.HandleFunc("POST /v1/events/source/generic", r.counted("generic", r.generic))
+	return Endpoint{}, false
+}
+
+// Register mounts every receiver of Receivers on mux.
+func (r *Receiver) Register(mux *http.ServeMux) {
+	for _, e := range Receivers {
+		mux.HandleFunc("POST "+e.Path, r.counted(e.Name, e.handler(r)))
+		if e.validation != "" {
+			mux.HandleFunc("OPTIONS "+e.Path, r.counted(e.Name, r.webhookValidation(r.secrets[e.Name], e.SecretKey, e.validation)))
+		}
+	}
 }
 
 // counted counts every answer of h under source and its status code

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -40,25 +41,26 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	tests := []struct {
 		name    string
 		pub     bus.Publisher
+		secrets Secrets
 		opts    []Option
-		wantErr string
+		wantErr error
 	}{
-		{name: "zero body limit", pub: &bustest.Recorder{}, opts: []Option{WithMaxBodyBytes(0)}, wantErr: "max body bytes must be positive"},
-		{name: "negative body limit", pub: &bustest.Recorder{}, opts: []Option{WithMaxBodyBytes(-1)}, wantErr: "max body bytes must be positive"},
-		{name: "no publisher", pub: nil, wantErr: "publisher"},
+		{name: "zero body limit", pub: &bustest.Recorder{}, opts: []Option{WithMaxBodyBytes(0)}, wantErr: ErrInvalidOption},
+		{name: "negative body limit", pub: &bustest.Recorder{}, opts: []Option{WithMaxBodyBytes(-1)}, wantErr: ErrInvalidOption},
+		{name: "no publisher", pub: nil, wantErr: ErrNoPublisher},
+		// A misspelt receiver would stay disabled, silently.
+		{name: "a secret of no receiver", pub: &bustest.Recorder{}, secrets: Secrets{"harbour": "t"}, wantErr: ErrUnknownReceiver},
 		{name: "defaults", pub: &bustest.Recorder{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(testPipelines(), allSecrets(), tt.pub, tt.opts...)
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatalf("got error %v, want none", err)
-				}
-				return
+			secrets := allSecrets()
+			for k, v := range tt.secrets {
+				secrets[k] = v
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
+			_, err := New(testPipelines(), secrets, tt.pub, tt.opts...)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got error %v, want %v", err, tt.wantErr)
 			}
 		})
 	}
@@ -69,6 +71,7 @@ func TestRegistryAuth(t *testing.T) {
 	tests := []struct {
 		name       string
 		secrets    Secrets
+		insecure   bool   // WithInsecureNoAuth
 		auth       string // Authorization header; empty sends none
 		wantStatus int
 		wantErr    string // part of the error message of a rejection
@@ -84,12 +87,12 @@ func TestRegistryAuth(t *testing.T) {
 		// RFC 9110 §11.1: the scheme is case-insensitive; registries send what the endpoint's headers say.
 		{name: "lower-case scheme", secrets: allSecrets(), auth: "bearer " + registryToken, wantStatus: 200},
 		{name: "disabled", secrets: Secrets{}, auth: "Bearer " + registryToken, wantStatus: 401, wantErr: "set auth.registryToken"},
-		{name: "insecure without token", secrets: Secrets{InsecureNoAuth: true}, wantStatus: 200},
-		{name: "insecure with token still checks it", secrets: Secrets{InsecureNoAuth: true, RegistryToken: registryToken}, auth: "Bearer nope", wantStatus: 401, wantErr: "wrong bearer token"},
+		{name: "insecure without token", secrets: Secrets{}, insecure: true, wantStatus: 200},
+		{name: "insecure with token still checks it", secrets: Secrets{"registry": registryToken}, insecure: true, auth: "Bearer nope", wantStatus: 401, wantErr: "wrong bearer token"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, tt.secrets)
+			h := newHarness(t, tt.secrets, WithInsecureNoAuth(tt.insecure))
 			hdr := http.Header{"Content-Type": {EnvelopeMediaType}}
 			if tt.auth != "" {
 				hdr.Set("Authorization", tt.auth)

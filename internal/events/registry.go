@@ -48,11 +48,11 @@ func ignored(action, reason string) registryOutcome {
 // decodeRegistry authenticates and decodes the whole body and classifies every event; it
 // fails on the first problem so that nothing of a bad body is kept.
 func (r *Receiver) decodeRegistry(w http.ResponseWriter, req *http.Request) ([]registryOutcome, error) {
-	if !r.secrets.InsecureNoAuth || r.secrets.RegistryToken != "" {
-		if r.secrets.RegistryToken == "" {
+	if !r.insecureNoAuth || r.secrets["registry"] != "" {
+		if r.secrets["registry"] == "" {
 			return nil, reject(http.StatusUnauthorized, "registry notifications are disabled: set auth.registryToken")
 		}
-		if err := checkBearer(req, r.secrets.RegistryToken, "auth.registryToken"); err != nil {
+		if err := checkBearer(req, r.secrets["registry"], "auth.registryToken"); err != nil {
 			return nil, err
 		}
 	}

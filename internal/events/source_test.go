@@ -442,7 +442,7 @@ func TestSourceDisabled(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.source, func(t *testing.T) {
-			h := newHarness(t, Secrets{RegistryToken: registryToken})
+			h := newHarness(t, Secrets{"registry": registryToken})
 			got := h.post(t, tt.path, tt.body, tt.header)
 			if got.status != http.StatusNotFound {
 				t.Fatalf("got status %d (%s), want 404", got.status, got.body)

@@ -52,7 +52,7 @@ func TestWebhookAndPollAreOneMessage(t *testing.T) {
 			Staging:   types.Repository("staging.example/acme/" + name), ArchTag: types.DefaultArchTag,
 		})
 	}
-	rcv, err := events.New(pipelines, events.Secrets{GenericToken: token}, b)
+	rcv, err := events.New(pipelines, events.Secrets{"generic": token}, b)
 	if err != nil {
 		t.Fatal(err)
 	}

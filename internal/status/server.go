@@ -2,7 +2,6 @@ package status
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/promoter-dev/promoter/internal/bearer"
 	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -139,16 +139,22 @@ func NewHandler(st Reader, token string, opts ...Option) (*Handler, error) {
 		mux.Handle("/v1/", api)
 		return h, nil
 	}
-	mux.Handle("/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+	mux.Handle("/v1/", requireToken(api, token))
+	return h, nil
+}
+
+// requireToken serves a request to api only with "Authorization: Bearer <token>"
+// (bearer.Check, the webhook receivers' check: the scheme in any case, the token compared
+// in constant time whatever its length).
+func requireToken(api http.Handler, token string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := bearer.Check(r, token); err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="promoter status"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "the status API needs the bearer token configured as auth.statusToken"})
 			return
 		}
 		api.ServeHTTP(w, r)
-	}))
-	return h, nil
+	})
 }
 
 // Handler is the status page and API (NewHandler).

@@ -153,16 +153,11 @@ func TestHandlerServesTheClient(t *testing.T) {
 			if tc.name == "a write" {
 				method = http.MethodDelete
 			}
-			req, _ := http.NewRequestWithContext(ctx, method, srv.URL+tc.path, nil)
+			auth := ""
 			if tc.token != "" {
-				req.Header.Set("Authorization", "Bearer "+tc.token)
+				auth = "Bearer " + tc.token
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := request(t, method, srv.URL+tc.path, auth)
 			if resp.StatusCode != tc.want || (tc.header != "" && resp.Header.Get(tc.header) == "") || !strings.Contains(string(body), tc.body) {
 				t.Fatalf("%s %s: %s %v %s", method, tc.path, resp.Status, resp.Header, body)
 			}
@@ -358,4 +353,57 @@ func TestPageBuildsNoHTMLFromData(t *testing.T) {
 			t.Errorf("ui/app.js uses %s", sink)
 		}
 	}
+}
+
+// TestStatusAPIChecksTheBearerToken: the status API takes its token as the webhook
+// receivers do (bearer.Check): the scheme in any case, and a token of another length
+// refused like any other wrong one.
+func TestStatusAPIChecksTheBearerToken(t *testing.T) {
+	srv := newHandler(t, nil, "s3cret") // /v1/pipelines reads no state
+	for _, tc := range []struct {
+		name, auth string // auth is the Authorization header; "" sends none
+		want       int
+	}{
+		{"Bearer", "Bearer s3cret", http.StatusOK},
+		{"bearer in lower case", "bearer s3cret", http.StatusOK},
+		{"BEARER in upper case", "BEARER s3cret", http.StatusOK},
+		{"a shorter token", "Bearer s3cre", http.StatusUnauthorized},
+		{"a longer token", "Bearer s3cret0", http.StatusUnauthorized},
+		{"the token without a scheme", "s3cret", http.StatusUnauthorized},
+		{"Basic credentials", "Basic czNjcmV0", http.StatusUnauthorized},
+		{"no header", "", http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := request(t, http.MethodGet, srv.URL+"/v1/pipelines", tc.auth)
+			if resp.StatusCode != tc.want {
+				t.Errorf("Authorization %q: got %s %s, want %d", tc.auth, resp.Status, body, tc.want)
+			}
+			if tc.want == http.StatusUnauthorized && resp.Header.Get("WWW-Authenticate") == "" {
+				t.Errorf("Authorization %q: a 401 without WWW-Authenticate", tc.auth)
+			}
+		})
+	}
+}
+
+// request sends method url with the Authorization header auth (none when empty) and
+// returns the response with its body read.
+func request(t *testing.T, method, url, auth string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // Pipeline is one configured pipeline as the domain packages see it: parsed and validated
-// once, when the configuration is loaded (config.Pipeline.Domain), never re-parsed per
+// once, when the configuration is loaded (config.Load), never re-parsed per
 // event. It is declarative data, passed by value.
 //
 // A pipeline with a Source builds its arch tags from the git repository on each push; one
@@ -246,8 +246,8 @@ type Source struct {
 
 // BuildSpec says how a pipeline's platforms are built.
 type BuildSpec struct {
-	// Executor is "kubernetes" (builder agents run Jobs) or "local" (in-process).
-	Executor string
+	// Executor runs the builds: builder agents with Jobs, or the daemon in-process.
+	Executor Executor
 	// Context and Dockerfile are paths inside the source tree.
 	Context, Dockerfile string
 	// Base and Dir are the local executor's base image and source tree.
@@ -262,6 +262,36 @@ type BuildSpec struct {
 	CacheMode string
 	// Provenance is BuildKit's attest:provenance value, "" for none.
 	Provenance string
+}
+
+// Executor is what runs a pipeline's builds (pipelines[].build.executor).
+type Executor string
+
+// The executors.
+const (
+	// ExecutorKubernetes runs each build as a BuildKit Job, created by the builder agents
+	// (promoter builder). It is the default.
+	ExecutorKubernetes Executor = "kubernetes"
+	// ExecutorLocal builds in the daemon's own process: the source tree as a layer on a
+	// base image, for development and promoter dev.
+	ExecutorLocal Executor = "local"
+)
+
+// Executors are the executors, the default first.
+var Executors = []Executor{ExecutorKubernetes, ExecutorLocal}
+
+// ErrUnknownExecutor is the error of ParseExecutor for a name that is no executor.
+var ErrUnknownExecutor = errors.New("unknown executor")
+
+// ParseExecutor parses an executor's name. The default (ExecutorKubernetes) is the
+// configuration's to fill in: "" is no executor.
+func ParseExecutor(s string) (Executor, error) {
+	for _, e := range Executors {
+		if string(e) == s {
+			return e, nil
+		}
+	}
+	return "", fmt.Errorf("%w: %q is not one of kubernetes, local", ErrUnknownExecutor, s)
 }
 
 // Destination is one repository a pipeline promotes to.

@@ -128,3 +128,24 @@ func TestPolicyErrorMessage(t *testing.T) {
 		t.Errorf("a signer's own problem: got %q, want no field before it", got)
 	}
 }
+
+func TestParseExecutor(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    Executor
+		wantErr error
+	}{
+		{"", "", ErrUnknownExecutor},
+		{"kubernetes", ExecutorKubernetes, nil},
+		{"local", ExecutorLocal, nil},
+		{"Local", "", ErrUnknownExecutor},
+		{"docker", "", ErrUnknownExecutor},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseExecutor(tc.in)
+			if !errors.Is(err, tc.wantErr) || got != tc.want {
+				t.Errorf("ParseExecutor(%q) = %q, %v; want %q, %v", tc.in, got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}

@@ -59,6 +59,27 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+promoter.webhookSecrets lists the secrets of the webhooks Secret: per webhook receiver (one
+per row of internal/events.Receivers; charts/chart_test.go checks each is wired), the
+webhooks value naming its key in the Secret, its key under config.auth, and whether it
+receives a registry's notifications; then the status API's token. Each one set is mounted
+(deployment.yaml) and referred to as file: in the configuration (promoter.config).
+*/}}
+{{- define "promoter.webhookSecrets" -}}
+- {value: registryTokenKey, auth: registryToken, registry: true}
+- {value: githubSecretKey, auth: github.secret}
+- {value: gitlabTokenKey, auth: gitlab.token}
+- {value: genericTokenKey, auth: generic.token}
+- {value: harborTokenKey, auth: harbor.token, registry: true}
+- {value: cloudeventsTokenKey, auth: cloudevents.token, registry: true}
+- {value: acrTokenKey, auth: acr.token, registry: true}
+- {value: garTokenKey, auth: gar.token, registry: true}
+- {value: ecrTokenKey, auth: ecr.token, registry: true}
+- {value: quayTokenKey, auth: quay.token, registry: true}
+- {value: statusTokenKey, auth: statusToken}
+{{- end -}}
+
 {{- define "promoter.webhooks.secretName" -}}
 {{- default (printf "%s-webhooks" (include "promoter.fullname" .)) .Values.webhooks.existingSecret -}}
 {{- end -}}
@@ -129,8 +150,11 @@ template that depends on them, so `helm template` and `helm install` stop with t
 {{- if and .Values.nats.embedded.enabled .Values.nats.credentials.existingSecret -}}
 {{- fail "nats.credentials.existingSecret is set but nats.embedded.enabled is true: the embedded server has no authentication; unset one of them" -}}
 {{- end -}}
-{{- $w := .Values.webhooks -}}
-{{- $registryKeys := list $w.registryTokenKey $w.harborTokenKey $w.cloudeventsTokenKey $w.acrTokenKey $w.garTokenKey $w.ecrTokenKey $w.quayTokenKey | compact -}}
+{{- $registryKeys := list -}}
+{{- range include "promoter.webhookSecrets" . | fromYamlArray -}}
+{{- if .registry -}}{{- $registryKeys = append $registryKeys (index $.Values.webhooks .value) -}}{{- end -}}
+{{- end -}}
+{{- $registryKeys = compact $registryKeys -}}
 {{- if and (not $registryKeys) (not .Values.config.auth.insecureNoAuth) -}}
 {{- fail "webhooks.registryTokenKey is empty and so is every other registry receiver's key (harborTokenKey, cloudeventsTokenKey, acrTokenKey, garTokenKey, ecrTokenKey, quayTokenKey): the daemon refuses to accept registry notifications without a token; set the one your registry uses, or config.auth.insecureNoAuth=true for development" -}}
 {{- end -}}
@@ -222,18 +246,12 @@ values are never inlined: they are file: references to the mounted Secrets.
 {{- $_ := set $nats "credentials" (printf "%s/%s" $paths.nats .Values.nats.credentials.key) -}}
 {{- end -}}
 {{- $auth := dict -}}
-{{- with .Values.webhooks -}}
-{{- if .registryTokenKey -}}{{- $_ := set $auth "registryToken" (printf "file:%s/%s" $paths.webhooks .registryTokenKey) -}}{{- end -}}
-{{- if .githubSecretKey -}}{{- $_ := set $auth "github" (dict "secret" (printf "file:%s/%s" $paths.webhooks .githubSecretKey)) -}}{{- end -}}
-{{- if .gitlabTokenKey -}}{{- $_ := set $auth "gitlab" (dict "token" (printf "file:%s/%s" $paths.webhooks .gitlabTokenKey)) -}}{{- end -}}
-{{- if .genericTokenKey -}}{{- $_ := set $auth "generic" (dict "token" (printf "file:%s/%s" $paths.webhooks .genericTokenKey)) -}}{{- end -}}
-{{- if .harborTokenKey -}}{{- $_ := set $auth "harbor" (dict "token" (printf "file:%s/%s" $paths.webhooks .harborTokenKey)) -}}{{- end -}}
-{{- if .cloudeventsTokenKey -}}{{- $_ := set $auth "cloudevents" (dict "token" (printf "file:%s/%s" $paths.webhooks .cloudeventsTokenKey)) -}}{{- end -}}
-{{- if .acrTokenKey -}}{{- $_ := set $auth "acr" (dict "token" (printf "file:%s/%s" $paths.webhooks .acrTokenKey)) -}}{{- end -}}
-{{- if .garTokenKey -}}{{- $_ := set $auth "gar" (dict "token" (printf "file:%s/%s" $paths.webhooks .garTokenKey)) -}}{{- end -}}
-{{- if .ecrTokenKey -}}{{- $_ := set $auth "ecr" (dict "token" (printf "file:%s/%s" $paths.webhooks .ecrTokenKey)) -}}{{- end -}}
-{{- if .quayTokenKey -}}{{- $_ := set $auth "quay" (dict "token" (printf "file:%s/%s" $paths.webhooks .quayTokenKey)) -}}{{- end -}}
-{{- if .statusTokenKey -}}{{- $_ := set $auth "statusToken" (printf "file:%s/%s" $paths.webhooks .statusTokenKey) -}}{{- end -}}
+{{- range $r := include "promoter.webhookSecrets" . | fromYamlArray -}}
+{{- with index $.Values.webhooks $r.value -}}
+{{- $ref := printf "file:%s/%s" $paths.webhooks . -}}
+{{- $at := splitList "." $r.auth -}}
+{{- if eq (len $at) 1 -}}{{- $_ := set $auth (first $at) $ref -}}{{- else -}}{{- $_ := set $auth (first $at) (dict (last $at) $ref) -}}{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $owned := dict
   "listen" (printf ":%d" (int .Values.daemon.ports.http))
