@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,24 +42,28 @@ func TestTokenIdentity(t *testing.T) {
 		name    string
 		token   string
 		want    sign.Identity
-		wantErr string
+		wantErr error
+		wantMsg string // what the refusal says is wrong
 	}{
 		{"kubernetes service account", jwt(t, map[string]any{"iss": iss, "sub": "system:serviceaccount:promoter:promoter", "kubernetes.io": k8s}),
-			sign.Identity{Issuer: iss, Subject: "https://kubernetes.io/namespaces/promoter/serviceaccounts/promoter"}, ""},
+			sign.Identity{Issuer: iss, Subject: "https://kubernetes.io/namespaces/promoter/serviceaccounts/promoter"}, nil, ""},
 		{"verified email", jwt(t, map[string]any{"iss": iss, "email": "ops@example.com", "email_verified": true}),
-			sign.Identity{Issuer: iss, Subject: "ops@example.com"}, ""},
-		{"unverified email", jwt(t, map[string]any{"iss": iss, "email": "ops@example.com"}), sign.Identity{}, "not verified"},
-		{"no issuer", jwt(t, map[string]any{"kubernetes.io": k8s}), sign.Identity{}, "no iss claim"},
-		{"kubernetes claim without a service account", jwt(t, map[string]any{"iss": iss, "kubernetes.io": map[string]any{"namespace": "x"}}), sign.Identity{}, "no namespace or service account"},
-		{"a CI workflow token", jwt(t, map[string]any{"iss": "https://token.actions.githubusercontent.com", "sub": "repo:a/b:ref:refs/heads/main"}), sign.Identity{}, "only Kubernetes service-account tokens"},
-		{"not a JWT", "abc", sign.Identity{}, "not a JWT"},
+			sign.Identity{Issuer: iss, Subject: "ops@example.com"}, nil, ""},
+		{"unverified email", jwt(t, map[string]any{"iss": iss, "email": "ops@example.com"}), sign.Identity{}, sign.ErrUnsupportedToken, "not verified"},
+		{"no issuer", jwt(t, map[string]any{"kubernetes.io": k8s}), sign.Identity{}, sign.ErrUnsupportedToken, "no iss claim"},
+		{"kubernetes claim without a service account", jwt(t, map[string]any{"iss": iss, "kubernetes.io": map[string]any{"namespace": "x"}}), sign.Identity{}, sign.ErrUnsupportedToken, "no namespace or service account"},
+		{"a CI workflow token", jwt(t, map[string]any{"iss": "https://token.actions.githubusercontent.com", "sub": "repo:a/b:ref:refs/heads/main"}), sign.Identity{}, sign.ErrUnsupportedToken, "only Kubernetes service-account tokens"},
+		{"not a JWT", "abc", sign.Identity{}, sign.ErrUnsupportedToken, "not a JWT"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := sign.TokenIdentity(tc.token)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("got %v, %v; want an error containing %q", got, err, tc.wantErr)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("got %+v, %v; want %v", got, err, tc.wantErr)
+			}
+			if tc.wantErr != nil {
+				if !strings.Contains(err.Error(), tc.wantMsg) {
+					t.Errorf("got %q, want it to say %q", err, tc.wantMsg)
 				}
 				return
 			}
@@ -83,24 +88,30 @@ func TestNewKeylessSignerRefuses(t *testing.T) {
 		name string
 		edit func(k *sign.Keyless)
 		opts []sign.Option
-		want string
+		// wantErr is the rule broken; want is what the message names (the setting, the
+		// file), which is what tells the user the fix.
+		wantErr error
+		want    string
 	}{
-		{"no Fulcio", func(k *sign.Keyless) { k.FulcioURL = "" }, nil, "needs a Fulcio URL"},
-		{"no token", func(k *sign.Keyless) { k.IdentityToken = "" }, nil, "needs an identity token file"},
-		{"no TSA", func(k *sign.Keyless) { k.TSAURL = "" }, nil, "needs a timestamp authority URL"},
-		{"TSA not http", func(k *sign.Keyless) { k.TSAURL = "tsa.example" }, nil, "timestamp authority URL"},
-		{"missing token file", func(k *sign.Keyless) { k.IdentityToken = filepath.Join(dir, "nope") }, nil, "reading identity token"},
-		{"missing trusted root", func(k *sign.Keyless) { k.TrustedRoot = filepath.Join(dir, "nope.json") }, nil, "loading trusted root"},
-		{"unreadable trusted root", func(k *sign.Keyless) {}, nil, "loading trusted root"},
-		{"legacy format", func(k *sign.Keyless) {}, []sign.Option{sign.WithFormat(sign.FormatLegacy)}, "sigstore bundles only"},
+		{"no Fulcio", func(k *sign.Keyless) { k.FulcioURL = "" }, nil, sign.ErrKeylessConfig, "needs a Fulcio URL"},
+		{"no token", func(k *sign.Keyless) { k.IdentityToken = "" }, nil, sign.ErrKeylessConfig, "needs an identity token file"},
+		{"no TSA", func(k *sign.Keyless) { k.TSAURL = "" }, nil, sign.ErrKeylessConfig, "needs a timestamp authority URL"},
+		{"TSA not http", func(k *sign.Keyless) { k.TSAURL = "tsa.example" }, nil, sign.ErrBadURL, "timestamp authority URL"},
+		{"missing token file", func(k *sign.Keyless) { k.IdentityToken = filepath.Join(dir, "nope") }, nil, fs.ErrNotExist, "reading identity token"},
+		{"missing trusted root", func(k *sign.Keyless) { k.TrustedRoot = filepath.Join(dir, "nope.json") }, nil, fs.ErrNotExist, "loading trusted root"},
+		{"unreadable trusted root", func(k *sign.Keyless) {}, nil, sign.ErrTrustedRoot, "loading trusted root"},
+		{"legacy format", func(k *sign.Keyless) {}, []sign.Option{sign.WithFormat(sign.FormatLegacy)}, sign.ErrBundleOnly, "sigstore bundles only"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			k := ok
 			tc.edit(&k)
 			_, err := sign.NewKeylessSigner(k, registry.Client{}, tc.opts...)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("got %v, want %v", err, tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %q, want it to say %q", err, tc.want)
 			}
 		})
 	}

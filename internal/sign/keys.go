@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -172,7 +171,7 @@ func GenerateKeyPair(password []byte) (private, public []byte, err error) {
 func privateKey(raw, password []byte) (signature.SignerVerifier, error) {
 	block, _ := pem.Decode(raw)
 	if block == nil {
-		return nil, errors.New("no PEM block found: want a cosign key (cosign generate-key-pair, promoter keygen) or a PEM private key")
+		return nil, refuse(ErrNoPEM, "no PEM block found: want a cosign key (cosign generate-key-pair, promoter keygen) or a PEM private key")
 	}
 	switch block.Type {
 	case sigstorePrivateKeyPEM, cosignPrivateKeyPEM:
@@ -217,12 +216,12 @@ func readKeyRef(ref string) ([]byte, error) {
 	if name, ok := strings.CutPrefix(ref, envPrefix); ok {
 		v, ok := os.LookupEnv(name)
 		if !ok || v == "" {
-			return nil, fmt.Errorf("key %s: environment variable %s is not set", ref, name)
+			return nil, refuse(ErrKeyRef, "key %s: environment variable %s is not set", ref, name)
 		}
 		return []byte(v), nil
 	}
 	if ref == "" {
-		return nil, errors.New("no key given: want a key file, env://NAME or k8s://namespace/name")
+		return nil, refuse(ErrKeyRef, "no key given: want a key file, env://NAME or k8s://namespace/name")
 	}
 	raw, err := os.ReadFile(ref)
 	if err != nil {
@@ -235,10 +234,10 @@ func readKeyRef(ref string) ([]byte, error) {
 func readKeySecret(ctx context.Context, ref string, kube kubernetes.Interface, want string) (map[string][]byte, error) {
 	ns, name, ok := strings.Cut(strings.TrimPrefix(ref, kubePrefix), "/")
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return nil, fmt.Errorf("key %q: want k8s://namespace/name", ref)
+		return nil, refuse(ErrKeyRef, "key %q: want k8s://namespace/name", ref)
 	}
 	if kube == nil {
-		return nil, fmt.Errorf("key %s: no Kubernetes client configured (set KUBECONFIG or run in a cluster)", ref)
+		return nil, refuse(ErrNoKubeClient, "key %s: no Kubernetes client configured (set KUBECONFIG or run in a cluster)", ref)
 	}
 	s, err := kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {

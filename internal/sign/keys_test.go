@@ -9,8 +9,10 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,20 +67,28 @@ func TestLoadKeyErrors(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("not a key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The message names the reference or what to give instead: that is its feature, so
+	// it is checked next to the sentinel.
 	tests := []struct {
-		name, ref, want string
+		name, ref string
+		wantErr   error
+		wantMsg   string
 	}{
-		{"missing file", filepath.Join(dir, "nope.key"), "nope.key"},
-		{"not PEM", garbage, "no PEM block"},
-		{"unset env", "env://PROMOTER_SIGN_TEST_UNSET", "PROMOTER_SIGN_TEST_UNSET is not set"},
-		{"k8s without client", "k8s://ns/name", "no Kubernetes client"},
-		{"bad k8s ref", "k8s://name-only", "want k8s://namespace/name"},
-		{"empty", "", "no key given"},
+		{"missing file", filepath.Join(dir, "nope.key"), fs.ErrNotExist, "nope.key"},
+		{"not PEM", garbage, sign.ErrNoPEM, "want a cosign key"},
+		{"unset env", "env://PROMOTER_SIGN_TEST_UNSET", sign.ErrKeyRef, "PROMOTER_SIGN_TEST_UNSET is not set"},
+		{"k8s without client", "k8s://ns/name", sign.ErrNoKubeClient, "set KUBECONFIG"},
+		{"bad k8s ref", "k8s://name-only", sign.ErrKeyRef, "want k8s://namespace/name"},
+		{"empty", "", sign.ErrKeyRef, "want a key file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := sign.LoadSigner(ctx, tt.ref, nil, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("LoadSigner(%q): got %v, want an error containing %q", tt.ref, err, tt.want)
+			_, err := sign.LoadSigner(ctx, tt.ref, nil, nil)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("LoadSigner(%q): got %v, want %v", tt.ref, err, tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("LoadSigner(%q): got %q, want it to say %q", tt.ref, err, tt.wantMsg)
 			}
 		})
 	}

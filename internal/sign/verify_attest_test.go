@@ -19,7 +19,7 @@ import (
 func TestPredicateType(t *testing.T) {
 	tests := []struct {
 		name, want string
-		wantErr    bool
+		wantErr    error
 	}{
 		{name: "slsaprovenance1", want: "https://slsa.dev/provenance/v1"},
 		{name: "slsaprovenance", want: "https://slsa.dev/provenance/v0.2"},
@@ -32,15 +32,19 @@ func TestPredicateType(t *testing.T) {
 		{name: "openvex", want: "https://openvex.dev/ns"},
 		{name: "custom", want: "https://cosign.sigstore.dev/attestation/v1"},
 		{name: "https://acme.dev/review/v1", want: "https://acme.dev/review/v1"},
-		{name: "slsa", wantErr: true},
-		{name: "", wantErr: true},
+		{name: "slsa", wantErr: sign.ErrUnknownPredicateType},
+		{name: "", wantErr: sign.ErrUnknownPredicateType},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := sign.PredicateType(tt.name)
-			if tt.wantErr {
-				if err == nil || !strings.Contains(err.Error(), sign.PredicateTypeNames) {
-					t.Fatalf("PredicateType(%q) = %q, %v; want an error listing the names", tt.name, got, err)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("PredicateType(%q) = %q, %v; want %v", tt.name, got, err, tt.wantErr)
+			}
+			if tt.wantErr != nil {
+				// The message lists cosign's names: that is what tells the user the fix.
+				if !strings.Contains(err.Error(), sign.PredicateTypeNames) {
+					t.Errorf("PredicateType(%q): %q does not list the names", tt.name, err)
 				}
 				return
 			}

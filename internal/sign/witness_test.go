@@ -147,12 +147,12 @@ func TestWitnessedSignatures(t *testing.T) {
 	t.Run("witnesses need a trusted root that lists them", func(t *testing.T) {
 		k := newKeys(t, "a")
 		_, err := sign.NewSigner(k.signer, registry.Client{}, sign.WithWitnesses(sign.Witnesses{TSAURL: ss.TSAURL}))
-		if err == nil || !strings.Contains(err.Error(), "needs a trusted root") {
+		if !errors.Is(err, sign.ErrNoTrustedRoot) {
 			t.Errorf("a TSA without a trusted root: %v, want a refusal", err)
 		}
 		_, err = sign.NewSigner(k.signer, registry.Client{}, sign.WithFormat(sign.FormatLegacy),
 			sign.WithWitnesses(sign.Witnesses{TSAURL: ss.TSAURL, TrustedRoot: ss.TrustedRoot}))
-		if err == nil || !strings.Contains(err.Error(), "sigstore bundles only") {
+		if !errors.Is(err, sign.ErrBundleOnly) {
 			t.Errorf("a TSA with the legacy format: %v, want a refusal", err)
 		}
 	})
