@@ -23,7 +23,7 @@ func TestDevDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	bin := filepath.Join(t.TempDir(), "promoter")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/promoter")
+	build := exec.CommandContext(ctx, "go", "build", "-tags", "dev", "-o", bin, "./cmd/promoter")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -46,7 +46,7 @@ func TestDevDemo(t *testing.T) {
 		// promoter.log, and the output is only what the README's transcript shows.
 		logToFile bool
 	}{
-		{name: "go run from the repository root", command: []string{"go", "run", "./cmd/promoter"}, dir: root},
+		{name: "go run from the repository root", command: []string{"go", "run", "-tags", "dev", "./cmd/promoter"}, dir: root},
 		{name: "installed binary in a directory without examples", command: []string{bin}, dir: t.TempDir(), logToFile: true},
 		{name: "--source replaces the embedded example", command: []string{bin}, flags: []string{"--source", own}, dir: t.TempDir(), source: own},
 	} {

@@ -29,6 +29,8 @@ fi
 
 log "go vet"
 go vet ./...
+# promoter dev is its own build (cmd/promoter/dev.go, README "Two commands").
+go vet -tags dev ./cmd/promoter
 
 log "kube-apiserver and etcd"
 PROMOTER_KUBE_ASSETS=$(bash hack/kube-assets.sh)
@@ -53,6 +55,7 @@ export PROMOTER_CHROMIUM
 
 log "unit tests (-race)"
 go test -race -count=1 -timeout 20m $(go list ./... | grep -v -e /e2e -e /charts)
+go test -race -count=1 -tags dev ./cmd/promoter
 
 log "end-to-end tests"
 # go list names only directories that hold Go packages, so a pattern never fails for lack of one.

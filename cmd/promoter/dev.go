@@ -1,3 +1,5 @@
+//go:build dev
+
 package main
 
 import (
@@ -17,6 +19,9 @@ type devOptions struct {
 	timeout time.Duration
 }
 
+// newDevCmd is `promoter dev`, in a binary built with -tags dev (devHowTo): the in-process
+// registries it runs are a distribution registry server, which the binary that runs
+// `serve` (the released image) does not carry.
 func newDevCmd(g *globalOptions) *cobra.Command {
 	o := &devOptions{}
 	cmd := &cobra.Command{
@@ -36,8 +41,10 @@ the generated public key. Without it, it prints commands to try and runs until C
 The generated configuration (promoter.yaml), keys, registry storage, the example source
 and the daemon's log (promoter.log, named in the banner) are kept in --data-dir; a fresh
 temporary directory is used when it is empty. --log-level sends the daemon's log to stderr
-instead, at that level.`,
-		Example: `  go run ./cmd/promoter dev --demo
+instead, at that level.
+
+` + devHowTo,
+		Example: `  go run -tags dev ./cmd/promoter dev --demo
   promoter dev --listen 127.0.0.1:8080 --data-dir ./.promoter-dev
   promoter dev --source ./my-site`,
 		Args: cobra.NoArgs,

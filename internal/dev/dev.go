@@ -123,38 +123,11 @@ func Run(ctx context.Context, opts ...Option) error {
 			return err
 		}
 	}
-	if o.source != "" {
-		if st, err := os.Stat(o.source); err != nil || !st.IsDir() {
-			return fmt.Errorf("example source %q is not a directory: pass a directory to --source, or leave it out for the embedded example", o.source)
-		}
+	logPath, closeLog, err := o.prepare()
+	if err != nil {
+		return err
 	}
-	if o.dataDir == "" {
-		dir, err := os.MkdirTemp("", "promoter-dev-")
-		if err != nil {
-			return fmt.Errorf("data dir: %w", err)
-		}
-		o.dataDir = dir
-	}
-	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
-	}
-	logPath := ""
-	if o.log == nil {
-		logPath = filepath.Join(o.dataDir, LogFile)
-		f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			return fmt.Errorf("daemon log: %w", err)
-		}
-		defer f.Close()
-		o.log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	if o.source == "" {
-		dir, err := writeExample(o.dataDir)
-		if err != nil {
-			return err
-		}
-		o.source = dir
-	}
+	defer closeLog()
 	e := &env{o: o, tokens: map[string]string{}}
 	ports, err := freePorts(2)
 	if err != nil {
@@ -207,6 +180,48 @@ func Run(ctx context.Context, opts ...Option) error {
 	case <-waitChan(d):
 		return d.Wait()
 	}
+}
+
+// prepare fills in what the options leave to Run: the data dir (a new temporary one
+// when none is given), the daemon's log (LogFile in the data dir, whose path it returns,
+// when no logger is given; closeLog closes it) and the example source (the embedded one,
+// written to the data dir). A --source that is no directory is refused here, before
+// anything starts.
+func (o *options) prepare() (logPath string, closeLog func(), err error) {
+	closeLog = func() {}
+	if o.source != "" {
+		if st, err := os.Stat(o.source); err != nil || !st.IsDir() {
+			return "", closeLog, fmt.Errorf("example source %q is not a directory: pass a directory to --source, or leave it out for the embedded example", o.source)
+		}
+	}
+	if o.dataDir == "" {
+		dir, err := os.MkdirTemp("", "promoter-dev-")
+		if err != nil {
+			return "", closeLog, fmt.Errorf("data dir: %w", err)
+		}
+		o.dataDir = dir
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return "", closeLog, fmt.Errorf("data dir: %w", err)
+	}
+	if o.log == nil {
+		logPath = filepath.Join(o.dataDir, LogFile)
+		f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return "", closeLog, fmt.Errorf("daemon log: %w", err)
+		}
+		closeLog = func() { _ = f.Close() }
+		o.log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	if o.source == "" {
+		dir, err := writeExample(o.dataDir)
+		if err != nil {
+			closeLog()
+			return "", func() {}, err
+		}
+		o.source = dir
+	}
+	return logPath, closeLog, nil
 }
 
 // waitChan is closed when d has stopped on its own.

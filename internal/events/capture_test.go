@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/distribution/distribution/v3/notifications"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -60,16 +59,16 @@ func TestRegistryNotificationsMatchTestdata(t *testing.T) {
 	must(t, err)
 
 	// Wait for the registry's queue to deliver, then sort bodies into files by what they carry.
-	want := map[string]func(notifications.Event) bool{
-		"push-by-tag.json": func(e notifications.Event) bool { return e.Action == "push" && e.Target.Tag == "abc123-amd64" },
-		"push-by-digest.json": func(e notifications.Event) bool {
+	want := map[string]func(event) bool{
+		"push-by-tag.json": func(e event) bool { return e.Action == "push" && e.Target.Tag == "abc123-amd64" },
+		"push-by-digest.json": func(e event) bool {
 			return e.Action == "push" && e.Target.Digest.String() == od.String() && e.Target.Tag == ""
 		},
-		"push-index.json": func(e notifications.Event) bool { return e.Action == "push" && e.Target.Tag == "abc123" },
-		"blob-push.json": func(e notifications.Event) bool {
+		"push-index.json": func(e event) bool { return e.Action == "push" && e.Target.Tag == "abc123" },
+		"blob-push.json": func(e event) bool {
 			return e.Action == "push" && e.Target.MediaType == "application/octet-stream"
 		},
-		"pull.json": func(e notifications.Event) bool { return e.Action == "pull" },
+		"pull.json": func(e event) bool { return e.Action == "pull" },
 	}
 	found := map[string][]byte{}
 	deadline := time.Now().Add(10 * time.Second)

@@ -2,16 +2,26 @@ package events
 
 import (
 	"net/http"
+	"time"
 
-	"github.com/distribution/distribution/v3/notifications"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
 // Media types the registry receiver accepts.
 const (
-	EnvelopeMediaType = notifications.EventsMediaType
+	// EnvelopeMediaType is distribution's notifications.EventsMediaType.
+	EnvelopeMediaType = "application/vnd.docker.distribution.events.v2+json"
 	jsonMediaType     = "application/json"
+)
+
+// The actions of distribution's notifications (notifications.EventAction*).
+const (
+	actionPull   = "pull"
+	actionPush   = "push"
+	actionMount  = "mount"
+	actionDelete = "delete"
 )
 
 // manifestMediaTypes are the pushes that can be a per-platform image; everything else (blob
@@ -23,10 +33,46 @@ var manifestMediaTypes = []string{
 	"application/vnd.docker.distribution.manifest.list.v2+json",
 }
 
-// envelope is notifications.Envelope with the concrete event type (the library's holds
-// go-events interfaces, which do not decode).
+// envelope is distribution's notifications.Envelope with the concrete event type (the
+// library's holds go-events interfaces, which do not decode).
+//
+// The envelope and event are declared here rather than imported: distribution's
+// notifications package brings about 250 packages (its registry, storage drivers, redis,
+// OpenTelemetry) into every binary that receives a webhook, for these two structs.
+// TestEnvelopeDecodesAsDistribution holds them to the library's, field by field.
 type envelope struct {
-	Events []notifications.Event `json:"events"`
+	Events []event `json:"events"`
+}
+
+// event is distribution's notifications.Event (v3.1), with the same JSON names and types,
+// so a body decodes (and fails to decode) here exactly as it does there.
+type event struct {
+	ID        string    `json:"id,omitempty"`
+	Timestamp time.Time `json:"timestamp"`
+	Action    string    `json:"action,omitempty"`
+	Target    struct {
+		ocispec.Descriptor
+		Length         int64                `json:"length,omitempty"`
+		Repository     string               `json:"repository,omitempty"`
+		FromRepository string               `json:"fromRepository,omitempty"`
+		URL            string               `json:"url,omitempty"`
+		Tag            string               `json:"tag,omitempty"`
+		References     []ocispec.Descriptor `json:"references,omitempty"`
+	} `json:"target"`
+	Request struct {
+		ID        string `json:"id"`
+		Addr      string `json:"addr,omitempty"`
+		Host      string `json:"host,omitempty"`
+		Method    string `json:"method"`
+		UserAgent string `json:"useragent"`
+	} `json:"request"`
+	Actor struct {
+		Name string `json:"name,omitempty"`
+	} `json:"actor"`
+	Source struct {
+		Addr       string `json:"addr,omitempty"`
+		InstanceID string `json:"instanceID,omitempty"`
+	} `json:"source"`
 }
 
 // registryOutcome is how one event of an envelope is handled.
@@ -83,8 +129,8 @@ func (r *Receiver) classifyRegistry(body []byte) ([]registryOutcome, error) {
 	return out, nil
 }
 
-func (r *Receiver) classifyEvent(e notifications.Event) (registryOutcome, error) {
-	if e.Action != notifications.EventActionPush {
+func (r *Receiver) classifyEvent(e event) (registryOutcome, error) {
+	if e.Action != actionPush {
 		return ignored(actionLabel(e.Action), notPushReason(actionLabel(e.Action))), nil // pulls, mounts, deletes
 	}
 	mt := e.Target.MediaType
@@ -118,7 +164,7 @@ func notPushReason(action string) string {
 // actionLabel bounds the metric label to the actions the registry defines.
 func actionLabel(a string) string {
 	switch a {
-	case notifications.EventActionPush, notifications.EventActionPull, notifications.EventActionMount, notifications.EventActionDelete:
+	case actionPush, actionPull, actionMount, actionDelete:
 		return a
 	}
 	return "other"

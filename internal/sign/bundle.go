@@ -6,16 +6,17 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	intotov1 "github.com/in-toto/attestation/go/v1"
-	"github.com/sigstore/cosign/v3/pkg/cosign"
 	ociremote "github.com/sigstore/cosign/v3/pkg/oci/remote"
 	ctypes "github.com/sigstore/cosign/v3/pkg/types"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/root"
 	sgsign "github.com/sigstore/sigstore-go/pkg/sign"
 	"github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -223,10 +224,17 @@ func verifyBundle(ctx context.Context, v signature.Verifier, raw []byte) (subjec
 }
 
 // verifyKeyBundle checks b's signature with the public key v and nothing else: no
-// transparency log, no timestamps, no subject (the caller compares it).
-func verifyKeyBundle(ctx context.Context, v signature.Verifier, b *sgbundle.Bundle) error {
-	co := &cosign.CheckOpts{SigVerifier: v, IgnoreTlog: true, IgnoreSCT: true, Offline: true}
-	_, err := cosign.VerifyNewBundle(ctx, co, verify.WithoutArtifactUnsafe(), b)
+// transparency log, no timestamps, no subject (the caller compares it). These are the
+// sigstore-go options cosign's VerifyNewBundle builds for a key with IgnoreTlog (the
+// key, valid at any time, as the only trusted material; no observer timestamps).
+func verifyKeyBundle(_ context.Context, v signature.Verifier, b *sgbundle.Bundle) error {
+	key := root.NewExpiringKey(v, time.Time{}, time.Time{})
+	trusted := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) { return key, nil })
+	verifier, err := verify.NewVerifier(trusted, verify.WithNoObserverTimestamps())
+	if err != nil {
+		return fmt.Errorf("configuring the bundle verifier: %w", err)
+	}
+	_, err = verifier.Verify(b, verify.NewPolicy(verify.WithoutArtifactUnsafe(), verify.WithKey()))
 	return err
 }
 

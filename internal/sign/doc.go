@@ -130,5 +130,15 @@
 // observer's timestamp are what is checked. The trusted root is read once, by
 // NewPolicy; nothing is fetched from a TUF repository.
 //
+// # What it links
+//
+// Bundles are written and verified with sigstore-go; keys are read and written with
+// sigstore's signature and cryptoutils packages and go-securesystemslib's encrypted
+// (cosign's key format, not cosign's code); the KMS providers are sigstore's. cosign's
+// library is used only for the OCI layout it owns: the sha256-<hex>.sig and .att tag
+// images (pkg/oci/remote, mutate, static) and the bundle referrer it writes
+// (ociremote.WriteAttestationNewBundleFormat). Its pkg/cosign, which links the Rekor,
+// Fulcio and TUF clients, is imported by tests only, to hold the formats to it.
+//
 // The package must not know about pipelines, revisions or promotion.
 package sign

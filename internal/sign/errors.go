@@ -76,3 +76,53 @@ func (e *UntrustedError) Error() string {
 
 // Unwrap returns ErrUntrusted.
 func (e *UntrustedError) Unwrap() error { return ErrUntrusted }
+
+// Sentinels of refused inputs: a configuration or an argument that cannot work, refused
+// before anything is signed or read from a registry. The error's text says what was
+// given and what to give instead; test with errors.Is.
+var (
+	// ErrUnknownFormat: ParseFormat got a name that is no Format.
+	ErrUnknownFormat = errors.New("unknown signature format")
+	// ErrUnknownPredicateType: PredicateType got neither a URI nor one of cosign's names.
+	ErrUnknownPredicateType = errors.New("unknown predicate type")
+	// ErrBundleOnly: what was asked for (keyless signing, timestamps, log entries) is
+	// carried by sigstore bundles only, and another format was chosen.
+	ErrBundleOnly = errors.New("sigstore bundles only")
+	// ErrNoTrustedRoot: a timestamp authority or transparency log without a trusted root
+	// to check what it returns.
+	ErrNoTrustedRoot = errors.New("no trusted root")
+	// ErrKeylessConfig: keyless signing lacks a setting.
+	ErrKeylessConfig = errors.New("incomplete keyless signing configuration")
+	// ErrBadURL: a Fulcio, timestamp authority or log URL that is no http(s) URL.
+	ErrBadURL = errors.New("not an http(s) URL")
+	// ErrUnsupportedToken: an identity token that names no identity promoter signs as
+	// (not a JWT, no issuer, an unverified email, a token of another kind).
+	ErrUnsupportedToken = errors.New("unsupported identity token")
+	// ErrKeyRef: a key reference that names no key: empty, a malformed k8s:// reference,
+	// or an env:// variable that is not set.
+	ErrKeyRef = errors.New("invalid key reference")
+	// ErrNoKubeClient: a k8s:// key reference with no Kubernetes client to read it.
+	ErrNoKubeClient = errors.New("no Kubernetes client")
+	// ErrTrustedRoot: a trusted root that cannot be read or is no sigstore
+	// trusted_root.json (errors.Is also matches the cause, e.g. fs.ErrNotExist).
+	ErrTrustedRoot = errors.New("unreadable trusted root")
+	// ErrNoPEM: a key that holds no PEM block.
+	ErrNoPEM = errors.New("no PEM block found")
+)
+
+// refusal is an error that reads as its own message, which names what to fix, and that
+// errors.Is matches to one of the sentinels above and to what the message wraps (%w).
+// It keeps the messages as they were before the sentinels, word for word, instead of
+// prefixing the sentinel's text.
+type refusal struct {
+	sentinel error
+	err      error // the message, and what it wraps
+}
+
+func (e *refusal) Error() string   { return e.err.Error() }
+func (e *refusal) Unwrap() []error { return []error{e.sentinel, e.err} }
+
+// refuse returns a *refusal of sentinel; format and args are fmt.Errorf's.
+func refuse(sentinel error, format string, args ...any) error {
+	return &refusal{sentinel: sentinel, err: fmt.Errorf(format, args...)}
+}

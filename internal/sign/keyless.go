@@ -48,7 +48,7 @@ type keyless struct {
 func newKeyless(trustedRoot string, ids []identity) (*keyless, error) {
 	tr, err := root.NewTrustedRootFromPath(trustedRoot)
 	if err != nil {
-		return nil, fmt.Errorf("loading trusted root %s (want a sigstore trusted_root.json): %w", trustedRoot, err)
+		return nil, refuse(ErrTrustedRoot, "loading trusted root %s (want a sigstore trusted_root.json): %w", trustedRoot, err)
 	}
 	logged, err := verify.NewVerifier(tr, verify.WithTransparencyLog(1), verify.WithObserverTimestamps(1))
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -71,7 +70,7 @@ func NewKeylessSigner(k Keyless, reg registry.Client, opts ...Option) (*Signer, 
 		return nil, err
 	}
 	if o.format != FormatBundle {
-		return nil, fmt.Errorf("keyless signing writes sigstore bundles only, not the %s format", o.format)
+		return nil, refuse(ErrBundleOnly, "keyless signing writes sigstore bundles only, not the %s format", o.format)
 	}
 	m, err := newKeylessMethod(k)
 	if err != nil {
@@ -109,7 +108,7 @@ func newKeylessMethod(k Keyless) (*keylessMethod, error) {
 		{"a timestamp authority URL", k.TSAURL}, {"a trusted root", k.TrustedRoot},
 	} {
 		if f.v == "" {
-			return nil, fmt.Errorf("keyless signing needs %s", f.what)
+			return nil, refuse(ErrKeylessConfig, "keyless signing needs %s", f.what)
 		}
 	}
 	// The URLs first: a typo is named before any file is read.
@@ -145,7 +144,7 @@ func newKeylessMethod(k Keyless) (*keylessMethod, error) {
 // material and the TSA's timestamp, checked against the trusted root before it is pushed.
 func (m *keylessMethod) write(ctx context.Context, reg registry.Client, d name.Digest, f Format) error {
 	if f != FormatBundle {
-		return fmt.Errorf("signing %s: keyless signatures are written as sigstore bundles only", d)
+		return refuse(ErrBundleOnly, "signing %s: keyless signatures are written as sigstore bundles only", d)
 	}
 	// Read now, not at start: the kubelet replaces a projected token before it expires.
 	tok, id, err := readIdentityToken(m.tokenFile)
@@ -285,7 +284,7 @@ func httpURL(u string) (*url.URL, error) {
 		return nil, err
 	}
 	if (parsed.Scheme != "https" && parsed.Scheme != "http") || parsed.Host == "" {
-		return nil, fmt.Errorf("%q: want http(s)://host[:port][/path]", u)
+		return nil, refuse(ErrBadURL, "%q: want http(s)://host[:port][/path]", u)
 	}
 	return parsed, nil
 }
@@ -315,7 +314,7 @@ func readIdentityToken(path string) (string, Identity, error) {
 func TokenIdentity(token string) (Identity, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return Identity{}, errors.New("not a JWT (want header.payload.signature)")
+		return Identity{}, refuse(ErrUnsupportedToken, "not a JWT (want header.payload.signature)")
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
 	if err != nil {
@@ -336,21 +335,21 @@ func TokenIdentity(token string) (Identity, error) {
 		return Identity{}, fmt.Errorf("decoding the JWT claims: %w", err)
 	}
 	if claims.Issuer == "" {
-		return Identity{}, errors.New("the token has no iss claim")
+		return Identity{}, refuse(ErrUnsupportedToken, "the token has no iss claim")
 	}
 	switch k := claims.Kubernetes; {
 	case k != nil:
 		if k.Namespace == "" || k.ServiceAccount.Name == "" {
-			return Identity{}, errors.New("the kubernetes.io claim names no namespace or service account")
+			return Identity{}, refuse(ErrUnsupportedToken, "the kubernetes.io claim names no namespace or service account")
 		}
 		u := url.URL{Scheme: "https", Host: "kubernetes.io", Path: fmt.Sprintf("/namespaces/%s/serviceaccounts/%s", k.Namespace, k.ServiceAccount.Name)}
 		return Identity{Issuer: claims.Issuer, Subject: u.String()}, nil
 	case claims.Email != "":
 		if v, _ := claims.EmailVerified.(bool); !v && claims.EmailVerified != "true" {
-			return Identity{}, fmt.Errorf("email %s is not verified (email_verified): Fulcio refuses it", claims.Email)
+			return Identity{}, refuse(ErrUnsupportedToken, "email %s is not verified (email_verified): Fulcio refuses it", claims.Email)
 		}
 		return Identity{Issuer: claims.Issuer, Subject: claims.Email}, nil
 	default:
-		return Identity{}, fmt.Errorf("issuer %s: only Kubernetes service-account tokens (a kubernetes.io claim) and verified email tokens are supported", claims.Issuer)
+		return Identity{}, refuse(ErrUnsupportedToken, "issuer %s: only Kubernetes service-account tokens (a kubernetes.io claim) and verified email tokens are supported", claims.Issuer)
 	}
 }

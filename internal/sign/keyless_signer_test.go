@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/verify"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/testenv"
@@ -41,24 +43,28 @@ func TestTokenIdentity(t *testing.T) {
 		name    string
 		token   string
 		want    sign.Identity
-		wantErr string
+		wantErr error
+		wantMsg string // what the refusal says is wrong
 	}{
 		{"kubernetes service account", jwt(t, map[string]any{"iss": iss, "sub": "system:serviceaccount:promoter:promoter", "kubernetes.io": k8s}),
-			sign.Identity{Issuer: iss, Subject: "https://kubernetes.io/namespaces/promoter/serviceaccounts/promoter"}, ""},
+			sign.Identity{Issuer: iss, Subject: "https://kubernetes.io/namespaces/promoter/serviceaccounts/promoter"}, nil, ""},
 		{"verified email", jwt(t, map[string]any{"iss": iss, "email": "ops@example.com", "email_verified": true}),
-			sign.Identity{Issuer: iss, Subject: "ops@example.com"}, ""},
-		{"unverified email", jwt(t, map[string]any{"iss": iss, "email": "ops@example.com"}), sign.Identity{}, "not verified"},
-		{"no issuer", jwt(t, map[string]any{"kubernetes.io": k8s}), sign.Identity{}, "no iss claim"},
-		{"kubernetes claim without a service account", jwt(t, map[string]any{"iss": iss, "kubernetes.io": map[string]any{"namespace": "x"}}), sign.Identity{}, "no namespace or service account"},
-		{"a CI workflow token", jwt(t, map[string]any{"iss": "https://token.actions.githubusercontent.com", "sub": "repo:a/b:ref:refs/heads/main"}), sign.Identity{}, "only Kubernetes service-account tokens"},
-		{"not a JWT", "abc", sign.Identity{}, "not a JWT"},
+			sign.Identity{Issuer: iss, Subject: "ops@example.com"}, nil, ""},
+		{"unverified email", jwt(t, map[string]any{"iss": iss, "email": "ops@example.com"}), sign.Identity{}, sign.ErrUnsupportedToken, "not verified"},
+		{"no issuer", jwt(t, map[string]any{"kubernetes.io": k8s}), sign.Identity{}, sign.ErrUnsupportedToken, "no iss claim"},
+		{"kubernetes claim without a service account", jwt(t, map[string]any{"iss": iss, "kubernetes.io": map[string]any{"namespace": "x"}}), sign.Identity{}, sign.ErrUnsupportedToken, "no namespace or service account"},
+		{"a CI workflow token", jwt(t, map[string]any{"iss": "https://token.actions.githubusercontent.com", "sub": "repo:a/b:ref:refs/heads/main"}), sign.Identity{}, sign.ErrUnsupportedToken, "only Kubernetes service-account tokens"},
+		{"not a JWT", "abc", sign.Identity{}, sign.ErrUnsupportedToken, "not a JWT"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := sign.TokenIdentity(tc.token)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("got %v, %v; want an error containing %q", got, err, tc.wantErr)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("got %+v, %v; want %v", got, err, tc.wantErr)
+			}
+			if tc.wantErr != nil {
+				if !strings.Contains(err.Error(), tc.wantMsg) {
+					t.Errorf("got %q, want it to say %q", err, tc.wantMsg)
 				}
 				return
 			}
@@ -83,24 +89,30 @@ func TestNewKeylessSignerRefuses(t *testing.T) {
 		name string
 		edit func(k *sign.Keyless)
 		opts []sign.Option
-		want string
+		// wantErr is the rule broken; want is what the message names (the setting, the
+		// file), which is what tells the user the fix.
+		wantErr error
+		want    string
 	}{
-		{"no Fulcio", func(k *sign.Keyless) { k.FulcioURL = "" }, nil, "needs a Fulcio URL"},
-		{"no token", func(k *sign.Keyless) { k.IdentityToken = "" }, nil, "needs an identity token file"},
-		{"no TSA", func(k *sign.Keyless) { k.TSAURL = "" }, nil, "needs a timestamp authority URL"},
-		{"TSA not http", func(k *sign.Keyless) { k.TSAURL = "tsa.example" }, nil, "timestamp authority URL"},
-		{"missing token file", func(k *sign.Keyless) { k.IdentityToken = filepath.Join(dir, "nope") }, nil, "reading identity token"},
-		{"missing trusted root", func(k *sign.Keyless) { k.TrustedRoot = filepath.Join(dir, "nope.json") }, nil, "loading trusted root"},
-		{"unreadable trusted root", func(k *sign.Keyless) {}, nil, "loading trusted root"},
-		{"legacy format", func(k *sign.Keyless) {}, []sign.Option{sign.WithFormat(sign.FormatLegacy)}, "sigstore bundles only"},
+		{"no Fulcio", func(k *sign.Keyless) { k.FulcioURL = "" }, nil, sign.ErrKeylessConfig, "needs a Fulcio URL"},
+		{"no token", func(k *sign.Keyless) { k.IdentityToken = "" }, nil, sign.ErrKeylessConfig, "needs an identity token file"},
+		{"no TSA", func(k *sign.Keyless) { k.TSAURL = "" }, nil, sign.ErrKeylessConfig, "needs a timestamp authority URL"},
+		{"TSA not http", func(k *sign.Keyless) { k.TSAURL = "tsa.example" }, nil, sign.ErrBadURL, "timestamp authority URL"},
+		{"missing token file", func(k *sign.Keyless) { k.IdentityToken = filepath.Join(dir, "nope") }, nil, fs.ErrNotExist, "reading identity token"},
+		{"missing trusted root", func(k *sign.Keyless) { k.TrustedRoot = filepath.Join(dir, "nope.json") }, nil, fs.ErrNotExist, "loading trusted root"},
+		{"unreadable trusted root", func(k *sign.Keyless) {}, nil, sign.ErrTrustedRoot, "loading trusted root"},
+		{"legacy format", func(k *sign.Keyless) {}, []sign.Option{sign.WithFormat(sign.FormatLegacy)}, sign.ErrBundleOnly, "sigstore bundles only"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			k := ok
 			tc.edit(&k)
 			_, err := sign.NewKeylessSigner(k, registry.Client{}, tc.opts...)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("got %v, want %v", err, tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %q, want it to say %q", err, tc.want)
 			}
 		})
 	}
@@ -155,134 +167,159 @@ func TestKeylessSign(t *testing.T) {
 		t.Fatalf("Sign: (-want +got)\n%s", diff)
 	}
 
-	t.Run("the bundle carries the certificate and a timestamp that outlives it", func(t *testing.T) {
-		bundles := testenv.SigstoreBundles(t, p.at(p.index))
-		if len(bundles) != 1 {
-			t.Fatalf("%d bundles for the index, want 1", len(bundles))
-		}
-		b := bundles[0]
-		vc, err := b.VerificationContent()
-		if err != nil || vc.Certificate() == nil {
-			t.Fatalf("verification material %v (%v), want a certificate", vc, err)
-		}
-		leaf := vc.Certificate()
-		tr, err := root.NewTrustedRootFromPath(ss.TrustedRoot)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Signed timestamps only: no WithCurrentTime, no log. sigstore-go then validates
-		// the certificate chain at the TSA's time, not the clock's, which is why the
-		// signature keeps verifying after the 10-minute certificate has expired.
-		v, err := verify.NewVerifier(tr, verify.WithSignedTimestamps(1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cid, err := verify.NewShortCertificateIdentity(want.Issuer, "", want.Subject, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		policy := verify.NewPolicy(verify.WithoutArtifactUnsafe(), verify.WithCertificateIdentity(cid))
-		res, err := v.Verify(b, policy)
-		if err != nil {
-			t.Fatalf("verify with signed timestamps: %v", err)
-		}
-		if len(res.VerifiedTimestamps) != 1 || res.VerifiedTimestamps[0].Type != "TimestampAuthority" {
-			t.Fatalf("verified timestamps %+v, want one of the TSA", res.VerifiedTimestamps)
-		}
-		ts := res.VerifiedTimestamps[0].Timestamp
-		if ts.Before(leaf.NotBefore) || ts.After(leaf.NotAfter) {
-			t.Fatalf("TSA time %s outside the certificate's validity %s..%s", ts, leaf.NotBefore, leaf.NotAfter)
-		}
-		t.Logf("certificate %s valid %s..%s (%s); TSA timestamp %s; verification used: %s",
-			res.Signature.Certificate.SubjectAlternativeName, leaf.NotBefore.UTC(), leaf.NotAfter.UTC(),
-			leaf.NotAfter.Sub(leaf.NotBefore), ts.UTC(), res.VerifiedTimestamps[0].Type)
-		// Without the timestamp the same bundle proves nothing: the verifier has no time
-		// at which to check the certificate.
-		pb := proto.Clone(b.Bundle).(*protobundle.Bundle)
-		pb.VerificationMaterial.TimestampVerificationData = nil
-		stripped, err := sgbundle.NewBundle(pb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := v.Verify(stripped, policy); err == nil {
-			t.Fatal("the bundle without its timestamp verified")
-		} else {
-			t.Logf("without its timestamp: %v", err)
-		}
-	})
+	e := keylessEnv{ss: ss, reg: reg, ns: ns, tokenFile: tokenFile, want: want, s: s, p: p}
+	t.Run("the bundle carries the certificate and a timestamp that outlives it", e.bundleHasCertAndTimestamp)
+	t.Run("signing again adds no signature", e.signingAgainAddsNothing)
+	t.Run("the keyless verifier accepts this identity only", e.verifierAcceptsThisIdentityOnly)
+	t.Run("the token is read for every signature", e.tokenReadForEverySignature)
+}
 
-	t.Run("signing again adds no signature", func(t *testing.T) {
-		before := len(testenv.SigstoreBundles(t, p.at(p.index)))
-		again, err := s.Sign(ctx, p.tag)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range again {
-			if !d.Skipped {
-				t.Errorf("%s (%s) signed again, want skipped", d.Digest, d.Platform)
-			}
-		}
-		if after := len(testenv.SigstoreBundles(t, p.at(p.index))); after != before {
-			t.Errorf("%d bundles after signing again, want %d", after, before)
-		}
-	})
+// keylessEnv is what TestKeylessSign's parts share: the private sigstore stack and
+// registry, the signer's identity and token file, the signer and the index it signed.
+type keylessEnv struct {
+	ss        *testenv.Sigstore
+	reg       *localregistry.Registry
+	ns        string        // the service account's namespace
+	tokenFile string        // the identity token the signer reads
+	want      sign.Identity // the signer's identity
+	s         *sign.Signer
+	p         pushed // the index s signed
+}
 
-	t.Run("the keyless verifier accepts this identity only", func(t *testing.T) {
-		v, err := sign.NewKeylessVerifier(registry.Client{}, ss.TrustedRoot, want)
-		if err != nil {
-			t.Fatal(err)
-		}
-		checked, err := v.Verify(ctx, p.tag)
-		if err != nil || len(checked) != 3 {
-			t.Fatalf("Verify = %+v, %v; want 3 digests", checked, err)
-		}
-		other := sign.Identity{Issuer: ss.Issuer, Subject: ss.Identity(ns, "intruder")}
-		v, err = sign.NewKeylessVerifier(registry.Client{}, ss.TrustedRoot, other)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = v.Verify(ctx, p.tag)
-		if !errors.Is(err, sign.ErrBadSignature) || !strings.Contains(err.Error(), "certificate identity "+want.Subject+" from "+ss.Issuer+" does not match") {
-			t.Fatalf("Verify as %s: %v, want ErrBadSignature naming %s", other, err, want)
-		}
-		t.Logf("as another identity: %v", err)
-		// Nor does an unsigned image verify.
-		q := pushIndex(t, reg.Host+"/acme/unsigned")
-		v, err = sign.NewKeylessVerifier(registry.Client{}, ss.TrustedRoot, want)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := v.Verify(ctx, q.tag); !errors.Is(err, sign.ErrNoSignature) {
-			t.Fatalf("Verify(unsigned) = %v, want ErrNoSignature", err)
-		}
-	})
+// bundleHasCertAndTimestamp: the bundle carries the certificate and a timestamp that outlives it.
+func (e keylessEnv) bundleHasCertAndTimestamp(t *testing.T) {
+	bundles := testenv.SigstoreBundles(t, e.p.at(e.p.index))
+	if len(bundles) != 1 {
+		t.Fatalf("%d bundles for the index, want 1", len(bundles))
+	}
+	b := bundles[0]
+	vc, err := b.VerificationContent()
+	if err != nil || vc.Certificate() == nil {
+		t.Fatalf("verification material %v (%v), want a certificate", vc, err)
+	}
+	leaf := vc.Certificate()
+	tr, err := root.NewTrustedRootFromPath(e.ss.TrustedRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Signed timestamps only: no WithCurrentTime, no log. sigstore-go then validates
+	// the certificate chain at the TSA's time, not the clock's, which is why the
+	// signature keeps verifying after the 10-minute certificate has expired.
+	v, err := verify.NewVerifier(tr, verify.WithSignedTimestamps(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cid, err := verify.NewShortCertificateIdentity(e.want.Issuer, "", e.want.Subject, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := verify.NewPolicy(verify.WithoutArtifactUnsafe(), verify.WithCertificateIdentity(cid))
+	res, err := v.Verify(b, policy)
+	if err != nil {
+		t.Fatalf("verify with signed timestamps: %v", err)
+	}
+	if len(res.VerifiedTimestamps) != 1 || res.VerifiedTimestamps[0].Type != "TimestampAuthority" {
+		t.Fatalf("verified timestamps %+v, want one of the TSA", res.VerifiedTimestamps)
+	}
+	ts := res.VerifiedTimestamps[0].Timestamp
+	if ts.Before(leaf.NotBefore) || ts.After(leaf.NotAfter) {
+		t.Fatalf("TSA time %s outside the certificate's validity %s..%s", ts, leaf.NotBefore, leaf.NotAfter)
+	}
+	t.Logf("certificate %s valid %s..%s (%s); TSA timestamp %s; verification used: %s",
+		res.Signature.Certificate.SubjectAlternativeName, leaf.NotBefore.UTC(), leaf.NotAfter.UTC(),
+		leaf.NotAfter.Sub(leaf.NotBefore), ts.UTC(), res.VerifiedTimestamps[0].Type)
+	// Without the timestamp the same bundle proves nothing: the verifier has no time
+	// at which to check the certificate.
+	pb := proto.Clone(b.Bundle).(*protobundle.Bundle)
+	pb.VerificationMaterial.TimestampVerificationData = nil
+	stripped, err := sgbundle.NewBundle(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(stripped, policy); err == nil {
+		t.Fatal("the bundle without its timestamp verified")
+	} else {
+		t.Logf("without its timestamp: %v", err)
+	}
+}
 
-	t.Run("the token is read for every signature", func(t *testing.T) {
-		q := pushIndex(t, reg.Host+"/acme/rotated")
-		// A fresh token of the same service account, as the kubelet writes it.
-		fresh, err := os.ReadFile(ss.IdentityToken(t, ns, "promoter"))
-		if err != nil {
-			t.Fatal(err)
+// signingAgainAddsNothing: signing again adds no signature.
+func (e keylessEnv) signingAgainAddsNothing(t *testing.T) {
+	ctx := context.Background()
+	before := len(testenv.SigstoreBundles(t, e.p.at(e.p.index)))
+	again, err := e.s.Sign(ctx, e.p.tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range again {
+		if !d.Skipped {
+			t.Errorf("%s (%s) signed again, want skipped", d.Digest, d.Platform)
 		}
-		if err := os.WriteFile(tokenFile, fresh, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Sign(ctx, q.tag); err != nil {
-			t.Fatalf("Sign with the rotated token: %v", err)
-		}
-		// A token of another service account in the file is read, and refused.
-		other, err := os.ReadFile(ss.IdentityToken(t, ns, "intruder"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(tokenFile, other, 0o600)
-		r := pushIndex(t, reg.Host+"/acme/other")
-		if _, err := s.Sign(ctx, r.tag); err == nil || !strings.Contains(err.Error(), "now names "+ss.Identity(ns, "intruder")) {
-			t.Fatalf("Sign with another identity's token: %v, want a refusal naming it", err)
-		}
-		os.Remove(tokenFile)
-		if _, err := s.Sign(ctx, r.tag); err == nil || !strings.Contains(err.Error(), "reading identity token") {
-			t.Fatalf("Sign without a token: %v, want a refusal naming the token", err)
-		}
-	})
+	}
+	if after := len(testenv.SigstoreBundles(t, e.p.at(e.p.index))); after != before {
+		t.Errorf("%d bundles after signing again, want %d", after, before)
+	}
+}
+
+// verifierAcceptsThisIdentityOnly: the keyless verifier accepts this identity only.
+func (e keylessEnv) verifierAcceptsThisIdentityOnly(t *testing.T) {
+	ctx := context.Background()
+	v, err := sign.NewKeylessVerifier(registry.Client{}, e.ss.TrustedRoot, e.want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked, err := v.Verify(ctx, e.p.tag)
+	if err != nil || len(checked) != 3 {
+		t.Fatalf("Verify = %+v, %v; want 3 digests", checked, err)
+	}
+	other := sign.Identity{Issuer: e.ss.Issuer, Subject: e.ss.Identity(e.ns, "intruder")}
+	v, err = sign.NewKeylessVerifier(registry.Client{}, e.ss.TrustedRoot, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.Verify(ctx, e.p.tag)
+	if !errors.Is(err, sign.ErrBadSignature) || !strings.Contains(err.Error(), "certificate identity "+e.want.Subject+" from "+e.ss.Issuer+" does not match") {
+		t.Fatalf("Verify as %s: %v, want ErrBadSignature naming %s", other, err, e.want)
+	}
+	t.Logf("as another identity: %v", err)
+	// Nor does an unsigned image verify.
+	q := pushIndex(t, e.reg.Host+"/acme/unsigned")
+	v, err = sign.NewKeylessVerifier(registry.Client{}, e.ss.TrustedRoot, e.want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, q.tag); !errors.Is(err, sign.ErrNoSignature) {
+		t.Fatalf("Verify(unsigned) = %v, want ErrNoSignature", err)
+	}
+}
+
+// tokenReadForEverySignature: the token is read for every signature.
+func (e keylessEnv) tokenReadForEverySignature(t *testing.T) {
+	ctx := context.Background()
+	q := pushIndex(t, e.reg.Host+"/acme/rotated")
+	// A fresh token of the same service account, as the kubelet writes it.
+	fresh, err := os.ReadFile(e.ss.IdentityToken(t, e.ns, "promoter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.tokenFile, fresh, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.Sign(ctx, q.tag); err != nil {
+		t.Fatalf("Sign with the rotated token: %v", err)
+	}
+	// A token of another service account in the file is read, and refused.
+	other, err := os.ReadFile(e.ss.IdentityToken(t, e.ns, "intruder"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(e.tokenFile, other, 0o600)
+	r := pushIndex(t, e.reg.Host+"/acme/other")
+	if _, err := e.s.Sign(ctx, r.tag); err == nil || !strings.Contains(err.Error(), "now names "+e.ss.Identity(e.ns, "intruder")) {
+		t.Fatalf("Sign with another identity's token: %v, want a refusal naming it", err)
+	}
+	os.Remove(e.tokenFile)
+	if _, err := e.s.Sign(ctx, r.tag); err == nil || !strings.Contains(err.Error(), "reading identity token") {
+		t.Fatalf("Sign without a token: %v, want a refusal naming the token", err)
+	}
 }

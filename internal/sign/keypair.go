@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/sigstore/cosign/v3/pkg/cosign"
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	sgsign "github.com/sigstore/sigstore-go/pkg/sign"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -53,7 +52,7 @@ func newKeypair(sv signature.SignerVerifier) (*keypair, error) {
 	default:
 		return nil, errors.New("unsupported key type: want ECDSA, RSA or ed25519")
 	}
-	alg, err := signature.GetDefaultAlgorithmDetails(pub, *cosign.GetDefaultLoadOptions(nil)...)
+	alg, err := signature.GetDefaultAlgorithmDetails(pub, loadOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("choosing the signature algorithm: %w", err)
 	}

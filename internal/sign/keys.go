@@ -2,14 +2,16 @@ package sign
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
 
-	"github.com/sigstore/cosign/v3/pkg/cosign"
-	cosignk8s "github.com/sigstore/cosign/v3/pkg/cosign/kubernetes"
+	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	sigopts "github.com/sigstore/sigstore/pkg/signature/options"
@@ -18,9 +20,10 @@ import (
 )
 
 // Key references and the data keys of a Kubernetes key secret, as cosign names them
-// (`cosign generate-key-pair k8s://ns/name` writes exactly these).
+// (`cosign generate-key-pair k8s://ns/name` writes exactly these; cosign's
+// pkg/cosign/kubernetes.KeyReference is kubePrefix).
 const (
-	kubePrefix      = cosignk8s.KeyReference // "k8s://"
+	kubePrefix      = "k8s://"
 	envPrefix       = "env://"
 	secretKey       = "cosign.key"
 	secretPassword  = "cosign.password"
@@ -94,7 +97,7 @@ func LoadVerifier(ctx context.Context, ref string, kube kubernetes.Interface) (s
 		if err != nil {
 			return nil, fmt.Errorf("reading the public key of KMS key %s: %w", ref, err)
 		}
-		return signature.LoadDefaultVerifier(pub, *cosign.GetDefaultLoadOptions(nil)...)
+		return signature.LoadDefaultVerifier(pub, loadOptions()...)
 	}
 	raw, err := readPublicKey(ctx, ref, kube)
 	if err != nil {
@@ -124,16 +127,43 @@ func readPublicKey(ctx context.Context, ref string, kube kubernetes.Interface) (
 	return data[secretPublicKey], nil
 }
 
+// The PEM types of cosign's encrypted private keys (cosign's pkg/cosign
+// SigstorePrivateKeyPemType, what it writes, and CosignPrivateKeyPemType, what older
+// versions wrote). The body is the PKCS#8 key encrypted with go-securesystemslib's
+// encrypted package (scrypt and NaCl secretbox), the library cosign uses for it.
+const (
+	sigstorePrivateKeyPEM = "ENCRYPTED SIGSTORE PRIVATE KEY"
+	cosignPrivateKeyPEM   = "ENCRYPTED COSIGN PRIVATE KEY"
+)
+
+// loadOptions are cosign's default key load options (pkg/cosign.GetDefaultLoadOptions):
+// ED25519ph for ed25519 keys, so signatures match what cosign makes.
+func loadOptions() []signature.LoadOption {
+	return []signature.LoadOption{sigopts.WithED25519ph()}
+}
+
 // GenerateKeyPair returns a new ECDSA P-256 key pair in cosign's formats: the private key
 // PEM-encoded and encrypted with password ("ENCRYPTED SIGSTORE PRIVATE KEY", as
 // `cosign generate-key-pair` writes it) and the public key as PKIX PEM. An empty password
 // is allowed, as in cosign, but leaves the key protected by nothing.
 func GenerateKeyPair(password []byte) (private, public []byte, err error) {
-	kb, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return password, nil })
+	pk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generating key pair: %w", err)
 	}
-	return kb.PrivateBytes, kb.PublicBytes, nil
+	der, err := x509.MarshalPKCS8PrivateKey(pk)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating key pair: encoding the private key: %w", err)
+	}
+	enc, err := encrypted.Encrypt(der, password)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating key pair: encrypting the private key: %w", err)
+	}
+	public, err = cryptoutils.MarshalPublicKeyToPEM(pk.Public())
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating key pair: encoding the public key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: sigstorePrivateKeyPEM, Bytes: enc}), public, nil
 }
 
 // privateKey decodes a cosign-encrypted or a plain PEM private key. Both get cosign's
@@ -141,11 +171,11 @@ func GenerateKeyPair(password []byte) (private, public []byte, err error) {
 func privateKey(raw, password []byte) (signature.SignerVerifier, error) {
 	block, _ := pem.Decode(raw)
 	if block == nil {
-		return nil, errors.New("no PEM block found: want a cosign key (cosign generate-key-pair, promoter keygen) or a PEM private key")
+		return nil, refuse(ErrNoPEM, "no PEM block found: want a cosign key (cosign generate-key-pair, promoter keygen) or a PEM private key")
 	}
 	switch block.Type {
-	case cosign.CosignPrivateKeyPemType, cosign.SigstorePrivateKeyPemType:
-		sv, err := cosign.LoadPrivateKey(raw, password, nil)
+	case sigstorePrivateKeyPEM, cosignPrivateKeyPEM:
+		sv, err := decryptPrivateKey(block.Bytes, password)
 		if err != nil {
 			return nil, fmt.Errorf("%w (wrong password? set COSIGN_PASSWORD or the configured key password)", err)
 		}
@@ -155,8 +185,22 @@ func privateKey(raw, password []byte) (signature.SignerVerifier, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parsing PEM private key of type %q: %w", block.Type, err)
 		}
-		return signature.LoadDefaultSignerVerifier(pk, *cosign.GetDefaultLoadOptions(nil)...)
+		return signature.LoadDefaultSignerVerifier(pk, loadOptions()...)
 	}
+}
+
+// decryptPrivateKey is cosign's pkg/cosign.LoadPrivateKey after the PEM decoding: the
+// same steps and error texts.
+func decryptPrivateKey(enc, password []byte) (signature.SignerVerifier, error) {
+	der, err := encrypted.Decrypt(enc, password)
+	if err != nil {
+		return nil, fmt.Errorf("decrypt: %w", err)
+	}
+	pk, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing private key: %w", err)
+	}
+	return signature.LoadDefaultSignerVerifier(pk, loadOptions()...)
 }
 
 func publicKey(raw []byte) (signature.Verifier, error) {
@@ -164,7 +208,7 @@ func publicKey(raw []byte) (signature.Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing PEM public key (want the cosign.pub of the signing key): %w", err)
 	}
-	return signature.LoadDefaultVerifier(pub, *cosign.GetDefaultLoadOptions(nil)...)
+	return signature.LoadDefaultVerifier(pub, loadOptions()...)
 }
 
 // readKeyRef reads a key from a file or an env://NAME variable.
@@ -172,12 +216,12 @@ func readKeyRef(ref string) ([]byte, error) {
 	if name, ok := strings.CutPrefix(ref, envPrefix); ok {
 		v, ok := os.LookupEnv(name)
 		if !ok || v == "" {
-			return nil, fmt.Errorf("key %s: environment variable %s is not set", ref, name)
+			return nil, refuse(ErrKeyRef, "key %s: environment variable %s is not set", ref, name)
 		}
 		return []byte(v), nil
 	}
 	if ref == "" {
-		return nil, errors.New("no key given: want a key file, env://NAME or k8s://namespace/name")
+		return nil, refuse(ErrKeyRef, "no key given: want a key file, env://NAME or k8s://namespace/name")
 	}
 	raw, err := os.ReadFile(ref)
 	if err != nil {
@@ -190,10 +234,10 @@ func readKeyRef(ref string) ([]byte, error) {
 func readKeySecret(ctx context.Context, ref string, kube kubernetes.Interface, want string) (map[string][]byte, error) {
 	ns, name, ok := strings.Cut(strings.TrimPrefix(ref, kubePrefix), "/")
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return nil, fmt.Errorf("key %q: want k8s://namespace/name", ref)
+		return nil, refuse(ErrKeyRef, "key %q: want k8s://namespace/name", ref)
 	}
 	if kube == nil {
-		return nil, fmt.Errorf("key %s: no Kubernetes client configured (set KUBECONFIG or run in a cluster)", ref)
+		return nil, refuse(ErrNoKubeClient, "key %s: no Kubernetes client configured (set KUBECONFIG or run in a cluster)", ref)
 	}
 	s, err := kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {

@@ -67,7 +67,7 @@ func TestKeyFollowsRotation(t *testing.T) {
 	replace([]byte("not a key"))
 	p3 := pushIndex(t, reg.Host+"/acme/rotate-3")
 	_, err = s.Sign(ctx, p3.tag)
-	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "no PEM block") {
+	if !errors.Is(err, sign.ErrNoPEM) || !strings.Contains(err.Error(), path) {
 		t.Errorf("signing with a key file that no longer loads: %v, want an error naming %s and why", err, path)
 	}
 	replace(b.privPEM)

@@ -39,7 +39,7 @@ func ParseFormat(s string) (Format, error) {
 	case FormatBundle, FormatLegacy:
 		return f, nil
 	default:
-		return "", fmt.Errorf("signature format %q: want %s or %s", s, FormatBundle, FormatLegacy)
+		return "", refuse(ErrUnknownFormat, "signature format %q: want %s or %s", s, FormatBundle, FormatLegacy)
 	}
 }
 
@@ -136,7 +136,7 @@ func NewSigner(key signature.SignerVerifier, reg registry.Client, opts ...Option
 	m := keyMethod{key: key}
 	if o.witnesses.any() {
 		if o.format != FormatBundle {
-			return nil, fmt.Errorf("timestamps and log entries are carried by sigstore bundles only, not the %s format", o.format)
+			return nil, refuse(ErrBundleOnly, "timestamps and log entries are carried by sigstore bundles only, not the %s format", o.format)
 		}
 		if m.w, err = o.witnesses.open(nil); err != nil {
 			return nil, err

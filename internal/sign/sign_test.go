@@ -255,16 +255,16 @@ func TestParseFormat(t *testing.T) {
 	tests := []struct {
 		in      string
 		want    sign.Format
-		wantErr bool
+		wantErr error
 	}{
-		{"", sign.DefaultFormat, false},
-		{"bundle", sign.FormatBundle, false},
-		{"legacy", sign.FormatLegacy, false},
-		{"sig", "", true},
+		{"", sign.DefaultFormat, nil},
+		{"bundle", sign.FormatBundle, nil},
+		{"legacy", sign.FormatLegacy, nil},
+		{"sig", "", sign.ErrUnknownFormat},
 	}
 	for _, tt := range tests {
 		got, err := sign.ParseFormat(tt.in)
-		if (err != nil) != tt.wantErr || got != tt.want {
+		if !errors.Is(err, tt.wantErr) || got != tt.want {
 			t.Errorf("ParseFormat(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.wantErr)
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/in-toto/in-toto-golang/in_toto"
 	slsa02 "github.com/in-toto/in-toto-golang/in_toto/slsa_provenance/v0.2"
 	slsa1 "github.com/in-toto/in-toto-golang/in_toto/slsa_provenance/v1"
-	"github.com/sigstore/cosign/v3/pkg/cosign/attestation"
 
 	"github.com/promoter-dev/promoter/internal/types"
 )
@@ -30,9 +29,12 @@ var (
 // predicateTypes are the short names `cosign attest --type` and `cosign
 // verify-attestation --type` take for predicate types: cosign's options.PredicateTypeMap
 // (cmd/cosign/cli/options/predicate.go), built from the same constants. That package is
-// not imported: it pulls cosign's CLI and its registry credential helpers in.
+// not imported: it pulls cosign's CLI and its registry credential helpers in. cosign's
+// own three (pkg/cosign/attestation's CosignCustomProvenanceV01, CosignVulnProvenanceV01,
+// OpenVexNamespace) are written out: that package links two provenance predicate
+// packages for them. TestPredicateType holds every URI.
 var predicateTypes = map[string]string{
-	"custom":           attestation.CosignCustomProvenanceV01,
+	"custom":           "https://cosign.sigstore.dev/attestation/v1",
 	"slsaprovenance":   slsa02.PredicateSLSAProvenance,
 	"slsaprovenance02": slsa02.PredicateSLSAProvenance,
 	"slsaprovenance1":  slsa1.PredicateSLSAProvenance,
@@ -40,8 +42,8 @@ var predicateTypes = map[string]string{
 	"spdxjson":         in_toto.PredicateSPDX,
 	"cyclonedx":        in_toto.PredicateCycloneDX,
 	"link":             in_toto.PredicateLinkV1,
-	"vuln":             attestation.CosignVulnProvenanceV01,
-	"openvex":          attestation.OpenVexNamespace,
+	"vuln":             "https://cosign.sigstore.dev/attestation/vuln/v1",
+	"openvex":          "https://openvex.dev/ns",
 }
 
 // PredicateTypeNames lists the short names PredicateType accepts, as cosign's --type
@@ -57,7 +59,7 @@ func PredicateType(name string) (string, error) {
 		return uri, nil
 	}
 	if _, err := url.ParseRequestURI(name); err != nil {
-		return "", fmt.Errorf("predicate type %q: want a URI or one of %s", name, PredicateTypeNames)
+		return "", refuse(ErrUnknownPredicateType, "predicate type %q: want a URI or one of %s", name, PredicateTypeNames)
 	}
 	return name, nil
 }

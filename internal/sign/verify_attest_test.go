@@ -19,7 +19,7 @@ import (
 func TestPredicateType(t *testing.T) {
 	tests := []struct {
 		name, want string
-		wantErr    bool
+		wantErr    error
 	}{
 		{name: "slsaprovenance1", want: "https://slsa.dev/provenance/v1"},
 		{name: "slsaprovenance", want: "https://slsa.dev/provenance/v0.2"},
@@ -32,15 +32,19 @@ func TestPredicateType(t *testing.T) {
 		{name: "openvex", want: "https://openvex.dev/ns"},
 		{name: "custom", want: "https://cosign.sigstore.dev/attestation/v1"},
 		{name: "https://acme.dev/review/v1", want: "https://acme.dev/review/v1"},
-		{name: "slsa", wantErr: true},
-		{name: "", wantErr: true},
+		{name: "slsa", wantErr: sign.ErrUnknownPredicateType},
+		{name: "", wantErr: sign.ErrUnknownPredicateType},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := sign.PredicateType(tt.name)
-			if tt.wantErr {
-				if err == nil || !strings.Contains(err.Error(), sign.PredicateTypeNames) {
-					t.Fatalf("PredicateType(%q) = %q, %v; want an error listing the names", tt.name, got, err)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("PredicateType(%q) = %q, %v; want %v", tt.name, got, err, tt.wantErr)
+			}
+			if tt.wantErr != nil {
+				// The message lists cosign's names: that is what tells the user the fix.
+				if !strings.Contains(err.Error(), sign.PredicateTypeNames) {
+					t.Errorf("PredicateType(%q): %q does not list the names", tt.name, err)
 				}
 				return
 			}
@@ -168,36 +172,49 @@ func TestVerifyAttestation(t *testing.T) {
 			}
 			got, err := tt.verifier(t).VerifyAttestation(context.Background(), p.tag, slsaV1)
 			if tt.wantErr != nil {
-				var ve *sign.VerifyError
-				if !errors.Is(err, tt.wantErr) || !errors.As(err, &ve) {
-					t.Fatalf("VerifyAttestation: got %v, want a *VerifyError wrapping %v", err, tt.wantErr)
-				}
-				t.Logf("error: %v", err)
-				if ve.Platform != tt.skip || want[ve.Digest] != tt.skip {
-					t.Errorf("error names %s (%s), want the digest of %q", ve.Digest, ve.Platform, tt.skip)
-				}
-				for _, w := range tt.wantIn {
-					if !strings.Contains(err.Error(), w) {
-						t.Errorf("error %q does not say %q", err, w)
-					}
-				}
+				checkRefused(t, err, tt.wantErr, want, tt.skip, tt.wantIn)
 				return
 			}
 			if err != nil {
 				t.Fatalf("VerifyAttestation: %v", err)
 			}
-			// The index and both platforms; not the attestation manifest.
-			if len(got) != len(want) {
-				t.Errorf("VerifyAttestation = %+v, want %d digests", got, len(want))
-			}
-			for _, g := range got {
-				if plat, ok := want[g.Digest]; !ok || plat != g.Platform {
-					t.Errorf("verified %s (%s), want one of %v", g.Digest, g.Platform, want)
-				}
-				if g.Detail != tt.wantDetail {
-					t.Errorf("%s: detail %q, want %q", g.Digest, g.Detail, tt.wantDetail)
-				}
-			}
+			checkVerified(t, got, want, tt.wantDetail)
 		})
+	}
+}
+
+// checkRefused checks err is a *VerifyError wrapping wantErr that names the digest of
+// platform skip (of want, digest → platform; "" is the index) and says each of wantIn.
+func checkRefused(t *testing.T, err, wantErr error, want map[string]string, skip string, wantIn []string) {
+	t.Helper()
+	var ve *sign.VerifyError
+	if !errors.Is(err, wantErr) || !errors.As(err, &ve) {
+		t.Fatalf("VerifyAttestation: got %v, want a *VerifyError wrapping %v", err, wantErr)
+	}
+	t.Logf("error: %v", err)
+	if ve.Platform != skip || want[ve.Digest] != skip {
+		t.Errorf("error names %s (%s), want the digest of %q", ve.Digest, ve.Platform, skip)
+	}
+	for _, w := range wantIn {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
+	}
+}
+
+// checkVerified checks got is the index and both platforms of want (digest → platform),
+// not the attestation manifest, each with wantDetail.
+func checkVerified(t *testing.T, got []sign.Attested, want map[string]string, wantDetail string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("VerifyAttestation = %+v, want %d digests", got, len(want))
+	}
+	for _, g := range got {
+		if plat, ok := want[g.Digest]; !ok || plat != g.Platform {
+			t.Errorf("verified %s (%s), want one of %v", g.Digest, g.Platform, want)
+		}
+		if g.Detail != wantDetail {
+			t.Errorf("%s: detail %q, want %q", g.Digest, g.Detail, wantDetail)
+		}
 	}
 }

@@ -41,13 +41,13 @@ type witnesses struct {
 // signing shares its checker's), else w.TrustedRoot is read.
 func (w Witnesses) open(tr root.TrustedMaterial) (*witnesses, error) {
 	if w.TrustedRoot == "" && tr == nil {
-		return nil, fmt.Errorf("a timestamp authority or transparency log needs a trusted root listing it, to check what they return")
+		return nil, refuse(ErrNoTrustedRoot, "a timestamp authority or transparency log needs a trusted root listing it, to check what they return")
 	}
 	out := &witnesses{tr: tr}
 	if out.tr == nil {
 		loaded, err := root.NewTrustedRootFromPath(w.TrustedRoot)
 		if err != nil {
-			return nil, fmt.Errorf("loading trusted root %s (want a sigstore trusted_root.json): %w", w.TrustedRoot, err)
+			return nil, refuse(ErrTrustedRoot, "loading trusted root %s (want a sigstore trusted_root.json): %w", w.TrustedRoot, err)
 		}
 		out.tr = loaded
 	}
