@@ -2,7 +2,6 @@ package advance
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"time"
@@ -56,7 +55,8 @@ func (rt *Router) Consumers(stepTimeout time.Duration) []bus.Consumer {
 	// Pushes of one revision are handled in order, one at a time (each reads the registry
 	// and records what it holds; two at once only race for the state); pushes of other
 	// revisions and pipelines go on meanwhile.
-	registry.Durable, registry.Parallel, registry.Key, registry.Timeout = "daemon-registry", 8, revisionKey, mergeTimeout
+	registry.Durable, registry.Parallel, registry.Timeout = "daemon-registry", 8, mergeTimeout
+	registry.Parse = bus.ParseJSON(revisionKey) // decoded once, for its order and its handler
 
 	source := route(rt, types.SubjectSourceChanged, rt.disp.SourceHandler(rt.store, rt.merger, rt.adv), nil)
 	source.Durable, source.Parallel = "daemon-source", 4
@@ -112,14 +112,11 @@ type failed[T any] struct {
 func (f *failed[T]) Error() string { return f.err.Error() }
 func (f *failed[T]) Unwrap() error { return f.err }
 
-// revisionKey is the revision a message is about, for bus.Consumer.Key.
-func revisionKey(data []byte) string {
-	var ev struct {
-		Pipeline string `json:"pipeline"`
-		Revision string `json:"revision"`
+// revisionKey is the revision a registry push is about, for its order; "" (no order) for
+// a push without one, which its handler refuses.
+func revisionKey(p types.RegistryPush) string {
+	if p.Revision == "" {
+		return ""
 	}
-	if json.Unmarshal(data, &ev) != nil || ev.Revision == "" {
-		return "" // malformed: its handler drops it
-	}
-	return ev.Pipeline + "/" + ev.Revision
+	return p.Pipeline + "/" + p.Revision
 }

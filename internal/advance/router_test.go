@@ -150,18 +150,29 @@ func TestRouteDecodesOnce(t *testing.T) {
 	}
 }
 
-func TestRevisionKey(t *testing.T) {
+// TestRegistryPushesAreDecodedOnce: the registry consumer decodes a push once, for the
+// order of its revision and for its handler; a malformed one is refused for good.
+func TestRegistryPushesAreDecodedOnce(t *testing.T) {
+	parse := bus.ParseJSON(revisionKey)
 	tests := []struct {
-		name, data, want string
+		name, data, wantKey string
+		wantErr             error
 	}{
-		{"push", `{"pipeline":"web","revision":"abc123","platform":{"os":"linux"}}`, "web/abc123"},
-		{"no revision", `{"pipeline":"web"}`, ""},
-		{"malformed", `{"pipeline":`, ""},
+		{"push", `{"pipeline":"web","revision":"abc123","platform":{"os":"linux"}}`, "web/abc123", nil},
+		{"no revision", `{"pipeline":"web"}`, "", nil},
+		{"malformed", `{"pipeline":`, "", bus.ErrPermanent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := revisionKey([]byte(tt.data)); got != tt.want {
-				t.Errorf("revisionKey(%s) = %q, want %q", tt.data, got, tt.want)
+			v, key, err := parse([]byte(tt.data))
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("error: got %v, want %v", err, tt.wantErr)
+			}
+			if key != tt.wantKey {
+				t.Errorf("key of %s: got %q, want %q", tt.data, key, tt.wantKey)
+			}
+			if _, ok := v.(types.RegistryPush); err == nil && !ok {
+				t.Errorf("value: got %T, want types.RegistryPush", v)
 			}
 		})
 	}

@@ -39,6 +39,8 @@ const NoTimeout time.Duration = -1
 // Delivery is one delivery of a message to its handler.
 type Delivery struct {
 	Data []byte
+	// Value is the message as the consumer's Parse decoded it, nil without one.
+	Value any
 	// Attempt counts the deliveries of the message from 1: a redelivery after a failure,
 	// after a replica stopped or after an acknowledgement was lost is the next attempt.
 	Attempt int
@@ -56,10 +58,12 @@ type Consumer struct {
 	Handle  Handler
 	// Parallel bounds the messages handled at once; default 1.
 	Parallel int
-	// Key, when set, names what a message is about (a revision): messages with the same
-	// key are handled one at a time, in the order they arrived, while messages with other
-	// keys go on in parallel. "" means no order.
-	Key func(data []byte) string
+	// Parse, when set, decodes each message once, before it is handled: the value is the
+	// handler's Delivery.Value, and the key names what the message is about (a revision).
+	// Messages with the same key are handled one at a time, in the order they arrived,
+	// while messages with other keys go on in parallel; "" means no order. A message
+	// Parse refuses is terminated. See ParseJSON.
+	Parse Parser
 	// Timeout bounds one handler call (default defaultHandlerTimeout; NoTimeout, or any
 	// negative value, for none): a handler stuck on a dead connection must not keep its
 	// message in progress forever.
@@ -92,7 +96,23 @@ type Consumer struct {
 // reports a final failed build first.
 var ErrPermanent = errors.New("permanent")
 
+// Parser decodes a message once, for its handler and for its order (Consumer.Parse).
+type Parser func(data []byte) (value any, key string, err error)
+
+// ParseJSON is the Parser of messages that are JSON of T, ordered by key (nil for no
+// order). A message that is not JSON of T is refused, so it is terminated.
+func ParseJSON[T any](key func(T) string) Parser {
+	return func(data []byte) (any, string, error) {
+		v, err := decodeJSON[T](data)
+		if err != nil || key == nil {
+			return v, "", err
+		}
+		return v, key(v), nil
+	}
+}
+
 // Decode wraps a typed handler: the message is JSON of T, and one that is not is dropped.
+// A value the consumer's ParseJSON[T] decoded already is not decoded again.
 func Decode[T any](fn func(context.Context, T) error) Handler {
 	return DecodeAttempt(func(ctx context.Context, v T, _ int) error { return fn(ctx, v) })
 }
@@ -100,12 +120,24 @@ func Decode[T any](fn func(context.Context, T) error) Handler {
 // DecodeAttempt is Decode for a handler that needs the delivery's attempt number.
 func DecodeAttempt[T any](fn func(ctx context.Context, v T, attempt int) error) Handler {
 	return func(ctx context.Context, d Delivery) error {
-		var v T
-		if err := json.Unmarshal(d.Data, &v); err != nil {
-			return fmt.Errorf("%w: decoding %T: %v", ErrPermanent, v, err)
+		v, ok := d.Value.(T)
+		if !ok {
+			var err error
+			if v, err = decodeJSON[T](d.Data); err != nil {
+				return err
+			}
 		}
 		return fn(ctx, v, d.Attempt)
 	}
+}
+
+// decodeJSON is data as T; an error is permanent, since redelivery brings the same bytes.
+func decodeJSON[T any](data []byte) (T, error) {
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
+		return v, fmt.Errorf("%w: decoding %T: %v", ErrPermanent, v, err)
+	}
+	return v, nil
 }
 
 // Consume runs cs until ctx ends, and returns nil then. It creates every durable consumer
@@ -212,18 +244,15 @@ func (c Consumer) run(ctx context.Context, cons jetstream.Consumer, log *slog.Lo
 			continue
 		}
 		failures = 0
-		key := ""
-		if c.Key != nil {
-			key = c.Key(msg.Data())
-		}
-		if !order.start(key, msg) {
+		p := c.parse(msg)
+		if !order.start(p) {
 			<-slots // queued behind the message of the same key being handled
 			continue
 		}
 		inflight.Go(func() {
 			defer func() { <-slots }()
-			for next := msg; next != nil; next = order.next(key) {
-				c.handle(ctx, next, log)
+			for next := &p; next != nil; next = order.next(p.key) {
+				c.handle(ctx, *next, log)
 			}
 		})
 	}
@@ -250,21 +279,39 @@ func pull(ctx context.Context, cons jetstream.Consumer) (jetstream.Msg, error) {
 	return nil, fmt.Errorf("pulling a message: %w", err)
 }
 
+// parsed is a message taken from the stream, decoded by the consumer's Parse.
+type parsed struct {
+	msg   jetstream.Msg
+	value any
+	key   string
+	err   error // Parse refused the message
+}
+
+// parse decodes msg with c.Parse, once, for its order and its handler.
+func (c Consumer) parse(msg jetstream.Msg) parsed {
+	p := parsed{msg: msg}
+	if c.Parse != nil {
+		p.value, p.key, p.err = c.Parse(msg.Data())
+		if p.err != nil {
+			p.key = "" // not ordered: it is terminated at once
+		}
+	}
+	return p
+}
+
 // handle runs the handler on one delivery and settles the message as its error says.
-func (c Consumer) handle(ctx context.Context, msg jetstream.Msg, log *slog.Logger) {
+func (c Consumer) handle(ctx context.Context, p parsed, log *slog.Logger) {
+	msg := p.msg
 	attempt := 1
 	if meta, _ := msg.Metadata(); meta != nil {
 		attempt = int(meta.NumDelivered)
 	}
-	// Keep the message ours while the handler works.
-	stop := heartbeat(msg, c.ackWait())
-	hctx, cancel := ctx, context.CancelFunc(func() {})
-	if c.Timeout >= 0 {
-		hctx, cancel = context.WithTimeout(ctx, cmp.Or(c.Timeout, defaultHandlerTimeout))
+	err := p.err
+	if err == nil {
+		err = c.run1(ctx, Delivery{Data: msg.Data(), Value: p.value, Attempt: attempt}, msg)
+	} else if !errors.Is(err, ErrPermanent) {
+		err = fmt.Errorf("%w: %w", ErrPermanent, err) // the same bytes come back on redelivery
 	}
-	err := c.Handle(hctx, Delivery{Data: msg.Data(), Attempt: attempt})
-	cancel()
-	stop()
 	switch {
 	case err == nil:
 		// Acknowledged even when ctx ended meanwhile: the work is done, and a lost
@@ -289,6 +336,19 @@ func (c Consumer) handle(ctx context.Context, msg jetstream.Msg, log *slog.Logge
 		log.Warn("handler failed, will retry", "subject", msg.Subject(), "failures", attempt, "retry_in", delay, "error", err)
 		_ = msg.NakWithDelay(delay)
 	}
+}
+
+// run1 runs the handler on d, keeping the message ours (heartbeat) while it works, within
+// the consumer's timeout.
+func (c Consumer) run1(ctx context.Context, d Delivery, msg jetstream.Msg) error {
+	stop := heartbeat(msg, c.ackWait())
+	defer stop()
+	if c.Timeout >= 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cmp.Or(c.Timeout, defaultHandlerTimeout))
+		defer cancel()
+	}
+	return c.Handle(ctx, d)
 }
 
 func (c Consumer) parallel() int { return max(c.Parallel, 1) }
@@ -318,7 +378,7 @@ type keyOrder struct {
 }
 
 type waiting struct {
-	msg  jetstream.Msg
+	p    parsed
 	stop func() // ends the heartbeat that keeps it ours while it waits
 }
 
@@ -326,9 +386,10 @@ func newKeyOrder(ackWait time.Duration) *keyOrder {
 	return &keyOrder{ackWait: ackWait, queued: map[string][]waiting{}}
 }
 
-// start reports whether msg may be handled now; if not, it waits behind the message of
+// start reports whether p may be handled now; if not, it waits behind the message of
 // its key being handled. The empty key is never ordered.
-func (o *keyOrder) start(key string, msg jetstream.Msg) bool {
+func (o *keyOrder) start(p parsed) bool {
+	key := p.key
 	if key == "" {
 		return true
 	}
@@ -339,12 +400,12 @@ func (o *keyOrder) start(key string, msg jetstream.Msg) bool {
 		o.queued[key] = nil
 		return true
 	}
-	o.queued[key] = append(q, waiting{msg: msg, stop: heartbeat(msg, o.ackWait)})
+	o.queued[key] = append(q, waiting{p: p, stop: heartbeat(p.msg, o.ackWait)})
 	return false
 }
 
 // next is key's next waiting message, or nil when none waits: the key is free then.
-func (o *keyOrder) next(key string) jetstream.Msg {
+func (o *keyOrder) next(key string) *parsed {
 	if key == "" {
 		return nil
 	}
@@ -357,5 +418,5 @@ func (o *keyOrder) next(key string) jetstream.Msg {
 	}
 	o.queued[key] = q[1:]
 	q[0].stop()
-	return q[0].msg
+	return &q[0].p
 }

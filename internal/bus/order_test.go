@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/promoter-dev/promoter/internal/testenv"
 )
 
 // TestConsumeKeepsOrderPerKey publishes ten messages for each of three keys, interleaved,
@@ -68,11 +70,7 @@ func TestConsumeKeepsOrderPerKey(t *testing.T) {
 	go func() {
 		_ = b.Consume(ctx, Consumer{Durable: "order", Subject: "promoter.events.registry", Parallel: 8,
 			Handle: Decode(handle),
-			Key: func(data []byte) string {
-				var m msg
-				_ = json.Unmarshal(data, &m)
-				return m.Key
-			}})
+			Parse:  ParseJSON(func(m msg) string { return m.Key })})
 	}()
 	select {
 	case <-done:
@@ -88,5 +86,81 @@ func TestConsumeKeepsOrderPerKey(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// TestParseDecodesOnce: a consumer with a Parser decodes each message once, and its handler
+// gets that value; a message the parser refuses is terminated without reaching the handler.
+func TestParseDecodesOnce(t *testing.T) {
+	b := openEmbedded(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type msg struct {
+		Key string `json:"key"`
+	}
+	for i, data := range []any{msg{"a"}, json.RawMessage(`"not an object"`), msg{"b"}} {
+		if _, err := b.Publish(ctx, "promoter.events.registry", fmt.Sprint(i), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		mu     sync.Mutex
+		parses int
+		got    []string
+	)
+	parse := ParseJSON(func(m msg) string { return m.Key })
+	handled := make(chan struct{}, 3)
+	go func() {
+		_ = b.Consume(ctx, Consumer{Durable: "parse", Subject: "promoter.events.registry",
+			Parse: func(data []byte) (any, string, error) {
+				mu.Lock()
+				parses++
+				mu.Unlock()
+				return parse(data)
+			},
+			Handle: func(_ context.Context, d Delivery) error {
+				m, ok := d.Value.(msg)
+				if !ok {
+					t.Errorf("handler got value %#v (%T), want the parsed msg", d.Value, d.Value)
+				}
+				mu.Lock()
+				got = append(got, m.Key)
+				mu.Unlock()
+				handled <- struct{}{}
+				return nil
+			}})
+	}()
+	for range 2 {
+		select {
+		case <-handled:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the two well-formed messages were not handled within 10s")
+		}
+	}
+	info, err := b.js.Consumer(ctx, StreamEvents, "parse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.WaitFor(10*time.Second, func() error {
+		ci, err := info.Info(ctx)
+		if err == nil && (ci.NumAckPending != 0 || ci.NumPending != 0) {
+			return fmt.Errorf("%d pending, %d unacknowledged", ci.NumPending, ci.NumAckPending)
+		}
+		return err
+	}); err != nil {
+		t.Errorf("the malformed message was not settled (terminated): %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if parses != 3 {
+		t.Errorf("Parse ran %d times for 3 messages, want 3", parses)
+	}
+	if fmt.Sprint(got) != "[a b]" {
+		t.Errorf("handled %v, want [a b] (the malformed message never reaches the handler)", got)
+	}
+	select {
+	case <-handled:
+		t.Error("the malformed message reached the handler")
+	default:
 	}
 }
