@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -23,7 +22,7 @@ import (
 var cosignSuffixes = []struct {
 	suffix string
 	kind   Kind
-}{{"sig", KindSignature}, {"att", KindAttest}, {"sbom", KindSBOM}}
+}{{registry.SignatureSuffix, KindSignature}, {registry.AttestationSuffix, KindAttest}, {registry.SBOMSuffix, KindSBOM}}
 
 // maxAccessoryDepth bounds "signatures of signatures of ...": a referrer of a referrer of
 // a child is depth 2. Real chains stop at 2; the bound only protects against loops.
@@ -261,10 +260,9 @@ func (w *walker) accessories(ctx context.Context, n *node) ([]*node, error) {
 	// mostly 404s, that need not wait for each other.
 	found := make([][]*node, len(cosignSuffixes)+1)
 	g, gctx := errgroup.WithContext(ctx)
-	prefix := strings.Replace(n.digest.String(), ":", "-", 1)
 	for i, s := range cosignSuffixes {
 		g.Go(func() error {
-			tag := w.repo.Tag(prefix + "." + s.suffix)
+			tag := w.repo.Tag(registry.AccessoryTag(n.digest.String(), s.suffix))
 			t, err := w.tree(gctx, tag, s.kind, tag.TagStr())
 			if registry.IsStatus(err, http.StatusNotFound) {
 				return nil
