@@ -2,9 +2,7 @@ package promote
 
 import (
 	"bytes"
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,7 +13,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
-	"github.com/promoter-dev/promoter/internal/backoff"
 	"github.com/promoter-dev/promoter/internal/registry"
 )
 
@@ -68,45 +65,28 @@ func (b *blobCopier) exists(ctx context.Context, d v1.Hash) (bool, error) {
 		return false, err
 	}
 	resp.Body.Close()
-	if err := transport.CheckError(resp, http.StatusOK, http.StatusNotFound); err != nil {
+	if err := registry.CheckError(resp, http.StatusOK, http.StatusNotFound); err != nil {
 		return false, err
 	}
 	return resp.StatusCode == http.StatusOK, nil
 }
 
-// copy makes desc present in the destination, retrying the whole transfer (an upload
-// session cannot be resumed after a failed streamed PUT) until the deadline. It returns
-// Skip, Mount or Copy.
+// copy makes desc present in the destination, starting the whole transfer over (an
+// upload session cannot be resumed after a failed streamed PUT) under the registry's
+// retry policy, Retry-After included. It returns Skip, Mount or Copy.
 func (b *blobCopier) copy(ctx context.Context, desc v1.Descriptor) (Action, error) {
-	policy := registry.DefaultRetryPolicy()
-	if b.p.reg.Retry != nil {
-		policy = *b.p.reg.Retry
+	var action Action
+	err := b.p.reg.RetryPolicy().Do(ctx, func(ctx context.Context) error {
+		var err error
+		action, err = b.try(ctx, desc)
+		return err
+	}, func(attempt int, wait time.Duration, err error) {
+		b.p.log.Debug("retrying blob", "digest", desc.Digest.String(), "destination", b.dst.String(), "attempt", attempt, "wait", wait, "error", err)
+	})
+	if err != nil {
+		return "", fmt.Errorf("copying blob %s to %s: %w", desc.Digest, b.dst, err)
 	}
-	for attempt := 0; ; attempt++ {
-		action, err := b.try(ctx, desc)
-		if err == nil || ctx.Err() != nil || !transient(err) || attempt+1 >= max(policy.MaxAttempts, 1) {
-			if err != nil {
-				return "", fmt.Errorf("copying blob %s to %s: %w", desc.Digest, b.dst, err)
-			}
-			return action, nil
-		}
-		wait, ok := policy.Delay(ctx, attempt, nil)
-		// A refusal with Retry-After reaches us either from checkError or, for a streamed
-		// upload that the transport cannot replay, as the transport's
-		// *registry.RetryAfterError: honour both.
-		var ra interface{ RetryAfter() time.Duration }
-		if errors.As(err, &ra) {
-			limit := cmp.Or(policy.MaxRetryAfter, registry.DefaultRetryPolicy().MaxRetryAfter)
-			wait, ok = ra.RetryAfter(), ra.RetryAfter() <= limit
-		}
-		if !ok {
-			return "", fmt.Errorf("copying blob %s to %s: %w", desc.Digest, b.dst, err)
-		}
-		b.p.log.Debug("retrying blob", "digest", desc.Digest.String(), "destination", b.dst.String(), "attempt", attempt+1, "wait", wait, "error", err)
-		if err := backoff.Sleep(ctx, wait); err != nil {
-			return "", err
-		}
-	}
+	return action, nil
 }
 
 func (b *blobCopier) try(ctx context.Context, desc v1.Descriptor) (Action, error) {
@@ -154,7 +134,7 @@ func (b *blobCopier) start(ctx context.Context, d v1.Hash) (location string, mou
 		return "", false, err
 	}
 	defer resp.Body.Close()
-	if err := checkError(resp, http.StatusCreated, http.StatusAccepted); err != nil {
+	if err := registry.CheckError(resp, http.StatusCreated, http.StatusAccepted); err != nil {
 		return "", false, err
 	}
 	if resp.StatusCode == http.StatusCreated {
@@ -208,7 +188,7 @@ func (b *blobCopier) put(ctx context.Context, desc v1.Descriptor, location strin
 		return err
 	}
 	defer resp.Body.Close()
-	return checkError(resp, http.StatusCreated, http.StatusNoContent)
+	return registry.CheckError(resp, http.StatusCreated, http.StatusNoContent)
 }
 
 // download opens the source blob. The bytes are not hashed here: the destination computes
@@ -225,7 +205,7 @@ func (b *blobCopier) download(ctx context.Context, desc v1.Descriptor) (io.ReadC
 	if err != nil {
 		return nil, fmt.Errorf("reading blob %s from %s: %w", desc.Digest, b.src, err)
 	}
-	if err := checkError(resp, http.StatusOK); err != nil {
+	if err := registry.CheckError(resp, http.StatusOK); err != nil {
 		resp.Body.Close()
 		return nil, fmt.Errorf("reading blob %s from %s: %w", desc.Digest, b.src, err)
 	}
@@ -272,43 +252,4 @@ func uploadLocation(resp *http.Response) (string, error) {
 		return "", fmt.Errorf("upload location %q: %w", loc, err)
 	}
 	return resp.Request.URL.ResolveReference(u).String(), nil
-}
-
-// retryAfterError carries a server's Retry-After to the blob-level retry loop.
-type retryAfterError struct {
-	err  error
-	wait time.Duration
-}
-
-func (e retryAfterError) Error() string { return e.err.Error() }
-func (e retryAfterError) Unwrap() error { return e.err }
-
-// RetryAfter is how long the registry asked to wait; the daemon's step retries read it too.
-func (e retryAfterError) RetryAfter() time.Duration { return e.wait }
-
-// checkError is transport.CheckError keeping the Retry-After of a refusal.
-func checkError(resp *http.Response, codes ...int) error {
-	err := transport.CheckError(resp, codes...)
-	if err == nil {
-		return nil
-	}
-	if ra, ok := registry.RetryAfter(resp, time.Now()); ok {
-		return retryAfterError{err: err, wait: ra}
-	}
-	return err
-}
-
-// transient reports whether a failed transfer is worth starting over: anything but a
-// definitive HTTP refusal (4xx other than 408 and 429). Broken streams surface as a mix of
-// read and write errors that no single predicate recognises, and a restart is cheap: the
-// next attempt begins with HEAD, so a blob that did arrive is not sent twice.
-func transient(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
-	var terr *transport.Error
-	if errors.As(err, &terr) {
-		return registry.RetryableStatus(terr.StatusCode)
-	}
-	return true
 }
