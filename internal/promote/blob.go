@@ -1,10 +1,10 @@
 package promote
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"time"
@@ -19,24 +19,22 @@ import (
 // blobCopier moves blobs from the source repository to one destination repository with
 // raw distribution API calls, because go-containerregistry does not say whether a blob was
 // mounted or uploaded, and needs three requests (POST, PATCH, PUT) where a monolithic upload
-// needs two (POST, PUT).
+// needs two (POST, PUT). The bytes it uploads come from its blobSource.
 type blobCopier struct {
-	p   *Promoter
-	src name.Repository
-	// srcClient reads source blobs; see plan.blobClient.
-	srcClient *http.Client
-	dst       name.Repository
-	client    *http.Client
+	src    name.Repository
+	dst    name.Repository
+	client *http.Client
 	// mount is true when source and destination share a registry: blobs are mounted
 	// across repositories, no byte moves.
-	mount bool
-	// share is this destination's part in the shared source reads of the promotions it
-	// runs with (fanout.go); nil when it reads on its own.
-	share *sharing
+	mount  bool
+	source blobSource
+	limits *limits
+	retry  registry.RetryPolicy
+	log    *slog.Logger
 }
 
-func (p *Promoter) newBlobCopier(ctx context.Context, pl *plan, dst name.Repository) (*blobCopier, error) {
-	src := pl.src.Context()
+// newBlobCopier copies to dst the blobs of src, uploading what source gives it.
+func (p *Promoter) newBlobCopier(ctx context.Context, src, dst name.Repository, source blobSource) (*blobCopier, error) {
 	mount := src.Registry.String() == dst.Registry.String() && src.Scheme() == dst.Scheme()
 	scopes := []string{dst.Scope(transport.PushScope)}
 	if mount && src.String() != dst.String() {
@@ -46,12 +44,13 @@ func (p *Promoter) newBlobCopier(ctx context.Context, pl *plan, dst name.Reposit
 	if err != nil {
 		return nil, err
 	}
-	return &blobCopier{p: p, src: src, srcClient: pl.blobClient, dst: dst, client: &http.Client{Transport: rt}, mount: mount}, nil
+	return &blobCopier{src: src, dst: dst, client: &http.Client{Transport: rt}, mount: mount && src.String() != dst.String(),
+		source: source, limits: p.limits, retry: p.reg.RetryPolicy(), log: p.log}, nil
 }
 
 // exists asks the destination for a blob with HEAD.
 func (b *blobCopier) exists(ctx context.Context, d v1.Hash) (bool, error) {
-	release, err := b.p.acquire(ctx, b.dst.RegistryStr())
+	release, err := b.limits.acquire(ctx, b.dst.RegistryStr())
 	if err != nil {
 		return false, err
 	}
@@ -71,17 +70,32 @@ func (b *blobCopier) exists(ctx context.Context, d v1.Hash) (bool, error) {
 	return resp.StatusCode == http.StatusOK, nil
 }
 
+// predict is the dry run of copy: HEAD only.
+func (b *blobCopier) predict(ctx context.Context, desc v1.Descriptor) (Action, error) {
+	ok, err := b.exists(ctx, desc.Digest)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("checking blob %s in %s: %w", desc.Digest, b.dst, err)
+	case ok:
+		return Skip, nil
+	case b.mount:
+		return Mount, nil
+	default:
+		return Copy, nil
+	}
+}
+
 // copy makes desc present in the destination, starting the whole transfer over (an
 // upload session cannot be resumed after a failed streamed PUT) under the registry's
 // retry policy, Retry-After included. It returns Skip, Mount or Copy.
 func (b *blobCopier) copy(ctx context.Context, desc v1.Descriptor) (Action, error) {
 	var action Action
-	err := b.p.reg.RetryPolicy().Do(ctx, func(ctx context.Context) error {
+	err := b.retry.Do(ctx, func(ctx context.Context) error {
 		var err error
 		action, err = b.try(ctx, desc)
 		return err
 	}, func(attempt int, wait time.Duration, err error) {
-		b.p.log.Debug("retrying blob", "digest", desc.Digest.String(), "destination", b.dst.String(), "attempt", attempt, "wait", wait, "error", err)
+		b.log.Debug("retrying blob", "digest", desc.Digest.String(), "destination", b.dst.String(), "attempt", attempt, "wait", wait, "error", err)
 	})
 	if err != nil {
 		return "", fmt.Errorf("copying blob %s to %s: %w", desc.Digest, b.dst, err)
@@ -93,7 +107,7 @@ func (b *blobCopier) try(ctx context.Context, desc v1.Descriptor) (Action, error
 	if ok, err := b.exists(ctx, desc.Digest); err != nil {
 		return "", err
 	} else if ok {
-		b.share.withdraw(desc.Digest)
+		b.source.Skip(desc.Digest)
 		return Skip, nil
 	}
 	location, mounted, err := b.start(ctx, desc.Digest)
@@ -101,28 +115,27 @@ func (b *blobCopier) try(ctx context.Context, desc v1.Descriptor) (Action, error
 		return "", err
 	}
 	if mounted {
-		b.share.withdraw(desc.Digest)
+		b.source.Skip(desc.Digest)
 		return Mount, nil
 	}
-	return Copy, b.share.upload(ctx, b, desc, location)
-}
-
-// embedded reports whether desc carries its bytes (the OCI empty config): uploading it
-// needs no download.
-func embedded(desc v1.Descriptor) bool {
-	return int64(len(desc.Data)) == desc.Size && desc.Size > 0
+	body, err := b.source.Open(ctx, desc)
+	if err != nil {
+		return "", err
+	}
+	defer body.Close()
+	return Copy, b.put(ctx, desc, location, body)
 }
 
 // start opens an upload session, asking for a cross-repository mount when source and
 // destination share a registry: 201 means mounted, 202 means upload the bytes.
 func (b *blobCopier) start(ctx context.Context, d v1.Hash) (location string, mounted bool, err error) {
-	release, err := b.p.acquire(ctx, b.dst.RegistryStr())
+	release, err := b.limits.acquire(ctx, b.dst.RegistryStr())
 	if err != nil {
 		return "", false, err
 	}
 	defer release()
 	u := b.url("/v2/" + b.dst.RepositoryStr() + "/blobs/uploads/")
-	if b.mount && b.src.String() != b.dst.String() {
+	if b.mount {
 		u += "?" + url.Values{"mount": {d.String()}, "from": {b.src.RepositoryStr()}}.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
@@ -144,31 +157,9 @@ func (b *blobCopier) start(ctx context.Context, d v1.Hash) (location string, mou
 	return loc, false, err
 }
 
-// upload streams the blob from the source into the session with one PUT: memory stays at
-// the HTTP stack's buffers whatever the blob's size. The destination checks the digest.
-func (b *blobCopier) upload(ctx context.Context, desc v1.Descriptor, location string) error {
-	// Hold a request slot on both hosts while bytes flow from one to the other.
-	release, err := b.p.acquire(ctx, b.src.RegistryStr(), b.dst.RegistryStr())
-	if err != nil {
-		return err
-	}
-	defer release()
-	var body io.ReadCloser
-	if embedded(desc) {
-		// Small blobs embedded in the manifest need no download.
-		body = io.NopCloser(bytes.NewReader(desc.Data))
-	} else {
-		rc, err := b.download(ctx, desc)
-		if err != nil {
-			return err
-		}
-		body = rc
-	}
-	defer body.Close()
-	return b.put(ctx, desc, location, body)
-}
-
-// put ends the upload session at location with one PUT of body, desc.Size bytes.
+// put ends the upload session at location with one PUT of body, desc.Size bytes: memory
+// stays at the HTTP stack's buffers whatever the blob's size. The destination checks the
+// digest.
 func (b *blobCopier) put(ctx context.Context, desc v1.Descriptor, location string, body io.Reader) error {
 	u, err := url.Parse(location)
 	if err != nil {
@@ -190,52 +181,6 @@ func (b *blobCopier) put(ctx context.Context, desc v1.Descriptor, location strin
 	defer resp.Body.Close()
 	return registry.CheckError(resp, http.StatusCreated, http.StatusNoContent)
 }
-
-// download opens the source blob. The bytes are not hashed here: the destination computes
-// the digest of what it receives and refuses a mismatch (the distribution spec requires
-// it), so hashing on our side too would only spend CPU. A short or long body is caught by
-// the length check.
-func (b *blobCopier) download(ctx context.Context, desc v1.Descriptor) (io.ReadCloser, error) {
-	u := (&url.URL{Scheme: b.src.Scheme(), Host: b.src.RegistryStr(), Path: "/v2/" + b.src.RepositoryStr() + "/blobs/" + desc.Digest.String()}).String()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := b.srcClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("reading blob %s from %s: %w", desc.Digest, b.src, err)
-	}
-	if err := registry.CheckError(resp, http.StatusOK); err != nil {
-		resp.Body.Close()
-		return nil, fmt.Errorf("reading blob %s from %s: %w", desc.Digest, b.src, err)
-	}
-	if resp.ContentLength >= 0 && resp.ContentLength != desc.Size {
-		resp.Body.Close()
-		return nil, fmt.Errorf("reading blob %s from %s: registry sends %d bytes, the manifest says %d", desc.Digest, b.src, resp.ContentLength, desc.Size)
-	}
-	return &sizedReader{rc: resp.Body, left: desc.Size, what: desc.Digest.String()}, nil
-}
-
-// sizedReader fails when the body ends before, or runs past, the expected size.
-type sizedReader struct {
-	rc   io.ReadCloser
-	left int64
-	what string
-}
-
-func (r *sizedReader) Read(p []byte) (int, error) {
-	n, err := r.rc.Read(p)
-	r.left -= int64(n)
-	switch {
-	case r.left < 0:
-		return n, fmt.Errorf("blob %s is longer than its descriptor says", r.what)
-	case err == io.EOF && r.left > 0:
-		return n, fmt.Errorf("blob %s ended %d bytes early: %w", r.what, r.left, io.ErrUnexpectedEOF)
-	}
-	return n, err
-}
-
-func (r *sizedReader) Close() error { return r.rc.Close() }
 
 func (b *blobCopier) url(path string) string {
 	return (&url.URL{Scheme: b.dst.Scheme(), Host: b.dst.RegistryStr(), Path: path}).String()

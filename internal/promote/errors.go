@@ -5,8 +5,13 @@ import (
 	"fmt"
 )
 
-// ErrNotSigned means Options.Verify rejected the source: nothing was copied.
+// ErrNotSigned means the signature gate (WithVerify) rejected the source: nothing was
+// copied.
 var ErrNotSigned = errors.New("source signature not verified")
+
+// ErrNoVerifier means a target requires a signature but the Promoter has no gate
+// (WithVerify): configure a verification key.
+var ErrNoVerifier = errors.New("requires a signature, but no verification key is configured")
 
 // ErrSource means the source cannot be read for a reason retrying will not fix (401, 403,
 // 404): check the reference and the credentials for its registry.

@@ -35,7 +35,7 @@ func TestPromoteAllCopiesIndexSignaturesAndReferrers(t *testing.T) {
 	ctx := context.Background()
 
 	dsts := []string{b.Host + "/prod/app", c.Host + "/prod/app"}
-	results, errs := p.PromoteAll(ctx, f.ref, dsts, promote.Options{})
+	results, errs := p.Promote(ctx, f.ref, targets(dsts...))
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("promoting to %s: %v", dsts[i], err)
@@ -77,7 +77,7 @@ func TestPromoteAllCopiesIndexSignaturesAndReferrers(t *testing.T) {
 	}
 
 	// Again: everything is there, nothing moves, every blob byte counts as skipped.
-	again, err := p.Promote(ctx, f.ref, dsts[0], promote.Options{})
+	again, err := promoteOne(ctx, p, f.ref, promote.Target{Ref: dsts[0]})
 	if err != nil {
 		t.Fatalf("promoting again: %v", err)
 	}
@@ -127,7 +127,7 @@ func TestPromoteImmutableTag(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res, err := p.Promote(ctx, f.ref, tt.dst, promote.Options{MutableTags: tt.mutable})
+			res, err := promoteOne(ctx, p, f.ref, promote.Target{Ref: tt.dst, MutableTags: tt.mutable})
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("got error %v, want %v", err, tt.wantErr)
 			}
@@ -141,7 +141,7 @@ func TestPromoteImmutableTag(t *testing.T) {
 				if !errors.As(err, &ie) || ie.Existing != before || ie.Want != f.index.String() {
 					t.Errorf("got %#v, want types.TagImmutableError{Existing: %s, Want: %s}", ie, before, f.index)
 				}
-				if len(res.Items) != 0 {
+				if res == nil || len(res.Items) != 0 {
 					t.Errorf("refused promotion still handled %d items", len(res.Items))
 				}
 			}
@@ -182,8 +182,8 @@ func TestPromoteDestinationAndTag(t *testing.T) {
 		return digestOf(t, d.To.Tag(tag))
 	}
 
-	if got, err := p.PromoteDestination(ctx, src, "r1", d); err != nil || got != f.index.String() {
-		t.Fatalf("PromoteDestination: %s, %v", got, err)
+	if got, err := promoteOne(ctx, p, src, promote.DestinationTarget(d, "r1")); err != nil || got.Digest != f.index.String() {
+		t.Fatalf("DestinationTarget: %+v, %v", got, err)
 	}
 	for _, tag := range []string{"r1", "latest"} {
 		if got := digestOf(t, d.To.Tag(tag)); got != f.index.String() {
@@ -192,29 +192,29 @@ func TestPromoteDestinationAndTag(t *testing.T) {
 	}
 
 	moved := put("latest") // latest went on to another revision
-	if got, err := p.PromoteTag(ctx, src, "v1.2.3", d); err != nil || got != f.index.String() {
-		t.Fatalf("PromoteTag: %s, %v", got, err)
+	if got, err := promoteOne(ctx, p, src, promote.ReleaseTarget(d, "v1.2.3")); err != nil || got.Digest != f.index.String() {
+		t.Fatalf("ReleaseTarget: %+v, %v", got, err)
 	}
 	if got := digestOf(t, d.To.Tag("v1.2.3")); got != f.index.String() {
 		t.Errorf("v1.2.3 is %s, want %s", got, f.index)
 	}
 	if got := digestOf(t, d.To.Tag("latest")); got != moved {
-		t.Errorf("PromoteTag moved latest to %s", got)
+		t.Errorf("ReleaseTarget moved latest to %s", got)
 	}
-	if got, err := p.PromoteTag(ctx, src, "v1.2.3", d); err != nil || got != f.index.String() {
-		t.Errorf("PromoteTag again: %s, %v; want nothing to do", got, err)
+	if got, err := promoteOne(ctx, p, src, promote.ReleaseTarget(d, "v1.2.3")); err != nil || got.Digest != f.index.String() {
+		t.Errorf("ReleaseTarget again: %+v, %v; want nothing to do", got, err)
 	}
-	// A tag PromoteTag writes is never moved, mutable or not.
-	if _, err := p.PromoteTag(ctx, src, "latest", d); !errors.Is(err, types.ErrTagImmutable) {
-		t.Errorf("PromoteTag over a mutable tag: %v, want ErrTagImmutable", err)
+	// A release tag is never moved, mutable or not.
+	if _, err := promoteOne(ctx, p, src, promote.ReleaseTarget(d, "latest")); !errors.Is(err, types.ErrTagImmutable) {
+		t.Errorf("ReleaseTarget over a mutable tag: %v, want ErrTagImmutable", err)
 	}
 	if got := digestOf(t, d.To.Tag("latest")); got != moved {
 		t.Errorf("latest moved to %s", got)
 	}
 	signed := d
 	signed.RequireSignature = true
-	if _, err := p.PromoteTag(ctx, src, "v2", signed); err == nil || !strings.Contains(err.Error(), "no verification key") {
-		t.Errorf("a destination requiring a signature without a key: %v", err)
+	if _, err := promoteOne(ctx, p, src, promote.ReleaseTarget(signed, "v2")); !errors.Is(err, promote.ErrNoVerifier) {
+		t.Errorf("a destination requiring a signature without a key: %v, want ErrNoVerifier", err)
 	}
 }
 
@@ -222,7 +222,7 @@ func TestPromoteSameRegistryMounts(t *testing.T) {
 	a := testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "staging/app", "v1", fixtureOpts{})
 	p := newPromoter(t, registry.Client{})
-	res, err := p.Promote(context.Background(), f.ref, a.Host+"/prod/app", promote.Options{})
+	res, err := promoteOne(context.Background(), p, f.ref, promote.Target{Ref: a.Host + "/prod/app"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,8 +238,8 @@ func TestPromoteSameRegistryMounts(t *testing.T) {
 func TestPromoteDryRunWritesNothing(t *testing.T) {
 	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
-	p := newPromoter(t, registry.Client{})
-	res, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", promote.Options{DryRun: true})
+	p := newPromoter(t, registry.Client{}, promote.WithDryRun())
+	res, err := promoteOne(context.Background(), p, f.ref, promote.Target{Ref: b.Host + "/prod/app"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,12 +269,13 @@ func TestPromoteSignatureGate(t *testing.T) {
 		t.Run(src, func(t *testing.T) {
 			b := testenv.StartRegistry(t)
 			m := metrics.Discard()
-			p := newPromoter(t, registry.Client{}, promote.WithMetrics(m))
 			var asked atomic.Value
-			_, err := p.Promote(context.Background(), src, b.Host+"/prod/app:v1", promote.Options{Verify: func(_ context.Context, ref string) error {
+			refuse := newPromoter(t, registry.Client{}, promote.WithMetrics(m), promote.WithVerify(func(_ context.Context, ref string) error {
 				asked.Store(ref)
 				return errors.New("no matching signatures")
-			}})
+			}))
+			target := promote.Target{Ref: b.Host + "/prod/app:v1", RequireSignature: true}
+			_, err := promoteOne(context.Background(), refuse, src, target)
 			if !errors.Is(err, promote.ErrNotSigned) {
 				t.Fatalf("got %v, want ErrNotSigned", err)
 			}
@@ -289,7 +290,8 @@ func TestPromoteSignatureGate(t *testing.T) {
 				t.Errorf("promotions{outcome=unsigned} = %v, want 1", got)
 			}
 			// Accepted, the same source is copied.
-			res, err := p.Promote(context.Background(), src, b.Host+"/prod/app:v1", promote.Options{Verify: func(context.Context, string) error { return nil }})
+			accept := newPromoter(t, registry.Client{}, promote.WithVerify(func(context.Context, string) error { return nil }))
+			res, err := promoteOne(context.Background(), accept, src, target)
 			if err != nil || res.Digest != f.index.String() {
 				t.Fatalf("accepted: %+v, %v", res, err)
 			}
@@ -302,7 +304,7 @@ func TestPromoteThroughFaults(t *testing.T) {
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{layers: 4, layerSize: 256 << 10})
 	proxy := faultproxy.Start(t, b.URL, faultproxy.Config{Errors: 0.10, Throttles: 0.02, Drops: 0.04, Seed: 7})
 	p := newPromoter(t, registry.Client{Retry: &registry.RetryPolicy{MaxAttempts: 8, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}})
-	res, err := p.Promote(context.Background(), f.ref, proxy.Host+"/prod/app", promote.Options{})
+	res, err := promoteOne(context.Background(), p, f.ref, promote.Target{Ref: proxy.Host + "/prod/app"})
 	if err != nil {
 		t.Fatalf("promoting through faults (requests=%d errors=%d throttles=%d drops=%d): %v", proxy.Stats.Requests.Load(),
 			proxy.Stats.Errors.Load(), proxy.Stats.Throttles.Load(), proxy.Stats.Drops.Load(), err)
@@ -323,18 +325,18 @@ func TestPromoteThroughFaults(t *testing.T) {
 func TestPromoteResumesAfterInterruption(t *testing.T) {
 	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{layers: 4, layerSize: 256 << 10})
-	p := newPromoter(t, registry.Client{}, promote.WithJobs(2))
 	ctx, cancel := context.WithCancel(context.Background())
 	var done atomic.Int64
 	var copied atomic.Int64
-	first, err := p.Promote(ctx, f.ref, b.Host+"/prod/app", promote.Options{Progress: func(e promote.Event) {
+	p := newPromoter(t, registry.Client{}, promote.WithJobs(2), promote.WithProgress(func(e promote.Event) {
 		if e.Item.Kind == promote.KindBlob {
 			copied.Add(e.Item.Size)
 			if done.Add(1) == 3 {
 				cancel()
 			}
 		}
-	}})
+	}))
+	first, err := promoteOne(ctx, p, f.ref, promote.Target{Ref: b.Host + "/prod/app"})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted promotion: got %v, want context.Canceled", err)
 	}
@@ -342,7 +344,7 @@ func TestPromoteResumesAfterInterruption(t *testing.T) {
 		t.Fatalf("interrupted promotion already wrote the tag")
 	}
 
-	second, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", promote.Options{})
+	second, err := promoteOne(context.Background(), newPromoter(t, registry.Client{}, promote.WithJobs(2)), f.ref, promote.Target{Ref: b.Host + "/prod/app"})
 	if err != nil {
 		t.Fatalf("resuming: %v", err)
 	}
@@ -377,7 +379,7 @@ func TestPromoteSourceFailsFast(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			seen := &requestCounter{base: http.DefaultTransport, n: map[string]int{}}
 			p := newPromoter(t, registry.Client{Keychain: emptyKeychain{}, Transport: seen})
-			_, err := p.Promote(context.Background(), tt.src, b.Host+"/prod/app", promote.Options{})
+			_, err := promoteOne(context.Background(), p, tt.src, promote.Target{Ref: b.Host + "/prod/app"})
 			if req, n := seen.most(); n > 1 {
 				t.Errorf("%s sent %d times, want once: %d cannot be fixed by retrying", req, n, tt.status)
 			}
@@ -434,6 +436,21 @@ func (c *requestCounter) most() (string, int) {
 		}
 	}
 	return best, n
+}
+
+// promoteOne promotes src to the one target t.
+func promoteOne(ctx context.Context, p *promote.Promoter, src string, t promote.Target) (*promote.Result, error) {
+	rs, errs := p.Promote(ctx, src, []promote.Target{t})
+	return rs[0], errs[0]
+}
+
+// targets are the plain targets refs.
+func targets(refs ...string) []promote.Target {
+	out := make([]promote.Target, len(refs))
+	for i, r := range refs {
+		out[i] = promote.Target{Ref: r}
+	}
+	return out
 }
 
 func newPromoter(t testing.TB, reg registry.Client, opts ...promote.Option) *promote.Promoter {
