@@ -517,46 +517,46 @@ func (d *destination) mergeAccessory(ctx context.Context, n *node, existing stri
 	if err := json.Unmarshal(n.raw, &want); err != nil {
 		return "", fmt.Errorf("decoding source %s: %w", n.tag, err)
 	}
-	contains := func(ls []v1.Descriptor, h v1.Hash) bool {
-		return slices.ContainsFunc(ls, func(l v1.Descriptor) bool { return l.Digest == h })
+	layers, action := mergeLayers(have.Layers, want.Layers)
+	if action == Skip || d.dryRun {
+		return action, nil
 	}
-	var missing []v1.Descriptor
-	for _, l := range want.Layers {
-		if !contains(have.Layers, l.Digest) {
-			missing = append(missing, l)
-		}
-	}
-	if len(missing) == 0 {
-		return Skip, nil
-	}
-	subset := true
-	for _, l := range have.Layers {
-		subset = subset && contains(want.Layers, l.Digest)
-	}
-	if subset {
-		if !d.dryRun {
-			if err := d.put(ctx, ref, n); err != nil {
-				return "", err
-			}
-		}
-		return Copy, nil
+	if action == Copy {
+		return Copy, d.put(ctx, ref, n)
 	}
 	merged := want
-	merged.Layers = append(slices.Clone(have.Layers), missing...)
+	merged.Layers = layers
 	raw, err := json.Marshal(merged)
 	if err != nil {
 		return "", err
 	}
-	if !d.dryRun {
-		mt := n.mt
-		if merged.MediaType != "" {
-			mt = merged.MediaType
-		}
-		if err := d.put(ctx, ref, &node{kind: n.kind, raw: raw, mt: mt}); err != nil {
-			return "", err
+	mt := n.mt
+	if merged.MediaType != "" {
+		mt = merged.MediaType
+	}
+	return Merge, d.put(ctx, ref, &node{kind: n.kind, raw: raw, mt: mt})
+}
+
+// mergeLayers decides how an accessory's source layers (want) join the destination's
+// (have): Skip when have holds them all, Copy (the source replaces the destination) when
+// have holds nothing else, else Merge, with have's layers followed by the missing ones.
+func mergeLayers(have, want []v1.Descriptor) ([]v1.Descriptor, Action) {
+	contains := func(ls []v1.Descriptor, h v1.Hash) bool {
+		return slices.ContainsFunc(ls, func(l v1.Descriptor) bool { return l.Digest == h })
+	}
+	var missing []v1.Descriptor
+	for _, l := range want {
+		if !contains(have, l.Digest) {
+			missing = append(missing, l)
 		}
 	}
-	return Merge, nil
+	if len(missing) == 0 {
+		return nil, Skip
+	}
+	if !slices.ContainsFunc(have, func(l v1.Descriptor) bool { return !contains(want, l.Digest) }) {
+		return nil, Copy
+	}
+	return append(slices.Clone(have), missing...), Merge
 }
 
 // relist makes sure referrers that were already present are listed in the destination's
@@ -567,22 +567,9 @@ func (d *destination) relist(ctx context.Context, referrers []*node) error {
 	for _, n := range referrers {
 		sub := n.subject.Digest
 		if listed[sub] == nil {
-			release, err := d.p.limits.acquire(ctx, d.repo.RegistryStr())
-			if err != nil {
+			var err error
+			if listed[sub], err = d.referrersOf(ctx, sub); err != nil {
 				return err
-			}
-			idx, err := d.p.reg.Referrers(d.repo.Digest(sub.String()), remote.Reuse(d.puller), remote.WithContext(ctx))
-			release()
-			if err != nil {
-				return fmt.Errorf("listing referrers of %s in %s: %w", sub, d.repo, err)
-			}
-			im, err := idx.IndexManifest()
-			if err != nil {
-				return fmt.Errorf("listing referrers of %s in %s: %w", sub, d.repo, err)
-			}
-			listed[sub] = map[v1.Hash]bool{}
-			for _, m := range im.Manifests {
-				listed[sub][m.Digest] = true
 			}
 		}
 		if listed[sub][n.digest] {
@@ -597,4 +584,26 @@ func (d *destination) relist(ctx context.Context, referrers []*node) error {
 		d.item(Item{Kind: n.kind, Ref: ref.String(), Digest: n.digest.String(), Size: n.size(), Action: Copy})
 	}
 	return nil
+}
+
+// referrersOf lists the digests the destination lists as referrers of sub.
+func (d *destination) referrersOf(ctx context.Context, sub v1.Hash) (map[v1.Hash]bool, error) {
+	release, err := d.p.limits.acquire(ctx, d.repo.RegistryStr())
+	if err != nil {
+		return nil, err
+	}
+	idx, err := d.p.reg.Referrers(d.repo.Digest(sub.String()), remote.Reuse(d.puller), remote.WithContext(ctx))
+	release()
+	if err != nil {
+		return nil, fmt.Errorf("listing referrers of %s in %s: %w", sub, d.repo, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("listing referrers of %s in %s: %w", sub, d.repo, err)
+	}
+	listed := map[v1.Hash]bool{}
+	for _, m := range im.Manifests {
+		listed[m.Digest] = true
+	}
+	return listed, nil
 }

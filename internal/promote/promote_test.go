@@ -41,33 +41,8 @@ func TestPromoteAllCopiesIndexSignaturesAndReferrers(t *testing.T) {
 			t.Fatalf("promoting to %s: %v", dsts[i], err)
 		}
 	}
-	crane, regctl := testenv.Tool(t, "crane"), testenv.Tool(t, "regctl")
 	for i, dst := range dsts {
-		ref := dst + ":v1"
-		if got := results[i].Digest; got != f.index.String() {
-			t.Errorf("result digest %s, want %s", got, f.index)
-		}
-		if got := digestOf(t, ref); got != f.index.String() {
-			t.Errorf("%s is %s, want %s", ref, got, f.index)
-		}
-		if got := run(t, crane, "digest", "--insecure", ref); got != f.index.String() {
-			t.Errorf("crane digest %s = %s, want %s", ref, got, f.index)
-		}
-		if got := run(t, regctl, "image", "digest", "--host", "reg="+strings.Split(dst, "/")[0]+",tls=disabled", ref); got != f.index.String() {
-			t.Errorf("regctl image digest %s = %s, want %s", ref, got, f.index)
-		}
-		r, _ := registry.Client{}.ParseReference(ref)
-		idx, err := remote.Index(r, registry.Client{}.Remote(ctx)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := validate.Index(idx); err != nil {
-			t.Errorf("destination index %s invalid: %v", ref, err)
-		}
-		checkAttached(t, dst, f)
-		if results[i].Uploaded == 0 || results[i].Mounted != 0 {
-			t.Errorf("across registries got uploaded=%d mounted=%d, want uploaded>0 mounted=0", results[i].Uploaded, results[i].Mounted)
-		}
+		checkCopied(t, dst, f, results[i])
 	}
 	if got := testutil.ToFloat64(m.Promotions.WithLabelValues("promoted")); got != 2 {
 		t.Errorf("promotions{outcome=promoted} = %v, want 2", got)
@@ -91,6 +66,39 @@ func TestPromoteAllCopiesIndexSignaturesAndReferrers(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.Promotions.WithLabelValues("skipped")); got != 1 {
 		t.Errorf("promotions{outcome=skipped} = %v, want 1", got)
+	}
+}
+
+// checkCopied checks that dst holds f, as promoter, crane and regctl see it, whole and
+// valid, with its blobs uploaded (across registries) by res.
+func checkCopied(t *testing.T, dst string, f *fixture, res *promote.Result) {
+	t.Helper()
+	ctx := context.Background()
+	crane, regctl := testenv.Tool(t, "crane"), testenv.Tool(t, "regctl")
+	ref := dst + ":v1"
+	if got := res.Digest; got != f.index.String() {
+		t.Errorf("result digest %s, want %s", got, f.index)
+	}
+	if got := digestOf(t, ref); got != f.index.String() {
+		t.Errorf("%s is %s, want %s", ref, got, f.index)
+	}
+	if got := run(t, crane, "digest", "--insecure", ref); got != f.index.String() {
+		t.Errorf("crane digest %s = %s, want %s", ref, got, f.index)
+	}
+	if got := run(t, regctl, "image", "digest", "--host", "reg="+strings.Split(dst, "/")[0]+",tls=disabled", ref); got != f.index.String() {
+		t.Errorf("regctl image digest %s = %s, want %s", ref, got, f.index)
+	}
+	r, _ := registry.Client{}.ParseReference(ref)
+	idx, err := remote.Index(r, registry.Client{}.Remote(ctx)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Index(idx); err != nil {
+		t.Errorf("destination index %s invalid: %v", ref, err)
+	}
+	checkAttached(t, dst, f)
+	if res.Uploaded == 0 || res.Mounted != 0 {
+		t.Errorf("across registries got uploaded=%d mounted=%d, want uploaded>0 mounted=0", res.Uploaded, res.Mounted)
 	}
 }
 
