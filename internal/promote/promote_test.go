@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -168,14 +169,15 @@ func TestPromoteImmutableTag(t *testing.T) {
 }
 
 // TestPromoteDestinationAndTag: a pipeline destination gets the revision tag and moves its
-// mutable tags; a release tag (PromoteTag) is written alone and is immutable even when the
-// destination lists it as mutable.
+// mutable tags, each with one manifest write; a release tag (ReleaseTarget) is written
+// alone and is immutable even when the destination lists it as mutable.
 func TestPromoteDestinationAndTag(t *testing.T) {
 	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "r1", fixtureOpts{})
 	src := a.Host + "/app@" + f.index.String()
 	ctx := context.Background()
-	p := newPromoter(t, registry.Client{})
+	seen := &requestCounter{base: http.DefaultTransport, n: map[string]int{}}
+	p := newPromoter(t, registry.Client{Transport: seen})
 	d := types.Destination{To: types.Repository(b.Host + "/prod/app"), MutableTags: []string{"latest"}}
 	put := func(tag string) string {
 		t.Helper()
@@ -197,6 +199,19 @@ func TestPromoteDestinationAndTag(t *testing.T) {
 		if got := digestOf(t, d.To.Tag(tag)); got != f.index.String() {
 			t.Errorf("%s is %s, want %s", tag, got, f.index)
 		}
+	}
+
+	// latest went on to another revision and comes back: that is one manifest written.
+	put("latest")
+	seen.reset()
+	if got, err := promoteOne(ctx, p, src, promote.DestinationTarget(d, "r1")); err != nil || got.Digest != f.index.String() {
+		t.Fatalf("DestinationTarget again: %+v, %v", got, err)
+	}
+	if got, want := seen.writes(), []string{"PUT /v2/prod/app/manifests/latest"}; !slices.Equal(got, want) {
+		t.Errorf("moving latest back wrote %v, want %v", got, want)
+	}
+	if got := digestOf(t, d.To.Tag("latest")); got != f.index.String() {
+		t.Errorf("latest is %s, want %s", got, f.index)
 	}
 
 	moved := put("latest") // latest went on to another revision
@@ -431,6 +446,29 @@ func (c *requestCounter) RoundTrip(r *http.Request) (*http.Response, error) {
 		c.mu.Unlock()
 	}
 	return c.base.RoundTrip(r)
+}
+
+// reset forgets the requests counted so far.
+func (c *requestCounter) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.n)
+}
+
+// writes are the requests counted that write (POST, PUT, PATCH, DELETE), sorted.
+func (c *requestCounter) writes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for k, n := range c.n {
+		if !strings.HasPrefix(k, http.MethodGet) && !strings.HasPrefix(k, http.MethodHead) {
+			for range n {
+				out = append(out, k)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // most is the request sent most often and how often.
