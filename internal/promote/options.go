@@ -27,7 +27,7 @@ type options struct {
 func WithJobs(n int) Option {
 	return func(o *options) error {
 		if n < 1 {
-			return fmt.Errorf("promote jobs must be at least 1, got %d", n)
+			return optionError(fmt.Sprintf("promote jobs must be at least 1, got %d", n))
 		}
 		o.jobs = n
 		return nil
@@ -39,7 +39,7 @@ func WithJobs(n int) Option {
 func WithTimeout(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
-			return fmt.Errorf("promote timeout must be positive, got %s", d)
+			return optionError(fmt.Sprintf("promote timeout must be positive, got %s", d))
 		}
 		o.timeout = d
 		return nil

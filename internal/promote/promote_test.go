@@ -510,15 +510,22 @@ func newPromoter(t testing.TB, reg registry.Client, opts ...promote.Option) *pro
 
 func TestNewRefusesBadOptions(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		opt  promote.Option
-		want string
+		name    string
+		opt     promote.Option
+		wantErr error
+		want    string // what the message says to fix
 	}{
-		{"no jobs", promote.WithJobs(0), "jobs must be at least 1"},
-		{"no time", promote.WithTimeout(0), "timeout must be positive"},
+		{"no jobs", promote.WithJobs(0), promote.ErrInvalidOption, "jobs must be at least 1"},
+		{"no time", promote.WithTimeout(0), promote.ErrInvalidOption, "timeout must be positive"},
 	} {
-		if _, err := promote.New(registry.Client{}, tc.opt); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := promote.New(registry.Client{}, tc.opt)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("got %v, want %v", err, tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %q, want a message saying %q", err, tc.want)
+			}
+		})
 	}
 }
