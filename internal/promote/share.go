@@ -2,7 +2,6 @@ package promote
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -86,9 +85,9 @@ func (p *Promoter) readSource(ctx context.Context, src name.Reference) (*plan, *
 	if err != nil {
 		return nil, nil, err
 	}
-	rt, err := p.reg.HTTPTransport(ctx, src.Context())
+	blobs, err := p.reg.Blobs(ctx, src.Context())
 	if err != nil {
 		return nil, nil, sourceError(src, err)
 	}
-	return pl, &sourceBlobs{repo: src.Context(), client: &http.Client{Transport: rt}, limits: p.limits}, nil
+	return pl, &sourceBlobs{repo: src.Context(), blobs: blobs, limits: p.limits}, nil
 }

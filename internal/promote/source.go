@@ -3,10 +3,7 @@ package promote
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -35,12 +32,17 @@ var (
 	_ blobSource = (*part)(nil)
 )
 
-// sourceBlobs reads the blobs of the source repository with raw requests (authenticated
-// for pull), for every destination of a promotion.
+// sourceBlobs reads the blobs of the source repository (authenticated for pull), for
+// every destination of a promotion.
 type sourceBlobs struct {
 	repo   name.Repository
-	client *http.Client
+	blobs  *registry.Blobs
 	limits *limits
+}
+
+// download opens the source blob.
+func (s *sourceBlobs) download(ctx context.Context, desc v1.Descriptor) (io.ReadCloser, error) {
+	return s.blobs.Get(ctx, desc)
 }
 
 // direct is the blobSource of a destination that shares no read: every Open downloads.
@@ -90,49 +92,3 @@ func (r *releasing) Close() error {
 func embedded(desc v1.Descriptor) bool {
 	return int64(len(desc.Data)) == desc.Size && desc.Size > 0
 }
-
-// download opens the source blob. The bytes are not hashed here: the destination computes
-// the digest of what it receives and refuses a mismatch (the distribution spec requires
-// it), so hashing on our side too would only spend CPU. A short or long body is caught by
-// the length check.
-func (s *sourceBlobs) download(ctx context.Context, desc v1.Descriptor) (io.ReadCloser, error) {
-	u := (&url.URL{Scheme: s.repo.Scheme(), Host: s.repo.RegistryStr(), Path: "/v2/" + s.repo.RepositoryStr() + "/blobs/" + desc.Digest.String()}).String()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("reading blob %s from %s: %w", desc.Digest, s.repo, err)
-	}
-	if err := registry.CheckError(resp, http.StatusOK); err != nil {
-		resp.Body.Close()
-		return nil, fmt.Errorf("reading blob %s from %s: %w", desc.Digest, s.repo, err)
-	}
-	if resp.ContentLength >= 0 && resp.ContentLength != desc.Size {
-		resp.Body.Close()
-		return nil, fmt.Errorf("reading blob %s from %s: registry sends %d bytes, the manifest says %d", desc.Digest, s.repo, resp.ContentLength, desc.Size)
-	}
-	return &sizedReader{rc: resp.Body, left: desc.Size, what: desc.Digest.String()}, nil
-}
-
-// sizedReader fails when the body ends before, or runs past, the expected size.
-type sizedReader struct {
-	rc   io.ReadCloser
-	left int64
-	what string
-}
-
-func (r *sizedReader) Read(p []byte) (int, error) {
-	n, err := r.rc.Read(p)
-	r.left -= int64(n)
-	switch {
-	case r.left < 0:
-		return n, fmt.Errorf("blob %s is longer than its descriptor says", r.what)
-	case err == io.EOF && r.left > 0:
-		return n, fmt.Errorf("blob %s ended %d bytes early: %w", r.what, r.left, io.ErrUnexpectedEOF)
-	}
-	return n, err
-}
-
-func (r *sizedReader) Close() error { return r.rc.Close() }
