@@ -10,28 +10,29 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
+	"github.com/promoter-dev/promoter/internal/localregistry"
 	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/testenv"
 )
 
-// TestBlobs: a blob uploaded in one session is there and reads back whole; another
-// repository of the registry mounts it; a wrong digest or a wrong size is refused.
-func TestBlobs(t *testing.T) {
-	reg := testenv.StartRegistry(t)
-	ctx := context.Background()
+// blobsOf is the blob API of path in reg.
+func blobsOf(t *testing.T, reg *localregistry.Registry, path string) *registry.Blobs {
+	t.Helper()
 	c := registry.Client{}
-	repo := func(path string) *registry.Blobs {
-		t.Helper()
-		r, err := c.ParseRepository(reg.Host + "/" + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := c.Blobs(ctx, r, registry.PushScopes(r, r)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+	r, err := c.ParseRepository(reg.Host + "/" + path)
+	if err != nil {
+		t.Fatal(err)
 	}
+	b, err := c.Blobs(context.Background(), r, registry.PushScopes(r, r)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// randomBlob is a random 4 KiB blob and its descriptor.
+func randomBlob(t *testing.T) ([]byte, v1.Descriptor) {
+	t.Helper()
 	layer, err := random.Layer(4096, "application/octet-stream")
 	if err != nil {
 		t.Fatal(err)
@@ -40,20 +41,40 @@ func TestBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, _ := io.ReadAll(raw)
-	d, _ := layer.Digest()
-	desc := v1.Descriptor{Digest: d, Size: int64(len(data))}
+	data, err := io.ReadAll(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := layer.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, v1.Descriptor{Digest: d, Size: int64(len(data))}
+}
 
-	src := repo("staging/app")
+// upload uploads data as desc in one session.
+func upload(ctx context.Context, b *registry.Blobs, desc v1.Descriptor, data []byte) error {
+	loc, _, err := b.StartUpload(ctx, desc.Digest, "")
+	if err != nil {
+		return err
+	}
+	return b.PutUpload(ctx, loc, desc, bytes.NewReader(data))
+}
+
+// TestBlobs: a blob uploaded in one session is there and reads back whole; another
+// repository of the registry mounts it.
+func TestBlobs(t *testing.T) {
+	reg := testenv.StartRegistry(t)
+	ctx := context.Background()
+	data, desc := randomBlob(t)
+	d := desc.Digest
+
+	src := blobsOf(t, reg, "staging/app")
 	if ok, err := src.Exists(ctx, d); err != nil || ok {
 		t.Fatalf("Exists before upload: %v, %v; want false", ok, err)
 	}
-	loc, mounted, err := src.StartUpload(ctx, d, "")
-	if err != nil || mounted {
-		t.Fatalf("StartUpload: mounted %v, %v", mounted, err)
-	}
-	if err := src.PutUpload(ctx, loc, desc, bytes.NewReader(data)); err != nil {
-		t.Fatalf("PutUpload: %v", err)
+	if err := upload(ctx, src, desc, data); err != nil {
+		t.Fatalf("uploading: %v", err)
 	}
 	if ok, err := src.Exists(ctx, d); err != nil || !ok {
 		t.Fatalf("Exists after upload: %v, %v; want true", ok, err)
@@ -67,25 +88,30 @@ func TestBlobs(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Errorf("Get read %d bytes, %v; want the %d uploaded", len(got), err, len(data))
 	}
-
-	if _, mounted, err := repo("prod/app").StartUpload(ctx, d, "staging/app"); err != nil || !mounted {
+	if _, mounted, err := blobsOf(t, reg, "prod/app").StartUpload(ctx, d, "staging/app"); err != nil || !mounted {
 		t.Errorf("StartUpload with a mount: mounted %v, %v; want mounted", mounted, err)
 	}
+}
 
+// TestBlobsRefuse: a wrong digest or a size other than the descriptor's is refused.
+func TestBlobsRefuse(t *testing.T) {
+	reg := testenv.StartRegistry(t)
+	ctx := context.Background()
+	data, desc := randomBlob(t)
+	src := blobsOf(t, reg, "staging/app")
+	if err := upload(ctx, src, desc, data); err != nil {
+		t.Fatalf("uploading: %v", err)
+	}
 	tests := []struct {
 		name       string
 		run        func() error
 		wantStatus int // 0: any error
 	}{
 		{name: "wrong digest refused by the registry", wantStatus: http.StatusBadRequest, run: func() error {
-			loc, _, err := src.StartUpload(ctx, d, "")
-			if err != nil {
-				return err
-			}
-			return src.PutUpload(ctx, loc, desc, bytes.NewReader(append([]byte("x"), data[1:]...)))
+			return upload(ctx, src, desc, append([]byte("x"), data[1:]...))
 		}},
 		{name: "size other than the descriptor's refused", run: func() error {
-			_, err := src.Get(ctx, v1.Descriptor{Digest: d, Size: desc.Size + 1})
+			_, err := src.Get(ctx, v1.Descriptor{Digest: desc.Digest, Size: desc.Size + 1})
 			return err
 		}},
 	}
