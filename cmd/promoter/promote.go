@@ -93,35 +93,42 @@ func runPromote(ctx context.Context, g *globalOptions, o *promoteOptions, src st
 		return errors.New("--require-signature needs --key (the public key to verify with)")
 	}
 	reg := g.registry()
-	p, err := promote.New(reg, promote.WithJobs(o.jobs), promote.WithTimeout(o.timeout), promote.WithLogger(log))
-	if err != nil {
-		return fmt.Errorf("--jobs/--timeout: %w", err)
+	popts := []promote.Option{promote.WithJobs(o.jobs), promote.WithTimeout(o.timeout), promote.WithLogger(log)}
+	if o.dryRun {
+		popts = append(popts, promote.WithDryRun())
 	}
-	opt := promote.Options{MutableTags: o.mutableTags, DryRun: o.dryRun}
 	if o.requireSignature {
 		v, err := loadVerifier(ctx, o.keys, reg)
 		if err != nil {
 			return err
 		}
-		opt.Verify = func(ctx context.Context, ref string) error {
+		popts = append(popts, promote.WithVerify(func(ctx context.Context, ref string) error {
 			_, err := v.Verify(ctx, ref)
 			return err
-		}
+		}))
 	}
 
 	var bar *progressBar
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) && !o.dryRun {
 		bar = &progressBar{w: stderr, dsts: map[string]promote.Event{}}
-		opt.Progress = bar.update
+		popts = append(popts, promote.WithProgress(bar.update))
 	} else if !o.dryRun {
-		opt.Progress = func(e promote.Event) {
+		popts = append(popts, promote.WithProgress(func(e promote.Event) {
 			if e.Item.Action != promote.Skip {
 				fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", e.Item.Action, e.Item.Kind, e.Item.Ref, size(e.Item.Size))
 			}
-		}
+		}))
+	}
+	p, err := promote.New(reg, popts...)
+	if err != nil {
+		return fmt.Errorf("--jobs/--timeout: %w", err)
+	}
+	targets := make([]promote.Target, len(dsts))
+	for i, dst := range dsts {
+		targets[i] = promote.Target{Ref: dst, MutableTags: o.mutableTags, RequireSignature: o.requireSignature}
 	}
 
-	results, errs := p.PromoteAll(ctx, src, dsts, opt)
+	results, errs := p.Promote(ctx, src, targets)
 	if bar != nil {
 		bar.done()
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/promoter-dev/promoter/internal/bus"
 	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/promote"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -22,12 +23,11 @@ type (
 		Sign(ctx context.Context, ref string) ([]sign.Signed, error)
 	}
 	Promoter interface {
-		// PromoteDestination copies src (by digest) with signatures and referrers to d under
-		// tag, moves d's mutable tags, and returns the digest d's tag points at.
-		PromoteDestination(ctx context.Context, src, tag string, d types.Destination) (string, error)
-		// PromoteTag copies src to d under tag alone, which is immutable there (a release
-		// tag), and returns the digest the tag points at.
-		PromoteTag(ctx context.Context, src, tag string, d types.Destination) (string, error)
+		// Promote copies src (by digest) with signatures and referrers to each target
+		// (promote.DestinationTarget: the revision tag, then d's mutable tags;
+		// promote.ReleaseTarget: a release tag alone, immutable), with one result and one
+		// error per target.
+		Promote(ctx context.Context, src string, targets []promote.Target) ([]*promote.Result, []error)
 	}
 )
 
@@ -202,7 +202,7 @@ func (a *Advancer) promoteDestination(ctx context.Context, p types.Pipeline, r *
 	log := a.log.With("pipeline", p.Name, "revision", r.Revision, "destination", string(dest.To))
 	src := p.Staging.Digest(r.Index)
 	start := time.Now()
-	digest, err := a.promote.PromoteDestination(ctx, src, r.Revision, dest)
+	digest, err := promoted(a.promote.Promote(ctx, src, []promote.Target{promote.DestinationTarget(dest, r.Revision)}))
 	took := time.Since(start)
 	conflict := errors.Is(err, types.ErrTagImmutable)
 	if err != nil && !conflict {
@@ -231,6 +231,14 @@ func (a *Advancer) promoteDestination(ctx context.Context, p types.Pipeline, r *
 	return a.publishReleases(ctx, p, updated)
 }
 
+// promoted is the digest the one target of a promotion points at, or its error.
+func promoted(results []*promote.Result, errs []error) (string, error) {
+	if errs[0] != nil {
+		return "", errs[0]
+	}
+	return results[0].Digest, nil
+}
+
 // promoteRelease promotes release tag tag of r to dest and records the outcome: a tag that
 // points elsewhere conflicts that release at dest (reported, never moved); any other error
 // is returned, to be retried.
@@ -245,7 +253,7 @@ func (a *Advancer) promoteRelease(ctx context.Context, p types.Pipeline, r *type
 	}
 	log := a.log.With("pipeline", p.Name, "revision", r.Revision, "destination", to, "tag", tag)
 	src := p.Staging.Digest(r.Index)
-	digest, err := a.promote.PromoteTag(ctx, src, tag, dest)
+	digest, err := promoted(a.promote.Promote(ctx, src, []promote.Target{promote.ReleaseTarget(dest, tag)}))
 	conflict := errors.Is(err, types.ErrTagImmutable)
 	if err != nil && !conflict {
 		return fmt.Errorf("promoting release %s to %s: %w", src, dest.To.Tag(tag), err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/promoter-dev/promoter/internal/bus/bustest"
 
 	"github.com/promoter-dev/promoter/internal/bus"
+	"github.com/promoter-dev/promoter/internal/promote"
 	"github.com/promoter-dev/promoter/internal/sign"
 	"github.com/promoter-dev/promoter/internal/state"
 	"github.com/promoter-dev/promoter/internal/types"
@@ -55,26 +57,32 @@ func (s *signer) Sign(_ context.Context, ref string) ([]sign.Signed, error) {
 }
 
 type promoter struct {
-	calls    []string // PromoteDestination: "src tag dest"
-	releases []string // PromoteTag: "src dest:tag"
-	// err answers a PromoteDestination to dest by err[dest], a PromoteTag by err[dest:tag].
+	calls    []string // revision promotions (promote.DestinationTarget): "src tag dest"
+	releases []string // release promotions (promote.ReleaseTarget): "src dest:tag"
+	// err answers a revision promotion to dest by err[dest], a release by err[dest:tag].
 	err map[string]error
+	// revisions are the revisions merged (fixture.merged): a target tagged with one is a
+	// revision promotion, any other a release.
+	revisions map[string]bool
 }
 
-func (p *promoter) PromoteDestination(_ context.Context, src, tag string, d types.Destination) (string, error) {
-	p.calls = append(p.calls, src+" "+tag+" "+string(d.To))
-	if err := p.err[string(d.To)]; err != nil {
-		return "", err
+func (p *promoter) Promote(_ context.Context, src string, targets []promote.Target) ([]*promote.Result, []error) {
+	results, errs := make([]*promote.Result, len(targets)), make([]error, len(targets))
+	for i, t := range targets {
+		colon := strings.LastIndex(t.Ref, ":") // both targets name a tag
+		dest, tag := t.Ref[:colon], t.Ref[colon+1:]
+		key := t.Ref
+		if p.revisions[tag] {
+			p.calls = append(p.calls, src+" "+tag+" "+dest)
+			key = dest
+		} else {
+			p.releases = append(p.releases, src+" "+t.Ref)
+		}
+		if errs[i] = p.err[key]; errs[i] == nil {
+			results[i] = &promote.Result{Destination: t.Ref, Digest: index}
+		}
 	}
-	return index, nil
-}
-
-func (p *promoter) PromoteTag(_ context.Context, src, tag string, d types.Destination) (string, error) {
-	p.releases = append(p.releases, src+" "+d.To.Tag(tag))
-	if err := p.err[d.To.Tag(tag)]; err != nil {
-		return "", err
-	}
-	return index, nil
+	return results, errs
 }
 
 type fixture struct {
@@ -88,7 +96,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, p types.Pipeline) *fixture {
 	t.Helper()
-	f := &fixture{store: state.New(bustest.Revisions(t)), pub: &published{}, sign: &signer{}, prom: &promoter{err: map[string]error{}}, p: p}
+	f := &fixture{store: state.New(bustest.Revisions(t)), pub: &published{}, sign: &signer{}, prom: &promoter{err: map[string]error{}, revisions: map[string]bool{}}, p: p}
 	var err error
 	if f.adv, err = New(f.store, f.pub, []types.Pipeline{p}, f.sign, f.prom); err != nil {
 		t.Fatal(err)
@@ -99,6 +107,7 @@ func newFixture(t *testing.T, p types.Pipeline) *fixture {
 // merged stores revision rev of the fixture's pipeline as merged into index.
 func (f *fixture) merged(t *testing.T, rev string) *types.Revision {
 	t.Helper()
+	f.prom.revisions[rev] = true
 	r, err := f.store.Update(context.Background(), f.p.Name, rev, func(r *types.Revision) error {
 		r.Platforms = map[string]types.PlatformState{"linux/amd64": {Tag: rev + "-amd64", Digest: "sha256:aa"}}
 		r.Phase, r.Index = types.PhaseMerged, index

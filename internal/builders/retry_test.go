@@ -23,16 +23,16 @@ func TestAgentConsumer(t *testing.T) {
 	}
 	c := (&Agent{o: o}).consumer(types.MustPlatform("linux/arm/v7"))
 	type knobs struct {
-		WorkQueue         bool
-		Durable, Subject  string
-		Parallel          int
-		Timeout, AckWait  time.Duration
-		MaxDeliver        int
-		HasHandle, HasKey bool
+		WorkQueue           bool
+		Durable, Subject    string
+		Parallel            int
+		Timeout, AckWait    time.Duration
+		MaxDeliver          int
+		HasHandle, HasParse bool
 	}
 	want := knobs{WorkQueue: true, Durable: "builder-linux-arm-v7", Subject: "promoter.builds.linux.arm.v7", Parallel: 3,
 		Timeout: bus.NoTimeout, AckWait: time.Minute, MaxDeliver: 5, HasHandle: true}
-	got := knobs{c.WorkQueue, c.Durable, c.Subject, c.Parallel, c.Timeout, c.AckWait, c.MaxDeliver, c.Handle != nil, c.Key != nil}
+	got := knobs{c.WorkQueue, c.Durable, c.Subject, c.Parallel, c.Timeout, c.AckWait, c.MaxDeliver, c.Handle != nil, c.Parse != nil}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("consumer (-want +got):\n%s", diff)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/promoter-dev/promoter/internal/bus/bustest"
+	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -127,7 +128,7 @@ func FuzzRegistryWebhook(f *testing.F) {
 			if want := pl.ArchTag.Render(p.Revision, p.Platform); want != p.Tag {
 				t.Fatalf("stored tag %q, but revision %q and %s render %q", p.Tag, p.Revision, p.Platform, want)
 			}
-			if signatureTag.MatchString(p.Tag) {
+			if registry.IsAccessoryTag(p.Tag) {
 				t.Fatalf("stored signature tag %q", p.Tag)
 			}
 		}

@@ -164,7 +164,3 @@ func normaliseRepo(s string) string {
 	path = strings.TrimSuffix(strings.Trim(path, "/"), ".git")
 	return strings.ToLower(host + "/" + path)
 }
-
-// signatureTag matches the tags cosign and promoter write next to an image: the referrers
-// fallback tag sha256-<hex> and the legacy sha256-<hex>.sig/.att/.sbom tags.
-var signatureTag = regexp.MustCompile(`^sha256-[0-9a-f]{64}(\.(sig|att|sbom))?$`)

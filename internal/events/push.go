@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -48,7 +49,7 @@ func (r *Receiver) classifyPush(source string, p imagePush) (registryOutcome, er
 	if p.tag == "" {
 		return ignore(reasonNoTag) // pushes by digest
 	}
-	if signatureTag.MatchString(p.tag) {
+	if registry.IsAccessoryTag(p.tag) {
 		return ignore(reasonSignatureTag) // signatures and referrers, including the ones promoter pushes itself
 	}
 	pl, reason := r.stagingFor(p.repo, p.host)

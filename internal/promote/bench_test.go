@@ -40,7 +40,7 @@ func BenchmarkPromoteVsCrane(b *testing.B) {
 		steps := []func(){
 			func() {
 				start := time.Now()
-				if _, err := p.Promote(context.Background(), src, fmt.Sprintf("%s/promoter-%d", dstHost, i), promote.Options{}); err != nil {
+				if _, err := promoteOne(context.Background(), p, src, promote.Target{Ref: fmt.Sprintf("%s/promoter-%d", dstHost, i)}); err != nil {
 					b.Fatal(err)
 				}
 				tp += time.Since(start)
@@ -77,7 +77,7 @@ func BenchmarkPromoteJobs(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				i++
-				if _, err := p.Promote(context.Background(), src, fmt.Sprintf("%s/jobs%d-%d", dstHost, jobs, i), promote.Options{}); err != nil {
+				if _, err := promoteOne(context.Background(), p, src, promote.Target{Ref: fmt.Sprintf("%s/jobs%d-%d", dstHost, jobs, i)}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -26,8 +26,8 @@ func TestBlobUploadRetriesHonourRetryAfter(t *testing.T) {
 		Throttles: 1, RetryAfter: int(retryAfter / time.Second),
 	})
 	p := newPromoter(t, registry.Client{Retry: &registry.RetryPolicy{MaxAttempts: 2, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}})
-	_, err := p.Promote(context.Background(), f.ref, proxy.Host+"/prod/app", promote.Options{})
-	var ra interface{ RetryAfter() time.Duration }
+	_, err := promoteOne(context.Background(), p, f.ref, promote.Target{Ref: proxy.Host + "/prod/app"})
+	var ra *registry.RetryAfterError
 	if !errors.As(err, &ra) || ra.RetryAfter() != retryAfter {
 		t.Fatalf("got %v, want an error carrying Retry-After %s", err, retryAfter)
 	}

@@ -31,12 +31,13 @@ func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
 type destination struct {
 	p      *Promoter
 	pl     *plan
+	target Target
 	ref    name.Reference
 	repo   name.Repository
 	puller *remote.Puller
 	pusher *remote.Pusher
 	blobs  *blobCopier
-	opt    Options
+	dryRun bool
 	res    *Result
 
 	mu                    sync.Mutex
@@ -44,33 +45,45 @@ type destination struct {
 	bytesDone, bytesTotal int64
 }
 
-// copyTo promotes the planned source to dst: check the tag, copy missing blobs, write
-// missing manifests in dependency order, then point the tag.
-func (p *Promoter) copyTo(ctx context.Context, pl *plan, dst string, opt Options, share *sharing) (*Result, error) {
-	ref, err := p.destination(dst, pl.src)
+// found is what the destination holds where a planned manifest goes.
+type found struct {
+	// present: the very same digest. Accessory tags count as present only when they point
+	// at it.
+	present bool
+	// existing is the digest there, "" when there is none.
+	existing string
+}
+
+// copyTo promotes the planned source to target i: check the tag, copy missing blobs,
+// write missing manifests in dependency order, point the tag, then move the target's
+// other tags.
+func (p *Promoter) copyTo(ctx context.Context, pl *plan, t Target, srcs sources, i int) (*Result, error) {
+	ref, err := p.destination(t.Ref, pl.src)
 	if err != nil {
+		srcs.part(i, "").Done()
 		return nil, err
 	}
+	source := srcs.part(i, ref.Context().RegistryStr())
+	defer source.Done()
 	want := pl.root.digest.String()
 	res := &Result{Destination: ref.String(), Digest: want}
 	if d, ok := ref.(name.Digest); ok && d.DigestStr() != want {
-		return res, fmt.Errorf("destination %s names digest %s but the source %s is %s", dst, d.DigestStr(), pl.src, want)
+		return res, fmt.Errorf("destination %s names digest %s but the source %s is %s", t.Ref, d.DigestStr(), pl.src, want)
 	}
-	d, err := p.newDestination(ctx, pl, ref, opt)
+	d, err := p.newDestination(ctx, pl, t, ref, source, res)
 	if err != nil {
 		return res, fmt.Errorf("promoting to %s: %w", ref, err)
 	}
-	d.res = res
-	d.blobs.share = share
 	if err := d.run(ctx); err != nil {
 		return res, fmt.Errorf("promoting %s to %s: %w", pl.src, ref, err)
 	}
 	return res, nil
 }
 
-// newDestination prepares the reads and writes of a promotion of pl to ref.
-func (p *Promoter) newDestination(ctx context.Context, pl *plan, ref name.Reference, opt Options) (*destination, error) {
-	d := &destination{p: p, pl: pl, ref: ref, repo: ref.Context(), opt: opt, res: &Result{Destination: ref.String(), Digest: pl.root.digest.String()}}
+// newDestination prepares the reads and writes of a promotion of pl to ref, recording in
+// res.
+func (p *Promoter) newDestination(ctx context.Context, pl *plan, t Target, ref name.Reference, source blobSource, res *Result) (*destination, error) {
+	d := &destination{p: p, pl: pl, target: t, ref: ref, repo: ref.Context(), dryRun: p.dryRun, res: res}
 	var err error
 	if d.puller, err = remote.NewPuller(p.reg.Remote(ctx)...); err != nil {
 		return nil, err
@@ -82,7 +95,7 @@ func (p *Promoter) newDestination(ctx context.Context, pl *plan, ref name.Refere
 	if d.pusher, err = remote.NewPusher(wopts...); err != nil {
 		return nil, err
 	}
-	if d.blobs, err = p.newBlobCopier(ctx, pl, d.repo); err != nil {
+	if d.blobs, err = p.newBlobCopier(ctx, pl.src.Context(), d.repo, source); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -98,76 +111,114 @@ func (d *destination) run(ctx context.Context) error {
 		}
 		tagDone = same
 	}
+	have, err := d.survey(ctx)
+	if err != nil {
+		return err
+	}
+	if err := d.copyBlobs(ctx, have); err != nil {
+		return err
+	}
+	if err := d.writeManifests(ctx, have, byTag); err != nil {
+		return err
+	}
+	if byTag {
+		if err := d.writeTag(ctx, tag, tagDone); err != nil {
+			return err
+		}
+	}
+	for _, t := range d.target.Tags {
+		if err := d.moveTag(ctx, d.repo.Tag(t)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-	// Which manifests does the destination have? Accessory tags count as present only when
-	// they point at the very same digest; existing is what they point at otherwise.
-	present := make([]bool, len(d.pl.nodes))
-	existing := make([]string, len(d.pl.nodes))
+// survey asks the destination, at once, what it holds where each planned manifest goes.
+func (d *destination) survey(ctx context.Context) ([]found, error) {
+	have := make([]found, len(d.pl.nodes))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, n := range d.pl.nodes {
 		g.Go(func() error {
-			var ref name.Reference = d.repo.Digest(n.digest.String())
-			if n.tag != "" {
-				ref = d.repo.Tag(n.tag)
-			}
-			dg, found, err := d.head(gctx, ref)
+			dg, ok, err := d.head(gctx, d.where(n))
 			if err != nil {
 				return err
 			}
-			present[i] = found && dg == n.digest.String()
-			if found {
-				existing[i] = dg
+			if ok {
+				have[i] = found{present: dg == n.digest.String(), existing: dg}
 			}
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
+	return have, g.Wait()
+}
 
-	if err := d.copyBlobs(ctx, present); err != nil {
-		return err
-	}
-	if err := d.writeManifests(ctx, present, existing, byTag); err != nil {
-		return err
-	}
-	if !byTag {
-		return nil
-	}
-	if tagDone {
-		d.item(Item{Kind: d.pl.root.kind, Ref: tag.String(), Digest: d.pl.root.digest.String(), Size: d.pl.root.size(), Action: Skip})
-		return nil
-	}
-	if d.opt.DryRun {
-		d.item(Item{Kind: d.pl.root.kind, Ref: tag.String(), Digest: d.pl.root.digest.String(), Size: d.pl.root.size(), Action: Tag})
-		return nil
-	}
-	// Check again just before writing: another promoter may have tagged meanwhile.
-	if same, err := d.checkTag(ctx, tag); err != nil {
-		return err
-	} else if !same {
-		if err := d.put(ctx, tag, d.pl.root); err != nil {
+// writeTag points tag at the root, the last write of a promotion by tag, unless it
+// pointed there already (tagDone).
+func (d *destination) writeTag(ctx context.Context, tag name.Tag, tagDone bool) error {
+	it := d.rootItem(tag, Tag)
+	switch {
+	case tagDone:
+		it.Action = Skip
+	case d.dryRun:
+	default:
+		// Check again just before writing: another promoter may have tagged meanwhile.
+		same, err := d.checkTag(ctx, tag)
+		if err != nil {
 			return err
 		}
+		if !same {
+			if err := d.put(ctx, tag, d.pl.root); err != nil {
+				return err
+			}
+		}
 	}
-	d.item(Item{Kind: d.pl.root.kind, Ref: tag.String(), Digest: d.pl.root.digest.String(), Size: d.pl.root.size(), Action: Tag})
+	d.item(it)
 	return nil
+}
+
+// moveTag points one more tag at the root, which the destination holds by now: one
+// manifest write, or none when it points there already. A tag that is not mutable and
+// points elsewhere is a types.TagImmutableError.
+func (d *destination) moveTag(ctx context.Context, tag name.Tag) error {
+	same, err := d.checkTag(ctx, tag)
+	if err != nil {
+		return fmt.Errorf("moving %s: %w", tag, err)
+	}
+	it := d.rootItem(tag, Tag)
+	switch {
+	case same:
+		it.Action = Skip
+	case d.dryRun:
+	default:
+		if err := d.put(ctx, tag, d.pl.root); err != nil {
+			return fmt.Errorf("moving %s: %w", tag, err)
+		}
+	}
+	d.item(it)
+	return nil
+}
+
+// rootItem is the item of the root under tag.
+func (d *destination) rootItem(tag name.Tag, action Action) Item {
+	root := d.pl.root
+	return Item{Kind: root.kind, Ref: tag.String(), Digest: root.digest.String(), Size: root.size(), Action: action}
 }
 
 // checkTag reports whether tag already points at the source digest, and fails with an
 // ptypes.TagImmutableError when it points elsewhere and is not mutable.
 func (d *destination) checkTag(ctx context.Context, tag name.Tag) (same bool, err error) {
 	want := d.pl.root.digest.String()
-	got, found, err := d.head(ctx, tag)
+	got, ok, err := d.head(ctx, tag)
 	if err != nil {
 		return false, err
 	}
 	switch {
-	case !found:
+	case !ok:
 		return false, nil
 	case got == want:
 		return true, nil
-	case slices.Contains(d.opt.MutableTags, tag.TagStr()):
+	case slices.Contains(d.target.MutableTags, tag.TagStr()):
 		d.p.log.Info("moving mutable tag", "tag", tag.String(), "from", got, "to", want)
 		return false, nil
 	default:
@@ -177,8 +228,8 @@ func (d *destination) checkTag(ctx context.Context, tag name.Tag) (same bool, er
 }
 
 // head returns the digest ref points at in the destination, found=false on 404.
-func (d *destination) head(ctx context.Context, ref name.Reference) (digest string, found bool, err error) {
-	release, err := d.p.acquire(ctx, d.repo.RegistryStr())
+func (d *destination) head(ctx context.Context, ref name.Reference) (digest string, ok bool, err error) {
+	release, err := d.p.limits.acquire(ctx, d.repo.RegistryStr())
 	if err != nil {
 		return "", false, err
 	}
@@ -196,46 +247,18 @@ func (d *destination) head(ctx context.Context, ref name.Reference) (digest stri
 // copyBlobs copies, once each, the blobs of every manifest the destination lacks, in
 // parallel within the per-host limits. Blobs of present manifests are counted as skipped:
 // a registry holds a manifest only with its blobs.
-func (d *destination) copyBlobs(ctx context.Context, present []bool) error {
-	seen := map[v1.Hash]bool{}
-	var todo []v1.Descriptor
-	for i, n := range d.pl.nodes {
-		if present[i] {
-			continue
-		}
-		for _, b := range n.blobs {
-			if !seen[b.Digest] {
-				seen[b.Digest] = true
-				todo = append(todo, b)
-				d.bytesTotal += b.Size
-			}
-		}
-	}
-	d.blobsTotal = len(todo)
-	d.blobs.share.expect(todo)
-	for i, n := range d.pl.nodes {
-		if !present[i] {
-			continue
-		}
-		for _, b := range n.blobs {
-			if !seen[b.Digest] {
-				seen[b.Digest] = true
-				d.res.Skipped += b.Size
-			}
-		}
-	}
-
+func (d *destination) copyBlobs(ctx context.Context, have []found) error {
+	todo := d.blobsToCopy(have)
+	d.blobs.source.Expect(todo)
 	items := make([]Item, len(todo))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, b := range todo {
 		g.Go(func() error {
-			var action Action
-			var err error
-			if d.opt.DryRun {
-				action, err = d.predict(gctx, b)
-			} else {
-				action, err = d.blobs.copy(gctx, b)
+			copyBlob := d.blobs.copy
+			if d.dryRun {
+				copyBlob = d.blobs.predict
 			}
+			action, err := copyBlob(gctx, b)
 			if err != nil {
 				return err
 			}
@@ -253,19 +276,36 @@ func (d *destination) copyBlobs(ctx context.Context, present []bool) error {
 	return err
 }
 
-// predict is the dry-run of blobCopier.copy: HEAD only.
-func (d *destination) predict(ctx context.Context, b v1.Descriptor) (Action, error) {
-	ok, err := d.blobs.exists(ctx, b.Digest)
-	switch {
-	case err != nil:
-		return "", fmt.Errorf("checking blob %s in %s: %w", b.Digest, d.repo, err)
-	case ok:
-		return Skip, nil
-	case d.blobs.mount && d.blobs.src.String() != d.repo.String():
-		return Mount, nil
-	default:
-		return Copy, nil
+// blobsToCopy lists, once each, the blobs of the manifests the destination lacks, and
+// counts the totals and the skipped bytes (the blobs of present manifests alone).
+func (d *destination) blobsToCopy(have []found) []v1.Descriptor {
+	seen := map[v1.Hash]bool{}
+	var todo []v1.Descriptor
+	for i, n := range d.pl.nodes {
+		if have[i].present {
+			continue
+		}
+		for _, b := range n.blobs {
+			if !seen[b.Digest] {
+				seen[b.Digest] = true
+				todo = append(todo, b)
+				d.bytesTotal += b.Size
+			}
+		}
 	}
+	d.blobsTotal = len(todo)
+	for i, n := range d.pl.nodes {
+		if !have[i].present {
+			continue
+		}
+		for _, b := range n.blobs {
+			if !seen[b.Digest] {
+				seen[b.Digest] = true
+				d.res.Skipped += b.Size
+			}
+		}
+	}
+	return todo
 }
 
 func (d *destination) blobDone(it Item) {
@@ -282,8 +322,8 @@ func (d *destination) blobDone(it Item) {
 	d.blobsDone++
 	d.bytesDone += it.Size
 	d.p.log.Debug("blob", "destination", d.repo.String(), "digest", it.Digest, "size", it.Size, "action", string(it.Action))
-	if d.opt.Progress != nil {
-		d.opt.Progress(Event{Destination: d.res.Destination, Item: it,
+	if d.p.progress != nil {
+		d.p.progress(Event{Destination: d.res.Destination, Item: it,
 			BlobsDone: d.blobsDone, BlobsTotal: d.blobsTotal, BytesDone: d.bytesDone, BytesTotal: d.bytesTotal})
 	}
 }
@@ -294,86 +334,105 @@ func (d *destination) item(it Item) {
 	defer d.mu.Unlock()
 	d.res.Items = append(d.res.Items, it)
 	if it.Action != Skip {
-		d.p.log.Debug("manifest", "kind", string(it.Kind), "ref", it.Ref, "digest", it.Digest, "action", string(it.Action), "dry_run", d.opt.DryRun)
+		d.p.log.Debug("manifest", "kind", string(it.Kind), "ref", it.Ref, "digest", it.Digest, "action", string(it.Action), "dry_run", d.dryRun)
 	}
-	if d.opt.Progress != nil {
-		d.opt.Progress(Event{Destination: d.res.Destination, Item: it,
+	if d.p.progress != nil {
+		d.p.progress(Event{Destination: d.res.Destination, Item: it,
 			BlobsDone: d.blobsDone, BlobsTotal: d.blobsTotal, BytesDone: d.bytesDone, BytesTotal: d.bytesTotal})
 	}
 }
 
 // writeManifests writes the missing manifests, every one after the manifests it references
-// (children before their index, subjects before their accessories). The root is left to
-// the final tag write when promoting by tag, so that the tag is the last thing to appear.
-// Manifests that do not depend on each other are written at once, wave after wave, except
-// the referrers of one subject: a registry without the referrers API keeps them in one
-// fallback tag that each write reads and rewrites, so those go one after another.
-func (d *destination) writeManifests(ctx context.Context, present []bool, existing []string, byTag bool) error {
-	items := make([]Item, len(d.pl.nodes))
+// (children before their index, subjects before their accessories): wave after wave
+// (waves), the manifests of a wave at once. The root is left to the final tag write when
+// promoting by tag, so that the tag is the last thing to appear. Last, the referrers that
+// were present already are checked to be listed (relist).
+func (d *destination) writeManifests(ctx context.Context, have []found, byTag bool) error {
 	for _, wave := range waves(d.pl.nodes) {
-		// Each lane is written in order; lanes run at once.
-		lanes := map[string][]int{}
-		var keys []string
-		for _, i := range wave {
-			key := fmt.Sprint(i)
-			if n := d.pl.nodes[i]; n.subject != nil {
-				key = "referrers of " + n.subject.Digest.String()
-			}
-			if _, ok := lanes[key]; !ok {
-				keys = append(keys, key)
-			}
-			lanes[key] = append(lanes[key], i)
-		}
-		g, gctx := errgroup.WithContext(ctx)
-		for _, key := range keys {
-			g.Go(func() error {
-				for _, i := range lanes[key] {
-					if byTag && d.pl.nodes[i] == d.pl.root {
-						continue // written by the tag, last
-					}
-					it, err := d.writeManifest(gctx, d.pl.nodes[i], present[i], existing[i])
-					if err != nil {
-						return err
-					}
-					items[i] = it
-				}
-				return nil
-			})
-		}
-		err := g.Wait()
-		for _, i := range wave {
-			if items[i].Action != "" {
-				d.item(items[i])
-			}
-		}
-		if err != nil {
+		if err := d.writeWave(ctx, wave, have, byTag); err != nil {
 			return err
 		}
 	}
-	var referrers []*node // present ones, whose listing must still be checked
+	var present []*node // referrers whose listing must still be checked
 	for i, n := range d.pl.nodes {
-		if present[i] && n.subject != nil && !(byTag && n == d.pl.root) {
-			referrers = append(referrers, n)
+		if have[i].present && n.subject != nil && !(byTag && n == d.pl.root) {
+			present = append(present, n)
 		}
 	}
-	return d.relist(ctx, referrers)
+	return d.relist(ctx, present)
+}
+
+// writeWave writes the manifests of one wave, its lanes at once and each lane in order,
+// and records what it did in the wave's order.
+func (d *destination) writeWave(ctx context.Context, wave []int, have []found, byTag bool) error {
+	items := make(map[int]Item, len(wave))
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	for _, lane := range lanes(d.pl.nodes, wave) {
+		g.Go(func() error {
+			for _, i := range lane {
+				n := d.pl.nodes[i]
+				if byTag && n == d.pl.root {
+					continue // written by the tag, last
+				}
+				it, err := d.writeManifest(gctx, n, have[i])
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				items[i] = it
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	for _, i := range wave {
+		if it, ok := items[i]; ok {
+			d.item(it)
+		}
+	}
+	return err
+}
+
+// lanes splits a wave into the sequences written one after another. The referrers of one
+// subject share a lane: a registry without the referrers API keeps them in one fallback
+// tag that each write reads and rewrites, so those go one after another. Every other
+// manifest is a lane of its own.
+func lanes(nodes []*node, wave []int) [][]int {
+	var out [][]int
+	bySubject := map[v1.Hash]int{} // subject -> its referrers' lane in out
+	for _, i := range wave {
+		s := nodes[i].subject
+		if s == nil {
+			out = append(out, []int{i})
+			continue
+		}
+		if l, ok := bySubject[s.Digest]; ok {
+			out[l] = append(out[l], i)
+			continue
+		}
+		bySubject[s.Digest] = len(out)
+		out = append(out, []int{i})
+	}
+	return out
 }
 
 // writeManifest writes one manifest the destination lacks (or merges an accessory tag that
 // holds another digest) and says what it did.
-func (d *destination) writeManifest(ctx context.Context, n *node, present bool, existing string) (Item, error) {
-	ref := d.target(n)
+func (d *destination) writeManifest(ctx context.Context, n *node, f found) (Item, error) {
+	ref := d.where(n)
 	it := Item{Kind: n.kind, Ref: ref.String(), Digest: n.digest.String(), Size: n.size(), Action: Copy}
 	switch {
-	case present:
+	case f.present:
 		it.Action = Skip
-	case n.tag != "" && existing != "":
-		action, err := d.mergeAccessory(ctx, n, existing)
+	case n.tag != "" && f.existing != "":
+		action, err := d.mergeAccessory(ctx, n, f.existing)
 		if err != nil {
 			return it, err
 		}
 		it.Action = action
-	case d.opt.DryRun:
+	case d.dryRun:
 	default:
 		if err := d.put(ctx, ref, n); err != nil {
 			return it, err
@@ -414,8 +473,8 @@ func waves(nodes []*node) [][]int {
 	return out
 }
 
-// target is where a node is written: its cosign tag, or its digest.
-func (d *destination) target(n *node) name.Reference {
+// where is where a node is written: its cosign tag, or its digest.
+func (d *destination) where(n *node) name.Reference {
 	if n.tag != "" {
 		return d.repo.Tag(n.tag)
 	}
@@ -423,7 +482,7 @@ func (d *destination) target(n *node) name.Reference {
 }
 
 func (d *destination) put(ctx context.Context, ref name.Reference, n *node) error {
-	release, err := d.p.acquire(ctx, d.repo.RegistryStr())
+	release, err := d.p.limits.acquire(ctx, d.repo.RegistryStr())
 	if err != nil {
 		return err
 	}
@@ -442,7 +501,7 @@ func (d *destination) put(ctx context.Context, ref name.Reference, n *node) erro
 // appends a new signature.
 func (d *destination) mergeAccessory(ctx context.Context, n *node, existing string) (Action, error) {
 	ref := d.repo.Tag(n.tag)
-	release, err := d.p.acquire(ctx, d.repo.RegistryStr())
+	release, err := d.p.limits.acquire(ctx, d.repo.RegistryStr())
 	if err != nil {
 		return "", err
 	}
@@ -458,46 +517,46 @@ func (d *destination) mergeAccessory(ctx context.Context, n *node, existing stri
 	if err := json.Unmarshal(n.raw, &want); err != nil {
 		return "", fmt.Errorf("decoding source %s: %w", n.tag, err)
 	}
-	contains := func(ls []v1.Descriptor, h v1.Hash) bool {
-		return slices.ContainsFunc(ls, func(l v1.Descriptor) bool { return l.Digest == h })
+	layers, action := mergeLayers(have.Layers, want.Layers)
+	if action == Skip || d.dryRun {
+		return action, nil
 	}
-	var missing []v1.Descriptor
-	for _, l := range want.Layers {
-		if !contains(have.Layers, l.Digest) {
-			missing = append(missing, l)
-		}
-	}
-	if len(missing) == 0 {
-		return Skip, nil
-	}
-	subset := true
-	for _, l := range have.Layers {
-		subset = subset && contains(want.Layers, l.Digest)
-	}
-	if subset {
-		if !d.opt.DryRun {
-			if err := d.put(ctx, ref, n); err != nil {
-				return "", err
-			}
-		}
-		return Copy, nil
+	if action == Copy {
+		return Copy, d.put(ctx, ref, n)
 	}
 	merged := want
-	merged.Layers = append(slices.Clone(have.Layers), missing...)
+	merged.Layers = layers
 	raw, err := json.Marshal(merged)
 	if err != nil {
 		return "", err
 	}
-	if !d.opt.DryRun {
-		mt := n.mt
-		if merged.MediaType != "" {
-			mt = merged.MediaType
-		}
-		if err := d.put(ctx, ref, &node{kind: n.kind, raw: raw, mt: mt}); err != nil {
-			return "", err
+	mt := n.mt
+	if merged.MediaType != "" {
+		mt = merged.MediaType
+	}
+	return Merge, d.put(ctx, ref, &node{kind: n.kind, raw: raw, mt: mt})
+}
+
+// mergeLayers decides how an accessory's source layers (want) join the destination's
+// (have): Skip when have holds them all, Copy (the source replaces the destination) when
+// have holds nothing else, else Merge, with have's layers followed by the missing ones.
+func mergeLayers(have, want []v1.Descriptor) ([]v1.Descriptor, Action) {
+	contains := func(ls []v1.Descriptor, h v1.Hash) bool {
+		return slices.ContainsFunc(ls, func(l v1.Descriptor) bool { return l.Digest == h })
+	}
+	var missing []v1.Descriptor
+	for _, l := range want {
+		if !contains(have, l.Digest) {
+			missing = append(missing, l)
 		}
 	}
-	return Merge, nil
+	if len(missing) == 0 {
+		return nil, Skip
+	}
+	if !slices.ContainsFunc(have, func(l v1.Descriptor) bool { return !contains(want, l.Digest) }) {
+		return nil, Copy
+	}
+	return append(slices.Clone(have), missing...), Merge
 }
 
 // relist makes sure referrers that were already present are listed in the destination's
@@ -508,29 +567,16 @@ func (d *destination) relist(ctx context.Context, referrers []*node) error {
 	for _, n := range referrers {
 		sub := n.subject.Digest
 		if listed[sub] == nil {
-			release, err := d.p.acquire(ctx, d.repo.RegistryStr())
-			if err != nil {
+			var err error
+			if listed[sub], err = d.referrersOf(ctx, sub); err != nil {
 				return err
-			}
-			idx, err := d.p.reg.Referrers(d.repo.Digest(sub.String()), remote.Reuse(d.puller), remote.WithContext(ctx))
-			release()
-			if err != nil {
-				return fmt.Errorf("listing referrers of %s in %s: %w", sub, d.repo, err)
-			}
-			im, err := idx.IndexManifest()
-			if err != nil {
-				return fmt.Errorf("listing referrers of %s in %s: %w", sub, d.repo, err)
-			}
-			listed[sub] = map[v1.Hash]bool{}
-			for _, m := range im.Manifests {
-				listed[sub][m.Digest] = true
 			}
 		}
 		if listed[sub][n.digest] {
 			continue
 		}
 		ref := d.repo.Digest(n.digest.String())
-		if !d.opt.DryRun {
+		if !d.dryRun {
 			if err := d.put(ctx, ref, n); err != nil {
 				return err
 			}
@@ -538,4 +584,26 @@ func (d *destination) relist(ctx context.Context, referrers []*node) error {
 		d.item(Item{Kind: n.kind, Ref: ref.String(), Digest: n.digest.String(), Size: n.size(), Action: Copy})
 	}
 	return nil
+}
+
+// referrersOf lists the digests the destination lists as referrers of sub.
+func (d *destination) referrersOf(ctx context.Context, sub v1.Hash) (map[v1.Hash]bool, error) {
+	release, err := d.p.limits.acquire(ctx, d.repo.RegistryStr())
+	if err != nil {
+		return nil, err
+	}
+	idx, err := d.p.reg.Referrers(d.repo.Digest(sub.String()), remote.Reuse(d.puller), remote.WithContext(ctx))
+	release()
+	if err != nil {
+		return nil, fmt.Errorf("listing referrers of %s in %s: %w", sub, d.repo, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("listing referrers of %s in %s: %w", sub, d.repo, err)
+	}
+	listed := map[v1.Hash]bool{}
+	for _, m := range im.Manifests {
+		listed[m.Digest] = true
+	}
+	return listed, nil
 }

@@ -2,12 +2,19 @@
 // plus every signature and referrer attached to any of them — byte for byte to production
 // registries, and refuses anything that would change what a published tag means.
 //
-// It owns copy planning and its sharing among concurrent promotions (plan.go), blob
-// transfer with cross-repository mounts and streaming (blob.go), one source read per blob
-// for every destination that uploads it (fanout.go), manifest writes and tag immutability
-// (copy.go), and per-host request limits (limit.go). Retries live in the transport that internal/registry.Client provides.
+// Its one entry is Promoter.Promote(ctx, src, targets): a Target is a destination
+// reference, the tags to move there afterwards, the tags that may move, and whether a
+// signature is required (DestinationTarget and ReleaseTarget make a pipeline's).
 //
-// It must not sign or verify anything itself: the signature gate is Options.Verify, given by
+// It owns reading the source into an immutable plan (plan.go) and sharing that read among
+// concurrent promotions of the same source (share.go); the blob sources a destination
+// uploads from (source.go: a direct read, or a part of the fan-out that reads each blob
+// once for every destination, fanout.go); blob transfer with cross-repository mounts and
+// streaming (blob.go); manifest writes, tag moves and tag immutability (copy.go); and
+// per-host request limits (limit.go). Retries, Retry-After and the cosign tag scheme are
+// internal/registry's.
+//
+// It must not sign or verify anything itself: the signature gate is WithVerify, given by
 // the caller. It must not keep state between promotions beyond the per-host limits and the
 // reads under way: a promotion interrupted at any point is completed by running it again.
 package promote

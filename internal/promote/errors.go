@@ -5,8 +5,24 @@ import (
 	"fmt"
 )
 
-// ErrNotSigned means Options.Verify rejected the source: nothing was copied.
+// ErrNotSigned means the signature gate (WithVerify) rejected the source: nothing was
+// copied.
 var ErrNotSigned = errors.New("source signature not verified")
+
+// ErrNoVerifier means a target requires a signature but the Promoter has no gate
+// (WithVerify): configure a verification key.
+var ErrNoVerifier = errors.New("requires a signature, but no verification key is configured")
+
+// ErrInvalidOption means an Option's value is out of range: New refuses it, naming the
+// option and the value.
+var ErrInvalidOption = errors.New("invalid promote option")
+
+// optionError is an Option's refusal: its message alone (what to fix), matching
+// ErrInvalidOption.
+type optionError string
+
+func (e optionError) Error() string        { return string(e) }
+func (e optionError) Is(target error) bool { return target == ErrInvalidOption }
 
 // ErrSource means the source cannot be read for a reason retrying will not fix (401, 403,
 // 404): check the reference and the credentials for its registry.

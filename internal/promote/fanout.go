@@ -12,17 +12,17 @@ import (
 )
 
 // fanout shares one read of each source blob among the destinations that upload it: the
-// destinations of one PromoteAll call, or the promotions of one source that run at once
-// and share its plan (the daemon's steps, one per destination). The blob is downloaded
+// targets of every promotion of one source that runs at once and shares its plan (one
+// Promote call with several targets, or the daemon's steps, one per destination). The blob is downloaded
 // once and streamed to every destination's upload session at once, at the pace of the
 // slowest. Promoting to three registries then reads the source once, where three
 // separate copies read it three times.
 //
-// Destinations are numbered (sharing.part). Each says which blobs it may upload
-// (expect) before it asks for any, and leaves when it is done, failed or not. The
-// download of a blob starts once every destination has said so and every one that
-// expected the blob has joined its upload or withdrawn (the blob was there already, or
-// mounted). A destination that asks after the shared download started (a retry, after
+// Destinations are numbered, each with its part (the blobSource its blob copier was built
+// with). Each says which blobs it may upload (Expect) before it asks for any, and leaves
+// (Done) when it is done, failed or not. The download of a blob starts once every
+// destination has said so and every one that expected the blob has joined its upload
+// (Open) or withdrawn (Skip: the blob was there already, or mounted). A destination that asks after the shared download started (a retry, after
 // its part failed) uploads on its own, with a download of its own; so does every retry,
 // whatever failed.
 //
@@ -31,6 +31,8 @@ import (
 // registry slow, or refusing and being retried) uploads on its own later, so a sick
 // registry delays the others by joinGrace at most.
 type fanout struct {
+	blobs *sourceBlobs
+
 	mu      sync.Mutex
 	pending int // destinations that have not said yet what they may upload
 	groups  map[v1.Hash]*group
@@ -50,16 +52,16 @@ type group struct {
 	grace   *time.Timer // started by the first part to join
 }
 
-// joiner is one destination's part of a group: its blob copier and the pipe the shared
-// download writes into.
+// joiner is one destination's part of a group: its host (where it holds a request slot
+// during the download) and the pipe the shared download writes into.
 type joiner struct {
-	b     *blobCopier
+	host  string
 	body  *io.PipeReader
 	start chan struct{} // closed when the download starts (body is set then)
 }
 
-func newFanout(destinations int) *fanout {
-	return &fanout{pending: destinations, groups: map[v1.Hash]*group{}, expected: map[int]map[v1.Hash]bool{}}
+func newFanout(destinations int, blobs *sourceBlobs) *fanout {
+	return &fanout{blobs: blobs, pending: destinations, groups: map[v1.Hash]*group{}, expected: map[int]map[v1.Hash]bool{}}
 }
 
 // expect registers the blobs d may upload. It is called once per destination, before any
@@ -117,18 +119,18 @@ func (f *fanout) withdrawLocked(d int, dg v1.Hash) {
 	f.maybeStart(g)
 }
 
-// upload uploads desc into d's session at location: as part of the blob's shared download
-// when d is expected in its group, else on its own.
-func (f *fanout) upload(ctx context.Context, d int, b *blobCopier, desc v1.Descriptor, location string) error {
+// open returns desc's bytes for destination d on host: its part of the blob's shared
+// download when d is expected in its group, else a download of its own.
+func (f *fanout) open(ctx context.Context, d int, host string, desc v1.Descriptor) (io.ReadCloser, error) {
 	f.mu.Lock()
 	g := f.groups[desc.Digest]
 	if !f.expected[d][desc.Digest] || g == nil || g.started || embedded(desc) {
 		f.withdrawLocked(d, desc.Digest)
 		f.mu.Unlock()
-		return b.upload(ctx, desc, location)
+		return direct{blobs: f.blobs, dstHost: host}.Open(ctx, desc)
 	}
 	delete(f.expected[d], desc.Digest)
-	j := &joiner{b: b, start: make(chan struct{})}
+	j := &joiner{host: host, start: make(chan struct{})}
 	g.joined = append(g.joined, j)
 	g.waiting--
 	if g.grace == nil {
@@ -143,6 +145,7 @@ func (f *fanout) upload(ctx context.Context, d int, b *blobCopier, desc v1.Descr
 
 	select {
 	case <-j.start:
+		return partBody{j.body}, nil
 	case <-ctx.Done():
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -153,15 +156,19 @@ func (f *fanout) upload(ctx context.Context, d int, b *blobCopier, desc v1.Descr
 				g.grace = nil // the next part to join starts its own
 			}
 			f.maybeStart(g)
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		// Started meanwhile: closing the pipe drops this part.
 		j.body.CloseWithError(ctx.Err())
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
-	defer j.body.CloseWithError(errPartDone)
-	return j.b.put(ctx, desc, location, j.body)
 }
+
+// partBody is one destination's end of a shared download; closing it drops the
+// destination from the download.
+type partBody struct{ *io.PipeReader }
+
+func (b partBody) Close() error { return b.CloseWithError(errPartDone) }
 
 // errPartDone ends a destination's pipe once its upload returned: the shared download
 // writes to the others only.
@@ -190,29 +197,28 @@ func (f *fanout) start(g *group) {
 		j.body, writers[i] = io.Pipe()
 		close(j.start)
 	}
-	go g.broadcast(writers)
+	go g.broadcast(f.blobs, writers)
 }
 
 // broadcast downloads the blob once and writes it to every part's pipe, holding a
 // request slot on the source and on each destination host meanwhile (as one upload
 // does). A part whose upload ended is dropped; the download ends when none is left.
-func (g *group) broadcast(writers []*io.PipeWriter) {
-	first := g.joined[0].b
-	hosts := []string{first.src.RegistryStr()}
+func (g *group) broadcast(blobs *sourceBlobs, writers []*io.PipeWriter) {
+	hosts := []string{blobs.repo.RegistryStr()}
 	for _, j := range g.joined {
-		hosts = append(hosts, j.b.dst.RegistryStr())
+		hosts = append(hosts, j.host)
 	}
 	// The parts' own contexts end their uploads; the download stops when every pipe is
 	// closed, so it needs no deadline of its own beyond the transfers'.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	release, err := first.p.acquire(ctx, hosts...)
+	release, err := blobs.limits.acquire(ctx, hosts...)
 	if err != nil {
 		closeAll(writers, err)
 		return
 	}
 	defer release()
-	body, err := first.download(ctx, g.desc)
+	body, err := blobs.download(ctx, g.desc)
 	if err != nil {
 		closeAll(writers, err)
 		return
@@ -249,45 +255,18 @@ func closeAll(writers []*io.PipeWriter, err error) {
 	}
 }
 
-// sharing is one destination's membership in a fanout; its methods do nothing on nil (a
-// promotion that shares nothing).
-type sharing struct {
+// part is destination i's blobSource in a fanout.
+type part struct {
 	f    *fanout
-	part int
+	i    int
+	host string // the destination's registry host
 }
 
-// member is destination i's membership, nil for a nil fanout.
-func (f *fanout) member(i int) *sharing {
-	if f == nil {
-		return nil
-	}
-	return &sharing{f: f, part: i}
+func (p *part) Expect(blobs []v1.Descriptor) { p.f.expect(p.i, blobs) }
+
+func (p *part) Open(ctx context.Context, desc v1.Descriptor) (io.ReadCloser, error) {
+	return p.f.open(ctx, p.i, p.host, desc)
 }
 
-func (s *sharing) expect(blobs []v1.Descriptor) {
-	if s != nil {
-		s.f.expect(s.part, blobs)
-	}
-}
-
-// upload uploads desc into the session at location with b: as a part of the shared
-// download (fanout.upload), or on its own when s is nil.
-func (s *sharing) upload(ctx context.Context, b *blobCopier, desc v1.Descriptor, location string) error {
-	if s == nil {
-		return b.upload(ctx, desc, location)
-	}
-	return s.f.upload(ctx, s.part, b, desc, location)
-}
-
-// withdraw says this destination needs no upload of dg.
-func (s *sharing) withdraw(dg v1.Hash) {
-	if s != nil {
-		s.f.withdraw(s.part, dg)
-	}
-}
-
-func (s *sharing) leave() {
-	if s != nil {
-		s.f.leave(s.part)
-	}
-}
+func (p *part) Skip(d v1.Hash) { p.f.withdraw(p.i, d) }
+func (p *part) Done()          { p.f.leave(p.i) }

@@ -27,13 +27,13 @@ func TestPromoteAllReadsEachBlobOnce(t *testing.T) {
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{layers: 4, layerSize: 512 << 10})
 	ctx := context.Background()
 	// d has the whole image already.
-	if _, err := newPromoter(t, registry.Client{}).Promote(ctx, f.ref, d.Host+"/prod/app", promote.Options{}); err != nil {
+	if _, err := promoteOne(ctx, newPromoter(t, registry.Client{}), f.ref, promote.Target{Ref: d.Host + "/prod/app"}); err != nil {
 		t.Fatal(err)
 	}
 	seen := &requestCounter{base: http.DefaultTransport, n: map[string]int{}}
 	p := newPromoter(t, registry.Client{Transport: seen})
 	dsts := []string{b.Host + "/prod/app", c.Host + "/prod/app", d.Host + "/prod/app", a.Host + "/prod/app"}
-	results, errs := p.PromoteAll(ctx, f.ref, dsts, promote.Options{})
+	results, errs := p.Promote(ctx, f.ref, targets(dsts...))
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("promoting to %s: %v", dsts[i], err)
@@ -84,7 +84,7 @@ func TestPromoteAllSharedReadSurvivesAFailingDestination(t *testing.T) {
 	proxy := faultproxy.Start(t, c.URL, faultproxy.Config{Errors: 0.10, Drops: 0.10, Seed: 11})
 	p := newPromoter(t, registry.Client{Retry: &registry.RetryPolicy{MaxAttempts: 8, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}})
 	dsts := []string{b.Host + "/prod/app", proxy.Host + "/prod/app", locked.Host + "/prod/app"}
-	_, errs := p.PromoteAll(ctx, f.ref, dsts, promote.Options{})
+	_, errs := p.Promote(ctx, f.ref, targets(dsts...))
 	if errs[0] != nil || errs[1] != nil {
 		t.Fatalf("healthy destinations: %v; through faults (errors=%d drops=%d): %v", errs[0],
 			proxy.Stats.Errors.Load(), proxy.Stats.Drops.Load(), errs[1])
@@ -113,15 +113,16 @@ func TestPromoteAllDoesNotWaitLongForASickDestination(t *testing.T) {
 	sick := faultproxy.Start(t, c.URL, faultproxy.Config{Throttles: 1, RetryAfter: 1, Match: func(r *http.Request) bool {
 		return r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/blobs/")
 	}})
-	p := newPromoter(t, registry.Client{Retry: &registry.RetryPolicy{MaxAttempts: 2, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}})
 	healthy := b.Host + "/prod/app"
 	var atHealthyDone atomic.Int64
 	atHealthyDone.Store(-1)
-	_, errs := p.PromoteAll(context.Background(), f.ref, []string{healthy, sick.Host + "/prod/app"}, promote.Options{Progress: func(e promote.Event) {
-		if strings.HasPrefix(e.Destination, healthy) && e.Item.Kind == promote.KindBlob && e.BlobsDone == e.BlobsTotal {
-			atHealthyDone.Store(sick.Stats.Throttles.Load())
-		}
-	}})
+	p := newPromoter(t, registry.Client{Retry: &registry.RetryPolicy{MaxAttempts: 2, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}},
+		promote.WithProgress(func(e promote.Event) {
+			if strings.HasPrefix(e.Destination, healthy) && e.Item.Kind == promote.KindBlob && e.BlobsDone == e.BlobsTotal {
+				atHealthyDone.Store(sick.Stats.Throttles.Load())
+			}
+		}))
+	_, errs := p.Promote(context.Background(), f.ref, targets(healthy, sick.Host+"/prod/app"))
 	if errs[0] != nil {
 		t.Fatalf("the healthy destination: %v", errs[0])
 	}

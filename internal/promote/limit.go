@@ -3,15 +3,28 @@ package promote
 import (
 	"context"
 	"slices"
+	"sync"
 
 	"golang.org/x/sync/semaphore"
 )
 
+// limits are the request slots per registry host, shared by every promotion of one
+// Promoter.
+type limits struct {
+	jobs  int64
+	mu    sync.Mutex
+	hosts map[string]*semaphore.Weighted
+}
+
+func newLimits(jobs int) *limits {
+	return &limits{jobs: int64(jobs), hosts: map[string]*semaphore.Weighted{}}
+}
+
 // acquire takes one request slot on each of hosts (a host named twice takes two slots, as a
 // same-registry upload holds a download and an upload open at once) and returns the release
 // function. Slots are taken in host order, so two callers never wait on each other in a
-// cycle; each host allows Jobs slots, shared by every promotion of this Promoter.
-func (p *Promoter) acquire(ctx context.Context, hosts ...string) (func(), error) {
+// cycle; each host allows jobs slots.
+func (l *limits) acquire(ctx context.Context, hosts ...string) (func(), error) {
 	want := map[string]int64{}
 	for _, h := range hosts {
 		want[h]++
@@ -21,7 +34,6 @@ func (p *Promoter) acquire(ctx context.Context, hosts ...string) (func(), error)
 		keys = append(keys, h)
 	}
 	slices.Sort(keys)
-	jobs := int64(p.jobs)
 	var held []func()
 	release := func() {
 		for _, r := range held {
@@ -29,8 +41,8 @@ func (p *Promoter) acquire(ctx context.Context, hosts ...string) (func(), error)
 		}
 	}
 	for _, h := range keys {
-		sem := p.host(h)
-		n := min(want[h], jobs)
+		sem := l.host(h)
+		n := min(want[h], l.jobs)
 		if err := sem.Acquire(ctx, n); err != nil {
 			release()
 			return nil, err
@@ -40,16 +52,13 @@ func (p *Promoter) acquire(ctx context.Context, hosts ...string) (func(), error)
 	return release, nil
 }
 
-func (p *Promoter) host(h string) *semaphore.Weighted {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.hosts == nil {
-		p.hosts = map[string]*semaphore.Weighted{}
-	}
-	s, ok := p.hosts[h]
+func (l *limits) host(h string) *semaphore.Weighted {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, ok := l.hosts[h]
 	if !ok {
-		s = semaphore.NewWeighted(int64(p.jobs))
-		p.hosts[h] = s
+		s = semaphore.NewWeighted(l.jobs)
+		l.hosts[h] = s
 	}
 	return s
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -23,7 +22,7 @@ import (
 var cosignSuffixes = []struct {
 	suffix string
 	kind   Kind
-}{{"sig", KindSignature}, {"att", KindAttest}, {"sbom", KindSBOM}}
+}{{registry.SignatureSuffix, KindSignature}, {registry.AttestationSuffix, KindAttest}, {registry.SBOMSuffix, KindSBOM}}
 
 // maxAccessoryDepth bounds "signatures of signatures of ...": a referrer of a referrer of
 // a child is depth 2. Real chains stop at 2; the bound only protects against loops.
@@ -52,15 +51,13 @@ type node struct {
 func (n *node) size() int64 { return int64(len(n.raw)) }
 
 // plan is everything reachable from the source, in write order: every manifest comes after
-// the manifests and blobs it references, accessories after their subject.
+// the manifests and blobs it references, accessories after their subject. It is a value:
+// built whole by readPlan and never changed after, so the promotions that share it read
+// it without locks.
 type plan struct {
-	src    name.Reference
-	root   *node
-	nodes  []*node
-	puller *remote.Puller
-	// blobClient reads source blobs with raw requests (authenticated for pull), shared by
-	// every destination.
-	blobClient *http.Client
+	src   name.Reference
+	root  *node
+	nodes []*node
 }
 
 // walker reads the source repository.
@@ -71,56 +68,6 @@ type walker struct {
 
 	mu   sync.Mutex
 	seen map[string]bool
-}
-
-// planCall is one read of a source and the promotions that wait for it.
-type planCall struct {
-	done chan struct{} // closed when pl and err are set
-	pl   *plan
-	err  error
-	// members counts the promotions sharing the read, the one reading included; share is
-	// their blob reads' fanout, made when the read is done (nil for a lone member).
-	members int
-	share   *fanout
-}
-
-// plan reads src and everything attached to it. Concurrent promotions of the same source
-// (the daemon promotes each destination as a step of its own, at once) share one read,
-// and then each blob's download: share is the caller's part in it, nil when the caller
-// was alone. Nothing is kept after the read, so the next promotion reads the source
-// again.
-func (p *Promoter) plan(ctx context.Context, src name.Reference) (*plan, *sharing, error) {
-	key := src.String()
-	p.mu.Lock()
-	if c, ok := p.plans[key]; ok {
-		i := c.members
-		c.members++
-		p.mu.Unlock()
-		<-c.done
-		if c.err != nil {
-			return nil, nil, c.err
-		}
-		return c.pl, c.share.member(i), nil
-	}
-	if p.plans == nil {
-		p.plans = map[string]*planCall{}
-	}
-	c := &planCall{done: make(chan struct{}), members: 1}
-	p.plans[key] = c
-	p.mu.Unlock()
-
-	c.pl, c.err = p.readPlan(ctx, src)
-	p.mu.Lock()
-	delete(p.plans, key) // later promotions read the source again
-	if c.err == nil && c.members > 1 {
-		c.share = newFanout(c.members)
-	}
-	p.mu.Unlock()
-	close(c.done)
-	if c.err != nil {
-		return nil, nil, c.err
-	}
-	return c.pl, c.share.member(0), nil
 }
 
 // readPlan reads src and everything attached to it.
@@ -134,36 +81,38 @@ func (p *Promoter) readPlan(ctx context.Context, src name.Reference) (*plan, err
 	if err != nil {
 		return nil, sourceError(src, err)
 	}
-	root := tree[len(tree)-1]
-	rt, err := p.reg.HTTPTransport(ctx, src.Context())
-	if err != nil {
-		return nil, sourceError(src, err)
-	}
-	pl := &plan{src: src, root: root, nodes: tree, puller: puller, blobClient: &http.Client{Transport: rt}}
-
+	nodes := tree
 	// Breadth first over accessories: every manifest found so far may be signed, attested
 	// or referred to, including the accessories themselves.
 	frontier := tree
 	for depth := 0; len(frontier) > 0 && depth < maxAccessoryDepth; depth++ {
-		found := make([][]*node, len(frontier))
-		g, gctx := errgroup.WithContext(ctx)
-		for i, n := range frontier {
-			g.Go(func() error {
-				var err error
-				found[i], err = w.accessories(gctx, n)
-				return err
-			})
-		}
-		if err := g.Wait(); err != nil {
+		if frontier, err = w.accessoriesOf(ctx, frontier); err != nil {
 			return nil, err
 		}
-		frontier = nil
-		for _, f := range found {
-			frontier = append(frontier, f...)
-		}
-		pl.nodes = append(pl.nodes, frontier...)
+		nodes = append(nodes, frontier...)
 	}
-	return pl, nil
+	return &plan{src: src, root: tree[len(tree)-1], nodes: nodes}, nil
+}
+
+// accessoriesOf reads, at once, what is attached to each of nodes.
+func (w *walker) accessoriesOf(ctx context.Context, nodes []*node) ([]*node, error) {
+	found := make([][]*node, len(nodes))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, n := range nodes {
+		g.Go(func() error {
+			var err error
+			found[i], err = w.accessories(gctx, n)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var out []*node
+	for _, f := range found {
+		out = append(out, f...)
+	}
+	return out, nil
 }
 
 // tree reads ref and, for an index, its children, returning them children first. tag is
@@ -213,7 +162,7 @@ func (w *walker) tree(ctx context.Context, ref name.Reference, kind Kind, tag st
 
 // fetch reads one manifest, exactly as served.
 func (w *walker) fetch(ctx context.Context, ref name.Reference) (*node, error) {
-	release, err := w.p.acquire(ctx, w.repo.RegistryStr())
+	release, err := w.p.limits.acquire(ctx, w.repo.RegistryStr())
 	if err != nil {
 		return nil, err
 	}
@@ -261,10 +210,9 @@ func (w *walker) accessories(ctx context.Context, n *node) ([]*node, error) {
 	// mostly 404s, that need not wait for each other.
 	found := make([][]*node, len(cosignSuffixes)+1)
 	g, gctx := errgroup.WithContext(ctx)
-	prefix := strings.Replace(n.digest.String(), ":", "-", 1)
 	for i, s := range cosignSuffixes {
 		g.Go(func() error {
-			tag := w.repo.Tag(prefix + "." + s.suffix)
+			tag := w.repo.Tag(registry.AccessoryTag(n.digest.String(), s.suffix))
 			t, err := w.tree(gctx, tag, s.kind, tag.TagStr())
 			if registry.IsStatus(err, http.StatusNotFound) {
 				return nil
@@ -298,7 +246,7 @@ func (w *walker) accessories(ctx context.Context, n *node) ([]*node, error) {
 // its sha256-<hex> fallback tag), each with its children.
 func (w *walker) referrers(ctx context.Context, n *node) ([]*node, error) {
 	subject := w.repo.Digest(n.digest.String())
-	release, err := w.p.acquire(ctx, w.repo.RegistryStr())
+	release, err := w.p.limits.acquire(ctx, w.repo.RegistryStr())
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/promoter-dev/promoter/internal/metrics"
 	"github.com/promoter-dev/promoter/internal/registry"
@@ -25,37 +24,52 @@ const DefaultJobs = 8
 // DefaultTimeout bounds one promotion of one destination, retries included (WithTimeout).
 const DefaultTimeout = 30 * time.Minute
 
-// Options are the per-call knobs of a promotion.
-type Options struct {
-	// MutableTags are the destination tags that may move to another digest (for example
-	// "latest"). Every other tag that exists with a different digest fails with
-	// types.ErrTagImmutable.
+// Target is one destination of a promotion.
+type Target struct {
+	// Ref is where the source goes: "host/repo" (the source's tag is kept; a digest source
+	// is copied by digest only), "host/repo:tag" or "host/repo@sha256:...".
+	Ref string
+	// Tags are more tags of Ref's repository to point at the promoted digest once Ref is
+	// written (a pipeline destination's mutable tags, for example latest). Everything is
+	// there by then: each is one manifest write, or none when it points there already.
+	Tags []string
+	// MutableTags are the tags, Ref's or Tags', that may move from another digest. Every
+	// other tag that exists with a different digest fails with types.ErrTagImmutable.
 	MutableTags []string
-	// Verify is the signature gate: when set, it must accept the source, pinned by digest,
-	// before a single byte is copied. nil means no gate.
-	Verify func(ctx context.Context, ref string) error
-	// DryRun plans and checks the destinations but writes nothing; Result.Items says what
-	// would be copied, mounted or skipped.
-	DryRun bool
-	// Progress, when set, receives one Event per blob or manifest handled. Calls are
-	// serialized, also across destinations of PromoteAll.
-	Progress func(Event)
+	// RequireSignature gates the promotion on WithVerify's function: it must accept the
+	// source, pinned by digest, before a single byte is copied.
+	RequireSignature bool
+}
+
+// DestinationTarget is the promotion of a revision to pipeline destination d: under tag,
+// which is immutable, then d's mutable tags moved to it, gated by d's signature
+// requirement.
+func DestinationTarget(d types.Destination, tag string) Target {
+	return Target{Ref: d.To.Tag(tag), Tags: d.MutableTags, MutableTags: d.MutableTags, RequireSignature: d.RequireSignature}
+}
+
+// ReleaseTarget is the promotion of a release tag to pipeline destination d: that tag
+// only, immutable whatever d's mutable tags are, moving no other tag. It comes after the
+// revision tag, so everything but the tag is there already.
+func ReleaseTarget(d types.Destination, tag string) Target {
+	return Target{Ref: d.To.Tag(tag), RequireSignature: d.RequireSignature}
 }
 
 // Promoter copies images between registries. It is safe for concurrent use, and
-// concurrent promotions share its per-host request limits.
+// concurrent promotions share its per-host request limits and their reads of a source.
 type Promoter struct {
-	reg     registry.Client
-	jobs    int
-	timeout time.Duration
-	metrics *metrics.Metrics
-	log     *slog.Logger
-	verify  func(ctx context.Context, ref string) error
+	reg      registry.Client
+	limits   *limits
+	timeout  time.Duration
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+	verify   func(ctx context.Context, ref string) error
+	dryRun   bool
+	progress func(Event)
 
-	mu    sync.Mutex
-	hosts map[string]*semaphore.Weighted
+	mu sync.Mutex
 	// plans are the reads of a source under way, which concurrent promotions of it share
-	// (plan).
+	// (read).
 	plans map[string]*planCall
 }
 
@@ -67,92 +81,17 @@ func New(reg registry.Client, opts ...Option) (*Promoter, error) {
 			return nil, err
 		}
 	}
-	return &Promoter{reg: reg, jobs: o.jobs, timeout: o.timeout, metrics: o.metrics, log: o.log, verify: o.verify}, nil
-}
-
-// PromoteDestination promotes src (by digest) to a pipeline destination: under tag, which
-// is immutable, then moves the destination's mutable tags (for example latest) to it. A
-// destination that requires a signature is gated by WithVerify's function. It returns the
-// digest the destination's tag points at.
-func (p *Promoter) PromoteDestination(ctx context.Context, src, tag string, d types.Destination) (string, error) {
-	opt, err := p.destinationOptions(d)
-	if err != nil {
-		return "", err
-	}
-	opt.MutableTags = d.MutableTags
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	// One plan for the revision tag and every mutable tag: the source is read once. The
-	// promotions of the same source to other destinations that run meanwhile (the
-	// daemon's steps) share that read, and each blob's download (plan).
-	pl, share, outcome, err := p.prepare(ctx, src, opt)
-	if err != nil {
-		p.count(outcome)
-		return "", err
-	}
-	res, err := p.promoteOne(ctx, pl, d.To.Tag(tag), opt, share)
-	if err != nil {
-		return "", err
-	}
-	for _, mt := range d.MutableTags {
-		// Everything was just copied: this only writes the tag.
-		ref, err := p.reg.ParseReference(d.To.Tag(mt))
-		if err != nil {
-			return "", err
-		}
-		tag, ok := ref.(name.Tag)
-		if !ok {
-			return "", fmt.Errorf("mutable tag %q of %s is not a tag", mt, d.To)
-		}
-		if err := p.moveTag(ctx, pl, tag, opt); err != nil {
-			return "", fmt.Errorf("moving %s:%s: %w", d.To, mt, err)
+	p := &Promoter{reg: reg, limits: newLimits(o.jobs), timeout: o.timeout, metrics: o.metrics, log: o.log,
+		verify: o.verify, dryRun: o.dryRun, plans: map[string]*planCall{}}
+	if o.progress != nil {
+		var mu sync.Mutex
+		p.progress = func(e Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			o.progress(e)
 		}
 	}
-	return res.Digest, nil
-}
-
-// moveTag points tag at the planned root, which the destination already holds, unless it
-// points there already; a tag that is not in opt.MutableTags and points elsewhere is a
-// types.TagImmutableError.
-func (p *Promoter) moveTag(ctx context.Context, pl *plan, tag name.Tag, opt Options) error {
-	d, err := p.newDestination(ctx, pl, tag, opt)
-	if err != nil {
-		return err
-	}
-	same, err := d.checkTag(ctx, tag)
-	if err != nil || same {
-		return err
-	}
-	return d.put(ctx, tag, pl.root)
-}
-
-// PromoteTag promotes src (by digest) to a pipeline destination under tag only, which is
-// immutable whatever the destination's mutable tags are, and moves no other tag: a
-// release tag, promoted after the revision tag, where everything but the tag is already
-// there. It is gated by the destination's signature requirement like PromoteDestination,
-// and returns the digest the tag points at; a tag that points elsewhere fails with
-// types.ErrTagImmutable.
-func (p *Promoter) PromoteTag(ctx context.Context, src, tag string, d types.Destination) (string, error) {
-	opt, err := p.destinationOptions(d)
-	if err != nil {
-		return "", err
-	}
-	res, err := p.Promote(ctx, src, d.To.Tag(tag), opt)
-	if err != nil {
-		return "", err
-	}
-	return res.Digest, nil
-}
-
-// destinationOptions are the options of a promotion to d: its signature gate.
-func (p *Promoter) destinationOptions(d types.Destination) (Options, error) {
-	if !d.RequireSignature {
-		return Options{}, nil
-	}
-	if p.verify == nil {
-		return Options{}, fmt.Errorf("%s requires a signature, but no verification key is configured", d.To)
-	}
-	return Options{Verify: p.verify}, nil
+	return p, nil
 }
 
 // Action is what promotion does (or would do) with one item.
@@ -194,7 +133,7 @@ type Item struct {
 	Action Action `json:"action"`
 }
 
-// Result is the outcome of one destination.
+// Result is the outcome of one target.
 type Result struct {
 	// Destination is the reference written, "host/repo:tag" or "host/repo@sha256:...".
 	Destination string
@@ -215,86 +154,74 @@ type Event struct {
 	BytesDone, BytesTotal int64
 }
 
-// Promote copies src (a tag or digest reference) to dst. dst may be "host/repo" (the
-// source's tag is kept; a digest source is copied by digest only) or "host/repo:tag".
-func (p *Promoter) Promote(ctx context.Context, src, dst string, opt Options) (*Result, error) {
-	rs, errs := p.PromoteAll(ctx, src, []string{dst}, opt)
-	return rs[0], errs[0]
-}
-
-// PromoteAll promotes src to several destinations in parallel. It reads and verifies the
-// source once; the returned slices have one entry per destination, in order.
-func (p *Promoter) PromoteAll(ctx context.Context, src string, dsts []string, opt Options) ([]*Result, []error) {
-	results := make([]*Result, len(dsts))
-	errs := make([]error, len(dsts))
-	fail := func(err error, outcome string) ([]*Result, []error) {
+// Promote copies src (a tag or digest reference) to every target, in parallel, with its
+// signatures and referrers. It reads the source once (shared with the promotions of the
+// same source running meanwhile), runs the signature gate once when a target requires it,
+// then streams each source blob once to every destination that lacks it. The returned
+// slices have one entry per target, in order; a result is nil when its target failed
+// before its destination was resolved (the source unreadable, the gate refusing).
+func (p *Promoter) Promote(ctx context.Context, src string, targets []Target) ([]*Result, []error) {
+	results := make([]*Result, len(targets))
+	errs := make([]error, len(targets))
+	if err := p.gateReady(targets); err != nil {
 		for i := range errs {
 			errs[i] = err
-			if !opt.DryRun {
+		}
+		return results, errs
+	}
+	if len(targets) == 0 {
+		return results, errs
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	pl, srcs, outcome, err := p.prepare(ctx, src, targets)
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+			if !p.dryRun {
 				p.count(outcome)
 			}
 		}
 		return results, errs
 	}
-	if len(dsts) == 0 {
-		return results, errs
-	}
-	if opt.Progress != nil {
-		var mu sync.Mutex
-		progress := opt.Progress
-		opt.Progress = func(e Event) {
-			mu.Lock()
-			defer mu.Unlock()
-			progress(e)
-		}
-	}
-
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	pl, planned, outcome, err := p.prepare(ctx, src, opt)
-	if err != nil {
-		return fail(err, outcome)
-	}
-
-	// The destinations share each source blob's read (fanout.go): this call's, or, for
-	// one destination, those of the other promotions that share the plan.
-	shares := make([]*sharing, len(dsts))
-	switch {
-	case opt.DryRun:
-		planned.leave() // nothing is uploaded
-	case len(dsts) == 1:
-		shares[0] = planned
-	default:
-		planned.leave()
-		f := newFanout(len(dsts))
-		for i := range shares {
-			shares[i] = f.member(i)
-		}
-	}
 	var wg sync.WaitGroup
-	for i, dst := range dsts {
+	for i, t := range targets {
 		wg.Go(func() {
-			results[i], errs[i] = p.promoteOne(ctx, pl, dst, opt, shares[i])
+			results[i], errs[i] = p.promoteTarget(ctx, pl, t, srcs, i)
 		})
 	}
 	wg.Wait()
 	return results, errs
 }
 
-// prepare reads src and everything attached to it (plan), and runs the signature gate on
-// the digest it is about to copy. share is this promotion's part in the plan's shared blob
-// reads, nil when no other promotion shares the plan. On failure, outcome is the
-// promotions' metric outcome.
-func (p *Promoter) prepare(ctx context.Context, src string, opt Options) (pl *plan, share *sharing, outcome string, err error) {
+// gateReady fails when a target requires a signature that nothing can verify.
+func (p *Promoter) gateReady(targets []Target) error {
+	for _, t := range targets {
+		if t.RequireSignature && p.verify == nil {
+			return fmt.Errorf("%s %w", t.Ref, ErrNoVerifier)
+		}
+	}
+	return nil
+}
+
+// prepare reads src and everything attached to it (read), and runs the signature gate on
+// the digest it is about to copy when a target requires it. srcs gives each target its
+// part in the plan's shared blob reads. On failure, outcome is the promotions' metric
+// outcome.
+func (p *Promoter) prepare(ctx context.Context, src string, targets []Target) (pl *plan, srcs sources, outcome string, err error) {
 	srcRef, err := p.reg.ParseReference(src)
 	if err != nil {
-		return nil, nil, "failed", err
+		return nil, sources{}, "failed", err
 	}
-	if opt.Verify == nil {
-		if pl, share, err = p.plan(ctx, srcRef); err != nil {
-			return nil, nil, "failed", err
+	parts := len(targets)
+	if p.dryRun {
+		parts = 0 // nothing is uploaded
+	}
+	if !slices.ContainsFunc(targets, func(t Target) bool { return t.RequireSignature }) {
+		if pl, srcs, err = p.read(ctx, srcRef, parts); err != nil {
+			return nil, sources{}, "failed", err
 		}
-		return pl, share, "", nil
+		return pl, srcs, "", nil
 	}
 	// Verify the digest about to be copied, not a tag, which could move between the check
 	// and the copy. A source named by digest (as the daemon names it) is verified while
@@ -302,39 +229,42 @@ func (p *Promoter) prepare(ctx context.Context, src string, opt Options) (pl *pl
 	pinned, byDigest := srcRef.(name.Digest)
 	verified := make(chan error, 1)
 	if byDigest {
-		go func() { verified <- opt.Verify(ctx, pinned.String()) }()
+		go func() { verified <- p.verify(ctx, pinned.String()) }()
 	}
-	if pl, share, err = p.plan(ctx, srcRef); err != nil {
-		return nil, nil, "failed", err
+	if pl, srcs, err = p.read(ctx, srcRef, parts); err != nil {
+		return nil, sources{}, "failed", err
 	}
 	if !byDigest {
 		pinned = srcRef.Context().Digest(pl.root.digest.String())
-		verified <- opt.Verify(ctx, pinned.String())
+		verified <- p.verify(ctx, pinned.String())
 	}
 	if err := <-verified; err != nil {
-		share.leave()
-		return nil, nil, "unsigned", fmt.Errorf("%w: %s: %w", ErrNotSigned, pinned, err)
+		srcs.leave()
+		return nil, sources{}, "unsigned", fmt.Errorf("%w: %s: %w", ErrNotSigned, pinned, err)
 	}
-	return pl, share, "", nil
+	return pl, srcs, "", nil
 }
 
-// promoteOne runs one destination under its own deadline and records its metrics. With
-// share, its blob uploads share the source reads of other destinations.
-func (p *Promoter) promoteOne(ctx context.Context, pl *plan, dst string, opt Options, share *sharing) (*Result, error) {
+// promoteTarget runs target i under its own deadline and records its metrics.
+func (p *Promoter) promoteTarget(ctx context.Context, pl *plan, t Target, srcs sources, i int) (*Result, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	defer share.leave()
-	res, err := p.copyTo(ctx, pl, dst, opt, share)
+	res, err := p.copyTo(ctx, pl, t, srcs, i)
 	if err == nil {
 		p.log.Info("promoted", "source", pl.src.String(), "destination", res.Destination, "digest", res.Digest,
 			"uploaded_bytes", res.Uploaded, "mounted_bytes", res.Mounted, "skipped_bytes", res.Skipped,
-			"duration", time.Since(start).Round(time.Millisecond), "dry_run", opt.DryRun)
+			"duration", time.Since(start).Round(time.Millisecond), "dry_run", p.dryRun)
 	}
-	if opt.DryRun {
-		return res, err
+	if !p.dryRun {
+		p.record(res, err, time.Since(start))
 	}
-	p.metrics.PromoteDuration.Observe(time.Since(start).Seconds())
+	return res, err
+}
+
+// record counts one target's promotion in the metrics.
+func (p *Promoter) record(res *Result, err error, took time.Duration) {
+	p.metrics.PromoteDuration.Observe(took.Seconds())
 	if res != nil {
 		p.metrics.PromoteBytes.WithLabelValues("uploaded").Add(float64(res.Uploaded))
 		p.metrics.PromoteBytes.WithLabelValues("mounted").Add(float64(res.Mounted))
@@ -351,7 +281,6 @@ func (p *Promoter) promoteOne(ctx context.Context, pl *plan, dst string, opt Opt
 	default:
 		p.count("skipped")
 	}
-	return res, err
 }
 
 func (p *Promoter) count(outcome string) {

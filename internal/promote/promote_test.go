@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,39 +36,14 @@ func TestPromoteAllCopiesIndexSignaturesAndReferrers(t *testing.T) {
 	ctx := context.Background()
 
 	dsts := []string{b.Host + "/prod/app", c.Host + "/prod/app"}
-	results, errs := p.PromoteAll(ctx, f.ref, dsts, promote.Options{})
+	results, errs := p.Promote(ctx, f.ref, targets(dsts...))
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("promoting to %s: %v", dsts[i], err)
 		}
 	}
-	crane, regctl := testenv.Tool(t, "crane"), testenv.Tool(t, "regctl")
 	for i, dst := range dsts {
-		ref := dst + ":v1"
-		if got := results[i].Digest; got != f.index.String() {
-			t.Errorf("result digest %s, want %s", got, f.index)
-		}
-		if got := digestOf(t, ref); got != f.index.String() {
-			t.Errorf("%s is %s, want %s", ref, got, f.index)
-		}
-		if got := run(t, crane, "digest", "--insecure", ref); got != f.index.String() {
-			t.Errorf("crane digest %s = %s, want %s", ref, got, f.index)
-		}
-		if got := run(t, regctl, "image", "digest", "--host", "reg="+strings.Split(dst, "/")[0]+",tls=disabled", ref); got != f.index.String() {
-			t.Errorf("regctl image digest %s = %s, want %s", ref, got, f.index)
-		}
-		r, _ := registry.Client{}.ParseReference(ref)
-		idx, err := remote.Index(r, registry.Client{}.Remote(ctx)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := validate.Index(idx); err != nil {
-			t.Errorf("destination index %s invalid: %v", ref, err)
-		}
-		checkAttached(t, dst, f)
-		if results[i].Uploaded == 0 || results[i].Mounted != 0 {
-			t.Errorf("across registries got uploaded=%d mounted=%d, want uploaded>0 mounted=0", results[i].Uploaded, results[i].Mounted)
-		}
+		checkCopied(t, dst, f, results[i])
 	}
 	if got := testutil.ToFloat64(m.Promotions.WithLabelValues("promoted")); got != 2 {
 		t.Errorf("promotions{outcome=promoted} = %v, want 2", got)
@@ -77,7 +53,7 @@ func TestPromoteAllCopiesIndexSignaturesAndReferrers(t *testing.T) {
 	}
 
 	// Again: everything is there, nothing moves, every blob byte counts as skipped.
-	again, err := p.Promote(ctx, f.ref, dsts[0], promote.Options{})
+	again, err := promoteOne(ctx, p, f.ref, promote.Target{Ref: dsts[0]})
 	if err != nil {
 		t.Fatalf("promoting again: %v", err)
 	}
@@ -91,6 +67,39 @@ func TestPromoteAllCopiesIndexSignaturesAndReferrers(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.Promotions.WithLabelValues("skipped")); got != 1 {
 		t.Errorf("promotions{outcome=skipped} = %v, want 1", got)
+	}
+}
+
+// checkCopied checks that dst holds f, as promoter, crane and regctl see it, whole and
+// valid, with its blobs uploaded (across registries) by res.
+func checkCopied(t *testing.T, dst string, f *fixture, res *promote.Result) {
+	t.Helper()
+	ctx := context.Background()
+	crane, regctl := testenv.Tool(t, "crane"), testenv.Tool(t, "regctl")
+	ref := dst + ":v1"
+	if got := res.Digest; got != f.index.String() {
+		t.Errorf("result digest %s, want %s", got, f.index)
+	}
+	if got := digestOf(t, ref); got != f.index.String() {
+		t.Errorf("%s is %s, want %s", ref, got, f.index)
+	}
+	if got := run(t, crane, "digest", "--insecure", ref); got != f.index.String() {
+		t.Errorf("crane digest %s = %s, want %s", ref, got, f.index)
+	}
+	if got := run(t, regctl, "image", "digest", "--host", "reg="+strings.Split(dst, "/")[0]+",tls=disabled", ref); got != f.index.String() {
+		t.Errorf("regctl image digest %s = %s, want %s", ref, got, f.index)
+	}
+	r, _ := registry.Client{}.ParseReference(ref)
+	idx, err := remote.Index(r, registry.Client{}.Remote(ctx)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Index(idx); err != nil {
+		t.Errorf("destination index %s invalid: %v", ref, err)
+	}
+	checkAttached(t, dst, f)
+	if res.Uploaded == 0 || res.Mounted != 0 {
+		t.Errorf("across registries got uploaded=%d mounted=%d, want uploaded>0 mounted=0", res.Uploaded, res.Mounted)
 	}
 }
 
@@ -127,7 +136,7 @@ func TestPromoteImmutableTag(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res, err := p.Promote(ctx, f.ref, tt.dst, promote.Options{MutableTags: tt.mutable})
+			res, err := promoteOne(ctx, p, f.ref, promote.Target{Ref: tt.dst, MutableTags: tt.mutable})
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("got error %v, want %v", err, tt.wantErr)
 			}
@@ -141,7 +150,7 @@ func TestPromoteImmutableTag(t *testing.T) {
 				if !errors.As(err, &ie) || ie.Existing != before || ie.Want != f.index.String() {
 					t.Errorf("got %#v, want types.TagImmutableError{Existing: %s, Want: %s}", ie, before, f.index)
 				}
-				if len(res.Items) != 0 {
+				if res == nil || len(res.Items) != 0 {
 					t.Errorf("refused promotion still handled %d items", len(res.Items))
 				}
 			}
@@ -160,14 +169,15 @@ func TestPromoteImmutableTag(t *testing.T) {
 }
 
 // TestPromoteDestinationAndTag: a pipeline destination gets the revision tag and moves its
-// mutable tags; a release tag (PromoteTag) is written alone and is immutable even when the
-// destination lists it as mutable.
+// mutable tags, each with one manifest write; a release tag (ReleaseTarget) is written
+// alone and is immutable even when the destination lists it as mutable.
 func TestPromoteDestinationAndTag(t *testing.T) {
 	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "r1", fixtureOpts{})
 	src := a.Host + "/app@" + f.index.String()
 	ctx := context.Background()
-	p := newPromoter(t, registry.Client{})
+	seen := &requestCounter{base: http.DefaultTransport, n: map[string]int{}}
+	p := newPromoter(t, registry.Client{Transport: seen})
 	d := types.Destination{To: types.Repository(b.Host + "/prod/app"), MutableTags: []string{"latest"}}
 	put := func(tag string) string {
 		t.Helper()
@@ -182,8 +192,8 @@ func TestPromoteDestinationAndTag(t *testing.T) {
 		return digestOf(t, d.To.Tag(tag))
 	}
 
-	if got, err := p.PromoteDestination(ctx, src, "r1", d); err != nil || got != f.index.String() {
-		t.Fatalf("PromoteDestination: %s, %v", got, err)
+	if got, err := promoteOne(ctx, p, src, promote.DestinationTarget(d, "r1")); err != nil || got.Digest != f.index.String() {
+		t.Fatalf("DestinationTarget: %+v, %v", got, err)
 	}
 	for _, tag := range []string{"r1", "latest"} {
 		if got := digestOf(t, d.To.Tag(tag)); got != f.index.String() {
@@ -191,30 +201,43 @@ func TestPromoteDestinationAndTag(t *testing.T) {
 		}
 	}
 
+	// latest went on to another revision and comes back: that is one manifest written.
+	put("latest")
+	seen.reset()
+	if got, err := promoteOne(ctx, p, src, promote.DestinationTarget(d, "r1")); err != nil || got.Digest != f.index.String() {
+		t.Fatalf("DestinationTarget again: %+v, %v", got, err)
+	}
+	if got, want := seen.writes(), []string{"PUT /v2/prod/app/manifests/latest"}; !slices.Equal(got, want) {
+		t.Errorf("moving latest back wrote %v, want %v", got, want)
+	}
+	if got := digestOf(t, d.To.Tag("latest")); got != f.index.String() {
+		t.Errorf("latest is %s, want %s", got, f.index)
+	}
+
 	moved := put("latest") // latest went on to another revision
-	if got, err := p.PromoteTag(ctx, src, "v1.2.3", d); err != nil || got != f.index.String() {
-		t.Fatalf("PromoteTag: %s, %v", got, err)
+	if got, err := promoteOne(ctx, p, src, promote.ReleaseTarget(d, "v1.2.3")); err != nil || got.Digest != f.index.String() {
+		t.Fatalf("ReleaseTarget: %+v, %v", got, err)
 	}
 	if got := digestOf(t, d.To.Tag("v1.2.3")); got != f.index.String() {
 		t.Errorf("v1.2.3 is %s, want %s", got, f.index)
 	}
 	if got := digestOf(t, d.To.Tag("latest")); got != moved {
-		t.Errorf("PromoteTag moved latest to %s", got)
+		t.Errorf("ReleaseTarget moved latest to %s", got)
 	}
-	if got, err := p.PromoteTag(ctx, src, "v1.2.3", d); err != nil || got != f.index.String() {
-		t.Errorf("PromoteTag again: %s, %v; want nothing to do", got, err)
+	if got, err := promoteOne(ctx, p, src, promote.ReleaseTarget(d, "v1.2.3")); err != nil || got.Digest != f.index.String() {
+		t.Errorf("ReleaseTarget again: %+v, %v; want nothing to do", got, err)
 	}
-	// A tag PromoteTag writes is never moved, mutable or not.
-	if _, err := p.PromoteTag(ctx, src, "latest", d); !errors.Is(err, types.ErrTagImmutable) {
-		t.Errorf("PromoteTag over a mutable tag: %v, want ErrTagImmutable", err)
+	// A release tag is never moved, mutable or not.
+	if _, err := promoteOne(ctx, p, src, promote.ReleaseTarget(d, "latest")); !errors.Is(err, types.ErrTagImmutable) {
+		t.Errorf("ReleaseTarget over a mutable tag: %v, want ErrTagImmutable", err)
 	}
 	if got := digestOf(t, d.To.Tag("latest")); got != moved {
 		t.Errorf("latest moved to %s", got)
 	}
 	signed := d
 	signed.RequireSignature = true
-	if _, err := p.PromoteTag(ctx, src, "v2", signed); err == nil || !strings.Contains(err.Error(), "no verification key") {
-		t.Errorf("a destination requiring a signature without a key: %v", err)
+	if _, err := promoteOne(ctx, p, src, promote.ReleaseTarget(signed, "v2")); !errors.Is(err, promote.ErrNoVerifier) {
+		t.Errorf("a destination requiring a signature without a key: %v, want ErrNoVerifier", err)
 	}
 }
 
@@ -222,7 +245,7 @@ func TestPromoteSameRegistryMounts(t *testing.T) {
 	a := testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "staging/app", "v1", fixtureOpts{})
 	p := newPromoter(t, registry.Client{})
-	res, err := p.Promote(context.Background(), f.ref, a.Host+"/prod/app", promote.Options{})
+	res, err := promoteOne(context.Background(), p, f.ref, promote.Target{Ref: a.Host + "/prod/app"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,8 +261,8 @@ func TestPromoteSameRegistryMounts(t *testing.T) {
 func TestPromoteDryRunWritesNothing(t *testing.T) {
 	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{})
-	p := newPromoter(t, registry.Client{})
-	res, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", promote.Options{DryRun: true})
+	p := newPromoter(t, registry.Client{}, promote.WithDryRun())
+	res, err := promoteOne(context.Background(), p, f.ref, promote.Target{Ref: b.Host + "/prod/app"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,12 +292,13 @@ func TestPromoteSignatureGate(t *testing.T) {
 		t.Run(src, func(t *testing.T) {
 			b := testenv.StartRegistry(t)
 			m := metrics.Discard()
-			p := newPromoter(t, registry.Client{}, promote.WithMetrics(m))
 			var asked atomic.Value
-			_, err := p.Promote(context.Background(), src, b.Host+"/prod/app:v1", promote.Options{Verify: func(_ context.Context, ref string) error {
+			refuse := newPromoter(t, registry.Client{}, promote.WithMetrics(m), promote.WithVerify(func(_ context.Context, ref string) error {
 				asked.Store(ref)
 				return errors.New("no matching signatures")
-			}})
+			}))
+			target := promote.Target{Ref: b.Host + "/prod/app:v1", RequireSignature: true}
+			_, err := promoteOne(context.Background(), refuse, src, target)
 			if !errors.Is(err, promote.ErrNotSigned) {
 				t.Fatalf("got %v, want ErrNotSigned", err)
 			}
@@ -289,7 +313,8 @@ func TestPromoteSignatureGate(t *testing.T) {
 				t.Errorf("promotions{outcome=unsigned} = %v, want 1", got)
 			}
 			// Accepted, the same source is copied.
-			res, err := p.Promote(context.Background(), src, b.Host+"/prod/app:v1", promote.Options{Verify: func(context.Context, string) error { return nil }})
+			accept := newPromoter(t, registry.Client{}, promote.WithVerify(func(context.Context, string) error { return nil }))
+			res, err := promoteOne(context.Background(), accept, src, target)
 			if err != nil || res.Digest != f.index.String() {
 				t.Fatalf("accepted: %+v, %v", res, err)
 			}
@@ -302,7 +327,7 @@ func TestPromoteThroughFaults(t *testing.T) {
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{layers: 4, layerSize: 256 << 10})
 	proxy := faultproxy.Start(t, b.URL, faultproxy.Config{Errors: 0.10, Throttles: 0.02, Drops: 0.04, Seed: 7})
 	p := newPromoter(t, registry.Client{Retry: &registry.RetryPolicy{MaxAttempts: 8, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}})
-	res, err := p.Promote(context.Background(), f.ref, proxy.Host+"/prod/app", promote.Options{})
+	res, err := promoteOne(context.Background(), p, f.ref, promote.Target{Ref: proxy.Host + "/prod/app"})
 	if err != nil {
 		t.Fatalf("promoting through faults (requests=%d errors=%d throttles=%d drops=%d): %v", proxy.Stats.Requests.Load(),
 			proxy.Stats.Errors.Load(), proxy.Stats.Throttles.Load(), proxy.Stats.Drops.Load(), err)
@@ -323,18 +348,18 @@ func TestPromoteThroughFaults(t *testing.T) {
 func TestPromoteResumesAfterInterruption(t *testing.T) {
 	a, b := testenv.StartRegistry(t), testenv.StartRegistry(t)
 	f := pushFixture(t, a.Host, "app", "v1", fixtureOpts{layers: 4, layerSize: 256 << 10})
-	p := newPromoter(t, registry.Client{}, promote.WithJobs(2))
 	ctx, cancel := context.WithCancel(context.Background())
 	var done atomic.Int64
 	var copied atomic.Int64
-	first, err := p.Promote(ctx, f.ref, b.Host+"/prod/app", promote.Options{Progress: func(e promote.Event) {
+	p := newPromoter(t, registry.Client{}, promote.WithJobs(2), promote.WithProgress(func(e promote.Event) {
 		if e.Item.Kind == promote.KindBlob {
 			copied.Add(e.Item.Size)
 			if done.Add(1) == 3 {
 				cancel()
 			}
 		}
-	}})
+	}))
+	first, err := promoteOne(ctx, p, f.ref, promote.Target{Ref: b.Host + "/prod/app"})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted promotion: got %v, want context.Canceled", err)
 	}
@@ -342,7 +367,7 @@ func TestPromoteResumesAfterInterruption(t *testing.T) {
 		t.Fatalf("interrupted promotion already wrote the tag")
 	}
 
-	second, err := p.Promote(context.Background(), f.ref, b.Host+"/prod/app", promote.Options{})
+	second, err := promoteOne(context.Background(), newPromoter(t, registry.Client{}, promote.WithJobs(2)), f.ref, promote.Target{Ref: b.Host + "/prod/app"})
 	if err != nil {
 		t.Fatalf("resuming: %v", err)
 	}
@@ -377,7 +402,7 @@ func TestPromoteSourceFailsFast(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			seen := &requestCounter{base: http.DefaultTransport, n: map[string]int{}}
 			p := newPromoter(t, registry.Client{Keychain: emptyKeychain{}, Transport: seen})
-			_, err := p.Promote(context.Background(), tt.src, b.Host+"/prod/app", promote.Options{})
+			_, err := promoteOne(context.Background(), p, tt.src, promote.Target{Ref: b.Host + "/prod/app"})
 			if req, n := seen.most(); n > 1 {
 				t.Errorf("%s sent %d times, want once: %d cannot be fixed by retrying", req, n, tt.status)
 			}
@@ -423,6 +448,29 @@ func (c *requestCounter) RoundTrip(r *http.Request) (*http.Response, error) {
 	return c.base.RoundTrip(r)
 }
 
+// reset forgets the requests counted so far.
+func (c *requestCounter) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.n)
+}
+
+// writes are the requests counted that write (POST, PUT, PATCH, DELETE), sorted.
+func (c *requestCounter) writes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for k, n := range c.n {
+		if !strings.HasPrefix(k, http.MethodGet) && !strings.HasPrefix(k, http.MethodHead) {
+			for range n {
+				out = append(out, k)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // most is the request sent most often and how often.
 func (c *requestCounter) most() (string, int) {
 	c.mu.Lock()
@@ -436,6 +484,21 @@ func (c *requestCounter) most() (string, int) {
 	return best, n
 }
 
+// promoteOne promotes src to the one target t.
+func promoteOne(ctx context.Context, p *promote.Promoter, src string, t promote.Target) (*promote.Result, error) {
+	rs, errs := p.Promote(ctx, src, []promote.Target{t})
+	return rs[0], errs[0]
+}
+
+// targets are the plain targets refs.
+func targets(refs ...string) []promote.Target {
+	out := make([]promote.Target, len(refs))
+	for i, r := range refs {
+		out[i] = promote.Target{Ref: r}
+	}
+	return out
+}
+
 func newPromoter(t testing.TB, reg registry.Client, opts ...promote.Option) *promote.Promoter {
 	t.Helper()
 	p, err := promote.New(reg, opts...)
@@ -447,15 +510,22 @@ func newPromoter(t testing.TB, reg registry.Client, opts ...promote.Option) *pro
 
 func TestNewRefusesBadOptions(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		opt  promote.Option
-		want string
+		name    string
+		opt     promote.Option
+		wantErr error
+		want    string // what the message says to fix
 	}{
-		{"no jobs", promote.WithJobs(0), "jobs must be at least 1"},
-		{"no time", promote.WithTimeout(0), "timeout must be positive"},
+		{"no jobs", promote.WithJobs(0), promote.ErrInvalidOption, "jobs must be at least 1"},
+		{"no time", promote.WithTimeout(0), promote.ErrInvalidOption, "timeout must be positive"},
 	} {
-		if _, err := promote.New(registry.Client{}, tc.opt); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := promote.New(registry.Client{}, tc.opt)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("got %v, want %v", err, tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %q, want a message saying %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -64,16 +64,18 @@ func TestConcurrentPromotionsShareBlobReads(t *testing.T) {
 	errs := make([]error, len(dsts))
 	var wg sync.WaitGroup
 	for i, dst := range dsts {
-		wg.Go(func() { _, errs[i] = p.Promote(ctx, src, dst, Options{}) })
+		wg.Go(func() {
+			_, perrs := p.Promote(ctx, src, []Target{{Ref: dst}})
+			errs[i] = perrs[0]
+		})
 	}
 	// Both wait for the one read of the source; then it may go on.
-	for joined := 0; joined < len(dsts); time.Sleep(time.Millisecond) {
+	waitFor(t, time.Minute, "both promotions waiting for the one read of the source", func() bool {
 		p.mu.Lock()
-		if call := p.plans[ref.String()]; call != nil {
-			joined = call.members
-		}
-		p.mu.Unlock()
-	}
+		defer p.mu.Unlock()
+		call := p.plans[ref.String()]
+		return call != nil && call.parts == len(dsts)
+	})
 	close(tr.open)
 	wg.Wait()
 	for i, err := range errs {
@@ -97,6 +99,21 @@ func TestConcurrentPromotionsShareBlobReads(t *testing.T) {
 	for path, n := range tr.blobs {
 		if n != 1 {
 			t.Errorf("GET %s: %d times, want once for both promotions", path, n)
+		}
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(timeout)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("gave up after %s waiting for %s", timeout, what)
 		}
 	}
 }

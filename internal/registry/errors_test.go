@@ -28,26 +28,24 @@ func TestResolve(t *testing.T) {
 	c := Client{Retry: &RetryPolicy{MaxAttempts: 1}}
 	host := strings.TrimPrefix(srv.URL, "http://")
 	for _, tc := range []struct {
-		tag       string
-		want      string
-		wantErr   bool
-		notFound  bool
-		forbidden bool
+		tag        string
+		want       string
+		wantStatus int // the registry's refusal; 0: no error
 	}{
 		{tag: "there", want: "sha256:" + strings.Repeat("a", 64)},
 		{tag: "absent"},
-		{tag: "denied", wantErr: true, forbidden: true},
+		{tag: "denied", wantStatus: http.StatusForbidden},
 	} {
 		ref, err := c.ParseReference(host + "/acme/app:" + tc.tag)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got, err := c.Resolve(context.Background(), ref)
-		if got != tc.want || (err != nil) != tc.wantErr {
-			t.Errorf("Resolve(%s) = %q, %v; want %q, error %v", tc.tag, got, err, tc.want, tc.wantErr)
+		if got != tc.want || (err != nil) != (tc.wantStatus != 0) {
+			t.Errorf("Resolve(%s) = %q, %v; want %q, status %d", tc.tag, got, err, tc.want, tc.wantStatus)
 		}
-		if err != nil && (IsNotFound(err) || IsStatus(err, http.StatusForbidden) != tc.forbidden) {
-			t.Errorf("%s: IsNotFound %v, IsStatus(403) %v for %v", tc.tag, IsNotFound(err), IsStatus(err, http.StatusForbidden), err)
+		if err != nil && (IsNotFound(err) || !IsStatus(err, tc.wantStatus)) {
+			t.Errorf("%s: IsNotFound %v, IsStatus(%d) %v for %v", tc.tag, IsNotFound(err), tc.wantStatus, IsStatus(err, tc.wantStatus), err)
 		}
 	}
 	if IsNotFound(nil) || IsStatus(context.Canceled, http.StatusNotFound) {

@@ -145,11 +145,16 @@ func (c Client) RoundTripper() http.RoundTripper {
 	if base == nil {
 		base = defaultTransport
 	}
-	p := DefaultRetryPolicy()
+	return NewRetryTransport(base, c.RetryPolicy())
+}
+
+// RetryPolicy is the policy of c's requests (Retry, or DefaultRetryPolicy), which an
+// operation that retries itself (RetryPolicy.Do) follows too.
+func (c Client) RetryPolicy() RetryPolicy {
 	if c.Retry != nil {
-		p = *c.Retry
+		return c.Retry.withDefaults()
 	}
-	return NewRetryTransport(base, p)
+	return DefaultRetryPolicy()
 }
 
 // HTTPTransport returns an authenticated transport for raw distribution API calls on repo

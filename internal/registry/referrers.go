@@ -22,7 +22,7 @@ func (c Client) Referrers(subject name.Digest, opts ...remote.Option) (v1.ImageI
 	if c.pool == nil || !c.pool.current(c).lacksReferrersAPI(subject.RegistryStr()) {
 		return remote.Referrers(subject, opts...)
 	}
-	tag := subject.Context().Tag(strings.Replace(subject.DigestStr(), ":", "-", 1))
+	tag := subject.Context().Tag(AccessoryTag(subject.DigestStr(), ReferrersFallback))
 	idx, err := remote.Index(tag, opts...)
 	if IsStatus(err, http.StatusNotFound) {
 		return empty.Index, nil // no referrers yet, as remote.Referrers answers

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
 	"github.com/promoter-dev/promoter/internal/backoff"
 )
 
@@ -78,10 +80,7 @@ func (p RetryPolicy) Delay(ctx context.Context, attempt int, resp *http.Response
 			wait = ra
 		}
 	}
-	if dl, has := ctx.Deadline(); has && time.Until(dl) < wait {
-		return wait, false
-	}
-	return wait, true
+	return p.fits(ctx, wait)
 }
 
 // RetryableStatus reports whether a response status is worth another try: 408, 429 and
@@ -128,14 +127,18 @@ func RetryAfter(resp *http.Response, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-// RetryAfterError replaces the last retryable response of a request when that response
-// asked, with Retry-After, to come back later: the caller that schedules its own retry of
-// the whole operation (the daemon's steps) can honour the wait through RetryAfter.
+// RetryAfterError is a registry's refusal that asked, with Retry-After, to come back
+// later: the last retryable response of a request the transport gave up on, or a refusal
+// CheckError read. A caller that schedules its own retry of the whole operation (a blob
+// transfer, the daemon's steps) honours the wait through RetryAfter. It is the one error
+// that carries a Retry-After; Err is the registry's answer (a *transport.Error, so IsStatus
+// sees its status).
 type RetryAfterError struct {
 	Method string
 	URL    string
 	Status string
 	After  time.Duration
+	Err    error
 }
 
 func (e *RetryAfterError) Error() string {
@@ -144,6 +147,34 @@ func (e *RetryAfterError) Error() string {
 
 // RetryAfter is how long the registry asked to wait.
 func (e *RetryAfterError) RetryAfter() time.Duration { return e.After }
+
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// CheckError is transport.CheckError keeping a refusal's Retry-After: a response with a
+// status outside codes is an error, a *RetryAfterError when the registry asked to wait.
+// The caller still closes resp.Body.
+func CheckError(resp *http.Response, codes ...int) error {
+	err := transport.CheckError(resp, codes...)
+	if err == nil {
+		return nil
+	}
+	after, ok := RetryAfter(resp, time.Now())
+	if !ok {
+		return err
+	}
+	return newRetryAfterError(resp, after, err)
+}
+
+func newRetryAfterError(resp *http.Response, after time.Duration, err error) *RetryAfterError {
+	e := &RetryAfterError{Status: resp.Status, After: after, Err: err}
+	if resp.Request != nil {
+		e.Method = resp.Request.Method
+		if resp.Request.URL != nil {
+			e.URL = resp.Request.URL.Redacted()
+		}
+	}
+	return e
+}
 
 // giveUp ends the retries of a request: a last response with Retry-After becomes a
 // RetryAfterError, anything else is passed through as it is.
@@ -155,17 +186,73 @@ func giveUp(resp *http.Response, err error) (*http.Response, error) {
 	if !ok {
 		return resp, err
 	}
-	_, _ = io.CopyN(io.Discard, resp.Body, 4096)
-	resp.Body.Close()
-	u := ""
-	if resp.Request != nil && resp.Request.URL != nil {
-		u = resp.Request.URL.Redacted()
+	// The registry's answer, read from at most 4 KiB of its body, is the error's cause.
+	body := resp.Body
+	resp.Body = io.NopCloser(io.LimitReader(body, 4096))
+	cause := transport.CheckError(resp)
+	body.Close()
+	return nil, newRetryAfterError(resp, after, cause)
+}
+
+// Transient reports whether an operation that failed with err is worth starting over:
+// anything but a definitive refusal (a status RetryableStatus rejects) and the end of the
+// context. Broken streams surface as a mix of read and write errors that no single
+// predicate recognises, so an operation that restarts cheaply retries them all.
+func Transient(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
 	}
-	method := ""
-	if resp.Request != nil {
-		method = resp.Request.Method
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		return RetryableStatus(terr.StatusCode)
 	}
-	return nil, &RetryAfterError{Method: method, URL: u, Status: resp.Status, After: after}
+	return true
+}
+
+// Do runs op, a whole operation the retrying transport cannot replay (a streamed upload
+// must start over with a new session), until it succeeds, fails for good (Transient), or
+// p gives up: MaxAttempts tries, waiting Backoff or the Retry-After the error carries
+// (RetryAfterError), never beyond MaxRetryAfter or ctx's deadline. It returns op's last
+// error, joined with ctx's when ctx ended during a wait. retrying, when set, hears of each retry before its wait (for a debug line).
+func (p RetryPolicy) Do(ctx context.Context, op func(ctx context.Context) error, retrying func(attempt int, wait time.Duration, err error)) error {
+	p = p.withDefaults()
+	for attempt := 0; ; attempt++ {
+		err := op(ctx)
+		if err == nil || ctx.Err() != nil || !Transient(err) || attempt+1 >= p.MaxAttempts {
+			return err
+		}
+		wait, ok := p.delayAfter(ctx, attempt, err)
+		if !ok {
+			return err
+		}
+		if retrying != nil {
+			retrying(attempt+1, wait, err)
+		}
+		if serr := backoff.Sleep(ctx, wait); serr != nil {
+			return fmt.Errorf("waiting %s to retry after %w: %w", wait, err, serr)
+		}
+	}
+}
+
+// delayAfter is Delay for an operation that failed with err: the Retry-After err carries,
+// else Backoff.
+func (p RetryPolicy) delayAfter(ctx context.Context, attempt int, err error) (time.Duration, bool) {
+	var ra *RetryAfterError
+	if !errors.As(err, &ra) {
+		return p.fits(ctx, p.Backoff(attempt))
+	}
+	if ra.After > p.MaxRetryAfter {
+		return ra.After, false
+	}
+	return p.fits(ctx, ra.After)
+}
+
+// fits says whether waiting wait leaves ctx time to try again.
+func (p RetryPolicy) fits(ctx context.Context, wait time.Duration) (time.Duration, bool) {
+	if dl, has := ctx.Deadline(); has && time.Until(dl) < wait {
+		return wait, false
+	}
+	return wait, true
 }
 
 // NewRetryTransport wraps base so that a request failing with a retryable status or network

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // flaky answers the first len(statuses) requests with those statuses (0 = drop the
@@ -171,7 +173,7 @@ func TestGivingUpKeepsRetryAfter(t *testing.T) {
 			c := &http.Client{Transport: NewRetryTransport(http.DefaultTransport, tt.policy)}
 			_, err := c.Get(srv.URL)
 			var ra *RetryAfterError
-			if !errors.As(err, &ra) || ra.RetryAfter() != tt.wantAfter || !strings.Contains(err.Error(), "429") {
+			if !errors.As(err, &ra) || ra.RetryAfter() != tt.wantAfter || !IsStatus(err, http.StatusTooManyRequests) {
 				t.Fatalf("got %v, want a RetryAfterError of %s naming the 429", err, tt.wantAfter)
 			}
 		})
@@ -184,4 +186,103 @@ func TestGivingUpKeepsRetryAfter(t *testing.T) {
 		t.Fatalf("got %v %v, want the 503 response", resp, err)
 	}
 	resp.Body.Close()
+}
+
+// TestCheckError: a refusal is an error, one that asks to wait is the RetryAfterError
+// carrying the wait, and both keep the registry's status.
+func TestCheckError(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     int
+		header     http.Header
+		wantStatus int           // 0: no error
+		wantAfter  time.Duration // 0: not a RetryAfterError
+	}{
+		{name: "expected status", status: http.StatusCreated},
+		{name: "refusal", status: http.StatusNotFound, wantStatus: http.StatusNotFound},
+		{name: "throttled without Retry-After", status: http.StatusTooManyRequests, wantStatus: http.StatusTooManyRequests},
+		{name: "throttled with Retry-After", status: http.StatusTooManyRequests, header: http.Header{"Retry-After": {"2"}},
+			wantStatus: http.StatusTooManyRequests, wantAfter: 2 * time.Second},
+		{name: "unavailable with Retry-After", status: http.StatusServiceUnavailable, header: http.Header{"Retry-After": {"1"}},
+			wantStatus: http.StatusServiceUnavailable, wantAfter: time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, _ := flaky(t, []int{tt.status}, tt.header)
+			resp, err := http.Post(srv.URL, "text/plain", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			err = CheckError(resp, http.StatusCreated)
+			if tt.wantStatus == 0 {
+				if err != nil {
+					t.Fatalf("got %v, want no error", err)
+				}
+				return
+			}
+			if !IsStatus(err, tt.wantStatus) {
+				t.Errorf("got %v, want status %d", err, tt.wantStatus)
+			}
+			var ra *RetryAfterError
+			if got := errors.As(err, &ra); got != (tt.wantAfter > 0) || (got && ra.RetryAfter() != tt.wantAfter) {
+				t.Errorf("got %v, want a RetryAfterError of %s: %v", err, tt.wantAfter, tt.wantAfter > 0)
+			}
+		})
+	}
+}
+
+// TestDo: an operation is started over while it fails transiently, waiting the Retry-After
+// its error carries, and not when the refusal is definitive or the wait cannot fit.
+func TestDo(t *testing.T) {
+	errFlake := errors.New("connection reset mid-stream")
+	throttled := func(after time.Duration) error {
+		return &RetryAfterError{Status: "429 Too Many Requests", After: after, Err: &transport.Error{StatusCode: http.StatusTooManyRequests}}
+	}
+	denied := &transport.Error{StatusCode: http.StatusForbidden}
+	fast := RetryPolicy{MaxAttempts: 3, MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, MaxRetryAfter: 2 * time.Second}
+	tests := []struct {
+		name       string
+		errs       []error // op's answers, then nil
+		wantTries  int
+		wantErr    error
+		minElapsed time.Duration
+	}{
+		{name: "flakes then succeeds", errs: []error{errFlake, errFlake}, wantTries: 3},
+		{name: "gives up after MaxAttempts", errs: []error{errFlake, errFlake, errFlake, errFlake}, wantTries: 3, wantErr: errFlake},
+		{name: "definitive refusal is not retried", errs: []error{denied}, wantTries: 1, wantErr: denied},
+		{name: "context end is not retried", errs: []error{context.Canceled}, wantTries: 1, wantErr: context.Canceled},
+		{name: "Retry-After honoured", errs: []error{throttled(time.Second)}, wantTries: 2, minElapsed: time.Second},
+		{name: "Retry-After beyond MaxRetryAfter ends at once", errs: []error{throttled(time.Minute)}, wantTries: 1, wantErr: &RetryAfterError{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tries := 0
+			start := time.Now()
+			err := fast.Do(context.Background(), func(context.Context) error {
+				tries++
+				if tries <= len(tt.errs) {
+					return tt.errs[tries-1]
+				}
+				return nil
+			}, nil)
+			var ra *RetryAfterError
+			switch want := tt.wantErr.(type) {
+			case *RetryAfterError:
+				if !errors.As(err, &ra) {
+					t.Errorf("got %v, want a RetryAfterError", err)
+				}
+			default:
+				if !errors.Is(err, want) {
+					t.Errorf("got %v, want %v", err, want)
+				}
+			}
+			if tries != tt.wantTries {
+				t.Errorf("got %d tries, want %d", tries, tt.wantTries)
+			}
+			if el := time.Since(start); el < tt.minElapsed {
+				t.Errorf("returned after %s, want at least %s (Retry-After)", el, tt.minElapsed)
+			}
+		})
+	}
 }

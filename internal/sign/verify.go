@@ -205,9 +205,5 @@ func (v *Verifier) describe() string {
 }
 
 func sigTagName(t target) string {
-	d := t.digest.DigestStr()
-	if len(d) > 7 && d[:7] == "sha256:" {
-		return "sha256-" + d[7:] + ".sig"
-	}
-	return "<alg>-<hex>.sig"
+	return registry.AccessoryTag(t.digest.DigestStr(), registry.SignatureSuffix)
 }

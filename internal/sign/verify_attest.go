@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 
 	"github.com/in-toto/in-toto-golang/in_toto"
 	slsa02 "github.com/in-toto/in-toto-golang/in_toto/slsa_provenance/v0.2"
 	slsa1 "github.com/in-toto/in-toto-golang/in_toto/slsa_provenance/v1"
 
+	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -159,7 +159,7 @@ func (v *Verifier) attestationOf(ctx context.Context, p *Policy, t target, req t
 	if len(whys) == 0 {
 		where := "no sigstore bundle referrer"
 		if len(p.keys) > 0 {
-			where += " and no " + strings.TrimSuffix(sigTagName(t), ".sig") + ".att tag"
+			where += " and no " + registry.AccessoryTag(t.digest.DigestStr(), registry.AttestationSuffix) + " tag"
 		}
 		e.Err = ErrNoAttestation
 		e.Detail = fmt.Sprintf("%s holds no in-toto attestation of type %s about it (%s); attest it with `cosign attest --type %s --predicate FILE %s`",
