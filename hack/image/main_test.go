@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"os"
 	"slices"
@@ -183,20 +184,21 @@ func TestParse(t *testing.T) {
 		name    string
 		args    []string
 		want    flags
-		wantErr string
+		wantErr error  // the rule broken
+		wantMsg string // part of the message, which says what to fix
 	}{
 		{name: "repository only", args: []string{"r.example/p"}, want: flags{repo: "r.example/p"}},
 		{name: "tag and index", args: []string{"--index", "r.example/p", "v1"}, want: flags{repo: "r.example/p", tag: "v1", index: true}},
-		{name: "no repository", args: nil, wantErr: "want REGISTRY/REPO"},
-		{name: "tag-from with a tag", args: []string{"--tag-from", "p.json", "r.example/p", "v1"}, wantErr: "--tag-from only tags"},
-		{name: "index by digest", args: []string{"--no-tag", "--index", "r.example/p"}, wantErr: "cannot go with --no-tag"},
+		{name: "no repository", args: nil, wantErr: errUsage, wantMsg: "want REGISTRY/REPO"},
+		{name: "tag-from with a tag", args: []string{"--tag-from", "p.json", "r.example/p", "v1"}, wantErr: errUsage, wantMsg: "--tag-from only tags"},
+		{name: "index by digest", args: []string{"--no-tag", "--index", "r.example/p"}, wantErr: errUsage, wantMsg: "cannot go with --no-tag"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f, err := parse(tt.args, io.Discard)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("got %v, want an error containing %q", err, tt.wantErr)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.wantMsg) {
+					t.Fatalf("got %v, want %v containing %q", err, tt.wantErr, tt.wantMsg)
 				}
 				return
 			}
