@@ -66,32 +66,11 @@ func TestGitHubPushToPromotedIndex(t *testing.T) {
 		"hello.txt":  "hello from git\n",
 	})
 
-	d := startDaemon(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-	github:
-		secret: %s
-keys:
-	cosign: %s
-	password: pw
-reconcileInterval: 1h
-builder:
-	namespace: %s
-	maxAttempts: 2
-pipelines:
-	- name: app
-		source: {repo: %s, branch: main}
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		promote:
-			- to: %s
-				requireSignature: true
-			- to: %s
-				requireSignature: true
-`, nats.URL, registryToken, githubSecret, keyPath, buildNS, repo, staging, dest, dest2))
+	d := startDaemon(t, newDaemonConfig(t, withNATS(nats.URL), withGitHubSecret(githubSecret), withSigningKey(keyPath, "pw"), withReconcile("1h"), withBuilder(buildNS, 2),
+		withPipeline(pipelineConfig{
+			Name: "app", Source: &sourceConfig{Repo: repo, Branch: "main"}, Platforms: bothArches, Staging: staging,
+			Sign: true, Promote: signedTo(dest, dest2),
+		})))
 	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
 		localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 	testenv.Push(t, base, testenv.BusyboxImage(t, "linux/amd64"))

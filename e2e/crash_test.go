@@ -88,28 +88,14 @@ func TestPromotionSurvivesACrash(t *testing.T) {
 	keyPath, pubPath := writeKeyPair(t, dir, "pw")
 	ciPub, push := ciSigner(t, dir) // CI signs the arch images it pushes
 	cfgPath := filepath.Join(dir, "promoter.yaml")
-	os.WriteFile(cfgPath, []byte(yamlf(`
-listen: %s
-metrics: ""
-status: %s
-dataDir: %s
-reconcileInterval: 2s
-auth:
-	registryToken: %s
-keys:
-	cosign: %s
-	password: pw
-	public: %s
-pipelines:
-	- name: app
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify: {signers: [{key: %s}]}
-		promote:
-			- to: %s
-				requireSignature: true
-`, listen, status, filepath.Join(dir, "data"), registryToken, keyPath, pubPath, staging, ciPub, dest)), 0o600)
+	cfg := newDaemonConfig(t, withListeners(listen, "", status, filepath.Join(dir, "data")), withReconcile("2s"), withSigningKey(keyPath, "pw", pubPath),
+		withPipeline(pipelineConfig{
+			Name: "app", Platforms: bothArches, Staging: staging,
+			Sign: true, Verify: trusting(ciPub), Promote: signedTo(dest),
+		}))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	serve := func() *exec.Cmd {
 		cmd := exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "debug")

@@ -42,30 +42,11 @@ func TestAnArchTagPushedOverAfterTheBuildIsNeverSigned(t *testing.T) {
 		"Dockerfile": "FROM scratch\nCOPY hello.txt /hello.txt\n",
 		"hello.txt":  "hello from git\n",
 	})
-	d := startDaemon(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-	github:
-		secret: %s
-keys:
-	cosign: %s
-	password: pw
-reconcileInterval: 1h
-builder:
-	namespace: %s
-	maxAttempts: 1
-pipelines:
-	- name: app
-		source: {repo: %s, branch: main}
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		promote:
-			- to: %s
-				requireSignature: true
-`, nats.URL, registryToken, githubSecret, keyPath, buildNS, repo, staging, dest))
+	d := startDaemon(t, newDaemonConfig(t, withNATS(nats.URL), withGitHubSecret(githubSecret), withSigningKey(keyPath, "pw"), withReconcile("1h"), withBuilder(buildNS, 1),
+		withPipeline(pipelineConfig{
+			Name: "app", Source: &sourceConfig{Repo: repo, Branch: "main"}, Platforms: bothArches, Staging: staging,
+			Sign: true, Promote: signedTo(dest),
+		})))
 	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
 		localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 	registrySecret(t, kube.Client, stagingHost)

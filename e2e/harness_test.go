@@ -162,21 +162,21 @@ func (s *staged) start(t testing.TB, configYAML string) *runningDaemon {
 	return d
 }
 
-// startSigning is start with the config of a daemon on s's NATS that signs with s.Key and
-// reconciles every 2s; pipelines is the YAML list under pipelines:, formatted by yamlf
-// with args.
-func (s *staged) startSigning(t testing.TB, pipelines string, args ...any) *runningDaemon {
+// startSigning is start with the config of a daemon on s's NATS that signs with s.Key,
+// reconciles every 2s and runs pipelines.
+func (s *staged) startSigning(t testing.TB, pipelines ...pipelineConfig) *runningDaemon {
 	t.Helper()
-	return s.start(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-keys:
-	cosign: %s
-	password: pw
-reconcileInterval: 2s
-pipelines:`, s.NATS.URL, registryToken, s.Key)+yamlf(pipelines, args...))
+	return s.start(t, s.signingConfig(t, pipelines...))
+}
+
+// signingConfig is startSigning's config.
+func (s *staged) signingConfig(t testing.TB, pipelines ...pipelineConfig) string {
+	t.Helper()
+	mods := []configMod{withNATS(s.NATS.URL), withSigningKey(s.Key, "pw"), withReconcile("2s")}
+	for _, p := range pipelines {
+		mods = append(mods, withPipeline(p))
+	}
+	return newDaemonConfig(t, mods...)
 }
 
 // startTrusting is startSigning with one merge-only pipeline, named pipeline, for
@@ -184,18 +184,15 @@ pipelines:`, s.NATS.URL, registryToken, s.Key)+yamlf(pipelines, args...))
 // key ciPub, signs the index and promotes it to s.Dest, which requires a signature.
 func (s *staged) startTrusting(t testing.TB, pipeline, ciPub string) *runningDaemon {
 	t.Helper()
-	return s.startSigning(t, `
-	- name: %s
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify:
-			signers:
-				- key: %s
-		promote:
-			- to: %s
-				requireSignature: true
-`, pipeline, s.Staging, ciPub, s.Dest)
+	return s.startSigning(t, s.trustingPipeline(pipeline, ciPub))
+}
+
+// trustingPipeline is startTrusting's pipeline.
+func (s *staged) trustingPipeline(pipeline, ciPub string) pipelineConfig {
+	return pipelineConfig{
+		Name: pipeline, Platforms: bothArches, Staging: s.Staging,
+		Sign: true, Verify: trusting(ciPub), Promote: signedTo(s.Dest),
+	}
 }
 
 // revision asks the daemon's status API, as `promoter status` does; nil before the daemon

@@ -34,20 +34,14 @@ func TestKeylessCISignersArePolicy(t *testing.T) {
 	ciToken, intruderToken := ss.IdentityToken(t, ns, "ci"), ss.IdentityToken(t, ns, "intruder")
 	t.Logf("issuer %s, Fulcio %s, TSA %s, trusted root %s", ss.Issuer, ss.FulcioURL, ss.TSAURL, ss.TrustedRoot)
 
-	d := env.startSigning(t, `
-	- name: app
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify:
-			signers:
-				- issuer: %s
-					subject: %s
-			trustedRoot: %s
-		promote:
-			- to: %s
-				requireSignature: true
-`, staging, ss.Issuer, ciIdentity, ss.TrustedRoot, dest)
+	d := env.startSigning(t, pipelineConfig{
+		Name: "app", Platforms: bothArches, Staging: staging, Sign: true,
+		Verify: &verifyConfig{
+			Signers:     []signerConfig{{Issuer: ss.Issuer, Subject: ciIdentity}},
+			TrustedRoot: ss.TrustedRoot,
+		},
+		Promote: signedTo(dest),
+	})
 
 	created := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
 	// ci pushes img by digest, signs it keyless with the identity token in tokenFile, then

@@ -70,20 +70,12 @@ func TestRegistryPushesBecomeAnIndex(t *testing.T) {
 	staging := "127.0.0.1:" + itoa(port) + "/team/app"
 	quiet := "127.0.0.1:" + itoa(quietPort) + "/team/quiet"
 	ciPub, signedPush := ciSigner(t, t.TempDir())
-	d := startDaemon(t, yamlf(`
-auth:
-	registryToken: %s
-reconcileInterval: 1s
-pipelines:
-	- name: app
-		source: {repo: https://git.example/team/app}
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		verify: {signers: [{key: %s}]}
-	- name: quiet
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-`, registryToken, staging, ciPub, quiet))
+	d := startDaemon(t, newDaemonConfig(t, withReconcile("1s"),
+		withPipeline(pipelineConfig{
+			Name: "app", Source: &sourceConfig{Repo: "https://git.example/team/app"}, Platforms: bothArches, Staging: staging,
+			Verify: trusting(ciPub),
+		}),
+		withPipeline(pipelineConfig{Name: "quiet", Platforms: bothArches, Staging: quiet})))
 	relay := &tee{target: d.URL + "/v1/events/registry"}
 	sink := httptest.NewServer(relay)
 	defer sink.Close()
@@ -224,17 +216,11 @@ func TestPromotionNeverMovesATag(t *testing.T) {
 	staging := "127.0.0.1:" + itoa(port) + "/team/app"
 	prod := testenv.StartRegistry(t)
 	dest := prod.Host + "/team/app"
-	d := startDaemon(t, yamlf(`
-auth:
-	registryToken: %s
-reconcileInterval: 1h
-pipelines:
-	- name: app
-		platforms: [linux/amd64]
-		staging: %s
-		promote:
-			- to: %s
-`, registryToken, staging, dest))
+	d := startDaemon(t, newDaemonConfig(t, withReconcile("1h"),
+		withPipeline(pipelineConfig{
+			Name: "app", Platforms: []string{"linux/amd64"}, Staging: staging,
+			Promote: []promoteConfig{{To: dest}},
+		})))
 	testenv.StartRegistry(t, localregistry.WithPort(port), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 
 	squatter := testenv.PlatformImage(t, "linux/amd64", time.Unix(0, 0))
@@ -260,7 +246,7 @@ func TestTwoReplicasWriteOneIndex(t *testing.T) {
 	nats := testenv.StartNATS(t)
 	port := testenv.FreePort(t)
 	staging := "127.0.0.1:" + itoa(port) + "/team/app"
-	cfg := appConfig(nats.URL, staging)
+	cfg := appConfig(t, nats.URL, staging)
 	a, b := startDaemon(t, cfg), startDaemon(t, cfg)
 	testenv.StartRegistry(t, localregistry.WithPort(port),
 		localregistry.WithNotify(a.URL+"/v1/events/registry", notifyHeaders()),
@@ -292,7 +278,7 @@ func TestNATSRestartLosesNothing(t *testing.T) {
 	nats := testenv.StartNATS(t)
 	port := testenv.FreePort(t)
 	staging := "127.0.0.1:" + itoa(port) + "/team/app"
-	d := startDaemon(t, appConfig(nats.URL, staging))
+	d := startDaemon(t, appConfig(t, nats.URL, staging))
 	testenv.StartRegistry(t, localregistry.WithPort(port), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 
 	nats.Shutdown()
@@ -328,16 +314,8 @@ func TestNATSRestartLosesNothing(t *testing.T) {
 
 // appConfig is a daemon on an external NATS with one two-platform merge-only pipeline, no
 // signing and no destinations, merging in staging whatever CI pushes.
-func appConfig(natsURL, staging string) string {
-	return yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-reconcileInterval: 1h
-pipelines:
-	- name: app
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-`, natsURL, registryToken, staging)
+func appConfig(t testing.TB, natsURL, staging string) string {
+	t.Helper()
+	return newDaemonConfig(t, withNATS(natsURL), withReconcile("1h"),
+		withPipeline(pipelineConfig{Name: "app", Platforms: bothArches, Staging: staging}))
 }

@@ -35,32 +35,12 @@ func TestMergeOnlyPipeline(t *testing.T) {
 	quietPort := testenv.FreePort(t)
 	quiet := fmt.Sprintf("127.0.0.1:%d/acme/batch", quietPort) // its registry notifies nobody
 
-	d := env.start(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-	generic:
-		token: %s
-keys:
-	cosign: %s
-	password: pw
-reconcileInterval: 2s
-pipelines:
-	- name: app
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify: {acceptUnverified: true}
-		promote:
-			- to: %s
-				requireSignature: true
-	- name: batch
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		promote:
-			- to: %s
-`, n.URL, registryToken, genericToken, env.Key, staging, dest, quiet, dest+"-batch"))
+	d := env.start(t, newDaemonConfig(t, withNATS(n.URL), withToken("generic", genericToken), withSigningKey(env.Key, "pw"), withReconcile("2s"),
+		withPipeline(pipelineConfig{
+			Name: "app", Platforms: bothArches, Staging: staging,
+			Sign: true, Verify: acceptUnverified(), Promote: signedTo(dest),
+		}),
+		withPipeline(pipelineConfig{Name: "batch", Platforms: bothArches, Staging: quiet, Promote: []promoteConfig{{To: dest + "-batch"}}})))
 	testenv.StartRegistry(t, localregistry.WithPort(quietPort))
 
 	const sha = "9e1c2b7d4a5f60718293a4b5c6d7e8f901234567"

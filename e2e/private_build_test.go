@@ -89,63 +89,28 @@ COPY late.txt /late.txt
 	unknownRev := strings.Repeat("0123456789", 4)
 
 	privateHTTP, privateSSH := gitHTTP.URL("private"), gitSSH.SCPURL("private")
-	d := startDaemon(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-	github:
-		secret: %s
-reconcileInterval: 1h
-builder:
-	namespace: %s
-pipelines:
-	- name: private
-		source: {repo: %s}
-		platforms: [linux/amd64]
-		staging: %s/acme/private
-		build:
-			context: app
-			gitSecret: git-token
-			args: ["GREETING=%s"]
-			secrets:
-				- {id: ci_token, secret: ci-token, key: token}
-	- name: private-ssh
-		source: {repo: "%s"}
-		platforms: [linux/amd64]
-		staging: %s/acme/private-ssh
-		build:
-			context: app
-			gitSecret: git-ssh
-			args: ["GREETING=%s"]
-			secrets:
-				- {id: ci_token, secret: ci-token, key: token}
-	- name: anonymous
-		source: {repo: %s}
-		platforms: [linux/amd64]
-		staging: %s/acme/anonymous
-	- name: missing-secret
-		source: {repo: %s}
-		platforms: [linux/amd64]
-		staging: %s/acme/missing-secret
-		build: {gitSecret: no-such-secret}
-	- name: no-dockerfile
-		source: {repo: %s}
-		platforms: [linux/amd64]
-		staging: %s/acme/no-dockerfile
-		build: {gitSecret: git-token, dockerfile: docker/Dockerfile}
-	- name: denied
-		source: {repo: %s}
-		platforms: [linux/amd64]
-		staging: %s/acme/denied
-		build: {gitSecret: git-token}
-`, nats.URL, registryToken, githubSecret, buildNS,
-		privateHTTP, stagingHost, greeting,
-		privateSSH, stagingHost, greeting,
-		gitHTTP.URL("anonymous"), stagingHost,
-		gitHTTP.URL("missing-secret"), stagingHost,
-		gitHTTP.URL("no-dockerfile"), stagingHost,
-		gitHTTP.URL("denied"), locked.Host))
+	d := startDaemon(t, newDaemonConfig(t, withNATS(nats.URL), withGitHubSecret(githubSecret), withReconcile("1h"), withBuilder(buildNS, 0),
+		withPipeline(pipelineConfig{
+			Name: "private", Source: &sourceConfig{Repo: privateHTTP}, Platforms: []string{"linux/amd64"}, Staging: stagingHost + "/acme/private",
+			Build: &buildConfig{Context: "app", GitSecret: "git-token", Args: []string{"GREETING=" + greeting}, Secrets: []buildSecret{{ID: "ci_token", Secret: "ci-token", Key: "token"}}},
+		}),
+		withPipeline(pipelineConfig{
+			Name: "private-ssh", Source: &sourceConfig{Repo: privateSSH}, Platforms: []string{"linux/amd64"}, Staging: stagingHost + "/acme/private-ssh",
+			Build: &buildConfig{Context: "app", GitSecret: "git-ssh", Args: []string{"GREETING=" + greeting}, Secrets: []buildSecret{{ID: "ci_token", Secret: "ci-token", Key: "token"}}},
+		}),
+		withPipeline(pipelineConfig{Name: "anonymous", Source: &sourceConfig{Repo: gitHTTP.URL("anonymous")}, Platforms: []string{"linux/amd64"}, Staging: stagingHost + "/acme/anonymous"}),
+		withPipeline(pipelineConfig{
+			Name: "missing-secret", Source: &sourceConfig{Repo: gitHTTP.URL("missing-secret")}, Platforms: []string{"linux/amd64"}, Staging: stagingHost + "/acme/missing-secret",
+			Build: &buildConfig{GitSecret: "no-such-secret"},
+		}),
+		withPipeline(pipelineConfig{
+			Name: "no-dockerfile", Source: &sourceConfig{Repo: gitHTTP.URL("no-dockerfile")}, Platforms: []string{"linux/amd64"}, Staging: stagingHost + "/acme/no-dockerfile",
+			Build: &buildConfig{GitSecret: "git-token", Dockerfile: "docker/Dockerfile"},
+		}),
+		withPipeline(pipelineConfig{
+			Name: "denied", Source: &sourceConfig{Repo: gitHTTP.URL("denied")}, Platforms: []string{"linux/amd64"}, Staging: locked.Host + "/acme/denied",
+			Build: &buildConfig{GitSecret: "git-token"},
+		})))
 	testenv.StartRegistryAt(t, filepath.Join(t.TempDir(), "staging"), localregistry.WithPort(stagingPort),
 		localregistry.WithBasicAuth(regUser, regPass),
 		localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))

@@ -30,27 +30,12 @@ func TestGitTagPromotesARelease(t *testing.T) {
 	dest := testenv.StartRegistry(t).Host + "/team/app"
 	keyPath, pubPath := writeKeyPair(t, t.TempDir(), "pw")
 	ciPub, signedPush := ciSigner(t, t.TempDir())
-	d := startDaemon(t, yamlf(`
-auth:
-	registryToken: %s
-	github:
-		secret: %s
-keys:
-	cosign: %s
-	password: pw
-reconcileInterval: 1h
-pipelines:
-	- name: app
-		source: {repo: https://git.example/team/app, releaseTags: ["v*"]}
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify: {signers: [{key: %s}]}
-		promote:
-			- to: %s
-				requireSignature: true
-				mutableTags: [latest]
-`, registryToken, githubSecret, keyPath, staging, ciPub, dest))
+	d := startDaemon(t, newDaemonConfig(t, withGitHubSecret(githubSecret), withSigningKey(keyPath, "pw"), withReconcile("1h"),
+		withPipeline(pipelineConfig{
+			Name: "app", Source: &sourceConfig{Repo: "https://git.example/team/app", ReleaseTags: []string{"v*"}},
+			Platforms: bothArches, Staging: staging, Sign: true, Verify: trusting(ciPub),
+			Promote: []promoteConfig{{To: dest, RequireSignature: true, MutableTags: []string{"latest"}}},
+		})))
 	testenv.StartRegistry(t, localregistry.WithPort(port), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 
 	created := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)

@@ -59,18 +59,8 @@ func TestSlowBodyAttackSparesHonestSenders(t *testing.T) {
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	metrics := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	status := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	d, logPath := startServeBinary(t, bin, dir, listen, yamlf(`
-listen: %s
-metrics: %s
-status: %s
-dataDir: %s
-auth:
-	registryToken: %s
-pipelines:
-	- name: app
-		platforms: [linux/amd64]
-		staging: %s/team/app
-`, listen, metrics, status, filepath.Join(dir, "data"), registryToken, staging.Host), nofile)
+	d, logPath := startServeBinary(t, bin, dir, listen, newDaemonConfig(t, withListeners(listen, metrics, status, filepath.Join(dir, "data")),
+		withPipeline(pipelineConfig{Name: "app", Platforms: []string{"linux/amd64"}, Staging: staging.Host + "/team/app"})), nofile)
 
 	ctx, stop := context.WithTimeout(context.Background(), attackFor)
 	defer stop()

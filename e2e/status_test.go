@@ -21,17 +21,11 @@ const statusToken = "e2e-status-token"
 // knows nothing of either. Pages follow key order and end with an empty cursor.
 func TestStatusIsPrivateAndPaged(t *testing.T) {
 	staging := testenv.StartRegistry(t)
-	d := startDaemon(t, yamlf(`
-auth:
-	registryToken: %s
-	statusToken: %s
-	generic: {token: gen}
-pipelines:
-	- name: app
-		source: {repo: https://git.example/team/app}
-		platforms: [linux/amd64]
-		staging: %s/team/app
-`, registryToken, statusToken, staging.Host))
+	d := startDaemon(t, newDaemonConfig(t, withAuth("statusToken", statusToken), withToken("generic", "gen"),
+		withPipeline(pipelineConfig{
+			Name: "app", Source: &sourceConfig{Repo: "https://git.example/team/app"}, Platforms: []string{"linux/amd64"},
+			Staging: staging.Host + "/team/app",
+		})))
 	revs := []string{"r3", "r1", "r5", "r2", "r4"}
 	for _, rev := range revs {
 		sourcePush(t, d, "https://git.example/team/app", rev)

@@ -48,24 +48,11 @@ func TestPromotionRecoversFromAFaultStorm(t *testing.T) {
 	ciPub, signedPush := ciSigner(t, dir) // CI signs the arch images it pushes
 	stagingPort := testenv.FreePort(t)
 	staging := fmt.Sprintf("127.0.0.1:%d/team/app", stagingPort)
-	d := startDaemon(t, yamlf(`
-auth:
-	registryToken: %s
-keys:
-	cosign: %s
-	password: pw
-	public: %s
-reconcileInterval: 1h
-pipelines:
-	- name: app
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify: {signers: [{key: %s}]}
-		promote:
-			- to: %s
-				requireSignature: true
-`, registryToken, keyPath, pubPath, staging, ciPub, dest))
+	d := startDaemon(t, newDaemonConfig(t, withSigningKey(keyPath, "pw", pubPath), withReconcile("1h"),
+		withPipeline(pipelineConfig{
+			Name: "app", Platforms: bothArches, Staging: staging,
+			Sign: true, Verify: trusting(ciPub), Promote: signedTo(dest),
+		})))
 	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
 		localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 
