@@ -54,7 +54,7 @@ func TestReconnectFloodSparesHonestSenders(t *testing.T) {
 	}
 
 	// Let the flood take every connection it can before the honest traffic starts.
-	time.Sleep(2 * time.Second)
+	waitShedding(t, metrics)
 	// One honest sender opens a new connection per notification, the other keeps its
 	// connection open between them, as distribution's notification sender does.
 	honest := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -91,7 +91,8 @@ func TestReconnectFloodSparesHonestSenders(t *testing.T) {
 		} else {
 			honestOK++
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // the scenario: honest senders' pace, not a wait
+
 	}
 	wg.Wait()
 
@@ -138,7 +139,7 @@ func (f *flood) attack(ctx context.Context, addr, from string, withToken bool) {
 			if ctx.Err() == nil {
 				f.dialErrs.Add(1)
 				if errors.Is(err, syscall.EADDRNOTAVAIL) {
-					time.Sleep(100 * time.Millisecond) // the address's ports are all in TIME_WAIT
+					time.Sleep(100 * time.Millisecond) // the scenario: the attacker backs off while the address's ports are all in TIME_WAIT
 				}
 			}
 			continue

@@ -14,12 +14,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/daemon"
@@ -104,23 +106,32 @@ func startDaemon(t testing.TB, configYAML string) *runningDaemon {
 	return d
 }
 
+// pushesReceived is how many registry push notifications the daemon took in, stored or
+// found to be duplicates.
+func (d *runningDaemon) pushesReceived() float64 {
+	return testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues("registry", "push", "kept", "")) +
+		testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues("registry", "push", "duplicate", ""))
+}
+
 // Stop stops the daemon and waits for it.
 func (d *runningDaemon) Stop() { d.stop() }
 
 func (d *runningDaemon) waitReady(t testing.TB) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	err := testenv.WaitFor(30*time.Second, func() error {
 		resp, err := http.Get(d.URL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz answered %s", resp.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("daemon not ready in 30s: %v", err)
 	}
-	t.Fatal("daemon not ready in 30s")
 }
 
 // notifyHeaders are what a registry must send to the daemon.
@@ -223,23 +234,24 @@ func (d *runningDaemon) tryRevision(pipeline, rev string) (*types.Revision, erro
 // status API being unavailable meanwhile (a NATS outage under test) only delays it.
 func (d *runningDaemon) waitPhase(t testing.TB, pipeline, rev string, timeout time.Duration, phases ...types.Phase) *types.Revision {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var last *types.Revision
-	var lastErr error
-	for time.Now().Before(deadline) {
+	err := testenv.WaitFor(timeout, func() error {
 		r, err := d.tryRevision(pipeline, rev)
-		if lastErr = err; err == nil && r != nil {
-			last = r
-			for _, p := range phases {
-				if last.Phase == p {
-					return last
-				}
-			}
+		if err != nil {
+			return fmt.Errorf("status: %w", err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		if r == nil {
+			return errors.New("no state yet")
+		}
+		if last = r; !slices.Contains(phases, r.Phase) {
+			return fmt.Errorf("in phase %s", r.Phase)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s/%s did not reach %v in %s; last state %+v (%v)\nlogs:\n%s", pipeline, rev, phases, timeout, last, err, d.Logs.String())
 	}
-	t.Fatalf("%s/%s did not reach %v in %s; last state %+v (last status error: %v)\nlogs:\n%s", pipeline, rev, phases, timeout, last, lastErr, d.Logs.String())
-	return nil
+	return last
 }
 
 // syncBuffer collects the daemon's logs for assertions and prints them when a test fails.

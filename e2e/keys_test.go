@@ -71,7 +71,9 @@ func TestKeyRotation(t *testing.T) {
 	if err := os.Rename(tmp, env.Key); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(6 * time.Second) // longer than the daemon's key recheck (5 s)
+	// The scenario, not a wait for an event: the daemon reads its key file again only
+	// once its recheck interval (5 s) has passed, a clock rule with nothing to observe.
+	time.Sleep(6 * time.Second)
 	r2 := promoteRevision(t, d, env, rev2)
 
 	for _, c := range []struct {

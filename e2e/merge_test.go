@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -90,18 +92,14 @@ func TestRegistryPushesBecomeAnIndex(t *testing.T) {
 		signedPush(t, staging+":r1-arm64", testenv.BuildKitIndex(t, testenv.PlatformImage(t, "linux/arm64", created)))
 		pushed := time.Now()
 		ref, _ := name.ParseReference(staging+":r1", name.Insecure)
-		var took time.Duration
-		for {
-			if _, err := remote.Head(ref); err == nil {
-				took = time.Since(pushed)
-				break
-			}
-			if time.Since(pushed) > 30*time.Second {
-				t.Fatalf("no index 30s after the last push\nlogs:\n%s", d.Logs.String())
-			}
-			time.Sleep(10 * time.Millisecond)
+		err := testenv.WaitFor(30*time.Second, func() error {
+			_, err := remote.Head(ref)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("no index 30s after the last push (%v)\nlogs:\n%s", err, d.Logs.String())
 		}
-		t.Logf("index readable %s after the last push", took)
+		t.Logf("index readable %s after the last push", time.Since(pushed))
 		idx, err := remote.Index(ref)
 		if err != nil {
 			t.Fatal(err)
@@ -138,8 +136,9 @@ func TestRegistryPushesBecomeAnIndex(t *testing.T) {
 		}
 		// A different image under a merged arch tag (PlatformImage is random each call).
 		testenv.Push(t, staging+":r1-amd64", testenv.PlatformImage(t, "linux/amd64", created))
-		time.Sleep(500 * time.Millisecond)
-		after := d.revision(t, "app", "r1")
+		// One revision's pushes are handled in order: once the new image is reported, the
+		// redelivery before it was handled too.
+		after := d.waitPhase(t, "app", "r1", 30*time.Second, types.PhaseConflicted)
 		if after.Index != before.Index {
 			t.Fatalf("index changed: %s → %s", before.Index, after.Index)
 		}
@@ -159,7 +158,19 @@ func TestRegistryPushesBecomeAnIndex(t *testing.T) {
 		signedPush(t, staging+":r5-amd64", img)
 		signedPush(t, staging+":r5-arm64", testenv.PlatformImage(t, "linux/arm64", created))
 		r := d.waitPhase(t, "app", "r5", 30*time.Second, types.PhasePromoted)
+		received := d.pushesReceived()
 		testenv.Push(t, staging+":r5-amd64", img)
+		err := testenv.WaitFor(10*time.Second, func() error {
+			if d.pushesReceived() == received {
+				return errors.New("the re-push's notification has not arrived")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A no-op leaves no trace to wait for: this quiet period is the window in which a
+		// wrong handling of the stored notification would show.
 		time.Sleep(500 * time.Millisecond)
 		if again := d.revision(t, "app", "r5"); !again.Updated.Equal(r.Updated) || again.Phase != types.PhasePromoted {
 			t.Errorf("state changed: %+v → %+v", r, again)
@@ -179,12 +190,14 @@ func TestRegistryPushesBecomeAnIndex(t *testing.T) {
 			t.Errorf("promoter_merges_total{outcome=failed} = %v", got)
 		}
 		// The phase gauge follows on the next reconcile (every second here).
-		deadline := time.Now().Add(5 * time.Second)
-		for testutil.ToFloat64(d.Metrics.Revisions.WithLabelValues("failed")) != 1 {
-			if time.Now().After(deadline) {
-				t.Fatalf("promoter_revisions{state=failed} = %v, want 1", testutil.ToFloat64(d.Metrics.Revisions.WithLabelValues("failed")))
+		err := testenv.WaitFor(5*time.Second, func() error {
+			if got := testutil.ToFloat64(d.Metrics.Revisions.WithLabelValues("failed")); got != 1 {
+				return fmt.Errorf("promoter_revisions{state=failed} = %v, want 1", got)
 			}
-			time.Sleep(50 * time.Millisecond)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 		if !d.Logs.Contains("platform mismatch", "r2-amd64") {
 			t.Errorf("no log line with the reason:\n%s", d.Logs.String())
@@ -285,21 +298,31 @@ func TestNATSRestartLosesNothing(t *testing.T) {
 	created := time.Unix(0, 0)
 	testenv.Push(t, staging+":n1-amd64", testenv.PlatformImage(t, "linux/amd64", created))
 	testenv.Push(t, staging+":n1-arm64", testenv.PlatformImage(t, "linux/arm64", created))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	err := testenv.WaitFor(10*time.Second, func() error {
 		resp, err := http.Get(d.URL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusServiceUnavailable {
-				break
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("daemon still reports ready with NATS down")
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			return fmt.Errorf("/readyz answered %s", resp.Status)
 		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("daemon still reports ready with NATS down: %v", err)
 	}
-	time.Sleep(time.Second) // the registry's first deliveries fail meanwhile
+	// The registry's first deliveries fail meanwhile: the daemon answers them 503 (not
+	// stored), so the registry must deliver them again once NATS is back.
+	err = testenv.WaitFor(10*time.Second, func() error {
+		if n := testutil.ToFloat64(d.Metrics.EventResponses.WithLabelValues("registry", "503")); n < 1 {
+			return errors.New("no notification answered 503 yet")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the registry's deliveries did not fail with NATS down: %v", err)
+	}
 
 	nats.Restart(t)
 	d.waitReady(t)

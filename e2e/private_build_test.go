@@ -6,11 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -379,19 +381,20 @@ func nodeRun(t *testing.T, node *testenv.Node, c kubernetes.Interface, rev, pipe
 			names = append(names, j.Name)
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	var run testenv.NodeRun
+	err := testenv.WaitFor(30*time.Second, func() error {
 		for _, r := range node.Runs() {
-			for _, n := range names {
-				if r.Job == n {
-					return r
-				}
+			if slices.Contains(names, r.Job) {
+				run = r
+				return nil
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		return errors.New("no run yet")
+	})
+	if err != nil {
+		t.Fatalf("the node ran no Job of %s %s in 30s (jobs %v)", pipeline, rev, names)
 	}
-	t.Fatalf("the node ran no Job of %s %s in 30s (jobs %v)", pipeline, rev, names)
-	return testenv.NodeRun{}
+	return run
 }
 
 // stepCached finds the step of buildctl's plain progress output whose header contains

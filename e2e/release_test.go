@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -92,16 +94,15 @@ func TestGitTagPromotesARelease(t *testing.T) {
 
 	t.Run("a tag pushed before its commit's images waits for them", func(t *testing.T) {
 		githubTagPush(t, d.URL, "tag-delivery-3", "v2.0.0", rev3)
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			r := d.revision(t, "app", rev3)
-			if r != nil && r.Phase == "" && !r.Releases["v2.0.0"].Requested.IsZero() {
-				break
+		var r *types.Revision
+		err := testenv.WaitFor(10*time.Second, func() error {
+			if r = d.revision(t, "app", rev3); r == nil || r.Phase != "" || r.Releases["v2.0.0"].Requested.IsZero() {
+				return errors.New("not recorded")
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("release v2.0.0 not recorded on %s: %+v", rev3, r)
-			}
-			time.Sleep(20 * time.Millisecond)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("release v2.0.0 not recorded on %s: %+v", rev3, r)
 		}
 		pushRevision(rev3)
 		r3 := d.waitRelease(t, "app", rev3, "v2.0.0", dest, 30*time.Second)
@@ -118,20 +119,21 @@ func TestGitTagPromotesARelease(t *testing.T) {
 // or conflicted).
 func (d *runningDaemon) waitRelease(t *testing.T, pipeline, rev, tag, dest string, timeout time.Duration) *types.Revision {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var last *types.Revision
-	for time.Now().Before(deadline) {
+	err := testenv.WaitFor(timeout, func() error {
 		r, err := d.tryRevision(pipeline, rev)
-		if err == nil && r != nil {
-			last = r
-			if pr := r.Releases[tag].Promotions[dest]; pr.Done || pr.Conflicted {
-				return r
-			}
+		if err != nil || r == nil {
+			return fmt.Errorf("no state (%v)", err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		if last = r; !r.Releases[tag].Promotions[dest].Done && !r.Releases[tag].Promotions[dest].Conflicted {
+			return errors.New("no outcome yet")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("release %s of %s/%s has no outcome at %s in %s; last state %+v\nlogs:\n%s", tag, pipeline, rev, dest, timeout, last, d.Logs.String())
 	}
-	t.Fatalf("release %s of %s/%s has no outcome at %s in %s; last state %+v\nlogs:\n%s", tag, pipeline, rev, dest, timeout, last, d.Logs.String())
-	return nil
+	return last
 }
 
 // githubTagPush posts GitHub's push event of an annotated tag (the payload of

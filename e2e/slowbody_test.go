@@ -75,7 +75,7 @@ func TestSlowBodyAttackSparesHonestSenders(t *testing.T) {
 	}
 
 	// Let the attackers take every descriptor they can before the honest traffic starts.
-	time.Sleep(2 * time.Second)
+	waitShedding(t, metrics)
 	honest := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	var honestOK, honestFailed, probeOK, probeFailed int
 	var slowestHonest, slowestProbe time.Duration
@@ -105,7 +105,8 @@ func TestSlowBodyAttackSparesHonestSenders(t *testing.T) {
 		} else {
 			honestOK++
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // the scenario: honest senders' pace, not a wait
+
 	}
 	wg.Wait()
 
@@ -151,7 +152,7 @@ func attack(ctx context.Context, addr string, withToken bool, sb *slowBody) {
 		if err != nil {
 			if ctx.Err() == nil {
 				sb.dialErrs.Add(1)
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond) // the scenario: an attacker backs off when dials fail
 			}
 			continue
 		}
@@ -164,7 +165,7 @@ func attack(ctx context.Context, addr string, withToken bool, sb *slowBody) {
 		if closed {
 			sb.died(time.Since(start))
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // the scenario: an attacker's reconnect pace
 	}
 }
 
@@ -221,6 +222,30 @@ func readyz(c *http.Client, base string) error {
 		return errors.New(resp.Status)
 	}
 	return nil
+}
+
+// waitShedding waits until the daemon whose metrics listener is addr has shed a webhook
+// connection to stay within its connection budget: the attack holds every connection it
+// can get.
+func waitShedding(t *testing.T, addr string) {
+	t.Helper()
+	err := testenv.WaitFor(5*time.Second, func() error {
+		m, err := scrape(addr)
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(m, "\n") {
+			f := strings.Fields(l)
+			if len(f) == 2 && strings.HasPrefix(f[0], "promoter_http_connections_shed_total{") &&
+				strings.Contains(f[0], `listener="webhook"`) && f[1] != "0" {
+				return nil
+			}
+		}
+		return errors.New("no webhook connection shed yet")
+	})
+	if err != nil {
+		t.Fatalf("the attack did not fill the connection budget: %v", err)
+	}
 }
 
 // scrape returns the daemon's promoter_http_* metrics.

@@ -143,7 +143,7 @@ func killSoak(t *testing.T, sg soakSigning) {
 			pushedMu.Lock()
 			pushed = append(pushed, rev)
 			pushedMu.Unlock()
-			time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
+			time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond) // the scenario: CI's pace
 		}
 	}()
 
@@ -171,7 +171,7 @@ func killSoak(t *testing.T, sg soakSigning) {
 				lies = lies[1:]
 			}
 		}
-		time.Sleep(time.Duration(200+rand.IntN(1300)) * time.Millisecond)
+		time.Sleep(time.Duration(200+rand.IntN(1300)) * time.Millisecond) // the scenario: a random moment to kill at
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -31,17 +32,18 @@ func TestStatusIsPrivateAndPaged(t *testing.T) {
 		sourcePush(t, d, "https://git.example/team/app", rev)
 	}
 	// Wait for every revision's state through the status API itself.
-	deadline := time.Now().Add(30 * time.Second)
-	for n := 0; n < len(revs); {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d revisions have state\n%s", n, len(revs), d.Logs.String())
-		}
+	err := testenv.WaitFor(30*time.Second, func() error {
 		var page status.Page
 		if code := getJSON(t, d.Status+"/v1/revisions?limit=1000", statusToken, &page); code != http.StatusOK {
 			t.Fatalf("status: %d", code)
 		}
-		n = len(page.Revisions)
-		time.Sleep(20 * time.Millisecond)
+		if n := len(page.Revisions); n < len(revs) {
+			return fmt.Errorf("only %d of %d revisions have state", n, len(revs))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, d.Logs.String())
 	}
 
 	for _, tc := range []struct {
