@@ -266,29 +266,29 @@ func freeLoopbackFor22(t testing.TB) string {
 
 // waitSSH waits up to 10 s until addr answers with an SSH banner, or sshd exits.
 func waitSSH(addr string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-			buf := make([]byte, 4)
-			_, err = io.ReadFull(conn, buf)
-			conn.Close()
-			if err == nil && string(buf) == "SSH-" {
-				return nil
-			}
-			if err == nil {
-				err = fmt.Errorf("banner starts %q, want SSH-", buf)
-			}
-		}
+	err := WaitFor(10*time.Second, func() error {
 		select {
 		case <-exited:
-			return errors.New("sshd exited")
+			return GiveUp(errors.New("sshd exited"))
 		default:
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no SSH banner after 10s: %w", err)
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		defer conn.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(conn, buf); err != nil {
+			return err
+		}
+		if string(buf) != "SSH-" {
+			return fmt.Errorf("banner starts %q, want SSH-", buf)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrGiveUp) {
+		return fmt.Errorf("no SSH banner after 10s: %w", err)
 	}
+	return err
 }
