@@ -46,18 +46,7 @@ func TestMergeOnlyPipeline(t *testing.T) {
 	const sha = "9e1c2b7d4a5f60718293a4b5c6d7e8f901234567"
 	// A source push naming the revision, as a CI system that also calls the generic
 	// endpoint would send: no pipeline follows a repository, so it is ignored.
-	body := fmt.Sprintf(`{"repo": "https://git.example/acme/app.git", "ref": "main", "revision": %q}`, sha)
-	req, _ := http.NewRequest(http.MethodPost, d.URL+"/v1/events/source/generic", bytes.NewReader([]byte(body)))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+genericToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("generic source push: %s", resp.Status)
-	}
+	genericSourcePush(t, d.URL, genericToken, "https://git.example/acme/app.git", sha)
 
 	created := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
 	amd := testenv.PlatformImage(t, "linux/amd64", created)
@@ -125,5 +114,23 @@ func TestMergeOnlyPipeline(t *testing.T) {
 	}
 	if !d.Logs.Contains("event ignored", "no pipeline follows") {
 		t.Errorf("the generic source push was not ignored:\n%s", d.Logs.String())
+	}
+}
+
+// genericSourcePush sends the generic source webhook of a push of revision to repo's main
+// branch, with bearer token, and fails t unless the daemon answers 200.
+func genericSourcePush(t *testing.T, daemonURL, token, repo, revision string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"repo": %q, "ref": "main", "revision": %q}`, repo, revision)
+	req, _ := http.NewRequest(http.MethodPost, daemonURL+"/v1/events/source/generic", bytes.NewReader([]byte(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("generic source push: %s", resp.Status)
 	}
 }

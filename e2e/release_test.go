@@ -57,12 +57,7 @@ func TestGitTagPromotesARelease(t *testing.T) {
 
 	githubTagPush(t, d.URL, "tag-delivery-1", "v1.2.3", rev1)
 	r1 = d.waitRelease(t, "app", rev1, "v1.2.3", dest, 30*time.Second)
-	if pr := r1.Releases["v1.2.3"].Promotions[dest]; !pr.Done || pr.Digest != r1.Index {
-		t.Fatalf("release v1.2.3 at %s: %+v, want done with the index %s", dest, pr, r1.Index)
-	}
-	if got := headDigest(t, dest+":v1.2.3"); got != r1.Index {
-		t.Fatalf("%s:v1.2.3 is %s, want the revision's index %s", dest, got, r1.Index)
-	}
+	wantReleased(t, r1, "v1.2.3", dest)
 	cosignVerify(t, testenv.Tool(t, "cosign"), pubPath, dest+":v1.2.3")
 
 	t.Run("the same tag for another commit is refused and the destination is untouched", func(t *testing.T) {
@@ -116,6 +111,17 @@ func TestGitTagPromotesARelease(t *testing.T) {
 }
 
 // waitRelease polls the status API until release tag of rev has an outcome at dest (done
+// wantReleased fails t unless release tag of r is done at dest, where it names r's index.
+func wantReleased(t *testing.T, r *types.Revision, tag, dest string) {
+	t.Helper()
+	if pr := r.Releases[tag].Promotions[dest]; !pr.Done || pr.Digest != r.Index {
+		t.Fatalf("release %s at %s: %+v, want done with the index %s", tag, dest, pr, r.Index)
+	}
+	if got := headDigest(t, dest+":"+tag); got != r.Index {
+		t.Fatalf("%s:%s is %s, want the revision's index %s", dest, tag, got, r.Index)
+	}
+}
+
 // or conflicted).
 func (d *runningDaemon) waitRelease(t *testing.T, pipeline, rev, tag, dest string, timeout time.Duration) *types.Revision {
 	t.Helper()
