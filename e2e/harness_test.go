@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/promoter-dev/promoter/internal/config"
 	"github.com/promoter-dev/promoter/internal/daemon"
@@ -104,13 +103,6 @@ func startDaemon(t testing.TB, configYAML string) *runningDaemon {
 	t.Cleanup(d.stop)
 	d.waitReady(t)
 	return d
-}
-
-// pushesReceived is how many registry push notifications the daemon took in, stored or
-// found to be duplicates.
-func (d *runningDaemon) pushesReceived() float64 {
-	return testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues("registry", "push", "kept", "")) +
-		testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues("registry", "push", "duplicate", ""))
 }
 
 // Stop stops the daemon and waits for it.

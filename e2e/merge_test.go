@@ -158,19 +158,10 @@ func TestRegistryPushesBecomeAnIndex(t *testing.T) {
 		signedPush(t, staging+":r5-amd64", img)
 		signedPush(t, staging+":r5-arm64", testenv.PlatformImage(t, "linux/arm64", created))
 		r := d.waitPhase(t, "app", "r5", 30*time.Second, types.PhasePromoted)
-		received := d.pushesReceived()
 		testenv.Push(t, staging+":r5-amd64", img)
-		err := testenv.WaitFor(10*time.Second, func() error {
-			if d.pushesReceived() == received {
-				return errors.New("the re-push's notification has not arrived")
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// A no-op leaves no trace to wait for: this quiet period is the window in which a
-		// wrong handling of the stored notification would show.
+		// The scenario, not a wait for an event: a no-op leaves no trace to wait for (the
+		// registry need not even notify an identical manifest), so this quiet period is
+		// the window in which a wrong handling of the re-push would show.
 		time.Sleep(500 * time.Millisecond)
 		if again := d.revision(t, "app", "r5"); !again.Updated.Equal(r.Updated) || again.Phase != types.PhasePromoted {
 			t.Errorf("state changed: %+v → %+v", r, again)
