@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -100,21 +101,7 @@ func TestRegistryPushesBecomeAnIndex(t *testing.T) {
 			t.Fatalf("no index 30s after the last push (%v)\nlogs:\n%s", err, d.Logs.String())
 		}
 		t.Logf("index readable %s after the last push", time.Since(pushed))
-		idx, err := remote.Index(ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := validate.Index(idx); err != nil {
-			t.Fatal(err)
-		}
-		im, _ := idx.IndexManifest()
-		if len(im.Manifests) != 3 || im.Manifests[0].Platform.Architecture != "amd64" || im.Manifests[1].Platform.Architecture != "arm64" {
-			t.Fatalf("children: %+v", im.Manifests)
-		}
-		if im.Annotations["org.opencontainers.image.revision"] != "r1" || im.Annotations["org.opencontainers.image.source"] != "https://git.example/team/app" ||
-			im.Annotations["org.opencontainers.image.created"] != "2026-11-20T08:00:00Z" {
-			t.Errorf("annotations: %v", im.Annotations)
-		}
+		idx := wantMergedIndex(t, ref)
 		r := d.waitPhase(t, "app", "r1", 30*time.Second, types.PhasePromoted)
 		if r.Index != testenv.Digest(t, idx) {
 			t.Errorf("state index %s, registry %s", r.Index, testenv.Digest(t, idx))
@@ -172,11 +159,7 @@ func TestRegistryPushesBecomeAnIndex(t *testing.T) {
 		signedPush(t, staging+":r2-amd64", testenv.PlatformImage(t, "linux/arm64", created))
 		signedPush(t, staging+":r2-arm64", testenv.PlatformImage(t, "linux/arm64", created))
 		r := d.waitPhase(t, "app", "r2", 30*time.Second, types.PhaseFailed)
-		for _, want := range []string{"r2-amd64", "expected platform linux/amd64", "says linux/arm64"} {
-			if !strings.Contains(r.Reason, want) {
-				t.Errorf("reason %q lacks %q", r.Reason, want)
-			}
-		}
+		wantReason(t, r, "r2-amd64", "expected platform linux/amd64", "says linux/arm64")
 		if got := testutil.ToFloat64(d.Metrics.Merges.WithLabelValues("failed")); got != 1 {
 			t.Errorf("promoter_merges_total{outcome=failed} = %v", got)
 		}
@@ -209,6 +192,38 @@ func TestRegistryPushesBecomeAnIndex(t *testing.T) {
 			t.Fatalf("quiet index: %v %v", desc, err)
 		}
 	})
+}
+
+// wantMergedIndex is the index at ref, failing t unless it is valid, holds r1's amd64
+// and arm64 images (and the arm64 build's attestation), and carries r1's annotations.
+func wantMergedIndex(t *testing.T, ref name.Reference) v1.ImageIndex {
+	t.Helper()
+	idx, err := remote.Index(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Index(idx); err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	if len(im.Manifests) != 3 || im.Manifests[0].Platform.Architecture != "amd64" || im.Manifests[1].Platform.Architecture != "arm64" {
+		t.Fatalf("children: %+v", im.Manifests)
+	}
+	if im.Annotations["org.opencontainers.image.revision"] != "r1" || im.Annotations["org.opencontainers.image.source"] != "https://git.example/team/app" ||
+		im.Annotations["org.opencontainers.image.created"] != "2026-11-20T08:00:00Z" {
+		t.Errorf("annotations: %v", im.Annotations)
+	}
+	return idx
+}
+
+// wantReason fails t unless r's reason names each of want.
+func wantReason(t *testing.T, r *types.Revision, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(r.Reason, w) {
+			t.Errorf("reason %q lacks %q", r.Reason, w)
+		}
+	}
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
