@@ -166,11 +166,7 @@ COPY late.txt /late.txt
 		if _, cached := stepCached(second.Output, "COPY late.txt"); cached {
 			t.Errorf("second build: COPY late.txt was CACHED, but late.txt changed")
 		}
-		for _, l := range strings.Split(second.Output, "\n") {
-			if strings.Contains(l, "CACHED") || strings.Contains(l, "importing cache manifest") {
-				t.Logf("  %s", l)
-			}
-		}
+		logCacheLines(t, second.Output)
 		if _, err := remote.Head(mustRef(t, stagingHost+"/acme/private:buildcache-linux-amd64"), authOpt()); err != nil {
 			t.Errorf("no build cache in staging: %v", err)
 		}
@@ -205,11 +201,7 @@ COPY late.txt /late.txt
 			githubPush(t, d.URL, tc.repo, "fail-"+tc.pipeline+"-"+tc.rev[:7], tc.rev)
 			r := d.waitPhase(t, tc.pipeline, tc.rev, 3*time.Minute, types.PhaseFailed)
 			t.Logf("reason: %s", r.Reason)
-			for _, want := range tc.want {
-				if !strings.Contains(r.Reason, want) {
-					t.Errorf("reason does not say %q", want)
-				}
-			}
+			wantReason(t, r, tc.want...)
 		})
 	}
 
@@ -411,4 +403,14 @@ func stepCached(output, text string) (step string, cached bool) {
 		}
 	}
 	return step, false
+}
+
+// logCacheLines logs the lines of BuildKit's output about its cache.
+func logCacheLines(t *testing.T, output string) {
+	t.Helper()
+	for _, l := range strings.Split(output, "\n") {
+		if strings.Contains(l, "CACHED") || strings.Contains(l, "importing cache manifest") {
+			t.Logf("  %s", l)
+		}
+	}
 }
