@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -66,32 +67,11 @@ func TestGitHubPushToPromotedIndex(t *testing.T) {
 		"hello.txt":  "hello from git\n",
 	})
 
-	d := startDaemon(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-	github:
-		secret: %s
-keys:
-	cosign: %s
-	password: pw
-reconcileInterval: 1h
-builder:
-	namespace: %s
-	maxAttempts: 2
-pipelines:
-	- name: app
-		source: {repo: %s, branch: main}
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		promote:
-			- to: %s
-				requireSignature: true
-			- to: %s
-				requireSignature: true
-`, nats.URL, registryToken, githubSecret, keyPath, buildNS, repo, staging, dest, dest2))
+	d := startDaemon(t, newDaemonConfig(t, withNATS(nats.URL), withGitHubSecret(githubSecret), withSigningKey(keyPath, "pw"), withReconcile("1h"), withBuilder(buildNS, 2),
+		withPipeline(pipelineConfig{
+			Name: "app", Source: &sourceConfig{Repo: repo, Branch: "main"}, Platforms: bothArches, Staging: staging,
+			Sign: true, Promote: signedTo(dest, dest2),
+		})))
 	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
 		localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 	testenv.Push(t, base, testenv.BusyboxImage(t, "linux/amd64"))
@@ -178,9 +158,14 @@ pipelines:
 	}
 
 	t.Run("the same webhook delivered twice creates each Job once", func(t *testing.T) {
+		dups := testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues("github", "push", "duplicate", ""))
 		githubPush(t, d.URL, repo, delivery, rev)                               // same delivery: de-duplicated by JetStream
 		githubPush(t, d.URL, repo, "99999999-2222-3333-4444-555555555555", rev) // a new delivery of the same revision
-		time.Sleep(2 * time.Second)
+		// A source change is stored once per pipeline and revision: both are answered as
+		// duplicates, so nothing was queued that could create a Job later.
+		if got := testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues("github", "push", "duplicate", "")) - dups; got != 2 {
+			t.Fatalf("%v of the two deliveries were duplicates, want 2", got)
+		}
 		if got := listJobs(t, kube.Client, rev); len(got) != 2 {
 			t.Fatalf("%d jobs for %s, want 2", len(got), rev)
 		}
@@ -359,21 +344,21 @@ func builderNamespace(t *testing.T, k *testenv.Kube) kubernetes.Interface {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	err = testenv.WaitFor(10*time.Second, func() error {
 		r, err := c.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
 				Namespace: buildNS, Verb: "create", Group: "batch", Resource: "jobs",
 			}},
 		}, metav1.CreateOptions{})
-		if err == nil && r.Status.Allowed {
-			return c
+		if err == nil && !r.Status.Allowed {
+			err = errors.New("not allowed yet")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("builder user may not create jobs: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("builder user may not create jobs: %v", err)
 	}
+	return c
 }
 
 // githubPush sends GitHub's push webhook of rev on repo's main branch, signed with
@@ -409,15 +394,17 @@ func listJobs(t *testing.T, c kubernetes.Interface, rev string) []batchv1.Job {
 
 func waitJobs(t *testing.T, c kubernetes.Interface, rev string, n int, timeout time.Duration) []batchv1.Job {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if js := listJobs(t, c, rev); len(js) >= n {
-			return js
+	var js []batchv1.Job
+	err := testenv.WaitFor(timeout, func() error {
+		if js = listJobs(t, c, rev); len(js) < n {
+			return fmt.Errorf("%d jobs", len(js))
 		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("fewer than %d jobs for %s after %s", n, rev, timeout)
 	}
-	t.Fatalf("fewer than %d jobs for %s after %s", n, rev, timeout)
-	return nil
+	return js
 }
 
 // checkJobSpec asserts what the apiserver stored: rootless, native arch, bounded.

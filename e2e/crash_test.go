@@ -55,7 +55,7 @@ func startSlowProxy(t *testing.T, target string, delay time.Duration) *slowProxy
 	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		finishing := r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/")
 		if finishing {
-			time.Sleep(p.delay)
+			time.Sleep(p.delay) // the scenario: a slow destination, so the kill lands mid-promotion
 		}
 		rp.ServeHTTP(w, r)
 		if finishing {
@@ -88,28 +88,14 @@ func TestPromotionSurvivesACrash(t *testing.T) {
 	keyPath, pubPath := writeKeyPair(t, dir, "pw")
 	ciPub, push := ciSigner(t, dir) // CI signs the arch images it pushes
 	cfgPath := filepath.Join(dir, "promoter.yaml")
-	os.WriteFile(cfgPath, []byte(yamlf(`
-listen: %s
-metrics: ""
-status: %s
-dataDir: %s
-reconcileInterval: 2s
-auth:
-	registryToken: %s
-keys:
-	cosign: %s
-	password: pw
-	public: %s
-pipelines:
-	- name: app
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify: {signers: [{key: %s}]}
-		promote:
-			- to: %s
-				requireSignature: true
-`, listen, status, filepath.Join(dir, "data"), registryToken, keyPath, pubPath, staging, ciPub, dest)), 0o600)
+	cfg := newDaemonConfig(t, withListeners(listen, "", status, filepath.Join(dir, "data")), withReconcile("2s"), withSigningKey(keyPath, "pw", pubPath),
+		withPipeline(pipelineConfig{
+			Name: "app", Platforms: bothArches, Staging: staging,
+			Sign: true, Verify: trusting(ciPub), Promote: signedTo(dest),
+		}))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	serve := func() *exec.Cmd {
 		cmd := exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "debug")
@@ -130,12 +116,14 @@ pipelines:
 	push(t, staging+":c1-arm64", bigImage(t, "linux/arm64", created))
 
 	// Kill the daemon once a few blobs reached the destination, well before all did.
-	deadline := time.Now().Add(60 * time.Second)
-	for proxy.uploaded.Load() < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("promotion never started\n%s", readFile(filepath.Join(dir, "daemon.log")))
+	err := testenv.WaitFor(60*time.Second, func() error {
+		if n := proxy.uploaded.Load(); n < 3 {
+			return fmt.Errorf("%d blobs uploaded", n)
 		}
-		time.Sleep(20 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("promotion never started\n%s", readFile(filepath.Join(dir, "daemon.log")))
 	}
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

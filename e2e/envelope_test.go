@@ -29,20 +29,8 @@ func TestEnvelopeOf10000Events(t *testing.T) {
 	staging := testenv.StartRegistry(t)
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	metrics := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	d, logPath := startServeBinary(t, bin, dir, listen, yamlf(`
-listen: %s
-metrics: %s
-status: ""
-dataDir: %s
-events:
-	maxBodyBytes: 4194304
-auth:
-	registryToken: %s
-pipelines:
-	- name: app
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s/team/app
-`, listen, metrics, filepath.Join(dir, "data"), registryToken, staging.Host), 0)
+	d, logPath := startServeBinary(t, bin, dir, listen, newDaemonConfig(t, withListeners(listen, metrics, "", filepath.Join(dir, "data")), withMaxBodyBytes(4194304),
+		withPipeline(pipelineConfig{Name: "app", Platforms: bothArches, Staging: staging.Host + "/team/app"})), 0)
 
 	body := distributionEnvelope(t, staging.Host, n)
 	client := &http.Client{Timeout: 60 * time.Second}

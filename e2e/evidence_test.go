@@ -42,30 +42,11 @@ func TestAnArchTagPushedOverAfterTheBuildIsNeverSigned(t *testing.T) {
 		"Dockerfile": "FROM scratch\nCOPY hello.txt /hello.txt\n",
 		"hello.txt":  "hello from git\n",
 	})
-	d := startDaemon(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-	github:
-		secret: %s
-keys:
-	cosign: %s
-	password: pw
-reconcileInterval: 1h
-builder:
-	namespace: %s
-	maxAttempts: 1
-pipelines:
-	- name: app
-		source: {repo: %s, branch: main}
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		promote:
-			- to: %s
-				requireSignature: true
-`, nats.URL, registryToken, githubSecret, keyPath, buildNS, repo, staging, dest))
+	d := startDaemon(t, newDaemonConfig(t, withNATS(nats.URL), withGitHubSecret(githubSecret), withSigningKey(keyPath, "pw"), withReconcile("1h"), withBuilder(buildNS, 1),
+		withPipeline(pipelineConfig{
+			Name: "app", Source: &sourceConfig{Repo: repo, Branch: "main"}, Platforms: bothArches, Staging: staging,
+			Sign: true, Promote: signedTo(dest),
+		})))
 	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
 		localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 	registrySecret(t, kube.Client, stagingHost)
@@ -110,11 +91,7 @@ pipelines:
 	if amd.BuildDigest != built || pushedOver == built {
 		t.Fatalf("build digest %s, the Job reported %s, the tag holds %s", amd.BuildDigest, built, pushedOver)
 	}
-	for _, want := range []string{pushedOver, built, "job " + amd.Job, "pushed over after the build", staging + ":" + rev + "-amd64"} {
-		if !strings.Contains(r.Reason, want) {
-			t.Errorf("reason %q does not name %q", r.Reason, want)
-		}
-	}
+	wantReason(t, r, pushedOver, built, "job "+amd.Job, "pushed over after the build", staging+":"+rev+"-amd64")
 	if r.Index != "" || r.Signed {
 		t.Errorf("merged %q, signed %v: want neither", r.Index, r.Signed)
 	}
@@ -185,14 +162,7 @@ func TestAMergeOnlyPipelineMergesOnlyWhatItsCISigned(t *testing.T) {
 		if r.Phase != types.PhasePromoted || !r.Signed || r.Promotions[dest].Digest != r.Index {
 			t.Fatalf("revision: %+v", r)
 		}
-		for p, dg := range map[string]string{"linux/amd64": amd, "linux/arm64": arm} {
-			e := r.Platforms[p].Evidence
-			if e == nil || e.Kind != types.EvidenceSignature || e.Digest != dg || !strings.Contains(e.Signer, ciPub) {
-				t.Errorf("%s evidence %+v, want a signature by %s of %s", p, e, ciPub, dg)
-			} else {
-				t.Logf("%s: %s", p, e)
-			}
-		}
+		wantSignedBy(t, r, ciPub, map[string]string{"linux/amd64": amd, "linux/arm64": arm})
 		kids := testenv.IndexChildren(t, dest+":"+rev)
 		for _, dg := range []string{r.Index, kids["linux/amd64"], kids["linux/arm64"]} {
 			cosignVerify(t, cosign, env.Pub, dest+"@"+dg)
@@ -208,11 +178,7 @@ func TestAMergeOnlyPipelineMergesOnlyWhatItsCISigned(t *testing.T) {
 			t.Fatalf("revision %+v, want failed and nothing merged", r)
 		}
 		t.Logf("promoter status reason: %s", r.Reason)
-		for _, want := range []string{staging + "@" + unsigned, ciPub, "no signature"} {
-			if !strings.Contains(r.Reason, want) {
-				t.Errorf("reason %q does not name %q", r.Reason, want)
-			}
-		}
+		wantReason(t, r, staging+"@"+unsigned, ciPub, "no signature")
 		notPromoted(rev)
 		// CI signs it late (after the tag was pushed): the reconciler finds the signature.
 		cosignSign(t, cosign, ciKey, "ci-pw", staging+"@"+unsigned)
@@ -231,11 +197,7 @@ func TestAMergeOnlyPipelineMergesOnlyWhatItsCISigned(t *testing.T) {
 			t.Fatalf("revision %+v, want failed and nothing merged", r)
 		}
 		t.Logf("promoter status reason: %s", r.Reason)
-		for _, want := range []string{staging + "@" + rogue, ciPub} {
-			if !strings.Contains(r.Reason, want) {
-				t.Errorf("reason %q does not name %q", r.Reason, want)
-			}
-		}
+		wantReason(t, r, staging+"@"+rogue, ciPub)
 		notPromoted(rev)
 		good := ci(rev, "linux/arm64", testenv.PlatformImage(t, "linux/arm64", created.Add(3*time.Hour)), ciKey, "ci-pw")
 		r = d.waitPhase(t, "app", rev, 2*time.Minute, types.PhasePromoted, types.PhaseConflicted)
@@ -259,5 +221,19 @@ func cosignSign(t *testing.T, cosign, key, pw, ref string, flags ...string) {
 		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.1,localhost")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cosign sign %s: %v\n%s", ref, err, out)
+	}
+}
+
+// wantSignedBy fails t unless r merged each platform's digest in digests on the evidence
+// of a signature by the key pub.
+func wantSignedBy(t *testing.T, r *types.Revision, pub string, digests map[string]string) {
+	t.Helper()
+	for p, dg := range digests {
+		e := r.Platforms[p].Evidence
+		if e == nil || e.Kind != types.EvidenceSignature || e.Digest != dg || !strings.Contains(e.Signer, pub) {
+			t.Errorf("%s evidence %+v, want a signature by %s of %s", p, e, pub, dg)
+		} else {
+			t.Logf("%s: %s", p, e)
+		}
 	}
 }

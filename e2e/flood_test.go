@@ -42,18 +42,8 @@ func TestReconnectFloodSparesHonestSenders(t *testing.T) {
 	staging := testenv.StartRegistry(t)
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	metrics := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	d, logPath := startServeBinary(t, bin, dir, listen, yamlf(`
-listen: %s
-metrics: %s
-status: ""
-dataDir: %s
-auth:
-	registryToken: %s
-pipelines:
-	- name: app
-		platforms: [linux/amd64]
-		staging: %s/team/app
-`, listen, metrics, filepath.Join(dir, "data"), registryToken, staging.Host), nofile)
+	d, logPath := startServeBinary(t, bin, dir, listen, newDaemonConfig(t, withListeners(listen, metrics, "", filepath.Join(dir, "data")),
+		withPipeline(pipelineConfig{Name: "app", Platforms: []string{"linux/amd64"}, Staging: staging.Host + "/team/app"})), nofile)
 
 	ctx, stop := context.WithTimeout(context.Background(), attackFor)
 	defer stop()
@@ -64,7 +54,7 @@ pipelines:
 	}
 
 	// Let the flood take every connection it can before the honest traffic starts.
-	time.Sleep(2 * time.Second)
+	waitShedding(t, metrics)
 	// One honest sender opens a new connection per notification, the other keeps its
 	// connection open between them, as distribution's notification sender does.
 	honest := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -101,7 +91,8 @@ pipelines:
 		} else {
 			honestOK++
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // the scenario: honest senders' pace, not a wait
+
 	}
 	wg.Wait()
 
@@ -148,7 +139,7 @@ func (f *flood) attack(ctx context.Context, addr, from string, withToken bool) {
 			if ctx.Err() == nil {
 				f.dialErrs.Add(1)
 				if errors.Is(err, syscall.EADDRNOTAVAIL) {
-					time.Sleep(100 * time.Millisecond) // the address's ports are all in TIME_WAIT
+					time.Sleep(100 * time.Millisecond) // the scenario: the attacker backs off while the address's ports are all in TIME_WAIT
 				}
 			}
 			continue

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -109,18 +110,20 @@ func (d *runningDaemon) Stop() { d.stop() }
 
 func (d *runningDaemon) waitReady(t testing.TB) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	err := testenv.WaitFor(30*time.Second, func() error {
 		resp, err := http.Get(d.URL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz answered %s", resp.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("daemon not ready in 30s: %v", err)
 	}
-	t.Fatal("daemon not ready in 30s")
 }
 
 // notifyHeaders are what a registry must send to the daemon.
@@ -162,21 +165,21 @@ func (s *staged) start(t testing.TB, configYAML string) *runningDaemon {
 	return d
 }
 
-// startSigning is start with the config of a daemon on s's NATS that signs with s.Key and
-// reconciles every 2s; pipelines is the YAML list under pipelines:, formatted by yamlf
-// with args.
-func (s *staged) startSigning(t testing.TB, pipelines string, args ...any) *runningDaemon {
+// startSigning is start with the config of a daemon on s's NATS that signs with s.Key,
+// reconciles every 2s and runs pipelines.
+func (s *staged) startSigning(t testing.TB, pipelines ...pipelineConfig) *runningDaemon {
 	t.Helper()
-	return s.start(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-keys:
-	cosign: %s
-	password: pw
-reconcileInterval: 2s
-pipelines:`, s.NATS.URL, registryToken, s.Key)+yamlf(pipelines, args...))
+	return s.start(t, s.signingConfig(t, pipelines...))
+}
+
+// signingConfig is startSigning's config.
+func (s *staged) signingConfig(t testing.TB, pipelines ...pipelineConfig) string {
+	t.Helper()
+	mods := []configMod{withNATS(s.NATS.URL), withSigningKey(s.Key, "pw"), withReconcile("2s")}
+	for _, p := range pipelines {
+		mods = append(mods, withPipeline(p))
+	}
+	return newDaemonConfig(t, mods...)
 }
 
 // startTrusting is startSigning with one merge-only pipeline, named pipeline, for
@@ -184,18 +187,15 @@ pipelines:`, s.NATS.URL, registryToken, s.Key)+yamlf(pipelines, args...))
 // key ciPub, signs the index and promotes it to s.Dest, which requires a signature.
 func (s *staged) startTrusting(t testing.TB, pipeline, ciPub string) *runningDaemon {
 	t.Helper()
-	return s.startSigning(t, `
-	- name: %s
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify:
-			signers:
-				- key: %s
-		promote:
-			- to: %s
-				requireSignature: true
-`, pipeline, s.Staging, ciPub, s.Dest)
+	return s.startSigning(t, s.trustingPipeline(pipeline, ciPub))
+}
+
+// trustingPipeline is startTrusting's pipeline.
+func (s *staged) trustingPipeline(pipeline, ciPub string) pipelineConfig {
+	return pipelineConfig{
+		Name: pipeline, Platforms: bothArches, Staging: s.Staging,
+		Sign: true, Verify: trusting(ciPub), Promote: signedTo(s.Dest),
+	}
 }
 
 // revision asks the daemon's status API, as `promoter status` does; nil before the daemon
@@ -226,23 +226,24 @@ func (d *runningDaemon) tryRevision(pipeline, rev string) (*types.Revision, erro
 // status API being unavailable meanwhile (a NATS outage under test) only delays it.
 func (d *runningDaemon) waitPhase(t testing.TB, pipeline, rev string, timeout time.Duration, phases ...types.Phase) *types.Revision {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var last *types.Revision
-	var lastErr error
-	for time.Now().Before(deadline) {
+	err := testenv.WaitFor(timeout, func() error {
 		r, err := d.tryRevision(pipeline, rev)
-		if lastErr = err; err == nil && r != nil {
-			last = r
-			for _, p := range phases {
-				if last.Phase == p {
-					return last
-				}
-			}
+		if err != nil {
+			return fmt.Errorf("status: %w", err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		if r == nil {
+			return errors.New("no state yet")
+		}
+		if last = r; !slices.Contains(phases, r.Phase) {
+			return fmt.Errorf("in phase %s", r.Phase)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s/%s did not reach %v in %s; last state %+v (%v)\nlogs:\n%s", pipeline, rev, phases, timeout, last, err, d.Logs.String())
 	}
-	t.Fatalf("%s/%s did not reach %v in %s; last state %+v (last status error: %v)\nlogs:\n%s", pipeline, rev, phases, timeout, last, lastErr, d.Logs.String())
-	return nil
+	return last
 }
 
 // syncBuffer collects the daemon's logs for assertions and prints them when a test fails.

@@ -37,28 +37,12 @@ func TestKeylessSigning(t *testing.T) {
 	token := ss.IdentityToken(t, ns, "promoter")
 	t.Logf("issuer %s, Fulcio %s, TSA %s, trusted root %s, token %s", ss.Issuer, ss.FulcioURL, ss.TSAURL, ss.TrustedRoot, token)
 
-	d := env.start(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-sign:
-	fulcioURL: %s
-	identityToken: %s
-	tsaURL: %s
-	rekorURL: %s
-	trustedRoot: %s
-reconcileInterval: 2s
-pipelines:
-	- name: app
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify: {acceptUnverified: true}
-		promote:
-			- to: %s
-				requireSignature: true
-`, env.NATS.URL, registryToken, ss.FulcioURL, token, ss.TSAURL, ss.RekorURL, ss.TrustedRoot, staging, dest))
+	d := env.start(t, newDaemonConfig(t, withNATS(env.NATS.URL), withReconcile("2s"),
+		withKeylessSigning(signConfig{FulcioURL: ss.FulcioURL, IdentityToken: token, TSAURL: ss.TSAURL, RekorURL: ss.RekorURL, TrustedRoot: ss.TrustedRoot}),
+		withPipeline(pipelineConfig{
+			Name: "app", Platforms: bothArches, Staging: staging,
+			Sign: true, Verify: acceptUnverified(), Promote: signedTo(dest),
+		})))
 
 	const rev = "2323232323232323232323232323232323232323"
 	created := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)

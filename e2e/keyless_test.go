@@ -34,20 +34,14 @@ func TestKeylessCISignersArePolicy(t *testing.T) {
 	ciToken, intruderToken := ss.IdentityToken(t, ns, "ci"), ss.IdentityToken(t, ns, "intruder")
 	t.Logf("issuer %s, Fulcio %s, TSA %s, trusted root %s", ss.Issuer, ss.FulcioURL, ss.TSAURL, ss.TrustedRoot)
 
-	d := env.startSigning(t, `
-	- name: app
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify:
-			signers:
-				- issuer: %s
-					subject: %s
-			trustedRoot: %s
-		promote:
-			- to: %s
-				requireSignature: true
-`, staging, ss.Issuer, ciIdentity, ss.TrustedRoot, dest)
+	d := env.startSigning(t, pipelineConfig{
+		Name: "app", Platforms: bothArches, Staging: staging, Sign: true,
+		Verify: &verifyConfig{
+			Signers:     []signerConfig{{Issuer: ss.Issuer, Subject: ciIdentity}},
+			TrustedRoot: ss.TrustedRoot,
+		},
+		Promote: signedTo(dest),
+	})
 
 	created := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
 	// ci pushes img by digest, signs it keyless with the identity token in tokenFile, then
@@ -74,15 +68,7 @@ func TestKeylessCISignersArePolicy(t *testing.T) {
 		if r.Phase != types.PhasePromoted || !r.Signed || r.Promotions[dest].Digest != r.Index {
 			t.Fatalf("revision %s (%s), want promoted: %+v", r.Phase, r.Reason, r)
 		}
-		want := "signed by " + ciIdentity + " from " + ss.Issuer
-		for p, dg := range map[string]string{"linux/amd64": amd, "linux/arm64": arm} {
-			e := r.Platforms[p].Evidence
-			if e == nil || e.Kind != types.EvidenceSignature || e.Digest != dg || e.String() != want {
-				t.Errorf("%s evidence %+v, want %q of %s", p, e, want, dg)
-			} else {
-				t.Logf("%s evidence: %s", p, e)
-			}
-		}
+		wantSignatureEvidence(t, r, "signed by "+ciIdentity+" from "+ss.Issuer, map[string]string{"linux/amd64": amd, "linux/arm64": arm})
 		kids := testenv.IndexChildren(t, dest+":"+rev)
 		if kids["linux/amd64"] != amd || kids["linux/arm64"] != arm {
 			t.Fatalf("promoted children %v, want the CI-signed %s and %s", kids, amd, arm)
@@ -113,15 +99,11 @@ func TestKeylessCISignersArePolicy(t *testing.T) {
 			t.Fatalf("revision %s, want failed and nothing merged or signed: %+v", r.Phase, r)
 		}
 		t.Logf("promoter status reason: %s", r.Reason)
-		for _, want := range []string{
-			staging + "@",
-			"certificate identity " + intruderIdentity + " from " + ss.Issuer, // found
-			"identity " + ciIdentity + " from " + ss.Issuer,                   // expected
-		} {
-			if !strings.Contains(r.Reason, want) {
-				t.Errorf("reason %q does not name %q", r.Reason, want)
-			}
-		}
+		wantReason(t, r,
+			staging+"@",
+			"certificate identity "+intruderIdentity+" from "+ss.Issuer, // found
+			"identity "+ciIdentity+" from "+ss.Issuer,                   // expected
+		)
 		for _, ref := range []string{dest + ":" + rev, staging + ":" + rev} {
 			if testenv.Resolve(t, ref) != "" {
 				t.Errorf("%s exists: an untrusted revision was merged or promoted", ref)
@@ -132,6 +114,20 @@ func TestKeylessCISignersArePolicy(t *testing.T) {
 			t.Errorf("cosign verify of the intruder's image as %s: %v, want \"no matching CertificateIdentity\"\n%s", ciIdentity, err, out)
 		}
 	})
+}
+
+// wantSignatureEvidence fails t unless r merged each platform's digest in digests on the
+// evidence of a signature that reads want.
+func wantSignatureEvidence(t *testing.T, r *types.Revision, want string, digests map[string]string) {
+	t.Helper()
+	for p, dg := range digests {
+		e := r.Platforms[p].Evidence
+		if e == nil || e.Kind != types.EvidenceSignature || e.Digest != dg || e.String() != want {
+			t.Errorf("%s evidence %+v, want %q of %s", p, e, want, dg)
+		} else {
+			t.Logf("%s evidence: %s", p, e)
+		}
+	}
 }
 
 // cosignVerifyKeyless runs `cosign verify` keyless against ref as identity, trusting ss's

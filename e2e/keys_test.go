@@ -22,24 +22,11 @@ func TestKMSSigning(t *testing.T) {
 	other, _ := kms.CreateKey(t, "someone-else")
 	cosign := testenv.Tool(t, "cosign")
 	env := newStaged(t, "acme/kms")
-	d := env.start(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-keys:
-	cosign: %s
-reconcileInterval: 2s
-pipelines:
-	- name: app
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify: {acceptUnverified: true}
-		promote:
-			- to: %s
-				requireSignature: true
-`, env.NATS.URL, registryToken, ref, env.Staging, env.Dest))
+	d := env.start(t, newDaemonConfig(t, withNATS(env.NATS.URL), withSigningKey(ref, ""), withReconcile("2s"),
+		withPipeline(pipelineConfig{
+			Name: "app", Platforms: bothArches, Staging: env.Staging,
+			Sign: true, Verify: acceptUnverified(), Promote: signedTo(env.Dest),
+		})))
 
 	const rev = "4545454545454545454545454545454545454545"
 	r := promoteRevision(t, d, env, rev)
@@ -63,26 +50,11 @@ func TestKeyRotation(t *testing.T) {
 	env := newStaged(t, "acme/rotate")
 	dir := t.TempDir()
 	key2, pub2 := writeKeyPair(t, dir, "pw")
-	d := env.start(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-keys:
-	cosign: %s
-	password: pw
-	public: [%s, %s]
-reconcileInterval: 2s
-pipelines:
-	- name: app
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify: {acceptUnverified: true}
-		promote:
-			- to: %s
-				requireSignature: true
-`, env.NATS.URL, registryToken, env.Key, env.Pub, pub2, env.Staging, env.Dest))
+	d := env.start(t, newDaemonConfig(t, withNATS(env.NATS.URL), withSigningKey(env.Key, "pw", env.Pub, pub2), withReconcile("2s"),
+		withPipeline(pipelineConfig{
+			Name: "app", Platforms: bothArches, Staging: env.Staging,
+			Sign: true, Verify: acceptUnverified(), Promote: signedTo(env.Dest),
+		})))
 
 	const rev1, rev2 = "1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222"
 	r1 := promoteRevision(t, d, env, rev1)
@@ -99,7 +71,9 @@ pipelines:
 	if err := os.Rename(tmp, env.Key); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(6 * time.Second) // longer than the daemon's key recheck (5 s)
+	// The scenario, not a wait for an event: the daemon reads its key file again only
+	// once its recheck interval (5 s) has passed, a clock rule with nothing to observe.
+	time.Sleep(6 * time.Second)
 	r2 := promoteRevision(t, d, env, rev2)
 
 	for _, c := range []struct {

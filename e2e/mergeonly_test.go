@@ -35,49 +35,18 @@ func TestMergeOnlyPipeline(t *testing.T) {
 	quietPort := testenv.FreePort(t)
 	quiet := fmt.Sprintf("127.0.0.1:%d/acme/batch", quietPort) // its registry notifies nobody
 
-	d := env.start(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-	generic:
-		token: %s
-keys:
-	cosign: %s
-	password: pw
-reconcileInterval: 2s
-pipelines:
-	- name: app
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify: {acceptUnverified: true}
-		promote:
-			- to: %s
-				requireSignature: true
-	- name: batch
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		promote:
-			- to: %s
-`, n.URL, registryToken, genericToken, env.Key, staging, dest, quiet, dest+"-batch"))
+	d := env.start(t, newDaemonConfig(t, withNATS(n.URL), withToken("generic", genericToken), withSigningKey(env.Key, "pw"), withReconcile("2s"),
+		withPipeline(pipelineConfig{
+			Name: "app", Platforms: bothArches, Staging: staging,
+			Sign: true, Verify: acceptUnverified(), Promote: signedTo(dest),
+		}),
+		withPipeline(pipelineConfig{Name: "batch", Platforms: bothArches, Staging: quiet, Promote: []promoteConfig{{To: dest + "-batch"}}})))
 	testenv.StartRegistry(t, localregistry.WithPort(quietPort))
 
 	const sha = "9e1c2b7d4a5f60718293a4b5c6d7e8f901234567"
 	// A source push naming the revision, as a CI system that also calls the generic
 	// endpoint would send: no pipeline follows a repository, so it is ignored.
-	body := fmt.Sprintf(`{"repo": "https://git.example/acme/app.git", "ref": "main", "revision": %q}`, sha)
-	req, _ := http.NewRequest(http.MethodPost, d.URL+"/v1/events/source/generic", bytes.NewReader([]byte(body)))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+genericToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("generic source push: %s", resp.Status)
-	}
+	genericSourcePush(t, d.URL, genericToken, "https://git.example/acme/app.git", sha)
 
 	created := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
 	amd := testenv.PlatformImage(t, "linux/amd64", created)
@@ -145,5 +114,23 @@ pipelines:
 	}
 	if !d.Logs.Contains("event ignored", "no pipeline follows") {
 		t.Errorf("the generic source push was not ignored:\n%s", d.Logs.String())
+	}
+}
+
+// genericSourcePush sends the generic source webhook of a push of revision to repo's main
+// branch, with bearer token, and fails t unless the daemon answers 200.
+func genericSourcePush(t *testing.T, daemonURL, token, repo, revision string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"repo": %q, "ref": "main", "revision": %q}`, repo, revision)
+	req, _ := http.NewRequest(http.MethodPost, daemonURL+"/v1/events/source/generic", bytes.NewReader([]byte(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("generic source push: %s", resp.Status)
 	}
 }

@@ -268,25 +268,12 @@ func scrapeAfterARevision(t *testing.T) map[string]map[string]bool {
 	keyPath, _ := writeKeyPair(t, dir, "pw")
 	src := buildContext(t, dir)
 	repo := "https://git.example/acme/app"
-	d := startDaemon(t, yamlf(`
-auth:
-	registryToken: %s
-	github: {secret: %s}
-keys:
-	cosign: %s
-	password: pw
-reconcileInterval: 1h
-pipelines:
-	- name: app
-		source: {repo: %s, branch: main}
-		platforms: [linux/amd64]
-		build: {executor: local, dir: %s}
-		staging: %s
-		sign: true
-		promote:
-			- to: %s
-				requireSignature: true
-`, registryToken, githubSecret, keyPath, repo, src, staging, dest))
+	d := startDaemon(t, newDaemonConfig(t, withGitHubSecret(githubSecret), withSigningKey(keyPath, "pw"), withReconcile("1h"),
+		withPipeline(pipelineConfig{
+			Name: "app", Source: &sourceConfig{Repo: repo, Branch: "main"}, Platforms: []string{"linux/amd64"},
+			Build: &buildConfig{Executor: "local", Dir: src}, Staging: staging,
+			Sign: true, Promote: signedTo(dest),
+		})))
 	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
 		localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 

@@ -32,7 +32,7 @@ func TestNATSKilledWhileRevisionsFlow(t *testing.T) {
 	nats := testenv.StartNATSProcess(t)
 	port := testenv.FreePort(t)
 	staging := "127.0.0.1:" + itoa(port) + "/team/app"
-	d := startDaemon(t, appConfig(nats.URL, staging))
+	d := startDaemon(t, appConfig(t, nats.URL, staging))
 	relay := startStatusRelay(t, d.URL+"/v1/events/registry")
 	testenv.StartRegistry(t, localregistry.WithPort(port), localregistry.WithNotify(relay.URL, notifyHeaders()))
 
@@ -83,7 +83,7 @@ func TestNATSClusterLosesANode(t *testing.T) {
 	urls := testenv.NATSURLs(nodes)
 	port := testenv.FreePort(t)
 	staging := "127.0.0.1:" + itoa(port) + "/team/app"
-	d := startDaemon(t, appConfig(urls, staging))
+	d := startDaemon(t, appConfig(t, urls, staging))
 	relay := startStatusRelay(t, d.URL+"/v1/events/registry")
 	testenv.StartRegistry(t, localregistry.WithPort(port), localregistry.WithNotify(relay.URL, notifyHeaders()))
 

@@ -577,16 +577,19 @@ func crdKinds(crd *unstructured.Unstructured) []schema.GroupVersionKind {
 // established).
 func waitServed(t *testing.T, ctx context.Context, mapper *restmapper.DeferredDiscoveryRESTMapper, gvks []schema.GroupVersionKind) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	for _, gvk := range gvks {
-		for {
-			if _, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err == nil {
-				break
-			} else if time.Now().After(deadline) || ctx.Err() != nil {
-				t.Fatalf("%s is not served after its CRD was created: %v", gvk, err)
+		err := testenv.WaitFor(30*time.Second, func() error {
+			if ctx.Err() != nil {
+				t.Fatalf("%s is not served after its CRD was created: %v", gvk, ctx.Err())
 			}
-			time.Sleep(100 * time.Millisecond)
-			mapper.Reset()
+			if _, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+				mapper.Reset()
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s is not served after its CRD was created: %v", gvk, err)
 		}
 	}
 }

@@ -35,25 +35,12 @@ func TestSourcePollBuildsWithoutWebhooks(t *testing.T) {
 	// platform: the local executor pushes two at the same instant, and the merger can then
 	// record one arch tag's absence over the other's digest (two notifications, each
 	// handled before the other's tag is written), which only the reconciler repairs.
-	d := startDaemon(t, yamlf(`
-auth:
-	registryToken: %s
-	github: {secret: %s}
-keys:
-	cosign: %s
-	password: pw
-reconcileInterval: 1h
-pipelines:
-	- name: app
-		source: {repo: %s, branch: main, poll: %s}
-		platforms: [linux/amd64]
-		build: {executor: local, dir: %s}
-		staging: %s
-		sign: true
-		promote:
-			- to: %s
-				requireSignature: true
-`, registryToken, githubSecret, keyPath, repo, sources.MinInterval, src, staging, dest))
+	d := startDaemon(t, newDaemonConfig(t, withGitHubSecret(githubSecret), withSigningKey(keyPath, "pw"), withReconcile("1h"),
+		withPipeline(pipelineConfig{
+			Name: "app", Source: &sourceConfig{Repo: repo, Branch: "main", Poll: sources.MinInterval.String()}, Platforms: []string{"linux/amd64"},
+			Build: &buildConfig{Executor: "local", Dir: src}, Staging: staging,
+			Sign: true, Promote: signedTo(dest),
+		})))
 	// Started after the daemon, whose address it notifies: a dispatch that finds it not
 	// up yet is retried by the bus.
 	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),

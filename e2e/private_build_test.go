@@ -6,11 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,63 +91,28 @@ COPY late.txt /late.txt
 	unknownRev := strings.Repeat("0123456789", 4)
 
 	privateHTTP, privateSSH := gitHTTP.URL("private"), gitSSH.SCPURL("private")
-	d := startDaemon(t, yamlf(`
-nats:
-	url: %s
-auth:
-	registryToken: %s
-	github:
-		secret: %s
-reconcileInterval: 1h
-builder:
-	namespace: %s
-pipelines:
-	- name: private
-		source: {repo: %s}
-		platforms: [linux/amd64]
-		staging: %s/acme/private
-		build:
-			context: app
-			gitSecret: git-token
-			args: ["GREETING=%s"]
-			secrets:
-				- {id: ci_token, secret: ci-token, key: token}
-	- name: private-ssh
-		source: {repo: "%s"}
-		platforms: [linux/amd64]
-		staging: %s/acme/private-ssh
-		build:
-			context: app
-			gitSecret: git-ssh
-			args: ["GREETING=%s"]
-			secrets:
-				- {id: ci_token, secret: ci-token, key: token}
-	- name: anonymous
-		source: {repo: %s}
-		platforms: [linux/amd64]
-		staging: %s/acme/anonymous
-	- name: missing-secret
-		source: {repo: %s}
-		platforms: [linux/amd64]
-		staging: %s/acme/missing-secret
-		build: {gitSecret: no-such-secret}
-	- name: no-dockerfile
-		source: {repo: %s}
-		platforms: [linux/amd64]
-		staging: %s/acme/no-dockerfile
-		build: {gitSecret: git-token, dockerfile: docker/Dockerfile}
-	- name: denied
-		source: {repo: %s}
-		platforms: [linux/amd64]
-		staging: %s/acme/denied
-		build: {gitSecret: git-token}
-`, nats.URL, registryToken, githubSecret, buildNS,
-		privateHTTP, stagingHost, greeting,
-		privateSSH, stagingHost, greeting,
-		gitHTTP.URL("anonymous"), stagingHost,
-		gitHTTP.URL("missing-secret"), stagingHost,
-		gitHTTP.URL("no-dockerfile"), stagingHost,
-		gitHTTP.URL("denied"), locked.Host))
+	d := startDaemon(t, newDaemonConfig(t, withNATS(nats.URL), withGitHubSecret(githubSecret), withReconcile("1h"), withBuilder(buildNS, 0),
+		withPipeline(pipelineConfig{
+			Name: "private", Source: &sourceConfig{Repo: privateHTTP}, Platforms: []string{"linux/amd64"}, Staging: stagingHost + "/acme/private",
+			Build: &buildConfig{Context: "app", GitSecret: "git-token", Args: []string{"GREETING=" + greeting}, Secrets: []buildSecret{{ID: "ci_token", Secret: "ci-token", Key: "token"}}},
+		}),
+		withPipeline(pipelineConfig{
+			Name: "private-ssh", Source: &sourceConfig{Repo: privateSSH}, Platforms: []string{"linux/amd64"}, Staging: stagingHost + "/acme/private-ssh",
+			Build: &buildConfig{Context: "app", GitSecret: "git-ssh", Args: []string{"GREETING=" + greeting}, Secrets: []buildSecret{{ID: "ci_token", Secret: "ci-token", Key: "token"}}},
+		}),
+		withPipeline(pipelineConfig{Name: "anonymous", Source: &sourceConfig{Repo: gitHTTP.URL("anonymous")}, Platforms: []string{"linux/amd64"}, Staging: stagingHost + "/acme/anonymous"}),
+		withPipeline(pipelineConfig{
+			Name: "missing-secret", Source: &sourceConfig{Repo: gitHTTP.URL("missing-secret")}, Platforms: []string{"linux/amd64"}, Staging: stagingHost + "/acme/missing-secret",
+			Build: &buildConfig{GitSecret: "no-such-secret"},
+		}),
+		withPipeline(pipelineConfig{
+			Name: "no-dockerfile", Source: &sourceConfig{Repo: gitHTTP.URL("no-dockerfile")}, Platforms: []string{"linux/amd64"}, Staging: stagingHost + "/acme/no-dockerfile",
+			Build: &buildConfig{GitSecret: "git-token", Dockerfile: "docker/Dockerfile"},
+		}),
+		withPipeline(pipelineConfig{
+			Name: "denied", Source: &sourceConfig{Repo: gitHTTP.URL("denied")}, Platforms: []string{"linux/amd64"}, Staging: locked.Host + "/acme/denied",
+			Build: &buildConfig{GitSecret: "git-token"},
+		})))
 	testenv.StartRegistryAt(t, filepath.Join(t.TempDir(), "staging"), localregistry.WithPort(stagingPort),
 		localregistry.WithBasicAuth(regUser, regPass),
 		localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
@@ -199,11 +166,7 @@ pipelines:
 		if _, cached := stepCached(second.Output, "COPY late.txt"); cached {
 			t.Errorf("second build: COPY late.txt was CACHED, but late.txt changed")
 		}
-		for _, l := range strings.Split(second.Output, "\n") {
-			if strings.Contains(l, "CACHED") || strings.Contains(l, "importing cache manifest") {
-				t.Logf("  %s", l)
-			}
-		}
+		logCacheLines(t, second.Output)
 		if _, err := remote.Head(mustRef(t, stagingHost+"/acme/private:buildcache-linux-amd64"), authOpt()); err != nil {
 			t.Errorf("no build cache in staging: %v", err)
 		}
@@ -238,11 +201,7 @@ pipelines:
 			githubPush(t, d.URL, tc.repo, "fail-"+tc.pipeline+"-"+tc.rev[:7], tc.rev)
 			r := d.waitPhase(t, tc.pipeline, tc.rev, 3*time.Minute, types.PhaseFailed)
 			t.Logf("reason: %s", r.Reason)
-			for _, want := range tc.want {
-				if !strings.Contains(r.Reason, want) {
-					t.Errorf("reason does not say %q", want)
-				}
-			}
+			wantReason(t, r, tc.want...)
 		})
 	}
 
@@ -414,19 +373,20 @@ func nodeRun(t *testing.T, node *testenv.Node, c kubernetes.Interface, rev, pipe
 			names = append(names, j.Name)
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	var run testenv.NodeRun
+	err := testenv.WaitFor(30*time.Second, func() error {
 		for _, r := range node.Runs() {
-			for _, n := range names {
-				if r.Job == n {
-					return r
-				}
+			if slices.Contains(names, r.Job) {
+				run = r
+				return nil
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		return errors.New("no run yet")
+	})
+	if err != nil {
+		t.Fatalf("the node ran no Job of %s %s in 30s (jobs %v)", pipeline, rev, names)
 	}
-	t.Fatalf("the node ran no Job of %s %s in 30s (jobs %v)", pipeline, rev, names)
-	return testenv.NodeRun{}
+	return run
 }
 
 // stepCached finds the step of buildctl's plain progress output whose header contains
@@ -443,4 +403,14 @@ func stepCached(output, text string) (step string, cached bool) {
 		}
 	}
 	return step, false
+}
+
+// logCacheLines logs the lines of BuildKit's output about its cache.
+func logCacheLines(t *testing.T, output string) {
+	t.Helper()
+	for _, l := range strings.Split(output, "\n") {
+		if strings.Contains(l, "CACHED") || strings.Contains(l, "importing cache manifest") {
+			t.Logf("  %s", l)
+		}
+	}
 }

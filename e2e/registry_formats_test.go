@@ -85,24 +85,15 @@ type announcer func(t *testing.T, d *runningDaemon, host, tag, digest string)
 // at a time: the merger reads every arch tag from the registry, so with both there the
 // first event would merge, and the second would prove nothing. After the amd64 push, amd64
 // announces it and the revision waits for arm64; after the arm64 push, arm64 announces
-// that, and the revision is merged and promoted by the digests the registry holds. auth is
-// the daemon's auth section.
-func vendorChain(t *testing.T, auth string, amd64, arm64 announcer) *runningDaemon {
+// that, and the revision is merged and promoted by the digests the registry holds.
+// senders are the webhook senders the daemon accepts, each with its bearer token
+// (auth.<sender>.token); the daemon has no registryToken.
+func vendorChain(t *testing.T, senders map[string]string, amd64, arm64 announcer) *runningDaemon {
 	t.Helper()
 	staging := testenv.StartRegistry(t)
 	prod := testenv.StartRegistry(t)
 	stagingRepo, prodRepo := staging.Host+"/acme/web", prod.Host+"/acme/web"
-	d := startDaemon(t, yamlf(`
-auth:
-%s
-reconcileInterval: 1h
-pipelines:
-	- name: web
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		promote:
-			- to: %s
-`, auth, stagingRepo, prodRepo))
+	d := startDaemon(t, vendorConfig(t, senders, stagingRepo, prodRepo))
 
 	const rev = "c0ffee1"
 	created := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
@@ -124,6 +115,18 @@ pipelines:
 		t.Errorf("%s:%s is %s, want the merged index %s", prodRepo, rev, got, r.Index)
 	}
 	return d
+}
+
+// vendorConfig is vendorChain's daemon config: pipeline web, merging both platforms from
+// stagingRepo and promoting to prodRepo, fed by senders' webhooks only.
+func vendorConfig(t testing.TB, senders map[string]string, stagingRepo, prodRepo string) string {
+	t.Helper()
+	mods := []configMod{withoutRegistryToken(), withReconcile("1h"),
+		withPipeline(pipelineConfig{Name: "web", Platforms: bothArches, Staging: stagingRepo, Promote: []promoteConfig{{To: prodRepo}}})}
+	for sender, token := range senders {
+		mods = append(mods, withToken(sender, token))
+	}
+	return newDaemonConfig(t, mods...)
 }
 
 // wantKept checks promoter_events_received_total{source,action="push",outcome="kept"}.
@@ -161,7 +164,7 @@ func TestVendorNotificationsDriveTheChain(t *testing.T) {
 		h.Set("Authorization", "Basic "+basicCredentials("zot", cloudEventsToken))
 		postEvent(t, d.URL+"/v1/events/registry/cloudevents", zot, h)
 	}
-	d := vendorChain(t, yamlf("\tharbor: {token: %s}\n\tcloudevents: {token: %s}", harborToken, cloudEventsToken), harbor, zot)
+	d := vendorChain(t, map[string]string{"harbor": harborToken, "cloudevents": cloudEventsToken}, harbor, zot)
 	wantKept(t, d, map[string]float64{"harbor": 1, "cloudevents": 1})
 }
 
@@ -186,7 +189,7 @@ func TestHarborCloudEventsDriveTheChain(t *testing.T) {
 		postEvent(t, d.URL+"/v1/events/registry/cloudevents", event(tag, digest, host),
 			http.Header{"Content-Type": {"application/cloudevents+json"}, "Authorization": {"Bearer " + cloudEventsToken}})
 	}
-	d := vendorChain(t, yamlf("\tharbor: {token: %s}\n\tcloudevents: {token: %s}", harborToken, cloudEventsToken), harbor, cloudEvents)
+	d := vendorChain(t, map[string]string{"harbor": harborToken, "cloudevents": cloudEventsToken}, harbor, cloudEvents)
 	wantKept(t, d, map[string]float64{"harbor": 1, "cloudevents": 1})
 }
 
@@ -208,7 +211,7 @@ func TestAzureNotificationsDriveTheChain(t *testing.T) {
 		postEvent(t, d.URL+"/v1/events/registry/cloudevents", batch,
 			http.Header{"Content-Type": {"application/cloudevents-batch+json; charset=utf-8"}, "Authorization": {"Bearer " + cloudEventsToken}})
 	}
-	d := vendorChain(t, yamlf("\tacr: {token: %s}\n\tcloudevents: {token: %s}", acrToken, cloudEventsToken), webhook, eventGrid)
+	d := vendorChain(t, map[string]string{"acr": acrToken, "cloudevents": cloudEventsToken}, webhook, eventGrid)
 	wantKept(t, d, map[string]float64{"acr": 1, "cloudevents": 1})
 }
 
@@ -248,7 +251,7 @@ func TestCloudNotificationsDriveTheChain(t *testing.T) {
 		postEvent(t, d.URL+"/v1/events/registry/ecr", e,
 			http.Header{"Content-Type": {"application/json; charset=utf-8"}, "Authorization": {"Bearer " + ecrToken}})
 	}
-	d := vendorChain(t, yamlf("\tgar: {token: %s}\n\tecr: {token: %s}", garToken, ecrToken), gar, ecr)
+	d := vendorChain(t, map[string]string{"gar": garToken, "ecr": ecrToken}, gar, ecr)
 	wantKept(t, d, map[string]float64{"gar": 1, "ecr": 1})
 }
 
@@ -265,7 +268,7 @@ func TestQuayNotificationsDriveTheChain(t *testing.T) {
 		}
 	}
 	// The arm64 notification's docker_url has a scheme, as some Quay installations send it.
-	d := vendorChain(t, yamlf("\tquay: {token: %s}", quayToken), quay("push.json", ""), quay("push-https-docker-url.json", "https://"))
+	d := vendorChain(t, map[string]string{"quay": quayToken}, quay("push.json", ""), quay("push-https-docker-url.json", "https://"))
 	wantKept(t, d, map[string]float64{"quay": 2})
 }
 
@@ -309,7 +312,7 @@ func TestEventGridSchemasDriveTheChain(t *testing.T) {
 		postEvent(t, d.URL+"/v1/events/registry/cloudevents", batch,
 			http.Header{"Content-Type": {"application/cloudevents-batch+json; charset=utf-8"}, "Authorization": {"Bearer " + cloudEventsToken}})
 	}
-	d := vendorChain(t, yamlf("\tacr: {token: %s}\n\tcloudevents: {token: %s}", acrToken, cloudEventsToken), eventGrid, cloudEvents)
+	d := vendorChain(t, map[string]string{"acr": acrToken, "cloudevents": cloudEventsToken}, eventGrid, cloudEvents)
 	wantKept(t, d, map[string]float64{"acr": 1, "cloudevents": 1})
 	if n := testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues("acr", "validation", "ignored", "handshake")); n != 1 {
 		t.Errorf(`promoter_events_received_total{source="acr",action="validation",outcome="ignored",reason="handshake"} = %v, want 1`, n)
@@ -340,7 +343,7 @@ func TestHarbor1AndRelayedPubSubDriveTheChain(t *testing.T) {
 		m["publishTime"] = time.Now().UTC().Format(time.RFC3339Nano)
 		postEvent(t, d.URL+"/v1/events/registry/gar?token="+garToken, push, http.Header{"Content-Type": {"application/json"}})
 	}
-	d := vendorChain(t, yamlf("\tharbor: {token: %s}\n\tgar: {token: %s}", harborToken, garToken), harbor, gar)
+	d := vendorChain(t, map[string]string{"harbor": harborToken, "gar": garToken}, harbor, gar)
 	wantKept(t, d, map[string]float64{"harbor": 1, "gar": 1})
 }
 

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -30,27 +32,12 @@ func TestGitTagPromotesARelease(t *testing.T) {
 	dest := testenv.StartRegistry(t).Host + "/team/app"
 	keyPath, pubPath := writeKeyPair(t, t.TempDir(), "pw")
 	ciPub, signedPush := ciSigner(t, t.TempDir())
-	d := startDaemon(t, yamlf(`
-auth:
-	registryToken: %s
-	github:
-		secret: %s
-keys:
-	cosign: %s
-	password: pw
-reconcileInterval: 1h
-pipelines:
-	- name: app
-		source: {repo: https://git.example/team/app, releaseTags: ["v*"]}
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify: {signers: [{key: %s}]}
-		promote:
-			- to: %s
-				requireSignature: true
-				mutableTags: [latest]
-`, registryToken, githubSecret, keyPath, staging, ciPub, dest))
+	d := startDaemon(t, newDaemonConfig(t, withGitHubSecret(githubSecret), withSigningKey(keyPath, "pw"), withReconcile("1h"),
+		withPipeline(pipelineConfig{
+			Name: "app", Source: &sourceConfig{Repo: "https://git.example/team/app", ReleaseTags: []string{"v*"}},
+			Platforms: bothArches, Staging: staging, Sign: true, Verify: trusting(ciPub),
+			Promote: []promoteConfig{{To: dest, RequireSignature: true, MutableTags: []string{"latest"}}},
+		})))
 	testenv.StartRegistry(t, localregistry.WithPort(port), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 
 	created := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
@@ -70,12 +57,7 @@ pipelines:
 
 	githubTagPush(t, d.URL, "tag-delivery-1", "v1.2.3", rev1)
 	r1 = d.waitRelease(t, "app", rev1, "v1.2.3", dest, 30*time.Second)
-	if pr := r1.Releases["v1.2.3"].Promotions[dest]; !pr.Done || pr.Digest != r1.Index {
-		t.Fatalf("release v1.2.3 at %s: %+v, want done with the index %s", dest, pr, r1.Index)
-	}
-	if got := headDigest(t, dest+":v1.2.3"); got != r1.Index {
-		t.Fatalf("%s:v1.2.3 is %s, want the revision's index %s", dest, got, r1.Index)
-	}
+	wantReleased(t, r1, "v1.2.3", dest)
 	cosignVerify(t, testenv.Tool(t, "cosign"), pubPath, dest+":v1.2.3")
 
 	t.Run("the same tag for another commit is refused and the destination is untouched", func(t *testing.T) {
@@ -107,16 +89,15 @@ pipelines:
 
 	t.Run("a tag pushed before its commit's images waits for them", func(t *testing.T) {
 		githubTagPush(t, d.URL, "tag-delivery-3", "v2.0.0", rev3)
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			r := d.revision(t, "app", rev3)
-			if r != nil && r.Phase == "" && !r.Releases["v2.0.0"].Requested.IsZero() {
-				break
+		var r *types.Revision
+		err := testenv.WaitFor(10*time.Second, func() error {
+			if r = d.revision(t, "app", rev3); r == nil || r.Phase != "" || r.Releases["v2.0.0"].Requested.IsZero() {
+				return errors.New("not recorded")
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("release v2.0.0 not recorded on %s: %+v", rev3, r)
-			}
-			time.Sleep(20 * time.Millisecond)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("release v2.0.0 not recorded on %s: %+v", rev3, r)
 		}
 		pushRevision(rev3)
 		r3 := d.waitRelease(t, "app", rev3, "v2.0.0", dest, 30*time.Second)
@@ -130,23 +111,35 @@ pipelines:
 }
 
 // waitRelease polls the status API until release tag of rev has an outcome at dest (done
+// wantReleased fails t unless release tag of r is done at dest, where it names r's index.
+func wantReleased(t *testing.T, r *types.Revision, tag, dest string) {
+	t.Helper()
+	if pr := r.Releases[tag].Promotions[dest]; !pr.Done || pr.Digest != r.Index {
+		t.Fatalf("release %s at %s: %+v, want done with the index %s", tag, dest, pr, r.Index)
+	}
+	if got := headDigest(t, dest+":"+tag); got != r.Index {
+		t.Fatalf("%s:%s is %s, want the revision's index %s", dest, tag, got, r.Index)
+	}
+}
+
 // or conflicted).
 func (d *runningDaemon) waitRelease(t *testing.T, pipeline, rev, tag, dest string, timeout time.Duration) *types.Revision {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var last *types.Revision
-	for time.Now().Before(deadline) {
+	err := testenv.WaitFor(timeout, func() error {
 		r, err := d.tryRevision(pipeline, rev)
-		if err == nil && r != nil {
-			last = r
-			if pr := r.Releases[tag].Promotions[dest]; pr.Done || pr.Conflicted {
-				return r
-			}
+		if err != nil || r == nil {
+			return fmt.Errorf("no state (%v)", err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		if last = r; !r.Releases[tag].Promotions[dest].Done && !r.Releases[tag].Promotions[dest].Conflicted {
+			return errors.New("no outcome yet")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("release %s of %s/%s has no outcome at %s in %s; last state %+v\nlogs:\n%s", tag, pipeline, rev, dest, timeout, last, d.Logs.String())
 	}
-	t.Fatalf("release %s of %s/%s has no outcome at %s in %s; last state %+v\nlogs:\n%s", tag, pipeline, rev, dest, timeout, last, d.Logs.String())
-	return nil
+	return last
 }
 
 // githubTagPush posts GitHub's push event of an annotated tag (the payload of

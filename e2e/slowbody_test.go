@@ -59,18 +59,8 @@ func TestSlowBodyAttackSparesHonestSenders(t *testing.T) {
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	metrics := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	status := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	d, logPath := startServeBinary(t, bin, dir, listen, yamlf(`
-listen: %s
-metrics: %s
-status: %s
-dataDir: %s
-auth:
-	registryToken: %s
-pipelines:
-	- name: app
-		platforms: [linux/amd64]
-		staging: %s/team/app
-`, listen, metrics, status, filepath.Join(dir, "data"), registryToken, staging.Host), nofile)
+	d, logPath := startServeBinary(t, bin, dir, listen, newDaemonConfig(t, withListeners(listen, metrics, status, filepath.Join(dir, "data")),
+		withPipeline(pipelineConfig{Name: "app", Platforms: []string{"linux/amd64"}, Staging: staging.Host + "/team/app"})), nofile)
 
 	ctx, stop := context.WithTimeout(context.Background(), attackFor)
 	defer stop()
@@ -85,7 +75,7 @@ pipelines:
 	}
 
 	// Let the attackers take every descriptor they can before the honest traffic starts.
-	time.Sleep(2 * time.Second)
+	waitShedding(t, metrics)
 	honest := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	var honestOK, honestFailed, probeOK, probeFailed int
 	var slowestHonest, slowestProbe time.Duration
@@ -115,7 +105,8 @@ pipelines:
 		} else {
 			honestOK++
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // the scenario: honest senders' pace, not a wait
+
 	}
 	wg.Wait()
 
@@ -161,7 +152,7 @@ func attack(ctx context.Context, addr string, withToken bool, sb *slowBody) {
 		if err != nil {
 			if ctx.Err() == nil {
 				sb.dialErrs.Add(1)
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond) // the scenario: an attacker backs off when dials fail
 			}
 			continue
 		}
@@ -174,7 +165,7 @@ func attack(ctx context.Context, addr string, withToken bool, sb *slowBody) {
 		if closed {
 			sb.died(time.Since(start))
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // the scenario: an attacker's reconnect pace
 	}
 }
 
@@ -231,6 +222,30 @@ func readyz(c *http.Client, base string) error {
 		return errors.New(resp.Status)
 	}
 	return nil
+}
+
+// waitShedding waits until the daemon whose metrics listener is addr has shed a webhook
+// connection to stay within its connection budget: the attack holds every connection it
+// can get.
+func waitShedding(t *testing.T, addr string) {
+	t.Helper()
+	err := testenv.WaitFor(5*time.Second, func() error {
+		m, err := scrape(addr)
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(m, "\n") {
+			f := strings.Fields(l)
+			if len(f) == 2 && strings.HasPrefix(f[0], "promoter_http_connections_shed_total{") &&
+				strings.Contains(f[0], `listener="webhook"`) && f[1] != "0" {
+				return nil
+			}
+		}
+		return errors.New("no webhook connection shed yet")
+	})
+	if err != nil {
+		t.Fatalf("the attack did not fill the connection budget: %v", err)
+	}
 }
 
 // scrape returns the daemon's promoter_http_* metrics.

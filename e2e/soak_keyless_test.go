@@ -30,13 +30,9 @@ func keylessSoak(t *testing.T) soakSigning {
 	identity, other := ss.Identity(ns, "promoter"), ss.Identity(ns, "intruder")
 	token := ss.IdentityToken(t, ns, "promoter")
 	return soakSigning{
-		mode: "keyless",
-		config: yamlf(`sign:
-	fulcioURL: %s
-	identityToken: %s
-	tsaURL: %s
-	trustedRoot: %s`, ss.FulcioURL, token, ss.TSAURL, ss.TrustedRoot),
-		kills: soakKills, revisions: soakRevisions,
+		mode:   "keyless",
+		config: withKeylessSigning(signConfig{FulcioURL: ss.FulcioURL, IdentityToken: token, TSAURL: ss.TSAURL, TrustedRoot: ss.TrustedRoot}),
+		kills:  soakKills, revisions: soakRevisions,
 		own: func(t *testing.T, ref string) int { return keylessSignatures(t, ref, identity) },
 		verify: func(t *testing.T, ref string) {
 			t.Helper()

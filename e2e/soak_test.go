@@ -40,9 +40,8 @@ func TestKillSoak(t *testing.T) {
 type soakSigning struct {
 	// mode names the signer in the soak's log line.
 	mode string
-	// config is the daemon config's top-level signing section (keys: or sign:), in
-	// yamlf's tabs.
-	config string
+	// config sets the daemon config's signing section (keys: or sign:).
+	config configMod
 	// kills and revisions are the soak's size: SIGKILLs, and revisions pushed meanwhile.
 	kills, revisions int
 	// own counts promoter's own signatures on ref (repo@digest), to be exactly one; nil
@@ -61,12 +60,9 @@ func keySoak(t *testing.T) soakSigning {
 	keyPath, pubPath := writeKeyPair(t, t.TempDir(), "pw")
 	cosign := testenv.Tool(t, "cosign")
 	return soakSigning{
-		mode: "key",
-		config: yamlf(`keys:
-	cosign: %s
-	password: pw
-	public: %s`, keyPath, pubPath),
-		kills: soakKills, revisions: soakRevisions,
+		mode:   "key",
+		config: withSigningKey(keyPath, "pw", pubPath),
+		kills:  soakKills, revisions: soakRevisions,
 		verify: func(t *testing.T, ref string) { cosignVerify(t, cosign, pubPath, ref) },
 	}
 }
@@ -96,27 +92,12 @@ func killSoak(t *testing.T, sg soakSigning) {
 	cfgPath := filepath.Join(dir, "promoter.yaml")
 	// reconcileInterval is long: recovery must come from redelivery and the reconcile that
 	// runs at each start, not from a periodic sweep.
-	if err := os.WriteFile(cfgPath, []byte(yamlf(`
-listen: %s
-status: %s
-metrics: ""
-dataDir: %s
-reconcileInterval: 1h
-auth:
-	registryToken: %s
-%s
-pipelines:
-	- name: app
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify: {signers: [{key: %s}]}
-		promote:
-			- to: %s
-				requireSignature: true
-			- to: %s
-				requireSignature: true
-`, listen, status, filepath.Join(dir, "data"), registryToken, sg.config, staging, ciPub, dests[0], dests[1])), 0o600); err != nil {
+	cfg := newDaemonConfig(t, withListeners(listen, "", status, filepath.Join(dir, "data")), withReconcile("1h"), sg.config,
+		withPipeline(pipelineConfig{
+			Name: "app", Platforms: bothArches, Staging: staging,
+			Sign: true, Verify: trusting(ciPub), Promote: signedTo(dests[0], dests[1]),
+		}))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(dir, "daemon.log")
@@ -162,7 +143,7 @@ pipelines:
 			pushedMu.Lock()
 			pushed = append(pushed, rev)
 			pushedMu.Unlock()
-			time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
+			time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond) // the scenario: CI's pace
 		}
 	}()
 
@@ -190,7 +171,7 @@ pipelines:
 				lies = lies[1:]
 			}
 		}
-		time.Sleep(time.Duration(200+rand.IntN(1300)) * time.Millisecond)
+		time.Sleep(time.Duration(200+rand.IntN(1300)) * time.Millisecond) // the scenario: a random moment to kill at
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}

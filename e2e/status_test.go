@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -21,33 +22,28 @@ const statusToken = "e2e-status-token"
 // knows nothing of either. Pages follow key order and end with an empty cursor.
 func TestStatusIsPrivateAndPaged(t *testing.T) {
 	staging := testenv.StartRegistry(t)
-	d := startDaemon(t, yamlf(`
-auth:
-	registryToken: %s
-	statusToken: %s
-	generic: {token: gen}
-pipelines:
-	- name: app
-		source: {repo: https://git.example/team/app}
-		platforms: [linux/amd64]
-		staging: %s/team/app
-`, registryToken, statusToken, staging.Host))
+	d := startDaemon(t, newDaemonConfig(t, withAuth("statusToken", statusToken), withToken("generic", "gen"),
+		withPipeline(pipelineConfig{
+			Name: "app", Source: &sourceConfig{Repo: "https://git.example/team/app"}, Platforms: []string{"linux/amd64"},
+			Staging: staging.Host + "/team/app",
+		})))
 	revs := []string{"r3", "r1", "r5", "r2", "r4"}
 	for _, rev := range revs {
 		sourcePush(t, d, "https://git.example/team/app", rev)
 	}
 	// Wait for every revision's state through the status API itself.
-	deadline := time.Now().Add(30 * time.Second)
-	for n := 0; n < len(revs); {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d revisions have state\n%s", n, len(revs), d.Logs.String())
-		}
+	err := testenv.WaitFor(30*time.Second, func() error {
 		var page status.Page
 		if code := getJSON(t, d.Status+"/v1/revisions?limit=1000", statusToken, &page); code != http.StatusOK {
 			t.Fatalf("status: %d", code)
 		}
-		n = len(page.Revisions)
-		time.Sleep(20 * time.Millisecond)
+		if n := len(page.Revisions); n < len(revs) {
+			return fmt.Errorf("only %d of %d revisions have state", n, len(revs))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, d.Logs.String())
 	}
 
 	for _, tc := range []struct {

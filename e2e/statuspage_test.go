@@ -51,38 +51,20 @@ func TestStatusPageInABrowser(t *testing.T) {
 	// the script element.
 	missing := filepath.Join(dir, pwned)
 
-	d := startDaemon(t, yamlf(`
-auth:
-	registryToken: %[1]s
-	statusToken: %[2]s
-	generic: {token: gen}
-keys:
-	cosign: %[3]s
-	password: pw
-builder: {maxAttempts: 1}
-reconcileInterval: 1h
-pipelines:
-	- name: app
-		source: {repo: https://git.example/team/app}
-		platforms: [linux/amd64]
-		build: {executor: local, dir: %[4]s}
-		staging: %[5]s/team/app
-		sign: true
-		promote:
-			- to: %[6]s/app
-				requireSignature: true
-			- to: %[7]s/app
-	- name: ci
-		platforms: [linux/amd64, linux/arm64]
-		staging: %[5]s/team/ci
-		promote:
-			- to: %[6]s/ci
-	- name: broken
-		source: {repo: https://git.example/team/broken}
-		platforms: [linux/amd64]
-		build: {executor: local, dir: "%[8]s"}
-		staging: %[5]s/team/broken
-`, registryToken, statusToken, keyPath, src, stagingHost, prod, mirror, missing))
+	d := startDaemon(t, newDaemonConfig(t, withAuth("statusToken", statusToken), withToken("generic", "gen"), withSigningKey(keyPath, "pw"),
+		withBuilder("", 1), withReconcile("1h"),
+		withPipeline(pipelineConfig{
+			Name: "app", Source: &sourceConfig{Repo: "https://git.example/team/app"}, Platforms: []string{"linux/amd64"},
+			Build: &buildConfig{Executor: "local", Dir: src}, Staging: stagingHost + "/team/app", Sign: true,
+			Promote: []promoteConfig{{To: prod + "/app", RequireSignature: true}, {To: mirror + "/app"}},
+		}),
+		withPipeline(pipelineConfig{
+			Name: "ci", Platforms: bothArches, Staging: stagingHost + "/team/ci", Promote: []promoteConfig{{To: prod + "/ci"}},
+		}),
+		withPipeline(pipelineConfig{
+			Name: "broken", Source: &sourceConfig{Repo: "https://git.example/team/broken"}, Platforms: []string{"linux/amd64"},
+			Build: &buildConfig{Executor: "local", Dir: missing}, Staging: stagingHost + "/team/broken",
+		})))
 	// Started after the daemon, whose address it notifies.
 	testenv.StartRegistry(t, localregistry.WithPort(stagingPort), localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 	browser := startBrowser(t)

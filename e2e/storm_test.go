@@ -48,24 +48,11 @@ func TestPromotionRecoversFromAFaultStorm(t *testing.T) {
 	ciPub, signedPush := ciSigner(t, dir) // CI signs the arch images it pushes
 	stagingPort := testenv.FreePort(t)
 	staging := fmt.Sprintf("127.0.0.1:%d/team/app", stagingPort)
-	d := startDaemon(t, yamlf(`
-auth:
-	registryToken: %s
-keys:
-	cosign: %s
-	password: pw
-	public: %s
-reconcileInterval: 1h
-pipelines:
-	- name: app
-		platforms: [linux/amd64, linux/arm64]
-		staging: %s
-		sign: true
-		verify: {signers: [{key: %s}]}
-		promote:
-			- to: %s
-				requireSignature: true
-`, registryToken, keyPath, pubPath, staging, ciPub, dest))
+	d := startDaemon(t, newDaemonConfig(t, withSigningKey(keyPath, "pw", pubPath), withReconcile("1h"),
+		withPipeline(pipelineConfig{
+			Name: "app", Platforms: bothArches, Staging: staging,
+			Sign: true, Verify: trusting(ciPub), Promote: signedTo(dest),
+		})))
 	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
 		localregistry.WithNotify(d.URL+"/v1/events/registry", notifyHeaders()))
 
@@ -86,21 +73,20 @@ pipelines:
 	// waitFailures waits until every revision's promotion has failed at least n times.
 	waitFailures := func(revs []string, n int, timeout time.Duration) {
 		t.Helper()
-		deadline := time.Now().Add(timeout)
-		for _, rev := range revs {
-			for {
+		err := testenv.WaitFor(timeout, func() error {
+			for _, rev := range revs {
 				r, pr := promotion(rev)
-				if pr.Retry.Failures >= n {
-					break
-				}
 				if r != nil && r.Terminal() {
 					t.Fatalf("%s reached %s during the storm: %+v", rev, r.Phase, r)
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: promotion failed %d times in %s, want %d; state %+v\nlogs:\n%s", rev, pr.Retry.Failures, timeout, n, r, d.Logs.String())
+				if pr.Retry.Failures < n {
+					return fmt.Errorf("%s: promotion failed %d times, want %d; state %+v", rev, pr.Retry.Failures, n, r)
 				}
-				time.Sleep(100 * time.Millisecond)
 			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%v (in %s)\nlogs:\n%s", err, timeout, d.Logs.String())
 		}
 	}
 
@@ -234,7 +220,8 @@ pipelines:
 	stormEnd := time.Now()
 	recovered := map[string]time.Duration{}
 	final := map[string]*types.Revision{}
-	for len(recovered) < len(revs) && time.Since(stormEnd) < stormRecoveryBound {
+	// Unrecovered revisions are reported below, each with its promotion's state.
+	_ = testenv.WaitFor(stormRecoveryBound, func() error {
 		for _, rev := range revs {
 			if _, ok := recovered[rev]; ok {
 				continue
@@ -247,8 +234,11 @@ pipelines:
 				t.Fatalf("%s ended %s: %s", rev, r.Phase, r.Reason)
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		if len(recovered) < len(revs) {
+			return fmt.Errorf("%d of %d revisions promoted", len(recovered), len(revs))
+		}
+		return nil
+	})
 	for _, rev := range revs {
 		got, ok := recovered[rev]
 		if !ok {

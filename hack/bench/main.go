@@ -32,84 +32,20 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	var (
-		quick       = fs.Bool("quick", false, "every measurement at a size that takes seconds (the figures mean nothing; for checking the bench works)")
-		printScript = fs.Bool("print-peers-script", false, "print the script that runs a peer once per destination in parallel, and exit")
-		promoter    = fs.String("promoter", "", "promoter binary to measure; empty builds ./cmd/promoter of this tree")
-		tools       = fs.String("tools", toolDir(), "directory of registry, crane, regctl, cosign (hack/tools.sh); then PATH (skopeo)")
-		out         = fs.String("out", "", "also write the table to this file")
-		storage     = fs.String("storage", "", "registry storage: tmpfs (/dev/shm) or disk (--disk-dir) (default tmpfs)")
-		diskDir     = fs.String("disk-dir", "", "directory on disk for disk storage and the daemon's NATS store (default $TMPDIR or /tmp)")
-		revisions   = fs.Int("revisions", 0, "revisions pushed for the latency figures, warm-up included (default 510)")
-		warmup      = fs.Int("warmup", 0, "first revisions not counted (default 10)")
-		rounds      = fs.Int("rounds", 0, "rounds of the copy comparison (default 5)")
-		copyLayers  = fs.Int("copy-layers", 0, "layers per platform of the copied image (default 8)")
-		copySize    = fs.String("copy-layer-size", "", "size of each of those layers, e.g. 8MiB (default 8MiB)")
-		events      = fs.Int("ingest-events", 0, "events posted at each concurrency (default 3000)")
-		senders     = fs.String("ingest-senders", "", "concurrent senders, comma-separated (default 1,8,64)")
-		rssLayers   = fs.Int("rss-layers", 0, "layers of the image of the RSS measurement (default 16)")
-		rssSize     = fs.String("rss-layer-size", "", "size of each of those layers (default 64MiB)")
-		profile     = fs.String("profile", "", "write CPU profiles of the daemon (latency.pprof, ingest-N.pprof) to this directory, for go tool pprof")
-		profileSecs = fs.Int("profile-seconds", 0, "length of each profile (default 10)")
-	)
+	f := defineFlags(fs)
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return nil
 	} else if err != nil {
 		return err
 	}
-	if *printScript {
+	if f.printScript {
 		fmt.Print(bench.PeersScript())
 		return nil
 	}
-	cfg := bench.Defaults()
-	if *quick {
-		cfg = bench.Quick()
-	}
-	var errs []string
-	fs.Visit(func(f *flag.Flag) {
-		var err error
-		switch f.Name {
-		case "storage":
-			cfg.Storage = *storage
-		case "disk-dir":
-			cfg.DiskDir = *diskDir
-		case "revisions":
-			cfg.Revisions = *revisions
-		case "warmup":
-			cfg.Warmup = *warmup
-		case "rounds":
-			cfg.Rounds = *rounds
-		case "copy-layers":
-			cfg.CopyLayers = *copyLayers
-		case "copy-layer-size":
-			cfg.CopyLayerSize, err = parseSize(*copySize)
-		case "ingest-events":
-			cfg.IngestEvents = *events
-		case "ingest-senders":
-			cfg.IngestSenders, err = parseInts(*senders)
-		case "rss-layers":
-			cfg.RSSLayers = *rssLayers
-		case "rss-layer-size":
-			cfg.RSSLayerSize, err = parseSize(*rssSize)
-		case "profile":
-			cfg.ProfileDir = *profile
-		case "profile-seconds":
-			cfg.ProfileSeconds = *profileSecs
-		}
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("--%s: %v", f.Name, err))
-		}
-	})
-	if len(errs) > 0 {
-		return fmt.Errorf("%s", strings.Join(errs, "; "))
-	}
-	cfg.Promoter = *promoter
-	cfg.Progress = os.Stderr
-	var err error
-	if cfg.Tools, err = bench.FindTools(*tools); err != nil {
+	cfg, err := f.config(fs)
+	if err != nil {
 		return err
 	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := bench.Run(ctx, cfg)
@@ -117,15 +53,97 @@ func run(args []string) error {
 		return err
 	}
 	rep.Markdown(os.Stdout)
-	if *out != "" {
-		f, err := os.Create(*out)
+	if f.out != "" {
+		out, err := os.Create(f.out)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		rep.Markdown(f)
+		defer out.Close()
+		rep.Markdown(out)
 	}
 	return nil
+}
+
+// benchFlags are the command line. A zero size or count means the base config's value
+// (bench.Defaults, or bench.Quick with --quick): only the flags given change it.
+type benchFlags struct {
+	quick, printScript                     bool
+	promoter, tools, out, storage, diskDir string
+	revisions, warmup, rounds, copyLayers  int
+	copySize, senders, rssSize, profile    string
+	events, rssLayers, profileSecs         int
+}
+
+// defineFlags defines the command line on fs.
+func defineFlags(fs *flag.FlagSet) *benchFlags {
+	f := &benchFlags{}
+	fs.BoolVar(&f.quick, "quick", false, "every measurement at a size that takes seconds (the figures mean nothing; for checking the bench works)")
+	fs.BoolVar(&f.printScript, "print-peers-script", false, "print the script that runs a peer once per destination in parallel, and exit")
+	fs.StringVar(&f.promoter, "promoter", "", "promoter binary to measure; empty builds ./cmd/promoter of this tree")
+	fs.StringVar(&f.tools, "tools", toolDir(), "directory of registry, crane, regctl, cosign (hack/tools.sh); then PATH (skopeo)")
+	fs.StringVar(&f.out, "out", "", "also write the table to this file")
+	fs.StringVar(&f.storage, "storage", "", "registry storage: tmpfs (/dev/shm) or disk (--disk-dir) (default tmpfs)")
+	fs.StringVar(&f.diskDir, "disk-dir", "", "directory on disk for disk storage and the daemon's NATS store (default $TMPDIR or /tmp)")
+	fs.IntVar(&f.revisions, "revisions", 0, "revisions pushed for the latency figures, warm-up included (default 510)")
+	fs.IntVar(&f.warmup, "warmup", 0, "first revisions not counted (default 10)")
+	fs.IntVar(&f.rounds, "rounds", 0, "rounds of the copy comparison (default 5)")
+	fs.IntVar(&f.copyLayers, "copy-layers", 0, "layers per platform of the copied image (default 8)")
+	fs.StringVar(&f.copySize, "copy-layer-size", "", "size of each of those layers, e.g. 8MiB (default 8MiB)")
+	fs.IntVar(&f.events, "ingest-events", 0, "events posted at each concurrency (default 3000)")
+	fs.StringVar(&f.senders, "ingest-senders", "", "concurrent senders, comma-separated (default 1,8,64)")
+	fs.IntVar(&f.rssLayers, "rss-layers", 0, "layers of the image of the RSS measurement (default 16)")
+	fs.StringVar(&f.rssSize, "rss-layer-size", "", "size of each of those layers (default 64MiB)")
+	fs.StringVar(&f.profile, "profile", "", "write CPU profiles of the daemon (latency.pprof, ingest-N.pprof) to this directory, for go tool pprof")
+	fs.IntVar(&f.profileSecs, "profile-seconds", 0, "length of each profile (default 10)")
+	return f
+}
+
+// config is the benchmark's config: the base one with the flags given on fs applied, the
+// promoter to measure and the tools found.
+func (f *benchFlags) config(fs *flag.FlagSet) (bench.Config, error) {
+	cfg := bench.Defaults()
+	if f.quick {
+		cfg = bench.Quick()
+	}
+	set := f.setters(&cfg)
+	var errs []string
+	fs.Visit(func(fl *flag.Flag) {
+		if apply, ok := set[fl.Name]; ok {
+			if err := apply(); err != nil {
+				errs = append(errs, fmt.Sprintf("--%s: %v", fl.Name, err))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return cfg, fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	cfg.Promoter = f.promoter
+	cfg.Progress = os.Stderr
+	var err error
+	if cfg.Tools, err = bench.FindTools(f.tools); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// setters set the field of cfg that each flag of a size or count changes.
+func (f *benchFlags) setters(cfg *bench.Config) map[string]func() error {
+	var err error
+	return map[string]func() error{
+		"storage":         func() error { cfg.Storage = f.storage; return nil },
+		"disk-dir":        func() error { cfg.DiskDir = f.diskDir; return nil },
+		"revisions":       func() error { cfg.Revisions = f.revisions; return nil },
+		"warmup":          func() error { cfg.Warmup = f.warmup; return nil },
+		"rounds":          func() error { cfg.Rounds = f.rounds; return nil },
+		"copy-layers":     func() error { cfg.CopyLayers = f.copyLayers; return nil },
+		"copy-layer-size": func() error { cfg.CopyLayerSize, err = parseSize(f.copySize); return err },
+		"ingest-events":   func() error { cfg.IngestEvents = f.events; return nil },
+		"ingest-senders":  func() error { cfg.IngestSenders, err = parseInts(f.senders); return err },
+		"rss-layers":      func() error { cfg.RSSLayers = f.rssLayers; return nil },
+		"rss-layer-size":  func() error { cfg.RSSLayerSize, err = parseSize(f.rssSize); return err },
+		"profile":         func() error { cfg.ProfileDir = f.profile; return nil },
+		"profile-seconds": func() error { cfg.ProfileSeconds = f.profileSecs; return nil },
+	}
 }
 
 // toolDir is where hack/tools.sh installs: $PROMOTER_TOOLS, else ~/.cache/promoter/bin.

@@ -78,14 +78,14 @@ func parse(args []string, stderr io.Writer) (*flags, error) {
 	}
 	if fs.NArg() < 1 || fs.NArg() > 2 {
 		fs.Usage()
-		return nil, errors.New("want REGISTRY/REPO [TAG]")
+		return nil, usageError("want REGISTRY/REPO [TAG]")
 	}
 	f.repo, f.tag = fs.Arg(0), fs.Arg(1)
 	switch {
 	case f.tagFrom != "" && (f.noTag || f.index || f.report != "" || f.tag != ""):
-		return nil, errors.New("--tag-from only tags what a report lists: it takes REGISTRY/REPO and no --no-tag, --index, --report or TAG")
+		return nil, usageError("--tag-from only tags what a report lists: it takes REGISTRY/REPO and no --no-tag, --index, --report or TAG")
 	case f.noTag && f.index:
-		return nil, errors.New("--index tags the index: it cannot go with --no-tag")
+		return nil, usageError("--index tags the index: it cannot go with --no-tag")
 	}
 	return &f, nil
 }
@@ -107,46 +107,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	opts := []selfimage.Option{selfimage.WithLogger(log)}
-
 	if f.tagFrom != "" {
-		var p selfimage.Pushed
-		b, err := os.ReadFile(f.tagFrom)
-		if err == nil {
-			err = json.Unmarshal(b, &p)
-		}
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", f.tagFrom, err)
-		}
-		if err := selfimage.TagArchImages(ctx, repo, p.Images, opts...); err != nil {
-			return err
-		}
-		for _, img := range p.Images {
-			fmt.Fprintf(stdout, "%s\t%s:%s\t%s\n", img.Platform, repo, img.ArchTag, img.Digest)
-		}
-		return nil
+		return tagFromReport(ctx, f.tagFrom, repo, stdout, opts)
 	}
-
-	spec := selfimage.Spec{Version: f.version, Source: f.source, CABundle: f.caBundle}
-	if spec.Dir = f.dir; spec.Dir == "" {
-		if spec.Dir, err = moduleRoot(); err != nil {
-			return err
-		}
+	spec, err := f.spec()
+	if err != nil {
+		return err
 	}
-	for _, s := range strings.Split(f.platforms, ",") {
-		p, err := types.ParsePlatform(strings.TrimSpace(s))
-		if err != nil {
-			return err
-		}
-		spec.Platforms = append(spec.Platforms, p)
-	}
-	if epoch := os.Getenv("SOURCE_DATE_EPOCH"); epoch != "" {
-		sec, err := strconv.ParseInt(epoch, 10, 64)
-		if err != nil {
-			return fmt.Errorf("SOURCE_DATE_EPOCH=%q: %w", epoch, err)
-		}
-		spec.Created = time.Unix(sec, 0).UTC()
-	}
-	spec.Out = f.out
 	if spec.Out == "" {
 		if spec.Out, err = os.MkdirTemp("", "promoter-image-"); err != nil {
 			return err
@@ -168,24 +135,82 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, img := range pushed.Images {
-		tagged := "by digest only"
-		if !f.noTag {
-			tagged = fmt.Sprintf("%s:%s", repo, img.ArchTag)
+	printPushed(stdout, repo, tag, pushed, !f.noTag)
+	if f.report != "" {
+		return writeReport(f.report, pushed)
+	}
+	return nil
+}
+
+// tagFromReport tags the digests the --report file report lists with their arch tags in
+// repo (--tag-from), and prints each.
+func tagFromReport(ctx context.Context, report string, repo name.Repository, stdout io.Writer, opts []selfimage.Option) error {
+	var p selfimage.Pushed
+	b, err := os.ReadFile(report)
+	if err == nil {
+		err = json.Unmarshal(b, &p)
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", report, err)
+	}
+	if err := selfimage.TagArchImages(ctx, repo, p.Images, opts...); err != nil {
+		return err
+	}
+	for _, img := range p.Images {
+		fmt.Fprintf(stdout, "%s\t%s:%s\t%s\n", img.Platform, repo, img.ArchTag, img.Digest)
+	}
+	return nil
+}
+
+// spec is what to build: the flags, the checkout (the module around the working
+// directory without --dir) and SOURCE_DATE_EPOCH. Out is "" without --out.
+func (f *flags) spec() (selfimage.Spec, error) {
+	spec := selfimage.Spec{Version: f.version, Source: f.source, CABundle: f.caBundle, Out: f.out}
+	var err error
+	if spec.Dir = f.dir; spec.Dir == "" {
+		if spec.Dir, err = moduleRoot(); err != nil {
+			return spec, err
 		}
-		fmt.Fprintf(stdout, "%s\t%s@%s\t%s\t%.1f MB\tsbom %s\n", img.Platform, repo, img.Digest, tagged, float64(img.Size)/1e6, img.SBOM)
+	}
+	for _, s := range strings.Split(f.platforms, ",") {
+		p, err := types.ParsePlatform(strings.TrimSpace(s))
+		if err != nil {
+			return spec, err
+		}
+		spec.Platforms = append(spec.Platforms, p)
+	}
+	if epoch := os.Getenv("SOURCE_DATE_EPOCH"); epoch != "" {
+		sec, err := strconv.ParseInt(epoch, 10, 64)
+		if err != nil {
+			return spec, fmt.Errorf("SOURCE_DATE_EPOCH=%q: %w", epoch, err)
+		}
+		spec.Created = time.Unix(sec, 0).UTC()
+	}
+	return spec, nil
+}
+
+// printPushed prints a line per pushed image (its arch tag when tagged) and the index's.
+func printPushed(stdout io.Writer, repo name.Repository, tag string, pushed *selfimage.Pushed, tagged bool) {
+	for _, img := range pushed.Images {
+		where := "by digest only"
+		if tagged {
+			where = fmt.Sprintf("%s:%s", repo, img.ArchTag)
+		}
+		fmt.Fprintf(stdout, "%s\t%s@%s\t%s\t%.1f MB\tsbom %s\n", img.Platform, repo, img.Digest, where, float64(img.Size)/1e6, img.SBOM)
 	}
 	if pushed.Index != "" {
 		fmt.Fprintf(stdout, "index\t%s@%s\t%s:%s\n", repo, pushed.Index, repo, tag)
 	}
-	if f.report != "" {
-		b, err := json.MarshalIndent(pushed, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(f.report, append(b, '\n'), 0o644); err != nil {
-			return err
-		}
+}
+
+// writeReport writes what was pushed to file as JSON (--report).
+func writeReport(file string, pushed *selfimage.Pushed) error {
+	b, err := json.MarshalIndent(pushed, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(file, append(b, '\n'), 0o644); err != nil {
+		return err
 	}
 	return nil
 }

@@ -58,14 +58,14 @@ func (l Limits) withDefaults() (Limits, error) {
 		{"idle timeout", &l.IdleTimeout, DefaultIdleTimeout},
 	} {
 		if *f.v < 0 {
-			return l, fmt.Errorf("%s must not be negative, got %s", f.name, *f.v)
+			return l, fmt.Errorf("%s %w, got %s", f.name, ErrNegativeLimit, *f.v)
 		}
 		if *f.v == 0 {
 			*f.v = f.def
 		}
 	}
 	if l.MaxHeaderBytes < 0 || l.MaxBodyBytes < 0 || l.MaxInFlight < 0 || l.MaxConnsPerClient < 0 {
-		return l, fmt.Errorf("limits must not be negative: %+v", l)
+		return l, fmt.Errorf("limits %w: %+v", ErrNegativeLimit, l)
 	}
 	if l.MaxHeaderBytes == 0 {
 		l.MaxHeaderBytes = DefaultMaxHeaderBytes

@@ -43,7 +43,7 @@ func TestLimitsWithDefaults(t *testing.T) {
 		name    string
 		in      Limits
 		want    Limits
-		wantErr bool
+		wantErr error
 	}{
 		{name: "zero is every default", want: Limits{
 			ReadHeaderTimeout: DefaultReadHeaderTimeout, ReadTimeout: DefaultReadTimeout, WriteTimeout: DefaultWriteTimeout,
@@ -53,14 +53,14 @@ func TestLimitsWithDefaults(t *testing.T) {
 			ReadHeaderTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: DefaultWriteTimeout,
 			IdleTimeout: DefaultIdleTimeout, MaxHeaderBytes: DefaultMaxHeaderBytes, MaxBodyBytes: DefaultMaxBodyBytes, MaxInFlight: DefaultMaxInFlight,
 		}},
-		{name: "negative timeout", in: Limits{IdleTimeout: -time.Second}, wantErr: true},
-		{name: "negative cap", in: Limits{MaxInFlight: -1}, wantErr: true},
-		{name: "negative share of a client", in: Limits{MaxConnsPerClient: -1}, wantErr: true},
+		{name: "negative timeout", in: Limits{IdleTimeout: -time.Second}, wantErr: ErrNegativeLimit},
+		{name: "negative cap", in: Limits{MaxInFlight: -1}, wantErr: ErrNegativeLimit},
+		{name: "negative share of a client", in: Limits{MaxConnsPerClient: -1}, wantErr: ErrNegativeLimit},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := tt.in.withDefaults()
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got error %v, want %v", err, tt.wantErr)
 			}
 			if err == nil && got != tt.want {
 				t.Errorf("got %+v, want %+v", got, tt.want)

@@ -256,38 +256,7 @@ func TestPush(t *testing.T) {
 		if p.Size < 1000 {
 			t.Errorf("%s: size %d bytes", p.Platform, p.Size)
 		}
-		sboms := sbomReferrers(t, repo.Digest(p.Digest))
-		if len(sboms) != 1 || sboms[0].Digest.String() != p.SBOM {
-			t.Fatalf("%s: SBOM referrers %+v, want one, %s", p.Platform, sboms, p.SBOM)
-		}
-		// A registry without the referrers API keeps them under the fallback tag.
-		fallback := repo.Tag(strings.Replace(p.Digest, ":", "-", 1))
-		idx, err := remote.Index(fallback)
-		if err != nil {
-			t.Fatalf("fallback tag %s: %v", fallback, err)
-		}
-		im, err := idx.IndexManifest()
-		if err != nil || len(im.Manifests) != 1 || im.Manifests[0].ArtifactType != SBOMMediaType {
-			t.Errorf("fallback tag %s: %+v %v", fallback, im, err)
-		}
-		art, err := remote.Image(repo.Digest(p.SBOM))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := validate.Image(art); err != nil {
-			t.Errorf("the SBOM artifact does not validate: %v", err)
-		}
-		m, _ := art.Manifest()
-		if m.Subject == nil || m.Subject.Digest.String() != p.Digest || m.ArtifactType != SBOMMediaType || m.Config.Size != 2 {
-			t.Errorf("SBOM manifest: %+v", m)
-		}
-		layers, _ := art.Layers()
-		rc, _ := layers[0].Compressed()
-		b, _ := io.ReadAll(rc)
-		var doc spdxDocument
-		if err := json.Unmarshal(b, &doc); err != nil || doc.SPDXVersion != "SPDX-2.3" || !strings.Contains(doc.Name, p.Platform) {
-			t.Errorf("SBOM layer: %v %s", err, doc.Name)
-		}
+		checkSBOM(t, repo, p)
 	}
 	idx, err := remote.Index(repo.Tag(rev))
 	if err != nil {
@@ -302,6 +271,45 @@ func TestPush(t *testing.T) {
 	im, _ := idx.IndexManifest()
 	if im.Annotations[AnnotationRevision] != rev || len(im.Manifests) != 2 || im.Manifests[1].Platform.Architecture != "arm64" {
 		t.Errorf("index manifest: %+v", im)
+	}
+}
+
+// checkSBOM checks the SBOM of pushed image p in repo: one referrer (also under the
+// fallback tag, for registries without the referrers API), a valid artifact whose subject
+// is p and whose layer is p's SPDX document.
+func checkSBOM(t *testing.T, repo name.Repository, p PushedImage) {
+	t.Helper()
+	sboms := sbomReferrers(t, repo.Digest(p.Digest))
+	if len(sboms) != 1 || sboms[0].Digest.String() != p.SBOM {
+		t.Fatalf("%s: SBOM referrers %+v, want one, %s", p.Platform, sboms, p.SBOM)
+	}
+	// A registry without the referrers API keeps them under the fallback tag.
+	fallback := repo.Tag(strings.Replace(p.Digest, ":", "-", 1))
+	idx, err := remote.Index(fallback)
+	if err != nil {
+		t.Fatalf("fallback tag %s: %v", fallback, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil || len(im.Manifests) != 1 || im.Manifests[0].ArtifactType != SBOMMediaType {
+		t.Errorf("fallback tag %s: %+v %v", fallback, im, err)
+	}
+	art, err := remote.Image(repo.Digest(p.SBOM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Image(art); err != nil {
+		t.Errorf("the SBOM artifact does not validate: %v", err)
+	}
+	m, _ := art.Manifest()
+	if m.Subject == nil || m.Subject.Digest.String() != p.Digest || m.ArtifactType != SBOMMediaType || m.Config.Size != 2 {
+		t.Errorf("SBOM manifest: %+v", m)
+	}
+	layers, _ := art.Layers()
+	rc, _ := layers[0].Compressed()
+	b, _ := io.ReadAll(rc)
+	var doc spdxDocument
+	if err := json.Unmarshal(b, &doc); err != nil || doc.SPDXVersion != "SPDX-2.3" || !strings.Contains(doc.Name, p.Platform) {
+		t.Errorf("SBOM layer: %v %s", err, doc.Name)
 	}
 }
 

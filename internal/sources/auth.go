@@ -35,7 +35,7 @@ func (p *Poller) credentials(ctx context.Context, t *target) (*credentials, erro
 	c := &credentials{release: func() {}}
 	if t.token != "" {
 		if u, err := url.Parse(t.repo); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, fmt.Errorf("a source token is sent to http(s) repositories only, and %s is not one", redact(t.repo))
+			return nil, ruleErrorf(ErrRepoURL, "a source token is sent to http(s) repositories only, and %s is not one", redact(t.repo))
 		}
 	}
 	ep, err := transport.NewEndpoint(t.repo)
@@ -62,9 +62,9 @@ func (p *Poller) credentials(ctx context.Context, t *target) (*credentials, erro
 		return p.ssh.credentials(ctx, ep, p.log)
 	case "git":
 	case "file":
-		return nil, fmt.Errorf("%s is a path on the daemon's machine: source.poll lists a git server's branch (git://, http(s)://, ssh:// or scp-style URL), and the daemon runs no git to read a local repository", redact(t.repo))
+		return nil, ruleErrorf(ErrRepoURL, "%s is a path on the daemon's machine: source.poll lists a git server's branch (git://, http(s)://, ssh:// or scp-style URL), and the daemon runs no git to read a local repository", redact(t.repo))
 	default:
-		return nil, fmt.Errorf("%s: source.poll lists git://, http(s)://, ssh:// and scp-style URLs, not %s://", redact(t.repo), ep.Protocol)
+		return nil, ruleErrorf(ErrRepoURL, "%s: source.poll lists git://, http(s)://, ssh:// and scp-style URLs, not %s://", redact(t.repo), ep.Protocol)
 	}
 	return c, nil
 }

@@ -2,6 +2,7 @@ package sources
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,8 @@ func TestCredentials(t *testing.T) {
 		token   string
 		env     map[string]string
 		want    git.ListOptions
-		wantErr string
+		wantErr error  // the rule broken
+		wantMsg string // part of the message, which says what to fix
 	}{
 		{name: "https with a token", repo: "https://git.example:8443/acme/app.git", token: "t0k",
 			want: git.ListOptions{Auth: &githttp.BasicAuth{Username: "x-access-token", Password: "t0k"}}},
@@ -35,12 +37,12 @@ func TestCredentials(t *testing.T) {
 			want: git.ListOptions{InsecureSkipTLS: true}},
 		{name: "git://", repo: "git://git.example/app.git"},
 		{name: "a token for ssh", repo: "git@github.com:acme/app.git", token: "t0k",
-			wantErr: "a source token is sent to http(s) repositories only, and git@github.com:acme/app.git is not one"},
+			wantErr: ErrRepoURL, wantMsg: "a source token is sent to http(s) repositories only, and git@github.com:acme/app.git is not one"},
 		{name: "a token for git://", repo: "git://git.example/app.git", token: "t0k",
-			wantErr: "a source token is sent to http(s) repositories only, and git://git.example/app.git is not one"},
-		{name: "a local path", repo: "/srv/git/app.git", wantErr: "/srv/git/app.git is a path on the daemon's machine"},
-		{name: "file://", repo: "file:///srv/git/app.git", wantErr: "file:///srv/git/app.git is a path on the daemon's machine"},
-		{name: "another scheme", repo: "ftp://git.example/app.git", wantErr: "source.poll lists git://, http(s)://, ssh:// and scp-style URLs, not ftp://"},
+			wantErr: ErrRepoURL, wantMsg: "a source token is sent to http(s) repositories only, and git://git.example/app.git is not one"},
+		{name: "a local path", repo: "/srv/git/app.git", wantErr: ErrRepoURL, wantMsg: "/srv/git/app.git is a path on the daemon's machine"},
+		{name: "file://", repo: "file:///srv/git/app.git", wantErr: ErrRepoURL, wantMsg: "file:///srv/git/app.git is a path on the daemon's machine"},
+		{name: "another scheme", repo: "ftp://git.example/app.git", wantErr: ErrRepoURL, wantMsg: "source.poll lists git://, http(s)://, ssh:// and scp-style URLs, not ftp://"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,9 +57,9 @@ func TestCredentials(t *testing.T) {
 			}
 			p := newPoller(t, &bustest.Recorder{}, []types.Pipeline{polled("app", tt.repo, "main", time.Minute)}, opts...)
 			got, err := p.credentials(context.Background(), p.targets["app"])
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Errorf("got error %v, want one containing %q", err, tt.wantErr)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.wantMsg) {
+					t.Errorf("got error %v, want %v containing %q", err, tt.wantErr, tt.wantMsg)
 				}
 				return
 			}

@@ -1,8 +1,6 @@
 package sources
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -59,7 +57,7 @@ func WithMetrics(m *metrics.Metrics) Option {
 func WithTimeout(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
-			return fmt.Errorf("git ls-remote timeout must be positive, got %s", d)
+			return ruleErrorf(ErrConfig, "git ls-remote timeout must be positive, got %s", d)
 		}
 		o.timeout = d
 		return nil
@@ -75,7 +73,7 @@ func WithTimeout(d time.Duration) Option {
 func WithToken(pipeline, token string) Option {
 	return func(o *options) error {
 		if token == "" {
-			return errors.New("a source token must not be empty")
+			return ruleErrorf(ErrConfig, "a source token must not be empty")
 		}
 		o.tokens[pipeline] = token
 		return nil

@@ -82,11 +82,11 @@ func New(pub bus.Publisher, pipelines []types.Pipeline, opts ...Option) (*Poller
 	for _, pl := range pipelines {
 		switch s := pl.Source; {
 		case s.Poll < 0:
-			return nil, fmt.Errorf("pipeline %s: source.poll must not be negative, got %s", pl.Name, s.Poll)
+			return nil, ruleErrorf(ErrConfig, "pipeline %s: source.poll must not be negative, got %s", pl.Name, s.Poll)
 		case s.Poll == 0:
 			continue
 		case s.Repo == "" || s.Branch == "":
-			return nil, fmt.Errorf("pipeline %s: source.poll needs source.repo and source.branch", pl.Name)
+			return nil, ruleErrorf(ErrConfig, "pipeline %s: source.poll needs source.repo and source.branch", pl.Name)
 		}
 		p.targets[pl.Name] = &target{
 			pipeline: pl.Name, repo: pl.Source.Repo, branch: pl.Source.Branch, interval: pl.Source.Poll,
@@ -96,7 +96,7 @@ func New(pub bus.Publisher, pipelines []types.Pipeline, opts ...Option) (*Poller
 	}
 	for name := range o.tokens {
 		if p.targets[name] == nil {
-			return nil, fmt.Errorf("a source token is given for pipeline %s, which is not polled (no source.poll)", name)
+			return nil, ruleErrorf(ErrConfig, "a source token is given for pipeline %s, which is not polled (no source.poll)", name)
 		}
 	}
 	for _, name := range p.order {

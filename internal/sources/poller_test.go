@@ -303,25 +303,26 @@ func TestNew(t *testing.T) {
 		name      string
 		pipelines []types.Pipeline
 		opts      []Option
-		wantErr   string
+		wantErr   error  // the rule broken
+		wantMsg   string // part of the message, which names the setting
 	}{
 		{name: "nothing polled", pipelines: []types.Pipeline{polled("app", "https://git.example/app.git", "main", 0)}},
 		{name: "polled", pipelines: []types.Pipeline{polled("app", "https://git.example/app.git", "main", time.Minute)},
 			opts: []Option{WithToken("app", "t")}},
 		{name: "negative interval", pipelines: []types.Pipeline{polled("app", "https://git.example/app.git", "main", -time.Second)},
-			wantErr: "pipeline app: source.poll must not be negative, got -1s"},
+			wantErr: ErrConfig, wantMsg: "pipeline app: source.poll must not be negative, got -1s"},
 		{name: "no repository", pipelines: []types.Pipeline{polled("app", "", "main", time.Minute)},
-			wantErr: "pipeline app: source.poll needs source.repo and source.branch"},
+			wantErr: ErrConfig, wantMsg: "pipeline app: source.poll needs source.repo and source.branch"},
 		{name: "token of a pipeline not polled", pipelines: []types.Pipeline{polled("app", "https://git.example/app.git", "main", 0)},
-			opts: []Option{WithToken("app", "t")}, wantErr: "a source token is given for pipeline app, which is not polled"},
-		{name: "empty token", opts: []Option{WithToken("app", "")}, wantErr: "a source token must not be empty"},
-		{name: "zero timeout", opts: []Option{WithTimeout(0)}, wantErr: "git ls-remote timeout must be positive, got 0s"},
+			opts: []Option{WithToken("app", "t")}, wantErr: ErrConfig, wantMsg: "a source token is given for pipeline app, which is not polled"},
+		{name: "empty token", opts: []Option{WithToken("app", "")}, wantErr: ErrConfig, wantMsg: "a source token must not be empty"},
+		{name: "zero timeout", opts: []Option{WithTimeout(0)}, wantErr: ErrConfig, wantMsg: "git ls-remote timeout must be positive, got 0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := New(&bustest.Recorder{}, tt.pipelines, tt.opts...)
-			if (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Errorf("got error %v, want %q", err, tt.wantErr)
+			if !errors.Is(err, tt.wantErr) || (err != nil && !strings.Contains(err.Error(), tt.wantMsg)) {
+				t.Errorf("got error %v, want %v containing %q", err, tt.wantErr, tt.wantMsg)
 			}
 		})
 	}

@@ -1,7 +1,6 @@
 package sources
 
 import (
-	"errors"
 	"fmt"
 	"path"
 	"path/filepath"
@@ -29,76 +28,110 @@ import (
 // and $VAR) is an error: the daemon would otherwise reach or trust servers in another way
 // than the operator set up.
 func readSSHSetup(getenv func(string) string, home string) (*sshSetup, error) {
-	dotSSH := filepath.Join(home, ".ssh")
 	s := &sshSetup{sshSettings: sshSettings{
 		strict: strictYes,
 		agent:  getenv("SSH_AUTH_SOCK"),
 	}}
-	var words []string
-	switch command, program := getenv("GIT_SSH_COMMAND"), getenv("GIT_SSH"); {
-	case command != "":
-		var err error
-		if words, err = shellWords(command, getenv); err != nil {
-			return nil, fmt.Errorf("the daemon's GIT_SSH_COMMAND: %w", err)
-		}
-		if len(words) == 0 {
-			break
-		}
-		if path.Base(filepath.ToSlash(words[0])) != "ssh" {
-			return nil, fmt.Errorf("the daemon's GIT_SSH_COMMAND runs %s: source.poll lists branches in Go and can honour ssh's options only (ssh -i KEY -o UserKnownHostsFile=FILE …)", words[0])
-		}
-		words = words[1:]
-	case program != "":
-		if path.Base(filepath.ToSlash(program)) != "ssh" {
-			return nil, fmt.Errorf("the daemon's GIT_SSH is %s: source.poll lists branches in Go and runs no program; use GIT_SSH_COMMAND with ssh's options, or ~/.ssh", program)
-		}
+	words, err := sshCommandArgs(getenv)
+	if err != nil {
+		return nil, err
 	}
-	seen := map[string]bool{} // options set, as ssh keeps the first value of most
-	var identities []string
-	identitiesSet := false
+	a := sshArgs{settings: &s.sshSettings, home: home, seen: map[string]bool{}}
 	for i := 0; i < len(words); i++ {
-		arg := words[i]
-		if len(arg) < 2 || arg[0] != '-' || arg == "--" {
-			return nil, fmt.Errorf("the daemon's GIT_SSH_COMMAND has %q where ssh takes options: git appends the host and the command", arg)
-		}
-	flags:
-		for j := 1; j < len(arg); j++ {
-			flag := arg[j]
-			if strings.IndexByte("46aACknqtTvx", flag) >= 0 {
-				continue
-			}
-			value := arg[j+1:]
-			if value == "" {
-				if i+1 == len(words) {
-					return nil, fmt.Errorf("the daemon's GIT_SSH_COMMAND ends with -%c, which takes a value", flag)
-				}
-				i++
-				value = words[i]
-			}
-			switch flag {
-			case 'i':
-				identities, identitiesSet = append(identities, expandHome(value, home)), true
-			case 'l':
-				setOnce(seen, "user", &s.user, value)
-			case 'o':
-				key, val := splitSSHOption(value)
-				if err := s.option(key, val, home, seen, &identities, &identitiesSet); err != nil {
-					return nil, fmt.Errorf("the daemon's GIT_SSH_COMMAND: -o %s: %w", value, err)
-				}
-			case 'F':
-				if value != "/dev/null" && value != "none" {
-					return nil, fmt.Errorf("the daemon's GIT_SSH_COMMAND: -F %s: source.poll reads no ssh config file: put its settings in GIT_SSH_COMMAND, or use -F /dev/null", value)
-				}
-			case 'E':
-			case 'p':
-				return nil, fmt.Errorf("the daemon's GIT_SSH_COMMAND: -p %s: name the port in source.repo instead (ssh://git@host:%s/org/repo.git)", value, value)
-			default:
-				return nil, fmt.Errorf("the daemon's GIT_SSH_COMMAND: source.poll cannot honour ssh's -%c", flag)
-			}
-			break flags
+		if i, err = a.word(words, i); err != nil {
+			return nil, err
 		}
 	}
-	// Without a home directory, there is no ~/.ssh to read.
+	s.defaults(home, a.seen, a.identities, a.identitiesSet)
+	return s, nil
+}
+
+// sshCommandArgs are ssh's arguments in the daemon's GIT_SSH_COMMAND (none for GIT_SSH,
+// or neither): an error unless the program they run is ssh.
+func sshCommandArgs(getenv func(string) string) ([]string, error) {
+	command, program := getenv("GIT_SSH_COMMAND"), getenv("GIT_SSH")
+	if command == "" {
+		if program != "" && path.Base(filepath.ToSlash(program)) != "ssh" {
+			return nil, ruleErrorf(ErrSSHUnsupported, "the daemon's GIT_SSH is %s: source.poll lists branches in Go and runs no program; use GIT_SSH_COMMAND with ssh's options, or ~/.ssh", program)
+		}
+		return nil, nil
+	}
+	words, err := shellWords(command, getenv)
+	if err != nil {
+		return nil, fmt.Errorf("the daemon's GIT_SSH_COMMAND: %w", err)
+	}
+	if len(words) == 0 {
+		return nil, nil
+	}
+	if path.Base(filepath.ToSlash(words[0])) != "ssh" {
+		return nil, ruleErrorf(ErrSSHUnsupported, "the daemon's GIT_SSH_COMMAND runs %s: source.poll lists branches in Go and can honour ssh's options only (ssh -i KEY -o UserKnownHostsFile=FILE …)", words[0])
+	}
+	return words[1:], nil
+}
+
+// sshArgs reads ssh's arguments into settings, one word (and its value) at a time.
+type sshArgs struct {
+	settings      *sshSettings
+	home          string
+	seen          map[string]bool // options set, as ssh keeps the first value of most
+	identities    []string        // -i and IdentityFile, in order
+	identitiesSet bool            // an -i or IdentityFile was given, if only "none"
+}
+
+// word reads words[i], a cluster of flags such as -qTi, and the value of its last flag
+// (the rest of the word, or the next word); it returns the index of the last word it read.
+func (a *sshArgs) word(words []string, i int) (int, error) {
+	arg := words[i]
+	if len(arg) < 2 || arg[0] != '-' || arg == "--" {
+		return i, ruleErrorf(ErrSSHCommand, "the daemon's GIT_SSH_COMMAND has %q where ssh takes options: git appends the host and the command", arg)
+	}
+	for j := 1; j < len(arg); j++ {
+		flag := arg[j]
+		if strings.IndexByte("46aACknqtTvx", flag) >= 0 {
+			continue
+		}
+		value := arg[j+1:]
+		if value == "" {
+			if i+1 == len(words) {
+				return i, ruleErrorf(ErrSSHCommand, "the daemon's GIT_SSH_COMMAND ends with -%c, which takes a value", flag)
+			}
+			i++
+			value = words[i]
+		}
+		return i, a.flag(flag, value)
+	}
+	return i, nil
+}
+
+// flag applies ssh's flag that takes a value.
+func (a *sshArgs) flag(flag byte, value string) error {
+	switch flag {
+	case 'i':
+		a.identities, a.identitiesSet = append(a.identities, expandHome(value, a.home)), true
+	case 'l':
+		setOnce(a.seen, "user", &a.settings.user, value)
+	case 'o':
+		key, val := splitSSHOption(value)
+		if err := a.settings.option(key, val, a.home, a.seen, &a.identities, &a.identitiesSet); err != nil {
+			return fmt.Errorf("the daemon's GIT_SSH_COMMAND: -o %s: %w", value, err)
+		}
+	case 'F':
+		if value != "/dev/null" && value != "none" {
+			return ruleErrorf(ErrSSHUnsupported, "the daemon's GIT_SSH_COMMAND: -F %s: source.poll reads no ssh config file: put its settings in GIT_SSH_COMMAND, or use -F /dev/null", value)
+		}
+	case 'E':
+	case 'p':
+		return ruleErrorf(ErrSSHUnsupported, "the daemon's GIT_SSH_COMMAND: -p %s: name the port in source.repo instead (ssh://git@host:%s/org/repo.git)", value, value)
+	default:
+		return ruleErrorf(ErrSSHUnsupported, "the daemon's GIT_SSH_COMMAND: source.poll cannot honour ssh's -%c", flag)
+	}
+	return nil
+}
+
+// defaults fills in what the command left unset as ssh would: the default keys and known
+// hosts under home's ~/.ssh (none without a home) and the global known hosts.
+func (s *sshSettings) defaults(home string, seen map[string]bool, identities []string, identitiesSet bool) {
+	dotSSH := filepath.Join(home, ".ssh")
 	if identitiesSet {
 		s.identities = identities
 	} else if home != "" {
@@ -112,7 +145,6 @@ func readSSHSetup(getenv func(string) string, home string) (*sshSetup, error) {
 	if !seen["globalknownhostsfile"] {
 		s.globalKnownHosts = []string{"/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"}
 	}
-	return s, nil
 }
 
 // ignoredSSHOptions are the ssh options (lower case) that do not change which server a
@@ -137,23 +169,41 @@ func (s *sshSettings) option(key, value, home string, seen map[string]bool, iden
 		if value != "none" {
 			*identities = append(*identities, expandHome(value, home))
 		}
-	case "identitiesonly":
+	case "identitiesonly", "identityagent", "userknownhostsfile", "globalknownhostsfile", "stricthostkeychecking":
 		if seen[k] {
 			return nil
 		}
 		seen[k] = true
+		return s.firstValue(k, value, home)
+	case "user":
+		setOnce(seen, k, &s.user, value)
+	case "pubkeyauthentication":
+		if strings.ToLower(value) != "yes" {
+			return ruleErrorf(ErrSSHUnsupported, "a poll logs in with a public key only")
+		}
+	case "port":
+		return ruleErrorf(ErrSSHUnsupported, "name the port in source.repo instead (ssh://git@host:%s/org/repo.git)", value)
+	default:
+		if !ignoredSSHOptions[k] {
+			return ruleErrorf(ErrSSHUnsupported, "source.poll cannot honour ssh's %s", key)
+		}
+	}
+	return nil
+}
+
+// firstValue applies option k (lower case), one of those ssh takes the first value of,
+// with value to s.
+func (s *sshSettings) firstValue(k, value, home string) error {
+	switch k {
+	case "identitiesonly":
 		switch strings.ToLower(value) {
 		case "yes":
 			s.identitiesOnly = true
 		case "no":
 		default:
-			return fmt.Errorf("IdentitiesOnly is yes or no, not %q", value)
+			return ruleErrorf(ErrSSHCommand, "IdentitiesOnly is yes or no, not %q", value)
 		}
 	case "identityagent":
-		if seen[k] {
-			return nil
-		}
-		seen[k] = true
 		switch value {
 		case "none":
 			s.agent = ""
@@ -161,51 +211,44 @@ func (s *sshSettings) option(key, value, home string, seen map[string]bool, iden
 		default:
 			s.agent = expandHome(value, home)
 		}
-	case "userknownhostsfile", "globalknownhostsfile":
-		if seen[k] {
-			return nil
-		}
-		seen[k] = true
-		var files []string
-		if value != "none" {
-			for _, f := range strings.Fields(value) {
-				files = append(files, expandHome(f, home))
-			}
-		}
-		if k == "userknownhostsfile" {
-			s.userKnownHosts = files
-		} else {
-			s.globalKnownHosts = files
-		}
+	case "userknownhostsfile":
+		s.userKnownHosts = knownHostsFiles(value, home)
+	case "globalknownhostsfile":
+		s.globalKnownHosts = knownHostsFiles(value, home)
 	case "stricthostkeychecking":
-		if seen[k] {
-			return nil
+		strict, err := strictHostKeyChecking(value)
+		if err != nil {
+			return err
 		}
-		seen[k] = true
-		switch strings.ToLower(value) {
-		case "yes", "ask":
-			s.strict = strictYes
-		case "accept-new":
-			s.strict = strictAcceptNew
-		case "no", "off":
-			s.strict = strictNo
-		default:
-			return fmt.Errorf("StrictHostKeyChecking is yes, ask, accept-new, no or off, not %q", value)
-		}
-	case "user":
-		setOnce(seen, k, &s.user, value)
-	case "pubkeyauthentication":
-		if strings.ToLower(value) != "yes" {
-			return errors.New("a poll logs in with a public key only")
-		}
-	case "port":
-		return fmt.Errorf("name the port in source.repo instead (ssh://git@host:%s/org/repo.git)", value)
-	default:
-		if !ignoredSSHOptions[k] {
-			return fmt.Errorf("source.poll cannot honour ssh's %s", key)
-		}
+		s.strict = strict
 	}
 	return nil
+}
+
+// knownHostsFiles are the files of a known hosts option's value: blank-separated, or none.
+func knownHostsFiles(value, home string) []string {
+	if value == "none" {
+		return nil
+	}
+	var files []string
+	for _, f := range strings.Fields(value) {
+		files = append(files, expandHome(f, home))
+	}
+	return files
+}
+
+// strictHostKeyChecking is the check (strictYes, strictAcceptNew, strictNo) that
+// StrictHostKeyChecking=value asks for.
+func strictHostKeyChecking(value string) (string, error) {
+	switch strings.ToLower(value) {
+	case "yes", "ask":
+		return strictYes, nil
+	case "accept-new":
+		return strictAcceptNew, nil
+	case "no", "off":
+		return strictNo, nil
+	}
+	return "", ruleErrorf(ErrSSHCommand, "StrictHostKeyChecking is yes, ask, accept-new, no or off, not %q", value)
 }
 
 // setOnce sets *dst to value unless key was set before: ssh keeps an option's first value.
@@ -248,112 +291,133 @@ func expandHome(file, home string) string {
 // splitting it further), as does a ~ that starts a word. Other sh syntax (pipes, lists,
 // redirections, command substitution, globs, comments) is an error: s is not run.
 func shellWords(s string, getenv func(string) string) ([]string, error) {
-	var words []string
-	var w strings.Builder
-	inWord := false
-	end := func() {
-		if inWord {
-			words = append(words, w.String())
-		}
-		w.Reset()
-		inWord = false
-	}
-	expand := func(i int) (int, error) { // s[i] == '$'
-		rest := s[i+1:]
-		var name string
-		switch {
-		case strings.HasPrefix(rest, "{"):
-			j := strings.IndexByte(rest, '}')
-			if j < 0 {
-				return 0, errors.New("an unclosed ${")
-			}
-			name, i = rest[1:j], i+1+j+1
-		default:
-			j := 0
-			for j < len(rest) && (rest[j] == '_' || rest[j] >= 'a' && rest[j] <= 'z' || rest[j] >= 'A' && rest[j] <= 'Z' || j > 0 && rest[j] >= '0' && rest[j] <= '9') {
-				j++
-			}
-			name, i = rest[:j], i+1+j
-		}
-		if !validEnvName(name) {
-			return 0, fmt.Errorf("$ that is not $NAME or ${NAME} in %q", s)
-		}
-		w.WriteString(getenv(name))
-		return i, nil
-	}
+	sp := &shellSplitter{s: s, getenv: getenv}
 	for i := 0; i < len(s); {
-		c := s[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\n':
-			end()
-			i++
-		case c == '\'':
-			j := strings.IndexByte(s[i+1:], '\'')
-			if j < 0 {
-				return nil, errors.New("an unclosed '")
-			}
-			w.WriteString(s[i+1 : i+1+j])
-			inWord, i = true, i+1+j+1
+		var err error
+		if i, err = sp.next(i); err != nil {
+			return nil, err
+		}
+	}
+	sp.end()
+	return sp.words, nil
+}
+
+// shellSplitter is shellWords's state: the words so far and the one being read.
+type shellSplitter struct {
+	s      string
+	getenv func(string) string
+	words  []string
+	w      strings.Builder
+	inWord bool // w is a word, if an empty one ("")
+}
+
+// next reads the unquoted s[i] and what it starts; it returns the index after them.
+func (sp *shellSplitter) next(i int) (int, error) {
+	s := sp.s
+	switch c := s[i]; {
+	case c == ' ' || c == '\t' || c == '\n':
+		sp.end()
+		return i + 1, nil
+	case c == '\'':
+		j := strings.IndexByte(s[i+1:], '\'')
+		if j < 0 {
+			return 0, ruleErrorf(ErrShellSyntax, "an unclosed '")
+		}
+		sp.w.WriteString(s[i+1 : i+1+j])
+		sp.inWord = true
+		return i + 1 + j + 1, nil
+	case c == '"':
+		sp.inWord = true
+		return sp.doubleQuoted(i + 1)
+	case c == '\\':
+		if i+1 == len(s) {
+			return 0, ruleErrorf(ErrShellSyntax, `a trailing \`)
+		}
+		if s[i+1] != '\n' {
+			sp.w.WriteByte(s[i+1])
+			sp.inWord = true
+		}
+		return i + 2, nil
+	case c == '$': // unquoted and empty, it makes no word
+		before := sp.w.Len()
+		i, err := sp.expand(i)
+		sp.inWord = sp.inWord || sp.w.Len() > before
+		return i, err
+	case c == '~' && !sp.inWord && (i+1 == len(s) || strings.IndexByte("/ \t\n", s[i+1]) >= 0):
+		sp.w.WriteString(sp.getenv("HOME"))
+		sp.inWord = true
+		return i + 1, nil
+	case c == '#' && !sp.inWord, strings.IndexByte("|&;<>()`*?[", c) >= 0:
+		return 0, ruleErrorf(ErrShellSyntax, "sh syntax %q in %q: it is not run by a shell", c, s)
+	default:
+		sp.w.WriteByte(c)
+		sp.inWord = true
+		return i + 1, nil
+	}
+}
+
+// doubleQuoted reads a "…" whose text starts at s[i]; it returns the index after the
+// closing quote.
+func (sp *shellSplitter) doubleQuoted(i int) (int, error) {
+	s := sp.s
+	for {
+		if i == len(s) {
+			return 0, ruleErrorf(ErrShellSyntax, `an unclosed "`)
+		}
+		switch c := s[i]; {
 		case c == '"':
-			inWord = true
-			i++
-			for {
-				if i == len(s) {
-					return nil, errors.New(`an unclosed "`)
-				}
-				c := s[i]
-				if c == '"' {
-					i++
-					break
-				}
-				switch {
-				case c == '\\' && i+1 < len(s) && strings.IndexByte("$`\"\\\n", s[i+1]) >= 0:
-					if s[i+1] != '\n' {
-						w.WriteByte(s[i+1])
-					}
-					i += 2
-				case c == '$':
-					var err error
-					if i, err = expand(i); err != nil {
-						return nil, err
-					}
-				case c == '`':
-					return nil, fmt.Errorf("command substitution in %q", s)
-				default:
-					w.WriteByte(c)
-					i++
-				}
-			}
-		case c == '\\':
-			if i+1 == len(s) {
-				return nil, errors.New(`a trailing \`)
-			}
+			return i + 1, nil
+		case c == '\\' && i+1 < len(s) && strings.IndexByte("$`\"\\\n", s[i+1]) >= 0:
 			if s[i+1] != '\n' {
-				w.WriteByte(s[i+1])
-				inWord = true
+				sp.w.WriteByte(s[i+1])
 			}
 			i += 2
-		case c == '$': // unquoted and empty, it makes no word
-			before := w.Len()
+		case c == '$':
 			var err error
-			if i, err = expand(i); err != nil {
-				return nil, err
+			if i, err = sp.expand(i); err != nil {
+				return 0, err
 			}
-			inWord = inWord || w.Len() > before
-		case c == '~' && !inWord && (i+1 == len(s) || strings.IndexByte("/ \t\n", s[i+1]) >= 0):
-			w.WriteString(getenv("HOME"))
-			inWord = true
-			i++
-		case c == '#' && !inWord, strings.IndexByte("|&;<>()`*?[", c) >= 0:
-			return nil, fmt.Errorf("sh syntax %q in %q: it is not run by a shell", c, s)
+		case c == '`':
+			return 0, ruleErrorf(ErrShellSyntax, "command substitution in %q", s)
 		default:
-			w.WriteByte(c)
-			inWord = true
+			sp.w.WriteByte(c)
 			i++
 		}
 	}
-	end()
-	return words, nil
+}
+
+// expand writes the value of the $NAME or ${NAME} at s[i] (a '$'); it returns the index
+// after it.
+func (sp *shellSplitter) expand(i int) (int, error) {
+	rest := sp.s[i+1:]
+	var name string
+	if strings.HasPrefix(rest, "{") {
+		j := strings.IndexByte(rest, '}')
+		if j < 0 {
+			return 0, ruleErrorf(ErrShellSyntax, "an unclosed ${")
+		}
+		name, i = rest[1:j], i+1+j+1
+	} else {
+		j := 0
+		for j < len(rest) && (rest[j] == '_' || rest[j] >= 'a' && rest[j] <= 'z' || rest[j] >= 'A' && rest[j] <= 'Z' || j > 0 && rest[j] >= '0' && rest[j] <= '9') {
+			j++
+		}
+		name, i = rest[:j], i+1+j
+	}
+	if !validEnvName(name) {
+		return 0, ruleErrorf(ErrShellSyntax, "$ that is not $NAME or ${NAME} in %q", sp.s)
+	}
+	sp.w.WriteString(sp.getenv(name))
+	return i, nil
+}
+
+// end ends the word being read, if any.
+func (sp *shellSplitter) end() {
+	if sp.inWord {
+		sp.words = append(sp.words, sp.w.String())
+	}
+	sp.w.Reset()
+	sp.inWord = false
 }
 
 // validEnvName is an sh variable name.

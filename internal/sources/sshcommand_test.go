@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -24,7 +25,8 @@ func TestReadSSHSetup(t *testing.T) {
 		name    string
 		env     map[string]string
 		want    sshSettings
-		wantErr string
+		wantErr error  // the rule broken
+		wantMsg string // part of the message, which says what to fix
 	}{
 		{name: "ssh's defaults", want: defaults},
 		{name: "the agent", env: map[string]string{"SSH_AUTH_SOCK": "/run/agent.sock"},
@@ -53,25 +55,25 @@ func TestReadSSHSetup(t *testing.T) {
 			env:  map[string]string{"GIT_SSH_COMMAND": "ssh -4 -v -E /tmp/ssh.log -o ConnectTimeout=5 -o ServerAliveInterval=10 -o LogLevel=ERROR -o PubkeyAuthentication=yes"},
 			want: defaults},
 		{name: "another program", env: map[string]string{"GIT_SSH_COMMAND": "sshpass -p secret ssh"},
-			wantErr: "the daemon's GIT_SSH_COMMAND runs sshpass: source.poll lists branches in Go and can honour ssh's options only"},
+			wantErr: ErrSSHUnsupported, wantMsg: "the daemon's GIT_SSH_COMMAND runs sshpass: source.poll lists branches in Go and can honour ssh's options only"},
 		{name: "GIT_SSH a wrapper", env: map[string]string{"GIT_SSH": "/usr/local/bin/git-ssh-wrapper"},
-			wantErr: "the daemon's GIT_SSH is /usr/local/bin/git-ssh-wrapper: source.poll lists branches in Go and runs no program"},
+			wantErr: ErrSSHUnsupported, wantMsg: "the daemon's GIT_SSH is /usr/local/bin/git-ssh-wrapper: source.poll lists branches in Go and runs no program"},
 		{name: "a port", env: map[string]string{"GIT_SSH_COMMAND": "ssh -p 2222"},
-			wantErr: "the daemon's GIT_SSH_COMMAND: -p 2222: name the port in source.repo instead (ssh://git@host:2222/org/repo.git)"},
+			wantErr: ErrSSHUnsupported, wantMsg: "the daemon's GIT_SSH_COMMAND: -p 2222: name the port in source.repo instead (ssh://git@host:2222/org/repo.git)"},
 		{name: "a proxy", env: map[string]string{"GIT_SSH_COMMAND": "ssh -o ProxyJump=bastion"},
-			wantErr: "the daemon's GIT_SSH_COMMAND: -o ProxyJump=bastion: source.poll cannot honour ssh's ProxyJump"},
+			wantErr: ErrSSHUnsupported, wantMsg: "the daemon's GIT_SSH_COMMAND: -o ProxyJump=bastion: source.poll cannot honour ssh's ProxyJump"},
 		{name: "a jump host flag", env: map[string]string{"GIT_SSH_COMMAND": "ssh -J bastion"},
-			wantErr: "the daemon's GIT_SSH_COMMAND: source.poll cannot honour ssh's -J"},
+			wantErr: ErrSSHUnsupported, wantMsg: "the daemon's GIT_SSH_COMMAND: source.poll cannot honour ssh's -J"},
 		{name: "a config file", env: map[string]string{"GIT_SSH_COMMAND": "ssh -F /etc/promoter/ssh_config"},
-			wantErr: "-F /etc/promoter/ssh_config: source.poll reads no ssh config file"},
+			wantErr: ErrSSHUnsupported, wantMsg: "-F /etc/promoter/ssh_config: source.poll reads no ssh config file"},
 		{name: "a bad StrictHostKeyChecking", env: map[string]string{"GIT_SSH_COMMAND": "ssh -o StrictHostKeyChecking=maybe"},
-			wantErr: `StrictHostKeyChecking is yes, ask, accept-new, no or off, not "maybe"`},
+			wantErr: ErrSSHCommand, wantMsg: `StrictHostKeyChecking is yes, ask, accept-new, no or off, not "maybe"`},
 		{name: "a missing value", env: map[string]string{"GIT_SSH_COMMAND": "ssh -i"},
-			wantErr: "the daemon's GIT_SSH_COMMAND ends with -i, which takes a value"},
+			wantErr: ErrSSHCommand, wantMsg: "the daemon's GIT_SSH_COMMAND ends with -i, which takes a value"},
 		{name: "a host", env: map[string]string{"GIT_SSH_COMMAND": "ssh git@example.com"},
-			wantErr: `the daemon's GIT_SSH_COMMAND has "git@example.com" where ssh takes options`},
+			wantErr: ErrSSHCommand, wantMsg: `the daemon's GIT_SSH_COMMAND has "git@example.com" where ssh takes options`},
 		{name: "a pipeline", env: map[string]string{"GIT_SSH_COMMAND": "ssh -i key | tee"},
-			wantErr: `the daemon's GIT_SSH_COMMAND: sh syntax '|'`},
+			wantErr: ErrShellSyntax, wantMsg: `the daemon's GIT_SSH_COMMAND: sh syntax '|'`},
 	}
 	t.Run("no home directory", func(t *testing.T) {
 		got, err := readSSHSetup(func(string) string { return "" }, "")
@@ -88,9 +90,9 @@ func TestReadSSHSetup(t *testing.T) {
 				}
 				return tt.env[k]
 			}, home)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Errorf("got error %v, want one containing %q", err, tt.wantErr)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.wantMsg) {
+					t.Errorf("got error %v, want %v containing %q", err, tt.wantErr, tt.wantMsg)
 				}
 				return
 			}
@@ -109,7 +111,8 @@ func TestShellWords(t *testing.T) {
 	tests := []struct {
 		in      string
 		want    []string
-		wantErr string
+		wantErr error  // the rule broken
+		wantMsg string // part of the message, which names what is wrong
 	}{
 		{in: "", want: nil},
 		{in: "  ssh\t-q \n -T ", want: []string{"ssh", "-q", "-T"}},
@@ -119,21 +122,21 @@ func TestShellWords(t *testing.T) {
 		{in: `ssh "" $EMPTY x"$EMPTY"`, want: []string{"ssh", "", "x"}},
 		{in: `ssh "a\"b\\c\d"`, want: []string{"ssh", `a"b\c\d`}},
 		{in: "ssh -o 'a#b' x#y", want: []string{"ssh", "-o", "a#b", "x#y"}},
-		{in: "ssh 'unclosed", wantErr: "an unclosed '"},
-		{in: `ssh "unclosed`, wantErr: `an unclosed "`},
-		{in: `ssh -i $(cat /key)`, wantErr: "$ that is not $NAME or ${NAME}"},
-		{in: "ssh -i `cat /key`", wantErr: "sh syntax '`'"},
-		{in: "ssh; rm -rf /", wantErr: "sh syntax ';'"},
-		{in: "ssh -i key* ", wantErr: "sh syntax '*'"},
-		{in: "ssh # comment", wantErr: "sh syntax '#'"},
-		{in: `ssh \`, wantErr: `a trailing \`},
+		{in: "ssh 'unclosed", wantErr: ErrShellSyntax, wantMsg: "an unclosed '"},
+		{in: `ssh "unclosed`, wantErr: ErrShellSyntax, wantMsg: `an unclosed "`},
+		{in: `ssh -i $(cat /key)`, wantErr: ErrShellSyntax, wantMsg: "$ that is not $NAME or ${NAME}"},
+		{in: "ssh -i `cat /key`", wantErr: ErrShellSyntax, wantMsg: "sh syntax '`'"},
+		{in: "ssh; rm -rf /", wantErr: ErrShellSyntax, wantMsg: "sh syntax ';'"},
+		{in: "ssh -i key* ", wantErr: ErrShellSyntax, wantMsg: "sh syntax '*'"},
+		{in: "ssh # comment", wantErr: ErrShellSyntax, wantMsg: "sh syntax '#'"},
+		{in: `ssh \`, wantErr: ErrShellSyntax, wantMsg: `a trailing \`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := shellWords(tt.in, func(k string) string { return env[k] })
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Errorf("got %q, error %v, want an error containing %q", got, err, tt.wantErr)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.wantMsg) {
+					t.Errorf("got %q, error %v, want %v containing %q", got, err, tt.wantErr, tt.wantMsg)
 				}
 				return
 			}

@@ -87,6 +87,30 @@ func RootlessBuildKitImage(t testing.TB, httpRegistries ...string) v1.Image {
 
 func rootlessBuildKitImage(httpRegistries []string) (v1.Image, error) {
 	fs := newRootFS()
+	fs.layout(httpRegistries)
+	dynamic, err := fs.programs()
+	if err != nil {
+		return nil, err
+	}
+	if err := fs.libraries(dynamic); err != nil {
+		return nil, err
+	}
+	if err := fs.busybox(); err != nil {
+		return nil, err
+	}
+	if fs.err != nil {
+		return nil, fs.err
+	}
+	layerTar, err := fs.close()
+	if err != nil {
+		return nil, err
+	}
+	return rootlessImage(layerTar)
+}
+
+// layout writes the image's directories, its users and the BuildKit config that reaches
+// httpRegistries over plain HTTP.
+func (fs *rootFS) layout(httpRegistries []string) {
 	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "etc", "root", "run", "run/user", "usr/share/git-core/templates"} {
 		mode := int64(0o755)
 		if d == "root" {
@@ -118,12 +142,16 @@ func rootlessBuildKitImage(httpRegistries []string) (v1.Image, error) {
 		fs.file("etc/ssl/certs/ca-certificates.crt", "/etc/ssl/certs/ca-certificates.crt", 0o644, nil)
 	}
 
+}
+
+// programs copies BuildKit's binaries, the host's rootlesskit, runc, git (with its exec
+// path) and uid mappers (with their file capabilities) into fs, and returns the host
+// paths of those that link shared libraries.
+func (fs *rootFS) programs() (dynamic []string, err error) {
 	bk := BuildKitDir()
 	for _, name := range []string{"buildkitd", "buildctl", "buildctl-daemonless.sh"} {
 		fs.file("usr/bin/"+name, filepath.Join(bk, name), 0o755, nil)
 	}
-
-	var dynamic []string
 	for _, b := range []struct {
 		name string
 		caps uint32 // file capabilities: a bit per capability (CAP_SETUID...)
@@ -146,13 +174,16 @@ func rootlessBuildKitImage(httpRegistries []string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	dynamic = append(dynamic, helpers...)
+	return append(dynamic, helpers...), nil
+}
 
+// libraries copies the shared libraries the binaries dynamic link into fs.
+func (fs *rootFS) libraries(dynamic []string) error {
 	libs := map[string]bool{}
 	for _, bin := range dynamic {
 		l, err := sharedLibraries(bin)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, p := range l {
 			libs[p] = true
@@ -162,24 +193,27 @@ func rootlessBuildKitImage(httpRegistries []string) (v1.Image, error) {
 		fs.file(strings.TrimPrefix(p, "/"), p, 0o755, nil)
 	}
 
+	return nil
+}
+
+// busybox copies the host's busybox into fs as /bin/busybox with a link per applet.
+func (fs *rootFS) busybox() error {
 	fs.file("bin/busybox", BusyboxPath, 0o755, nil)
 	applets, err := exec.Command(BusyboxPath, "--list").Output()
 	if err != nil {
-		return nil, fmt.Errorf("%s --list: %w", BusyboxPath, err)
+		return fmt.Errorf("%s --list: %w", BusyboxPath, err)
 	}
 	for _, a := range strings.Fields(string(applets)) {
 		if a != "busybox" && !strings.Contains(a, "/") {
 			fs.symlink("bin/"+a, "busybox")
 		}
 	}
-	if fs.err != nil {
-		return nil, fs.err
-	}
+	return nil
+}
 
-	layerTar, err := fs.close()
-	if err != nil {
-		return nil, err
-	}
+// rootlessImage is the one-layer linux/amd64 image of layerTar, configured as
+// moby/buildkit's rootless image is.
+func rootlessImage(layerTar []byte) (v1.Image, error) {
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(layerTar)), nil
 	}, tarball.WithCompressionLevel(gzip.BestSpeed), tarball.WithCompressedCaching, tarball.WithMediaType(types.OCILayer))

@@ -164,7 +164,11 @@ func (c *KubeCluster) start(name, bin string, args ...string) error {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); f.Close(); close(exited) }()
 	c.procs = append(c.procs, &clusterProc{name: name, p: &process{cmd: cmd, exited: exited}, log: logPath})
-	time.Sleep(200 * time.Millisecond)
+	// A component that cannot start (a bad flag, a port taken) exits at once.
+	select {
+	case <-exited:
+	case <-time.After(200 * time.Millisecond):
+	}
 	if st := c.procs[len(c.procs)-1].p.exit(); st != "" {
 		return fmt.Errorf("%s exited at once: %s\n%s", name, st, tail(logPath, 30))
 	}
@@ -448,17 +452,28 @@ func (c *KubeCluster) logTails(n int) string {
 }
 
 // WaitFor polls f every 100 ms until it succeeds or timeout passes, returning its last
-// error.
+// error; an error of f's that wraps ErrGiveUp (GiveUp) ends the wait at once.
 func WaitFor(timeout time.Duration, f func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := f()
-		if err == nil || time.Now().After(deadline) {
+		if err == nil || errors.Is(err, ErrGiveUp) || time.Now().After(deadline) {
 			return err
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// ErrGiveUp marks an error that makes WaitFor stop polling: what it waits for can no
+// longer happen (the process that would answer exited).
+var ErrGiveUp = errors.New("gave up waiting")
+
+// GiveUp is err, marked to end WaitFor's wait at once; its message stays err's.
+func GiveUp(err error) error { return giveUp{err} }
+
+type giveUp struct{ error }
+
+func (g giveUp) Unwrap() []error { return []error{g.error, ErrGiveUp} }
 
 func readSysctl(key string) string {
 	b, _ := os.ReadFile("/proc/sys/" + strings.ReplaceAll(key, ".", "/"))

@@ -31,16 +31,16 @@ func (c *KubeCluster) teardown(t testing.TB) {
 	}
 	// 3. Whatever still runs: containers (in the kubepods cgroups) and containerd's shims
 	//    (in the node's namespace).
-	for round := 0; round < 20; round++ {
+	_ = WaitFor(2*time.Second, func() error { // what survives is found by the steps below
 		pids := append(kubepodsPIDs(), c.pidsInNetns()...)
-		if len(pids) == 0 {
-			break
-		}
 		for _, pid := range pids {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		if len(pids) > 0 {
+			return fmt.Errorf("%d processes left", len(pids))
+		}
+		return nil
+	})
 	// 4. Mounts under the cluster's directory: pod volumes, overlay snapshots, pod network
 	//    namespaces (containerd keeps them under its state dir), deepest first.
 	for _, m := range mountsUnder(c.dir) {

@@ -71,8 +71,31 @@ func (a *SSHAccess) repoPath(name string) string {
 // test's output when the test failed.
 func (g *GitServer) ServeSSH(t testing.TB) *SSHAccess {
 	t.Helper()
-	sshd, err := exec.LookPath("sshd")
+	sshd, keygen, gitShell := sshTools(t)
+	u, err := user.Current()
 	if err != nil {
+		t.Fatalf("looking up the current user: %v", err)
+	}
+
+	dir := t.TempDir()
+	a := &SSHAccess{
+		User:           u.Username,
+		PrivateKeyFile: filepath.Join(dir, "id_ed25519"),
+		KnownHostsFile: filepath.Join(dir, "known_hosts"),
+		root:           g.Root,
+	}
+	hostKey, authorizedKeys, hostPub := a.writeKeys(t, dir, keygen)
+	a.listen(t, hostPub)
+	config := a.writeSSHDConfig(t, dir, hostKey, authorizedKeys, gitShell)
+	a.startSSHD(t, sshd, config, filepath.Join(dir, "sshd.log"))
+	return a
+}
+
+// sshTools finds sshd, ssh-keygen and git-shell, and checks that ssh is there.
+func sshTools(t testing.TB) (sshd, keygen, gitShell string) {
+	t.Helper()
+	var err error
+	if sshd, err = exec.LookPath("sshd"); err != nil {
 		// Not on PATH for a user without sbin in it.
 		sshd = "/usr/sbin/sshd"
 	}
@@ -87,20 +110,16 @@ func (g *GitServer) ServeSSH(t testing.TB) *SSHAccess {
 		}
 		tools = append(tools, p)
 	}
-	keygen, gitShell := tools[0], tools[2]
-	u, err := user.Current()
-	if err != nil {
-		t.Fatalf("looking up the current user: %v", err)
-	}
+	return sshd, tools[0], tools[2]
+}
 
-	dir := t.TempDir()
-	a := &SSHAccess{
-		User:           u.Username,
-		PrivateKeyFile: filepath.Join(dir, "id_ed25519"),
-		KnownHostsFile: filepath.Join(dir, "known_hosts"),
-		root:           g.Root,
-	}
-	hostKey := filepath.Join(dir, "ssh_host_ed25519_key")
+// writeKeys generates sshd's host key and the client's key pair in dir, authorizes the
+// client's key, and returns the host key's file, the authorized_keys file and the host's
+// public key.
+func (a *SSHAccess) writeKeys(t testing.TB, dir, keygen string) (hostKey, authorizedKeys string, hostPub []byte) {
+	t.Helper()
+	var err error
+	hostKey = filepath.Join(dir, "ssh_host_ed25519_key")
 	for _, key := range []string{hostKey, a.PrivateKeyFile} {
 		if out, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-C", "promoter-test", "-f", key).CombinedOutput(); err != nil {
 			t.Fatalf("ssh-keygen %s: %v\n%s", key, err, out)
@@ -113,15 +132,22 @@ func (g *GitServer) ServeSSH(t testing.TB) *SSHAccess {
 	if err != nil {
 		t.Fatal(err)
 	}
-	authorizedKeys := filepath.Join(dir, "authorized_keys")
+	authorizedKeys = filepath.Join(dir, "authorized_keys")
 	if err := os.WriteFile(authorizedKeys, clientPub, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	hostPub, err := os.ReadFile(hostKey + ".pub")
+	hostPub, err = os.ReadFile(hostKey + ".pub")
 	if err != nil {
 		t.Fatal(err)
 	}
 
+	return hostKey, authorizedKeys, hostPub
+}
+
+// listen picks sshd's two addresses (a free port on 127.0.0.1, port 22 of a free
+// 127.0.0.N) and writes the known hosts entry of hostPub for both.
+func (a *SSHAccess) listen(t testing.TB, hostPub []byte) {
+	t.Helper()
 	port := freePort(t)
 	a.Host = fmt.Sprintf("127.0.0.1:%d", port)
 	a.SCPHost = freeLoopbackFor22(t)
@@ -133,6 +159,11 @@ func (g *GitServer) ServeSSH(t testing.TB) *SSHAccess {
 		t.Fatal(err)
 	}
 
+}
+
+// writeSSHDConfig writes sshd's whole config into dir and returns its file.
+func (a *SSHAccess) writeSSHDConfig(t testing.TB, dir, hostKey, authorizedKeys, gitShell string) string {
+	t.Helper()
 	// Every setting sshd uses is here: -f replaces /etc/ssh/sshd_config, and what is not
 	// set has sshd's compiled-in default.
 	config := filepath.Join(dir, "sshd_config")
@@ -174,7 +205,13 @@ func (g *GitServer) ServeSSH(t testing.TB) *SSHAccess {
 		}
 	}
 
-	logPath := filepath.Join(dir, "sshd.log")
+	return config
+}
+
+// startSSHD runs sshd with config in the foreground until the test ends, logging to
+// logPath, and waits until both of a's addresses answer.
+func (a *SSHAccess) startSSHD(t testing.TB, sshd, config, logPath string) {
+	t.Helper()
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +244,6 @@ func (g *GitServer) ServeSSH(t testing.TB) *SSHAccess {
 			t.Fatalf("sshd on %s: %v\n%s", addr, err, log)
 		}
 	}
-	return a
 }
 
 // freeLoopbackFor22 returns the first 127.0.0.N (N >= 2; Linux routes all of 127/8 to lo)
@@ -230,29 +266,29 @@ func freeLoopbackFor22(t testing.TB) string {
 
 // waitSSH waits up to 10 s until addr answers with an SSH banner, or sshd exits.
 func waitSSH(addr string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-			buf := make([]byte, 4)
-			_, err = io.ReadFull(conn, buf)
-			conn.Close()
-			if err == nil && string(buf) == "SSH-" {
-				return nil
-			}
-			if err == nil {
-				err = fmt.Errorf("banner starts %q, want SSH-", buf)
-			}
-		}
+	err := WaitFor(10*time.Second, func() error {
 		select {
 		case <-exited:
-			return errors.New("sshd exited")
+			return GiveUp(errors.New("sshd exited"))
 		default:
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no SSH banner after 10s: %w", err)
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		defer conn.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(conn, buf); err != nil {
+			return err
+		}
+		if string(buf) != "SSH-" {
+			return fmt.Errorf("banner starts %q, want SSH-", buf)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrGiveUp) {
+		return fmt.Errorf("no SSH banner after 10s: %w", err)
 	}
+	return err
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -255,27 +256,26 @@ func (k *Kube) waitReady(timeout time.Duration, proc *process) error {
 		tr.DialContext = k.ns.DialContext
 	}
 	client := &http.Client{Timeout: 2 * time.Second, Transport: tr}
-	deadline := time.Now().Add(timeout)
-	var last string
-	for time.Now().Before(deadline) {
+	err := WaitFor(timeout, func() error {
 		if st := proc.exit(); st != "" {
-			return fmt.Errorf("exited: %s", st)
+			return GiveUp(fmt.Errorf("exited: %s", st))
 		}
 		req, _ := http.NewRequest(http.MethodGet, k.URL+"/readyz", nil)
 		req.Header.Set("Authorization", "Bearer "+k.Token)
 		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
+		if err != nil {
+			return err
 		}
-		time.Sleep(100 * time.Millisecond)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(resp.Status)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrGiveUp) {
+		return fmt.Errorf("no ready answer within %s (last: %w)", timeout, err)
 	}
-	return fmt.Errorf("no ready answer within %s (last: %s)", timeout, last)
+	return err
 }
 
 func startEtcd(t testing.TB, assets, dir string, ns *Netns) (string, error) {
@@ -299,21 +299,27 @@ func startEtcd(t testing.TB, assets, dir string, ns *Netns) (string, error) {
 	if ns != nil {
 		hc = &http.Client{Transport: &http.Transport{DialContext: ns.DialContext}}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	err = WaitFor(30*time.Second, func() error {
 		if st := cmd.exit(); st != "" {
-			return "", fmt.Errorf("etcd exited: %s\n%s", st, tail(logf, 20))
+			return GiveUp(fmt.Errorf("etcd exited: %s\n%s", st, tail(logf, 20)))
 		}
 		resp, err := hc.Get(clientURL + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return clientURL, nil
-			}
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(resp.Status)
+		}
+		return nil
+	})
+	if errors.Is(err, ErrGiveUp) {
+		return "", err
 	}
-	return "", fmt.Errorf("etcd not healthy within 30s\n%s", tail(logf, 20))
+	if err != nil {
+		return "", fmt.Errorf("etcd not healthy within 30s\n%s", tail(logf, 20))
+	}
+	return clientURL, nil
 }
 
 // startProcess runs bin in its own process group with output to logPath, killed (with its

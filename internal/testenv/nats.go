@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -126,16 +127,17 @@ func StartNATSCluster(t testing.TB, size int) *Cluster {
 	for _, n := range c.Nodes {
 		n.waitReady(t)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	err := WaitFor(30*time.Second, func() error {
 		for _, n := range c.Nodes {
 			if n.Server.JetStreamIsLeader() {
-				return c
+				return nil
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		return errors.New("no JetStream meta leader")
+	})
+	if err != nil {
+		Require(t, "NATS cluster of %d elected no JetStream meta leader in 30s", size)
 	}
-	Require(t, "NATS cluster of %d elected no JetStream meta leader in 30s", size)
 	return c
 }
 

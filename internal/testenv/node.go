@@ -214,100 +214,167 @@ func (n *Node) run(ctx context.Context, j *batchv1.Job) {
 // command line, environment and working directory to run.
 func (n *Node) prepare(ctx context.Context, j *batchv1.Job, root string) (argv, env []string, dir string, err error) {
 	ps := j.Spec.Template.Spec
+	c, err := runnableContainer(ps)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	fs := containerFS{root: root, uid: -1, gid: -1}
+	if n.bk.cred != nil {
+		fs.uid, fs.gid = int(n.bk.cred.Uid), int(n.bk.cred.Gid)
+	}
+	if err := fs.imageDirs(); err != nil {
+		return nil, nil, "", err
+	}
+	mounts, err := n.mountVolumes(ctx, ps, c, fs)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	termPath, err := fs.terminationFile(c)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	roots := append([]string{imageHome, imageRuntimeDir}, mounts...)
+	mapPaths := pathMapper(root, append(roots, termPath))
+	if env, err = n.containerEnv(root, c, mapPaths); err != nil {
+		return nil, nil, "", err
+	}
+	for _, a := range append(slices.Clone(c.Command), c.Args...) {
+		argv = append(argv, mapPaths(a))
+	}
+	dir = root + imageHome
+	if c.WorkingDir != "" {
+		dir = root + c.WorkingDir
+		if err := fs.mkdir(dir, 0o755); err != nil {
+			return nil, nil, "", fmt.Errorf("creating workingDir: %w", err)
+		}
+	}
+	return argv, env, dir, nil
+}
+
+// runnableContainer is the pod's first container, if the node can run it: as a non-root
+// user, with a command (the node runs no image entrypoint).
+func runnableContainer(ps corev1.PodSpec) (corev1.Container, error) {
 	if len(ps.Containers) == 0 {
-		return nil, nil, "", errors.New("the pod template has no containers")
+		return corev1.Container{}, errors.New("the pod template has no containers")
 	}
 	c := ps.Containers[0]
 	if err := checkNonRoot(ps.SecurityContext, c.SecurityContext); err != nil {
-		return nil, nil, "", err
+		return corev1.Container{}, err
 	}
 	if len(c.Command) == 0 {
-		return nil, nil, "", fmt.Errorf("container %s has no command; the node does not run image entrypoints", c.Name)
+		return corev1.Container{}, fmt.Errorf("container %s has no command; the node does not run image entrypoints", c.Name)
 	}
-	uid, gid := -1, -1
-	if n.bk.cred != nil {
-		uid, gid = int(n.bk.cred.Uid), int(n.bk.cred.Gid)
+	return c, nil
+}
+
+// containerFS is one container's file system: container path P is root+P on the host,
+// and the build user (uid, gid; -1 when the tests run unprivileged) owns what the
+// container may write.
+type containerFS struct {
+	root     string
+	uid, gid int
+}
+
+// mkdir creates host directory p with mode, owned by the build user.
+func (fs containerFS) mkdir(p string, mode os.FileMode) error {
+	if err := os.MkdirAll(p, mode); err != nil {
+		return err
 	}
-	mkdir := func(p string, mode os.FileMode) error {
-		if err := os.MkdirAll(p, mode); err != nil {
+	// MkdirAll leaves existing parents alone; hand over every directory between root
+	// and p (none of them is a Secret's).
+	for d := p; fs.uid >= 0 && strings.HasPrefix(d, fs.root); d = filepath.Dir(d) {
+		if err := os.Chown(d, fs.uid, fs.gid); err != nil {
 			return err
 		}
-		// MkdirAll leaves existing parents alone; hand over every directory between root
-		// and p (none of them is a Secret's).
-		for d := p; uid >= 0 && strings.HasPrefix(d, root); d = filepath.Dir(d) {
-			if err := os.Chown(d, uid, gid); err != nil {
-				return err
-			}
-		}
-		return os.Chmod(p, mode)
 	}
-	roots := []string{imageHome, imageRuntimeDir}
+	return os.Chmod(p, mode)
+}
+
+// imageDirs creates the rootless image's HOME, XDG_RUNTIME_DIR and TMPDIR.
+func (fs containerFS) imageDirs() error {
 	for _, d := range []struct {
 		path string
 		mode os.FileMode
 	}{{imageHome, 0o755}, {imageRuntimeDir, 0o700}, {imageTmpDir, 0o755}} {
-		if err := mkdir(root+d.path, d.mode); err != nil {
-			return nil, nil, "", fmt.Errorf("creating %s: %w", d.path, err)
+		if err := fs.mkdir(fs.root+d.path, d.mode); err != nil {
+			return fmt.Errorf("creating %s: %w", d.path, err)
 		}
 	}
-	// The kubelet gives Secret files to the pod's fsGroup; here that is the build user's
-	// group, as the container's user is the build user.
-	fsGroup := -1
-	if ps.SecurityContext != nil && ps.SecurityContext.FSGroup != nil {
-		fsGroup = gid
-	}
-	volumes := map[string]corev1.Volume{}
-	for _, v := range ps.Volumes {
-		volumes[v.Name] = v
-	}
-	for _, m := range c.VolumeMounts {
-		v, ok := volumes[m.Name]
-		if !ok {
-			return nil, nil, "", fmt.Errorf("volumeMount %s names no volume", m.Name)
-		}
-		if m.SubPath != "" {
-			return nil, nil, "", fmt.Errorf("volumeMount %s: the node does not support subPath", m.Name)
-		}
-		roots = append(roots, m.MountPath)
-		target := root + m.MountPath
-		switch {
-		case v.EmptyDir != nil:
-			err = mkdir(target, 0o755)
-		case v.Secret != nil:
-			if err = mkdir(filepath.Dir(target), 0o755); err == nil {
-				err = n.writeSecret(ctx, v.Secret, target, fsGroup)
-			}
-		default:
-			err = fmt.Errorf("the node supports only emptyDir and secret volumes")
-		}
-		if err != nil {
-			return nil, nil, "", fmt.Errorf("mounting volume %s at %s: %w", m.Name, m.MountPath, err)
-		}
-	}
+	return nil
+}
 
-	// The kubelet mounts an empty file at terminationMessagePath and reads it back as the
-	// termination message: the build reports its digest there (builders.ReportedDigest).
+// terminationFile creates the empty file the kubelet mounts at c's terminationMessagePath
+// and reads back as the termination message (the build reports its digest there:
+// builders.ReportedDigest); it returns that container path.
+func (fs containerFS) terminationFile(c corev1.Container) (string, error) {
 	termPath := c.TerminationMessagePath
 	if termPath == "" {
 		termPath = corev1.TerminationMessagePathDefault
 	}
 	// Its directory stays root's, as a pod's /dev is: a build that replaces the file (a
 	// rename, as buildctl --metadata-file does) fails here as on a real node.
-	if err := os.MkdirAll(filepath.Dir(root+termPath), 0o755); err != nil {
-		return nil, nil, "", fmt.Errorf("creating the termination message file: %w", err)
+	if err := os.MkdirAll(filepath.Dir(fs.root+termPath), 0o755); err != nil {
+		return "", fmt.Errorf("creating the termination message file: %w", err)
 	}
-	if err := os.WriteFile(root+termPath, nil, 0o666); err != nil {
-		return nil, nil, "", fmt.Errorf("creating the termination message file: %w", err)
+	if err := os.WriteFile(fs.root+termPath, nil, 0o666); err != nil {
+		return "", fmt.Errorf("creating the termination message file: %w", err)
 	}
-	if uid >= 0 {
-		if err := os.Chown(root+termPath, uid, gid); err != nil {
-			return nil, nil, "", fmt.Errorf("creating the termination message file: %w", err)
+	if fs.uid >= 0 {
+		if err := os.Chown(fs.root+termPath, fs.uid, fs.gid); err != nil {
+			return "", fmt.Errorf("creating the termination message file: %w", err)
 		}
 	}
-	roots = append(roots, termPath)
+	return termPath, nil
+}
 
-	mapPaths := pathMapper(root, roots)
-	env = []string{
+// mountVolumes materialises each of c's volumeMounts under fs and returns their mount
+// paths: an emptyDir as a directory of the build user's, a Secret as its files.
+func (n *Node) mountVolumes(ctx context.Context, ps corev1.PodSpec, c corev1.Container, fs containerFS) ([]string, error) {
+	// The kubelet gives Secret files to the pod's fsGroup; here that is the build user's
+	// group, as the container's user is the build user.
+	fsGroup := -1
+	if ps.SecurityContext != nil && ps.SecurityContext.FSGroup != nil {
+		fsGroup = fs.gid
+	}
+	volumes := map[string]corev1.Volume{}
+	for _, v := range ps.Volumes {
+		volumes[v.Name] = v
+	}
+	var paths []string
+	for _, m := range c.VolumeMounts {
+		v, ok := volumes[m.Name]
+		if !ok {
+			return nil, fmt.Errorf("volumeMount %s names no volume", m.Name)
+		}
+		if m.SubPath != "" {
+			return nil, fmt.Errorf("volumeMount %s: the node does not support subPath", m.Name)
+		}
+		paths = append(paths, m.MountPath)
+		if err := n.mount(ctx, v, fs, fs.root+m.MountPath, fsGroup); err != nil {
+			return nil, fmt.Errorf("mounting volume %s at %s: %w", m.Name, m.MountPath, err)
+		}
+	}
+	return paths, nil
+}
+
+// mount materialises volume v at host path target.
+func (n *Node) mount(ctx context.Context, v corev1.Volume, fs containerFS, target string, fsGroup int) error {
+	switch {
+	case v.EmptyDir != nil:
+		return fs.mkdir(target, 0o755)
+	case v.Secret != nil:
+		if err := fs.mkdir(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		return n.writeSecret(ctx, v.Secret, target, fsGroup)
+	default:
+		return fmt.Errorf("the node supports only emptyDir and secret volumes")
+	}
+}
+
+// containerEnv is the image's environment under root, then c's env with its paths mapped.
+func (n *Node) containerEnv(root string, c corev1.Container, mapPaths func(string) string) ([]string, error) {
+	env := []string{
 		"HOME=" + root + imageHome,
 		"USER=" + imageUser,
 		"PATH=" + n.bk.Dir + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -317,21 +384,11 @@ func (n *Node) prepare(ctx context.Context, j *batchv1.Job, root string) (argv, 
 	}
 	for _, e := range c.Env {
 		if e.ValueFrom != nil {
-			return nil, nil, "", fmt.Errorf("env %s: the node does not support valueFrom", e.Name)
+			return nil, fmt.Errorf("env %s: the node does not support valueFrom", e.Name)
 		}
 		env = append(env, e.Name+"="+mapPaths(e.Value))
 	}
-	for _, a := range append(slices.Clone(c.Command), c.Args...) {
-		argv = append(argv, mapPaths(a))
-	}
-	dir = root + imageHome
-	if c.WorkingDir != "" {
-		dir = root + c.WorkingDir
-		if err := mkdir(dir, 0o755); err != nil {
-			return nil, nil, "", fmt.Errorf("creating workingDir: %w", err)
-		}
-	}
-	return argv, env, dir, nil
+	return env, nil
 }
 
 // checkNonRoot accepts a pod only when its container runs as a non-root user.

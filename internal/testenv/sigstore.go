@@ -372,17 +372,16 @@ func lockMachine(t testing.TB, name string) {
 	if err != nil {
 		t.Fatalf("lock %s: %v", name, err)
 	}
-	deadline := time.Now().Add(10 * time.Minute)
-	for {
+	err = WaitFor(10*time.Minute, func() error {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
+		if err != nil && !errors.Is(err, syscall.EWOULDBLOCK) {
+			return GiveUp(err)
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
-			f.Close()
-			t.Fatalf("lock %s (another test holds it): %v", f.Name(), err)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		f.Close()
+		t.Fatalf("lock %s (another test holds it): %v", f.Name(), err)
 	}
 	// Registered before what it guards is started, so it is released after that stops.
 	t.Cleanup(func() { f.Close() })
@@ -390,20 +389,17 @@ func lockMachine(t testing.TB, name string) {
 
 // waitGet polls url until it answers 200, or proc exits.
 func waitGet(proc *process, url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
+	err := WaitFor(timeout, func() error {
 		if st := proc.exit(); st != "" {
-			return fmt.Errorf("exited: %s", st)
+			return GiveUp(fmt.Errorf("exited: %s", st))
 		}
 		_, err := get(url)
-		if err == nil {
-			return nil
-		}
-		last = err
-		time.Sleep(100 * time.Millisecond)
+		return err
+	})
+	if err != nil && !errors.Is(err, ErrGiveUp) {
+		return fmt.Errorf("no answer from %s within %s (last: %v)", url, timeout, err)
 	}
-	return fmt.Errorf("no answer from %s within %s (last: %v)", url, timeout, last)
+	return err
 }
 
 func get(url string) ([]byte, error) {
