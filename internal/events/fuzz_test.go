@@ -192,7 +192,7 @@ func FuzzGitHubWebhook(f *testing.F) {
 				}
 			case types.ReleaseTagged:
 				if event != "push" || m.Subject != types.SubjectReleaseTagged || ev.Pipeline != "web" || !strings.HasPrefix(ev.Tag, "v") || ev.ID != githubDelivery ||
-					types.ValidateReleaseTag(ev.Tag) != nil || types.ValidateRevision(ev.Revision) != nil || zeroRevision.MatchString(ev.Revision) {
+					validateReleaseTag(ev.Tag) != nil || types.ValidateRevision(ev.Revision) != nil || zeroRevision.MatchString(ev.Revision) {
 					t.Fatalf("event %q stored %+v", event, ev)
 				}
 			default:

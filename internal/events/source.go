@@ -3,10 +3,13 @@ package events
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
 
+	"github.com/promoter-dev/promoter/internal/registry"
 	"github.com/promoter-dev/promoter/internal/types"
 )
 
@@ -75,7 +78,7 @@ func (r *Receiver) publishRelease(w http.ResponseWriter, req *http.Request, sour
 		r.rejectSource(w, req, source, reject(http.StatusBadRequest, "%s of tag %s is not a commit id: %v", p.commitField, tag, err))
 		return
 	}
-	if err := types.ValidateReleaseTag(tag); err != nil {
+	if err := validateReleaseTag(tag); err != nil {
 		r.rejectSource(w, req, source, reject(http.StatusBadRequest,
 			"tag %s matches source.releaseTags of pipeline %s but cannot be promoted: %v; narrow the patterns or use another tag name", tag, pl.name, err))
 		return
@@ -139,4 +142,19 @@ func firstNonEmpty(ss []string) string {
 		}
 	}
 	return ""
+}
+
+// ErrInvalidReleaseTag is wrapped by validateReleaseTag's errors.
+var ErrInvalidReleaseTag = errors.New("invalid release tag")
+
+// validateReleaseTag checks that git tag tag can be an image tag at the destinations: the
+// OCI tag grammar, and not a tag of the signatures' and attestations' namespace.
+func validateReleaseTag(tag string) error {
+	if err := types.ValidateTag(tag); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidReleaseTag, err)
+	}
+	if registry.IsReservedTag(tag) {
+		return fmt.Errorf("%w %q: sha256-... tags hold signatures and attestations", ErrInvalidReleaseTag, tag)
+	}
+	return nil
 }

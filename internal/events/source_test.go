@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -635,3 +636,26 @@ func TestMergeOnlyPipeline(t *testing.T) {
 
 // derivedSourceID is what deliveryID derives for a delivery without an id.
 var derivedSourceID = regexp.MustCompile(`^[a-z]+-[0-9a-f]{24}$`)
+
+func TestValidateReleaseTag(t *testing.T) {
+	tests := []struct {
+		tag     string
+		wantErr error
+	}{
+		{"v1.2.3", nil},
+		{"1.0", nil},
+		{"v1.2.3-rc.1_b", nil},
+		{"release/1.0", ErrInvalidReleaseTag},
+		{"v1+build", ErrInvalidReleaseTag},
+		{".hidden", ErrInvalidReleaseTag},
+		{"-x", ErrInvalidReleaseTag},
+		{strings.Repeat("v", 129), ErrInvalidReleaseTag},
+		{"sha256-" + strings.Repeat("a", 64), ErrInvalidReleaseTag},
+	}
+	for _, tt := range tests {
+		err := validateReleaseTag(tt.tag)
+		if !errors.Is(err, tt.wantErr) || (err != nil && tt.wantErr == nil) {
+			t.Errorf("validateReleaseTag(%q) = %v, want %v", tt.tag, err, tt.wantErr)
+		}
+	}
+}

@@ -26,10 +26,18 @@ func AccessoryTag(digest, suffix string) string {
 	return strings.Replace(digest, ":", "-", 1) + suffix
 }
 
+// accessoryPrefix starts every tag AccessoryTag writes for a sha256 digest.
+const accessoryPrefix = "sha256-"
+
 // accessoryTag matches what AccessoryTag writes for a sha256 digest.
-var accessoryTag = regexp.MustCompile(`^sha256-[0-9a-f]{64}(\.(sig|att|sbom))?$`)
+var accessoryTag = regexp.MustCompile(`^` + accessoryPrefix + `[0-9a-f]{64}(\.(sig|att|sbom))?$`)
 
 // IsAccessoryTag reports whether tag is one that cosign or the referrers fallback attach to
 // a manifest (sha256-<hex>, and sha256-<hex>.sig, .att or .sbom): it holds signatures,
 // attestations or referrers, never an image of its own.
 func IsAccessoryTag(tag string) bool { return accessoryTag.MatchString(tag) }
+
+// IsReservedTag reports whether tag is in the accessories' namespace: any tag starting
+// with sha256-, which cosign and registries' clean-up tools take for an accessory, even
+// when it is not one IsAccessoryTag would match. An image (a release) must not take one.
+func IsReservedTag(tag string) bool { return strings.HasPrefix(tag, accessoryPrefix) }

@@ -32,27 +32,32 @@ func TestAccessoryTag(t *testing.T) {
 	}
 }
 
+// TestIsAccessoryTag: the tags cosign and the referrers fallback write, and the wider
+// sha256- namespace no image may take.
 func TestIsAccessoryTag(t *testing.T) {
 	hex := strings.Repeat("0f", 32)
 	tests := []struct {
-		tag  string
-		want bool
+		tag            string
+		want, reserved bool
 	}{
-		{"sha256-" + hex, true},
-		{"sha256-" + hex + ".sig", true},
-		{"sha256-" + hex + ".att", true},
-		{"sha256-" + hex + ".sbom", true},
-		{"sha256-" + hex + ".txt", false},
-		{"sha256-" + hex[:63], false},
-		{"sha256-" + strings.ToUpper(hex), false},
-		{"sha256-release", false},
-		{"v1.2.3", false},
-		{"latest", false},
-		{"", false},
+		{"sha256-" + hex, true, true},
+		{"sha256-" + hex + ".sig", true, true},
+		{"sha256-" + hex + ".att", true, true},
+		{"sha256-" + hex + ".sbom", true, true},
+		{"sha256-" + hex + ".txt", false, true},
+		{"sha256-" + hex[:63], false, true},
+		{"sha256-" + strings.ToUpper(hex), false, true},
+		{"sha256-release", false, true},
+		{"v1.2.3", false, false},
+		{"latest", false, false},
+		{"", false, false},
 	}
 	for _, tt := range tests {
 		if got := registry.IsAccessoryTag(tt.tag); got != tt.want {
 			t.Errorf("IsAccessoryTag(%q) = %v, want %v", tt.tag, got, tt.want)
+		}
+		if got := registry.IsReservedTag(tt.tag); got != tt.reserved {
+			t.Errorf("IsReservedTag(%q) = %v, want %v", tt.tag, got, tt.reserved)
 		}
 	}
 }

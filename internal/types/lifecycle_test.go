@@ -757,29 +757,6 @@ func TestStoppedRevisionsPromoteNoRelease(t *testing.T) {
 	})
 }
 
-func TestValidateReleaseTag(t *testing.T) {
-	tests := []struct {
-		tag     string
-		wantErr error
-	}{
-		{"v1.2.3", nil},
-		{"1.0", nil},
-		{"v1.2.3-rc.1_b", nil},
-		{"release/1.0", ErrInvalidReleaseTag},
-		{"v1+build", ErrInvalidReleaseTag},
-		{".hidden", ErrInvalidReleaseTag},
-		{"-x", ErrInvalidReleaseTag},
-		{strings.Repeat("v", 129), ErrInvalidReleaseTag},
-		{"sha256-" + strings.Repeat("a", 64), ErrInvalidReleaseTag},
-	}
-	for _, tt := range tests {
-		err := ValidateReleaseTag(tt.tag)
-		if !errors.Is(err, tt.wantErr) || (err != nil && tt.wantErr == nil) {
-			t.Errorf("ValidateReleaseTag(%q) = %v, want %v", tt.tag, err, tt.wantErr)
-		}
-	}
-}
-
 func TestReleaseTags(t *testing.T) {
 	rt := ReleaseTags{"v*", "stable-[0-9]*"}
 	for tag, want := range map[string]bool{"v1.2.3": true, "v": true, "stable-2": true, "stable-x": false, "1.2.3": false, "release/v1": false} {

@@ -13,8 +13,8 @@ import (
 // characters except '/', '?' one character, '[...]' a class.
 type ReleaseTags []string
 
-// ErrInvalidReleaseTag is wrapped by ValidateReleaseTag's errors.
-var ErrInvalidReleaseTag = errors.New("invalid release tag")
+// ErrInvalidTag is wrapped by ValidateTag's errors.
+var ErrInvalidTag = errors.New("invalid tag")
 
 // Validate checks every pattern's syntax; the error names each bad one.
 func (rt ReleaseTags) Validate() error {
@@ -44,15 +44,12 @@ func (rt ReleaseTags) Match(tag string) bool {
 	return false
 }
 
-// ValidateReleaseTag checks that a git tag can be an image tag at the destinations: the
-// OCI tag grammar (1-128 letters, digits, '_', '.', '-', not starting with '.' or '-'),
-// and not a "sha256-..." tag, which cosign and promoter write next to images.
-func ValidateReleaseTag(tag string) error {
-	switch {
-	case !tagRE.MatchString(tag):
-		return fmt.Errorf("%w %q: an image tag is 1-128 letters, digits, '_', '.' or '-', not starting with '.' or '-'", ErrInvalidReleaseTag, tag)
-	case strings.HasPrefix(tag, "sha256-"):
-		return fmt.Errorf("%w %q: sha256-... tags hold signatures and attestations", ErrInvalidReleaseTag, tag)
+// ValidateTag checks the OCI tag grammar: 1-128 letters, digits, '_', '.', '-', not
+// starting with '.' or '-'. Which tags are reserved for signatures and attestations is
+// registry's rule (registry.IsReservedTag).
+func ValidateTag(tag string) error {
+	if !tagRE.MatchString(tag) {
+		return fmt.Errorf("%w %q: an image tag is 1-128 letters, digits, '_', '.' or '-', not starting with '.' or '-'", ErrInvalidTag, tag)
 	}
 	return nil
 }
