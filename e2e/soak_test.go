@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -79,97 +78,22 @@ func keySoak(t *testing.T) soakSigning {
 // false conflicted. A forged notification (another revision's digest) and one naming an
 // absent tag, delivered between kills, must change nothing.
 func killSoak(t *testing.T, sg soakSigning) {
-	bin := buildPromoter(t)
-	dir := t.TempDir()
-	stagingPort, listenPort := testenv.FreePort(t), testenv.FreePort(t)
-	listen := fmt.Sprintf("127.0.0.1:%d", listenPort)
-	status := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	staging := fmt.Sprintf("127.0.0.1:%d/team/app", stagingPort)
-	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
-		localregistry.WithNotify("http://"+listen+"/v1/events/registry", notifyHeaders()))
-	dests := []string{testenv.StartRegistry(t).Host + "/prod/app", testenv.StartRegistry(t).Host + "/prod/app"}
-	ciPub, signedPush := ciSigner(t, dir) // CI signs the arch images it pushes
-	cfgPath := filepath.Join(dir, "promoter.yaml")
-	// reconcileInterval is long: recovery must come from redelivery and the reconcile that
-	// runs at each start, not from a periodic sweep.
-	cfg := newDaemonConfig(t, withListeners(listen, "", status, filepath.Join(dir, "data")), withReconcile("1h"), sg.config,
-		withPipeline(pipelineConfig{
-			Name: "app", Platforms: bothArches, Staging: staging,
-			Sign: true, Verify: trusting(ciPub), Promote: signedTo(dests[0], dests[1]),
-		}))
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "daemon.log")
-	serve := func() *exec.Cmd {
-		cmd := exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "debug")
-		logf, _ := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
-	d := &runningDaemon{URL: "http://" + listen, Status: "http://" + status, Logs: &syncBuffer{t: t}}
+	s := newSoak(t, sg)
 	defer func() {
 		if t.Failed() {
-			t.Logf("daemon log (last 200 lines):\n%s", lastLines(readFile(logPath), 200))
+			t.Logf("daemon log (last 200 lines):\n%s", lastLines(readFile(s.logPath), 200))
 		}
 	}()
 
 	// Push while the daemon is killed again and again.
-	var (
-		wg       sync.WaitGroup
-		pushedMu sync.Mutex
-		pushed   []string
-	)
-	created := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := range sg.revisions {
-			rev := fmt.Sprintf("s%02d", i)
-			double := i%2 == 1
-			for _, pl := range []string{"linux/amd64", "linux/arm64"} {
-				tag := staging + ":" + types.ArchTag(types.DefaultArchTag).Render(rev, types.MustPlatform(pl))
-				if double {
-					bare, final := testenv.AppendThenMutate(t, pl, created)
-					signedPush(t, tag, bare)
-					signedPush(t, tag, final)
-				} else {
-					signedPush(t, tag, testenv.PlatformImage(t, pl, created))
-				}
-			}
-			pushedMu.Lock()
-			pushed = append(pushed, rev)
-			pushedMu.Unlock()
-			time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond) // the scenario: CI's pace
-		}
-	}()
-
-	// Two notifications that lie, delivered while the daemon is being killed:
-	//  - forged: revision f00's amd64 tag "has" the digest of s00's amd64 image. f00's real
-	//    amd64 image is pushed at the end; the index must hold that one.
-	//  - absent: revision a00's amd64 tag "has" a manifest staging holds by digest only, as
-	//    after the tag was deleted. a00 must stay unmerged.
-	s00 := staging + ":" + types.ArchTag(types.DefaultArchTag).Render("s00", types.MustPlatform("linux/amd64"))
-	signedPush(t, staging+":f00-arm64", testenv.PlatformImage(t, "linux/arm64", created))
-	signedPush(t, staging+":a00-arm64", testenv.PlatformImage(t, "linux/arm64", created))
-	untagged := testenv.PlatformImage(t, "linux/amd64", created)
-	testenv.Push(t, staging+"@"+testenv.Digest(t, untagged), untagged)
-	lies := []struct{ rev, digest string }{{"f00", ""}, {"a00", testenv.Digest(t, untagged)}}
-
+	pushed := s.pushRevisions(t)
+	lies := s.prepareLies(t)
 	start := time.Now()
 	for kill := 0; kill < sg.kills; kill++ {
-		cmd := serve()
-		d.waitReady(t)
-		if kill >= 5 && len(lies) > 0 {
-			if lies[0].digest == "" {
-				lies[0].digest = headDigest(t, s00) // pushed by now
-			}
-			if lies[0].digest != "" && notifyLie(t, d.URL, staging, lies[0].rev, lies[0].digest) {
-				lies = lies[1:]
-			}
+		cmd := s.serve(t)
+		s.d.waitReady(t)
+		if kill >= 5 {
+			lies = s.tellLie(t, lies)
 		}
 		time.Sleep(time.Duration(200+rand.IntN(1300)) * time.Millisecond) // the scenario: a random moment to kill at
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -177,133 +101,295 @@ func killSoak(t *testing.T, sg soakSigning) {
 		}
 		_ = cmd.Wait()
 	}
-	wg.Wait()
+	revs := pushed()
 	killed := time.Since(start)
 	if len(lies) > 0 {
 		t.Fatalf("%d forged notifications were never accepted", len(lies))
 	}
-	realF00 := testenv.PlatformImage(t, "linux/amd64", created)
-	signedPush(t, staging+":f00-amd64", realF00)
+	realF00 := testenv.PlatformImage(t, "linux/amd64", s.created)
+	s.signedPush(t, s.staging+":f00-amd64", realF00)
 
-	final := serve()
+	final := s.serve(t)
 	t.Cleanup(func() { _ = final.Process.Kill(); _ = final.Wait() })
-	d.waitReady(t)
-	recoverStart := time.Now()
-	var (
-		lost, wrong, dup, falseConflict int
-		slowest                         time.Duration
-		digests, all, own               int // signed digests checked; their signatures; promoter's
-	)
-	// checkSignatures checks that ref, a digest of rev, carries want signatures and, where
-	// sg.own tells promoter's apart, exactly one of promoter's.
-	checkSignatures := func(rev, ref string, want int) {
-		digests++
-		n := referrers(t, ref)
-		all += n
-		if n != want {
-			dup++
-			t.Errorf("%s: %s has %d signatures, want exactly %d", rev, ref, n, want)
-		}
-		if sg.own == nil {
-			return
-		}
-		n = sg.own(t, ref)
-		own += n
-		if n != 1 {
-			dup++
-			t.Errorf("%s: %s has %d signatures of promoter's, want exactly 1", rev, ref, n)
-		}
-	}
-	for _, rev := range pushed {
-		r := d.waitPhase(t, "app", rev, 3*time.Minute, types.PhasePromoted, types.PhaseConflicted, types.PhaseFailed)
-		if took := time.Since(recoverStart); took > slowest {
-			slowest = took
-		}
-		switch r.Phase {
-		case types.PhaseConflicted:
-			falseConflict++
-			t.Errorf("%s: conflicted although nothing moved a merged tag: %s", rev, r.Reason)
-			continue
-		case types.PhaseFailed:
-			lost++
-			t.Errorf("%s: failed: %s", rev, r.Reason)
-			continue
-		}
-		// The index holds what the staging registry holds under the arch tags now.
-		children := testenv.IndexChildren(t, staging+":"+rev)
-		for _, pl := range []string{"linux/amd64", "linux/arm64"} {
-			tag := types.ArchTag(types.DefaultArchTag).Render(rev, types.MustPlatform(pl))
-			if want := headDigest(t, staging+":"+tag); children[pl] != want {
-				wrong++
-				t.Errorf("%s: index holds %s for %s, staging %s holds %s", rev, children[pl], pl, tag, want)
-			}
-		}
-		index := headDigest(t, staging+":"+rev)
-		if r.Index != index {
-			wrong++
-			t.Errorf("%s: state says index %s, staging holds %s", rev, r.Index, index)
-		}
-		for _, dst := range dests {
-			if got := headDigest(t, dst+":"+rev); got != index {
-				lost++
-				t.Errorf("%s: %s holds %q, want %s", rev, dst, got, index)
-				continue
-			}
-			for dg, want := range signatures(index, children) {
-				checkSignatures(rev, dst+"@"+dg, want)
-			}
-		}
-		for dg, want := range signatures(index, children) {
-			checkSignatures(rev, staging+"@"+dg, want)
-		}
+	s.d.waitReady(t)
+	tally := &soakTally{start: time.Now()}
+	for _, rev := range revs {
+		s.checkRevision(t, tally, rev)
 	}
 	// The lies changed nothing: f00 holds its real amd64 image, a00 is not merged.
-	if r := d.waitPhase(t, "app", "f00", 3*time.Minute, types.PhasePromoted, types.PhaseConflicted, types.PhaseFailed); r.Phase != types.PhasePromoted {
-		wrong++
-		t.Errorf("f00: %s (%s), want promoted", r.Phase, r.Reason)
-	} else if got := testenv.IndexChildren(t, staging+":f00")["linux/amd64"]; got != testenv.Digest(t, realF00) {
-		wrong++
-		t.Errorf("f00 was merged with %s for linux/amd64, want its real image %s (the forged notification named %s)", got, testenv.Digest(t, realF00), headDigest(t, s00))
-	}
-	if r := d.revision(t, "app", "a00"); r != nil && (r.Index != "" || r.Phase != types.PhaseWaiting) {
-		wrong++
-		t.Errorf("a00: %s index %q, want waiting without an index: its amd64 tag does not exist", r.Phase, r.Index)
-	}
-	if headDigest(t, staging+":a00") != "" {
-		wrong++
-		t.Errorf("a00 has an index in staging")
-	}
+	s.checkLiesIgnored(t, tally, testenv.Digest(t, realF00))
 	t.Logf("kill soak, %s signing: %d SIGKILLs over %s while %d revisions were pushed (%d pushed twice: append then mutate); "+
 		"a forged notification and one for an absent tag were accepted mid-soak; "+
 		"after the last restart every revision settled within %s; lost %d, wrong %d, duplicate signatures %d, false conflicted %d",
-		sg.mode, sg.kills, killed.Round(time.Millisecond), len(pushed), len(pushed)/2, slowest.Round(time.Millisecond), lost, wrong, dup, falseConflict)
+		sg.mode, sg.kills, killed.Round(time.Millisecond), len(revs), len(revs)/2, tally.slowest.Round(time.Millisecond),
+		tally.lost, tally.wrong, tally.dup, tally.falseConflict)
 	if keep := os.Getenv("PROMOTER_SOAK_LOG"); keep != "" {
-		_ = os.WriteFile(keep, []byte(readFile(logPath)), 0o644)
+		_ = os.WriteFile(keep, []byte(readFile(s.logPath)), 0o644)
 	}
 	t.Logf("signatures: %d digests (indexes and children at staging and both destinations) carry %d in all; "+
-		"each index wants 1, each child 2 (promoter's and CI's)", digests, all)
+		"each index wants 1, each child 2 (promoter's and CI's)", tally.digests, tally.all)
 	if sg.own != nil {
-		t.Logf("promoter's own signatures on those %d digests: %d", digests, own)
+		t.Logf("promoter's own signatures on those %d digests: %d", tally.digests, tally.own)
 	}
-	t.Logf("retried handler failures by kind:\n%s", failureKinds(readFile(logPath)))
-	// The cosign CLI verifies the index and both children of every revision at each
-	// destination (about 0.1 s a call), and refuses a signer that is not promoter once.
+	t.Logf("retried handler failures by kind:\n%s", failureKinds(readFile(s.logPath)))
+	s.verifyWithCosign(t, revs)
+}
+
+// soak is a kill soak's setup: the promoter binary and its config, the staging registry
+// and two destinations, and the daemon's address, which each start of the binary takes.
+type soak struct {
+	sg               soakSigning
+	bin              string
+	cfgPath, logPath string
+	// staging is the pipeline's repository in staging; dests its two destinations.
+	staging    string
+	dests      []string
+	signedPush signedPush // CI's: it signs the arch images it pushes
+	created    time.Time
+	// d reaches whichever process of the binary is running.
+	d *runningDaemon
+	// s00 is revision s00's amd64 arch tag, whose digest the forged notification names.
+	s00 string
+}
+
+// newSoak builds the binary, starts the registries and writes the config of a daemon that
+// runs a merge-only pipeline trusting CI's key, signs as sg says and promotes to both
+// destinations.
+func newSoak(t *testing.T, sg soakSigning) *soak {
+	t.Helper()
+	dir := t.TempDir()
+	s := &soak{sg: sg, bin: buildPromoter(t), cfgPath: filepath.Join(dir, "promoter.yaml"), logPath: filepath.Join(dir, "daemon.log"),
+		created: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+	stagingPort, listenPort := testenv.FreePort(t), testenv.FreePort(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", listenPort)
+	status := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	s.staging = fmt.Sprintf("127.0.0.1:%d/team/app", stagingPort)
+	s.s00 = s.staging + ":" + types.ArchTag(types.DefaultArchTag).Render("s00", types.MustPlatform("linux/amd64"))
+	testenv.StartRegistryAt(t, filepath.Join(dir, "staging"), localregistry.WithPort(stagingPort),
+		localregistry.WithNotify("http://"+listen+"/v1/events/registry", notifyHeaders()))
+	s.dests = []string{testenv.StartRegistry(t).Host + "/prod/app", testenv.StartRegistry(t).Host + "/prod/app"}
+	var ciPub string
+	ciPub, s.signedPush = ciSigner(t, dir) // CI signs the arch images it pushes
+	// reconcileInterval is long: recovery must come from redelivery and the reconcile that
+	// runs at each start, not from a periodic sweep.
+	cfg := newDaemonConfig(t, withListeners(listen, "", status, filepath.Join(dir, "data")), withReconcile("1h"), sg.config,
+		withPipeline(pipelineConfig{
+			Name: "app", Platforms: bothArches, Staging: s.staging,
+			Sign: true, Verify: trusting(ciPub), Promote: signedTo(s.dests[0], s.dests[1]),
+		}))
+	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.d = &runningDaemon{URL: "http://" + listen, Status: "http://" + status, Logs: &syncBuffer{t: t}}
+	return s
+}
+
+// serve starts the binary, its output appended to the soak's log.
+func (s *soak) serve(t *testing.T) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(s.bin, "serve", "--config", s.cfgPath, "--log-level", "debug")
+	logf, _ := os.OpenFile(s.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+// pushRevisions pushes sg.revisions revisions in the background at CI's pace, every
+// second one twice (append, then mutate); the function it returns waits for the last push
+// and returns the revisions pushed, in order.
+func (s *soak) pushRevisions(t *testing.T) func() []string {
+	var pushed []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range s.sg.revisions {
+			rev := fmt.Sprintf("s%02d", i)
+			s.pushRevision(t, rev, i%2 == 1)
+			pushed = append(pushed, rev)
+			time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond) // the scenario: CI's pace
+		}
+	}()
+	return func() []string {
+		<-done
+		return pushed
+	}
+}
+
+// pushRevision pushes rev's two arch images, signed by CI; twice, when double, the way
+// `crane append` + `crane mutate` push: without a platform, then with it.
+func (s *soak) pushRevision(t *testing.T, rev string, double bool) {
+	t.Helper()
+	for _, pl := range []string{"linux/amd64", "linux/arm64"} {
+		tag := s.staging + ":" + types.ArchTag(types.DefaultArchTag).Render(rev, types.MustPlatform(pl))
+		if double {
+			bare, final := testenv.AppendThenMutate(t, pl, s.created)
+			s.signedPush(t, tag, bare)
+			s.signedPush(t, tag, final)
+		} else {
+			s.signedPush(t, tag, testenv.PlatformImage(t, pl, s.created))
+		}
+	}
+}
+
+// soakLie is a notification that lies: rev's amd64 arch tag "has" digest ("": the digest
+// of s00's amd64 image, once it is pushed).
+type soakLie struct{ rev, digest string }
+
+// prepareLies pushes what the two lying notifications need and returns them:
+//   - forged: revision f00's amd64 tag "has" the digest of s00's amd64 image. f00's real
+//     amd64 image is pushed at the end; the index must hold that one.
+//   - absent: revision a00's amd64 tag "has" a manifest staging holds by digest only, as
+//     after the tag was deleted. a00 must stay unmerged.
+func (s *soak) prepareLies(t *testing.T) []soakLie {
+	t.Helper()
+	s.signedPush(t, s.staging+":f00-arm64", testenv.PlatformImage(t, "linux/arm64", s.created))
+	s.signedPush(t, s.staging+":a00-arm64", testenv.PlatformImage(t, "linux/arm64", s.created))
+	untagged := testenv.PlatformImage(t, "linux/amd64", s.created)
+	testenv.Push(t, s.staging+"@"+testenv.Digest(t, untagged), untagged)
+	return []soakLie{{"f00", ""}, {"a00", testenv.Digest(t, untagged)}}
+}
+
+// tellLie delivers the first of lies to the running daemon and returns the rest once the
+// daemon has acknowledged it, or lies as they were (it may be killed before it answers;
+// the next start tries again).
+func (s *soak) tellLie(t *testing.T, lies []soakLie) []soakLie {
+	t.Helper()
+	if len(lies) == 0 {
+		return lies
+	}
+	if lies[0].digest == "" {
+		lies[0].digest = headDigest(t, s.s00) // pushed by now
+	}
+	if lies[0].digest != "" && notifyLie(t, s.d.URL, s.staging, lies[0].rev, lies[0].digest) {
+		return lies[1:]
+	}
+	return lies
+}
+
+// soakTally counts what a kill soak found wrong once the daemon ran again, and the
+// signatures it checked.
+type soakTally struct {
+	// start is when the last start of the daemon was ready; slowest how long after it the
+	// last revision settled.
+	start                           time.Time
+	slowest                         time.Duration
+	lost, wrong, dup, falseConflict int
+	digests, all, own               int // signed digests checked; their signatures; promoter's
+}
+
+// checkRevision waits for rev to settle and checks that it was promoted, that its index
+// holds what staging holds under its arch tags now, that both destinations hold that
+// index, and that each of its digests carries its signatures in staging and at each
+// destination.
+func (s *soak) checkRevision(t *testing.T, tl *soakTally, rev string) {
+	t.Helper()
+	r := s.d.waitPhase(t, "app", rev, 3*time.Minute, types.PhasePromoted, types.PhaseConflicted, types.PhaseFailed)
+	tl.slowest = max(tl.slowest, time.Since(tl.start))
+	switch r.Phase {
+	case types.PhaseConflicted:
+		tl.falseConflict++
+		t.Errorf("%s: conflicted although nothing moved a merged tag: %s", rev, r.Reason)
+		return
+	case types.PhaseFailed:
+		tl.lost++
+		t.Errorf("%s: failed: %s", rev, r.Reason)
+		return
+	}
+	// The index holds what the staging registry holds under the arch tags now.
+	children := testenv.IndexChildren(t, s.staging+":"+rev)
+	for _, pl := range []string{"linux/amd64", "linux/arm64"} {
+		tag := types.ArchTag(types.DefaultArchTag).Render(rev, types.MustPlatform(pl))
+		if want := headDigest(t, s.staging+":"+tag); children[pl] != want {
+			tl.wrong++
+			t.Errorf("%s: index holds %s for %s, staging %s holds %s", rev, children[pl], pl, tag, want)
+		}
+	}
+	index := headDigest(t, s.staging+":"+rev)
+	if r.Index != index {
+		tl.wrong++
+		t.Errorf("%s: state says index %s, staging holds %s", rev, r.Index, index)
+	}
+	for _, dst := range s.dests {
+		if got := headDigest(t, dst+":"+rev); got != index {
+			tl.lost++
+			t.Errorf("%s: %s holds %q, want %s", rev, dst, got, index)
+			continue
+		}
+		for dg, want := range signatures(index, children) {
+			s.checkSignatures(t, tl, rev, dst+"@"+dg, want)
+		}
+	}
+	for dg, want := range signatures(index, children) {
+		s.checkSignatures(t, tl, rev, s.staging+"@"+dg, want)
+	}
+}
+
+// checkSignatures checks that ref, a digest of rev, carries want signatures and, where
+// sg.own tells promoter's apart, exactly one of promoter's.
+func (s *soak) checkSignatures(t *testing.T, tl *soakTally, rev, ref string, want int) {
+	t.Helper()
+	tl.digests++
+	n := referrers(t, ref)
+	tl.all += n
+	if n != want {
+		tl.dup++
+		t.Errorf("%s: %s has %d signatures, want exactly %d", rev, ref, n, want)
+	}
+	if s.sg.own == nil {
+		return
+	}
+	n = s.sg.own(t, ref)
+	tl.own += n
+	if n != 1 {
+		tl.dup++
+		t.Errorf("%s: %s has %d signatures of promoter's, want exactly 1", rev, ref, n)
+	}
+}
+
+// checkLiesIgnored checks that the lies changed nothing: f00 was promoted with its real
+// amd64 image, realF00, and a00, whose amd64 tag never existed, is not merged.
+func (s *soak) checkLiesIgnored(t *testing.T, tl *soakTally, realF00 string) {
+	t.Helper()
+	if r := s.d.waitPhase(t, "app", "f00", 3*time.Minute, types.PhasePromoted, types.PhaseConflicted, types.PhaseFailed); r.Phase != types.PhasePromoted {
+		tl.wrong++
+		t.Errorf("f00: %s (%s), want promoted", r.Phase, r.Reason)
+	} else if got := testenv.IndexChildren(t, s.staging+":f00")["linux/amd64"]; got != realF00 {
+		tl.wrong++
+		t.Errorf("f00 was merged with %s for linux/amd64, want its real image %s (the forged notification named %s)", got, realF00, headDigest(t, s.s00))
+	}
+	if r := s.d.revision(t, "app", "a00"); r != nil && (r.Index != "" || r.Phase != types.PhaseWaiting) {
+		tl.wrong++
+		t.Errorf("a00: %s index %q, want waiting without an index: its amd64 tag does not exist", r.Phase, r.Index)
+	}
+	if headDigest(t, s.staging+":a00") != "" {
+		tl.wrong++
+		t.Errorf("a00 has an index in staging")
+	}
+}
+
+// verifyWithCosign has the cosign CLI verify the index and both children of every one of
+// revs at each destination (about 0.1 s a call), and refuse a signer that is not promoter
+// once.
+func (s *soak) verifyWithCosign(t *testing.T, revs []string) {
+	t.Helper()
 	verifyStart, verified := time.Now(), 0
-	for _, rev := range pushed {
-		index := headDigest(t, staging+":"+rev)
-		children := testenv.IndexChildren(t, staging+":"+rev)
-		for _, dst := range dests {
+	for _, rev := range revs {
+		index := headDigest(t, s.staging+":"+rev)
+		children := testenv.IndexChildren(t, s.staging+":"+rev)
+		for _, dst := range s.dests {
 			for _, dg := range []string{index, children["linux/amd64"], children["linux/arm64"]} {
-				sg.verify(t, dst+"@"+dg)
+				s.sg.verify(t, dst+"@"+dg)
 				verified++
 			}
 		}
 	}
-	if sg.refuse != nil {
-		sg.refuse(t, dests[0]+"@"+headDigest(t, staging+":"+pushed[0]))
+	if s.sg.refuse != nil {
+		s.sg.refuse(t, s.dests[0]+"@"+headDigest(t, s.staging+":"+revs[0]))
 	}
 	t.Logf("the cosign CLI verified %d digests (%d revisions at %d destinations) in %s",
-		verified, len(pushed), len(dests), time.Since(verifyStart).Round(time.Millisecond))
+		verified, len(revs), len(s.dests), time.Since(verifyStart).Round(time.Millisecond))
 }
 
 // signatures is how many signatures each digest of a merged revision carries: promoter's
