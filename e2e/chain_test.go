@@ -97,6 +97,29 @@ func TestGitHubPushToPromotedIndex(t *testing.T) {
 		checkJobSpec(t, j)
 	}
 	r := d.waitPhase(t, "app", rev, 4*time.Minute, types.PhasePromoted)
+	checkChainState(t, r, dest, dest2)
+	for _, run := range node.Runs() {
+		t.Logf("node ran %s in %s; last lines:\n%s", run.Job, run.Took.Round(time.Millisecond), lastLines(strings.TrimRight(run.Output, "\n"), 6))
+	}
+	checkChainVerifies(t, pubPath, rev, r.Index, dest, dest2)
+	// What BuildKit built, read back from the promoted index.
+	checkChainBuilt(t, dest, rev)
+
+	t.Run("the same webhook delivered twice creates each Job once", func(t *testing.T) {
+		checkChainRedelivery(t, d, kube.Client, repo, delivery, rev)
+	})
+	t.Run("a failing build is retried, then the revision fails with BuildKit's error", func(t *testing.T) {
+		bad := gitsrv.Commit(t, "app", map[string]string{
+			"Dockerfile": chainDockerfile(base, "RUN echo \"make: *** No rule to make target 'all'.\" >&2; exit 1"),
+		})
+		checkChainFailedBuild(t, d, kube.Client, repo, bad)
+	})
+}
+
+// checkChainState checks that promoted revision r is signed, promoted to dest and dest2
+// with its index, and that each platform's build succeeded.
+func checkChainState(t *testing.T, r *types.Revision, dest, dest2 string) {
+	t.Helper()
 	if !r.Signed || !r.Promotions[dest].Done || r.Promotions[dest].Digest != r.Index || r.Promotions[dest2].Digest != r.Index {
 		t.Fatalf("state: %+v", r)
 	}
@@ -105,14 +128,18 @@ func TestGitHubPushToPromotedIndex(t *testing.T) {
 			t.Errorf("%s build: %+v", p, r.Platforms[p])
 		}
 	}
-	for _, run := range node.Runs() {
-		t.Logf("node ran %s in %s; last lines:\n%s", run.Job, run.Took.Round(time.Millisecond), lastLines(strings.TrimRight(run.Output, "\n"), 6))
-	}
+}
+
+// checkChainVerifies checks, at each of dests, that revision rev's promoted index
+// (digest index) verifies with promoter's public key pubPath, that it keeps BuildKit's
+// provenance, and that the real cosign CLI verifies the index and each image.
+func checkChainVerifies(t *testing.T, pubPath, rev, index string, dests ...string) {
+	t.Helper()
 	key, err := sign.LoadVerifier(context.Background(), pubPath, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []string{dest, dest2} {
+	for _, d := range dests {
 		checked, err := testenv.Verifier(t, key).Verify(context.Background(), d+":"+rev)
 		if err != nil || len(checked) != 3 {
 			t.Fatalf("promoted index does not verify at %s: %v %+v", d, err, checked)
@@ -122,19 +149,24 @@ func TestGitHubPushToPromotedIndex(t *testing.T) {
 	// BuildKit attached provenance (build.provenance defaults to mode=min, as buildx), so
 	// each arch tag was an index of the image and its attestation manifest: the merged
 	// index keeps each attestation next to its image, and promotion copies them.
-	for _, d := range []string{dest, dest2} {
+	for _, d := range dests {
 		checkProvenance(t, d, rev)
 	}
 	// And the real cosign CLI verifies the index and each image at each destination.
 	cosign := testenv.Tool(t, "cosign")
-	for _, d := range []string{dest, dest2} {
+	for _, d := range dests {
 		kids := testenv.IndexChildren(t, d+":"+rev)
-		for _, dg := range []string{r.Index, kids["linux/amd64"], kids["linux/arm64"]} {
+		for _, dg := range []string{index, kids["linux/amd64"], kids["linux/arm64"]} {
 			cosignVerify(t, cosign, pubPath, d+"@"+dg)
 		}
 	}
+}
 
-	// What BuildKit built, read back from the promoted index.
+// checkChainBuilt checks what BuildKit built, read back from the index rev promoted to
+// dest: the amd64 image holds the RUN step's output, run without a PID namespace of its
+// own, and the arm64 image is linux/arm64, labelled with rev, and holds the file from git.
+func checkChainBuilt(t *testing.T, dest, rev string) {
+	t.Helper()
 	children := testenv.IndexChildren(t, dest+":"+rev)
 	amd := promotedImage(t, dest, children["linux/amd64"])
 	if got, err := fileInImage(amd, "built"); err != nil || got != "built for linux/amd64\n" {
@@ -156,46 +188,51 @@ func TestGitHubPushToPromotedIndex(t *testing.T) {
 	if got, err := fileInImage(arm, "hello.txt"); err != nil || got != "hello from git\n" {
 		t.Errorf("linux/arm64 /hello.txt: got %q (%v), want the file from git", got, err)
 	}
+}
 
-	t.Run("the same webhook delivered twice creates each Job once", func(t *testing.T) {
-		dups := testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues("github", "push", "duplicate", ""))
-		githubPush(t, d.URL, repo, delivery, rev)                               // same delivery: de-duplicated by JetStream
-		githubPush(t, d.URL, repo, "99999999-2222-3333-4444-555555555555", rev) // a new delivery of the same revision
-		// A source change is stored once per pipeline and revision: both are answered as
-		// duplicates, so nothing was queued that could create a Job later.
-		if got := testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues("github", "push", "duplicate", "")) - dups; got != 2 {
-			t.Fatalf("%v of the two deliveries were duplicates, want 2", got)
-		}
-		if got := listJobs(t, kube.Client, rev); len(got) != 2 {
-			t.Fatalf("%d jobs for %s, want 2", len(got), rev)
-		}
-	})
+// checkChainRedelivery delivers the push of rev on repo again, once as delivery (already
+// seen) and once as a new delivery, and checks that both are answered as duplicates and
+// that rev still has its two Jobs.
+func checkChainRedelivery(t *testing.T, d *runningDaemon, c kubernetes.Interface, repo, delivery, rev string) {
+	t.Helper()
+	dups := testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues("github", "push", "duplicate", ""))
+	githubPush(t, d.URL, repo, delivery, rev)                               // same delivery: de-duplicated by JetStream
+	githubPush(t, d.URL, repo, "99999999-2222-3333-4444-555555555555", rev) // a new delivery of the same revision
+	// A source change is stored once per pipeline and revision: both are answered as
+	// duplicates, so nothing was queued that could create a Job later.
+	if got := testutil.ToFloat64(d.Metrics.EventsReceived.WithLabelValues("github", "push", "duplicate", "")) - dups; got != 2 {
+		t.Fatalf("%v of the two deliveries were duplicates, want 2", got)
+	}
+	if got := listJobs(t, c, rev); len(got) != 2 {
+		t.Fatalf("%d jobs for %s, want 2", len(got), rev)
+	}
+}
 
-	t.Run("a failing build is retried, then the revision fails with BuildKit's error", func(t *testing.T) {
-		bad := gitsrv.Commit(t, "app", map[string]string{
-			"Dockerfile": chainDockerfile(base, "RUN echo \"make: *** No rule to make target 'all'.\" >&2; exit 1"),
-		})
-		githubPush(t, d.URL, repo, "bad-delivery", bad)
-		r := d.waitPhase(t, "app", bad, 4*time.Minute, types.PhaseFailed)
-		t.Logf("failure reason: %s", r.Reason)
-		for _, want := range []string{"linux/amd64", "after 2 attempts", "No rule to make target", "did not complete successfully: exit code: 1"} {
-			if !strings.Contains(r.Reason, want) {
-				t.Errorf("reason %q does not say %q", r.Reason, want)
-			}
+// checkChainFailedBuild pushes bad, a revision of repo whose amd64 RUN step fails, and
+// checks that its build was attempted twice, then failed the revision with BuildKit's
+// error in the reason and in a log line.
+func checkChainFailedBuild(t *testing.T, d *runningDaemon, c kubernetes.Interface, repo, bad string) {
+	t.Helper()
+	githubPush(t, d.URL, repo, "bad-delivery", bad)
+	r := d.waitPhase(t, "app", bad, 4*time.Minute, types.PhaseFailed)
+	t.Logf("failure reason: %s", r.Reason)
+	for _, want := range []string{"linux/amd64", "after 2 attempts", "No rule to make target", "did not complete successfully: exit code: 1"} {
+		if !strings.Contains(r.Reason, want) {
+			t.Errorf("reason %q does not say %q", r.Reason, want)
 		}
-		var amd int
-		for _, j := range listJobs(t, kube.Client, bad) {
-			if j.Spec.Template.Spec.NodeSelector["kubernetes.io/arch"] == "amd64" {
-				amd++
-			}
+	}
+	var amd int
+	for _, j := range listJobs(t, c, bad) {
+		if j.Spec.Template.Spec.NodeSelector["kubernetes.io/arch"] == "amd64" {
+			amd++
 		}
-		if amd != 2 {
-			t.Errorf("%d amd64 jobs, want 2 (one per attempt)", amd)
-		}
-		if !d.Logs.Contains("build failed for good", bad) {
-			t.Errorf("no log line for the failed build")
-		}
-	})
+	}
+	if amd != 2 {
+		t.Errorf("%d amd64 jobs, want 2 (one per attempt)", amd)
+	}
+	if !d.Logs.Contains("build failed for good", bad) {
+		t.Errorf("no log line for the failed build")
+	}
 }
 
 // chainDockerfile builds linux/amd64 on base with step (a RUN) and linux/arm64 from scratch
