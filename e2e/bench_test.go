@@ -34,9 +34,27 @@ func TestBenchQuick(t *testing.T) {
 	rep.Markdown(&out)
 	table := out.String()
 
-	// The report's two tables: the figures, then the CPU of each copy.
-	rows := map[string][]string{} // label → the other cells
-	cpu := map[string][]string{}
+	rows, cpu := benchTables(table)
+	want := benchRows(cfg)
+	for _, label := range want {
+		checkFigureRow(t, label, rows, table)
+	}
+	if len(rows) != len(want) {
+		t.Errorf("the table has %d rows, want %d:\n%s", len(rows), len(want), table)
+	}
+	checkCPUTable(t, cpu, table)
+	for _, s := range []string{"**Registry storage:** tmpfs", "SyncAlways", "**Machine:**", "crane copy --insecure", "skopeo --insecure-policy copy --all"} {
+		if !strings.Contains(table, s) {
+			t.Errorf("the report does not say %q:\n%s", s, table)
+		}
+	}
+	t.Logf("quick bench (figures meaningless):\n%s", table)
+}
+
+// benchTables parses the report's two tables: the figures, then the CPU of each copy.
+// Each maps a row's label to its other cells.
+func benchTables(table string) (rows, cpu map[string][]string) {
+	rows, cpu = map[string][]string{}, map[string][]string{}
 	current := rows
 	for _, line := range strings.Split(table, "\n") {
 		switch {
@@ -52,6 +70,11 @@ func TestBenchQuick(t *testing.T) {
 		cells := strings.Split(strings.Trim(line, "| "), " | ")
 		current[cells[0]] = cells[1:]
 	}
+	return rows, cpu
+}
+
+// benchRows are the labels of the figures table's rows that a run with cfg reports.
+func benchRows(cfg bench.Config) []string {
 	want := []string{bench.RowIndex, bench.RowPromoted}
 	for _, dests := range []string{"1 destination", "3 destinations"} {
 		for _, peer := range []string{"`crane copy`", "`regctl image copy`", "`skopeo copy --all`"} {
@@ -68,34 +91,43 @@ func TestBenchQuick(t *testing.T) {
 		}
 		want = append(want, fmt.Sprintf(bench.RowIngest, n, noun))
 	}
-	want = append(want, fmt.Sprintf(bench.RowRSS, "2 MiB"))
+	return append(want, fmt.Sprintf(bench.RowRSS, "2 MiB"))
+}
 
-	number := regexp.MustCompile(`\d+(\.\d+)?`)
-	for _, label := range want {
-		cells, ok := rows[label]
-		if !ok {
-			t.Errorf("no row %q in the table:\n%s", label, table)
-			continue
-		}
-		if len(cells) != 4 {
-			t.Errorf("row %q has cells %q, want figure, samples, target, verdict", label, cells)
-			continue
-		}
-		fig := cells[0]
-		if !number.MatchString(fig) || strings.Contains(fig, "NaN") || strings.Contains(fig, "Inf") {
-			t.Errorf("row %q: figure %q is not numeric", label, fig)
-		}
-		if !number.MatchString(cells[1]) {
-			t.Errorf("row %q: samples %q has no count", label, cells[1])
-		}
-		if v := cells[3]; v != "met" && v != "**missed**" && !strings.HasPrefix(v, "—") {
-			t.Errorf("row %q: verdict %q, want met, **missed** or —", label, v)
-		}
+var (
+	benchNumber  = regexp.MustCompile(`\d+(\.\d+)?`)
+	benchSeconds = regexp.MustCompile(`^\d+\.\d\d s$`)
+)
+
+// checkFigureRow checks the figures table has a row label with a numeric figure, a
+// sample count, a target and a verdict.
+func checkFigureRow(t *testing.T, label string, rows map[string][]string, table string) {
+	t.Helper()
+	cells, ok := rows[label]
+	if !ok {
+		t.Errorf("no row %q in the table:\n%s", label, table)
+		return
 	}
-	if len(rows) != len(want) {
-		t.Errorf("the table has %d rows, want %d:\n%s", len(rows), len(want), table)
+	if len(cells) != 4 {
+		t.Errorf("row %q has cells %q, want figure, samples, target, verdict", label, cells)
+		return
 	}
-	seconds := regexp.MustCompile(`^\d+\.\d\d s$`)
+	fig := cells[0]
+	if !benchNumber.MatchString(fig) || strings.Contains(fig, "NaN") || strings.Contains(fig, "Inf") {
+		t.Errorf("row %q: figure %q is not numeric", label, fig)
+	}
+	if !benchNumber.MatchString(cells[1]) {
+		t.Errorf("row %q: samples %q has no count", label, cells[1])
+	}
+	if v := cells[3]; v != "met" && v != "**missed**" && !strings.HasPrefix(v, "—") {
+		t.Errorf("row %q: verdict %q, want met, **missed** or —", label, v)
+	}
+}
+
+// checkCPUTable checks the CPU table has a row per tool and destination count, each with
+// wall, copier and registry times in seconds, and no other row.
+func checkCPUTable(t *testing.T, cpu map[string][]string, table string) {
+	t.Helper()
 	for _, dests := range []string{"1 destination", "3 destinations"} {
 		for _, tool := range []string{"promoter", "crane", "regctl", "skopeo"} {
 			label := tool + ", " + dests
@@ -105,7 +137,7 @@ func TestBenchQuick(t *testing.T) {
 				continue
 			}
 			for _, c := range cells {
-				if !seconds.MatchString(c) {
+				if !benchSeconds.MatchString(c) {
 					t.Errorf("CPU table row %q: %q is not a time in seconds", label, c)
 				}
 			}
@@ -114,10 +146,4 @@ func TestBenchQuick(t *testing.T) {
 	if len(cpu) != 8 {
 		t.Errorf("the CPU table has %d rows, want 8:\n%s", len(cpu), table)
 	}
-	for _, s := range []string{"**Registry storage:** tmpfs", "SyncAlways", "**Machine:**", "crane copy --insecure", "skopeo --insecure-policy copy --all"} {
-		if !strings.Contains(table, s) {
-			t.Errorf("the report does not say %q:\n%s", s, table)
-		}
-	}
-	t.Logf("quick bench (figures meaningless):\n%s", table)
 }

@@ -58,6 +58,50 @@ func TestChartInARealCluster(t *testing.T) {
 	})
 	repoURL := serveGitOnNode(t, c, gitsrv.Root) + "/app.git"
 
+	pubFile := createReleaseNamespace(ctx, t, c)
+	natsVolume(t, c)
+	values := writeChartValues(t, promoterRepo, promoterDigest, reg, buildkitImage, repoURL)
+	helmInstall(t, c, helm, values)
+	checkReleasePods(ctx, t, c)
+
+	// The build Jobs' push credentials, in the namespace the chart made for them.
+	buildNS := "promoter-builds"
+	createBuildPushConfig(ctx, t, c, buildNS)
+	// Everything below goes through the cluster's own network: Service IPs exist only in
+	// the node's namespace, where kube-proxy's rules are.
+	client := &http.Client{Transport: &http.Transport{DialContext: c.Netns.DialContext}, Timeout: 30 * time.Second}
+	daemonURL := "http://" + serviceAddr(t, c, "promoter", "http")
+	st := &status.Client{URL: "http://" + serviceAddr(t, c, "promoter-status", "status"), HTTP: client}
+	sum := githubPushVia(t, client, daemonURL, repoURL, "cluster-1", rev)
+	t.Logf("GitHub push of %s to %s: %+v", rev[:12], daemonURL, sum)
+
+	// One daemon pod goes away while the revision is being built; the other finishes it.
+	job := waitBuildJob(ctx, t, c, buildNS)
+	gone := deleteDaemonPod(ctx, t, c)
+	t.Logf("build Job %s created; daemon pod %s deleted", job, gone)
+
+	r := waitClusterPromoted(ctx, t, c, st, rev)
+	t.Logf("revision %s promoted: index %s, signed %v, promotions %+v", rev[:12], r.Index, r.Signed, r.Promotions)
+	t.Logf("pods:\n%s", podsWide(t, c, ""))
+	for _, p := range jobPods(ctx, t, c, buildNS) {
+		t.Logf("BuildKit log of build pod %s (its steps and pushes):\n%s", p.Name, buildKitSteps(podLog(ctx, t, c, &p)))
+	}
+
+	dest := reg + "/prod/app"
+	kids, err := remoteIndexChildren(c, dest+":"+rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dg := range []string{r.Index, kids["linux/amd64"]} {
+		clusterCosignVerify(t, c, cosign, pubFile, dest+"@"+dg)
+	}
+}
+
+// createReleaseNamespace creates the release namespace, under the restricted Pod Security
+// level, with the chart's existing secrets: the webhook tokens and promoter's cosign key
+// pair, whose public key it also writes to a file and returns.
+func createReleaseNamespace(ctx context.Context, t *testing.T, c *testenv.KubeCluster) (pubFile string) {
+	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: releaseNamespace, Labels: map[string]string{
 		"pod-security.kubernetes.io/enforce": "restricted",
 	}}}
@@ -70,12 +114,20 @@ func TestChartInARealCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	createReleaseSecret(t, c, "promoter-cosign", map[string][]byte{"cosign.key": priv, "cosign.pub": pub, "cosign.password": []byte("pw")})
-	pubFile := filepath.Join(t.TempDir(), "cosign.pub")
+	pubFile = filepath.Join(t.TempDir(), "cosign.pub")
 	if err := os.WriteFile(pubFile, pub, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	natsVolume(t, c)
+	return pubFile
+}
 
+// writeChartValues writes the release's values file and returns its path: two daemon
+// replicas of promoter's image (promoterRepo@promoterDigest), the bundled NATS and one
+// amd64 builder group, all from the node's registry reg, and one pipeline that builds
+// repoURL's main branch with the kubernetes executor (BuildKit image buildkitImage),
+// signs and promotes it.
+func writeChartValues(t *testing.T, promoterRepo, promoterDigest, reg, buildkitImage, repoURL string) string {
+	t.Helper()
 	values := filepath.Join(t.TempDir(), "values.yaml")
 	if err := os.WriteFile(values, []byte(yamlf(`
 image:
@@ -116,6 +168,13 @@ config:
 `, promoterRepo, promoterDigest, reg, buildkitImage, repoURL)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return values
+}
+
+// helmInstall installs charts/promoter as release "promoter" with values, waiting up to 5
+// minutes for its pods to be ready.
+func helmInstall(t *testing.T, c *testenv.KubeCluster, helm, values string) {
+	t.Helper()
 	start := time.Now()
 	out, err := clusterHelm(t, c, helm, "install", "promoter", "../charts/promoter", "--namespace", releaseNamespace,
 		"--values", values, "--wait", "--timeout", "5m")
@@ -124,7 +183,12 @@ config:
 	}
 	t.Logf("helm install --wait: %s\n%s", time.Since(start).Round(time.Millisecond), lastLines(out, 6))
 	t.Logf("pods:\n%s", podsWide(t, c, ""))
+}
 
+// checkReleasePods checks the release runs two ready daemon pods, one ready NATS pod and
+// one running builder agent.
+func checkReleasePods(ctx context.Context, t *testing.T, c *testenv.KubeCluster) {
+	t.Helper()
 	pods, err := c.Client.CoreV1().Pods(releaseNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -146,34 +210,34 @@ config:
 	if err != nil || len(agents.Items) != 1 || agents.Items[0].Status.Phase != corev1.PodRunning {
 		t.Fatalf("builder agent pods: %v, %+v", err, agents)
 	}
+}
 
-	// The build Jobs' push credentials, in the namespace the chart made for them.
-	buildNS := "promoter-builds"
-	if _, err := c.Client.CoreV1().Secrets(buildNS).Create(ctx, &corev1.Secret{
+// createBuildPushConfig creates, in the build namespace ns, the build Jobs' (empty) push
+// credentials and the buildkitd.toml that lets them push to the node's plain-HTTP
+// registry.
+func createBuildPushConfig(ctx context.Context, t *testing.T, c *testenv.KubeCluster, ns string) {
+	t.Helper()
+	if _, err := c.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "registry-credentials"},
 		Type:       corev1.SecretTypeDockerConfigJson,
 		Data:       map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Client.CoreV1().ConfigMaps(buildNS).Create(ctx, &corev1.ConfigMap{
+	if _, err := c.Client.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "buildkitd"},
-		Data:       map[string]string{"buildkitd.toml": fmt.Sprintf("[registry.%q]\n  http = true\n", reg)},
+		Data:       map[string]string{"buildkitd.toml": fmt.Sprintf("[registry.%q]\n  http = true\n", c.Registry.Host)},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// Everything below goes through the cluster's own network: Service IPs exist only in
-	// the node's namespace, where kube-proxy's rules are.
-	client := &http.Client{Transport: &http.Transport{DialContext: c.Netns.DialContext}, Timeout: 30 * time.Second}
-	daemonURL := "http://" + serviceAddr(t, c, "promoter", "http")
-	st := &status.Client{URL: "http://" + serviceAddr(t, c, "promoter-status", "status"), HTTP: client}
-	sum := githubPushVia(t, client, daemonURL, repoURL, "cluster-1", rev)
-	t.Logf("GitHub push of %s to %s: %+v", rev[:12], daemonURL, sum)
+}
 
-	// One daemon pod goes away while the revision is being built; the other finishes it.
+// waitBuildJob waits up to 3 minutes for a build Job in namespace ns and returns its name.
+func waitBuildJob(ctx context.Context, t *testing.T, c *testenv.KubeCluster, ns string) string {
+	t.Helper()
 	var job string
 	if err := testenv.WaitFor(3*time.Minute, func() error {
-		jobs, err := c.Client.BatchV1().Jobs(buildNS).List(ctx, metav1.ListOptions{})
+		jobs, err := c.Client.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
 		if err != nil || len(jobs.Items) == 0 {
 			return fmt.Errorf("no build Job yet (%v)", err)
 		}
@@ -182,6 +246,13 @@ config:
 	}); err != nil {
 		t.Fatalf("%v\n%s", err, podsWide(t, c, ""))
 	}
+	return job
+}
+
+// deleteDaemonPod deletes one of the release's daemon pods at once (no grace period) and
+// returns its name.
+func deleteDaemonPod(ctx context.Context, t *testing.T, c *testenv.KubeCluster) string {
+	t.Helper()
 	daemons, err := c.Client.CoreV1().Pods(releaseNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=daemon"})
 	if err != nil || len(daemons.Items) == 0 {
 		t.Fatalf("daemon pods: %v", err)
@@ -191,8 +262,13 @@ config:
 	if err := c.Client.CoreV1().Pods(releaseNamespace).Delete(ctx, gone, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("build Job %s created; daemon pod %s deleted", job, gone)
+	return gone
+}
 
+// waitClusterPromoted asks the status API st, for up to 5 minutes, until pipeline app's
+// revision rev is settled, and fails the test unless it was promoted.
+func waitClusterPromoted(ctx context.Context, t *testing.T, c *testenv.KubeCluster, st *status.Client, rev string) *types.Revision {
+	t.Helper()
 	var r *types.Revision
 	if err := testenv.WaitFor(5*time.Minute, func() error {
 		got, err := st.Revision(ctx, "app", rev)
@@ -207,32 +283,25 @@ config:
 	}); err != nil || r.Phase != types.PhasePromoted {
 		t.Fatalf("revision %s: %v, %+v\n%s", rev[:12], err, r, podsWide(t, c, ""))
 	}
-	t.Logf("revision %s promoted: index %s, signed %v, promotions %+v", rev[:12], r.Index, r.Signed, r.Promotions)
-	t.Logf("pods:\n%s", podsWide(t, c, ""))
-	for _, p := range jobPods(ctx, t, c, buildNS) {
-		t.Logf("BuildKit log of build pod %s (its steps and pushes):\n%s", p.Name, buildKitSteps(podLog(ctx, t, c, &p)))
-	}
+	return r
+}
 
-	dest := reg + "/prod/app"
-	kids, err := remoteIndexChildren(c, dest+":"+rev)
-	if err != nil {
+// clusterCosignVerify runs `cosign verify` with the public key pubFile on ref, from inside
+// the cluster's network.
+func clusterCosignVerify(t *testing.T, c *testenv.KubeCluster, cosign, pubFile, ref string) {
+	t.Helper()
+	cmd := testenv.Cosign(t, cosign, "verify", "--key", pubFile, "--insecure-ignore-tlog", "--allow-http-registry", ref)
+	// Offline still, but the node's registry is inside the cluster's namespace.
+	cmd.Env = append(cmd.Env, "NO_PROXY=127.0.0.1,localhost,"+c.NodeIP)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := c.Netns.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
-	for _, dg := range []string{r.Index, kids["linux/amd64"]} {
-		ref := dest + "@" + dg
-		cmd := testenv.Cosign(t, cosign, "verify", "--key", pubFile, "--insecure-ignore-tlog", "--allow-http-registry", ref)
-		// Offline still, but the node's registry is inside the cluster's namespace.
-		cmd.Env = append(cmd.Env, "NO_PROXY=127.0.0.1,localhost,"+c.NodeIP)
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := c.Netns.Start(cmd); err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("cosign verify --key cosign.pub %s: %v\n%s", ref, err, out.String())
-		} else {
-			t.Logf("$ cosign verify --key cosign.pub --insecure-ignore-tlog --allow-http-registry %s\n-> passed", ref)
-		}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("cosign verify --key cosign.pub %s: %v\n%s", ref, err, out.String())
+	} else {
+		t.Logf("$ cosign verify --key cosign.pub --insecure-ignore-tlog --allow-http-registry %s\n-> passed", ref)
 	}
 }
 

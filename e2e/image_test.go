@@ -34,7 +34,6 @@ import (
 func TestPromoterReleasesItself(t *testing.T) {
 	cosign := testenv.Tool(t, "cosign")
 	env := newStaged(t, "promoter-dev/promoter")
-	staging, release := env.Staging, env.Dest
 	ciKey, ciPub := writeKeyPair(t, t.TempDir(), "ci-pw")
 
 	d := env.startTrusting(t, "promoter", ciPub)
@@ -42,15 +41,42 @@ func TestPromoterReleasesItself(t *testing.T) {
 	// Build both platforms from this tree, as hack/image.sh does.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
+	rel := buildSelfImage(ctx, t)
+	sr := &selfRelease{cosign: cosign, release: env.Dest, pub: env.Pub, ciPub: ciPub,
+		revision: rel.Revision, sha: strings.TrimSuffix(rel.Revision, "-dirty")}
+	sr.staged = stageSelfImage(ctx, t, rel, env.Staging, sr.sha, cosign, ciKey)
+
+	sr.r = d.waitPhase(t, "promoter", sr.sha, 3*time.Minute, types.PhasePromoted, types.PhaseFailed, types.PhaseConflicted)
+	if r := sr.r; r.Phase != types.PhasePromoted || !r.Signed || r.Promotions[sr.release].Digest != r.Index {
+		t.Fatalf("revision %s: %+v", sr.sha, r)
+	}
+	sr.kids = testenv.IndexChildren(t, sr.release+":"+sr.sha)
+	sr.checkPromotedChildren(t)
+
+	t.Run("cosign verifies the index and both children at the release registry", sr.checkCosignVerifies)
+	t.Run("each child has its SBOM referrer at the release registry", sr.checkSBOMReferrers)
+	t.Run("the promoted binary runs and names its commit", func(t *testing.T) { sr.checkBinaryRuns(ctx, t) })
+	t.Run("the chart installs the promoted index by digest", sr.checkChartByDigest)
+}
+
+// buildSelfImage builds promoter's image for both platforms from this tree, as
+// hack/image.sh does.
+func buildSelfImage(ctx context.Context, t *testing.T) *selfimage.Release {
+	t.Helper()
 	start := time.Now()
 	rel, err := selfimage.Build(ctx, selfimage.Spec{Dir: "..", Out: t.TempDir(), Version: "v0.0.0-e2e"})
 	if err != nil {
 		t.Fatalf("building promoter's image: %v", err)
 	}
 	t.Logf("built %s (commit %s) for %d platforms in %s", rel.Version, rel.Revision, len(rel.Images), time.Since(start).Round(time.Second))
-	sha := strings.TrimSuffix(rel.Revision, "-dirty")
+	return rel
+}
 
-	// The release workflow's order: by digest (with the SBOM), sign, then tag.
+// stageSelfImage pushes rel to the staging repository in the release workflow's order:
+// by digest (with the SBOM), signed by CI with ciKey through the cosign CLI, then tagged
+// <sha>-<arch>. It returns the pushed images by platform.
+func stageSelfImage(ctx context.Context, t *testing.T, rel *selfimage.Release, staging, sha, cosign, ciKey string) map[string]selfimage.PushedImage {
+	t.Helper()
 	repo, err := name.NewRepository(staging)
 	if err != nil {
 		t.Fatal(err)
@@ -71,110 +97,152 @@ func TestPromoterReleasesItself(t *testing.T) {
 	if err := selfimage.TagArchImages(ctx, repo, pushed.Images); err != nil {
 		t.Fatalf("tagging: %v", err)
 	}
+	return staged
+}
 
-	r := d.waitPhase(t, "promoter", sha, 3*time.Minute, types.PhasePromoted, types.PhaseFailed, types.PhaseConflicted)
-	if r.Phase != types.PhasePromoted || !r.Signed || r.Promotions[release].Digest != r.Index {
-		t.Fatalf("revision %s: %+v", sha, r)
+// selfRelease is what TestPromoterReleasesItself checks at the release registry: promoter's
+// image, built at commit sha, staged, then promoted by the daemon.
+type selfRelease struct {
+	cosign string
+	// release is the release registry's repository.
+	release string
+	// pub and ciPub are promoter's and CI's public keys.
+	pub, ciPub string
+	// revision is the commit the build recorded ("-dirty" when the tree was); sha is it
+	// without the suffix, the revision's name and tag.
+	revision, sha string
+	staged        map[string]selfimage.PushedImage // platform → what CI staged
+	r             *types.Revision
+	kids          map[string]string // platform → the promoted index's child
+}
+
+// checkPromotedChildren checks the promoted index holds the staged images, each let in by
+// CI's signature.
+func (sr *selfRelease) checkPromotedChildren(t *testing.T) {
+	t.Helper()
+	for _, p := range bothArches {
+		if sr.kids[p] != sr.staged[p].Digest {
+			t.Errorf("the promoted index's %s child is %s, want the staged %s", p, sr.kids[p], sr.staged[p].Digest)
+		}
+		if e := sr.r.Platforms[p].Evidence; e == nil || e.Kind != types.EvidenceSignature || e.Digest != sr.staged[p].Digest {
+			t.Errorf("%s evidence %+v, want the CI signature of %s", p, e, sr.staged[p].Digest)
+		}
 	}
-	kids := testenv.IndexChildren(t, release+":"+sha)
-	for _, p := range []string{"linux/amd64", "linux/arm64"} {
-		if kids[p] != staged[p].Digest {
-			t.Errorf("the promoted index's %s child is %s, want the staged %s", p, kids[p], staged[p].Digest)
-		}
-		if e := r.Platforms[p].Evidence; e == nil || e.Kind != types.EvidenceSignature || e.Digest != staged[p].Digest {
-			t.Errorf("%s evidence %+v, want the CI signature of %s", p, e, staged[p].Digest)
+}
+
+func (sr *selfRelease) checkCosignVerifies(t *testing.T) {
+	for _, dg := range []string{sr.r.Index, sr.kids["linux/amd64"], sr.kids["linux/arm64"]} {
+		cosignVerify(t, sr.cosign, sr.pub, sr.release+"@"+dg)
+	}
+	for _, p := range bothArches {
+		// CI's signature travelled with the image.
+		cosignVerify(t, sr.cosign, sr.ciPub, sr.release+"@"+sr.kids[p])
+	}
+}
+
+func (sr *selfRelease) checkSBOMReferrers(t *testing.T) {
+	for _, p := range bothArches {
+		sr.checkSBOMReferrer(t, p)
+	}
+}
+
+// checkSBOMReferrer checks platform p's child at the release registry lists the staged
+// SBOM as its one referrer, and that the SBOM describes this build.
+func (sr *selfRelease) checkSBOMReferrer(t *testing.T, p string) {
+	t.Helper()
+	child := mustDigest(t, sr.release+"@"+sr.kids[p])
+	idx, err := remote.Referrers(child)
+	if err != nil {
+		t.Fatalf("referrers of %s: %v", child, err)
+	}
+	viaAPI := sbomsIn(t, idx)
+	// distribution v3.1.2 has no referrers API: the list is the fallback tag.
+	fallback := child.Context().Tag(strings.Replace(sr.kids[p], ":", "-", 1))
+	fidx, err := remote.Index(fallback)
+	if err != nil {
+		t.Fatalf("fallback tag %s: %v", fallback, err)
+	}
+	viaTag := sbomsIn(t, fidx)
+	want := sr.staged[p].SBOM
+	if len(viaAPI) != 1 || len(viaTag) != 1 || viaAPI[0] != want || viaTag[0] != want {
+		t.Fatalf("%s: SBOM referrers %v (listing), %v (fallback tag %s), want the staged %s", p, viaAPI, viaTag, fallback, want)
+	}
+	doc := readSBOM(t, child.Context().Digest(want))
+	for _, want := range []string{`"spdxVersion": "SPDX-2.3"`, `"name": "github.com/google/go-containerregistry"`, sr.sha, p} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("%s SBOM does not contain %s", p, want)
 		}
 	}
+}
 
-	t.Run("cosign verifies the index and both children at the release registry", func(t *testing.T) {
-		for _, dg := range []string{r.Index, kids["linux/amd64"], kids["linux/arm64"]} {
-			cosignVerify(t, cosign, env.Pub, release+"@"+dg)
+// checkBinaryRuns runs the promoted binary of this machine's platform and checks its
+// image config and that it names the commit it was built from.
+func (sr *selfRelease) checkBinaryRuns(ctx context.Context, t *testing.T) {
+	p := runtime.GOOS + "/" + runtime.GOARCH
+	dg, ok := sr.kids[p]
+	if !ok {
+		t.Fatalf("no %s child in %v", p, sr.kids)
+	}
+	img, err := remote.Image(mustDigest(t, sr.release+"@"+dg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr.checkImageConfig(t, img)
+	bin := filepath.Join(t.TempDir(), "promoter")
+	extractFile(t, img, selfimage.BinaryPath, bin)
+	out, err := exec.CommandContext(ctx, bin, "version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s version: %v\n%s", bin, err, out)
+	}
+	t.Logf("promoted %s binary:\n%s", p, out)
+	for _, want := range []string{"promoter v0.0.0-e2e\n", "commit: " + sr.revision + "\n"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("promoter version printed:\n%s\nwant a line %q", out, strings.TrimSpace(want))
 		}
-		for _, p := range []string{"linux/amd64", "linux/arm64"} {
-			// CI's signature travelled with the image.
-			cosignVerify(t, cosign, ciPub, release+"@"+kids[p])
-		}
-	})
+	}
+}
 
-	t.Run("each child has its SBOM referrer at the release registry", func(t *testing.T) {
-		for _, p := range []string{"linux/amd64", "linux/arm64"} {
-			child := mustDigest(t, release+"@"+kids[p])
-			idx, err := remote.Referrers(child)
-			if err != nil {
-				t.Fatalf("referrers of %s: %v", child, err)
-			}
-			viaAPI := sbomsIn(t, idx)
-			// distribution v3.1.2 has no referrers API: the list is the fallback tag.
-			fallback := child.Context().Tag(strings.Replace(kids[p], ":", "-", 1))
-			fidx, err := remote.Index(fallback)
-			if err != nil {
-				t.Fatalf("fallback tag %s: %v", fallback, err)
-			}
-			viaTag := sbomsIn(t, fidx)
-			if len(viaAPI) != 1 || len(viaTag) != 1 || viaAPI[0] != staged[p].SBOM || viaTag[0] != staged[p].SBOM {
-				t.Fatalf("%s: SBOM referrers %v (listing), %v (fallback tag %s), want the staged %s", p, viaAPI, viaTag, fallback, staged[p].SBOM)
-			}
-			doc := readSBOM(t, child.Context().Digest(staged[p].SBOM))
-			for _, want := range []string{`"spdxVersion": "SPDX-2.3"`, `"name": "github.com/google/go-containerregistry"`, sha, p} {
-				if !strings.Contains(doc, want) {
-					t.Errorf("%s SBOM does not contain %s", p, want)
-				}
-			}
-		}
-	})
+// checkImageConfig checks img runs its one binary as the nonroot user and is labelled
+// with the commit.
+func (sr *selfRelease) checkImageConfig(t *testing.T, img v1.Image) {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.Config.User != "65532" || len(cf.Config.Entrypoint) != 1 || cf.Config.Entrypoint[0] != selfimage.BinaryPath ||
+		cf.Config.Labels[selfimage.AnnotationRevision] != sr.sha {
+		t.Errorf("config: user %q, entrypoint %v, labels %v; want user 65532, entrypoint [%s], label %s=%s",
+			cf.Config.User, cf.Config.Entrypoint, cf.Config.Labels, selfimage.BinaryPath, selfimage.AnnotationRevision, sr.sha)
+	}
+}
 
-	t.Run("the promoted binary runs and names its commit", func(t *testing.T) {
-		p := runtime.GOOS + "/" + runtime.GOARCH
-		dg, ok := kids[p]
-		if !ok {
-			t.Fatalf("no %s child in %v", p, kids)
+func (sr *selfRelease) checkChartByDigest(t *testing.T) {
+	ref := sr.release + "@" + sr.r.Index
+	images := chartPromoterImages(t, "image.repository="+sr.release, "image.digest="+sr.r.Index, "image.tag=ignored")
+	if len(images) < 2 {
+		t.Fatalf("the chart rendered %d promoter containers (%v), want the daemon's and the builder agent's", len(images), images)
+	}
+	for _, img := range images {
+		if img != ref {
+			t.Errorf("a container runs %s, want the promoted index %s", img, ref)
 		}
-		img, err := remote.Image(mustDigest(t, release+"@"+dg))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cf, err := img.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cf.Config.User != "65532" || len(cf.Config.Entrypoint) != 1 || cf.Config.Entrypoint[0] != selfimage.BinaryPath ||
-			cf.Config.Labels[selfimage.AnnotationRevision] != sha {
-			t.Errorf("config: user %q, entrypoint %v, labels %v", cf.Config.User, cf.Config.Entrypoint, cf.Config.Labels)
-		}
-		bin := filepath.Join(t.TempDir(), "promoter")
-		extractFile(t, img, selfimage.BinaryPath, bin)
-		out, err := exec.CommandContext(ctx, bin, "version").CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s version: %v\n%s", bin, err, out)
-		}
-		t.Logf("promoted %s binary:\n%s", p, out)
-		for _, want := range []string{"promoter v0.0.0-e2e\n", "commit: " + rel.Revision + "\n"} {
-			if !strings.Contains(string(out), want) {
-				t.Errorf("promoter version printed:\n%s\nwant a line %q", out, strings.TrimSpace(want))
-			}
-		}
-	})
+	}
+}
 
-	t.Run("the chart installs the promoted index by digest", func(t *testing.T) {
-		ref := release + "@" + r.Index
-		objs := renderChart(t, "image.repository="+release, "image.digest="+r.Index, "image.tag=ignored")
-		var images []string
-		for _, o := range objs {
-			for _, line := range strings.Split(string(o.doc), "\n") {
-				if img, ok := strings.CutPrefix(strings.TrimSpace(line), "image: "); ok && strings.Contains(img, "promoter-dev/promoter") {
-					images = append(images, strings.Trim(img, `"`))
-				}
+// chartPromoterImages renders the chart with set and returns the image of each
+// promoter container it renders.
+func chartPromoterImages(t *testing.T, set ...string) []string {
+	t.Helper()
+	var images []string
+	for _, o := range renderChart(t, set...) {
+		for _, line := range strings.Split(string(o.doc), "\n") {
+			if img, ok := strings.CutPrefix(strings.TrimSpace(line), "image: "); ok && strings.Contains(img, "promoter-dev/promoter") {
+				images = append(images, strings.Trim(img, `"`))
 			}
 		}
-		if len(images) < 2 {
-			t.Fatalf("the chart rendered %d promoter containers (%v), want the daemon's and the builder agent's", len(images), images)
-		}
-		for _, img := range images {
-			if img != ref {
-				t.Errorf("a container runs %s, want the promoted index %s", img, ref)
-			}
-		}
-	})
+	}
+	return images
 }
 
 func mustDigest(t *testing.T, ref string) name.Digest {
