@@ -2,12 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,22 +66,22 @@ func TestStatusFollowsPages(t *testing.T) {
 		args    []string
 		want    int // revisions printed
 		newest  string
-		wantErr string
+		wantErr error // matched with errors.Is
 	}{
 		{name: "every page", args: []string{"--token", "t0k"}, want: 1203, newest: "r1202"},
 		{name: "limit within a page", args: []string{"--token", "t0k", "--limit", "3"}, want: 3, newest: "r0002"},
 		{name: "limit across pages", args: []string{"--token", "t0k", "--limit", "700"}, want: 700, newest: "r0699"},
 		{name: "token from the environment", args: nil, want: 1203, newest: "r1202"},
-		{name: "wrong token", args: []string{"--token", "nope"}, wantErr: "401"},
+		{name: "wrong token", args: []string{"--token", "nope"}, wantErr: status.ErrUnauthorized},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.args == nil {
 				t.Setenv("PROMOTER_AUTH_STATUSTOKEN", "t0k")
 			}
 			out, _, err := runCLI(t, append([]string{"status", "--server", ts.URL, "--json"}, tc.args...)...)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("got %v, want an error with %q", err, tc.wantErr)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("got %v, want %v", err, tc.wantErr)
 				}
 				return
 			}

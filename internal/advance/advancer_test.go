@@ -137,6 +137,47 @@ func pipeline(sign bool, dests ...string) types.Pipeline {
 	return p
 }
 
+// handle delivers steps to the fixture's Advancer, in order, as the bus would.
+func (f *fixture) handle(t *testing.T, steps ...types.Step) {
+	t.Helper()
+	for _, s := range steps {
+		if err := f.adv.HandleStep(context.Background(), s); err != nil {
+			t.Fatalf("HandleStep(%+v): %v", s, err)
+		}
+	}
+}
+
+// checkSigned: rev's index was signed once, in staging, and its state says so.
+func (f *fixture) checkSigned(t *testing.T, rev string) {
+	t.Helper()
+	if want := "staging.example/app@" + index; len(f.sign.refs) != 1 || f.sign.refs[0] != want {
+		t.Fatalf("signed %v, want [%s]", f.sign.refs, want)
+	}
+	if got := f.get(t, rev); got.Phase != types.PhaseSigned || !got.Signed {
+		t.Fatalf("after signing: %s signed=%v, want %s signed=true", got.Phase, got.Signed, types.PhaseSigned)
+	}
+}
+
+// checkPromoted: rev's promotion to dest is done, of index, and rev is in phase want.
+func (f *fixture) checkPromoted(t *testing.T, rev, dest string, want types.Phase) {
+	t.Helper()
+	if got := f.get(t, rev); got.Phase != want || !got.Promotions[dest].Done || got.Promotions[dest].Digest != index {
+		t.Fatalf("after promoting %s: phase %s, promotion %+v; want %s and done", dest, got.Phase, got.Promotions[dest], want)
+	}
+}
+
+// checkPromotionSteps: steps are one promotion per destination, in the order of dests.
+func checkPromotionSteps(t *testing.T, steps []types.Step, dests ...string) {
+	t.Helper()
+	ok := len(steps) == len(dests)
+	for i := 0; ok && i < len(dests); i++ {
+		ok = steps[i].Destination == dests[i]
+	}
+	if !ok {
+		t.Fatalf("after signing: published %+v, want a promotion per destination %v", steps, dests)
+	}
+}
+
 // TestAdvancerSignsThenPromotesEachDestination follows a merged revision through every
 // step, as the bus would deliver them.
 func TestAdvancerSignsThenPromotesEachDestination(t *testing.T) {
@@ -151,50 +192,30 @@ func TestAdvancerSignsThenPromotesEachDestination(t *testing.T) {
 		t.Fatalf("after the merge: published %+v, want one sign step", steps)
 	}
 	// A promotion delivered before signing is done waits for it.
-	early := types.Step{Kind: types.StepPromote, Pipeline: "app", Revision: "r1", Index: index, Destination: "prod.example/app"}
-	if err := f.adv.HandleStep(ctx, early); err != nil {
-		t.Fatal(err)
-	}
+	f.handle(t, types.Step{Kind: types.StepPromote, Pipeline: "app", Revision: "r1", Index: index, Destination: "prod.example/app"})
 	if len(f.prom.calls) != 0 {
-		t.Fatalf("promoted before signing: %v", f.prom.calls)
+		t.Fatalf("promoted before signing: %v, want no promotion", f.prom.calls)
 	}
 	f.pub.take()
-	if err := f.adv.HandleStep(ctx, steps[0]); err != nil {
-		t.Fatal(err)
-	}
-	if want := "staging.example/app@" + index; len(f.sign.refs) != 1 || f.sign.refs[0] != want {
-		t.Fatalf("signed %v, want [%s]", f.sign.refs, want)
-	}
-	if got := f.get(t, "r1"); got.Phase != types.PhaseSigned || !got.Signed {
-		t.Fatalf("after signing: %s signed=%v", got.Phase, got.Signed)
-	}
+	f.handle(t, steps[0])
+	f.checkSigned(t, "r1")
 	steps = f.pub.take()
-	if len(steps) != 2 || steps[0].Destination != "prod.example/app" || steps[1].Destination != "mirror.example/app" {
-		t.Fatalf("after signing: published %+v, want a promotion per destination", steps)
-	}
+	checkPromotionSteps(t, steps, "prod.example/app", "mirror.example/app")
 	for i, s := range steps {
-		if err := f.adv.HandleStep(ctx, s); err != nil {
-			t.Fatal(err)
-		}
+		f.handle(t, s)
 		want := types.PhaseSigned
 		if i == len(steps)-1 {
 			want = types.PhasePromoted
 		}
-		if got := f.get(t, "r1"); got.Phase != want || !got.Promotions[s.Destination].Done || got.Promotions[s.Destination].Digest != index {
-			t.Fatalf("after promoting %s: phase %s, promotion %+v; want %s and done", s.Destination, got.Phase, got.Promotions[s.Destination], want)
-		}
+		f.checkPromoted(t, "r1", s.Destination, want)
 	}
 	if want := "staging.example/app@" + index + " r1 prod.example/app"; f.prom.calls[0] != want {
 		t.Errorf("promoted %q, want %q", f.prom.calls[0], want)
 	}
 	// Redelivered steps of a promoted revision do nothing.
-	for _, s := range steps {
-		if err := f.adv.HandleStep(ctx, s); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.handle(t, steps...)
 	if len(f.prom.calls) != 2 || len(f.sign.refs) != 1 {
-		t.Errorf("redelivery repeated work: promotions %v, signatures %v", f.prom.calls, f.sign.refs)
+		t.Errorf("redelivery repeated work: promotions %v, signatures %v; want 2 promotions, 1 signature", f.prom.calls, f.sign.refs)
 	}
 }
 

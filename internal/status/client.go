@@ -9,7 +9,6 @@ package status
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -29,9 +28,6 @@ type Page struct {
 
 // PageSize is how many revisions List asks for per request.
 const PageSize = 500
-
-// ErrNotFound is returned by Revision for a revision the daemon has no state of.
-var ErrNotFound = errors.New("no state for this revision")
 
 // Client reads a daemon's status API at URL (its status listener, e.g.
 // http://127.0.0.1:8081), with Token as bearer token when the daemon sets
@@ -105,7 +101,7 @@ func (c *Client) get(ctx context.Context, path string, v any) error {
 		if resp.StatusCode == http.StatusNotFound && strings.HasPrefix(path, "/v1/revisions/") {
 			return fmt.Errorf("%w: %s", ErrNotFound, e.Error)
 		}
-		return fmt.Errorf("daemon answered %s: %s", resp.Status, e.Error)
+		return &ResponseError{StatusCode: resp.StatusCode, Status: resp.Status, Message: e.Error}
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		return fmt.Errorf("decoding daemon answer: %w", err)

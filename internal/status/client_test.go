@@ -33,12 +33,12 @@ func TestClient(t *testing.T) {
 	if r, err := c.Revision(ctx, "web", "abc"); err != nil || r.Phase != types.PhaseMerged {
 		t.Fatalf("Revision: %+v %v", r, err)
 	}
-	if _, err := c.Revision(ctx, "web", "nope"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no state for web/nope") {
+	if _, err := c.Revision(ctx, "web", "nope"); !errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "no state for web/nope") {
 		t.Errorf("absent revision: got %v, want ErrNotFound with the daemon's message", err)
 	}
 	c.Token = ""
-	if _, err := c.Revision(ctx, "web", "abc"); err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "401") {
-		t.Errorf("without the token: got %v, want the daemon's 401", err)
+	if _, err := c.Revision(ctx, "web", "abc"); !errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "401") {
+		t.Errorf("without the token: got %v, want ErrUnauthorized with the daemon's 401", err)
 	}
 	c.URL = "http://127.0.0.1:1"
 	if _, err := c.Revision(ctx, "web", "abc"); err == nil || !strings.Contains(err.Error(), "is `promoter serve` running?") {
