@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/promoter-dev/promoter/internal/testenv"
 )
 
 // buildBinary compiles promoter once per test binary run.
@@ -135,19 +137,19 @@ func TestVersion(t *testing.T) {
 
 func waitHTTP(t *testing.T, url string, status int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	err := testenv.WaitFor(30*time.Second, func() error {
 		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == status {
-				return
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer %d within 30s (last: %v)", url, status, err)
+		resp.Body.Close()
+		if resp.StatusCode != status {
+			return fmt.Errorf("answered %d", resp.StatusCode)
 		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s did not answer %d within 30s (last: %v)", url, status, err)
 	}
 }
 

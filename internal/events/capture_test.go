@@ -71,9 +71,8 @@ func TestRegistryNotificationsMatchTestdata(t *testing.T) {
 		"pull.json": func(e event) bool { return e.Action == "pull" },
 	}
 	found := map[string][]byte{}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(found) < len(want) && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
+	// A file still missing after the wait is reported below, by name.
+	_ = testenv.WaitFor(10*time.Second, func() error {
 		mu.Lock()
 		for _, b := range bodies {
 			var env envelope
@@ -87,7 +86,11 @@ func TestRegistryNotificationsMatchTestdata(t *testing.T) {
 			}
 		}
 		mu.Unlock()
-	}
+		if len(found) < len(want) {
+			return fmt.Errorf("%d of %d kinds of notification captured", len(found), len(want))
+		}
+		return nil
+	})
 	for file := range want {
 		b, ok := found[file]
 		if !ok {

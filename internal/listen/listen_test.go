@@ -3,6 +3,7 @@ package listen
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/promoter-dev/promoter/internal/metrics"
+	"github.com/promoter-dev/promoter/internal/testenv"
 )
 
 func TestAutoMaxConns(t *testing.T) {
@@ -130,12 +132,14 @@ const slowPost = "POST /work HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n
 // waitOpen waits until the budget holds n connections (accept is asynchronous).
 func waitOpen(t *testing.T, cs *Conns, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for cs.Open() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections open, want %d", cs.Open(), n)
+	err := testenv.WaitFor(10*time.Second, func() error {
+		if open := cs.Open(); open != n {
+			return fmt.Errorf("%d connections open, want %d", open, n)
 		}
-		time.Sleep(5 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -238,8 +242,7 @@ func TestBudgetShedsTheSlowestReader(t *testing.T) {
 // waitActive waits until n connections of the budget have had their headers read.
 func waitActive(t *testing.T, cs *Conns, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	err := testenv.WaitFor(10*time.Second, func() error {
 		cs.mu.Lock()
 		active := 0
 		for c := range cs.open {
@@ -248,13 +251,13 @@ func waitActive(t *testing.T, cs *Conns, n int) {
 			}
 		}
 		cs.mu.Unlock()
-		if active == n {
-			return
+		if active != n {
+			return fmt.Errorf("%d connections active, want %d", active, n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections active, want %d", active, n)
-		}
-		time.Sleep(5 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

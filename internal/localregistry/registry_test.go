@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/promoter-dev/promoter/internal/localregistry"
+	"github.com/promoter-dev/promoter/internal/testenv"
 )
 
 func start(t *testing.T, dir string, opts ...localregistry.Option) *localregistry.Registry {
@@ -200,16 +202,21 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // until waits for an event done reports true for and returns every event received so far.
 func (s *sink) until(t *testing.T, done func(notifications.Event) bool) ([]notifications.Event, []string) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	var events []notifications.Event
+	var auth []string
+	err := testenv.WaitFor(10*time.Second, func() error {
 		s.mu.Lock()
-		events, auth := slices.Clone(s.events), slices.Clone(s.auth)
+		events, auth = slices.Clone(s.events), slices.Clone(s.auth)
 		s.mu.Unlock()
-		if slices.ContainsFunc(events, done) {
-			return events, auth
+		if !slices.ContainsFunc(events, done) {
+			return fmt.Errorf("%d notifications, none the awaited one", len(events))
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the awaited notification did not arrive within 10s: %v", err)
 	}
-	t.Fatal("the awaited notification did not arrive within 10s")
-	return nil, nil
+	return events, auth
 }
 
 func TestNotifications(t *testing.T) {

@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,12 +61,14 @@ func newPoller(t *testing.T, pub *bustest.Recorder, pipelines []types.Pipeline, 
 // waitFor waits until cond holds; the deadline only keeps a broken test from hanging.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
+	err := testenv.WaitFor(30*time.Second, func() error {
+		if !cond() {
+			return errors.New("not yet")
 		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("gave up waiting for %s", what)
 	}
 }
 
