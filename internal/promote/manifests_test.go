@@ -8,6 +8,24 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
+// TestLanes: the referrers of one subject are written one after another, everything else
+// at once, in the wave's order.
+func TestLanes(t *testing.T) {
+	h := func(i int) v1.Hash { return v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%064d", i)} }
+	a, b := v1.Descriptor{Digest: h(1)}, v1.Descriptor{Digest: h(2)}
+	nodes := []*node{
+		{digest: h(10), subject: &a},
+		{digest: h(11)},
+		{digest: h(12), subject: &b},
+		{digest: h(13), subject: &a},
+		{digest: h(14)},
+	}
+	want := [][]int{{0, 3}, {1}, {2}, {4}}
+	if diff := cmp.Diff(want, lanes(nodes, []int{0, 1, 2, 3, 4})); diff != "" {
+		t.Errorf("lanes (-want +got):\n%s", diff)
+	}
+}
+
 // TestWaves: an index comes after its children, a referrer after its subject, a cosign
 // tag after the manifest it is attached to; what depends on nothing goes first, together.
 func TestWaves(t *testing.T) {
