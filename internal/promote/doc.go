@@ -10,7 +10,10 @@
 // concurrent promotions of the same source (share.go); the blob sources a destination
 // uploads from (source.go: a direct read, or a part of the fan-out that reads each blob
 // once for every destination, fanout.go); blob transfer with cross-repository mounts and
-// streaming (blob.go); manifest writes, tag moves and tag immutability (copy.go); and
+// streaming (blob.go); one destination's promotion (copy.go): its manifests, children
+// before their index and subjects before their accessories (manifests.go), cosign
+// accessories merged with what the destination holds and referrers relisted
+// (accessory.go), the tag written or moved last and tag immutability (tag.go); and
 // per-host request limits (limit.go). Retries, Retry-After and the cosign tag scheme are
 // internal/registry's.
 //
