@@ -3,6 +3,7 @@ package promote
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -103,8 +104,12 @@ func (b *blobCopier) try(ctx context.Context, desc v1.Descriptor) (Action, error
 	if err != nil {
 		return "", err
 	}
+	// Closing body gives back the request slots the upload holds, so it is closed when
+	// the PUT returned, not by the HTTP transport once the last byte is written: a slow
+	// destination still works on the request then, and must count against its host's
+	// limit until it answers.
 	defer body.Close()
-	return Copy, b.dst.PutUpload(ctx, location, desc, body)
+	return Copy, b.dst.PutUpload(ctx, location, desc, struct{ io.Reader }{body})
 }
 
 // start opens an upload session, asking for a cross-repository mount when source and

@@ -50,6 +50,9 @@ type group struct {
 	joined  []*joiner
 	started bool
 	grace   *time.Timer // started by the first part to join
+	// uploads counts the joined parts whose upload has not returned: the download holds
+	// their request slots until then, as a part's own upload would (direct.Open).
+	uploads sync.WaitGroup
 }
 
 // joiner is one destination's part of a group: its host (where it holds a request slot
@@ -58,6 +61,8 @@ type joiner struct {
 	host  string
 	body  *io.PipeReader
 	start chan struct{} // closed when the download starts (body is set then)
+	// finish tells the group this part's upload returned (once); set when it starts.
+	finish func()
 }
 
 func newFanout(destinations int, blobs *sourceBlobs) *fanout {
@@ -145,7 +150,7 @@ func (f *fanout) open(ctx context.Context, d int, host string, desc v1.Descripto
 
 	select {
 	case <-j.start:
-		return partBody{j.body}, nil
+		return partBody{j}, nil
 	case <-ctx.Done():
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -160,15 +165,22 @@ func (f *fanout) open(ctx context.Context, d int, host string, desc v1.Descripto
 		}
 		// Started meanwhile: closing the pipe drops this part.
 		j.body.CloseWithError(ctx.Err())
+		j.finish()
 		return nil, ctx.Err()
 	}
 }
 
-// partBody is one destination's end of a shared download; closing it drops the
-// destination from the download.
-type partBody struct{ *io.PipeReader }
+// partBody is one destination's end of a shared download; closing it (its upload
+// returned) drops the destination from the download and gives back its request slot.
+type partBody struct{ j *joiner }
 
-func (b partBody) Close() error { return b.CloseWithError(errPartDone) }
+func (b partBody) Read(p []byte) (int, error) { return b.j.body.Read(p) }
+
+func (b partBody) Close() error {
+	err := b.j.body.CloseWithError(errPartDone)
+	b.j.finish()
+	return err
+}
 
 // errPartDone ends a destination's pipe once its upload returned: the shared download
 // writes to the others only.
@@ -193,9 +205,10 @@ func (f *fanout) start(g *group) {
 		g.grace.Stop()
 	}
 	writers := make([]*io.PipeWriter, len(g.joined))
+	g.uploads.Add(len(g.joined))
 	for i, j := range g.joined {
 		j.body, writers[i] = io.Pipe()
-		close(j.start)
+		j.finish = sync.OnceFunc(g.uploads.Done)
 	}
 	go g.broadcast(f.blobs, writers)
 }
@@ -213,11 +226,19 @@ func (g *group) broadcast(blobs *sourceBlobs, writers []*io.PipeWriter) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	release, err := blobs.limits.acquire(ctx, hosts...)
+	// The parts send their uploads only now, once the slots are held (or failed to be):
+	// an upload waiting for its body is a request in flight.
+	g.startUploads()
 	if err != nil {
 		closeAll(writers, err)
 		return
 	}
-	defer release()
+	// The slots are the uploads' too: a destination's request is in flight until its
+	// upload returns, which may be well after the last byte was written to its pipe.
+	defer func() {
+		g.uploads.Wait()
+		release()
+	}()
 	body, err := blobs.download(ctx, g.desc)
 	if err != nil {
 		closeAll(writers, err)
@@ -244,6 +265,13 @@ func (g *group) broadcast(blobs *sourceBlobs, writers []*io.PipeWriter) {
 			closeAll(writers, err)
 			return
 		}
+	}
+}
+
+// startUploads lets every joined part start its upload.
+func (g *group) startUploads() {
+	for _, j := range g.joined {
+		close(j.start)
 	}
 }
 
