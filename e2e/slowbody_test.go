@@ -77,37 +77,7 @@ func TestSlowBodyAttackSparesHonestSenders(t *testing.T) {
 	// Let the attackers take every descriptor they can before the honest traffic starts.
 	waitShedding(t, metrics)
 	honest := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	var honestOK, honestFailed, probeOK, probeFailed int
-	var slowestHonest, slowestProbe time.Duration
-	var failures []string
-	probe := time.NewTicker(250 * time.Millisecond)
-	defer probe.Stop()
-	for n := 0; ctx.Err() == nil; n++ {
-		select {
-		case <-probe.C:
-			start := time.Now()
-			err := readyz(honest, d.URL)
-			slowestProbe = max(slowestProbe, time.Since(start))
-			if err != nil {
-				probeFailed++
-				failures = append(failures, "readyz: "+err.Error())
-			} else {
-				probeOK++
-			}
-		default:
-		}
-		start := time.Now()
-		err := notify(honest, d.URL, fmt.Sprintf("r%d", n))
-		slowestHonest = max(slowestHonest, time.Since(start))
-		if err != nil {
-			honestFailed++
-			failures = append(failures, "notification: "+err.Error())
-		} else {
-			honestOK++
-		}
-		time.Sleep(50 * time.Millisecond) // the scenario: honest senders' pace, not a wait
-
-	}
+	h := sendHonestly(ctx, d.URL, honest)
 	wg.Wait()
 
 	sb.mu.Lock()
@@ -120,18 +90,11 @@ func TestSlowBodyAttackSparesHonestSenders(t *testing.T) {
 	}
 	t.Logf("open-file limit %d; %d attackers from 127.0.0.2 for %s: %d connections closed by the server (median life %s, longest %s), %d dials failed",
 		nofile, attackers, attackFor, len(lives), median.Round(10*time.Millisecond), longest.Round(10*time.Millisecond), sb.dialErrs.Load())
-	t.Logf("honest notifications from 127.0.0.1 (each on a new connection): %d ok, %d failed, slowest %s; /readyz probes: %d ok, %d failed, slowest %s",
-		honestOK, honestFailed, slowestHonest.Round(time.Millisecond), probeOK, probeFailed, slowestProbe.Round(time.Millisecond))
+	t.Logf("honest notifications from 127.0.0.1 (each on a new connection): %s", h)
 	if m, err := scrape(metrics); err == nil {
 		t.Logf("daemon metrics:\n%s", m)
 	}
-	if honestFailed > 0 || probeFailed > 0 {
-		t.Errorf("%d honest notifications and %d probes failed during the attack, want none; first failures:\n%s",
-			honestFailed, probeFailed, strings.Join(failures[:min(len(failures), 10)], "\n"))
-	}
-	if honestOK == 0 || probeOK == 0 {
-		t.Errorf("no honest request was made (%d notifications, %d probes)", honestOK, probeOK)
-	}
+	h.check(t, "the attack")
 	if len(lives) == 0 || longest >= attackFor {
 		t.Errorf("attacking connections lived through the whole attack (%d closed by the server, longest %s), want every one cut short",
 			len(lives), longest)
@@ -186,6 +149,65 @@ func trickle(ctx context.Context, c net.Conn, head string) bool {
 		}
 	}
 	return false
+}
+
+// honestTally is what the honest senders of an attack test saw (sendHonestly).
+type honestTally struct {
+	ok, failed, probeOK, probeFailed int
+	slowest, slowestProbe            time.Duration
+	failures                         []string
+}
+
+// sendHonestly is the honest traffic of an attack test: until ctx ends, a registry
+// notification to the daemon at base every 50 ms, the senders taking turns, and a /readyz
+// probe on the first sender every 250 ms.
+func sendHonestly(ctx context.Context, base string, senders ...*http.Client) honestTally {
+	var h honestTally
+	probe := time.NewTicker(250 * time.Millisecond)
+	defer probe.Stop()
+	for n := 0; ctx.Err() == nil; n++ {
+		select {
+		case <-probe.C:
+			start := time.Now()
+			err := readyz(senders[0], base)
+			h.slowestProbe = max(h.slowestProbe, time.Since(start))
+			if err != nil {
+				h.probeFailed++
+				h.failures = append(h.failures, "readyz: "+err.Error())
+			} else {
+				h.probeOK++
+			}
+		default:
+		}
+		start := time.Now()
+		err := notify(senders[n%len(senders)], base, fmt.Sprintf("r%d", n))
+		h.slowest = max(h.slowest, time.Since(start))
+		if err != nil {
+			h.failed++
+			h.failures = append(h.failures, "notification: "+err.Error())
+		} else {
+			h.ok++
+		}
+		time.Sleep(50 * time.Millisecond) // the scenario: honest senders' pace, not a wait
+	}
+	return h
+}
+
+func (h honestTally) String() string {
+	return fmt.Sprintf("%d ok, %d failed, slowest %s; /readyz probes: %d ok, %d failed, slowest %s",
+		h.ok, h.failed, h.slowest.Round(time.Millisecond), h.probeOK, h.probeFailed, h.slowestProbe.Round(time.Millisecond))
+}
+
+// check fails t when an honest request failed during the attack, or none was made.
+func (h honestTally) check(t *testing.T, attack string) {
+	t.Helper()
+	if h.failed > 0 || h.probeFailed > 0 {
+		t.Errorf("%d honest notifications and %d probes failed during %s, want none; first failures:\n%s",
+			h.failed, h.probeFailed, attack, strings.Join(h.failures[:min(len(h.failures), 10)], "\n"))
+	}
+	if h.ok == 0 || h.probeOK == 0 {
+		t.Errorf("no honest request was made (%d notifications, %d probes)", h.ok, h.probeOK)
+	}
 }
 
 func notify(c *http.Client, base, rev string) error {
