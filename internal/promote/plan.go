@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -108,11 +109,7 @@ func (w *walker) accessoriesOf(ctx context.Context, nodes []*node) ([]*node, err
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	var out []*node
-	for _, f := range found {
-		out = append(out, f...)
-	}
-	return out, nil
+	return slices.Concat(found...), nil
 }
 
 // tree reads ref and, for an index, its children, returning them children first. tag is
@@ -235,11 +232,7 @@ func (w *walker) accessories(ctx context.Context, n *node) ([]*node, error) {
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	var out []*node
-	for _, f := range found {
-		out = append(out, f...)
-	}
-	return out, nil
+	return slices.Concat(found...), nil
 }
 
 // referrers reads the OCI referrers of n in the source repository (the referrers API, or
